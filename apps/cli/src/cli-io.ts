@@ -1,0 +1,15 @@
+/** Where a command writes; the real process streams in `main`, buffers in tests. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+/** A usage mistake: printed with the command's usage, exit status 2. */
+export class CliUsageError extends Error {
+  readonly code = 'DDPM_CLI_USAGE';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliUsageError';
+  }
+}

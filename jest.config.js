@@ -1,0 +1,45 @@
+/**
+ * One jest configuration for the monorepo. TypeScript is compiled by swc (type checking is
+ * `tsc -b`, which `npm test` runs first); `@ddpm/*` imports resolve to each package's source so
+ * unit tests never depend on a stale build.
+ */
+const path = require('node:path');
+const fs = require('node:fs');
+
+/** Maps every workspace's package name to its src/index.ts. */
+function workspaceModuleMap() {
+  const map = {};
+  for (const group of ['packages', 'apps']) {
+    const dir = path.join(__dirname, group);
+    if (!fs.existsSync(dir)) continue;
+    for (const name of fs.readdirSync(dir)) {
+      const pkgFile = path.join(dir, name, 'package.json');
+      const entry = path.join(dir, name, 'src', 'index.ts');
+      if (!fs.existsSync(pkgFile) || !fs.existsSync(entry)) continue;
+      const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
+      map[`^${pkg.name.replace('/', '\\/')}$`] = entry;
+    }
+  }
+  return map;
+}
+
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/packages', '<rootDir>/apps', '<rootDir>/test'].filter((p) =>
+    fs.existsSync(p.replace('<rootDir>', __dirname)),
+  ),
+  testMatch: ['**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  moduleNameMapper: workspaceModuleMap(),
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      {
+        jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
+        module: { type: 'commonjs' },
+        sourceMaps: 'inline',
+      },
+    ],
+  },
+  testTimeout: 60_000,
+};

@@ -1,0 +1,75 @@
+/**
+ * @ddpm/diffusion — the mathematics of Denoising Diffusion Probabilistic Models (Ho, Jain &
+ * Abbeel, 2020), on the @tensorflow/tfjs-core API only. Pure: no I/O, no global randomness; the
+ * network is passed in as `(x_t, t) => output`.
+ */
+export { DiffusionError, type DiffusionErrorCode } from './errors';
+export { Rng, type RngState } from './rng';
+export { type NoiseSource, type RandomnessOptions, resolveNoise, rngNoise } from './noise';
+export { type LoopOptions, throwIfAborted, yieldToEventLoop } from './loop-control';
+export {
+  BETA_SCHEDULE_KINDS,
+  type BetaScheduleKind,
+  type BetaScheduleSpec,
+  PAPER_SCHEDULE,
+  betaSchedule,
+  isBetaScheduleKind,
+  linspace,
+  validateBetas,
+} from './schedule';
+export { type DiffusionTables, computeTables } from './tables';
+export {
+  LOSS_TYPES,
+  type LossType,
+  MEAN_TYPES,
+  type MeanType,
+  VARIANCE_TYPES,
+  type VarianceType,
+  isLearnedVariance,
+  isLossType,
+  isMeanType,
+  isVarianceType,
+  validateModelling,
+} from './config';
+export {
+  DEFAULT_MODELLING,
+  type DenoiseFn,
+  type DiffusionConfig,
+  GaussianDiffusion,
+  type MeanVariance,
+  type ReverseMeanVariance,
+  type Timesteps,
+} from './gaussian-diffusion';
+export { approxStandardNormalCdf, discretizedGaussianLogLikelihood, meanFlat, normalKl } from './gaussian';
+export {
+  LN2,
+  type TrainingLosses,
+  type VbTerms,
+  meanMatchingWeights,
+  trainingLosses,
+  vbTermsBpd,
+  vbTermsBpdFromOutput,
+} from './losses';
+export {
+  type BoundOptions,
+  type BoundResult,
+  type BoundSummary,
+  type RateDistortionPoint,
+  calcBpdLoop,
+  mergeBoundResults,
+  priorBpd,
+  rateDistortion,
+  summarizeBound,
+} from './bound';
+export {
+  type ProgressiveFrame,
+  type ReverseLoopOptions,
+  type ReverseLoopResult,
+  type ReverseStep,
+  runReverseLoop,
+} from './samplers/reverse-loop';
+export { type AncestralOptions, sampleAncestral } from './samplers/ancestral';
+export { type DdimOptions, ddimStep, sampleDdim } from './samplers/ddim';
+export { respace, respaceBySpec, spaceTimesteps } from './samplers/respace';
+export { type SharedLatentOptions, type SharedLatentResult, sampleSharedLatent } from './samplers/shared-latent';
+export { type InterpolateOptions, type InterpolateResult, interpolate } from './samplers/interpolate';
