@@ -1,0 +1,45 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** A fresh copy of the module, so each test starts with no backend chosen. */
+function fresh(): typeof import('./index') {
+  let mod: typeof import('./index') | undefined;
+  jest.isolateModules(() => {
+    mod = require('./index') as typeof import('./index');
+  });
+  return mod!;
+}
+
+describe('initBackend', () => {
+  it('falls back past the absent native packages to wasm and says why', async () => {
+    const info = await fresh().initBackend({ env: {} });
+    expect(info.name).toBe('wasm');
+    expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow']);
+    expect(info.skipped[0]!.reason).toMatch(/Cannot find module '@tensorflow\/tfjs-node-gpu'/);
+    expect(info.wasmSimd).toBe(true);
+    expect(info.wasmThreads).toBe(false);
+    expect(tf.getBackend()).toBe('wasm');
+  });
+
+  it('honours DDPM_BACKEND and is idempotent', async () => {
+    const { initBackend, currentBackend } = fresh();
+    const info = await initBackend({ env: { DDPM_BACKEND: 'cpu' } });
+    expect(info).toMatchObject({ name: 'cpu', tfBackend: 'cpu', skipped: [] });
+    expect(await initBackend({ env: { DDPM_BACKEND: 'wasm' } })).toBe(info);
+    expect(currentBackend()).toBe(info);
+  });
+
+  it('fails clearly when a forced backend cannot load or does not exist', async () => {
+    await expect(fresh().initBackend({ env: { DDPM_BACKEND: 'tensorflow-gpu' } })).rejects.toThrow(
+      /DDPM_BACKEND=tensorflow-gpu could not be loaded \(@tensorflow\/tfjs-node-gpu\).*npm install @tensorflow\/tfjs-node-gpu@4.22.0/,
+    );
+    await expect(fresh().initBackend({ preferred: 'tpu' })).rejects.toThrow(
+      'DDPM_BACKEND="tpu" is not a backend; expected one of tensorflow-gpu, tensorflow, wasm, cpu',
+    );
+  });
+
+  it('registers gradients', () => {
+    fresh();
+    expect(tf.getGradient('Conv2D')).toBeDefined();
+    expect(tf.getGradient('Mean')).toBeDefined();
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * Picks the TensorFlow.js backend once at start-up (../shared/DESIGN.md, "Tensor backends"):
+ * `DDPM_BACKEND` if set, otherwise the first that loads of tfjs-node-gpu → tfjs-node → wasm → cpu.
+ * The native packages are optional dependencies loaded dynamically, so nothing needs them to
+ * build or test.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+
+export class BackendError extends Error {
+  readonly code = 'DDPM_BACKEND_UNAVAILABLE';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
+
+export interface BackendInfo {
+  /** Our name for it (what DDPM_BACKEND takes and what metrics and /healthz show). */
+  readonly name: BackendName;
+  /** TensorFlow.js's own backend name (`tensorflow`, `wasm`, `cpu`). */
+  readonly tfBackend: string;
+  /** Why each earlier candidate was passed over, for the start-up log. */
+  readonly skipped: readonly { name: BackendName; reason: string }[];
+  /** Whether the wasm backend runs SIMD / several threads (Node: SIMD yes, threads no). */
+  readonly wasmSimd?: boolean;
+  readonly wasmThreads?: boolean;
+}
+
+/** The npm package that provides each backend. */
+const PACKAGE: Record<BackendName, string> = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs-backend-cpu',
+};
+
+const TF_NAME: Record<BackendName, string> = {
+  'tensorflow-gpu': 'tensorflow',
+  tensorflow: 'tensorflow',
+  wasm: 'wasm',
+  cpu: 'cpu',
+};
+
+export function isBackendName(value: unknown): value is BackendName {
+  return typeof value === 'string' && (BACKEND_NAMES as readonly string[]).includes(value);
+}
+
+let selected: BackendInfo | undefined;
+
+/** Loads a backend's package (registering it with tfjs-core) and makes it current. */
+async function tryBackend(name: BackendName): Promise<void> {
+  // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
+  const specifier = PACKAGE[name];
+  require(specifier);
+  const ok = await tf.setBackend(TF_NAME[name]);
+  if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
+  await tf.ready();
+}
+
+/**
+ * Selects and initialises the backend. Idempotent: later calls return the first result.
+ * `preferred` (or the DDPM_BACKEND environment variable) forces one, failing clearly if it
+ * cannot load; otherwise candidates are tried in order.
+ */
+export async function initBackend(options: { preferred?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BackendInfo> {
+  if (selected !== undefined) return selected;
+  const forced = options.preferred ?? (options.env ?? process.env)['DDPM_BACKEND'];
+  if (forced !== undefined && forced !== '') {
+    if (!isBackendName(forced)) {
+      throw new BackendError(
+        `DDPM_BACKEND=${JSON.stringify(forced)} is not a backend; expected one of ${BACKEND_NAMES.join(', ')}`,
+      );
+    }
+    try {
+      await tryBackend(forced);
+    } catch (err) {
+      throw new BackendError(
+        `DDPM_BACKEND=${forced} could not be loaded (${PACKAGE[forced]}): ${firstLine(err)}. ` +
+          (forced.startsWith('tensorflow')
+            ? `Install it with "npm install ${PACKAGE[forced]}@4.22.0" on a machine that can download libtensorflow, ` +
+              'or unset DDPM_BACKEND to fall back to wasm.'
+            : 'Reinstall dependencies with "npm ci".'),
+      );
+    }
+    selected = describe(forced, []);
+    return selected;
+  }
+  const skipped: { name: BackendName; reason: string }[] = [];
+  for (const name of BACKEND_NAMES) {
+    try {
+      await tryBackend(name);
+      selected = describe(name, skipped);
+      return selected;
+    } catch (err) {
+      skipped.push({ name, reason: firstLine(err) });
+    }
+  }
+  throw new BackendError(
+    `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`,
+  );
+}
+
+/** The backend chosen by {@link initBackend}, or undefined before it ran. */
+export function currentBackend(): BackendInfo | undefined {
+  return selected;
+}
+
+function describe(name: BackendName, skipped: { name: BackendName; reason: string }[]): BackendInfo {
+  const base = { name, tfBackend: tf.getBackend(), skipped };
+  if (name !== 'wasm') return base;
+  return {
+    ...base,
+    wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
+    wasmThreads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'),
+  };
+}
+
+function firstLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n')[0] ?? message;
+}

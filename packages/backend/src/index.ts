@@ -1,0 +1,18 @@
+/**
+ * @ddpm/backend — one place that chooses and initialises the TensorFlow.js backend and makes
+ * sure gradients are registered. Import it before any training code.
+ */
+import { assertGradientsRegistered } from './gradients';
+
+export {
+  BACKEND_NAMES,
+  type BackendInfo,
+  type BackendName,
+  BackendError,
+  currentBackend,
+  initBackend,
+  isBackendName,
+} from './backend';
+export { assertGradientsRegistered } from './gradients';
+
+assertGradientsRegistered();

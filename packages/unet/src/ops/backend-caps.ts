@@ -1,0 +1,42 @@
+/**
+ * What the current backend can do fast. Measured on the wasm backend here (2 cores, SIMD, one
+ * thread; see also ../shared/FACTS.md):
+ * - it has no Conv2DBackpropFilter kernel, and conv2dTranspose is ~10x slower than conv2d;
+ * - a plain 2-D matMul runs at ~33 GFLOP/s, but transposeA/transposeB or a batch axis drop it
+ *   to ~2.5 GFLOP/s;
+ * - reducing a [N, C] tensor over N (tf.sum axis 0) takes ~3.6 ms for 4 MB, a ones-row matMul
+ *   0.2 ms;
+ * - slice / unstack / gather copy the whole input tensor out of the heap on every call.
+ * On such backends our ops compose their gradients from the fast kernels; native TensorFlow
+ * backends keep their own (cuDNN) gradients.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+const composedCache = new Map<string, boolean>();
+
+/** True when the current backend has no native Conv2DBackpropFilter kernel (wasm, webgpu...). */
+export function useComposedGradients(): boolean {
+  const backend = tf.getBackend();
+  let value = composedCache.get(backend);
+  if (value === undefined) {
+    value = backend === 'wasm' || tf.getKernel('Conv2DBackpropFilter', backend) === undefined;
+    composedCache.set(backend, value);
+  }
+  return value;
+}
+
+/** True when tensors live in host memory, so dataSync() is a plain copy (wasm, cpu). */
+export function hostMemoryBackend(): boolean {
+  const backend = tf.getBackend();
+  return backend === 'wasm' || backend === 'cpu';
+}
+
+/** Σ over all leading axes of x, keeping the last: [..., C] → [C], as a ones-row product. */
+export function sumToLastAxis(x: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => {
+    const c = x.shape[x.rank - 1]!;
+    const rows = x.size / c;
+    const flat = tf.reshape(x, [rows, c]) as tf.Tensor2D;
+    return tf.reshape(tf.matMul(tf.ones([1, rows]), flat), [c]) as tf.Tensor1D;
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * 3×3 (or any k×k) convolution with bias, stride 1 or 2, TensorFlow 'SAME' padding, NHWC.
+ *
+ * On backends without fast convolution gradients (wasm) the gradients are composed from forward
+ * convolutions, which run at the backend's full conv2d speed (../shared/FACTS.md):
+ * - input gradient, stride 1: conv2d(dy, W rotated 180° with in/out swapped, 'same');
+ * - input gradient, stride 2: one 2×2 conv of dy producing the four output phases at once,
+ *   interleaved by depthToSpace (a polyphase form of the transposed convolution);
+ * - filter gradient: one conv2d with the batch moved to channels (x as [Cin, H, W, B] and dy as
+ *   [Ho, Wo, B, Cout], dilated by the stride), giving [Cin, k, k, Cout].
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { sumToLastAxis, useComposedGradients } from './backend-caps';
+
+export type Stride = 1 | 2;
+
+/** TensorFlow 'SAME' padding (before, after) along one axis of size n. */
+export function samePadding(n: number, k: number, stride: Stride): [number, number] {
+  const out = Math.ceil(n / stride);
+  const total = Math.max((out - 1) * stride + k - n, 0);
+  return [Math.floor(total / 2), total - Math.floor(total / 2)];
+}
+
+function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: Stride): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [, h, w] = x.shape;
+    const [padTop, padBottom] = samePadding(h, k, stride);
+    const [padLeft, padRight] = samePadding(w, k, stride);
+    const xPad = tf.pad(x, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]);
+    // Batch becomes the channel axis: x → [Cin, H', W', B], dy → [Ho, Wo, B, Cout].
+    const xT = tf.transpose(xPad, [3, 1, 2, 0]);
+    const dyT = tf.transpose(dy, [1, 2, 0, 3]);
+    const full = tf.conv2d(xT, dyT, 1, 'valid', 'NHWC', stride);
+    // full: [Cin, k', k', Cout] with k' ≥ k when 'SAME' padding exceeds the kernel's reach.
+    const sliced = full.shape[1] === k && full.shape[2] === k ? full : tf.slice(full, [0, 0, 0, 0], [-1, k, k, -1]);
+    return tf.transpose(sliced, [1, 2, 0, 3]);
+  });
+}
+
+/**
+ * The filter rotated by 180° with in/out channels swapped, [k, k, Cout, Cin]. The k×k taps are
+ * reversed with a permutation product: wasm's Reverse kernel is slow even on small tensors.
+ */
+function rotatedFilter(filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [k, , cin, cout] = filter.shape;
+    const taps = k * k;
+    const reversal = tf.tensor2d(
+      Array.from({ length: taps * taps }, (_, i) => (Math.floor(i / taps) + (i % taps) === taps - 1 ? 1 : 0)),
+      [taps, taps],
+    );
+    const reversed = tf.reshape(tf.matMul(reversal, tf.reshape(filter, [taps, cin * cout])), [k, k, cin, cout]);
+    return tf.transpose(reversed, [0, 1, 3, 2]) as tf.Tensor4D;
+  });
+}
+
+function inputGradientStride1(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.conv2d(dy, rotatedFilter(filter), 1, 'same'));
+}
+
+/**
+ * Input gradient of a 3×3 stride-2 'SAME' convolution on even sizes (padding 0 before, 1 after):
+ * dx[2m] takes taps 0 (from dy[m]) and 2 (from dy[m−1]); dx[2m+1] takes tap 1 (from dy[m]).
+ * A 2×2 conv over dy padded by one row/column in front computes all four phases.
+ */
+const PHASE_TAPS: readonly (readonly [number, number])[] = [
+  // [tap for offset 0 (dy[m−1]), tap for offset 1 (dy[m])] per phase; -1: no tap.
+  [2, 0],
+  [-1, 1],
+];
+
+function inputGradientStride2(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [, , cin, cout] = filter.shape;
+    const flat = tf.reshape(filter, [9, cin, cout]);
+    const withZero = tf.concat([flat, tf.zeros([1, cin, cout])], 0); // index 9 is zeros
+    const index: number[] = [];
+    for (let ar = 0; ar < 2; ar++) {
+      for (let ac = 0; ac < 2; ac++) {
+        for (let pr = 0; pr < 2; pr++) {
+          for (let pc = 0; pc < 2; pc++) {
+            const kr = PHASE_TAPS[pr]![ar]!;
+            const kc = PHASE_TAPS[pc]![ac]!;
+            index.push(kr < 0 || kc < 0 ? 9 : kr * 3 + kc);
+          }
+        }
+      }
+    }
+    const taps = tf.gather(withZero, tf.tensor1d(index, 'int32')); // [16, Cin, Cout]
+    const kernel = tf.reshape(
+      tf.transpose(tf.reshape(taps, [2, 2, 2, 2, cin, cout]), [0, 1, 5, 2, 3, 4]),
+      [2, 2, cout, 4 * cin],
+    );
+    const phases = tf.conv2d(tf.pad(dy, [[0, 0], [1, 0], [1, 0], [0, 0]]), kernel as tf.Tensor4D, 1, 'valid');
+    // Interleave the phases (depthToSpace, which is slow on wasm): [B, Ho, Wo, (pr, pc, Cin)] →
+    // [B, Ho, pr, Wo, pc, Cin] → [B, 2Ho, 2Wo, Cin].
+    const [b, ho, wo] = phases.shape;
+    const split = tf.reshape(phases, [b, ho, wo, 2, 2, cin]);
+    return tf.reshape(tf.transpose(split, [0, 1, 3, 2, 4, 5]), [b, 2 * ho, 2 * wo, cin]);
+  });
+}
+
+const composedConv = {
+  1: makeComposedConv(1),
+  2: makeComposedConv(2),
+};
+
+function makeComposedConv(stride: Stride): (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D) => tf.Tensor4D {
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, filter, bias, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.GradSaveFunc];
+    save([x, filter]);
+    const value = tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, fs] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const dy4 = dy as tf.Tensor4D;
+        const k = fs.shape[0];
+        let dx: tf.Tensor4D;
+        if (stride === 1) dx = inputGradientStride1(dy4, fs);
+        else if (k === 3 && xs.shape[1] % 2 === 0 && xs.shape[2] % 2 === 0) dx = inputGradientStride2(dy4, fs);
+        else dx = tf.conv2dTranspose(dy4, fs, xs.shape, stride, 'same');
+        return [dx, filterGradient(xs, dy4, k, stride), sumToLastAxis(dy4)];
+      },
+    };
+  }) as (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D) => tf.Tensor4D;
+}
+
+/** y = conv2d(x, filter, stride, 'same') + bias, with fast gradients on every backend. */
+export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D, stride: Stride = 1): tf.Tensor4D {
+  if (!useComposedGradients()) {
+    return tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+  }
+  return composedConv[stride](x, filter, bias);
+}

@@ -1,0 +1,119 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import '@ddpm/backend';
+
+import { conv2d } from './conv2d';
+import { dense, matMul } from './matmul';
+
+/** Deterministic pseudo-random values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+function tensor(shape: number[], seed: number): tf.Tensor {
+  return tf.tensor(values(shape.reduce((a, b) => a * b, 1), seed), shape);
+}
+
+/** Gradients of sum(f(inputs) · probe) w.r.t. every input, on the given backend. */
+async function gradsOn(
+  backend: string,
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  shapes: number[][],
+  probeShape: number[],
+): Promise<{ value: Float32Array; grads: Float32Array[] }> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const inputs = shapes.map((s, i) => tensor(s, 11 + i));
+    const probe = tensor(probeShape, 99);
+    const g = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), probe)));
+    const value = f(...inputs).dataSync() as Float32Array;
+    return { value, grads: g(inputs).map((t) => t.dataSync() as Float32Array) };
+  });
+}
+
+function expectClose(actual: Float32Array, expected: Float32Array, tol: number): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  const scale = Math.max(1e-6, ...Array.from(expected, Math.abs));
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / scale);
+  expect(worst).toBeLessThan(tol);
+}
+
+describe('conv2d with composed gradients', () => {
+  it.each([
+    [1, [2, 6, 6, 3], [3, 3, 3, 4]],
+    [2, [2, 8, 8, 3], [3, 3, 3, 5]],
+    [1, [3, 4, 4, 2], [3, 3, 2, 2]],
+  ] as const)('stride %d: value and gradients on wasm equal the cpu backend built-ins', async (stride, xShape, wShape) => {
+    const cout = wShape[3];
+    const out = [xShape[0], xShape[1] / stride, xShape[2] / stride, cout];
+    const reference = await gradsOn(
+      'cpu',
+      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b!),
+      [[...xShape], [...wShape], [cout]],
+      out,
+    );
+    const ours = await gradsOn(
+      'wasm',
+      (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, stride),
+      [[...xShape], [...wShape], [cout]],
+      out,
+    );
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+
+  it('the stride-2 gradient matches central finite differences', async () => {
+    await tf.setBackend('wasm');
+    const x = tensor([1, 4, 4, 2], 3) as tf.Tensor4D;
+    const w = tensor([3, 3, 2, 3], 4) as tf.Tensor4D;
+    const b = tf.zeros([3]) as tf.Tensor1D;
+    const probe = tensor([1, 2, 2, 3], 5);
+    const loss = (xx: tf.Tensor4D, ww: tf.Tensor4D): number =>
+      tf.tidy(() => tf.sum(tf.mul(conv2d(xx, ww, b, 2), probe)).dataSync()[0]!);
+    const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, b, 2), probe)))([x, w]);
+    const eps = 1e-2;
+    const xv = x.dataSync();
+    for (const i of [0, 5, 13, 31]) {
+      const plus = Float32Array.from(xv);
+      const minus = Float32Array.from(xv);
+      plus[i]! += eps;
+      minus[i]! -= eps;
+      const fd = (loss(tf.tensor4d(plus, x.shape), w) - loss(tf.tensor4d(minus, x.shape), w)) / (2 * eps);
+      expect(Math.abs(fd - dx!.dataSync()[i]!)).toBeLessThan(2e-3);
+    }
+    const wv = w.dataSync();
+    for (const i of [0, 7, 20, 53]) {
+      const plus = Float32Array.from(wv);
+      const minus = Float32Array.from(wv);
+      plus[i]! += eps;
+      minus[i]! -= eps;
+      const fd = (loss(x, tf.tensor4d(plus, w.shape)) - loss(x, tf.tensor4d(minus, w.shape))) / (2 * eps);
+      expect(Math.abs(fd - dw!.dataSync()[i]!)).toBeLessThan(2e-3);
+    }
+  });
+});
+
+describe('matMul and dense with explicit-transpose gradients', () => {
+  it.each([false, true])('batched a·b (transposeB=%s) matches the cpu built-ins', async (transposeB) => {
+    const aShape = [2, 5, 4];
+    const bShape = transposeB ? [2, 3, 4] : [2, 4, 3];
+    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a!, b!, false, transposeB), [aShape, bShape], [2, 5, 3]);
+    const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [2, 5, 3]);
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+
+  it('dense over the last axis of an image tensor matches the cpu built-ins', async () => {
+    const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor => dense(x, w as tf.Tensor2D, b as tf.Tensor1D);
+    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x!, [-1, 4]), w!), [2, 3, 3, 6]), b!), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
+    const ours = await gradsOn('wasm', (x, w, b) => f(x!, w!, b!), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * Group normalisation (Wu & He 2018) over NHWC tensors, as the official code's
+ * `tf.contrib.layers.group_norm` (32 groups, ε = 1e-6), optionally fused with swish, the
+ * official `nonlinearity`.
+ *
+ * On backends with composed gradients (wasm) the op has a hand-written gradient: the small ops
+ * between convolutions cost a large share of a training step there (../shared/FACTS.md), and
+ * autodiff through moments() emits several times more of them. Every full-size pass is an
+ * element-wise op or a mean over H, W; per-group statistics are tiny [B, G] tensors.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { useComposedGradients } from './backend-caps';
+
+export const GROUP_NORM_EPSILON = 1e-6;
+
+/** swish(x) = x · sigmoid(x). */
+export function swish<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x))) as T;
+}
+
+/** Per-(b, c) statistic [B, C] → the mean over each group's channels, repeated per channel. */
+function groupMeanPerChannel(perChannel: tf.Tensor2D, numGroups: number): tf.Tensor2D {
+  const [b, c] = perChannel.shape;
+  const grouped = tf.mean(tf.reshape(perChannel, [b, numGroups, c / numGroups]), 2, true);
+  return tf.reshape(tf.broadcastTo(grouped, [b, numGroups, c / numGroups]), [b, c]) as tf.Tensor2D;
+}
+
+function meanHW(x: tf.Tensor4D): tf.Tensor2D {
+  return tf.mean(x, [1, 2]) as tf.Tensor2D;
+}
+
+function asBHWC(perChannel: tf.Tensor): tf.Tensor4D {
+  const [b, c] = perChannel.shape as [number, number];
+  return tf.reshape(perChannel, [b, 1, 1, c]) as tf.Tensor4D;
+}
+
+/** The statistics of the forward pass, per example and channel ([B, C], repeated per group). */
+function statistics(x: tf.Tensor4D, numGroups: number, epsilon: number): { mean: tf.Tensor2D; rstd: tf.Tensor2D } {
+  const mean = groupMeanPerChannel(meanHW(x), numGroups);
+  const centred = tf.sub(x, asBHWC(mean));
+  const variance = groupMeanPerChannel(meanHW(tf.square(centred) as tf.Tensor4D), numGroups);
+  return { mean, rstd: tf.rsqrt(tf.add(variance, epsilon)) as tf.Tensor2D };
+}
+
+/** y = x·scale + shift with scale = γ·rstd and shift = β − μ·scale, both [B, 1, 1, C]. */
+function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor4D {
+  const scale = tf.mul(rstd, gamma);
+  const shift = tf.sub(beta, tf.mul(mean, scale));
+  return tf.add(tf.mul(x, asBHWC(scale)), asBHWC(shift)) as tf.Tensor4D;
+}
+
+function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    const { mean, rstd } = statistics(x, numGroups, epsilon);
+    const y = affine(x, gamma, beta, mean, rstd);
+    const value = withSwish ? swish(y) : y;
+    save([x, gamma, beta, mean, rstd]);
+    return {
+      value,
+      gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, g, bt, mu, rs] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D];
+        let dy = dOut as tf.Tensor4D;
+        if (withSwish) {
+          // d/dy [y·σ(y)] = σ(y)·(1 + y·(1 − σ(y))), with y recomputed rather than stored.
+          const yy = affine(xs, g, bt, mu, rs);
+          const s = tf.sigmoid(yy);
+          dy = tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(yy, tf.sub(1, s))))) as tf.Tensor4D;
+        }
+        const [b, h, w, c] = xs.shape;
+        const hw = h * w;
+        // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
+        const meanDy = meanHW(dy);
+        const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
+        // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
+        const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
+        const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
+        const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
+        // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
+        // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
+        const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
+        const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
+        const coefDy = tf.mul(rs, g);
+        const coefX = tf.neg(tf.mul(tf.square(rs), m2));
+        const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
+        const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
+        void b;
+        void c;
+        return [dx, dGamma, dBeta];
+      },
+    };
+  }) as (x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf.Tensor4D;
+}
+
+const composedCache = new Map<string, (x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf.Tensor4D>();
+
+function composed(withSwish: boolean, numGroups: number, epsilon: number) {
+  const key = `${withSwish}/${numGroups}/${epsilon}`;
+  let fn = composedCache.get(key);
+  if (fn === undefined) {
+    fn = makeComposed(withSwish, numGroups, epsilon);
+    composedCache.set(key, fn);
+  }
+  return fn;
+}
+
+/** The reference formulation (autodiff through moments), used on native backends. */
+function reference(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGroups: number, epsilon: number): tf.Tensor4D {
+  const [b, h, w, c] = x.shape;
+  const grouped = tf.reshape(x, [b, h * w, numGroups, c / numGroups]);
+  const { mean, variance } = tf.moments(grouped, [1, 3], true);
+  const normalized = tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, epsilon)));
+  return tf.add(tf.mul(tf.reshape(normalized, [b, h, w, c]), gamma), beta) as tf.Tensor4D;
+}
+
+export interface GroupNormOptions {
+  readonly numGroups: number;
+  readonly epsilon?: number;
+  /** Apply swish after the affine transform (norm1/norm2/norm_out of the official code). */
+  readonly swish?: boolean;
+  /** Force the reference formulation (for tests). */
+  readonly reference?: boolean;
+}
+
+/** y = γ · (x − μ_g) / √(σ²_g + ε) + β (then swish), statistics per example and channel group. */
+export function groupNorm(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, options: GroupNormOptions): tf.Tensor4D {
+  const epsilon = options.epsilon ?? GROUP_NORM_EPSILON;
+  const withSwish = options.swish ?? false;
+  return tf.tidy(() => {
+    if (options.reference === true || !useComposedGradients()) {
+      const y = reference(x, gamma, beta, options.numGroups, epsilon);
+      return withSwish ? swish(y) : y;
+    }
+    return composed(withSwish, options.numGroups, epsilon)(x, gamma, beta);
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * Matrix products that stay on the wasm backend's fast path (see backend-caps.ts): every product
+ * is 2-D and untransposed, transposes are explicit, batched products run one 2-D product per
+ * batch element (the batch is split on the host, where a copy is cheap), and bias gradients are
+ * ones-row products. Native backends use their own kernels and gradients.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { hostMemoryBackend, sumToLastAxis, useComposedGradients } from './backend-caps';
+
+function t2(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.transpose(x, [1, 0]);
+}
+
+function swapLast(x: tf.Tensor3D): tf.Tensor3D {
+  return tf.transpose(x, [0, 2, 1]);
+}
+
+/** The 2-D slices of a [B, m, n] tensor. */
+function splitBatch(x: tf.Tensor3D): tf.Tensor2D[] {
+  const [b, m, n] = x.shape;
+  if (!hostMemoryBackend()) return (tf.unstack(x) as tf.Tensor2D[]).map((s) => s);
+  // wasm's Slice/Unpack copy the whole tensor out of the heap per slice; one copy here instead.
+  const values = x.dataSync() as Float32Array;
+  return Array.from({ length: b }, (_, i) => tf.tensor2d(values.subarray(i * m * n, (i + 1) * m * n), [m, n]));
+}
+
+/** Batched [B, m, k]·[B, k, n] as B plain 2-D products. */
+function batched(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const as = splitBatch(a);
+    const bs = splitBatch(b);
+    return tf.stack(as.map((ai, i) => tf.matMul(ai, bs[i]!))) as tf.Tensor3D;
+  });
+}
+
+const composed2d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [as, bs] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dy2 = dy as tf.Tensor2D;
+      // da = dy·bᵀ, db = aᵀ·dy, transposes made explicit.
+      return [tf.matMul(dy2, t2(bs)), tf.matMul(t2(as), dy2)];
+    },
+  };
+}) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+const composed3d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor3D, tf.Tensor3D, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: batched(a, b),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [as, bs] = saved as [tf.Tensor3D, tf.Tensor3D];
+      const dy3 = dy as tf.Tensor3D;
+      return [batched(dy3, swapLast(bs)), batched(swapLast(as), dy3)];
+    },
+  };
+}) as (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D;
+
+const composedDense = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, w, bias, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+  save([x, w]);
+  return {
+    value: tf.add(tf.matMul(x, w), bias),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dy2 = dy as tf.Tensor2D;
+      return [tf.matMul(dy2, t2(ws)), tf.matMul(t2(xs), dy2), sumToLastAxis(dy2)];
+    },
+  };
+}) as (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D) => tf.Tensor2D;
+
+/**
+ * a·b, or a·bᵀ with `transposeB`, for 2-D or batched 3-D operands, with gradients that stay on
+ * the fast path.
+ */
+export function matMul<T extends tf.Tensor2D | tf.Tensor3D>(a: T, b: tf.Tensor2D | tf.Tensor3D, transposeB = false): T {
+  if (!useComposedGradients()) return tf.matMul(a, b, false, transposeB) as T;
+  if (a.rank === 2) {
+    const b2 = transposeB ? t2(b as tf.Tensor2D) : (b as tf.Tensor2D);
+    return composed2d(a as tf.Tensor2D, b2) as T;
+  }
+  const b3 = transposeB ? swapLast(b as tf.Tensor3D) : (b as tf.Tensor3D);
+  return composed3d(a as tf.Tensor3D, b3) as T;
+}
+
+/** x·W + b over the last axis of x (any rank): the official `nn.dense` / `nn.nin`. */
+export function dense(x: tf.Tensor, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor {
+  return tf.tidy(() => {
+    const inC = x.shape[x.rank - 1]!;
+    const flat = (x.rank === 2 ? x : tf.reshape(x, [-1, inC])) as tf.Tensor2D;
+    const y = useComposedGradients() ? composedDense(flat, weight, bias) : tf.add(tf.matMul(flat, weight), bias);
+    return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]]);
+  });
+}
