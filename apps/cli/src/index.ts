@@ -3,6 +3,8 @@
  * commands can be tested in-process with captured output.
  */
 import { type CliIo, CliUsageError } from './cli-io';
+import { BENCH_USAGE, benchCommand } from './commands/bench';
+import { INFO_USAGE, infoCommand } from './commands/info';
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
 
 export { type CliIo, CliUsageError } from './cli-io';
@@ -11,6 +13,8 @@ type Command = (argv: readonly string[], io: CliIo) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; usage: string; summary: string }> = {
   schedule: { run: scheduleCommand, usage: SCHEDULE_USAGE, summary: 'print forward-process coefficients of a beta schedule' },
+  info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
+  bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
 };
 
 export const USAGE = `Usage: ddpm <command> [options]

@@ -1,0 +1,85 @@
+/**
+ * The U-Net benchmark: a training step (forward + backward + Adam) and a sampling step (one
+ * reverse-process step of Algorithm 2) of a preset, against the backend's own forward conv2d on
+ * the model's most common layer, all measured in the same run. Ratios are what to read: the
+ * machines are shared and absolute times drift.
+ */
+import { type BackendInfo } from '@ddpm/backend';
+import { GaussianDiffusion, Rng } from '@ddpm/diffusion';
+import { UNet, describeArchitecture, preset } from '@ddpm/unet';
+import * as tf from '@tensorflow/tfjs-core';
+
+import { gflops, round, timeRepeated } from './timing';
+
+export interface UNetBenchOptions {
+  readonly preset: string;
+  readonly batch: number;
+  readonly steps: number;
+  readonly backend: BackendInfo;
+}
+
+export async function benchUNet(options: UNetBenchOptions): Promise<Record<string, unknown>> {
+  const config = preset(options.preset);
+  const summary = describeArchitecture(config);
+  const B = options.batch;
+  const rng = Rng.fromSeed(0);
+  const net = new UNet(config, { uniform: () => rng.uniform() });
+  const diffusion = new GaussianDiffusion({ schedule: { kind: 'linear' } });
+  const S = config.imageSize;
+  const x = tf.tensor4d(rng.normals(B * S * S * config.inChannels), [B, S, S, config.inChannels]);
+  const eps = tf.tensor4d(rng.normals(B * S * S * config.outChannels), [B, S, S, config.outChannels]);
+  const t = tf.tensor1d(rng.ints(1000, B), 'int32');
+  const optimizer = tf.train.adam(2e-4);
+  let dropoutSeed = 0;
+  try {
+    const train = await timeRepeated(options.steps, async () => {
+      const loss = optimizer.minimize(
+        () => tf.mean(tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ }))) as tf.Scalar,
+        true,
+        net.variables,
+      )!;
+      await loss.data();
+      loss.dispose();
+    });
+    const model = net.asDenoiseFn();
+    const tHost = Int32Array.from(t.dataSync());
+    const sample = await timeRepeated(options.steps, async () => {
+      const out = diffusion.pSample(model, x, tHost, eps, { clipDenoised: true });
+      await out.sample.data();
+      tf.dispose([out.sample, out.predXStart]);
+    });
+    // The most common layer: a 3×3 stride-1 conv at the top resolution, ch·chMult[0] → same.
+    const c = config.ch * config.chMult[0]!;
+    const convX = tf.tensor4d(rng.normals(B * S * S * c), [B, S, S, c]);
+    const convW = tf.tensor4d(rng.normals(9 * c * c).map((v) => v * 0.05), [3, 3, c, c]);
+    const conv = await timeRepeated(Math.max(5, options.steps), async () => {
+      const y = tf.conv2d(convX, convW, 1, 'same');
+      await y.data();
+      y.dispose();
+    });
+    tf.dispose([convX, convW]);
+    const forwardFlops = summary.forwardFlopsConvDense * B;
+    const convFlops = 2 * 9 * c * c * S * S * B;
+    const trainGflops = gflops(3 * forwardFlops, train.medianMs);
+    const sampleGflops = gflops(forwardFlops, sample.medianMs);
+    const convGflops = gflops(convFlops, conv.medianMs);
+    return {
+      benchmark: 'unet',
+      preset: options.preset,
+      batch: B,
+      repeats: options.steps,
+      backend: options.backend.name,
+      params: summary.totalParams,
+      forwardGflopPerImage: round(summary.forwardFlopsConvDense / 1e9, 4),
+      trainStep: { medianMs: round(train.medianMs, 1), gflops: round(trainGflops, 2), flopsCounted: '3 x forward conv+dense' },
+      sampleStep: { medianMs: round(sample.medianMs, 1), gflops: round(sampleGflops, 2), flopsCounted: 'forward conv+dense' },
+      convReference: { layer: `conv2d 3x3 ${S}x${S}x${c}->${c}, batch ${B}`, medianMs: round(conv.medianMs, 2), gflops: round(convGflops, 2) },
+      trainOverConv: round(trainGflops / convGflops, 3),
+      sampleOverConv: round(sampleGflops / convGflops, 3),
+    };
+  } finally {
+    tf.dispose([x, eps, t]);
+    optimizer.dispose();
+    net.dispose();
+  }
+}
