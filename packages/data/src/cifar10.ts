@@ -1,0 +1,73 @@
+/**
+ * CIFAR-10 in its binary form (`cifar-10-batches-bin`, what users download): each record is one
+ * label byte then 3072 pixel bytes, the red, green and blue 32×32 planes in turn.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
+import { DataError, type ImageDataset, checkIndices } from './dataset';
+
+const RECORD = 1 + 3 * 32 * 32;
+
+export const CIFAR10_FILES = {
+  train: ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'],
+  test: ['test_batch.bin'],
+} as const;
+
+/** `location` is the `cifar-10-batches-bin` directory or a single batch file. */
+export async function openCifar10(location: string, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
+  let stat;
+  try {
+    stat = await fs.stat(location);
+  } catch {
+    throw new DataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 location ${location} does not exist`);
+  }
+  const files = stat.isDirectory() ? CIFAR10_FILES[split].map((f) => path.join(location, f)) : [location];
+  const parts: Uint8Array[] = [];
+  for (const file of files) {
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(file);
+    } catch {
+      throw new DataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`);
+    }
+    if (bytes.length === 0 || bytes.length % RECORD !== 0) {
+      throw new DataError(
+        'DDPM_DATA_INVALID',
+        `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`,
+      );
+    }
+    parts.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+  }
+  const counts = parts.map((p) => p.length / RECORD);
+  const size = counts.reduce((a, b) => a + b, 0);
+  const locate = (i: number): [Uint8Array, number] => {
+    let k = 0;
+    let rest = i;
+    while (rest >= counts[k]!) rest -= counts[k++]!;
+    return [parts[k]!, rest * RECORD + 1];
+  };
+  const dataset: ImageDataset = {
+    name: `cifar10:${location}:${split}`,
+    size,
+    height: 32,
+    width: 32,
+    channels: 3,
+    async read(indices) {
+      checkIndices(dataset, indices);
+      const out = new Uint8Array(indices.length * 3072);
+      for (let i = 0; i < indices.length; i++) {
+        const [part, offset] = locate(indices[i]!);
+        const base = i * 3072;
+        // planar CHW → interleaved HWC
+        for (let p = 0; p < 1024; p++) {
+          out[base + 3 * p] = part[offset + p]!;
+          out[base + 3 * p + 1] = part[offset + 1024 + p]!;
+          out[base + 3 * p + 2] = part[offset + 2048 + p]!;
+        }
+      }
+      return out;
+    },
+  };
+  return dataset;
+}

@@ -1,0 +1,60 @@
+/**
+ * IDX files (LeCun's MNIST format, also Fashion-MNIST), gzipped or not: a 4-byte magic (0x0000,
+ * type 0x08 = unsigned byte, number of dimensions), big-endian int32 dimensions, then the data.
+ * Image files have 3 dimensions [N, H, W].
+ */
+import { promises as fs } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+
+import { DataError, type ImageDataset, checkIndices } from './dataset';
+
+export async function openIdx(file: string): Promise<ImageDataset> {
+  let raw: Buffer;
+  try {
+    raw = await fs.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DataError(
+      code === 'ENOENT' ? 'DDPM_DATA_NOT_FOUND' : 'DDPM_DATA_INVALID',
+      `cannot read IDX file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
+  }
+  let bytes: Buffer = raw;
+  if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
+    try {
+      bytes = gunzipSync(raw);
+    } catch (err) {
+      throw new DataError('DDPM_DATA_INVALID', `${file} is a truncated or corrupt gzip file: ${(err as Error).message}`);
+    }
+  }
+  if (bytes.length < 4) throw new DataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
+  const [zero0, zero1, type, dims] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+  if (zero0 !== 0 || zero1 !== 0) throw new DataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);
+  if (type !== 0x08) throw new DataError('DDPM_DATA_INVALID', `${file} holds IDX type 0x${type!.toString(16)}; only unsigned bytes (0x08) are images`);
+  if (dims !== 3) throw new DataError('DDPM_DATA_INVALID', `${file} has ${dims} dimensions; image files have 3 (N, H, W) — is this a label file?`);
+  if (bytes.length < 16) throw new DataError('DDPM_DATA_INVALID', `${file} is truncated inside its header`);
+  const n = bytes.readUInt32BE(4);
+  const h = bytes.readUInt32BE(8);
+  const w = bytes.readUInt32BE(12);
+  const expected = 16 + n * h * w;
+  if (n === 0 || h === 0 || w === 0) throw new DataError('DDPM_DATA_INVALID', `${file} declares an empty dataset [${n}, ${h}, ${w}]`);
+  if (bytes.length < expected) {
+    throw new DataError('DDPM_DATA_INVALID', `${file} is truncated: the header declares ${n} images of ${h}x${w} (${expected} bytes) but it has ${bytes.length}`);
+  }
+  const pixels = new Uint8Array(bytes.buffer, bytes.byteOffset + 16, n * h * w);
+  const dataset: ImageDataset = {
+    name: `idx:${file}`,
+    size: n,
+    height: h,
+    width: w,
+    channels: 1,
+    async read(indices) {
+      checkIndices(dataset, indices);
+      const per = h * w;
+      const out = new Uint8Array(indices.length * per);
+      for (let i = 0; i < indices.length; i++) out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
+      return out;
+    },
+  };
+  return dataset;
+}

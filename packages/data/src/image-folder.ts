@@ -1,0 +1,68 @@
+/**
+ * A folder of PNG / JPEG images (searched recursively), decoded on demand with the paper's
+ * preprocessing for its 256² datasets: centre crop to a square, then resize (sharp's `cover`).
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
+import sharp from 'sharp';
+
+import { DataError, type ImageDataset, checkIndices } from './dataset';
+
+const EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+
+async function listImages(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile() && EXTENSIONS.has(path.extname(entry.name).toLowerCase())) out.push(full);
+    }
+  };
+  await walk(root);
+  return out.sort();
+}
+
+export async function openImageFolder(root: string, options: { size: number; channels: 1 | 3 }): Promise<ImageDataset> {
+  let stat;
+  try {
+    stat = await fs.stat(root);
+  } catch {
+    throw new DataError('DDPM_DATA_NOT_FOUND', `image folder ${root} does not exist`);
+  }
+  if (!stat.isDirectory()) throw new DataError('DDPM_DATA_INVALID', `${root} is not a directory`);
+  const files = await listImages(root);
+  if (files.length === 0) throw new DataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
+  const { size, channels } = options;
+  const decode = async (file: string): Promise<Uint8Array> => {
+    try {
+      let pipeline = sharp(file).resize(size, size, { fit: 'cover', position: 'centre' }).removeAlpha();
+      pipeline = channels === 1 ? pipeline.greyscale() : pipeline.toColourspace('srgb');
+      const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+      if (info.width !== size || info.height !== size || info.channels !== channels) {
+        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
+      }
+      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+    } catch (err) {
+      throw new DataError('DDPM_DATA_INVALID', `cannot decode image ${file}: ${(err as Error).message}`);
+    }
+  };
+  const dataset: ImageDataset = {
+    name: `folder:${root}`,
+    size: files.length,
+    height: size,
+    width: size,
+    channels,
+    async read(indices) {
+      checkIndices(dataset, indices);
+      const per = size * size * channels;
+      const images = await Promise.all(Array.from(indices, (i) => decode(files[i]!)));
+      const out = new Uint8Array(indices.length * per);
+      images.forEach((img, i) => out.set(img, i * per));
+      return out;
+    },
+  };
+  return dataset;
+}

@@ -1,0 +1,8 @@
+/** @ddpm/data — image datasets streamed with a seeded, resumable order. */
+export { DataError, type DataErrorCode, type ImageDataset } from './dataset';
+export { openIdx } from './idx';
+export { CIFAR10_FILES, openCifar10 } from './cifar10';
+export { openImageFolder } from './image-folder';
+export { type ProceduralOptions, proceduralShapes } from './procedural';
+export { DATASET_KINDS, type DatasetKind, type DatasetSpec, FASHION_MNIST_DIR, openDataset, parseDatasetSpec } from './spec';
+export { type Batch, DataLoader, type LoaderOptions, type LoaderState, readForModel, toModelInput } from './loader';

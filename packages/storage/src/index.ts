@@ -1,0 +1,4 @@
+/** @ddpm/storage — one object-store interface; `file://` now, `s3://` with the service. */
+export { type ObjectInfo, type ObjectStore, StorageError, type StorageErrorCode, checkKey, joinKey } from './object-store';
+export { FileStore } from './file-store';
+export { openStore } from './open-store';
