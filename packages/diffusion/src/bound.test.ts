@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-import { calcBpdLoop, mergeBoundResults, priorBpd, rateDistortion, summarizeBound } from './bound';
+import { calcBpdLoop, calcBpdStratified, mergeBoundResults, priorBpd, rateDistortion, summarizeBound } from './bound';
 import { GaussianDiffusion } from './gaussian-diffusion';
 import { expectAllClose, expectClose, gaussianDataEpsModel, loadGolden, useCpuBackend } from './test-support';
 
@@ -96,6 +96,30 @@ describe('calcBpdLoop', () => {
     const merged = mergeBoundResults([a, b]);
     expect(merged.batch).toBe(2);
     expectClose(summarizeBound(merged).bitsPerDim, summarizeBound(a).bitsPerDim, 1e-12);
+    x0.dispose();
+  });
+});
+
+describe('calcBpdStratified', () => {
+  it('is an unbiased estimate of the full bound: exact with one t per stratum, close with fewer', async () => {
+    const T = 60;
+    const diffusion = new GaussianDiffusion({ schedule: { kind: 'linear', numTimesteps: T, betaStart: 1e-3, betaEnd: 0.2 } });
+    const model = gaussianDataEpsModel(diffusion, 0.1, 0.4);
+    // 200 examples drawn from the data distribution, so per-example noise averages out.
+    const x0 = tf.tidy(() => tf.add(tf.mul(tf.randomNormal([200, 4], 0, 1, 'float32', 5), 0.4), 0.1));
+    const meanOf = (xs: Float64Array): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    // Each term is a one-sample estimate, so average a few runs of each estimator.
+    const average = async (runs: number, f: (seed: number) => Promise<number>): Promise<number> => {
+      let sum = 0;
+      for (let seed = 0; seed < runs; seed++) sum += await f(seed);
+      return sum / runs;
+    };
+    const full = await average(3, async (seed) => summarizeBound(await calcBpdLoop(diffusion, model, x0, { seed })).bitsPerDim);
+    // T − 1 strata of length 1: every term evaluated once, like the full loop.
+    const all = await average(3, async (seed) => meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 10 + seed, strata: T - 1 })).totalBpdB));
+    expectClose(all, full, 0.03);
+    const few = await average(10, async (seed) => meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 20 + seed, strata: 6 })).totalBpdB));
+    expectClose(few, full, 0.05);
     x0.dispose();
   });
 });

@@ -1,0 +1,58 @@
+/**
+ * Adam (Kingma & Ba 2015) as TensorFlow 1's AdamOptimizer, which the official code used:
+ * lr_t = lr · √(1 − β2^t) / (1 − β1^t), θ ← θ − lr_t · m / (√v + ε). The moments are variables we
+ * own, so checkpoints store them exactly and a resumed run continues bit for bit; the step count
+ * and bias corrections are computed in float64 on the host.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface AdamHyper {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+}
+
+export class Adam {
+  readonly m: tf.Variable[];
+  readonly v: tf.Variable[];
+  /** Updates applied so far (t of the bias correction). */
+  step = 0;
+
+  constructor(
+    readonly params: readonly tf.Variable[],
+    readonly hyper: AdamHyper,
+  ) {
+    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+  }
+
+  /** One update with gradients aligned with `params`, at learning rate `lr`. */
+  apply(grads: readonly tf.Tensor[], lr: number): void {
+    const { beta1, beta2, epsilon } = this.hyper;
+    this.step += 1;
+    const t = this.step;
+    const lrT = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+    this.params.forEach((p, i) => {
+      tf.tidy(() => {
+        const g = grads[i]!;
+        const m = tf.add(tf.mul(this.m[i]!, beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[i]!, beta2), tf.mul(tf.square(g), 1 - beta2));
+        this.m[i]!.assign(m);
+        this.v[i]!.assign(v);
+        p.assign(tf.sub(p, tf.mul(tf.div(m, tf.add(tf.sqrt(v), epsilon)), lrT)));
+      });
+    });
+  }
+
+  dispose(): void {
+    tf.dispose([...this.m, ...this.v]);
+  }
+}
+
+/**
+ * The learning rate for the update made after `step` earlier updates: linear warm-up as the
+ * official code, lr · min(step / warmupSteps, 1) (so the very first update has rate 0).
+ */
+export function learningRateAt(step: number, lr: number, warmupSteps: number): number {
+  return warmupSteps > 0 ? lr * Math.min(1, step / warmupSteps) : lr;
+}

@@ -1,0 +1,166 @@
+/**
+ * Checkpoints in an object store (../shared/DESIGN.md): under `<prefix>/checkpoints/step-NNNNNNNNN/`
+ * the model, EMA and optimizer tensors (safetensors) and the run state (JSON) are written first,
+ * then `manifest.json` listing every file with its size and sha256. A checkpoint without a
+ * manifest is invisible; one whose files do not match their manifest is reported and skipped.
+ */
+import { createHash } from 'node:crypto';
+
+import { type RngState } from '@ddpm/diffusion';
+import { type LoaderState } from '@ddpm/data';
+import { type ObjectStore, StorageError, joinKey } from '@ddpm/storage';
+
+import { type TrainConfig } from './config';
+import { EngineError } from './errors';
+
+export const CHECKPOINT_VERSION = 1;
+
+export interface RunState {
+  readonly version: number;
+  /** Optimizer updates done (the training step). */
+  readonly step: number;
+  readonly config: TrainConfig;
+  /** State of the RNG that draws t, ε and dropout seeds. */
+  readonly rng: RngState;
+  readonly loader: LoaderState;
+  readonly imagesSeen: number;
+  /** Seconds spent in training steps over the whole run, across restarts. */
+  readonly trainSeconds: number;
+  readonly createdAt: string;
+  readonly reason: string;
+  readonly backend?: string;
+}
+
+export interface CheckpointFiles {
+  readonly state: RunState;
+  readonly model: Uint8Array;
+  readonly ema: Uint8Array;
+  readonly optimizer: Uint8Array;
+}
+
+export interface CheckpointRef {
+  readonly step: number;
+  /** Key prefix of the checkpoint's files. */
+  readonly key: string;
+  readonly url: string;
+}
+
+interface Manifest {
+  readonly version: number;
+  readonly step: number;
+  readonly createdAt: string;
+  readonly files: readonly { name: string; bytes: number; sha256: string }[];
+}
+
+const FILE_NAMES = ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors', 'state.json'] as const;
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function checkpointKey(prefix: string, step: number): string {
+  return joinKey(prefix, 'checkpoints', `step-${String(step).padStart(9, '0')}`);
+}
+
+export async function writeCheckpoint(store: ObjectStore, prefix: string, files: CheckpointFiles): Promise<CheckpointRef> {
+  const key = checkpointKey(prefix, files.state.step);
+  const bodies: Record<(typeof FILE_NAMES)[number], Uint8Array> = {
+    'model.safetensors': files.model,
+    'ema.safetensors': files.ema,
+    'optimizer.safetensors': files.optimizer,
+    'state.json': new TextEncoder().encode(JSON.stringify(files.state, null, 2)),
+  };
+  // Any earlier manifest for this step goes first, so a half-rewritten checkpoint is invisible.
+  await store.delete(joinKey(key, 'manifest.json'));
+  for (const name of FILE_NAMES) await store.put(joinKey(key, name), bodies[name]);
+  const manifest: Manifest = {
+    version: CHECKPOINT_VERSION,
+    step: files.state.step,
+    createdAt: files.state.createdAt,
+    files: FILE_NAMES.map((name) => ({ name, bytes: bodies[name].length, sha256: sha256(bodies[name]) })),
+  };
+  await store.put(joinKey(key, 'manifest.json'), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
+  return { step: files.state.step, key, url: store.urlOf(joinKey(key, 'manifest.json')) };
+}
+
+/** Checkpoints with a manifest, newest first (their files are not verified here). */
+export async function listCheckpoints(store: ObjectStore, prefix: string): Promise<CheckpointRef[]> {
+  const objects = await store.list(joinKey(prefix, 'checkpoints') + '/');
+  const refs: CheckpointRef[] = [];
+  for (const o of objects) {
+    const match = /\/step-(\d{9})\/manifest\.json$/.exec(o.key);
+    if (match) refs.push({ step: Number(match[1]), key: o.key.slice(0, -'/manifest.json'.length), url: store.urlOf(o.key) });
+  }
+  return refs.sort((a, b) => b.step - a.step);
+}
+
+/** Reads a checkpoint and verifies every file against its manifest. */
+export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Promise<CheckpointFiles> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
+  } catch (err) {
+    throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`);
+  }
+  const bodies = new Map<string, Uint8Array>();
+  for (const name of FILE_NAMES) {
+    const entry = manifest.files?.find((f) => f.name === name);
+    if (entry === undefined) throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
+    let body: Uint8Array;
+    try {
+      body = await store.get(joinKey(ref.key, name));
+    } catch (err) {
+      if (err instanceof StorageError && err.code === 'DDPM_STORAGE_NOT_FOUND') {
+        throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: ${name} is missing`);
+      }
+      throw err;
+    }
+    if (body.length !== entry.bytes || sha256(body) !== entry.sha256) {
+      throw new EngineError(
+        'DDPM_CHECKPOINT_INVALID',
+        `checkpoint ${ref.url}: ${name} fails its checksum (${body.length} bytes, manifest says ${entry.bytes} bytes with sha256 ${entry.sha256.slice(0, 12)}…)`,
+      );
+    }
+    bodies.set(name, body);
+  }
+  const state = JSON.parse(new TextDecoder().decode(bodies.get('state.json'))) as RunState;
+  if (state.version !== CHECKPOINT_VERSION) {
+    throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`);
+  }
+  return { state, model: bodies.get('model.safetensors')!, ema: bodies.get('ema.safetensors')!, optimizer: bodies.get('optimizer.safetensors')! };
+}
+
+/**
+ * The newest checkpoint that verifies, with the reasons for any newer one that did not
+ * (a corrupt checkpoint is reported, never loaded; the previous good one is used).
+ */
+export async function loadLatestCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] } | undefined> {
+  const skipped: { ref: CheckpointRef; reason: string }[] = [];
+  for (const ref of await listCheckpoints(store, prefix)) {
+    try {
+      return { ref, files: await readCheckpoint(store, ref), skipped };
+    } catch (err) {
+      if (!(err instanceof EngineError)) throw err;
+      skipped.push({ ref, reason: err.message });
+    }
+  }
+  if (skipped.length > 0) {
+    throw new EngineError(
+      'DDPM_CHECKPOINT_INVALID',
+      `no usable checkpoint under ${store.urlOf(prefix)}: ${skipped.map((s) => s.reason).join('; ')}`,
+    );
+  }
+  return undefined;
+}
+
+/** Deletes all but the newest `keep` checkpoints (manifest first, so each vanishes atomically). */
+export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number): Promise<void> {
+  const refs = await listCheckpoints(store, prefix);
+  for (const ref of refs.slice(keep)) {
+    await store.delete(joinKey(ref.key, 'manifest.json'));
+    for (const name of FILE_NAMES) await store.delete(joinKey(ref.key, name));
+  }
+}

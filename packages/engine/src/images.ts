@@ -1,0 +1,67 @@
+/**
+ * Turning model outputs into pictures: [-1, 1] floats to bytes, square-ish grids with a margin,
+ * PNG encoding (sharp / libvips).
+ */
+import sharp from 'sharp';
+
+import { EngineError } from './errors';
+
+/** [-1, 1] → {0..255}, clipping (the inverse of Sec. 3.3's scaling). */
+export function toUint8(values: Float32Array): Uint8Array {
+  const out = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = Math.max(0, Math.min(255, Math.round((values[i]! + 1) * 127.5)));
+  return out;
+}
+
+/** Columns for a square-ish grid of n tiles. */
+export function gridColumns(n: number): number {
+  return Math.max(1, Math.ceil(Math.sqrt(n)));
+}
+
+export interface Picture {
+  readonly pixels: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  readonly channels: number;
+}
+
+/**
+ * Tiles `n` images of size×size×channels (uint8, HWC, concatenated) into a grid with `columns`
+ * columns and a `margin`-pixel white border around each tile.
+ */
+export function composeGrid(
+  images: Uint8Array,
+  n: number,
+  size: number,
+  channels: number,
+  options: { columns?: number; margin?: number } = {},
+): Picture {
+  if (images.length !== n * size * size * channels) {
+    throw new EngineError('DDPM_CONFIG_INVALID', `grid: ${images.length} bytes for ${n} images of ${size}x${size}x${channels}`);
+  }
+  const columns = options.columns ?? gridColumns(n);
+  const rows = Math.ceil(n / columns);
+  const margin = options.margin ?? 2;
+  const width = columns * (size + margin) + margin;
+  const height = rows * (size + margin) + margin;
+  const pixels = new Uint8Array(width * height * channels).fill(255);
+  for (let k = 0; k < n; k++) {
+    const top = margin + Math.floor(k / columns) * (size + margin);
+    const left = margin + (k % columns) * (size + margin);
+    for (let y = 0; y < size; y++) {
+      const src = (k * size + y) * size * channels;
+      pixels.set(images.subarray(src, src + size * channels), ((top + y) * width + left) * channels);
+    }
+  }
+  return { pixels, width, height, channels };
+}
+
+/** Encodes a picture as PNG; `scale` enlarges small images with nearest-neighbour for viewing. */
+export async function encodePng(picture: Picture, scale = 1): Promise<Uint8Array> {
+  let image = sharp(Buffer.from(picture.pixels.buffer, picture.pixels.byteOffset, picture.pixels.length), {
+    raw: { width: picture.width, height: picture.height, channels: picture.channels as 1 | 3 },
+  });
+  if (scale !== 1) image = image.resize(picture.width * scale, picture.height * scale, { kernel: 'nearest' });
+  const buffer = await image.png().toBuffer();
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+}

@@ -1,0 +1,208 @@
+/**
+ * Sampling tools on a trained model (the EMA weights unless asked otherwise): sample grids,
+ * progressive-generation strips (x̂_0 every k steps, Figs. 6/10), interpolation figures between two
+ * dataset images at chosen t (Figs. 8/9), and shared-latent continuations (Fig. 7). Full ancestral
+ * sampling over all T steps, or strided / DDIM sampling over fewer.
+ */
+import {
+  type GaussianDiffusion,
+  Rng,
+  interpolate,
+  respaceBySpec,
+  rngNoise,
+  sampleAncestral,
+  sampleDdim,
+  sampleSharedLatent,
+} from '@ddpm/diffusion';
+import { type UNet } from '@ddpm/unet';
+import * as tf from '@tensorflow/tfjs-core';
+
+import { EngineError } from './errors';
+import { type Picture, composeGrid, toUint8 } from './images';
+
+export type SamplerSpec =
+  /** Algorithm 2 over all T steps, or over `steps` evenly strided ones. */
+  | { readonly kind: 'ancestral'; readonly steps?: number }
+  /** DDIM over `steps` steps with η (0: deterministic). */
+  | { readonly kind: 'ddim'; readonly steps: number; readonly eta?: number };
+
+export interface SampleOptions {
+  readonly sampler?: SamplerSpec;
+  /** Seed of x_T and the reverse-process noise: the same seed gives comparable grids across checkpoints. */
+  readonly seed?: number;
+  /** Images per network batch (default 16). */
+  readonly batch?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** The diffusion a sampler runs on: the base one, or respaced to fewer steps. */
+export function samplingDiffusion(base: GaussianDiffusion, sampler: SamplerSpec): GaussianDiffusion {
+  const T = base.numTimesteps;
+  switch (sampler.kind) {
+    case 'ancestral':
+      if (sampler.steps === undefined || sampler.steps === T) return base;
+      checkSteps(sampler.steps, T);
+      return respaceBySpec(base, String(sampler.steps));
+    case 'ddim':
+      checkSteps(sampler.steps, T);
+      // DDIM's integer stride when one fits exactly, else evenly spread steps.
+      try {
+        return respaceBySpec(base, `ddim${sampler.steps}`);
+      } catch {
+        return respaceBySpec(base, String(sampler.steps));
+      }
+    default: {
+      const unreachable: never = sampler;
+      throw new EngineError('DDPM_CONFIG_INVALID', `unknown sampler ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+function checkSteps(steps: number, T: number): void {
+  if (!Number.isInteger(steps) || steps < 1 || steps > T) {
+    throw new EngineError('DDPM_CONFIG_INVALID', `sampling steps must be an integer in [1, ${T}], got ${steps}`);
+  }
+}
+
+/** `count` samples as [-1, 1] floats, [N, S, S, C] row-major, generated in batches. */
+export async function generateSamples(
+  model: UNet,
+  base: GaussianDiffusion,
+  count: number,
+  options: SampleOptions = {},
+): Promise<{ values: Float32Array; seed: number }> {
+  if (!Number.isInteger(count) || count < 1) throw new EngineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
+  const sampler = options.sampler ?? { kind: 'ancestral' };
+  const diffusion = samplingDiffusion(base, sampler);
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const batch = options.batch ?? 16;
+  const { imageSize: s, inChannels } = model.config;
+  const per = s * s * inChannels;
+  const values = new Float32Array(count * per);
+  const denoise = model.asDenoiseFn();
+  const chunks = Math.ceil(count / batch);
+  const stepsPerChunk = diffusion.numTimesteps;
+  for (let k = 0; k < chunks; k++) {
+    const n = Math.min(batch, count - k * batch);
+    // Each chunk draws from its own stream (seed, chunk), so a grid is reproducible from its seed.
+    const noise = rngNoise(Rng.fromSeed(seed).fork(k));
+    const common = {
+      noise,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onProgress: (done: number) => options.onProgress?.(k * stepsPerChunk + done, chunks * stepsPerChunk),
+    };
+    const result =
+      sampler.kind === 'ddim'
+        ? await sampleDdim(diffusion, denoise, [n, s, s, inChannels], { ...common, eta: sampler.eta ?? 0 })
+        : await sampleAncestral(diffusion, denoise, [n, s, s, inChannels], common);
+    values.set(await result.sample.data(), k * batch * per);
+    result.sample.dispose();
+  }
+  return { values, seed };
+}
+
+/** A grid picture of samples. */
+export async function sampleGrid(model: UNet, base: GaussianDiffusion, count: number, options: SampleOptions & { columns?: number } = {}): Promise<{ picture: Picture; seed: number }> {
+  const { values, seed } = await generateSamples(model, base, count, options);
+  const { imageSize, inChannels } = model.config;
+  return { picture: composeGrid(toUint8(values), count, imageSize, inChannels, options.columns ? { columns: options.columns } : {}), seed };
+}
+
+/**
+ * Progressive generation: `count` chains (rows), each showing x̂_0 (Eq. 15) every `every` steps
+ * from x_T (left) to the final sample (right).
+ */
+export async function progressiveStrip(
+  model: UNet,
+  base: GaussianDiffusion,
+  count: number,
+  every: number,
+  options: Omit<SampleOptions, 'batch'> = {},
+): Promise<{ picture: Picture; frames: number[]; seed: number }> {
+  const sampler = options.sampler ?? { kind: 'ancestral' };
+  if (sampler.kind !== 'ancestral') throw new EngineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
+  const diffusion = samplingDiffusion(base, sampler);
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const { imageSize: s, inChannels: c } = model.config;
+  const result = await sampleAncestral(diffusion, model.asDenoiseFn(), [count, s, s, c], {
+    noise: rngNoise(Rng.fromSeed(seed)),
+    progressiveEvery: every,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const frames = result.progressive;
+  const per = s * s * c;
+  // Row r, column f: chain r's x̂_0 at frame f.
+  const tiles = new Float32Array(count * frames.length * per);
+  for (let f = 0; f < frames.length; f++) {
+    const data = await frames[f]!.predXStart.data();
+    for (let r = 0; r < count; r++) tiles.set(data.subarray(r * per, (r + 1) * per), (r * frames.length + f) * per);
+  }
+  const frameTs = frames.map((f) => f.t);
+  tf.dispose([result.sample, ...frames.map((f) => f.predXStart)]);
+  return { picture: composeGrid(toUint8(tiles), count * frames.length, s, c, { columns: frames.length }), frames: frameTs, seed };
+}
+
+/**
+ * Interpolation (Sec. 4.4): one row per t in `ts`, columns for λ from 0 to 1; the sources are
+ * [1, S, S, C] tensors in [-1, 1].
+ */
+export async function interpolationFigure(
+  model: UNet,
+  base: GaussianDiffusion,
+  sourceA: tf.Tensor4D,
+  sourceB: tf.Tensor4D,
+  ts: readonly number[],
+  options: Omit<SampleOptions, 'batch' | 'sampler'> & { lambdas?: readonly number[] } = {},
+): Promise<{ picture: Picture; seed: number }> {
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const lambdas = options.lambdas ?? Array.from({ length: 9 }, (_, i) => i / 8);
+  const { imageSize: s, inChannels: c } = model.config;
+  const per = s * s * c;
+  const tiles = new Float32Array(ts.length * lambdas.length * per);
+  for (let row = 0; row < ts.length; row++) {
+    const result = await interpolate(base, model.asDenoiseFn(), sourceA, sourceB, {
+      t: ts[row]!,
+      lambdas,
+      noise: rngNoise(Rng.fromSeed(seed).fork(row)),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    tiles.set(await result.images.data(), row * lambdas.length * per);
+    result.images.dispose();
+  }
+  return { picture: composeGrid(toUint8(tiles), ts.length * lambdas.length, s, c, { columns: lambdas.length }), seed };
+}
+
+/**
+ * Shared-latent continuations (Fig. 7): for each split latent t in `splits`, one chain run down
+ * to x_t and `continuations` samples from it, one row per split (first tile: x_t itself).
+ */
+export async function sharedLatentFigure(
+  model: UNet,
+  base: GaussianDiffusion,
+  splits: readonly number[],
+  continuations: number,
+  options: Omit<SampleOptions, 'batch'> = {},
+): Promise<{ picture: Picture; seed: number }> {
+  const sampler = options.sampler ?? { kind: 'ancestral' };
+  if (sampler.kind !== 'ancestral') throw new EngineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
+  const diffusion = samplingDiffusion(base, sampler);
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const { imageSize: s, inChannels: c } = model.config;
+  const per = s * s * c;
+  const columns = continuations + 1;
+  const tiles = new Float32Array(splits.length * columns * per);
+  for (let row = 0; row < splits.length; row++) {
+    const { latent, samples } = await sampleSharedLatent(diffusion, model.asDenoiseFn(), [1, s, s, c], {
+      splitAt: splits[row]!,
+      continuations,
+      noise: rngNoise(Rng.fromSeed(seed).fork(row)),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    tiles.set(await latent.data(), row * columns * per);
+    tiles.set(await samples.data(), (row * columns + 1) * per);
+    tf.dispose([latent, samples]);
+  }
+  return { picture: composeGrid(toUint8(tiles), splits.length * columns, s, c, { columns }), seed };
+}

@@ -1,0 +1,130 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
+import * as tf from '@tensorflow/tfjs-core';
+
+import { listCheckpoints } from './checkpoint';
+import { resolveTrainConfig } from './config';
+import { loadModelFromCheckpoint } from './model-loading';
+import { tempStore, tinyRun, useWasm } from './test-support';
+import { Trainer } from './trainer';
+
+beforeAll(useWasm);
+
+async function snapshot(trainer: Trainer): Promise<Float32Array[]> {
+  const tensors = [...trainer.unet.variables, ...trainer.ema.variables];
+  return Promise.all(tensors.map(async (t) => Float32Array.from(await t.data())));
+}
+
+function identical(a: Float32Array[], b: Float32Array[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => Object.is(v, b[i]![j])));
+}
+
+describe('Trainer', () => {
+  it('resumes exactly: k steps, stop, resume, n − k more equals n steps straight, bit for bit', async () => {
+    const straight = await tempStore();
+    const split = await tempStore();
+    try {
+      const a = await Trainer.open(tinyRun({ steps: 4 }), { store: straight.store, prefix: 'run' });
+      const ra = await a.run();
+      expect(ra).toMatchObject({ status: 'completed', step: 4 });
+      const expected = await snapshot(a);
+      a.dispose();
+
+      const b1 = await Trainer.open(tinyRun({ steps: 2 }), { store: split.store, prefix: 'run' });
+      await b1.run();
+      b1.dispose();
+      const b2 = await Trainer.open(tinyRun({ steps: 4 }), { store: split.store, prefix: 'run' });
+      expect(b2.resumedFrom?.step).toBe(2);
+      expect(b2.step).toBe(2);
+      await b2.run();
+      expect(b2.step).toBe(4);
+      expect(identical(await snapshot(b2), expected)).toBe(true);
+      // The optimizer moments too: compare the step-4 checkpoints' optimizer files.
+      const [ca] = await listCheckpoints(straight.store, 'run');
+      const [cb] = await listCheckpoints(split.store, 'run');
+      const optA = await straight.store.get(`${ca!.key}/optimizer.safetensors`);
+      const optB = await split.store.get(`${cb!.key}/optimizer.safetensors`);
+      expect(Buffer.compare(Buffer.from(optA), Buffer.from(optB))).toBe(0);
+      b2.dispose();
+    } finally {
+      await straight.cleanup();
+      await split.cleanup();
+    }
+  }, 120_000);
+
+  it('refuses a checkpoint that fails its checksum and falls back to the previous good one', async () => {
+    const { store, root, cleanup } = await tempStore();
+    try {
+      const t = await Trainer.open(tinyRun({ steps: 2, checkpointEvery: 1, keepCheckpoints: 5 }), { store, prefix: 'run' });
+      await t.run();
+      t.dispose();
+      const refs = await listCheckpoints(store, 'run');
+      expect(refs.map((r) => r.step)).toEqual([2, 1]);
+      // Corrupt the newest checkpoint's weights on disk.
+      const file = path.join(root, refs[0]!.key, 'model.safetensors');
+      const bytes = await fs.readFile(file);
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+      await fs.writeFile(file, bytes);
+      const warnings: string[] = [];
+      const resumed = await Trainer.open(tinyRun({ steps: 2 }), { store, prefix: 'run', onWarning: (w) => warnings.push(w) });
+      expect(resumed.step).toBe(1);
+      expect(warnings[0]).toMatch(/step-000000002\/manifest.json: model.safetensors fails its checksum .*; using an older checkpoint/);
+      resumed.dispose();
+      const loaded = await loadModelFromCheckpoint(store, 'run');
+      expect(loaded.ref.step).toBe(1);
+      expect(loaded.skipped).toHaveLength(1);
+      loaded.model.dispose();
+      // With every checkpoint corrupt, nothing is loaded and the error says why.
+      const older = path.join(root, refs[1]!.key, 'ema.safetensors');
+      await fs.writeFile(older, 'garbage');
+      await expect(Trainer.open(tinyRun({ steps: 2 }), { store, prefix: 'run' })).rejects.toThrow(/no usable checkpoint under .*ema.safetensors fails its checksum/);
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+
+  it('stops on abort with a checkpoint, reports statistics, and leaks no tensors over many steps', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const t = await Trainer.open(tinyRun({ steps: 100, accumulation: 1 }), { store, prefix: 'run' });
+      const controller = new AbortController();
+      const counts: number[] = [];
+      const stats: number[] = [];
+      const rates: number[] = [];
+      const result = await t.run({
+        signal: controller.signal,
+        onStep: (s) => {
+          counts.push(tf.memory().numTensors);
+          stats.push(s.loss);
+          rates.push(s.learningRate);
+          expect(s.lossQuartiles).toHaveLength(4);
+          expect(s.gradNorm).toBeGreaterThan(0);
+          expect(s.imagesPerSecond).toBeGreaterThan(0);
+          if (s.step === 6) controller.abort();
+        },
+      });
+      expect(result).toMatchObject({ status: 'stopped', step: 6 });
+      expect(result.checkpoint?.step).toBe(6);
+      // The learning rate warms up from 0 as the official code: lr · min(updates done / 2, 1).
+      expect(rates).toEqual([0, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3]);
+      expect(new Set(counts.slice(1)).size).toBe(1);
+      expect(stats.every(Number.isFinite)).toBe(true);
+      t.dispose();
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+
+  it('validates the configuration, naming the bad field', () => {
+    expect(() => resolveTrainConfig({ dataset: '' })).toThrow('dataset must be a dataset spec such as "fashion-mnist"');
+    expect(() => resolveTrainConfig({ dataset: 'x', batchSize: 6, accumulation: 4 })).toThrow('batchSize 6 must be divisible by accumulation 4');
+    expect(() => resolveTrainConfig({ dataset: 'x', model: { preset: 'huge' } })).toThrow(/model.preset "huge" is unknown/);
+    expect(() => resolveTrainConfig({ dataset: 'x', optimizer: { learningRate: -1 } })).toThrow('optimizer.learningRate must be a number in (0, 1), got -1');
+    expect(() => resolveTrainConfig({ dataset: 'x', steps: 0 })).toThrow(/steps must be an integer in \[1, 100000000\], got 0/);
+    expect(() => resolveTrainConfig({ dataset: 'x', diffusion: { varianceType: 'learned', lossType: 'mse' } })).toThrow(/no training signal/);
+    expect(() => resolveTrainConfig({ dataset: 'x', model: { preset: 'tiny32', overrides: { ch: 33 } } })).toThrow(/model: .*33/);
+    const learned = resolveTrainConfig({ dataset: 'x', model: { preset: 'tiny32' }, diffusion: { varianceType: 'learned', lossType: 'kl' } });
+    expect(learned.diffusion.varianceType).toBe('learned');
+  });
+});
