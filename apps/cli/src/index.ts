@@ -4,31 +4,55 @@
  */
 import { type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
+import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { INFO_USAGE, infoCommand } from './commands/info';
+import {
+  INTERPOLATE_USAGE,
+  PROGRESSIVE_USAGE,
+  SAMPLE_USAGE,
+  SHARED_LATENT_USAGE,
+  interpolateCommand,
+  progressiveCommand,
+  sampleCommand,
+  sharedLatentCommand,
+} from './commands/sample';
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
+import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { type CliIo, CliUsageError } from './cli-io';
 
-type Command = (argv: readonly string[], io: CliIo) => Promise<number>;
+/** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
+export interface CliEnv {
+  readonly tty: boolean;
+  readonly signal?: AbortSignal;
+}
+
+type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; usage: string; summary: string }> = {
   schedule: { run: scheduleCommand, usage: SCHEDULE_USAGE, summary: 'print forward-process coefficients of a beta schedule' },
   info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
   bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
+  demo: { run: demoCommand, usage: DEMO_USAGE, summary: 'train a small model for a few minutes and write a sample grid' },
+  train: { run: trainCommand, usage: TRAIN_USAGE, summary: 'train a model; Ctrl-C checkpoints, --resume continues' },
+  sample: { run: sampleCommand, usage: SAMPLE_USAGE, summary: 'a sample grid (PNG) from a checkpoint' },
+  progressive: { run: progressiveCommand, usage: PROGRESSIVE_USAGE, summary: 'progressive generation: x̂₀ over the reverse process' },
+  interpolate: { run: interpolateCommand, usage: INTERPOLATE_USAGE, summary: 'interpolate two dataset images through q(x_t|x_0)' },
+  'shared-latent': { run: sharedLatentCommand, usage: SHARED_LATENT_USAGE, summary: 'continuations of chains split at x_t (Fig. 7)' },
 };
 
 export const USAGE = `Usage: ddpm <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(12)}${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(15)}${c.summary}`)
   .join('\n')}
 
 Run "ddpm <command> --help" for a command's options.
 `;
 
 /** Runs the CLI with the given arguments (without "node ddpm"); resolves to the exit status. */
-export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = { tty: false }): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(USAGE);
@@ -40,7 +64,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return 2;
   }
   try {
-    return await command.run(rest, io);
+    return await command.run(rest, io, env);
   } catch (err) {
     if (err instanceof CliUsageError) {
       io.stderr(`ddpm ${name}: ${err.message}\n\n${command.usage}`);
@@ -48,6 +72,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('DDPM_')) {
+      // Our own errors (bad config, bad data, corrupt checkpoint...): the message says it all.
       io.stderr(`ddpm ${name}: ${(err as Error).message}\n`);
       return 1;
     }

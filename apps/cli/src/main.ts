@@ -1,10 +1,25 @@
 /** The `ddpm` executable: wires {@link runCli} to the process. */
 import { runCli } from './index';
 
-runCli(process.argv.slice(2), {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-}).then(
+// Ctrl-C (or SIGTERM) asks long commands to stop cleanly (train saves a checkpoint); a second
+// one exits at once.
+const controller = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write(`\n${signal}: finishing the current step and saving a checkpoint (again to exit at once)\n`);
+    controller.abort(new Error(`${signal} received`));
+  });
+}
+
+runCli(
+  process.argv.slice(2),
+  {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+  },
+  { tty: process.stderr.isTTY === true, signal: controller.signal },
+).then(
   (status) => {
     process.exitCode = status;
   },

@@ -28,3 +28,4 @@ export {
   sharedLatentFigure,
 } from './sampling';
 export { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
+export { type NllOptions, type NllResult, evaluateNll } from './evaluation';

@@ -9,7 +9,7 @@
  * in the checkpoint, so k steps + resume + (n − k) steps equals n steps bit for bit on one backend.
  */
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
-import { GaussianDiffusion, Rng, trainingLosses } from '@ddpm/diffusion';
+import { GaussianDiffusion, Rng, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
 import {
   UNet,
@@ -300,6 +300,8 @@ export class Trainer {
       }
       const stats = await this.trainStep();
       await options.onStep?.(stats);
+      // On wasm/cpu a whole step resolves in microtasks; let signals, timers and I/O run.
+      await yieldToEventLoop();
       if (this.step % this.config.checkpointEvery === 0) await save('periodic');
     }
     await save('final');

@@ -91,7 +91,7 @@ export class FileStore implements ObjectStore {
   }
 
   urlOf(key: string): string {
-    return `${this.url}/${checkKey(key)}`;
+    return key === '' ? this.url : `${this.url}/${checkKey(key)}`;
   }
 
   async close(): Promise<void> {}

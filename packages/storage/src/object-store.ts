@@ -31,7 +31,7 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes an object; absent objects are not an error. */
   delete(key: string): Promise<void>;
-  /** A URL naming the object, for logs and API responses. */
+  /** A URL naming the object (or, for '', the store itself), for logs and API responses. */
   urlOf(key: string): string;
   close(): Promise<void>;
 }

@@ -1,0 +1,80 @@
+import { GaussianDiffusion } from '@ddpm/diffusion';
+import { UNet, preset } from '@ddpm/unet';
+import * as tf from '@tensorflow/tfjs-core';
+import sharp from 'sharp';
+
+import { composeGrid, encodePng, gridColumns, toUint8 } from './images';
+import { generateSamples, interpolationFigure, progressiveStrip, sampleGrid, samplingDiffusion, sharedLatentFigure } from './sampling';
+import { useWasm } from './test-support';
+
+beforeAll(useWasm);
+
+const config = preset('micro32', { ch: 32 });
+
+function model(): UNet {
+  let s = 7;
+  return new UNet(config, {
+    uniform: () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return (s + 0.5) / 2 ** 32;
+    },
+  });
+}
+
+describe('pictures', () => {
+  it('maps [-1, 1] to bytes and tiles square-ish grids with margins', () => {
+    expect([...toUint8(Float32Array.from([-1, 0, 1, 2, -3]))]).toEqual([0, 128, 255, 255, 0]);
+    expect([1, 2, 4, 5, 64, 65].map(gridColumns)).toEqual([1, 2, 2, 3, 8, 9]);
+    const grid = composeGrid(new Uint8Array(5 * 2 * 2).fill(7), 5, 2, 1, { margin: 1 });
+    expect([grid.width, grid.height]).toEqual([3 * 3 + 1, 2 * 3 + 1]);
+    expect(grid.pixels[0]).toBe(255);
+    expect(grid.pixels[grid.width + 1]).toBe(7);
+  });
+
+  it('encodes PNGs that decode to the same pixels', async () => {
+    const picture = composeGrid(Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => (i * 37) % 256), 1, 4, 3, { margin: 0 });
+    const png = await encodePng(picture);
+    const { data, info } = await sharp(Buffer.from(png)).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([4, 4, 3]);
+    expect([...data]).toEqual([...picture.pixels]);
+  });
+});
+
+describe('sampling tools', () => {
+  const base = new GaussianDiffusion({ schedule: { kind: 'linear' } });
+
+  it('samples reproducibly from a seed with strided and DDIM samplers', async () => {
+    const net = model();
+    const a = await generateSamples(net, base, 3, { seed: 4, sampler: { kind: 'ancestral', steps: 5 }, batch: 2 });
+    const b = await generateSamples(net, base, 3, { seed: 4, sampler: { kind: 'ancestral', steps: 5 }, batch: 2 });
+    expect(a.values).toHaveLength(3 * 32 * 32);
+    expect([...a.values]).toEqual([...b.values]);
+    const d = await generateSamples(net, base, 2, { seed: 4, sampler: { kind: 'ddim', steps: 4 } });
+    expect(d.values.every(Number.isFinite)).toBe(true);
+    expect(samplingDiffusion(base, { kind: 'ddim', steps: 50 }).timestepMap[1]).toBe(20);
+    expect(() => samplingDiffusion(base, { kind: 'ancestral', steps: 0 })).toThrow('sampling steps must be an integer in [1, 1000], got 0');
+    const { picture } = await sampleGrid(net, base, 5, { seed: 1, sampler: { kind: 'ancestral', steps: 3 } });
+    expect([picture.width, picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
+    net.dispose();
+  });
+
+  it('builds progressive strips, interpolation and shared-latent figures without leaking tensors', async () => {
+    const net = model();
+    const before = tf.memory().numTensors;
+    const strip = await progressiveStrip(net, base, 2, 2, { seed: 1, sampler: { kind: 'ancestral', steps: 6 } });
+    expect(strip.frames).toEqual([6, 4, 2, 1]);
+    expect([strip.picture.width, strip.picture.height]).toEqual([4 * 34 + 2, 2 * 34 + 2]);
+    const a = tf.fill([1, 32, 32, 1], -0.5) as tf.Tensor4D;
+    const b = tf.fill([1, 32, 32, 1], 0.5) as tf.Tensor4D;
+    const interp = await interpolationFigure(net, samplingDiffusion(base, { kind: 'ancestral', steps: 10 }), a, b, [0, 5], { seed: 2, lambdas: [0, 0.5, 1] });
+    expect([interp.picture.width, interp.picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
+    // At t = 0 the row is the pixel mix: -0.5 → 64, 0 → 128, 0.5 → 191.
+    const row0 = interp.picture.pixels;
+    expect([row0[2 * interp.picture.width + 2], row0[2 * interp.picture.width + 36], row0[2 * interp.picture.width + 70]]).toEqual([64, 128, 191]);
+    const shared = await sharedLatentFigure(net, base, [6, 1], 3, { seed: 3, sampler: { kind: 'ancestral', steps: 6 } });
+    expect([shared.picture.width, shared.picture.height]).toEqual([4 * 34 + 2, 2 * 34 + 2]);
+    tf.dispose([a, b]);
+    expect(tf.memory().numTensors).toBe(before);
+    net.dispose();
+  });
+});
