@@ -2,3 +2,4 @@
 export { type ObjectInfo, type ObjectStore, StorageError, type StorageErrorCode, checkKey, joinKey } from './object-store';
 export { FileStore } from './file-store';
 export { openStore } from './open-store';
+export { S3Store, type S3StoreOptions } from './s3-store';

@@ -1,10 +1,15 @@
-/** Opens the store named by a URL (`DDPM_STORAGE_URL`): `file:///abs/dir`, a plain path, or s3. */
+/**
+ * Opens the store named by a URL (`DDPM_STORAGE_URL`): `file:///abs/dir`, a plain path, or
+ * `s3://bucket/prefix` (endpoint from `S3_ENDPOINT`, credentials and region from the AWS
+ * environment variables).
+ */
 import { fileURLToPath } from 'node:url';
 
 import { FileStore } from './file-store';
 import { type ObjectStore, StorageError } from './object-store';
+import { S3Store, type S3StoreOptions } from './s3-store';
 
-export function openStore(url: string): ObjectStore {
+export function openStore(url: string, env: NodeJS.ProcessEnv = process.env, s3?: Partial<S3StoreOptions>): ObjectStore {
   if (typeof url !== 'string' || url.trim() === '') {
     throw new StorageError('DDPM_STORAGE_BAD_URL', 'storage URL is empty; use file:///path or s3://bucket/prefix');
   }
@@ -16,7 +21,12 @@ export function openStore(url: string): ObjectStore {
     }
   }
   if (url.startsWith('s3://')) {
-    throw new StorageError('DDPM_STORAGE_BAD_URL', `s3 storage is not available in this build (${url})`);
+    const rest = url.slice('s3://'.length);
+    const slash = rest.indexOf('/');
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    const prefix = slash < 0 ? '' : rest.slice(slash + 1);
+    const endpoint = env['S3_ENDPOINT'];
+    return new S3Store({ bucket, prefix, ...(endpoint ? { endpoint } : {}), ...s3 });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
     throw new StorageError('DDPM_STORAGE_BAD_URL', `unsupported storage URL ${JSON.stringify(url)}; use file:///path or s3://bucket/prefix`);
