@@ -1,0 +1,130 @@
+/**
+ * The API as a Fastify plugin-style app: `buildApp` wires queues, Redis, storage and metrics and
+ * closes them in onClose; server.ts only listens. Request bodies are TypeBox schemas with unknown
+ * fields rejected and no type coercion; every 4xx says what is wrong; 5xx details never leave.
+ */
+import { timingSafeEqual } from 'node:crypto';
+
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, queueName } from '@ddpm/jobs';
+import { type ObjectStore, openStore } from '@ddpm/storage';
+import { Counter, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Queue } from 'bullmq';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+
+import { healthRoutes } from './routes/health';
+import { jobRoutes } from './routes/jobs';
+import { sampleRoutes } from './routes/samples';
+
+export interface AppOptions {
+  readonly config: ServiceConfig;
+  readonly logger?: Logger | boolean;
+  /** Overrides the store opened from config.storageUrl (tests). */
+  readonly store?: ObjectStore;
+}
+
+export interface AppContext {
+  readonly config: ServiceConfig;
+  readonly queues: Record<JobType, Queue<JobData, JobResult>>;
+  readonly redis: Redis;
+  readonly store: ObjectStore;
+  readonly registry: Registry;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ddpm: AppContext;
+  }
+}
+
+/** Routes reachable without the bearer token. */
+const PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/];
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel },
+    bodyLimit: 64 * 1024,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    requestIdHeader: 'x-request-id',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const connection = { url: config.redisUrl };
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+  redis.on('error', () => undefined); // reported through /readyz
+  await redis.connect().catch(() => undefined);
+  const queueConnection = { ...parseRedisUrl(connection.url), maxRetriesPerRequest: 1, enableOfflineQueue: false };
+  const queues = Object.fromEntries(
+    JOB_TYPES.map((type) => [type, new Queue<JobData, JobResult>(queueName(type), { connection: queueConnection, prefix: config.queuePrefix })]),
+  ) as Record<JobType, Queue<JobData, JobResult>>;
+  for (const q of Object.values(queues)) q.on('error', () => undefined);
+  const store = options.store ?? openStore(config.storageUrl);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerQueueCounts(registry, Object.values(queues));
+  const requests = new Counter({ name: 'ddpm_api_requests_total', help: 'HTTP requests by route and status class', labelNames: ['route', 'status'], registers: [registry] });
+  app.decorate('ddpm', { config, queues, redis, store, registry });
+
+  app.addHook('onClose', async () => {
+    await Promise.all(Object.values(queues).map((q) => q.close()));
+    redis.disconnect();
+    if (options.store === undefined) await store.close();
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: `${Math.floor(reply.statusCode / 100)}xx` });
+  });
+
+  if (config.apiToken) {
+    const expected = Buffer.from(`Bearer ${config.apiToken}`);
+    app.addHook('onRequest', async (request, reply) => {
+      const path = request.url.split('?', 1)[0]!;
+      if (PUBLIC.some((p) => p.test(path))) return;
+      const given = Buffer.from(request.headers.authorization ?? '');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        reply.header('www-authenticate', 'Bearer');
+        return reply.code(401).send({ error: 'unauthorized', message: 'a valid "Authorization: Bearer <token>" header is required' });
+      }
+    });
+  }
+
+  app.setErrorHandler((error: { statusCode?: number; validation?: unknown; message: string; code?: string }, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      return reply.code(status).send({ error: 'internal error', requestId: request.id });
+    }
+    if (error.validation) {
+      return reply.code(400).send({ error: 'invalid request', message: error.message });
+    }
+    return reply.code(status).send({ error: error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body too large' : 'bad request', message: error.message });
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?', 1)[0]}` }));
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'ddpm-service', description: 'Train, sample and evaluate DDPMs (Ho, Jain & Abbeel 2020)', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(healthRoutes);
+  await app.register(jobRoutes);
+  await app.register(sampleRoutes);
+  return app;
+}
+
+export function parseRedisUrl(url: string): { host: string; port: number; password?: string; username?: string; db?: number; tls?: object } {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.pathname && u.pathname !== '/' ? { db: Number(u.pathname.slice(1)) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}

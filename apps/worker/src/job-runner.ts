@@ -1,0 +1,118 @@
+/**
+ * Runs one BullMQ job in a child process (child.ts) and relays what it reports: progress to the
+ * job, log lines to the job's log, step statistics to the metrics. Cancellation reaches the child
+ * as a message; it checkpoints and finishes as cancelled. Bad configuration fails the job once
+ * (UnrecoverableError); anything else (a crashed child, storage outage) is retried with backoff.
+ */
+import { fork } from 'node:child_process';
+import * as path from 'node:path';
+
+import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
+import { type Job, UnrecoverableError } from 'bullmq';
+
+import { type ChildMessage, type ParentMessage } from './child-protocol';
+
+/** Error codes that mean the job itself is wrong: retrying cannot help. */
+const PERMANENT = new Set([
+  'DDPM_CONFIG_INVALID',
+  'DDPM_DATA_NOT_FOUND',
+  'DDPM_DATA_INVALID',
+  'DDPM_DATA_SPEC',
+  'DDPM_UNET_CONFIG_INVALID',
+  'DDPM_SCHEDULE_INVALID',
+  'DDPM_CHECKPOINT_NOT_FOUND',
+  'DDPM_NUMERIC',
+  'DDPM_STORAGE_BAD_KEY',
+]);
+
+export interface RunningJob {
+  readonly jobId: string;
+  cancel(reason: string): void;
+  readonly done: Promise<JobResult>;
+}
+
+export interface JobRunnerOptions {
+  readonly storageUrl: string;
+  readonly backend?: string;
+  readonly metrics: TrainMetrics;
+  readonly logger: Logger;
+  /** Path of the compiled child entry point (default: child.js next to this file). */
+  readonly childPath?: string;
+}
+
+export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOptions): RunningJob {
+  const log = options.logger.child({ jobId: job.id, queue: job.queueName });
+  const child = fork(options.childPath ?? path.join(__dirname, 'child.js'), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env },
+    serialization: 'advanced',
+  });
+  const queue = job.queueName;
+  let settled = false;
+  const done = new Promise<JobResult>((resolve, reject) => {
+    child.on('message', (message: ChildMessage) => {
+      switch (message.type) {
+        case 'progress':
+          void job.updateProgress(message.progress as unknown as object).catch((err) => log.warn({ err }, 'could not update progress'));
+          break;
+        case 'log':
+          void job.log(message.line).catch(() => undefined);
+          log.info({ line: message.line }, 'job log');
+          break;
+        case 'step': {
+          const labels = { queue, rank: '0', backend: message.backend };
+          options.metrics.stepsTotal.inc(labels);
+          options.metrics.imagesTotal.inc(labels, Math.round(message.stats.imagesPerSecond * message.stats.stepSeconds));
+          options.metrics.stepDuration.observe(labels, message.stats.stepSeconds);
+          options.metrics.loss.set(labels, message.stats.loss);
+          log.debug({ step: message.stats.step, loss: message.stats.loss }, 'step');
+          break;
+        }
+        case 'checkpoint':
+          options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);
+          log.info({ step: message.step, url: message.url, reason: message.reason }, 'checkpoint written');
+          break;
+        case 'result':
+          settled = true;
+          resolve(message.result);
+          break;
+        case 'error':
+          settled = true;
+          reject(message.code !== undefined && PERMANENT.has(message.code) ? new UnrecoverableError(message.message) : new Error(message.message));
+          break;
+        default: {
+          const unreachable: never = message;
+          log.warn({ message: unreachable }, 'unknown message from child');
+        }
+      }
+    });
+    child.on('error', (err) => {
+      if (!settled) {
+        settled = true;
+        reject(new Error(`job process failed: ${err.message}`));
+      }
+    });
+    child.on('exit', (code, signal) => {
+      if (!settled) {
+        settled = true;
+        reject(new Error(`job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`));
+      }
+    });
+  });
+  const start: ParentMessage = {
+    type: 'start',
+    jobId: job.id!,
+    data: job.data,
+    storageUrl: options.storageUrl,
+    ...(options.backend ? { backend: options.backend } : {}),
+  };
+  child.send(start);
+  return {
+    jobId: job.id!,
+    cancel: (reason) => {
+      if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
+    },
+    done,
+  };
+}

@@ -1,0 +1,43 @@
+/** The worker executable: `node apps/worker/dist/main.js` (config from the environment). */
+import { ConfigError, loadServiceConfig } from '@ddpm/jobs';
+import { createLogger } from '@ddpm/telemetry';
+
+import { WorkerService } from './worker-service';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadServiceConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`ddpm-worker: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger('ddpm-worker', config.logLevel);
+  const number = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+  const lockDuration = number('DDPM_LOCK_DURATION_MS');
+  const stalledInterval = number('DDPM_STALLED_INTERVAL_MS');
+  const service = new WorkerService({
+    config,
+    logger,
+    ...(lockDuration ? { lockDuration } : {}),
+    ...(stalledInterval ? { stalledInterval } : {}),
+  });
+  await service.start();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'signal received');
+      service.close().then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+void main();

@@ -1,0 +1,87 @@
+/**
+ * The service's Prometheus metrics (../shared/DESIGN.md, "Metrics"): base units, `_total`
+ * counters, bounded labels (queue, rank, backend; never job, step or sample ids). Steps per second
+ * is `rate(ddpm_train_steps_total[1m])`.
+ */
+import { type Queue } from 'bullmq';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface TrainMetrics {
+  readonly registry: Registry;
+  readonly stepsTotal: Counter<'queue' | 'rank' | 'backend'>;
+  readonly imagesTotal: Counter<'queue' | 'rank' | 'backend'>;
+  readonly stepDuration: Histogram<'queue' | 'rank' | 'backend'>;
+  readonly loss: Gauge<'queue' | 'rank' | 'backend'>;
+  readonly evalFid: Gauge<'queue'>;
+  readonly evalBitsPerDim: Gauge<'queue'>;
+  readonly allreduceDuration: Histogram<'rank'>;
+  readonly allreduceBytes: Counter<'rank' | 'direction'>;
+  readonly checkpointDuration: Histogram<'queue' | 'reason'>;
+  readonly groupRestarts: Counter<'queue'>;
+  readonly worldSize: Gauge<'queue'>;
+  readonly jobsTotal: Counter<'queue' | 'outcome'>;
+}
+
+/** A registry with process metrics and every training metric, for a worker. */
+export function createWorkerMetrics(defaultLabels: Record<string, string> = {}): TrainMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels(defaultLabels);
+  collectDefaultMetrics({ register: registry });
+  const labels = ['queue', 'rank', 'backend'] as const;
+  return {
+    registry,
+    stepsTotal: new Counter({ name: 'ddpm_train_steps_total', help: 'Optimizer steps taken', labelNames: labels, registers: [registry] }),
+    imagesTotal: new Counter({ name: 'ddpm_train_images_total', help: 'Training images processed', labelNames: labels, registers: [registry] }),
+    stepDuration: new Histogram({
+      name: 'ddpm_train_step_duration_seconds',
+      help: 'Wall time of one optimizer step',
+      labelNames: labels,
+      // From a fast GPU step to a CPU step of a large model.
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
+    loss: new Gauge({ name: 'ddpm_train_loss', help: 'Training loss of the latest step', labelNames: labels, registers: [registry] }),
+    evalFid: new Gauge({ name: 'ddpm_eval_fid', help: 'Latest FID', labelNames: ['queue'], registers: [registry] }),
+    evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Latest test-set NLL bound in bits/dim', labelNames: ['queue'], registers: [registry] }),
+    allreduceDuration: new Histogram({
+      name: 'ddpm_allreduce_duration_seconds',
+      help: 'Wall time of one gradient all-reduce',
+      labelNames: ['rank'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    allreduceBytes: new Counter({ name: 'ddpm_allreduce_bytes_total', help: 'Gradient bytes sent and received', labelNames: ['rank', 'direction'], registers: [registry] }),
+    checkpointDuration: new Histogram({
+      name: 'ddpm_checkpoint_duration_seconds',
+      help: 'Wall time of writing one checkpoint',
+      labelNames: ['queue', 'reason'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers: [registry],
+    }),
+    groupRestarts: new Counter({ name: 'ddpm_group_restarts_total', help: 'Data-parallel group restarts', labelNames: ['queue'], registers: [registry] }),
+    worldSize: new Gauge({ name: 'ddpm_world_size', help: 'Ranks in the current data-parallel group', labelNames: ['queue'], registers: [registry] }),
+    jobsTotal: new Counter({ name: 'ddpm_jobs_total', help: 'Jobs finished by this worker, by outcome', labelNames: ['queue', 'outcome'], registers: [registry] }),
+  };
+}
+
+const BULLMQ_STATES = ['waiting', 'active', 'completed', 'failed', 'delayed', 'paused', 'prioritized'] as const;
+
+/** `bullmq_job_count{queue,state}`, read from Redis at scrape time. */
+export function registerQueueCounts(registry: Registry, queues: readonly Queue[]): Gauge<'queue' | 'state'> {
+  return new Gauge({
+    name: 'bullmq_job_count',
+    help: 'Jobs in each BullMQ queue by state',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      for (const queue of queues) {
+        try {
+          const counts = await queue.getJobCounts(...BULLMQ_STATES);
+          for (const state of BULLMQ_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+        } catch {
+          // Redis unreachable: leave the last values; /readyz reports the outage.
+        }
+      }
+    },
+  });
+}
