@@ -31,7 +31,11 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   moduleNameMapper: workspaceModuleMap(),
+  // A few dependencies ship ESM only (cookie 2, used by fastify's inject); jest's CommonJS runtime
+  // needs them transformed.
+  transformIgnorePatterns: ['/node_modules/(?!(cookie)/)'],
   transform: {
+    '/node_modules/cookie/.+\\.js$': ['@swc/jest', { jsc: { parser: { syntax: 'ecmascript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
     '^.+\\.ts$': [
       '@swc/jest',
       {

