@@ -52,6 +52,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Bodies are JSON only; anything else is 415 Unsupported Media Type.
+  app.removeContentTypeParser('text/plain');
+
   const connection = { url: config.redisUrl };
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
   redis.on('error', () => undefined); // reported through /readyz
