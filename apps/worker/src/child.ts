@@ -19,9 +19,15 @@ import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type ChildMessage, type ParentMessage } from './child-protocol';
 
 const controller = new AbortController();
+/** Set once the result is sent: from then on a lost parent is no longer an error. */
+let finished = false;
 
 function send(message: ChildMessage): void {
-  process.send?.(message);
+  if (!process.connected) return;
+  // With a callback, a write to a parent that just died reports here instead of crashing.
+  process.send?.(message, undefined, {}, (err) => {
+    if (err && !finished) process.exit(1);
+  });
 }
 
 function log(line: string): void {
@@ -196,7 +202,6 @@ process.on('message', (message: ParentMessage) => {
 });
 // The parent going away (worker killed) means the job's lock will expire and another worker will
 // resume it from the last checkpoint: stop at once rather than race it writing checkpoints.
-let finished = false;
 process.on('disconnect', () => {
   if (!finished) process.exit(1);
 });

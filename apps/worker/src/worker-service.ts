@@ -33,6 +33,8 @@ export class WorkerService {
   private metricsServer: http.Server | undefined;
   readonly metrics = createWorkerMetrics();
   private closing = false;
+  /** The port /metrics listens on, once started (METRICS_PORT=0 picks a free one). */
+  metricsPort: number | undefined;
 
   constructor(private readonly options: WorkerServiceOptions) {}
 
@@ -93,6 +95,7 @@ export class WorkerService {
     await new Promise<void>((resolve) => this.metricsServer!.listen(config.metricsPort, config.host, resolve));
     const address = this.metricsServer.address();
     const metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
+    this.metricsPort = metricsPort;
     logger.info({ queues: this.options.queues ?? ['train', 'sample'], metricsPort, prefix: config.queuePrefix }, 'worker started');
     return { metricsPort };
   }

@@ -1,0 +1,51 @@
+/**
+ * A worker process killed with SIGKILL mid-training: its job's lock expires, another worker
+ * process picks the job up and finishes it from the last checkpoint (not from step 0).
+ */
+import { type Stack, startStack, tinyTrain } from './service-support';
+
+jest.setTimeout(240_000);
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({ workers: 0 });
+});
+afterAll(async () => {
+  await stack.close();
+});
+
+function progressOf(id: string, predicate: (step: number) => boolean): Promise<number> {
+  return new Promise((resolve) => {
+    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+      const step = (data as { step?: number }).step ?? -1;
+      if (jobId === id && predicate(step)) {
+        stack.events.train.off('progress', onProgress);
+        resolve(step);
+      }
+    };
+    stack.events.train.on('progress', onProgress);
+  });
+}
+
+test('SIGKILL of the worker holding a train job: another worker resumes it from its checkpoint', async () => {
+  const first = stack.startWorkerProcess();
+  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 30, checkpointEvery: 4 }) })).json().id as string;
+  await progressOf(id, (step) => step >= 9);
+  const before = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as { step: number }[];
+  expect(before.length).toBeGreaterThan(0);
+  const exited = new Promise((resolve) => first.once('exit', resolve));
+  first.kill('SIGKILL');
+  await exited;
+  stack.startWorkerProcess();
+  // The first progress of the new attempt starts at a checkpoint, not at 0.
+  const resumedAt = await progressOf(id, () => true);
+  expect(resumedAt).toBeGreaterThanOrEqual(before[0]!.step);
+  const job = await stack.waitFinished(id, 200_000);
+  expect(await job.getState()).toBe('completed');
+  const view = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+  expect(view).toMatchObject({ state: 'completed', result: { status: 'completed', step: 30 } });
+  const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
+  expect(logs).toMatch(new RegExp(`resuming from step (${before.map((c) => c.step).join('|')}|\\d+)`));
+  const resumed = Number(/resuming from step (\d+)/.exec(logs)![1]);
+  expect(resumed).toBeGreaterThanOrEqual(before[0]!.step);
+});
