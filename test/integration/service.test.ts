@@ -3,6 +3,8 @@
  * finished run, idempotency keys, cancellation (running and queued), an API restart that loses
  * nothing, a real HTTP listener, auth, and 40+ malformed requests that enqueue nothing.
  */
+import { runCli } from '@ddpm/cli';
+
 import { type Stack, startStack, tinyTrain } from './service-support';
 
 jest.setTimeout(180_000);
@@ -120,6 +122,22 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     expect(bad.status).toBe(400);
     const metrics = await (await fetch(`${address}/metrics`)).text();
     expect(metrics).toMatch(/bullmq_job_count\{queue="train",state="completed"\} \d+/);
+
+    // The `ddpm jobs` client against the same listener.
+    let stdout = '';
+    let stderr = '';
+    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t) };
+    expect(await runCli(['jobs', 'submit', 'train', '--api', address, '--dataset', 'procedural:shapes?size=16&channels=1', '--preset', 'micro32', '--steps', '2', '--batch', '2', '--wait'], io)).toBe(0);
+    const done = JSON.parse(stdout) as { id: string; state: string; result: { step: number } };
+    expect(done).toMatchObject({ state: 'completed', result: { step: 2 } });
+    stdout = '';
+    expect(await runCli(['jobs', 'list', '--api', address, '--type', 'train', '--limit', '5'], io)).toBe(0);
+    expect((JSON.parse(stdout) as { jobs: { id: string }[] }).jobs.map((j) => j.id)).toContain(done.id);
+    stdout = '';
+    expect(await runCli(['jobs', 'status', done.id, '--api', address], io)).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ id: done.id, state: 'completed' });
+    expect(await runCli(['jobs', 'status', 'train-nope', '--api', address], io)).toBe(1);
+    expect(stderr).toContain('404: no job train-nope');
   });
 });
 

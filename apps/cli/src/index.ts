@@ -6,6 +6,7 @@ import { type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { INFO_USAGE, infoCommand } from './commands/info';
+import { JOBS_USAGE, jobsCommand } from './commands/jobs';
 import {
   INTERPOLATE_USAGE,
   PROGRESSIVE_USAGE,
@@ -17,6 +18,7 @@ import {
   sharedLatentCommand,
 } from './commands/sample';
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
+import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { type CliIo, CliUsageError } from './cli-io';
@@ -33,6 +35,8 @@ const COMMANDS: Record<string, { run: Command; usage: string; summary: string }>
   schedule: { run: scheduleCommand, usage: SCHEDULE_USAGE, summary: 'print forward-process coefficients of a beta schedule' },
   info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
   bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
+  'service-demo': { run: serviceDemoCommand, usage: SERVICE_DEMO_USAGE, summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid' },
+  jobs: { run: jobsCommand, usage: JOBS_USAGE, summary: 'submit, watch, cancel and list jobs of a running API' },
   demo: { run: demoCommand, usage: DEMO_USAGE, summary: 'train a small model for a few minutes and write a sample grid' },
   train: { run: trainCommand, usage: TRAIN_USAGE, summary: 'train a model; Ctrl-C checkpoints, --resume continues' },
   sample: { run: sampleCommand, usage: SAMPLE_USAGE, summary: 'a sample grid (PNG) from a checkpoint' },

@@ -180,8 +180,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         throw Object.assign(new Error(`unknown job type ${JSON.stringify((message.data as { type: unknown }).type)}`), { code: 'DDPM_CONFIG_INVALID' });
     }
     await store.close();
-    const step = result.step ?? 0;
-    send({ type: 'progress', progress: { phase: 'finishing', step, totalSteps: message.data.type === 'train' ? (message.data.request as TrainJobRequest).steps : step, updatedAt: new Date().toISOString() } });
+    if (message.data.type === 'train') {
+      const total = (message.data.request as TrainJobRequest).steps;
+      send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? total, totalSteps: total, updatedAt: new Date().toISOString() } });
+    }
     send({ type: 'result', result });
   } catch (err) {
     const e = err as { code?: unknown; message?: string };

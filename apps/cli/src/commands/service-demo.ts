@@ -1,0 +1,182 @@
+/**
+ * `ddpm service-demo` — the README's main job: starts Redis if none is reachable, the API and two
+ * worker processes, submits a real training job over HTTP (Fashion-MNIST when the Debian package
+ * is installed, procedural shapes otherwise), shows its progress until it finishes, samples a grid
+ * from it through a sample job, and prints where the PNG is (file and URL).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+import { FASHION_MNIST_DIR } from '@ddpm/data';
+
+import { ApiClient, type JobViewLite } from '../api-client';
+import { parseCommandArgs, parseInteger } from '../args';
+import { type CliIo } from '../cli-io';
+import { formatDuration } from '../progress';
+import { waitForJob } from './jobs';
+
+export const SERVICE_DEMO_USAGE = `Usage: ddpm service-demo [--steps N] [--out DIR] [--keep-running]
+
+Starts Redis (if 127.0.0.1:6379 does not answer and redis-server is on the PATH), the API and two
+workers, trains micro32 for N steps (default 150) on Fashion-MNIST (or procedural shapes), then
+samples a 16-image grid and prints its path and URL. --keep-running leaves the services up.
+`;
+
+const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
+
+function ping(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.setTimeout(1000);
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => {
+      resolve(d.toString().startsWith('+PONG'));
+      socket.destroy();
+    });
+    socket.on('error', () => resolve(false));
+    socket.on('timeout', () => {
+      resolve(false);
+      socket.destroy();
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' }, 'keep-running': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+  if (values['help'] === true) {
+    io.stdout(SERVICE_DEMO_USAGE);
+    return 0;
+  }
+  const steps = parseInteger('steps', values['steps'], 150, { min: 1, max: 1_000_000 });
+  const started = Date.now();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const out = path.resolve(String(values['out'] ?? path.join('runs', `service-demo-${stamp}`)));
+  await fs.mkdir(out, { recursive: true });
+  const children: ChildProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const c of children.reverse()) {
+      if (c.exitCode === null && c.signalCode === null) {
+        const exited = new Promise((resolve) => c.once('exit', resolve));
+        c.kill('SIGTERM');
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      }
+    }
+  };
+  try {
+    // Redis
+    if (!(await ping('127.0.0.1', 6379))) {
+      let redisServer: string | undefined;
+      try {
+        redisServer = execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim() || undefined;
+      } catch {
+        redisServer = undefined;
+      }
+      if (!redisServer) {
+        io.stderr('Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n');
+        return 1;
+      }
+      io.stderr('starting redis-server on 127.0.0.1:6379 (no persistence)\n');
+      children.push(spawn(redisServer, ['--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' }));
+      await until('redis-server', () => ping('127.0.0.1', 6379), 10_000);
+    }
+    // API and two workers, with a queue prefix and a store of this run's own.
+    const port = await freePort();
+    const serviceEnv = {
+      ...process.env,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      DDPM_QUEUE_PREFIX: `demo-${stamp}`.slice(0, 64),
+      DDPM_STORAGE_URL: `file://${path.join(out, 'store')}`,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      METRICS_PORT: '0',
+      LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
+    };
+    const logFile = await fs.open(path.join(out, 'services.log'), 'a');
+    const spawnNode = (script: string): ChildProcess => {
+      const child = spawn(process.execPath, [path.join(ROOT, script)], { env: serviceEnv, stdio: ['ignore', logFile.fd, logFile.fd] });
+      children.push(child);
+      return child;
+    };
+    spawnNode('apps/api/dist/server.js');
+    spawnNode('apps/worker/dist/main.js');
+    spawnNode('apps/worker/dist/main.js');
+    const api = `http://127.0.0.1:${port}`;
+    await until('the API', async () => (await fetch(`${api}/readyz`)).ok, 30_000);
+    io.stderr(`API at ${api} (OpenAPI: ${api}/docs), 2 workers, storage ${serviceEnv.DDPM_STORAGE_URL}, logs ${path.join(out, 'services.log')}\n`);
+    const client = new ApiClient({ baseUrl: api });
+    let dataset = 'fashion-mnist';
+    try {
+      await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
+    } catch {
+      dataset = 'procedural:shapes?channels=1';
+      io.stderr(`Fashion-MNIST not found in ${FASHION_MNIST_DIR}; training on the procedural dataset\n`);
+    }
+    const train = await client.json<JobViewLite>('POST', '/jobs/train', {
+      dataset,
+      preset: 'micro32',
+      steps,
+      batchSize: 16,
+      learningRate: 1e-3,
+      warmupSteps: 20,
+      emaDecay: 0.995,
+      emaWarmup: true,
+      checkpointEvery: 50,
+    });
+    io.stderr(`POST /jobs/train → ${train.id}\n`);
+    const trained = await waitForJob(client, train.id, io, env.tty, 'train');
+    if (trained.state !== 'completed') {
+      io.stderr(`the train job ended ${trained.state}: ${trained.error ?? ''}\n`);
+      return 1;
+    }
+    const sample = await client.json<JobViewLite>('POST', '/jobs/sample', { trainJobId: train.id, count: 16, steps: 100, seed: 0 });
+    io.stderr(`POST /jobs/sample → ${sample.id}\n`);
+    const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample');
+    if (sampled.state !== 'completed') {
+      io.stderr(`the sample job ended ${sampled.state}: ${sampled.error ?? ''}\n`);
+      return 1;
+    }
+    const url = `${api}/samples/${sample.id}`;
+    const png = await client.bytes(`/samples/${sample.id}`);
+    const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
+    const summary = {
+      trainJob: train.id,
+      sampleJob: sample.id,
+      steps: trained.result?.step,
+      png: file,
+      url,
+      pngBytes: png.length,
+      wallSeconds: Math.round((Date.now() - started) / 1000),
+    };
+    io.stderr(`\nsample grid: ${file}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`);
+    io.stdout(JSON.stringify(summary) + '\n');
+    if (values['keep-running'] === true) {
+      io.stderr('services keep running; Ctrl-C stops them\n');
+      await new Promise<void>((resolve) => (env.signal ? env.signal.addEventListener('abort', () => resolve()) : undefined));
+    }
+    return 0;
+  } finally {
+    await stopAll();
+  }
+}
