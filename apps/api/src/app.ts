@@ -5,7 +5,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, queueName } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, queueName, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Counter, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
 import swagger from '@fastify/swagger';
@@ -55,11 +55,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Bodies are JSON only; anything else is 415 Unsupported Media Type.
   app.removeContentTypeParser('text/plain');
 
-  const connection = { url: config.redisUrl };
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
   redis.on('error', () => undefined); // reported through /readyz
   await redis.connect().catch(() => undefined);
-  const queueConnection = { ...parseRedisUrl(connection.url), maxRetriesPerRequest: 1, enableOfflineQueue: false };
+  const queueConnection = { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: 1, enableOfflineQueue: false };
   const queues = Object.fromEntries(
     JOB_TYPES.map((type) => [type, new Queue<JobData, JobResult>(queueName(type), { connection: queueConnection, prefix: config.queuePrefix })]),
   ) as Record<JobType, Queue<JobData, JobResult>>;
@@ -118,16 +117,4 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(jobRoutes);
   await app.register(sampleRoutes);
   return app;
-}
-
-export function parseRedisUrl(url: string): { host: string; port: number; password?: string; username?: string; db?: number; tls?: object } {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 6379),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.pathname && u.pathname !== '/' ? { db: Number(u.pathname.slice(1)) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
-  };
 }

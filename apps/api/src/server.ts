@@ -1,19 +1,10 @@
 /** The API executable: `node apps/api/dist/server.js` (config from the environment). */
-import { ConfigError, loadServiceConfig } from '@ddpm/jobs';
+import { loadServiceConfigOrExit } from '@ddpm/jobs';
 
 import { buildApp } from './app';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadServiceConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`ddpm-api: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadServiceConfigOrExit('ddpm-api');
   const app = await buildApp({ config });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

@@ -1,20 +1,11 @@
 /** The worker executable: `node apps/worker/dist/main.js` (config from the environment). */
-import { ConfigError, loadServiceConfig } from '@ddpm/jobs';
+import { loadServiceConfigOrExit } from '@ddpm/jobs';
 import { createLogger } from '@ddpm/telemetry';
 
 import { WorkerService } from './worker-service';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadServiceConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`ddpm-worker: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadServiceConfigOrExit('ddpm-worker');
   const logger = createLogger('ddpm-worker', config.logLevel);
   const number = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
   const lockDuration = number('DDPM_LOCK_DURATION_MS');

@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 
-import { type JobData, type JobResult, type ServiceConfig, cancelChannel, cancelKey } from '@ddpm/jobs';
+import { type JobData, type JobResult, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { type Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -40,7 +40,6 @@ export class WorkerService {
 
   async start(): Promise<{ metricsPort: number }> {
     const { config, logger } = this.options;
-    const connection = { url: config.redisUrl };
     this.commands = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     this.subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     await this.subscriber.subscribe(cancelChannel(config.queuePrefix));
@@ -53,7 +52,7 @@ export class WorkerService {
     });
     for (const name of this.options.queues ?? ['train', 'sample']) {
       const worker = new Worker<JobData, JobResult>(name, (job) => this.process(job), {
-        connection: { ...parseRedis(connection.url), maxRetriesPerRequest: null },
+        connection: { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
         concurrency: this.options.concurrency ?? 1,
         lockDuration: this.options.lockDuration ?? 30_000,
@@ -140,16 +139,4 @@ export class WorkerService {
     await this.commands?.quit();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
   }
-}
-
-function parseRedis(url: string): { host: string; port: number; password?: string; username?: string; db?: number; tls?: object } {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 6379),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.pathname && u.pathname !== '/' ? { db: Number(u.pathname.slice(1)) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
-  };
 }

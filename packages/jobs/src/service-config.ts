@@ -72,3 +72,29 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
     host: env['HOST'] ?? '0.0.0.0',
   };
 }
+
+/** ioredis / BullMQ connection options for a redis:// or rediss:// URL. */
+export function redisConnectionOptions(url: string): { host: string; port: number; password?: string; username?: string; db?: number; tls?: object } {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.pathname && u.pathname !== '/' ? { db: Number(u.pathname.slice(1)) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/** For executables: the validated configuration, or a one-line error naming the variable and exit 2. */
+export function loadServiceConfigOrExit(program: string, defaults?: { port?: number; metricsPort?: number }): ServiceConfig {
+  try {
+    return loadServiceConfig(process.env, defaults);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${program}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
