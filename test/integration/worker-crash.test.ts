@@ -13,6 +13,17 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack.close();
 });
+// Each test starts its own worker processes: stop the previous test's.
+beforeEach(async () => {
+  await Promise.all(
+    stack.processes
+      .filter((p) => p.exitCode === null && p.signalCode === null)
+      .map((p) => new Promise((resolve) => {
+        p.once('exit', resolve);
+        p.kill('SIGKILL');
+      })),
+  );
+});
 
 function progressOf(id: string, predicate: (step: number) => boolean): Promise<number> {
   return new Promise((resolve) => {
@@ -48,4 +59,32 @@ test('SIGKILL of the worker holding a train job: another worker resumes it from 
   expect(logs).toMatch(new RegExp(`resuming from step (${before.map((c) => c.step).join('|')}|\\d+)`));
   const resumed = Number(/resuming from step (\d+)/.exec(logs)![1]);
   expect(resumed).toBeGreaterThanOrEqual(before[0]!.step);
+});
+
+test('SIGTERM: the worker checkpoints its running job and exits; the job resumes on another worker', async () => {
+  const first = stack.startWorkerProcess();
+  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 25, checkpointEvery: 1000 }) })).json().id as string;
+  const reached = await progressOf(id, (step) => step >= 4);
+  const exited = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
+  first.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  // The checkpoint written on the way out is at or past the step seen before SIGTERM.
+  const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as { step: number }[];
+  expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(reached);
+  stack.startWorkerProcess();
+  const job = await stack.waitFinished(id, 200_000);
+  expect(await job.getState()).toBe('completed');
+  const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
+  expect(logs).toContain(`resuming from step ${checkpoints[0]!.step}`);
+});
+
+test('a job whose configuration cannot work fails once, with the reason, and is not retried', async () => {
+  stack.startWorkerProcess();
+  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: 'idx:/nonexistent/images.idx' }) })).json().id as string;
+  const job = await stack.waitFinished(id);
+  expect(await job.getState()).toBe('failed');
+  expect(job.attemptsMade).toBe(1);
+  const view = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+  expect(view).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(view.error).toBe('cannot read IDX file /nonexistent/images.idx: no such file');
 });
