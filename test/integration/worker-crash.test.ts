@@ -71,10 +71,17 @@ test('SIGTERM: the worker checkpoints its running job and exits; the job resumes
   // The checkpoint written on the way out is at or past the step seen before SIGTERM.
   const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as { step: number }[];
   expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(reached);
+  // Handed back to the queue without using up an attempt.
+  const handedBack = (await stack.queues.train.getJob(id))!;
+  expect(['delayed', 'waiting']).toContain(await handedBack.getState());
+  expect(handedBack.attemptsMade).toBe(0);
   stack.startWorkerProcess();
   const job = await stack.waitFinished(id, 200_000);
   expect(await job.getState()).toBe('completed');
+  // One attempt in all (BullMQ counts the successful one): the hand-back was free.
+  expect(job.attemptsMade).toBe(1);
   const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
+  expect(logs).toContain('handed back to the queue');
   expect(logs).toContain(`resuming from step ${checkpoints[0]!.step}`);
 });
 

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 
 import { type JobData, type JobResult, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
-import { type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 
 import { type RunningJob, runJobInChild } from './job-runner';
@@ -51,7 +51,7 @@ export class WorkerService {
       }
     });
     for (const name of this.options.queues ?? ['train', 'sample']) {
-      const worker = new Worker<JobData, JobResult>(name, (job) => this.process(job), {
+      const worker = new Worker<JobData, JobResult>(name, (job, token) => this.process(job, token), {
         connection: { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
         concurrency: this.options.concurrency ?? 1,
@@ -99,7 +99,7 @@ export class WorkerService {
     return { metricsPort };
   }
 
-  private async process(job: Job<JobData, JobResult>): Promise<JobResult> {
+  private async process(job: Job<JobData, JobResult>, token: string | undefined): Promise<JobResult> {
     const { config, logger } = this.options;
     if (await this.commands!.exists(cancelKey(config.queuePrefix, job.id!))) {
       await job.log(`${new Date().toISOString()} cancelled before it started`);
@@ -119,8 +119,11 @@ export class WorkerService {
       if (this.closing) running.cancel('worker shutting down');
       const result = await running.done;
       if (result.status === 'cancelled' && this.closing && !(await this.commands!.exists(cancelKey(config.queuePrefix, job.id!)))) {
-        // Stopped by our shutdown, not by the user: let another worker resume it.
-        throw new Error('worker shut down; the job resumes from its checkpoint on another worker');
+        // Stopped by our shutdown, not by the user: hand it back (due now) without using up an
+        // attempt, so another worker resumes it from the checkpoint just written.
+        await job.log(`${new Date().toISOString()} worker shutting down at step ${result.step ?? '?'}; handed back to the queue`);
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
       }
       return result;
     } finally {
