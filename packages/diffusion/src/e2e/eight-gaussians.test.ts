@@ -112,9 +112,9 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
     summarizeBound(await calcBpdLoop(diffusion, model, testSet, { seed: 4 })).bitsPerDim;
   const bpdBefore = await boundOf();
 
-  const batch = Number(process.env['E2E_BATCH'] ?? 512);
-  const steps = Number(process.env['E2E_STEPS'] ?? 3000);
-  const peakLr = Number(process.env['E2E_LR'] ?? 3e-3);
+  const batch = 512;
+  const steps = 3000;
+  const peakLr = 3e-3;
   const optimizer = tf.train.adam(peakLr);
   // EMA of the weights (Appendix B uses 0.9999 over 800k steps; 0.995 suits a few thousand).
   const ema = variables.map((v) => tf.variable(v.clone(), false));
@@ -129,7 +129,6 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
     const cost = optimizer.minimize(() => tf.mean(trainingLosses(diffusion, model, x0, t, noise).lossB) as tf.Scalar, true, variables);
     tf.dispose([x0, noise]);
     tf.tidy(() => ema.forEach((e, i) => e.assign(tf.add(tf.mul(e, emaDecay), tf.mul(variables[i]!, 1 - emaDecay)))));
-    if (process.env['E2E_VERBOSE'] && step % 500 === 0) console.info(step, cost?.dataSync()[0]);
     cost?.dispose();
   }
   // Evaluate and sample with the EMA weights.
