@@ -11,6 +11,16 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
 }
 
+/** A progress callback `(done, total)` that creates its bar on the first call and finishes it at the end. */
+export function lazyProgress(label: string, write: (text: string) => void, tty: boolean): (done: number, total: number) => void {
+  let bar: ProgressBar | undefined;
+  return (done, total) => {
+    bar ??= new ProgressBar(label, total, write, tty);
+    bar.update(done);
+    if (done === total) bar.finish();
+  };
+}
+
 export class ProgressBar {
   private readonly started = Date.now();
   private lastPrint = 0;

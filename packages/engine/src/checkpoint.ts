@@ -4,11 +4,10 @@
  * then `manifest.json` listing every file with its size and sha256. A checkpoint without a
  * manifest is invisible; one whose files do not match their manifest is reported and skipped.
  */
-import { createHash } from 'node:crypto';
-
 import { type RngState } from '@ddpm/diffusion';
 import { type LoaderState } from '@ddpm/data';
 import { type ObjectStore, StorageError, joinKey } from '@ddpm/storage';
+import { sha256Hex as sha256 } from '@ddpm/unet';
 
 import { type TrainConfig } from './config';
 import { EngineError } from './errors';
@@ -53,10 +52,6 @@ interface Manifest {
 }
 
 const FILE_NAMES = ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors', 'state.json'] as const;
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 export function checkpointKey(prefix: string, step: number): string {
   return joinKey(prefix, 'checkpoints', `step-${String(step).padStart(9, '0')}`);

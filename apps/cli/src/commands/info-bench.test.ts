@@ -1,11 +1,6 @@
-import { runCli } from '../index';
+import { runCaptured } from '../test-support';
 
-async function run(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const status = await runCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { status, stdout, stderr };
-}
+const run = runCaptured;
 
 describe('ddpm info unet', () => {
   it('reports the official parameter counts', async () => {

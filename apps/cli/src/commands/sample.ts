@@ -23,7 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger, parseIntegerList, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
-import { ProgressBar } from '../progress';
+import { lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
 
 const COMMON: OptionSpec = {
@@ -108,15 +108,6 @@ async function write(io: CliIo, l: Loaded, picture: Picture, metadata: Record<st
   io.stdout(JSON.stringify({ png: l.out, ...meta }) + '\n');
 }
 
-function progress(io: CliIo, tty: boolean, label: string): (done: number, total: number) => void {
-  let bar: ProgressBar | undefined;
-  return (done, total) => {
-    bar ??= new ProgressBar(label, total, io.stderr, tty);
-    bar.update(done);
-    if (done === total) bar.finish();
-  };
-}
-
 function samplerOf(values: Record<string, string | boolean | undefined>, T: number): SamplerSpec {
   const kind = parseChoice('sampler', values['sampler'], ['ancestral', 'ddim'] as const, 'ancestral');
   const steps = values['steps'] === undefined ? undefined : parseInteger('steps', values['steps'], T, { min: 1, max: T });
@@ -140,7 +131,7 @@ export async function sampleCommand(argv: readonly string[], io: CliIo, env: { t
       seed: l.seed,
       batch,
       ...(env.signal ? { signal: env.signal } : {}),
-      onProgress: progress(io, env.tty, 'sample'),
+      onProgress: lazyProgress('sample', io.stderr, env.tty),
     });
     await write(io, l, picture, { kind: 'samples', count: n, sampler });
     return 0;
@@ -165,7 +156,7 @@ export async function progressiveCommand(argv: readonly string[], io: CliIo, env
       sampler,
       seed: l.seed,
       ...(env.signal ? { signal: env.signal } : {}),
-      onProgress: progress(io, env.tty, 'progressive'),
+      onProgress: lazyProgress('progressive', io.stderr, env.tty),
     });
     await write(io, l, picture, { kind: 'progressive', chains: n, every, frames, sampler });
     return 0;

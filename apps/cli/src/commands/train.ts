@@ -10,7 +10,7 @@ import { PRESET_NAMES } from '@ddpm/unet';
 
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
-import { ProgressBar, formatDuration } from '../progress';
+import { ProgressBar, formatDuration, lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
 
 export const TRAIN_USAGE = `Usage: ddpm train --dataset SPEC --preset NAME --steps N --out DIR [options]
@@ -154,16 +154,11 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
       io.stderr(`stopped at step ${result.step} after ${formatDuration((Date.now() - started) / 1000)}; continue with --resume\n`);
     } else if (sampleCount > 0) {
       io.stderr(`sampling ${sampleCount} images from the EMA model...\n`);
-      let sampleBar: ProgressBar | undefined;
       const { picture, seed } = await sampleGrid(trainer.ema, trainer.diffusion, sampleCount, {
         seed: 0,
         ...(sampleSteps ? { sampler: { kind: 'ancestral', steps: sampleSteps } } : {}),
-        onProgress: (done, total) => {
-          sampleBar ??= new ProgressBar('sample', total, io.stderr, env.tty);
-          sampleBar.update(done);
-        },
+        onProgress: lazyProgress('sample', io.stderr, env.tty),
       });
-      sampleBar?.finish();
       const key = joinKey(prefix, 'samples', `step-${String(result.step).padStart(9, '0')}.png`);
       await store.put(key, await encodePng(picture, picture.width < 256 ? 2 : 1));
       summary['samples'] = store.urlOf(key);

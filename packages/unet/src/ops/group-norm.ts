@@ -68,8 +68,7 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
           const s = tf.sigmoid(yy);
           dy = tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(yy, tf.sub(1, s))))) as tf.Tensor4D;
         }
-        const [b, h, w, c] = xs.shape;
-        const hw = h * w;
+        const hw = xs.shape[1] * xs.shape[2];
         // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
         const meanDy = meanHW(dy);
         const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
@@ -85,8 +84,6 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
         const coefX = tf.neg(tf.mul(tf.square(rs), m2));
         const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
         const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
-        void b;
-        void c;
         return [dx, dGamma, dBeta];
       },
     };

@@ -19,7 +19,7 @@ function swapLast(x: tf.Tensor3D): tf.Tensor3D {
 /** The 2-D slices of a [B, m, n] tensor. */
 function splitBatch(x: tf.Tensor3D): tf.Tensor2D[] {
   const [b, m, n] = x.shape;
-  if (!hostMemoryBackend()) return (tf.unstack(x) as tf.Tensor2D[]).map((s) => s);
+  if (!hostMemoryBackend()) return tf.unstack(x) as tf.Tensor2D[];
   // wasm's Slice/Unpack copy the whole tensor out of the heap per slice; one copy here instead.
   const values = x.dataSync() as Float32Array;
   return Array.from({ length: b }, (_, i) => tf.tensor2d(values.subarray(i * m * n, (i + 1) * m * n), [m, n]));
