@@ -15,6 +15,7 @@ import {
 } from './architecture';
 import { type UNetConfig } from './config';
 import { UNetError } from './errors';
+import { concatChannels } from './ops/concat';
 import { conv2d } from './ops/conv2d';
 import { groupNorm, swish } from './ops/group-norm';
 import { dense, matMul } from './ops/matmul';
@@ -240,7 +241,7 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
   }
 
   concat(x: tf.Tensor4D, skip: tf.Tensor4D): tf.Tensor4D {
-    return tf.concat([x, skip], 3);
+    return concatChannels(x, skip);
   }
 
   output(x: tf.Tensor4D): tf.Tensor4D {

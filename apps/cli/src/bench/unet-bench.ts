@@ -9,7 +9,7 @@ import { GaussianDiffusion, Rng } from '@ddpm/diffusion';
 import { UNet, describeArchitecture, preset } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { gflops, round, timeRepeated } from './timing';
+import { gflops, round, timeInterleaved } from './timing';
 
 export interface UNetBenchOptions {
   readonly preset: string;
@@ -31,8 +31,14 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
   const t = tf.tensor1d(rng.ints(1000, B), 'int32');
   const optimizer = tf.train.adam(2e-4);
   let dropoutSeed = 0;
+  // The most common layer: a 3×3 stride-1 conv at the top resolution, ch·chMult[0] → same.
+  const c = config.ch * config.chMult[0]!;
+  const convX = tf.tensor4d(rng.normals(B * S * S * c), [B, S, S, c]);
+  const convW = tf.tensor4d(rng.normals(9 * c * c).map((v) => v * 0.05), [3, 3, c, c]);
+  const model = net.asDenoiseFn();
+  const tHost = Int32Array.from(t.dataSync());
   try {
-    const train = await timeRepeated(options.steps, async () => {
+    const trainStep = async (): Promise<void> => {
       const loss = optimizer.minimize(
         () => tf.mean(tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ }))) as tf.Scalar,
         true,
@@ -40,24 +46,23 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       )!;
       await loss.data();
       loss.dispose();
-    });
-    const model = net.asDenoiseFn();
-    const tHost = Int32Array.from(t.dataSync());
-    const sample = await timeRepeated(options.steps, async () => {
+    };
+    const sampleStep = async (): Promise<void> => {
       const out = diffusion.pSample(model, x, tHost, eps, { clipDenoised: true });
       await out.sample.data();
       tf.dispose([out.sample, out.predXStart]);
-    });
-    // The most common layer: a 3×3 stride-1 conv at the top resolution, ch·chMult[0] → same.
-    const c = config.ch * config.chMult[0]!;
-    const convX = tf.tensor4d(rng.normals(B * S * S * c), [B, S, S, c]);
-    const convW = tf.tensor4d(rng.normals(9 * c * c).map((v) => v * 0.05), [3, 3, c, c]);
-    const conv = await timeRepeated(Math.max(5, options.steps), async () => {
+    };
+    const convStep = async (): Promise<void> => {
       const y = tf.conv2d(convX, convW, 1, 'same');
       await y.data();
       y.dispose();
-    });
-    tf.dispose([convX, convW]);
+    };
+    // Rounds interleave the three so that all see the same machine: these machines are shared,
+    // and a reference timed only at the start drifts by ±20% against steps timed later.
+    const rounds = await timeInterleaved(options.steps, { train: trainStep, sample: sampleStep, conv: convStep }, { conv: 5 });
+    const train = rounds.train;
+    const sample = rounds.sample;
+    const conv = rounds.conv;
     const forwardFlops = summary.forwardFlopsConvDense * B;
     const convFlops = 2 * 9 * c * c * S * S * B;
     const trainGflops = gflops(3 * forwardFlops, train.medianMs);
@@ -78,7 +83,7 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       sampleOverConv: round(sampleGflops / convGflops, 3),
     };
   } finally {
-    tf.dispose([x, eps, t]);
+    tf.dispose([x, eps, t, convX, convW]);
     optimizer.dispose();
     net.dispose();
   }

@@ -12,6 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import { wasmHeap } from './wasm-heap';
+
 const composedCache = new Map<string, boolean>();
 
 /** True when the current backend has no native Conv2DBackpropFilter kernel (wasm, webgpu...). */
@@ -21,6 +23,7 @@ export function useComposedGradients(): boolean {
   if (value === undefined) {
     value = backend === 'wasm' || tf.getKernel('Conv2DBackpropFilter', backend) === undefined;
     composedCache.set(backend, value);
+    wasmHeap(); // installs the wasm kernel replacements when the backend is wasm
   }
   return value;
 }

@@ -53,40 +53,43 @@ function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.
 function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    const gradFunc = (dOut: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
+      const [xs, g, mu, rs, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
+      let dy = dOut as tf.Tensor4D;
+      if (sig !== undefined && out !== undefined) {
+        // d/dy [y·σ(y)] = σ + y·σ·(1 − σ) = σ + out − out·σ.
+        dy = tf.mul(dy, tf.sub(tf.add(sig, out), tf.mul(out, sig))) as tf.Tensor4D;
+      }
+      const hw = xs.shape[1] * xs.shape[2];
+      // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
+      const meanDy = meanHW(dy);
+      const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
+      // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
+      const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
+      const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
+      const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
+      // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
+      // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
+      const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
+      const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
+      const coefDy = tf.mul(rs, g);
+      const coefX = tf.neg(tf.mul(tf.square(rs), m2));
+      const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
+      const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
+      return [dx, dGamma, dBeta];
+    };
     const { mean, rstd } = statistics(x, numGroups, epsilon);
     const y = affine(x, gamma, beta, mean, rstd);
-    const value = withSwish ? swish(y) : y;
-    save([x, gamma, beta, mean, rstd]);
-    return {
-      value,
-      gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, g, bt, mu, rs] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D];
-        let dy = dOut as tf.Tensor4D;
-        if (withSwish) {
-          // d/dy [y·σ(y)] = σ(y)·(1 + y·(1 − σ(y))), with y recomputed rather than stored.
-          const yy = affine(xs, g, bt, mu, rs);
-          const s = tf.sigmoid(yy);
-          dy = tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(yy, tf.sub(1, s))))) as tf.Tensor4D;
-        }
-        const hw = xs.shape[1] * xs.shape[2];
-        // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
-        const meanDy = meanHW(dy);
-        const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
-        // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
-        const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
-        const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
-        const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
-        // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
-        // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
-        const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
-        const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
-        const coefDy = tf.mul(rs, g);
-        const coefX = tf.neg(tf.mul(tf.square(rs), m2));
-        const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
-        const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
-        return [dx, dGamma, dBeta];
-      },
-    };
+    if (!withSwish) {
+      save([x, gamma, mean, rstd]);
+      return { value: y, gradFunc };
+    }
+    // swish(y) = y·σ(y); σ(y) and the output are kept for the gradient rather than recomputing
+    // the affine map and σ (saving does not copy on wasm: see wasm-heap.ts).
+    const s = tf.sigmoid(y);
+    const value = tf.mul(y, s) as tf.Tensor4D;
+    save([x, gamma, mean, rstd, s, value]);
+    return { value, gradFunc };
   }) as (x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf.Tensor4D;
 }
 

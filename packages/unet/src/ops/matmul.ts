@@ -1,12 +1,13 @@
 /**
  * Matrix products that stay on the wasm backend's fast path (see backend-caps.ts): every product
  * is 2-D and untransposed, transposes are explicit, batched products run one 2-D product per
- * batch element (the batch is split on the host, where a copy is cheap), and bias gradients are
- * ones-row products. Native backends use their own kernels and gradients.
+ * batch element (on views of the operands, see wasm-heap.ts), and bias gradients are ones-row
+ * products. Native backends use their own kernels and gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { hostMemoryBackend, sumToLastAxis, useComposedGradients } from './backend-caps';
+import { wasmHeap } from './wasm-heap';
 
 function t2(x: tf.Tensor2D): tf.Tensor2D {
   return tf.transpose(x, [1, 0]);
@@ -20,13 +21,30 @@ function swapLast(x: tf.Tensor3D): tf.Tensor3D {
 function splitBatch(x: tf.Tensor3D): tf.Tensor2D[] {
   const [b, m, n] = x.shape;
   if (!hostMemoryBackend()) return tf.unstack(x) as tf.Tensor2D[];
-  // wasm's Slice/Unpack copy the whole tensor out of the heap per slice; one copy here instead.
+  // cpu: one host copy rather than one per slice.
   const values = x.dataSync() as Float32Array;
   return Array.from({ length: b }, (_, i) => tf.tensor2d(values.subarray(i * m * n, (i + 1) * m * n), [m, n]));
 }
 
 /** Batched [B, m, k]·[B, k, n] as B plain 2-D products. */
 function batched(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const heap = wasmHeap();
+  if (heap !== undefined) {
+    // One XNNPACK GEMM per batch element on views of the operands, written straight into the
+    // result: nothing is copied.
+    const [batch, m, k] = a.shape;
+    const n = b.shape[2];
+    const out = heap.allocate([batch, m, n]) as tf.Tensor3D;
+    const [ao, bo, oo] = [heap.offsetOf(a), heap.offsetOf(b), heap.offsetOf(out)];
+    for (let i = 0; i < batch; i++) {
+      heap.gemmInto(
+        { offset: ao + i * m * k * 4, rows: m, cols: k },
+        { offset: bo + i * k * n * 4, rows: k, cols: n },
+        { offset: oo + i * m * n * 4, rows: m, cols: n },
+      );
+    }
+    return out;
+  }
   return tf.tidy(() => {
     const as = splitBatch(a);
     const bs = splitBatch(b);
