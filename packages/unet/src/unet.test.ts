@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { groupNorm } from './ops/group-norm';
+import { wasmKernels } from './ops/wasm-kernels';
 import { preset } from './presets';
 import { SMALL, lcgNormals, makeUNet, perturbAll, useBackend } from './test-support';
 import { timestepEmbedding } from './unet';
@@ -122,10 +123,18 @@ describe('gradients of the whole network', () => {
       tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
         tf.sum(tf.mul(groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, { numGroups: 2, swish: withSwish, reference }), probe)),
       )([x, gamma, beta]);
-    const ours = run(false);
-    const ref = run(true);
     const value = (reference: boolean) => groupNorm(x, gamma, beta, { numGroups: 2, swish: withSwish, reference });
-    expect(maxAbsDiff(value(false), value(true))).toBeLessThan(1e-5);
-    ours.forEach((g, i) => expect(maxAbsDiff(g, ref[i]!)).toBeLessThan(1e-4));
+    const ref = run(true);
+    // Both wasm paths: our SIMD kernels (kernels/ddpm_kernels.c) and the composed tfjs ops.
+    for (const kernels of ['1', '0']) {
+      process.env['DDPM_WASM_KERNELS'] = kernels;
+      try {
+        expect(wasmKernels() === undefined).toBe(kernels === '0');
+        expect(maxAbsDiff(value(false), value(true))).toBeLessThan(1e-5);
+        run(false).forEach((g, i) => expect(maxAbsDiff(g, ref[i]!)).toBeLessThan(1e-4));
+      } finally {
+        delete process.env['DDPM_WASM_KERNELS'];
+      }
+    }
   });
 });

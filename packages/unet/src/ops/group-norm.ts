@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { useComposedGradients } from './backend-caps';
+import { WasmKernels, wasmKernels } from './wasm-kernels';
 
 export const GROUP_NORM_EPSILON = 1e-6;
 
@@ -78,6 +79,18 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
       const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
       return [dx, dGamma, dBeta];
     };
+    const kernels = wasmKernels();
+    if (kernels !== undefined && WasmKernels.supports(x.shape, numGroups)) {
+      const fwd = kernels.groupNormForward(x, gamma, beta, numGroups, epsilon, withSwish);
+      save(fwd.sig === undefined ? [x, gamma, fwd.mean, fwd.rstd] : [x, gamma, fwd.mean, fwd.rstd, fwd.sig, fwd.out]);
+      return {
+        value: fwd.out,
+        gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xs, g, mu, rs, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
+          return kernels.groupNormBackward(dOut as tf.Tensor4D, xs, g, { out: out ?? xs, sig, mean: mu, rstd: rs }, numGroups);
+        },
+      };
+    }
     const { mean, rstd } = statistics(x, numGroups, epsilon);
     const y = affine(x, gamma, beta, mean, rstd);
     if (!withSwish) {

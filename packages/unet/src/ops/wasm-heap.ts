@@ -25,6 +25,8 @@ interface TensorData {
 
 interface WasmModule {
   HEAPF32: Float32Array;
+  /** Emscripten's exports; `memory` is the heap's WebAssembly.Memory. */
+  asm?: { memory?: unknown };
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
   tfjs: {
     registerTensor(id: number, size: number, memoryOffset: number): void;
@@ -76,6 +78,12 @@ export class WasmHeap {
     ]) as unknown as BatchMatMulFn;
   }
 
+  /** The heap's WebAssembly.Memory, for modules that work on it in place (wasm-kernels.ts). */
+  memory(): object | undefined {
+    const memory = this.backend.wasm.asm?.memory;
+    return memory instanceof webAssembly().Memory ? memory : undefined;
+  }
+
   /** Byte offset of a float32 tensor's data in the heap. */
   offsetOf(t: tf.TensorInfo): number {
     const data = this.backend.dataIdMap.get(t.dataId);
@@ -115,6 +123,17 @@ export class WasmHeap {
     this.backend.wasm.tfjs.registerTensor(id, m.rows * m.cols, m.offset);
     return id;
   }
+}
+
+/** The WebAssembly global (the compile settings here have no DOM or WebAssembly lib types). */
+export interface WebAssemblyApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  Memory: abstract new (...args: never[]) => object;
+}
+
+export function webAssembly(): WebAssemblyApi {
+  return (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 }
 
 function shapeBytes(m: HeapMatrix): Uint8Array {
