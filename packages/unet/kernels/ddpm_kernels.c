@@ -172,3 +172,199 @@ void group_norm_backward(const float* dy, const float* x, const float* sig, cons
     }
   }
 }
+
+/* ---- layout kernels ---------------------------------------------------------------------- */
+
+/* Four rows of four floats, transposed in registers. */
+static inline void transpose4(v128_t* r0, v128_t* r1, v128_t* r2, v128_t* r3) {
+  const v128_t t0 = wasm_i32x4_shuffle(*r0, *r1, 0, 4, 1, 5);
+  const v128_t t1 = wasm_i32x4_shuffle(*r0, *r1, 2, 6, 3, 7);
+  const v128_t t2 = wasm_i32x4_shuffle(*r2, *r3, 0, 4, 1, 5);
+  const v128_t t3 = wasm_i32x4_shuffle(*r2, *r3, 2, 6, 3, 7);
+  *r0 = wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5);
+  *r1 = wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7);
+  *r2 = wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5);
+  *r3 = wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7);
+}
+
+/*
+ * out[ch][i][j][n] = x[n][i − top][j − left][ch], zero outside x: x [B, H, W, C] padded and
+ * transposed to [C, H2, W2, B] (the filter gradient's batch-as-channels layout) in one pass.
+ */
+EXPORT(pad_to_channels_first)
+void pad_to_channels_first(const float* x, int b, int h, int w, int c, int top, int left, int h2, int w2, float* out) {
+  const long plane = (long)h2 * w2 * b;
+  const int simd = (b % 4 == 0) && (c % 4 == 0);
+  for (int i = 0; i < h2; i++) {
+    const int si = i - top;
+    for (int j = 0; j < w2; j++) {
+      const int sj = j - left;
+      float* dst = out + ((long)i * w2 + j) * b;
+      if (si < 0 || si >= h || sj < 0 || sj >= w) {
+        for (int ch = 0; ch < c; ch++) {
+          for (int n = 0; n < b; n++) dst[ch * plane + n] = 0.0f;
+        }
+        continue;
+      }
+      const long stride = (long)h * w * c; /* from image n to n + 1 */
+      const float* src = x + ((long)si * w + sj) * c;
+      if (simd) {
+        for (int n = 0; n < b; n += 4) {
+          for (int ch = 0; ch < c; ch += 4) {
+            v128_t r0 = wasm_v128_load(src + (n + 0) * stride + ch);
+            v128_t r1 = wasm_v128_load(src + (n + 1) * stride + ch);
+            v128_t r2 = wasm_v128_load(src + (n + 2) * stride + ch);
+            v128_t r3 = wasm_v128_load(src + (n + 3) * stride + ch);
+            transpose4(&r0, &r1, &r2, &r3);
+            wasm_v128_store(dst + (ch + 0) * plane + n, r0);
+            wasm_v128_store(dst + (ch + 1) * plane + n, r1);
+            wasm_v128_store(dst + (ch + 2) * plane + n, r2);
+            wasm_v128_store(dst + (ch + 3) * plane + n, r3);
+          }
+        }
+      } else {
+        for (int n = 0; n < b; n++) {
+          for (int ch = 0; ch < c; ch++) dst[ch * plane + n] = src[n * stride + ch];
+        }
+      }
+    }
+  }
+}
+
+/* dst[k][j][i] = src[k][i][j] for k < batch: the last two axes of [batch, m, n] swapped. */
+EXPORT(transpose_last2)
+void transpose_last2(const float* src, int batch, int m, int n, float* dst) {
+  const int simd = (m % 4 == 0) && (n % 4 == 0);
+  for (int k = 0; k < batch; k++) {
+    const float* s = src + (long)k * m * n;
+    float* d = dst + (long)k * m * n;
+    if (!simd) {
+      for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) d[(long)j * m + i] = s[(long)i * n + j];
+      }
+      continue;
+    }
+    for (int j0 = 0; j0 < n; j0 += 64) {
+      const int j1 = j0 + 64 < n ? j0 + 64 : n;
+      for (int i = 0; i < m; i += 4) {
+        for (int j = j0; j < j1; j += 4) {
+          v128_t r0 = wasm_v128_load(s + (long)(i + 0) * n + j);
+          v128_t r1 = wasm_v128_load(s + (long)(i + 1) * n + j);
+          v128_t r2 = wasm_v128_load(s + (long)(i + 2) * n + j);
+          v128_t r3 = wasm_v128_load(s + (long)(i + 3) * n + j);
+          transpose4(&r0, &r1, &r2, &r3);
+          wasm_v128_store(d + (long)(j + 0) * m + i, r0);
+          wasm_v128_store(d + (long)(j + 1) * m + i, r1);
+          wasm_v128_store(d + (long)(j + 2) * m + i, r2);
+          wasm_v128_store(d + (long)(j + 3) * m + i, r3);
+        }
+      }
+    }
+  }
+}
+
+static inline void copy_floats(float* dst, const float* src, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(dst + i, wasm_v128_load(src + i));
+  for (; i < n; i++) dst[i] = src[i];
+}
+
+/* [P, ca + cb] → [P, ca] and [P, cb] (the gradient of a channel concatenation). */
+EXPORT(split_channels)
+void split_channels(const float* src, int pixels, int ca, int cb, float* a, float* b) {
+  for (long p = 0; p < pixels; p++) {
+    copy_floats(a + p * ca, src + p * (ca + cb), ca);
+    copy_floats(b + p * cb, src + p * (ca + cb) + ca, cb);
+  }
+}
+
+/* [P, ca] and [P, cb] → [P, ca + cb]. */
+EXPORT(concat_channels)
+void concat_channels(const float* a, const float* b, int pixels, int ca, int cb, float* out) {
+  for (long p = 0; p < pixels; p++) {
+    copy_floats(out + p * (ca + cb), a + p * ca, ca);
+    copy_floats(out + p * (ca + cb) + ca, b + p * cb, cb);
+  }
+}
+
+/* ---- dropout and softmax ------------------------------------------------------------------ */
+
+/* A 32-bit integer hash (lowbias32), four lanes at a time. */
+static inline v128_t hash4(v128_t x) {
+  x = wasm_v128_xor(x, wasm_u32x4_shr(x, 16));
+  x = wasm_i32x4_mul(x, wasm_i32x4_splat(0x7feb352d));
+  x = wasm_v128_xor(x, wasm_u32x4_shr(x, 15));
+  x = wasm_i32x4_mul(x, wasm_i32x4_splat((int)0x846ca68bu));
+  return wasm_v128_xor(x, wasm_u32x4_shr(x, 16));
+}
+
+/*
+ * out[i] = x[i]·scale where hash(i·φ + seed) ≥ threshold, else 0. The mask is a pure function
+ * of (seed, i), so applying the same call to dy gives the gradient.
+ */
+EXPORT(dropout)
+void dropout(const float* x, int n, unsigned seed, unsigned threshold, float scale, float* out) {
+  const v128_t golden = wasm_i32x4_splat((int)0x9e3779b9u);
+  const v128_t seeds = wasm_i32x4_splat((int)seed);
+  const v128_t limit = wasm_i32x4_splat((int)threshold);
+  const v128_t factor = wasm_f32x4_splat(scale);
+  v128_t index = wasm_i32x4_make(0, 1, 2, 3);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v128_t h = hash4(wasm_i32x4_add(wasm_i32x4_mul(index, golden), seeds));
+    const v128_t keep = wasm_u32x4_ge(h, limit);
+    wasm_v128_store(out + i, wasm_v128_and(wasm_f32x4_mul(wasm_v128_load(x + i), factor), keep));
+    index = wasm_i32x4_add(index, wasm_i32x4_splat(4));
+  }
+  for (; i < n; i++) {
+    const v128_t h = hash4(wasm_i32x4_splat((int)((unsigned)i * 0x9e3779b9u + seed)));
+    out[i] = (unsigned)wasm_i32x4_extract_lane(h, 0) >= threshold ? x[i] * scale : 0.0f;
+  }
+}
+
+/* dx = y·(dy − Σ_j y·dy) per row of n: the gradient of a softmax over the last axis. */
+EXPORT(softmax_grad)
+void softmax_grad(const float* y, const float* dy, int rows, int n, float* dx) {
+  for (long r = 0; r < rows; r++) {
+    const float* yr = y + r * n;
+    const float* dr = dy + r * n;
+    float* xr = dx + r * n;
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(yr + j), wasm_v128_load(dr + j)));
+    float dot = wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1) + wasm_f32x4_extract_lane(acc, 2) +
+                wasm_f32x4_extract_lane(acc, 3);
+    for (; j < n; j++) dot += yr[j] * dr[j];
+    const v128_t d = wasm_f32x4_splat(dot);
+    j = 0;
+    for (; j + 4 <= n; j += 4) {
+      wasm_v128_store(xr + j, wasm_f32x4_mul(wasm_v128_load(yr + j), wasm_f32x4_sub(wasm_v128_load(dr + j), d)));
+    }
+    for (; j < n; j++) xr[j] = yr[j] * (dr[j] - dot);
+  }
+}
+
+/* out[j] = Σ_i x[i][j] over the rows of [rows, n] (bias gradients). */
+EXPORT(sum_rows)
+void sum_rows(const float* x, int rows, int n, float* out) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    for (long i = 0; i < rows; i++) {
+      const float* r = x + i * n + j;
+      a0 = wasm_f32x4_add(a0, wasm_v128_load(r));
+      a1 = wasm_f32x4_add(a1, wasm_v128_load(r + 4));
+      a2 = wasm_f32x4_add(a2, wasm_v128_load(r + 8));
+      a3 = wasm_f32x4_add(a3, wasm_v128_load(r + 12));
+    }
+    wasm_v128_store(out + j, a0);
+    wasm_v128_store(out + j + 4, a1);
+    wasm_v128_store(out + j + 8, a2);
+    wasm_v128_store(out + j + 12, a3);
+  }
+  for (; j < n; j++) {
+    float s = 0.0f;
+    for (long i = 0; i < rows; i++) s += x[i * n + j];
+    out[j] = s;
+  }
+}

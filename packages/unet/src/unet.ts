@@ -17,8 +17,10 @@ import { type UNetConfig } from './config';
 import { UNetError } from './errors';
 import { concatChannels } from './ops/concat';
 import { conv2d } from './ops/conv2d';
+import { dropout } from './ops/dropout';
 import { groupNorm, swish } from './ops/group-norm';
 import { dense, matMul } from './ops/matmul';
+import { softmax } from './ops/softmax';
 import { upsampleNearest2x } from './ops/upsample';
 
 export interface ApplyOptions {
@@ -210,7 +212,7 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
     h = tf.add(h, tf.reshape(temb, [-1, 1, 1, outChannels]));
     h = this.norm(`${scope}/norm2`, h, true);
     if (this.training && this.config.dropout > 0) {
-      h = tf.dropout(h, this.config.dropout, undefined, this.dropoutSeed * 1000 + this.dropoutCalls++) as tf.Tensor4D;
+      h = dropout(h, this.config.dropout, this.dropoutSeed * 1000 + this.dropoutCalls++);
     }
     h = this.conv(`${scope}/conv2`, h);
     const shortcut = x.shape[3] === outChannels ? x : (this.dense(`${scope}/nin_shortcut`, x) as tf.Tensor4D);
@@ -224,8 +226,9 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
     // whole tensor per piece on wasm.
     const project = (name: string): tf.Tensor3D => tf.reshape(this.dense(`${scope}/${name}`, h), [b, hh * ww, c]);
     const [q, k, v] = [project('q'), project('k'), project('v')];
-    const logits = tf.mul(matMul(q, k, true), c ** -0.5); // [B, HW, HW]
-    const attended = matMul(tf.softmax(logits) as tf.Tensor3D, v); // [B, HW, C]
+    // (q·C^−½)·kᵀ rather than (q·kᵀ)·C^−½: the same product, scaled on the smaller tensor.
+    const logits = matMul(tf.mul(q, c ** -0.5) as tf.Tensor3D, k, true); // [B, HW, HW]
+    const attended = matMul(softmax(logits), v); // [B, HW, C]
     const out = this.dense(`${scope}/proj_out`, tf.reshape(attended, [b, hh, ww, c]));
     return tf.add(x, out);
   }

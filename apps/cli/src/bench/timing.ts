@@ -22,7 +22,9 @@ function median(values: readonly number[]): number {
  * Times several tasks in `rounds` rounds, each round running every task in turn (`perRound[name]`
  * times, default once), after one warm-up call of each (kernel compilation, weight packing,
  * allocator growth). Interleaving puts every task under the same machine load, which matters
- * for ratios on shared machines. Each task's figure is the median of its per-round medians.
+ * for ratios on shared machines. A task repeated within a round counts its fastest run there
+ * (its first run after another task's can be slowed by a cold cache and fresh heap pages); each
+ * task's figure is the median over rounds.
  */
 export async function timeInterleaved<K extends string>(
   rounds: number,
@@ -36,7 +38,7 @@ export async function timeInterleaved<K extends string>(
     for (const name of names) {
       const times: number[] = [];
       for (let i = 0; i < (perRound[name] ?? 1); i++) times.push(await timeOnce(tasks[name]));
-      samples[name].push(median(times));
+      samples[name].push(Math.min(...times));
     }
   }
   const result = {} as Record<K, Timing>;

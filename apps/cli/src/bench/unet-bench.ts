@@ -58,7 +58,8 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       y.dispose();
     };
     // Rounds interleave the three so that all see the same machine: these machines are shared,
-    // and a reference timed only at the start drifts by ±20% against steps timed later.
+    // and a reference timed only at the start drifts by ±20% against steps timed later. The
+    // reference is the fastest of five convs per round, so the ratios err on the low side.
     const rounds = await timeInterleaved(options.steps, { train: trainStep, sample: sampleStep, conv: convStep }, { conv: 5 });
     const train = rounds.train;
     const sample = rounds.sample;

@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { wasmHeap } from './wasm-heap';
+import { wasmKernels } from './wasm-kernels';
 
 const composedCache = new Map<string, boolean>();
 
@@ -34,8 +35,13 @@ export function hostMemoryBackend(): boolean {
   return backend === 'wasm' || backend === 'cpu';
 }
 
-/** Σ over all leading axes of x, keeping the last: [..., C] → [C], as a ones-row product. */
+/**
+ * Σ over all leading axes of x, keeping the last: [..., C] → [C]. Our kernel on wasm (one read
+ * pass; a ones-row product has XNNPACK pack the whole of x first), else a ones-row product.
+ */
 export function sumToLastAxis(x: tf.Tensor): tf.Tensor1D {
+  const kernels = wasmKernels();
+  if (kernels !== undefined) return kernels.sumToLastAxis(x);
   return tf.tidy(() => {
     const c = x.shape[x.rank - 1]!;
     const rows = x.size / c;

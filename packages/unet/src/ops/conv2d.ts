@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { sumToLastAxis, useComposedGradients } from './backend-caps';
-import { type WasmHeap, wasmHeap } from './wasm-heap';
+import { wasmKernels } from './wasm-kernels';
 
 export type Stride = 1 | 2;
 
@@ -23,47 +23,17 @@ export function samePadding(n: number, k: number, stride: Stride): [number, numb
   return [Math.floor(total / 2), total - Math.floor(total / 2)];
 }
 
-/**
- * pad(x) transposed to [C, H', W', B] in one pass on the wasm heap: its Pad and 4-D Transpose
- * kernels take 9 ms for a 16×34×34×64 tensor, this loop ~1 ms. Per output pixel, the B×C
- * block is read row by row (C contiguous floats) and written column by column (B contiguous).
- */
-function padToChannelsFirst(heap: WasmHeap, x: tf.Tensor4D, top: number, bottom: number, left: number, right: number): tf.Tensor4D {
-  const [b, h, w, c] = x.shape;
-  const [h2, w2] = [h + top + bottom, w + left + right];
-  const out = heap.allocate([c, h2, w2, b]) as tf.Tensor4D;
-  const src = heap.float32(x);
-  const dst = heap.float32(out);
-  const plane = h2 * w2 * b; // stride of the channel axis in the output
-  for (let i = 0; i < h2; i++) {
-    const si = i - top;
-    for (let j = 0; j < w2; j++) {
-      const sj = j - left;
-      const pixel = (i * w2 + j) * b;
-      if (si < 0 || si >= h || sj < 0 || sj >= w) {
-        for (let ch = 0; ch < c; ch++) dst.fill(0, ch * plane + pixel, ch * plane + pixel + b);
-        continue;
-      }
-      for (let n = 0; n < b; n++) {
-        let from = ((n * h + si) * w + sj) * c;
-        let to = pixel + n;
-        for (let ch = 0; ch < c; ch++, to += plane) dst[to] = src[from++]!;
-      }
-    }
-  }
-  return out;
-}
-
 function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: Stride): tf.Tensor4D {
   return tf.tidy(() => {
     const [, h, w] = x.shape;
     const [padTop, padBottom] = samePadding(h, k, stride);
     const [padLeft, padRight] = samePadding(w, k, stride);
     // Batch becomes the channel axis: x → [Cin, H', W', B], dy → [Ho, Wo, B, Cout].
-    const heap = wasmHeap();
+    // (wasm's Pad + 4-D Transpose take 9 ms for 16×34×34×64; our kernel does both in one pass.)
+    const kernels = wasmKernels();
     const xT =
-      heap !== undefined
-        ? padToChannelsFirst(heap, x, padTop, padBottom, padLeft, padRight)
+      kernels !== undefined
+        ? kernels.padToChannelsFirst(x, padTop, padBottom, padLeft, padRight)
         : tf.transpose(tf.pad(x, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]), [3, 1, 2, 0]);
     const dyT = tf.transpose(dy, [1, 2, 0, 3]);
     const full = tf.conv2d(xT, dyT, 1, 'valid', 'NHWC', stride);

@@ -7,7 +7,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/backend';
 
+import { dropout } from './dropout';
 import { groupNorm } from './group-norm';
+import { softmax } from './softmax';
 import { WasmKernels, wasmKernels } from './wasm-kernels';
 
 function values(n: number, seed: number, scale = 1, offset = 0): Float32Array {
@@ -100,6 +102,93 @@ describe('our SIMD kernels on the wasm heap', () => {
     tf.dispose(grads);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, gamma, beta]);
+  });
+});
+
+describe('layout, dropout and softmax kernels', () => {
+  const k = (): WasmKernels => wasmKernels()!;
+
+  it.each([
+    [[3, 5, 7], 'scalar path'],
+    [[2, 8, 12], 'SIMD path'],
+    [[68, 8], 'SIMD path, rank 2'],
+  ] as const)('transposeLast2 %j (%s) equals tf.transpose', (shape: readonly number[], _path: string) => {
+    const raw: tf.Tensor = tf.tensor(values(shape.reduce((a, b) => a * b, 1), 7), shape.slice());
+    const x = raw as tf.Tensor2D | tf.Tensor3D;
+    const perm = shape.length === 2 ? [1, 0] : [0, 2, 1];
+    expect(maxRelDiff(k().transposeLast2(x), tf.transpose(x, perm))).toBe(0);
+  });
+
+  it.each([
+    [[3, 4, 5, 6], 1, 1, 1, 1],
+    [[4, 6, 6, 8], 0, 1, 0, 1],
+    [[8, 3, 3, 4], 1, 1, 1, 1],
+  ] as const)('padToChannelsFirst %j equals pad + transpose', (shape, top, bottom, left, right) => {
+    const x = tf.tensor4d(values(shape.reduce((a, b) => a * b, 1), 8), [...shape]);
+    const expected = tf.transpose(tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]), [3, 1, 2, 0]);
+    expect(maxRelDiff(k().padToChannelsFirst(x, top, bottom, left, right), expected)).toBe(0);
+  });
+
+  it.each([
+    [5, 3],
+    [64, 32],
+  ])('concatChannels and splitChannels with %d + %d channels equal tf.concat and tf.split', (ca, cb) => {
+    const a = tf.tensor4d(values(2 * 3 * 3 * ca, 9), [2, 3, 3, ca]);
+    const b = tf.tensor4d(values(2 * 3 * 3 * cb, 10), [2, 3, 3, cb]);
+    const joined = k().concatChannels(a, b);
+    expect(maxRelDiff(joined, tf.concat([a, b], 3))).toBe(0);
+    const [a2, b2] = k().splitChannels(joined, ca);
+    expect(maxRelDiff(a2, a)).toBe(0);
+    expect(maxRelDiff(b2, b)).toBe(0);
+  });
+
+  it('dropout keeps 1 − rate of the elements scaled by 1/(1 − rate), the same ones for a seed, others for another seed', () => {
+    const n = 100_003; // not a multiple of four: the scalar tail must agree with the SIMD body
+    const x = tf.ones([n]);
+    const a = k().dropout(x, 0.1, 42).dataSync();
+    const again = k().dropout(x, 0.1, 42).dataSync();
+    const other = k().dropout(x, 0.1, 43).dataSync();
+    let kept = 0;
+    let same = 0;
+    let wrong = 0;
+    for (let i = 0; i < n; i++) {
+      if (!(a[i] === 0 || Math.abs(a[i]! - 1 / 0.9) < 1e-6)) wrong++;
+      if (a[i] !== 0) kept++;
+      if ((a[i] === 0) === (other[i] === 0)) same++;
+    }
+    expect(wrong).toBe(0);
+    expect(Array.from(again)).toEqual(Array.from(a));
+    // Binomial(n, 0.9): sd ≈ 95 elements; 5 sd either side.
+    expect(Math.abs(kept - 0.9 * n)).toBeLessThan(475);
+    // Independent masks agree on 0.9² + 0.1² = 82% of the elements.
+    expect(Math.abs(same / n - 0.82)).toBeLessThan(0.01);
+  });
+
+  it('dropout: rate 0 is the identity, the gradient applies the same mask, and bad rates are refused', () => {
+    const x = tf.tensor1d(values(1001, 11));
+    expect(dropout(x, 0, 1)).toBe(x);
+    const g = tf.grad((xx: tf.Tensor) => tf.sum(dropout(xx, 0.3, 5)))(x).dataSync();
+    const y = dropout(x, 0.3, 5).dataSync();
+    const xv = x.dataSync();
+    for (let i = 0; i < 1001; i++) expect(g[i]).toBeCloseTo(y[i] === 0 ? 0 : y[i]! / xv[i]!, 4);
+    expect(() => dropout(x, 1, 1)).toThrow('dropout rate must be in [0, 1), got 1');
+  });
+
+  it.each([
+    [[7, 3, 5], 'scalar columns'],
+    [[3, 100, 36], 'SIMD blocks of 16 and a scalar tail'],
+  ] as const)('sumToLastAxis %j (%s) equals tf.sum over the leading axes', (shape: readonly number[], _path: string) => {
+    const raw: tf.Tensor = tf.tensor(values(shape.reduce((a, b) => a * b, 1), 14), shape.slice());
+    const axes = shape.slice(0, -1).map((_, i) => i);
+    expect(maxRelDiff(k().sumToLastAxis(raw), tf.sum(raw, axes))).toBeLessThan(1e-6);
+  });
+
+  it('the softmax gradient equals tfjs autodiff of tf.softmax', () => {
+    const logits = tf.tensor3d(values(2 * 5 * 7, 12, 3), [2, 5, 7]);
+    const probe = tf.tensor3d(values(2 * 5 * 7, 13), [2, 5, 7]);
+    const ours = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(softmax(l), probe)))(logits);
+    const ref = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(tf.softmax(l), probe)))(logits);
+    expect(maxRelDiff(ours, ref)).toBeLessThan(1e-5);
   });
 });
 

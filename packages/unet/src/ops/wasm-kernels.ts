@@ -5,7 +5,10 @@
  *
  * GroupNorm(+swish) forward is one kernel instead of eight tfjs kernels (two means that each
  * transpose first, sub, square, mul, add, sigmoid, mul) and its backward one instead of about
- * fourteen; both read each input two or three times and write each output once.
+ * fourteen; both read each input two or three times and write each output once. The others
+ * replace slow or JavaScript-implemented tfjs-wasm kernels (Transpose, Pad, SplitV, Concat), fuse
+ * the softmax gradient's four passes into two, and draw dropout masks from a counter-based hash
+ * instead of tfjs's JavaScript random generator (~10 ns an element).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -47,6 +50,13 @@ interface KernelExports {
     dbeta: number,
     scratch: number,
   ): void;
+  pad_to_channels_first(x: number, b: number, h: number, w: number, c: number, top: number, left: number, h2: number, w2: number, out: number): void;
+  transpose_last2(src: number, batch: number, m: number, n: number, dst: number): void;
+  split_channels(src: number, pixels: number, ca: number, cb: number, a: number, b: number): void;
+  concat_channels(a: number, b: number, pixels: number, ca: number, cb: number, out: number): void;
+  dropout(x: number, n: number, seed: number, threshold: number, scale: number, out: number): void;
+  softmax_grad(y: number, dy: number, rows: number, n: number, dx: number): void;
+  sum_rows(x: number, rows: number, n: number, out: number): void;
 }
 
 export interface GroupNormForward {
@@ -139,6 +149,59 @@ export class WasmKernels {
       scratch.dispose();
     }
     return [dx, dgamma, dbeta];
+  }
+
+  padToChannelsFirst(x: tf.Tensor4D, top: number, bottom: number, left: number, right: number): tf.Tensor4D {
+    const [b, h, w, c] = x.shape;
+    const [h2, w2] = [h + top + bottom, w + left + right];
+    const out = this.heap.allocate([c, h2, w2, b]) as tf.Tensor4D;
+    this.exports.pad_to_channels_first(this.heap.offsetOf(x), b, h, w, c, top, left, h2, w2, this.heap.offsetOf(out));
+    return out;
+  }
+
+  transposeLast2<T extends tf.Tensor2D | tf.Tensor3D>(x: T): T {
+    const [batch, m, n] = x.rank === 2 ? [1, x.shape[0], x.shape[1]!] : (x.shape as [number, number, number]);
+    const out = this.heap.allocate(x.rank === 2 ? [n, m] : [batch, n, m]) as T;
+    this.exports.transpose_last2(this.heap.offsetOf(x), batch, m, n, this.heap.offsetOf(out));
+    return out;
+  }
+
+  splitChannels(x: tf.Tensor4D, ca: number): [tf.Tensor4D, tf.Tensor4D] {
+    const [b, h, w, c] = x.shape;
+    const a = this.heap.allocate([b, h, w, ca]) as tf.Tensor4D;
+    const rest = this.heap.allocate([b, h, w, c - ca]) as tf.Tensor4D;
+    this.exports.split_channels(this.heap.offsetOf(x), b * h * w, ca, c - ca, this.heap.offsetOf(a), this.heap.offsetOf(rest));
+    return [a, rest];
+  }
+
+  concatChannels(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D {
+    const [n, h, w, ca] = a.shape;
+    const cb = b.shape[3];
+    const out = this.heap.allocate([n, h, w, ca + cb]) as tf.Tensor4D;
+    this.exports.concat_channels(this.heap.offsetOf(a), this.heap.offsetOf(b), n * h * w, ca, cb, this.heap.offsetOf(out));
+    return out;
+  }
+
+  dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
+    const out = this.heap.allocate([...x.shape]) as T;
+    const threshold = Math.min(2 ** 32 - 1, Math.round(rate * 2 ** 32));
+    this.exports.dropout(this.heap.offsetOf(x), x.size, seed >>> 0, threshold >>> 0, 1 / (1 - rate), this.heap.offsetOf(out));
+    return out;
+  }
+
+  /** Σ over all leading axes, keeping the last: [..., C] → [C]. */
+  sumToLastAxis(x: tf.Tensor): tf.Tensor1D {
+    const n = x.shape[x.rank - 1]!;
+    const out = this.heap.allocate([n]) as tf.Tensor1D;
+    this.exports.sum_rows(this.heap.offsetOf(x), x.size / n, n, this.heap.offsetOf(out));
+    return out;
+  }
+
+  softmaxGrad<T extends tf.Tensor>(y: T, dy: T): T {
+    const n = y.shape[y.rank - 1]!;
+    const dx = this.heap.allocate([...y.shape]) as T;
+    this.exports.softmax_grad(this.heap.offsetOf(y), this.heap.offsetOf(dy), y.size / n, n, this.heap.offsetOf(dx));
+    return dx;
   }
 }
 

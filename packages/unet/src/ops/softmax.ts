@@ -1,0 +1,21 @@
+/**
+ * Softmax over the last axis. On wasm its gradient y·(dy − Σ y·dy) is one kernel of two passes
+ * (tfjs composes four full-size kernels: mul, sum, sub, mul).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { wasmKernels } from './wasm-kernels';
+
+const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [logits, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  const y = tf.softmax(logits);
+  save([y]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => wasmKernels()!.softmaxGrad(saved[0]!, dy),
+  };
+}) as <T extends tf.Tensor>(logits: T) => T;
+
+export function softmax<T extends tf.Tensor>(logits: T): T {
+  return wasmKernels() === undefined ? (tf.softmax(logits) as T) : composed(logits);
+}
