@@ -5,8 +5,10 @@
  *
  * On backends with composed gradients (wasm) the op has a hand-written gradient: the small ops
  * between convolutions cost a large share of a training step there (../shared/FACTS.md), and
- * autodiff through moments() emits several times more of them. Every full-size pass is an
- * element-wise op or a mean over H, W; per-group statistics are tiny [B, G] tensors.
+ * autodiff through moments() emits several times more of them. On wasm, forward and backward are
+ * each one of our SIMD kernels (wasm-kernels.ts); elsewhere, and for channel counts the kernels
+ * do not take, they are composed from tfjs ops where every full-size pass is an element-wise op
+ * or a mean over H, W and per-group statistics are tiny [B, C] tensors.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -87,6 +89,7 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
         value: fwd.out,
         gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
           const [xs, g, mu, rs, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
+          // Without swish the kernel reads neither σ nor the output; x stands in for the latter.
           return kernels.groupNormBackward(dOut as tf.Tensor4D, xs, g, { out: out ?? xs, sig, mean: mu, rstd: rs }, numGroups);
         },
       };

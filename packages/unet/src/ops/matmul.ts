@@ -1,8 +1,8 @@
 /**
  * Matrix products that stay on the wasm backend's fast path (see backend-caps.ts): every product
  * is 2-D and untransposed, transposes are explicit, batched products run one 2-D product per
- * batch element (on views of the operands, see wasm-heap.ts), and bias gradients are ones-row
- * products. Native backends use their own kernels and gradients.
+ * batch element (on views of the operands, see wasm-heap.ts), and bias gradients are row sums
+ * (backend-caps.ts). Native backends use their own kernels and gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
 

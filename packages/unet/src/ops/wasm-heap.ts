@@ -24,7 +24,6 @@ interface TensorData {
 }
 
 interface WasmModule {
-  HEAPF32: Float32Array;
   /** Emscripten's exports; `memory` is the heap's WebAssembly.Memory. */
   asm?: { memory?: unknown };
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
@@ -84,22 +83,17 @@ export class WasmHeap {
     return memory instanceof webAssembly().Memory ? memory : undefined;
   }
 
-  /** Byte offset of a float32 tensor's data in the heap. */
+  /**
+   * Byte offset of a float32 tensor's data in the heap (the backend's data map moves a tensor
+   * that lives on another backend here first).
+   */
   offsetOf(t: tf.TensorInfo): number {
     const data = this.backend.dataIdMap.get(t.dataId);
     if (data === undefined || t.dtype !== 'float32') throw new Error('internal error: not a float32 wasm tensor');
     return data.memoryOffset;
   }
 
-  /**
-   * The float32 elements of a tensor as a typed array over the heap (no copy). Take it after
-   * every allocation: growing the heap detaches earlier arrays.
-   */
-  float32(t: tf.TensorInfo): Float32Array {
-    return new Float32Array(this.backend.wasm.HEAPF32.buffer, this.offsetOf(t), t.shape.reduce((a, b) => a * b, 1));
-  }
-
-  /** A new float32 tensor whose memory the caller fills through views. */
+  /** A new, uninitialised float32 tensor on the heap, for a kernel to write. */
   allocate(shape: number[]): tf.Tensor {
     const info = this.backend.makeOutput(shape, 'float32');
     return tf.engine().makeTensorFromTensorInfo(info, this.backend as unknown as tf.KernelBackend);
