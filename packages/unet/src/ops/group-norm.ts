@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { useComposedGradients } from './backend-caps';
-import { WasmKernels, wasmKernels } from './wasm-kernels';
+import { type GroupNormForward, WasmKernels, wasmKernels } from './wasm-kernels';
 
 export const GROUP_NORM_EPSILON = 1e-6;
 
@@ -53,59 +53,64 @@ function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.
   return tf.add(tf.mul(x, asBHWC(scale)), asBHWC(shift)) as tf.Tensor4D;
 }
 
+/**
+ * The forward pass from tfjs ops. With swish, σ(y) and the output are kept for the gradient
+ * rather than recomputing the affine map and σ (saving does not copy on wasm: see wasm-heap.ts).
+ */
+function composedForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGroups: number, epsilon: number, withSwish: boolean): GroupNormForward {
+  const { mean, rstd } = statistics(x, numGroups, epsilon);
+  const y = affine(x, gamma, beta, mean, rstd);
+  if (!withSwish) return { out: y, sig: undefined, mean, rstd };
+  const sig = tf.sigmoid(y) as tf.Tensor4D;
+  return { out: tf.mul(y, sig) as tf.Tensor4D, sig, mean, rstd };
+}
+
+function composedBackward(dOut: tf.Tensor4D, xs: tf.Tensor4D, g: tf.Tensor1D, fwd: GroupNormForward, numGroups: number): tf.Tensor[] {
+  const { sig, out, mean: mu, rstd: rs } = fwd;
+  let dy = dOut;
+  if (sig !== undefined) {
+    // d/dy [y·σ(y)] = σ + y·σ·(1 − σ) = σ + out − out·σ.
+    dy = tf.mul(dy, tf.sub(tf.add(sig, out), tf.mul(out, sig))) as tf.Tensor4D;
+  }
+  const hw = xs.shape[1] * xs.shape[2];
+  // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
+  const meanDy = meanHW(dy);
+  const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
+  // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
+  const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
+  const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
+  const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
+  // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
+  // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
+  const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
+  const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
+  const coefDy = tf.mul(rs, g);
+  const coefX = tf.neg(tf.mul(tf.square(rs), m2));
+  const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
+  const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
+  return [dx, dGamma, dBeta];
+}
+
 function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
-    const gradFunc = (dOut: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
-      const [xs, g, mu, rs, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
-      let dy = dOut as tf.Tensor4D;
-      if (sig !== undefined && out !== undefined) {
-        // d/dy [y·σ(y)] = σ + y·σ·(1 − σ) = σ + out − out·σ.
-        dy = tf.mul(dy, tf.sub(tf.add(sig, out), tf.mul(out, sig))) as tf.Tensor4D;
-      }
-      const hw = xs.shape[1] * xs.shape[2];
-      // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
-      const meanDy = meanHW(dy);
-      const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
-      // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
-      const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
-      const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
-      const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
-      // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
-      // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
-      const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
-      const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
-      const coefDy = tf.mul(rs, g);
-      const coefX = tf.neg(tf.mul(tf.square(rs), m2));
-      const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
-      const dx = tf.add(tf.add(tf.mul(dy, asBHWC(coefDy)), tf.mul(xs, asBHWC(coefX))), asBHWC(constant));
-      return [dx, dGamma, dBeta];
-    };
     const kernels = wasmKernels();
-    if (kernels !== undefined && WasmKernels.supports(x.shape, numGroups)) {
-      const fwd = kernels.groupNormForward(x, gamma, beta, numGroups, epsilon, withSwish);
-      save(fwd.sig === undefined ? [x, gamma, fwd.mean, fwd.rstd] : [x, gamma, fwd.mean, fwd.rstd, fwd.sig, fwd.out]);
-      return {
-        value: fwd.out,
-        gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
-          const [xs, g, mu, rs, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
-          // Without swish the kernel reads neither σ nor the output; x stands in for the latter.
-          return kernels.groupNormBackward(dOut as tf.Tensor4D, xs, g, { out: out ?? xs, sig, mean: mu, rstd: rs }, numGroups);
-        },
-      };
-    }
-    const { mean, rstd } = statistics(x, numGroups, epsilon);
-    const y = affine(x, gamma, beta, mean, rstd);
-    if (!withSwish) {
-      save([x, gamma, mean, rstd]);
-      return { value: y, gradFunc };
-    }
-    // swish(y) = y·σ(y); σ(y) and the output are kept for the gradient rather than recomputing
-    // the affine map and σ (saving does not copy on wasm: see wasm-heap.ts).
-    const s = tf.sigmoid(y);
-    const value = tf.mul(y, s) as tf.Tensor4D;
-    save([x, gamma, mean, rstd, s, value]);
-    return { value, gradFunc };
+    const useKernels = kernels !== undefined && WasmKernels.supports(x.shape, numGroups);
+    const fwd = useKernels
+      ? kernels.groupNormForward(x, gamma, beta, numGroups, epsilon, withSwish)
+      : composedForward(x, gamma, beta, numGroups, epsilon, withSwish);
+    save(fwd.sig === undefined ? [x, gamma, fwd.mean, fwd.rstd] : [x, gamma, fwd.mean, fwd.rstd, fwd.sig, fwd.out]);
+    return {
+      value: fwd.out,
+      gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, g, mean, rstd, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
+        // Without swish the backward reads neither σ nor the output; x stands in for the latter.
+        const fromSaved: GroupNormForward = { out: out ?? xs, sig, mean, rstd };
+        return useKernels
+          ? kernels.groupNormBackward(dOut as tf.Tensor4D, xs, g, fromSaved, numGroups)
+          : composedBackward(dOut as tf.Tensor4D, xs, g, fromSaved, numGroups);
+      },
+    };
   }) as (x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf.Tensor4D;
 }
 
