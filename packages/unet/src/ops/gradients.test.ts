@@ -3,6 +3,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/backend';
 
+import { lcgSigned, maxRelError } from '../test-support';
+
 import { concatChannels } from './concat';
 import { conv2d } from './conv2d';
 import { dense, matMul } from './matmul';
@@ -10,17 +12,8 @@ import { upsampleNearest2x } from './upsample';
 import { wasmHeap } from './wasm-heap';
 import { wasmKernels } from './wasm-kernels';
 
-/** Deterministic pseudo-random values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
-
 function tensor(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(values(shape.reduce((a, b) => a * b, 1), seed), shape);
+  return tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), seed), shape);
 }
 
 /** Gradients of sum(f(inputs) · probe) w.r.t. every input, on the given backend. */
@@ -42,10 +35,7 @@ async function gradsOn(
 
 function expectClose(actual: Float32Array, expected: Float32Array, tol: number): void {
   expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  const scale = Math.max(1e-6, ...Array.from(expected, Math.abs));
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / scale);
-  expect(worst).toBeLessThan(tol);
+  expect(maxRelError(actual, expected)).toBeLessThan(tol);
 }
 
 describe('conv2d with composed gradients', () => {
@@ -82,23 +72,19 @@ describe('conv2d with composed gradients', () => {
       tf.tidy(() => tf.sum(tf.mul(conv2d(xx, ww, b, 2), probe)).dataSync()[0]!);
     const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, b, 2), probe)))([x, w]);
     const eps = 1e-2;
-    const xv = x.dataSync();
+    // (f(v + ε·e_i) − f(v − ε·e_i)) / 2ε, with v the values of a tensor of the given shape.
+    const centralDifference = (v: tf.Tensor4D, i: number, f: (vv: tf.Tensor4D) => number): number => {
+      const plus = Float32Array.from(v.dataSync());
+      const minus = Float32Array.from(plus);
+      plus[i]! += eps;
+      minus[i]! -= eps;
+      return (f(tf.tensor4d(plus, v.shape)) - f(tf.tensor4d(minus, v.shape))) / (2 * eps);
+    };
     for (const i of [0, 5, 13, 31]) {
-      const plus = Float32Array.from(xv);
-      const minus = Float32Array.from(xv);
-      plus[i]! += eps;
-      minus[i]! -= eps;
-      const fd = (loss(tf.tensor4d(plus, x.shape), w) - loss(tf.tensor4d(minus, x.shape), w)) / (2 * eps);
-      expect(Math.abs(fd - dx!.dataSync()[i]!)).toBeLessThan(2e-3);
+      expect(Math.abs(centralDifference(x, i, (xx) => loss(xx, w)) - dx!.dataSync()[i]!)).toBeLessThan(2e-3);
     }
-    const wv = w.dataSync();
     for (const i of [0, 7, 20, 53]) {
-      const plus = Float32Array.from(wv);
-      const minus = Float32Array.from(wv);
-      plus[i]! += eps;
-      minus[i]! -= eps;
-      const fd = (loss(x, tf.tensor4d(plus, w.shape)) - loss(x, tf.tensor4d(minus, w.shape))) / (2 * eps);
-      expect(Math.abs(fd - dw!.dataSync()[i]!)).toBeLessThan(2e-3);
+      expect(Math.abs(centralDifference(w, i, (ww) => loss(x, ww)) - dw!.dataSync()[i]!)).toBeLessThan(2e-3);
     }
   });
 });

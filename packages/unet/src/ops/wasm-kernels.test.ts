@@ -7,26 +7,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/backend';
 
+import { lcgSigned, maxRelError } from '../test-support';
+
 import { dropout } from './dropout';
 import { groupNorm } from './group-norm';
 import { softmax } from './softmax';
 import { WasmKernels, wasmKernels } from './wasm-kernels';
 
-function values(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return offset + scale * (s / 2 ** 31 - 1);
-  });
-}
-
 function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
-  const av = a.dataSync();
-  const bv = b.dataSync();
-  const scale = Math.max(1e-6, ...Array.from(bv, Math.abs));
-  let worst = 0;
-  for (let i = 0; i < av.length; i++) worst = Math.max(worst, Math.abs(av[i]! - bv[i]!) / scale);
-  return worst;
+  return maxRelError(a.dataSync(), b.dataSync());
 }
 
 /** GroupNorm (+swish) in float64, the truth both float32 formulations are measured against. */
@@ -72,11 +61,11 @@ describe('our SIMD kernels on the wasm heap', () => {
   ] as const)('GroupNorm (±swish), %s: values match float64, gradients the reference formulation', (_, shape, groups, gammaScale, offset) => {
     const size = shape.reduce((a, b) => a * b, 1);
     const c = shape[3];
-    const [xv, gv, bv] = [values(size, 1, 2, offset), values(c, 2, gammaScale, 0), values(c, 3)];
+    const [xv, gv, bv] = [lcgSigned(size, 1, 2, offset), lcgSigned(c, 2, gammaScale, 0), lcgSigned(c, 3)];
     const x = tf.tensor4d(xv, [...shape]);
     const gamma = tf.tensor1d(gv);
     const beta = tf.tensor1d(bv);
-    const probe = tf.tensor4d(values(size, 4), [...shape]);
+    const probe = tf.tensor4d(lcgSigned(size, 4), [...shape]);
     for (const swish of [false, true]) {
       const f = (reference: boolean) => (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
         tf.sum(tf.mul(groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, { numGroups: groups, swish, reference }), probe));
@@ -94,7 +83,7 @@ describe('our SIMD kernels on the wasm heap', () => {
   });
 
   it('leave no tensors behind, forward and backward', () => {
-    const x = tf.tensor4d(values(2 * 4 * 4 * 8, 5), [2, 4, 4, 8]);
+    const x = tf.tensor4d(lcgSigned(2 * 4 * 4 * 8, 5), [2, 4, 4, 8]);
     const gamma = tf.ones([8]) as tf.Tensor1D;
     const beta = tf.zeros([8]) as tf.Tensor1D;
     const before = tf.memory().numTensors;
@@ -113,7 +102,7 @@ describe('layout, dropout and softmax kernels', () => {
     [[2, 8, 12], 'SIMD path'],
     [[68, 8], 'SIMD path, rank 2'],
   ] as const)('transposeLast2 %j (%s) equals tf.transpose', (shape: readonly number[], _path: string) => {
-    const raw: tf.Tensor = tf.tensor(values(shape.reduce((a, b) => a * b, 1), 7), shape.slice());
+    const raw: tf.Tensor = tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), 7), shape.slice());
     const x = raw as tf.Tensor2D | tf.Tensor3D;
     const perm = shape.length === 2 ? [1, 0] : [0, 2, 1];
     expect(maxRelDiff(k().transposeLast2(x), tf.transpose(x, perm))).toBe(0);
@@ -124,7 +113,7 @@ describe('layout, dropout and softmax kernels', () => {
     [[4, 6, 6, 8], 0, 1, 0, 1],
     [[8, 3, 3, 4], 1, 1, 1, 1],
   ] as const)('padToChannelsFirst %j equals pad + transpose', (shape, top, bottom, left, right) => {
-    const x = tf.tensor4d(values(shape.reduce((a, b) => a * b, 1), 8), [...shape]);
+    const x = tf.tensor4d(lcgSigned(shape.reduce((a, b) => a * b, 1), 8), [...shape]);
     const expected = tf.transpose(tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]), [3, 1, 2, 0]);
     expect(maxRelDiff(k().padToChannelsFirst(x, top, bottom, left, right), expected)).toBe(0);
   });
@@ -133,8 +122,8 @@ describe('layout, dropout and softmax kernels', () => {
     [5, 3],
     [64, 32],
   ])('concatChannels and splitChannels with %d + %d channels equal tf.concat and tf.split', (ca, cb) => {
-    const a = tf.tensor4d(values(2 * 3 * 3 * ca, 9), [2, 3, 3, ca]);
-    const b = tf.tensor4d(values(2 * 3 * 3 * cb, 10), [2, 3, 3, cb]);
+    const a = tf.tensor4d(lcgSigned(2 * 3 * 3 * ca, 9), [2, 3, 3, ca]);
+    const b = tf.tensor4d(lcgSigned(2 * 3 * 3 * cb, 10), [2, 3, 3, cb]);
     const joined = k().concatChannels(a, b);
     expect(maxRelDiff(joined, tf.concat([a, b], 3))).toBe(0);
     const [a2, b2] = k().splitChannels(joined, ca);
@@ -165,7 +154,7 @@ describe('layout, dropout and softmax kernels', () => {
   });
 
   it('dropout: rate 0 is the identity, the gradient applies the same mask, and bad rates are refused', () => {
-    const x = tf.tensor1d(values(1001, 11));
+    const x = tf.tensor1d(lcgSigned(1001, 11));
     expect(dropout(x, 0, 1)).toBe(x);
     const g = tf.grad((xx: tf.Tensor) => tf.sum(dropout(xx, 0.3, 5)))(x).dataSync();
     const y = dropout(x, 0.3, 5).dataSync();
@@ -178,14 +167,14 @@ describe('layout, dropout and softmax kernels', () => {
     [[7, 3, 5], 'scalar columns'],
     [[3, 100, 36], 'SIMD blocks of 16 and a scalar tail'],
   ] as const)('sumToLastAxis %j (%s) equals tf.sum over the leading axes', (shape: readonly number[], _path: string) => {
-    const raw: tf.Tensor = tf.tensor(values(shape.reduce((a, b) => a * b, 1), 14), shape.slice());
+    const raw: tf.Tensor = tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), 14), shape.slice());
     const axes = shape.slice(0, -1).map((_, i) => i);
     expect(maxRelDiff(k().sumToLastAxis(raw), tf.sum(raw, axes))).toBeLessThan(1e-6);
   });
 
   it('the softmax gradient equals tfjs autodiff of tf.softmax', () => {
-    const logits = tf.tensor3d(values(2 * 5 * 7, 12, 3), [2, 5, 7]);
-    const probe = tf.tensor3d(values(2 * 5 * 7, 13), [2, 5, 7]);
+    const logits = tf.tensor3d(lcgSigned(2 * 5 * 7, 12, 3), [2, 5, 7]);
+    const probe = tf.tensor3d(lcgSigned(2 * 5 * 7, 13), [2, 5, 7]);
     const ours = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(softmax(l), probe)))(logits);
     const ref = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(tf.softmax(l), probe)))(logits);
     expect(maxRelDiff(ours, ref)).toBeLessThan(1e-5);
