@@ -2,33 +2,15 @@
  * A real Prometheus (the Debian package) scrapes the API and a worker; queries then find
  * ddpm_train_steps_total and a BullMQ queue count. Skipped, saying so, without the binary.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+
+import { findOnPath, freePort } from '@ddpm/cli';
 
 import { type Stack, startStack, tinyTrain } from './service-support';
 
 jest.setTimeout(180_000);
-
-function prometheusBinary(): string | undefined {
-  try {
-    return execFileSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -48,7 +30,7 @@ afterAll(async () => {
 });
 
 test('Prometheus scrapes the API and a worker: ddpm_train_steps_total and bullmq_job_count', async () => {
-  const binary = prometheusBinary();
+  const binary = findOnPath('prometheus');
   if (!binary) {
     console.warn('SKIPPED: no prometheus binary (apt-get install prometheus)');
     return;

@@ -22,6 +22,7 @@ import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo'
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { type CliIo, CliUsageError } from './cli-io';
+export { findOnPath, freePort } from './local-services';
 
 /** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
 export interface CliEnv {

@@ -4,7 +4,7 @@
  * is installed, procedural shapes otherwise), shows its progress until it finishes, samples a grid
  * from it through a sample job, and prints where the PNG is (file and URL).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import { FASHION_MNIST_DIR } from '@ddpm/data';
 import { ApiClient, type JobViewLite } from '../api-client';
 import { parseCommandArgs, parseInteger } from '../args';
 import { type CliIo } from '../cli-io';
+import { findOnPath, freePort } from '../local-services';
 import { formatDuration } from '../progress';
 import { waitForJob } from './jobs';
 
@@ -40,17 +41,6 @@ function ping(host: string, port: number): Promise<boolean> {
       resolve(false);
       socket.destroy();
     });
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
   });
 }
 
@@ -87,12 +77,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
   try {
     // Redis
     if (!(await ping('127.0.0.1', 6379))) {
-      let redisServer: string | undefined;
-      try {
-        redisServer = execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim() || undefined;
-      } catch {
-        redisServer = undefined;
-      }
+      const redisServer = findOnPath('redis-server');
       if (!redisServer) {
         io.stderr('Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n');
         return 1;
