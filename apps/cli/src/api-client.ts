@@ -1,4 +1,6 @@
 /** A small client for the job API (used by `ddpm jobs …` and the service demo). */
+import { CodedError } from '@ddpm/core';
+
 import { CliUsageError } from './cli-io';
 
 export interface ApiClientOptions {
@@ -6,14 +8,14 @@ export interface ApiClientOptions {
   readonly token?: string;
 }
 
-export class ApiError extends Error {
-  readonly code = 'DDPM_API_ERROR';
-
+/** The API answered with an error (or could not be reached: status 0); the kind follows the status. */
+export class ApiError extends CodedError<'DDPM_API_ERROR'> {
   constructor(
     readonly status: number,
     message: string,
   ) {
-    super(message);
+    super('DDPM_API_ERROR', status === 404 ? 'not-found' : status === 409 ? 'conflict' : status >= 400 && status < 500 ? 'invalid' : 'unavailable', message);
+    this.name = 'ApiError';
   }
 }
 

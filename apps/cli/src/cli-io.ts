@@ -1,3 +1,5 @@
+import { CodedError } from '@ddpm/core';
+
 /** Where a command writes; the real process streams in `main`, buffers in tests. */
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -5,11 +7,9 @@ export interface CliIo {
 }
 
 /** A usage mistake: printed with the command's usage, exit status 2. */
-export class CliUsageError extends Error {
-  readonly code = 'DDPM_CLI_USAGE';
-
+export class CliUsageError extends CodedError<'DDPM_CLI_USAGE'> {
   constructor(message: string) {
-    super(message);
+    super('DDPM_CLI_USAGE', 'invalid', message);
     this.name = 'CliUsageError';
   }
 }

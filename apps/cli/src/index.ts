@@ -2,6 +2,8 @@
  * The `ddpm` command-line tool: one function per command, dispatched by {@link runCli}, so the
  * commands can be tested in-process with captured output.
  */
+import { codedErrorOf } from '@ddpm/core';
+
 import { type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
@@ -75,8 +77,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = {
       io.stderr(`ddpm ${name}: ${err.message}\n\n${command.usage}`);
       return 2;
     }
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('DDPM_')) {
+    if (codedErrorOf(err) !== undefined) {
       // Our own errors (bad config, bad data, corrupt checkpoint...): the message says it all.
       io.stderr(`ddpm ${name}: ${(err as Error).message}\n`);
       return 1;

@@ -13,4 +13,5 @@ export type ChildMessage =
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string }
   | { readonly type: 'checkpoint'; readonly step: number; readonly url: string; readonly reason: string; readonly seconds: number }
   | { readonly type: 'result'; readonly result: JobResult }
-  | { readonly type: 'error'; readonly code?: string; readonly message: string };
+  /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */
+  | { readonly type: 'error'; readonly error: { readonly message: string; readonly code?: string; readonly kind?: string } };

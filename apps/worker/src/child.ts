@@ -4,6 +4,7 @@
  * IPC (child-protocol.ts) and exits when the job ends.
  */
 import { initBackend } from '@ddpm/backend';
+import { CodedError, codedErrorOf } from '@ddpm/core';
 import {
   type SamplerSpec,
   Trainer,
@@ -175,9 +176,9 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         result = await runSample(message.jobId, message.data as JobData<'sample'>, store);
         break;
       case 'eval':
-        throw Object.assign(new Error('evaluation jobs are not processed by this worker version yet'), { code: 'DDPM_CONFIG_INVALID' });
+        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'evaluation jobs are not processed by this worker version yet');
       default:
-        throw Object.assign(new Error(`unknown job type ${JSON.stringify((message.data as { type: unknown }).type)}`), { code: 'DDPM_CONFIG_INVALID' });
+        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', `unknown job type ${JSON.stringify((message.data as { type: unknown }).type)}`);
     }
     await store.close();
     if (message.data.type === 'train') {
@@ -186,11 +187,11 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     }
     send({ type: 'result', result });
   } catch (err) {
-    const e = err as { code?: unknown; message?: string };
-    if (typeof e.code === 'string' && e.code === 'DDPM_ABORTED') {
+    const coded = codedErrorOf(err);
+    if (coded?.kind === 'aborted') {
       send({ type: 'result', result: { status: 'cancelled' } });
     } else {
-      send({ type: 'error', ...(typeof e.code === 'string' ? { code: e.code } : {}), message: e.message ?? String(err) });
+      send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
     }
   } finally {
     finished = true;

@@ -1,30 +1,19 @@
 /**
  * Runs one BullMQ job in a child process (child.ts) and relays what it reports: progress to the
  * job, log lines to the job's log, step statistics to the metrics. Cancellation reaches the child
- * as a message; it checkpoints and finishes as cancelled. Bad configuration fails the job once
- * (UnrecoverableError); anything else (a crashed child, storage outage) is retried with backoff.
+ * as a message; it checkpoints and finishes as cancelled. An error whose kind is permanent (bad
+ * configuration, corrupt checkpoint, missing data) fails the job once (UnrecoverableError);
+ * anything else (a crashed child, a storage outage) is retried with backoff.
  */
 import { fork } from 'node:child_process';
 import * as path from 'node:path';
 
+import { codedErrorOf } from '@ddpm/core';
 import { type JobData, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
 
 import { type ChildMessage, type ParentMessage } from './child-protocol';
-
-/** Error codes that mean the job itself is wrong: retrying cannot help. */
-const PERMANENT = new Set([
-  'DDPM_CONFIG_INVALID',
-  'DDPM_DATA_NOT_FOUND',
-  'DDPM_DATA_INVALID',
-  'DDPM_DATA_SPEC',
-  'DDPM_UNET_CONFIG_INVALID',
-  'DDPM_SCHEDULE_INVALID',
-  'DDPM_CHECKPOINT_NOT_FOUND',
-  'DDPM_NUMERIC',
-  'DDPM_STORAGE_BAD_KEY',
-]);
 
 export interface RunningJob {
   readonly jobId: string;
@@ -79,7 +68,9 @@ export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOp
           break;
         case 'error':
           settled = true;
-          reject(message.code !== undefined && PERMANENT.has(message.code) ? new UnrecoverableError(message.message) : new Error(message.message));
+          // The error says itself whether a retry can help (@ddpm/core's kinds); a crash or a plain
+          // error is worth retrying from the last checkpoint.
+          reject(codedErrorOf(message.error)?.permanent ? new UnrecoverableError(message.error.message) : new Error(message.error.message));
           break;
         default: {
           const unreachable: never = message;

@@ -4,19 +4,14 @@
  * The native packages are optional dependencies loaded dynamically, so nothing needs them to
  * build or test.
  */
+import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 
-export class BackendError extends Error {
-  readonly code = 'DDPM_BACKEND_UNAVAILABLE';
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'BackendError';
-  }
-}
+/** A backend that is unknown or did not load: another worker (or another install) may have it. */
+const backendError = errorCodes({ DDPM_BACKEND_UNAVAILABLE: 'unavailable' });
 
 export interface BackendInfo {
   /** Our name for it (what DDPM_BACKEND takes and what metrics and /healthz show). */
@@ -71,14 +66,16 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
   const forced = options.preferred ?? (options.env ?? process.env)['DDPM_BACKEND'];
   if (forced !== undefined && forced !== '') {
     if (!isBackendName(forced)) {
-      throw new BackendError(
+      throw backendError(
+        'DDPM_BACKEND_UNAVAILABLE',
         `DDPM_BACKEND=${JSON.stringify(forced)} is not a backend; expected one of ${BACKEND_NAMES.join(', ')}`,
       );
     }
     try {
       await tryBackend(forced);
     } catch (err) {
-      throw new BackendError(
+      throw backendError(
+        'DDPM_BACKEND_UNAVAILABLE',
         `DDPM_BACKEND=${forced} could not be loaded (${PACKAGE[forced]}): ${firstLine(err)}. ` +
           (forced.startsWith('tensorflow')
             ? `Install it with "npm install ${PACKAGE[forced]}@4.22.0" on a machine that can download libtensorflow, ` +
@@ -99,7 +96,8 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
       skipped.push({ name, reason: firstLine(err) });
     }
   }
-  throw new BackendError(
+  throw backendError(
+    'DDPM_BACKEND_UNAVAILABLE',
     `no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`,
   );
 }

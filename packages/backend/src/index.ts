@@ -8,7 +8,6 @@ export {
   BACKEND_NAMES,
   type BackendInfo,
   type BackendName,
-  BackendError,
   currentBackend,
   initBackend,
   isBackendName,

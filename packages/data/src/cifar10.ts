@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { DataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices } from './dataset';
 
 const RECORD = 1 + 3 * 32 * 32;
 
@@ -20,7 +20,7 @@ export async function openCifar10(location: string, split: 'train' | 'test' = 't
   try {
     stat = await fs.stat(location);
   } catch {
-    throw new DataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 location ${location} does not exist`);
+    throw dataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 location ${location} does not exist`);
   }
   const files = stat.isDirectory() ? CIFAR10_FILES[split].map((f) => path.join(location, f)) : [location];
   const parts: Uint8Array[] = [];
@@ -29,10 +29,10 @@ export async function openCifar10(location: string, split: 'train' | 'test' = 't
     try {
       bytes = await fs.readFile(file);
     } catch {
-      throw new DataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`);
+      throw dataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`);
     }
     if (bytes.length === 0 || bytes.length % RECORD !== 0) {
-      throw new DataError(
+      throw dataError(
         'DDPM_DATA_INVALID',
         `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`,
       );

@@ -2,17 +2,15 @@
  * What every dataset offers: a size, an image shape, and random access to raw uint8 HWC pixels.
  * Readers keep encoded or raw bytes on the host and never hold the dataset as tensors.
  */
-export type DataErrorCode = 'DDPM_DATA_NOT_FOUND' | 'DDPM_DATA_INVALID' | 'DDPM_DATA_SPEC';
+import { errorCodes } from '@ddpm/core';
 
-export class DataError extends Error {
-  readonly code: DataErrorCode;
-
-  constructor(code: DataErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DataError';
-    this.code = code;
-  }
-}
+/** Data errors, each code declared once with its kind (see @ddpm/core). */
+export const dataError = errorCodes({
+  DDPM_DATA_NOT_FOUND: 'not-found',
+  DDPM_DATA_INVALID: 'invalid',
+  DDPM_DATA_SPEC: 'invalid',
+});
+export type DataErrorCode = Parameters<typeof dataError>[0];
 
 export interface ImageDataset {
   /** A description such as `idx:/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz`. */
@@ -29,7 +27,7 @@ export function checkIndices(dataset: Pick<ImageDataset, 'name' | 'size'>, indic
   for (let i = 0; i < indices.length; i++) {
     const v = indices[i]!;
     if (!Number.isInteger(v) || v < 0 || v >= dataset.size) {
-      throw new DataError('DDPM_DATA_INVALID', `index ${v} is outside the ${dataset.size} examples of ${dataset.name}`);
+      throw dataError('DDPM_DATA_INVALID', `index ${v} is outside the ${dataset.size} examples of ${dataset.name}`);
     }
   }
 }

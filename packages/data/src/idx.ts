@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { DataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices } from './dataset';
 
 export async function openIdx(file: string): Promise<ImageDataset> {
   let raw: Buffer;
@@ -14,7 +14,7 @@ export async function openIdx(file: string): Promise<ImageDataset> {
     raw = await fs.readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(
+    throw dataError(
       code === 'ENOENT' ? 'DDPM_DATA_NOT_FOUND' : 'DDPM_DATA_INVALID',
       `cannot read IDX file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
     );
@@ -24,22 +24,22 @@ export async function openIdx(file: string): Promise<ImageDataset> {
     try {
       bytes = gunzipSync(raw);
     } catch (err) {
-      throw new DataError('DDPM_DATA_INVALID', `${file} is a truncated or corrupt gzip file: ${(err as Error).message}`);
+      throw dataError('DDPM_DATA_INVALID', `${file} is a truncated or corrupt gzip file: ${(err as Error).message}`);
     }
   }
-  if (bytes.length < 4) throw new DataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
+  if (bytes.length < 4) throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
   const [zero0, zero1, type, dims] = [bytes[0], bytes[1], bytes[2], bytes[3]];
-  if (zero0 !== 0 || zero1 !== 0) throw new DataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);
-  if (type !== 0x08) throw new DataError('DDPM_DATA_INVALID', `${file} holds IDX type 0x${type!.toString(16)}; only unsigned bytes (0x08) are images`);
-  if (dims !== 3) throw new DataError('DDPM_DATA_INVALID', `${file} has ${dims} dimensions; image files have 3 (N, H, W) — is this a label file?`);
-  if (bytes.length < 16) throw new DataError('DDPM_DATA_INVALID', `${file} is truncated inside its header`);
+  if (zero0 !== 0 || zero1 !== 0) throw dataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);
+  if (type !== 0x08) throw dataError('DDPM_DATA_INVALID', `${file} holds IDX type 0x${type!.toString(16)}; only unsigned bytes (0x08) are images`);
+  if (dims !== 3) throw dataError('DDPM_DATA_INVALID', `${file} has ${dims} dimensions; image files have 3 (N, H, W) — is this a label file?`);
+  if (bytes.length < 16) throw dataError('DDPM_DATA_INVALID', `${file} is truncated inside its header`);
   const n = bytes.readUInt32BE(4);
   const h = bytes.readUInt32BE(8);
   const w = bytes.readUInt32BE(12);
   const expected = 16 + n * h * w;
-  if (n === 0 || h === 0 || w === 0) throw new DataError('DDPM_DATA_INVALID', `${file} declares an empty dataset [${n}, ${h}, ${w}]`);
+  if (n === 0 || h === 0 || w === 0) throw dataError('DDPM_DATA_INVALID', `${file} declares an empty dataset [${n}, ${h}, ${w}]`);
   if (bytes.length < expected) {
-    throw new DataError('DDPM_DATA_INVALID', `${file} is truncated: the header declares ${n} images of ${h}x${w} (${expected} bytes) but it has ${bytes.length}`);
+    throw dataError('DDPM_DATA_INVALID', `${file} is truncated: the header declares ${n} images of ${h}x${w} (${expected} bytes) but it has ${bytes.length}`);
   }
   const pixels = new Uint8Array(bytes.buffer, bytes.byteOffset + 16, n * h * w);
   const dataset: ImageDataset = {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 
 import sharp from 'sharp';
 
-import { DataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices } from './dataset';
 
 const EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
@@ -30,11 +30,11 @@ export async function openImageFolder(root: string, options: { size: number; cha
   try {
     stat = await fs.stat(root);
   } catch {
-    throw new DataError('DDPM_DATA_NOT_FOUND', `image folder ${root} does not exist`);
+    throw dataError('DDPM_DATA_NOT_FOUND', `image folder ${root} does not exist`);
   }
-  if (!stat.isDirectory()) throw new DataError('DDPM_DATA_INVALID', `${root} is not a directory`);
+  if (!stat.isDirectory()) throw dataError('DDPM_DATA_INVALID', `${root} is not a directory`);
   const files = await listImages(root);
-  if (files.length === 0) throw new DataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
+  if (files.length === 0) throw dataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
   const { size, channels } = options;
   const decode = async (file: string): Promise<Uint8Array> => {
     try {
@@ -46,7 +46,7 @@ export async function openImageFolder(root: string, options: { size: number; cha
       }
       return new Uint8Array(data.buffer, data.byteOffset, data.length);
     } catch (err) {
-      throw new DataError('DDPM_DATA_INVALID', `cannot decode image ${file}: ${(err as Error).message}`);
+      throw dataError('DDPM_DATA_INVALID', `cannot decode image ${file}: ${(err as Error).message}`);
     }
   };
   const dataset: ImageDataset = {

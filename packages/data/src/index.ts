@@ -1,5 +1,5 @@
 /** @ddpm/data — image datasets streamed with a seeded, resumable order. */
-export { DataError, type DataErrorCode, type ImageDataset } from './dataset';
+export { type DataErrorCode, type ImageDataset } from './dataset';
 export { openIdx } from './idx';
 export { CIFAR10_FILES, openCifar10 } from './cifar10';
 export { openImageFolder } from './image-folder';

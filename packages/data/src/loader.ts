@@ -4,9 +4,9 @@
  * (Sec. 3.3), centred padding up to the model's size (28×28 → 32×32, padded with -1, the
  * background), and random horizontal flips (Appendix B).
  */
-import { Rng, type RngState } from '@ddpm/diffusion';
+import { Rng, type RngState } from '@ddpm/core';
 
-import { DataError, type ImageDataset } from './dataset';
+import { dataError, type ImageDataset } from './dataset';
 
 export interface LoaderState {
   readonly epoch: number;
@@ -71,19 +71,19 @@ export class DataLoader {
     private readonly options: LoaderOptions,
   ) {
     const { batchSize, imageSize, channels } = options;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new DataError('DDPM_DATA_SPEC', `batch size must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw dataError('DDPM_DATA_SPEC', `batch size must be a positive integer, got ${batchSize}`);
     if (dataset.height > imageSize || dataset.width > imageSize) {
-      throw new DataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.height}x${dataset.width} images but the model takes ${imageSize}x${imageSize}`);
+      throw dataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.height}x${dataset.width} images but the model takes ${imageSize}x${imageSize}`);
     }
     if (dataset.channels !== channels) {
-      throw new DataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.channels} channel(s) but the model takes ${channels}`);
+      throw dataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.channels} channel(s) but the model takes ${channels}`);
     }
     this.randomFlip = options.randomFlip ?? true;
     const state = options.state;
     this.epoch = state?.epoch ?? 0;
     this.position = state?.position ?? 0;
     if (!Number.isInteger(this.epoch) || this.epoch < 0 || !Number.isInteger(this.position) || this.position < 0 || this.position > dataset.size) {
-      throw new DataError('DDPM_DATA_SPEC', `loader state ${JSON.stringify(state)} does not fit ${dataset.name} (${dataset.size} examples)`);
+      throw dataError('DDPM_DATA_SPEC', `loader state ${JSON.stringify(state)} does not fit ${dataset.name} (${dataset.size} examples)`);
     }
     this.flipRng = state ? Rng.fromState(state.flipRng) : Rng.fromSeed(options.seed).fork(1_000_000);
     this.order = this.orderOf(this.epoch);

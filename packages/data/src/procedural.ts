@@ -2,9 +2,9 @@
  * A dataset that needs no files: filled discs, squares and triangles of random size, position
  * and colour on a dark background, drawn deterministically from (seed, index).
  */
-import { Rng } from '@ddpm/diffusion';
+import { Rng } from '@ddpm/core';
 
-import { DataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices } from './dataset';
 
 export interface ProceduralOptions {
   readonly size?: number;
@@ -18,8 +18,8 @@ export function proceduralShapes(options: ProceduralOptions = {}): ImageDataset 
   const s = options.imageSize ?? 32;
   const c = options.channels ?? 1;
   const seed = options.seed ?? 0;
-  if (!Number.isInteger(n) || n < 1) throw new DataError('DDPM_DATA_SPEC', `procedural size must be a positive integer, got ${n}`);
-  if (!Number.isInteger(s) || s < 8) throw new DataError('DDPM_DATA_SPEC', `procedural imageSize must be an integer >= 8, got ${s}`);
+  if (!Number.isInteger(n) || n < 1) throw dataError('DDPM_DATA_SPEC', `procedural size must be a positive integer, got ${n}`);
+  if (!Number.isInteger(s) || s < 8) throw dataError('DDPM_DATA_SPEC', `procedural imageSize must be an integer >= 8, got ${s}`);
   const base = Rng.fromSeed(seed);
   const draw = (index: number, out: Uint8Array, offset: number): void => {
     const rng = base.fork(index);

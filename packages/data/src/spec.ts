@@ -11,7 +11,7 @@
 import * as path from 'node:path';
 
 import { openCifar10 } from './cifar10';
-import { DataError, type ImageDataset } from './dataset';
+import { dataError, type ImageDataset } from './dataset';
 import { openIdx } from './idx';
 import { openImageFolder } from './image-folder';
 import { proceduralShapes } from './procedural';
@@ -27,21 +27,21 @@ export interface DatasetSpec {
 }
 
 export function parseDatasetSpec(spec: string): DatasetSpec {
-  if (typeof spec !== 'string' || spec.trim() === '') throw new DataError('DDPM_DATA_SPEC', 'dataset spec is empty');
+  if (typeof spec !== 'string' || spec.trim() === '') throw dataError('DDPM_DATA_SPEC', 'dataset spec is empty');
   const [head, query = ''] = spec.split('?', 2) as [string, string?];
   const colon = head.indexOf(':');
   const kind = (colon < 0 ? head : head.slice(0, colon)).trim();
   const location = colon < 0 ? undefined : head.slice(colon + 1);
   if (!(DATASET_KINDS as readonly string[]).includes(kind)) {
-    throw new DataError('DDPM_DATA_SPEC', `unknown dataset kind ${JSON.stringify(kind)} in ${JSON.stringify(spec)}; expected one of ${DATASET_KINDS.join(', ')}`);
+    throw dataError('DDPM_DATA_SPEC', `unknown dataset kind ${JSON.stringify(kind)} in ${JSON.stringify(spec)}; expected one of ${DATASET_KINDS.join(', ')}`);
   }
   const options: Record<string, string> = {};
   for (const pair of query.split('&').filter((p) => p !== '')) {
     const [key, value] = pair.split('=', 2) as [string, string?];
-    if (value === undefined || key === '') throw new DataError('DDPM_DATA_SPEC', `dataset option ${JSON.stringify(pair)} must be key=value`);
+    if (value === undefined || key === '') throw dataError('DDPM_DATA_SPEC', `dataset option ${JSON.stringify(pair)} must be key=value`);
     options[key] = decodeURIComponent(value);
   }
-  if (location !== undefined && location.includes('\0')) throw new DataError('DDPM_DATA_SPEC', 'dataset location contains NUL');
+  if (location !== undefined && location.includes('\0')) throw dataError('DDPM_DATA_SPEC', 'dataset location contains NUL');
   const allowed: Record<DatasetKind, string[]> = {
     'fashion-mnist': ['split'],
     mnist: ['split'],
@@ -52,18 +52,18 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
   };
   for (const key of Object.keys(options)) {
     if (!allowed[kind as DatasetKind].includes(key)) {
-      throw new DataError('DDPM_DATA_SPEC', `dataset ${kind} has no option ${JSON.stringify(key)}; it takes ${allowed[kind as DatasetKind].join(', ') || 'none'}`);
+      throw dataError('DDPM_DATA_SPEC', `dataset ${kind} has no option ${JSON.stringify(key)}; it takes ${allowed[kind as DatasetKind].join(', ') || 'none'}`);
     }
   }
   if ((kind === 'idx' || kind === 'cifar10' || kind === 'folder' || kind === 'mnist') && !location) {
-    throw new DataError('DDPM_DATA_SPEC', `dataset ${kind} needs a location, e.g. ${kind}:/path`);
+    throw dataError('DDPM_DATA_SPEC', `dataset ${kind} needs a location, e.g. ${kind}:/path`);
   }
   return { kind: kind as DatasetKind, ...(location ? { location } : {}), options };
 }
 
 function split(options: Readonly<Record<string, string>>): 'train' | 'test' {
   const value = options['split'] ?? 'train';
-  if (value !== 'train' && value !== 'test') throw new DataError('DDPM_DATA_SPEC', `split must be train or test, got ${JSON.stringify(value)}`);
+  if (value !== 'train' && value !== 'test') throw dataError('DDPM_DATA_SPEC', `split must be train or test, got ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -72,14 +72,14 @@ function integerOption(options: Readonly<Record<string, string>>, key: string, f
   if (raw === undefined) return fallback;
   const value = Number(raw);
   if (raw.trim() === '' || !Number.isSafeInteger(value) || value < min) {
-    throw new DataError('DDPM_DATA_SPEC', `dataset option ${key} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+    throw dataError('DDPM_DATA_SPEC', `dataset option ${key} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   }
   return value;
 }
 
 function channelsOption(options: Readonly<Record<string, string>>, fallback: 1 | 3): 1 | 3 {
   const c = integerOption(options, 'channels', fallback);
-  if (c !== 1 && c !== 3) throw new DataError('DDPM_DATA_SPEC', `channels must be 1 or 3, got ${c}`);
+  if (c !== 1 && c !== 3) throw dataError('DDPM_DATA_SPEC', `channels must be 1 or 3, got ${c}`);
   return c;
 }
 
@@ -108,7 +108,7 @@ export async function openDataset(
       });
     case 'procedural': {
       if ((spec.location ?? 'shapes') !== 'shapes') {
-        throw new DataError('DDPM_DATA_SPEC', `unknown procedural dataset ${JSON.stringify(spec.location)}; the one available is "shapes"`);
+        throw dataError('DDPM_DATA_SPEC', `unknown procedural dataset ${JSON.stringify(spec.location)}; the one available is "shapes"`);
       }
       return proceduralShapes({
         size: integerOption(o, 'size', 10_000),
@@ -119,7 +119,7 @@ export async function openDataset(
     }
     default: {
       const unreachable: never = spec.kind;
-      throw new DataError('DDPM_DATA_SPEC', `unknown dataset kind ${String(unreachable)}`);
+      throw dataError('DDPM_DATA_SPEC', `unknown dataset kind ${String(unreachable)}`);
     }
   }
 }

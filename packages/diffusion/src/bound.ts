@@ -4,13 +4,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from './errors';
+import { diffusionError } from './errors';
 import { type DenoiseFn, type GaussianDiffusion } from './gaussian-diffusion';
 import { meanFlat, normalKl } from './gaussian';
 import { type LoopOptions, afterStep, throwIfAborted } from './loop-control';
 import { LN2, vbTermsBpd } from './losses';
 import { type RandomnessOptions, resolveNoise } from './noise';
-import { Rng } from './rng';
+import { Rng } from '@ddpm/core';
 
 /** L_T = KL(q(x_T | x_0) || N(0, I)) per example, in bits/dim (the official `_prior_bpd`). */
 export function priorBpd(diffusion: GaussianDiffusion, xStart: tf.Tensor): tf.Tensor1D {
@@ -55,7 +55,7 @@ export async function calcBpdLoop(
   const { noise } = resolveNoise(options);
   const B = xStart.shape[0];
   if (B === undefined || B < 1) {
-    throw new DiffusionError('DDPM_SHAPE_MISMATCH', `xStart needs a non-empty batch axis, got [${xStart.shape.join(', ')}]`);
+    throw diffusionError('DDPM_SHAPE_MISMATCH', `xStart needs a non-empty batch axis, got [${xStart.shape.join(', ')}]`);
   }
   const T = diffusion.numTimesteps;
   const termsBpdBT = new Float64Array(B * T);
@@ -116,7 +116,7 @@ export async function calcBpdStratified(
   const T = diffusion.numTimesteps;
   const strata = Math.min(options.strata ?? 50, Math.max(T - 1, 0));
   if (!Number.isInteger(strata) || strata < 0) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `strata must be a non-negative integer, got ${options.strata}`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `strata must be a non-negative integer, got ${options.strata}`);
   }
   const total = new Float64Array(B);
   const decoder = new Float64Array(B);
@@ -156,11 +156,11 @@ export async function calcBpdStratified(
 
 /** Averages several {@link BoundResult}s (e.g. over the batches of a test set) weighting by batch size. */
 export function mergeBoundResults(results: readonly BoundResult[]): BoundResult {
-  if (results.length === 0) throw new DiffusionError('DDPM_CONFIG_INVALID', 'no bound results to merge');
+  if (results.length === 0) throw diffusionError('DDPM_CONFIG_INVALID', 'no bound results to merge');
   const T = results[0]!.numTimesteps;
   for (const r of results) {
     if (r.numTimesteps !== T) {
-      throw new DiffusionError('DDPM_SHAPE_MISMATCH', `cannot merge bounds over ${T} and ${r.numTimesteps} steps`);
+      throw diffusionError('DDPM_SHAPE_MISMATCH', `cannot merge bounds over ${T} and ${r.numTimesteps} steps`);
     }
   }
   const concat = (pick: (r: BoundResult) => Float64Array): Float64Array => {
@@ -250,7 +250,7 @@ export function rateDistortion(result: BoundResult, at?: readonly number[]): Rat
   for (let t = T - 1; t >= 1; t--) cumulativeRate[t] = cumulativeRate[t + 1]! + termsT[t]!;
   return points.map((t) => {
     if (!Number.isInteger(t) || t < 1 || t > T) {
-      throw new DiffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `rate-distortion latent ${t} is outside [1, ${T}]`);
+      throw diffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `rate-distortion latent ${t} is outside [1, ${T}]`);
     }
     return {
       t,

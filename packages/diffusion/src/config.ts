@@ -1,7 +1,7 @@
 /**
  * The closed sets of modelling choices of the paper's ablation (Table 2) and the official code.
  */
-import { DiffusionError, describeValue } from './errors';
+import { diffusionError, describeValue } from './errors';
 
 /**
  * What the network's (first C channels of) output mean:
@@ -55,7 +55,7 @@ export function isLearnedVariance(varianceType: VarianceType): boolean {
       return false;
     default: {
       const unreachable: never = varianceType;
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
+      throw diffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
     }
   }
 }
@@ -63,25 +63,25 @@ export function isLearnedVariance(varianceType: VarianceType): boolean {
 /** Rejects unknown names and combinations that cannot train, naming the bad value. */
 export function validateModelling(meanType: unknown, varianceType: unknown, lossType: unknown): void {
   if (!isMeanType(meanType)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_CONFIG_INVALID',
       `unknown meanType ${describeValue(meanType)}; expected one of ${MEAN_TYPES.join(', ')}`,
     );
   }
   if (!isVarianceType(varianceType)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_CONFIG_INVALID',
       `unknown varianceType ${describeValue(varianceType)}; expected one of ${VARIANCE_TYPES.join(', ')}`,
     );
   }
   if (!isLossType(lossType)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_CONFIG_INVALID',
       `unknown lossType ${describeValue(lossType)}; expected one of ${LOSS_TYPES.join(', ')}`,
     );
   }
   if (lossType !== 'kl' && isLearnedVariance(varianceType)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_CONFIG_INVALID',
       `lossType ${JSON.stringify(lossType)} gives a ${JSON.stringify(varianceType)} variance no training signal; ` +
         `use lossType "kl" (the true bound) or a fixed variance ("fixedlarge" / "fixedsmall")`,

@@ -1,23 +1,17 @@
 /**
- * Errors raised by the diffusion mathematics. Each has a stable `code` so callers (the worker, the
- * API) can map a bad configuration to a non-retryable failure without parsing messages.
+ * The errors the diffusion mathematics raises, each code declared once with its kind (see
+ * @ddpm/core): callers decide retry or HTTP status from the error, never from its message.
  */
-export type DiffusionErrorCode =
-  | 'DDPM_SCHEDULE_INVALID'
-  | 'DDPM_CONFIG_INVALID'
-  | 'DDPM_SHAPE_MISMATCH'
-  | 'DDPM_TIMESTEP_OUT_OF_RANGE'
-  | 'DDPM_ABORTED';
+import { errorCodes } from '@ddpm/core';
 
-export class DiffusionError extends Error {
-  readonly code: DiffusionErrorCode;
-
-  constructor(code: DiffusionErrorCode, message: string) {
-    super(message);
-    this.name = 'DiffusionError';
-    this.code = code;
-  }
-}
+export const diffusionError = errorCodes({
+  DDPM_SCHEDULE_INVALID: 'invalid',
+  DDPM_CONFIG_INVALID: 'invalid',
+  DDPM_SHAPE_MISMATCH: 'invalid',
+  DDPM_TIMESTEP_OUT_OF_RANGE: 'invalid',
+  DDPM_ABORTED: 'aborted',
+});
+export type DiffusionErrorCode = Parameters<typeof diffusionError>[0];
 
 /** Formats a value for an error message: short, and never throws. */
 export function describeValue(value: unknown): string {

@@ -1,10 +1,10 @@
+import { CodedError } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from './errors';
 import { GaussianDiffusion } from './gaussian-diffusion';
 import { type MeanType, type VarianceType } from './config';
 import { expectAllClose, expectClose, useCpuBackend } from './test-support';
-import { Rng } from './rng';
+import { Rng } from '@ddpm/core';
 
 beforeAll(useCpuBackend);
 
@@ -61,7 +61,7 @@ describe('forward process q(x_t | x_0) (Eq. 4)', () => {
     expect(() => diffusion.qSample(x0, [1, 2], eps)).toThrow('noise has shape [2, 4] but xStart has shape [2, 3]');
     expect(() => diffusion.qSample(x0, [1], x0)).toThrow('got 1 timesteps for a batch of 2');
     expect(() => diffusion.qSample(x0, [1, 1000], x0)).toThrow('timestep 1000 at position 1 is outside [0, 999]');
-    expect(() => diffusion.qSample(x0, [1, 0.5], x0)).toThrow(DiffusionError);
+    expect(() => diffusion.qSample(x0, [1, 0.5], x0)).toThrow(CodedError);
     tf.dispose([x0, eps]);
   });
 });

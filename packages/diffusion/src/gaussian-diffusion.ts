@@ -19,7 +19,7 @@ import {
   isLearnedVariance,
   validateModelling,
 } from './config';
-import { DiffusionError, describeValue } from './errors';
+import { diffusionError, describeValue } from './errors';
 import { type BetaScheduleSpec, betaSchedule } from './schedule';
 import { type DiffusionTables, computeTables } from './tables';
 
@@ -80,7 +80,7 @@ export class GaussianDiffusion {
     const T = this.tables.numTimesteps;
     if (timestepMap !== undefined) {
       if (timestepMap.length !== T) {
-        throw new DiffusionError(
+        throw diffusionError(
           'DDPM_CONFIG_INVALID',
           `timestepMap has ${timestepMap.length} entries but the schedule has ${T} steps`,
         );
@@ -104,13 +104,13 @@ export class GaussianDiffusion {
   checkTimesteps(t: Timesteps, batch?: number): Int32Array {
     const T = this.numTimesteps;
     if (batch !== undefined && t.length !== batch) {
-      throw new DiffusionError('DDPM_SHAPE_MISMATCH', `got ${t.length} timesteps for a batch of ${batch}`);
+      throw diffusionError('DDPM_SHAPE_MISMATCH', `got ${t.length} timesteps for a batch of ${batch}`);
     }
     const out = new Int32Array(t.length);
     for (let i = 0; i < t.length; i++) {
       const v = t[i]!;
       if (!Number.isInteger(v) || v < 0 || v >= T) {
-        throw new DiffusionError(
+        throw diffusionError(
           'DDPM_TIMESTEP_OUT_OF_RANGE',
           `timestep ${describeValue(v)} at position ${i} is outside [0, ${T - 1}]`,
         );
@@ -237,7 +237,7 @@ export class GaussianDiffusion {
     const channels = like.shape[like.rank - 1]!;
     const expected = [...like.shape.slice(0, -1), channels * this.outputChannelFactor];
     if (modelOutput.rank !== like.rank || !modelOutput.shape.every((d, i) => d === expected[i])) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_SHAPE_MISMATCH',
         `the network returned shape [${modelOutput.shape.join(', ')}] but [${expected.join(', ')}] was expected ` +
           `(meanType ${this.meanType}, varianceType ${this.varianceType})`,
@@ -267,7 +267,7 @@ export class GaussianDiffusion {
         }
         default: {
           const unreachable: never = this.varianceType;
-          throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
+          throw diffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
         }
       }
     });
@@ -284,7 +284,7 @@ export class GaussianDiffusion {
         return this.predictXStartFromXPrev(xT, t, meanOutput);
       default: {
         const unreachable: never = this.meanType;
-        throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
+        throw diffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
       }
     }
   }
@@ -363,7 +363,7 @@ export class GaussianDiffusion {
     noise: tf.Tensor,
   ): { sample: tf.Tensor; predXStart: tf.Tensor } {
     if (this.meanType !== 'epsilon' || isLearnedVariance(this.varianceType)) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_CONFIG_INVALID',
         `Algorithm 2 is defined for meanType "epsilon" with a fixed variance, not ${this.meanType}/${this.varianceType}`,
       );
@@ -384,9 +384,9 @@ export class GaussianDiffusion {
   }
 
   private checkBatch(x: tf.Tensor, t: Timesteps): void {
-    if (x.rank < 1) throw new DiffusionError('DDPM_SHAPE_MISMATCH', 'data must have a batch axis, got a scalar');
+    if (x.rank < 1) throw diffusionError('DDPM_SHAPE_MISMATCH', 'data must have a batch axis, got a scalar');
     if (t.length !== x.shape[0]) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_SHAPE_MISMATCH',
         `got ${t.length} timesteps for a batch of ${x.shape[0]} (shape [${x.shape.join(', ')}])`,
       );
@@ -396,14 +396,14 @@ export class GaussianDiffusion {
 
 function requireVarianceOutput(varianceOutput: tf.Tensor | undefined): tf.Tensor {
   if (varianceOutput === undefined) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', 'a learned variance needs the variance half of the network output');
+    throw diffusionError('DDPM_CONFIG_INVALID', 'a learned variance needs the variance half of the network output');
   }
   return varianceOutput;
 }
 
 export function checkSameShape(name: string, x: tf.Tensor, refName: string, ref: tf.Tensor): void {
   if (x.rank !== ref.rank || !x.shape.every((d, i) => d === ref.shape[i])) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_SHAPE_MISMATCH',
       `${name} has shape [${x.shape.join(', ')}] but ${refName} has shape [${ref.shape.join(', ')}]`,
     );

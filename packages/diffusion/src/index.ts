@@ -3,8 +3,9 @@
  * Abbeel, 2020), on the @tensorflow/tfjs-core API only. Pure: no I/O, no global randomness; the
  * network is passed in as `(x_t, t) => output`.
  */
-export { DiffusionError, type DiffusionErrorCode } from './errors';
-export { Rng, type RngState } from './rng';
+export { type DiffusionErrorCode } from './errors';
+/** The seeded RNG every stochastic function here accepts (it lives in @ddpm/core, shared with the data loader). */
+export { Rng, type RngState } from '@ddpm/core';
 export { type NoiseSource, type RandomnessOptions, resolveNoise, rngNoise } from './noise';
 export { type LoopOptions, throwIfAborted, yieldToEventLoop } from './loop-control';
 export {

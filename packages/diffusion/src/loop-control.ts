@@ -3,10 +3,10 @@
  * event loop between network evaluations so progress callbacks, heartbeats and cancellation are
  * serviced, and they stop promptly when an AbortSignal fires.
  */
-import { DiffusionError } from './errors';
+import { diffusionError } from './errors';
 
 export interface LoopOptions {
-  /** Aborts the loop between steps; the promise rejects with a `DDPM_ABORTED` DiffusionError. */
+  /** Aborts the loop between steps; the promise rejects with a `DDPM_ABORTED` error (kind `aborted`). */
   readonly signal?: AbortSignal;
   /** Called after each step with the number of steps done and the total. */
   readonly onProgress?: (done: number, total: number) => void;
@@ -15,7 +15,7 @@ export interface LoopOptions {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
     const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted');
-    throw new DiffusionError('DDPM_ABORTED', `stopped: ${reason}`);
+    throw diffusionError('DDPM_ABORTED', `stopped: ${reason}`);
   }
 }
 

@@ -5,7 +5,7 @@ import { type LossType, type MeanType, type VarianceType } from './config';
 import { GaussianDiffusion } from './gaussian-diffusion';
 import { discretizedGaussianLogLikelihood, meanFlat } from './gaussian';
 import { LN2, meanMatchingWeights, trainingLosses, vbTermsBpd } from './losses';
-import { Rng } from './rng';
+import { Rng } from '@ddpm/core';
 import { constantNoise, expectAllClose, expectClose, useCpuBackend } from './test-support';
 
 beforeAll(useCpuBackend);

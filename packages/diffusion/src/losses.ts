@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError, describeValue } from './errors';
+import { diffusionError, describeValue } from './errors';
 import { type DenoiseFn, type GaussianDiffusion, type Timesteps, checkSameShape } from './gaussian-diffusion';
 import { discretizedGaussianLogLikelihood, meanFlat, normalKl } from './gaussian';
 
@@ -87,13 +87,13 @@ export function meanMatchingWeights(diffusion: GaussianDiffusion): Float64Array 
       break;
     case 'learned':
     case 'learned-range':
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_CONFIG_INVALID',
         `Eq. 8 weights need a fixed variance, not ${JSON.stringify(diffusion.varianceType)}`,
       );
     default: {
       const unreachable: never = diffusion.varianceType;
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
+      throw diffusionError('DDPM_CONFIG_INVALID', `unknown variance type ${describeValue(unreachable)}`);
     }
   }
   const T = tables.numTimesteps;
@@ -112,7 +112,7 @@ export function meanMatchingWeights(diffusion: GaussianDiffusion): Float64Array 
         break;
       default: {
         const unreachable: never = diffusion.meanType;
-        throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
+        throw diffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
       }
     }
   }
@@ -157,7 +157,7 @@ export function trainingLosses(
       }
       default: {
         const unreachable: never = diffusion.lossType;
-        throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown loss type ${describeValue(unreachable)}`);
+        throw diffusionError('DDPM_CONFIG_INVALID', `unknown loss type ${describeValue(unreachable)}`);
       }
     }
   });
@@ -180,7 +180,7 @@ function mseTarget(
       return diffusion.qPosteriorMeanVariance(xStart, xT, t).mean;
     default: {
       const unreachable: never = diffusion.meanType;
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
+      throw diffusionError('DDPM_CONFIG_INVALID', `unknown mean type ${describeValue(unreachable)}`);
     }
   }
 }

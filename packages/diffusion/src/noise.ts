@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { Rng } from './rng';
+import { Rng } from '@ddpm/core';
 
 /** Returns a new tensor of standard normal draws with the given shape, owned by the caller. */
 export type NoiseSource = (shape: readonly number[]) => tf.Tensor;

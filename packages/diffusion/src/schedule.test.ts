@@ -1,4 +1,5 @@
-import { DiffusionError } from './errors';
+import { CodedError } from '@ddpm/core';
+
 import { BETA_SCHEDULE_KINDS, betaSchedule, linspace, validateBetas } from './schedule';
 import { computeTables } from './tables';
 import { expectClose, loadGolden } from './test-support';
@@ -73,8 +74,8 @@ describe('beta schedules', () => {
     try {
       betaSchedule(spec as never);
     } catch (err) {
-      expect(err).toBeInstanceOf(DiffusionError);
-      expect((err as DiffusionError).code).toBe('DDPM_SCHEDULE_INVALID');
+      expect(err).toBeInstanceOf(CodedError);
+      expect((err as CodedError).code).toBe('DDPM_SCHEDULE_INVALID');
     }
   });
 

@@ -4,7 +4,7 @@
  * Index convention used throughout this package (the official code's): arrays are 0-based, so
  * `betas[t]` for t = 0..T-1 is the paper's β_{t+1}; timestep t = 0 is the paper's t = 1.
  */
-import { DiffusionError, describeValue } from './errors';
+import { diffusionError, describeValue } from './errors';
 
 /**
  * - `linear`: the paper's default, β rising linearly from `betaStart` to `betaEnd` (Sec. 4).
@@ -81,13 +81,13 @@ function cosineBetas(T: number, s: number): Float64Array {
 
 function requirePositiveInteger(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) {
-    throw new DiffusionError('DDPM_SCHEDULE_INVALID', `${name} must be a positive integer, got ${describeValue(value)}`);
+    throw diffusionError('DDPM_SCHEDULE_INVALID', `${name} must be a positive integer, got ${describeValue(value)}`);
   }
 }
 
 function requireBeta(name: string, value: number): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_SCHEDULE_INVALID',
       `${name} must be a number in (0, 1], got ${describeValue(value)}`,
     );
@@ -97,7 +97,7 @@ function requireBeta(name: string, value: number): void {
 /** The β schedule for `spec`, validated (see {@link validateBetas}). */
 export function betaSchedule(spec: BetaScheduleSpec): Float64Array {
   if (!isBetaScheduleKind(spec.kind)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_SCHEDULE_INVALID',
       `unknown beta schedule ${describeValue(spec.kind)}; expected one of ${BETA_SCHEDULE_KINDS.join(', ')}`,
     );
@@ -131,14 +131,14 @@ export function betaSchedule(spec: BetaScheduleSpec): Float64Array {
     case 'cosine': {
       const s = spec.cosineOffset ?? 0.008;
       if (!Number.isFinite(s) || s < 0) {
-        throw new DiffusionError('DDPM_SCHEDULE_INVALID', `cosineOffset must be a finite number >= 0, got ${s}`);
+        throw diffusionError('DDPM_SCHEDULE_INVALID', `cosineOffset must be a finite number >= 0, got ${s}`);
       }
       betas = cosineBetas(T, s);
       break;
     }
     default: {
       const unreachable: never = spec.kind;
-      throw new DiffusionError('DDPM_SCHEDULE_INVALID', `unknown beta schedule ${describeValue(unreachable)}`);
+      throw diffusionError('DDPM_SCHEDULE_INVALID', `unknown beta schedule ${describeValue(unreachable)}`);
     }
   }
   return validateBetas(betas);
@@ -151,21 +151,21 @@ export function betaSchedule(spec: BetaScheduleSpec): Float64Array {
  */
 export function validateBetas(betas: ArrayLike<number>): Float64Array {
   if (betas.length < 1) {
-    throw new DiffusionError('DDPM_SCHEDULE_INVALID', 'a beta schedule needs at least one step, got an empty one');
+    throw diffusionError('DDPM_SCHEDULE_INVALID', 'a beta schedule needs at least one step, got an empty one');
   }
   const out = Float64Array.from(betas);
   let alphaBar = 1;
   for (let t = 0; t < out.length; t++) {
     const beta = out[t]!;
     if (!Number.isFinite(beta) || beta <= 0 || beta > 1) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_SCHEDULE_INVALID',
         `beta at t=${t} must be in (0, 1], got ${describeValue(beta)}`,
       );
     }
     const next = alphaBar * (1 - beta);
     if (!(next < alphaBar)) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_SCHEDULE_INVALID',
         `alpha-bar must decrease strictly; it does not at t=${t} (beta=${beta} underflows in float64)`,
       );

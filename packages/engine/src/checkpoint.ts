@@ -4,13 +4,12 @@
  * then `manifest.json` listing every file with its size and sha256. A checkpoint without a
  * manifest is invisible; one whose files do not match their manifest is reported and skipped.
  */
-import { type RngState } from '@ddpm/diffusion';
+import { type RngState, hasCode, sha256Hex as sha256 } from '@ddpm/core';
 import { type LoaderState } from '@ddpm/data';
-import { type ObjectStore, StorageError, joinKey } from '@ddpm/storage';
-import { sha256Hex as sha256 } from '@ddpm/unet';
+import { type ObjectStore, joinKey } from '@ddpm/storage';
 
 import { type TrainConfig } from './config';
-import { EngineError } from './errors';
+import { engineError } from './errors';
 
 export const CHECKPOINT_VERSION = 1;
 
@@ -95,23 +94,23 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   try {
     manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
   } catch (err) {
-    throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`);
+    throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`);
   }
   const bodies = new Map<string, Uint8Array>();
   for (const name of FILE_NAMES) {
     const entry = manifest.files?.find((f) => f.name === name);
-    if (entry === undefined) throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
+    if (entry === undefined) throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
     let body: Uint8Array;
     try {
       body = await store.get(joinKey(ref.key, name));
     } catch (err) {
-      if (err instanceof StorageError && err.code === 'DDPM_STORAGE_NOT_FOUND') {
-        throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: ${name} is missing`);
+      if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) {
+        throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: ${name} is missing`);
       }
       throw err;
     }
     if (body.length !== entry.bytes || sha256(body) !== entry.sha256) {
-      throw new EngineError(
+      throw engineError(
         'DDPM_CHECKPOINT_INVALID',
         `checkpoint ${ref.url}: ${name} fails its checksum (${body.length} bytes, manifest says ${entry.bytes} bytes with sha256 ${entry.sha256.slice(0, 12)}…)`,
       );
@@ -120,7 +119,7 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   }
   const state = JSON.parse(new TextDecoder().decode(bodies.get('state.json'))) as RunState;
   if (state.version !== CHECKPOINT_VERSION) {
-    throw new EngineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`);
+    throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`);
   }
   return { state, model: bodies.get('model.safetensors')!, ema: bodies.get('ema.safetensors')!, optimizer: bodies.get('optimizer.safetensors')! };
 }
@@ -138,12 +137,12 @@ export async function loadLatestCheckpoint(
     try {
       return { ref, files: await readCheckpoint(store, ref), skipped };
     } catch (err) {
-      if (!(err instanceof EngineError)) throw err;
+      if (!hasCode(err, 'DDPM_CHECKPOINT_INVALID')) throw err;
       skipped.push({ ref, reason: err.message });
     }
   }
   if (skipped.length > 0) {
-    throw new EngineError(
+    throw engineError(
       'DDPM_CHECKPOINT_INVALID',
       `no usable checkpoint under ${store.urlOf(prefix)}: ${skipped.map((s) => s.reason).join('; ')}`,
     );

@@ -15,7 +15,7 @@ import {
 } from '@ddpm/diffusion';
 import { type UNetConfig, isPresetName, preset, PRESET_NAMES, validateUNetConfig } from '@ddpm/unet';
 
-import { EngineError } from './errors';
+import { engineError } from './errors';
 
 export interface TrainConfig {
   /** A dataset spec (see @ddpm/data), e.g. `fashion-mnist` or `cifar10:/data/cifar-10-batches-bin`. */
@@ -80,7 +80,7 @@ export const PAPER_DEFAULTS = {
 } as const;
 
 function fail(message: string): never {
-  throw new EngineError('DDPM_CONFIG_INVALID', message);
+  throw engineError('DDPM_CONFIG_INVALID', message);
 }
 
 function int(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {

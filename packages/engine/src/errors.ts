@@ -1,12 +1,13 @@
-/** Engine errors. `DDPM_CONFIG_INVALID` is a bad job: retrying cannot help. */
-export type EngineErrorCode = 'DDPM_CONFIG_INVALID' | 'DDPM_CHECKPOINT_INVALID' | 'DDPM_CHECKPOINT_NOT_FOUND' | 'DDPM_NUMERIC';
+/**
+ * Engine errors, each code declared once with its kind (see @ddpm/core). A corrupt checkpoint and
+ * a diverged run are permanent: retrying the same job reads the same bytes, draws the same numbers.
+ */
+import { errorCodes } from '@ddpm/core';
 
-export class EngineError extends Error {
-  readonly code: EngineErrorCode;
-
-  constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'EngineError';
-    this.code = code;
-  }
-}
+export const engineError = errorCodes({
+  DDPM_CONFIG_INVALID: 'invalid',
+  DDPM_CHECKPOINT_INVALID: 'invalid',
+  DDPM_CHECKPOINT_NOT_FOUND: 'not-found',
+  DDPM_NUMERIC: 'invalid',
+});
+export type EngineErrorCode = Parameters<typeof engineError>[0];

@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 
-import { EngineError } from './errors';
+import { engineError } from './errors';
 
 /** [-1, 1] → {0..255}, clipping (the inverse of Sec. 3.3's scaling). */
 export function toUint8(values: Float32Array): Uint8Array {
@@ -37,7 +37,7 @@ export function composeGrid(
   options: { columns?: number; margin?: number } = {},
 ): Picture {
   if (images.length !== n * size * size * channels) {
-    throw new EngineError('DDPM_CONFIG_INVALID', `grid: ${images.length} bytes for ${n} images of ${size}x${size}x${channels}`);
+    throw engineError('DDPM_CONFIG_INVALID', `grid: ${images.length} bytes for ${n} images of ${size}x${size}x${channels}`);
   }
   const columns = options.columns ?? gridColumns(n);
   const rows = Math.ceil(n / columns);

@@ -1,5 +1,5 @@
 /** @ddpm/engine — one worker's training and sampling engine, reused by the service and the group. */
-export { EngineError, type EngineErrorCode } from './errors';
+export { type EngineErrorCode } from './errors';
 export { PAPER_DEFAULTS, type TrainConfig, type TrainConfigInput, resolveTrainConfig, unetConfigOf } from './config';
 export { Adam, type AdamHyper, learningRateAt } from './adam';
 export { emaDecayAt, updateEma } from './ema';

@@ -4,7 +4,7 @@ import { type ObjectStore } from '@ddpm/storage';
 import { type UNet, unetFromWeights } from '@ddpm/unet';
 
 import { type CheckpointRef, type RunState, listCheckpoints, loadLatestCheckpoint, readCheckpoint } from './checkpoint';
-import { EngineError } from './errors';
+import { engineError } from './errors';
 
 export interface LoadedModel {
   readonly model: UNet;
@@ -28,12 +28,12 @@ export async function loadModelFromCheckpoint(
   let skipped: string[] = [];
   if (options.step !== undefined) {
     const found = (await listCheckpoints(store, prefix)).find((r) => r.step === options.step);
-    if (found === undefined) throw new EngineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${options.step} under ${store.urlOf(prefix)}`);
+    if (found === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${options.step} under ${store.urlOf(prefix)}`);
     ref = found;
     files = await readCheckpoint(store, found);
   } else {
     const latest = await loadLatestCheckpoint(store, prefix);
-    if (latest === undefined) throw new EngineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint under ${store.urlOf(prefix)}`);
+    if (latest === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint under ${store.urlOf(prefix)}`);
     ({ ref, files } = latest);
     skipped = latest.skipped.map((s) => s.reason);
   }

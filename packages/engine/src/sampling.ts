@@ -17,7 +17,7 @@ import {
 import { type UNet } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { EngineError } from './errors';
+import { engineError } from './errors';
 import { type Picture, composeGrid, toUint8 } from './images';
 
 export type SamplerSpec =
@@ -54,14 +54,14 @@ export function samplingDiffusion(base: GaussianDiffusion, sampler: SamplerSpec)
       }
     default: {
       const unreachable: never = sampler;
-      throw new EngineError('DDPM_CONFIG_INVALID', `unknown sampler ${JSON.stringify(unreachable)}`);
+      throw engineError('DDPM_CONFIG_INVALID', `unknown sampler ${JSON.stringify(unreachable)}`);
     }
   }
 }
 
 function checkSteps(steps: number, T: number): void {
   if (!Number.isInteger(steps) || steps < 1 || steps > T) {
-    throw new EngineError('DDPM_CONFIG_INVALID', `sampling steps must be an integer in [1, ${T}], got ${steps}`);
+    throw engineError('DDPM_CONFIG_INVALID', `sampling steps must be an integer in [1, ${T}], got ${steps}`);
   }
 }
 
@@ -72,7 +72,7 @@ export async function generateSamples(
   count: number,
   options: SampleOptions = {},
 ): Promise<{ values: Float32Array; seed: number }> {
-  if (!Number.isInteger(count) || count < 1) throw new EngineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
+  if (!Number.isInteger(count) || count < 1) throw engineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
   const sampler = options.sampler ?? { kind: 'ancestral' };
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -121,7 +121,7 @@ export async function progressiveStrip(
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; frames: number[]; seed: number }> {
   const sampler = options.sampler ?? { kind: 'ancestral' };
-  if (sampler.kind !== 'ancestral') throw new EngineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
+  if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { imageSize: s, inChannels: c } = model.config;
@@ -186,7 +186,7 @@ export async function sharedLatentFigure(
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; seed: number }> {
   const sampler = options.sampler ?? { kind: 'ancestral' };
-  if (sampler.kind !== 'ancestral') throw new EngineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
+  if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { imageSize: s, inChannels: c } = model.config;

@@ -34,7 +34,7 @@ import {
 } from './checkpoint';
 import { type TrainConfig, type TrainConfigInput, resolveTrainConfig, unetConfigOf } from './config';
 import { emaDecayAt, updateEma } from './ema';
-import { EngineError } from './errors';
+import { engineError } from './errors';
 
 export interface StepStats {
   /** Optimizer updates done, this one included. */
@@ -219,7 +219,7 @@ export class Trainer {
     normTensor.dispose();
     if (!Number.isFinite(gradNorm)) {
       tf.dispose(grads);
-      throw new EngineError('DDPM_NUMERIC', `the gradient norm is ${gradNorm} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
+      throw engineError('DDPM_NUMERIC', `the gradient norm is ${gradNorm} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
     }
     const lr = learningRateAt(this.step, learningRate, warmupSteps);
     const scale = gradClipNorm > 0 && gradNorm > gradClipNorm ? gradClipNorm / gradNorm : 1;
@@ -238,7 +238,7 @@ export class Trainer {
     const loss = g.lossSum / g.count;
     if (!Number.isFinite(loss)) {
       tf.dispose(g.grads);
-      throw new EngineError('DDPM_NUMERIC', `the loss is ${loss} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
+      throw engineError('DDPM_NUMERIC', `the loss is ${loss} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
     }
     const { gradNorm, learningRate } = await this.applyGradients(g.grads);
     const stepSeconds = Number(process.hrtime.bigint() - started) / 1e9;

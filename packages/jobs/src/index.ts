@@ -13,5 +13,5 @@ export {
   TrainJobRequest,
 } from './schemas';
 export { cancelChannel, cancelKey, jobIdFor, jobTypeOf, queueName, requestHash, runPrefixOf, sampleKey } from './names';
-export { ConfigError, type ServiceConfig, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';
+export { type ServiceConfig, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';
 export { trainConfigOf } from './train-config';

@@ -2,6 +2,8 @@
  * The service's environment (../shared/DESIGN.md, "Configuration"), validated once at start with
  * errors that name the variable and what was expected.
  */
+import { CodedError, hasCode } from '@ddpm/core';
+
 export interface ServiceConfig {
   readonly redisUrl: string;
   /** Gradient data plane (the data-parallel group); defaults to REDIS_URL. */
@@ -18,30 +20,24 @@ export interface ServiceConfig {
   readonly host: string;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'DDPM_SERVICE_CONFIG';
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+/** A bad environment variable: the process cannot start until someone fixes it. */
+const configError = (message: string): CodedError => new CodedError('DDPM_SERVICE_CONFIG', 'invalid', message);
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 function port(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(`${name} must be a port number 0-65535, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) throw configError(`${name} must be a port number 0-65535, got ${JSON.stringify(raw)}`);
   return value;
 }
 
 function redisUrl(name: string, raw: string): string {
-  if (!/^rediss?:\/\//.test(raw)) throw new ConfigError(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
+  if (!/^rediss?:\/\//.test(raw)) throw configError(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
   try {
     new URL(raw);
   } catch {
-    throw new ConfigError(`${name} is not a valid URL: ${JSON.stringify(raw)}`);
+    throw configError(`${name} is not a valid URL: ${JSON.stringify(raw)}`);
   }
   return raw;
 }
@@ -50,14 +46,14 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
   const redis = redisUrl('REDIS_URL', env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
   const storageUrl = env['DDPM_STORAGE_URL'] ?? `file://${process.cwd()}/var/ddpm`;
   if (!/^(file:\/\/\/|s3:\/\/[^/]+)/.test(storageUrl)) {
-    throw new ConfigError(`DDPM_STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix], got ${JSON.stringify(storageUrl)}`);
+    throw configError(`DDPM_STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix], got ${JSON.stringify(storageUrl)}`);
   }
   const level = env['LOG_LEVEL'] ?? 'info';
-  if (!(LEVELS as readonly string[]).includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  if (!(LEVELS as readonly string[]).includes(level)) throw configError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   const token = env['DDPM_API_TOKEN'];
-  if (token !== undefined && token !== '' && token.length < 16) throw new ConfigError('DDPM_API_TOKEN must be at least 16 characters when set');
+  if (token !== undefined && token !== '' && token.length < 16) throw configError('DDPM_API_TOKEN must be at least 16 characters when set');
   const prefix = env['DDPM_QUEUE_PREFIX'] ?? 'ddpm';
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw new ConfigError(`DDPM_QUEUE_PREFIX must be 1-64 letters, digits, _ or -, got ${JSON.stringify(prefix)}`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw configError(`DDPM_QUEUE_PREFIX must be 1-64 letters, digits, _ or -, got ${JSON.stringify(prefix)}`);
   return {
     redisUrl: redis,
     dataRedisUrl: redisUrl('DDPM_DATA_REDIS_URL', env['DDPM_DATA_REDIS_URL'] ?? redis),
@@ -91,7 +87,7 @@ export function loadServiceConfigOrExit(program: string, defaults?: { port?: num
   try {
     return loadServiceConfig(process.env, defaults);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (hasCode(err, 'DDPM_SERVICE_CONFIG')) {
       process.stderr.write(`${program}: ${err.message}\n`);
       process.exit(2);
     }

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { type ObjectInfo, type ObjectStore, StorageError, checkKey } from './object-store';
+import { type ObjectInfo, type ObjectStore, storageError, checkKey } from './object-store';
 
 const TEMP_MARKER = '.ddpm-tmp-';
 
@@ -39,7 +39,7 @@ export class FileStore implements ObjectStore {
       await fs.rename(temp, target);
     } catch (err) {
       await fs.rm(temp, { force: true });
-      throw new StorageError('DDPM_STORAGE_IO', `could not write ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not write ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -48,9 +48,9 @@ export class FileStore implements ObjectStore {
       return new Uint8Array(await fs.readFile(this.pathOf(key)));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StorageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
+        throw storageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
       }
-      throw new StorageError('DDPM_STORAGE_IO', `could not read ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not read ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -70,7 +70,7 @@ export class FileStore implements ObjectStore {
         entries = await fs.readdir(dir, { withFileTypes: true });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw new StorageError('DDPM_STORAGE_IO', `could not list ${dir}: ${(err as Error).message}`, { cause: err });
+        throw storageError('DDPM_STORAGE_IO', `could not list ${dir}: ${(err as Error).message}`, { cause: err });
       }
       for (const entry of entries) {
         const key = rel === '' ? entry.name : `${rel}/${entry.name}`;

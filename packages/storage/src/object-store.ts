@@ -2,17 +2,16 @@
  * The storage interface every component uses (../shared/DESIGN.md, "Storage"): flat keys with '/'
  * separators under a base URL. Writes are atomic: a reader sees a whole object or none.
  */
-export type StorageErrorCode = 'DDPM_STORAGE_NOT_FOUND' | 'DDPM_STORAGE_BAD_KEY' | 'DDPM_STORAGE_BAD_URL' | 'DDPM_STORAGE_IO';
+import { errorCodes } from '@ddpm/core';
 
-export class StorageError extends Error {
-  readonly code: StorageErrorCode;
-
-  constructor(code: StorageErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StorageError';
-    this.code = code;
-  }
-}
+/** Storage errors, each code declared once with its kind (see @ddpm/core): only I/O is worth a retry. */
+export const storageError = errorCodes({
+  DDPM_STORAGE_NOT_FOUND: 'not-found',
+  DDPM_STORAGE_BAD_KEY: 'invalid',
+  DDPM_STORAGE_BAD_URL: 'invalid',
+  DDPM_STORAGE_IO: 'unavailable',
+});
+export type StorageErrorCode = Parameters<typeof storageError>[0];
 
 export interface ObjectInfo {
   readonly key: string;
@@ -38,13 +37,13 @@ export interface ObjectStore {
 
 /** Rejects keys that could escape the store or confuse a backend, naming the problem. */
 export function checkKey(key: string): string {
-  if (typeof key !== 'string' || key.length === 0) throw new StorageError('DDPM_STORAGE_BAD_KEY', 'object key must be a non-empty string');
-  if (key.length > 1024) throw new StorageError('DDPM_STORAGE_BAD_KEY', `object key is ${key.length} characters long; the limit is 1024`);
+  if (typeof key !== 'string' || key.length === 0) throw storageError('DDPM_STORAGE_BAD_KEY', 'object key must be a non-empty string');
+  if (key.length > 1024) throw storageError('DDPM_STORAGE_BAD_KEY', `object key is ${key.length} characters long; the limit is 1024`);
   if (key.startsWith('/') || key.includes('\\') || key.includes('\0')) {
-    throw new StorageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} must be relative, without backslashes or NUL`);
+    throw storageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} must be relative, without backslashes or NUL`);
   }
   if (key.split('/').some((part) => part === '..' || part === '.' || part === '')) {
-    throw new StorageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} has an empty, "." or ".." segment`);
+    throw storageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} has an empty, "." or ".." segment`);
   }
   return key;
 }

@@ -6,18 +6,18 @@
 import { fileURLToPath } from 'node:url';
 
 import { FileStore } from './file-store';
-import { type ObjectStore, StorageError } from './object-store';
+import { type ObjectStore, storageError } from './object-store';
 import { S3Store, type S3StoreOptions } from './s3-store';
 
 export function openStore(url: string, env: NodeJS.ProcessEnv = process.env, s3?: Partial<S3StoreOptions>): ObjectStore {
   if (typeof url !== 'string' || url.trim() === '') {
-    throw new StorageError('DDPM_STORAGE_BAD_URL', 'storage URL is empty; use file:///path or s3://bucket/prefix');
+    throw storageError('DDPM_STORAGE_BAD_URL', 'storage URL is empty; use file:///path or s3://bucket/prefix');
   }
   if (url.startsWith('file://')) {
     try {
       return new FileStore(fileURLToPath(url));
     } catch (err) {
-      throw new StorageError('DDPM_STORAGE_BAD_URL', `invalid file URL ${JSON.stringify(url)}: ${(err as Error).message}`);
+      throw storageError('DDPM_STORAGE_BAD_URL', `invalid file URL ${JSON.stringify(url)}: ${(err as Error).message}`);
     }
   }
   if (url.startsWith('s3://')) {
@@ -29,7 +29,7 @@ export function openStore(url: string, env: NodeJS.ProcessEnv = process.env, s3?
     return new S3Store({ bucket, prefix, ...(endpoint ? { endpoint } : {}), ...s3 });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw new StorageError('DDPM_STORAGE_BAD_URL', `unsupported storage URL ${JSON.stringify(url)}; use file:///path or s3://bucket/prefix`);
+    throw storageError('DDPM_STORAGE_BAD_URL', `unsupported storage URL ${JSON.stringify(url)}; use file:///path or s3://bucket/prefix`);
   }
   return new FileStore(url);
 }

@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
-import { type ObjectInfo, type ObjectStore, StorageError, checkKey } from './object-store';
+import { type ObjectInfo, type ObjectStore, storageError, checkKey } from './object-store';
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -47,7 +47,7 @@ export class S3Store implements ObjectStore {
 
   constructor(options: S3StoreOptions) {
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(options.bucket)) {
-      throw new StorageError('DDPM_STORAGE_BAD_URL', `invalid S3 bucket name ${JSON.stringify(options.bucket)}`);
+      throw storageError('DDPM_STORAGE_BAD_URL', `invalid S3 bucket name ${JSON.stringify(options.bucket)}`);
     }
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
@@ -70,7 +70,7 @@ export class S3Store implements ObjectStore {
   }
 
   private fail(action: string, key: string, err: unknown): never {
-    throw new StorageError('DDPM_STORAGE_IO', `could not ${action} ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+    throw storageError('DDPM_STORAGE_IO', `could not ${action} ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
   }
 
   async put(key: string, body: Uint8Array, options: { contentType?: string } = {}): Promise<void> {
@@ -98,7 +98,7 @@ export class S3Store implements ObjectStore {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
       return await out.Body!.transformToByteArray();
     } catch (err) {
-      if (isNotFound(err)) throw new StorageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
+      if (isNotFound(err)) throw storageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
       this.fail('read', key, err);
     }
   }
@@ -129,7 +129,7 @@ export class S3Store implements ObjectStore {
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
-      throw new StorageError('DDPM_STORAGE_IO', `could not list ${this.url}/${prefix}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not list ${this.url}/${prefix}: ${(err as Error).message}`, { cause: err });
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }

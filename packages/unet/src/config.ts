@@ -1,7 +1,7 @@
 /**
  * The U-Net's hyper-parameters (Appendix B; the official `models/unet.py` arguments).
  */
-import { UNetError } from './errors';
+import { unetError } from './errors';
 
 export interface UNetConfig {
   /** Base channel count `ch` (128 for the paper's models). */
@@ -27,7 +27,7 @@ export interface UNetConfig {
 }
 
 function fail(message: string): never {
-  throw new UNetError('DDPM_UNET_CONFIG_INVALID', message);
+  throw unetError('DDPM_UNET_CONFIG_INVALID', message);
 }
 
 function positiveInt(name: string, value: unknown): number {

@@ -1,12 +1,9 @@
-/** Errors of the U-Net package, each with a stable code. */
-export type UNetErrorCode = 'DDPM_UNET_CONFIG_INVALID' | 'DDPM_UNET_SHAPE_MISMATCH' | 'DDPM_WEIGHTS_INVALID';
+/** Errors of the U-Net package, each code declared once with its kind (see @ddpm/core). */
+import { errorCodes } from '@ddpm/core';
 
-export class UNetError extends Error {
-  readonly code: UNetErrorCode;
-
-  constructor(code: UNetErrorCode, message: string) {
-    super(message);
-    this.name = 'UNetError';
-    this.code = code;
-  }
-}
+export const unetError = errorCodes({
+  DDPM_UNET_CONFIG_INVALID: 'invalid',
+  DDPM_UNET_SHAPE_MISMATCH: 'invalid',
+  DDPM_WEIGHTS_INVALID: 'invalid',
+});
+export type UNetErrorCode = Parameters<typeof unetError>[0];

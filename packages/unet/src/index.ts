@@ -3,7 +3,7 @@
  * the wasm backend and native ones elsewhere. Knows nothing of diffusion, files or HTTP.
  */
 export { type UNetConfig, resolutionsOf, validateUNetConfig } from './config';
-export { UNetError, type UNetErrorCode } from './errors';
+export { type UNetErrorCode } from './errors';
 export { PRESETS, PRESET_NAMES, type PresetName, isPresetName, preset } from './presets';
 export {
   type ArchitectureSummary,
@@ -19,7 +19,7 @@ export { dense, matMul } from './ops/matmul';
 export { GROUP_NORM_EPSILON, type GroupNormOptions, groupNorm, swish } from './ops/group-norm';
 export { useComposedGradients } from './ops/backend-caps';
 export { upsampleNearest2x } from './ops/upsample';
-export { type DecodedSafetensors, type NamedArray, decodeSafetensors, encodeSafetensors, sha256Hex } from './safetensors';
+export { type DecodedSafetensors, type NamedArray, decodeSafetensors, encodeSafetensors } from './safetensors';
 export {
   WEIGHTS_FORMAT,
   checkAgainst,

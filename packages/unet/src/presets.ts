@@ -2,7 +2,7 @@
  * Named configurations: the paper's models (Appendix B) and small ones for CPU work.
  */
 import { type UNetConfig } from './config';
-import { UNetError } from './errors';
+import { unetError } from './errors';
 
 const PAPER = { numResBlocks: 2, attnResolutions: [16], numGroups: 32, resampleWithConv: true } as const;
 
@@ -31,7 +31,7 @@ export function isPresetName(value: unknown): value is PresetName {
 /** A preset by name, optionally with fields overridden (e.g. outChannels for learned variances). */
 export function preset(name: string, overrides: Partial<UNetConfig> = {}): UNetConfig {
   if (!isPresetName(name)) {
-    throw new UNetError('DDPM_UNET_CONFIG_INVALID', `unknown preset ${JSON.stringify(name)}; expected one of ${PRESET_NAMES.join(', ')}`);
+    throw unetError('DDPM_UNET_CONFIG_INVALID', `unknown preset ${JSON.stringify(name)}; expected one of ${PRESET_NAMES.join(', ')}`);
   }
   return { ...PRESETS[name], ...overrides };
 }

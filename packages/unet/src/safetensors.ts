@@ -4,9 +4,9 @@
  * optional string-to-string `__metadata__`, then the raw little-endian tensor bytes. We write F32
  * only and add a sha256 of the data section to the metadata, which the reader verifies.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '@ddpm/core';
 
-import { UNetError } from './errors';
+import { unetError } from './errors';
 
 export interface NamedArray {
   readonly name: string;
@@ -26,11 +26,7 @@ const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 function fail(message: string): never {
-  throw new UNetError('DDPM_WEIGHTS_INVALID', message);
-}
-
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  throw unetError('DDPM_WEIGHTS_INVALID', message);
 }
 
 /** Serialises float32 tensors with metadata; a sha256 of the data section is added to it. */

@@ -14,7 +14,7 @@ import {
   runArchitecture,
 } from './architecture';
 import { type UNetConfig } from './config';
-import { UNetError } from './errors';
+import { unetError } from './errors';
 import { concatChannels } from './ops/concat';
 import { conv2d } from './ops/conv2d';
 import { dropout } from './ops/dropout';
@@ -65,7 +65,7 @@ function initialValues(spec: ParamSpec, uniform: () => number): Float32Array {
     }
     default: {
       const unreachable: never = init;
-      throw new UNetError('DDPM_UNET_CONFIG_INVALID', `unknown init ${JSON.stringify(unreachable)}`);
+      throw unetError('DDPM_UNET_CONFIG_INVALID', `unknown init ${JSON.stringify(unreachable)}`);
     }
   }
 }
@@ -87,11 +87,11 @@ export class UNet {
         const source = init.tensors.get(spec.name);
         if (source === undefined) {
           this.dispose();
-          throw new UNetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(spec.name)}`);
+          throw unetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(spec.name)}`);
         }
         if (source.shape.length !== spec.shape.length || !source.shape.every((d, i) => d === spec.shape[i])) {
           this.dispose();
-          throw new UNetError(
+          throw unetError(
             'DDPM_WEIGHTS_INVALID',
             `tensor ${JSON.stringify(spec.name)} has shape [${source.shape.join(', ')}] but the model needs [${spec.shape.join(', ')}]`,
           );
@@ -120,7 +120,7 @@ export class UNet {
   /** The parameter with an official name such as `down_0/block_1/conv2/W`. */
   param(name: string): tf.Variable {
     const v = this.params.get(name);
-    if (v === undefined) throw new UNetError('DDPM_UNET_CONFIG_INVALID', `the model has no parameter ${JSON.stringify(name)}`);
+    if (v === undefined) throw unetError('DDPM_UNET_CONFIG_INVALID', `the model has no parameter ${JSON.stringify(name)}`);
     return v;
   }
 
@@ -129,20 +129,20 @@ export class UNet {
    * in [-1, 1]-ish scale, t [B] int32 → [B, S, S, outChannels].
    */
   apply(x: tf.Tensor4D, t: tf.Tensor1D, options: ApplyOptions = {}): tf.Tensor4D {
-    if (this.disposed) throw new UNetError('DDPM_UNET_CONFIG_INVALID', 'the model has been disposed');
+    if (this.disposed) throw unetError('DDPM_UNET_CONFIG_INVALID', 'the model has been disposed');
     const { imageSize: s, inChannels } = this.config;
     if (x.rank !== 4 || x.shape[1] !== s || x.shape[2] !== s || x.shape[3] !== inChannels) {
-      throw new UNetError(
+      throw unetError(
         'DDPM_UNET_SHAPE_MISMATCH',
         `input has shape [${x.shape.join(', ')}] but the model takes [B, ${s}, ${s}, ${inChannels}]`,
       );
     }
     if (t.rank !== 1 || t.shape[0] !== x.shape[0]) {
-      throw new UNetError('DDPM_UNET_SHAPE_MISMATCH', `t has shape [${t.shape.join(', ')}] but the batch is ${x.shape[0]}`);
+      throw unetError('DDPM_UNET_SHAPE_MISMATCH', `t has shape [${t.shape.join(', ')}] but the batch is ${x.shape[0]}`);
     }
     const training = options.training ?? false;
     if (training && this.config.dropout > 0 && options.dropoutSeed === undefined) {
-      throw new UNetError('DDPM_UNET_CONFIG_INVALID', 'training with dropout needs a dropoutSeed (for reproducible masks)');
+      throw unetError('DDPM_UNET_CONFIG_INVALID', 'training with dropout needs a dropoutSeed (for reproducible masks)');
     }
     return tf.tidy(() =>
       runArchitecture(this.config, x, new TensorInterpreter(this.config, this.params, t, training, options.dropoutSeed ?? 0)),

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type UNetConfig, validateUNetConfig } from './config';
-import { UNetError } from './errors';
+import { unetError } from './errors';
 import { type NamedArray, decodeSafetensors, encodeSafetensors } from './safetensors';
 import { UNet } from './unet';
 
@@ -32,7 +32,7 @@ export async function saveUNetWeights(net: UNet, metadata: Record<string, string
 export function configFromWeights(bytes: Uint8Array): UNetConfig {
   const { metadata } = decodeSafetensors(bytes);
   if (metadata['format'] !== WEIGHTS_FORMAT || metadata['config'] === undefined) {
-    throw new UNetError('DDPM_WEIGHTS_INVALID', `weights carry no ${WEIGHTS_FORMAT} config (format ${JSON.stringify(metadata['format'])})`);
+    throw unetError('DDPM_WEIGHTS_INVALID', `weights carry no ${WEIGHTS_FORMAT} config (format ${JSON.stringify(metadata['format'])})`);
   }
   return validateUNetConfig(JSON.parse(metadata['config']) as UNetConfig);
 }
@@ -42,16 +42,16 @@ export function checkAgainst(net: UNet, arrays: readonly NamedArray[]): Map<stri
   const byName = new Map(arrays.map((a) => [a.name, a]));
   for (const [name, v] of net.namedVariables) {
     const a = byName.get(name);
-    if (a === undefined) throw new UNetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(name)} that the model needs`);
+    if (a === undefined) throw unetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(name)} that the model needs`);
     if (a.shape.length !== v.shape.length || !a.shape.every((d, i) => d === v.shape[i])) {
-      throw new UNetError(
+      throw unetError(
         'DDPM_WEIGHTS_INVALID',
         `tensor ${JSON.stringify(name)} has shape [${a.shape.join(', ')}] in the weights but [${v.shape.join(', ')}] in the model`,
       );
     }
   }
   const extra = arrays.find((a) => !net.namedVariables.some(([name]) => name === a.name));
-  if (extra !== undefined) throw new UNetError('DDPM_WEIGHTS_INVALID', `weights have a tensor ${JSON.stringify(extra.name)} the model does not`);
+  if (extra !== undefined) throw unetError('DDPM_WEIGHTS_INVALID', `weights have a tensor ${JSON.stringify(extra.name)} the model does not`);
   return byName;
 }
 

@@ -1,6 +1,7 @@
 /** Submitting, listing, watching and cancelling jobs. */
 import { PassThrough } from 'node:stream';
 
+import { codedErrorOf } from '@ddpm/core';
 import { parseDatasetSpec } from '@ddpm/data';
 import { listCheckpoints, resolveTrainConfig } from '@ddpm/engine';
 import {
@@ -99,8 +100,7 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       }
     } catch (err) {
       if (err instanceof RequestError) throw err;
-      const code = (err as { code?: unknown }).code;
-      if (typeof code === 'string' && code.startsWith('DDPM_')) throw new RequestError(400, (err as Error).message);
+      if (codedErrorOf(err)?.permanent) throw new RequestError(400, (err as Error).message);
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 /** Sample pictures and their metadata from the object store. */
+import { hasCode } from '@ddpm/core';
 import { sampleKey } from '@ddpm/jobs';
-import { StorageError } from '@ddpm/storage';
 import { Type } from '@sinclair/typebox';
 import { type FastifyInstance, type FastifyRequest } from 'fastify';
 
@@ -24,7 +24,7 @@ export async function sampleRoutes(app: FastifyInstance): Promise<void> {
         reply.header('cache-control', 'public, max-age=31536000, immutable');
         return reply.send(Buffer.from(body.buffer, body.byteOffset, body.length));
       } catch (err) {
-        if (err instanceof StorageError && err.code === 'DDPM_STORAGE_NOT_FOUND') {
+        if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) {
           return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });
         }
         throw err;

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { calcBpdLoop, summarizeBound } from '../bound';
 import { type DenoiseFn, GaussianDiffusion } from '../gaussian-diffusion';
 import { trainingLosses } from '../losses';
-import { Rng } from '../rng';
+import { Rng } from '@ddpm/core';
 import { respaceBySpec } from '../samplers/respace';
 import { sampleAncestral } from '../samplers/ancestral';
 import { useWasmBackend } from '../test-support';

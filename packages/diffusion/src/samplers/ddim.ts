@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from '../errors';
+import { diffusionError } from '../errors';
 import { type DenoiseFn, type GaussianDiffusion, type Timesteps } from '../gaussian-diffusion';
 import { type ReverseLoopOptions, type ReverseLoopResult, runReverseLoop } from './reverse-loop';
 
@@ -58,7 +58,7 @@ export async function sampleDdim(
 ): Promise<ReverseLoopResult> {
   const eta = options.eta ?? 0;
   if (!Number.isFinite(eta) || eta < 0) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `eta must be a finite number >= 0, got ${eta}`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `eta must be a finite number >= 0, got ${eta}`);
   }
   const clipDenoised = options.clipDenoised ?? true;
   return runReverseLoop(

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from '../errors';
+import { diffusionError } from '../errors';
 import { type DenoiseFn, type GaussianDiffusion, checkSameShape } from '../gaussian-diffusion';
 import { type NoiseSource, resolveNoise } from '../noise';
 import { type AncestralOptions, sampleAncestral } from './ancestral';
@@ -45,11 +45,11 @@ export async function interpolate(
   const T = diffusion.numTimesteps;
   const { t } = options;
   if (!Number.isInteger(t) || t < 0 || t > T) {
-    throw new DiffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `interpolation t must be an integer in [0, ${T}], got ${t}`);
+    throw diffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `interpolation t must be an integer in [0, ${T}], got ${t}`);
   }
   const lambdas = options.lambdas ?? Array.from({ length: 9 }, (_, i) => i / 8);
   if (lambdas.length === 0 || lambdas.some((l) => !Number.isFinite(l))) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `lambdas must be a non-empty list of finite numbers, got [${lambdas.join(', ')}]`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `lambdas must be a non-empty list of finite numbers, got [${lambdas.join(', ')}]`);
   }
   const single = xStartA.shape[0] === 1 ? xStartA.shape.slice(1) : xStartA.shape;
   const L = lambdas.length;

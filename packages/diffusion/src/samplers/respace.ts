@@ -3,7 +3,7 @@
  * `SpacedDiffusion`, Nichol & Dhariwal 2021): keep K of the T steps, recompute β so the kept
  * steps have the same ᾱ, and give the network the original timesteps.
  */
-import { DiffusionError, describeValue } from '../errors';
+import { diffusionError, describeValue } from '../errors';
 import { GaussianDiffusion } from '../gaussian-diffusion';
 
 /** Python's round(): halves go to the even neighbour (so results match improved-diffusion). */
@@ -20,7 +20,7 @@ function roundHalfEven(x: number): number {
  */
 export function spaceTimesteps(numTimesteps: number, spec: string | readonly number[]): number[] {
   if (!Number.isInteger(numTimesteps) || numTimesteps < 1) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `numTimesteps must be a positive integer, got ${numTimesteps}`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `numTimesteps must be a positive integer, got ${numTimesteps}`);
   }
   let sectionCounts: number[];
   if (typeof spec === 'string') {
@@ -28,14 +28,14 @@ export function spaceTimesteps(numTimesteps: number, spec: string | readonly num
     if (trimmed.startsWith('ddim')) {
       const desired = Number(trimmed.slice(4));
       if (!Number.isInteger(desired) || desired < 1) {
-        throw new DiffusionError('DDPM_CONFIG_INVALID', `"${spec}" must be ddimN with N a positive integer`);
+        throw diffusionError('DDPM_CONFIG_INVALID', `"${spec}" must be ddimN with N a positive integer`);
       }
       for (let stride = 1; stride <= numTimesteps; stride++) {
         if (Math.ceil(numTimesteps / stride) === desired) {
           return Array.from({ length: desired }, (_, i) => i * stride);
         }
       }
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_CONFIG_INVALID',
         `cannot take exactly ${desired} of ${numTimesteps} steps with an integer stride ("${spec}")`,
       );
@@ -45,7 +45,7 @@ export function spaceTimesteps(numTimesteps: number, spec: string | readonly num
     sectionCounts = [...spec];
   }
   if (sectionCounts.length === 0 || sectionCounts.some((c) => !Number.isInteger(c) || c < 1)) {
-    throw new DiffusionError(
+    throw diffusionError(
       'DDPM_CONFIG_INVALID',
       `timestep spacing ${describeValue(spec)} must be "ddimN" or comma-separated positive integers`,
     );
@@ -57,7 +57,7 @@ export function spaceTimesteps(numTimesteps: number, spec: string | readonly num
   sectionCounts.forEach((count, i) => {
     const size = sizePer + (i < extra ? 1 : 0);
     if (size < count) {
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `cannot divide a section of ${size} steps into ${count}`);
+      throw diffusionError('DDPM_CONFIG_INVALID', `cannot divide a section of ${size} steps into ${count}`);
     }
     const fracStride = count <= 1 ? 1 : (size - 1) / (count - 1);
     let cur = 0;
@@ -77,10 +77,10 @@ export function spaceTimesteps(numTimesteps: number, spec: string | readonly num
 export function respace(base: GaussianDiffusion, useTimesteps: readonly number[]): GaussianDiffusion {
   const T = base.numTimesteps;
   const kept = [...new Set(useTimesteps)].sort((a, b) => a - b);
-  if (kept.length === 0) throw new DiffusionError('DDPM_CONFIG_INVALID', 'respacing needs at least one timestep');
+  if (kept.length === 0) throw diffusionError('DDPM_CONFIG_INVALID', 'respacing needs at least one timestep');
   for (const t of kept) {
     if (!Number.isInteger(t) || t < 0 || t >= T) {
-      throw new DiffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `kept timestep ${describeValue(t)} is outside [0, ${T - 1}]`);
+      throw diffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `kept timestep ${describeValue(t)} is outside [0, ${T - 1}]`);
     }
   }
   const betas: number[] = [];

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from '../errors';
+import { diffusionError } from '../errors';
 import { type GaussianDiffusion } from '../gaussian-diffusion';
 import { type LoopOptions, afterStep, throwIfAborted } from '../loop-control';
 import { type NoiseSource, type RandomnessOptions, resolveNoise } from '../noise';
@@ -63,16 +63,16 @@ export async function runReverseLoop(
   checkLatentIndex('from.t', fromT, T);
   checkLatentIndex('stopAt', stopAt, T);
   if (stopAt > fromT) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `stopAt (${stopAt}) must not exceed the start latent (${fromT})`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `stopAt (${stopAt}) must not exceed the start latent (${fromT})`);
   }
   const every = options.progressiveEvery;
   if (every !== undefined && (!Number.isInteger(every) || every < 1)) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `progressiveEvery must be a positive integer, got ${every}`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `progressiveEvery must be a positive integer, got ${every}`);
   }
   if (options.from !== undefined) {
     const fromShape = options.from.x.shape;
     if (fromShape.length !== shape.length || !fromShape.every((d, i) => d === shape[i])) {
-      throw new DiffusionError(
+      throw diffusionError(
         'DDPM_SHAPE_MISMATCH',
         `from.x has shape [${fromShape.join(', ')}] but the requested shape is [${shape.join(', ')}]`,
       );
@@ -80,7 +80,7 @@ export async function runReverseLoop(
   }
   const B = shape[0];
   if (B === undefined || B < 1 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new DiffusionError('DDPM_SHAPE_MISMATCH', `sample shape must be positive integers [B, ...], got [${shape.join(', ')}]`);
+    throw diffusionError('DDPM_SHAPE_MISMATCH', `sample shape must be positive integers [B, ...], got [${shape.join(', ')}]`);
   }
   const { noise, seed } = resolveNoise(options);
   throwIfAborted(options.signal);
@@ -112,6 +112,6 @@ export async function runReverseLoop(
 
 function checkLatentIndex(name: string, t: number, T: number): void {
   if (!Number.isInteger(t) || t < 0 || t > T) {
-    throw new DiffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `${name} must be an integer latent index in [0, ${T}], got ${t}`);
+    throw diffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `${name} must be an integer latent index in [0, ${T}], got ${t}`);
   }
 }

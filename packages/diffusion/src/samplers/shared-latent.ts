@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DiffusionError } from '../errors';
+import { diffusionError } from '../errors';
 import { type DenoiseFn, type GaussianDiffusion } from '../gaussian-diffusion';
 import { resolveNoise } from '../noise';
 import { type AncestralOptions, sampleAncestral } from './ancestral';
@@ -33,7 +33,7 @@ export async function sampleSharedLatent(
 ): Promise<SharedLatentResult> {
   const K = options.continuations;
   if (!Number.isInteger(K) || K < 1) {
-    throw new DiffusionError('DDPM_CONFIG_INVALID', `continuations must be a positive integer, got ${K}`);
+    throw diffusionError('DDPM_CONFIG_INVALID', `continuations must be a positive integer, got ${K}`);
   }
   const { noise, seed } = resolveNoise(options);
   const { onProgress } = options;

@@ -7,7 +7,9 @@
  * Box–Muller transform. Results are identical on every backend and machine because no tensor
  * backend is involved.
  */
-import { DiffusionError } from './errors';
+import { errorCodes } from './errors';
+
+const fail = errorCodes({ DDPM_CONFIG_INVALID: 'invalid' });
 
 /** The serialisable state of an {@link Rng}: four unsigned 32-bit words, not all zero. */
 export type RngState = readonly [number, number, number, number];
@@ -42,8 +44,7 @@ export class Rng {
   /** A generator seeded from a non-negative integer seed (up to 2^53). */
   static fromSeed(seed: number): Rng {
     if (!Number.isSafeInteger(seed) || seed < 0) {
-      throw new DiffusionError(
-        'DDPM_CONFIG_INVALID',
+      throw fail('DDPM_CONFIG_INVALID',
         `seed must be a non-negative safe integer, got ${String(seed)}`,
       );
     }
@@ -63,13 +64,12 @@ export class Rng {
       state.length !== 4 ||
       !state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)
     ) {
-      throw new DiffusionError(
-        'DDPM_CONFIG_INVALID',
+      throw fail('DDPM_CONFIG_INVALID',
         `rng state must be four unsigned 32-bit integers, got ${JSON.stringify(state)}`,
       );
     }
     if ((state[0] | state[1] | state[2] | state[3]) === 0) {
-      throw new DiffusionError('DDPM_CONFIG_INVALID', 'rng state must not be all zero');
+      throw fail('DDPM_CONFIG_INVALID', 'rng state must not be all zero');
     }
     return new Rng(state);
   }
@@ -82,7 +82,7 @@ export class Rng {
   /** An independent generator derived from this one's current state and a stream number. */
   fork(stream: number): Rng {
     if (!Number.isInteger(stream) || stream < 0) {
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `stream must be a non-negative integer, got ${stream}`);
+      throw fail('DDPM_CONFIG_INVALID', `stream must be a non-negative integer, got ${stream}`);
     }
     const next = splitmix32((this.s0 ^ Math.imul(stream + 1, 0x9e3779b1) ^ rotl(this.s2, 7)) >>> 0);
     const state: [number, number, number, number] = [
@@ -116,7 +116,7 @@ export class Rng {
   /** Uniform integer in [0, n). The bias is below n / 2^32, negligible for timestep counts. */
   int(n: number): number {
     if (!Number.isInteger(n) || n <= 0 || n > TWO_POW_32) {
-      throw new DiffusionError('DDPM_CONFIG_INVALID', `int(n) needs an integer 1 <= n <= 2^32, got ${n}`);
+      throw fail('DDPM_CONFIG_INVALID', `int(n) needs an integer 1 <= n <= 2^32, got ${n}`);
     }
     return Math.floor((this.nextUint32() * n) / TWO_POW_32);
   }
