@@ -6,7 +6,10 @@
 const path = require('node:path');
 const fs = require('node:fs');
 
-/** Maps every workspace's package name to its src/index.ts. */
+/**
+ * Maps every workspace's package name, and each subpath its package.json exports, to the source
+ * file behind it (`./dist/x.js` → `src/x.ts`).
+ */
 function workspaceModuleMap() {
   const map = {};
   for (const group of ['packages', 'apps']) {
@@ -14,10 +17,15 @@ function workspaceModuleMap() {
     if (!fs.existsSync(dir)) continue;
     for (const name of fs.readdirSync(dir)) {
       const pkgFile = path.join(dir, name, 'package.json');
-      const entry = path.join(dir, name, 'src', 'index.ts');
-      if (!fs.existsSync(pkgFile) || !fs.existsSync(entry)) continue;
+      if (!fs.existsSync(pkgFile)) continue;
       const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
-      map[`^${pkg.name.replace('/', '\\/')}$`] = entry;
+      for (const [subpath, target] of Object.entries(pkg.exports ?? {})) {
+        const built = typeof target === 'string' ? target : target.default;
+        const source = path.join(dir, name, built.replace(/^\.\/dist\//, 'src/').replace(/\.js$/, '.ts'));
+        if (!fs.existsSync(source)) continue;
+        const request = subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`;
+        map[`^${request.replace(/[/.]/g, (c) => `\\${c}`)}$`] = source;
+      }
     }
   }
   return map;

@@ -4,6 +4,9 @@
  * nothing, a real HTTP listener, auth, and 40+ malformed requests that enqueue nothing.
  */
 import { runCli } from '@ddpm/cli';
+import { type TrainRequest, resolveTrainJob } from '@ddpm/config';
+import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type Job } from 'bullmq';
 
 import { type Stack, startStack, tinyTrain } from './service-support';
 
@@ -166,5 +169,44 @@ describe('cancelling a queued job and authentication', () => {
     expect(cancel.json()).toMatchObject({ id, state: 'cancelled', result: { status: 'cancelled' } });
     expect((await stack.app.inject({ url: `/jobs/${id}`, headers: auth })).json().state).toBe('cancelled');
     expect(await stack.queues.train.getJobCountByTypes('waiting')).toBe(0);
+  });
+});
+
+describe('resolution at the door: the effective config is shown, queued, and what the worker runs', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 0 });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('shows what was asked and the effective config with every default filled in', async () => {
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ timesteps: 50, sampleCount: 2 }) });
+    expect(submitted.statusCode).toBe(202);
+    const view = (await stack.app.inject({ url: `/jobs/${submitted.json().id}` })).json();
+    expect(view.request).toEqual(tinyTrain({ timesteps: 50, sampleCount: 2 }));
+    expect(view.config).toEqual(resolveTrainJob(tinyTrain({ timesteps: 50, sampleCount: 2 }) as TrainRequest));
+    expect(view.config.train).toMatchObject({ batchSize: 2, accumulation: 1, optimizer: { learningRate: 2e-4, warmupSteps: 5000 }, ema: { decay: 0.9999 }, randomFlip: true });
+    expect(view.config.finalGrid).toEqual({ count: 2, sampler: { kind: 'ancestral', steps: 50 }, seed: 0 });
+    // A sample job resolves its sampler against the T of the run it samples.
+    const sample = (await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, kind: 'progressive' } })).json();
+    expect(sample.config).toEqual({ trainJobId: view.id, kind: 'progressive', count: 4, sampler: { kind: 'ancestral', steps: 50 }, seed: 0, ema: true, every: 5 });
+    const tooMany = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, steps: 51 } });
+    expect(tooMany.statusCode).toBe(400);
+    expect(tooMany.json().message).toBe("steps 51 exceeds the model's T = 50 diffusion steps");
+  });
+
+  it('the worker runs the queued config, not the request', async () => {
+    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 3 }) })).json().id as string;
+    // BullMQ's getJob distributes the JobData union into a union of Job types; one Job<JobData> takes any of them.
+    const job: Job<JobData, JobResult> = (await stack.queues.train.getJob(id))!;
+    const data = job.data as JobData<'train'>;
+    const edited: JobData<'train'> = { ...data, config: { ...data.config, train: { ...data.config.train, steps: 2 } } };
+    await job.updateData(edited);
+    await stack.startWorker();
+    const done = await stack.waitFinished(id);
+    expect(done.returnvalue).toMatchObject({ status: 'completed', step: 2 });
+    expect((await stack.app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({ request: { steps: 3 }, config: { train: { steps: 2 } }, result: { step: 2 } });
   });
 });

@@ -1,10 +1,16 @@
 /**
- * The API as a Fastify plugin-style app: `buildApp` wires queues, Redis, storage and metrics and
- * closes them in onClose; server.ts only listens. Request bodies are TypeBox schemas with unknown
- * fields rejected and no type coercion; every 4xx says what is wrong; 5xx details never leave.
+ * The API as a Fastify app: `buildApp` wires queues, Redis, storage, metrics and the jobs service
+ * and closes them in onClose; server.ts only listens. Bodies are TypeBox schemas derived from the
+ * settings tables (unknown fields rejected, no coercion, defaults left to the resolver so the
+ * stored request is what the client sent); every 4xx says what is wrong; 5xx details never leave.
+ * The OpenAPI 3.1 document at /docs/json describes every route, response and error.
+ *
+ * This process loads no tensor code: configuration, dataset specs and checkpoint listing come from
+ * tensor-free packages (a test checks that no @tensorflow/* module and no sharp is loaded).
  */
 import { timingSafeEqual } from 'node:crypto';
 
+import { codedErrorOf } from '@ddpm/core';
 import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, queueName, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Counter, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
@@ -15,6 +21,9 @@ import { Queue } from 'bullmq';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 
+import { registerComponents } from './components';
+import { statusOf } from './http-errors';
+import { JobsService } from './jobs-service';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { sampleRoutes } from './routes/samples';
@@ -32,6 +41,7 @@ export interface AppContext {
   readonly redis: Redis;
   readonly store: ObjectStore;
   readonly registry: Registry;
+  readonly jobs: JobsService;
 }
 
 declare module 'fastify' {
@@ -43,14 +53,22 @@ declare module 'fastify' {
 /** Routes reachable without the bearer token. */
 const PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/];
 
+export const API_VERSION = '0.2.0';
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel },
     bodyLimit: 64 * 1024,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // No defaults filled in by the validator: the stored request is what was sent, and the
+    // resolver (one table) fills the defaults into the job's config.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
     requestIdHeader: 'x-request-id',
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Response schemas document the API (and type-check the handlers); bodies are serialized as
+  // they are rather than filtered through fast-json-stringify's per-schema serializers.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   // Bodies are JSON only; anything else is 415 Unsupported Media Type.
   app.removeContentTypeParser('text/plain');
@@ -68,7 +86,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   collectDefaultMetrics({ register: registry });
   registerQueueCounts(registry, Object.values(queues));
   const requests = new Counter({ name: 'ddpm_api_requests_total', help: 'HTTP requests by route and status class', labelNames: ['route', 'status'], registers: [registry] });
-  app.decorate('ddpm', { config, queues, redis, store, registry });
+  const jobs = new JobsService({ queues, redis, store, prefix: config.queuePrefix });
+  app.decorate('ddpm', { config, queues, redis, store, registry, jobs });
 
   app.addHook('onClose', async () => {
     await Promise.all(Object.values(queues).map((q) => q.close()));
@@ -94,22 +113,41 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
 
   app.setErrorHandler((error: { statusCode?: number; validation?: unknown; message: string; code?: string }, request, reply) => {
+    // Our own errors say what they are; permanent ones are the client's to fix.
+    const coded = codedErrorOf(error);
+    if (coded) {
+      const { status, error: label } = statusOf(coded.kind);
+      if (status >= 500) {
+        request.log.error({ err: error }, 'request failed');
+        return reply.code(status).send({ error: label, requestId: request.id });
+      }
+      return reply.code(status).send({ error: label, message: coded.message });
+    }
     const status = error.statusCode ?? 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');
       return reply.code(status).send({ error: 'internal error', requestId: request.id });
     }
-    if (error.validation) {
-      return reply.code(400).send({ error: 'invalid request', message: error.message });
-    }
+    if (error.validation) return reply.code(400).send({ error: 'invalid request', message: error.message });
     return reply.code(status).send({ error: error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body too large' : 'bad request', message: error.message });
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?', 1)[0]}` }));
 
+  registerComponents(app);
   await app.register(swagger, {
+    // Components keep their $id as their name in the document.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
     openapi: {
-      info: { title: 'ddpm-service', description: 'Train, sample and evaluate DDPMs (Ho, Jain & Abbeel 2020)', version: '0.1.0' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      openapi: '3.1.0',
+      info: {
+        title: 'ddpm-service',
+        description:
+          'Train, sample and evaluate DDPMs (Ho, Jain & Abbeel 2020). Request bodies are derived from the settings tables of @ddpm/config; ' +
+          'a job shows what was asked (request) and what it runs with (config, every default filled in).',
+        version: API_VERSION,
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required when the server has DDPM_API_TOKEN set' } } },
+      security: [{ bearer: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

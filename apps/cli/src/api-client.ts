@@ -1,7 +1,23 @@
-/** A small client for the job API (used by `ddpm jobs …` and the service demo). */
+/**
+ * The job API's client, for `ddpm jobs …` and the service demo. Built with openapi-fetch on types
+ * generated from the document the API serves (api-types.generated.ts), so a route or schema change
+ * that this client does not follow fails to compile.
+ */
 import { CodedError } from '@ddpm/core';
+import createClient, { type Client } from 'openapi-fetch';
 
+import { type components, type paths } from './api-types.generated';
 import { CliUsageError } from './cli-io';
+
+export type JobView = components['schemas']['JobView'];
+export type ErrorBody = components['schemas']['ErrorBody'];
+export type TrainRequest = components['schemas']['TrainRequest'];
+export type SampleRequest = components['schemas']['SampleRequest'];
+export type EvalRequest = components['schemas']['EvalRequest'];
+export type ListQuery = NonNullable<paths['/jobs']['get']['parameters']['query']>;
+
+/** A request of one job type, as `ddpm jobs submit` builds it. */
+export type Submission = { type: 'train'; body: TrainRequest } | { type: 'sample'; body: SampleRequest } | { type: 'eval'; body: EvalRequest };
 
 export interface ApiClientOptions {
   readonly baseUrl: string;
@@ -19,59 +35,76 @@ export class ApiError extends CodedError<'DDPM_API_ERROR'> {
   }
 }
 
+export const FINAL_STATES: ReadonlySet<JobView['state']> = new Set(['completed', 'cancelled', 'failed']);
+
 export class ApiClient {
+  private readonly client: Client<paths>;
+
   constructor(private readonly options: ApiClientOptions) {
     try {
       new URL(options.baseUrl);
     } catch {
       throw new CliUsageError(`--api must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(options.baseUrl)}`);
     }
+    this.client = createClient<paths>({ baseUrl: options.baseUrl.replace(/\/+$/, ''), headers: options.token ? { authorization: `Bearer ${options.token}` } : {} });
   }
 
-  private async request(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...extraHeaders };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    if (this.options.token) headers['authorization'] = `Bearer ${this.options.token}`;
-    let response: Response;
+  /** The data of a response, or an ApiError saying what the API answered (or why it could not be reached). */
+  private async unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+    let result: { data?: T; error?: unknown; response: Response };
     try {
-      response = await fetch(new URL(path, this.options.baseUrl), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      result = await call;
     } catch (err) {
-      throw new ApiError(0, `cannot reach the API at ${this.options.baseUrl}: ${(err as Error).cause ? String((err as Error & { cause: unknown }).cause) : (err as Error).message}`);
+      const cause = (err as Error & { cause?: unknown }).cause;
+      throw new ApiError(0, `cannot reach the API at ${this.options.baseUrl}: ${cause ? String(cause) : (err as Error).message}`);
     }
-    if (response.status >= 400) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const json = (await response.json()) as { error?: string; message?: string };
-        message = `${response.status}: ${json.message ?? json.error ?? message}`;
-      } catch {
-        // not JSON
+    const { data, error, response } = result;
+    if (!response.ok || data === undefined) {
+      const body = (typeof error === 'object' && error !== null ? error : {}) as Partial<ErrorBody>;
+      const detail = body.message ?? body.error ?? response.statusText;
+      throw new ApiError(response.status, `${response.status}: ${detail}${body.requestId ? ` (request ${body.requestId})` : ''}`);
+    }
+    return data;
+  }
+
+  async submit(submission: Submission, idempotencyKey?: string): Promise<JobView> {
+    const params = { header: idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey } };
+    switch (submission.type) {
+      case 'train':
+        return this.unwrap(this.client.POST('/jobs/train', { body: submission.body, params }));
+      case 'sample':
+        return this.unwrap(this.client.POST('/jobs/sample', { body: submission.body, params }));
+      case 'eval':
+        return this.unwrap(this.client.POST('/jobs/eval', { body: submission.body, params }));
+      default: {
+        const unreachable: never = submission;
+        throw new CliUsageError(`unknown job type ${JSON.stringify(unreachable)}`);
       }
-      throw new ApiError(response.status, message);
     }
-    return response;
   }
 
-  async json<T>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T> {
-    return (await (await this.request(method, path, body, headers)).json()) as T;
+  job(id: string): Promise<JobView> {
+    return this.unwrap(this.client.GET('/jobs/{id}', { params: { path: { id } } }));
   }
 
-  async bytes(path: string): Promise<Uint8Array> {
-    return new Uint8Array(await (await this.request('GET', path)).arrayBuffer());
+  cancel(id: string): Promise<JobView> {
+    return this.unwrap(this.client.DELETE('/jobs/{id}', { params: { path: { id } } }));
   }
 
-  async text(path: string): Promise<string> {
-    return (await this.request('GET', path)).text();
+  list(query: ListQuery): Promise<{ jobs: JobView[]; limit: number; offset: number }> {
+    return this.unwrap(this.client.GET('/jobs', { params: { query } }));
+  }
+
+  async logs(id: string): Promise<string> {
+    return this.unwrap(this.client.GET('/jobs/{id}/logs', { params: { path: { id }, query: {} }, parseAs: 'text' }));
+  }
+
+  /** A sample PNG (`/samples/ID`) or its metadata (`ID.json`) as bytes. */
+  async sample(file: string): Promise<Uint8Array> {
+    return new Uint8Array(await this.unwrap(this.client.GET('/samples/{file}', { params: { path: { file } }, parseAs: 'arrayBuffer' })));
+  }
+
+  ready(): Promise<{ status: 'ready' | 'not ready'; redis: string }> {
+    return this.unwrap(this.client.GET('/readyz'));
   }
 }
-
-export interface JobViewLite {
-  id: string;
-  type: string;
-  state: string;
-  progress?: { phase: string; step: number; totalSteps: number; imagesPerSecond?: number; loss?: number; etaSeconds?: number };
-  result?: { status: string; step?: number; samples?: string[]; checkpoint?: string };
-  error?: string;
-  links: { self: string; samples?: string[] };
-}
-
-export const FINAL_STATES = new Set(['completed', 'cancelled', 'failed']);

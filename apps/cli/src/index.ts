@@ -21,6 +21,7 @@ import {
 } from './commands/sample';
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
 import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo';
+import { SETTINGS_USAGE, settingsCommand } from './commands/settings';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { type CliIo, CliUsageError } from './cli-io';
@@ -40,6 +41,7 @@ const COMMANDS: Record<string, { run: Command; usage: string; summary: string }>
   bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
   'service-demo': { run: serviceDemoCommand, usage: SERVICE_DEMO_USAGE, summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid' },
   jobs: { run: jobsCommand, usage: JOBS_USAGE, summary: 'submit, watch, cancel and list jobs of a running API' },
+  settings: { run: settingsCommand, usage: SETTINGS_USAGE, summary: 'every job setting: flag, request field, default, paper value' },
   demo: { run: demoCommand, usage: DEMO_USAGE, summary: 'train a small model for a few minutes and write a sample grid' },
   train: { run: trainCommand, usage: TRAIN_USAGE, summary: 'train a model; Ctrl-C checkpoints, --resume continues' },
   sample: { run: sampleCommand, usage: SAMPLE_USAGE, summary: 'a sample grid (PNG) from a checkpoint' },

@@ -1,20 +1,14 @@
 /**
  * The child process that runs one job's tensor work, so the worker's event loop (BullMQ lock
  * renewal, heartbeats, cancellation) never waits for a training step. It talks to its parent over
- * IPC (child-protocol.ts) and exits when the job ends.
+ * IPC (child-protocol.ts), runs exactly the configuration the API resolved and queued, and exits
+ * when the job ends.
  */
 import { initBackend } from '@ddpm/backend';
+import { validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
-import {
-  type SamplerSpec,
-  Trainer,
-  type TrainConfigInput,
-  encodePng,
-  loadModelFromCheckpoint,
-  progressiveStrip,
-  sampleGrid,
-} from '@ddpm/engine';
-import { type JobData, type JobResult, type SampleJobRequest, type TrainJobRequest, runPrefixOf, sampleKey, trainConfigOf } from '@ddpm/jobs';
+import { loadModelFromCheckpoint, renderSamples, runTrainJob, savePicture } from '@ddpm/engine';
+import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 
 import { type ChildMessage, type ParentMessage } from './child-protocol';
@@ -35,127 +29,75 @@ function log(line: string): void {
   send({ type: 'log', line: `${new Date().toISOString()} ${line}` });
 }
 
-async function putPicture(store: ObjectStore, sampleId: string, png: Uint8Array, metadata: Record<string, unknown>): Promise<void> {
-  await store.put(sampleKey(sampleId, 'png'), png, { contentType: 'image/png' });
-  await store.put(sampleKey(sampleId, 'json'), new TextEncoder().encode(JSON.stringify({ id: sampleId, ...metadata, createdAt: new Date().toISOString() }, null, 2)), {
-    contentType: 'application/json',
-  });
+/** Progress at most twice a second, and always the last step of a phase. */
+function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void {
+  let last = 0;
+  return (progress) => {
+    const now = Date.now();
+    if (now - last < 500 && progress.step < progress.totalSteps) return;
+    last = now;
+    send({ type: 'progress', progress: { ...progress, updatedAt: new Date().toISOString() } });
+  };
 }
 
 async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStore, backend: string): Promise<JobResult> {
-  const request: TrainJobRequest = data.request;
-  const trainer = await Trainer.open(trainConfigOf(request) as unknown as TrainConfigInput, {
+  const config = data.config;
+  validateTrainJobConfig(config);
+  const report = progressReporter();
+  const outcome = await runTrainJob(config, {
     store,
     prefix: data.runPrefix,
     backendName: backend,
-    onWarning: (w) => log(`warning: ${w}`),
-  });
-  try {
-    log(
-      `${trainer.resumedFrom ? `resuming from step ${trainer.resumedFrom.step}` : 'starting'}: ${request.preset} ` +
-        `(${trainer.unet.numParams} parameters) on ${trainer.dataset.name}, ${trainer.config.steps} steps of batch ${trainer.config.batchSize}, backend ${backend}`,
-    );
-    const total = trainer.config.steps;
-    send({ type: 'progress', progress: { phase: 'training', step: trainer.step, totalSteps: total, updatedAt: new Date().toISOString() } });
-    let lastProgress = 0;
-    let checkpointStarted = Date.now();
-    const result = await trainer.run({
-      signal: controller.signal,
-      onStep: (s) => {
-        send({ type: 'step', stats: s, backend });
-        const now = Date.now();
-        if (now - lastProgress > 500 || s.step === total) {
-          lastProgress = now;
-          send({
-            type: 'progress',
-            progress: {
-              phase: 'training',
-              step: s.step,
-              totalSteps: total,
-              imagesPerSecond: s.imagesPerSecond,
-              loss: s.loss,
-              etaSeconds: ((total - s.step) * trainer.config.batchSize) / Math.max(s.imagesPerSecond, 1e-9),
-              updatedAt: new Date().toISOString(),
-            },
-          });
-        }
-        checkpointStarted = Date.now();
-      },
-      onCheckpoint: (ref, reason) => {
-        send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds: (Date.now() - checkpointStarted) / 1000 });
-        log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
-      },
-    });
-    if (result.status === 'stopped') {
-      log(`cancelled at step ${result.step}`);
-      return { status: 'cancelled', step: result.step, ...(result.checkpoint ? { checkpoint: result.checkpoint.url } : {}) };
-    }
-    const samples: string[] = [];
-    if ((request.sampleCount ?? 0) > 0) {
-      send({ type: 'progress', progress: { phase: 'sampling', step: result.step, totalSteps: total, updatedAt: new Date().toISOString() } });
-      const sampler: SamplerSpec = request.sampleSteps ? { kind: 'ancestral', steps: request.sampleSteps } : { kind: 'ancestral' };
-      const { picture, seed } = await sampleGrid(trainer.ema, trainer.diffusion, request.sampleCount!, { seed: 0, sampler, signal: controller.signal });
-      const sampleId = `${jobId}-final`;
-      await putPicture(store, sampleId, await encodePng(picture, picture.width < 256 ? 2 : 1), {
-        job: jobId,
-        step: result.step,
-        seed,
-        sampler,
-        count: request.sampleCount,
-        ema: true,
+    signal: controller.signal,
+    gridKey: () => sampleKeyBase(`${jobId}-final`),
+    gridMetadata: { job: jobId },
+    onLog: log,
+    onStart: (trainer) => report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps }),
+    onStep: (s) => {
+      send({ type: 'step', stats: s, backend });
+      const total = config.train.steps;
+      report({
+        phase: 'training',
+        step: s.step,
+        totalSteps: total,
+        imagesPerSecond: s.imagesPerSecond,
+        loss: s.loss,
+        etaSeconds: ((total - s.step) * config.train.batchSize) / Math.max(s.imagesPerSecond, 1e-9),
       });
-      samples.push(sampleId);
-      log(`sample grid ${sampleId}: ${store.urlOf(sampleKey(sampleId, 'png'))}`);
-    }
-    return { status: 'completed', step: result.step, ...(result.checkpoint ? { checkpoint: result.checkpoint.url } : {}), samples };
-  } finally {
-    trainer.dispose();
-  }
+    },
+    onCheckpoint: (ref, reason, seconds) => send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds }),
+    onSampling: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
+  });
+  return {
+    status: outcome.status === 'stopped' ? 'cancelled' : 'completed',
+    step: outcome.step,
+    ...(outcome.checkpoint ? { checkpoint: outcome.checkpoint.url } : {}),
+    ...(outcome.status === 'completed' ? { samples: outcome.grid ? [`${jobId}-final`] : [] } : {}),
+    ...(outcome.resumedFrom ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } } : {}),
+  };
 }
 
 async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectStore): Promise<JobResult> {
-  const request: SampleJobRequest = data.request;
-  const loaded = await loadModelFromCheckpoint(store, runPrefixOf(request.trainJobId), {
-    ema: request.ema ?? true,
-    ...(request.step !== undefined ? { step: request.step } : {}),
+  const config = data.config;
+  const loaded = await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId), {
+    ema: config.ema,
+    ...(config.step !== undefined ? { step: config.step } : {}),
   });
   try {
     for (const s of loaded.skipped) log(`warning: ${s}`);
-    const T = loaded.diffusion.numTimesteps;
-    const steps = request.steps === undefined ? undefined : Math.min(request.steps, T);
-    const sampler: SamplerSpec =
-      request.sampler === 'ddim' ? { kind: 'ddim', steps: steps ?? 50, eta: request.eta ?? 0 } : steps ? { kind: 'ancestral', steps } : { kind: 'ancestral' };
-    const seed = request.seed ?? 0;
-    const total = sampler.kind === 'ddim' || sampler.steps ? (sampler.steps ?? T) : T;
-    let last = 0;
-    const onProgress = (done: number, all: number): void => {
-      const now = Date.now();
-      if (now - last < 500 && done < all) return;
-      last = now;
-      send({ type: 'progress', progress: { phase: 'sampling', step: done, totalSteps: all, updatedAt: new Date().toISOString() } });
-    };
-    log(`sampling ${request.count} (${request.kind ?? 'grid'}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(sampler)}`);
-    const picture =
-      request.kind === 'progressive'
-        ? (
-            await progressiveStrip(loaded.model, loaded.diffusion, request.count, request.every ?? Math.max(1, Math.floor(total / 10)), {
-              sampler,
-              seed,
-              signal: controller.signal,
-              onProgress,
-            })
-          ).picture
-        : (await sampleGrid(loaded.model, loaded.diffusion, request.count, { sampler, seed, signal: controller.signal, onProgress })).picture;
-    await putPicture(store, jobId, await encodePng(picture, picture.width < 256 ? 2 : 1), {
+    log(`sampling ${config.count} (${config.kind}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(config.sampler)}, seed ${config.seed}`);
+    const report = progressReporter();
+    const { picture, metadata } = await renderSamples(loaded.model, loaded.diffusion, config, {
+      signal: controller.signal,
+      onProgress: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
+    });
+    await savePicture(store, sampleKeyBase(jobId), picture, {
       job: jobId,
-      kind: request.kind ?? 'grid',
-      trainJobId: request.trainJobId,
+      trainJobId: config.trainJobId,
       checkpoint: loaded.ref.url,
       step: loaded.ref.step,
-      seed,
-      sampler,
-      count: request.count,
       ema: loaded.ema,
+      ...metadata,
     });
     return { status: 'completed', step: loaded.ref.step, samples: [jobId] };
   } finally {
@@ -165,26 +107,29 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
 
 async function start(message: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
   try {
+    const data = message.data;
+    if (typeof data.config !== 'object' || data.config === null) {
+      throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'the job carries no resolved configuration (queued by an older API version?); submit it again');
+    }
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
     const store = openStore(message.storageUrl);
     let result: JobResult;
-    switch (message.data.type) {
+    switch (data.type) {
       case 'train':
-        result = await runTrain(message.jobId, message.data as JobData<'train'>, store, info.name);
+        result = await runTrain(message.jobId, data, store, info.name);
+        send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
         break;
       case 'sample':
-        result = await runSample(message.jobId, message.data as JobData<'sample'>, store);
+        result = await runSample(message.jobId, data, store);
         break;
       case 'eval':
         throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'evaluation jobs are not processed by this worker version yet');
-      default:
-        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', `unknown job type ${JSON.stringify((message.data as { type: unknown }).type)}`);
+      default: {
+        const unreachable: never = data;
+        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', `unknown job type ${JSON.stringify((unreachable as { type: unknown }).type)}`);
+      }
     }
     await store.close();
-    if (message.data.type === 'train') {
-      const total = (message.data.request as TrainJobRequest).steps;
-      send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? total, totalSteps: total, updatedAt: new Date().toISOString() } });
-    }
     send({ type: 'result', result });
   } catch (err) {
     const coded = codedErrorOf(err);

@@ -4,6 +4,17 @@
  * as a message; it checkpoints and finishes as cancelled. An error whose kind is permanent (bad
  * configuration, corrupt checkpoint, missing data) fails the job once (UnrecoverableError);
  * anything else (a crashed child, a storage outage) is retried with backoff.
+ *
+ * Why a child of our own rather than BullMQ's sandboxed processors (which since 5.x also pass an
+ * AbortSignal): (1) BullMQ keeps sandbox children in a pool and reuses them across jobs, while a
+ * tensor job must leave in a fresh process: the wasm heap only grows (up to 4 GiB) and is never
+ * given back, and backend state (registered kernels, the chosen backend) must not leak into the
+ * next job; (2) the child reports every training step (loss, timings, images) to this process's
+ * Prometheus registry over IPC, where the sandbox's only channels (progress, log, data) each
+ * write to Redis; (3) on SIGTERM the worker needs the child's "stopped at step N, checkpoint
+ * written" answer to hand the job back to the queue with its lock token (moveToDelayed), not a
+ * completed or failed job; (4) a data-parallel rank needs a control channel (rank, world size,
+ * group abort) from this process to the child that the sandbox does not offer.
  */
 import { fork } from 'node:child_process';
 import * as path from 'node:path';

@@ -9,7 +9,8 @@ import { openCifar10 } from './cifar10';
 import { openIdx } from './idx';
 import { DataLoader, toModelInput } from './loader';
 import { proceduralShapes } from './procedural';
-import { FASHION_MNIST_DIR, openDataset, parseDatasetSpec } from './spec';
+import { openDataset } from './open-dataset';
+import { FASHION_MNIST_DIR, parseDatasetSpec } from './spec';
 
 let dir: string;
 beforeAll(async () => {
@@ -140,13 +141,23 @@ describe('procedural dataset and specs', () => {
     ['', 'dataset spec is empty'],
     ['imagenet:/x', 'unknown dataset kind "imagenet" in "imagenet:/x"; expected one of fashion-mnist, mnist, idx, cifar10, folder, procedural'],
     ['idx', 'dataset idx needs a location, e.g. idx:/path'],
-    ['fashion-mnist?split=valid', null],
-    ['procedural:shapes?size=-3', null],
+    ['fashion-mnist?split=valid', 'split must be train or test, got "valid"'],
+    ['procedural:shapes?size=-3', 'dataset option size must be an integer >= 1, got "-3"'],
+    ['procedural:circles', 'unknown procedural dataset "circles"; the one available is "shapes"'],
+    ['folder:/x?channels=2', 'channels must be 1 or 3, got 2'],
+    ['fashion-mnist?split=%E0%A4%A', 'dataset option split has a malformed %-escape: "%E0%A4%A"'],
     ['procedural:shapes?colour=red', 'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed'],
     ['folder:/x?size', 'dataset option "size" must be key=value'],
-  ])('rejects %j', async (spec, message) => {
-    if (message !== null) expect(() => parseDatasetSpec(spec)).toThrow(message);
-    await expect(openDataset(spec)).rejects.toThrow();
+  ])('rejects %j without touching a file', async (spec, message) => {
+    expect(() => parseDatasetSpec(spec)).toThrow(message);
+    await expect(openDataset(spec)).rejects.toMatchObject({ code: 'DDPM_DATA_SPEC', kind: 'invalid' });
+  });
+
+  it('parses specs into typed options, the model filling what is left out', () => {
+    expect(parseDatasetSpec('fashion-mnist?split=test')).toEqual({ kind: 'fashion-mnist', dir: FASHION_MNIST_DIR, split: 'test' });
+    expect(parseDatasetSpec('procedural:shapes?size=16&channels=1')).toEqual({ kind: 'procedural', name: 'shapes', size: 16, channels: 1, seed: 0 });
+    expect(parseDatasetSpec('folder:/data/x%20y?size=64')).toEqual({ kind: 'folder', dir: '/data/x%20y', size: 64 });
+    expect(parseDatasetSpec('cifar10:/data/c')).toEqual({ kind: 'cifar10', location: '/data/c', split: 'train' });
   });
 });
 

@@ -4,5 +4,6 @@ export { openIdx } from './idx';
 export { CIFAR10_FILES, openCifar10 } from './cifar10';
 export { openImageFolder } from './image-folder';
 export { type ProceduralOptions, proceduralShapes } from './procedural';
-export { DATASET_KINDS, type DatasetKind, type DatasetSpec, FASHION_MNIST_DIR, openDataset, parseDatasetSpec } from './spec';
+export { DATASET_KINDS, type DatasetKind, type DatasetSpec, FASHION_MNIST_DIR, type Split, parseDatasetSpec } from './spec';
+export { openDataset } from './open-dataset';
 export { type Batch, DataLoader, type LoaderOptions, type LoaderState, readForModel, toModelInput } from './loader';

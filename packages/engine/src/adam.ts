@@ -4,6 +4,7 @@
  * own, so checkpoints store them exactly and a resumed run continues bit for bit; the step count
  * and bias corrections are computed in float64 on the host.
  */
+import { type UNet, checkAgainst, decodeSafetensors, encodeSafetensors, readNamed } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface AdamHyper {
@@ -22,8 +23,9 @@ export class Adam {
     readonly params: readonly tf.Variable[],
     readonly hyper: AdamHyper,
   ) {
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    // tidy frees the zeros each variable was made from (a variable keeps its own reference).
+    this.m = params.map((p) => tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+    this.v = params.map((p) => tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
   }
 
   /** One update with gradients aligned with `params`, at learning rate `lr`. */
@@ -55,4 +57,33 @@ export class Adam {
  */
 export function learningRateAt(step: number, lr: number, warmupSteps: number): number {
   return warmupSteps > 0 ? lr * Math.min(1, step / warmupSteps) : lr;
+}
+
+/**
+ * The moments as safetensors (`m/<param>`, `v/<param>` under the network's official names), so a
+ * checkpoint resumes the optimizer exactly.
+ */
+export async function saveAdam(adam: Adam, unet: UNet): Promise<Uint8Array> {
+  const names = unet.namedVariables.map(([name]) => name);
+  const m = await readNamed(adam.m.map((t, i) => [`m/${names[i]}`, t] as [string, tf.Tensor]));
+  const v = await readNamed(adam.v.map((t, i) => [`v/${names[i]}`, t] as [string, tf.Tensor]));
+  return encodeSafetensors([...m, ...v], { format: 'ddpm-adam/1', step: String(adam.step) });
+}
+
+/** Restores moments written by {@link saveAdam}; every name and shape is checked before anything is assigned. */
+export function loadAdam(adam: Adam, unet: UNet, bytes: Uint8Array): void {
+  const { tensors } = decodeSafetensors(bytes);
+  const slots = (['m', 'v'] as const).map((which) => {
+    const prefix = `${which}/`;
+    const arrays = tensors.filter((t) => t.name.startsWith(prefix)).map((t) => ({ ...t, name: t.name.slice(prefix.length) }));
+    return { variables: which === 'm' ? adam.m : adam.v, byName: checkAgainst(unet, arrays) };
+  });
+  tf.tidy(() => {
+    for (const { variables, byName } of slots) {
+      unet.namedVariables.forEach(([name], i) => {
+        const a = byName.get(name)!;
+        variables[i]!.assign(tf.tensor(a.data, [...a.shape], 'float32'));
+      });
+    }
+  });
 }

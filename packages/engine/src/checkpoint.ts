@@ -7,8 +7,8 @@
 import { type RngState, hasCode, sha256Hex as sha256 } from '@ddpm/core';
 import { type LoaderState } from '@ddpm/data';
 import { type ObjectStore, joinKey } from '@ddpm/storage';
+import { type TrainConfig } from '@ddpm/config';
 
-import { type TrainConfig } from './config';
 import { engineError } from './errors';
 
 export const CHECKPOINT_VERSION = 1;

@@ -2,6 +2,7 @@
  * Turning model outputs into pictures: [-1, 1] floats to bytes, square-ish grids with a margin,
  * PNG encoding (sharp / libvips).
  */
+import { type ObjectStore } from '@ddpm/storage';
 import sharp from 'sharp';
 
 import { engineError } from './errors';
@@ -56,12 +57,31 @@ export function composeGrid(
   return { pixels, width, height, channels };
 }
 
-/** Encodes a picture as PNG; `scale` enlarges small images with nearest-neighbour for viewing. */
-export async function encodePng(picture: Picture, scale = 1): Promise<Uint8Array> {
+/** How much a picture is enlarged for viewing by default: twice, unless it is already 256 pixels wide. */
+export function viewScale(picture: Picture): number {
+  return picture.width < 256 ? 2 : 1;
+}
+
+/**
+ * Encodes a picture as PNG, enlarged `scale` times with nearest-neighbour (default
+ * {@link viewScale}: small samples are hard to see at their own size).
+ */
+export async function encodePng(picture: Picture, scale = viewScale(picture)): Promise<Uint8Array> {
   let image = sharp(Buffer.from(picture.pixels.buffer, picture.pixels.byteOffset, picture.pixels.length), {
     raw: { width: picture.width, height: picture.height, channels: picture.channels as 1 | 3 },
   });
   if (scale !== 1) image = image.resize(picture.width * scale, picture.height * scale, { kernel: 'nearest' });
   const buffer = await image.png().toBuffer();
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+}
+
+/**
+ * Writes a picture and what it shows: `<key>.png` and `<key>.json` (the metadata, the picture's
+ * size and the time). Returns the PNG's URL.
+ */
+export async function savePicture(store: ObjectStore, key: string, picture: Picture, metadata: Record<string, unknown>, scale?: number): Promise<string> {
+  await store.put(`${key}.png`, await encodePng(picture, scale), { contentType: 'image/png' });
+  const described = { ...metadata, width: picture.width, height: picture.height, createdAt: new Date().toISOString() };
+  await store.put(`${key}.json`, new TextEncoder().encode(JSON.stringify(described, null, 2) + '\n'), { contentType: 'application/json' });
+  return store.urlOf(`${key}.png`);
 }

@@ -1,8 +1,10 @@
-/** @ddpm/engine — one worker's training and sampling engine, reused by the service and the group. */
+/**
+ * @ddpm/engine — one process's training and sampling engine, used by the worker's job child and
+ * by `ddpm`. Configurations come resolved from @ddpm/config. Tensor-free parts are importable on
+ * their own: `@ddpm/engine/checkpoints` (the checkpoint layout, listing and verification).
+ * Building blocks for tests and benchmarks (Adam, the EMA) are under `@ddpm/engine/internal`.
+ */
 export { type EngineErrorCode } from './errors';
-export { PAPER_DEFAULTS, type TrainConfig, type TrainConfigInput, resolveTrainConfig, unetConfigOf } from './config';
-export { Adam, type AdamHyper, learningRateAt } from './adam';
-export { emaDecayAt, updateEma } from './ema';
 export {
   CHECKPOINT_VERSION,
   type CheckpointFiles,
@@ -16,13 +18,14 @@ export {
   writeCheckpoint,
 } from './checkpoint';
 export { type Gradients, type RunOptions, type StepStats, Trainer, type TrainerOptions } from './trainer';
-export { type Picture, composeGrid, encodePng, gridColumns, toUint8 } from './images';
+export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train-job';
+export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';
 export {
   type SampleOptions,
-  type SamplerSpec,
   generateSamples,
   interpolationFigure,
   progressiveStrip,
+  renderSamples,
   sampleGrid,
   samplingDiffusion,
   sharedLatentFigure,

@@ -4,9 +4,10 @@
  * dataset images at chosen t (Figs. 8/9), and shared-latent continuations (Fig. 7). Full ancestral
  * sampling over all T steps, or strided / DDIM sampling over fewer.
  */
+import { type SampleConfig, type SamplerSpec } from '@ddpm/config';
+import { Rng } from '@ddpm/core';
 import {
   type GaussianDiffusion,
-  Rng,
   interpolate,
   respaceBySpec,
   rngNoise,
@@ -20,13 +21,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { engineError } from './errors';
 import { type Picture, composeGrid, toUint8 } from './images';
 
-export type SamplerSpec =
-  /** Algorithm 2 over all T steps, or over `steps` evenly strided ones. */
-  | { readonly kind: 'ancestral'; readonly steps?: number }
-  /** DDIM over `steps` steps with η (0: deterministic). */
-  | { readonly kind: 'ddim'; readonly steps: number; readonly eta?: number };
-
 export interface SampleOptions {
+  /** Default: Algorithm 2 over all T steps. */
   readonly sampler?: SamplerSpec;
   /** Seed of x_T and the reverse-process noise: the same seed gives comparable grids across checkpoints. */
   readonly seed?: number;
@@ -41,7 +37,7 @@ export function samplingDiffusion(base: GaussianDiffusion, sampler: SamplerSpec)
   const T = base.numTimesteps;
   switch (sampler.kind) {
     case 'ancestral':
-      if (sampler.steps === undefined || sampler.steps === T) return base;
+      if (sampler.steps === T) return base;
       checkSteps(sampler.steps, T);
       return respaceBySpec(base, String(sampler.steps));
     case 'ddim':
@@ -73,7 +69,7 @@ export async function generateSamples(
   options: SampleOptions = {},
 ): Promise<{ values: Float32Array; seed: number }> {
   if (!Number.isInteger(count) || count < 1) throw engineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
-  const sampler = options.sampler ?? { kind: 'ancestral' };
+  const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const batch = options.batch ?? 16;
@@ -94,7 +90,7 @@ export async function generateSamples(
     };
     const result =
       sampler.kind === 'ddim'
-        ? await sampleDdim(diffusion, denoise, [n, s, s, inChannels], { ...common, eta: sampler.eta ?? 0 })
+        ? await sampleDdim(diffusion, denoise, [n, s, s, inChannels], { ...common, eta: sampler.eta })
         : await sampleAncestral(diffusion, denoise, [n, s, s, inChannels], common);
     values.set(await result.sample.data(), k * batch * per);
     result.sample.dispose();
@@ -120,7 +116,7 @@ export async function progressiveStrip(
   every: number,
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; frames: number[]; seed: number }> {
-  const sampler = options.sampler ?? { kind: 'ancestral' };
+  const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
   if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -185,7 +181,7 @@ export async function sharedLatentFigure(
   continuations: number,
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; seed: number }> {
-  const sampler = options.sampler ?? { kind: 'ancestral' };
+  const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
   if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -205,4 +201,33 @@ export async function sharedLatentFigure(
     tf.dispose([latent, samples]);
   }
   return { picture: composeGrid(toUint8(tiles), splits.length * columns, s, c, { columns }), seed };
+}
+
+/**
+ * What a sample job and `ddpm sample` / `ddpm progressive` draw from a resolved
+ * {@link SampleConfig}: the picture, and metadata saying how it was made.
+ */
+export async function renderSamples(
+  model: UNet,
+  base: GaussianDiffusion,
+  config: SampleConfig,
+  options: Pick<SampleOptions, 'batch' | 'signal' | 'onProgress'> = {},
+): Promise<{ picture: Picture; metadata: Record<string, unknown> }> {
+  const common = { sampler: config.sampler, seed: config.seed, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+  const described = { kind: config.kind, count: config.count, sampler: config.sampler, seed: config.seed };
+  switch (config.kind) {
+    case 'grid': {
+      const { picture } = await sampleGrid(model, base, config.count, { ...common, ...(options.batch ? { batch: options.batch } : {}) });
+      return { picture, metadata: described };
+    }
+    case 'progressive': {
+      const every = config.every ?? Math.max(1, Math.floor(config.sampler.steps / 10));
+      const { picture, frames } = await progressiveStrip(model, base, config.count, every, common);
+      return { picture, metadata: { ...described, every, frames } };
+    }
+    default: {
+      const unreachable: never = config.kind;
+      throw engineError('DDPM_CONFIG_INVALID', `unknown sample kind ${JSON.stringify(unreachable)}`);
+    }
+  }
 }

@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { type TrainConfigInput } from './config';
+import { type TrainConfig, type TrainRequest, resolveTrainJob } from '@ddpm/config';
 
 export async function useWasm(): Promise<void> {
   await initBackend({ preferred: 'wasm' });
@@ -16,19 +16,20 @@ export async function tempStore(): Promise<{ store: FileStore; root: string; cle
   return { store: new FileStore(root), root, cleanup: () => fs.rm(root, { recursive: true, force: true }) };
 }
 
-/** A run small enough for unit tests: micro32 on procedural grey shapes. */
-export function tinyRun(overrides: Partial<TrainConfigInput> = {}): TrainConfigInput {
-  return {
+/** A run small enough for unit tests: micro32 (with dropout, to exercise it) on procedural grey shapes. */
+export function tinyRun(overrides: Partial<TrainRequest> = {}): TrainConfig {
+  return resolveTrainJob({
     dataset: 'procedural:shapes?size=64&imageSize=32&channels=1&seed=1',
-    model: { preset: 'micro32', overrides: { ch: 32, dropout: 0.1 } },
-    diffusion: { schedule: { kind: 'linear', numTimesteps: 1000 } },
-    optimizer: { warmupSteps: 2, learningRate: 1e-3 },
-    ema: { decay: 0.9 },
+    preset: 'micro32',
+    dropout: 0.1,
+    warmupSteps: 2,
+    learningRate: 1e-3,
+    emaDecay: 0.9,
     batchSize: 4,
     accumulation: 2,
     steps: 4,
     checkpointEvery: 100,
     seed: 5,
     ...overrides,
-  };
+  }).train;
 }

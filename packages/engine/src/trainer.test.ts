@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { listCheckpoints } from './checkpoint';
-import { resolveTrainConfig } from './config';
 import { loadModelFromCheckpoint } from './model-loading';
 import { tempStore, tinyRun, useWasm } from './test-support';
 import { Trainer } from './trainer';
@@ -116,15 +115,31 @@ describe('Trainer', () => {
     }
   }, 120_000);
 
-  it('validates the configuration, naming the bad field', () => {
-    expect(() => resolveTrainConfig({ dataset: '' })).toThrow('dataset must be a dataset spec such as "fashion-mnist"');
-    expect(() => resolveTrainConfig({ dataset: 'x', batchSize: 6, accumulation: 4 })).toThrow('batchSize 6 must be divisible by accumulation 4');
-    expect(() => resolveTrainConfig({ dataset: 'x', model: { preset: 'huge' } })).toThrow(/model.preset "huge" is unknown/);
-    expect(() => resolveTrainConfig({ dataset: 'x', optimizer: { learningRate: -1 } })).toThrow('optimizer.learningRate must be a number in (0, 1), got -1');
-    expect(() => resolveTrainConfig({ dataset: 'x', steps: 0 })).toThrow(/steps must be an integer in \[1, 100000000\], got 0/);
-    expect(() => resolveTrainConfig({ dataset: 'x', diffusion: { varianceType: 'learned', lossType: 'mse' } })).toThrow(/no training signal/);
-    expect(() => resolveTrainConfig({ dataset: 'x', model: { preset: 'tiny32', overrides: { ch: 33 } } })).toThrow(/model: .*33/);
-    const learned = resolveTrainConfig({ dataset: 'x', model: { preset: 'tiny32' }, diffusion: { varianceType: 'learned', lossType: 'kl' } });
-    expect(learned.diffusion.varianceType).toBe('learned');
+  it('refuses an invalid configuration before opening anything, naming the setting', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      await expect(Trainer.open({ ...tinyRun(), batchSize: 6, accumulation: 4 }, { store, prefix: 'run' })).rejects.toThrow('batchSize 6 must be divisible by accumulation 4');
+      await expect(Trainer.open({ ...tinyRun(), keepCheckpoints: 0 }, { store, prefix: 'run' })).rejects.toMatchObject({ code: 'DDPM_CONFIG_INVALID', kind: 'invalid' });
+      expect(await store.list('')).toEqual([]);
+    } finally {
+      await cleanup();
+    }
   });
+
+  it('resumes with the run’s stored configuration and names what the new request asked for in vain', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const first = await Trainer.open(tinyRun({ steps: 1 }), { store, prefix: 'run' });
+      await first.run();
+      first.dispose();
+      const again = await Trainer.open(tinyRun({ steps: 2, learningRate: 5e-4, checkpointEvery: 7 }), { store, prefix: 'run' });
+      expect(again.resumedFrom?.step).toBe(1);
+      expect(again.config.optimizer.learningRate).toBe(1e-3);
+      expect([again.config.steps, again.config.checkpointEvery]).toEqual([2, 7]);
+      expect(again.ignoredOnResume).toEqual(['optimizer.learningRate: 0.0005 requested, 0.001 kept']);
+      again.dispose();
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
 });

@@ -8,22 +8,15 @@
  * Resume is exact: parameters, EMA, Adam moments, the step, the RNG and data-order states are all
  * in the checkpoint, so k steps + resume + (n − k) steps equals n steps bit for bit on one backend.
  */
+import { type TrainConfig, resumedConfig, unetConfigOf, validateTrainConfig } from '@ddpm/config';
+import { Rng } from '@ddpm/core';
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
-import { GaussianDiffusion, Rng, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
+import { GaussianDiffusion, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
-import {
-  UNet,
-  type UNetConfig,
-  checkAgainst,
-  decodeSafetensors,
-  encodeSafetensors,
-  loadUNetWeights,
-  readNamed,
-  saveUNetWeights,
-} from '@ddpm/unet';
+import { UNet, type UNetConfig, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { Adam, learningRateAt } from './adam';
+import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';
 import {
   type CheckpointRef,
   type RunState,
@@ -32,7 +25,6 @@ import {
   pruneCheckpoints,
   writeCheckpoint,
 } from './checkpoint';
-import { type TrainConfig, type TrainConfigInput, resolveTrainConfig, unetConfigOf } from './config';
 import { emaDecayAt, updateEma } from './ema';
 import { engineError } from './errors';
 
@@ -65,7 +57,8 @@ export interface TrainerOptions {
 export interface RunOptions {
   readonly signal?: AbortSignal;
   readonly onStep?: (stats: StepStats) => void | Promise<void>;
-  readonly onCheckpoint?: (ref: CheckpointRef, reason: string) => void | Promise<void>;
+  /** After a checkpoint is whole; `seconds` is how long writing it took. */
+  readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
 }
 
 export interface Gradients {
@@ -94,23 +87,22 @@ export class Trainer {
     private imagesSeen: number,
     private trainSeconds: number,
     readonly resumedFrom: CheckpointRef | undefined,
+    /** Where the requested configuration differed from the resumed run's, which it kept. */
+    readonly ignoredOnResume: readonly string[],
   ) {}
 
-  /** Opens a run: resumes from its newest valid checkpoint, or starts fresh from `input`. */
-  static async open(input: TrainConfigInput, options: TrainerOptions): Promise<Trainer> {
+  /**
+   * Opens a run: resumes from its newest valid checkpoint, or starts fresh with `requested`.
+   * A resumed run keeps its model, data and hyper-parameters (its checkpoint's configuration);
+   * only the length and the checkpoint cadence follow `requested`, and `ignoredOnResume` lists
+   * what else the request asked for in vain.
+   */
+  static async open(requested: TrainConfig, options: TrainerOptions): Promise<Trainer> {
+    validateTrainConfig(requested);
     const latest = options.resume === false ? undefined : await loadLatestCheckpoint(options.store, options.prefix);
     for (const s of latest?.skipped ?? []) options.onWarning?.(`${s.reason}; using an older checkpoint`);
-    const requested = resolveTrainConfig(input);
-    // A resumed run keeps its model, data and hyper-parameters; only the length and the
-    // checkpoint cadence may change.
-    const config: TrainConfig = latest
-      ? {
-          ...latest.files.state.config,
-          steps: requested.steps,
-          checkpointEvery: requested.checkpointEvery,
-          keepCheckpoints: requested.keepCheckpoints,
-        }
-      : requested;
+    const { config, ignored } = latest ? resumedConfig(latest.files.state.config, requested) : { config: requested, ignored: [] };
+    if (latest) validateTrainConfig(config);
     const unetConfig = unetConfigOf(config);
     const dataset = await openDataset(config.dataset, { imageSize: unetConfig.imageSize, channels: unetConfig.inChannels === 1 ? 1 : 3 });
     const microBatch = config.batchSize / config.accumulation;
@@ -129,7 +121,7 @@ export class Trainer {
       const { state, model, ema: emaBytes, optimizer } = latest.files;
       loadUNetWeights(unet, model);
       loadUNetWeights(ema, emaBytes);
-      loadOptimizer(adam, unet, optimizer);
+      loadAdam(adam, unet, optimizer);
       adam.step = state.step;
       rng = Rng.fromState(state.rng);
       loaderState = state.loader;
@@ -144,7 +136,7 @@ export class Trainer {
       randomFlip: config.randomFlip,
       ...(loaderState ? { state: loaderState } : {}),
     });
-    return new Trainer(config, unetConfig, unet, ema, diffusion, dataset, loader, adam, rng, options, imagesSeen, trainSeconds, latest?.ref);
+    return new Trainer(config, unetConfig, unet, ema, diffusion, dataset, loader, adam, rng, options, imagesSeen, trainSeconds, latest?.ref, ignored);
   }
 
   /** Optimizer updates done so far. */
@@ -274,7 +266,7 @@ export class Trainer {
       state,
       model: await saveUNetWeights(this.unet, { step: String(this.step) }),
       ema: await saveUNetWeights(this.ema, { step: String(this.step), ema: 'true' }),
-      optimizer: await saveOptimizer(this.adam, this.unet),
+      optimizer: await saveAdam(this.adam, this.unet),
     });
     await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints);
     return ref;
@@ -289,9 +281,10 @@ export class Trainer {
     let lastSavedStep = this.resumedFrom?.step ?? -1;
     const save = async (reason: string): Promise<void> => {
       if (lastSavedStep === this.step) return;
+      const started = process.hrtime.bigint();
       last = await this.checkpoint(reason);
       lastSavedStep = this.step;
-      await options.onCheckpoint?.(last, reason);
+      await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
     };
     while (!this.done) {
       if (options.signal?.aborted) {
@@ -312,27 +305,5 @@ export class Trainer {
     this.unet.dispose();
     this.ema.dispose();
     this.adam.dispose();
-  }
-}
-
-async function saveOptimizer(adam: Adam, unet: UNet): Promise<Uint8Array> {
-  const names = unet.namedVariables.map(([name]) => name);
-  const m = await readNamed(adam.m.map((t, i) => [`m/${names[i]}`, t] as [string, tf.Tensor]));
-  const v = await readNamed(adam.v.map((t, i) => [`v/${names[i]}`, t] as [string, tf.Tensor]));
-  return encodeSafetensors([...m, ...v], { format: 'ddpm-adam/1', step: String(adam.step) });
-}
-
-function loadOptimizer(adam: Adam, unet: UNet, bytes: Uint8Array): void {
-  const { tensors } = decodeSafetensors(bytes);
-  for (const [which, slots] of [['m', adam.m], ['v', adam.v]] as const) {
-    const prefix = `${which}/`;
-    const arrays = tensors.filter((t) => t.name.startsWith(prefix)).map((t) => ({ ...t, name: t.name.slice(prefix.length) }));
-    const byName = checkAgainst(unet, arrays);
-    tf.tidy(() => {
-      unet.namedVariables.forEach(([name], i) => {
-        const a = byName.get(name)!;
-        slots[i]!.assign(tf.tensor(a.data, [...a.shape], 'float32'));
-      });
-    });
   }
 }

@@ -1,17 +1,15 @@
-/** @ddpm/jobs — the contracts between the API and the workers. */
+/** @ddpm/jobs — the contracts between the API and the workers. Tensor-free. */
 export {
-  EvalJobRequest,
   JOB_ID_PATTERN,
+  JOB_SCHEMAS,
   JOB_TYPES,
+  type JobConfig,
   type JobData,
   JobId,
-  type JobProgress,
+  JobProgress,
   type JobRequest,
-  type JobResult,
+  JobResult,
   type JobType,
-  SampleJobRequest,
-  TrainJobRequest,
 } from './schemas';
-export { cancelChannel, cancelKey, jobIdFor, jobTypeOf, queueName, requestHash, runPrefixOf, sampleKey } from './names';
+export { cancelChannel, cancelKey, jobIdFor, jobTypeOf, queueName, requestHash, runPrefixOf, sampleKey, sampleKeyBase } from './names';
 export { type ServiceConfig, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';
-export { trainConfigOf } from './train-config';

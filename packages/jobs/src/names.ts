@@ -24,8 +24,13 @@ export function runPrefixOf(jobId: string): string {
   return `runs/${jobId}`;
 }
 
+/** Storage key of a sample picture without its extension (`.png` and `.json` are written). */
+export function sampleKeyBase(sampleId: string): string {
+  return `samples/${sampleId}`;
+}
+
 export function sampleKey(sampleId: string, extension: 'png' | 'json'): string {
-  return `samples/${sampleId}.${extension}`;
+  return `${sampleKeyBase(sampleId)}.${extension}`;
 }
 
 /** Redis key marking a job as cancelled (read by a worker that picks it up later). */

@@ -1,109 +1,88 @@
 /**
- * Request bodies of the job API as TypeBox schemas (validated by Fastify with additional
- * properties rejected), with their TypeScript types derived from them.
+ * What travels between the API and the workers: a job's data (the request as asked and the
+ * configuration resolved from it at the door), its progress and its result, as TypeBox schemas
+ * with their TypeScript types derived from them. The request and configuration schemas come from
+ * the settings tables of @ddpm/config.
  */
-import { BETA_SCHEDULE_KINDS, LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES } from '@ddpm/diffusion';
-import { PRESET_NAMES } from '@ddpm/unet';
+import {
+  EvalJobConfig,
+  EvalJobRequest,
+  JOB_ID_PATTERN,
+  SampleJobConfig,
+  SampleJobRequest,
+  TrainJobConfig,
+  TrainRequest,
+} from '@ddpm/config';
 import { type Static, Type } from '@sinclair/typebox';
 
-const literalUnion = <T extends string>(values: readonly T[], description: string) =>
-  Type.Union(values.map((v) => Type.Literal(v)), { description });
-
-export const JOB_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$';
+export { JOB_ID_PATTERN };
 export const JobId = Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' });
-
-export const TrainJobRequest = Type.Object(
-  {
-    dataset: Type.String({ minLength: 1, maxLength: 1024, description: 'dataset spec, e.g. "fashion-mnist" or "procedural:shapes?channels=1"' }),
-    preset: literalUnion(PRESET_NAMES, 'U-Net preset'),
-    steps: Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'optimizer steps of the run' }),
-    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 16 })),
-    accumulation: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
-    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 })),
-    warmupSteps: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
-    gradClipNorm: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6 })),
-    emaDecay: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1 })),
-    emaWarmup: Type.Optional(Type.Boolean()),
-    dropout: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1 })),
-    schedule: Type.Optional(literalUnion(BETA_SCHEDULE_KINDS, 'beta schedule')),
-    timesteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    meanType: Type.Optional(literalUnion(MEAN_TYPES, 'what the network predicts')),
-    varianceType: Type.Optional(literalUnion(VARIANCE_TYPES, 'reverse-process variance')),
-    lossType: Type.Optional(literalUnion(LOSS_TYPES, 'training objective')),
-    checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
-    keepCheckpoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 })),
-    randomFlip: Type.Optional(Type.Boolean()),
-    sampleCount: Type.Optional(Type.Integer({ minimum: 0, maximum: 1024, description: 'EMA sample grid written at the end' })),
-    sampleSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'data-parallel world size' })),
-  },
-  { additionalProperties: false },
-);
-export type TrainJobRequest = Static<typeof TrainJobRequest>;
-
-export const SampleJobRequest = Type.Object(
-  {
-    trainJobId: JobId,
-    step: Type.Optional(Type.Integer({ minimum: 0, description: 'checkpoint step (default: the newest)' })),
-    kind: Type.Optional(literalUnion(['grid', 'progressive'] as const, 'what to draw')),
-    count: Type.Integer({ minimum: 1, maximum: 1024 }),
-    sampler: Type.Optional(literalUnion(['ancestral', 'ddim'] as const, 'sampler')),
-    steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'sampling steps (default: all T)' })),
-    eta: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
-    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 })),
-    ema: Type.Optional(Type.Boolean({ default: true })),
-    every: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'progressive: a frame every k steps' })),
-  },
-  { additionalProperties: false },
-);
-export type SampleJobRequest = Static<typeof SampleJobRequest>;
-
-export const EvalJobRequest = Type.Object(
-  {
-    trainJobId: JobId,
-    step: Type.Optional(Type.Integer({ minimum: 0 })),
-    metrics: Type.Array(literalUnion(['nll', 'fid', 'is'] as const, 'metric'), { minItems: 1, maxItems: 3, uniqueItems: true }),
-    count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
-  },
-  { additionalProperties: false },
-);
-export type EvalJobRequest = Static<typeof EvalJobRequest>;
 
 export const JOB_TYPES = ['train', 'sample', 'eval'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
-export type JobRequest<T extends JobType> = T extends 'train' ? TrainJobRequest : T extends 'sample' ? SampleJobRequest : EvalJobRequest;
+/** The request and resolved configuration schemas of each job type. */
+export const JOB_SCHEMAS = {
+  train: { request: TrainRequest, config: TrainJobConfig },
+  sample: { request: SampleJobRequest, config: SampleJobConfig },
+  eval: { request: EvalJobRequest, config: EvalJobConfig },
+} as const;
 
-/** What is stored as a BullMQ job's data. */
-export interface JobData<T extends JobType = JobType> {
-  readonly type: T;
-  readonly request: JobRequest<T>;
-  readonly submittedAt: string;
-  /** Storage key prefix of the job's run (checkpoints, samples). */
-  readonly runPrefix: string;
-  /** sha256 of the canonical request, to detect an idempotency key reused with another body. */
-  readonly requestHash: string;
+interface JobContracts {
+  train: { request: TrainRequest; config: TrainJobConfig };
+  sample: { request: SampleJobRequest; config: SampleJobConfig };
+  eval: { request: EvalJobRequest; config: EvalJobConfig };
 }
+export type JobRequest<T extends JobType> = JobContracts[T]['request'];
+export type JobConfig<T extends JobType> = JobContracts[T]['config'];
 
-/** Progress reported by workers (job.updateProgress). */
-export interface JobProgress {
-  readonly phase: 'starting' | 'training' | 'checkpointing' | 'sampling' | 'evaluating' | 'finishing';
-  readonly step: number;
-  readonly totalSteps: number;
-  readonly imagesPerSecond?: number;
-  readonly loss?: number;
-  readonly etaSeconds?: number;
-  readonly updatedAt: string;
-}
+/** What is stored as a BullMQ job's data; a union discriminated by `type`. */
+export type JobData<T extends JobType = JobType> = {
+  [K in T]: {
+    readonly type: K;
+    /** The body as the client sent it. */
+    readonly request: JobRequest<K>;
+    /** What the job runs with: resolved from `request` once, at submission. */
+    readonly config: JobConfig<K>;
+    readonly submittedAt: string;
+    /** Storage key prefix of the job's run (checkpoints, samples). */
+    readonly runPrefix: string;
+    /** sha256 of the canonical request, to detect an idempotency key reused with another body. */
+    readonly requestHash: string;
+  };
+}[T];
 
-/** A job's return value. `cancelled` jobs complete (not fail) with this status. */
-export interface JobResult {
-  readonly status: 'completed' | 'cancelled';
-  readonly step?: number;
-  readonly checkpoint?: string;
-  /** Sample ids written (GET /samples/:id). */
-  readonly samples?: string[];
-  readonly metrics?: Record<string, number>;
-}
+export const JobProgress = Type.Object(
+  {
+    phase: Type.Union(['starting', 'training', 'checkpointing', 'sampling', 'evaluating', 'finishing'].map((p) => Type.Literal(p))),
+    step: Type.Integer({ description: 'steps done: optimizer steps while training, sampling steps while sampling' }),
+    totalSteps: Type.Integer(),
+    imagesPerSecond: Type.Optional(Type.Number()),
+    loss: Type.Optional(Type.Number()),
+    etaSeconds: Type.Optional(Type.Number()),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false, description: 'progress reported by the worker running the job' },
+);
+export type JobProgress = Static<typeof JobProgress>;
+
+export const JobResult = Type.Object(
+  {
+    status: Type.Union([Type.Literal('completed'), Type.Literal('cancelled')]),
+    step: Type.Optional(Type.Integer({ description: 'the training step reached (train) or sampled (sample)' })),
+    checkpoint: Type.Optional(Type.String({ description: "URL of the newest checkpoint's manifest" })),
+    samples: Type.Optional(Type.Array(Type.String(), { description: 'sample ids written (GET /samples/:id)' })),
+    metrics: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    resumedFrom: Type.Optional(
+      Type.Object(
+        {
+          step: Type.Integer(),
+          ignored: Type.Array(Type.String(), { description: "settings the request asked for that the resumed run kept as its checkpoint's" }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "a job's return value; cancelled jobs complete (not fail) with status cancelled" },
+);
+export type JobResult = Static<typeof JobResult>;

@@ -1,20 +1,31 @@
-/** Liveness, readiness (Redis reachable) and Prometheus metrics. */
-import { type FastifyInstance } from 'fastify';
+/** Liveness, readiness (Redis reachable) and Prometheus metrics; reachable without the token. */
+import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 
-export async function healthRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+const PUBLIC = { security: [] };
 
-  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/healthz',
+    { schema: { summary: 'liveness', ...PUBLIC, response: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) } } },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  const Ready = Type.Object({ status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]), redis: Type.String() }, { additionalProperties: false });
+  app.get('/readyz', { schema: { summary: 'readiness: Redis answers', ...PUBLIC, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
     try {
-      const pong = await app.ddpm.redis.ping();
-      return { status: 'ready', redis: pong };
+      return { status: 'ready' as const, redis: await app.ddpm.redis.ping() };
     } catch (err) {
       return reply.code(503).send({ status: 'not ready', redis: (err as Error).message });
     }
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-    reply.header('content-type', app.ddpm.registry.contentType);
-    return app.ddpm.registry.metrics();
-  });
-}
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics', ...PUBLIC, response: { 200: { description: 'text exposition format', content: { 'text/plain': { schema: Type.String() } } } } } },
+    async (_request, reply) => {
+      reply.header('content-type', app.ddpm.registry.contentType);
+      return reply.send(await app.ddpm.registry.metrics());
+    },
+  );
+};

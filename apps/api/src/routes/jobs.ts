@@ -1,158 +1,58 @@
-/** Submitting, listing, watching and cancelling jobs. */
-import { PassThrough } from 'node:stream';
+/** Submitting, listing, watching and cancelling jobs: HTTP in, the jobs service, HTTP out. */
+import { PassThrough, type Readable } from 'node:stream';
 
-import { codedErrorOf } from '@ddpm/core';
-import { parseDatasetSpec } from '@ddpm/data';
-import { listCheckpoints, resolveTrainConfig } from '@ddpm/engine';
-import {
-  EvalJobRequest,
-  JOB_ID_PATTERN,
-  JOB_TYPES,
-  type JobData,
-  type JobResult,
-  type JobType,
-  SampleJobRequest,
-  TrainJobRequest,
-  cancelChannel,
-  cancelKey,
-  jobIdFor,
-  jobTypeOf,
-  requestHash,
-  runPrefixOf,
-  trainConfigOf,
-} from '@ddpm/jobs';
+import { JOB_ID_PATTERN, JOB_TYPES } from '@ddpm/jobs';
+import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type TSchema, Type } from '@sinclair/typebox';
-import { type Job, type JobType as BullState } from 'bullmq';
-import { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { type FastifyRequest } from 'fastify';
 
-import { type JobView, viewOf } from '../job-view';
+import { described } from '../components';
+import { COMMON_ERRORS, ErrorBody } from '../http-errors';
+import { JobView, REQUEST_BODIES } from '../job-view';
+import { LIST_STATES } from '../jobs-service';
 
-const IdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'job id' }) }, { additionalProperties: false });
+const IdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' }) }, { additionalProperties: false });
 const IdempotencyHeaders = Type.Object({
-  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'repeat-safe submission key' })),
+  'idempotency-key': Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'repeat-safe submission: the same key and body return the same job' }),
+  ),
 });
-const ErrorBody = Type.Object({ error: Type.String(), message: Type.Optional(Type.String()) });
-
-class RequestError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600;
-const CANCEL_TTL_SECONDS = 30 * 24 * 3600;
-
-function tombstoneKey(prefix: string, id: string): string {
-  return `${prefix}:tombstone:${id}`;
-}
+const SUBMIT_ERRORS = { ...COMMON_ERRORS, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody } as const;
 
 function baseUrl(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-const LIST_STATES: Record<string, BullState[]> = {
-  queued: ['waiting', 'prioritized', 'waiting-children'],
-  delayed: ['delayed'],
-  active: ['active'],
-  completed: ['completed'],
-  cancelled: ['completed'],
-  failed: ['failed'],
-};
+export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { jobs } = app.ddpm;
+  const submitSchema = <B extends TSchema>(summary: string, body: B) => ({
+    summary,
+    body,
+    headers: IdempotencyHeaders,
+    response: {
+      200: described(JobView, 'the job an earlier request with this Idempotency-Key created (Idempotent-Replayed: true)'),
+      202: described(JobView, 'queued; poll links.self'),
+      ...SUBMIT_ERRORS,
+    },
+  });
+  /** 202 with Location for a new job, 200 with Idempotent-Replayed for a repeated key. */
+  const submitted = async (request: FastifyRequest, submission: Awaited<ReturnType<typeof jobs.submit>>): Promise<{ status: 200 | 202; headers: Record<string, string>; view: JobView }> => {
+    const view = await jobs.view(submission.job, baseUrl(request));
+    return submission.replayed ? { status: 200, headers: { 'idempotent-replayed': 'true' }, view } : { status: 202, headers: { location: `/jobs/${submission.job.id}` }, view };
+  };
 
-export async function jobRoutes(app: FastifyInstance): Promise<void> {
-  const { queues, redis, store, config } = app.ddpm;
-
-  async function findJob(id: string): Promise<Job<JobData, JobResult> | undefined> {
-    const type = jobTypeOf(id);
-    if (type === undefined) return undefined;
-    return (await queues[type].getJob(id)) ?? undefined;
-  }
-
-  async function view(job: Job<JobData, JobResult>, request: FastifyRequest): Promise<JobView> {
-    const [state, cancelled] = await Promise.all([job.getState(), redis.exists(cancelKey(config.queuePrefix, job.id!))]);
-    return viewOf(job, state, cancelled === 1, baseUrl(request));
-  }
-
-  async function tombstone(id: string): Promise<JobView | undefined> {
-    const raw = await redis.get(tombstoneKey(config.queuePrefix, id));
-    return raw ? (JSON.parse(raw) as JobView) : undefined;
-  }
-
-  /** Checks beyond the schema: the dataset spec, the engine's own validation, referenced jobs. */
-  async function validate(type: JobType, body: Record<string, unknown>): Promise<void> {
-    try {
-      if (type === 'train') {
-        const request = body as TrainJobRequest;
-        if ((request.workers ?? 1) > 1) {
-          throw new RequestError(400, 'workers > 1 (data-parallel training) is not available in this version; submit with workers: 1');
-        }
-        parseDatasetSpec(request.dataset);
-        resolveTrainConfig(trainConfigOf(request) as never);
-      } else {
-        const trainJobId = String(body['trainJobId']);
-        if (jobTypeOf(trainJobId) !== 'train' || (await queues.train.getJob(trainJobId)) === undefined) {
-          throw new RequestError(400, `trainJobId ${JSON.stringify(trainJobId)} names no train job`);
-        }
-        if (type === 'eval' && body['dataset'] !== undefined) parseDatasetSpec(String(body['dataset']));
-      }
-    } catch (err) {
-      if (err instanceof RequestError) throw err;
-      if (codedErrorOf(err)?.permanent) throw new RequestError(400, (err as Error).message);
-      throw err;
-    }
-  }
-
-  function submitRoute(type: JobType, schema: TSchema): void {
-    app.post(
-      `/jobs/${type}`,
-      {
-        schema: {
-          summary: `submit a ${type} job`,
-          body: schema,
-          headers: IdempotencyHeaders,
-          response: { 400: ErrorBody, 409: ErrorBody },
-        },
-      },
-      async (request: FastifyRequest<{ Body: Record<string, unknown>; Headers: { 'idempotency-key'?: string } }>, reply: FastifyReply) => {
-        try {
-          const body = request.body;
-          await validate(type, body);
-          const key = request.headers['idempotency-key'];
-          const id = jobIdFor(type, key);
-          const hash = requestHash(body);
-          if (key !== undefined) {
-            const existing = await findJob(id);
-            if (existing) {
-              if (existing.data.requestHash !== hash) {
-                throw new RequestError(409, `Idempotency-Key ${JSON.stringify(key)} was already used for a different ${type} request (job ${id})`);
-              }
-              reply.header('idempotent-replayed', 'true');
-              return reply.code(200).send(await view(existing, request));
-            }
-          }
-          const data: JobData = { type, request: body as never, submittedAt: new Date().toISOString(), runPrefix: runPrefixOf(id), requestHash: hash };
-          const job = await queues[type].add(type, data, {
-            jobId: id,
-            attempts: 3,
-            backoff: { type: 'exponential', delay: 5000 },
-            removeOnComplete: false,
-            removeOnFail: false,
-          });
-          reply.header('location', `/jobs/${id}`);
-          return reply.code(202).send(await view(job, request));
-        } catch (err) {
-          if (err instanceof RequestError) return reply.code(err.statusCode).send({ error: err.statusCode === 409 ? 'conflict' : 'invalid request', message: err.message });
-          throw err;
-        }
-      },
-    );
-  }
-  submitRoute('train', TrainJobRequest);
-  submitRoute('sample', SampleJobRequest);
-  submitRoute('eval', EvalJobRequest);
+  app.post('/jobs/train', { schema: submitSchema('submit a train job', REQUEST_BODIES.train) }, async (request, reply) => {
+    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'train', request: request.body }, request.headers['idempotency-key']));
+    return reply.headers(headers).code(status).send(view);
+  });
+  app.post('/jobs/sample', { schema: submitSchema("submit a sample job: a picture from a train job's checkpoint", REQUEST_BODIES.sample) }, async (request, reply) => {
+    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'sample', request: request.body }, request.headers['idempotency-key']));
+    return reply.headers(headers).code(status).send(view);
+  });
+  app.post('/jobs/eval', { schema: submitSchema('submit an eval job (queued; processed once evaluation lands)', REQUEST_BODIES.eval) }, async (request, reply) => {
+    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'eval', request: request.body }, request.headers['idempotency-key']));
+    return reply.headers(headers).code(status).send(view);
+  });
 
   app.get(
     '/jobs',
@@ -162,107 +62,121 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
         querystring: Type.Object(
           {
             type: Type.Optional(Type.Union(JOB_TYPES.map((t) => Type.Literal(t)))),
-            state: Type.Optional(Type.Union(Object.keys(LIST_STATES).map((s) => Type.Literal(s)))),
+            state: Type.Optional(Type.Union(Object.keys(LIST_STATES).map((s) => Type.Literal(s as keyof typeof LIST_STATES)))),
             limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|100)$', description: '1-100, default 20' })),
             offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'default 0' })),
           },
           { additionalProperties: false },
         ),
+        response: {
+          200: Type.Object({ jobs: Type.Array(JobView.ref), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+          400: ErrorBody,
+          ...COMMON_ERRORS,
+        },
       },
     },
-    async (request: FastifyRequest<{ Querystring: { type?: JobType; state?: string; limit?: string; offset?: string } }>) => {
+    async (request) => {
       const limit = Number(request.query.limit ?? 20);
       const offset = Number(request.query.offset ?? 0);
-      const types = request.query.type ? [request.query.type] : [...JOB_TYPES];
-      const states: BullState[] = request.query.state ? LIST_STATES[request.query.state]! : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
-      const jobs = (await Promise.all(types.map((t) => queues[t].getJobs(states, 0, offset + limit - 1, false)))).flat();
-      jobs.sort((a, b) => b.timestamp - a.timestamp);
-      let views = await Promise.all(jobs.slice(0, offset + limit).map((j) => view(j, request)));
-      if (request.query.state) views = views.filter((v) => v.state === request.query.state || (request.query.state === 'active' && v.state === 'cancelling'));
-      return { jobs: views.slice(offset, offset + limit), limit, offset };
+      const views = await jobs.list({ ...(request.query.type ? { type: request.query.type } : {}), ...(request.query.state ? { state: request.query.state } : {}), limit, offset }, baseUrl(request));
+      return { jobs: views, limit, offset };
     },
   );
 
-  app.get('/jobs/:id', { schema: { summary: 'a job: state, progress, config, result or error, links', params: IdParams } }, async (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const job = await findJob(request.params.id);
-    if (job) return view(job, request);
-    const dead = await tombstone(request.params.id);
-    if (dead) return dead;
-    return reply.code(404).send({ error: 'not found', message: `no job ${request.params.id}` });
-  });
+  app.get(
+    '/jobs/:id',
+    { schema: { summary: 'a job: state, progress, request, effective config, result or error, links', params: IdParams, response: { 200: JobView.ref, 400: ErrorBody, 404: ErrorBody, ...COMMON_ERRORS } } },
+    async (request, reply) => {
+      const view = await jobs.viewById(request.params.id, baseUrl(request));
+      if (view) return view;
+      return reply.code(404).send({ error: 'not found', message: `no job ${request.params.id}` });
+    },
+  );
 
-  const cancel = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<unknown> => {
-    const id = request.params.id;
-    const job = await findJob(id);
-    if (!job) {
-      const dead = await tombstone(id);
-      if (dead) return reply.code(200).send(dead);
-      return reply.code(404).send({ error: 'not found', message: `no job ${id}` });
-    }
-    const state = await job.getState();
-    if (state === 'completed' || state === 'failed') return reply.code(200).send(await view(job, request));
-    await redis.set(cancelKey(config.queuePrefix, id), '1', 'EX', CANCEL_TTL_SECONDS);
-    if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
-      try {
-        const current = await view(job, request);
-        await job.remove();
-        const cancelled: JobView = { ...current, state: 'cancelled', finishedAt: new Date().toISOString(), result: { status: 'cancelled' } };
-        await redis.set(tombstoneKey(config.queuePrefix, id), JSON.stringify(cancelled), 'EX', TOMBSTONE_TTL_SECONDS);
-        return reply.code(200).send(cancelled);
-      } catch {
-        // It became active meanwhile: the worker gets the message below.
-      }
-    }
-    await redis.publish(cancelChannel(config.queuePrefix), id);
-    return reply.code(202).send(await view(job, request));
-  };
-  app.delete('/jobs/:id', { schema: { summary: 'cancel a job (idempotent): a running train job checkpoints, then stops', params: IdParams } }, cancel);
-  app.post('/jobs/:id/cancel', { schema: { summary: 'cancel a job (same as DELETE)', params: IdParams } }, cancel);
+  const cancelRoutes = [
+    ['DELETE', '/jobs/:id', 'cancel a job (idempotent): a running train job checkpoints, then stops'],
+    ['POST', '/jobs/:id/cancel', 'cancel a job (the same as DELETE /jobs/{id})'],
+  ] as const;
+  for (const [method, url, summary] of cancelRoutes) {
+    app.route({
+      method,
+      url,
+      schema: {
+        summary,
+        params: IdParams,
+        response: {
+          200: described(JobView, 'cancelled at once (it had not started), or already finished'),
+          202: described(JobView, 'cancelling: the running job checkpoints, then stops'),
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+      handler: async (request, reply) => {
+        const cancelled = await jobs.cancel(request.params.id, baseUrl(request));
+        if (!cancelled) return reply.code(404).send({ error: 'not found', message: `no job ${request.params.id}` });
+        return reply.code(cancelled.outcome === 'done' ? 200 : 202).send(cancelled.view);
+      },
+    });
+  }
 
-  app.get('/jobs/:id/checkpoints', { schema: { summary: "a train job's checkpoints, newest first", params: IdParams } }, async (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const job = await findJob(request.params.id);
-    if (!job || job.data.type !== 'train') return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
-    const refs = await listCheckpoints(store, job.data.runPrefix);
-    return { checkpoints: refs.map((r) => ({ step: r.step, url: r.url })) };
-  });
+  app.get(
+    '/jobs/:id/checkpoints',
+    {
+      schema: {
+        summary: "a train job's checkpoints, newest first",
+        params: IdParams,
+        response: {
+          200: Type.Object(
+            { checkpoints: Type.Array(Type.Object({ step: Type.Integer(), url: Type.String({ description: "the checkpoint's manifest" }) }, { additionalProperties: false })) },
+            { additionalProperties: false },
+          ),
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const refs = await jobs.checkpoints(request.params.id);
+      if (!refs) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
+      return { checkpoints: refs.map((r) => ({ step: r.step, url: r.url })) };
+    },
+  );
 
   app.get(
     '/jobs/:id/logs',
     {
       schema: {
-        summary: "a job's log lines (text); follow=true streams them until the job ends",
+        summary: "a job's log lines; follow=true streams them until the job ends",
         params: IdParams,
         querystring: Type.Object({ follow: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false }),
+        response: {
+          200: { description: 'one line per event', content: { 'text/plain': { schema: Type.Unsafe<string | Readable>({ type: 'string' }) } } },
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
       },
     },
-    async (request: FastifyRequest<{ Params: { id: string }; Querystring: { follow?: string } }>, reply) => {
-      const job = await findJob(request.params.id);
+    async (request, reply) => {
+      const job = await jobs.find(request.params.id);
       if (!job) return reply.code(404).send({ error: 'not found', message: `no job ${request.params.id}` });
-      const queue = queues[job.data.type];
       reply.header('content-type', 'text/plain; charset=utf-8');
       if (request.query.follow !== 'true') {
-        const { logs } = await queue.getJobLogs(job.id!, 0, -1);
-        return logs.map((l) => `${l}\n`).join('');
+        const lines = (await jobs.logs(request.params.id)) ?? [];
+        return reply.send(lines.map((l) => `${l}\n`).join(''));
       }
       const stream = new PassThrough();
-      let sent = 0;
       let closed = false;
       request.raw.on('close', () => {
         closed = true;
       });
-      const pump = async (): Promise<void> => {
-        while (!closed) {
-          const { logs } = await queue.getJobLogs(job.id!, sent, -1);
-          for (const line of logs) stream.write(`${line}\n`);
-          sent += logs.length;
-          const state = await job.getState();
-          if ((state === 'completed' || state === 'failed' || state === 'unknown') && logs.length === 0) break;
-          await new Promise((resolve) => setTimeout(resolve, 500));
-        }
-        stream.end();
-      };
-      pump().catch(() => stream.end());
+      jobs.followLogs(job, stream, () => closed).then(
+        () => stream.end(),
+        () => stream.end(),
+      );
       return reply.send(stream);
     },
   );
-}
+};

@@ -1,21 +1,35 @@
 /** Sample pictures and their metadata from the object store. */
 import { hasCode } from '@ddpm/core';
 import { sampleKey } from '@ddpm/jobs';
+import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { type FastifyInstance, type FastifyRequest } from 'fastify';
+
+import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 
 const SAMPLE_FILE = '^([A-Za-z0-9][A-Za-z0-9_-]{0,127})(\\.png|\\.json)?$';
 
-export async function sampleRoutes(app: FastifyInstance): Promise<void> {
+export const sampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/samples/:file',
     {
       schema: {
-        summary: 'a sample grid: /samples/ID (PNG) or /samples/ID.json (metadata: checkpoint, step, seed, sampler, count)',
+        summary: 'a sample picture: /samples/ID (PNG) or /samples/ID.json (how it was made: checkpoint, step, sampler, seed, count)',
         params: Type.Object({ file: Type.String({ pattern: SAMPLE_FILE }) }, { additionalProperties: false }),
+        response: {
+          200: {
+            description: 'the PNG, or its metadata',
+            content: {
+              'image/png': { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) },
+              'application/json': { schema: Type.Record(Type.String(), Type.Unknown()) },
+            },
+          },
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
       },
     },
-    async (request: FastifyRequest<{ Params: { file: string } }>, reply) => {
+    async (request, reply) => {
       const [, id, extension] = new RegExp(SAMPLE_FILE).exec(request.params.file)!;
       const json = extension === '.json';
       try {
@@ -24,11 +38,9 @@ export async function sampleRoutes(app: FastifyInstance): Promise<void> {
         reply.header('cache-control', 'public, max-age=31536000, immutable');
         return reply.send(Buffer.from(body.buffer, body.byteOffset, body.length));
       } catch (err) {
-        if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) {
-          return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });
-        }
+        if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });
         throw err;
       }
     },
   );
-}
+};

@@ -1,38 +1,90 @@
 /**
- * `ddpm jobs submit|status|cancel|list|samples`: talks to a running API (--api, default
- * $DDPM_API_URL or http://127.0.0.1:8080; token from $DDPM_API_TOKEN).
+ * `ddpm jobs submit|status|cancel|list|logs|samples`: talks to a running API (--api, default
+ * $DDPM_API_URL or http://127.0.0.1:8080; token from $DDPM_API_TOKEN). `submit` takes the same
+ * flags as the local commands, derived from the same settings tables (@ddpm/config).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { ApiClient, FINAL_STATES, type JobViewLite } from '../api-client';
-import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
+import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, assertRequest } from '@ddpm/config';
+
+import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '../api-client';
+import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { ProgressBar } from '../progress';
+import { flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
 
-export const JOBS_USAGE = `Usage: ddpm jobs <submit|status|cancel|list|samples> ... [--api URL]
+const JOBS = { jobs: true } as const;
+const TABLES = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS } as const satisfies Record<string, SettingTable>;
+type SubmitType = keyof typeof TABLES;
 
-  ddpm jobs submit train --dataset SPEC --preset NAME --steps N [--batch B] [--lr X] [--warmup N]
-                         [--ema-decay D] [--ema-warmup] [--sample-count N] [--sample-steps S] [--wait]
-  ddpm jobs submit sample --train-job ID --count N [--steps S] [--sampler ancestral|ddim] [--seed S] [--wait]
-  ddpm jobs status ID [--wait]      state and progress (--wait: a progress bar until it ends)
+const CONNECTION: OptionSpec = { api: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+const CONNECTION_HELP = '  --api URL                 the API (default $DDPM_API_URL or http://127.0.0.1:8080); token: $DDPM_API_TOKEN';
+
+export const JOBS_USAGE = `Usage: ddpm jobs <submit|status|cancel|list|logs|samples> ... [--api URL]
+
+  ddpm jobs submit train  --dataset SPEC --preset NAME --steps N [options] [--wait]   (the flags of ddpm train, and --workers)
+  ddpm jobs submit sample --train-job ID [options] [--wait]                           (the flags of ddpm sample)
+  ddpm jobs submit eval   --train-job ID --metrics nll[,fid,is] [options] [--wait]
+  ddpm jobs status ID [--wait]      state, progress, request and effective config (--wait: a progress bar until it ends)
   ddpm jobs cancel ID               cancel (a running train job checkpoints first)
-  ddpm jobs list [--type T] [--state S] [--limit N]
-  ddpm jobs samples ID [--out FILE.png]   download a job's sample grid
+  ddpm jobs list [--type T] [--state S] [--limit N] [--offset N]
+  ddpm jobs logs ID                 the job's log lines
+  ddpm jobs samples ID [--out FILE.png]   download a job's (first) sample picture
 
-  --api URL          the API (default $DDPM_API_URL or http://127.0.0.1:8080); token: $DDPM_API_TOKEN
-  --idempotency-key K   with submit: repeat-safe submission
+${CONNECTION_HELP}
+  "ddpm jobs submit <type> --help" lists that job's settings.
 `;
 
-export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: boolean, label = 'job'): Promise<JobViewLite> {
+export function submitUsage(type: SubmitType): string {
+  return `Usage: ddpm jobs submit ${type} [options] [--wait] [--idempotency-key K] [--api URL]
+
+${CONNECTION_HELP}
+  --wait                    show progress until the job ends; exit 0 only if it completed
+  --idempotency-key K       repeat-safe submission: the same key and body return the same job
+${flagUsage(TABLES[type], JOBS)}
+`;
+}
+
+function isSubmitType(value: string | undefined): value is SubmitType {
+  return value !== undefined && Object.prototype.hasOwnProperty.call(TABLES, value);
+}
+
+/** The submission the flags describe, checked against its table before anything is sent. */
+function submissionOf(type: SubmitType, values: Readonly<Record<string, string | boolean | undefined>>): Submission {
+  switch (type) {
+    case 'train': {
+      const body = requestFromFlags(TRAIN_SETTINGS, values, JOBS);
+      assertRequest(TRAIN_SETTINGS, body, 'train');
+      return { type, body };
+    }
+    case 'sample': {
+      const body = requestFromFlags(SAMPLE_JOB_SETTINGS, values, JOBS);
+      assertRequest(SAMPLE_JOB_SETTINGS, body, 'sample');
+      return { type, body };
+    }
+    case 'eval': {
+      const body = requestFromFlags(EVAL_JOB_SETTINGS, values, JOBS);
+      assertRequest(EVAL_JOB_SETTINGS, body, 'eval');
+      return { type, body };
+    }
+    default: {
+      const unreachable: never = type;
+      throw new CliUsageError(`unknown job type ${String(unreachable)}`);
+    }
+  }
+}
+
+export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: boolean, label = 'job'): Promise<JobView> {
   let bar: ProgressBar | undefined;
-  let total = 0;
+  let phase = '';
   for (;;) {
-    const view = await client.json<JobViewLite>('GET', `/jobs/${id}`);
+    const view = await client.job(id);
     const p = view.progress;
     if (p && p.totalSteps > 0) {
-      if (!bar || total !== p.totalSteps) {
-        total = p.totalSteps;
+      if (!bar || phase !== p.phase) {
+        bar?.finish();
+        phase = p.phase;
         bar = new ProgressBar(`${label} ${p.phase}`, p.totalSteps, io.stderr, tty, p.step);
       }
       bar.update(p.step, {
@@ -49,74 +101,38 @@ export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: 
   }
 }
 
-export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean } = { tty: false }): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    api: { type: 'string' },
-    wait: { type: 'boolean' },
-    dataset: { type: 'string' },
-    preset: { type: 'string' },
-    steps: { type: 'string' },
-    batch: { type: 'string' },
-    lr: { type: 'string' },
-    warmup: { type: 'string' },
-    'ema-decay': { type: 'string' },
-    'ema-warmup': { type: 'boolean' },
-    'sample-count': { type: 'string' },
-    'sample-steps': { type: 'string' },
-    'train-job': { type: 'string' },
-    count: { type: 'string' },
-    sampler: { type: 'string' },
-    seed: { type: 'string' },
-    type: { type: 'string' },
-    state: { type: 'string' },
-    limit: { type: 'string' },
-    out: { type: 'string' },
-    'idempotency-key': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values['help'] === true || positionals.length === 0) {
-    io.stdout(JOBS_USAGE);
-    return values['help'] === true ? 0 : 2;
-  }
-  const client = new ApiClient({
+function clientOf(values: Readonly<Record<string, string | boolean | undefined>>): ApiClient {
+  return new ApiClient({
     baseUrl: String(values['api'] ?? process.env['DDPM_API_URL'] ?? 'http://127.0.0.1:8080'),
     ...(process.env['DDPM_API_TOKEN'] ? { token: process.env['DDPM_API_TOKEN'] } : {}),
   });
-  const [verb, arg] = positionals;
+}
+
+export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean } = { tty: false }): Promise<number> {
+  const [verb, arg] = argv;
   const print = (value: unknown): void => io.stdout(JSON.stringify(value, null, 2) + '\n');
-  const optional = (flag: string, parse: (raw: string | boolean | undefined) => unknown): Record<string, unknown> =>
-    values[flag] === undefined ? {} : { [flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())]: parse(values[flag]) };
+  if (verb === undefined || verb === '--help' || verb === '-h') {
+    io.stdout(JOBS_USAGE);
+    return verb === undefined ? 2 : 0;
+  }
   switch (verb) {
     case 'submit': {
-      let body: Record<string, unknown>;
-      if (arg === 'train') {
-        for (const f of ['dataset', 'preset', 'steps']) if (values[f] === undefined) throw new CliUsageError(`--${f} is required`);
-        body = {
-          dataset: String(values['dataset']),
-          preset: String(values['preset']),
-          steps: parseInteger('steps', values['steps'], 1, { min: 1 }),
-          ...(values['batch'] !== undefined ? { batchSize: parseInteger('batch', values['batch'], 16, { min: 1 }) } : {}),
-          ...(values['lr'] !== undefined ? { learningRate: parseNumber('lr', values['lr'], 2e-4) } : {}),
-          ...(values['warmup'] !== undefined ? { warmupSteps: parseInteger('warmup', values['warmup'], 0, { min: 0 }) } : {}),
-          ...(values['ema-decay'] !== undefined ? { emaDecay: parseNumber('ema-decay', values['ema-decay'], 0.9999) } : {}),
-          ...(values['ema-warmup'] === true ? { emaWarmup: true } : {}),
-          ...(values['sample-count'] !== undefined ? { sampleCount: parseInteger('sample-count', values['sample-count'], 0, { min: 0 }) } : {}),
-          ...(values['sample-steps'] !== undefined ? { sampleSteps: parseInteger('sample-steps', values['sample-steps'], 1, { min: 1 }) } : {}),
-        };
-      } else if (arg === 'sample') {
-        if (values['train-job'] === undefined) throw new CliUsageError('--train-job is required');
-        body = {
-          trainJobId: String(values['train-job']),
-          count: parseInteger('count', values['count'], 16, { min: 1 }),
-          ...optional('steps', (v) => parseInteger('steps', v, 1, { min: 1 })),
-          ...optional('seed', (v) => parseInteger('seed', v, 0, { min: 0 })),
-          ...(values['sampler'] !== undefined ? { sampler: parseChoice('sampler', values['sampler'], ['ancestral', 'ddim'] as const, 'ancestral') } : {}),
-        };
-      } else {
-        throw new CliUsageError(`expected "ddpm jobs submit train" or "ddpm jobs submit sample", got ${JSON.stringify(arg)}`);
+      if (!isSubmitType(arg)) throw new CliUsageError(`expected "ddpm jobs submit train", "... sample" or "... eval", got ${JSON.stringify(arg)}`);
+      const { values, positionals } = parseCommandArgs(argv.slice(2), {
+        ...CONNECTION,
+        ...flagOptions(TABLES[arg], JOBS),
+        wait: { type: 'boolean' },
+        'idempotency-key': { type: 'string' },
+      });
+      if (values['help'] === true) {
+        io.stdout(submitUsage(arg));
+        return 0;
       }
+      if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+      const submission = submissionOf(arg, values);
+      const client = clientOf(values);
       const key = values['idempotency-key'];
-      const submitted = await client.json<JobViewLite>('POST', `/jobs/${arg}`, body, key === undefined ? {} : { 'idempotency-key': String(key) });
+      const submitted = await client.submit(submission, typeof key === 'string' ? key : undefined);
       if (values['wait'] !== true) {
         print(submitted);
         return 0;
@@ -126,34 +142,51 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
       print(done);
       return done.state === 'completed' ? 0 : 1;
     }
-    case 'status': {
-      if (!arg) throw new CliUsageError('ddpm jobs status needs a job id');
-      const view = values['wait'] === true ? await waitForJob(client, arg, io, env.tty) : await client.json<JobViewLite>('GET', `/jobs/${arg}`);
-      print(view);
-      return 0;
-    }
-    case 'cancel': {
-      if (!arg) throw new CliUsageError('ddpm jobs cancel needs a job id');
-      print(await client.json('DELETE', `/jobs/${arg}`));
+    case 'status':
+    case 'cancel':
+    case 'logs':
+    case 'samples': {
+      const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, wait: { type: 'boolean' }, out: { type: 'string' } });
+      if (values['help'] === true) {
+        io.stdout(JOBS_USAGE);
+        return 0;
+      }
+      const id = positionals[0];
+      if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
+      const client = clientOf(values);
+      if (verb === 'status') {
+        print(values['wait'] === true ? await waitForJob(client, id, io, env.tty) : await client.job(id));
+      } else if (verb === 'cancel') {
+        print(await client.cancel(id));
+      } else if (verb === 'logs') {
+        io.stdout(await client.logs(id));
+      } else {
+        const view = await client.job(id);
+        const sampleUrl = view.links.samples?.[0];
+        if (!sampleUrl) throw new CliUsageError(`job ${id} has no samples (state ${view.state})`);
+        const out = path.resolve(String(values['out'] ?? `${id}.png`));
+        await fs.writeFile(out, await client.sample(new URL(sampleUrl).pathname.replace(/^\/samples\//, '')));
+        print({ png: out, url: sampleUrl });
+      }
       return 0;
     }
     case 'list': {
-      const query = new URLSearchParams();
-      for (const k of ['type', 'state', 'limit']) if (values[k] !== undefined) query.set(k, String(values[k]));
-      print(await client.json('GET', `/jobs${query.size > 0 ? `?${query}` : ''}`));
-      return 0;
-    }
-    case 'samples': {
-      if (!arg) throw new CliUsageError('ddpm jobs samples needs a job id');
-      const view = await client.json<JobViewLite>('GET', `/jobs/${arg}`);
-      const sampleUrl = view.links.samples?.[0];
-      if (!sampleUrl) throw new CliUsageError(`job ${arg} has no samples (state ${view.state})`);
-      const out = path.resolve(String(values['out'] ?? `${arg}.png`));
-      await fs.writeFile(out, await client.bytes(new URL(sampleUrl).pathname));
-      print({ png: out, url: sampleUrl });
+      const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, type: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, offset: { type: 'string' } });
+      if (values['help'] === true) {
+        io.stdout(JOBS_USAGE);
+        return 0;
+      }
+      if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+      const query: ListQuery = {
+        ...(values['type'] !== undefined ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') } : {}),
+        ...(values['state'] !== undefined ? { state: parseChoice('state', values['state'], ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const, 'queued') } : {}),
+        ...(values['limit'] !== undefined ? { limit: String(parseInteger('limit', values['limit'], 20, { min: 1, max: 100 })) } : {}),
+        ...(values['offset'] !== undefined ? { offset: String(parseInteger('offset', values['offset'], 0, { min: 0, max: 999_999 })) } : {}),
+      };
+      print(await clientOf(values).list(query));
       return 0;
     }
     default:
-      throw new CliUsageError(`unknown jobs command ${JSON.stringify(verb)}; expected submit, status, cancel, list or samples`);
+      throw new CliUsageError(`unknown jobs command ${JSON.stringify(verb)}; expected submit, status, cancel, list, logs or samples`);
   }
 }

@@ -1,180 +1,163 @@
 /**
- * Sampling commands on a trained run (EMA weights unless --no-ema):
- * `ddpm sample` (grid), `ddpm progressive` (x̂_0 over time), `ddpm interpolate` (Sec. 4.4),
- * `ddpm shared-latent` (Fig. 7). Each writes a PNG and a JSON file of metadata beside it.
+ * Sampling commands on a trained run (EMA weights unless --no-ema): `ddpm sample` (a grid, or
+ * with --kind progressive a strip), `ddpm progressive` (x̂₀ over time), `ddpm interpolate`
+ * (Sec. 4.4), `ddpm shared-latent` (Fig. 7). Each writes a PNG and a JSON file of metadata beside
+ * it. The sample and progressive settings are the sample jobs' (one table in @ddpm/config).
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
+import { SAMPLE_SETTINGS, type SampleRequest, assertRequest, resolveSample, valuesOf } from '@ddpm/config';
 import { openDataset, readForModel } from '@ddpm/data';
 import {
   type LoadedModel,
   type Picture,
-  type SamplerSpec,
-  encodePng,
   interpolationFigure,
   loadModelFromCheckpoint,
-  progressiveStrip,
-  sampleGrid,
+  renderSamples,
+  savePicture,
   sharedLatentFigure,
 } from '@ddpm/engine';
+import { FileStore } from '@ddpm/storage';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger, parseIntegerList, parseNumber } from '../args';
+import { type OptionSpec, parseCommandArgs, parseInteger, parseIntegerList } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
+import { type FlagScope, type FlagValues, flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
+
+/** Every local sample setting; `ddpm progressive` fixes the kind. */
+const SAMPLE_FLAGS: FlagScope = { jobs: false };
+const PROGRESSIVE_FLAGS: FlagScope = { jobs: false, only: Object.keys(SAMPLE_SETTINGS).filter((name) => name !== 'kind') };
+/** What interpolation and shared-latent figures share with sampling: the noise seed and the weights. */
+const FIGURE_FLAGS: FlagScope = { jobs: false, only: ['seed', 'ema', 'step'] };
 
 const COMMON: OptionSpec = {
   checkpoint: { type: 'string' },
   out: { type: 'string' },
-  seed: { type: 'string' },
-  'no-ema': { type: 'boolean' },
   scale: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
-const COMMON_HELP = `  --checkpoint DIR   a run directory (newest valid checkpoint) or DIR/checkpoints/step-NNNNNNNNN
-  --out FILE.png     where to write the picture (FILE.json gets the metadata)
-  --seed S           noise seed (default 0): the same seed gives comparable pictures across checkpoints
-  --no-ema           use the raw weights instead of the EMA
-  --scale K          enlarge the PNG K times (nearest neighbour; default 2 for small images)
+const COMMON_HELP = `  --checkpoint DIR          a run directory (newest valid checkpoint, or --step) or DIR/checkpoints/step-NNNNNNNNN
+  --out FILE.png            where to write the picture (FILE.json gets the metadata)
+  --scale K                 enlarge the PNG K times (nearest neighbour; default 2 below 256 pixels)
 `;
 
-export const SAMPLE_USAGE = `Usage: ddpm sample --checkpoint DIR --n 64 [--steps S] [--sampler ancestral|ddim] [--eta E] --out grid.png
-${COMMON_HELP}  --n N              number of samples (default 64)
-  --steps S          sampling steps: all T by default; fewer means strided (ancestral) or DDIM steps
-  --sampler KIND     ancestral (Algorithm 2, default) | ddim
-  --eta E            DDIM's η (default 0)
-  --batch B          images per network batch (default 16)
+export const SAMPLE_USAGE = `Usage: ddpm sample --checkpoint DIR --out grid.png [options]
+${COMMON_HELP}  --batch B                 images per network batch (default 16)
+${flagUsage(SAMPLE_SETTINGS, SAMPLE_FLAGS)}
 `;
-export const PROGRESSIVE_USAGE = `Usage: ddpm progressive --checkpoint DIR --n 4 --every K [--steps S] --out strip.png
-${COMMON_HELP}  --n N              chains, one per row (default 4)
-  --every K          a frame of x̂_0 every K sampling steps (default: 10 frames)
-  --steps S          sampling steps (default all T)
+export const PROGRESSIVE_USAGE = `Usage: ddpm progressive --checkpoint DIR --out strip.png [options]   (= ddpm sample --kind progressive)
+${COMMON_HELP}${flagUsage(SAMPLE_SETTINGS, PROGRESSIVE_FLAGS)}
 `;
 export const INTERPOLATE_USAGE = `Usage: ddpm interpolate --checkpoint DIR [--dataset SPEC] [--a I --b J] [--t 250,500,750] [--lambdas 9] --out fig.png
-${COMMON_HELP}  --dataset SPEC     where the two source images come from (default: the run's dataset, test split when it has one)
-  --a I, --b J       indices of the two source images (default 0 and 1)
-  --t LIST           diffusion steps before mixing, one row each (default T/4, T/2, 3T/4)
-  --lambdas N        mixing weights per row, evenly from 0 to 1 (default 9)
+${COMMON_HELP}  --dataset SPEC            where the two source images come from (default: the run's dataset, test split when it has one)
+  --a I, --b J              indices of the two source images (default 0 and 1)
+  --t LIST                  diffusion steps before mixing, one row each (default T/4, T/2, 3T/4)
+  --lambdas N               mixing weights per row, evenly from 0 to 1 (default 9)
+${flagUsage(SAMPLE_SETTINGS, FIGURE_FLAGS)}
 `;
 export const SHARED_LATENT_USAGE = `Usage: ddpm shared-latent --checkpoint DIR [--splits 1000,750,500,250] [--n 6] --out fig.png
-${COMMON_HELP}  --splits LIST      latents x_t to split the chain at, one row each (default T, 3T/4, T/2, T/4)
-  --n N              continuations per split (default 6)
+${COMMON_HELP}  --splits LIST             latents x_t to split the chain at, one row each (default T, 3T/4, T/2, T/4)
+  --n N                     continuations per split (default 6)
+${flagUsage(SAMPLE_SETTINGS, FIGURE_FLAGS)}
 `;
 
 interface Loaded {
   readonly loaded: LoadedModel;
   readonly out: string;
-  readonly seed: number;
   readonly scale: number | undefined;
 }
 
-async function load(values: Record<string, string | boolean | undefined>, io: CliIo): Promise<Loaded> {
+/** Loads the checkpoint the flags name (the step from --step or from the path). */
+async function load(values: FlagValues, request: SampleRequest, io: CliIo): Promise<Loaded> {
   if (values['checkpoint'] === undefined) throw new CliUsageError('--checkpoint is required');
   if (values['out'] === undefined) throw new CliUsageError('--out is required');
   const out = path.resolve(String(values['out']));
   if (!out.toLowerCase().endsWith('.png')) throw new CliUsageError(`--out must name a .png file, got ${JSON.stringify(values['out'])}`);
-  const seed = parseInteger('seed', values['seed'], 0, { min: 0 });
   const scale = values['scale'] === undefined ? undefined : parseInteger('scale', values['scale'], 1, { min: 1, max: 16 });
   await initBackend();
   const location = runLocation(String(values['checkpoint']));
-  const loaded = await loadModelFromCheckpoint(location.store, location.prefix, {
-    ema: values['no-ema'] !== true,
-    ...(location.step !== undefined ? { step: location.step } : {}),
-  });
+  if (location.step !== undefined && request.step !== undefined && location.step !== request.step) {
+    throw new CliUsageError(`--checkpoint names step ${location.step} and --step ${request.step}; give one`);
+  }
+  const step = location.step ?? request.step;
+  const loaded = await loadModelFromCheckpoint(location.store, location.prefix, { ema: request.ema ?? true, ...(step !== undefined ? { step } : {}) });
   for (const s of loaded.skipped) io.stderr(`warning: ${s}; using an older checkpoint\n`);
   io.stderr(`checkpoint step ${loaded.ref.step} (${loaded.ema ? 'EMA' : 'raw'} weights): ${loaded.ref.url}\n`);
-  return { loaded, out, seed, scale };
+  return { loaded, out, scale };
 }
 
 async function write(io: CliIo, l: Loaded, picture: Picture, metadata: Record<string, unknown>): Promise<void> {
-  await fs.mkdir(path.dirname(l.out), { recursive: true });
-  await fs.writeFile(l.out, await encodePng(picture, l.scale ?? (picture.width < 256 ? 2 : 1)));
-  const meta = {
-    ...metadata,
-    checkpoint: l.loaded.ref.url,
-    step: l.loaded.ref.step,
-    ema: l.loaded.ema,
-    seed: l.seed,
-    width: picture.width,
-    height: picture.height,
-    createdAt: new Date().toISOString(),
-  };
-  await fs.writeFile(l.out.replace(/\.png$/i, '.json'), JSON.stringify(meta, null, 2) + '\n');
+  const store = new FileStore(path.dirname(l.out));
+  const described = { ...metadata, checkpoint: l.loaded.ref.url, step: l.loaded.ref.step, ema: l.loaded.ema };
+  await savePicture(store, path.basename(l.out).replace(/\.png$/i, ''), picture, described, l.scale);
+  await store.close();
   io.stderr(`wrote ${l.out}\n`);
-  io.stdout(JSON.stringify({ png: l.out, ...meta }) + '\n');
+  io.stdout(JSON.stringify({ png: l.out, ...described, width: picture.width, height: picture.height }) + '\n');
 }
 
-function samplerOf(values: Record<string, string | boolean | undefined>, T: number): SamplerSpec {
-  const kind = parseChoice('sampler', values['sampler'], ['ancestral', 'ddim'] as const, 'ancestral');
-  const steps = values['steps'] === undefined ? undefined : parseInteger('steps', values['steps'], T, { min: 1, max: T });
-  if (kind === 'ddim') return { kind, steps: steps ?? 50, eta: parseNumber('eta', values['eta'], 0) };
-  return steps === undefined ? { kind } : { kind, steps };
+/** `ddpm sample` and `ddpm progressive`: a resolved sample config, rendered by the engine as sample jobs are. */
+async function sampleWith(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal }, scope: FlagScope, usage: string, fixed: Partial<SampleRequest>): Promise<number> {
+  const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, scope), ...(scope.only ? {} : { batch: { type: 'string' } }) });
+  if (values['help'] === true) {
+    io.stdout(usage);
+    return 0;
+  }
+  const request = { ...requestFromFlags(SAMPLE_SETTINGS, values, scope), ...fixed };
+  assertRequest(SAMPLE_SETTINGS, request, 'sample');
+  const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 1024 });
+  const l = await load(values, request, io);
+  try {
+    const config = resolveSample(request, l.loaded.diffusion.numTimesteps);
+    const { picture, metadata } = await renderSamples(l.loaded.model, l.loaded.diffusion, config, {
+      batch,
+      ...(env.signal ? { signal: env.signal } : {}),
+      onProgress: lazyProgress(config.kind === 'grid' ? 'sample' : 'progressive', io.stderr, env.tty),
+    });
+    await write(io, l, picture, metadata);
+    return 0;
+  } finally {
+    l.loaded.model.dispose();
+  }
 }
 
 export async function sampleCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, n: { type: 'string' }, steps: { type: 'string' }, sampler: { type: 'string' }, eta: { type: 'string' }, batch: { type: 'string' } });
-  if (values['help'] === true) {
-    io.stdout(SAMPLE_USAGE);
-    return 0;
-  }
-  const n = parseInteger('n', values['n'], 64, { min: 1, max: 4096 });
-  const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 1024 });
-  const l = await load(values, io);
-  try {
-    const sampler = samplerOf(values, l.loaded.diffusion.numTimesteps);
-    const { picture } = await sampleGrid(l.loaded.model, l.loaded.diffusion, n, {
-      sampler,
-      seed: l.seed,
-      batch,
-      ...(env.signal ? { signal: env.signal } : {}),
-      onProgress: lazyProgress('sample', io.stderr, env.tty),
-    });
-    await write(io, l, picture, { kind: 'samples', count: n, sampler });
-    return 0;
-  } finally {
-    l.loaded.model.dispose();
-  }
+  return sampleWith(argv, io, env, SAMPLE_FLAGS, SAMPLE_USAGE, {});
 }
 
 export async function progressiveCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, n: { type: 'string' }, every: { type: 'string' }, steps: { type: 'string' } });
-  if (values['help'] === true) {
-    io.stdout(PROGRESSIVE_USAGE);
-    return 0;
-  }
-  const n = parseInteger('n', values['n'], 4, { min: 1, max: 64 });
-  const l = await load(values, io);
-  try {
-    const sampler = samplerOf(values, l.loaded.diffusion.numTimesteps);
-    const total = sampler.kind === 'ancestral' && sampler.steps ? sampler.steps : l.loaded.diffusion.numTimesteps;
-    const every = parseInteger('every', values['every'], Math.max(1, Math.floor(total / 10)), { min: 1, max: total });
-    const { picture, frames } = await progressiveStrip(l.loaded.model, l.loaded.diffusion, n, every, {
-      sampler,
-      seed: l.seed,
-      ...(env.signal ? { signal: env.signal } : {}),
-      onProgress: lazyProgress('progressive', io.stderr, env.tty),
-    });
-    await write(io, l, picture, { kind: 'progressive', chains: n, every, frames, sampler });
-    return 0;
-  } finally {
-    l.loaded.model.dispose();
-  }
+  return sampleWith(argv, io, env, PROGRESSIVE_FLAGS, PROGRESSIVE_USAGE, { kind: 'progressive' });
+}
+
+/** The figure commands' seed and weights, from the same rows as sampling's. */
+function figureRequest(values: FlagValues): { request: SampleRequest; seed: number } {
+  const request = requestFromFlags(SAMPLE_SETTINGS, values, FIGURE_FLAGS);
+  assertRequest(SAMPLE_SETTINGS, request, 'sample');
+  return { request, seed: valuesOf(SAMPLE_SETTINGS, request).seed };
 }
 
 export async function interpolateCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, dataset: { type: 'string' }, a: { type: 'string' }, b: { type: 'string' }, t: { type: 'string' }, lambdas: { type: 'string' } });
+  const { values } = parseCommandArgs(argv, {
+    ...COMMON,
+    ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS),
+    dataset: { type: 'string' },
+    a: { type: 'string' },
+    b: { type: 'string' },
+    t: { type: 'string' },
+    lambdas: { type: 'string' },
+  });
   if (values['help'] === true) {
     io.stdout(INTERPOLATE_USAGE);
     return 0;
   }
+  const { request, seed } = figureRequest(values);
   const a = parseInteger('a', values['a'], 0, { min: 0 });
   const b = parseInteger('b', values['b'], 1, { min: 0 });
   const lambdaCount = parseInteger('lambdas', values['lambdas'], 9, { min: 2, max: 64 });
-  const l = await load(values, io);
+  const l = await load(values, request, io);
   try {
     const T = l.loaded.diffusion.numTimesteps;
     const ts = parseIntegerList('t', values['t']) ?? [Math.round(T / 4), Math.round(T / 2), Math.round((3 * T) / 4)];
@@ -188,13 +171,12 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     const sourceA = tf.tensor4d(pixels.subarray(0, per), [1, imageSize, imageSize, inChannels]);
     const sourceB = tf.tensor4d(pixels.subarray(per), [1, imageSize, imageSize, inChannels]);
     const lambdas = Array.from({ length: lambdaCount }, (_, i) => i / (lambdaCount - 1));
-    const { picture } = await interpolationFigure(l.loaded.model, l.loaded.diffusion, sourceA, sourceB, ts, {
-      seed: l.seed,
-      lambdas,
-      ...(env.signal ? { signal: env.signal } : {}),
-    });
-    tf.dispose([sourceA, sourceB]);
-    await write(io, l, picture, { kind: 'interpolation', dataset: dataset.name, a, b, t: ts, lambdas });
+    try {
+      const { picture } = await interpolationFigure(l.loaded.model, l.loaded.diffusion, sourceA, sourceB, ts, { seed, lambdas, ...(env.signal ? { signal: env.signal } : {}) });
+      await write(io, l, picture, { kind: 'interpolation', dataset: dataset.name, a, b, t: ts, lambdas, seed });
+    } finally {
+      tf.dispose([sourceA, sourceB]);
+    }
     return 0;
   } finally {
     l.loaded.model.dispose();
@@ -202,22 +184,20 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
 }
 
 export async function sharedLatentCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, splits: { type: 'string' }, n: { type: 'string' } });
+  const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS), splits: { type: 'string' }, n: { type: 'string' } });
   if (values['help'] === true) {
     io.stdout(SHARED_LATENT_USAGE);
     return 0;
   }
+  const { request, seed } = figureRequest(values);
   const n = parseInteger('n', values['n'], 6, { min: 1, max: 64 });
-  const l = await load(values, io);
+  const l = await load(values, request, io);
   try {
     const T = l.loaded.diffusion.numTimesteps;
     const splits = parseIntegerList('splits', values['splits']) ?? [T, Math.round((3 * T) / 4), Math.round(T / 2), Math.round(T / 4)];
     for (const t of splits) if (t < 0 || t > T) throw new CliUsageError(`--splits: ${t} is outside [0, ${T}]`);
-    const { picture } = await sharedLatentFigure(l.loaded.model, l.loaded.diffusion, splits, n, {
-      seed: l.seed,
-      ...(env.signal ? { signal: env.signal } : {}),
-    });
-    await write(io, l, picture, { kind: 'shared-latent', splits, continuations: n });
+    const { picture } = await sharedLatentFigure(l.loaded.model, l.loaded.diffusion, splits, n, { seed, ...(env.signal ? { signal: env.signal } : {}) });
+    await write(io, l, picture, { kind: 'shared-latent', splits, continuations: n, seed });
     return 0;
   } finally {
     l.loaded.model.dispose();

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 
-import { ApiClient, type JobViewLite } from '../api-client';
+import { ApiClient } from '../api-client';
 import { parseCommandArgs, parseInteger } from '../args';
 import { type CliIo } from '../cli-io';
 import { findOnPath, freePort } from '../local-services';
@@ -118,16 +118,9 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       dataset = 'procedural:shapes?channels=1';
       io.stderr(`Fashion-MNIST not found in ${FASHION_MNIST_DIR}; training on the procedural dataset\n`);
     }
-    const train = await client.json<JobViewLite>('POST', '/jobs/train', {
-      dataset,
-      preset: 'micro32',
-      steps,
-      batchSize: 16,
-      learningRate: 1e-3,
-      warmupSteps: 20,
-      emaDecay: 0.995,
-      emaWarmup: true,
-      checkpointEvery: 50,
+    const train = await client.submit({
+      type: 'train',
+      body: { dataset, preset: 'micro32', steps, batchSize: 16, learningRate: 1e-3, warmupSteps: 20, emaDecay: 0.995, emaWarmup: true, checkpointEvery: 50 },
     });
     io.stderr(`POST /jobs/train → ${train.id}\n`);
     const trained = await waitForJob(client, train.id, io, env.tty, 'train');
@@ -135,7 +128,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       io.stderr(`the train job ended ${trained.state}: ${trained.error ?? ''}\n`);
       return 1;
     }
-    const sample = await client.json<JobViewLite>('POST', '/jobs/sample', { trainJobId: train.id, count: 16, steps: 100, seed: 0 });
+    const sample = await client.submit({ type: 'sample', body: { trainJobId: train.id, count: 16, steps: 100, seed: 0 } });
     io.stderr(`POST /jobs/sample → ${sample.id}\n`);
     const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample');
     if (sampled.state !== 'completed') {
@@ -143,7 +136,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       return 1;
     }
     const url = `${api}/samples/${sample.id}`;
-    const png = await client.bytes(`/samples/${sample.id}`);
+    const png = await client.sample(sample.id);
     const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
     const summary = {
       trainJob: train.id,

@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { resolveTrainJob } from '@ddpm/config';
 import { FASHION_MNIST_DIR, openDataset } from '@ddpm/data';
 
 import { evaluateNll } from '../evaluation';
@@ -27,16 +28,18 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
   const { store, cleanup } = await tempStore();
   try {
     const trainer = await Trainer.open(
-      {
+      resolveTrainJob({
         dataset: 'fashion-mnist',
-        model: { preset: 'micro32' },
-        optimizer: { learningRate: 1e-3, warmupSteps: 20 },
-        ema: { decay: 0.995, warmup: true },
+        preset: 'micro32',
+        learningRate: 1e-3,
+        warmupSteps: 20,
+        emaDecay: 0.995,
+        emaWarmup: true,
         batchSize: 16,
         steps: 150,
         checkpointEvery: 1_000_000,
         seed: 1,
-      },
+      }).train,
       { store, prefix: 'run' },
     );
     const test = await openDataset('fashion-mnist?split=test');

@@ -1,0 +1,58 @@
+/**
+ * `ddpm settings [train|sample|eval] [--markdown|--json]`: the settings tables of @ddpm/config,
+ * as the README shows them (--markdown), as data (--json), or as flags (the default).
+ */
+import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, defaultText, settingsMarkdown } from '@ddpm/config';
+
+import { parseCommandArgs } from '../args';
+import { type CliIo, CliUsageError } from '../cli-io';
+import { flagUsage } from '../settings-flags';
+
+export const SETTINGS_TABLES: Readonly<Record<'train' | 'sample' | 'eval', SettingTable>> = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS };
+
+export const SETTINGS_USAGE = `Usage: ddpm settings [train|sample|eval] [--markdown | --json]
+
+Every setting of a job: its request field, CLI flag, default (and the paper's value), meaning and
+where it lands in the effective config. One table serves the HTTP API, ddpm train / sample and
+ddpm jobs submit. --markdown prints the README's tables; --json the settings as data.
+`;
+
+export async function settingsCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+  if (values['help'] === true) {
+    io.stdout(SETTINGS_USAGE);
+    return 0;
+  }
+  const names = positionals.length === 0 ? (Object.keys(SETTINGS_TABLES) as (keyof typeof SETTINGS_TABLES)[]) : positionals;
+  for (const name of names) {
+    if (!Object.prototype.hasOwnProperty.call(SETTINGS_TABLES, name)) throw new CliUsageError(`unknown settings table ${JSON.stringify(name)}; expected train, sample or eval`);
+  }
+  const tables = names.map((name) => [name, SETTINGS_TABLES[name as keyof typeof SETTINGS_TABLES]] as const);
+  if (values['json'] === true) {
+    const data = Object.fromEntries(
+      tables.map(([name, table]) => [
+        name,
+        Object.entries(table).map(([field, s]) => ({
+          field,
+          flag: `--${s.flag}`,
+          path: s.path,
+          presence: s.presence,
+          ...(s.presence === 'default' ? { default: s.default } : {}),
+          ...(s.paper ? { paper: s.paper } : {}),
+          ...(s.differsFromPaper ? { differsFromPaper: s.differsFromPaper } : {}),
+          ...(s.whenAbsent ? { whenAbsent: s.whenAbsent } : {}),
+          help: s.help,
+          defaultText: defaultText(s),
+          schema: s.schema,
+          ...(s.scope ? { scope: s.scope } : {}),
+        })),
+      ]),
+    );
+    io.stdout(JSON.stringify(data, null, 2) + '\n');
+  } else if (values['markdown'] === true) {
+    io.stdout(tables.map(([, table]) => settingsMarkdown(table)).join('\n'));
+  } else {
+    io.stdout(tables.map(([name, table]) => `${name}:\n${flagUsage(table, { jobs: true })}\n`).join('\n'));
+  }
+  return 0;
+}

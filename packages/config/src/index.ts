@@ -1,0 +1,51 @@
+/**
+ * @ddpm/config — the one table of job settings and the configurations jobs run with. Tensor-free:
+ * the API, the CLI, the worker and the engine all import it without loading TensorFlow.js.
+ */
+export {
+  type Presence,
+  type RequestOf,
+  type RequestProperties,
+  type Setting,
+  type SettingTable,
+  type ValuesOf,
+  assertRequest,
+  checkRequest,
+  defaultText,
+  expectation,
+  literalUnion,
+  literalsOf,
+  problemWith,
+  requestSchema,
+  valueAt,
+  valuesOf,
+} from './setting';
+export { flagText, settingsMarkdown } from './settings-markdown';
+export { SAMPLER_KINDS, SAMPLER_SETTINGS, type SamplerKind, SamplerSpec, resolveSampler } from './sampler-settings';
+export { TRAIN_SETTINGS, type TrainSettings } from './train-settings';
+export {
+  FinalGridConfig,
+  GroupConfig,
+  TrainConfig,
+  TrainJobConfig,
+  TrainRequest,
+  resolveTrainJob,
+  resumedConfig,
+  unetConfigOf,
+  validateTrainConfig,
+  validateTrainJobConfig,
+} from './train-config';
+export {
+  JOB_ID_PATTERN,
+  SAMPLE_JOB_SETTINGS,
+  SAMPLE_KINDS,
+  SAMPLE_SETTINGS,
+  SampleConfig,
+  SampleJobConfig,
+  SampleJobRequest,
+  type SampleKind,
+  type SampleRequest,
+  resolveSample,
+  resolveSampleJob,
+} from './sample-settings';
+export { EVAL_JOB_SETTINGS, EVAL_METRICS, EvalJobConfig, EvalJobRequest, type EvalMetric, resolveEvalJob } from './eval-settings';

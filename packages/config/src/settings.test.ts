@@ -1,0 +1,171 @@
+import { Value } from '@sinclair/typebox/value';
+
+import { EVAL_JOB_SETTINGS, resolveEvalJob } from './eval-settings';
+import { SAMPLE_JOB_SETTINGS, SAMPLE_SETTINGS, resolveSample, resolveSampleJob } from './sample-settings';
+import { type SettingTable, checkRequest, problemWith, valueAt } from './setting';
+import { TrainJobConfig, TrainRequest, resolveTrainJob, resumedConfig, validateTrainConfig, validateTrainJobConfig } from './train-config';
+import { TRAIN_SETTINGS } from './train-settings';
+
+const tiny = { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3 } as const;
+
+/** A valid value for each setting that differs from its default, to see where it lands. */
+const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
+  dataset: 'fashion-mnist?split=test',
+  preset: 'tiny32',
+  steps: 77,
+  batchSize: 12,
+  accumulation: 3,
+  learningRate: 3e-4,
+  warmupSteps: 17,
+  gradClipNorm: 2.5,
+  adamBeta1: 0.8,
+  adamBeta2: 0.99,
+  adamEpsilon: 1e-6,
+  emaDecay: 0.995,
+  emaWarmup: true,
+  dropout: 0.2,
+  schedule: 'quadratic',
+  timesteps: 400,
+  betaStart: 2e-4,
+  betaEnd: 0.03,
+  meanType: 'xstart',
+  varianceType: 'fixedsmall',
+  lossType: 'weighted-mse',
+  randomFlip: false,
+  seed: 9,
+  checkpointEvery: 5,
+  keepCheckpoints: 7,
+  sampleCount: 4,
+  sampleSampler: 'ddim',
+  sampleSteps: 40,
+  sampleEta: 0.5,
+  sampleSeed: 11,
+  workers: 2,
+};
+
+describe('the train settings table', () => {
+  it('resolves a minimal request with every default filled in, from the table', () => {
+    const config = resolveTrainJob(tiny);
+    expect(Value.Check(TrainJobConfig, config)).toBe(true);
+    for (const [name, setting] of Object.entries(TRAIN_SETTINGS) as [string, (typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]][]) {
+      // η exists only in a DDIM sampler's resolved spec.
+      if (setting.presence === 'default' && name !== 'sampleEta') expect([name, valueAt(config, setting.path)]).toEqual([name, setting.default]);
+    }
+    expect(config.train.model).toEqual({ preset: 'micro32' });
+    expect(config.finalGrid.sampler).toEqual({ kind: 'ancestral', steps: 1000 });
+  });
+
+  it('puts every setting exactly where its row says', () => {
+    const request = Object.fromEntries(Object.entries(DISTINCT)) as TrainRequest;
+    const config = resolveTrainJob(request);
+    for (const [name, setting] of Object.entries(TRAIN_SETTINGS)) {
+      expect([name, valueAt(config, setting.path)]).toEqual([name, DISTINCT[name as keyof typeof DISTINCT]]);
+    }
+    expect(Object.keys(DISTINCT).sort()).toEqual(Object.keys(TRAIN_SETTINGS).sort());
+  });
+
+  it.each([
+    ['train', TRAIN_SETTINGS],
+    ['sample job', SAMPLE_JOB_SETTINGS],
+    ['eval job', EVAL_JOB_SETTINGS],
+  ] as [string, SettingTable][])('%s: flags are unique, defaults are valid, and a default that is not the paper says why', (_name, table) => {
+    const flags = Object.values(table).map((s) => s.flag);
+    expect(new Set(flags).size).toBe(flags.length);
+    for (const [name, s] of Object.entries(table)) {
+      if (s.presence === 'default') expect([name, problemWith(name, s, s.default)]).toEqual([name, undefined]);
+      if (s.paper) expect([name, problemWith(name, s, s.paper.value)]).toEqual([name, undefined]);
+      const differs = s.presence === 'default' && s.paper !== undefined && !Value.Equal(s.paper.value, s.default);
+      expect([name, differs]).toEqual([name, s.differsFromPaper !== undefined]);
+      if (s.presence === 'optional') expect(s.whenAbsent).toBeTruthy();
+      if (s.presence !== 'default') expect(s.default).toBeUndefined();
+    }
+  });
+
+  it('differs from the paper only where it says so: the batch size', () => {
+    expect(Object.entries(TRAIN_SETTINGS).filter(([, s]) => 'differsFromPaper' in s && s.differsFromPaper).map(([n]) => n)).toEqual(['batchSize']);
+  });
+
+  it.each([
+    [{ batchSize: 0 }, 'batchSize must be an integer in [1, 4096], got 0'],
+    [{ learningRate: 1 }, 'learningRate must be a number in (0, 1), got 1'],
+    [{ schedule: 'sigmoid' }, 'schedule must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"'],
+    [{ emaWarmup: 'yes' }, 'emaWarmup must be true or false, got "yes"'],
+    [{ colour: 'red' }, /train request has no setting "colour"; it takes dataset, preset/],
+    [{ batchSize: 6, accumulation: 4 }, 'batchSize 6 must be divisible by accumulation 4'],
+    [{ varianceType: 'learned' }, /no training signal/],
+    [{ dataset: 'procedural:shapes?colour=red' }, 'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed'],
+    [{ sampleEta: 0.3 }, 'sampleEta applies to the ddim sampler only'],
+    [{ timesteps: 100, sampleSteps: 101 }, "sampleSteps 101 exceeds the model's T = 100 diffusion steps"],
+    [{ preset: 'tiny32', dropout: 0.99999 }, null],
+  ])('refuses %j with a message naming the setting', (extra, message) => {
+    const attempt = (): unknown => resolveTrainJob({ ...tiny, ...extra } as TrainRequest);
+    if (message === null) {
+      expect(attempt).not.toThrow();
+      return;
+    }
+    expect(attempt).toThrow(message);
+    try {
+      attempt();
+    } catch (err) {
+      expect(err).toMatchObject({ kind: 'invalid', permanent: true });
+    }
+  });
+
+  it('refuses a request without a required setting, naming it', () => {
+    expect(() => checkRequest(TRAIN_SETTINGS, { dataset: 'fashion-mnist', preset: 'micro32' }, 'train')).toThrow('train request needs steps: optimizer steps of the run');
+  });
+
+  it('checks bounds of configurations that did not come through a request (a queue, a checkpoint)', () => {
+    const config = resolveTrainJob(tiny);
+    expect(() => validateTrainConfig({ ...config.train, batchSize: 100_000 })).toThrow('batchSize (train.batchSize) must be an integer in [1, 4096], got 100000');
+    expect(() => validateTrainConfig({ ...config.train, optimizer: { ...config.train.optimizer, learningRate: -1 } })).toThrow(/learningRate \(train.optimizer.learningRate\) must be a number in \(0, 1\)/);
+    expect(() => validateTrainConfig({ ...config.train, surprise: 1 } as never)).toThrow(/training configuration is malformed/);
+    expect(() => validateTrainJobConfig({ ...config, group: { workers: 0 } })).toThrow(/workers \(group.workers\) must be an integer in \[1, 256\]/);
+    expect(() => validateTrainJobConfig(config)).not.toThrow();
+  });
+
+  it('resumes with the stored configuration, the new length and cadence, and names what it kept', () => {
+    const stored = resolveTrainJob({ ...tiny, learningRate: 1e-3 }).train;
+    const requested = resolveTrainJob({ ...tiny, steps: 50, checkpointEvery: 5, batchSize: 8 }).train;
+    const { config, ignored } = resumedConfig(stored, requested);
+    expect(config).toEqual({ ...stored, steps: 50, checkpointEvery: 5 });
+    expect(ignored).toEqual(['optimizer.learningRate: 0.0002 requested, 0.001 kept', 'batchSize: 8 requested, 16 kept']);
+    expect(resumedConfig(stored, { ...stored, steps: 9 }).ignored).toEqual([]);
+  });
+});
+
+describe('the sample settings', () => {
+  it('shares the sampler rows with the train job’s final grid', () => {
+    for (const name of ['sampler', 'steps', 'eta', 'seed'] as const) {
+      const own = SAMPLE_SETTINGS[name];
+      const grid = TRAIN_SETTINGS[`sample${name[0]!.toUpperCase()}${name.slice(1)}` as 'sampleSteps'];
+      expect([name, own.schema, own.presence, own.default]).toEqual([name, grid.schema, grid.presence, grid.default]);
+      expect(grid.flag).toBe(`sample-${own.flag}`);
+      expect(grid.path).toBe(`finalGrid.${own.path}`);
+    }
+  });
+
+  it('resolves defaults that depend on the kind and on T', () => {
+    expect(resolveSample({}, 1000)).toEqual({ kind: 'grid', count: 16, sampler: { kind: 'ancestral', steps: 1000 }, seed: 0, ema: true });
+    expect(resolveSample({ kind: 'progressive', steps: 50 }, 1000)).toEqual({ kind: 'progressive', count: 4, sampler: { kind: 'ancestral', steps: 50 }, seed: 0, ema: true, every: 5 });
+    expect(resolveSample({ sampler: 'ddim', step: 3, ema: false }, 20)).toEqual({ step: 3, kind: 'grid', count: 16, sampler: { kind: 'ddim', steps: 20, eta: 0 }, seed: 0, ema: false });
+    expect(resolveSampleJob({ trainJobId: 'train-x', count: 2 }, 10)).toMatchObject({ trainJobId: 'train-x', count: 2 });
+  });
+
+  it.each([
+    [{ every: 5 }, 'every applies to progressive sampling only (kind "progressive")'],
+    [{ kind: 'progressive', sampler: 'ddim' }, 'progressive sampling uses the ancestral sampler (Algorithm 2)'],
+    [{ kind: 'progressive', steps: 10, every: 11 }, 'every 11 exceeds the 10 sampling steps'],
+    [{ steps: 1001 }, "steps 1001 exceeds the model's T = 1000 diffusion steps"],
+    [{ eta: 1 }, 'eta applies to the ddim sampler only'],
+    [{ count: 0 }, 'count must be an integer in [1, 1024], got 0'],
+  ])('refuses %j', (request, message) => {
+    expect(() => resolveSample(request as never, 1000)).toThrow(message);
+  });
+
+  it('resolves eval jobs, checking the dataset spec', () => {
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'] })).toEqual({ trainJobId: 'train-a', metrics: ['nll'] });
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' })).toThrow(/unknown dataset kind "imagenet"/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fid', 'fid'] } as never)).toThrow(/metrics must be a list of 1 to 3 distinct values/);
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * The configuration a training job runs with, resolved once from its request (at the API's door,
+ * or by `ddpm train`): every default filled in, every bound and combination checked. `train` is
+ * what checkpoints store (it does not depend on the world size); `finalGrid` and `group` are how
+ * this job uses it.
+ */
+import { parseDatasetSpec } from '@ddpm/data/spec';
+import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES, isLearnedVariance, validateModelling } from '@ddpm/diffusion/config';
+import { BETA_SCHEDULE_KINDS, betaSchedule } from '@ddpm/diffusion/schedule';
+import { type UNetConfig, validateUNetConfig } from '@ddpm/unet/config';
+import { PRESET_NAMES, preset } from '@ddpm/unet/presets';
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+import { configError } from './errors';
+import { SamplerSpec, resolveSampler } from './sampler-settings';
+import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
+import { TRAIN_SETTINGS } from './train-settings';
+
+/** The body of `POST /jobs/train`, derived from the settings table. */
+export const TrainRequest = requestSchema(TRAIN_SETTINGS, 'a training job: what to train, on what, how long; every field left out takes its default');
+export type TrainRequest = RequestOf<typeof TRAIN_SETTINGS>;
+
+/**
+ * One training run's configuration, as checkpoints store it. The resolved schemas give shapes and
+ * types; the bounds are the settings table's alone (checkResolved reads them there).
+ */
+export const TrainConfig = Type.Object(
+  {
+    dataset: Type.String(),
+    model: Type.Object(
+      {
+        preset: literalUnion(PRESET_NAMES),
+        overrides: Type.Optional(Type.Object({ dropout: Type.Optional(Type.Number()) }, { additionalProperties: false })),
+      },
+      { additionalProperties: false },
+    ),
+    diffusion: Type.Object(
+      {
+        schedule: Type.Object(
+          { kind: literalUnion(BETA_SCHEDULE_KINDS), numTimesteps: Type.Integer(), betaStart: Type.Number(), betaEnd: Type.Number() },
+          { additionalProperties: false },
+        ),
+        meanType: literalUnion(MEAN_TYPES),
+        varianceType: literalUnion(VARIANCE_TYPES),
+        lossType: literalUnion(LOSS_TYPES),
+      },
+      { additionalProperties: false },
+    ),
+    optimizer: Type.Object(
+      { learningRate: Type.Number(), warmupSteps: Type.Integer(), beta1: Type.Number(), beta2: Type.Number(), epsilon: Type.Number(), gradClipNorm: Type.Number() },
+      { additionalProperties: false },
+    ),
+    ema: Type.Object({ decay: Type.Number(), warmup: Type.Boolean() }, { additionalProperties: false }),
+    /** Images per optimizer step (the global batch). */
+    batchSize: Type.Integer(),
+    /** Micro-batches per step: each holds batchSize / accumulation images. */
+    accumulation: Type.Integer(),
+    steps: Type.Integer(),
+    checkpointEvery: Type.Integer(),
+    keepCheckpoints: Type.Integer(),
+    seed: Type.Integer(),
+    randomFlip: Type.Boolean(),
+  },
+  { additionalProperties: false, description: "one training run's configuration, as its checkpoints store it" },
+);
+export type TrainConfig = Static<typeof TrainConfig>;
+
+export const FinalGridConfig = Type.Object(
+  { count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer() },
+  { additionalProperties: false, description: 'the EMA sample grid drawn when training ends (count 0: none)' },
+);
+export type FinalGridConfig = Static<typeof FinalGridConfig>;
+
+export const GroupConfig = Type.Object({ workers: Type.Integer() }, { additionalProperties: false, description: 'the data-parallel group' });
+export type GroupConfig = Static<typeof GroupConfig>;
+
+export const TrainJobConfig = Type.Object(
+  { train: TrainConfig, finalGrid: FinalGridConfig, group: GroupConfig },
+  { additionalProperties: false, description: 'the effective configuration of a train job, every default filled in' },
+);
+export type TrainJobConfig = Static<typeof TrainJobConfig>;
+
+/** Resolves a train request: defaults from the table, then every bound and combination checked. */
+export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
+  checkRequest(TRAIN_SETTINGS, request, 'train');
+  const v = valuesOf(TRAIN_SETTINGS, request);
+  const train: TrainConfig = {
+    dataset: v.dataset,
+    model: { preset: v.preset, ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}) },
+    diffusion: {
+      schedule: { kind: v.schedule, numTimesteps: v.timesteps, betaStart: v.betaStart, betaEnd: v.betaEnd },
+      meanType: v.meanType,
+      varianceType: v.varianceType,
+      lossType: v.lossType,
+    },
+    optimizer: {
+      learningRate: v.learningRate,
+      warmupSteps: v.warmupSteps,
+      beta1: v.adamBeta1,
+      beta2: v.adamBeta2,
+      epsilon: v.adamEpsilon,
+      gradClipNorm: v.gradClipNorm,
+    },
+    ema: { decay: v.emaDecay, warmup: v.emaWarmup },
+    batchSize: v.batchSize,
+    accumulation: v.accumulation,
+    steps: v.steps,
+    checkpointEvery: v.checkpointEvery,
+    keepCheckpoints: v.keepCheckpoints,
+    seed: v.seed,
+    randomFlip: v.randomFlip,
+  };
+  validateTrainConfig(train);
+  const sampler = resolveSampler({ sampler: v.sampleSampler, steps: v.sampleSteps, eta: v.sampleEta }, v.timesteps, {
+    steps: 'sampleSteps',
+    eta: 'sampleEta',
+    etaGiven: request.sampleEta !== undefined,
+  });
+  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group: { workers: v.workers } };
+  validateTrainJobConfig(config);
+  return config;
+}
+
+/**
+ * Checks a run configuration from anywhere (just resolved, from a queue, from a checkpoint): its
+ * shape, every setting's bounds at its place, and the combinations no bound can express.
+ */
+export function validateTrainConfig(config: TrainConfig): void {
+  if (!Value.Check(TrainConfig, config)) {
+    const first = Value.Errors(TrainConfig, config).First();
+    throw configError(`training configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`);
+  }
+  checkResolved(TRAIN_SETTINGS, config, 'train.');
+  parseDatasetSpec(config.dataset);
+  if (config.batchSize % config.accumulation !== 0) {
+    throw configError(`batchSize ${config.batchSize} must be divisible by accumulation ${config.accumulation}`);
+  }
+  try {
+    validateModelling(config.diffusion.meanType, config.diffusion.varianceType, config.diffusion.lossType);
+    betaSchedule(config.diffusion.schedule);
+    unetConfigOf(config);
+  } catch (err) {
+    throw configError((err as Error).message, { cause: err });
+  }
+}
+
+/** Checks a whole train job configuration (as the worker receives it). */
+export function validateTrainJobConfig(config: TrainJobConfig): void {
+  if (!Value.Check(TrainJobConfig, config)) {
+    const first = Value.Errors(TrainJobConfig, config).First();
+    throw configError(`train job configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`);
+  }
+  validateTrainConfig(config.train);
+  checkResolved(TRAIN_SETTINGS, config.finalGrid, 'finalGrid.');
+  checkResolved(TRAIN_SETTINGS, config.group, 'group.');
+  if (config.finalGrid.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
+    throw configError(`sampleSteps ${config.finalGrid.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
+  }
+}
+
+/** The U-Net of a run: its preset, the dropout override, and twice the channels out for learned variances. */
+export function unetConfigOf(config: TrainConfig): UNetConfig {
+  const base = preset(config.model.preset, config.model.overrides ?? {});
+  const factor = isLearnedVariance(config.diffusion.varianceType) ? 2 : 1;
+  return validateUNetConfig({ ...base, outChannels: base.inChannels * factor });
+}
+
+/**
+ * The configuration a resumed run continues with: the stored one, with the length and checkpoint
+ * cadence of the new request (the only things a resumed run may change); and where the request
+ * asked for something else, for the caller to report (a resumed job keeps its stored config and
+ * says so).
+ */
+export function resumedConfig(stored: TrainConfig, requested: TrainConfig): { config: TrainConfig; ignored: string[] } {
+  const config: TrainConfig = { ...stored, steps: requested.steps, checkpointEvery: requested.checkpointEvery, keepCheckpoints: requested.keepCheckpoints };
+  const ignored: string[] = [];
+  const walk = (kept: unknown, asked: unknown, path: string): void => {
+    if (typeof kept === 'object' && kept !== null && typeof asked === 'object' && asked !== null) {
+      for (const key of new Set([...Object.keys(kept), ...Object.keys(asked)])) {
+        walk((kept as Record<string, unknown>)[key], (asked as Record<string, unknown>)[key], path === '' ? key : `${path}.${key}`);
+      }
+    } else if (!Value.Equal(kept, asked)) {
+      ignored.push(`${path}: ${JSON.stringify(asked) ?? 'nothing'} requested, ${JSON.stringify(kept) ?? 'nothing'} kept`);
+    }
+  };
+  walk(config, requested, '');
+  return { config, ignored };
+}

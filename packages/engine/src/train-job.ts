@@ -1,0 +1,108 @@
+/**
+ * A whole training job as the worker's child and `ddpm train` both run it: open (or resume) the
+ * run, train to its length with checkpoints, then draw the EMA sample grid the job asked for.
+ */
+import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
+import { type ObjectStore } from '@ddpm/storage';
+
+import { type CheckpointRef } from './checkpoint';
+import { savePicture } from './images';
+import { sampleGrid } from './sampling';
+import { type StepStats, Trainer } from './trainer';
+
+export interface TrainJobOptions {
+  readonly store: ObjectStore;
+  /** Key prefix of the run's checkpoints. */
+  readonly prefix: string;
+  /** Continue the run under `prefix` from its newest valid checkpoint (default true). */
+  readonly resume?: boolean;
+  readonly backendName?: string;
+  readonly signal?: AbortSignal;
+  /** Storage key, without extension, of the final grid (`.png` and `.json` are written). */
+  readonly gridKey: (step: number) => string;
+  /** Added to the grid's JSON metadata (e.g. the job id). */
+  readonly gridMetadata?: Readonly<Record<string, unknown>>;
+  /** Human-readable events: start or resume, settings a resumed run kept, checkpoints, the grid. */
+  readonly onLog?: (line: string) => void;
+  readonly onStart?: (trainer: Trainer) => void;
+  readonly onStep?: (stats: StepStats) => void | Promise<void>;
+  readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
+  /** Progress of the final grid, in sampling steps. */
+  readonly onSampling?: (done: number, total: number) => void;
+}
+
+export interface TrainJobOutcome {
+  readonly status: 'completed' | 'stopped';
+  readonly step: number;
+  readonly checkpoint?: CheckpointRef;
+  readonly grid?: { readonly key: string; readonly url: string; readonly count: number; readonly sampler: SamplerSpec; readonly seed: number };
+  readonly resumedFrom?: { readonly step: number; readonly ignored: readonly string[] };
+}
+
+export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptions): Promise<TrainJobOutcome> {
+  const log = options.onLog ?? (() => undefined);
+  const trainer = await Trainer.open(config.train, {
+    store: options.store,
+    prefix: options.prefix,
+    ...(options.resume !== undefined ? { resume: options.resume } : {}),
+    ...(options.backendName ? { backendName: options.backendName } : {}),
+    onWarning: (w) => log(`warning: ${w}`),
+  });
+  try {
+    const c = trainer.config;
+    log(
+      `${trainer.resumedFrom ? `resuming from step ${trainer.resumedFrom.step}` : 'starting'}: ${c.model.preset} ` +
+        `(${trainer.unet.numParams.toLocaleString('en-US')} parameters) on ${trainer.dataset.name} (${trainer.dataset.size} images), ` +
+        `${c.steps} steps of batch ${c.batchSize}${options.backendName ? `, backend ${options.backendName}` : ''}, checkpoints in ${options.store.urlOf(options.prefix)}`,
+    );
+    if (trainer.ignoredOnResume.length > 0) {
+      log(`the run keeps its stored configuration; ignored from this request: ${trainer.ignoredOnResume.join('; ')}`);
+    }
+    options.onStart?.(trainer);
+    const result = await trainer.run({
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onStep ? { onStep: options.onStep } : {}),
+      onCheckpoint: async (ref, reason, seconds) => {
+        log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
+        await options.onCheckpoint?.(ref, reason, seconds);
+      },
+    });
+    const outcome: TrainJobOutcome = {
+      status: result.status,
+      step: result.step,
+      ...(result.checkpoint ? { checkpoint: result.checkpoint } : {}),
+      ...(trainer.resumedFrom ? { resumedFrom: { step: trainer.resumedFrom.step, ignored: trainer.ignoredOnResume } } : {}),
+    };
+    if (result.status === 'stopped') {
+      log(`stopped at step ${result.step}`);
+      return outcome;
+    }
+    const { count, seed } = config.finalGrid;
+    if (count === 0) return outcome;
+    // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
+    const T = trainer.diffusion.numTimesteps;
+    const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };
+    log(`sampling ${count} images from the EMA weights (${sampler.kind}, ${sampler.steps} steps, seed ${seed})`);
+    const { picture } = await sampleGrid(trainer.ema, trainer.diffusion, count, {
+      sampler,
+      seed,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onSampling ? { onProgress: options.onSampling } : {}),
+    });
+    const key = options.gridKey(result.step);
+    const url = await savePicture(options.store, key, picture, {
+      ...options.gridMetadata,
+      kind: 'grid',
+      step: result.step,
+      ...(result.checkpoint ? { checkpoint: result.checkpoint.url } : {}),
+      count,
+      sampler,
+      seed,
+      ema: true,
+    });
+    log(`sample grid: ${url}`);
+    return { ...outcome, grid: { key, url, count, sampler, seed } };
+  } finally {
+    trainer.dispose();
+  }
+}
