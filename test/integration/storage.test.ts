@@ -1,15 +1,17 @@
 /**
- * The same storage contract on file:// and on s3:// against a real S3 HTTP endpoint (s3rver),
- * including a checkpoint larger than the multipart threshold written and verified through the
- * engine's checkpoint code.
+ * The ObjectStore contract (packages/storage/src/test-support.ts; its file:// run is the unit
+ * test) on s3:// against a real S3 HTTP endpoint (s3rver), and a checkpoint larger than the
+ * multipart threshold written and verified through the engine's checkpoint code on both stores.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { type CheckpointFiles, listCheckpoints, readCheckpoint, writeCheckpoint } from '@ddpm/engine';
+import { type CheckpointFiles, listCheckpoints, readCheckpoint, writeCheckpoint } from '@ddpm/engine/checkpoints';
 import { FileStore, type ObjectStore, S3Store, openStore } from '@ddpm/storage';
+
+import { describeObjectStoreContract } from '../../packages/storage/src/test-support';
 
 import { type S3Endpoint, startS3rver } from './s3rver-support';
 
@@ -26,48 +28,29 @@ afterAll(async () => {
 
 const MIB = 1024 * 1024;
 
-const stores: [string, () => ObjectStore][] = [
-  ['file://', () => new FileStore(dir)],
-  [
-    's3://',
-    () =>
-      new S3Store({
-        bucket: s3.bucket,
-        prefix: 'runs',
-        endpoint: s3.endpoint,
-        credentials: s3.credentials,
-        // Low thresholds so the test exercises multipart uploads without huge objects.
-        multipartThreshold: 6 * MIB,
-        partSize: 5 * MIB,
-      }),
-  ],
-];
+function s3Store(): S3Store {
+  return new S3Store({
+    bucket: s3.bucket,
+    prefix: 'runs',
+    endpoint: s3.endpoint,
+    credentials: s3.credentials,
+    // Low thresholds so the test exercises multipart uploads without huge objects.
+    multipartThreshold: 6 * MIB,
+    partSize: 5 * MIB,
+  });
+}
 
-describe.each(stores)('the %s store', (_name, make) => {
+describeObjectStoreContract('s3:// (s3rver)', s3Store);
+
+describe.each([
+  ['file://', (): ObjectStore => new FileStore(dir)],
+  ['s3://', s3Store],
+] as [string, () => ObjectStore][])('checkpoints on %s', (_name, make) => {
   let store: ObjectStore;
   beforeAll(() => {
     store = make();
   });
   afterAll(() => store.close());
-
-  it('puts, gets, lists by prefix, replaces and deletes objects', async () => {
-    await store.put('c/a/x.bin', Uint8Array.from([1, 2, 3]));
-    await store.put('c/a/y.bin', Uint8Array.from([4]));
-    await store.put('c/b/z.bin', Uint8Array.from([5]));
-    expect([...(await store.get('c/a/x.bin'))]).toEqual([1, 2, 3]);
-    expect(await store.list('c/a/')).toEqual([
-      { key: 'c/a/x.bin', size: 3 },
-      { key: 'c/a/y.bin', size: 1 },
-    ]);
-    await store.put('c/a/x.bin', Uint8Array.from([9, 9]));
-    expect([...(await store.get('c/a/x.bin'))]).toEqual([9, 9]);
-    expect(await store.exists('c/a/x.bin')).toBe(true);
-    await store.delete('c/a/x.bin');
-    await store.delete('c/a/x.bin');
-    expect(await store.exists('c/a/x.bin')).toBe(false);
-    await expect(store.get('c/a/x.bin')).rejects.toMatchObject({ code: 'DDPM_STORAGE_NOT_FOUND' });
-    await expect(store.put('../escape', new Uint8Array(1))).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
-  });
 
   it('stores a checkpoint larger than the multipart threshold and verifies it on read', async () => {
     const big = new Uint8Array(randomBytes(13 * MIB));

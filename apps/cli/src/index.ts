@@ -8,7 +8,7 @@ import { type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { INFO_USAGE, infoCommand } from './commands/info';
-import { JOBS_USAGE, jobsCommand } from './commands/jobs';
+import { jobsCommand, jobsUsage } from './commands/jobs';
 import {
   INTERPOLATE_USAGE,
   PROGRESSIVE_USAGE,
@@ -35,12 +35,13 @@ export interface CliEnv {
 
 type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => Promise<number>;
 
-const COMMANDS: Record<string, { run: Command; usage: string; summary: string }> = {
+/** A command, its usage text (a function when it depends on the subcommand) and its one-line summary. */
+const COMMANDS: Record<string, { run: Command; usage: string | ((argv: readonly string[]) => string); summary: string }> = {
   schedule: { run: scheduleCommand, usage: SCHEDULE_USAGE, summary: 'print forward-process coefficients of a beta schedule' },
   info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
   bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
   'service-demo': { run: serviceDemoCommand, usage: SERVICE_DEMO_USAGE, summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid' },
-  jobs: { run: jobsCommand, usage: JOBS_USAGE, summary: 'submit, watch, cancel and list jobs of a running API' },
+  jobs: { run: jobsCommand, usage: jobsUsage, summary: 'submit, watch, cancel and list jobs of a running API' },
   settings: { run: settingsCommand, usage: SETTINGS_USAGE, summary: 'every job setting: flag, request field, default, paper value' },
   demo: { run: demoCommand, usage: DEMO_USAGE, summary: 'train a small model for a few minutes and write a sample grid' },
   train: { run: trainCommand, usage: TRAIN_USAGE, summary: 'train a model; Ctrl-C checkpoints, --resume continues' },
@@ -72,11 +73,18 @@ export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = {
     io.stderr(`ddpm: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
     return 2;
   }
+  const usage = typeof command.usage === 'string' ? command.usage : command.usage(rest);
+  // Every command's --help, in one place: its usage text (derived from the settings tables where
+  // the command takes job settings).
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout(usage);
+    return 0;
+  }
   try {
     return await command.run(rest, io, env);
   } catch (err) {
     if (err instanceof CliUsageError) {
-      io.stderr(`ddpm ${name}: ${err.message}\n\n${command.usage}`);
+      io.stderr(`ddpm ${name}: ${err.message}\n\n${usage}`);
       return 2;
     }
     if (codedErrorOf(err) !== undefined) {

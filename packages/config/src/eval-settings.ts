@@ -5,21 +5,14 @@
 import { parseDatasetSpec } from '@ddpm/data/spec';
 import { type Static, Type } from '@sinclair/typebox';
 
-import { JOB_ID_PATTERN } from './sample-settings';
+import { JOB_ID_PATTERN, trainJobIdSetting } from './sample-settings';
 import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema } from './setting';
 
 export const EVAL_METRICS = ['nll', 'fid', 'is'] as const;
 export type EvalMetric = (typeof EVAL_METRICS)[number];
 
 export const EVAL_JOB_SETTINGS = {
-  trainJobId: required({
-    schema: Type.String({ pattern: JOB_ID_PATTERN }),
-    path: 'trainJobId',
-    flag: 'train-job',
-    placeholder: 'ID',
-    help: 'the train job whose checkpoint to evaluate',
-    scope: 'job',
-  }),
+  trainJobId: trainJobIdSetting('the train job whose checkpoint to evaluate'),
   step: optional({
     schema: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     path: 'step',

@@ -60,15 +60,13 @@ export const SAMPLE_SETTINGS = {
   }),
 } satisfies SettingTable;
 
+/** The train job a sample or eval job works on (jobs only: locally, --checkpoint names the run). */
+export function trainJobIdSetting(help: string) {
+  return required({ schema: Type.String({ pattern: JOB_ID_PATTERN }), path: 'trainJobId', flag: 'train-job', placeholder: 'ID', help, scope: 'job' });
+}
+
 export const SAMPLE_JOB_SETTINGS = {
-  trainJobId: required({
-    schema: Type.String({ pattern: JOB_ID_PATTERN }),
-    path: 'trainJobId',
-    flag: 'train-job',
-    placeholder: 'ID',
-    help: 'the train job whose checkpoints to sample',
-    scope: 'job',
-  }),
+  trainJobId: trainJobIdSetting('the train job whose checkpoints to sample'),
   ...SAMPLE_SETTINGS,
 } satisfies SettingTable;
 

@@ -44,8 +44,9 @@ export class FileStore implements ObjectStore {
   }
 
   async get(key: string): Promise<Uint8Array> {
+    const file = this.pathOf(key); // a bad key is the caller's error, not an I/O one
     try {
-      return new Uint8Array(await fs.readFile(this.pathOf(key)));
+      return new Uint8Array(await fs.readFile(file));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw storageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
@@ -55,8 +56,9 @@ export class FileStore implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    const file = this.pathOf(key);
     try {
-      return (await fs.stat(this.pathOf(key))).isFile();
+      return (await fs.stat(file)).isFile();
     } catch {
       return false;
     }

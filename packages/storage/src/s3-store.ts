@@ -94,8 +94,9 @@ export class S3Store implements ObjectStore {
   }
 
   async get(key: string): Promise<Uint8Array> {
+    const Key = this.keyOf(key); // a bad key is the caller's error, not an I/O one
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
       return await out.Body!.transformToByteArray();
     } catch (err) {
       if (isNotFound(err)) throw storageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
@@ -104,8 +105,9 @@ export class S3Store implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    const Key = this.keyOf(key);
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -135,8 +137,9 @@ export class S3Store implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
+    const Key = this.keyOf(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
     } catch (err) {
       if (!isNotFound(err)) this.fail('delete', key, err);
     }

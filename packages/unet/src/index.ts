@@ -1,6 +1,9 @@
 /**
  * @ddpm/unet — the paper's U-Net (Appendix B) in TensorFlow.js, with gradients that are fast on
  * the wasm backend and native ones elsewhere. Knows nothing of diffusion, files or HTTP.
+ * Tensor-free parts on their own: `@ddpm/unet/config`, `@ddpm/unet/presets`. The network's
+ * operations (convolutions, GroupNorm, products with their wasm gradients), for tests and
+ * benchmarks, are under `@ddpm/unet/internal`.
  */
 export { type UNetConfig, resolutionsOf, validateUNetConfig } from './config';
 export { type UNetErrorCode } from './errors';
@@ -14,11 +17,6 @@ export {
   describeArchitecture,
 } from './architecture';
 export { type ApplyOptions, UNet, type UNetInit, timestepEmbedding } from './unet';
-export { conv2d, samePadding } from './ops/conv2d';
-export { dense, matMul } from './ops/matmul';
-export { GROUP_NORM_EPSILON, type GroupNormOptions, groupNorm, swish } from './ops/group-norm';
-export { useComposedGradients } from './ops/backend-caps';
-export { upsampleNearest2x } from './ops/upsample';
 export { type DecodedSafetensors, type NamedArray, decodeSafetensors, encodeSafetensors } from './safetensors';
 export {
   WEIGHTS_FORMAT,

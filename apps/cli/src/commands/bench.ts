@@ -30,12 +30,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     batch: { type: 'string' },
     steps: { type: 'string' },
     json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
   });
-  if (values['help'] === true) {
-    io.stdout(BENCH_USAGE);
-    return 0;
-  }
   const which = positionals[0];
   if (positionals.length !== 1 || (which !== 'unet' && which !== 'all')) {
     throw new CliUsageError(`expected "ddpm bench unet" or "ddpm bench all", got "ddpm bench ${positionals.join(' ')}"`);

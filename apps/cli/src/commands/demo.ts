@@ -20,11 +20,7 @@ then samples a 16-image grid from the EMA weights. --out defaults to runs/demo-<
 `;
 
 export async function demoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
-  if (values['help'] === true) {
-    io.stdout(DEMO_USAGE);
-    return 0;
-  }
+  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' } });
   const steps = parseInteger('steps', values['steps'], 150, { min: 1, max: 1_000_000 });
   const out = String(values['out'] ?? path.join('runs', `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   let dataset = 'fashion-mnist';

@@ -18,12 +18,7 @@ export async function infoCommand(argv: readonly string[], io: CliIo): Promise<n
   const { values, positionals } = parseCommandArgs(argv, {
     preset: { type: 'string' },
     json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
   });
-  if (values['help'] === true) {
-    io.stdout(INFO_USAGE);
-    return 0;
-  }
   if (positionals[0] !== 'unet' || positionals.length !== 1) {
     throw new CliUsageError(`expected "ddpm info unet", got "ddpm info ${positionals.join(' ')}"`);
   }

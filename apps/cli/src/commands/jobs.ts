@@ -18,7 +18,7 @@ const JOBS = { jobs: true } as const;
 const TABLES = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS } as const satisfies Record<string, SettingTable>;
 type SubmitType = keyof typeof TABLES;
 
-const CONNECTION: OptionSpec = { api: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+const CONNECTION: OptionSpec = { api: { type: 'string' } };
 const CONNECTION_HELP = '  --api URL                 the API (default $DDPM_API_URL or http://127.0.0.1:8080); token: $DDPM_API_TOKEN';
 
 export const JOBS_USAGE = `Usage: ddpm jobs <submit|status|cancel|list|logs|samples> ... [--api URL]
@@ -108,13 +108,15 @@ function clientOf(values: Readonly<Record<string, string | boolean | undefined>>
   });
 }
 
+/** `ddpm jobs submit <type> --help` shows that job's settings; every other --help the overview. */
+export function jobsUsage(argv: readonly string[]): string {
+  return argv[0] === 'submit' && isSubmitType(argv[1]) ? submitUsage(argv[1]) : JOBS_USAGE;
+}
+
 export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean } = { tty: false }): Promise<number> {
   const [verb, arg] = argv;
   const print = (value: unknown): void => io.stdout(JSON.stringify(value, null, 2) + '\n');
-  if (verb === undefined || verb === '--help' || verb === '-h') {
-    io.stdout(JOBS_USAGE);
-    return verb === undefined ? 2 : 0;
-  }
+  if (verb === undefined) throw new CliUsageError('ddpm jobs needs a command');
   switch (verb) {
     case 'submit': {
       if (!isSubmitType(arg)) throw new CliUsageError(`expected "ddpm jobs submit train", "... sample" or "... eval", got ${JSON.stringify(arg)}`);
@@ -124,10 +126,6 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
         wait: { type: 'boolean' },
         'idempotency-key': { type: 'string' },
       });
-      if (values['help'] === true) {
-        io.stdout(submitUsage(arg));
-        return 0;
-      }
       if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
       const submission = submissionOf(arg, values);
       const client = clientOf(values);
@@ -147,10 +145,6 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
     case 'logs':
     case 'samples': {
       const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, wait: { type: 'boolean' }, out: { type: 'string' } });
-      if (values['help'] === true) {
-        io.stdout(JOBS_USAGE);
-        return 0;
-      }
       const id = positionals[0];
       if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
       const client = clientOf(values);
@@ -172,10 +166,6 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
     }
     case 'list': {
       const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, type: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, offset: { type: 'string' } });
-      if (values['help'] === true) {
-        io.stdout(JOBS_USAGE);
-        return 0;
-      }
       if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
       const query: ListQuery = {
         ...(values['type'] !== undefined ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') } : {}),

@@ -37,7 +37,6 @@ const COMMON: OptionSpec = {
   checkpoint: { type: 'string' },
   out: { type: 'string' },
   scale: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
 };
 
 const COMMON_HELP = `  --checkpoint DIR          a run directory (newest valid checkpoint, or --step) or DIR/checkpoints/step-NNNNNNNNN
@@ -102,10 +101,6 @@ async function write(io: CliIo, l: Loaded, picture: Picture, metadata: Record<st
 /** `ddpm sample` and `ddpm progressive`: a resolved sample config, rendered by the engine as sample jobs are. */
 async function sampleWith(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal }, scope: FlagScope, usage: string, fixed: Partial<SampleRequest>): Promise<number> {
   const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, scope), ...(scope.only ? {} : { batch: { type: 'string' } }) });
-  if (values['help'] === true) {
-    io.stdout(usage);
-    return 0;
-  }
   const request = { ...requestFromFlags(SAMPLE_SETTINGS, values, scope), ...fixed };
   assertRequest(SAMPLE_SETTINGS, request, 'sample');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 1024 });
@@ -149,10 +144,6 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     t: { type: 'string' },
     lambdas: { type: 'string' },
   });
-  if (values['help'] === true) {
-    io.stdout(INTERPOLATE_USAGE);
-    return 0;
-  }
   const { request, seed } = figureRequest(values);
   const a = parseInteger('a', values['a'], 0, { min: 0 });
   const b = parseInteger('b', values['b'], 1, { min: 0 });
@@ -185,10 +176,6 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
 
 export async function sharedLatentCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
   const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS), splits: { type: 'string' }, n: { type: 'string' } });
-  if (values['help'] === true) {
-    io.stdout(SHARED_LATENT_USAGE);
-    return 0;
-  }
   const { request, seed } = figureRequest(values);
   const n = parseInteger('n', values['n'], 6, { min: 1, max: 64 });
   const l = await load(values, request, io);

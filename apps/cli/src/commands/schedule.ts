@@ -49,12 +49,7 @@ export async function scheduleCommand(argv: readonly string[], io: CliIo): Promi
     'beta-start': { type: 'string' },
     'beta-end': { type: 'string' },
     json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
   });
-  if (values['help'] === true) {
-    io.stdout(SCHEDULE_USAGE);
-    return 0;
-  }
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const kind = parseChoice<BetaScheduleKind>('kind', values['kind'], BETA_SCHEDULE_KINDS, 'linear');
   const steps = parseInteger('steps', values['steps'], PAPER_SCHEDULE.numTimesteps, { min: 1, max: 1_000_000 });

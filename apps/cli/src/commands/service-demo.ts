@@ -53,11 +53,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
 }
 
 export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' }, 'keep-running': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
-  if (values['help'] === true) {
-    io.stdout(SERVICE_DEMO_USAGE);
-    return 0;
-  }
+  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' }, 'keep-running': { type: 'boolean' } });
   const steps = parseInteger('steps', values['steps'], 150, { min: 1, max: 1_000_000 });
   const started = Date.now();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

@@ -18,11 +18,7 @@ ddpm jobs submit. --markdown prints the README's tables; --json the settings as 
 `;
 
 export async function settingsCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
-  if (values['help'] === true) {
-    io.stdout(SETTINGS_USAGE);
-    return 0;
-  }
+  const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' } });
   const names = positionals.length === 0 ? (Object.keys(SETTINGS_TABLES) as (keyof typeof SETTINGS_TABLES)[]) : positionals;
   for (const name of names) {
     if (!Object.prototype.hasOwnProperty.call(SETTINGS_TABLES, name)) throw new CliUsageError(`unknown settings table ${JSON.stringify(name)}; expected train, sample or eval`);

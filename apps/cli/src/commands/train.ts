@@ -33,12 +33,7 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
     ...flagOptions(TRAIN_SETTINGS, LOCAL),
     out: { type: 'string' },
     resume: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
   });
-  if (values['help'] === true) {
-    io.stdout(TRAIN_USAGE);
-    return 0;
-  }
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const request = requestFromFlags(TRAIN_SETTINGS, values, LOCAL);
   if (values['out'] === undefined) throw new CliUsageError('--out is required');
