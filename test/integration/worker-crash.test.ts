@@ -59,6 +59,8 @@ test('SIGKILL of the worker holding a train job: another worker resumes it from 
   expect(logs).toMatch(new RegExp(`resuming from step (${before.map((c) => c.step).join('|')}|\\d+)`));
   const resumed = Number(/resuming from step (\d+)/.exec(logs)![1]);
   expect(resumed).toBeGreaterThanOrEqual(before[0]!.step);
+  // The result says it resumed, and that the run's stored configuration matched the queued one.
+  expect(view.result.resumedFrom).toEqual({ step: resumed, ignored: [] });
 });
 
 test('SIGTERM: the worker checkpoints its running job and exits; the job resumes on another worker', async () => {

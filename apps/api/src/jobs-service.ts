@@ -30,16 +30,19 @@ import { type JobView, type PublicState, viewOf } from './job-view';
 const TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600;
 const CANCEL_TTL_SECONDS = 30 * 24 * 3600;
 
-/** BullMQ states behind each state a client may list by. */
-export const LIST_STATES = {
+/** The states a client may list by (`cancelling` jobs are listed as `active`). */
+export const LIST_STATE_NAMES = ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const satisfies readonly PublicState[];
+export type ListState = (typeof LIST_STATE_NAMES)[number];
+
+/** BullMQ states behind each of them. */
+const LIST_STATES: Readonly<Record<ListState, readonly BullState[]>> = {
   queued: ['waiting', 'prioritized', 'waiting-children'],
   delayed: ['delayed'],
   active: ['active'],
   completed: ['completed'],
   cancelled: ['completed'],
   failed: ['failed'],
-} as const satisfies Partial<Record<PublicState, readonly BullState[]>>;
-export type ListState = keyof typeof LIST_STATES;
+};
 
 export interface JobsServiceOptions {
   readonly queues: Readonly<Record<JobType, Queue<JobData, JobResult>>>;

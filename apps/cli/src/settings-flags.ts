@@ -4,7 +4,7 @@
  * `ddpm jobs submit train` (and the sample commands) take the same flags because both read them here.
  */
 import { type Setting, type SettingTable, defaultText, flagText, literalsOf, problemWith } from '@ddpm/config';
-import { Kind } from '@sinclair/typebox';
+import { KindGuard } from '@sinclair/typebox';
 
 import { type OptionSpec } from './args';
 import { CliUsageError } from './cli-io';
@@ -22,14 +22,11 @@ function rows(table: SettingTable, scope: FlagScope): [string, Setting][] {
   return Object.entries(table).filter(([name, s]) => (scope.jobs || s.scope !== 'job') && (scope.only === undefined || scope.only.includes(name)));
 }
 
-function kindOf(setting: Setting): string {
-  return String((setting.schema as unknown as Record<symbol, unknown>)[Kind]);
-}
 
 export function flagOptions(table: SettingTable, scope: FlagScope): OptionSpec {
   const options: OptionSpec = {};
   for (const [, s] of rows(table, scope)) {
-    if (kindOf(s) === 'Boolean') {
+    if (KindGuard.IsBoolean(s.schema)) {
       options[s.flag] = { type: 'boolean' };
       options[`no-${s.flag}`] = { type: 'boolean' };
     } else {
@@ -41,15 +38,9 @@ export function flagOptions(table: SettingTable, scope: FlagScope): OptionSpec {
 
 /** The flag's raw text as the setting's type (a number, a list...); the bounds are checked after. */
 function convert(setting: Setting, raw: string): unknown {
-  switch (kindOf(setting)) {
-    case 'Integer':
-    case 'Number':
-      return raw.trim() === '' ? raw : Number(raw);
-    case 'Array':
-      return raw.split(',').map((part) => part.trim());
-    default:
-      return raw;
-  }
+  if (KindGuard.IsInteger(setting.schema) || KindGuard.IsNumber(setting.schema)) return raw.trim() === '' ? raw : Number(raw);
+  if (KindGuard.IsArray(setting.schema)) return raw.split(',').map((part) => part.trim());
+  return raw;
 }
 
 /**
@@ -61,7 +52,7 @@ export function requestFromFlags(table: SettingTable, values: FlagValues, scope:
   for (const [name, s] of rows(table, scope)) {
     const flag = `--${s.flag}`;
     let value: unknown;
-    if (kindOf(s) === 'Boolean') {
+    if (KindGuard.IsBoolean(s.schema)) {
       if (values[s.flag] === true && values[`no-${s.flag}`] === true) throw new CliUsageError(`${flag} and --no-${s.flag} contradict each other`);
       value = values[s.flag] === true ? true : values[`no-${s.flag}`] === true ? false : undefined;
     } else {

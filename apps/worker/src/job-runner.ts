@@ -54,7 +54,7 @@ export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOp
     child.on('message', (message: ChildMessage) => {
       switch (message.type) {
         case 'progress':
-          void job.updateProgress(message.progress as unknown as object).catch((err) => log.warn({ err }, 'could not update progress'));
+          void job.updateProgress(message.progress).catch((err) => log.warn({ err }, 'could not update progress'));
           break;
         case 'log':
           void job.log(message.line).catch(() => undefined);

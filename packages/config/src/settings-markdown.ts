@@ -1,4 +1,6 @@
 /** A settings table as the README and usage text show it (a test keeps the README's copy identical). */
+import { KindGuard } from '@sinclair/typebox';
+
 import { type Setting, type SettingTable } from './setting';
 
 const code = (s: string): string => `\`${s}\``;
@@ -7,7 +9,7 @@ const cell = (s: string): string => s.replace(/\|/g, '\\|');
 
 /** A setting's flag as usage text shows it: `--[no-]flip`, `-n, --count N`. */
 export function flagText(setting: Setting): string {
-  if ((setting.schema as { type?: unknown }).type === 'boolean') return `--[no-]${setting.flag}`;
+  if (KindGuard.IsBoolean(setting.schema)) return `--[no-]${setting.flag}`;
   return `${setting.short ? `-${setting.short}, ` : ''}--${setting.flag} ${setting.placeholder ?? 'VALUE'}`;
 }
 

@@ -221,9 +221,10 @@ export async function renderSamples(
       return { picture, metadata: described };
     }
     case 'progressive': {
-      const every = config.every ?? Math.max(1, Math.floor(config.sampler.steps / 10));
-      const { picture, frames } = await progressiveStrip(model, base, config.count, every, common);
-      return { picture, metadata: { ...described, every, frames } };
+      // resolveSample always sets it for progressive sampling; a config without it was not resolved.
+      if (config.every === undefined) throw engineError('DDPM_CONFIG_INVALID', 'progressive sampling needs `every` (resolve the sample config first)');
+      const { picture, frames } = await progressiveStrip(model, base, config.count, config.every, common);
+      return { picture, metadata: { ...described, every: config.every, frames } };
     }
     default: {
       const unreachable: never = config.kind;

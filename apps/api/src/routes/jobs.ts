@@ -9,7 +9,7 @@ import { type FastifyRequest } from 'fastify';
 import { described } from '../components';
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 import { JobView, REQUEST_BODIES } from '../job-view';
-import { LIST_STATES } from '../jobs-service';
+import { LIST_STATE_NAMES } from '../jobs-service';
 
 const IdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' }) }, { additionalProperties: false });
 const IdempotencyHeaders = Type.Object({
@@ -62,7 +62,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object(
           {
             type: Type.Optional(Type.Union(JOB_TYPES.map((t) => Type.Literal(t)))),
-            state: Type.Optional(Type.Union(Object.keys(LIST_STATES).map((s) => Type.Literal(s as keyof typeof LIST_STATES)))),
+            state: Type.Optional(Type.Union(LIST_STATE_NAMES.map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|100)$', description: '1-100, default 20' })),
             offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'default 0' })),
           },

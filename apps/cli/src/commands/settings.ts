@@ -8,7 +8,9 @@ import { parseCommandArgs } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { flagUsage } from '../settings-flags';
 
-export const SETTINGS_TABLES: Readonly<Record<'train' | 'sample' | 'eval', SettingTable>> = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS };
+const TABLE_NAMES = ['train', 'sample', 'eval'] as const;
+type TableName = (typeof TABLE_NAMES)[number];
+export const SETTINGS_TABLES: Readonly<Record<TableName, SettingTable>> = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS };
 
 export const SETTINGS_USAGE = `Usage: ddpm settings [train|sample|eval] [--markdown | --json]
 
@@ -19,11 +21,12 @@ ddpm jobs submit. --markdown prints the README's tables; --json the settings as 
 
 export async function settingsCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' } });
-  const names = positionals.length === 0 ? (Object.keys(SETTINGS_TABLES) as (keyof typeof SETTINGS_TABLES)[]) : positionals;
-  for (const name of names) {
-    if (!Object.prototype.hasOwnProperty.call(SETTINGS_TABLES, name)) throw new CliUsageError(`unknown settings table ${JSON.stringify(name)}; expected train, sample or eval`);
-  }
-  const tables = names.map((name) => [name, SETTINGS_TABLES[name as keyof typeof SETTINGS_TABLES]] as const);
+  const isName = (name: string): name is TableName => (TABLE_NAMES as readonly string[]).includes(name);
+  const names = positionals.length === 0 ? [...TABLE_NAMES] : positionals.map((name) => {
+    if (!isName(name)) throw new CliUsageError(`unknown settings table ${JSON.stringify(name)}; expected ${TABLE_NAMES.join(', ')}`);
+    return name;
+  });
+  const tables = names.map((name) => [name, SETTINGS_TABLES[name]] as const);
   if (values['json'] === true) {
     const data = Object.fromEntries(
       tables.map(([name, table]) => [
