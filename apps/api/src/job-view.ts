@@ -7,7 +7,7 @@ import { type JobData, JOB_SCHEMAS, JobProgress, JobResult, type JobType } from 
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { type Job, type JobState } from 'bullmq';
 
-import { component, described } from './components';
+import { type Component, component, described } from './components';
 
 const Progress = component('JobProgress', JobProgress);
 const Result = component('JobResult', JobResult);
@@ -25,9 +25,17 @@ const Links = Type.Object(
   { additionalProperties: false },
 );
 
-function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(type: T, request: R, config: C) {
-  const requestC = component(`${capitalize(type)}Request`, request);
-  const configC = component(`${capitalize(type)}JobConfig`, config);
+/** The request and effective configuration of each job type, as named components. */
+const CONTRACTS = {
+  train: { request: component('TrainRequest', JOB_SCHEMAS.train.request), config: component('TrainJobConfig', JOB_SCHEMAS.train.config) },
+  sample: { request: component('SampleRequest', JOB_SCHEMAS.sample.request), config: component('SampleJobConfig', JOB_SCHEMAS.sample.config) },
+  eval: { request: component('EvalRequest', JOB_SCHEMAS.eval.request), config: component('EvalJobConfig', JOB_SCHEMAS.eval.config) },
+};
+
+/** The request body schemas of the submit routes. */
+export const REQUEST_BODIES = { train: CONTRACTS.train.request.ref, sample: CONTRACTS.sample.request.ref, eval: CONTRACTS.eval.request.ref };
+
+function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(type: T, requestC: Component<R>, configC: Component<C>) {
   return Type.Object(
     {
       id: Type.String(),
@@ -48,20 +56,12 @@ function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(typ
   );
 }
 
-const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
-
-export const TrainJobView = component('TrainJobView', viewSchema('train', JOB_SCHEMAS.train.request, JOB_SCHEMAS.train.config));
-export const SampleJobView = component('SampleJobView', viewSchema('sample', JOB_SCHEMAS.sample.request, JOB_SCHEMAS.sample.config));
-export const EvalJobView = component('EvalJobView', viewSchema('eval', JOB_SCHEMAS.eval.request, JOB_SCHEMAS.eval.config));
+export const TrainJobView = component('TrainJobView', viewSchema('train', CONTRACTS.train.request, CONTRACTS.train.config));
+export const SampleJobView = component('SampleJobView', viewSchema('sample', CONTRACTS.sample.request, CONTRACTS.sample.config));
+export const EvalJobView = component('EvalJobView', viewSchema('eval', CONTRACTS.eval.request, CONTRACTS.eval.config));
 export const JobView = component('JobView', Type.Union([TrainJobView.ref, SampleJobView.ref, EvalJobView.ref], { description: 'a job, by type' }));
 export type JobView = Static<typeof JobView.schema>;
 
-/** The request body schemas of the submit routes (the components the views reference). */
-export const REQUEST_BODIES = {
-  train: Type.Unsafe<Static<typeof JOB_SCHEMAS.train.request>>(Type.Ref('TrainRequest')),
-  sample: Type.Unsafe<Static<typeof JOB_SCHEMAS.sample.request>>(Type.Ref('SampleRequest')),
-  eval: Type.Unsafe<Static<typeof JOB_SCHEMAS.eval.request>>(Type.Ref('EvalRequest')),
-};
 
 export function publicState(state: JobState | 'unknown', result: JobResult | undefined, cancelRequested: boolean): PublicState {
   switch (state) {
