@@ -22,7 +22,7 @@ export {
 } from './setting';
 export { flagText, settingsMarkdown } from './settings-markdown';
 export { SAMPLER_KINDS, SAMPLER_SETTINGS, type SamplerKind, SamplerSpec, resolveSampler } from './sampler-settings';
-export { TRAIN_SETTINGS, type TrainSettings } from './train-settings';
+export { GRADIENT_TRANSPORTS, type GradientTransport, TRAIN_SETTINGS, type TrainSettings } from './train-settings';
 export {
   FinalGridConfig,
   GroupConfig,

@@ -41,6 +41,12 @@ const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   sampleEta: 0.5,
   sampleSeed: 11,
   workers: 2,
+  minWorkers: 1,
+  joinTimeoutSeconds: 60,
+  rankTimeoutSeconds: 12,
+  maxRestarts: 5,
+  gradientTransport: 'bf16',
+  checksumEvery: 7,
 };
 
 describe('the train settings table', () => {
@@ -111,6 +117,15 @@ describe('the train settings table', () => {
     }
   });
 
+  it('splits a group’s step among its ranks: one micro-batch each unless asked otherwise', () => {
+    expect(resolveTrainJob({ ...tiny, workers: 2 }).train.accumulation).toBe(2);
+    expect(resolveTrainJob({ ...tiny, workers: 2 }).group).toEqual({ workers: 2, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3, transport: 'fp32', checksumEvery: 100 });
+    expect(resolveTrainJob({ ...tiny, workers: 2, accumulation: 4, batchSize: 16 }).train.accumulation).toBe(4);
+    expect(() => resolveTrainJob({ ...tiny, workers: 3, accumulation: 2, batchSize: 16 })).toThrow('accumulation 2 gives 3 workers nothing to split: it must be at least workers');
+    expect(() => resolveTrainJob({ ...tiny, workers: 2, minWorkers: 3 })).toThrow('minWorkers 3 exceeds workers 2');
+    expect(() => resolveTrainJob({ ...tiny, workers: 3, batchSize: 16 })).toThrow('batchSize 16 must be divisible by accumulation 3');
+  });
+
   it('refuses a request without a required setting, naming it', () => {
     expect(() => checkRequest(TRAIN_SETTINGS, { dataset: 'fashion-mnist', preset: 'micro32' }, 'train')).toThrow('train request needs steps: optimizer steps of the run');
   });
@@ -120,7 +135,7 @@ describe('the train settings table', () => {
     expect(() => validateTrainConfig({ ...config.train, batchSize: 100_000 })).toThrow('batchSize (train.batchSize) must be an integer in [1, 4096], got 100000');
     expect(() => validateTrainConfig({ ...config.train, optimizer: { ...config.train.optimizer, learningRate: -1 } })).toThrow(/learningRate \(train.optimizer.learningRate\) must be a number in \(0, 1\)/);
     expect(() => validateTrainConfig({ ...config.train, surprise: 1 } as never)).toThrow(/training configuration is malformed/);
-    expect(() => validateTrainJobConfig({ ...config, group: { workers: 0 } })).toThrow(/workers \(group.workers\) must be an integer in \[1, 256\]/);
+    expect(() => validateTrainJobConfig({ ...config, group: { ...config.group, workers: 0 } })).toThrow(/workers \(group.workers\) must be an integer in \[1, 256\]/);
     expect(() => validateTrainJobConfig(config)).not.toThrow();
   });
 

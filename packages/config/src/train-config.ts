@@ -15,7 +15,7 @@ import { Value } from '@sinclair/typebox/value';
 import { configError } from './errors';
 import { SamplerSpec, resolveSampler } from './sampler-settings';
 import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
-import { TRAIN_SETTINGS } from './train-settings';
+import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
 
 /** The body of `POST /jobs/train`, derived from the settings table. */
 export const TrainRequest = requestSchema(TRAIN_SETTINGS, 'a training job: what to train, on what, how long; every field left out takes its default');
@@ -72,7 +72,18 @@ export const FinalGridConfig = Type.Object(
 );
 export type FinalGridConfig = Static<typeof FinalGridConfig>;
 
-export const GroupConfig = Type.Object({ workers: Type.Integer() }, { additionalProperties: false, description: 'the data-parallel group' });
+export const GroupConfig = Type.Object(
+  {
+    workers: Type.Integer(),
+    minWorkers: Type.Integer(),
+    joinTimeoutSeconds: Type.Integer(),
+    rankTimeoutSeconds: Type.Integer(),
+    maxRestarts: Type.Integer(),
+    transport: literalUnion(GRADIENT_TRANSPORTS),
+    checksumEvery: Type.Integer(),
+  },
+  { additionalProperties: false, description: 'the data-parallel group that runs the job (workers 1: one process)' },
+);
 export type GroupConfig = Static<typeof GroupConfig>;
 
 export const TrainJobConfig = Type.Object(
@@ -104,7 +115,8 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     },
     ema: { decay: v.emaDecay, warmup: v.emaWarmup },
     batchSize: v.batchSize,
-    accumulation: v.accumulation,
+    // A group of N splits the step's micro-batches among its ranks: by default one each.
+    accumulation: request.accumulation ?? (v.workers > 1 ? v.workers : v.accumulation),
     steps: v.steps,
     checkpointEvery: v.checkpointEvery,
     keepCheckpoints: v.keepCheckpoints,
@@ -117,7 +129,16 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     eta: 'sampleEta',
     etaGiven: request.sampleEta !== undefined,
   });
-  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group: { workers: v.workers } };
+  const group: GroupConfig = {
+    workers: v.workers,
+    minWorkers: v.minWorkers ?? v.workers,
+    joinTimeoutSeconds: v.joinTimeoutSeconds,
+    rankTimeoutSeconds: v.rankTimeoutSeconds,
+    maxRestarts: v.maxRestarts,
+    transport: v.gradientTransport,
+    checksumEvery: v.checksumEvery,
+  };
+  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group };
   validateTrainJobConfig(config);
   return config;
 }
@@ -154,6 +175,11 @@ export function validateTrainJobConfig(config: TrainJobConfig): void {
   validateTrainConfig(config.train);
   checkResolved(TRAIN_SETTINGS, config.finalGrid, 'finalGrid.');
   checkResolved(TRAIN_SETTINGS, config.group, 'group.');
+  const { workers, minWorkers } = config.group;
+  if (minWorkers > workers) throw configError(`minWorkers ${minWorkers} exceeds workers ${workers}`);
+  if (workers > config.train.accumulation) {
+    throw configError(`accumulation ${config.train.accumulation} gives ${workers} workers nothing to split: it must be at least workers (leave it out for one micro-batch per worker)`);
+  }
   if (config.finalGrid.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
     throw configError(`sampleSteps ${config.finalGrid.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
   }

@@ -11,6 +11,10 @@ import { Type } from '@sinclair/typebox';
 import { SEED_SCHEMA, finalGridSamplerSettings } from './sampler-settings';
 import { type SettingTable, literalUnion, optional, required, withDefault } from './setting';
 
+/** How gradients travel between ranks of a data-parallel group. */
+export const GRADIENT_TRANSPORTS = ['fp32', 'bf16', 'fp16'] as const;
+export type GradientTransport = (typeof GRADIENT_TRANSPORTS)[number];
+
 const APPENDIX_B = 'Appendix B';
 const OFFICIAL = 'official code';
 
@@ -53,7 +57,7 @@ export const TRAIN_SETTINGS = {
     path: 'train.accumulation',
     flag: 'accumulation',
     placeholder: 'K',
-    help: 'micro-batches per step (each holds batch / K images): large batches in small memory',
+    help: 'micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N',
     default: 1,
   }),
   learningRate: withDefault({
@@ -244,8 +248,62 @@ export const TRAIN_SETTINGS = {
     path: 'group.workers',
     flag: 'workers',
     placeholder: 'N',
-    help: 'data-parallel world size: workers training this job together',
+    help: 'data-parallel world size: workers training this job together, averaging gradients through Redis',
     default: 1,
+    scope: 'job',
+  }),
+  minWorkers: optional({
+    schema: Type.Integer({ minimum: 1, maximum: 256 }),
+    path: 'group.minWorkers',
+    flag: 'min-workers',
+    placeholder: 'N',
+    help: 'fewest ranks a group may start or re-form with when workers are missing (the global batch is kept)',
+    whenAbsent: 'workers',
+    scope: 'job',
+  }),
+  joinTimeoutSeconds: withDefault({
+    schema: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    path: 'group.joinTimeoutSeconds',
+    flag: 'join-timeout',
+    placeholder: 'S',
+    help: 'how long a group may wait for free workers before the job goes back to the queue (nobody holds a worker meanwhile)',
+    default: 600,
+    scope: 'job',
+  }),
+  rankTimeoutSeconds: withDefault({
+    schema: Type.Integer({ minimum: 2, maximum: 3600 }),
+    path: 'group.rankTimeoutSeconds',
+    flag: 'rank-timeout',
+    placeholder: 'S',
+    help: 'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group restarts from the last checkpoint',
+    default: 30,
+    scope: 'job',
+  }),
+  maxRestarts: withDefault({
+    schema: Type.Integer({ minimum: 0, maximum: 100 }),
+    path: 'group.maxRestarts',
+    flag: 'max-restarts',
+    placeholder: 'N',
+    help: 'group restarts (a rank lost, diverged or failed) before the job fails',
+    default: 3,
+    scope: 'job',
+  }),
+  gradientTransport: withDefault({
+    schema: literalUnion(GRADIENT_TRANSPORTS),
+    path: 'group.transport',
+    flag: 'gradient-transport',
+    placeholder: 'T',
+    help: 'how gradients travel between ranks: fp32 (bit-identical to one process with accumulation = workers), bf16 or fp16 (half the bytes; pre-divided by the world size)',
+    default: 'fp32',
+    scope: 'job',
+  }),
+  checksumEvery: withDefault({
+    schema: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    path: 'group.checksumEvery',
+    flag: 'checksum-every',
+    placeholder: 'N',
+    help: 'steps between parameter checksums compared across ranks (divergence fails the generation loudly); also at every (re)start',
+    default: 100,
     scope: 'job',
   }),
 } satisfies SettingTable;

@@ -164,6 +164,17 @@ describe('procedural dataset and specs', () => {
 describe('DataLoader', () => {
   const ds = proceduralShapes({ size: 10, imageSize: 8, channels: 1, seed: 3 });
 
+  it('skips a batch exactly as reading it would advance, without reading', async () => {
+    const read = new DataLoader(ds, { batchSize: 3, seed: 4, imageSize: 8, channels: 1 });
+    const skipping = new DataLoader(ds, { batchSize: 3, seed: 4, imageSize: 8, channels: 1 });
+    for (let i = 0; i < 5; i++) {
+      const a = await read.next();
+      expect([...skipping.skip().indices]).toEqual([...a.indices]);
+    }
+    expect(skipping.state()).toEqual(read.state());
+    expect([...(await skipping.next()).pixels]).toEqual([...(await read.next()).pixels]);
+  });
+
   it('visits every example once per epoch in a seeded order, and resumes exactly from its state', async () => {
     const loader = new DataLoader(ds, { batchSize: 4, seed: 9, imageSize: 8, channels: 1 });
     const seen: number[] = [];

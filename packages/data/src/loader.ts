@@ -97,8 +97,9 @@ export class DataLoader {
     return { epoch: this.epoch, position: this.position, flipRng: this.flipRng.state() };
   }
 
-  async next(): Promise<Batch> {
-    const { batchSize, imageSize, channels } = this.options;
+  /** The next batch's examples and flips, advancing the order and the flip RNG. */
+  private draw(): { indices: Int32Array; flips: boolean[]; epoch: number } {
+    const { batchSize } = this.options;
     const indices = new Int32Array(batchSize);
     const epoch = this.epoch;
     for (let i = 0; i < batchSize; i++) {
@@ -110,9 +111,24 @@ export class DataLoader {
       indices[i] = this.order[this.position++]!;
     }
     const flips = Array.from({ length: batchSize }, () => this.randomFlip && this.flipRng.uniform() < 0.5);
+    return { indices, flips, epoch };
+  }
+
+  async next(): Promise<Batch> {
+    const { batchSize, imageSize, channels } = this.options;
+    const { indices, flips, epoch } = this.draw();
     const raw = await this.dataset.read(indices);
     const pixels = toModelInput(raw, batchSize, this.dataset, imageSize, flips);
     return { pixels, shape: [batchSize, imageSize, imageSize, channels], indices, epoch };
+  }
+
+  /**
+   * Advances exactly as {@link next} does, without reading the images: a data-parallel rank draws
+   * the micro-batches other ranks compute, so every rank's loader state stays the same.
+   */
+  skip(): { indices: Int32Array; epoch: number } {
+    const { indices, epoch } = this.draw();
+    return { indices, epoch };
   }
 }
 

@@ -56,7 +56,14 @@ export function checkpointKey(prefix: string, step: number): string {
   return joinKey(prefix, 'checkpoints', `step-${String(step).padStart(9, '0')}`);
 }
 
-export async function writeCheckpoint(store: ObjectStore, prefix: string, files: CheckpointFiles): Promise<CheckpointRef> {
+/**
+ * Called before every change a writer makes to the run's checkpoints; throws when the writer has
+ * lost the run (a newer generation of its data-parallel group owns it), so a late writer can
+ * neither tear nor prune what the owner wrote.
+ */
+export type WriteFence = () => Promise<void>;
+
+export async function writeCheckpoint(store: ObjectStore, prefix: string, files: CheckpointFiles, fence?: WriteFence): Promise<CheckpointRef> {
   const key = checkpointKey(prefix, files.state.step);
   const bodies: Record<(typeof FILE_NAMES)[number], Uint8Array> = {
     'model.safetensors': files.model,
@@ -65,14 +72,19 @@ export async function writeCheckpoint(store: ObjectStore, prefix: string, files:
     'state.json': new TextEncoder().encode(JSON.stringify(files.state, null, 2)),
   };
   // Any earlier manifest for this step goes first, so a half-rewritten checkpoint is invisible.
+  await fence?.();
   await store.delete(joinKey(key, 'manifest.json'));
-  for (const name of FILE_NAMES) await store.put(joinKey(key, name), bodies[name]);
+  for (const name of FILE_NAMES) {
+    await fence?.();
+    await store.put(joinKey(key, name), bodies[name]);
+  }
   const manifest: Manifest = {
     version: CHECKPOINT_VERSION,
     step: files.state.step,
     createdAt: files.state.createdAt,
     files: FILE_NAMES.map((name) => ({ name, bytes: bodies[name].length, sha256: sha256(bodies[name]) })),
   };
+  await fence?.();
   await store.put(joinKey(key, 'manifest.json'), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
   return { step: files.state.step, key, url: store.urlOf(joinKey(key, 'manifest.json')) };
 }
@@ -150,10 +162,18 @@ export async function loadLatestCheckpoint(
   return undefined;
 }
 
+/** The checkpoint at exactly `step`, verified; an error (not a fallback) when it is missing or corrupt. */
+export async function loadCheckpointAt(store: ObjectStore, prefix: string, step: number): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] }> {
+  const ref = (await listCheckpoints(store, prefix)).find((r) => r.step === step);
+  if (ref === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${step} under ${store.urlOf(prefix)}`);
+  return { ref, files: await readCheckpoint(store, ref), skipped: [] };
+}
+
 /** Deletes all but the newest `keep` checkpoints (manifest first, so each vanishes atomically). */
-export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number): Promise<void> {
+export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, fence?: WriteFence): Promise<void> {
   const refs = await listCheckpoints(store, prefix);
   for (const ref of refs.slice(keep)) {
+    await fence?.();
     await store.delete(joinKey(ref.key, 'manifest.json'));
     for (const name of FILE_NAMES) await store.delete(joinKey(ref.key, name));
   }

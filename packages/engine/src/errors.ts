@@ -11,3 +11,15 @@ export const engineError = errorCodes({
   DDPM_NUMERIC: 'invalid',
 });
 export type EngineErrorCode = Parameters<typeof engineError>[0];
+
+/**
+ * Failures of a data-parallel group's generation: a rank lost, ranks diverged, the data plane
+ * gone. Not the job's fault: the worker restarts the group from its last checkpoint (up to
+ * maxRestarts), so they are `unavailable`, not permanent.
+ */
+export const groupError = errorCodes({
+  DDPM_GROUP_DIVERGED: 'unavailable',
+  DDPM_GROUP_LOST: 'unavailable',
+  DDPM_GROUP_FENCED: 'unavailable',
+});
+export type GroupErrorCode = Parameters<typeof groupError>[0];

@@ -4,20 +4,22 @@
  * their own: `@ddpm/engine/checkpoints` (the checkpoint layout, listing and verification).
  * Building blocks for tests and benchmarks (Adam, the EMA) are under `@ddpm/engine/internal`.
  */
-export { type EngineErrorCode } from './errors';
+export { type EngineErrorCode, type GroupErrorCode } from './errors';
 export {
   CHECKPOINT_VERSION,
   type CheckpointFiles,
   type CheckpointRef,
   type RunState,
+  type WriteFence,
   checkpointKey,
   listCheckpoints,
+  loadCheckpointAt,
   loadLatestCheckpoint,
   pruneCheckpoints,
   readCheckpoint,
   writeCheckpoint,
 } from './checkpoint';
-export { type Gradients, type RunOptions, type StepStats, Trainer, type TrainerOptions } from './trainer';
+export { type Gradients, type GroupLink, type RankReport, type RunOptions, type StepStats, Trainer, type TrainerOptions } from './trainer';
 export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train-job';
 export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';
 export {

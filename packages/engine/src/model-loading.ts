@@ -3,7 +3,7 @@ import { GaussianDiffusion } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet, unetFromWeights } from '@ddpm/unet';
 
-import { type CheckpointRef, type RunState, listCheckpoints, loadLatestCheckpoint, readCheckpoint } from './checkpoint';
+import { type CheckpointRef, type RunState, loadCheckpointAt, loadLatestCheckpoint } from './checkpoint';
 import { engineError } from './errors';
 
 export interface LoadedModel {
@@ -23,20 +23,10 @@ export async function loadModelFromCheckpoint(
   options: { step?: number; ema?: boolean } = {},
 ): Promise<LoadedModel> {
   const useEma = options.ema ?? true;
-  let ref: CheckpointRef;
-  let files;
-  let skipped: string[] = [];
-  if (options.step !== undefined) {
-    const found = (await listCheckpoints(store, prefix)).find((r) => r.step === options.step);
-    if (found === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${options.step} under ${store.urlOf(prefix)}`);
-    ref = found;
-    files = await readCheckpoint(store, found);
-  } else {
-    const latest = await loadLatestCheckpoint(store, prefix);
-    if (latest === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint under ${store.urlOf(prefix)}`);
-    ({ ref, files } = latest);
-    skipped = latest.skipped.map((s) => s.reason);
-  }
+  const found = options.step !== undefined ? await loadCheckpointAt(store, prefix, options.step) : await loadLatestCheckpoint(store, prefix);
+  if (found === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint under ${store.urlOf(prefix)}`);
+  const { ref, files } = found;
+  const skipped = found.skipped.map((s) => s.reason);
   const model = unetFromWeights(useEma ? files.ema : files.model);
   const diffusion = new GaussianDiffusion(files.state.config.diffusion);
   return { model, diffusion, state: files.state, ref, ema: useEma, skipped };

@@ -8,7 +8,7 @@ import { type ObjectStore } from '@ddpm/storage';
 import { type CheckpointRef } from './checkpoint';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
-import { type StepStats, Trainer } from './trainer';
+import { type GroupLink, type StepStats, Trainer } from './trainer';
 
 export interface TrainJobOptions {
   readonly store: ObjectStore;
@@ -16,8 +16,13 @@ export interface TrainJobOptions {
   readonly prefix: string;
   /** Continue the run under `prefix` from its newest valid checkpoint (default true). */
   readonly resume?: boolean;
+  /** Continue from exactly this checkpoint (every rank of a group loads the same one). */
+  readonly resumeStep?: number;
   readonly backendName?: string;
+  /** Abort to stop: alone at once, in a group after the next step, every rank at the same one. Its reason (`cancel`, `shutdown`) comes back as `stopReason`. */
   readonly signal?: AbortSignal;
+  /** Run as one rank of a data-parallel group: rank 0 writes checkpoints and the grid, the others only train. */
+  readonly group?: GroupLink;
   /** Storage key, without extension, of the final grid (`.png` and `.json` are written). */
   readonly gridKey: (step: number) => string;
   /** Added to the grid's JSON metadata (e.g. the job id). */
@@ -34,6 +39,8 @@ export interface TrainJobOptions {
 export interface TrainJobOutcome {
   readonly status: 'completed' | 'stopped';
   readonly step: number;
+  /** Why it stopped (the abort signal's reason, or a group member's). */
+  readonly stopReason?: string;
   readonly checkpoint?: CheckpointRef;
   readonly grid?: { readonly key: string; readonly url: string; readonly count: number; readonly sampler: SamplerSpec; readonly seed: number };
   readonly resumedFrom?: { readonly step: number; readonly ignored: readonly string[] };
@@ -45,15 +52,18 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     store: options.store,
     prefix: options.prefix,
     ...(options.resume !== undefined ? { resume: options.resume } : {}),
+    ...(options.resumeStep !== undefined ? { resumeStep: options.resumeStep } : {}),
     ...(options.backendName ? { backendName: options.backendName } : {}),
     onWarning: (w) => log(`warning: ${w}`),
   });
   try {
     const c = trainer.config;
+    const group = options.group;
     log(
       `${trainer.resumedFrom ? `resuming from step ${trainer.resumedFrom.step}` : 'starting'}: ${c.model.preset} ` +
         `(${trainer.unet.numParams.toLocaleString('en-US')} parameters) on ${trainer.dataset.name} (${trainer.dataset.size} images), ` +
-        `${c.steps} steps of batch ${c.batchSize}${options.backendName ? `, backend ${options.backendName}` : ''}, checkpoints in ${options.store.urlOf(options.prefix)}`,
+        `${c.steps} steps of batch ${c.batchSize}${group ? ` as rank ${group.rank} of ${group.worldSize}` : ''}` +
+        `${options.backendName ? `, backend ${options.backendName}` : ''}, checkpoints in ${options.store.urlOf(options.prefix)}`,
     );
     if (trainer.ignoredOnResume.length > 0) {
       log(`the run keeps its stored configuration; ignored from this request: ${trainer.ignoredOnResume.join('; ')}`);
@@ -61,6 +71,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     options.onStart?.(trainer);
     const result = await trainer.run({
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(group ? { group } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
       onCheckpoint: async (ref, reason, seconds) => {
         log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
@@ -70,6 +81,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     const outcome: TrainJobOutcome = {
       status: result.status,
       step: result.step,
+      ...(result.stopReason !== undefined ? { stopReason: result.stopReason } : {}),
       ...(result.checkpoint ? { checkpoint: result.checkpoint } : {}),
       ...(trainer.resumedFrom ? { resumedFrom: { step: trainer.resumedFrom.step, ignored: trainer.ignoredOnResume } } : {}),
     };
@@ -78,7 +90,8 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       return outcome;
     }
     const { count, seed } = config.finalGrid;
-    if (count === 0) return outcome;
+    // In a group the grid is rank 0's to draw, as the checkpoints are.
+    if (count === 0 || (group !== undefined && group.rank !== 0)) return outcome;
     // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
     const T = trainer.diffusion.numTimesteps;
     const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };

@@ -20,13 +20,16 @@ import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';
 import {
   type CheckpointRef,
   type RunState,
+  type WriteFence,
   CHECKPOINT_VERSION,
+  loadCheckpointAt,
   loadLatestCheckpoint,
   pruneCheckpoints,
   writeCheckpoint,
 } from './checkpoint';
 import { emaDecayAt, updateEma } from './ema';
-import { engineError } from './errors';
+import { engineError, groupError } from './errors';
+import { createHash } from 'node:crypto';
 
 export interface StepStats {
   /** Optimizer updates done, this one included. */
@@ -40,6 +43,10 @@ export interface StepStats {
   readonly imagesPerSecond: number;
   readonly stepSeconds: number;
   readonly epoch: number;
+  /** In a group: a rank asked the group to stop after this step, and why (every rank sees the same). */
+  readonly stop?: string;
+  /** In a group: this rank's share of the step: computing its micro-batches, and waiting for and summing the others'. */
+  readonly group?: { readonly computeSeconds: number; readonly exchangeSeconds: number };
 }
 
 export interface TrainerOptions {
@@ -48,6 +55,11 @@ export interface TrainerOptions {
   readonly prefix: string;
   /** Resume from the newest valid checkpoint when there is one (default true). */
   readonly resume?: boolean;
+  /**
+   * Resume from exactly this step's checkpoint (a data-parallel group: every rank must load the
+   * same one); a missing or corrupt one is an error rather than a fallback.
+   */
+  readonly resumeStep?: number;
   /** Recorded in checkpoints. */
   readonly backendName?: string;
   /** Called when a newer checkpoint was skipped as corrupt. */
@@ -59,6 +71,41 @@ export interface RunOptions {
   readonly onStep?: (stats: StepStats) => void | Promise<void>;
   /** After a checkpoint is whole; `seconds` is how long writing it took. */
   readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
+  /** Train as one rank of a data-parallel group (see {@link GroupLink}); absent: alone. */
+  readonly group?: GroupLink;
+}
+
+/** What one rank reports of its share of a step; the group gathers them in rank order. */
+export interface RankReport {
+  readonly lossSum: number;
+  readonly count: number;
+  readonly quartileSums: readonly number[];
+  readonly quartileCounts: readonly number[];
+  readonly epoch: number;
+  /** Why this rank wants the group to stop after this step (cancel, shutdown), if it does. */
+  readonly stop?: string;
+  /** sha256 of the rank's parameters, EMA and Adam moments before this step, when due. */
+  readonly checksum?: string;
+}
+
+/**
+ * How a rank talks to its group; the engine knows nothing of the transport (the worker uses
+ * @ddpm/allreduce over Redis). Rank r computes a contiguous share of the step's micro-batches
+ * (one each when accumulation = world size) while every rank draws the randomness of all of them,
+ * so ranks stay bit-identical and the result equals one process with the same accumulation.
+ */
+export interface GroupLink {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Steps between checksums compared across ranks (also at the first step). */
+  readonly checksumEvery: number;
+  /**
+   * Sums the ranks' partial gradient sums (flattened in parameter order) in rank order and gathers
+   * their reports; every rank gets the same bytes and the same list.
+   */
+  exchange(step: number, partial: Float32Array, report: RankReport): Promise<{ readonly sum: Float32Array; readonly reports: readonly RankReport[] }>;
+  /** Throws when this rank may no longer write for the run (a newer generation owns it). */
+  assertWriter(): Promise<void>;
 }
 
 export interface Gradients {
@@ -72,6 +119,9 @@ export interface Gradients {
 }
 
 export class Trainer {
+  /** Whether the group has compared state checksums since this trainer opened. */
+  private groupVerified = false;
+
   private constructor(
     readonly config: TrainConfig,
     readonly unetConfig: UNetConfig,
@@ -99,7 +149,12 @@ export class Trainer {
    */
   static async open(requested: TrainConfig, options: TrainerOptions): Promise<Trainer> {
     validateTrainConfig(requested);
-    const latest = options.resume === false ? undefined : await loadLatestCheckpoint(options.store, options.prefix);
+    const latest =
+      options.resumeStep !== undefined
+        ? await loadCheckpointAt(options.store, options.prefix, options.resumeStep)
+        : options.resume === false
+          ? undefined
+          : await loadLatestCheckpoint(options.store, options.prefix);
     for (const s of latest?.skipped ?? []) options.onWarning?.(`${s.reason}; using an older checkpoint`);
     const { config, ignored } = latest ? resumedConfig(latest.files.state.config, requested) : { config: requested, ignored: [] };
     if (latest) validateTrainConfig(config);
@@ -150,8 +205,20 @@ export class Trainer {
 
   /** Forward and backward over one global batch (all micro-batches); nothing is updated. */
   async computeGradients(): Promise<Gradients> {
+    const partial = await this.gradientSums(0, this.config.accumulation);
+    return { ...partial, grads: this.averaged(partial.sums) };
+  }
+
+  /**
+   * The gradient sums of micro-batches [from, to) of the next step. The randomness of every
+   * micro-batch of the step is drawn (data order, flips, t, ε, dropout seeds), computed or not,
+   * so the run's state does not depend on which share of the step a process computes.
+   */
+  private async gradientSums(from: number, to: number): Promise<Omit<Gradients, 'grads'> & { sums: tf.Tensor[] }> {
     const T = this.diffusion.numTimesteps;
     const params = this.unet.variables;
+    const { imageSize: s, inChannels: c } = this.unetConfig;
+    const b = this.config.batchSize / this.config.accumulation;
     let summed: tf.Tensor[] | undefined;
     let lossSum = 0;
     let count = 0;
@@ -159,12 +226,14 @@ export class Trainer {
     const quartileSums: [number, number, number, number] = [0, 0, 0, 0];
     const quartileCounts: [number, number, number, number] = [0, 0, 0, 0];
     for (let micro = 0; micro < this.config.accumulation; micro++) {
-      const batch = await this.loader.next();
-      epoch = batch.epoch;
-      const [b, s, , c] = batch.shape;
+      const mine = micro >= from && micro < to;
+      const batch = mine ? await this.loader.next() : undefined;
+      if (!mine) this.loader.skip();
       const t = this.rng.ints(T, b);
       const noiseValues = this.rng.normals(b * s * s * c);
       const dropoutSeed = this.rng.nextUint32();
+      if (batch === undefined) continue;
+      epoch = batch.epoch;
       const model = this.unet.asDenoiseFn({ training: true, dropoutSeed });
       let lossB: tf.Tensor | undefined;
       const { value, grads } = tf.tidy(() => {
@@ -194,10 +263,73 @@ export class Trainer {
         tf.dispose([...previous, ...ordered]);
       }
     }
+    if (summed === undefined) throw engineError('DDPM_CONFIG_INVALID', `micro-batches [${from}, ${to}) of ${this.config.accumulation} are empty`);
+    return { sums: summed, lossSum, count, quartileSums, quartileCounts, epoch };
+  }
+
+  /** Sums of all micro-batches → their mean: the one division both paths share, bit for bit. Disposes `sums`. */
+  private averaged(sums: tf.Tensor[]): tf.Tensor[] {
     const accumulation = this.config.accumulation;
-    const grads = accumulation === 1 ? summed! : tf.tidy(() => summed!.map((g) => tf.div(g, accumulation)));
-    if (accumulation !== 1) tf.dispose(summed!);
-    return { grads, lossSum, count, quartileSums, quartileCounts, epoch };
+    if (accumulation === 1) return sums;
+    const grads = tf.tidy(() => sums.map((g) => tf.div(g, accumulation)));
+    tf.dispose(sums);
+    return grads;
+  }
+
+  /** sha256 over the parameters, the EMA and Adam's moments: equal on every rank of a healthy group. */
+  async stateChecksum(): Promise<string> {
+    const hash = createHash('sha256');
+    for (const v of [...this.unet.variables, ...this.ema.variables, ...this.adam.m, ...this.adam.v]) {
+      const data = await v.data();
+      hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+    return hash.digest('hex');
+  }
+
+  /**
+   * The averaged gradients of the next step as rank `group.rank` of its group: this rank's share
+   * of the micro-batches, the group's sum of all shares (summed in rank order, as one process adds
+   * its micro-batches), then the one division by the micro-batch count.
+   */
+  private async groupGradients(group: GroupLink, stop: string | undefined): Promise<Gradients & { stop: string | undefined; computeSeconds: number; exchangeSeconds: number }> {
+    const M = this.config.accumulation;
+    const { rank, worldSize } = group;
+    if (worldSize > M) throw engineError('DDPM_CONFIG_INVALID', `this run takes ${M} micro-batches a step; a group of ${worldSize} ranks cannot split them`);
+    const started = process.hrtime.bigint();
+    const checksum = this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
+    const partial = await this.gradientSums(Math.floor((rank * M) / worldSize), Math.floor(((rank + 1) * M) / worldSize));
+    const flat = await flatten(partial.sums);
+    tf.dispose(partial.sums);
+    const computed = process.hrtime.bigint();
+    const { sum, reports } = await group.exchange(this.step + 1, flat, {
+      lossSum: partial.lossSum,
+      count: partial.count,
+      quartileSums: partial.quartileSums,
+      quartileCounts: partial.quartileCounts,
+      epoch: partial.epoch,
+      ...(stop !== undefined ? { stop } : {}),
+      ...(checksum !== undefined ? { checksum } : {}),
+    });
+    const exchanged = process.hrtime.bigint();
+    if (checksum !== undefined && reports.some((r) => r.checksum !== checksum)) {
+      throw groupError(
+        'DDPM_GROUP_DIVERGED',
+        `ranks diverged before step ${this.step + 1}: state checksums ${reports.map((r, k) => `rank ${k} ${r.checksum?.slice(0, 12) ?? 'none'}`).join(', ')}`,
+      );
+    }
+    this.groupVerified = true;
+    const total = (pick: (r: RankReport) => number): number => reports.reduce((a, r) => a + pick(r), 0);
+    return {
+      grads: this.averaged(unflatten(sum, this.unet.variables)),
+      lossSum: total((r) => r.lossSum),
+      count: total((r) => r.count),
+      quartileSums: [0, 1, 2, 3].map((q) => total((r) => r.quartileSums[q] ?? 0)) as [number, number, number, number],
+      quartileCounts: [0, 1, 2, 3].map((q) => total((r) => r.quartileCounts[q] ?? 0)) as [number, number, number, number],
+      epoch: reports[0]!.epoch,
+      stop: reports.find((r) => r.stop !== undefined)?.stop,
+      computeSeconds: Number(computed - started) / 1e9,
+      exchangeSeconds: Number(exchanged - computed) / 1e9,
+    };
   }
 
   /**
@@ -223,10 +355,15 @@ export class Trainer {
     return { gradNorm, learningRate: lr };
   }
 
-  /** One full optimizer step. */
-  async trainStep(): Promise<StepStats> {
+  /**
+   * One full optimizer step, alone or as a rank of `group`; `stop` tells the group this rank wants
+   * to stop after the step (the returned `stop` is the group's decision: every rank sees the same).
+   */
+  async trainStep(group?: GroupLink, stop?: string): Promise<StepStats> {
     const started = process.hrtime.bigint();
-    const g = await this.computeGradients();
+    const g: Gradients & { stop?: string | undefined; computeSeconds?: number; exchangeSeconds?: number } = group
+      ? await this.groupGradients(group, stop)
+      : await this.computeGradients();
     const loss = g.lossSum / g.count;
     if (!Number.isFinite(loss)) {
       tf.dispose(g.grads);
@@ -245,11 +382,13 @@ export class Trainer {
       imagesPerSecond: g.count / stepSeconds,
       stepSeconds,
       epoch: g.epoch,
+      ...(g.stop !== undefined ? { stop: g.stop } : {}),
+      ...(g.computeSeconds !== undefined && g.exchangeSeconds !== undefined ? { group: { computeSeconds: g.computeSeconds, exchangeSeconds: g.exchangeSeconds } } : {}),
     };
   }
 
-  /** Writes a whole checkpoint (manifest last) and prunes old ones. */
-  async checkpoint(reason: string): Promise<CheckpointRef> {
+  /** Writes a whole checkpoint (manifest last) and prunes old ones; `fence` guards every write. */
+  async checkpoint(reason: string, fence?: WriteFence): Promise<CheckpointRef> {
     const state: RunState = {
       version: CHECKPOINT_VERSION,
       step: this.step,
@@ -267,8 +406,8 @@ export class Trainer {
       model: await saveUNetWeights(this.unet, { step: String(this.step) }),
       ema: await saveUNetWeights(this.ema, { step: String(this.step), ema: 'true' }),
       optimizer: await saveAdam(this.adam, this.unet),
-    });
-    await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints);
+    }, fence);
+    await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints, fence);
     return ref;
   }
 
@@ -276,25 +415,33 @@ export class Trainer {
    * Trains until `config.steps`, checkpointing every `checkpointEvery` steps and at the end.
    * When `signal` aborts, finishes the step in progress, checkpoints, and returns `stopped`.
    */
-  async run(options: RunOptions = {}): Promise<{ status: 'completed' | 'stopped'; step: number; checkpoint?: CheckpointRef }> {
+  async run(options: RunOptions = {}): Promise<{ status: 'completed' | 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason?: string }> {
+    const group = options.group;
+    // In a group only rank 0 writes, fenced against a newer generation of the group.
+    const writer = group === undefined || group.rank === 0;
+    const fence = group ? () => group.assertWriter() : undefined;
     let last: CheckpointRef | undefined;
     let lastSavedStep = this.resumedFrom?.step ?? -1;
     const save = async (reason: string): Promise<void> => {
-      if (lastSavedStep === this.step) return;
+      if (!writer || lastSavedStep === this.step) return;
       const started = process.hrtime.bigint();
-      last = await this.checkpoint(reason);
+      last = await this.checkpoint(reason, fence);
       lastSavedStep = this.step;
       await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
     };
+    const stopped = async (reason: string): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: string }> => {
+      await save('stopped');
+      return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}), stopReason: reason };
+    };
     while (!this.done) {
-      if (options.signal?.aborted) {
-        await save('stopped');
-        return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}) };
-      }
-      const stats = await this.trainStep();
+      const request = options.signal?.aborted ? stopReasonOf(options.signal) : undefined;
+      // Alone, stop at once; in a group, say so in the next exchange so every rank stops after the same step.
+      if (request !== undefined && group === undefined) return stopped(request);
+      const stats = await this.trainStep(group, request);
       await options.onStep?.(stats);
       // On wasm/cpu a whole step resolves in microtasks; let signals, timers and I/O run.
       await yieldToEventLoop();
+      if (stats.stop !== undefined) return stopped(stats.stop);
       if (this.step % this.config.checkpointEvery === 0) await save('periodic');
     }
     await save('final');
@@ -306,4 +453,34 @@ export class Trainer {
     this.ema.dispose();
     this.adam.dispose();
   }
+}
+
+/** The reason an abort signal carries, as a short string (`cancel`, `shutdown`, or its message). */
+function stopReasonOf(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (typeof reason === 'string') return reason;
+  if (reason instanceof Error) return reason.message;
+  return 'stopped';
+}
+
+/** Tensors → one Float32Array in their order (what a group exchanges). */
+async function flatten(tensors: readonly tf.Tensor[]): Promise<Float32Array> {
+  const flat = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+  let offset = 0;
+  for (const t of tensors) {
+    const data = await t.data();
+    flat.set(data as Float32Array, offset);
+    offset += t.size;
+  }
+  return flat;
+}
+
+/** The inverse of {@link flatten}, shaped like `like`. */
+function unflatten(flat: Float32Array, like: readonly tf.Tensor[]): tf.Tensor[] {
+  let offset = 0;
+  return like.map((t) => {
+    const part = tf.tensor(flat.subarray(offset, offset + t.size), t.shape, 'float32');
+    offset += t.size;
+    return part;
+  });
 }

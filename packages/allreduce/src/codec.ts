@@ -1,0 +1,97 @@
+/**
+ * Gradient values on the wire: fp32 as they are (the sum is then bit-identical to one process
+ * adding the same values in the same order), or bf16 / fp16 at half the bytes. Decoding always
+ * yields float32, and sums are float32 additions in rank order, so every rank that decodes the
+ * same bytes gets the same numbers.
+ */
+export type Transport = 'fp32' | 'bf16' | 'fp16';
+
+export function bytesPerValue(transport: Transport): number {
+  switch (transport) {
+    case 'fp32':
+      return 4;
+    case 'bf16':
+    case 'fp16':
+      return 2;
+    default: {
+      const unreachable: never = transport;
+      throw new Error(`unknown transport ${String(unreachable)}`);
+    }
+  }
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 → bfloat16 bits, rounding to nearest even (NaN stays NaN). */
+function toBf16(x: number): number {
+  f32[0] = x;
+  const bits = u32[0]!;
+  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x007fffff) !== 0) return (bits >>> 16) | 0x40;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function fromBf16(h: number): number {
+  u32[0] = h << 16;
+  return f32[0]!;
+}
+
+/** float32 → IEEE binary16 bits, rounding to nearest even, overflow to ±Inf, subnormals kept. */
+function toFp16(x: number): number {
+  f32[0] = x;
+  const bits = u32[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  const mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mantissa | 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = m >>> shift;
+    const rest = m & ((1 << shift) - 1);
+    if (rest > half || (rest === half && (r & 1) === 1)) r += 1;
+    return sign | r;
+  }
+  let r = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (r & 1) === 1)) r += 1;
+  return sign | r;
+}
+
+function fromFp16(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Values, each multiplied by `scale` first, as wire bytes. */
+export function encode(values: Float32Array, transport: Transport, scale = 1): Buffer {
+  if (transport === 'fp32' && scale === 1) return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  if (transport === 'fp32') return Buffer.from(Float32Array.from(values, (v) => v * scale).buffer);
+  const out = new Uint16Array(values.length);
+  const convert = transport === 'bf16' ? toBf16 : toFp16;
+  for (let i = 0; i < values.length; i++) out[i] = convert(values[i]! * scale);
+  return Buffer.from(out.buffer);
+}
+
+/** Wire bytes → float32 values, each multiplied by `scale` after decoding. */
+export function decode(bytes: Uint8Array, transport: Transport, scale = 1): Float32Array {
+  if (transport === 'fp32') {
+    // Buffers from a socket may start at any byte; Float32Array needs 4-byte alignment.
+    const out = new Float32Array(bytes.byteLength / 4);
+    new Uint8Array(out.buffer).set(bytes);
+    if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] = out[i]! * scale;
+    return out;
+  }
+  const halves = new Uint16Array(bytes.byteLength / 2);
+  new Uint8Array(halves.buffer).set(bytes);
+  const convert = transport === 'bf16' ? fromBf16 : fromFp16;
+  return Float32Array.from(halves, (h) => convert(h) * scale);
+}

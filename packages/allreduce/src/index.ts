@@ -1,0 +1,17 @@
+/**
+ * @ddpm/allreduce — the collectives of a data-parallel group over Redis, and its liveness.
+ * Tensor-free: it moves float32 arrays; the engine turns gradients into them and back.
+ */
+export { type AllReduceResult, type CollectiveOptions, RedisCollective } from './collective';
+export { type Transport, bytesPerValue, decode, encode } from './codec';
+export { type CollectiveErrorCode } from './errors';
+export {
+  type GenerationKeys,
+  Heartbeat,
+  type HeartbeatOptions,
+  abortGeneration,
+  assertGenerationAlive,
+  generationEnded,
+  openGeneration,
+  refreshGeneration,
+} from './liveness';

@@ -1,0 +1,137 @@
+/**
+ * Whether a group's generation is alive, and this rank's part in saying so.
+ *
+ * - Every rank's heartbeat key is written by a thread of the rank's own process (not by the event
+ *   loop, which a long synchronous training step blocks, and not by the worker that forked it,
+ *   which would keep beating for a stopped child): it expires `rankTimeoutMs` after the last beat,
+ *   so a killed or SIGSTOPped rank disappears within that time. The thread also stops beating when
+ *   the rank's main thread makes no progress for longer than it should (a wedged rank).
+ * - The generation's marker key is created by whoever forms the generation and refreshed while it
+ *   runs (only if it still exists): a data-plane Redis that restarted without its state has no
+ *   marker, and the generation is over.
+ * - Any member may abort the generation with a reason; everyone else sees it at its next check.
+ */
+import { Worker } from 'node:worker_threads';
+
+import { type Redis } from 'ioredis';
+
+import { collectiveError } from './errors';
+
+export interface GenerationKeys {
+  /** Key namespace of one generation of one run, e.g. `ddpm:dp:<job>:g3`. */
+  readonly namespace: string;
+  readonly worldSize: number;
+}
+
+const markerKey = (ns: string): string => `${ns}:alive`;
+const abortKey = (ns: string): string => `${ns}:abort`;
+const heartbeatKey = (ns: string, rank: number): string => `${ns}:hb${rank}`;
+
+/** Creates the generation's marker (by whoever forms the generation). */
+export async function openGeneration(redis: Redis, ns: string, ttlMs: number): Promise<void> {
+  await redis.set(markerKey(ns), String(Date.now()), 'PX', ttlMs);
+}
+
+/** Keeps the marker alive; false when it is gone (the data plane lost its state). */
+export async function refreshGeneration(redis: Redis, ns: string, ttlMs: number): Promise<boolean> {
+  return (await redis.set(markerKey(ns), String(Date.now()), 'PX', ttlMs, 'XX')) === 'OK';
+}
+
+/** Ends the generation for every member, saying why (the first reason stays). */
+export async function abortGeneration(redis: Redis, ns: string, reason: string, ttlMs: number): Promise<void> {
+  await redis.set(abortKey(ns), reason, 'PX', ttlMs, 'NX');
+}
+
+/** Why the generation is over, or undefined while it runs. */
+export async function generationEnded(redis: Redis, keys: GenerationKeys): Promise<string | undefined> {
+  const ns = keys.namespace;
+  const hb = Array.from({ length: keys.worldSize }, (_, r) => heartbeatKey(ns, r));
+  const [marker, aborted, ...beats] = await redis.mget(markerKey(ns), abortKey(ns), ...hb);
+  if (aborted !== null && aborted !== undefined) return `the generation was aborted: ${aborted}`;
+  if (marker === null || marker === undefined) return 'the data plane lost the generation (its Redis restarted or the generation expired)';
+  const lost = beats.map((b, r) => (b === null || b === undefined ? r : -1)).filter((r) => r >= 0);
+  if (lost.length > 0) return `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout`;
+  return undefined;
+}
+
+/** Throws DDPM_GROUP_LOST / DDPM_GROUP_ABORTED when the generation is over. */
+export async function assertGenerationAlive(redis: Redis, keys: GenerationKeys): Promise<void> {
+  const ended = await generationEnded(redis, keys);
+  if (ended !== undefined) throw collectiveError(ended.startsWith('the generation was aborted') ? 'DDPM_GROUP_ABORTED' : 'DDPM_GROUP_LOST', ended);
+}
+
+export interface HeartbeatOptions {
+  readonly redisUrl: string;
+  readonly namespace: string;
+  readonly rank: number;
+  /** The key expires this long after the last beat: how soon peers notice a dead rank. */
+  readonly rankTimeoutMs: number;
+  /** Beats this often (default a tenth of the timeout, at most 1 s). */
+  readonly intervalMs?: number;
+  /** The main thread may go this long without {@link Heartbeat.progress} before the rank counts as wedged. */
+  readonly stallMs: number;
+}
+
+/*
+ * The thread's program (CommonJS, evaluated): a Redis connection of its own, a beat every
+ * interval while the main thread's progress counter has moved within the allowed stall.
+ */
+const THREAD = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { Redis } = require(workerData.ioredis);
+const shared = new Int32Array(workerData.shared);
+const redis = new Redis(workerData.url, { maxRetriesPerRequest: 1, enableOfflineQueue: true });
+redis.on('error', () => undefined);
+let seen = Atomics.load(shared, 0);
+let movedAt = Date.now();
+const beat = () => {
+  const now = Date.now();
+  const progress = Atomics.load(shared, 0);
+  if (progress !== seen) { seen = progress; movedAt = now; }
+  if (now - movedAt > Atomics.load(shared, 1)) return;
+  redis.set(workerData.key, String(now), 'PX', workerData.ttl).catch(() => undefined);
+};
+beat();
+const timer = setInterval(beat, workerData.interval);
+parentPort.on('message', () => { clearInterval(timer); redis.del(workerData.key).catch(() => undefined).finally(() => { redis.disconnect(); process.exit(0); }); });
+`;
+
+/** This rank's heartbeat, from a thread of its own. */
+export class Heartbeat {
+  private readonly shared = new Int32Array(new SharedArrayBuffer(8));
+  private readonly worker: Worker;
+
+  constructor(options: HeartbeatOptions) {
+    this.setAllowedStall(options.stallMs);
+    this.worker = new Worker(THREAD, {
+      eval: true,
+      workerData: {
+        ioredis: require.resolve('ioredis'),
+        url: options.redisUrl,
+        key: heartbeatKey(options.namespace, options.rank),
+        ttl: options.rankTimeoutMs,
+        interval: options.intervalMs ?? Math.min(1000, Math.max(50, Math.floor(options.rankTimeoutMs / 10))),
+        shared: this.shared.buffer,
+      },
+    });
+    this.worker.unref();
+  }
+
+  /** The main thread is alive and working (a step ended, a wait slice passed). */
+  progress(): void {
+    Atomics.add(this.shared, 0, 1);
+  }
+
+  /** How long the main thread may be silent before the rank counts as wedged. */
+  setAllowedStall(ms: number): void {
+    Atomics.store(this.shared, 1, Math.min(2 ** 31 - 1, Math.ceil(ms)));
+  }
+
+  /** Stops beating and removes the key (a rank that leaves cleanly is not mistaken for a lost one later). */
+  async stop(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage('stop');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    await this.worker.terminate();
+  }
+}

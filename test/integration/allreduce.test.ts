@@ -1,0 +1,134 @@
+/**
+ * The Redis all-reduce with real connections, several ranks in this process (each with its own two
+ * connections, as separate processes would have): sums bit-identical to adding in rank order,
+ * several buckets, half-precision transports within their precision, nothing left in Redis, and
+ * a lost peer detected within the rank timeout.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { Heartbeat, RedisCollective, type Transport, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
+import { Redis } from 'ioredis';
+
+const URL = 'redis://127.0.0.1:6379';
+
+interface Rank {
+  readonly collective: RedisCollective;
+  readonly connections: Redis[];
+  readonly heartbeat: Heartbeat;
+}
+
+async function group(worldSize: number, options: { transport?: Transport; bucketBytes?: number; rankTimeoutMs?: number } = {}): Promise<{ ns: string; ranks: Rank[]; close(): Promise<void>; control: Redis }> {
+  const ns = `test-ar-${randomBytes(5).toString('hex')}`;
+  const control = new Redis(URL);
+  const rankTimeoutMs = options.rankTimeoutMs ?? 5000;
+  await openGeneration(control, ns, 60_000);
+  const ranks = Array.from({ length: worldSize }, (_, rank) => {
+    const redis = new Redis(URL);
+    const blocking = new Redis(URL);
+    return {
+      connections: [redis, blocking],
+      heartbeat: new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs, stallMs: 60_000 }),
+      collective: new RedisCollective({
+        redis,
+        blocking,
+        namespace: ns,
+        rank,
+        worldSize,
+        keyTtlSeconds: 60,
+        waitSliceMs: 200,
+        checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize }),
+        ...(options.transport ? { transport: options.transport } : {}),
+        ...(options.bucketBytes ? { bucketBytes: options.bucketBytes } : {}),
+      }),
+    };
+  });
+  // Every heartbeat is up before anyone waits on it.
+  for (let i = 0; i < 50 && (await control.exists(...ranks.map((_, r) => `${ns}:hb${r}`))) < worldSize; i++) await new Promise((r) => setTimeout(r, 50));
+  return {
+    ns,
+    ranks,
+    control,
+    async close() {
+      await Promise.all(ranks.map((r) => r.heartbeat.stop()));
+      for (const r of ranks) for (const c of r.connections) c.disconnect();
+      await control.del(`${ns}:alive`);
+      control.disconnect();
+    },
+  };
+}
+
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 32 - 0.5) * 2 ** ((s >>> 27) - 16);
+  });
+}
+
+/** Float32 additions in rank order: what one process accumulating the same values computes. */
+function sequentialSum(parts: Float32Array[]): Float32Array {
+  const acc = Float32Array.from(parts[0]!);
+  for (const p of parts.slice(1)) for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + p[i]!;
+  return acc;
+}
+
+describe('RedisCollective', () => {
+  it.each([2, 3])('sums %i ranks bit-identically to rank-order float32 additions, over several buckets, leaving nothing behind', async (n) => {
+    const g = await group(n, { bucketBytes: 4096 });
+    try {
+      const parts = g.ranks.map((_, r) => values(10_007, r + 1));
+      for (const step of [1, 2]) {
+        const results = await Promise.all(g.ranks.map((rank, r) => rank.collective.allReduceSum(step, parts[r]!)));
+        const expected = sequentialSum(parts);
+        for (const result of results) expect(Buffer.compare(Buffer.from(result.sum.buffer), Buffer.from(expected.buffer))).toBe(0);
+        // Through the Redis hub each rank sends S ((N−1)/N of its values, then the sum of its chunk)
+        // and receives 2(N−1)/N · S, give or take a chunk's rounding; the hub takes N·S in.
+        const S = 10_007 * 4;
+        for (const result of results) {
+          expect(Math.abs(result.bytesSent - S)).toBeLessThan(4 * 3 * n);
+          expect(Math.abs(result.bytesReceived - (2 * (n - 1) * S) / n)).toBeLessThan(4 * 3 * n);
+        }
+      }
+      const gathered = await Promise.all(g.ranks.map((rank, r) => rank.collective.allGather(3, 'report', { rank: r, loss: r * 0.5 })));
+      for (const list of gathered) expect(list).toEqual(Array.from({ length: n }, (_, r) => ({ rank: r, loss: r * 0.5 })));
+      const left = (await g.control.keys(`${g.ns}:s*`)).sort();
+      expect(left).toEqual([]);
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
+  it.each(['bf16', 'fp16'] as const)('carries %s at half the bytes, within its precision, the same on every rank', async (transport) => {
+    const g = await group(2, { transport });
+    try {
+      const parts = [Float32Array.from({ length: 4000 }, (_, i) => Math.sin(i) * 3), Float32Array.from({ length: 4000 }, (_, i) => Math.cos(i) * 2)];
+      const results = await Promise.all(g.ranks.map((rank, r) => rank.collective.allReduceSum(1, parts[r]!)));
+      expect(Buffer.compare(Buffer.from(results[0]!.sum.buffer), Buffer.from(results[1]!.sum.buffer))).toBe(0);
+      const exact = sequentialSum(parts);
+      const tolerance = transport === 'bf16' ? 2 ** -7 : 2 ** -10;
+      let worst = 0;
+      for (let i = 0; i < exact.length; i++) worst = Math.max(worst, Math.abs(results[0]!.sum[i]! - exact[i]!) / Math.max(1, Math.abs(exact[i]!)));
+      expect(worst).toBeLessThan(2 * tolerance);
+      expect(worst).toBeGreaterThan(0);
+      expect(results[0]!.bytesSent).toBeLessThan(4000 * 4);
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
+  it('ends a wait within the rank timeout when a peer stops beating, naming it', async () => {
+    const g = await group(2, { rankTimeoutMs: 1500 });
+    try {
+      await g.ranks[1]!.heartbeat.stop();
+      const started = Date.now();
+      await expect(g.ranks[0]!.collective.allReduceSum(1, values(100, 1))).rejects.toMatchObject({
+        code: 'DDPM_GROUP_LOST',
+        kind: 'unavailable',
+        message: 'rank 1 sent no heartbeat within the rank timeout',
+      });
+      expect(Date.now() - started).toBeLessThan(1500 + 1000);
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+});

@@ -1,0 +1,141 @@
+/**
+ * Data-parallel ranks are one process's training, bit for bit: 2 and 3 ranks (in this process,
+ * each with its own Redis connections and heartbeat thread, talking through the real Redis
+ * all-reduce) end 20 steps with parameters, EMA and Adam moments identical to one process with the
+ * same global batch and accumulation = N, dropout on; and a run checkpointed by 2 ranks resumes
+ * with 1 (and the reverse) to the same bits as an uninterrupted run.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { Heartbeat, RedisCollective, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
+import { initBackend } from '@ddpm/backend';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { type GroupLink, Trainer } from '@ddpm/engine';
+import { FileStore } from '@ddpm/storage';
+import { Redis } from 'ioredis';
+
+const URL = 'redis://127.0.0.1:6379';
+
+beforeAll(async () => {
+  await initBackend({ preferred: 'wasm' });
+});
+
+function run(steps: number, accumulation: number): TrainConfig {
+  return resolveTrainJob({
+    dataset: 'procedural:shapes?size=64&channels=1&seed=3',
+    preset: 'micro32',
+    dropout: 0.1,
+    batchSize: 6,
+    accumulation,
+    steps,
+    checkpointEvery: 10,
+    keepCheckpoints: 5,
+    learningRate: 1e-3,
+    warmupSteps: 3,
+    emaDecay: 0.9,
+    seed: 11,
+  }).train;
+}
+
+/** Parameters, EMA and Adam moments: the whole state that must agree. */
+async function state(trainer: Trainer): Promise<Buffer> {
+  return Buffer.from(await trainer.stateChecksum(), 'hex');
+}
+
+async function tempStore(): Promise<{ store: FileStore; done: () => Promise<void> }> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-dp-'));
+  return { store: new FileStore(root), done: () => fs.rm(root, { recursive: true, force: true }) };
+}
+
+/** Trains `config` as a group of `n` ranks in this process; returns each rank's trainer (not disposed). */
+async function trainAsGroup(n: number, config: TrainConfig, store: FileStore): Promise<Trainer[]> {
+  const ns = `test-dp-${randomBytes(5).toString('hex')}`;
+  const control = new Redis(URL);
+  await openGeneration(control, ns, 300_000);
+  const connections: Redis[] = [control];
+  const heartbeats: Heartbeat[] = [];
+  try {
+    const trainers = await Promise.all(Array.from({ length: n }, () => Trainer.open(config, { store, prefix: 'run' })));
+    const links: GroupLink[] = trainers.map((_, rank) => {
+      const redis = new Redis(URL);
+      const blocking = new Redis(URL);
+      connections.push(redis, blocking);
+      heartbeats.push(new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs: 20_000, stallMs: 600_000 }));
+      const collective = new RedisCollective({
+        redis,
+        blocking,
+        namespace: ns,
+        rank,
+        worldSize: n,
+        keyTtlSeconds: 120,
+        checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: n }),
+      });
+      return { rank, worldSize: n, checksumEvery: 5, exchange: (step, partial, report) => collective.exchange(step, partial, report), assertWriter: async () => undefined };
+    });
+    await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })));
+    return trainers;
+  } finally {
+    await Promise.all(heartbeats.map((h) => h.stop()));
+    for (const c of connections) c.disconnect();
+  }
+}
+
+describe('a data-parallel group equals one process with accumulation = N', () => {
+  it.each([2, 3])('%i ranks, 20 steps: parameters, EMA and Adam moments bit-identical', async (n) => {
+    const single = await tempStore();
+    const grouped = await tempStore();
+    try {
+      const alone = await Trainer.open(run(20, n), { store: single.store, prefix: 'run' });
+      await alone.run();
+      const expected = await state(alone);
+      const ranks = await trainAsGroup(n, run(20, n), grouped.store);
+      for (const [r, t] of ranks.entries()) expect([r, t.step, (await state(t)).toString('hex')]).toEqual([r, 20, expected.toString('hex')]);
+      // The checkpoints too (written by rank 0 only): the same bytes as the single process's.
+      for (const file of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors']) {
+        const a = await single.store.get(`run/checkpoints/step-000000020/${file}`);
+        const b = await grouped.store.get(`run/checkpoints/step-000000020/${file}`);
+        expect([file, Buffer.compare(Buffer.from(a), Buffer.from(b))]).toEqual([file, 0]);
+      }
+      for (const t of [alone, ...ranks]) t.dispose();
+    } finally {
+      await single.done();
+      await grouped.done();
+    }
+  }, 300_000);
+
+  it('resumes across world sizes: 2 ranks then 1 process, and 1 process then 2 ranks, equal an uninterrupted run', async () => {
+    const straight = await tempStore();
+    const twoThenOne = await tempStore();
+    const oneThenTwo = await tempStore();
+    try {
+      const alone = await Trainer.open(run(20, 2), { store: straight.store, prefix: 'run' });
+      await alone.run();
+      const expected = (await state(alone)).toString('hex');
+      alone.dispose();
+
+      for (const t of await trainAsGroup(2, run(10, 2), twoThenOne.store)) t.dispose();
+      const finish = await Trainer.open(run(20, 2), { store: twoThenOne.store, prefix: 'run' });
+      expect(finish.resumedFrom?.step).toBe(10);
+      await finish.run();
+      expect((await state(finish)).toString('hex')).toBe(expected);
+      finish.dispose();
+
+      const start = await Trainer.open(run(10, 2), { store: oneThenTwo.store, prefix: 'run' });
+      await start.run();
+      start.dispose();
+      const ranks = await trainAsGroup(2, run(20, 2), oneThenTwo.store);
+      for (const t of ranks) {
+        expect(t.resumedFrom?.step).toBe(10);
+        expect((await state(t)).toString('hex')).toBe(expected);
+        t.dispose();
+      }
+    } finally {
+      await straight.done();
+      await twoThenOne.done();
+      await oneThenTwo.done();
+    }
+  }, 300_000);
+});
