@@ -90,6 +90,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('ddpm', { config, queues, redis, store, registry, jobs });
 
   app.addHook('onClose', async () => {
+    // A queue closed while its connection still initialises (BullMQ asks Redis for its version)
+    // would emit that failure after its listeners are gone and take the process down.
+    await Promise.all(Object.values(queues).map((q) => q.waitUntilReady().catch(() => undefined)));
     await Promise.all(Object.values(queues).map((q) => q.close()));
     redis.disconnect();
     if (options.store === undefined) await store.close();

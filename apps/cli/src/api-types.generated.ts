@@ -1184,8 +1184,14 @@ export interface components {
                 };
                 seed: number;
             };
-            /** @description the data-parallel group */
+            /** @description the data-parallel group that runs the job (workers 1: one process) */
             group: {
+                checksumEvery: number;
+                joinTimeoutSeconds: number;
+                maxRestarts: number;
+                minWorkers: number;
+                rankTimeoutSeconds: number;
+                transport: "fp32" | "bf16" | "fp16";
                 workers: number;
             };
             /** @description one training run's configuration, as its checkpoints store it */
@@ -1258,7 +1264,7 @@ export interface components {
         /** @description a training job: what to train, on what, how long; every field left out takes its default */
         TrainRequest: {
             /**
-             * @description micro-batches per step (each holds batch / K images): large batches in small memory (default 1)
+             * @description micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N (default 1)
              * @default 1
              */
             accumulation?: number;
@@ -1297,6 +1303,11 @@ export interface components {
              * @default 1000
              */
             checkpointEvery?: number;
+            /**
+             * @description steps between parameter checksums compared across ranks (divergence fails the generation loudly); also at every (re)start (default 100)
+             * @default 100
+             */
+            checksumEvery?: number;
             /** @description dataset spec: fashion-mnist[?split=test] | mnist:DIR | idx:FILE | cifar10:DIR | folder:DIR[?size=64&channels=3] | procedural:shapes[?size=N] (required) */
             dataset: string;
             /** @description dropout rate in the residual blocks, overriding the preset's (default: the preset's (0.1 for cifar10 as in Appendix B, 0 at 256²)) */
@@ -1317,6 +1328,16 @@ export interface components {
              */
             gradClipNorm?: number;
             /**
+             * @description how gradients travel between ranks: fp32 (bit-identical to one process with accumulation = workers), bf16 or fp16 (half the bytes; pre-divided by the world size) (default fp32)
+             * @default fp32
+             */
+            gradientTransport?: "fp32" | "bf16" | "fp16";
+            /**
+             * @description how long a group may wait for free workers before the job goes back to the queue (nobody holds a worker meanwhile) (default 600)
+             * @default 600
+             */
+            joinTimeoutSeconds?: number;
+            /**
              * @description newest checkpoints kept (default 3)
              * @default 3
              */
@@ -1332,10 +1353,17 @@ export interface components {
              */
             lossType?: "mse" | "kl" | "weighted-mse";
             /**
+             * @description group restarts (a rank lost, diverged or failed) before the job fails (default 3)
+             * @default 3
+             */
+            maxRestarts?: number;
+            /**
              * @description what the network predicts (Table 2): epsilon | xstart | xprev (default epsilon, as the paper)
              * @default epsilon
              */
             meanType?: "epsilon" | "xstart" | "xprev";
+            /** @description fewest ranks a group may start or re-form with when workers are missing (the global batch is kept) (default: workers) */
+            minWorkers?: number;
             /** @description U-Net preset: cifar10 | celebahq256 | lsun256 | tiny32 | fashion32 | micro32 (required; paper: cifar10) */
             preset: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32";
             /**
@@ -1343,6 +1371,11 @@ export interface components {
              * @default true
              */
             randomFlip?: boolean;
+            /**
+             * @description a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group restarts from the last checkpoint (default 30)
+             * @default 30
+             */
+            rankTimeoutSeconds?: number;
             /**
              * @description images of the EMA sample grid drawn at the end of training (0: none) (default 0)
              * @default 0
@@ -1393,7 +1426,7 @@ export interface components {
              */
             warmupSteps?: number;
             /**
-             * @description data-parallel world size: workers training this job together (default 1)
+             * @description data-parallel world size: workers training this job together, averaging gradients through Redis (default 1)
              * @default 1
              */
             workers?: number;
