@@ -38,6 +38,12 @@ export interface Stack {
   startWorker(): Promise<WorkerService>;
   startWorkerProcess(extraEnv?: Record<string, string>): ChildProcess;
   waitFinished(id: string, timeoutMs?: number): Promise<Job<JobData, JobResult>>;
+  /** Resolves with the first progress step of job `id` that `predicate` accepts. */
+  progressOf(id: string, predicate: (step: number) => boolean): Promise<number>;
+  /** The workers' slots on the control plane. */
+  slots(): Promise<{ id: string; pid: number; state: string; job: string; by: string }[]>;
+  /** SIGKILLs every worker process this stack started (and waits for them to exit). */
+  killWorkerProcesses(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -103,6 +109,42 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish in ${timeoutMs} ms`)), timeoutMs).unref());
       await Promise.race([job.waitUntilFinished(events[type]).catch(() => undefined), timer]);
       return (await queues[type].getJob(id))!;
+    },
+    progressOf(id, predicate) {
+      return new Promise((resolve) => {
+        const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+          const step = (data as { step?: number }).step ?? -1;
+          if (jobId === id && predicate(step)) {
+            events.train.off('progress', onProgress);
+            resolve(step);
+          }
+        };
+        events.train.on('progress', onProgress);
+      });
+    },
+    async slots() {
+      const keys = (await redis.keys(`${prefix}:slot:*`)).filter((k) => !k.endsWith(':inbox'));
+      return Promise.all(
+        keys.map(async (key) => {
+          const h = await redis.hgetall(key);
+          return { id: key.slice(`${prefix}:slot:`.length), pid: Number(h['pid']), state: h['state'] ?? '', job: h['job'] ?? '', by: h['by'] ?? '' };
+        }),
+      );
+    },
+    async killWorkerProcesses() {
+      const killed = processes.filter((p) => p.exitCode === null && p.signalCode === null);
+      await Promise.all(
+        killed.map((p) => new Promise((resolve) => {
+          p.once('exit', resolve);
+          p.kill('SIGKILL');
+        })),
+      );
+      // A killed worker cannot take its slot off the control plane; the next test should not have
+      // to wait out its heartbeat (what happens when it does is a test of its own).
+      const pids = new Set(killed.map((p) => p.pid));
+      for (const slot of await this.slots()) {
+        if (pids.has(slot.pid)) await redis.zrem(`${prefix}:slots`, slot.id);
+      }
     },
     async close() {
       for (const p of processes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');

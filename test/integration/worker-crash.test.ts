@@ -14,29 +14,8 @@ afterAll(async () => {
   await stack.close();
 });
 // Each test starts its own worker processes: stop the previous test's.
-beforeEach(async () => {
-  await Promise.all(
-    stack.processes
-      .filter((p) => p.exitCode === null && p.signalCode === null)
-      .map((p) => new Promise((resolve) => {
-        p.once('exit', resolve);
-        p.kill('SIGKILL');
-      })),
-  );
-});
-
-function progressOf(id: string, predicate: (step: number) => boolean): Promise<number> {
-  return new Promise((resolve) => {
-    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
-      const step = (data as { step?: number }).step ?? -1;
-      if (jobId === id && predicate(step)) {
-        stack.events.train.off('progress', onProgress);
-        resolve(step);
-      }
-    };
-    stack.events.train.on('progress', onProgress);
-  });
-}
+beforeEach(() => stack.killWorkerProcesses());
+const progressOf = (id: string, predicate: (step: number) => boolean): Promise<number> => stack.progressOf(id, predicate);
 
 test('SIGKILL of the worker holding a train job: another worker resumes it from its checkpoint', async () => {
   const first = stack.startWorkerProcess();

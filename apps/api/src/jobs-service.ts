@@ -94,9 +94,7 @@ export class JobsService {
   private async jobData(submission: Submission, common: Pick<JobData, 'submittedAt' | 'runPrefix' | 'requestHash'>): Promise<JobData> {
     switch (submission.type) {
       case 'train': {
-        const config = resolveTrainJob(submission.request);
-        if (config.group.workers > 1) throw invalid('workers > 1 (data-parallel training) is not available in this version; submit with workers: 1');
-        return { type: 'train', request: submission.request, config, ...common };
+        return { type: 'train', request: submission.request, config: resolveTrainJob(submission.request), ...common };
       }
       case 'sample': {
         const run = await this.trainJobData(submission.request.trainJobId);

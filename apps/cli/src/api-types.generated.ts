@@ -1059,6 +1059,14 @@ export interface components {
         JobResult: {
             /** @description URL of the newest checkpoint's manifest */
             checkpoint?: string;
+            /** @description a data-parallel job: the group that ran it */
+            group?: {
+                generation: number;
+                /** @description generations that failed and were re-formed */
+                restarts: number;
+                /** @description ranks of the generation that finished the job */
+                worldSize: number;
+            };
             metrics?: {
                 [key: string]: number;
             };

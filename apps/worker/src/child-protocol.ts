@@ -1,17 +1,40 @@
-/** Messages between a worker and the child process that runs one job's tensor work. */
-import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
+/** Messages between a worker and the child process that runs one job's (or one rank's) tensor work. */
 import { type StepStats } from '@ddpm/engine';
+import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
+
+/** A rank's place in one generation of a data-parallel group, as its child needs it. */
+export interface ChildGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly generation: number;
+  /** The generation's key namespace on the data plane. */
+  readonly namespace: string;
+  /** The checkpoint every rank starts from (absent: the run starts fresh). */
+  readonly resumeStep?: number;
+  readonly dataRedisUrl: string;
+  /** The control plane (the queues' Redis), where the run's current generation is kept: the write fence. */
+  readonly controlRedisUrl: string;
+  /** Key of the run's generation counter on the control plane. */
+  readonly generationKey: string;
+}
 
 export type ParentMessage =
-  | { readonly type: 'start'; readonly jobId: string; readonly data: JobData; readonly storageUrl: string; readonly backend?: string }
-  /** Stop: checkpoint (train) and finish as cancelled. */
+  | { readonly type: 'start'; readonly jobId: string; readonly data: JobData; readonly storageUrl: string; readonly backend?: string; readonly group?: ChildGroup }
+  /** Stop: checkpoint (train) and finish as cancelled; `reason` is `cancel` or `shutdown`. */
   | { readonly type: 'cancel'; readonly reason: string };
+
+/** A group step's traffic, as the rank saw it. */
+export interface ExchangeStats {
+  readonly seconds: number;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+}
 
 export type ChildMessage =
   | { readonly type: 'progress'; readonly progress: JobProgress }
   | { readonly type: 'log'; readonly line: string }
-  | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string }
+  | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }
   | { readonly type: 'checkpoint'; readonly step: number; readonly url: string; readonly reason: string; readonly seconds: number }
-  | { readonly type: 'result'; readonly result: JobResult }
+  | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: string }
   /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */
   | { readonly type: 'error'; readonly error: { readonly message: string; readonly code?: string; readonly kind?: string } };

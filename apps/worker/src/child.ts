@@ -4,14 +4,17 @@
  * IPC (child-protocol.ts), runs exactly the configuration the API resolved and queued, and exits
  * when the job ends.
  */
+import { Heartbeat, RedisCollective, assertGenerationAlive, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { validateTrainJobConfig } from '@ddpm/config';
+import { type TrainJobConfig, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
-import { loadModelFromCheckpoint, renderSamples, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, loadModelFromCheckpoint, renderSamples, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
+import { Redis } from 'ioredis';
 
-import { type ChildMessage, type ParentMessage } from './child-protocol';
+import { type ChildGroup, type ChildMessage, type ExchangeStats, type ParentMessage } from './child-protocol';
+import { generationFence } from './group';
 
 const controller = new AbortController();
 /** Set once the result is sent: from then on a lost parent is no longer an error. */
@@ -40,21 +43,29 @@ function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void 
   };
 }
 
-async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStore, backend: string): Promise<JobResult> {
+async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStore, backend: string, group: RankSession | undefined): Promise<{ result: JobResult; stopReason?: string }> {
   const config = data.config;
   validateTrainJobConfig(config);
   const report = progressReporter();
+  let slowestStepMs = 0;
   const outcome = await runTrainJob(config, {
     store,
     prefix: data.runPrefix,
     backendName: backend,
     signal: controller.signal,
+    ...(group ? { group: group.link, ...(group.resumeStep !== undefined ? { resumeStep: group.resumeStep } : {}) } : {}),
     gridKey: () => sampleKeyBase(`${jobId}-final`),
     gridMetadata: { job: jobId },
     onLog: log,
     onStart: (trainer) => report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps }),
     onStep: (s) => {
-      send({ type: 'step', stats: s, backend });
+      if (group) {
+        // Alive and moving: a rank that stops moving for much longer than its slowest step is wedged.
+        slowestStepMs = Math.max(slowestStepMs, s.stepSeconds * 1000);
+        group.heartbeat.progress();
+        group.heartbeat.setAllowedStall(Math.max(group.rankTimeoutMs, 10 * slowestStepMs));
+      }
+      send({ type: 'step', stats: s, backend, ...(group?.lastExchange ? { exchange: group.lastExchange } : {}) });
       const total = config.train.steps;
       report({
         phase: 'training',
@@ -69,11 +80,14 @@ async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStor
     onSampling: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
   });
   return {
-    status: outcome.status === 'stopped' ? 'cancelled' : 'completed',
-    step: outcome.step,
-    ...(outcome.checkpoint ? { checkpoint: outcome.checkpoint.url } : {}),
-    ...(outcome.status === 'completed' ? { samples: outcome.grid ? [`${jobId}-final`] : [] } : {}),
-    ...(outcome.resumedFrom ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } } : {}),
+    result: {
+      status: outcome.status === 'stopped' ? 'cancelled' : 'completed',
+      step: outcome.step,
+      ...(outcome.checkpoint ? { checkpoint: outcome.checkpoint.url } : {}),
+      ...(outcome.status === 'completed' ? { samples: outcome.grid ? [`${jobId}-final`] : [] } : {}),
+      ...(outcome.resumedFrom ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } } : {}),
+    },
+    ...(outcome.stopReason !== undefined ? { stopReason: outcome.stopReason } : {}),
   };
 }
 
@@ -111,13 +125,22 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     if (typeof data.config !== 'object' || data.config === null) {
       throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'the job carries no resolved configuration (queued by an older API version?); submit it again');
     }
+    // A rank beats from its first moment (peers wait for every heartbeat before the first step).
+    const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
     const store = openStore(message.storageUrl);
     let result: JobResult;
+    let stopReason: string | undefined;
     switch (data.type) {
       case 'train':
-        result = await runTrain(message.jobId, data, store, info.name);
-        send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
+        try {
+          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group));
+        } finally {
+          await group?.close();
+        }
+        if (!group || group.link.rank === 0) {
+          send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
+        }
         break;
       case 'sample':
         result = await runSample(message.jobId, data, store);
@@ -130,10 +153,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       }
     }
     await store.close();
-    send({ type: 'result', result });
+    send({ type: 'result', result, ...(stopReason !== undefined ? { stopReason } : {}) });
   } catch (err) {
     const coded = codedErrorOf(err);
-    if (coded?.kind === 'aborted') {
+    if (coded?.kind === 'aborted' && message.group === undefined) {
       send({ type: 'result', result: { status: 'cancelled' } });
     } else {
       send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
@@ -142,6 +165,87 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     finished = true;
     process.disconnect?.();
   }
+}
+
+/** This process as one rank of a group generation: its heartbeat thread, its data-plane connections, its link. */
+interface RankSession {
+  readonly link: GroupLink;
+  readonly heartbeat: Heartbeat;
+  readonly rankTimeoutMs: number;
+  readonly resumeStep?: number;
+  /** The traffic of the latest exchange, for the step's metrics. */
+  lastExchange?: ExchangeStats;
+  close(): Promise<void>;
+}
+
+/**
+ * Joins a generation: beats at once, connects to the data plane, waits until every rank beats
+ * (the rendezvous), and builds the link the trainer exchanges through. Only rank 0 writes, and only
+ * while the control plane still names this generation as the run's (the write fence).
+ */
+async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSession> {
+  const rankTimeoutMs = config.group.rankTimeoutSeconds * 1000;
+  // Until the first step ends, allow the slow start of a large model (loading, compiling kernels).
+  const heartbeat = new Heartbeat({ redisUrl: g.dataRedisUrl, namespace: g.namespace, rank: g.rank, rankTimeoutMs, stallMs: Math.max(rankTimeoutMs, 600_000) });
+  const dataOptions = { maxRetriesPerRequest: 2, connectTimeout: rankTimeoutMs };
+  const redis = new Redis(g.dataRedisUrl, dataOptions);
+  const blocking = new Redis(g.dataRedisUrl, dataOptions);
+  const control = new Redis(g.controlRedisUrl, { maxRetriesPerRequest: 2 });
+  for (const c of [redis, blocking, control]) c.on('error', () => undefined);
+  const keys = { namespace: g.namespace, worldSize: g.worldSize };
+  const close = async (): Promise<void> => {
+    await heartbeat.stop();
+    for (const c of [redis, blocking, control]) c.disconnect();
+  };
+  try {
+    // A claimed worker that died in the last seconds (its slot still looked alive) never beats: give up soon.
+    const deadline = Date.now() + Math.max(2 * rankTimeoutMs, 15_000);
+    for (;;) {
+      const ended = await generationEnded(redis, keys);
+      if (ended === undefined) break;
+      if (ended.cause !== 'heartbeat' || Date.now() > deadline) throw collectiveFailure(`rank ${g.rank} could not join generation ${g.generation}: ${ended.message}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const collective = new RedisCollective({
+    redis,
+    blocking,
+    namespace: g.namespace,
+    rank: g.rank,
+    worldSize: g.worldSize,
+    transport: config.group.transport,
+    keyTtlSeconds: Math.ceil((2 * rankTimeoutMs) / 1000) + 60,
+    checkAlive: () => assertGenerationAlive(redis, keys),
+    onWait: () => heartbeat.progress(),
+  });
+  const session: RankSession = {
+    heartbeat,
+    rankTimeoutMs,
+    ...(g.resumeStep !== undefined ? { resumeStep: g.resumeStep } : {}),
+    link: {
+      rank: g.rank,
+      worldSize: g.worldSize,
+      checksumEvery: config.group.checksumEvery,
+      exchange: async (step, partial, report) => {
+        const started = process.hrtime.bigint();
+        const exchanged = await collective.exchange(step, partial, report);
+        session.lastExchange = { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytesSent: exchanged.bytesSent, bytesReceived: exchanged.bytesReceived };
+        heartbeat.progress();
+        return exchanged;
+      },
+      assertWriter: generationFence(control, g.generationKey, g.generation),
+    },
+    close,
+  };
+  log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`);
+  return session;
+}
+
+function collectiveFailure(message: string): CodedError {
+  return new CodedError('DDPM_GROUP_LOST', 'unavailable', message);
 }
 
 process.on('message', (message: ParentMessage) => {

@@ -19,17 +19,27 @@
 import { fork } from 'node:child_process';
 import * as path from 'node:path';
 
-import { codedErrorOf } from '@ddpm/core';
-import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type CodedError, codedErrorOf } from '@ddpm/core';
+import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
-import { type Job, UnrecoverableError } from 'bullmq';
 
-import { type ChildMessage, type ParentMessage } from './child-protocol';
+import { type ChildGroup, type ChildMessage, type ParentMessage } from './child-protocol';
+
+/** What a child reports at its end. */
+export interface ChildOutcome {
+  readonly result: JobResult;
+  /** Why a train job stopped early (`cancel`, `shutdown`, or a group member's reason). */
+  readonly stopReason?: string;
+}
 
 export interface RunningJob {
   readonly jobId: string;
+  /** Asks the child to checkpoint and stop; `reason` is `cancel` (the user) or `shutdown` (this worker). */
   cancel(reason: string): void;
-  readonly done: Promise<JobResult>;
+  /** Ends the child at once (a rank of a generation that is over and does not answer). */
+  kill(): void;
+  /** The outcome; rejects with the child's CodedError (its kind says whether a retry can help) or a plain Error for a crash. */
+  readonly done: Promise<ChildOutcome>;
 }
 
 export interface JobRunnerOptions {
@@ -41,31 +51,55 @@ export interface JobRunnerOptions {
   readonly childPath?: string;
 }
 
-export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOptions): RunningJob {
-  const log = options.logger.child({ jobId: job.id, queue: job.queueName });
+export interface ChildRun {
+  readonly jobId: string;
+  readonly data: JobData;
+  /** The queue the job came from (a metric label). */
+  readonly queue: string;
+  /** This child's rank in a data-parallel group (absent: the job alone). */
+  readonly group?: ChildGroup;
+  /** Progress and log lines of the job (rank 0 and single jobs report them to the BullMQ job). */
+  readonly onProgress?: (progress: JobProgress) => void;
+  readonly onLog?: (line: string) => void;
+}
+
+export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
+  const rank = run.group?.rank ?? 0;
+  const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
   const child = fork(options.childPath ?? path.join(__dirname, 'child.js'), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env },
     serialization: 'advanced',
   });
-  const queue = job.queueName;
+  const queue = run.queue;
+  const labels = { queue, rank: String(rank) };
   let settled = false;
-  const done = new Promise<JobResult>((resolve, reject) => {
+  const done = new Promise<ChildOutcome>((resolve, reject) => {
     child.on('message', (message: ChildMessage) => {
       switch (message.type) {
         case 'progress':
-          void job.updateProgress(message.progress).catch((err) => log.warn({ err }, 'could not update progress'));
+          run.onProgress?.(message.progress);
           break;
         case 'log':
-          void job.log(message.line).catch(() => undefined);
+          run.onLog?.(message.line);
           log.info({ line: message.line }, 'job log');
           break;
         case 'step': {
-          const labels = { queue, rank: '0', backend: message.backend };
-          options.metrics.stepsTotal.inc(labels);
-          options.metrics.imagesTotal.inc(labels, Math.round(message.stats.imagesPerSecond * message.stats.stepSeconds));
-          options.metrics.stepDuration.observe(labels, message.stats.stepSeconds);
-          options.metrics.loss.set(labels, message.stats.loss);
+          const m = options.metrics;
+          const withBackend = { ...labels, backend: message.backend };
+          // The group's progress is counted once, by rank 0: its counts are the whole group's.
+          if (rank === 0) {
+            m.stepsTotal.inc(withBackend);
+            m.imagesTotal.inc(withBackend, Math.round(message.stats.imagesPerSecond * message.stats.stepSeconds));
+            m.loss.set(withBackend, message.stats.loss);
+          }
+          m.stepDuration.observe(withBackend, message.stats.stepSeconds);
+          if (message.stats.group) m.rankComputeSeconds.observe(withBackend, message.stats.group.computeSeconds);
+          if (message.exchange) {
+            m.allreduceDuration.observe({ rank: String(rank) }, message.exchange.seconds);
+            m.allreduceBytes.inc({ rank: String(rank), direction: 'sent' }, message.exchange.bytesSent);
+            m.allreduceBytes.inc({ rank: String(rank), direction: 'received' }, message.exchange.bytesReceived);
+          }
           log.debug({ step: message.stats.step, loss: message.stats.loss }, 'step');
           break;
         }
@@ -75,13 +109,11 @@ export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOp
           break;
         case 'result':
           settled = true;
-          resolve(message.result);
+          resolve({ result: message.result, ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}) });
           break;
         case 'error':
           settled = true;
-          // The error says itself whether a retry can help (@ddpm/core's kinds); a crash or a plain
-          // error is worth retrying from the last checkpoint.
-          reject(codedErrorOf(message.error)?.permanent ? new UnrecoverableError(message.error.message) : new Error(message.error.message));
+          reject(codedErrorOf(message.error) ?? new Error(message.error.message));
           break;
         default: {
           const unreachable: never = message;
@@ -104,17 +136,26 @@ export function runJobInChild(job: Job<JobData, JobResult>, options: JobRunnerOp
   });
   const start: ParentMessage = {
     type: 'start',
-    jobId: job.id!,
-    data: job.data,
+    jobId: run.jobId,
+    data: run.data,
     storageUrl: options.storageUrl,
     ...(options.backend ? { backend: options.backend } : {}),
+    ...(run.group ? { group: run.group } : {}),
   };
   child.send(start);
   return {
-    jobId: job.id!,
+    jobId: run.jobId,
     cancel: (reason) => {
       if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
     },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
     done,
   };
+}
+
+/** Whether an error from a child means the job itself is wrong (fail once, no retry). */
+export function isPermanent(err: unknown): err is CodedError {
+  return codedErrorOf(err)?.permanent === true;
 }

@@ -1,35 +1,63 @@
 /**
- * The worker process: one BullMQ Worker per queue (train, sample), a Redis subscription for
- * cancellations, a /metrics endpoint, and graceful shutdown (SIGTERM checkpoints running jobs,
- * then closes the workers).
+ * The worker process: one slot (slot.ts) that runs one thing at a time, be it a job from the
+ * queues (train, sample), a group job it coordinates, or a rank of another worker's group job;
+ * a Redis subscription for cancellations; a /metrics endpoint; graceful shutdown (SIGTERM
+ * checkpoints what runs, hands jobs back to the queue, then closes).
  */
 import * as http from 'node:http';
 
+import { hasCode } from '@ddpm/core';
+import { listCheckpoints } from '@ddpm/engine/checkpoints';
 import { type JobData, type JobResult, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
+import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
-import { DelayedError, type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { type RunningJob, runJobInChild } from './job-runner';
+import {
+  type GroupAssignment,
+  childGroupOf,
+  endGeneration,
+  generationKey,
+  generationNamespace,
+  startGeneration,
+  watchGeneration,
+} from './group';
+import { type ChildOutcome, type ChildRun, type RunningJob, isPermanent, runInChild } from './job-runner';
+import { Slot } from './slot';
 
 export interface WorkerServiceOptions {
   readonly config: ServiceConfig;
   readonly logger: Logger;
   /** Queues to consume (default train and sample). */
   readonly queues?: readonly ('train' | 'sample')[];
-  /** Jobs run at once per queue (default 1: one job's tensor work per core). */
-  readonly concurrency?: number;
   /** BullMQ lock duration in ms (default 30 s); a dead worker's job is picked up after it. */
   readonly lockDuration?: number;
   readonly stalledInterval?: number;
   readonly childPath?: string;
 }
 
+/** Handed back to the queue: due again after `ms`, without using up an attempt. */
+async function handBack(job: Job<JobData, JobResult>, token: string | undefined, ms: number, line: string): Promise<never> {
+  await job.log(`${new Date().toISOString()} ${line}`);
+  await job.moveToDelayed(Date.now() + ms, token);
+  throw new DelayedError();
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 export class WorkerService {
   private readonly workers: Worker<JobData, JobResult>[] = [];
   private readonly running = new Map<string, RunningJob>();
   private subscriber: Redis | undefined;
   private commands: Redis | undefined;
+  private inboxConnection: Redis | undefined;
+  private data: Redis | undefined;
+  private store: ObjectStore | undefined;
+  private slot: Slot | undefined;
+  /** What the slot runs now; one thing at a time (one compute process per worker). */
+  private occupied: 'job' | 'rank' | undefined;
+  private inboxLoop: Promise<void> | undefined;
   private metricsServer: http.Server | undefined;
   readonly metrics = createWorkerMetrics();
   private closing = false;
@@ -38,23 +66,35 @@ export class WorkerService {
 
   constructor(private readonly options: WorkerServiceOptions) {}
 
+  /** This worker's slot id on the control plane (tests name it). */
+  get slotId(): string | undefined {
+    return this.slot?.id;
+  }
+
   async start(): Promise<{ metricsPort: number }> {
     const { config, logger } = this.options;
     this.commands = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     this.subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    this.inboxConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    // The data plane may restart under a running group: commands fail fast and are retried by the next tick.
+    this.data = new Redis(config.dataRedisUrl, { maxRetriesPerRequest: 1 });
+    this.data.on('error', (err) => logger.debug({ err: err.message }, 'data-plane Redis error'));
+    this.store = openStore(config.storageUrl);
+    this.slot = new Slot(this.commands, this.inboxConnection, config.queuePrefix);
+    await this.slot.start();
     await this.subscriber.subscribe(cancelChannel(config.queuePrefix));
     this.subscriber.on('message', (_channel, jobId: string) => {
       const job = this.running.get(jobId);
       if (job) {
         logger.info({ jobId }, 'cancel requested: checkpointing and stopping');
-        job.cancel('cancelled by request');
+        job.cancel('cancel');
       }
     });
     for (const name of this.options.queues ?? ['train', 'sample']) {
       const worker = new Worker<JobData, JobResult>(name, (job, token) => this.process(job, token), {
         connection: { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
-        concurrency: this.options.concurrency ?? 1,
+        concurrency: 1,
         lockDuration: this.options.lockDuration ?? 30_000,
         stalledInterval: this.options.stalledInterval ?? 30_000,
         maxStalledCount: 5,
@@ -71,6 +111,7 @@ export class WorkerService {
       worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
       this.workers.push(worker);
     }
+    this.inboxLoop = this.serveInbox();
     this.metricsServer = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         this.metrics.registry.metrics().then(
@@ -85,7 +126,7 @@ export class WorkerService {
         );
       } else if (req.url === '/healthz') {
         res.writeHead(this.closing ? 503 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: this.closing ? 'closing' : 'ok', running: [...this.running.keys()] }));
+        res.end(JSON.stringify({ status: this.closing ? 'closing' : 'ok', slot: this.slot?.id, running: [...this.running.keys()] }));
       } else {
         res.writeHead(404);
         res.end();
@@ -95,51 +136,244 @@ export class WorkerService {
     const address = this.metricsServer.address();
     const metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
     this.metricsPort = metricsPort;
-    logger.info({ queues: this.options.queues ?? ['train', 'sample'], metricsPort, prefix: config.queuePrefix }, 'worker started');
+    logger.info({ queues: this.options.queues ?? ['train', 'sample'], metricsPort, prefix: config.queuePrefix, slot: this.slot.id }, 'worker started');
     return { metricsPort };
   }
 
-  private async process(job: Job<JobData, JobResult>, token: string | undefined): Promise<JobResult> {
+  private childOptions() {
     const { config, logger } = this.options;
-    if (await this.commands!.exists(cancelKey(config.queuePrefix, job.id!))) {
-      await job.log(`${new Date().toISOString()} cancelled before it started`);
-      return { status: 'cancelled' };
-    }
-    const running = runJobInChild(job, {
+    return {
       storageUrl: config.storageUrl,
       ...(config.backend ? { backend: config.backend } : {}),
       metrics: this.metrics,
       logger,
       ...(this.options.childPath ? { childPath: this.options.childPath } : {}),
-    });
-    this.running.set(job.id!, running);
+    };
+  }
+
+  private cancelRequested(jobId: string): Promise<boolean> {
+    return this.commands!.exists(cancelKey(this.options.config.queuePrefix, jobId)).then((n) => n === 1);
+  }
+
+  /** Runs a child for a job (or rank 0), with cancellation delivered, and its outcome. */
+  private async runChild(run: ChildRun): Promise<ChildOutcome> {
+    const running = runInChild(run, this.childOptions());
+    this.running.set(run.jobId, running);
     try {
       // A cancel that raced the start: deliver it now.
-      if (await this.commands!.exists(cancelKey(config.queuePrefix, job.id!))) running.cancel('cancelled by request');
-      if (this.closing) running.cancel('worker shutting down');
-      const result = await running.done;
-      if (result.status === 'cancelled' && this.closing && !(await this.commands!.exists(cancelKey(config.queuePrefix, job.id!)))) {
-        // Stopped by our shutdown, not by the user: hand it back (due now) without using up an
-        // attempt, so another worker resumes it from the checkpoint just written.
-        await job.log(`${new Date().toISOString()} worker shutting down at step ${result.step ?? '?'}; handed back to the queue`);
-        await job.moveToDelayed(Date.now(), token);
-        throw new DelayedError();
-      }
-      return result;
+      if (await this.cancelRequested(run.jobId)) running.cancel('cancel');
+      if (this.closing) running.cancel('shutdown');
+      return await running.done;
     } finally {
-      this.running.delete(job.id!);
+      this.running.delete(run.jobId);
     }
   }
 
-  /** SIGTERM: stop taking jobs, checkpoint and stop the running ones, close everything. */
+  private async process(job: Job<JobData, JobResult>, token: string | undefined): Promise<JobResult> {
+    if (await this.cancelRequested(job.id!)) {
+      await job.log(`${new Date().toISOString()} cancelled before it started`);
+      return { status: 'cancelled' };
+    }
+    // One thing at a time: a job fetched while this worker serves a rank goes straight back.
+    if (this.occupied !== undefined) return handBack(job, token, 1000, 'this worker is busy with a data-parallel rank; handed back to the queue');
+    this.occupied = 'job';
+    let claimedMeanwhile = false;
+    try {
+      const data = job.data;
+      const group = data.type === 'train' && data.config !== undefined && data.config.group.workers > 1;
+      if (!(await this.slot!.enter(group ? 'waiting' : 'busy', { job: job.id!, priority: job.timestamp }))) {
+        claimedMeanwhile = true;
+        return await handBack(job, token, 1000, 'this worker was just claimed by a data-parallel group; handed back to the queue');
+      }
+      if (data.type === 'train' && group) return await this.coordinate(job, data, token);
+      const { result } = await this.runChild({
+        jobId: job.id!,
+        data,
+        queue: job.queueName,
+        onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
+        onLog: (line) => void job.log(line).catch(() => undefined),
+      }).catch((err: unknown) => {
+        throw isPermanent(err) ? new UnrecoverableError((err as Error).message) : err;
+      });
+      if (result.status === 'cancelled' && this.closing && !(await this.cancelRequested(job.id!))) {
+        // Stopped by our shutdown, not by the user: another worker resumes it from the checkpoint just written.
+        await handBack(job, token, 0, `worker shutting down at step ${result.step ?? '?'}; handed back to the queue`);
+      }
+      return result;
+    } finally {
+      this.occupied = undefined;
+      // A claimed slot stays claimed: its assignment is on the way to the inbox loop.
+      if (!claimedMeanwhile) await this.slot!.setState('idle').catch(() => undefined);
+    }
+  }
+
+  /**
+   * A group job: claim the ranks all at once, run generation after generation (rank 0 here)
+   * until the job completes, stops or fails more than maxRestarts times.
+   */
+  private async coordinate(job: Job<JobData, JobResult>, data: JobData<'train'>, token: string | undefined): Promise<JobResult> {
+    const { config } = this.options;
+    const prefix = config.queuePrefix;
+    const group = data.config.group;
+    const slot = this.slot!;
+    const jobId = job.id!;
+    const priority = job.timestamp;
+    const failures: string[] = [];
+    let restarts = 0;
+    const log = (line: string): void => void job.log(`${new Date().toISOString()} ${line}`).catch(() => undefined);
+    for (let formation = 0; ; formation++) {
+      // Form a group: everything at once or nothing (slot.ts); prefer all `workers` for a while, then accept `minWorkers`.
+      // (The first time, process() put the slot in `waiting`; after a failed generation it is `busy`.)
+      if (formation > 0 && !(await slot.enter('waiting', { job: jobId, priority }))) {
+        return handBack(job, token, 1000, 'this worker was claimed by an older group job while re-forming; handed back to the queue');
+      }
+      const formedBy = Date.now() + group.joinTimeoutSeconds * 1000;
+      const settleAt = Date.now() + Math.min((group.joinTimeoutSeconds * 1000) / 2, 60_000);
+      let claimed: readonly string[] | undefined;
+      while (claimed === undefined) {
+        if (await this.cancelRequested(jobId)) {
+          log('cancelled while forming its group');
+          return { status: 'cancelled' };
+        }
+        if (this.closing) return handBack(job, token, 0, 'worker shutting down while forming a group; handed back to the queue');
+        const atLeast = (Date.now() < settleAt ? group.workers : group.minWorkers) - 1;
+        const claim = await slot.claim(jobId, priority, group.workers - 1, atLeast);
+        if (claim.outcome === 'ok') {
+          claimed = claim.slots;
+        } else if (claim.outcome === 'preempted') {
+          // An older job took this worker: it goes first; this job waits in the queue.
+          return handBack(job, token, 1000, `an older group job (${claim.by}) claimed this worker; handed back to the queue`);
+        } else if (Date.now() > formedBy) {
+          const live = await slot.liveSlots();
+          if (live < group.minWorkers) {
+            throw new UnrecoverableError(`the job needs at least ${group.minWorkers} workers at once and ${live} are running`);
+          }
+          return handBack(job, token, 5000 + Math.floor(Math.random() * 5000), `no group of ${group.minWorkers}-${group.workers} could form in ${group.joinTimeoutSeconds} s (${claim.claimable} of ${claim.live} workers free); back to the queue, nobody holds a worker meanwhile`);
+        } else {
+          await sleep(300 + Math.floor(Math.random() * 400));
+        }
+      }
+      // A new generation: its number fences writers; its marker says it lives.
+      const generation = await this.commands!.incr(generationKey(prefix, jobId));
+      const worldSize = claimed.length + 1;
+      const namespace = generationNamespace(prefix, jobId, generation);
+      await startGeneration(this.data!, namespace, group.rankTimeoutSeconds);
+      const resumeStep = (await listCheckpoints(this.store!, data.runPrefix))[0]?.step;
+      const base = { jobId, data, worldSize, generation, namespace, coordinator: slot.id, ...(resumeStep !== undefined ? { resumeStep } : {}) };
+      await Promise.all(claimed.map((id, i) => slot.assign(id, { ...base, rank: i + 1 } satisfies GroupAssignment)));
+      this.metrics.worldSize.set({ queue: job.queueName }, worldSize);
+      log(`generation ${generation}: ${worldSize} ranks (this worker is rank 0)${resumeStep !== undefined ? `, from the checkpoint of step ${resumeStep}` : ''}`);
+      const assignment: GroupAssignment = { ...base, rank: 0 };
+      try {
+        const { result, stopReason } = await this.runRankChild(assignment, true, {
+          onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
+          onLog: (line) => void job.log(line).catch(() => undefined),
+        });
+        if (result.status === 'cancelled' && stopReason === 'shutdown' && !(await this.cancelRequested(jobId))) {
+          // A rank's worker is shutting down: the group stopped after a common step and checkpointed.
+          await handBack(job, token, 0, `a worker of the group is shutting down; stopped at step ${result.step ?? '?'} and handed back to the queue`);
+        }
+        return { ...result, group: { worldSize, generation, restarts } };
+      } catch (err) {
+        if (err instanceof DelayedError) throw err;
+        const message = err instanceof Error ? err.message : String(err);
+        await endGeneration(this.data!, namespace, `rank 0: ${message}`, group.rankTimeoutSeconds);
+        if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
+        restarts += 1;
+        failures.push(`generation ${generation}: ${message}`);
+        this.metrics.groupRestarts.inc({ queue: job.queueName });
+        if (restarts > group.maxRestarts) throw new UnrecoverableError(`the group failed ${restarts} times (maxRestarts ${group.maxRestarts}): ${failures.join('; ')}`);
+        log(`generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts} from the last checkpoint`);
+      }
+    }
+  }
+
+  /** Runs this worker's rank of a generation, watching the generation while it runs. */
+  private async runRankChild(a: GroupAssignment, coordinator: boolean, report: Pick<ChildRun, 'onProgress' | 'onLog'> = {}): Promise<ChildOutcome> {
+    const { config, logger } = this.options;
+    const rankTimeoutSeconds = a.data.config.group.rankTimeoutSeconds;
+    const running = runInChild(
+      { jobId: a.jobId, data: a.data, queue: 'train', group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl }, config.queuePrefix), ...report },
+      this.childOptions(),
+    );
+    this.running.set(a.jobId, running);
+    const stopWatching = watchGeneration({
+      data: this.data!,
+      namespace: a.namespace,
+      worldSize: a.worldSize,
+      rankTimeoutSeconds,
+      coordinator,
+      running,
+      onEnded: (why) => logger.warn({ jobId: a.jobId, rank: a.rank, generation: a.generation, why }, 'generation over and the rank does not stop: killing it'),
+    });
+    try {
+      if (await this.cancelRequested(a.jobId)) running.cancel('cancel');
+      if (this.closing) running.cancel('shutdown');
+      return await running.done;
+    } catch (err) {
+      // This rank cannot go on: end the generation for everyone now rather than at their timeouts.
+      await endGeneration(this.data!, a.namespace, `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`, rankTimeoutSeconds);
+      throw err;
+    } finally {
+      stopWatching();
+      this.running.delete(a.jobId);
+    }
+  }
+
+  /** Assignments from coordinators: run them as a rank, one at a time, between jobs. */
+  private async serveInbox(): Promise<void> {
+    const { logger } = this.options;
+    while (!this.closing) {
+      let raw: string | undefined;
+      try {
+        raw = await this.slot!.nextAssignment(1);
+      } catch (err) {
+        if (this.closing) return;
+        logger.warn({ err: (err as Error).message }, 'could not read the slot inbox');
+        await sleep(1000);
+        continue;
+      }
+      if (raw === undefined) continue;
+      const assignment = JSON.parse(raw) as GroupAssignment;
+      // The coordinating path of this worker may still be handing its own job back.
+      for (let waited = 0; this.occupied !== undefined && waited < 30_000; waited += 100) await sleep(100);
+      if (this.occupied !== undefined || this.closing) {
+        await endGeneration(this.data!, assignment.namespace, `rank ${assignment.rank}'s worker was not free`, assignment.data.config.group.rankTimeoutSeconds);
+        continue;
+      }
+      this.occupied = 'rank';
+      await Promise.all(this.workers.map((w) => w.pause(true)));
+      await this.slot!.setState('busy', { job: assignment.jobId });
+      logger.info({ jobId: assignment.jobId, rank: assignment.rank, worldSize: assignment.worldSize, generation: assignment.generation }, 'serving as a rank');
+      try {
+        const { result } = await this.runRankChild(assignment, false);
+        logger.info({ jobId: assignment.jobId, rank: assignment.rank, status: result.status, step: result.step }, 'rank finished');
+      } catch (err) {
+        logger.warn({ jobId: assignment.jobId, rank: assignment.rank, err: (err as Error).message }, 'rank failed');
+      } finally {
+        this.occupied = undefined;
+        await this.slot!.setState('idle').catch(() => undefined);
+        if (!this.closing) for (const w of this.workers) w.resume();
+      }
+    }
+  }
+
+  /** SIGTERM: stop taking work, checkpoint and stop what runs, close everything. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     this.options.logger.info({ running: [...this.running.keys()] }, 'shutting down: checkpointing running jobs');
-    for (const job of this.running.values()) job.cancel('worker shutting down');
+    for (const job of this.running.values()) job.cancel('shutdown');
     await Promise.all(this.workers.map((w) => w.close()));
+    // A rank still running waits for its group to stop at a common step; then the inbox loop ends.
+    while (this.occupied !== undefined) await sleep(100);
+    await this.inboxLoop;
+    await this.slot?.stop();
+    await this.store?.close();
     await this.subscriber?.quit();
     await this.commands?.quit();
+    this.inboxConnection?.disconnect();
+    this.data?.disconnect();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
   }
 }

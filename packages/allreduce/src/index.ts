@@ -6,6 +6,7 @@ export { type AllReduceResult, type CollectiveOptions, RedisCollective } from '.
 export { type Transport, bytesPerValue, decode, encode } from './codec';
 export { type CollectiveErrorCode } from './errors';
 export {
+  type GenerationEnd,
   type GenerationKeys,
   Heartbeat,
   type HeartbeatOptions,

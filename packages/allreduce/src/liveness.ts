@@ -42,22 +42,29 @@ export async function abortGeneration(redis: Redis, ns: string, reason: string, 
   await redis.set(abortKey(ns), reason, 'PX', ttlMs, 'NX');
 }
 
+/** Why a generation is over. */
+export interface GenerationEnd {
+  /** `aborted` by a member; its marker gone (`data-plane`); ranks without a heartbeat (`heartbeat`). */
+  readonly cause: 'aborted' | 'data-plane' | 'heartbeat';
+  readonly message: string;
+}
+
 /** Why the generation is over, or undefined while it runs. */
-export async function generationEnded(redis: Redis, keys: GenerationKeys): Promise<string | undefined> {
+export async function generationEnded(redis: Redis, keys: GenerationKeys): Promise<GenerationEnd | undefined> {
   const ns = keys.namespace;
   const hb = Array.from({ length: keys.worldSize }, (_, r) => heartbeatKey(ns, r));
   const [marker, aborted, ...beats] = await redis.mget(markerKey(ns), abortKey(ns), ...hb);
-  if (aborted !== null && aborted !== undefined) return `the generation was aborted: ${aborted}`;
-  if (marker === null || marker === undefined) return 'the data plane lost the generation (its Redis restarted or the generation expired)';
+  if (aborted !== null && aborted !== undefined) return { cause: 'aborted', message: `the generation was aborted: ${aborted}` };
+  if (marker === null || marker === undefined) return { cause: 'data-plane', message: 'the data plane lost the generation (its Redis restarted or the generation expired)' };
   const lost = beats.map((b, r) => (b === null || b === undefined ? r : -1)).filter((r) => r >= 0);
-  if (lost.length > 0) return `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout`;
+  if (lost.length > 0) return { cause: 'heartbeat', message: `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout` };
   return undefined;
 }
 
 /** Throws DDPM_GROUP_LOST / DDPM_GROUP_ABORTED when the generation is over. */
 export async function assertGenerationAlive(redis: Redis, keys: GenerationKeys): Promise<void> {
   const ended = await generationEnded(redis, keys);
-  if (ended !== undefined) throw collectiveError(ended.startsWith('the generation was aborted') ? 'DDPM_GROUP_ABORTED' : 'DDPM_GROUP_LOST', ended);
+  if (ended !== undefined) throw collectiveError(ended.cause === 'aborted' ? 'DDPM_GROUP_ABORTED' : 'DDPM_GROUP_LOST', ended.message);
 }
 
 export interface HeartbeatOptions {

@@ -73,6 +73,16 @@ export const JobResult = Type.Object(
     checkpoint: Type.Optional(Type.String({ description: "URL of the newest checkpoint's manifest" })),
     samples: Type.Optional(Type.Array(Type.String(), { description: 'sample ids written (GET /samples/:id)' })),
     metrics: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    group: Type.Optional(
+      Type.Object(
+        {
+          worldSize: Type.Integer({ description: 'ranks of the generation that finished the job' }),
+          generation: Type.Integer(),
+          restarts: Type.Integer({ description: 'generations that failed and were re-formed' }),
+        },
+        { additionalProperties: false, description: 'a data-parallel job: the group that ran it' },
+      ),
+    ),
     resumedFrom: Type.Optional(
       Type.Object(
         {

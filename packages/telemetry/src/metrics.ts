@@ -14,6 +14,7 @@ export interface TrainMetrics {
   readonly loss: Gauge<'queue' | 'rank' | 'backend'>;
   readonly evalFid: Gauge<'queue'>;
   readonly evalBitsPerDim: Gauge<'queue'>;
+  readonly rankComputeSeconds: Histogram<'queue' | 'rank' | 'backend'>;
   readonly allreduceDuration: Histogram<'rank'>;
   readonly allreduceBytes: Counter<'rank' | 'direction'>;
   readonly checkpointDuration: Histogram<'queue' | 'reason'>;
@@ -43,9 +44,16 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
     loss: new Gauge({ name: 'ddpm_train_loss', help: 'Training loss of the latest step', labelNames: labels, registers: [registry] }),
     evalFid: new Gauge({ name: 'ddpm_eval_fid', help: 'Latest FID', labelNames: ['queue'], registers: [registry] }),
     evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Latest test-set NLL bound in bits/dim', labelNames: ['queue'], registers: [registry] }),
+    rankComputeSeconds: new Histogram({
+      name: 'ddpm_train_rank_compute_seconds',
+      help: "A rank's own share of a step (its micro-batches' forward and backward, no waiting): the slowest rank is the group's straggler",
+      labelNames: labels,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
     allreduceDuration: new Histogram({
       name: 'ddpm_allreduce_duration_seconds',
-      help: 'Wall time of one gradient all-reduce',
+      help: 'Wall time of one group exchange (gradient all-reduce and the ranks\' reports), waiting for peers included',
       labelNames: ['rank'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],

@@ -1,0 +1,127 @@
+/**
+ * Data-parallel groups on the worker side. The worker that takes a group job from the queue
+ * coordinates it: it claims the other ranks' slots all at once (slot.ts), opens a generation (a
+ * number from the control plane, which also fences checkpoint writers, and a marker on the data
+ * plane), sends each claimed slot its assignment, and runs rank 0 itself. When a generation fails
+ * (a rank lost, stopped, wedged or diverged, the data plane restarted) it is aborted for everyone,
+ * and the coordinator forms the next one from the last checkpoint, with replacements or down to
+ * `minWorkers`, up to `maxRestarts` times. Other ranks run their assignment and go back to idle.
+ */
+import { abortGeneration, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
+import { CodedError } from '@ddpm/core';
+import { type JobData } from '@ddpm/jobs';
+import { type Redis } from 'ioredis';
+
+import { type ChildGroup } from './child-protocol';
+import { type RunningJob } from './job-runner';
+
+/** What a claimed slot receives in its inbox. */
+export interface GroupAssignment {
+  readonly jobId: string;
+  readonly data: JobData<'train'>;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly generation: number;
+  readonly namespace: string;
+  readonly resumeStep?: number;
+  /** The coordinating slot. */
+  readonly coordinator: string;
+}
+
+export function generationKey(prefix: string, jobId: string): string {
+  return `${prefix}:dp:${jobId}:generation`;
+}
+
+export function generationNamespace(prefix: string, jobId: string, generation: number): string {
+  return `${prefix}:dp:${jobId}:g${generation}`;
+}
+
+export function childGroupOf(a: GroupAssignment, urls: { data: string; control: string }, prefix: string): ChildGroup {
+  return {
+    rank: a.rank,
+    worldSize: a.worldSize,
+    generation: a.generation,
+    namespace: a.namespace,
+    ...(a.resumeStep !== undefined ? { resumeStep: a.resumeStep } : {}),
+    dataRedisUrl: urls.data,
+    controlRedisUrl: urls.control,
+    generationKey: generationKey(prefix, a.jobId),
+  };
+}
+
+/** The marker's lifetime: the coordinator refreshes it every second while the generation runs. */
+export function markerTtlMs(rankTimeoutSeconds: number): number {
+  return Math.max(10_000, 3 * rankTimeoutSeconds * 1000);
+}
+
+export async function startGeneration(data: Redis, namespace: string, rankTimeoutSeconds: number): Promise<void> {
+  await openGeneration(data, namespace, markerTtlMs(rankTimeoutSeconds));
+}
+
+/**
+ * Watches a generation while this worker's rank runs: keeps the marker alive (the coordinator),
+ * and ends a child that does not stop on its own once the generation is over (a stopped or wedged
+ * rank would otherwise hold its worker forever). Heartbeats are not judged while the ranks are
+ * still joining.
+ */
+export function watchGeneration(options: {
+  readonly data: Redis;
+  readonly namespace: string;
+  readonly worldSize: number;
+  readonly rankTimeoutSeconds: number;
+  readonly coordinator: boolean;
+  readonly running: RunningJob;
+  readonly onEnded: (why: string) => void;
+}): () => void {
+  const { data, namespace, worldSize, rankTimeoutSeconds, coordinator, running } = options;
+  const timeoutMs = rankTimeoutSeconds * 1000;
+  const startedAt = Date.now();
+  const joinGraceMs = Math.max(2 * timeoutMs, 15_000) + 10_000;
+  let endedSince: number | undefined;
+  let stopped = false;
+  const tick = async (): Promise<void> => {
+    if (coordinator && !(await refreshGeneration(data, namespace, markerTtlMs(rankTimeoutSeconds)))) {
+      await abortGeneration(data, namespace, 'the data plane lost the generation', markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
+    }
+    const ended = await generationEnded(data, { namespace, worldSize });
+    const judged = ended !== undefined && (ended.cause !== 'heartbeat' || Date.now() - startedAt > joinGraceMs);
+    if (!judged) {
+      endedSince = undefined;
+      return;
+    }
+    endedSince ??= Date.now();
+    // A live child sees an abort at its next liveness check (a second); one whose peers vanished
+    // waits out the rank timeout first. Past that, it is stopped or wedged: end it.
+    const graceMs = ended.cause === 'heartbeat' ? timeoutMs + 5000 : 5000;
+    if (Date.now() - endedSince > graceMs) {
+      options.onEnded(ended.message);
+      running.kill();
+    }
+  };
+  const timer = setInterval(() => {
+    if (!stopped) void tick().catch(() => undefined);
+  }, 1000);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
+/**
+ * The write fence of a generation's rank 0: it may write the run's checkpoints only while the
+ * control plane still names its generation as the run's; a rank of a dead generation waking up
+ * late is refused before it can tear or prune what the live generation wrote.
+ */
+export function generationFence(control: Redis, key: string, generation: number): () => Promise<void> {
+  return async () => {
+    const current = await control.get(key);
+    if (current !== String(generation)) {
+      throw new CodedError('DDPM_GROUP_FENCED', 'unavailable', `generation ${generation} no longer owns the run (generation ${current ?? 'none'} does): its writes are refused`);
+    }
+  };
+}
+
+export async function endGeneration(data: Redis, namespace: string, reason: string, rankTimeoutSeconds: number): Promise<void> {
+  await abortGeneration(data, namespace, reason, markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
+}

@@ -1,0 +1,299 @@
+/**
+ * Data-parallel groups in the service, with real worker processes (or in-process workers whose
+ * ranks run in real child processes), real Redis, events awaited with deadlines: a group trains
+ * and reports per-rank metrics; group jobs on too few workers all complete; a rank killed, a rank
+ * stopped, a restarted data-plane Redis are survived; a cancel stops every rank at one step; a
+ * writer of a dead generation cannot touch the run.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { initBackend } from '@ddpm/backend';
+import { findOnPath, freePort } from '@ddpm/cli';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { Trainer, listCheckpoints, loadModelFromCheckpoint } from '@ddpm/engine';
+import { FileStore } from '@ddpm/storage';
+import { generationFence } from '@ddpm/worker';
+import { Redis } from 'ioredis';
+
+import { type Stack, startStack, tinyTrain } from './service-support';
+
+jest.setTimeout(300_000);
+
+beforeAll(async () => {
+  await initBackend({ preferred: 'wasm' });
+});
+
+/** A small group job: micro32 on 16 procedural images, 2 images per rank per step. */
+const groupTrain = (o: Record<string, unknown>): Record<string, unknown> =>
+  tinyTrain({ batchSize: 2 * Number(o['workers'] ?? 2), rankTimeoutSeconds: 6, joinTimeoutSeconds: 60, checkpointEvery: 2, ...o });
+
+async function submit(stack: Stack, body: Record<string, unknown>): Promise<string> {
+  const r = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: body });
+  expect(r.statusCode).toBe(202);
+  return r.json().id as string;
+}
+
+async function view(stack: Stack, id: string): Promise<{ state: string; result?: { status: string; step: number; group?: { worldSize: number; generation: number; restarts: number } }; error?: string }> {
+  return (await stack.app.inject({ url: `/jobs/${id}` })).json();
+}
+
+async function logs(stack: Stack, id: string): Promise<string> {
+  return (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
+}
+
+/** The final checkpoint verifies and loads. */
+async function loadable(stack: Stack, id: string, step: number): Promise<void> {
+  const store = new FileStore(stack.storeDir);
+  const loaded = await loadModelFromCheckpoint(store, `runs/${id}`);
+  expect(loaded.ref.step).toBe(step);
+  loaded.model.dispose();
+}
+
+/** The slot serving `id` as a rank other than 0 (claimed by the coordinator), once it exists. */
+async function rankSlot(stack: Stack, id: string): Promise<{ pid: number; id: string }> {
+  for (let i = 0; i < 600; i++) {
+    const slot = (await stack.slots()).find((s) => s.job === id && s.state === 'busy' && s.by !== '');
+    if (slot) return slot;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no rank of ${id} found`);
+}
+
+/** The job child of a worker process. */
+async function childOf(pid: number): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const children = (await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    if (children.length > 0) return Number(children[0]);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`worker ${pid} has no child`);
+}
+
+describe('groups with in-process workers', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 2 });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('trains as one group of 2: the whole group’s progress, per-rank metrics, a loadable checkpoint', async () => {
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 4 }));
+    await stack.waitFinished(id);
+    const done = await view(stack, id);
+    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 4, group: { worldSize: 2, generation: 1, restarts: 0 } } });
+    expect(await logs(stack, id)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1[\s\S]*4 steps of batch 4 as rank 0 of 2/);
+    await loadable(stack, id, 4);
+    const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
+    for (const rank of ['0', '1']) {
+      expect(metrics).toMatch(new RegExp(`ddpm_allreduce_bytes_total\\{rank="${rank}",direction="sent"\\} [1-9]`));
+      expect(metrics).toMatch(new RegExp(`ddpm_train_rank_compute_seconds_count\\{queue="train",rank="${rank}",backend="wasm"\\} 4`));
+    }
+    // Steps and images are counted once for the group (by rank 0): 4 steps of 4 images.
+    expect(metrics).toMatch(/ddpm_train_steps_total\{queue="train",rank="0",backend="wasm"\} 4/);
+    expect(metrics).toMatch(/ddpm_train_images_total\{queue="train",rank="0",backend="wasm"\} 16/);
+    expect(metrics).not.toMatch(/ddpm_train_steps_total\{queue="train",rank="1"/);
+    expect(metrics).toMatch(/ddpm_world_size\{queue="train"\} 2/);
+  });
+
+  it('runs three group jobs of 2 submitted at once on 2 workers to completion (neither deadlock nor livelock)', async () => {
+    const ids = [await submit(stack, groupTrain({ workers: 2, steps: 3 })), await submit(stack, groupTrain({ workers: 2, steps: 3 })), await submit(stack, groupTrain({ workers: 2, steps: 3 }))];
+    for (const id of ids) await stack.waitFinished(id, 240_000);
+    for (const id of ids) expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 3, group: { worldSize: 2 } } });
+  });
+
+  it('cancels a running group: every rank stops after the same step and one checkpoint is written', async () => {
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 100_000, checkpointEvery: 100_000 }));
+    await stack.progressOf(id, (step) => step >= 2);
+    expect((await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}` })).statusCode).toBe(202);
+    await stack.waitFinished(id);
+    const done = await view(stack, id);
+    expect(done).toMatchObject({ state: 'cancelled', result: { status: 'cancelled' } });
+    const checkpoints = await listCheckpoints(new FileStore(stack.storeDir), `runs/${id}`);
+    expect(checkpoints.map((c) => c.step)).toEqual([done.result!.step]);
+  });
+
+  it('fails a job that can never gather its minimum at once, saying so', async () => {
+    const id = await submit(stack, groupTrain({ workers: 3, minWorkers: 3, joinTimeoutSeconds: 2, steps: 1 }));
+    await stack.waitFinished(id);
+    expect(await view(stack, id)).toMatchObject({ state: 'failed', error: 'the job needs at least 3 workers at once and 2 are running' });
+  });
+});
+
+describe('groups surviving failures (worker processes)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 0 });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+  beforeEach(() => stack.killWorkerProcesses());
+
+  it('SIGKILL of one of 2 ranks mid-run: the group re-forms with the rank left (minWorkers 1) and completes', async () => {
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    const id = await submit(stack, groupTrain({ workers: 2, minWorkers: 1, steps: 10, joinTimeoutSeconds: 16 }));
+    await stack.progressOf(id, (step) => step >= 3);
+    const victim = await rankSlot(stack, id);
+    process.kill(victim.pid, 'SIGKILL');
+    await stack.waitFinished(id, 240_000);
+    const done = await view(stack, id);
+    expect(done).toMatchObject({ state: 'completed', result: { step: 10, group: { worldSize: 1, restarts: 1 } } });
+    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*; restart 1 of 3 from the last checkpoint[\s\S]*generation 2: 1 ranks/);
+    await loadable(stack, id, 10);
+  });
+
+  it('SIGKILL of one of 3 ranks mid-run: a spare worker replaces it and the group of 3 completes', async () => {
+    for (let i = 0; i < 4; i++) stack.startWorkerProcess();
+    const id = await submit(stack, groupTrain({ workers: 3, steps: 8 }));
+    await stack.progressOf(id, (step) => step >= 2);
+    const victim = await rankSlot(stack, id);
+    process.kill(victim.pid, 'SIGKILL');
+    await stack.waitFinished(id, 280_000);
+    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 8, group: { worldSize: 3, restarts: 1 } } });
+    await loadable(stack, id, 8);
+  });
+
+  it('a SIGSTOPped rank is noticed within the rank timeout; the group restarts and completes', async () => {
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 8, rankTimeoutSeconds: 4 }));
+    await stack.progressOf(id, (step) => step >= 2);
+    const victim = await childOf((await rankSlot(stack, id)).pid);
+    process.kill(victim, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    const ended = new Promise<number>((resolve) => {
+      const poll = setInterval(() => {
+        void logs(stack, id).then((text) => {
+          if (/generation 1 ended/.test(text)) {
+            clearInterval(poll);
+            resolve(Date.now());
+          }
+        });
+      }, 200);
+    });
+    const noticedAfter = (await ended) - stoppedAt;
+    // Noticed by the peers' liveness checks within the timeout (plus a check slice and the log poll).
+    expect(noticedAfter).toBeLessThan(4000 + 2500);
+    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*rank 1 sent no heartbeat within the rank timeout/);
+    await stack.waitFinished(id, 240_000);
+    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 8, group: { restarts: 1 } } });
+    // Its worker ended it once the generation was over: nothing is left holding the slot.
+    expect(() => process.kill(victim, 0)).toThrow();
+  });
+});
+
+describe('SIGTERM of a rank’s worker', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ workers: 0 });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('stops every rank after one step, checkpoints once, hands the job back; the group that forms next finishes it', async () => {
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    // A short join timeout: the group of 2 that cannot form again settles for 1 after half of it.
+    const id = await submit(stack, groupTrain({ workers: 2, minWorkers: 1, steps: 12, checkpointEvery: 100, joinTimeoutSeconds: 16 }));
+    await stack.progressOf(id, (step) => step >= 2);
+    const rank = await rankSlot(stack, id);
+    const worker = stack.processes.find((p) => p.pid === rank.pid)!;
+    const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const handedBack = await stack.queues.train.getJob(id);
+    await stack.waitFinished(id, 240_000);
+    const done = await view(stack, id);
+    expect(done).toMatchObject({ state: 'completed', result: { step: 12 } });
+    const text = await logs(stack, id);
+    const stoppedAt = Number(/stopped at step (\d+) and handed back/.exec(text)?.[1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(text).toContain(`checkpoint (stopped) at step ${stoppedAt}`);
+    expect(text).toContain(`from the checkpoint of step ${stoppedAt}`);
+    expect(handedBack?.attemptsMade ?? 0).toBe(0);
+  });
+});
+
+describe('the data plane restarting mid-run', () => {
+  let stack: Stack;
+  let dataRedis: ChildProcess | undefined;
+  let port: number;
+  const redisServer = findOnPath('redis-server');
+  const startData = (): ChildProcess => spawn(redisServer!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  async function ready(): Promise<void> {
+    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    for (let i = 0; i < 100; i++) {
+      if (await probe.connect().then(() => probe.ping(), () => undefined)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    probe.disconnect();
+  }
+  beforeAll(async () => {
+    port = await freePort();
+    dataRedis = startData();
+    await ready();
+    stack = await startStack({ workers: 0, env: { DDPM_DATA_REDIS_URL: `redis://127.0.0.1:${port}` } });
+  });
+  afterAll(async () => {
+    await stack.close();
+    dataRedis?.kill('SIGKILL');
+  });
+
+  it('kills the data-plane Redis and starts it again: the group restarts from its checkpoint and completes', async () => {
+    expect(redisServer).toBeDefined();
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 10 }));
+    await stack.progressOf(id, (step) => step >= 3);
+    dataRedis!.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500));
+    dataRedis = startData();
+    await ready();
+    await stack.waitFinished(id, 240_000);
+    const done = await view(stack, id);
+    expect(done).toMatchObject({ state: 'completed', result: { step: 10 } });
+    expect(done.result!.group!.restarts).toBeGreaterThanOrEqual(1);
+    await loadable(stack, id, 10);
+  });
+});
+
+describe('the write fence', () => {
+  it('refuses a rank 0 of a dead generation: the live generation’s checkpoints stay intact', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-fence-'));
+    const control = new Redis('redis://127.0.0.1:6379');
+    const key = `test-fence-${process.pid}-${Date.now()}:generation`;
+    try {
+      const store = new FileStore(root);
+      const config: TrainConfig = resolveTrainJob({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 2, batchSize: 2, checkpointEvery: 1, keepCheckpoints: 1 }).train;
+      // Generation 2 owns the run and wrote step 2 (keeping one checkpoint).
+      await control.set(key, '2');
+      const live = await Trainer.open(config, { store, prefix: 'run' });
+      await live.run();
+      const written = await Promise.all((await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]));
+      // A rank 0 of generation 1 wakes up late at step 1 and 2, and tries to write (and prune).
+      const stale = await Trainer.open({ ...config, steps: 1 }, { store, prefix: 'run', resume: false });
+      await stale.trainStep();
+      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toMatchObject({ code: 'DDPM_GROUP_FENCED', kind: 'unavailable' });
+      await stale.trainStep();
+      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toThrow('generation 1 no longer owns the run (generation 2 does)');
+      const after = await Promise.all((await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]));
+      expect(after).toEqual(written);
+      expect((await listCheckpoints(store, 'run')).map((c) => c.step)).toEqual([2]);
+      // The owner's own fence lets it write.
+      await expect(live.checkpoint('final', generationFence(control, key, 2))).resolves.toMatchObject({ step: 2 });
+      live.dispose();
+      stale.dispose();
+    } finally {
+      await control.del(key);
+      control.disconnect();
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+});
