@@ -24,13 +24,11 @@ async function group(worldSize: number, options: { transport?: Transport; bucket
   await openGeneration(control, ns, 60_000);
   const ranks = Array.from({ length: worldSize }, (_, rank) => {
     const redis = new Redis(URL);
-    const blocking = new Redis(URL);
     return {
-      connections: [redis, blocking],
+      connections: [redis],
       heartbeat: new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs, stallMs: 60_000 }),
       collective: new RedisCollective({
-        redis,
-        blocking,
+        redisUrl: URL,
         namespace: ns,
         rank,
         worldSize,
@@ -50,7 +48,10 @@ async function group(worldSize: number, options: { transport?: Transport; bucket
     control,
     async close() {
       await Promise.all(ranks.map((r) => r.heartbeat.stop()));
-      for (const r of ranks) for (const c of r.connections) c.disconnect();
+      for (const r of ranks) {
+        r.collective.close();
+        for (const c of r.connections) c.disconnect();
+      }
       await control.del(`${ns}:alive`);
       control.disconnect();
     },

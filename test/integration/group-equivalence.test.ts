@@ -57,28 +57,29 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore): P
   await openGeneration(control, ns, 300_000);
   const connections: Redis[] = [control];
   const heartbeats: Heartbeat[] = [];
+  const collectives: RedisCollective[] = [];
   try {
     const trainers = await Promise.all(Array.from({ length: n }, () => Trainer.open(config, { store, prefix: 'run' })));
     const links: GroupLink[] = trainers.map((_, rank) => {
       const redis = new Redis(URL);
-      const blocking = new Redis(URL);
-      connections.push(redis, blocking);
+      connections.push(redis);
       heartbeats.push(new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs: 20_000, stallMs: 600_000 }));
       const collective = new RedisCollective({
-        redis,
-        blocking,
+        redisUrl: URL,
         namespace: ns,
         rank,
         worldSize: n,
         keyTtlSeconds: 120,
         checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: n }),
       });
+      collectives.push(collective);
       return { rank, worldSize: n, checksumEvery: 5, exchange: (step, partial, report) => collective.exchange(step, partial, report), assertWriter: async () => undefined };
     });
     await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })));
     return trainers;
   } finally {
     await Promise.all(heartbeats.map((h) => h.stop()));
+    for (const c of collectives) c.close();
     for (const c of connections) c.disconnect();
   }
 }

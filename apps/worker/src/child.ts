@@ -189,13 +189,15 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   const heartbeat = new Heartbeat({ redisUrl: g.dataRedisUrl, namespace: g.namespace, rank: g.rank, rankTimeoutMs, stallMs: Math.max(rankTimeoutMs, 600_000) });
   const dataOptions = { maxRetriesPerRequest: 2, connectTimeout: rankTimeoutMs };
   const redis = new Redis(g.dataRedisUrl, dataOptions);
-  const blocking = new Redis(g.dataRedisUrl, dataOptions);
   const control = new Redis(g.controlRedisUrl, { maxRetriesPerRequest: 2 });
-  for (const c of [redis, blocking, control]) c.on('error', () => undefined);
+  for (const c of [redis, control]) c.on('error', () => undefined);
   const keys = { namespace: g.namespace, worldSize: g.worldSize };
+  let collective: RedisCollective | undefined;
+  let sumBuffer: Float32Array | undefined;
   const close = async (): Promise<void> => {
     await heartbeat.stop();
-    for (const c of [redis, blocking, control]) c.disconnect();
+    collective?.close();
+    for (const c of [redis, control]) c.disconnect();
   };
   try {
     // A claimed worker that died in the last seconds (its slot still looked alive) never beats: give up soon.
@@ -210,9 +212,9 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     await close();
     throw err;
   }
-  const collective = new RedisCollective({
-    redis,
-    blocking,
+  collective = new RedisCollective({
+    redisUrl: g.dataRedisUrl,
+    redisOptions: dataOptions,
     namespace: g.namespace,
     rank: g.rank,
     worldSize: g.worldSize,
@@ -231,7 +233,9 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
       checksumEvery: config.group.checksumEvery,
       exchange: async (step, partial, report) => {
         const started = process.hrtime.bigint();
-        const exchanged = await collective.exchange(step, partial, report);
+        // The sum lands in one buffer for every step; the trainer copies it into tensors at once.
+        sumBuffer ??= new Float32Array(partial.length);
+        const exchanged = await collective!.exchange(step, partial, report, sumBuffer);
         session.lastExchange = { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytesSent: exchanged.bytesSent, bytesReceived: exchanged.bytesReceived };
         heartbeat.progress();
         return exchanged;

@@ -84,9 +84,10 @@ export function encode(values: Float32Array, transport: Transport, scale = 1): B
 /** Wire bytes → float32 values, each multiplied by `scale` after decoding. */
 export function decode(bytes: Uint8Array, transport: Transport, scale = 1): Float32Array {
   if (transport === 'fp32') {
-    // Buffers from a socket may start at any byte; Float32Array needs 4-byte alignment.
-    const out = new Float32Array(bytes.byteLength / 4);
-    new Uint8Array(out.buffer).set(bytes);
+    // A large reply is a buffer of its own (a view costs nothing); a small one may sit at any byte
+    // of a shared pool, and Float32Array needs 4-byte alignment: copy those.
+    const out = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Float32Array(bytes.byteLength / 4);
+    if (out.buffer !== bytes.buffer) new Uint8Array(out.buffer).set(bytes);
     if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] = out[i]! * scale;
     return out;
   }

@@ -10,24 +10,23 @@
  *
  * Keys are scoped by (run, generation, step, bucket) with a TTL: a stale rank of an older
  * generation writes where nobody reads, and every key is deleted by its last reader (GETDEL, or a
- * script that counts readers), so nothing is left behind. Waits are cut into slices; between
+ * count of readers), so nothing is left behind. Waits are cut into slices; between
  * slices the generation's liveness is checked, so a lost peer ends the wait within its timeout.
  */
-import { type Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
-import { type Transport, bytesPerValue, decode, encode } from './codec';
+import { type Transport, decode, encode } from './codec';
 import { collectiveError } from './errors';
 
 export interface CollectiveOptions {
-  /** Data-plane connection for commands. */
-  readonly redis: Redis;
-  /** A second connection to the same Redis for blocking waits (BLPOP holds its connection). */
-  readonly blocking: Redis;
+  /** The data plane. The collective opens its own connections to it (see {@link RedisCollective}). */
+  readonly redisUrl: string;
+  readonly redisOptions?: RedisOptions;
   /** The generation's key namespace (run and generation in it). */
   readonly namespace: string;
   readonly rank: number;
   readonly worldSize: number;
-  /** Bytes of values per bucket (default 32 MiB): bounds every Redis value and keeps buckets pipelined. */
+  /** Bytes of values per bucket (default 8 MiB): bounds every Redis value and lets the phases overlap. */
   readonly bucketBytes?: number;
   readonly transport?: Transport;
   /** TTL of every key, seconds: long enough for the slowest rank to read what it waits for. */
@@ -48,23 +47,26 @@ export interface AllReduceResult {
   readonly bytesReceived: number;
 }
 
-/** Reads a key and counts its readers; the last of `readers` deletes it (and the count). */
-const READ_AND_COUNT = `
-local v = redis.call('GET', KEYS[1])
-local n = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1], KEYS[2]) end
-return v
-`;
-
 interface Span {
   readonly start: number;
   readonly end: number;
 }
 
+/**
+ * The collective of one rank. It keeps five connections so that nothing large waits behind
+ * something else on one socket: one streams this rank's contributions out, one publishes the sums
+ * it owns, one reads, and one each blocks in the two waits (contributions arriving for its chunks;
+ * sums arriving from their owners), which run at the same time: bucket b's sums are read while
+ * bucket b + 1 is still being reduced. `close()` ends them.
+ */
 export class RedisCollective {
   private readonly transport: Transport;
   private readonly bucketValues: number;
+  private readonly contribute: Redis;
+  private readonly publish: Redis;
+  private readonly reader: Redis;
+  private readonly waitScatter: Redis;
+  private readonly waitGather: Redis;
 
   constructor(private readonly options: CollectiveOptions) {
     const { rank, worldSize } = options;
@@ -72,8 +74,21 @@ export class RedisCollective {
       throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} of ${worldSize} is not a rank of a group`);
     }
     this.transport = options.transport ?? 'fp32';
-    this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 32 * 1024 * 1024) / 4));
-    options.redis.defineCommand('ddpmReadCount', { numberOfKeys: 2, lua: READ_AND_COUNT });
+    this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 8 * 1024 * 1024) / 4));
+    const open = (): Redis => {
+      const r = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, ...options.redisOptions });
+      r.on('error', () => undefined); // a failed command reports it; reconnecting is ioredis's business
+      return r;
+    };
+    this.contribute = open();
+    this.publish = open();
+    this.reader = open();
+    this.waitScatter = open();
+    this.waitGather = open();
+  }
+
+  close(): void {
+    for (const r of [this.contribute, this.publish, this.reader, this.waitScatter, this.waitGather]) r.disconnect();
   }
 
   private key(step: number, rest: string): string {
@@ -87,27 +102,46 @@ export class RedisCollective {
     return { start: bucket.start + Math.floor((c * n) / worldSize), end: bucket.start + Math.floor(((c + 1) * n) / worldSize) };
   }
 
-  /** Waits until `count` items arrived on a list, checking liveness between slices. */
-  private async waitList(key: string, count: number): Promise<string[]> {
-    const { blocking, waitSliceMs = 1000, checkAlive, signal } = this.options;
-    const items: string[] = [];
-    while (items.length < count) {
+  /** The next item on a list, checking liveness between wait slices. */
+  private async waitOne(connection: Redis, key: string): Promise<string> {
+    const { waitSliceMs = 1000, checkAlive, signal } = this.options;
+    for (;;) {
       if (signal?.aborted) throw collectiveError('DDPM_GROUP_ABORTED', `stopped while waiting for peers: ${String(signal.reason)}`);
-      const got = await blocking.blpop(key, waitSliceMs / 1000);
-      if (got) {
-        items.push(got[1]);
-      } else {
-        this.options.onWait?.();
-        await checkAlive();
+      let got: [string, string] | null;
+      try {
+        got = await connection.blpop(key, waitSliceMs / 1000);
+      } catch (err) {
+        throw collectiveError('DDPM_GROUP_LOST', `the data plane failed a wait: ${(err as Error).message}`);
       }
+      if (got) return got[1];
+      this.options.onWait?.();
+      await checkAlive();
     }
-    return items;
   }
 
-  /** The sum of every rank's `values` (same length on every rank), in rank order. */
-  async allReduceSum(step: number, values: Float32Array): Promise<AllReduceResult> {
-    const { redis, rank, worldSize, keyTtlSeconds: ttl } = this.options;
-    if (worldSize === 1) return { sum: Float32Array.from(values), bytesSent: 0, bytesReceived: 0 };
+  /** Reads a published value and counts its readers; the last of the N − 1 readers deletes it. */
+  private async readShared(key: string): Promise<Buffer> {
+    const { worldSize, keyTtlSeconds: ttl } = this.options;
+    const [value, count] = await execOrThrow(this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl));
+    if (value === null || value === undefined) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
+    // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
+    if (Number(count) >= worldSize - 1) await execOrThrow(this.reader.pipeline().del(key, `${key}:n`));
+    return value as Buffer;
+  }
+
+  /**
+   * The sum of every rank's `values` (same length on every rank), in rank order, written into
+   * `out` when given (a caller that reduces the same size every step saves allocating it, and the
+   * garbage collections that large allocations bring).
+   */
+  async allReduceSum(step: number, values: Float32Array, out?: Float32Array): Promise<AllReduceResult> {
+    const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
+    if (out !== undefined && out.length !== values.length) throw collectiveError('DDPM_GROUP_ABORTED', `out has ${out.length} values for ${values.length}`);
+    if (worldSize === 1) {
+      const sum = out ?? new Float32Array(values.length);
+      sum.set(values);
+      return { sum, bytesSent: 0, bytesReceived: 0 };
+    }
     const transport = this.transport;
     // Half precision carries values pre-divided by N (so sums stay in range), scaled back after.
     const scale = transport === 'fp32' ? 1 : 1 / worldSize;
@@ -115,10 +149,11 @@ export class RedisCollective {
     for (let start = 0; start < values.length; start += this.bucketValues) buckets.push({ start, end: Math.min(values.length, start + this.bucketValues) });
     let bytesSent = 0;
     let bytesReceived = 0;
+    const sum = out ?? new Float32Array(values.length);
 
-    // Reduce-scatter, writing: every chunk this rank does not own, all buckets in one pipeline.
-    const writes = redis.pipeline();
-    buckets.forEach((bucket, b) => {
+    // Reduce-scatter, writing: every chunk this rank does not own, bucket by bucket, streamed.
+    const contributed = buckets.map((bucket, b) => {
+      const writes = this.contribute.pipeline();
       for (let c = 0; c < worldSize; c++) {
         if (c === rank) continue;
         const span = this.chunk(bucket, c);
@@ -129,64 +164,62 @@ export class RedisCollective {
         writes.rpush(ready, String(rank));
         writes.expire(ready, ttl);
       }
+      return execOrThrow(writes);
     });
-    await execOrThrow(writes);
 
-    // Reduce-scatter, reading: the chunks this rank owns, summed in rank order; then publish the sums.
-    const sum = new Float32Array(values.length);
-    for (let b = 0; b < buckets.length; b++) {
-      const span = this.chunk(buckets[b]!, rank);
-      await this.waitList(this.key(step, `b${b}:rs${rank}`), worldSize - 1);
-      const reads = redis.pipeline();
-      for (let r = 0; r < worldSize; r++) if (r !== rank) reads.getdelBuffer(this.key(step, `b${b}:c${rank}:from${r}`));
-      const parts = (await execOrThrow(reads)) as (Buffer | null)[];
-      const acc = sum.subarray(span.start, span.end);
-      let next = 0;
-      for (let r = 0; r < worldSize; r++) {
-        let contribution: Float32Array;
-        if (r === rank) {
-          // This rank's own values take the same trip through the codec as everyone else's.
-          contribution = transport === 'fp32' ? values.subarray(span.start, span.end) : decode(encode(values.subarray(span.start, span.end), transport, scale), transport);
-        } else {
-          const part = parts[next++];
-          if (!part) throw collectiveError('DDPM_GROUP_LOST', `rank ${r}'s contribution to step ${step} is gone (the data plane lost it)`);
-          bytesReceived += part.length;
-          contribution = decode(part, transport);
+    // Reduce-scatter, reading: this rank's chunk of each bucket, summed in rank order, published
+    // (a bucket's sum goes out while the next bucket's contributions are read).
+    const published: Promise<unknown>[] = [];
+    const reduce = async (): Promise<void> => {
+      for (let b = 0; b < buckets.length; b++) {
+        const span = this.chunk(buckets[b]!, rank);
+        for (let k = 1; k < worldSize; k++) await this.waitOne(this.waitScatter, this.key(step, `b${b}:rs${rank}`));
+        const reads = this.reader.pipeline();
+        for (let r = 0; r < worldSize; r++) if (r !== rank) reads.getdelBuffer(this.key(step, `b${b}:c${rank}:from${r}`));
+        const parts = (await execOrThrow(reads)) as (Buffer | null)[];
+        const acc = sum.subarray(span.start, span.end);
+        let next = 0;
+        for (let r = 0; r < worldSize; r++) {
+          let contribution: Float32Array;
+          if (r === rank) {
+            // This rank's own values take the same trip through the codec as everyone else's.
+            contribution = transport === 'fp32' ? values.subarray(span.start, span.end) : decode(encode(values.subarray(span.start, span.end), transport, scale), transport);
+          } else {
+            const part = parts[next++];
+            if (!part) throw collectiveError('DDPM_GROUP_LOST', `rank ${r}'s contribution to step ${step} is gone (the data plane lost it)`);
+            bytesReceived += part.length;
+            contribution = decode(part, transport);
+          }
+          if (r === 0) acc.set(contribution);
+          else for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + contribution[i]!;
         }
-        if (r === 0) acc.set(contribution);
-        else for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + contribution[i]!;
+        const bytes = encode(acc, transport);
+        bytesSent += bytes.length;
+        if (transport !== 'fp32') acc.set(decode(bytes, transport, 1 / scale));
+        const announce = this.publish.pipeline();
+        announce.set(this.key(step, `b${b}:sum${rank}`), bytes, 'EX', ttl);
+        for (let r = 0; r < worldSize; r++) {
+          if (r === rank) continue;
+          const inbox = this.key(step, `ag${r}`);
+          announce.rpush(inbox, `${b}:${rank}`);
+          announce.expire(inbox, ttl);
+        }
+        published.push(execOrThrow(announce));
       }
-      const published = encode(acc, transport);
-      bytesSent += published.length;
-      if (transport !== 'fp32') acc.set(decode(published, transport, 1 / scale));
-      const announce = redis.pipeline();
-      announce.set(this.key(step, `b${b}:sum${rank}`), published, 'EX', ttl);
-      for (let r = 0; r < worldSize; r++) {
-        if (r === rank) continue;
-        const inbox = this.key(step, `ag${r}`);
-        announce.rpush(inbox, `${b}:${rank}`);
-        announce.expire(inbox, ttl);
-      }
-      await execOrThrow(announce);
-    }
+      await Promise.all(published);
+    };
 
-    // All-gather: the sums of the chunks other ranks own.
-    const arrivals = await this.waitList(this.key(step, `ag${rank}`), (worldSize - 1) * buckets.length);
-    const reads = redis.pipeline() as unknown as ScriptPipeline;
-    const spans = arrivals.map((a) => {
-      const [b, c] = a.split(':').map(Number) as [number, number];
-      const key = this.key(step, `b${b}:sum${c}`);
-      reads.ddpmReadCountBuffer(key, `${key}:n`, worldSize - 1, ttl);
-      return this.chunk(buckets[b]!, c);
-    });
-    const results = await execOrThrow(reads);
-    results.forEach((raw, i) => {
-      if (raw === null) throw collectiveError('DDPM_GROUP_LOST', `a sum of step ${step} is gone (the data plane lost it)`);
-      const bytes = raw as Buffer;
-      bytesReceived += bytes.length;
-      const span = spans[i]!;
-      sum.set(decode(bytes, transport, 1 / scale), span.start);
-    });
+    // All-gather, at the same time: each sum another rank owns, as soon as it is announced.
+    const gather = async (): Promise<void> => {
+      for (let k = 0; k < (worldSize - 1) * buckets.length; k++) {
+        const [b, c] = (await this.waitOne(this.waitGather, this.key(step, `ag${rank}`))).split(':').map(Number) as [number, number];
+        const bytes = await this.readShared(this.key(step, `b${b}:sum${c}`));
+        bytesReceived += bytes.length;
+        sum.set(decode(bytes, transport, 1 / scale), this.chunk(buckets[b]!, c).start);
+      }
+    };
+
+    await Promise.all([...contributed, reduce(), gather()]);
     return { sum, bytesSent, bytesReceived };
   }
 
@@ -194,16 +227,17 @@ export class RedisCollective {
    * One data-parallel step's traffic: the sum of every rank's `values` and every rank's `report`
    * (small JSON), the same on every rank.
    */
-  async exchange<R>(step: number, values: Float32Array, report: R): Promise<AllReduceResult & { reports: R[] }> {
-    const reduced = await this.allReduceSum(step, values);
-    return { ...reduced, reports: await this.allGather(step, 'report', report) };
+  async exchange<R>(step: number, values: Float32Array, report: R, out?: Float32Array): Promise<AllReduceResult & { reports: R[] }> {
+    // The reports do not wait for the sum: both travel at once.
+    const [reduced, reports] = await Promise.all([this.allReduceSum(step, values, out), this.allGather(step, 'report', report)]);
+    return { ...reduced, reports };
   }
 
   /** Every rank's `value` (JSON), in rank order. */
   async allGather<T>(step: number, tag: string, value: T): Promise<T[]> {
-    const { redis, rank, worldSize, keyTtlSeconds: ttl } = this.options;
+    const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
     if (worldSize === 1) return [value];
-    const write = redis.pipeline();
+    const write = this.publish.pipeline();
     write.set(this.key(step, `${tag}:r${rank}`), JSON.stringify(value), 'EX', ttl);
     for (let r = 0; r < worldSize; r++) {
       if (r === rank) continue;
@@ -212,41 +246,27 @@ export class RedisCollective {
       write.expire(inbox, ttl);
     }
     await execOrThrow(write);
-    await this.waitList(this.key(step, `${tag}:to${rank}`), worldSize - 1);
-    const reads = redis.pipeline() as unknown as ScriptPipeline;
-    const others: number[] = [];
-    for (let r = 0; r < worldSize; r++) {
-      if (r === rank) continue;
-      const key = this.key(step, `${tag}:r${r}`);
-      reads.ddpmReadCount(key, `${key}:n`, worldSize - 1, ttl);
-      others.push(r);
-    }
-    const results = await execOrThrow(reads);
     const all: T[] = new Array<T>(worldSize);
     all[rank] = value;
-    results.forEach((raw, i) => {
-      if (raw === null || raw === undefined) throw collectiveError('DDPM_GROUP_LOST', `rank ${others[i]}'s ${tag} for step ${step} is gone (the data plane lost it)`);
-      all[others[i]!] = JSON.parse(String(raw)) as T;
-    });
+    for (let k = 1; k < worldSize; k++) {
+      const from = Number(await this.waitOne(this.waitGather, this.key(step, `${tag}:to${rank}`)));
+      all[from] = JSON.parse((await this.readShared(this.key(step, `${tag}:r${from}`))).toString('utf8')) as T;
+    }
     return all;
   }
 }
 
-/** A pipeline with the read-and-count script defined on its connection (ioredis adds the methods at run time). */
-interface ScriptPipeline {
-  ddpmReadCount(key: string, counter: string, readers: number, ttl: number): void;
-  ddpmReadCountBuffer(key: string, counter: string, readers: number, ttl: number): void;
-  exec(): Promise<[Error | null, unknown][] | null>;
-}
-
 /** Runs a pipeline; any command's error (or a lost connection) becomes the call's error. */
 async function execOrThrow(pipeline: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
-  const results = await pipeline.exec();
+  let results: [Error | null, unknown][] | null;
+  try {
+    results = await pipeline.exec();
+  } catch (err) {
+    throw collectiveError('DDPM_GROUP_LOST', `the data plane failed: ${(err as Error).message}`);
+  }
   if (results === null) throw collectiveError('DDPM_GROUP_LOST', 'a Redis pipeline of the data plane was discarded');
   return results.map(([err, value]) => {
     if (err) throw collectiveError('DDPM_GROUP_LOST', `the data plane failed a command: ${err.message}`);
     return value;
   });
 }
-
-export { bytesPerValue };

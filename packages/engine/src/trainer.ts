@@ -121,6 +121,8 @@ export interface Gradients {
 export class Trainer {
   /** Whether the group has compared state checksums since this trainer opened. */
   private groupVerified = false;
+  /** This rank's flattened gradient sums, one buffer for every step (a large model's gradients are hundreds of MB). */
+  private flatBuffer: Float32Array | undefined;
 
   private constructor(
     readonly config: TrainConfig,
@@ -298,7 +300,8 @@ export class Trainer {
     const started = process.hrtime.bigint();
     const checksum = this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
     const partial = await this.gradientSums(Math.floor((rank * M) / worldSize), Math.floor(((rank + 1) * M) / worldSize));
-    const flat = await flatten(partial.sums);
+    this.flatBuffer ??= new Float32Array(this.unet.variables.reduce((n, v) => n + v.size, 0));
+    const flat = await flatten(partial.sums, this.flatBuffer);
     tf.dispose(partial.sums);
     const computed = process.hrtime.bigint();
     const { sum, reports } = await group.exchange(this.step + 1, flat, {
@@ -463,9 +466,8 @@ function stopReasonOf(signal: AbortSignal): string {
   return 'stopped';
 }
 
-/** Tensors → one Float32Array in their order (what a group exchanges). */
-async function flatten(tensors: readonly tf.Tensor[]): Promise<Float32Array> {
-  const flat = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+/** Tensors → one Float32Array in their order (what a group exchanges), written into `flat`. */
+async function flatten(tensors: readonly tf.Tensor[], flat: Float32Array): Promise<Float32Array> {
   let offset = 0;
   for (const t of tensors) {
     const data = await t.data();

@@ -1,27 +1,39 @@
 /**
  * `ddpm bench …`: benchmarks that print JSON with ratios measured in the same run.
- * `ddpm bench unet --preset NAME --batch B [--steps K]`; `ddpm bench all` runs every benchmark
- * at its default size (what `npm run bench` runs).
+ * `ddpm bench all` runs every benchmark at its default size (what `npm run bench` runs).
  */
 import { initBackend } from '@ddpm/backend';
+import { GRADIENT_TRANSPORTS } from '@ddpm/config';
 import { PRESET_NAMES } from '@ddpm/unet';
 
-import { parseChoice, parseCommandArgs, parseInteger } from '../args';
+import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
+import { benchAllReduce, benchDataParallel } from '../bench/group-bench';
 import { benchUNet } from '../bench/unet-bench';
 
-export const BENCH_USAGE = `Usage: ddpm bench unet --preset NAME --batch B [--steps K] [--json]
-       ddpm bench all [--json]
+export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K]
+       ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
+       ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--redis URL]
+       ddpm bench all
 
-unet: times a training step (forward + backward + Adam) and a sampling step of the preset, and the
+Output is JSON (--json is accepted for symmetry). The tensor backend is chosen as everywhere
+else (DDPM_BACKEND, else tfjs-node-gpu > tfjs-node > wasm > cpu).
+
+unet: a training step (forward + backward + Adam) and a sampling step of the preset against the
 backend's own forward conv2d on the model's most common layer, interleaved in rounds (the conv
-counts its fastest of five runs per round); reports GFLOP/s and the ratios train/conv and
-sample/conv. Output is JSON (--json is accepted for symmetry).
-The backend is chosen as everywhere else (DDPM_BACKEND, else tfjs-node-gpu > tfjs-node > wasm > cpu).
+counts its fastest of five runs per round); GFLOP/s and the ratios train/conv and sample/conv.
+  --preset ${PRESET_NAMES.join(' | ')} (default tiny32), --batch (16), --steps: timed rounds (5)
 
-  --preset   ${PRESET_NAMES.join(' | ')}   (default tiny32)
-  --batch    images per step (default 16)
-  --steps    timed rounds after one warm-up (default 5)
+allreduce: the Redis all-reduce of S MB across N rank processes, interleaved with one client's SET
+and GET of S MB on the same Redis; the bus bandwidth 2(N-1)/N * S / time against that raw rate, and
+the hub's own rate (N*S in, 2(N-1)*S out per all-reduce) against it.
+  --workers (2), --mb (64), --rounds (5), --transport (fp32)
+
+dp: training images/s of one process with the whole batch and of N rank processes with a share
+each (accumulation N, the Redis all-reduce between), interleaved in rounds; the speed-up.
+  --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3)
+
+  --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
 
 export async function benchCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -29,17 +41,51 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     preset: { type: 'string' },
     batch: { type: 'string' },
     steps: { type: 'string' },
+    workers: { type: 'string' },
+    mb: { type: 'string' },
+    rounds: { type: 'string' },
+    transport: { type: 'string' },
+    redis: { type: 'string' },
     json: { type: 'boolean' },
   });
   const which = positionals[0];
-  if (positionals.length !== 1 || (which !== 'unet' && which !== 'all')) {
-    throw new CliUsageError(`expected "ddpm bench unet" or "ddpm bench all", got "ddpm bench ${positionals.join(' ')}"`);
+  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'all'].includes(which ?? '')) {
+    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp" or "all", got "ddpm bench ${positionals.join(' ')}"`);
   }
-  const backend = await initBackend();
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
-  const steps = parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 });
-  const results = [await benchUNet({ preset: presetName, batch, steps, backend })];
+  const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 64 });
+  const redisUrl = String(values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
+  const results: Record<string, unknown>[] = [];
+  if (which === 'unet' || which === 'all') {
+    const backend = await initBackend();
+    results.push(await benchUNet({ preset: presetName, batch, steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }), backend }));
+  }
+  if (which === 'allreduce' || which === 'all') {
+    results.push(
+      await benchAllReduce({
+        redisUrl,
+        workers,
+        megabytes: parseNumber('mb', values['mb'], 64),
+        rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 1000 }),
+        transport: parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32'),
+      }),
+    );
+  }
+  if (which === 'dp' || which === 'all') {
+    const backend = await initBackend();
+    results.push(
+      await benchDataParallel({
+        redisUrl,
+        presetName,
+        batch,
+        workers,
+        steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
+        rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+        backend: backend.name,
+      }),
+    );
+  }
   io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
   return 0;
 }

@@ -1,0 +1,186 @@
+/**
+ * Benchmarks of data-parallel groups, each rank in a process of its own (as a worker's child):
+ *
+ * - `allreduce`: the Redis all-reduce of S MB across N ranks, interleaved with one client's plain
+ *   SET and GET of the same S MB on the same Redis (the raw throughput the hub offers one client).
+ *   Reports the bus bandwidth 2(N − 1)/N · S / time (NCCL's measure: what each rank moves per
+ *   second in each direction) and its ratio to the raw figure, and the hub's own rate (N·S in and
+ *   2(N − 1)·S out per all-reduce) against the same raw figure.
+ * - `dp`: training images/s of one process (the whole batch) and of N ranks (its share each,
+ *   accumulation N), interleaved in rounds, and the speed-up.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { type Transport, openGeneration } from '@ddpm/allreduce';
+import { resolveTrainJob } from '@ddpm/config';
+import { describeArchitecture, preset } from '@ddpm/unet';
+import { Redis } from 'ioredis';
+
+import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
+import { round } from './timing';
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** N rank processes and a way to ask them all and await their answers. */
+async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
+  // The compiled rank script next to this one (from a test, the build's copy of it).
+  const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
+  const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' }));
+  const ask = (child: ChildProcess, command: BenchRankCommand): Promise<BenchRankReply> =>
+    new Promise((resolve, reject) => {
+      child.once('message', (m: BenchRankReply) => (m.cmd === 'error' ? reject(new Error(m.message)) : resolve(m)));
+      child.send(command);
+    });
+  const group = {
+    all: (make: (rank: number) => BenchRankCommand) => Promise.all(children.map((c, r) => ask(c, make(r)))),
+    one: (rank: number, c: BenchRankCommand) => ask(children[rank]!, c),
+    close: async () => {
+      await Promise.all(children.map((c) => new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.send({ cmd: 'exit' } satisfies BenchRankCommand);
+      })));
+    },
+  };
+  await group.all((rank) => ({ cmd: 'join', redisUrl, namespace, rank, worldSize: n, transport, ...(backend ? { backend } : {}) }));
+  return group;
+}
+
+export interface AllReduceBenchOptions {
+  readonly redisUrl: string;
+  readonly workers: number;
+  readonly megabytes: number;
+  readonly rounds: number;
+  readonly transport: Transport;
+}
+
+export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Record<string, unknown>> {
+  const { workers: n, megabytes, rounds, transport, redisUrl } = options;
+  const bytes = Math.floor(megabytes * 1024 * 1024);
+  const values = Math.floor(bytes / 4);
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const namespace = `bench-ar-${randomBytes(4).toString('hex')}`;
+  const raw: number[] = [];
+  const allreduce: number[] = [];
+  const payload = Buffer.alloc(bytes, 7);
+  let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  try {
+    await openGeneration(redis, namespace, 3_600_000);
+    group = await ranks(n, redisUrl, namespace, transport);
+    const g = group;
+    // Rank r adds r + 1 everywhere: the sum is n(n + 1)/2, which each rank checks.
+    const run = async (step: number): Promise<number> => Math.max(...(await g.all((r) => ({ cmd: 'allreduce', step, values, fill: r + 1, expect: (n * (n + 1)) / 2 }))).map((m) => (m.cmd === 'done' ? m.ms : 0)));
+    await run(0);
+    // Alternating blocks of rounds: both see the same machine, yet neither runs on the heap
+    // (Redis's allocator) the other just churned.
+    for (let block = 0; block < 2; block++) {
+      const key = `${namespace}:raw`;
+      for (let r = 0; r < Math.ceil(rounds / 2); r++) {
+        const started = process.hrtime.bigint();
+        await redis.set(key, payload);
+        await redis.getBuffer(key);
+        raw.push(Number(process.hrtime.bigint() - started) / 1e6);
+      }
+      await redis.del(key);
+      for (let r = 0; r < Math.ceil(rounds / 2); r++) allreduce.push(await run(1 + block * rounds + r));
+    }
+  } finally {
+    await group?.close();
+    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    redis.disconnect();
+  }
+  const seconds = median(allreduce) / 1000;
+  const mb = bytes / 1024 / 1024;
+  const rawMBps = (2 * mb) / (median(raw) / 1000);
+  const busMBps = ((2 * (n - 1)) / n) * (mb / seconds) * (transport === 'fp32' ? 1 : 0.5);
+  const hubMBps = ((n + 2 * (n - 1)) * mb * (transport === 'fp32' ? 1 : 0.5)) / seconds;
+  return {
+    benchmark: 'allreduce',
+    workers: n,
+    megabytes: mb,
+    transport,
+    rounds,
+    allreduceMs: round(median(allreduce), 1),
+    busBandwidthMBps: round(busMBps, 1),
+    rawRedisMBps: round(rawMBps, 1),
+    rawMeasured: `one client: SET then GET of ${mb} MB, (2 x ${mb} MB) / time`,
+    busOverRaw: round(busMBps / rawMBps, 3),
+    hubMBps: round(hubMBps, 1),
+    hubOverRaw: round(hubMBps / rawMBps, 3),
+  };
+}
+
+export interface DataParallelBenchOptions {
+  readonly redisUrl: string;
+  readonly presetName: string;
+  readonly batch: number;
+  readonly workers: number;
+  readonly steps: number;
+  readonly rounds: number;
+  readonly backend: string;
+}
+
+export async function benchDataParallel(options: DataParallelBenchOptions): Promise<Record<string, unknown>> {
+  const { workers: n, batch, steps, rounds, presetName } = options;
+  const config = preset(presetName);
+  const request = (accumulation: number) =>
+    resolveTrainJob({ dataset: `procedural:shapes?size=512&channels=${config.inChannels}`, preset: presetName as 'tiny32', batchSize: batch, accumulation, steps: 1_000_000, checkpointEvery: 1_000_000, warmupSteps: 0 }).train;
+  const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-dp-'));
+  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
+  const namespace = `bench-dp-${randomBytes(4).toString('hex')}`;
+  const single: number[] = [];
+  const grouped: number[] = [];
+  /** Per rank and round: its own computation and its exchange (waiting for peers included), per step. */
+  const shares: { compute: number; exchange: number }[][] = [];
+  let ranksOfRun: Awaited<ReturnType<typeof ranks>> | undefined;
+  try {
+    await openGeneration(redis, namespace, 3_600_000);
+    ranksOfRun = await ranks(n, options.redisUrl, namespace, 'fp32', options.backend);
+    const group = ranksOfRun;
+    await group.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
+    await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
+    const time = async (which: 'single' | 'group', k: number): Promise<number> => {
+      const replies = which === 'single' ? [await group.one(0, { cmd: 'train', name: 'single', steps: k })] : await group.all(() => ({ cmd: 'train', name: 'group', steps: k }));
+      if (which === 'group') {
+        for (const [r, m] of replies.entries()) if (m.cmd === 'done') (shares[r] ??= []).push({ compute: (m.computeMs ?? 0) / k, exchange: (m.exchangeMs ?? 0) / k });
+      }
+      return Math.max(...replies.map((m) => (m.cmd === 'done' ? m.ms : 0)));
+    };
+    // One warm-up step each (kernel compilation, heap growth), then interleaved rounds.
+    await time('single', 1);
+    await time('group', 1);
+    for (let r = 0; r < rounds; r++) {
+      single.push(await time('single', steps));
+      grouped.push(await time('group', steps));
+    }
+  } finally {
+    await ranksOfRun?.close();
+    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    redis.disconnect();
+    await fs.rm(storeDir, { recursive: true, force: true });
+  }
+  const imagesPerSecond = (ms: number): number => (steps * batch) / (ms / 1000);
+  const one = imagesPerSecond(median(single));
+  const many = imagesPerSecond(median(grouped));
+  return {
+    benchmark: 'dp',
+    preset: presetName,
+    params: describeArchitecture(config).totalParams,
+    batch,
+    workers: n,
+    stepsPerRound: steps,
+    rounds,
+    backend: options.backend,
+    singleProcess: { imagesPerSecond: round(one, 2), stepMs: round(median(single) / steps, 1) },
+    group: {
+      imagesPerSecond: round(many, 2),
+      stepMs: round(median(grouped) / steps, 1),
+      gradientMegabytes: round((describeArchitecture(config).totalParams * 4) / 1024 / 1024, 2),
+      perRank: shares.map((rounds_, rank) => ({ rank, computeMs: round(median(rounds_.slice(1).map((x) => x.compute)), 1), exchangeMs: round(median(rounds_.slice(1).map((x) => x.exchange)), 1) })),
+    },
+    speedup: round(many / one, 3),
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * One rank of a benchmark (`ddpm bench allreduce`, `ddpm bench dp`), in a process of its own as a
+ * worker's child would be. The parent sends commands over IPC and gets timings back.
+ */
+import { Heartbeat, RedisCollective, assertGenerationAlive } from '@ddpm/allreduce';
+import { type TrainConfig } from '@ddpm/config';
+import { type GroupLink, type Trainer } from '@ddpm/engine';
+import { Redis } from 'ioredis';
+
+import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
+
+let collective: RedisCollective | undefined;
+let heartbeat: Heartbeat | undefined;
+let control: Redis | undefined;
+let payload: Float32Array | undefined;
+let out: Float32Array | undefined;
+const trainers = new Map<string, { trainer: Trainer; group?: GroupLink }>();
+
+function reply(message: BenchRankReply): void {
+  process.send?.(message);
+}
+
+async function handle(command: BenchRankCommand): Promise<void> {
+  switch (command.cmd) {
+    case 'join': {
+      control = new Redis(command.redisUrl, { maxRetriesPerRequest: 2 });
+      heartbeat = new Heartbeat({ redisUrl: command.redisUrl, namespace: command.namespace, rank: command.rank, rankTimeoutMs: 60_000, stallMs: 3_600_000 });
+      collective = new RedisCollective({
+        redisUrl: command.redisUrl,
+        namespace: command.namespace,
+        rank: command.rank,
+        worldSize: command.worldSize,
+        transport: command.transport,
+        keyTtlSeconds: 300,
+        checkAlive: () => assertGenerationAlive(control!, { namespace: command.namespace, worldSize: command.worldSize }),
+      });
+      // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
+      // collective itself (a larger heap makes the collections its large buffers bring slower).
+      if (command.backend) await (await import('@ddpm/backend')).initBackend({ preferred: command.backend });
+      reply({ cmd: 'joined' });
+      return;
+    }
+    case 'allreduce': {
+      // One buffer for every round: a fresh 64 MB array each time would time the allocator too.
+      if (payload?.length !== command.values) {
+        payload = new Float32Array(command.values);
+        out = new Float32Array(command.values);
+      }
+      const values = payload.fill(command.fill);
+      // Start together: the time is the all-reduce's, not one rank waiting for another to get ready.
+      await collective!.allGather(command.step, 'start', 0);
+      const started = process.hrtime.bigint();
+      const { sum } = await collective!.allReduceSum(command.step, values, out);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (sum[0] !== command.expect) throw new Error(`all-reduce sum ${sum[0]} is not ${command.expect}`);
+      reply({ cmd: 'done', ms });
+      return;
+    }
+    case 'open': {
+      const { Trainer } = await import('@ddpm/engine');
+      const { FileStore } = await import('@ddpm/storage');
+      const store = new FileStore(command.storeDir);
+      const trainer = await Trainer.open(command.config as TrainConfig, { store, prefix: command.name, resume: false });
+      const group: GroupLink | undefined =
+        command.worldSize > 1
+          ? {
+              rank: command.rank,
+              worldSize: command.worldSize,
+              checksumEvery: 1_000_000,
+              exchange: (step, partial, report) => {
+                out = out?.length === partial.length ? out : new Float32Array(partial.length);
+                return collective!.exchange(step + command.stepOffset, partial, report, out);
+              },
+              assertWriter: async () => undefined,
+            }
+          : undefined;
+      trainers.set(command.name, { trainer, ...(group ? { group } : {}) });
+      reply({ cmd: 'opened' });
+      return;
+    }
+    case 'train': {
+      const { trainer, group } = trainers.get(command.name)!;
+      const started = process.hrtime.bigint();
+      let computeMs = 0;
+      let exchangeMs = 0;
+      for (let i = 0; i < command.steps; i++) {
+        const stats = await trainer.trainStep(group);
+        computeMs += (stats.group?.computeSeconds ?? stats.stepSeconds) * 1000;
+        exchangeMs += (stats.group?.exchangeSeconds ?? 0) * 1000;
+      }
+      reply({ cmd: 'done', ms: Number(process.hrtime.bigint() - started) / 1e6, computeMs, exchangeMs });
+      return;
+    }
+    case 'exit': {
+      for (const { trainer } of trainers.values()) trainer.dispose();
+      await heartbeat?.stop();
+      collective?.close();
+      control?.disconnect();
+      process.exit(0);
+    }
+  }
+}
+
+process.on('message', (command: BenchRankCommand) => {
+  handle(command).catch((err: unknown) => {
+    reply({ cmd: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  });
+});

@@ -1,0 +1,12 @@
+/** Commands between `ddpm bench allreduce|dp` and its rank processes. */
+import { type Transport } from '@ddpm/allreduce';
+
+export type BenchRankCommand =
+  | { readonly cmd: 'join'; readonly redisUrl: string; readonly namespace: string; readonly rank: number; readonly worldSize: number; readonly transport: Transport; readonly backend?: string }
+  | { readonly cmd: 'allreduce'; readonly step: number; readonly values: number; readonly fill: number; readonly expect: number }
+  /** Opens a trainer named `name` (a group rank when worldSize > 1, else alone). */
+  | { readonly cmd: 'open'; readonly name: string; readonly config: unknown; readonly storeDir: string; readonly rank: number; readonly worldSize: number; readonly stepOffset: number }
+  | { readonly cmd: 'train'; readonly name: string; readonly steps: number }
+  | { readonly cmd: 'exit' };
+
+export type BenchRankReply = { readonly cmd: 'joined' } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'error'; readonly message: string };
