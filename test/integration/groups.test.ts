@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { abortGeneration } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
 import { findOnPath, freePort } from '@ddpm/cli';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
@@ -115,6 +116,16 @@ describe('groups with in-process workers', () => {
     expect(done).toMatchObject({ state: 'cancelled', result: { status: 'cancelled' } });
     const checkpoints = await listCheckpoints(new FileStore(stack.storeDir), `runs/${id}`);
     expect(checkpoints.map((c) => c.step)).toEqual([done.result!.step]);
+  });
+
+  it('fails a job whose group fails more than maxRestarts times, with the reasons', async () => {
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 100_000, checkpointEvery: 100_000, maxRestarts: 0 }));
+    await stack.progressOf(id, (step) => step >= 1);
+    await abortGeneration(stack.redis, `${stack.config.queuePrefix}:dp:${id}:g1`, 'aborted by the test', 60_000);
+    await stack.waitFinished(id);
+    const done = await view(stack, id);
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatch(/^the group failed 1 times \(maxRestarts 0\): generation 1: .*aborted by the test/);
   });
 
   it('fails a job that can never gather its minimum at once, saying so', async () => {

@@ -238,6 +238,9 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
         const exchanged = await collective!.exchange(step, partial, report, sumBuffer);
         session.lastExchange = { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytesSent: exchanged.bytesSent, bytesReceived: exchanged.bytesReceived };
         heartbeat.progress();
+        // Waits only look at liveness when nothing arrives; an aborted generation must stop even
+        // while its data keeps flowing: one look a step.
+        await assertGenerationAlive(redis, keys);
         return exchanged;
       },
       assertWriter: generationFence(control, g.generationKey, g.generation),
