@@ -4,7 +4,7 @@
  * IPC (child-protocol.ts), runs exactly the configuration the API resolved and queued, and exits
  * when the job ends.
  */
-import { Heartbeat, RedisCollective, assertGenerationAlive, generationEnded } from '@ddpm/allreduce';
+import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
 import { type TrainJobConfig, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
@@ -205,7 +205,7 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     for (;;) {
       const ended = await generationEnded(redis, keys);
       if (ended === undefined) break;
-      if (ended.cause !== 'heartbeat' || Date.now() > deadline) throw collectiveFailure(`rank ${g.rank} could not join generation ${g.generation}: ${ended.message}`);
+      if (ended.cause !== 'heartbeat' || Date.now() > deadline) throw collectiveError('DDPM_GROUP_LOST', `rank ${g.rank} could not join generation ${g.generation}: ${ended.message}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   } catch (err) {
@@ -249,10 +249,6 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   };
   log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`);
   return session;
-}
-
-function collectiveFailure(message: string): CodedError {
-  return new CodedError('DDPM_GROUP_LOST', 'unavailable', message);
 }
 
 process.on('message', (message: ParentMessage) => {

@@ -7,8 +7,7 @@
  * and the coordinator forms the next one from the last checkpoint, with replacements or down to
  * `minWorkers`, up to `maxRestarts` times. Other ranks run their assignment and go back to idle.
  */
-import { abortGeneration, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
-import { CodedError } from '@ddpm/core';
+import { abortGeneration, collectiveError, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
 import { type JobData } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
 
@@ -117,7 +116,7 @@ export function generationFence(control: Redis, key: string, generation: number)
   return async () => {
     const current = await control.get(key);
     if (current !== String(generation)) {
-      throw new CodedError('DDPM_GROUP_FENCED', 'unavailable', `generation ${generation} no longer owns the run (generation ${current ?? 'none'} does): its writes are refused`);
+      throw collectiveError('DDPM_GROUP_FENCED', `generation ${generation} no longer owns the run (generation ${current ?? 'none'} does): its writes are refused`);
     }
   };
 }

@@ -67,6 +67,13 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2], 'job', ARGV[3], 
 return 1
 `;
 
+/** Back to idle, unless a group claimed the slot meanwhile (its assignment is on the way). */
+const LEAVE = `
+if redis.call('HGET', KEYS[1], 'state') == 'claimed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'idle', 'since', ARGV[1], 'job', '')
+return 1
+`;
+
 export type ClaimResult =
   | { readonly outcome: 'ok'; readonly slots: readonly string[] }
   /** Not enough claimable slots now (`claimable` of `live`): nothing was claimed. */
@@ -89,6 +96,7 @@ export class Slot {
   ) {
     redis.defineCommand('ddpmClaimSlots', { numberOfKeys: 1, lua: CLAIM });
     redis.defineCommand('ddpmEnterSlotState', { numberOfKeys: 1, lua: ENTER });
+    redis.defineCommand('ddpmLeaveSlot', { numberOfKeys: 1, lua: LEAVE });
   }
 
   private get key(): string {
@@ -129,6 +137,12 @@ export class Slot {
   async enter(state: 'busy' | 'waiting', fields: { job: string; priority?: number }): Promise<boolean> {
     const enter = (this.redis as unknown as { ddpmEnterSlotState(...args: (string | number)[]): Promise<number> }).ddpmEnterSlotState;
     return (await enter.call(this.redis, this.key, state, Date.now(), fields.job, fields.priority ?? 0)) === 1;
+  }
+
+  /** Idle again after a job, unless a group has claimed the slot meanwhile (then it stays claimed). */
+  async leave(): Promise<void> {
+    const leave = (this.redis as unknown as { ddpmLeaveSlot(...args: (string | number)[]): Promise<number> }).ddpmLeaveSlot;
+    await leave.call(this.redis, this.key, Date.now());
   }
 
   async setState(state: SlotState, fields: { job?: string; priority?: number } = {}): Promise<void> {

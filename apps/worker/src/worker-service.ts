@@ -177,12 +177,10 @@ export class WorkerService {
     // One thing at a time: a job fetched while this worker serves a rank goes straight back.
     if (this.occupied !== undefined) return handBack(job, token, 1000, 'this worker is busy with a data-parallel rank; handed back to the queue');
     this.occupied = 'job';
-    let claimedMeanwhile = false;
     try {
       const data = job.data;
       const group = data.type === 'train' && data.config !== undefined && data.config.group.workers > 1;
       if (!(await this.slot!.enter(group ? 'waiting' : 'busy', { job: job.id!, priority: job.timestamp }))) {
-        claimedMeanwhile = true;
         return await handBack(job, token, 1000, 'this worker was just claimed by a data-parallel group; handed back to the queue');
       }
       if (data.type === 'train' && group) return await this.coordinate(job, data, token);
@@ -202,8 +200,8 @@ export class WorkerService {
       return result;
     } finally {
       this.occupied = undefined;
-      // A claimed slot stays claimed: its assignment is on the way to the inbox loop.
-      if (!claimedMeanwhile) await this.slot!.setState('idle').catch(() => undefined);
+      // A slot claimed meanwhile (by an older group job) stays claimed: its assignment is on the way to the inbox loop.
+      await this.slot!.leave().catch(() => undefined);
     }
   }
 
@@ -352,7 +350,7 @@ export class WorkerService {
         logger.warn({ jobId: assignment.jobId, rank: assignment.rank, err: (err as Error).message }, 'rank failed');
       } finally {
         this.occupied = undefined;
-        await this.slot!.setState('idle').catch(() => undefined);
+        await this.slot!.leave().catch(() => undefined);
         if (!this.closing) for (const w of this.workers) w.resume();
       }
     }

@@ -4,7 +4,7 @@
  */
 export { type AllReduceResult, type CollectiveOptions, RedisCollective } from './collective';
 export { type Transport, bytesPerValue, decode, encode } from './codec';
-export { type CollectiveErrorCode } from './errors';
+export { type CollectiveErrorCode, collectiveError } from './errors';
 export {
   type GenerationEnd,
   type GenerationKeys,

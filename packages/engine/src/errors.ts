@@ -13,13 +13,8 @@ export const engineError = errorCodes({
 export type EngineErrorCode = Parameters<typeof engineError>[0];
 
 /**
- * Failures of a data-parallel group's generation: a rank lost, ranks diverged, the data plane
- * gone. Not the job's fault: the worker restarts the group from its last checkpoint (up to
- * maxRestarts), so they are `unavailable`, not permanent.
+ * Ranks of a data-parallel group whose states differ: the generation ends loudly; the worker
+ * restarts the group from its last checkpoint (up to maxRestarts), so it is `unavailable`.
  */
-export const groupError = errorCodes({
-  DDPM_GROUP_DIVERGED: 'unavailable',
-  DDPM_GROUP_LOST: 'unavailable',
-  DDPM_GROUP_FENCED: 'unavailable',
-});
+export const groupError = errorCodes({ DDPM_GROUP_DIVERGED: 'unavailable' });
 export type GroupErrorCode = Parameters<typeof groupError>[0];
