@@ -83,10 +83,11 @@ describe('groups with in-process workers', () => {
   });
 
   it('trains as one group of 2: the whole group’s progress, per-rank metrics, a loadable checkpoint', async () => {
-    const id = await submit(stack, groupTrain({ workers: 2, steps: 4 }));
+    // A final grid long enough for rank 1 to be gone well past the rank timeout: rank 0 draws it alone.
+    const id = await submit(stack, groupTrain({ workers: 2, steps: 4, rankTimeoutSeconds: 2, sampleCount: 4, sampleSteps: 250 }));
     await stack.waitFinished(id);
     const done = await view(stack, id);
-    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 4, group: { worldSize: 2, generation: 1, restarts: 0 } } });
+    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 4, samples: [`${id}-final`], group: { worldSize: 2, generation: 1, restarts: 0 } } });
     expect(await logs(stack, id)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1[\s\S]*4 steps of batch 4 as rank 0 of 2/);
     await loadable(stack, id, 4);
     const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');

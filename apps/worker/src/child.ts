@@ -60,10 +60,12 @@ async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStor
     onStart: (trainer) => report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps }),
     onStep: (s) => {
       if (group) {
-        // Alive and moving: a rank that stops moving for much longer than its slowest step is wedged.
+        // Alive and moving: a rank silent for much longer than its slowest step is wedged (a long
+        // synchronous stretch stops its heartbeat) or hung (its peers stop waiting for it).
         slowestStepMs = Math.max(slowestStepMs, s.stepSeconds * 1000);
         group.heartbeat.progress();
         group.heartbeat.setAllowedStall(Math.max(group.rankTimeoutMs, 10 * slowestStepMs));
+        group.setMaxWait(Math.max(group.rankTimeoutMs, 10 * slowestStepMs));
       }
       send({ type: 'step', stats: s, backend, ...(group?.lastExchange ? { exchange: group.lastExchange } : {}) });
       const total = config.train.steps;
@@ -133,10 +135,13 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     let stopReason: string | undefined;
     switch (data.type) {
       case 'train':
+        let finishedCleanly = false;
         try {
           ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group));
+          finishedCleanly = true;
         } finally {
-          await group?.close();
+          // A rank done with its work leaves; one that failed falls silent and its peers notice.
+          await group?.close(finishedCleanly);
         }
         if (!group || group.link.rank === 0) {
           send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
@@ -175,7 +180,9 @@ interface RankSession {
   readonly resumeStep?: number;
   /** The traffic of the latest exchange, for the step's metrics. */
   lastExchange?: ExchangeStats;
-  close(): Promise<void>;
+  /** How long a wait for peers may last (see RedisCollective.setMaxWait). */
+  setMaxWait(ms: number): void;
+  close(left: boolean): Promise<void>;
 }
 
 /**
@@ -194,8 +201,8 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   const keys = { namespace: g.namespace, worldSize: g.worldSize };
   let collective: RedisCollective | undefined;
   let sumBuffer: Float32Array | undefined;
-  const close = async (): Promise<void> => {
-    await heartbeat.stop();
+  const close = async (left = false): Promise<void> => {
+    await heartbeat.stop({ left });
     collective?.close();
     for (const c of [redis, control]) c.disconnect();
   };
@@ -222,9 +229,12 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     keyTtlSeconds: Math.ceil((2 * rankTimeoutMs) / 1000) + 60,
     checkAlive: () => assertGenerationAlive(redis, keys),
     onWait: () => heartbeat.progress(),
+    // Until a step's time is known: the slow start of a large model (loading, compiling kernels).
+    maxWaitMs: Math.max(rankTimeoutMs, 600_000),
   });
   const session: RankSession = {
     heartbeat,
+    setMaxWait: (ms) => collective?.setMaxWait(ms),
     rankTimeoutMs,
     ...(g.resumeStep !== undefined ? { resumeStep: g.resumeStep } : {}),
     link: {

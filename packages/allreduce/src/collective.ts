@@ -37,6 +37,12 @@ export interface CollectiveOptions {
   readonly checkAlive: () => Promise<void>;
   /** Called after every wait slice: the rank is alive and waiting, not wedged. */
   readonly onWait?: () => void;
+  /**
+   * The longest one wait may last (default: unbounded). Peers that beat but never deliver (a rank
+   * hung on a promise that never settles) end the wait after this; {@link RedisCollective.setMaxWait}
+   * adjusts it as step times become known.
+   */
+  readonly maxWaitMs?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -67,6 +73,7 @@ export class RedisCollective {
   private readonly reader: Redis;
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
+  private maxWaitMs: number;
 
   constructor(private readonly options: CollectiveOptions) {
     const { rank, worldSize } = options;
@@ -74,6 +81,7 @@ export class RedisCollective {
       throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} of ${worldSize} is not a rank of a group`);
     }
     this.transport = options.transport ?? 'fp32';
+    this.maxWaitMs = options.maxWaitMs ?? Number.POSITIVE_INFINITY;
     this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 8 * 1024 * 1024) / 4));
     const open = (): Redis => {
       const r = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, ...options.redisOptions });
@@ -85,6 +93,11 @@ export class RedisCollective {
     this.reader = open();
     this.waitScatter = open();
     this.waitGather = open();
+  }
+
+  /** See {@link CollectiveOptions.maxWaitMs}. */
+  setMaxWait(ms: number): void {
+    this.maxWaitMs = ms;
   }
 
   close(): void {
@@ -105,7 +118,11 @@ export class RedisCollective {
   /** The next item on a list, checking liveness between wait slices. */
   private async waitOne(connection: Redis, key: string): Promise<string> {
     const { waitSliceMs = 1000, checkAlive, signal } = this.options;
+    const started = Date.now();
     for (;;) {
+      if (Date.now() - started > this.maxWaitMs) {
+        throw collectiveError('DDPM_GROUP_LOST', `peers alive but silent: nothing arrived for ${Math.round((Date.now() - started) / 1000)} s, far longer than a step takes`);
+      }
       if (signal?.aborted) throw collectiveError('DDPM_GROUP_ABORTED', `stopped while waiting for peers: ${String(signal.reason)}`);
       let got: [string, string] | null;
       try {

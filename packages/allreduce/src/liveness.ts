@@ -26,6 +26,8 @@ export interface GenerationKeys {
 const markerKey = (ns: string): string => `${ns}:alive`;
 const abortKey = (ns: string): string => `${ns}:abort`;
 const heartbeatKey = (ns: string, rank: number): string => `${ns}:hb${rank}`;
+/** Set by a rank that stopped beating on purpose (its work done): not a lost rank. */
+const leftKey = (ns: string, rank: number): string => `${ns}:left${rank}`;
 
 /** Creates the generation's marker (by whoever forms the generation). */
 export async function openGeneration(redis: Redis, ns: string, ttlMs: number): Promise<void> {
@@ -52,11 +54,13 @@ export interface GenerationEnd {
 /** Why the generation is over, or undefined while it runs. */
 export async function generationEnded(redis: Redis, keys: GenerationKeys): Promise<GenerationEnd | undefined> {
   const ns = keys.namespace;
-  const hb = Array.from({ length: keys.worldSize }, (_, r) => heartbeatKey(ns, r));
-  const [marker, aborted, ...beats] = await redis.mget(markerKey(ns), abortKey(ns), ...hb);
+  const ranks = Array.from({ length: keys.worldSize }, (_, r) => r);
+  const [marker, aborted, ...rest] = await redis.mget(markerKey(ns), abortKey(ns), ...ranks.map((r) => heartbeatKey(ns, r)), ...ranks.map((r) => leftKey(ns, r)));
   if (aborted !== null && aborted !== undefined) return { cause: 'aborted', message: `the generation was aborted: ${aborted}` };
   if (marker === null || marker === undefined) return { cause: 'data-plane', message: 'the data plane lost the generation (its Redis restarted or the generation expired)' };
-  const lost = beats.map((b, r) => (b === null || b === undefined ? r : -1)).filter((r) => r >= 0);
+  const beats = rest.slice(0, keys.worldSize);
+  const left = rest.slice(keys.worldSize);
+  const lost = ranks.filter((r) => (beats[r] === null || beats[r] === undefined) && (left[r] === null || left[r] === undefined));
   if (lost.length > 0) return { cause: 'heartbeat', message: `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout` };
   return undefined;
 }
@@ -100,13 +104,23 @@ const beat = () => {
 };
 beat();
 const timer = setInterval(beat, workerData.interval);
-parentPort.on('message', () => { clearInterval(timer); redis.del(workerData.key).catch(() => undefined).finally(() => { redis.disconnect(); process.exit(0); }); });
+parentPort.on('message', (message) => {
+  clearInterval(timer);
+  const end = redis.multi();
+  if (message.left) end.set(workerData.left, '1', 'PX', workerData.leftTtl);
+  end.del(workerData.key).exec().catch(() => undefined).finally(() => { redis.disconnect(); process.exit(0); });
+});
 `;
 
-/** This rank's heartbeat, from a thread of its own. */
+/**
+ * This rank's heartbeat, from a thread of its own. The main thread also ticks a progress counter
+ * whenever its event loop is free (once a second), so the stall the thread measures is the longest
+ * synchronous stretch: a training step, never a checkpoint write or a sampling loop that yields.
+ */
 export class Heartbeat {
   private readonly shared = new Int32Array(new SharedArrayBuffer(8));
   private readonly worker: Worker;
+  private readonly ticker: NodeJS.Timeout;
 
   constructor(options: HeartbeatOptions) {
     this.setAllowedStall(options.stallMs);
@@ -116,12 +130,16 @@ export class Heartbeat {
         ioredis: require.resolve('ioredis'),
         url: options.redisUrl,
         key: heartbeatKey(options.namespace, options.rank),
+        left: leftKey(options.namespace, options.rank),
+        leftTtl: 24 * 3600 * 1000,
         ttl: options.rankTimeoutMs,
         interval: options.intervalMs ?? Math.min(1000, Math.max(50, Math.floor(options.rankTimeoutMs / 10))),
         shared: this.shared.buffer,
       },
     });
     this.worker.unref();
+    this.ticker = setInterval(() => this.progress(), 1000);
+    this.ticker.unref();
   }
 
   /** The main thread is alive and working (a step ended, a wait slice passed). */
@@ -134,10 +152,14 @@ export class Heartbeat {
     Atomics.store(this.shared, 1, Math.min(2 ** 31 - 1, Math.ceil(ms)));
   }
 
-  /** Stops beating and removes the key (a rank that leaves cleanly is not mistaken for a lost one later). */
-  async stop(): Promise<void> {
+  /**
+   * Stops beating. `left`: the rank's work is done, so peers still finishing (rank 0 drawing the
+   * final grid) do not take it for lost; otherwise its silence reads as a lost rank.
+   */
+  async stop(options: { left?: boolean } = {}): Promise<void> {
+    clearInterval(this.ticker);
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.postMessage('stop');
+    this.worker.postMessage({ left: options.left === true });
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await this.worker.terminate();
   }
