@@ -117,6 +117,18 @@ describe('RedisCollective', () => {
     }
   }, 30_000);
 
+  it('stops waiting for a peer that beats but never delivers (hung on a promise), after the longest wait', async () => {
+    const g = await group(2, { rankTimeoutMs: 5000 });
+    try {
+      g.ranks[0]!.collective.setMaxWait(1500);
+      const started = Date.now();
+      await expect(g.ranks[0]!.collective.allReduceSum(1, values(100, 1))).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: expect.stringMatching(/^peers alive but silent: nothing arrived for \d+ s/) });
+      expect(Date.now() - started).toBeLessThan(1500 + 1500);
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
   it('ends a wait within the rank timeout when a peer stops beating, naming it', async () => {
     const g = await group(2, { rankTimeoutMs: 1500 });
     try {
