@@ -19,7 +19,7 @@ import { FileStore } from '@ddpm/storage';
 import { generationFence } from '@ddpm/worker';
 import { Redis } from 'ioredis';
 
-import { type Stack, startStack, tinyTrain } from './service-support';
+import { type Stack, startStack, tinyTrain, useStack } from './service-support';
 
 jest.setTimeout(300_000);
 
@@ -74,13 +74,7 @@ async function childOf(pid: number): Promise<number> {
 }
 
 describe('groups with in-process workers', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 2 });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 2 });
 
   it('trains as one group of 2: the whole group’s progress, per-rank metrics, a loadable checkpoint', async () => {
     // A final grid long enough for rank 1 to be gone well past the rank timeout: rank 0 draws it alone.
@@ -137,13 +131,7 @@ describe('groups with in-process workers', () => {
 });
 
 describe('groups surviving failures (worker processes)', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 0 });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 0 });
   beforeEach(() => stack.killWorkerProcesses());
 
   it('SIGKILL of one of 2 ranks mid-run: the group re-forms with the rank left (minWorkers 1) and completes', async () => {
@@ -201,13 +189,7 @@ describe('groups surviving failures (worker processes)', () => {
 });
 
 describe('SIGTERM of a rank’s worker', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 0 });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 0 });
 
   it('stops every rank after one step, checkpoints once, hands the job back; the group that forms next finishes it', async () => {
     stack.startWorkerProcess();

@@ -165,6 +165,28 @@ export async function startStack(options: { workers?: number; env?: Record<strin
   return stack;
 }
 
+/**
+ * A stack for the tests of a describe block (or a file): started before them, closed after them.
+ * The value stands for the stack started then (a proxy: the stack does not exist yet when the
+ * block is declared).
+ */
+export function useStack(options: Parameters<typeof startStack>[0] = {}): Stack {
+  let current: Stack | undefined;
+  beforeAll(async () => {
+    current = await startStack(options);
+  });
+  afterAll(async () => {
+    await current?.close();
+  });
+  return new Proxy({} as Stack, {
+    get(_target, property) {
+      if (current === undefined) throw new Error('the stack starts in beforeAll; use it inside tests');
+      const value: unknown = Reflect.get(current, property);
+      return typeof value === 'function' ? value.bind(current) : value;
+    },
+  });
+}
+
 /** A train request small enough to finish in seconds on one core. */
 export function tinyTrain(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };

@@ -8,18 +8,12 @@ import { type TrainRequest, resolveTrainJob } from '@ddpm/config';
 import { type JobData, type JobResult } from '@ddpm/jobs';
 import { type Job } from 'bullmq';
 
-import { type Stack, startStack, tinyTrain } from './service-support';
+import { tinyTrain, useStack } from './service-support';
 
 jest.setTimeout(180_000);
 
 describe('the job service (in-process API, worker children, real Redis)', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 1 });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 1 });
 
   it('runs a train job to completion with progress, checkpoints, logs and a served PNG; then samples from it', async () => {
     const progress: number[] = [];
@@ -145,13 +139,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
 });
 
 describe('cancelling a queued job and authentication', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 0, env: { DDPM_API_TOKEN: 'a-long-enough-test-token' } });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 0, env: { DDPM_API_TOKEN: 'a-long-enough-test-token' } });
   const auth = { authorization: 'Bearer a-long-enough-test-token' };
 
   it('requires the bearer token except for health and metrics', async () => {
@@ -173,13 +161,7 @@ describe('cancelling a queued job and authentication', () => {
 });
 
 describe('resolution at the door: the effective config is shown, queued, and what the worker runs', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ workers: 0 });
-  });
-  afterAll(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ workers: 0 });
 
   it('shows what was asked and the effective config with every default filled in', async () => {
     const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ timesteps: 50, sampleCount: 2 }) });

@@ -2,17 +2,11 @@
  * A worker process killed with SIGKILL mid-training: its job's lock expires, another worker
  * process picks the job up and finishes it from the last checkpoint (not from step 0).
  */
-import { type Stack, startStack, tinyTrain } from './service-support';
+import { tinyTrain, useStack } from './service-support';
 
 jest.setTimeout(240_000);
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack({ workers: 0 });
-});
-afterAll(async () => {
-  await stack.close();
-});
+const stack = useStack({ workers: 0 });
 // Each test starts its own worker processes: stop the previous test's.
 beforeEach(() => stack.killWorkerProcesses());
 const progressOf = (id: string, predicate: (step: number) => boolean): Promise<number> => stack.progressOf(id, predicate);
