@@ -174,9 +174,11 @@ export class WorkerService {
       await job.log(`${new Date().toISOString()} cancelled before it started`);
       return { status: 'cancelled' };
     }
-    // One thing at a time: a job fetched while this worker serves a rank goes straight back.
-    if (this.occupied !== undefined) return handBack(job, token, 1000, 'this worker is busy with a data-parallel rank; handed back to the queue');
+    // One thing at a time: a job fetched while this worker is busy (a fetch already under way when
+    // the queues were paused) goes straight back.
+    if (this.occupied !== undefined) return handBack(job, token, 1000, 'this worker was busy; handed back to the queue');
     this.occupied = 'job';
+    await this.pauseQueues();
     try {
       const data = job.data;
       const group = data.type === 'train' && data.config !== undefined && data.config.group.workers > 1;
@@ -202,7 +204,18 @@ export class WorkerService {
       this.occupied = undefined;
       // A slot claimed meanwhile (by an older group job) stays claimed: its assignment is on the way to the inbox loop.
       await this.slot!.leave().catch(() => undefined);
+      this.resumeQueues();
     }
+  }
+
+  /** Stops fetching from every queue while the slot is busy (the running job continues). */
+  private async pauseQueues(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.pause(true)));
+  }
+
+  private resumeQueues(): void {
+    if (this.closing) return;
+    for (const w of this.workers) w.resume();
   }
 
   /**
@@ -340,7 +353,7 @@ export class WorkerService {
         continue;
       }
       this.occupied = 'rank';
-      await Promise.all(this.workers.map((w) => w.pause(true)));
+      await this.pauseQueues();
       await this.slot!.setState('busy', { job: assignment.jobId });
       logger.info({ jobId: assignment.jobId, rank: assignment.rank, worldSize: assignment.worldSize, generation: assignment.generation }, 'serving as a rank');
       try {
@@ -351,7 +364,7 @@ export class WorkerService {
       } finally {
         this.occupied = undefined;
         await this.slot!.leave().catch(() => undefined);
-        if (!this.closing) for (const w of this.workers) w.resume();
+        this.resumeQueues();
       }
     }
   }
