@@ -21,6 +21,8 @@ export interface ImageDataset {
   readonly channels: number;
   /** Pixels of the given examples, HWC uint8 each, concatenated in the order asked. */
   read(indices: ArrayLike<number>): Promise<Uint8Array>;
+  /** The class label of every example, where the dataset has them (Fashion-MNIST, MNIST). */
+  labels?(): Promise<Uint8Array>;
 }
 
 export function checkIndices(dataset: Pick<ImageDataset, 'name' | 'size'>, indices: ArrayLike<number>): void {

@@ -8,7 +8,8 @@ import { gunzipSync } from 'node:zlib';
 
 import { dataError, type ImageDataset, checkIndices } from './dataset';
 
-export async function openIdx(file: string): Promise<ImageDataset> {
+/** The file's bytes, gunzipped when they are gzip. */
+async function readIdxBytes(file: string): Promise<Buffer> {
   let raw: Buffer;
   try {
     raw = await fs.readFile(file);
@@ -19,14 +20,34 @@ export async function openIdx(file: string): Promise<ImageDataset> {
       `cannot read IDX file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
     );
   }
-  let bytes: Buffer = raw;
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
-      bytes = gunzipSync(raw);
+      return gunzipSync(raw);
     } catch (err) {
       throw dataError('DDPM_DATA_INVALID', `${file} is a truncated or corrupt gzip file: ${(err as Error).message}`);
     }
   }
+  return raw;
+}
+
+/**
+ * The class labels of an IDX label file (1 dimension [N] of unsigned bytes), checked to number
+ * `count` (the images they label).
+ */
+export async function readIdxLabels(file: string, count: number): Promise<Uint8Array> {
+  const bytes = await readIdxBytes(file);
+  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0 || bytes[2] !== 0x08 || bytes[3] !== 1) {
+    throw dataError('DDPM_DATA_INVALID', `${file} is not an IDX label file (expected unsigned bytes in 1 dimension)`);
+  }
+  const n = bytes.readUInt32BE(4);
+  if (n !== count) throw dataError('DDPM_DATA_INVALID', `${file} labels ${n} examples but its images number ${count}`);
+  if (bytes.length < 8 + n) throw dataError('DDPM_DATA_INVALID', `${file} is truncated: ${n} labels declared, ${bytes.length - 8} present`);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + 8, n);
+}
+
+/** An IDX image file as a dataset; with `labelsFile`, its `labels()` reads the class labels. */
+export async function openIdx(file: string, options: { labelsFile?: string } = {}): Promise<ImageDataset> {
+  const bytes = await readIdxBytes(file);
   if (bytes.length < 4) throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
   const [zero0, zero1, type, dims] = [bytes[0], bytes[1], bytes[2], bytes[3]];
   if (zero0 !== 0 || zero1 !== 0) throw dataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);
@@ -55,6 +76,7 @@ export async function openIdx(file: string): Promise<ImageDataset> {
       for (let i = 0; i < indices.length; i++) out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
       return out;
     },
+    ...(options.labelsFile !== undefined ? { labels: () => readIdxLabels(options.labelsFile!, n) } : {}),
   };
   return dataset;
 }

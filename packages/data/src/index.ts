@@ -1,6 +1,6 @@
 /** @ddpm/data — image datasets streamed with a seeded, resumable order. */
 export { type DataErrorCode, type ImageDataset } from './dataset';
-export { openIdx } from './idx';
+export { openIdx, readIdxLabels } from './idx';
 export { CIFAR10_FILES, openCifar10 } from './cifar10';
 export { openImageFolder } from './image-folder';
 export { type ProceduralOptions, proceduralShapes } from './procedural';

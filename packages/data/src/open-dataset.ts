@@ -13,8 +13,10 @@ export async function openDataset(spec: string | DatasetSpec, defaults: { imageS
   const parsed = typeof spec === 'string' ? parseDatasetSpec(spec) : spec;
   switch (parsed.kind) {
     case 'fashion-mnist':
-    case 'mnist':
-      return openIdx(path.join(parsed.dir, `${parsed.split === 'train' ? 'train' : 't10k'}-images-idx3-ubyte.gz`));
+    case 'mnist': {
+      const prefix = parsed.split === 'train' ? 'train' : 't10k';
+      return openIdx(path.join(parsed.dir, `${prefix}-images-idx3-ubyte.gz`), { labelsFile: path.join(parsed.dir, `${prefix}-labels-idx1-ubyte.gz`) });
+    }
     case 'idx':
       return openIdx(parsed.file);
     case 'cifar10':
