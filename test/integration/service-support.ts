@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
-import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, loadServiceConfig } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, jobTypeOf, loadServiceConfig } from '@ddpm/jobs';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
 import { type Job, Queue, QueueEvents } from 'bullmq';
@@ -32,7 +32,7 @@ export interface Stack {
   readonly workers: WorkerService[];
   readonly processes: ChildProcess[];
   readonly queues: Record<'train' | 'sample' | 'eval', Queue<JobData, JobResult>>;
-  readonly events: Record<'train' | 'sample', QueueEvents>;
+  readonly events: Record<'train' | 'sample' | 'eval', QueueEvents>;
   readonly redis: Redis;
   restartApp(): Promise<FastifyInstance>;
   startWorker(): Promise<WorkerService>;
@@ -63,10 +63,7 @@ export async function startStack(options: { workers?: number; env?: Record<strin
   const config = loadServiceConfig(env);
   const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null };
   const queues = Object.fromEntries(JOB_TYPES.map((t) => [t, new Queue<JobData, JobResult>(t, { connection, prefix })])) as Stack['queues'];
-  const events = {
-    train: new QueueEvents('train', { connection, prefix }),
-    sample: new QueueEvents('sample', { connection, prefix }),
-  };
+  const events = Object.fromEntries(JOB_TYPES.map((t) => [t, new QueueEvents(t, { connection, prefix })])) as Stack['events'];
   await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
   const redis = new Redis('redis://127.0.0.1:6379');
   const workers: WorkerService[] = [];
@@ -104,7 +101,7 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       return child;
     },
     async waitFinished(id, timeoutMs = 120_000) {
-      const type = id.startsWith('sample') ? 'sample' : 'train';
+      const type = jobTypeOf(id) ?? 'train';
       const job = (await queues[type].getJob(id))!;
       const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish in ${timeoutMs} ms`)), timeoutMs).unref());
       await Promise.race([job.waitUntilFinished(events[type]).catch(() => undefined), timer]);

@@ -102,9 +102,11 @@ export class JobsService {
         const T = (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
         return { type: 'sample', request: submission.request, config: resolveSampleJob(submission.request, T), ...common };
       }
-      case 'eval':
-        await this.trainJobData(submission.request.trainJobId);
-        return { type: 'eval', request: submission.request, config: resolveEvalJob(submission.request), ...common };
+      case 'eval': {
+        const run = await this.trainJobData(submission.request.trainJobId);
+        const T = (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
+        return { type: 'eval', request: submission.request, config: resolveEvalJob(submission.request, T), ...common };
+      }
       default: {
         const unreachable: never = submission;
         throw invalid(`unknown job type ${JSON.stringify(unreachable)}`);

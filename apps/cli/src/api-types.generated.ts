@@ -996,11 +996,40 @@ export interface components {
             /** @description for 5xx: quote it to the operator; the details are in the server log */
             requestId?: string;
         };
-        /** @description the effective configuration of an eval job */
+        /** @description the effective configuration of an eval job, every default filled in */
         EvalJobConfig: {
-            count?: number;
-            dataset?: string;
-            metrics: ("nll" | "fid" | "is")[];
+            /** @enum {string} */
+            extractor: "fmnist_cnn";
+            metrics: ("nll" | "fd" | "kid" | "is")[];
+            nll: {
+                images: number;
+            };
+            reference: {
+                /** @description absent: the whole split */
+                count?: number;
+                /** @description absent: the run's dataset */
+                dataset?: string;
+                split: "train" | "test";
+            };
+            samples: {
+                count: number;
+                ema: boolean;
+                /** @description ancestral sampling (Algorithm 2) over all T or strided steps, or DDIM */
+                sampler: {
+                    /** @enum {string} */
+                    kind: "ancestral";
+                    /** @description T: Algorithm 2 in full; fewer: evenly strided steps */
+                    steps: number;
+                } | {
+                    /** @description DDIM's η; 0 is deterministic */
+                    eta: number;
+                    /** @enum {string} */
+                    kind: "ddim";
+                    steps: number;
+                };
+                seed: number;
+            };
+            /** @description the checkpoint; absent: the newest valid one */
             step?: number;
             trainJobId: string;
         };
@@ -1030,16 +1059,59 @@ export interface components {
             /** @enum {string} */
             type: "eval";
         };
-        /** @description an evaluation job (queued; processed once evaluation lands) */
+        /** @description an evaluation job: metrics of a train job’s checkpoint */
         EvalRequest: {
-            /** @description samples (FID, IS) or test images (NLL) (default: each metric's own) */
+            /**
+             * @description samples generated for fd, kid and is (the paper: 50,000; fewer give a biased, larger FD) (default 1000)
+             * @default 1000
+             */
             count?: number;
-            /** @description reference data (default: the run's dataset, its test split where it has one) */
+            /** @description reference data (its split option is ignored: see referenceSplit) (default: the run's dataset) */
             dataset?: string;
-            /** @description nll (the bound in bits/dim, Table 1), fid, is (required) */
-            metrics: ("nll" | "fid" | "is")[];
+            /**
+             * @description sample with the EMA weights (--no-ema: the raw weights) (default true, as the paper)
+             * @default true
+             */
+            ema?: boolean;
+            /**
+             * @description DDIM's η (0: deterministic); ddim only (default 0)
+             * @default 0
+             */
+            eta?: number;
+            /**
+             * @description feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs) (default fmnist_cnn)
+             * @default fmnist_cnn
+             * @enum {string}
+             */
+            extractor?: "fmnist_cnn";
+            /** @description nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is (required) */
+            metrics: ("nll" | "fd" | "kid" | "is")[];
+            /**
+             * @description test images for nll (the first N of the test split) (default 64)
+             * @default 64
+             */
+            nllImages?: number;
+            /** @description reference images (the first N of the split) (default: the whole split) */
+            referenceCount?: number;
+            /**
+             * @description the split whose statistics the samples are compared with (the NLL always uses the test split) (default train, as the paper)
+             * @default train
+             */
+            referenceSplit?: "train" | "test";
+            /**
+             * @description ancestral (Algorithm 2) or ddim; with steps below T, ancestral sampling takes evenly strided steps (default ancestral, as the paper)
+             * @default ancestral
+             */
+            sampler?: "ancestral" | "ddim";
+            /**
+             * @description seed of x_T and all sampling noise: the same seed gives comparable pictures across checkpoints (default 0)
+             * @default 0
+             */
+            seed?: number;
             /** @description the checkpoint (training step) to evaluate (default: the newest valid checkpoint) */
             step?: number;
+            /** @description sampling steps (default: all T (ancestral), 50 (ddim)) */
+            steps?: number;
             /** @description the train job whose checkpoint to evaluate (required) */
             trainJobId: string;
         };

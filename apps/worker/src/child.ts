@@ -8,7 +8,7 @@ import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, gen
 import { initBackend } from '@ddpm/backend';
 import { type TrainJobConfig, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
-import { type GroupLink, loadModelFromCheckpoint, renderSamples, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -121,6 +121,24 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
   }
 }
 
+async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore, backend: string): Promise<JobResult> {
+  const report = progressReporter();
+  const evaluation = await runEvalJob(data.config, {
+    store,
+    prefix: runPrefixOf(data.config.trainJobId),
+    jobId,
+    backendName: backend,
+    signal: controller.signal,
+    onLog: log,
+    // Sampling, or the rest (training the extractor, reference statistics, features).
+    onProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
+  });
+  const key = evalReportKey(jobId);
+  await store.put(key, new TextEncoder().encode(`${JSON.stringify(evaluation, null, 2)}\n`), { contentType: 'application/json' });
+  log(`metrics of step ${evaluation.checkpoint.step}: ${JSON.stringify(evaluation.metrics)} (${evaluation.seconds.toFixed(0)} s); report ${store.urlOf(key)}`);
+  return { status: 'completed', step: evaluation.checkpoint.step, metrics: evaluation.metrics, report: store.urlOf(key) };
+}
+
 async function start(message: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
   try {
     const data = message.data;
@@ -151,7 +169,8 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         result = await runSample(message.jobId, data, store);
         break;
       case 'eval':
-        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'evaluation jobs are not processed by this worker version yet');
+        result = await runEval(message.jobId, data, store, info.name);
+        break;
       default: {
         const unreachable: never = data;
         throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', `unknown job type ${JSON.stringify((unreachable as { type: unknown }).type)}`);

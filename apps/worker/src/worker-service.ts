@@ -1,6 +1,6 @@
 /**
  * The worker process: one slot (slot.ts) that runs one thing at a time, be it a job from the
- * queues (train, sample), a group job it coordinates, or a rank of another worker's group job;
+ * queues (train, sample, eval), a group job it coordinates, or a rank of another worker's group job;
  * a Redis subscription for cancellations; a /metrics endpoint; graceful shutdown (SIGTERM
  * checkpoints what runs, hands jobs back to the queue, then closes).
  */
@@ -8,7 +8,7 @@ import * as http from 'node:http';
 
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
-import { type JobData, type JobResult, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
@@ -30,7 +30,7 @@ export interface WorkerServiceOptions {
   readonly config: ServiceConfig;
   readonly logger: Logger;
   /** Queues to consume (default train and sample). */
-  readonly queues?: readonly ('train' | 'sample')[];
+  readonly queues?: readonly JobType[];
   /** BullMQ lock duration in ms (default 30 s); a dead worker's job is picked up after it. */
   readonly lockDuration?: number;
   readonly stalledInterval?: number;
@@ -90,7 +90,7 @@ export class WorkerService {
         job.cancel('cancel');
       }
     });
-    for (const name of this.options.queues ?? ['train', 'sample']) {
+    for (const name of this.options.queues ?? JOB_TYPES) {
       const worker = new Worker<JobData, JobResult>(name, (job, token) => this.process(job, token), {
         connection: { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
@@ -136,7 +136,7 @@ export class WorkerService {
     const address = this.metricsServer.address();
     const metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
     this.metricsPort = metricsPort;
-    logger.info({ queues: this.options.queues ?? ['train', 'sample'], metricsPort, prefix: config.queuePrefix, slot: this.slot.id }, 'worker started');
+    logger.info({ queues: this.options.queues ?? JOB_TYPES, metricsPort, prefix: config.queuePrefix, slot: this.slot.id }, 'worker started');
     return { metricsPort };
   }
 

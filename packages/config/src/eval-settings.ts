@@ -1,15 +1,29 @@
 /**
- * The settings of evaluation jobs. Queued and validated; no worker consumes them until the
- * evaluation issue lands, so their resolved form is the request with the dataset spec checked.
+ * The settings of evaluation jobs: which checkpoint, which metrics, how the samples are drawn,
+ * which feature extractor and which reference statistics. The resolved configuration records
+ * every setting that affects comparability, and so does the result.
  */
 import { parseDatasetSpec } from '@ddpm/data/spec';
 import { type Static, Type } from '@sinclair/typebox';
 
+import { configError } from './errors';
 import { JOB_ID_PATTERN, trainJobIdSetting } from './sample-settings';
-import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema } from './setting';
+import { SAMPLER_SETTINGS, SamplerSpec, resolveSampler } from './sampler-settings';
+import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
 
-export const EVAL_METRICS = ['nll', 'fid', 'is'] as const;
+/**
+ * - `nll`: the test-set bound in bits/dim (Table 1), over the data's own dimensions;
+ * - `fd`: the Fréchet distance of the extractor's features (reported as `fid` only for the FID
+ *   Inception with its published weights, otherwise as `fd_<extractor>`);
+ * - `kid`: the Kernel Inception Distance of the same features;
+ * - `is`: the Inception Score of the extractor's logits.
+ */
+export const EVAL_METRICS = ['nll', 'fd', 'kid', 'is'] as const;
 export type EvalMetric = (typeof EVAL_METRICS)[number];
+
+/** Feature extractors. `fmnist_cnn`: the offline one (Fashion-MNIST, trained by our recipe). */
+export const EXTRACTORS = ['fmnist_cnn'] as const;
+export type ExtractorName = (typeof EXTRACTORS)[number];
 
 export const EVAL_JOB_SETTINGS = {
   trainJobId: trainJobIdSetting('the train job whose checkpoint to evaluate'),
@@ -22,54 +36,113 @@ export const EVAL_JOB_SETTINGS = {
     whenAbsent: 'the newest valid checkpoint',
   }),
   metrics: required({
-    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 3, uniqueItems: true }),
+    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 4, uniqueItems: true }),
     path: 'metrics',
     flag: 'metrics',
     placeholder: 'LIST',
-    help: 'nll (the bound in bits/dim, Table 1), fid, is',
+    help: 'nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is',
   }),
-  count: optional({
-    schema: Type.Integer({ minimum: 1, maximum: 100_000 }),
-    path: 'count',
+  count: withDefault({
+    schema: Type.Integer({ minimum: 2, maximum: 100_000 }),
+    path: 'samples.count',
     flag: 'count',
     short: 'n',
     placeholder: 'N',
-    help: 'samples (FID, IS) or test images (NLL)',
-    whenAbsent: "each metric's own",
+    help: 'samples generated for fd, kid and is (the paper: 50,000; fewer give a biased, larger FD)',
+    default: 1000,
+  }),
+  ...SAMPLER_SETTINGS,
+  ema: withDefault({
+    schema: Type.Boolean(),
+    path: 'samples.ema',
+    flag: 'ema',
+    help: 'sample with the EMA weights (--no-ema: the raw weights)',
+    default: true,
+    paper: { value: true, source: 'Appendix B' },
+  }),
+  extractor: withDefault({
+    schema: literalUnion(EXTRACTORS),
+    path: 'extractor',
+    flag: 'extractor',
+    placeholder: 'NAME',
+    help: 'feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs)',
+    default: 'fmnist_cnn',
   }),
   dataset: optional({
     schema: Type.String({ minLength: 1, maxLength: 1024 }),
-    path: 'dataset',
+    path: 'reference.dataset',
     flag: 'dataset',
     placeholder: 'SPEC',
-    help: 'reference data',
-    whenAbsent: "the run's dataset, its test split where it has one",
+    help: 'reference data (its split option is ignored: see referenceSplit)',
+    whenAbsent: "the run's dataset",
+  }),
+  referenceSplit: withDefault({
+    schema: literalUnion(['train', 'test'] as const),
+    path: 'reference.split',
+    flag: 'reference-split',
+    placeholder: 'SPLIT',
+    help: 'the split whose statistics the samples are compared with (the NLL always uses the test split)',
+    default: 'train',
+    paper: { value: 'train', source: 'Sec. 4, Table 1 (FID against the training set)' },
+  }),
+  referenceCount: optional({
+    schema: Type.Integer({ minimum: 2, maximum: 1_000_000 }),
+    path: 'reference.count',
+    flag: 'reference-count',
+    placeholder: 'N',
+    help: 'reference images (the first N of the split)',
+    whenAbsent: 'the whole split',
+  }),
+  nllImages: withDefault({
+    schema: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    path: 'nll.images',
+    flag: 'nll-images',
+    placeholder: 'N',
+    help: 'test images for nll (the first N of the test split)',
+    default: 64,
   }),
 } satisfies SettingTable;
 
-export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job (queued; processed once evaluation lands)');
+export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint');
 export type EvalJobRequest = RequestOf<typeof EVAL_JOB_SETTINGS>;
 
 export const EvalJobConfig = Type.Object(
   {
     trainJobId: Type.String({ pattern: JOB_ID_PATTERN }),
-    step: Type.Optional(Type.Integer()),
+    step: Type.Optional(Type.Integer({ description: 'the checkpoint; absent: the newest valid one' })),
     metrics: Type.Array(literalUnion(EVAL_METRICS)),
-    count: Type.Optional(Type.Integer()),
-    dataset: Type.Optional(Type.String()),
+    samples: Type.Object({ count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer(), ema: Type.Boolean() }, { additionalProperties: false }),
+    extractor: literalUnion(EXTRACTORS),
+    reference: Type.Object(
+      {
+        dataset: Type.Optional(Type.String({ description: "absent: the run's dataset" })),
+        split: literalUnion(['train', 'test'] as const),
+        count: Type.Optional(Type.Integer({ description: 'absent: the whole split' })),
+      },
+      { additionalProperties: false },
+    ),
+    nll: Type.Object({ images: Type.Integer() }, { additionalProperties: false }),
   },
-  { additionalProperties: false, description: 'the effective configuration of an eval job' },
+  { additionalProperties: false, description: 'the effective configuration of an eval job, every default filled in' },
 );
 export type EvalJobConfig = Static<typeof EvalJobConfig>;
 
-export function resolveEvalJob(request: EvalJobRequest): EvalJobConfig {
+/** Resolves an eval job, given the T of the run it evaluates. */
+export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): EvalJobConfig {
   checkRequest(EVAL_JOB_SETTINGS, request, 'eval');
-  if (request.dataset !== undefined) parseDatasetSpec(request.dataset);
+  const v = valuesOf(EVAL_JOB_SETTINGS, request);
+  if (v.dataset !== undefined) {
+    const spec = parseDatasetSpec(v.dataset);
+    if (spec.kind === 'procedural' && v.metrics.some((m) => m !== 'nll')) throw configError('procedural data has no fixed reference set for fd, kid or is; name a real dataset');
+  }
+  const sampler = resolveSampler(v, numTimesteps, { steps: 'steps', eta: 'eta', etaGiven: request.eta !== undefined });
   return {
-    trainJobId: request.trainJobId,
-    ...(request.step !== undefined ? { step: request.step } : {}),
-    metrics: request.metrics,
-    ...(request.count !== undefined ? { count: request.count } : {}),
-    ...(request.dataset !== undefined ? { dataset: request.dataset } : {}),
+    trainJobId: v.trainJobId,
+    ...(v.step !== undefined ? { step: v.step } : {}),
+    metrics: v.metrics,
+    samples: { count: v.count, sampler, seed: v.seed, ema: v.ema },
+    extractor: v.extractor,
+    reference: { ...(v.dataset !== undefined ? { dataset: v.dataset } : {}), split: v.referenceSplit, ...(v.referenceCount !== undefined ? { count: v.referenceCount } : {}) },
+    nll: { images: v.nllImages },
   };
 }

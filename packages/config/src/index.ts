@@ -48,4 +48,4 @@ export {
   resolveSample,
   resolveSampleJob,
 } from './sample-settings';
-export { EVAL_JOB_SETTINGS, EVAL_METRICS, EvalJobConfig, EvalJobRequest, type EvalMetric, resolveEvalJob } from './eval-settings';
+export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, type ExtractorName, resolveEvalJob } from './eval-settings';

@@ -179,8 +179,21 @@ describe('the sample settings', () => {
   });
 
   it('resolves eval jobs, checking the dataset spec', () => {
-    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'] })).toEqual({ trainJobId: 'train-a', metrics: ['nll'] });
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' })).toThrow(/unknown dataset kind "imagenet"/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fid', 'fid'] } as never)).toThrow(/metrics must be a list of 1 to 3 distinct values/);
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'] }, 1000)).toEqual({
+      trainJobId: 'train-a',
+      metrics: ['nll'],
+      samples: { count: 1000, sampler: { kind: 'ancestral', steps: 1000 }, seed: 0, ema: true },
+      extractor: 'fmnist_cnn',
+      reference: { split: 'train' },
+      nll: { images: 64 },
+    });
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'kid'], sampler: 'ddim', steps: 20, count: 500, referenceSplit: 'test', referenceCount: 2000, ema: false }, 1000)).toMatchObject({
+      samples: { count: 500, sampler: { kind: 'ddim', steps: 20, eta: 0 }, seed: 0, ema: false },
+      reference: { split: 'test', count: 2000 },
+    });
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' }, 1000)).toThrow(/unknown dataset kind "imagenet"/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(/metrics must be a list of 1 to 4 distinct values/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], steps: 2000 }, 1000)).toThrow(/steps 2000 exceeds the model's T = 1000/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], dataset: 'procedural:shapes' }, 1000)).toThrow(/procedural data has no fixed reference set/);
   });
 });

@@ -28,6 +28,11 @@ export interface SampleOptions {
   readonly seed?: number;
   /** Images per network batch (default 16). */
   readonly batch?: number;
+  /**
+   * Index of the first batch's noise stream (default 0): generating N images as chunks of whole
+   * batches, chunk c starting at batch c·k, gives exactly the images of one call for all N.
+   */
+  readonly firstBatch?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -82,7 +87,7 @@ export async function generateSamples(
   for (let k = 0; k < chunks; k++) {
     const n = Math.min(batch, count - k * batch);
     // Each chunk draws from its own stream (seed, chunk), so a grid is reproducible from its seed.
-    const noise = rngNoise(Rng.fromSeed(seed).fork(k));
+    const noise = rngNoise(Rng.fromSeed(seed).fork((options.firstBatch ?? 0) + k));
     const common = {
       noise,
       ...(options.signal ? { signal: options.signal } : {}),

@@ -72,7 +72,8 @@ export const JobResult = Type.Object(
     step: Type.Optional(Type.Integer({ description: 'the training step reached (train) or sampled (sample)' })),
     checkpoint: Type.Optional(Type.String({ description: "URL of the newest checkpoint's manifest" })),
     samples: Type.Optional(Type.Array(Type.String(), { description: 'sample ids written (GET /samples/:id)' })),
-    metrics: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    metrics: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: 'eval: metric values by name (fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim; fid only with the FID Inception)' })),
+    report: Type.Optional(Type.String({ description: 'eval: URL of the full JSON report (every setting that affects comparability)' })),
     group: Type.Optional(
       Type.Object(
         {

@@ -31,6 +31,8 @@ const CONVS = [
 const FEATURES = 128;
 const CLASSES = 10;
 const SIZE = 32;
+/** The images it takes (see {@link ExtractorInfo.input}). */
+export const FMNIST_CNN_INPUT = { size: SIZE, channels: 1 } as const;
 
 /**
  * The recipe, fixed: change any of it and the weights (and their hash) change, so it is
@@ -175,7 +177,7 @@ export class FmnistCnn implements FeatureExtractor {
   readonly distanceName = `fd_${FMNIST_CNN_NAME}`;
   readonly featureDim = FEATURES;
   readonly classes = CLASSES;
-  readonly input = { size: SIZE, channels: 1 as const };
+  readonly input = FMNIST_CNN_INPUT;
   readonly preprocessing = 'model input as is: 28 x 28 grey padded with -1 to 32 x 32, values in [-1, 1]';
   private readonly params: Params;
 

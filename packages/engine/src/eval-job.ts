@@ -1,0 +1,246 @@
+/**
+ * An evaluation job: the metrics of one checkpoint, as a JSON report that records everything a
+ * reader needs to know whether two numbers are comparable (../shared/DESIGN.md, "Evaluation").
+ *
+ * - `nll`: the test-set bound in bits per data dimension (evaluation.ts).
+ * - `fd`, `kid`, `is`: `count` samples drawn with the configured sampler and seed go through the
+ *   feature extractor one chunk at a time into float64 statistics; the reference statistics of
+ *   (dataset, split, count, extractor weights, preprocessing) are computed once and cached in the
+ *   object store as `.npz` (pytorch-fid's `mu` / `sigma`, plus a sample of features for KID).
+ *
+ * The extractor's weights are an artifact in the store too; the offline `fmnist_cnn` is trained
+ * by its recipe the first time it is needed (about a minute on one core).
+ */
+import { type EvalJobConfig } from '@ddpm/config';
+import { sha256Hex } from '@ddpm/core';
+import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
+import {
+  type FeatureStatistics,
+  type NpyArray,
+  frechetDistance,
+  inceptionScore,
+  kernelInceptionDistance,
+  readNpz,
+  statisticsFromNpz,
+  writeNpz,
+} from '@ddpm/eval';
+import { type ExtractorInfo, type FeatureExtractor, FMNIST_CNN_INPUT, FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FmnistCnn, extractFeatures, extractorRecord, trainFmnistCnn } from '@ddpm/eval/extractors';
+import { type ObjectStore } from '@ddpm/storage';
+
+import { engineError } from './errors';
+import { evaluateNll, type NllResult } from './evaluation';
+import { loadModelFromCheckpoint } from './model-loading';
+import { generateSamples } from './sampling';
+
+/** Feature vectors kept per side for KID (a uniform sample when there are more). */
+const KID_KEEP = 10_000;
+/** Images per sampling call (the network's batch) and per feature chunk (a whole number of them). */
+const SAMPLE_BATCH = 16;
+const CHUNK_BATCHES = 8;
+
+export interface EvalJobOptions {
+  readonly store: ObjectStore;
+  /** The run's checkpoint prefix in the store. */
+  readonly prefix: string;
+  readonly jobId: string;
+  readonly backendName: string;
+  readonly signal?: AbortSignal;
+  readonly onLog?: (line: string) => void;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+export interface EvalReport {
+  readonly job: string;
+  readonly trainJobId: string;
+  readonly checkpoint: { readonly url: string; readonly step: number };
+  readonly ema: boolean;
+  readonly backend: string;
+  /** Metric values by name (`fd_fmnist_cnn`, `kid_fmnist_cnn`, `is_fmnist_cnn`, `bits_per_dim`, ...). */
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly nll?: NllResult & { readonly dataset: string; readonly dataDims: string };
+  readonly samples?: EvalJobConfig['samples'];
+  readonly extractor?: ExtractorInfo;
+  readonly reference?: { readonly dataset: string; readonly split: string; readonly count: number; readonly statistics: string; readonly preprocessing: string };
+  readonly fd?: { readonly name: string; readonly value: number; readonly meanTerm: number; readonly covarianceTerm: number };
+  readonly kid?: { readonly name: string; readonly mean: number; readonly std: number; readonly subsets: number; readonly subsetSize: number };
+  readonly is?: { readonly name: string; readonly mean: number; readonly std: number; readonly splits: number; readonly count: number };
+  /** What the numbers can be compared with. */
+  readonly comparability: string;
+  readonly seconds: number;
+}
+
+/** The storage key of an eval job's report. */
+export function evalReportKey(jobId: string): string {
+  return `evals/${jobId}.json`;
+}
+
+/** The dataset spec with its split set (kinds that have splits); others as they are. */
+function withSplit(spec: DatasetSpec, split: 'train' | 'test'): DatasetSpec {
+  return 'split' in spec ? { ...spec, split } : spec;
+}
+
+function describeSpec(spec: DatasetSpec): string {
+  return JSON.stringify(spec);
+}
+
+/** The images an extractor takes, known before its weights are loaded (or trained). */
+function extractorInput(name: EvalJobConfig['extractor']): ExtractorInfo['input'] {
+  switch (name) {
+    case 'fmnist_cnn':
+      return FMNIST_CNN_INPUT;
+    default: {
+      const unreachable: never = name;
+      throw engineError('DDPM_CONFIG_INVALID', `unknown extractor ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/** The extractor's weights from the store, trained by its recipe (and stored) the first time. */
+async function openExtractor(name: EvalJobConfig['extractor'], options: EvalJobOptions): Promise<FeatureExtractor> {
+  switch (name) {
+    case 'fmnist_cnn': {
+      const key = `extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`;
+      if (await options.store.exists(key)) return FmnistCnn.fromWeights(await options.store.get(key));
+      options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.store.urlOf(key)} for later evaluations`);
+      const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
+      const trained = await trainFmnistCnn(train, test, { ...(options.signal ? { signal: options.signal } : {}), onStep: (step) => options.onProgress?.('training the extractor', step + 1, FMNIST_CNN_RECIPE.steps) });
+      options.onLog?.(`${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`);
+      await options.store.put(key, trained.weights, { contentType: 'application/octet-stream' });
+      return FmnistCnn.fromWeights(trained.weights);
+    }
+    default: {
+      const unreachable: never = name;
+      throw engineError('DDPM_CONFIG_INVALID', `unknown extractor ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+interface ReferenceStatistics {
+  readonly statistics: FeatureStatistics;
+  readonly kept: { readonly featuresND: Float32Array; readonly count: number };
+  readonly key: string;
+  readonly dataset: string;
+  readonly count: number;
+}
+
+/** The reference statistics, from the store's cache or computed (and cached). */
+async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpec, count: number | undefined, options: EvalJobOptions): Promise<ReferenceStatistics> {
+  const dataset: ImageDataset = await openDataset(spec, { imageSize: extractor.input.size, channels: extractor.input.channels });
+  const n = Math.min(count ?? dataset.size, dataset.size);
+  const identity = JSON.stringify({ dataset: describeSpec(spec), count: n, extractor: extractor.weightsSha256, preprocessing: extractor.preprocessing });
+  const key = `reference-stats/${extractor.name}-${sha256Hex(new TextEncoder().encode(identity)).slice(0, 24)}.npz`;
+  if (await options.store.exists(key)) {
+    const bytes = await options.store.get(key);
+    const statistics = statisticsFromNpz(bytes, options.store.urlOf(key));
+    const features = readNpz(bytes).get('features');
+    if (statistics.dim === extractor.featureDim && features !== undefined && features.shape[1] === extractor.featureDim) {
+      options.onLog?.(`reference statistics from the cache: ${options.store.urlOf(key)}`);
+      return { statistics, kept: { featuresND: Float32Array.from(features.data), count: features.shape[0]! }, key, dataset: dataset.name, count: n };
+    }
+    options.onLog?.(`the cached reference statistics ${options.store.urlOf(key)} do not match the extractor; computing them again`);
+  }
+  options.onLog?.(`reference statistics of ${n} images of ${dataset.name} through ${extractor.name}`);
+  const run = await extractFeatures(extractor, n, (start, m) => readForModel(dataset, Array.from({ length: m }, (_, i) => start + i), extractor.input.size), {
+    batch: 250,
+    keep: KID_KEEP,
+    seed: 1,
+    ...(options.signal ? { signal: options.signal } : {}),
+    onBatch: (done, total) => options.onProgress?.('reference statistics', done, total),
+  });
+  const kept = run.kept!;
+  const arrays: Record<string, Pick<NpyArray, 'shape' | 'data'>> = {
+    mu: { shape: [run.statistics.dim], data: run.statistics.mean },
+    sigma: { shape: [run.statistics.dim, run.statistics.dim], data: run.statistics.covariance },
+    count: { shape: [1], data: Float64Array.of(run.statistics.count) },
+    features: { shape: [kept.count, run.statistics.dim], data: Float64Array.from(kept.featuresND) },
+  };
+  await options.store.put(key, writeNpz(arrays), { contentType: 'application/octet-stream' });
+  return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
+}
+
+export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
+  const started = Date.now();
+  const log = options.onLog ?? (() => undefined);
+  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
+  for (const s of loaded.skipped) log(`warning: ${s}`);
+  const { model, diffusion } = loaded;
+  const datasetSpec = parseDatasetSpec(config.reference.dataset ?? loaded.state.config.dataset);
+  const metrics: Record<string, number> = {};
+  const report: { -readonly [K in keyof EvalReport]?: EvalReport[K] } = {};
+  const { imageSize: size, inChannels: channels } = model.config;
+  const sampleMetrics = config.metrics.filter((m) => m !== 'nll');
+  try {
+    // Before any work: an extractor that cannot take this model's images.
+    const input = extractorInput(config.extractor);
+    if (sampleMetrics.length > 0 && (input.size !== size || input.channels !== channels)) {
+      throw engineError('DDPM_CONFIG_INVALID', `the ${config.extractor} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${size} x ${size} x ${channels}`);
+    }
+    if (config.metrics.includes('nll')) {
+      const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
+      log(`nll: the bound on the first ${Math.min(config.nll.images, test.size)} images of ${test.name}`);
+      const nll = await evaluateNll(model, diffusion, test, { count: config.nll.images, ...(options.signal ? { signal: options.signal } : {}) });
+      metrics.bits_per_dim = nll.bitsPerDim;
+      report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
+    }
+    if (sampleMetrics.length > 0) {
+      const extractor = await openExtractor(config.extractor, options);
+      try {
+        const reference = await referenceStatistics(extractor, withSplit(datasetSpec, config.reference.split), config.reference.count, options);
+        const { count, sampler, seed } = config.samples;
+        log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}, ${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}) through ${extractor.name}`);
+        const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
+        const generated = await extractFeatures(
+          extractor,
+          count,
+          async (start, n) =>
+            (
+              await generateSamples(model, diffusion, n, {
+                sampler,
+                seed,
+                batch: SAMPLE_BATCH,
+                firstBatch: start / SAMPLE_BATCH,
+                ...(options.signal ? { signal: options.signal } : {}),
+              })
+            ).values,
+          { batch: chunk, keep: KID_KEEP, seed: 2, logits: sampleMetrics.includes('is'), ...(options.signal ? { signal: options.signal } : {}), onBatch: (done, total) => options.onProgress?.('sampling', done, total) },
+        );
+        report.samples = config.samples;
+        report.extractor = extractorRecord(extractor);
+        report.reference = { dataset: reference.dataset, split: config.reference.split, count: reference.count, statistics: options.store.urlOf(reference.key), preprocessing: extractor.preprocessing };
+        if (sampleMetrics.includes('fd')) {
+          const fd = frechetDistance(reference.statistics, generated.statistics);
+          metrics[extractor.distanceName] = fd.distance;
+          report.fd = { name: extractor.distanceName, value: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm };
+        }
+        if (sampleMetrics.includes('kid')) {
+          const kept = generated.kept!;
+          const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3 });
+          metrics[`kid_${extractor.name}`] = kid.mean;
+          report.kid = { name: `kid_${extractor.name}`, ...kid };
+        }
+        if (sampleMetrics.includes('is')) {
+          const is = inceptionScore(generated.logitsNK!, count, extractor.classes);
+          metrics[`is_${extractor.name}`] = is.mean;
+          report.is = { name: `is_${extractor.name}`, ...is };
+        }
+      } finally {
+        extractor.dispose();
+      }
+    }
+  } finally {
+    model.dispose();
+  }
+  return {
+    job: options.jobId,
+    trainJobId: config.trainJobId,
+    checkpoint: { url: loaded.ref.url, step: loaded.ref.step },
+    ema: loaded.ema,
+    backend: options.backendName,
+    metrics,
+    ...report,
+    comparability:
+      'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set. ' +
+      (report.extractor ? `${report.extractor.distanceName}, kid_${report.extractor.name} and is_${report.extractor.name} come from the ${report.extractor.name} extractor (weights sha256 ${report.extractor.weightsSha256}): comparable only with results that record the same extractor weights, reference and sample count; not with published FID/IS.` : ''),
+    seconds: (Date.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Eval jobs through the real service: a model trained on Fashion-MNIST, then an eval job asking
+ * for every metric. The worker trains the offline extractor by its recipe (the pinned wasm
+ * weights), computes and caches the reference statistics, samples, and reports the numbers under
+ * the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
+ * the same numbers.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
+import { FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
+
+import { useStack } from './service-support';
+
+jest.setTimeout(600_000);
+
+describe('eval jobs', () => {
+  const stack = useStack({ workers: 1 });
+
+  it('computes fd, kid, is and nll of a checkpoint with the offline extractor, recording what makes them comparable', async () => {
+    const train = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: { dataset: 'fashion-mnist:?split=train', preset: 'micro32', steps: 2, batchSize: 4, checkpointEvery: 2, sampleCount: 1, sampleSteps: 2 },
+    });
+    expect(train.statusCode).toBe(202);
+    const trainId = train.json().id as string;
+    expect((await stack.waitFinished(trainId, 300_000)).returnvalue).toMatchObject({ status: 'completed', step: 2 });
+
+    const body = { trainJobId: trainId, metrics: ['fd', 'kid', 'is', 'nll'], count: 48, sampler: 'ddim', steps: 2, referenceCount: 400, nllImages: 2 };
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: body });
+    expect(submitted.statusCode).toBe(202);
+    const view = submitted.json();
+    expect(view.config).toEqual({
+      trainJobId: trainId,
+      metrics: ['fd', 'kid', 'is', 'nll'],
+      samples: { count: 48, sampler: { kind: 'ddim', steps: 2, eta: 0 }, seed: 0, ema: true },
+      extractor: 'fmnist_cnn',
+      reference: { split: 'train', count: 400 },
+      nll: { images: 2 },
+    });
+    await stack.waitFinished(view.id, 500_000);
+    const done = (await stack.app.inject({ url: `/jobs/${view.id}` })).json();
+    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 2 } });
+    const metrics = done.result.metrics as Record<string, number>;
+    expect(Object.keys(metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'is_fmnist_cnn', 'kid_fmnist_cnn']);
+    expect(metrics).not.toHaveProperty('fid');
+    // Two steps of training: the samples are nearly noise, far from the data.
+    expect(metrics.fd_fmnist_cnn).toBeGreaterThan(10);
+    expect(metrics.is_fmnist_cnn).toBeGreaterThanOrEqual(1);
+    expect(metrics.bits_per_dim).toBeGreaterThan(1);
+
+    const reportFile = new URL(done.result.report as string).pathname;
+    const report = JSON.parse(await fs.readFile(reportFile, 'utf8'));
+    expect(report).toMatchObject({
+      trainJobId: trainId,
+      checkpoint: { step: 2 },
+      ema: true,
+      backend: 'wasm',
+      samples: { count: 48, sampler: { kind: 'ddim', steps: 2, eta: 0 }, seed: 0, ema: true },
+      extractor: { name: 'fmnist_cnn', distanceName: 'fd_fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256, featureDim: 128, classes: 10 },
+      reference: { split: 'train', count: 400 },
+      fd: { name: 'fd_fmnist_cnn', value: metrics.fd_fmnist_cnn },
+      kid: { name: 'kid_fmnist_cnn', subsetSize: 48 },
+      is: { name: 'is_fmnist_cnn', splits: 10, count: 40 },
+      nll: { count: 2, dataDims: '28 x 28 x 1 (model 32 x 32 x 1)' },
+    });
+    expect(report.nll.bitsPerDim).toBeCloseTo((report.nll.bitsPerModelDim * 1024) / 784, 10);
+    expect(report.reference.dataset).toMatch(/train-images-idx3-ubyte/);
+    expect(report.comparability).toMatch(/not with published FID/);
+    // The extractor's weights and the reference statistics are artifacts of the store.
+    expect(await fs.readdir(path.join(stack.storeDir, 'extractors'))).toEqual(['fmnist_cnn-v1.safetensors']);
+    expect((await fs.readdir(path.join(stack.storeDir, 'reference-stats'))).length).toBe(1);
+
+    // Again, without nll: the cached statistics and the same seed give the same distance.
+    const again = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { ...body, metrics: ['fd'] } });
+    await stack.waitFinished(again.json().id, 300_000);
+    const second = (await stack.app.inject({ url: `/jobs/${again.json().id}` })).json();
+    expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn });
+    expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(/reference statistics from the cache/);
+  });
+
+  it('refuses an eval job whose extractor does not fit the run, naming both shapes', async () => {
+    const train = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: { dataset: 'procedural:shapes?size=8&channels=3', preset: 'tiny32', steps: 1, batchSize: 2, checkpointEvery: 1, sampleCount: 1, sampleSteps: 1 } });
+    const trainId = train.json().id as string;
+    expect((await stack.waitFinished(trainId, 300_000)).returnvalue).toMatchObject({ status: 'completed' });
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { trainJobId: trainId, metrics: ['fd'], dataset: 'fashion-mnist:', count: 4, steps: 1 } });
+    expect(submitted.statusCode).toBe(202);
+    const job = await stack.waitFinished(submitted.json().id, 300_000);
+    expect(job.failedReason).toMatch(/fmnist_cnn extractor takes 32 x 32 x 1 images; this run's model makes 32 x 32 x 3/);
+    expect(job.attemptsMade).toBe(1); // permanent: not retried
+  });
+});
