@@ -1139,9 +1139,12 @@ export interface components {
                 /** @description ranks of the generation that finished the job */
                 worldSize: number;
             };
+            /** @description eval: metric values by name (fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim; fid only with the FID Inception) */
             metrics?: {
                 [key: string]: number;
             };
+            /** @description eval: URL of the full JSON report (every setting that affects comparability) */
+            report?: string;
             resumedFrom?: {
                 /** @description settings the request asked for that the resumed run kept as its checkpoint's */
                 ignored: string[];

@@ -8,7 +8,7 @@ import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
 import { JOB_ID_PATTERN, trainJobIdSetting } from './sample-settings';
-import { SAMPLER_SETTINGS, SamplerSpec, resolveSampler } from './sampler-settings';
+import { SamplerSpec, resolveSampler, samplerSettingsAt } from './sampler-settings';
 import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
 
 /**
@@ -51,7 +51,7 @@ export const EVAL_JOB_SETTINGS = {
     help: 'samples generated for fd, kid and is (the paper: 50,000; fewer give a biased, larger FD)',
     default: 1000,
   }),
-  ...SAMPLER_SETTINGS,
+  ...samplerSettingsAt('samples.'),
   ema: withDefault({
     schema: Type.Boolean(),
     path: 'samples.ema',
@@ -83,7 +83,7 @@ export const EVAL_JOB_SETTINGS = {
     placeholder: 'SPLIT',
     help: 'the split whose statistics the samples are compared with (the NLL always uses the test split)',
     default: 'train',
-    paper: { value: 'train', source: 'Sec. 4, Table 1 (FID against the training set)' },
+    paper: { value: 'train', source: 'Sec. 4: FID against the training set' },
   }),
   referenceCount: optional({
     schema: Type.Integer({ minimum: 2, maximum: 1_000_000 }),

@@ -74,6 +74,11 @@ function samplerRows(prefix: string, pathPrefix: string) {
 /** The sampler settings of sample jobs and `ddpm sample` (paths relative to the sample config). */
 export const SAMPLER_SETTINGS = samplerRows('', '');
 
+/** The same request names and flags, placed under `pathPrefix` of a resolved config (eval: `samples.`). */
+export function samplerSettingsAt(pathPrefix: string) {
+  return samplerRows('', pathPrefix);
+}
+
 /** The same settings for a train job's final grid: sampleSampler, sampleSteps, sampleEta, sampleSeed. */
 export function finalGridSamplerSettings() {
   const rows = samplerRows('sample', 'finalGrid.');
