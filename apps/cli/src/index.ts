@@ -7,6 +7,7 @@ import { codedErrorOf } from '@ddpm/core';
 import { type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
+import { EVAL_USAGE, FID_USAGE, evalCommand, fidCommand } from './commands/eval';
 import { INFO_USAGE, infoCommand } from './commands/info';
 import { jobsCommand, jobsUsage } from './commands/jobs';
 import {
@@ -49,6 +50,8 @@ const COMMANDS: Record<string, { run: Command; usage: string | ((argv: readonly 
   progressive: { run: progressiveCommand, usage: PROGRESSIVE_USAGE, summary: 'progressive generation: x̂₀ over the reverse process' },
   interpolate: { run: interpolateCommand, usage: INTERPOLATE_USAGE, summary: 'interpolate two dataset images through q(x_t|x_0)' },
   'shared-latent': { run: sharedLatentCommand, usage: SHARED_LATENT_USAGE, summary: 'continuations of chains split at x_t (Fig. 7)' },
+  eval: { run: evalCommand, usage: EVAL_USAGE, summary: 'metrics of a checkpoint (nll, fd, kid, is) as a JSON report' },
+  fid: { run: fidCommand, usage: FID_USAGE, summary: 'Fréchet distance of two image folders or .npz statistics' },
 };
 
 export const USAGE = `Usage: ddpm <command> [options]

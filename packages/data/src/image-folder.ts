@@ -11,7 +11,8 @@ import { dataError, type ImageDataset, checkIndices } from './dataset';
 
 const EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
-async function listImages(root: string): Promise<string[]> {
+/** The folder's .png / .jpg / .jpeg files, searched recursively, sorted. */
+export async function listImages(root: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     const entries = await fs.readdir(dir, { withFileTypes: true });
@@ -23,6 +24,17 @@ async function listImages(root: string): Promise<string[]> {
   };
   await walk(root);
   return out.sort();
+}
+
+/** Width and height of an image file, from its header. */
+export async function imageDimensions(file: string): Promise<{ width: number; height: number }> {
+  try {
+    const { width, height } = await sharp(file).metadata();
+    if (width === undefined || height === undefined) throw new Error('no dimensions in its header');
+    return { width, height };
+  } catch (err) {
+    throw dataError('DDPM_DATA_INVALID', `cannot read image ${file}: ${(err as Error).message}`);
+  }
 }
 
 export async function openImageFolder(root: string, options: { size: number; channels: 1 | 3 }): Promise<ImageDataset> {

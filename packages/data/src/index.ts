@@ -2,7 +2,7 @@
 export { type DataErrorCode, type ImageDataset } from './dataset';
 export { openIdx, readIdxLabels } from './idx';
 export { CIFAR10_FILES, openCifar10 } from './cifar10';
-export { openImageFolder } from './image-folder';
+export { imageDimensions, listImages, openImageFolder } from './image-folder';
 export { type ProceduralOptions, proceduralShapes } from './procedural';
 export { DATASET_KINDS, type DatasetKind, type DatasetSpec, FASHION_MNIST_DIR, type Split, parseDatasetSpec } from './spec';
 export { openDataset } from './open-dataset';

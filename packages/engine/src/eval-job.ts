@@ -11,7 +11,7 @@
  * The extractor's weights are an artifact in the store too; the offline `fmnist_cnn` is trained
  * by its recipe the first time it is needed (about a minute on one core).
  */
-import { type EvalJobConfig } from '@ddpm/config';
+import { type EvalJobConfig, type ExtractorName } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
 import {
@@ -38,8 +38,19 @@ const KID_KEEP = 10_000;
 const SAMPLE_BATCH = 16;
 const CHUNK_BATCHES = 8;
 
+/** Where an extractor's weights are kept, and how to report on training them. */
+export interface ExtractorCacheOptions {
+  /** Artifacts that outlive a job: extractor weights, reference statistics. */
+  readonly cache: ObjectStore;
+  readonly signal?: AbortSignal;
+  readonly onLog?: (line: string) => void;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
 export interface EvalJobOptions {
+  /** The run's checkpoints (and, unless `cache` is given, the artifacts too). */
   readonly store: ObjectStore;
+  readonly cache?: ObjectStore;
   /** The run's checkpoint prefix in the store. */
   readonly prefix: string;
   readonly jobId: string;
@@ -84,7 +95,7 @@ function describeSpec(spec: DatasetSpec): string {
 }
 
 /** The images an extractor takes, known before its weights are loaded (or trained). */
-function extractorInput(name: EvalJobConfig['extractor']): ExtractorInfo['input'] {
+export function extractorInput(name: ExtractorName): ExtractorInfo['input'] {
   switch (name) {
     case 'fmnist_cnn':
       return FMNIST_CNN_INPUT;
@@ -95,17 +106,17 @@ function extractorInput(name: EvalJobConfig['extractor']): ExtractorInfo['input'
   }
 }
 
-/** The extractor's weights from the store, trained by its recipe (and stored) the first time. */
-async function openExtractor(name: EvalJobConfig['extractor'], options: EvalJobOptions): Promise<FeatureExtractor> {
+/** The extractor's weights from the cache, trained by its recipe (and cached) the first time. */
+export async function openFeatureExtractor(name: ExtractorName, options: ExtractorCacheOptions): Promise<FeatureExtractor> {
   switch (name) {
     case 'fmnist_cnn': {
       const key = `extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`;
-      if (await options.store.exists(key)) return FmnistCnn.fromWeights(await options.store.get(key));
-      options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.store.urlOf(key)} for later evaluations`);
+      if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
+      options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`);
       const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
       const trained = await trainFmnistCnn(train, test, { ...(options.signal ? { signal: options.signal } : {}), onStep: (step) => options.onProgress?.('training the extractor', step + 1, FMNIST_CNN_RECIPE.steps) });
       options.onLog?.(`${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`);
-      await options.store.put(key, trained.weights, { contentType: 'application/octet-stream' });
+      await options.cache.put(key, trained.weights, { contentType: 'application/octet-stream' });
       return FmnistCnn.fromWeights(trained.weights);
     }
     default: {
@@ -123,21 +134,21 @@ interface ReferenceStatistics {
   readonly count: number;
 }
 
-/** The reference statistics, from the store's cache or computed (and cached). */
-async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpec, count: number | undefined, options: EvalJobOptions): Promise<ReferenceStatistics> {
+/** The reference statistics, from the cache or computed (and cached). */
+async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpec, count: number | undefined, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
   const dataset: ImageDataset = await openDataset(spec, { imageSize: extractor.input.size, channels: extractor.input.channels });
   const n = Math.min(count ?? dataset.size, dataset.size);
   const identity = JSON.stringify({ dataset: describeSpec(spec), count: n, extractor: extractor.weightsSha256, preprocessing: extractor.preprocessing });
   const key = `reference-stats/${extractor.name}-${sha256Hex(new TextEncoder().encode(identity)).slice(0, 24)}.npz`;
-  if (await options.store.exists(key)) {
-    const bytes = await options.store.get(key);
-    const statistics = statisticsFromNpz(bytes, options.store.urlOf(key));
+  if (await options.cache.exists(key)) {
+    const bytes = await options.cache.get(key);
+    const statistics = statisticsFromNpz(bytes, options.cache.urlOf(key));
     const features = readNpz(bytes).get('features');
     if (statistics.dim === extractor.featureDim && features !== undefined && features.shape[1] === extractor.featureDim) {
-      options.onLog?.(`reference statistics from the cache: ${options.store.urlOf(key)}`);
+      options.onLog?.(`reference statistics from the cache: ${options.cache.urlOf(key)}`);
       return { statistics, kept: { featuresND: Float32Array.from(features.data), count: features.shape[0]! }, key, dataset: dataset.name, count: n };
     }
-    options.onLog?.(`the cached reference statistics ${options.store.urlOf(key)} do not match the extractor; computing them again`);
+    options.onLog?.(`the cached reference statistics ${options.cache.urlOf(key)} do not match the extractor; computing them again`);
   }
   options.onLog?.(`reference statistics of ${n} images of ${dataset.name} through ${extractor.name}`);
   const run = await extractFeatures(extractor, n, (start, m) => readForModel(dataset, Array.from({ length: m }, (_, i) => start + i), extractor.input.size), {
@@ -154,13 +165,14 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
     count: { shape: [1], data: Float64Array.of(run.statistics.count) },
     features: { shape: [kept.count, run.statistics.dim], data: Float64Array.from(kept.featuresND) },
   };
-  await options.store.put(key, writeNpz(arrays), { contentType: 'application/octet-stream' });
+  await options.cache.put(key, writeNpz(arrays), { contentType: 'application/octet-stream' });
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
   const log = options.onLog ?? (() => undefined);
+  const cached: ExtractorCacheOptions = { ...options, cache: options.cache ?? options.store };
   const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
   for (const s of loaded.skipped) log(`warning: ${s}`);
   const { model, diffusion } = loaded;
@@ -183,9 +195,9 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
       report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
     }
     if (sampleMetrics.length > 0) {
-      const extractor = await openExtractor(config.extractor, options);
+      const extractor = await openFeatureExtractor(config.extractor, cached);
       try {
-        const reference = await referenceStatistics(extractor, withSplit(datasetSpec, config.reference.split), config.reference.count, options);
+        const reference = await referenceStatistics(extractor, withSplit(datasetSpec, config.reference.split), config.reference.count, cached);
         const { count, sampler, seed } = config.samples;
         log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}, ${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}) through ${extractor.name}`);
         const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
@@ -206,7 +218,7 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
         );
         report.samples = config.samples;
         report.extractor = extractorRecord(extractor);
-        report.reference = { dataset: reference.dataset, split: config.reference.split, count: reference.count, statistics: options.store.urlOf(reference.key), preprocessing: extractor.preprocessing };
+        report.reference = { dataset: reference.dataset, split: config.reference.split, count: reference.count, statistics: cached.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
         if (sampleMetrics.includes('fd')) {
           const fd = frechetDistance(reference.statistics, generated.statistics);
           metrics[extractor.distanceName] = fd.distance;

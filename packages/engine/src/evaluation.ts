@@ -25,10 +25,11 @@ export interface NllResult {
    * figure is per 28 × 28 pixel and comparable with published numbers.
    */
   readonly bitsPerDim: number;
-  /** The same codelength over the model's S·S·C (larger than the data when it is padded): flatters padded data. */
+  /** The same codelength over the model's S·S·C (more dimensions than the data when it is padded: flatters it). */
   readonly bitsPerModelDim: number;
-  /** Standard error of the mean over images. */
+  /** Standard error of {@link bitsPerDim}'s mean over images. */
   readonly standardError: number;
+  /** The decoder term L_0 per model dimension (Table 2's distortion side of the bound). */
   readonly decoderBpd: number;
   readonly count: number;
   readonly method: string;

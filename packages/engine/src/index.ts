@@ -34,4 +34,4 @@ export {
 } from './sampling';
 export { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
 export { type NllOptions, type NllResult, evaluateNll } from './evaluation';
-export { type EvalJobOptions, type EvalReport, evalReportKey, runEvalJob } from './eval-job';
+export { type EvalJobOptions, type EvalReport, type ExtractorCacheOptions, evalReportKey, extractorInput, openFeatureExtractor, runEvalJob } from './eval-job';

@@ -1,0 +1,107 @@
+/**
+ * `ddpm fid` and `ddpm eval` on real Fashion-MNIST (Debian's dataset-fashion-mnist): a folder of
+ * 28 × 28 PNGs goes through exactly the preprocessing of the dataset itself, `.npz` statistics
+ * give the same distance as the folder they were saved from, and a local run's report names its
+ * distance after the extractor.
+ */
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { initBackend } from '@ddpm/backend';
+import { openDataset, readForModel } from '@ddpm/data';
+import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/extractors';
+import { statisticsFromNpz } from '@ddpm/eval';
+import sharp from 'sharp';
+
+import { runCaptured as run } from '../test-support';
+
+jest.setTimeout(300_000);
+
+let dir: string;
+const cache = (): string => path.join(dir, 'cache');
+
+/** Test images `from …` as 28 × 28 grey PNGs in `folder`. */
+async function writePngs(folder: string, from: number, count: number): Promise<void> {
+  const test = await openDataset('fashion-mnist:?split=test');
+  await fs.mkdir(folder, { recursive: true });
+  const pixels = await test.read(Array.from({ length: count }, (_, i) => from + i));
+  for (let i = 0; i < count; i++) {
+    await sharp(Buffer.from(pixels.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(path.join(folder, `${String(i).padStart(4, '0')}.png`));
+  }
+}
+
+beforeAll(async () => {
+  process.env['DDPM_BACKEND'] = 'wasm';
+  await initBackend({ preferred: 'wasm' });
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-cli-eval-'));
+  await writePngs(path.join(dir, 'a'), 0, 200);
+  await writePngs(path.join(dir, 'b'), 5000, 200);
+}, 120_000);
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('ddpm fid', () => {
+  it('compares two folders, and a saved .npz gives the same distance as its folder', async () => {
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    const first = await run('fid', a, b, '--json', '--cache', cache());
+    expect(first.status).toBe(0);
+    const result = JSON.parse(first.stdout);
+    expect(result.fd_fmnist_cnn).toBeGreaterThan(0);
+    expect(result).not.toHaveProperty('fid');
+    expect(result.extractor).toMatchObject({ name: 'fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256 });
+    expect(result.a).toContain('200 images, 28 x 28 padded to 32 x 32');
+    expect(first.stderr).toContain('training the fmnist_cnn extractor by its recipe');
+
+    const npz = path.join(dir, 'a.npz');
+    expect((await run('fid', '--save-stats', a, npz, '--cache', cache())).status).toBe(0);
+    const viaNpz = await run('fid', npz, b, '--cache', cache());
+    expect(viaNpz.status).toBe(0);
+    expect(viaNpz.stdout).toBe(`fd_fmnist_cnn: ${result.fd_fmnist_cnn}\n`);
+    expect(viaNpz.stderr).not.toContain('training the fmnist_cnn extractor'); // the cache
+
+    // The folder's PNGs went through exactly the data loader's preprocessing: the same statistics
+    // as the dataset's own images.
+    const saved = statisticsFromNpz(new Uint8Array(await fs.readFile(npz)));
+    const extractor = FmnistCnn.fromWeights(new Uint8Array(await fs.readFile(path.join(cache(), 'extractors', 'fmnist_cnn-v1.safetensors'))));
+    const test = await openDataset('fashion-mnist:?split=test');
+    const direct = await extractFeatures(extractor, 200, (start, n) => readForModel(test, Array.from({ length: n }, (_, i) => start + i), 32), { batch: 250 });
+    extractor.dispose();
+    expect(saved.mean).toEqual(direct.statistics.mean);
+    expect(saved.count).toBe(200);
+  });
+
+  it('refuses images of another size and paths that are neither a folder nor an .npz, naming them', async () => {
+    const odd = path.join(dir, 'odd');
+    await fs.mkdir(odd);
+    await sharp(Buffer.alloc(20 * 20, 128), { raw: { width: 20, height: 20, channels: 1 } }).png().toFile(path.join(odd, 'x.png'));
+    const refused = await run('fid', odd, path.join(dir, 'a'), '--cache', cache());
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/x\.png is 20 x 20; fmnist_cnn takes 32 x 32 images \(or 28 x 28, padded as Fashion-MNIST is\)/);
+    const missing = await run('fid', path.join(dir, 'nope'), path.join(dir, 'a'), '--cache', cache());
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('does not exist (expected an image folder or an .npz file)');
+    expect((await run('fid', path.join(dir, 'a'))).stderr).toContain('expected two paths, got 1');
+  });
+});
+
+describe('ddpm eval', () => {
+  it('reports the metrics of a local run under the extractor’s name, bits/dim over the data’s 28 x 28', async () => {
+    const out = path.join(dir, 'run');
+    const trained = await run('train', '--out', out, '--dataset', 'fashion-mnist:', '--preset', 'micro32', '--steps', '2', '--batch', '4', '--checkpoint-every', '2', '--sample-count', '1', '--sample-steps', '1');
+    expect(trained.status).toBe(0);
+    const report = path.join(dir, 'report.json');
+    const evaluated = await run('eval', '--checkpoint', out, '--metrics', 'fd,nll', '--count', '24', '--sampler', 'ddim', '--steps', '2', '--reference-count', '200', '--reference-split', 'test', '--nll-images', '2', '--cache', cache(), '--out', report);
+    expect(evaluated.status).toBe(0);
+    const printed = JSON.parse(evaluated.stdout);
+    expect(JSON.parse(await fs.readFile(report, 'utf8'))).toEqual(printed);
+    expect(Object.keys(printed.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+    expect(printed).toMatchObject({ checkpoint: { step: 2 }, ema: true, samples: { count: 24 }, reference: { split: 'test', count: 200 }, nll: { dataDims: '28 x 28 x 1 (model 32 x 32 x 1)' } });
+    expect(printed).not.toHaveProperty('trainJobId');
+    const bad = await run('eval', '--checkpoint', out, '--metrics', 'fid');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/metrics/);
+  });
+});
