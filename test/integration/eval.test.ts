@@ -1,16 +1,19 @@
 /**
- * Eval jobs through the real service: a model trained on Fashion-MNIST, then an eval job asking
+ * Evaluation through the real service: a model trained on Fashion-MNIST, then an eval job asking
  * for every metric. The worker trains the offline extractor by its recipe (the pinned wasm
  * weights), computes and caches the reference statistics, samples, and reports the numbers under
  * the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
- * the same numbers.
+ * the same numbers. A train job with evalEvery keeps a history and curves, and a real Prometheus
+ * (the Debian package) scraping the worker sees ddpm_eval_fid change.
  */
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { findOnPath, freePort } from '@ddpm/cli';
 import { FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
 
-import { useStack } from './service-support';
+import { until, useStack } from './service-support';
 
 jest.setTimeout(600_000);
 
@@ -78,6 +81,58 @@ describe('eval jobs', () => {
     const second = (await stack.app.inject({ url: `/jobs/${again.json().id}` })).json();
     expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn });
     expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(/reference statistics from the cache/);
+  });
+
+  it('evaluates the EMA weights during training: history, curves, and a real Prometheus sees ddpm_eval_fid change', async () => {
+    const binary = findOnPath('prometheus');
+    if (!binary) throw new Error('no prometheus binary (apt-get install prometheus)');
+    const dir = path.join(stack.storeDir, 'prometheus');
+    await fs.mkdir(dir, { recursive: true });
+    const config = ['global:', '  scrape_interval: 500ms', 'scrape_configs:', '  - job_name: ddpm-worker', `    static_configs: [{ targets: ['127.0.0.1:${stack.workers[0]!.metricsPort}'] }]`].join('\n');
+    await fs.writeFile(path.join(dir, 'prometheus.yml'), config);
+    const port = await freePort();
+    const prometheus = spawn(binary, [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await until('prometheus to be ready', async () => ((await fetch(`${base}/-/ready`)).ok ? true : undefined));
+      const started = Date.now() / 1000;
+      const train = await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/train',
+        payload: { dataset: 'fashion-mnist:', preset: 'micro32', steps: 9, batchSize: 8, learningRate: 1e-3, warmupSteps: 1, emaDecay: 0.5, checkpointEvery: 3, evalEvery: 3, evalMetrics: ['fd', 'nll'], evalCount: 32, evalSampler: 'ddim', evalSteps: 3, evalReferenceCount: 300, evalNllImages: 2 },
+      });
+      expect(train.statusCode).toBe(202);
+      expect(train.json().config.evaluation).toMatchObject({ every: 3, metrics: ['fd', 'nll'], samples: { count: 32, sampler: { kind: 'ddim', steps: 3 } } });
+      const id = train.json().id as string;
+      expect((await stack.waitFinished(id, 400_000)).returnvalue).toMatchObject({ status: 'completed', step: 9 });
+
+      const history = (await stack.app.inject({ url: `/jobs/${id}/metrics` })).json();
+      expect(history.entries.map((e: { step: number }) => e.step)).toEqual([3, 6, 9]);
+      for (const e of history.entries) {
+        expect(Object.keys(e.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+        expect(e.extractor).toEqual({ name: 'fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256 });
+      }
+      expect(Object.keys(history.curves).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+      const curve = await stack.app.inject({ url: new URL(history.curves.fd_fmnist_cnn).pathname });
+      expect(curve.statusCode).toBe(200);
+      expect(curve.headers['content-type']).toBe('image/png');
+      expect(curve.rawPayload.subarray(1, 4).toString()).toBe('PNG');
+      expect((await stack.app.inject({ url: `/jobs/${id}/metrics/nope.png` })).statusCode).toBe(404);
+      expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(/evaluation at step 6: .*fd_fmnist_cnn/);
+
+      // Every value the worker exported was scraped: the series changed during training.
+      const fds = new Set(history.entries.map((e: { metrics: Record<string, number> }) => e.metrics.fd_fmnist_cnn));
+      expect(fds.size).toBeGreaterThan(1);
+      const seen = await until('ddpm_eval_fid to take more than one value', async () => {
+        const q = `ddpm_eval_fid{queue="train",extractor="fmnist_cnn",distance="fd_fmnist_cnn"}`;
+        const r = (await (await fetch(`${base}/api/v1/query_range?query=${encodeURIComponent(q)}&start=${started}&end=${Date.now() / 1000}&step=0.5`)).json()) as { data: { result: { values: [number, string][] }[] } };
+        const values = new Set(r.data.result.flatMap((series) => series.values.map(([, v]) => Number(v))));
+        return values.size > 1 ? values : undefined;
+      });
+      for (const v of seen) expect(fds.has(v)).toBe(true);
+    } finally {
+      prometheus.kill('SIGKILL');
+    }
   });
 
   it('refuses an eval job whose extractor does not fit the run, naming both shapes', async () => {

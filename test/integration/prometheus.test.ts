@@ -8,19 +8,9 @@ import * as path from 'node:path';
 
 import { findOnPath, freePort } from '@ddpm/cli';
 
-import { type Stack, startStack, tinyTrain } from './service-support';
+import { type Stack, startStack, tinyTrain, until } from './service-support';
 
 jest.setTimeout(180_000);
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
 
 let stack: Stack;
 let prometheus: ChildProcess | undefined;

@@ -188,3 +188,14 @@ export function useStack(options: Parameters<typeof startStack>[0] = {}): Stack 
 export function tinyTrain(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };
 }
+
+/** Polls `fn` until it returns a value (errors count as not yet), at most `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}

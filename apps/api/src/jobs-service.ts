@@ -8,6 +8,7 @@ import { type Writable } from 'node:stream';
 import { resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
+import { type EvalHistory, evalCurveKey, readEvalHistory } from '@ddpm/engine/eval-history';
 import {
   JOB_TYPES,
   type JobData,
@@ -189,6 +190,21 @@ export class JobsService {
     const job = await this.find(id);
     if (!job || job.data.type !== 'train') return undefined;
     return listCheckpoints(this.options.store, job.data.runPrefix);
+  }
+
+  /** A train job's metrics over training (its history); undefined when there is no such train job. */
+  async evalHistory(id: string): Promise<EvalHistory | undefined> {
+    const job = await this.find(id);
+    if (!job || job.data.type !== 'train') return undefined;
+    return readEvalHistory(this.options.store, job.data.runPrefix);
+  }
+
+  /** The PNG curve of one metric over a train job's training; undefined when there is none. */
+  async evalCurve(id: string, metric: string): Promise<Uint8Array | undefined> {
+    const job = await this.find(id);
+    if (!job || job.data.type !== 'train') return undefined;
+    const key = evalCurveKey(job.data.runPrefix, metric);
+    return (await this.options.store.exists(key)) ? this.options.store.get(key) : undefined;
   }
 
   /** A job's log lines so far; undefined when there is no such job. */

@@ -502,6 +502,178 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs/{id}/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** a train job's metrics over training (evalEvery): one entry per evaluation of its EMA weights, oldest first */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a job id */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description metric name → URL of its PNG curve */
+                            curves: {
+                                [key: string]: string;
+                            };
+                            entries: {
+                                extractor?: {
+                                    name: string;
+                                    weightsSha256: string;
+                                };
+                                /** @description fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception) */
+                                metrics: {
+                                    [key: string]: number;
+                                };
+                                reference?: unknown;
+                                samples?: unknown;
+                                seconds: number;
+                                step: number;
+                                /** @description ISO time of the evaluation */
+                                time: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/metrics/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** the PNG curve of one metric over a train job's training */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    file: string;
+                    /** @description a job id */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the curve */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "image/png": string;
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/eval": {
         parameters: {
             query?: never;
@@ -1249,6 +1421,41 @@ export interface components {
         };
         /** @description the effective configuration of a train job, every default filled in */
         TrainJobConfig: {
+            /** @description evaluation during training (absent: none) */
+            evaluation?: {
+                every: number;
+                /** @enum {string} */
+                extractor: "fmnist_cnn";
+                metrics: ("nll" | "fd" | "kid" | "is")[];
+                nll: {
+                    images: number;
+                };
+                reference: {
+                    /** @description absent: the whole split */
+                    count?: number;
+                    /** @description absent: the run's dataset */
+                    dataset?: string;
+                    split: "train" | "test";
+                };
+                samples: {
+                    count: number;
+                    ema: boolean;
+                    /** @description ancestral sampling (Algorithm 2) over all T or strided steps, or DDIM */
+                    sampler: {
+                        /** @enum {string} */
+                        kind: "ancestral";
+                        /** @description T: Algorithm 2 in full; fewer: evenly strided steps */
+                        steps: number;
+                    } | {
+                        /** @description DDIM's η; 0 is deterministic */
+                        eta: number;
+                        /** @enum {string} */
+                        kind: "ddim";
+                        steps: number;
+                    };
+                    seed: number;
+                };
+            };
             /** @description the EMA sample grid drawn when training ends (count 0: none) */
             finalGrid: {
                 count: number;
@@ -1405,6 +1612,50 @@ export interface components {
              * @default false
              */
             emaWarmup?: boolean;
+            /**
+             * @description samples of each evaluation during training (fd, kid, is) (default 256)
+             * @default 256
+             */
+            evalCount?: number;
+            /**
+             * @description DDIM's η (0: deterministic); ddim only (default 0)
+             * @default 0
+             */
+            evalEta?: number;
+            /** @description evaluate the EMA weights every N steps and at the end: metrics in Prometheus (ddpm_eval_*) and the run's history (GET /jobs/:id/metrics) (default: no evaluation during training) */
+            evalEvery?: number;
+            /**
+             * @description feature extractor of the evaluations during training (default fmnist_cnn)
+             * @default fmnist_cnn
+             * @enum {string}
+             */
+            evalExtractor?: "fmnist_cnn";
+            /**
+             * @description metrics of each evaluation during training: nll, fd, kid, is (as eval jobs) (default ["fd"])
+             * @default [
+             *       "fd"
+             *     ]
+             */
+            evalMetrics?: ("nll" | "fd" | "kid" | "is")[];
+            /**
+             * @description test images of each nll evaluation during training (default 16)
+             * @default 16
+             */
+            evalNllImages?: number;
+            /** @description reference images of the evaluations during training (the first N of the run's training split) (default: the whole split) */
+            evalReferenceCount?: number;
+            /**
+             * @description ancestral (Algorithm 2) or ddim; with evalSteps below T, ancestral sampling takes evenly strided steps (default ancestral, as the paper)
+             * @default ancestral
+             */
+            evalSampler?: "ancestral" | "ddim";
+            /**
+             * @description seed of x_T and all sampling noise: the same seed gives comparable pictures across checkpoints (default 0)
+             * @default 0
+             */
+            evalSeed?: number;
+            /** @description sampling steps (default: all T (ancestral), 50 (ddim)) */
+            evalSteps?: number;
             /**
              * @description clip gradients to this global norm; 0 disables clipping (default 1, as the paper)
              * @default 1

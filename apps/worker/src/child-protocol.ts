@@ -35,6 +35,8 @@ export type ChildMessage =
   | { readonly type: 'log'; readonly line: string }
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }
   | { readonly type: 'checkpoint'; readonly step: number; readonly url: string; readonly reason: string; readonly seconds: number }
+  /** An evaluation finished (during training, or an eval job's): its metrics by name. */
+  | { readonly type: 'evaluation'; readonly step: number; readonly metrics: Readonly<Record<string, number>>; readonly extractor?: string; readonly seconds: number }
   | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: string }
   /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */
   | { readonly type: 'error'; readonly error: { readonly message: string; readonly code?: string; readonly kind?: string } };

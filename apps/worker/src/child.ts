@@ -80,6 +80,10 @@ async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStor
     },
     onCheckpoint: (ref, reason, seconds) => send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds }),
     onSampling: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
+    onEvaluationProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
+    onEvaluation: (entry) => send({ type: 'evaluation', step: entry.step, metrics: entry.metrics, ...(entry.extractor ? { extractor: entry.extractor.name } : {}), seconds: entry.seconds }),
+    // Between steps a rank evaluating is alive: its heartbeat must not read the long stretch as a wedge.
+    ...(group ? { onAlive: () => group.heartbeat.progress() } : {}),
   });
   return {
     result: {
@@ -133,6 +137,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
     // Sampling, or the rest (training the extractor, reference statistics, features).
     onProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
   });
+  send({ type: 'evaluation', step: evaluation.checkpoint.step, metrics: evaluation.metrics, ...(evaluation.extractor ? { extractor: evaluation.extractor.name } : {}), seconds: evaluation.seconds });
   const key = evalReportKey(jobId);
   await store.put(key, new TextEncoder().encode(`${JSON.stringify(evaluation, null, 2)}\n`), { contentType: 'application/json' });
   log(`metrics of step ${evaluation.checkpoint.step}: ${JSON.stringify(evaluation.metrics)} (${evaluation.seconds.toFixed(0)} s); report ${store.urlOf(key)}`);

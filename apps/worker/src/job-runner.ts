@@ -63,6 +63,17 @@ export interface ChildRun {
   readonly onLog?: (line: string) => void;
 }
 
+/** The metrics of one evaluation into the worker's gauges, each under its extractor's name. */
+function recordEvaluation(m: TrainMetrics, queue: string, e: Extract<ChildMessage, { type: 'evaluation' }>): void {
+  m.evalDuration.observe({ queue }, e.seconds);
+  for (const [name, value] of Object.entries(e.metrics)) {
+    if (name === 'bits_per_dim') m.evalBitsPerDim.set({ queue }, value);
+    else if (e.extractor !== undefined && (name === 'fid' || name === `fd_${e.extractor}`)) m.evalFid.set({ queue, extractor: e.extractor, distance: name }, value);
+    else if (e.extractor !== undefined && name === `kid_${e.extractor}`) m.evalKid.set({ queue, extractor: e.extractor }, value);
+    else if (e.extractor !== undefined && name === `is_${e.extractor}`) m.evalInceptionScore.set({ queue, extractor: e.extractor }, value);
+  }
+}
+
 export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
   const rank = run.group?.rank ?? 0;
   const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
@@ -107,6 +118,12 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
           options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);
           log.info({ step: message.step, url: message.url, reason: message.reason }, 'checkpoint written');
           break;
+        case 'evaluation': {
+          // Rank 0 speaks for the group (every rank evaluates the same samples).
+          if (rank === 0) recordEvaluation(options.metrics, queue, message);
+          log.info({ step: message.step, metrics: message.metrics, seconds: message.seconds }, 'evaluation');
+          break;
+        }
         case 'result':
           settled = true;
           resolve({ result: message.result, ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}) });

@@ -106,22 +106,29 @@ export const EVAL_JOB_SETTINGS = {
 export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint');
 export type EvalJobRequest = RequestOf<typeof EVAL_JOB_SETTINGS>;
 
+/** What to measure and how: an eval job's configuration without the checkpoint it names. */
+export const evalSpecProperties = {
+  metrics: Type.Array(literalUnion(EVAL_METRICS)),
+  samples: Type.Object({ count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer(), ema: Type.Boolean() }, { additionalProperties: false }),
+  extractor: literalUnion(EXTRACTORS),
+  reference: Type.Object(
+    {
+      dataset: Type.Optional(Type.String({ description: "absent: the run's dataset" })),
+      split: literalUnion(['train', 'test'] as const),
+      count: Type.Optional(Type.Integer({ description: 'absent: the whole split' })),
+    },
+    { additionalProperties: false },
+  ),
+  nll: Type.Object({ images: Type.Integer() }, { additionalProperties: false }),
+};
+export const EvalSpec = Type.Object(evalSpecProperties, { additionalProperties: false, description: 'metrics, samples, extractor and reference of an evaluation' });
+export type EvalSpec = Static<typeof EvalSpec>;
+
 export const EvalJobConfig = Type.Object(
   {
     trainJobId: Type.String({ pattern: JOB_ID_PATTERN }),
     step: Type.Optional(Type.Integer({ description: 'the checkpoint; absent: the newest valid one' })),
-    metrics: Type.Array(literalUnion(EVAL_METRICS)),
-    samples: Type.Object({ count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer(), ema: Type.Boolean() }, { additionalProperties: false }),
-    extractor: literalUnion(EXTRACTORS),
-    reference: Type.Object(
-      {
-        dataset: Type.Optional(Type.String({ description: "absent: the run's dataset" })),
-        split: literalUnion(['train', 'test'] as const),
-        count: Type.Optional(Type.Integer({ description: 'absent: the whole split' })),
-      },
-      { additionalProperties: false },
-    ),
-    nll: Type.Object({ images: Type.Integer() }, { additionalProperties: false }),
+    ...evalSpecProperties,
   },
   { additionalProperties: false, description: 'the effective configuration of an eval job, every default filled in' },
 );

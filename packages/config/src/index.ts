@@ -28,6 +28,7 @@ export {
   GroupConfig,
   TrainConfig,
   TrainJobConfig,
+  TrainingEvalConfig,
   TrainRequest,
   resolveTrainJob,
   resumedConfig,
@@ -48,4 +49,4 @@ export {
   resolveSample,
   resolveSampleJob,
 } from './sample-settings';
-export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, type ExtractorName, resolveEvalJob } from './eval-settings';
+export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob } from './eval-settings';

@@ -79,6 +79,12 @@ export function samplerSettingsAt(pathPrefix: string) {
   return samplerRows('', pathPrefix);
 }
 
+/** The same settings for evaluations during training: evalSampler, evalSteps, evalEta, evalSeed. */
+export function trainingEvalSamplerSettings() {
+  const rows = samplerRows('eval', 'evaluation.samples.');
+  return { evalSampler: rows.sampler, evalSteps: rows.steps, evalEta: rows.eta, evalSeed: rows.seed };
+}
+
 /** The same settings for a train job's final grid: sampleSampler, sampleSteps, sampleEta, sampleSeed. */
 export function finalGridSamplerSettings() {
   const rows = samplerRows('sample', 'finalGrid.');

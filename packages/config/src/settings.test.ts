@@ -40,6 +40,16 @@ const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   sampleSteps: 40,
   sampleEta: 0.5,
   sampleSeed: 11,
+  evalEvery: 25,
+  evalMetrics: ['kid', 'nll'],
+  evalCount: 300,
+  evalSampler: 'ddim',
+  evalSteps: 30,
+  evalEta: 1,
+  evalSeed: 5,
+  evalExtractor: 'fmnist_cnn',
+  evalReferenceCount: 5000,
+  evalNllImages: 8,
   workers: 2,
   minWorkers: 1,
   joinTimeoutSeconds: 60,
@@ -53,10 +63,21 @@ describe('the train settings table', () => {
   it('resolves a minimal request with every default filled in, from the table', () => {
     const config = resolveTrainJob(tiny);
     expect(Value.Check(TrainJobConfig, config)).toBe(true);
+    expect(config.evaluation).toBeUndefined();
+    const withEval = resolveTrainJob({ ...tiny, dataset: 'fashion-mnist:', evalEvery: 10 });
     for (const [name, setting] of Object.entries(TRAIN_SETTINGS) as [string, (typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]][]) {
-      // η exists only in a DDIM sampler's resolved spec.
-      if (setting.presence === 'default' && name !== 'sampleEta') expect([name, valueAt(config, setting.path)]).toEqual([name, setting.default]);
+      // η exists only in a DDIM sampler's resolved spec; evaluation rows only with evalEvery.
+      if (setting.presence !== 'default' || name.endsWith('Eta')) continue;
+      expect([name, valueAt(setting.path.startsWith('evaluation.') ? withEval : config, setting.path)]).toEqual([name, setting.default]);
     }
+    expect(withEval.evaluation).toEqual({
+      every: 10,
+      metrics: ['fd'],
+      samples: { count: 256, sampler: { kind: 'ancestral', steps: 1000 }, seed: 0, ema: true },
+      extractor: 'fmnist_cnn',
+      reference: { split: 'train' },
+      nll: { images: 16 },
+    });
     expect(config.train.model).toEqual({ preset: 'micro32' });
     expect(config.finalGrid.sampler).toEqual({ kind: 'ancestral', steps: 1000 });
   });
@@ -103,6 +124,10 @@ describe('the train settings table', () => {
     [{ sampleEta: 0.3 }, 'sampleEta applies to the ddim sampler only'],
     [{ timesteps: 100, sampleSteps: 101 }, "sampleSteps 101 exceeds the model's T = 100 diffusion steps"],
     [{ preset: 'tiny32', dropout: 0.99999 }, null],
+    [{ evalMetrics: ['nll'] }, 'evalMetrics applies to evaluation during training, which evalEvery turns on'],
+    [{ evalEvery: 5 }, 'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll'],
+    [{ evalEvery: 5, evalMetrics: ['nll'] }, null],
+    [{ evalEvery: 5, evalMetrics: ['nll'], timesteps: 100, evalSteps: 200 }, "evalSteps 200 exceeds the model's T = 100 diffusion steps"],
   ])('refuses %j with a message naming the setting', (extra, message) => {
     const attempt = (): unknown => resolveTrainJob({ ...tiny, ...extra } as TrainRequest);
     if (message === null) {

@@ -13,6 +13,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
 import { configError } from './errors';
+import { evalSpecProperties } from './eval-settings';
 import { SamplerSpec, resolveSampler } from './sampler-settings';
 import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
 import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
@@ -86,8 +87,15 @@ export const GroupConfig = Type.Object(
 );
 export type GroupConfig = Static<typeof GroupConfig>;
 
+/** Evaluations during training: the EMA weights every `every` steps and at the end. */
+export const TrainingEvalConfig = Type.Object(
+  { every: Type.Integer(), ...evalSpecProperties },
+  { additionalProperties: false, description: 'evaluation during training (absent: none)' },
+);
+export type TrainingEvalConfig = Static<typeof TrainingEvalConfig>;
+
 export const TrainJobConfig = Type.Object(
-  { train: TrainConfig, finalGrid: FinalGridConfig, group: GroupConfig },
+  { train: TrainConfig, finalGrid: FinalGridConfig, group: GroupConfig, evaluation: Type.Optional(TrainingEvalConfig) },
   { additionalProperties: false, description: 'the effective configuration of a train job, every default filled in' },
 );
 export type TrainJobConfig = Static<typeof TrainJobConfig>;
@@ -138,7 +146,26 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     transport: v.gradientTransport,
     checksumEvery: v.checksumEvery,
   };
-  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group };
+  const evaluation = ((): TrainingEvalConfig | undefined => {
+    if (v.evalEvery === undefined) {
+      const stray = (Object.keys(request) as (keyof TrainRequest)[]).filter((k) => k !== 'evalEvery' && k.startsWith('eval'));
+      if (stray.length > 0) throw configError(`${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to evaluation during training, which evalEvery turns on`);
+      return undefined;
+    }
+    const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, { steps: 'evalSteps', eta: 'evalEta', etaGiven: request.evalEta !== undefined });
+    if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(v.dataset).kind === 'procedural') {
+      throw configError('procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll');
+    }
+    return {
+      every: v.evalEvery,
+      metrics: v.evalMetrics,
+      samples: { count: v.evalCount, sampler: evalSampler, seed: v.evalSeed, ema: true },
+      extractor: v.evalExtractor,
+      reference: { split: 'train', ...(v.evalReferenceCount !== undefined ? { count: v.evalReferenceCount } : {}) },
+      nll: { images: v.evalNllImages },
+    };
+  })();
+  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group, ...(evaluation ? { evaluation } : {}) };
   validateTrainJobConfig(config);
   return config;
 }
@@ -182,6 +209,12 @@ export function validateTrainJobConfig(config: TrainJobConfig): void {
   }
   if (config.finalGrid.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
     throw configError(`sampleSteps ${config.finalGrid.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
+  }
+  if (config.evaluation) {
+    checkResolved(TRAIN_SETTINGS, config.evaluation, 'evaluation.');
+    if (config.evaluation.samples.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
+      throw configError(`evalSteps ${config.evaluation.samples.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
+    }
   }
 }
 

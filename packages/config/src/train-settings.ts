@@ -8,7 +8,8 @@ import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES } from '@ddpm/diffusion/config';
 import { PRESET_NAMES } from '@ddpm/unet/presets';
 import { Type } from '@sinclair/typebox';
 
-import { SEED_SCHEMA, finalGridSamplerSettings } from './sampler-settings';
+import { EVAL_METRICS, EXTRACTORS } from './eval-settings';
+import { SEED_SCHEMA, finalGridSamplerSettings, trainingEvalSamplerSettings } from './sampler-settings';
 import { type SettingTable, literalUnion, optional, required, withDefault } from './setting';
 
 /** How gradients travel between ranks of a data-parallel group. */
@@ -243,6 +244,55 @@ export const TRAIN_SETTINGS = {
     default: 0,
   }),
   ...finalGridSamplerSettings(),
+  evalEvery: optional({
+    schema: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    path: 'evaluation.every',
+    flag: 'eval-every',
+    placeholder: 'N',
+    help: "evaluate the EMA weights every N steps and at the end: metrics in Prometheus (ddpm_eval_*) and the run's history (GET /jobs/:id/metrics)",
+    whenAbsent: 'no evaluation during training',
+  }),
+  evalMetrics: withDefault({
+    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 4, uniqueItems: true }),
+    path: 'evaluation.metrics',
+    flag: 'eval-metrics',
+    placeholder: 'LIST',
+    help: 'metrics of each evaluation during training: nll, fd, kid, is (as eval jobs)',
+    default: ['fd'],
+  }),
+  evalCount: withDefault({
+    schema: Type.Integer({ minimum: 2, maximum: 100_000 }),
+    path: 'evaluation.samples.count',
+    flag: 'eval-count',
+    placeholder: 'N',
+    help: 'samples of each evaluation during training (fd, kid, is)',
+    default: 256,
+  }),
+  ...trainingEvalSamplerSettings(),
+  evalExtractor: withDefault({
+    schema: literalUnion(EXTRACTORS),
+    path: 'evaluation.extractor',
+    flag: 'eval-extractor',
+    placeholder: 'NAME',
+    help: 'feature extractor of the evaluations during training',
+    default: 'fmnist_cnn',
+  }),
+  evalReferenceCount: optional({
+    schema: Type.Integer({ minimum: 2, maximum: 1_000_000 }),
+    path: 'evaluation.reference.count',
+    flag: 'eval-reference-count',
+    placeholder: 'N',
+    help: "reference images of the evaluations during training (the first N of the run's training split)",
+    whenAbsent: 'the whole split',
+  }),
+  evalNllImages: withDefault({
+    schema: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    path: 'evaluation.nll.images',
+    flag: 'eval-nll-images',
+    placeholder: 'N',
+    help: 'test images of each nll evaluation during training',
+    default: 16,
+  }),
   workers: withDefault({
     schema: Type.Integer({ minimum: 1, maximum: 256 }),
     path: 'group.workers',

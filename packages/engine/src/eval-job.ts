@@ -11,7 +11,7 @@
  * The extractor's weights are an artifact in the store too; the offline `fmnist_cnn` is trained
  * by its recipe the first time it is needed (about a minute on one core).
  */
-import { type EvalJobConfig, type ExtractorName } from '@ddpm/config';
+import { type EvalJobConfig, type EvalSpec, type ExtractorName } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
 import {
@@ -25,7 +25,9 @@ import {
   writeNpz,
 } from '@ddpm/eval';
 import { type ExtractorInfo, type FeatureExtractor, FMNIST_CNN_INPUT, FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FmnistCnn, extractFeatures, extractorRecord, trainFmnistCnn } from '@ddpm/eval/extractors';
+import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
+import { type UNet } from '@ddpm/unet';
 
 import { engineError } from './errors';
 import { evaluateNll, type NllResult } from './evaluation';
@@ -45,6 +47,11 @@ export interface ExtractorCacheOptions {
   readonly signal?: AbortSignal;
   readonly onLog?: (line: string) => void;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
+  /**
+   * Called often (every network evaluation): a rank of a training group evaluating between steps
+   * shows it is alive, not wedged.
+   */
+  readonly onAlive?: () => void;
 }
 
 export interface EvalJobOptions {
@@ -114,7 +121,13 @@ export async function openFeatureExtractor(name: ExtractorName, options: Extract
       if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
       options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`);
       const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
-      const trained = await trainFmnistCnn(train, test, { ...(options.signal ? { signal: options.signal } : {}), onStep: (step) => options.onProgress?.('training the extractor', step + 1, FMNIST_CNN_RECIPE.steps) });
+      const trained = await trainFmnistCnn(train, test, {
+        ...(options.signal ? { signal: options.signal } : {}),
+        onStep: (step) => {
+          options.onAlive?.();
+          options.onProgress?.('training the extractor', step + 1, FMNIST_CNN_RECIPE.steps);
+        },
+      });
       options.onLog?.(`${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`);
       await options.cache.put(key, trained.weights, { contentType: 'application/octet-stream' });
       return FmnistCnn.fromWeights(trained.weights);
@@ -156,7 +169,10 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
     keep: KID_KEEP,
     seed: 1,
     ...(options.signal ? { signal: options.signal } : {}),
-    onBatch: (done, total) => options.onProgress?.('reference statistics', done, total),
+    onBatch: (done, total) => {
+      options.onAlive?.();
+      options.onProgress?.('reference statistics', done, total);
+    },
   });
   const kept = run.kept!;
   const arrays: Record<string, Pick<NpyArray, 'shape' | 'data'>> = {
@@ -169,90 +185,116 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
-export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
-  const started = Date.now();
+/** What one evaluation of a model measured, with everything that makes it comparable. */
+export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'checkpoint' | 'ema' | 'backend' | 'seconds'>;
+
+/**
+ * The metrics of `model` (in memory: a checkpoint's weights, or a training run's EMA) by `spec`,
+ * against reference data from `dataset` (a spec; `spec.reference.dataset` overrides it). The
+ * model is not disposed.
+ */
+export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, dataset: string, spec: EvalSpec, options: ExtractorCacheOptions & { readonly describeWeights?: string }): Promise<ModelEvaluation> {
   const log = options.onLog ?? (() => undefined);
-  const cached: ExtractorCacheOptions = { ...options, cache: options.cache ?? options.store };
-  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
-  for (const s of loaded.skipped) log(`warning: ${s}`);
-  const { model, diffusion } = loaded;
-  const datasetSpec = parseDatasetSpec(config.reference.dataset ?? loaded.state.config.dataset);
+  const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
   const metrics: Record<string, number> = {};
-  const report: { -readonly [K in keyof EvalReport]?: EvalReport[K] } = {};
+  const report: { -readonly [K in keyof ModelEvaluation]?: ModelEvaluation[K] } = {};
   const { imageSize: size, inChannels: channels } = model.config;
-  const sampleMetrics = config.metrics.filter((m) => m !== 'nll');
-  try {
-    // Before any work: an extractor that cannot take this model's images.
-    const input = extractorInput(config.extractor);
-    if (sampleMetrics.length > 0 && (input.size !== size || input.channels !== channels)) {
-      throw engineError('DDPM_CONFIG_INVALID', `the ${config.extractor} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${size} x ${size} x ${channels}`);
-    }
-    if (config.metrics.includes('nll')) {
-      const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
-      log(`nll: the bound on the first ${Math.min(config.nll.images, test.size)} images of ${test.name}`);
-      const nll = await evaluateNll(model, diffusion, test, { count: config.nll.images, ...(options.signal ? { signal: options.signal } : {}) });
-      metrics.bits_per_dim = nll.bitsPerDim;
-      report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
-    }
-    if (sampleMetrics.length > 0) {
-      const extractor = await openFeatureExtractor(config.extractor, cached);
-      try {
-        const reference = await referenceStatistics(extractor, withSplit(datasetSpec, config.reference.split), config.reference.count, cached);
-        const { count, sampler, seed } = config.samples;
-        log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}, ${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}) through ${extractor.name}`);
-        const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
-        const generated = await extractFeatures(
-          extractor,
-          count,
-          async (start, n) =>
-            (
-              await generateSamples(model, diffusion, n, {
-                sampler,
-                seed,
-                batch: SAMPLE_BATCH,
-                firstBatch: start / SAMPLE_BATCH,
-                ...(options.signal ? { signal: options.signal } : {}),
-              })
-            ).values,
-          { batch: chunk, keep: KID_KEEP, seed: 2, logits: sampleMetrics.includes('is'), ...(options.signal ? { signal: options.signal } : {}), onBatch: (done, total) => options.onProgress?.('sampling', done, total) },
-        );
-        report.samples = config.samples;
-        report.extractor = extractorRecord(extractor);
-        report.reference = { dataset: reference.dataset, split: config.reference.split, count: reference.count, statistics: cached.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
-        if (sampleMetrics.includes('fd')) {
-          const fd = frechetDistance(reference.statistics, generated.statistics);
-          metrics[extractor.distanceName] = fd.distance;
-          report.fd = { name: extractor.distanceName, value: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm };
-        }
-        if (sampleMetrics.includes('kid')) {
-          const kept = generated.kept!;
-          const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3 });
-          metrics[`kid_${extractor.name}`] = kid.mean;
-          report.kid = { name: `kid_${extractor.name}`, ...kid };
-        }
-        if (sampleMetrics.includes('is')) {
-          const is = inceptionScore(generated.logitsNK!, count, extractor.classes);
-          metrics[`is_${extractor.name}`] = is.mean;
-          report.is = { name: `is_${extractor.name}`, ...is };
-        }
-      } finally {
-        extractor.dispose();
+  const sampleMetrics = spec.metrics.filter((m) => m !== 'nll');
+  // Before any work: an extractor that cannot take this model's images.
+  const input = extractorInput(spec.extractor);
+  if (sampleMetrics.length > 0 && (input.size !== size || input.channels !== channels)) {
+    throw engineError('DDPM_CONFIG_INVALID', `the ${spec.extractor} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${size} x ${size} x ${channels}`);
+  }
+  if (spec.metrics.includes('nll')) {
+    const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
+    log(`nll: the bound on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
+    const nll = await evaluateNll(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
+    metrics.bits_per_dim = nll.bitsPerDim;
+    report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
+  }
+  if (sampleMetrics.length > 0) {
+    const extractor = await openFeatureExtractor(spec.extractor, options);
+    try {
+      const reference = await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
+      const { count, sampler, seed } = spec.samples;
+      log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}) through ${extractor.name}`);
+      const generated = await extractFeatures(
+        extractor,
+        count,
+        async (start, n) =>
+          (
+            await generateSamples(model, diffusion, n, {
+              sampler,
+              seed,
+              batch: SAMPLE_BATCH,
+              firstBatch: start / SAMPLE_BATCH,
+              ...(options.signal ? { signal: options.signal } : {}),
+              ...(options.onAlive ? { onProgress: options.onAlive } : {}),
+            })
+          ).values,
+        {
+          batch: SAMPLE_BATCH * CHUNK_BATCHES,
+          keep: KID_KEEP,
+          seed: 2,
+          logits: sampleMetrics.includes('is'),
+          ...(options.signal ? { signal: options.signal } : {}),
+          onBatch: (done, total) => options.onProgress?.('sampling', done, total),
+        },
+      );
+      report.samples = spec.samples;
+      report.extractor = extractorRecord(extractor);
+      report.reference = { dataset: reference.dataset, split: spec.reference.split, count: reference.count, statistics: options.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
+      if (sampleMetrics.includes('fd')) {
+        const fd = frechetDistance(reference.statistics, generated.statistics);
+        metrics[extractor.distanceName] = fd.distance;
+        report.fd = { name: extractor.distanceName, value: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm };
       }
+      if (sampleMetrics.includes('kid')) {
+        const kept = generated.kept!;
+        const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3 });
+        metrics[`kid_${extractor.name}`] = kid.mean;
+        report.kid = { name: `kid_${extractor.name}`, ...kid };
+      }
+      if (sampleMetrics.includes('is')) {
+        const is = inceptionScore(generated.logitsNK!, count, extractor.classes);
+        metrics[`is_${extractor.name}`] = is.mean;
+        report.is = { name: `is_${extractor.name}`, ...is };
+      }
+    } finally {
+      extractor.dispose();
     }
-  } finally {
-    model.dispose();
   }
   return {
-    job: options.jobId,
-    trainJobId: config.trainJobId,
-    checkpoint: { url: loaded.ref.url, step: loaded.ref.step },
-    ema: loaded.ema,
-    backend: options.backendName,
     metrics,
     ...report,
     comparability:
       'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set. ' +
       (report.extractor ? `${report.extractor.distanceName}, kid_${report.extractor.name} and is_${report.extractor.name} come from the ${report.extractor.name} extractor (weights sha256 ${report.extractor.weightsSha256}): comparable only with results that record the same extractor weights, reference and sample count; not with published FID/IS.` : ''),
-    seconds: (Date.now() - started) / 1000,
   };
+}
+
+/** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
+export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
+  const started = Date.now();
+  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
+  for (const s of loaded.skipped) options.onLog?.(`warning: ${s}`);
+  try {
+    const { trainJobId, step: _step, ...spec } = config;
+    const evaluation = await evaluateModel(loaded.model, loaded.diffusion, loaded.state.config.dataset, spec, {
+      ...options,
+      cache: options.cache ?? options.store,
+      describeWeights: `${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}`,
+    });
+    return {
+      job: options.jobId,
+      trainJobId,
+      checkpoint: { url: loaded.ref.url, step: loaded.ref.step },
+      ema: loaded.ema,
+      backend: options.backendName,
+      ...evaluation,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    loaded.model.dispose();
+  }
 }

@@ -16,6 +16,8 @@ export interface NllOptions {
   readonly strata?: number | 'exact';
   readonly seed?: number;
   readonly signal?: AbortSignal;
+  /** After every network evaluation (a heartbeat's sign of life). */
+  readonly onProgress?: () => void;
 }
 
 export interface NllResult {
@@ -49,7 +51,7 @@ export async function evaluateNll(model: UNet, diffusion: GaussianDiffusion, dat
     const pixels = await readForModel(dataset, indices, s);
     const x0 = tf.tensor4d(pixels, [indices.length, s, s, c]);
     try {
-      const common = { seed: rng.nextUint32(), ...(options.signal ? { signal: options.signal } : {}) };
+      const common = { seed: rng.nextUint32(), ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
       if (strata === 'exact') {
         const r = await calcBpdLoop(diffusion, denoise, x0, common);
         totals.push(...r.totalBpdB);

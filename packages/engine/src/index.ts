@@ -1,7 +1,8 @@
 /**
  * @ddpm/engine — one process's training and sampling engine, used by the worker's job child and
  * by `ddpm`. Configurations come resolved from @ddpm/config. Tensor-free parts are importable on
- * their own: `@ddpm/engine/checkpoints` (the checkpoint layout, listing and verification).
+ * their own: `@ddpm/engine/checkpoints` (the checkpoint layout, listing and verification) and
+ * `@ddpm/engine/eval-history` (a run's metrics over training).
  * Building blocks for tests and benchmarks (Adam, the EMA) are under `@ddpm/engine/internal`.
  */
 export { type EngineErrorCode, type GroupErrorCode } from './errors';
@@ -34,4 +35,17 @@ export {
 } from './sampling';
 export { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
 export { type NllOptions, type NllResult, evaluateNll } from './evaluation';
-export { type EvalJobOptions, type EvalReport, type ExtractorCacheOptions, evalReportKey, extractorInput, openFeatureExtractor, runEvalJob } from './eval-job';
+export { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
+export { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
+export { type ChartSeries, type LineChart, lineChartPng, lineChartSvg, niceTicks } from './charts';
+export {
+  type EvalJobOptions,
+  type EvalReport,
+  type ExtractorCacheOptions,
+  type ModelEvaluation,
+  evalReportKey,
+  evaluateModel,
+  extractorInput,
+  openFeatureExtractor,
+  runEvalJob,
+} from './eval-job';

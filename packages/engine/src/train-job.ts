@@ -1,14 +1,18 @@
 /**
  * A whole training job as the worker's child and `ddpm train` both run it: open (or resume) the
- * run, train to its length with checkpoints, then draw the EMA sample grid the job asked for.
+ * run, train to its length with checkpoints (evaluating the EMA weights on the way when the job
+ * asks for it), then draw the EMA sample grid the job asked for.
  */
 import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
+import { codedErrorOf } from '@ddpm/core';
 import { type ObjectStore } from '@ddpm/storage';
 
 import { type CheckpointRef } from './checkpoint';
+import { type EvalHistoryEntry } from './eval-history';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
 import { type GroupLink, type StepStats, Trainer } from './trainer';
+import { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
 
 export interface TrainJobOptions {
   readonly store: ObjectStore;
@@ -34,6 +38,14 @@ export interface TrainJobOptions {
   readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
   /** Progress of the final grid, in sampling steps. */
   readonly onSampling?: (done: number, total: number) => void;
+  /** Extractor weights and reference statistics of evaluations during training (default: `store`). */
+  readonly cache?: ObjectStore;
+  /** An evaluation during training finished (on every rank of a group; only the writer records it). */
+  readonly onEvaluation?: (entry: EvalHistoryEntry) => void | Promise<void>;
+  /** Progress of an evaluation during training. */
+  readonly onEvaluationProgress?: (phase: string, done: number, total: number) => void;
+  /** Called often while evaluating (a group rank's sign of life between steps). */
+  readonly onAlive?: () => void;
 }
 
 export interface TrainJobOutcome {
@@ -69,10 +81,40 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       log(`the run keeps its stored configuration; ignored from this request: ${trainer.ignoredOnResume.join('; ')}`);
     }
     options.onStart?.(trainer);
+    const evaluation = config.evaluation;
+    const writer = group === undefined || group.rank === 0;
+    const evaluate = async (step: number): Promise<void> => {
+      if (!evaluation || !evaluatesAt(evaluation, step, c.steps)) return;
+      try {
+        const { entry } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
+          cache: options.cache ?? options.store,
+          onLog: log,
+          // A group's ranks all finish the evaluation, then stop together at the next step.
+          ...(options.signal && !group ? { signal: options.signal } : {}),
+          ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
+          ...(options.onAlive ? { onAlive: options.onAlive } : {}),
+        });
+        log(`evaluation at step ${step}: ${Object.entries(entry.metrics).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join(', ')} (${entry.seconds.toFixed(1)} s)`);
+        if (writer) {
+          await group?.assertWriter();
+          await appendEvalHistory(options.store, options.prefix, entry);
+        }
+        await options.onEvaluation?.(entry);
+      } catch (err) {
+        const coded = codedErrorOf(err);
+        // A lost write fence ends the generation as it would at a checkpoint.
+        if (coded?.code === 'DDPM_GROUP_FENCED') throw err;
+        // Stopped: the trainer sees the signal before the next step, checkpoints and stops.
+        if (coded?.kind === 'aborted') log(`the evaluation at step ${step} was stopped`);
+        // Anything else costs the evaluation, not the run.
+        else log(`warning: the evaluation at step ${step} failed, training goes on: ${(err as Error).message}`);
+      }
+    };
     const result = await trainer.run({
       ...(options.signal ? { signal: options.signal } : {}),
       ...(group ? { group } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
+      ...(evaluation ? { afterStep: (step: number) => evaluate(step) } : {}),
       onCheckpoint: async (ref, reason, seconds) => {
         log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
         await options.onCheckpoint?.(ref, reason, seconds);

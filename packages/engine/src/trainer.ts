@@ -73,6 +73,11 @@ export interface RunOptions {
   readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
   /** Train as one rank of a data-parallel group (see {@link GroupLink}); absent: alone. */
   readonly group?: GroupLink;
+  /**
+   * After a step and its periodic checkpoint (evaluations during training run here, so a failed
+   * or slow one never holds back the step's checkpoint).
+   */
+  readonly afterStep?: (step: number, stats: StepStats) => Promise<void>;
 }
 
 /** What one rank reports of its share of a step; the group gathers them in rank order. */
@@ -446,6 +451,7 @@ export class Trainer {
       await yieldToEventLoop();
       if (stats.stop !== undefined) return stopped(stats.stop);
       if (this.step % this.config.checkpointEvery === 0) await save('periodic');
+      await options.afterStep?.(this.step, stats);
     }
     await save('final');
     return { status: 'completed', step: this.step, ...(last ? { checkpoint: last } : {}) };

@@ -12,8 +12,11 @@ export interface TrainMetrics {
   readonly imagesTotal: Counter<'queue' | 'rank' | 'backend'>;
   readonly stepDuration: Histogram<'queue' | 'rank' | 'backend'>;
   readonly loss: Gauge<'queue' | 'rank' | 'backend'>;
-  readonly evalFid: Gauge<'queue'>;
+  readonly evalFid: Gauge<'queue' | 'extractor' | 'distance'>;
+  readonly evalKid: Gauge<'queue' | 'extractor'>;
+  readonly evalInceptionScore: Gauge<'queue' | 'extractor'>;
   readonly evalBitsPerDim: Gauge<'queue'>;
+  readonly evalDuration: Histogram<'queue'>;
   readonly rankComputeSeconds: Histogram<'queue' | 'rank' | 'backend'>;
   readonly allreduceDuration: Histogram<'rank'>;
   readonly allreduceBytes: Counter<'rank' | 'direction'>;
@@ -42,8 +45,25 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       registers: [registry],
     }),
     loss: new Gauge({ name: 'ddpm_train_loss', help: 'Training loss of the latest step', labelNames: labels, registers: [registry] }),
-    evalFid: new Gauge({ name: 'ddpm_eval_fid', help: 'Latest FID', labelNames: ['queue'], registers: [registry] }),
-    evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Latest test-set NLL bound in bits/dim', labelNames: ['queue'], registers: [registry] }),
+    // The Fréchet distance of the latest evaluation, labelled by the feature extractor and by the
+    // distance's own name: it is FID only where distance="fid" (the FID Inception's weights);
+    // distance="fd_fmnist_cnn" is the offline extractor's, not comparable with published FIDs.
+    evalFid: new Gauge({
+      name: 'ddpm_eval_fid',
+      help: 'Fréchet distance of the latest evaluation (FID only where distance="fid"; otherwise the named extractor\'s distance)',
+      labelNames: ['queue', 'extractor', 'distance'],
+      registers: [registry],
+    }),
+    evalKid: new Gauge({ name: 'ddpm_eval_kid', help: 'Kernel Inception Distance (unbiased MMD², cubic kernel) of the latest evaluation, by extractor', labelNames: ['queue', 'extractor'], registers: [registry] }),
+    evalInceptionScore: new Gauge({ name: 'ddpm_eval_inception_score', help: 'Inception Score of the latest evaluation, by extractor (comparable with the paper only for the FID Inception)', labelNames: ['queue', 'extractor'], registers: [registry] }),
+    evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Test-set NLL bound of the latest evaluation, bits per data dimension', labelNames: ['queue'], registers: [registry] }),
+    evalDuration: new Histogram({
+      name: 'ddpm_eval_duration_seconds',
+      help: 'Wall time of one evaluation (during training or an eval job)',
+      labelNames: ['queue'],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers: [registry],
+    }),
     rankComputeSeconds: new Histogram({
       name: 'ddpm_train_rank_compute_seconds',
       help: "A rank's own share of a step (its micro-batches' forward and backward, no waiting): the slowest rank is the group's straggler",

@@ -145,6 +145,71 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   app.get(
+    '/jobs/:id/metrics',
+    {
+      schema: {
+        summary: "a train job's metrics over training (evalEvery): one entry per evaluation of its EMA weights, oldest first",
+        params: IdParams,
+        response: {
+          200: Type.Object(
+            {
+              entries: Type.Array(
+                Type.Object(
+                  {
+                    step: Type.Integer(),
+                    time: Type.String({ description: 'ISO time of the evaluation' }),
+                    seconds: Type.Number(),
+                    metrics: Type.Record(Type.String(), Type.Number(), { description: 'fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception)' }),
+                    extractor: Type.Optional(Type.Object({ name: Type.String(), weightsSha256: Type.String() }, { additionalProperties: false })),
+                    samples: Type.Optional(Type.Unknown()),
+                    reference: Type.Optional(Type.Unknown()),
+                  },
+                  { additionalProperties: false },
+                ),
+              ),
+              curves: Type.Record(Type.String(), Type.String(), { description: 'metric name → URL of its PNG curve' }),
+            },
+            { additionalProperties: false },
+          ),
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const history = await jobs.evalHistory(request.params.id);
+      if (!history) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
+      const names = [...new Set(history.entries.flatMap((e) => Object.keys(e.metrics)))];
+      const curves = Object.fromEntries(names.map((n) => [n, `${baseUrl(request)}/jobs/${request.params.id}/metrics/${n}.png`]));
+      return { entries: [...history.entries], curves };
+    },
+  );
+
+  app.get(
+    '/jobs/:id/metrics/:file',
+    {
+      schema: {
+        summary: "the PNG curve of one metric over a train job's training",
+        params: Type.Object({ id: IdParams.properties.id, file: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}\\.png$' }) }, { additionalProperties: false }),
+        response: {
+          200: { description: 'the curve', content: { 'image/png': { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } } },
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const metric = request.params.file.slice(0, -'.png'.length);
+      const png = await jobs.evalCurve(request.params.id, metric);
+      if (!png) return reply.code(404).send({ error: 'not found', message: `no curve of ${metric} for train job ${request.params.id}` });
+      reply.header('content-type', 'image/png');
+      return reply.send(Buffer.from(png.buffer, png.byteOffset, png.length));
+    },
+  );
+
+  app.get(
     '/jobs/:id/logs',
     {
       schema: {

@@ -41,7 +41,7 @@ export async function extractFeatures(extractor: FeatureExtractor, count: number
   if (wantLogits && extractor.classes === 0) throw evalError('DDPM_EVAL_INCOMPARABLE', `${extractor.name} has no classifier, so it gives no Inception Score`);
   const logitsNK = wantLogits ? new Float32Array(count * extractor.classes) : undefined;
   for (let start = 0; start < count; start += batch) {
-    if (options.signal?.aborted) throw evalError('DDPM_EVAL_TOO_FEW', `feature extraction stopped after ${start} of ${count} images`);
+    if (options.signal?.aborted) throw evalError('DDPM_EVAL_ABORTED', `feature extraction stopped after ${start} of ${count} images`);
     const n = Math.min(batch, count - start);
     const pixels = await read(start, n);
     if (pixels.length !== n * size * size * channels) throw evalError('DDPM_EVAL_SHAPE', `${pixels.length} pixel values are not ${n} images of ${size} × ${size} × ${channels} for ${extractor.name}`);

@@ -129,7 +129,7 @@ export async function trainFmnistCnn(train: ImageDataset, test: ImageDataset, op
   const order = Rng.fromSeed(recipe.seed + 1).permutation(train.size);
   try {
     for (let step = 0; step < recipe.steps; step++) {
-      if (options.signal?.aborted) throw evalError('DDPM_EVAL_TOO_FEW', 'training of the extractor was stopped');
+      if (options.signal?.aborted) throw evalError('DDPM_EVAL_ABORTED', 'training of the extractor was stopped');
       const indices = Array.from({ length: recipe.batch }, (_, i) => order[(step * recipe.batch + i) % train.size]!);
       const x = tf.tensor4d(toModelInput(await train.read(indices), indices.length, train, SIZE), [indices.length, SIZE, SIZE, 1]);
       const y = tf.tidy(() => tf.oneHot(tf.tensor1d(indices.map((i) => labels[i]!), 'int32'), CLASSES));
