@@ -1170,8 +1170,7 @@ export interface components {
         };
         /** @description the effective configuration of an eval job, every default filled in */
         EvalJobConfig: {
-            /** @enum {string} */
-            extractor: "fmnist_cnn";
+            extractor: "fmnist_cnn" | "inception_fid";
             metrics: ("nll" | "fd" | "kid" | "is")[];
             nll: {
                 images: number;
@@ -1251,11 +1250,10 @@ export interface components {
              */
             eta?: number;
             /**
-             * @description feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs) (default fmnist_cnn)
+             * @description feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs) or inception_fid (FID; its weights must be supplied) (default fmnist_cnn)
              * @default fmnist_cnn
-             * @enum {string}
              */
-            extractor?: "fmnist_cnn";
+            extractor?: "fmnist_cnn" | "inception_fid";
             /** @description nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is (required) */
             metrics: ("nll" | "fd" | "kid" | "is")[];
             /**
@@ -1424,8 +1422,7 @@ export interface components {
             /** @description evaluation during training (absent: none) */
             evaluation?: {
                 every: number;
-                /** @enum {string} */
-                extractor: "fmnist_cnn";
+                extractor: "fmnist_cnn" | "inception_fid";
                 metrics: ("nll" | "fd" | "kid" | "is")[];
                 nll: {
                     images: number;
@@ -1627,9 +1624,8 @@ export interface components {
             /**
              * @description feature extractor of the evaluations during training (default fmnist_cnn)
              * @default fmnist_cnn
-             * @enum {string}
              */
-            evalExtractor?: "fmnist_cnn";
+            evalExtractor?: "fmnist_cnn" | "inception_fid";
             /**
              * @description metrics of each evaluation during training: nll, fd, kid, is (as eval jobs) (default ["fd"])
              * @default [

@@ -21,8 +21,11 @@ import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional
 export const EVAL_METRICS = ['nll', 'fd', 'kid', 'is'] as const;
 export type EvalMetric = (typeof EVAL_METRICS)[number];
 
-/** Feature extractors. `fmnist_cnn`: the offline one (Fashion-MNIST, trained by our recipe). */
-export const EXTRACTORS = ['fmnist_cnn'] as const;
+/**
+ * Feature extractors. `fmnist_cnn`: the offline one (Fashion-MNIST, trained by our recipe);
+ * `inception_fid`: the FID Inception-v3, with weights the user converts and supplies.
+ */
+export const EXTRACTORS = ['fmnist_cnn', 'inception_fid'] as const;
 export type ExtractorName = (typeof EXTRACTORS)[number];
 
 export const EVAL_JOB_SETTINGS = {
@@ -65,7 +68,7 @@ export const EVAL_JOB_SETTINGS = {
     path: 'extractor',
     flag: 'extractor',
     placeholder: 'NAME',
-    help: 'feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs)',
+    help: 'feature extractor for fd, kid and is: fmnist_cnn (offline, Fashion-MNIST only; not comparable with published FIDs) or inception_fid (FID; its weights must be supplied)',
     default: 'fmnist_cnn',
   }),
   dataset: optional({

@@ -9,6 +9,7 @@ export const engineError = errorCodes({
   DDPM_CHECKPOINT_INVALID: 'invalid',
   DDPM_CHECKPOINT_NOT_FOUND: 'not-found',
   DDPM_NUMERIC: 'invalid',
+  DDPM_EXTRACTOR_NOT_FOUND: 'not-found',
 });
 export type EngineErrorCode = Parameters<typeof engineError>[0];
 

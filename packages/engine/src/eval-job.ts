@@ -24,7 +24,19 @@ import {
   statisticsFromNpz,
   writeNpz,
 } from '@ddpm/eval';
-import { type ExtractorInfo, type FeatureExtractor, FMNIST_CNN_INPUT, FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FmnistCnn, extractFeatures, extractorRecord, trainFmnistCnn } from '@ddpm/eval/extractors';
+import {
+  type ExtractorInfo,
+  type FeatureExtractor,
+  FID_INCEPTION_PTH_SHA256_PREFIX,
+  FMNIST_CNN_INPUT,
+  FMNIST_CNN_NAME,
+  FMNIST_CNN_RECIPE,
+  FmnistCnn,
+  InceptionV3,
+  extractFeatures,
+  extractorRecord,
+  trainFmnistCnn,
+} from '@ddpm/eval/extractors';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
@@ -76,7 +88,7 @@ export interface EvalReport {
   /** Metric values by name (`fd_fmnist_cnn`, `kid_fmnist_cnn`, `is_fmnist_cnn`, `bits_per_dim`, ...). */
   readonly metrics: Readonly<Record<string, number>>;
   readonly nll?: NllResult & { readonly dataset: string; readonly dataDims: string };
-  readonly samples?: EvalJobConfig['samples'];
+  readonly samples?: EvalJobConfig['samples'] & { readonly pixels: string };
   readonly extractor?: ExtractorInfo;
   readonly reference?: { readonly dataset: string; readonly split: string; readonly count: number; readonly statistics: string; readonly preprocessing: string };
   readonly fd?: { readonly name: string; readonly value: number; readonly meanTerm: number; readonly covarianceTerm: number };
@@ -92,6 +104,15 @@ export function evalReportKey(jobId: string): string {
   return `evals/${jobId}.json`;
 }
 
+/**
+ * Samples rounded to the 256 levels of an 8-bit image, as the PNGs that FID tools read (and as
+ * the reference images are): in place, values in [−1, 1].
+ */
+export function quantize8(values: Float32Array): Float32Array {
+  for (let i = 0; i < values.length; i++) values[i] = Math.round((Math.min(1, Math.max(-1, values[i]!)) + 1) * 127.5) / 127.5 - 1;
+  return values;
+}
+
 /** The dataset spec with its split set (kinds that have splits); others as they are. */
 function withSplit(spec: DatasetSpec, split: 'train' | 'test'): DatasetSpec {
   return 'split' in spec ? { ...spec, split } : spec;
@@ -101,11 +122,24 @@ function describeSpec(spec: DatasetSpec): string {
   return JSON.stringify(spec);
 }
 
-/** The images an extractor takes, known before its weights are loaded (or trained). */
-export function extractorInput(name: ExtractorName): ExtractorInfo['input'] {
+type ImageShape = ExtractorInfo['input'];
+
+/**
+ * The images an extractor will be given for a model making `model`-shaped images, known before
+ * its weights are loaded (or trained); throws, naming both, when it cannot take them.
+ */
+export function extractorInput(name: ExtractorName, model: ImageShape): ImageShape {
   switch (name) {
-    case 'fmnist_cnn':
-      return FMNIST_CNN_INPUT;
+    case 'fmnist_cnn': {
+      const input = FMNIST_CNN_INPUT;
+      if (input.size !== model.size || input.channels !== model.channels) {
+        throw engineError('DDPM_CONFIG_INVALID', `the ${name} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${model.size} x ${model.size} x ${model.channels}`);
+      }
+      return input;
+    }
+    case 'inception_fid':
+      // Any size and channel count: resized to 299 x 299, grey replicated.
+      return model;
     default: {
       const unreachable: never = name;
       throw engineError('DDPM_CONFIG_INVALID', `unknown extractor ${JSON.stringify(unreachable)}`);
@@ -113,10 +147,17 @@ export function extractorInput(name: ExtractorName): ExtractorInfo['input'] {
   }
 }
 
-/** The extractor's weights from the cache, trained by its recipe (and cached) the first time. */
-export async function openFeatureExtractor(name: ExtractorName, options: ExtractorCacheOptions): Promise<FeatureExtractor> {
+/** Where the converted FID Inception weights are looked for in the cache. */
+export const INCEPTION_FID_KEY = 'extractors/inception_fid.safetensors';
+
+/**
+ * The extractor, for images of `input`'s shape, with its weights from the cache: fmnist_cnn's
+ * trained by their recipe (and cached) the first time; the FID Inception's put there by the user.
+ */
+export async function openFeatureExtractor(name: ExtractorName, input: ImageShape, options: ExtractorCacheOptions): Promise<FeatureExtractor> {
   switch (name) {
     case 'fmnist_cnn': {
+      extractorInput(name, input);
       const key = `extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`;
       if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
       options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`);
@@ -131,6 +172,17 @@ export async function openFeatureExtractor(name: ExtractorName, options: Extract
       options.onLog?.(`${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`);
       await options.cache.put(key, trained.weights, { contentType: 'application/octet-stream' });
       return FmnistCnn.fromWeights(trained.weights);
+    }
+    case 'inception_fid': {
+      if (!(await options.cache.exists(INCEPTION_FID_KEY))) {
+        throw engineError(
+          'DDPM_EXTRACTOR_NOT_FOUND',
+          `no FID Inception weights at ${options.cache.urlOf(INCEPTION_FID_KEY)}: download pytorch-fid's pt_inception-2015-12-05-6726825d.pth, convert it with scripts/convert-fid-inception.py and put the result there (README, "Evaluation")`,
+        );
+      }
+      const extractor = InceptionV3.fromWeights(await options.cache.get(INCEPTION_FID_KEY), input);
+      if (!extractor.verified) options.onLog?.(`warning: ${options.cache.urlOf(INCEPTION_FID_KEY)} was not converted from the published FID weights (sha256 prefix ${FID_INCEPTION_PTH_SHA256_PREFIX}); its distance is reported as ${extractor.distanceName}, not fid`);
+      return extractor;
     }
     default: {
       const unreachable: never = name;
@@ -201,10 +253,8 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   const { imageSize: size, inChannels: channels } = model.config;
   const sampleMetrics = spec.metrics.filter((m) => m !== 'nll');
   // Before any work: an extractor that cannot take this model's images.
-  const input = extractorInput(spec.extractor);
-  if (sampleMetrics.length > 0 && (input.size !== size || input.channels !== channels)) {
-    throw engineError('DDPM_CONFIG_INVALID', `the ${spec.extractor} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${size} x ${size} x ${channels}`);
-  }
+  const modelShape = { size, channels: channels as 1 | 3 };
+  if (sampleMetrics.length > 0) extractorInput(spec.extractor, modelShape);
   if (spec.metrics.includes('nll')) {
     const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
     log(`nll: the bound on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
@@ -213,7 +263,7 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
     report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
   }
   if (sampleMetrics.length > 0) {
-    const extractor = await openFeatureExtractor(spec.extractor, options);
+    const extractor = await openFeatureExtractor(spec.extractor, modelShape, options);
     try {
       const reference = await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
       const { count, sampler, seed } = spec.samples;
@@ -222,16 +272,18 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
         extractor,
         count,
         async (start, n) =>
-          (
-            await generateSamples(model, diffusion, n, {
-              sampler,
-              seed,
-              batch: SAMPLE_BATCH,
-              firstBatch: start / SAMPLE_BATCH,
-              ...(options.signal ? { signal: options.signal } : {}),
-              ...(options.onAlive ? { onProgress: options.onAlive } : {}),
-            })
-          ).values,
+          quantize8(
+            (
+              await generateSamples(model, diffusion, n, {
+                sampler,
+                seed,
+                batch: SAMPLE_BATCH,
+                firstBatch: start / SAMPLE_BATCH,
+                ...(options.signal ? { signal: options.signal } : {}),
+                ...(options.onAlive ? { onProgress: options.onAlive } : {}),
+              })
+            ).values,
+          ),
         {
           batch: SAMPLE_BATCH * CHUNK_BATCHES,
           keep: KID_KEEP,
@@ -241,7 +293,7 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
           onBatch: (done, total) => options.onProgress?.('sampling', done, total),
         },
       );
-      report.samples = spec.samples;
+      report.samples = { ...spec.samples, pixels: 'rounded to 8 bits, as saved PNGs are' };
       report.extractor = extractorRecord(extractor);
       report.reference = { dataset: reference.dataset, split: spec.reference.split, count: reference.count, statistics: options.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
       if (sampleMetrics.includes('fd')) {

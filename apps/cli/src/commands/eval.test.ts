@@ -4,6 +4,7 @@
  * give the same distance as the folder they were saved from, and a local run's report names its
  * distance after the extractor.
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -84,6 +85,35 @@ describe('ddpm fid', () => {
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('does not exist (expected an image folder or an .npz file)');
     expect((await run('fid', path.join(dir, 'a'))).stderr).toContain('expected two paths, got 1');
+  });
+});
+
+describe('ddpm fid --extractor inception_fid', () => {
+  it('needs the converted weights in the cache, and names the distance after their provenance', async () => {
+    const folder = path.join(dir, 'rgb');
+    await fs.mkdir(folder);
+    for (let i = 0; i < 3; i++) {
+      await sharp(Buffer.from(Array.from({ length: 16 * 16 * 3 }, (_, k) => (k * (i + 3)) % 256)), { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(folder, `${i}.png`));
+    }
+    const cacheDir = path.join(dir, 'inception-cache');
+    const missing = await run('fid', folder, folder, '--extractor', 'inception_fid', '--cache', cacheDir);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/no FID Inception weights at .*extractors\/inception_fid.safetensors: download pytorch-fid's pt_inception-2015-12-05-6726825d.pth, convert it with scripts\/convert-fid-inception.py/);
+
+    // Random torchvision weights, saved as pytorch-fid's file is and converted by the script.
+    const root = path.join(__dirname, '..', '..', '..', '..');
+    const pth = path.join(dir, 'random.pth');
+    execFileSync('/usr/bin/python3', [path.join(root, 'packages', 'eval', 'scripts', 'torchvision_inception_reference.py'), path.join(dir, 'ref.safetensors'), '1', pth], { stdio: 'pipe' });
+    await fs.mkdir(path.join(cacheDir, 'extractors'), { recursive: true });
+    execFileSync('/usr/bin/python3', [path.join(root, 'scripts', 'convert-fid-inception.py'), pth, path.join(cacheDir, 'extractors', 'inception_fid.safetensors')], { stdio: 'pipe' });
+    const result = await run('fid', folder, folder, '--extractor', 'inception_fid', '--cache', cacheDir, '--json');
+    expect(result.status).toBe(0);
+    const parsed = JSON.parse(result.stdout);
+    // Not the published weights: not called FID. The same folder twice: distance ~0.
+    expect(parsed).not.toHaveProperty('fid');
+    expect(Math.abs(parsed.fd_inception_unverified)).toBeLessThan(1e-6);
+    expect(parsed.extractor).toMatchObject({ name: 'inception_unverified', featureDim: 2048, classes: 1008 });
+    expect(result.stderr).toMatch(/was not converted from the published FID weights/);
   });
 });
 

@@ -118,19 +118,26 @@ async function sideStatistics(spec: string, extractorName: ExtractorName, batch:
     const statistics = statisticsFromNpz(new Uint8Array(await fs.readFile(spec)), spec);
     return { statistics, describe: `${spec} (statistics of ${statistics.countKnown ? statistics.count : 'an unknown number of'} images)` };
   }
-  const input = extractorInput(extractorName);
   const first = (await listImages(spec))[0];
   if (first === undefined) throw new CliUsageError(`${spec} contains no .png, .jpg or .jpeg images`);
   const { width, height } = await imageDimensions(first);
-  const padded = input.size === 32 && width === 28 && height === 28;
-  if (!padded && (width !== input.size || height !== input.size)) {
-    throw new CliUsageError(`${first} is ${width} x ${height}; ${extractorName} takes ${input.size} x ${input.size} images${input.size === 32 ? ' (or 28 x 28, padded as Fashion-MNIST is)' : ''}`);
+  let input: { size: number; channels: 1 | 3 };
+  let padded = false;
+  if (extractorName === 'fmnist_cnn') {
+    input = { size: 32, channels: 1 };
+    padded = width === 28 && height === 28;
+    if (!padded && (width !== 32 || height !== 32)) throw new CliUsageError(`${first} is ${width} x ${height}; fmnist_cnn takes 32 x 32 images (or 28 x 28, padded as Fashion-MNIST is)`);
+  } else {
+    // The FID Inception takes any square size (resized to 299 x 299), in colour.
+    if (width !== height) throw new CliUsageError(`${first} is ${width} x ${height}; the images of a folder must be square (crop them first)`);
+    input = { size: width, channels: 3 };
   }
+  extractorInput(extractorName, input);
   const dataset = await openDataset({ kind: 'folder', dir: spec, size: width, channels: input.channels });
-  const extractor = await openFeatureExtractor(extractorName, { cache, onLog: (line) => io.stderr(`${line}\n`) });
+  const extractor = await openFeatureExtractor(extractorName, input, { cache, onLog: (line: string) => io.stderr(`${line}\n`) });
   try {
     const run = await extractFeatures(extractor, dataset.size, (start, n) => readForModel(dataset, Array.from({ length: n }, (_, i) => start + i), input.size), {
-      batch,
+      batch: Math.min(batch, extractor.batch),
       onBatch: lazyProgress(path.basename(spec), io.stderr, tty),
     });
     return { statistics: run.statistics, describe: `${spec} (${dataset.size} images${padded ? ', 28 x 28 padded to 32 x 32' : ''})`, extractor: extractorRecord(extractor) };
@@ -164,7 +171,7 @@ export async function fidCommand(argv: readonly string[], io: CliIo, env: { tty:
     const [sa, sb] = [await sideStatistics(a, extractorName, batch, cache, io, env.tty), await sideStatistics(b, extractorName, batch, cache, io, env.tty)];
     const started = Date.now();
     const fd = frechetDistance(sa.statistics, sb.statistics);
-    const name = `fd_${extractorName}`;
+    const name = sa.extractor?.distanceName ?? sb.extractor?.distanceName ?? (extractorName === 'inception_fid' ? 'fid' : `fd_${extractorName}`);
     if (values['json'] === true) {
       // The extractor's record when a folder went through it (.npz files carry none).
       const extractor = sa.extractor ?? sb.extractor;

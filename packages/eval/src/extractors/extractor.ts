@@ -25,6 +25,8 @@ export interface ExtractorInfo {
 }
 
 export interface FeatureExtractor extends ExtractorInfo {
+  /** Images per call that keep its activations in a few hundred MB. */
+  readonly batch: number;
   /** Features [B, featureDim] and logits [B, classes] of images [B, size, size, channels] in [−1, 1]. */
   extract(imagesBHWC: tf.Tensor4D): { readonly featuresBD: tf.Tensor2D; readonly logitsBK?: tf.Tensor2D };
   dispose(): void;

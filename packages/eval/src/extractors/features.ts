@@ -18,7 +18,7 @@ export interface FeatureRun {
 }
 
 export interface FeatureRunOptions {
-  /** Images per extractor call (default 100). */
+  /** Images per `read` (default: the extractor's batch); the extractor sees at most its own batch at a time. */
   readonly batch?: number;
   /** Feature vectors to keep for KID (default 0). */
   readonly keep?: number;
@@ -34,7 +34,7 @@ export interface FeatureRunOptions {
  * size, channels] in [−1, 1] (the shape the extractor takes).
  */
 export async function extractFeatures(extractor: FeatureExtractor, count: number, read: (start: number, n: number) => Promise<Float32Array>, options: FeatureRunOptions = {}): Promise<FeatureRun> {
-  const batch = options.batch ?? 100;
+  const batch = options.batch ?? extractor.batch;
   const { size, channels } = extractor.input;
   const accumulator = new FeatureAccumulator(extractor.featureDim, { keep: options.keep ?? 0, seed: options.seed ?? 0 });
   const wantLogits = options.logits === true;
@@ -45,13 +45,17 @@ export async function extractFeatures(extractor: FeatureExtractor, count: number
     const n = Math.min(batch, count - start);
     const pixels = await read(start, n);
     if (pixels.length !== n * size * size * channels) throw evalError('DDPM_EVAL_SHAPE', `${pixels.length} pixel values are not ${n} images of ${size} × ${size} × ${channels} for ${extractor.name}`);
-    const x = tf.tensor4d(pixels, [n, size, size, channels]);
-    const { featuresBD, logitsBK } = extractor.extract(x);
-    try {
-      accumulator.add((await featuresBD.data()) as Float32Array, n);
-      if (logitsNK && logitsBK) logitsNK.set((await logitsBK.data()) as Float32Array, start * extractor.classes);
-    } finally {
-      tf.dispose([x, featuresBD, ...(logitsBK ? [logitsBK] : [])]);
+    const per = size * size * channels;
+    for (let from = 0; from < n; from += extractor.batch) {
+      const m = Math.min(extractor.batch, n - from);
+      const x = tf.tensor4d(pixels.subarray(from * per, (from + m) * per), [m, size, size, channels]);
+      const { featuresBD, logitsBK } = extractor.extract(x);
+      try {
+        accumulator.add((await featuresBD.data()) as Float32Array, m);
+        if (logitsNK && logitsBK) logitsNK.set((await logitsBK.data()) as Float32Array, (start + from) * extractor.classes);
+      } finally {
+        tf.dispose([x, featuresBD, ...(logitsBK ? [logitsBK] : [])]);
+      }
     }
     options.onBatch?.(start + n, count);
   }

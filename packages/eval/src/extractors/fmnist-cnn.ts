@@ -177,6 +177,7 @@ export class FmnistCnn implements FeatureExtractor {
   readonly distanceName = `fd_${FMNIST_CNN_NAME}`;
   readonly featureDim = FEATURES;
   readonly classes = CLASSES;
+  readonly batch = 250;
   readonly input = FMNIST_CNN_INPUT;
   readonly preprocessing = 'model input as is: 28 x 28 grey padded with -1 to 32 x 32, values in [-1, 1]';
   private readonly params: Params;
