@@ -1171,7 +1171,7 @@ export interface components {
         /** @description the effective configuration of an eval job, every default filled in */
         EvalJobConfig: {
             extractor: "fmnist_cnn" | "inception_fid";
-            metrics: ("nll" | "fd" | "kid" | "is")[];
+            metrics: ("nll" | "fd" | "kid" | "is" | "rd")[];
             nll: {
                 images: number;
             };
@@ -1254,10 +1254,10 @@ export interface components {
              * @default fmnist_cnn
              */
             extractor?: "fmnist_cnn" | "inception_fid";
-            /** @description nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is (required) */
-            metrics: ("nll" | "fd" | "kid" | "is")[];
+            /** @description nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is, rd (Table 4’s rate–distortion series on the nll images: all T terms) (required) */
+            metrics: ("nll" | "fd" | "kid" | "is" | "rd")[];
             /**
-             * @description test images for nll (the first N of the test split) (default 64)
+             * @description test images for nll and rd (the first N of the test split) (default 64)
              * @default 64
              */
             nllImages?: number;
@@ -1423,7 +1423,7 @@ export interface components {
             evaluation?: {
                 every: number;
                 extractor: "fmnist_cnn" | "inception_fid";
-                metrics: ("nll" | "fd" | "kid" | "is")[];
+                metrics: ("nll" | "fd" | "kid" | "is" | "rd")[];
                 nll: {
                     images: number;
                 };

@@ -16,10 +16,14 @@ import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional
  * - `fd`: the Fréchet distance of the extractor's features (reported as `fid` only for the FID
  *   Inception with its published weights, otherwise as `fd_<extractor>`);
  * - `kid`: the Kernel Inception Distance of the same features;
- * - `is`: the Inception Score of the extractor's logits.
+ * - `is`: the Inception Score of the extractor's logits;
+ * - `rd`: the progressive-coding rate–distortion series of Table 4 (all T terms of the bound on
+ *   the NLL's test images: T network passes per batch), as CSV and a PNG plot; eval jobs only.
  */
-export const EVAL_METRICS = ['nll', 'fd', 'kid', 'is'] as const;
+export const EVAL_METRICS = ['nll', 'fd', 'kid', 'is', 'rd'] as const;
 export type EvalMetric = (typeof EVAL_METRICS)[number];
+/** What an evaluation during training may measure (the rate–distortion series is an eval job's). */
+export const TRAINING_EVAL_METRICS = ['nll', 'fd', 'kid', 'is'] as const;
 
 /**
  * Feature extractors. `fmnist_cnn`: the offline one (Fashion-MNIST, trained by our recipe);
@@ -39,11 +43,11 @@ export const EVAL_JOB_SETTINGS = {
     whenAbsent: 'the newest valid checkpoint',
   }),
   metrics: required({
-    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 4, uniqueItems: true }),
+    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 5, uniqueItems: true }),
     path: 'metrics',
     flag: 'metrics',
     placeholder: 'LIST',
-    help: 'nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is',
+    help: 'nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is, rd (Table 4’s rate–distortion series on the nll images: all T terms)',
   }),
   count: withDefault({
     schema: Type.Integer({ minimum: 2, maximum: 100_000 }),
@@ -101,7 +105,7 @@ export const EVAL_JOB_SETTINGS = {
     path: 'nll.images',
     flag: 'nll-images',
     placeholder: 'N',
-    help: 'test images for nll (the first N of the test split)',
+    help: 'test images for nll and rd (the first N of the test split)',
     default: 64,
   }),
 } satisfies SettingTable;

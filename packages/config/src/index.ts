@@ -49,4 +49,4 @@ export {
   resolveSample,
   resolveSampleJob,
 } from './sample-settings';
-export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob } from './eval-settings';
+export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob, TRAINING_EVAL_METRICS } from './eval-settings';

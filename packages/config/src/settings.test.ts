@@ -217,7 +217,7 @@ describe('the sample settings', () => {
       reference: { split: 'test', count: 2000 },
     });
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' }, 1000)).toThrow(/unknown dataset kind "imagenet"/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(/metrics must be a list of 1 to 4 distinct values/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(/metrics must be a list of 1 to 5 distinct values/);
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], steps: 2000 }, 1000)).toThrow(/steps 2000 exceeds the model's T = 1000/);
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], dataset: 'procedural:shapes' }, 1000)).toThrow(/procedural data has no fixed reference set/);
   });

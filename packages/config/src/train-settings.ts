@@ -8,7 +8,7 @@ import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES } from '@ddpm/diffusion/config';
 import { PRESET_NAMES } from '@ddpm/unet/presets';
 import { Type } from '@sinclair/typebox';
 
-import { EVAL_METRICS, EXTRACTORS } from './eval-settings';
+import { EXTRACTORS, TRAINING_EVAL_METRICS } from './eval-settings';
 import { SEED_SCHEMA, finalGridSamplerSettings, trainingEvalSamplerSettings } from './sampler-settings';
 import { type SettingTable, literalUnion, optional, required, withDefault } from './setting';
 
@@ -253,7 +253,7 @@ export const TRAIN_SETTINGS = {
     whenAbsent: 'no evaluation during training',
   }),
   evalMetrics: withDefault({
-    schema: Type.Array(literalUnion(EVAL_METRICS), { minItems: 1, maxItems: 4, uniqueItems: true }),
+    schema: Type.Array(literalUnion(TRAINING_EVAL_METRICS), { minItems: 1, maxItems: 4, uniqueItems: true }),
     path: 'evaluation.metrics',
     flag: 'eval-metrics',
     placeholder: 'LIST',

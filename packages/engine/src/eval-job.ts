@@ -41,8 +41,9 @@ import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
 
+import { lineChartPng } from './charts';
 import { engineError } from './errors';
-import { evaluateNll, type NllResult } from './evaluation';
+import { type RateDistortionRow, evaluateNll, evaluateRateDistortion, type NllResult, rateDistortionCsv } from './evaluation';
 import { loadModelFromCheckpoint } from './model-loading';
 import { generateSamples } from './sampling';
 
@@ -94,6 +95,8 @@ export interface EvalReport {
   readonly fd?: { readonly name: string; readonly value: number; readonly meanTerm: number; readonly covarianceTerm: number };
   readonly kid?: { readonly name: string; readonly mean: number; readonly std: number; readonly subsets: number; readonly subsetSize: number };
   readonly is?: { readonly name: string; readonly mean: number; readonly std: number; readonly splits: number; readonly count: number };
+  /** Table 4: rate and distortion after every tenth of the reverse steps; the CSV and plot beside the report. */
+  readonly rateDistortion?: { readonly images: number; readonly dataset: string; readonly rows: readonly RateDistortionRow[]; readonly csv?: string; readonly plot?: string };
   /** What the numbers can be compared with. */
   readonly comparability: string;
   readonly seconds: number;
@@ -251,7 +254,7 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   const metrics: Record<string, number> = {};
   const report: { -readonly [K in keyof ModelEvaluation]?: ModelEvaluation[K] } = {};
   const { imageSize: size, inChannels: channels } = model.config;
-  const sampleMetrics = spec.metrics.filter((m) => m !== 'nll');
+  const sampleMetrics = spec.metrics.filter((m) => m === 'fd' || m === 'kid' || m === 'is');
   // Before any work: an extractor that cannot take this model's images.
   const modelShape = { size, channels: channels as 1 | 3 };
   if (sampleMetrics.length > 0) extractorInput(spec.extractor, modelShape);
@@ -261,6 +264,12 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
     const nll = await evaluateNll(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
     metrics.bits_per_dim = nll.bitsPerDim;
     report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
+  }
+  if (spec.metrics.includes('rd')) {
+    const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
+    log(`rd: the full bound (${diffusion.numTimesteps} terms) on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
+    const rd = await evaluateRateDistortion(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
+    report.rateDistortion = { images: rd.count, dataset: test.name, rows: rd.rows };
   }
   if (sampleMetrics.length > 0) {
     const extractor = await openFeatureExtractor(spec.extractor, modelShape, options);
@@ -337,6 +346,20 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
       cache: options.cache ?? options.store,
       describeWeights: `${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}`,
     });
+    // Table 4 beside the report: CSV and the curve (distortion against rate, as Fig. 5).
+    let rateDistortion = evaluation.rateDistortion;
+    if (rateDistortion) {
+      const base = `evals/${options.jobId}-rate-distortion`;
+      await options.store.put(`${base}.csv`, new TextEncoder().encode(rateDistortionCsv(rateDistortion.rows)), { contentType: 'text/csv' });
+      const plot = await lineChartPng({
+        title: `rate-distortion, step ${loaded.ref.step} (${rateDistortion.images} test images)`,
+        xLabel: 'rate (bits/dim, data dimensions)',
+        yLabel: 'distortion (RMSE, 0-255)',
+        series: [{ name: 'x_t, t = T ... 1', points: rateDistortion.rows.map((r) => [r.rateBitsPerDim, r.distortionRmse] as const) }],
+      });
+      await options.store.put(`${base}.png`, plot, { contentType: 'image/png' });
+      rateDistortion = { ...rateDistortion, csv: options.store.urlOf(`${base}.csv`), plot: options.store.urlOf(`${base}.png`) };
+    }
     return {
       job: options.jobId,
       trainJobId,
@@ -344,6 +367,7 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
       ema: loaded.ema,
       backend: options.backendName,
       ...evaluation,
+      ...(rateDistortion ? { rateDistortion } : {}),
       seconds: (Date.now() - started) / 1000,
     };
   } finally {

@@ -4,7 +4,7 @@
  * evaluations (see calcBpdStratified).
  */
 import { type ImageDataset, readForModel } from '@ddpm/data';
-import { type GaussianDiffusion, Rng, calcBpdLoop, calcBpdStratified } from '@ddpm/diffusion';
+import { type BoundResult, type GaussianDiffusion, Rng, calcBpdLoop, calcBpdStratified, mergeBoundResults, rateDistortion } from '@ddpm/diffusion';
 import { type UNet } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -78,4 +78,59 @@ export async function evaluateNll(model: UNet, diffusion: GaussianDiffusion, dat
     count: totals.length,
     method: strata === 'exact' ? `all ${diffusion.numTimesteps} terms` : `stratified, ${strata} strata + L_0 + L_T`,
   };
+}
+
+/** One row of Table 4: after `reverseSteps` steps the receiver holds x_t. */
+export interface RateDistortionRow {
+  readonly t: number;
+  readonly reverseSteps: number;
+  /** Bits sent so far (L_T + … + L_t) over the data's own dimensions. */
+  readonly rateBitsPerDim: number;
+  /** The same bits over the model's dimensions. */
+  readonly rateBitsPerModelDim: number;
+  /** RMSE of x̂_0 from x_t on the [0, 255] scale, over the model's pixels (padding included). */
+  readonly distortionRmse: number;
+}
+
+/**
+ * The progressive-coding rate–distortion series (Sec. 4.3, Table 4, Fig. 5) on the first `count`
+ * test images: the full bound (all T terms, T network passes per batch), then rate and
+ * distortion at the latents `at` (default: every T/10 reverse steps, as Table 4).
+ */
+export async function evaluateRateDistortion(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  dataset: ImageDataset,
+  options: { count?: number; batch?: number; at?: readonly number[]; seed?: number; signal?: AbortSignal; onProgress?: () => void } = {},
+): Promise<{ rows: RateDistortionRow[]; count: number }> {
+  const count = Math.min(options.count ?? 16, dataset.size);
+  const batch = options.batch ?? 16;
+  const { imageSize: s, inChannels: c } = model.config;
+  const denoise = model.asDenoiseFn();
+  const results: BoundResult[] = [];
+  for (let start = 0; start < count; start += batch) {
+    const indices = Array.from({ length: Math.min(batch, count - start) }, (_, i) => start + i);
+    const x0 = tf.tensor4d(await readForModel(dataset, indices, s), [indices.length, s, s, c]);
+    try {
+      results.push(await calcBpdLoop(diffusion, denoise, x0, { seed: (options.seed ?? 0) + start, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
+    } finally {
+      x0.dispose();
+    }
+  }
+  const toData = (s * s) / (dataset.height * dataset.width);
+  const rows = rateDistortion(mergeBoundResults(results), options.at).map((p) => ({
+    t: p.t,
+    reverseSteps: p.reverseSteps,
+    rateBitsPerDim: p.rateBpd * toData,
+    rateBitsPerModelDim: p.rateBpd,
+    distortionRmse: p.distortionRmse,
+  }));
+  return { rows, count };
+}
+
+/** Table 4 as CSV. */
+export function rateDistortionCsv(rows: readonly RateDistortionRow[]): string {
+  const lines = ['reverse_steps,t,rate_bits_per_dim,rate_bits_per_model_dim,distortion_rmse_0_255'];
+  for (const r of rows) lines.push([r.reverseSteps, r.t, r.rateBitsPerDim, r.rateBitsPerModelDim, r.distortionRmse].join(','));
+  return `${lines.join('\n')}\n`;
 }

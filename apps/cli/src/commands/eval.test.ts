@@ -130,6 +130,22 @@ describe('ddpm eval', () => {
     expect(Object.keys(printed.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
     expect(printed).toMatchObject({ checkpoint: { step: 2 }, ema: true, samples: { count: 24 }, reference: { split: 'test', count: 200 }, nll: { dataDims: '28 x 28 x 1 (model 32 x 32 x 1)' } });
     expect(printed).not.toHaveProperty('trainJobId');
+    // Table 4's series on a short schedule (all T terms of the bound): CSV and plot beside the run.
+    const short = path.join(dir, 'short');
+    expect((await run('train', '--out', short, '--dataset', 'fashion-mnist:', '--preset', 'micro32', '--timesteps', '50', '--steps', '1', '--batch', '2', '--checkpoint-every', '1')).status).toBe(0);
+    const rd = await run('eval', '--checkpoint', short, '--metrics', 'rd', '--nll-images', '2', '--cache', cache());
+    expect(rd.status).toBe(0);
+    const table = JSON.parse(rd.stdout).rateDistortion;
+    // Table 4's order: all reverse steps first, then nine tenths, ….
+    expect(table.rows.map((r: { reverseSteps: number }) => r.reverseSteps)).toEqual([50, 45, 40, 35, 30, 25, 20, 15, 10, 5]);
+    // Bits only accumulate as the receiver gets more latents; per data dimension (28 x 28) more than per model dimension.
+    for (let i = 1; i < table.rows.length; i++) expect(table.rows[i].rateBitsPerDim).toBeLessThanOrEqual(table.rows[i - 1].rateBitsPerDim);
+    for (const r of table.rows) expect(r.rateBitsPerDim).toBeCloseTo((r.rateBitsPerModelDim * 1024) / 784, 10);
+    const csv = (await fs.readFile(new URL(table.csv), 'utf8')).trim().split('\n');
+    expect(csv[0]).toBe('reverse_steps,t,rate_bits_per_dim,rate_bits_per_model_dim,distortion_rmse_0_255');
+    expect(csv).toHaveLength(11);
+    expect((await sharp(await fs.readFile(new URL(table.plot))).metadata()).format).toBe('png');
+
     const bad = await run('eval', '--checkpoint', out, '--metrics', 'fid');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/metrics/);
