@@ -1181,6 +1181,8 @@ export interface components {
                 /** @description absent: the run's dataset */
                 dataset?: string;
                 split: "train" | "test";
+                /** @description an .npz in the object store used as the reference statistics */
+                statistics?: string;
             };
             samples: {
                 count: number;
@@ -1268,6 +1270,8 @@ export interface components {
              * @default train
              */
             referenceSplit?: "train" | "test";
+            /** @description an .npz of mu and sigma in the object store (e.g. the published CIFAR-10 statistics), used instead of computing them from the dataset; kid needs its features too (default: computed from the dataset (and cached)) */
+            referenceStatistics?: string;
             /**
              * @description ancestral (Algorithm 2) or ddim; with steps below T, ancestral sampling takes evenly strided steps (default ancestral, as the paper)
              * @default ancestral
@@ -1433,6 +1437,8 @@ export interface components {
                     /** @description absent: the run's dataset */
                     dataset?: string;
                     split: "train" | "test";
+                    /** @description an .npz in the object store used as the reference statistics */
+                    statistics?: string;
                 };
                 samples: {
                     count: number;

@@ -100,6 +100,14 @@ export const EVAL_JOB_SETTINGS = {
     help: 'reference images (the first N of the split)',
     whenAbsent: 'the whole split',
   }),
+  referenceStatistics: optional({
+    schema: Type.String({ pattern: '^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9_./-]{0,255}\\.npz$' }),
+    path: 'reference.statistics',
+    flag: 'reference-statistics',
+    placeholder: 'KEY',
+    help: 'an .npz of mu and sigma in the object store (e.g. the published CIFAR-10 statistics), used instead of computing them from the dataset; kid needs its features too',
+    whenAbsent: 'computed from the dataset (and cached)',
+  }),
   nllImages: withDefault({
     schema: Type.Integer({ minimum: 1, maximum: 100_000 }),
     path: 'nll.images',
@@ -123,6 +131,7 @@ export const evalSpecProperties = {
       dataset: Type.Optional(Type.String({ description: "absent: the run's dataset" })),
       split: literalUnion(['train', 'test'] as const),
       count: Type.Optional(Type.Integer({ description: 'absent: the whole split' })),
+      statistics: Type.Optional(Type.String({ description: 'an .npz in the object store used as the reference statistics' })),
     },
     { additionalProperties: false },
   ),
@@ -147,8 +156,11 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
   const v = valuesOf(EVAL_JOB_SETTINGS, request);
   if (v.dataset !== undefined) {
     const spec = parseDatasetSpec(v.dataset);
-    if (spec.kind === 'procedural' && v.metrics.some((m) => m !== 'nll')) throw configError('procedural data has no fixed reference set for fd, kid or is; name a real dataset');
+    if (spec.kind === 'procedural' && v.referenceStatistics === undefined && v.metrics.some((m) => m === 'fd' || m === 'kid' || m === 'is')) {
+      throw configError('procedural data has no fixed reference set for fd, kid or is; name a real dataset or referenceStatistics');
+    }
   }
+  if (v.referenceStatistics !== undefined && v.referenceCount !== undefined) throw configError('referenceCount applies to statistics computed from the dataset, not to referenceStatistics');
   const sampler = resolveSampler(v, numTimesteps, { steps: 'steps', eta: 'eta', etaGiven: request.eta !== undefined });
   return {
     trainJobId: v.trainJobId,
@@ -156,7 +168,12 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
     metrics: v.metrics,
     samples: { count: v.count, sampler, seed: v.seed, ema: v.ema },
     extractor: v.extractor,
-    reference: { ...(v.dataset !== undefined ? { dataset: v.dataset } : {}), split: v.referenceSplit, ...(v.referenceCount !== undefined ? { count: v.referenceCount } : {}) },
+    reference: {
+      ...(v.dataset !== undefined ? { dataset: v.dataset } : {}),
+      split: v.referenceSplit,
+      ...(v.referenceCount !== undefined ? { count: v.referenceCount } : {}),
+      ...(v.referenceStatistics !== undefined ? { statistics: v.referenceStatistics } : {}),
+    },
     nll: { images: v.nllImages },
   };
 }

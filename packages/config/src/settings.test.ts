@@ -220,5 +220,8 @@ describe('the sample settings', () => {
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(/metrics must be a list of 1 to 5 distinct values/);
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], steps: 2000 }, 1000)).toThrow(/steps 2000 exceeds the model's T = 1000/);
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], dataset: 'procedural:shapes' }, 1000)).toThrow(/procedural data has no fixed reference set/);
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'stats/cifar10-train.npz' }, 1000).reference).toEqual({ split: 'train', statistics: 'stats/cifar10-train.npz' });
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'a.npz', referenceCount: 10 }, 1000)).toThrow(/referenceCount applies to statistics computed from the dataset/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: '../../etc/x.npz' }, 1000)).toThrow(/referenceStatistics/);
   });
 });

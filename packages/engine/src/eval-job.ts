@@ -274,7 +274,10 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   if (sampleMetrics.length > 0) {
     const extractor = await openFeatureExtractor(spec.extractor, modelShape, options);
     try {
-      const reference = await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
+      const reference =
+        spec.reference.statistics !== undefined
+          ? await importedStatistics(extractor, spec.reference.statistics, sampleMetrics.includes('kid'), options)
+          : await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
       const { count, sampler, seed } = spec.samples;
       log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}) through ${extractor.name}`);
       const generated = await extractFeatures(
@@ -335,6 +338,28 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
 }
 
 /** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
+/** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
+async function importedStatistics(extractor: FeatureExtractor, key: string, needFeatures: boolean, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
+  if (!(await options.cache.exists(key))) throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
+  const bytes = await options.cache.get(key);
+  const statistics = statisticsFromNpz(bytes, options.cache.urlOf(key));
+  if (statistics.dim !== extractor.featureDim) {
+    throw engineError('DDPM_CONFIG_INVALID', `${options.cache.urlOf(key)} holds statistics of ${statistics.dim}-d features; ${extractor.name} makes ${extractor.featureDim}-d ones`);
+  }
+  const features = readNpz(bytes).get('features');
+  if (needFeatures && (features === undefined || features.shape[1] !== extractor.featureDim)) {
+    throw engineError('DDPM_CONFIG_INVALID', `kid needs the reference's features, and ${options.cache.urlOf(key)} has only mu and sigma`);
+  }
+  options.onLog?.(`reference statistics imported from ${options.cache.urlOf(key)} (${statistics.countKnown ? `${statistics.count} images` : 'image count not recorded'})`);
+  return {
+    statistics,
+    kept: features ? { featuresND: Float32Array.from(features.data), count: features.shape[0]! } : { featuresND: new Float32Array(0), count: 0 },
+    key,
+    dataset: `imported statistics ${key}`,
+    count: statistics.count,
+  };
+}
+
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
   const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });

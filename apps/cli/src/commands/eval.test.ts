@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { initBackend } from '@ddpm/backend';
 import { openDataset, readForModel } from '@ddpm/data';
 import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/extractors';
-import { statisticsFromNpz } from '@ddpm/eval';
+import { statisticsFromNpz, writeNpz } from '@ddpm/eval';
 import sharp from 'sharp';
 
 import { runCaptured as run } from '../test-support';
@@ -106,14 +106,14 @@ describe('ddpm fid --extractor inception_fid', () => {
     execFileSync('/usr/bin/python3', [path.join(root, 'packages', 'eval', 'scripts', 'torchvision_inception_reference.py'), path.join(dir, 'ref.safetensors'), '1', pth], { stdio: 'pipe' });
     await fs.mkdir(path.join(cacheDir, 'extractors'), { recursive: true });
     execFileSync('/usr/bin/python3', [path.join(root, 'scripts', 'convert-fid-inception.py'), pth, path.join(cacheDir, 'extractors', 'inception_fid.safetensors')], { stdio: 'pipe' });
-    const result = await run('fid', folder, folder, '--extractor', 'inception_fid', '--cache', cacheDir, '--json');
-    expect(result.status).toBe(0);
-    const parsed = JSON.parse(result.stdout);
-    // Not the published weights: not called FID. The same folder twice: distance ~0.
-    expect(parsed).not.toHaveProperty('fid');
-    expect(Math.abs(parsed.fd_inception_unverified)).toBeLessThan(1e-6);
-    expect(parsed.extractor).toMatchObject({ name: 'inception_unverified', featureDim: 2048, classes: 1008 });
-    expect(result.stderr).toMatch(/was not converted from the published FID weights/);
+    // 2048-d statistics of the folder (a distance between two such sets is frechet.test.ts's business).
+    const npz = path.join(dir, 'rgb.npz');
+    const saved = await run('fid', '--save-stats', folder, npz, '--extractor', 'inception_fid', '--cache', cacheDir);
+    expect(saved.status).toBe(0);
+    // Not the published weights: never called FID.
+    expect(saved.stderr).toMatch(/was not converted from the published FID weights \(sha256 prefix 6726825d\); its distance is reported as fd_inception_unverified, not fid/);
+    const stats = statisticsFromNpz(new Uint8Array(await fs.readFile(npz)));
+    expect([stats.dim, stats.count]).toEqual([2048, 3]);
   });
 });
 
@@ -130,6 +130,16 @@ describe('ddpm eval', () => {
     expect(Object.keys(printed.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
     expect(printed).toMatchObject({ checkpoint: { step: 2 }, ema: true, samples: { count: 24 }, reference: { split: 'test', count: 200 }, nll: { dataDims: '28 x 28 x 1 (model 32 x 32 x 1)' } });
     expect(printed).not.toHaveProperty('trainJobId');
+    // Published-style statistics (mu, sigma only) from the store instead of the dataset's.
+    await fs.mkdir(path.join(cache(), 'ref'), { recursive: true });
+    await fs.writeFile(path.join(cache(), 'ref', 'b.npz'), writeNpz({ mu: { shape: [128], data: new Float64Array(128) }, sigma: { shape: [128, 128], data: Float64Array.from({ length: 128 * 128 }, (_, i) => (i % 129 === 0 ? 1 : 0)) } }));
+    const imported = await run('eval', '--checkpoint', out, '--metrics', 'fd', '--count', '24', '--sampler', 'ddim', '--steps', '2', '--reference-statistics', 'ref/b.npz', '--cache', cache());
+    expect(imported.status).toBe(0);
+    expect(JSON.parse(imported.stdout).reference).toMatchObject({ dataset: 'imported statistics ref/b.npz', count: 0 });
+    const noFeatures = await run('eval', '--checkpoint', out, '--metrics', 'kid', '--count', '24', '--sampler', 'ddim', '--steps', '2', '--reference-statistics', 'ref/b.npz', '--cache', cache());
+    expect(noFeatures.status).toBe(1);
+    expect(noFeatures.stderr).toMatch(/kid needs the reference's features, and .*ref\/b.npz has only mu and sigma/);
+
     // Table 4's series on a short schedule (all T terms of the bound): CSV and plot beside the run.
     const short = path.join(dir, 'short');
     expect((await run('train', '--out', short, '--dataset', 'fashion-mnist:', '--preset', 'micro32', '--timesteps', '50', '--steps', '1', '--batch', '2', '--checkpoint-every', '1')).status).toBe(0);
