@@ -240,6 +240,17 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
+/** What the numbers of an evaluation can be compared with, in words. */
+function comparabilityOf(extractor: ExtractorInfo | undefined): string {
+  const nll = 'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set.';
+  if (!extractor) return nll;
+  const names = `${extractor.distanceName}, kid_${extractor.name} and is_${extractor.name}`;
+  if (extractor.distanceName === 'fid') {
+    return `${nll} ${names} come from the FID Inception with the published weights (converted file sha256 ${extractor.weightsSha256}): comparable with published FID/IS at the same sample count against the same reference statistics (the paper: 50,000 samples, CIFAR-10 training set).`;
+  }
+  return `${nll} ${names} come from the ${extractor.name} extractor (weights sha256 ${extractor.weightsSha256}): comparable only with results that record the same extractor weights, reference and sample count; not with published FID/IS.`;
+}
+
 /** What one evaluation of a model measured, with everything that makes it comparable. */
 export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'checkpoint' | 'ema' | 'backend' | 'seconds'>;
 
@@ -331,13 +342,10 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   return {
     metrics,
     ...report,
-    comparability:
-      'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set. ' +
-      (report.extractor ? `${report.extractor.distanceName}, kid_${report.extractor.name} and is_${report.extractor.name} come from the ${report.extractor.name} extractor (weights sha256 ${report.extractor.weightsSha256}): comparable only with results that record the same extractor weights, reference and sample count; not with published FID/IS.` : ''),
+    comparability: comparabilityOf(report.extractor),
   };
 }
 
-/** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
 /** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
 async function importedStatistics(extractor: FeatureExtractor, key: string, needFeatures: boolean, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
   if (!(await options.cache.exists(key))) throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
@@ -360,6 +368,7 @@ async function importedStatistics(extractor: FeatureExtractor, key: string, need
   };
 }
 
+/** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
   const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
