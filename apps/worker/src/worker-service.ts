@@ -29,7 +29,7 @@ import { Slot } from './slot';
 export interface WorkerServiceOptions {
   readonly config: ServiceConfig;
   readonly logger: Logger;
-  /** Queues to consume (default train and sample). */
+  /** Queues to consume (default: all of them, train, sample and eval). */
   readonly queues?: readonly JobType[];
   /** BullMQ lock duration in ms (default 30 s); a dead worker's job is picked up after it. */
   readonly lockDuration?: number;
