@@ -320,13 +320,13 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
       report.extractor = extractorRecord(extractor);
       report.reference = { dataset: reference.dataset, split: spec.reference.split, count: reference.count, statistics: options.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
       if (sampleMetrics.includes('fd')) {
-        const fd = frechetDistance(reference.statistics, generated.statistics);
+        const fd = frechetDistance(reference.statistics, generated.statistics, options.onAlive ? { onProgress: options.onAlive } : {});
         metrics[extractor.distanceName] = fd.distance;
         report.fd = { name: extractor.distanceName, value: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm };
       }
       if (sampleMetrics.includes('kid')) {
         const kept = generated.kept!;
-        const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3 });
+        const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3, ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
         metrics[`kid_${extractor.name}`] = kid.mean;
         report.kid = { name: `kid_${extractor.name}`, ...kid };
       }

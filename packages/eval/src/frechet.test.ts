@@ -62,6 +62,16 @@ describe('frechetDistance', () => {
     }
   });
 
+  it('shows it is alive during its long synchronous stretches, and the result does not depend on it', () => {
+    const a = randomStatistics(200, 400, 11);
+    const b = randomStatistics(200, 400, 12, 0.1);
+    let calls = 0;
+    const watched = frechetDistance(a, b, { onProgress: () => void calls++ });
+    // Reduction, eigenvectors (QL), root, product and the second reduction all report.
+    expect(calls).toBeGreaterThan(20);
+    expect(watched.distance).toBe(frechetDistance(a, b).distance);
+  });
+
   it('clamps the negative rounding eigenvalues of rank-deficient statistics instead of failing', () => {
     // 10 vectors in 40 dimensions: both covariances are singular.
     const a = randomStatistics(40, 10, 7);

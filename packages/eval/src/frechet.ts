@@ -47,11 +47,16 @@ function trace(m: Float64Array, n: number): number {
   return t;
 }
 
+/** Long synchronous stretches call `onProgress` now and then (a heartbeat's sign of life). */
+export interface LinalgOptions {
+  readonly onProgress?: () => void;
+}
+
 /** Σ^½ of a reference set's covariance (one eigendecomposition with vectors; cache the result). */
-export function referenceRoot(statistics: FeatureStatistics): ReferenceRoot {
+export function referenceRoot(statistics: FeatureStatistics, options: LinalgOptions = {}): ReferenceRoot {
   checkStatistics(statistics, 'reference statistics');
   const n = statistics.dim;
-  const { values, vectorRows } = symmetricEigen(statistics.covariance, n, { vectors: true });
+  const { values, vectorRows } = symmetricEigen(statistics.covariance, n, { vectors: true, ...options });
   let clamped = 0;
   // R = V diag(√λ) Vᵀ = Wᵀ W with W's row m = λ_m^¼ v_m: R[i][j] = Σ_m W[m][i] W[m][j].
   const wt = new Float64Array(n * n); // Wᵀ: row i holds column i of W
@@ -62,7 +67,7 @@ export function referenceRoot(statistics: FeatureStatistics): ReferenceRoot {
     const row = m * n;
     for (let i = 0; i < n; i++) wt[i * n + m] = f * vectorRows![row + i]!;
   }
-  const sqrtCovariance = rowDots(wt, wt, n, n, n, new Float64Array(n * n), true);
+  const sqrtCovariance = rowDots(wt, wt, n, n, n, new Float64Array(n * n), true, options.onProgress);
   return { statistics, sqrtCovariance, trace: trace(statistics.covariance, n), clampedEigenvalues: clamped };
 }
 
@@ -70,15 +75,15 @@ export function referenceRoot(statistics: FeatureStatistics): ReferenceRoot {
  * The Fréchet distance of `generated` from `reference` (pass a {@link ReferenceRoot} to reuse
  * Σ_ref^½). Symmetric in its arguments up to rounding.
  */
-export function frechetDistance(reference: FeatureStatistics | ReferenceRoot, generated: FeatureStatistics): FrechetResult {
-  const root = 'sqrtCovariance' in reference ? reference : referenceRoot(reference);
+export function frechetDistance(reference: FeatureStatistics | ReferenceRoot, generated: FeatureStatistics, options: LinalgOptions = {}): FrechetResult {
+  const root = 'sqrtCovariance' in reference ? reference : referenceRoot(reference, options);
   const ref = root.statistics;
   checkStatistics(generated, 'generated statistics');
   if (generated.dim !== ref.dim) throw evalError('DDPM_EVAL_INCOMPARABLE', `features of dimension ${generated.dim} cannot be compared with a reference of dimension ${ref.dim}`);
   const n = ref.dim;
   let meanTerm = 0;
   for (let i = 0; i < n; i++) meanTerm += (ref.mean[i]! - generated.mean[i]!) ** 2;
-  const { values } = symmetricEigen(symmetricSandwich(root.sqrtCovariance, generated.covariance, n), n);
+  const { values } = symmetricEigen(symmetricSandwich(root.sqrtCovariance, generated.covariance, n, options.onProgress), n, options);
   let traceSqrt = 0;
   let clamped = 0;
   for (const lambda of values) {

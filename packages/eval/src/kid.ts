@@ -14,6 +14,8 @@ export interface KidOptions {
   /** Default 1000, or the smaller set's size if that is smaller. */
   readonly subsetSize?: number;
   readonly seed?: number;
+  /** Called after every subset (a heartbeat's sign of life). */
+  readonly onProgress?: () => void;
 }
 
 export interface KidResult {
@@ -63,6 +65,7 @@ export function kernelInceptionDistance(x: Float32Array, n: number, y: Float32Ar
     const kyy = kernelSum(b, b, size, d, true);
     const kxy = kernelSum(a, b, size, d, false);
     values.push((kxx + kyy) / (size * (size - 1)) - (2 * kxy) / (size * size));
+    options.onProgress?.();
   }
   const mean = values.reduce((p, v) => p + v, 0) / values.length;
   const std = Math.sqrt(values.reduce((p, v) => p + (v - mean) ** 2, 0) / values.length);

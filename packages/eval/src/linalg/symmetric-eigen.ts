@@ -55,13 +55,14 @@ interface Tridiagonal {
  * Householder reduction A = Q T Qᵀ. Reads the lower triangle of `a` (n × n, row-major); `a` is
  * overwritten (its lower triangle ends up holding the Householder vectors).
  */
-function tridiagonalize(a: Float64Array, n: number, wantQ: boolean): Tridiagonal {
+function tridiagonalize(a: Float64Array, n: number, wantQ: boolean, onProgress?: () => void): Tridiagonal {
   const diagonal = new Float64Array(n);
   const offDiagonal = new Float64Array(n);
   const betas = new Float64Array(n);
   const v = new Float64Array(n);
   const p = new Float64Array(n);
   for (let k = 0; k < n - 2; k++) {
+    if ((k & 31) === 0) onProgress?.();
     diagonal[k] = a[k * n + k]!;
     // x = A[k+1 .., k]: the column below the diagonal (row entries, lower triangle).
     let norm2 = 0;
@@ -129,6 +130,7 @@ function tridiagonalize(a: Float64Array, n: number, wantQ: boolean): Tridiagonal
   for (let i = 0; i < n; i++) q[i * n + i] = 1;
   const u = new Float64Array(n);
   for (let k = n - 3; k >= 0; k--) {
+    if ((k & 31) === 0) onProgress?.();
     const beta = betas[k]!;
     if (beta === 0) continue;
     // Q[k+1.., k+1..] ← (I − β v vᵀ) Q[k+1.., k+1..]: u = vᵀ Q (row combination), Q −= β v uᵀ.
@@ -163,11 +165,12 @@ function tridiagonalize(a: Float64Array, n: number, wantQ: boolean): Tridiagonal
  * rows = the basis the tridiagonal matrix is expressed in), each plane rotation is applied to it,
  * so its rows become the eigenvectors.
  */
-function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float64Array): void {
+function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float64Array, onProgress?: () => void): void {
   const eps = Number.EPSILON;
   let shift = 0;
   let tst = 0;
   for (let l = 0; l < n; l++) {
+    if (rows && (l & 7) === 0) onProgress?.();
     tst = Math.max(tst, Math.abs(d[l]!) + Math.abs(e[l]!));
     let m = l;
     while (m < n - 1 && Math.abs(e[m]!) > eps * tst) m++;
@@ -230,13 +233,15 @@ function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float
 /**
  * Eigen-decomposition of the symmetric n × n matrix `a` (row-major; only its lower triangle is
  * read, and the input is not modified). Eigenvalues ascending; eigenvectors as rows when asked.
+ * `onProgress` is called now and then during the long synchronous stretches (a heartbeat's sign
+ * of life: seconds at n = 2048).
  */
-export function symmetricEigen(a: Float64Array, n: number, options: { vectors?: boolean } = {}): SymmetricEigen {
+export function symmetricEigen(a: Float64Array, n: number, options: { vectors?: boolean; onProgress?: () => void } = {}): SymmetricEigen {
   if (!Number.isInteger(n) || n < 1 || a.length !== n * n) throw evalError('DDPM_EVAL_SHAPE', `${a.length} values are not a ${n} × ${n} matrix`);
   const work = Float64Array.from(a);
   const wantVectors = options.vectors ?? false;
-  const { diagonal, offDiagonal, qTransposed } = tridiagonalize(work, n, wantVectors);
-  tridiagonalQl(diagonal, offDiagonal, n, qTransposed);
+  const { diagonal, offDiagonal, qTransposed } = tridiagonalize(work, n, wantVectors, options.onProgress);
+  tridiagonalQl(diagonal, offDiagonal, n, qTransposed, options.onProgress);
   const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => diagonal[i]! - diagonal[j]!);
   const values = Float64Array.from(order, (i) => diagonal[i]!);
   if (!qTransposed) return { values };
