@@ -14,16 +14,7 @@
 import { type EvalJobConfig, type EvalSpec, type ExtractorName } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
-import {
-  type FeatureStatistics,
-  type NpyArray,
-  frechetDistance,
-  inceptionScore,
-  kernelInceptionDistance,
-  readNpz,
-  statisticsFromNpz,
-  writeNpz,
-} from '@ddpm/eval';
+import { type FeatureStatistics, type KeptFeatures, frechetDistance, inceptionScore, kernelInceptionDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
 import {
   type ExtractorInfo,
   type FeatureExtractor,
@@ -196,7 +187,7 @@ export async function openFeatureExtractor(name: ExtractorName, input: ImageShap
 
 interface ReferenceStatistics {
   readonly statistics: FeatureStatistics;
-  readonly kept: { readonly featuresND: Float32Array; readonly count: number };
+  readonly kept: KeptFeatures;
   readonly key: string;
   readonly dataset: string;
   readonly count: number;
@@ -209,12 +200,10 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
   const identity = JSON.stringify({ dataset: describeSpec(spec), count: n, extractor: extractor.weightsSha256, preprocessing: extractor.preprocessing });
   const key = `reference-stats/${extractor.name}-${sha256Hex(new TextEncoder().encode(identity)).slice(0, 24)}.npz`;
   if (await options.cache.exists(key)) {
-    const bytes = await options.cache.get(key);
-    const statistics = statisticsFromNpz(bytes, options.cache.urlOf(key));
-    const features = readNpz(bytes).get('features');
-    if (statistics.dim === extractor.featureDim && features !== undefined && features.shape[1] === extractor.featureDim) {
+    const statistics = statisticsFromNpz(await options.cache.get(key), options.cache.urlOf(key));
+    if (statistics.dim === extractor.featureDim && statistics.features !== undefined) {
       options.onLog?.(`reference statistics from the cache: ${options.cache.urlOf(key)}`);
-      return { statistics, kept: { featuresND: Float32Array.from(features.data), count: features.shape[0]! }, key, dataset: dataset.name, count: n };
+      return { statistics, kept: statistics.features, key, dataset: dataset.name, count: n };
     }
     options.onLog?.(`the cached reference statistics ${options.cache.urlOf(key)} do not match the extractor; computing them again`);
   }
@@ -230,13 +219,7 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
     },
   });
   const kept = run.kept!;
-  const arrays: Record<string, Pick<NpyArray, 'shape' | 'data'>> = {
-    mu: { shape: [run.statistics.dim], data: run.statistics.mean },
-    sigma: { shape: [run.statistics.dim, run.statistics.dim], data: run.statistics.covariance },
-    count: { shape: [1], data: Float64Array.of(run.statistics.count) },
-    features: { shape: [kept.count, run.statistics.dim], data: Float64Array.from(kept.featuresND) },
-  };
-  await options.cache.put(key, writeNpz(arrays), { contentType: 'application/octet-stream' });
+  await options.cache.put(key, statisticsToNpz(run.statistics, kept), { contentType: 'application/octet-stream' });
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
@@ -269,15 +252,15 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   // Before any work: an extractor that cannot take this model's images.
   const modelShape = { size, channels: channels as 1 | 3 };
   if (sampleMetrics.length > 0) extractorInput(spec.extractor, modelShape);
-  if (spec.metrics.includes('nll')) {
-    const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
+  // The test split, opened once for nll and rd.
+  const test = spec.metrics.includes('nll') || spec.metrics.includes('rd') ? await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: modelShape.channels }) : undefined;
+  if (test && spec.metrics.includes('nll')) {
     log(`nll: the bound on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
     const nll = await evaluateNll(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
     metrics.bits_per_dim = nll.bitsPerDim;
     report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
   }
-  if (spec.metrics.includes('rd')) {
-    const test = await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: channels as 1 | 3 });
+  if (test && spec.metrics.includes('rd')) {
     log(`rd: the full bound (${diffusion.numTimesteps} terms) on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
     const rd = await evaluateRateDistortion(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
     report.rateDistortion = { images: rd.count, dataset: test.name, rows: rd.rows };
@@ -349,19 +332,17 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
 /** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
 async function importedStatistics(extractor: FeatureExtractor, key: string, needFeatures: boolean, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
   if (!(await options.cache.exists(key))) throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
-  const bytes = await options.cache.get(key);
-  const statistics = statisticsFromNpz(bytes, options.cache.urlOf(key));
+  const statistics = statisticsFromNpz(await options.cache.get(key), options.cache.urlOf(key));
   if (statistics.dim !== extractor.featureDim) {
     throw engineError('DDPM_CONFIG_INVALID', `${options.cache.urlOf(key)} holds statistics of ${statistics.dim}-d features; ${extractor.name} makes ${extractor.featureDim}-d ones`);
   }
-  const features = readNpz(bytes).get('features');
-  if (needFeatures && (features === undefined || features.shape[1] !== extractor.featureDim)) {
+  if (needFeatures && statistics.features === undefined) {
     throw engineError('DDPM_CONFIG_INVALID', `kid needs the reference's features, and ${options.cache.urlOf(key)} has only mu and sigma`);
   }
   options.onLog?.(`reference statistics imported from ${options.cache.urlOf(key)} (${statistics.countKnown ? `${statistics.count} images` : 'image count not recorded'})`);
   return {
     statistics,
-    kept: features ? { featuresND: Float32Array.from(features.data), count: features.shape[0]! } : { featuresND: new Float32Array(0), count: 0 },
+    kept: statistics.features ?? { featuresND: new Float32Array(0), count: 0 },
     key,
     dataset: `imported statistics ${key}`,
     count: statistics.count,

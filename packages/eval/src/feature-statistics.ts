@@ -19,6 +19,12 @@ export interface FeatureStatistics {
   readonly covariance: Float64Array;
 }
 
+/** A sample of feature vectors (for KID), [count, dim] row-major. */
+export interface KeptFeatures {
+  readonly featuresND: Float32Array;
+  readonly count: number;
+}
+
 export interface AccumulatorOptions {
   /**
    * Keep a uniform random sample of up to this many feature vectors (reservoir sampling), for
@@ -125,7 +131,7 @@ export class FeatureAccumulator {
   }
 
   /** The kept sample, [n, dim] (see {@link AccumulatorOptions.keep}). */
-  keptFeatures(): { readonly featuresND: Float32Array; readonly count: number } {
+  keptFeatures(): KeptFeatures {
     return { featuresND: this.kept.slice(0, this.keptCount * this.dim), count: this.keptCount };
   }
 }

@@ -3,7 +3,7 @@
  * statistics, the Fréchet distance, KID, the Inception Score, `.npz` statistics files.
  */
 export { type EvalErrorCode, evalError } from './errors';
-export { type AccumulatorOptions, FeatureAccumulator, type FeatureStatistics } from './feature-statistics';
+export { type AccumulatorOptions, FeatureAccumulator, type FeatureStatistics, type KeptFeatures } from './feature-statistics';
 export { type FrechetResult, type LinalgOptions, type ReferenceRoot, frechetDistance, referenceRoot } from './frechet';
 export { type InceptionScoreResult, inceptionScore } from './inception-score';
 export { type KidOptions, type KidResult, kernelInceptionDistance } from './kid';

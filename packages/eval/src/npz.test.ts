@@ -73,6 +73,9 @@ describe('.npz files and NumPy', () => {
     expect(back.covariance).toEqual(st.covariance);
     expect(back.count).toBe(40);
     expect(back.countKnown).toBe(true);
+    expect(back.features).toBeUndefined();
+    const kept = { featuresND: Float32Array.from({ length: 3 * 5 }, (_, i) => i / 8), count: 3 };
+    expect(statisticsFromNpz(statisticsToNpz(st, kept)).features).toEqual(kept);
   });
 
   it('gives the Fréchet distance NumPy’s LAPACK eigensolver gives on the same statistics', () => {
@@ -115,5 +118,7 @@ describe('.npz files and NumPy', () => {
     expect(() => statisticsFromNpz(onlyMu, 'z.npz')).toThrow(/z.npz: needs arrays mu and sigma .* found mu/);
     const mismatched = writeNpz({ mu: { shape: [2], data: Float64Array.of(1, 2) }, sigma: { shape: [3, 3], data: new Float64Array(9) } });
     expect(() => statisticsFromNpz(mismatched, 'w.npz')).toThrow(/sigma has shape \(3, 3\), expected \(2, 2\)/);
+    const badFeatures = writeNpz({ mu: { shape: [2], data: Float64Array.of(1, 2) }, sigma: { shape: [2, 2], data: new Float64Array(4) }, features: { shape: [2, 3], data: new Float64Array(6) } });
+    expect(() => statisticsFromNpz(badFeatures, 'f.npz')).toThrow(/features has shape \(2, 3\), expected \(n, 2\)/);
   });
 });

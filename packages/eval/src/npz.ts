@@ -9,7 +9,7 @@
 import { unzipSync, zipSync } from 'fflate';
 
 import { evalError } from './errors';
-import { type FeatureStatistics } from './feature-statistics';
+import { type FeatureStatistics, type KeptFeatures } from './feature-statistics';
 
 export interface NpyArray {
   readonly shape: readonly number[];
@@ -131,8 +131,11 @@ export function writeNpz(arrays: Readonly<Record<string, { shape: readonly numbe
   return zipSync(files);
 }
 
-/** Feature statistics from an `.npz` with `mu` [d] and `sigma` [d, d] (pytorch-fid, TTUR). */
-export function statisticsFromNpz(bytes: Uint8Array, name = 'statistics.npz'): FeatureStatistics & { readonly countKnown: boolean } {
+/**
+ * Feature statistics from an `.npz` with `mu` [d] and `sigma` [d, d] (pytorch-fid, TTUR), read
+ * once: with our own files' `count` and `features` [n, d] when they are there.
+ */
+export function statisticsFromNpz(bytes: Uint8Array, name = 'statistics.npz'): FeatureStatistics & { readonly countKnown: boolean; readonly features?: KeptFeatures } {
   const arrays = readNpz(bytes, name);
   const mu = arrays.get('mu');
   const sigma = arrays.get('sigma');
@@ -140,16 +143,29 @@ export function statisticsFromNpz(bytes: Uint8Array, name = 'statistics.npz'): F
   if (mu.shape.length !== 1) fail(name, `mu has shape (${mu.shape.join(', ')}), expected (d,)`);
   const d = mu.shape[0]!;
   if (sigma.shape.length !== 2 || sigma.shape[0] !== d || sigma.shape[1] !== d) fail(name, `sigma has shape (${sigma.shape.join(', ')}), expected (${d}, ${d}) to match mu`);
-  // Our own files also carry the sample count; pytorch-fid's do not.
+  // Our own files also carry the sample count and a sample of the features; pytorch-fid's do not.
   const n = arrays.get('count');
-  return { dim: d, count: n ? n.data[0]! : 0, countKnown: n !== undefined, mean: mu.data, covariance: sigma.data };
+  const features = arrays.get('features');
+  if (features && (features.shape.length !== 2 || features.shape[1] !== d)) fail(name, `features has shape (${features.shape.join(', ')}), expected (n, ${d}) to match mu`);
+  return {
+    dim: d,
+    count: n ? n.data[0]! : 0,
+    countKnown: n !== undefined,
+    mean: mu.data,
+    covariance: sigma.data,
+    ...(features ? { features: { featuresND: Float32Array.from(features.data), count: features.shape[0]! } } : {}),
+  };
 }
 
-/** Statistics as an `.npz` that pytorch-fid reads (`mu`, `sigma`), with our `count` beside them. */
-export function statisticsToNpz(statistics: FeatureStatistics): Uint8Array {
+/**
+ * Statistics as an `.npz` that pytorch-fid reads (`mu`, `sigma`), with our `count` beside them
+ * and, when given, a sample of the features (`features` [n, d], for KID).
+ */
+export function statisticsToNpz(statistics: FeatureStatistics, features?: KeptFeatures): Uint8Array {
   return writeNpz({
     mu: { shape: [statistics.dim], data: statistics.mean },
     sigma: { shape: [statistics.dim, statistics.dim], data: statistics.covariance },
     count: { shape: [1], data: Float64Array.of(statistics.count) },
+    ...(features ? { features: { shape: [features.count, statistics.dim], data: Float64Array.from(features.featuresND) } } : {}),
   });
 }

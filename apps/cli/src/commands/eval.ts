@@ -14,7 +14,7 @@ import { EVAL_JOB_SETTINGS, EXTRACTORS, type ExtractorName, assertRequest, resol
 import { imageDimensions, listImages, openDataset, readForModel } from '@ddpm/data';
 import { extractorInput, loadModelFromCheckpoint, openFeatureExtractor, runEvalJob } from '@ddpm/engine';
 import { type FeatureStatistics, frechetDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
-import { type ExtractorInfo, extractFeatures, extractorRecord } from '@ddpm/eval/extractors';
+import { type ExtractorInfo, FMNIST_CNN_INPUT, extractFeatures, extractorRecord } from '@ddpm/eval/extractors';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';
@@ -121,12 +121,12 @@ async function sideStatistics(spec: string, extractorName: ExtractorName, batch:
   const first = (await listImages(spec))[0];
   if (first === undefined) throw new CliUsageError(`${spec} contains no .png, .jpg or .jpeg images`);
   const { width, height } = await imageDimensions(first);
-  let input: { size: number; channels: 1 | 3 };
+  let input: { readonly size: number; readonly channels: 1 | 3 };
   let padded = false;
   if (extractorName === 'fmnist_cnn') {
-    input = { size: 32, channels: 1 };
-    padded = width === 28 && height === 28;
-    if (!padded && (width !== 32 || height !== 32)) throw new CliUsageError(`${first} is ${width} x ${height}; fmnist_cnn takes 32 x 32 images (or 28 x 28, padded as Fashion-MNIST is)`);
+    input = FMNIST_CNN_INPUT;
+    padded = width === 28 && height === 28 && input.size === 32;
+    if (!padded && (width !== input.size || height !== input.size)) throw new CliUsageError(`${first} is ${width} x ${height}; fmnist_cnn takes ${input.size} x ${input.size} images (or 28 x 28, padded as Fashion-MNIST is)`);
   } else {
     // The FID Inception takes any square size (resized to 299 x 299), in colour.
     if (width !== height) throw new CliUsageError(`${first} is ${width} x ${height}; the images of a folder must be square (crop them first)`);

@@ -6,13 +6,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { evalError } from '../errors';
-import { FeatureAccumulator, type FeatureStatistics } from '../feature-statistics';
+import { FeatureAccumulator, type FeatureStatistics, type KeptFeatures } from '../feature-statistics';
 import { type FeatureExtractor } from './extractor';
 
 export interface FeatureRun {
   readonly statistics: FeatureStatistics;
   /** A uniform sample of the features, [count, dim], when `keep` was set. */
-  readonly kept?: { readonly featuresND: Float32Array; readonly count: number };
+  readonly kept?: KeptFeatures;
   /** Every image's logits, [count, classes], when `logits` was set. */
   readonly logitsNK?: Float32Array;
 }
