@@ -24,6 +24,7 @@ import { Redis } from 'ioredis';
 import { registerComponents } from './components';
 import { statusOf } from './http-errors';
 import { JobsService } from './jobs-service';
+import { datasetRoutes } from './routes/datasets';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { sampleRoutes } from './routes/samples';
@@ -86,7 +87,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   collectDefaultMetrics({ register: registry });
   registerQueueCounts(registry, Object.values(queues));
   const requests = new Counter({ name: 'ddpm_api_requests_total', help: 'HTTP requests by route and status class', labelNames: ['route', 'status'], registers: [registry] });
-  const jobs = new JobsService({ queues, redis, store, prefix: config.queuePrefix });
+  const jobs = new JobsService({
+    queues,
+    redis,
+    store,
+    prefix: config.queuePrefix,
+    limits: config.limits,
+    dataRoots: config.dataRoots,
+    keepCompleted: config.keepCompleted,
+    keepFailed: config.keepFailed,
+    jobLogLines: config.jobLogLines,
+    logFollowers: config.logFollowers,
+    logFollowSeconds: config.logFollowSeconds,
+  });
   app.decorate('ddpm', { config, queues, redis, store, registry, jobs });
 
   app.addHook('onClose', async () => {
@@ -157,5 +170,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(jobRoutes);
   await app.register(sampleRoutes);
+  await app.register(datasetRoutes);
   return app;
 }

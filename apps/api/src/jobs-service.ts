@@ -3,10 +3,12 @@
  * finding and showing jobs, listing, cancellation (with tombstones for jobs removed before they
  * ran), checkpoints and logs. Routes translate HTTP to these calls and nothing else.
  */
+import * as path from 'node:path';
 import { type Writable } from 'node:stream';
 
-import { resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
+import { type ServiceLimits, checkBudgets, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
+import { datasetPath, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
 import { type EvalHistory, evalCurveKey, readEvalHistory } from '@ddpm/engine/eval-history';
 import {
@@ -30,6 +32,12 @@ import { type JobView, type PublicState, viewOf } from './job-view';
 
 const TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600;
 const CANCEL_TTL_SECONDS = 30 * 24 * 3600;
+/** How long a request racing another with the same Idempotency-Key waits for that one's job. */
+const RACING_KEY_WAIT_MS = 3000;
+/** The deepest a listing may page (offset + limit), so one request reads a bounded number of jobs. */
+export const MAX_LIST_DEPTH = 1000;
+/** Log lines one `GET /jobs/:id/logs` returns at most. */
+export const MAX_LOG_PAGE = 5000;
 
 /** The states a client may list by (`cancelling` jobs are listed as `active`). */
 export const LIST_STATE_NAMES = ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const satisfies readonly PublicState[];
@@ -51,11 +59,27 @@ export interface JobsServiceOptions {
   readonly store: ObjectStore;
   /** The deployment's key prefix (DDPM_QUEUE_PREFIX). */
   readonly prefix: string;
+  readonly limits: ServiceLimits;
+  /** Folders dataset paths must lie in (the workers check again after resolving symlinks). */
+  readonly dataRoots: readonly string[];
+  /** Finished jobs kept per queue (count) and for how long (seconds), then removed by BullMQ. */
+  readonly keepCompleted: { readonly count: number; readonly seconds: number };
+  readonly keepFailed: { readonly count: number; readonly seconds: number };
+  /** Log lines kept per job. */
+  readonly jobLogLines: number;
+  /** Concurrent log followers, and how long one may follow. */
+  readonly logFollowers: number;
+  readonly logFollowSeconds: number;
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const invalid = (message: string): CodedError => new CodedError('DDPM_REQUEST_INVALID', 'invalid', message);
 
 export class JobsService {
+  /** Log streams being followed now. */
+  private followers = 0;
+
   constructor(private readonly options: JobsServiceOptions) {}
 
   /**
@@ -67,28 +91,77 @@ export class JobsService {
   async submit(submission: Submission, idempotencyKey?: string): Promise<{ job: Job<JobData, JobResult>; replayed: boolean }> {
     const id = jobIdFor(submission.type, idempotencyKey);
     const hash = requestHash(submission.request);
-    if (idempotencyKey !== undefined) {
-      const existing = await this.find(id);
-      if (existing) {
-        if (existing.data.requestHash !== hash) {
-          throw new CodedError(
-            'DDPM_IDEMPOTENCY_CONFLICT',
-            'conflict',
-            `Idempotency-Key ${JSON.stringify(idempotencyKey)} was already used for a different ${submission.type} request (job ${id})`,
-          );
-        }
-        return { job: existing, replayed: true };
-      }
-    }
+    // Resolved and checked against the budgets before any key is reserved: a bad request leaves nothing behind.
     const data = await this.jobData(submission, { submittedAt: new Date().toISOString(), runPrefix: runPrefixOf(id), requestHash: hash });
+    checkBudgets(data, this.options.limits);
+    this.checkDataRoots(data);
+    if (idempotencyKey !== undefined) {
+      const existing = await this.reserveKey(submission.type, idempotencyKey, id, hash);
+      if (existing) return { job: existing, replayed: true };
+    }
+    const { keepCompleted, keepFailed, jobLogLines } = this.options;
     const job = await this.options.queues[submission.type].add(submission.type, data, {
       jobId: id,
       attempts: 3,
       backoff: { type: 'exponential', delay: 5000 },
-      removeOnComplete: false,
-      removeOnFail: false,
+      removeOnComplete: { age: keepCompleted.seconds, count: keepCompleted.count },
+      removeOnFail: { age: keepFailed.seconds, count: keepFailed.count },
+      keepLogs: jobLogLines,
     });
     return { job, replayed: false };
+  }
+
+  /**
+   * Reserves an Idempotency-Key for a request atomically (SET NX of the key's job id → the
+   * request's hash, kept as long as finished jobs are). Returns the job an earlier identical
+   * request created (a replay); throws a conflict for a different request, for a key whose job was
+   * cancelled before it ran (its tombstone), and for a key whose run already holds checkpoints
+   * (a job removed by retention: reusing its key would silently resume that run).
+   */
+  private async reserveKey(type: JobType, key: string, id: string, hash: string): Promise<Job<JobData, JobResult> | undefined> {
+    const { redis, prefix, keepCompleted, keepFailed, store } = this.options;
+    const conflict = (why: string): CodedError => new CodedError('DDPM_IDEMPOTENCY_CONFLICT', 'conflict', `Idempotency-Key ${JSON.stringify(key)} ${why}`);
+    const ttl = Math.max(keepCompleted.seconds, keepFailed.seconds, TOMBSTONE_TTL_SECONDS) + 86400;
+    const reserved = (await redis.set(`${prefix}:idem:${id}`, hash, 'EX', ttl, 'NX')) === 'OK';
+    if (reserved) {
+      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1) throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
+      if ((await listCheckpoints(store, runPrefixOf(id))).length > 0) throw conflict(`belonged to an earlier job ${id} whose run still holds checkpoints; use a new key`);
+      return undefined;
+    }
+    const owner = await redis.get(`${prefix}:idem:${id}`);
+    if (owner !== hash) throw conflict(`was already used for a different ${type} request (job ${id})`);
+    // The same request: its job, once the request that reserved the key has added it.
+    for (const until = Date.now() + RACING_KEY_WAIT_MS; ; ) {
+      const existing = await this.find(id);
+      if (existing) return existing;
+      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1) throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
+      if (Date.now() > until) throw conflict(`is in use by a request still being submitted, or its job was removed; retry, or use a new key`);
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Refuses at the door a dataset path outside the data roots (as written; the worker checks
+   * again after resolving symlinks, and is what really confines the job).
+   */
+  private checkDataRoots(data: JobData): void {
+    const specs = data.type === 'train' ? [data.config.train.dataset, data.config.evaluation?.reference.dataset] : data.type === 'eval' ? [data.config.reference.dataset] : [];
+    for (const spec of specs) {
+      if (spec === undefined) continue;
+      const location = datasetPath(parseDatasetSpec(spec));
+      if (location === undefined) continue;
+      const resolved = path.resolve('/', location);
+      const inside = (root: string): boolean => {
+        const rel = path.relative(root, resolved);
+        return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+      };
+      if (!path.isAbsolute(location) || !this.options.dataRoots.some(inside)) {
+        throw invalid(
+          `dataset path ${JSON.stringify(location)} is not inside this server's data roots (${this.options.dataRoots.join(', ') || 'none'}, DDPM_DATA_ROOTS); ` +
+            'upload the data with PUT /datasets/NAME and name it store:NAME',
+        );
+      }
+    }
   }
 
   /** The job's data: the request as asked and the configuration resolved from it. */
@@ -147,6 +220,7 @@ export class JobsService {
 
   async list(query: { type?: JobType; state?: ListState; limit: number; offset: number }, base: string): Promise<JobView[]> {
     const { limit, offset } = query;
+    if (offset + limit > MAX_LIST_DEPTH) throw invalid(`offset + limit must be at most ${MAX_LIST_DEPTH}, got ${offset + limit}; filter by type or state to reach older jobs`);
     const types = query.type ? [query.type] : [...JOB_TYPES];
     const states: BullState[] = query.state ? [...LIST_STATES[query.state]] : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
     const jobs = (await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, offset + limit - 1, false)))).flat();
@@ -207,24 +281,56 @@ export class JobsService {
     return (await this.options.store.exists(key)) ? this.options.store.get(key) : undefined;
   }
 
-  /** A job's log lines so far; undefined when there is no such job. */
-  async logs(id: string): Promise<string[] | undefined> {
-    const job = await this.find(id);
-    if (!job) return undefined;
-    return (await this.options.queues[job.data.type].getJobLogs(id, 0, -1)).logs;
+  /** A page of a job's log lines (`start` counts from the oldest line kept), and how many are kept. */
+  async logs(job: Job<JobData, JobResult>, start: number, limit: number): Promise<{ lines: string[]; total: number }> {
+    const { logs, count } = await this.options.queues[job.data.type].getJobLogs(job.id!, start, start + limit - 1);
+    return { lines: logs, total: count };
   }
 
-  /** Writes a job's log lines to `out` as they come, until the job ends or `closed()` says stop. */
+  /**
+   * A place among the log followers, released by the function returned; throws `unavailable` when
+   * the server already streams its most (DDPM_LOG_FOLLOWERS).
+   */
+  acquireFollower(): () => void {
+    if (this.followers >= this.options.logFollowers) {
+      throw new CodedError('DDPM_TOO_MANY_FOLLOWERS', 'unavailable', `this server already streams ${this.options.logFollowers} logs (DDPM_LOG_FOLLOWERS); read them without follow=true or retry later`);
+    }
+    this.followers += 1;
+    let released = false;
+    return () => {
+      if (!released) this.followers -= 1;
+      released = true;
+    };
+  }
+
+  /**
+   * Writes a job's log lines to `out` as they come, until the job ends, `closed()` says stop, or
+   * the follow time limit passes; waits for `out` to drain, so a reader that does not read holds
+   * no more than a page of lines in memory. The caller holds a place (acquireFollower).
+   */
   async followLogs(job: Job<JobData, JobResult>, out: Writable, closed: () => boolean): Promise<void> {
-    const queue = this.options.queues[job.data.type];
-    let sent = 0;
-    while (!closed()) {
-      const { logs } = await queue.getJobLogs(job.id!, sent, -1);
-      for (const line of logs) out.write(`${line}\n`);
-      sent += logs.length;
-      const state = await job.getState();
-      if ((state === 'completed' || state === 'failed' || state === 'unknown') && logs.length === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+    {
+      const queue = this.options.queues[job.data.type];
+      const until = Date.now() + this.options.logFollowSeconds * 1000;
+      let sent = 0;
+      while (!closed() && Date.now() < until) {
+        const { logs, count } = await queue.getJobLogs(job.id!, sent, sent + 999);
+        // Lines dropped by the cap while we were away: say so and go on from the oldest kept.
+        if (count < sent) sent = count;
+        for (const line of logs) {
+          if (!out.write(`${line}\n`)) await new Promise<void>((resolve) => {
+            const done = (): void => { clearInterval(poll); out.off('drain', done); resolve(); };
+            const poll = setInterval(() => (closed() || Date.now() > until) && done(), 500);
+            out.once('drain', done);
+          });
+          if (closed()) return;
+        }
+        sent += logs.length;
+        const state = await job.getState();
+        if ((state === 'completed' || state === 'failed' || state === 'unknown') && logs.length === 0) return;
+        if (logs.length === 0) await sleep(500);
+      }
+      if (!closed() && Date.now() >= until) out.write(`(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`);
     }
   }
 }

@@ -1,11 +1,19 @@
 /** The API executable: `node apps/api/dist/server.js` (config from the environment). */
-import { loadServiceConfigOrExit } from '@ddpm/jobs';
+import { checkListenerSafety, loadServiceConfigOrExit } from '@ddpm/jobs';
 
 import { buildApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadServiceConfigOrExit('ddpm-api');
+  let warning: string | undefined;
+  try {
+    warning = checkListenerSafety(config);
+  } catch (err) {
+    process.stderr.write(`ddpm-api: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   const app = await buildApp({ config });
+  if (warning) app.log.warn(warning);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       app.log.info({ signal }, 'shutting down');

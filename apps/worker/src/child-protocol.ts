@@ -18,8 +18,30 @@ export interface ChildGroup {
   readonly generationKey: string;
 }
 
+/** Where a job process may read data (see configureDataAccess of @ddpm/data). */
+export interface ChildDataAccess {
+  readonly roots: readonly string[];
+  readonly maxFileBytes: number;
+}
+
+/** The write fence of a job run alone: its writes go on only while `key` on the control plane holds `value`. */
+export interface ChildFence {
+  readonly controlRedisUrl: string;
+  readonly key: string;
+  readonly value: number;
+}
+
 export type ParentMessage =
-  | { readonly type: 'start'; readonly jobId: string; readonly data: JobData; readonly storageUrl: string; readonly backend?: string; readonly group?: ChildGroup }
+  | {
+      readonly type: 'start';
+      readonly jobId: string;
+      readonly data: JobData;
+      readonly storageUrl: string;
+      readonly dataAccess: ChildDataAccess;
+      readonly backend?: string;
+      readonly group?: ChildGroup;
+      readonly fence?: ChildFence;
+    }
   /** Stop: checkpoint (train) and finish as cancelled; `reason` is `cancel` or `shutdown`. */
   | { readonly type: 'cancel'; readonly reason: string };
 
@@ -38,5 +60,7 @@ export type ChildMessage =
   /** An evaluation finished (during training, or an eval job's): its metrics by name. */
   | { readonly type: 'evaluation'; readonly step: number; readonly metrics: Readonly<Record<string, number>>; readonly extractor?: string; readonly seconds: number }
   | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: string }
+  /** For the worker's own log only (details a client must not see), with a reference the client's message quotes. */
+  | { readonly type: 'server-log'; readonly message: string; readonly detail: string; readonly ref: string }
   /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */
   | { readonly type: 'error'; readonly error: { readonly message: string; readonly code?: string; readonly kind?: string } };

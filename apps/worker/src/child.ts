@@ -7,7 +7,10 @@
 import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
 import { type TrainJobConfig, validateTrainJobConfig } from '@ddpm/config';
+import { randomBytes } from 'node:crypto';
+
 import { CodedError, codedErrorOf } from '@ddpm/core';
+import { configureDataAccess } from '@ddpm/data';
 import { type GroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
@@ -43,7 +46,14 @@ function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void 
   };
 }
 
-async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStore, backend: string, group: RankSession | undefined): Promise<{ result: JobResult; stopReason?: string }> {
+async function runTrain(
+  jobId: string,
+  data: JobData<'train'>,
+  store: ObjectStore,
+  backend: string,
+  group: RankSession | undefined,
+  fence: (() => Promise<void>) | undefined,
+): Promise<{ result: JobResult; stopReason?: string }> {
   const config = data.config;
   validateTrainJobConfig(config);
   const report = progressReporter();
@@ -54,6 +64,7 @@ async function runTrain(jobId: string, data: JobData<'train'>, store: ObjectStor
     backendName: backend,
     signal: controller.signal,
     ...(group ? { group: group.link, ...(group.resumeStep !== undefined ? { resumeStep: group.resumeStep } : {}) } : {}),
+    ...(fence ? { fence } : {}),
     gridKey: () => sampleKeyBase(`${jobId}-final`),
     gridMetadata: { job: jobId },
     onLog: log,
@@ -154,15 +165,34 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
     const store = openStore(message.storageUrl);
+    // From here on this process reads data only inside the worker's data roots and caps.
+    const { roots, maxFileBytes } = message.dataAccess;
+    await configureDataAccess({
+      roots,
+      maxFileBytes,
+      maxDecodedBytes: maxFileBytes,
+      signal: controller.signal,
+      readStoreObject: async (key, maxBytes) => {
+        const info = (await store.list(key)).find((o) => o.key === key);
+        if (info === undefined) throw new CodedError('DDPM_DATA_NOT_FOUND', 'not-found', `no object ${store.urlOf(key)}`);
+        if (info.size > maxBytes) throw new CodedError('DDPM_DATA_REFUSED', 'invalid', `${store.urlOf(key)} is ${info.size} bytes, over the data file cap of ${maxBytes}`);
+        return store.get(key);
+      },
+    });
     let result: JobResult;
     let stopReason: string | undefined;
     switch (data.type) {
       case 'train':
         let finishedCleanly = false;
+        // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
+        const control = message.fence ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 }) : undefined;
+        control?.on('error', () => undefined);
         try {
-          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group));
+          const fence = message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
+          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
           finishedCleanly = true;
         } finally {
+          control?.disconnect();
           // A rank done with its work leaves; one that failed falls silent and its peers notice.
           await group?.close(finishedCleanly);
         }
@@ -185,7 +215,15 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     send({ type: 'result', result, ...(stopReason !== undefined ? { stopReason } : {}) });
   } catch (err) {
     const coded = codedErrorOf(err);
-    if (coded?.kind === 'aborted' && message.group === undefined) {
+    if (coded?.code === 'DDPM_DATA_REFUSED' || coded?.code === 'DDPM_DATA_NOT_FOUND') {
+      // Which paths exist or are refused on this worker is for its operator, not for the client.
+      const ref = randomBytes(6).toString('hex');
+      send({ type: 'server-log', message: 'dataset refused or missing', detail: coded.message, ref });
+      send({
+        type: 'error',
+        error: new CodedError('DDPM_DATA_UNAVAILABLE', 'invalid', `the dataset is not available on this server: missing, outside its data roots, or over its size caps (operator reference ${ref})`).toJSON(),
+      });
+    } else if (coded?.kind === 'aborted' && message.group === undefined) {
       send({ type: 'result', result: { status: 'cancelled' } });
     } else {
       send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });

@@ -17,13 +17,36 @@
  * group abort) from this process to the child that the sandbox does not offer.
  */
 import { fork } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { type CodedError, codedErrorOf } from '@ddpm/core';
+import { CodedError, codedErrorOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
-import { type ChildGroup, type ChildMessage, type ParentMessage } from './child-protocol';
+import { type ChildDataAccess, type ChildFence, type ChildGroup, type ChildMessage, type ParentMessage } from './child-protocol';
+
+/**
+ * The environment a job process gets: what Node, the tensor backends and the object store's
+ * client need, and nothing else (not the API token, not the queue's Redis URL).
+ */
+const CHILD_ENV_NAMES = new Set(['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG', 'NODE_ENV', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'LOG_LEVEL', 'DDPM_BACKEND', 'S3_ENDPOINT', 'XDG_CACHE_HOME', 'CUDA_VISIBLE_DEVICES', 'NVIDIA_VISIBLE_DEVICES', 'TF_CPP_MIN_LOG_LEVEL', 'TF_FORCE_GPU_ALLOW_GROWTH', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+const CHILD_ENV_PREFIXES = ['AWS_', 'DDPM_WASM_', 'LC_'];
+
+export function childEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && (CHILD_ENV_NAMES.has(k) || CHILD_ENV_PREFIXES.some((p) => k.startsWith(p)))));
+}
+
+/** Resident set size of a process, bytes (Linux /proc), or undefined when it cannot be read. */
+async function residentBytes(pid: number): Promise<number | undefined> {
+  try {
+    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return kb ? Number(kb[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** What a child reports at its end. */
 export interface ChildOutcome {
@@ -36,8 +59,11 @@ export interface RunningJob {
   readonly jobId: string;
   /** Asks the child to checkpoint and stop; `reason` is `cancel` (the user) or `shutdown` (this worker). */
   cancel(reason: string): void;
-  /** Ends the child at once (a rank of a generation that is over and does not answer). */
-  kill(): void;
+  /**
+   * Ends the child at once (a rank of a generation that is over and does not answer, a job whose
+   * lock was lost); the outcome rejects with `why`, which a retry may cure.
+   */
+  kill(why?: string): void;
   /** The outcome; rejects with the child's CodedError (its kind says whether a retry can help) or a plain Error for a crash. */
   readonly done: Promise<ChildOutcome>;
 }
@@ -45,6 +71,16 @@ export interface RunningJob {
 export interface JobRunnerOptions {
   readonly storageUrl: string;
   readonly backend?: string;
+  /** What the job process may read data from (its confinement, data-access.ts of @ddpm/data). */
+  readonly dataAccess: ChildDataAccess;
+  /** Resident memory the job process may use, bytes: over it, the process is killed and the job fails for good. */
+  readonly memoryBytes: number;
+  /** Wall time of this run, seconds: at it the job is asked to checkpoint and stop, and then fails for good. */
+  readonly maxSeconds: number;
+  /** Seconds a job asked to stop has before its process is killed. */
+  readonly stopGraceSeconds: number;
+  /** Writes of a train job are fenced by this (the run's generation counter on the control plane). */
+  readonly fence?: ChildFence;
   readonly metrics: TrainMetrics;
   readonly logger: Logger;
   /** Path of the compiled child entry point (default: child.js next to this file). */
@@ -79,9 +115,50 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
   const child = fork(options.childPath ?? path.join(__dirname, 'child.js'), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env },
+    env: childEnvironment(),
     serialization: 'advanced',
+    // Its own process group: a Ctrl-C or a group signal reaches the worker, which stops the child
+    // after a checkpoint, rather than killing the child mid-step.
+    detached: true,
   });
+  /** Why this side ended the child, when it did (the job's failure names it). */
+  let endedBy: CodedError | undefined;
+  const end = (why: CodedError): void => {
+    endedBy ??= why;
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  const memoryWatch = setInterval(() => {
+    if (child.pid === undefined) return;
+    void residentBytes(child.pid).then((rss) => {
+      if (rss !== undefined && rss > options.memoryBytes) {
+        log.error({ rss, limit: options.memoryBytes }, 'job process over its memory limit: killed');
+        end(new CodedError('DDPM_JOB_MEMORY', 'invalid', `the job used ${(rss / 2 ** 30).toFixed(2)} GiB of memory, over this worker's limit of ${(options.memoryBytes / 2 ** 30).toFixed(2)} GiB (DDPM_JOB_MEMORY_MB); use a smaller batch (or more accumulation) or a smaller model`));
+      }
+    });
+  }, 1000);
+  memoryWatch.unref();
+  let stopTimer: NodeJS.Timeout | undefined;
+  const stop = (reason: string): void => {
+    if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
+    // Asked to stop, the job checkpoints (a step and a write): past the grace period it is killed.
+    stopTimer ??= setTimeout(() => {
+      log.warn({ reason, graceSeconds: options.stopGraceSeconds }, 'job did not stop within its grace period: killed');
+      end(new CodedError('DDPM_JOB_STOP_TIMEOUT', 'unavailable', `the job did not stop within ${options.stopGraceSeconds} s of being asked to (${reason}); it was killed and resumes from its last checkpoint`));
+    }, options.stopGraceSeconds * 1000);
+    stopTimer.unref();
+  };
+  let overTime = false;
+  const wallTimer = setTimeout(() => {
+    overTime = true;
+    log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
+    stop('wall-time');
+  }, Math.min(options.maxSeconds * 1000, 2 ** 31 - 1));
+  wallTimer.unref();
+  const cleanup = (): void => {
+    clearInterval(memoryWatch);
+    clearTimeout(wallTimer);
+    if (stopTimer) clearTimeout(stopTimer);
+  };
   const queue = run.queue;
   const labels = { queue, rank: String(rank) };
   let settled = false;
@@ -126,7 +203,15 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
         }
         case 'result':
           settled = true;
-          resolve({ result: message.result, ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}) });
+          if (overTime && message.result.status === 'cancelled') {
+            reject(new CodedError('DDPM_JOB_WALL_TIME', 'invalid', `the job ran for its wall-time limit of ${options.maxSeconds} s (DDPM_MAX_JOB_SECONDS) and was stopped at step ${message.result.step ?? '?'}${message.result.checkpoint ? ` (checkpoint ${message.result.checkpoint})` : ''}`));
+          } else {
+            resolve({ result: message.result, ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}) });
+          }
+          break;
+        case 'server-log':
+          // Details for the operator only (a refused dataset path): never the job's own log.
+          log.warn({ detail: message.detail, ref: message.ref }, message.message);
           break;
         case 'error':
           settled = true;
@@ -145,10 +230,13 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
       }
     });
     child.on('exit', (code, signal) => {
-      if (!settled) {
-        settled = true;
-        reject(new Error(`job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`));
-      }
+      cleanup();
+      if (settled) return;
+      settled = true;
+      if (endedBy) reject(endedBy);
+      // SIGKILL from no one here is most likely the kernel's out-of-memory killer: retrying would only repeat it.
+      else if (signal === 'SIGKILL') reject(new CodedError('DDPM_JOB_MEMORY', 'invalid', 'the job process was killed (SIGKILL, most likely out of memory); use a smaller batch (or more accumulation) or a smaller model'));
+      else reject(new Error(`job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`));
     });
   });
   const start: ParentMessage = {
@@ -156,18 +244,16 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     jobId: run.jobId,
     data: run.data,
     storageUrl: options.storageUrl,
+    dataAccess: options.dataAccess,
     ...(options.backend ? { backend: options.backend } : {}),
     ...(run.group ? { group: run.group } : {}),
+    ...(options.fence && !run.group ? { fence: options.fence } : {}),
   };
   child.send(start);
   return {
     jobId: run.jobId,
-    cancel: (reason) => {
-      if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
-    },
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
+    cancel: stop,
+    kill: (why = 'the job process was stopped') => end(new CodedError('DDPM_JOB_KILLED', 'unavailable', why)),
     done,
   };
 }

@@ -4,11 +4,12 @@
  * a Redis subscription for cancellations; a /metrics endpoint; graceful shutdown (SIGTERM
  * checkpoints what runs, hands jobs back to the queue, then closes).
  */
+import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, cancelChannel, cancelKey, redisConnectionOptions } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, cancelChannel, cancelKey, isLoopback, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
@@ -23,7 +24,8 @@ import {
   startGeneration,
   watchGeneration,
 } from './group';
-import { type ChildOutcome, type ChildRun, type RunningJob, isPermanent, runInChild } from './job-runner';
+import { type ChildFence } from './child-protocol';
+import { type ChildOutcome, type ChildRun, type JobRunnerOptions, type RunningJob, isPermanent, runInChild } from './job-runner';
 import { Slot } from './slot';
 
 export interface WorkerServiceOptions {
@@ -109,6 +111,16 @@ export class WorkerService {
         logger.info({ jobId: job.id, status: result.status, step: result.step }, 'job finished');
       });
       worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
+      // Lost locks (a Redis stall longer than the lock): another worker may take the job over, so
+      // this one's process stops now, without a checkpoint (its writes are fenced anyway).
+      worker.on('lockRenewalFailed', (jobIds: string[]) => {
+        for (const jobId of jobIds) {
+          const running = this.running.get(jobId);
+          if (!running) continue;
+          logger.error({ jobId }, 'lost the job lock: killing its process so that only one worker runs the job');
+          running.kill('this worker lost the job lock (Redis unreachable for longer than the lock duration); the job resumes from its last checkpoint');
+        }
+      });
       this.workers.push(worker);
     }
     this.inboxLoop = this.serveInbox();
@@ -126,7 +138,9 @@ export class WorkerService {
         );
       } else if (req.url === '/healthz') {
         res.writeHead(this.closing ? 503 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: this.closing ? 'closing' : 'ok', slot: this.slot?.id, running: [...this.running.keys()] }));
+        const status = { status: this.closing ? 'closing' : 'ok' };
+        // Which jobs run here is for the operator: shown on loopback, with the token, or when told it is safe.
+        res.end(JSON.stringify(this.mayShowDetails(req.headers.authorization) ? { ...status, slot: this.slot?.id, running: [...this.running.keys()] } : status));
       } else {
         res.writeHead(404);
         res.end();
@@ -140,10 +154,15 @@ export class WorkerService {
     return { metricsPort };
   }
 
-  private childOptions() {
+  private childOptions(fence?: ChildFence): JobRunnerOptions {
     const { config, logger } = this.options;
     return {
       storageUrl: config.storageUrl,
+      dataAccess: { roots: config.dataRoots, maxFileBytes: config.dataMaxFileBytes },
+      memoryBytes: config.jobMemoryBytes,
+      maxSeconds: config.limits.maxJobSeconds,
+      stopGraceSeconds: config.stopGraceSeconds,
+      ...(fence ? { fence } : {}),
       ...(config.backend ? { backend: config.backend } : {}),
       metrics: this.metrics,
       logger,
@@ -151,13 +170,34 @@ export class WorkerService {
     };
   }
 
+  private mayShowDetails(authorization: string | undefined): boolean {
+    const { config } = this.options;
+    if (config.apiToken !== undefined) {
+      const expected = Buffer.from(`Bearer ${config.apiToken}`);
+      const given = Buffer.from(authorization ?? '');
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    }
+    return isLoopback(config.host) || config.insecure;
+  }
+
   private cancelRequested(jobId: string): Promise<boolean> {
     return this.commands!.exists(cancelKey(this.options.config.queuePrefix, jobId)).then((n) => n === 1);
   }
 
-  /** Runs a child for a job (or rank 0), with cancellation delivered, and its outcome. */
+  /**
+   * Runs a child for a job, with cancellation delivered, and its outcome. A train job's run takes
+   * the next number of the run's writer counter: its checkpoint writes go on only while the
+   * counter holds it, so a run that lost its lock (and another worker's run of the same job, which
+   * took the next number) can never both write.
+   */
   private async runChild(run: ChildRun): Promise<ChildOutcome> {
-    const running = runInChild(run, this.childOptions());
+    const { config } = this.options;
+    let fence: ChildFence | undefined;
+    if (run.data.type === 'train') {
+      const key = generationKey(config.queuePrefix, run.jobId);
+      fence = { controlRedisUrl: config.redisUrl, key, value: await this.commands!.incr(key) };
+    }
+    const running = runInChild(run, this.childOptions(fence));
     this.running.set(run.jobId, running);
     try {
       // A cancel that raced the start: deliver it now.

@@ -2,12 +2,12 @@
  * CIFAR-10 in its binary form (`cifar-10-batches-bin`, what users download): each record is one
  * label byte then 3072 pixel bytes, the red, green and blue 32×32 planes in turn.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { allowedPath, readDataFile } from './data-access';
 import { dataError, type ImageDataset, checkIndices } from './dataset';
+import { CIFAR10_RECORD_BYTES as RECORD, looksLikeCifar10 } from './formats';
 
-const RECORD = 1 + 3 * 32 * 32;
 
 export const CIFAR10_FILES = {
   train: ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'],
@@ -16,29 +16,31 @@ export const CIFAR10_FILES = {
 
 /** `location` is the `cifar-10-batches-bin` directory or a single batch file. */
 export async function openCifar10(location: string, split: 'train' | 'test' = 'train'): Promise<ImageDataset> {
-  let stat;
-  try {
-    stat = await fs.stat(location);
-  } catch {
-    throw dataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 location ${location} does not exist`);
-  }
-  const files = stat.isDirectory() ? CIFAR10_FILES[split].map((f) => path.join(location, f)) : [location];
+  const { real, directory } = await allowedPath(location, 'any');
+  const files = directory ? CIFAR10_FILES[split].map((f) => path.join(real, f)) : [real];
   const parts: Uint8Array[] = [];
   for (const file of files) {
     let bytes: Buffer;
     try {
-      bytes = await fs.readFile(file);
-    } catch {
+      bytes = await readDataFile(file);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'DDPM_DATA_NOT_FOUND') throw err;
       throw dataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`);
     }
-    if (bytes.length === 0 || bytes.length % RECORD !== 0) {
-      throw dataError(
-        'DDPM_DATA_INVALID',
-        `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`,
-      );
-    }
-    parts.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    parts.push(cifarRecords(bytes, file));
   }
+  return cifarDataset(parts, `cifar10:${location}:${split}`);
+}
+
+function cifarRecords(bytes: Buffer, file: string): Uint8Array {
+  if (!looksLikeCifar10(bytes.length)) {
+    throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** CIFAR-10 binary records (one or more batch files' bytes) as a dataset. */
+export function cifarDataset(parts: readonly Uint8Array[], name: string): ImageDataset {
   const counts = parts.map((p) => p.length / RECORD);
   const size = counts.reduce((a, b) => a + b, 0);
   const locate = (i: number): [Uint8Array, number] => {
@@ -48,7 +50,7 @@ export async function openCifar10(location: string, split: 'train' | 'test' = 't
     return [parts[k]!, rest * RECORD + 1];
   };
   const dataset: ImageDataset = {
-    name: `cifar10:${location}:${split}`,
+    name,
     size,
     height: 32,
     width: 32,

@@ -9,6 +9,9 @@ export const dataError = errorCodes({
   DDPM_DATA_NOT_FOUND: 'not-found',
   DDPM_DATA_INVALID: 'invalid',
   DDPM_DATA_SPEC: 'invalid',
+  /** Outside the data roots, not a regular file, or over a size cap (data-access.ts). */
+  DDPM_DATA_REFUSED: 'invalid',
+  DDPM_DATA_ABORTED: 'aborted',
 });
 export type DataErrorCode = Parameters<typeof dataError>[0];
 

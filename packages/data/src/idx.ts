@@ -3,31 +3,12 @@
  * type 0x08 = unsigned byte, number of dimensions), big-endian int32 dimensions, then the data.
  * Image files have 3 dimensions [N, H, W].
  */
-import { promises as fs } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-
+import { gunzipIfGzip, readDataFile } from './data-access';
 import { dataError, type ImageDataset, checkIndices } from './dataset';
 
-/** The file's bytes, gunzipped when they are gzip. */
+/** The file's bytes (within the data roots and caps), gunzipped when they are gzip. */
 async function readIdxBytes(file: string): Promise<Buffer> {
-  let raw: Buffer;
-  try {
-    raw = await fs.readFile(file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw dataError(
-      code === 'ENOENT' ? 'DDPM_DATA_NOT_FOUND' : 'DDPM_DATA_INVALID',
-      `cannot read IDX file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
-    );
-  }
-  if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
-    try {
-      return gunzipSync(raw);
-    } catch (err) {
-      throw dataError('DDPM_DATA_INVALID', `${file} is a truncated or corrupt gzip file: ${(err as Error).message}`);
-    }
-  }
-  return raw;
+  return gunzipIfGzip(await readDataFile(file), file);
 }
 
 /**
@@ -47,7 +28,11 @@ export async function readIdxLabels(file: string, count: number): Promise<Uint8A
 
 /** An IDX image file as a dataset; with `labelsFile`, its `labels()` reads the class labels. */
 export async function openIdx(file: string, options: { labelsFile?: string } = {}): Promise<ImageDataset> {
-  const bytes = await readIdxBytes(file);
+  return idxDataset(await readIdxBytes(file), file, options);
+}
+
+/** An IDX image file's (gunzipped) bytes as a dataset; `file` names it in messages. */
+export function idxDataset(bytes: Buffer, file: string, options: { labelsFile?: string } = {}): ImageDataset {
   if (bytes.length < 4) throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
   const [zero0, zero1, type, dims] = [bytes[0], bytes[1], bytes[2], bytes[3]];
   if (zero0 !== 0 || zero1 !== 0) throw dataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);

@@ -7,19 +7,34 @@ import * as path from 'node:path';
 
 import sharp from 'sharp';
 
+import { allowedPath, dataAccess, readDataFile } from './data-access';
 import { dataError, type ImageDataset, checkIndices } from './dataset';
+
+/** Largest decoded image sharp accepts (pixels): a 16k × 16k image, far above any training source. */
+const MAX_INPUT_PIXELS = 2 ** 28;
 
 const EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
-/** The folder's .png / .jpg / .jpeg files, searched recursively, sorted. */
-export async function listImages(root: string): Promise<string[]> {
+/**
+ * The folder's .png / .jpg / .jpeg files, searched recursively, sorted. Symbolic links are not
+ * followed (a link inside a data root cannot lead out of it), and the count is capped.
+ */
+export async function listImages(root: string, maxFiles = dataAccess().maxFolderFiles): Promise<string[]> {
   const out: string[] = [];
   const walk = async (dir: string): Promise<void> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      throw dataError('DDPM_DATA_REFUSED', `cannot list ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
     for (const entry of entries) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile() && EXTENSIONS.has(path.extname(entry.name).toLowerCase())) out.push(full);
+      else if (entry.isFile() && EXTENSIONS.has(path.extname(entry.name).toLowerCase())) {
+        out.push(full);
+        if (out.length > maxFiles) throw dataError('DDPM_DATA_REFUSED', `image folder ${root} holds more than the cap of ${maxFiles} images`);
+      }
     }
   };
   await walk(root);
@@ -38,19 +53,15 @@ export async function imageDimensions(file: string): Promise<{ width: number; he
 }
 
 export async function openImageFolder(root: string, options: { size: number; channels: 1 | 3 }): Promise<ImageDataset> {
-  let stat;
-  try {
-    stat = await fs.stat(root);
-  } catch {
-    throw dataError('DDPM_DATA_NOT_FOUND', `image folder ${root} does not exist`);
-  }
-  if (!stat.isDirectory()) throw dataError('DDPM_DATA_INVALID', `${root} is not a directory`);
-  const files = await listImages(root);
+  const { real } = await allowedPath(root, 'directory');
+  const files = await listImages(real);
   if (files.length === 0) throw dataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
   const { size, channels } = options;
   const decode = async (file: string): Promise<Uint8Array> => {
+    // Read through the data access checks (caps, roots, no symlink swapped in), then decode from memory.
+    const bytes = await readDataFile(file);
     try {
-      let pipeline = sharp(file).resize(size, size, { fit: 'cover', position: 'centre' }).removeAlpha();
+      let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS }).resize(size, size, { fit: 'cover', position: 'centre' }).removeAlpha();
       pipeline = channels === 1 ? pipeline.greyscale() : pipeline.toColourspace('srgb');
       const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
       if (info.width !== size || info.height !== size || info.channels !== channels) {

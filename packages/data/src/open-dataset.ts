@@ -1,9 +1,11 @@
 /** Opens the dataset a spec names (see spec.ts): reads files, decodes images. */
 import * as path from 'node:path';
 
-import { openCifar10 } from './cifar10';
-import { type ImageDataset } from './dataset';
-import { openIdx } from './idx';
+import { cifarDataset, openCifar10 } from './cifar10';
+import { gunzipIfGzip, readStoreDataset } from './data-access';
+import { dataError, type ImageDataset } from './dataset';
+import { looksLikeCifar10, looksLikeIdxImages } from './formats';
+import { idxDataset, openIdx } from './idx';
 import { openImageFolder } from './image-folder';
 import { proceduralShapes } from './procedural';
 import { type DatasetSpec, parseDatasetSpec } from './spec';
@@ -30,9 +32,20 @@ export async function openDataset(spec: string | DatasetSpec, defaults: { imageS
         channels: parsed.channels ?? defaults.channels ?? 1,
         seed: parsed.seed,
       });
+    case 'store':
+      return openStoreDataset(parsed.name);
     default: {
       const unreachable: never = parsed;
       throw new Error(`unknown dataset spec ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+/** A dataset uploaded to the object store: an IDX image file (gzipped or not) or CIFAR-10 binary batches, told apart by content. */
+async function openStoreDataset(name: string): Promise<ImageDataset> {
+  const label = `store:${name}`;
+  const bytes = await gunzipIfGzip(await readStoreDataset(name), label);
+  if (looksLikeIdxImages(bytes)) return idxDataset(bytes, label);
+  if (looksLikeCifar10(bytes.length)) return cifarDataset([new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)], label);
+  throw dataError('DDPM_DATA_INVALID', `${label} is neither an IDX image file nor CIFAR-10 binary records`);
 }

@@ -8,13 +8,17 @@
  *   cifar10:DIR_OR_FILE[?split=train|test]   cifar-10-batches-bin
  *   folder:DIR[?size=64&channels=3]          PNG/JPEG, recursive, centre-cropped and resized
  *   procedural:shapes[?size=10000&imageSize=32&channels=1&seed=0]
+ *   store:NAME                               an IDX image file (gzipped or not) or CIFAR-10 binary
+ *                                            batches uploaded to the object store (datasets/NAME)
  *
  * Opening a parsed spec is open-dataset.ts (it reads files and loads sharp).
  */
 import { dataError } from './dataset';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const DATASET_KINDS = ['fashion-mnist', 'mnist', 'idx', 'cifar10', 'folder', 'procedural'] as const;
+export const DATASET_KINDS = ['fashion-mnist', 'mnist', 'idx', 'cifar10', 'folder', 'procedural', 'store'] as const;
+/** Names of datasets in the object store (`PUT /datasets/NAME`, `store:NAME`). */
+export const STORE_DATASET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export type DatasetKind = (typeof DATASET_KINDS)[number];
 export type Split = 'train' | 'test';
 
@@ -24,7 +28,8 @@ export type DatasetSpec =
   | { readonly kind: 'idx'; readonly file: string }
   | { readonly kind: 'cifar10'; readonly location: string; readonly split: Split }
   | { readonly kind: 'folder'; readonly dir: string; readonly size?: number; readonly channels?: 1 | 3 }
-  | { readonly kind: 'procedural'; readonly name: 'shapes'; readonly size: number; readonly imageSize?: number; readonly channels?: 1 | 3; readonly seed: number };
+  | { readonly kind: 'procedural'; readonly name: 'shapes'; readonly size: number; readonly imageSize?: number; readonly channels?: 1 | 3; readonly seed: number }
+  | { readonly kind: 'store'; readonly name: string };
 
 /** The options each kind takes (anything else is an error naming what it takes). */
 const OPTIONS: Record<DatasetKind, readonly string[]> = {
@@ -34,6 +39,7 @@ const OPTIONS: Record<DatasetKind, readonly string[]> = {
   cifar10: ['split'],
   folder: ['size', 'channels'],
   procedural: ['size', 'imageSize', 'channels', 'seed'],
+  store: [],
 };
 
 function fail(message: string): never {
@@ -50,16 +56,23 @@ function splitOption(options: ReadonlyMap<string, string>): Split {
   return value;
 }
 
-function integerOption(options: ReadonlyMap<string, string>, key: string, min: number): number | undefined {
+/** Largest image side a folder or procedural dataset may be resized or drawn to (the paper's largest is 256). */
+const MAX_IMAGE_SIDE = 1024;
+/** Largest dataset index the loader's permutations hold (uint32). */
+const MAX_DATASET_SIZE = 2 ** 31 - 1;
+
+function integerOption(options: ReadonlyMap<string, string>, key: string, min: number, max: number): number | undefined {
   const raw = options.get(key);
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (raw.trim() === '' || !Number.isSafeInteger(value) || value < min) fail(`dataset option ${key} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  if (raw.trim() === '' || !Number.isSafeInteger(value) || value < min || value > max) {
+    fail(`dataset option ${key} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
   return value;
 }
 
 function channelsOption(options: ReadonlyMap<string, string>): 1 | 3 | undefined {
-  const c = integerOption(options, 'channels', 1);
+  const c = integerOption(options, 'channels', 1, 3);
   if (c !== undefined && c !== 1 && c !== 3) fail(`channels must be 1 or 3, got ${c}`);
   return c;
 }
@@ -101,27 +114,53 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     case 'cifar10':
       return { kind, location: needLocation(kind, location), split: splitOption(options) };
     case 'folder': {
-      const size = integerOption(options, 'size', 1);
+      const size = integerOption(options, 'size', 1, MAX_IMAGE_SIDE);
       const channels = channelsOption(options);
       return { kind, dir: needLocation(kind, location), ...(size !== undefined ? { size } : {}), ...(channels !== undefined ? { channels } : {}) };
     }
     case 'procedural': {
       const name = location || 'shapes';
       if (name !== 'shapes') fail(`unknown procedural dataset ${JSON.stringify(name)}; the one available is "shapes"`);
-      const imageSize = integerOption(options, 'imageSize', 1);
+      const imageSize = integerOption(options, 'imageSize', 8, MAX_IMAGE_SIDE);
       const channels = channelsOption(options);
       return {
         kind,
         name,
-        size: integerOption(options, 'size', 1) ?? 10_000,
+        size: integerOption(options, 'size', 1, MAX_DATASET_SIZE) ?? 10_000,
         ...(imageSize !== undefined ? { imageSize } : {}),
         ...(channels !== undefined ? { channels } : {}),
-        seed: integerOption(options, 'seed', 0) ?? 0,
+        seed: integerOption(options, 'seed', 0, 2 ** 32 - 1) ?? 0,
       };
+    }
+    case 'store': {
+      const name = needLocation(kind, location).replace(/^datasets\//, '');
+      if (!STORE_DATASET_NAME.test(name)) fail(`store dataset name ${JSON.stringify(name)} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+      return { kind, name };
     }
     default: {
       const unreachable: never = kind;
       return fail(`unknown dataset kind ${String(unreachable)}`);
+    }
+  }
+}
+
+/** The file or folder a parsed spec reads from, if it reads from the file system. */
+export function datasetPath(spec: DatasetSpec): string | undefined {
+  switch (spec.kind) {
+    case 'fashion-mnist':
+    case 'mnist':
+    case 'folder':
+      return spec.dir;
+    case 'idx':
+      return spec.file;
+    case 'cifar10':
+      return spec.location;
+    case 'procedural':
+    case 'store':
+      return undefined;
+    default: {
+      const unreachable: never = spec;
+      return fail(`unknown dataset kind ${JSON.stringify(unreachable)}`);
     }
   }
 }

@@ -71,9 +71,16 @@ export async function writeCheckpoint(store: ObjectStore, prefix: string, files:
     'optimizer.safetensors': files.optimizer,
     'state.json': new TextEncoder().encode(JSON.stringify(files.state, null, 2)),
   };
-  // Any earlier manifest for this step goes first, so a half-rewritten checkpoint is invisible.
+  const manifestKey = joinKey(key, 'manifest.json');
+  const ref: CheckpointRef = { step: files.state.step, key, url: store.urlOf(manifestKey) };
   await fence?.();
-  await store.delete(joinKey(key, 'manifest.json'));
+  if (await store.exists(manifestKey)) {
+    // A whole checkpoint of this step is there already (another run of the job wrote it: runs are
+    // deterministic, so it holds this very state). A writer never replaces a whole checkpoint;
+    // only a broken one is rewritten, its manifest removed first so the rewrite is invisible until whole.
+    if ((await checkpointProblem(store, ref)) === undefined) return ref;
+    await store.delete(manifestKey);
+  }
   for (const name of FILE_NAMES) {
     await fence?.();
     await store.put(joinKey(key, name), bodies[name]);
@@ -85,8 +92,29 @@ export async function writeCheckpoint(store: ObjectStore, prefix: string, files:
     files: FILE_NAMES.map((name) => ({ name, bytes: bodies[name].length, sha256: sha256(bodies[name]) })),
   };
   await fence?.();
-  await store.put(joinKey(key, 'manifest.json'), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
-  return { step: files.state.step, key, url: store.urlOf(joinKey(key, 'manifest.json')) };
+  await store.put(manifestKey, new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
+  return ref;
+}
+
+/**
+ * What is wrong with a checkpoint, judged without reading its files: the manifest parses and every
+ * file it lists is there with the size it gives (readCheckpoint verifies the checksums when it
+ * loads); undefined when nothing is.
+ */
+export async function checkpointProblem(store: ObjectStore, ref: CheckpointRef): Promise<string | undefined> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
+  } catch (err) {
+    return `unreadable manifest (${(err as Error).message})`;
+  }
+  const sizes = new Map((await store.list(`${ref.key}/`)).map((o) => [o.key.slice(ref.key.length + 1), o.size]));
+  for (const name of FILE_NAMES) {
+    const entry = manifest.files?.find((f) => f.name === name);
+    if (entry === undefined) return `the manifest does not list ${name}`;
+    if (sizes.get(name) !== entry.bytes) return `${name} is ${sizes.has(name) ? `${sizes.get(name)} bytes, the manifest says ${entry.bytes}` : 'missing'}`;
+  }
+  return undefined;
 }
 
 /** Checkpoints with a manifest, newest first (their files are not verified here). */
@@ -169,10 +197,23 @@ export async function loadCheckpointAt(store: ObjectStore, prefix: string, step:
   return { ref, files: await readCheckpoint(store, ref), skipped: [] };
 }
 
-/** Deletes all but the newest `keep` checkpoints (manifest first, so each vanishes atomically). */
+/**
+ * Deletes the checkpoints older than the newest `keep` whole ones (manifest first, so each
+ * vanishes atomically). Whole means checkpointProblem finds nothing: broken checkpoints never
+ * count towards `keep`, so pruning cannot leave a run with none that loads.
+ */
 export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, fence?: WriteFence): Promise<void> {
   const refs = await listCheckpoints(store, prefix);
-  for (const ref of refs.slice(keep)) {
+  let whole = 0;
+  let cut = refs.length;
+  for (let i = 0; i < refs.length; i++) {
+    if ((await checkpointProblem(store, refs[i]!)) === undefined) whole += 1;
+    if (whole === keep) {
+      cut = i + 1;
+      break;
+    }
+  }
+  for (const ref of refs.slice(cut)) {
     await fence?.();
     await store.delete(joinKey(ref.key, 'manifest.json'));
     for (const name of FILE_NAMES) await store.delete(joinKey(ref.key, name));

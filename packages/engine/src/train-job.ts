@@ -7,7 +7,7 @@ import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
 import { codedErrorOf } from '@ddpm/core';
 import { type ObjectStore } from '@ddpm/storage';
 
-import { type CheckpointRef } from './checkpoint';
+import { type CheckpointRef, type WriteFence } from './checkpoint';
 import { type EvalHistoryEntry } from './eval-history';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
@@ -27,6 +27,8 @@ export interface TrainJobOptions {
   readonly signal?: AbortSignal;
   /** Run as one rank of a data-parallel group: rank 0 writes checkpoints and the grid, the others only train. */
   readonly group?: GroupLink;
+  /** Alone: called before every write to the run (checkpoints, pruning, history); throws when another run of the job owns it now. */
+  readonly fence?: WriteFence;
   /** Storage key, without extension, of the final grid (`.png` and `.json` are written). */
   readonly gridKey: (step: number) => string;
   /** Added to the grid's JSON metadata (e.g. the job id). */
@@ -96,7 +98,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
         });
         log(`evaluation at step ${step}: ${Object.entries(entry.metrics).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join(', ')} (${entry.seconds.toFixed(1)} s)`);
         if (writer) {
-          await group?.assertWriter();
+          await (group ? group.assertWriter() : options.fence?.());
           await appendEvalHistory(options.store, options.prefix, entry);
         }
         await options.onEvaluation?.(entry);
@@ -113,6 +115,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     const result = await trainer.run({
       ...(options.signal ? { signal: options.signal } : {}),
       ...(group ? { group } : {}),
+      ...(options.fence ? { fence: options.fence } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(evaluation ? { afterStep: (step: number) => evaluate(step) } : {}),
       onCheckpoint: async (ref, reason, seconds) => {

@@ -74,6 +74,11 @@ export interface RunOptions {
   /** Train as one rank of a data-parallel group (see {@link GroupLink}); absent: alone. */
   readonly group?: GroupLink;
   /**
+   * Called before every change to the run's checkpoints (alone; a group's rank 0 uses its link's
+   * assertWriter): throws when another run of the job owns the run now.
+   */
+  readonly fence?: WriteFence;
+  /**
    * After a step and its periodic checkpoint (evaluations during training run here, so a failed
    * or slow one never holds back the step's checkpoint).
    */
@@ -427,7 +432,7 @@ export class Trainer {
     const group = options.group;
     // In a group only rank 0 writes, fenced against a newer generation of the group.
     const writer = group === undefined || group.rank === 0;
-    const fence = group ? () => group.assertWriter() : undefined;
+    const fence = group ? () => group.assertWriter() : options.fence;
     let last: CheckpointRef | undefined;
     let lastSavedStep = this.resumedFrom?.step ?? -1;
     const save = async (reason: string): Promise<void> => {

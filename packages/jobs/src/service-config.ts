@@ -2,6 +2,10 @@
  * The service's environment (../shared/DESIGN.md, "Configuration"), validated once at start with
  * errors that name the variable and what was expected.
  */
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { LIMIT_VARIABLES, type ServiceLimits } from '@ddpm/config';
 import { CodedError, hasCode } from '@ddpm/core';
 
 export interface ServiceConfig {
@@ -17,8 +21,34 @@ export interface ServiceConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** BullMQ key prefix (separates deployments; tests use one per test). */
   readonly queuePrefix: string;
+  /** Address the API (PORT) and the worker's /metrics and /healthz (METRICS_PORT) listen on; default 127.0.0.1. */
   readonly host: string;
+  /** DDPM_INSECURE=1: listen beyond loopback without a token (loudly warned about). */
+  readonly insecure: boolean;
+  /** Folders every dataset path must lie in (DDPM_DATA_ROOTS, ':'-separated); `store:NAME` datasets are always allowed. */
+  readonly dataRoots: readonly string[];
+  /** Largest data file read and largest gunzipped content, bytes (DDPM_DATA_MAX_FILE_MB). */
+  readonly dataMaxFileBytes: number;
+  /** Largest dataset upload, bytes (DDPM_MAX_UPLOAD_MB). */
+  readonly maxUploadBytes: number;
+  /** Server-side budgets checked at submission (and the wall time, by the worker). */
+  readonly limits: ServiceLimits;
+  /** Finished jobs kept: at most `count` of each queue, none older than `seconds` (then removed). */
+  readonly keepCompleted: { readonly count: number; readonly seconds: number };
+  readonly keepFailed: { readonly count: number; readonly seconds: number };
+  /** Log lines kept per job (DDPM_JOB_LOG_LINES); older lines are dropped. */
+  readonly jobLogLines: number;
+  /** Seconds a cancelled or shut-down job has to checkpoint and stop before its process is killed (DDPM_STOP_GRACE_SECONDS). */
+  readonly stopGraceSeconds: number;
+  /** Resident memory a job process may use, bytes (DDPM_JOB_MEMORY_MB; default 90% of the machine). */
+  readonly jobMemoryBytes: number;
+  /** Concurrent `logs?follow=true` streams (DDPM_LOG_FOLLOWERS) and how long one may last (DDPM_LOG_FOLLOW_SECONDS). */
+  readonly logFollowers: number;
+  readonly logFollowSeconds: number;
 }
+
+/** The Debian packages' datasets folder (dataset-fashion-mnist installs under it). */
+export const DEFAULT_DATA_ROOTS = ['/usr/share/datasets'] as const;
 
 /** A bad environment variable: the process cannot start until someone fixes it. */
 const configError = (message: string): CodedError => new CodedError('DDPM_SERVICE_CONFIG', 'invalid', message);
@@ -40,6 +70,25 @@ function redisUrl(name: string, raw: string): string {
     throw configError(`${name} is not a valid URL: ${JSON.stringify(raw)}`);
   }
   return raw;
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+const MIB = 2 ** 20;
+
+function dataRoots(raw: string | undefined): string[] {
+  if (raw === undefined) return [...DEFAULT_DATA_ROOTS];
+  const roots = raw.split(':').filter((r) => r !== '');
+  for (const r of roots) if (!path.isAbsolute(r)) throw configError(`DDPM_DATA_ROOTS must list absolute folders separated by ':', got ${JSON.stringify(r)}`);
+  return roots.map((r) => path.resolve(r));
 }
 
 export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults: { port?: number; metricsPort?: number } = {}): ServiceConfig {
@@ -65,8 +114,46 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
     metricsPort: port('METRICS_PORT', env['METRICS_PORT'], defaults.metricsPort ?? 9464),
     logLevel: level as ServiceConfig['logLevel'],
     queuePrefix: prefix,
-    host: env['HOST'] ?? '0.0.0.0',
+    host: env['HOST'] || '127.0.0.1',
+    insecure: insecureFlag(env['DDPM_INSECURE']),
+    dataRoots: dataRoots(env['DDPM_DATA_ROOTS']),
+    dataMaxFileBytes: integer(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
+    maxUploadBytes: integer(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
+    limits: Object.fromEntries(Object.entries(LIMIT_VARIABLES).map(([key, v]) => [key, integer(env, v.env, v.default, 1)])) as unknown as ServiceLimits,
+    keepCompleted: { count: integer(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0), seconds: integer(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1) },
+    keepFailed: { count: integer(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0), seconds: integer(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1) },
+    jobLogLines: integer(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
+    stopGraceSeconds: integer(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
+    jobMemoryBytes: integer(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
+    logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
+    logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
   };
+}
+
+function insecureFlag(raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === '0') return false;
+  if (raw === '1') return true;
+  throw configError(`DDPM_INSECURE must be 1 or 0, got ${JSON.stringify(raw)}`);
+}
+
+/** Whether a listen address is reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * The API's rule (DESIGN.md, "Safe by default"): beyond loopback only with a token, unless
+ * DDPM_INSECURE=1 says otherwise. Returns the warning to log loudly when it does; throws otherwise.
+ */
+export function checkListenerSafety(config: ServiceConfig): string | undefined {
+  if (isLoopback(config.host) || config.apiToken !== undefined) return undefined;
+  if (!config.insecure) {
+    throw configError(
+      `HOST=${config.host} is reachable from other machines and DDPM_API_TOKEN is not set: anyone who reaches it could run jobs. ` +
+        'Set DDPM_API_TOKEN (16+ characters), listen on 127.0.0.1, or set DDPM_INSECURE=1 to serve without a token anyway',
+    );
+  }
+  return `INSECURE: listening on ${config.host} without DDPM_API_TOKEN (DDPM_INSECURE=1): anyone who reaches this address can submit, read and cancel jobs`;
 }
 
 /** ioredis / BullMQ connection options for a redis:// or rediss:// URL. */

@@ -90,6 +90,12 @@ export interface ArchitectureSummary {
   readonly forwardFlopsConvDense: number;
   /** The attention einsums' FLOPs (QKᵀ and WV) of one forward pass of one image. */
   readonly forwardFlopsAttention: number;
+  /**
+   * Floats of the intermediate values one forward pass of one image produces (every op's output,
+   * attention weights included): what training keeps for the backward pass, and what a step's
+   * memory grows with per image (budgets.ts of @ddpm/config bounds batch × this).
+   */
+  readonly activationFloats: number;
   /** Feature-map side and channel count at each level. */
   readonly levels: readonly { resolution: number; channels: number; attention: boolean }[];
 }
@@ -105,6 +111,8 @@ export const NEAR_ZERO_INIT_SCALE = 1e-10;
 class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
   readonly params: ParamSpec[] = [];
   readonly costs: LayerCost[] = [];
+  /** Floats of op outputs of one image's forward pass (see ArchitectureSummary.activationFloats). */
+  activations = 0;
 
   constructor(private readonly config: UNetConfig) {}
 
@@ -115,6 +123,7 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
     this.params.push({ name: `${name}/b`, shape: [outC], init: { kind: 'zeros' } });
     const res = x.res / stride;
     this.costs.push({ name, flops: 2 * k * k * x.c * outC * res * res, kind: k === 1 ? 'dense' : 'conv' });
+    this.activations += res * res * outC;
     return { res, c: outC };
   }
 
@@ -122,6 +131,7 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
     this.params.push({ name: `${name}/W`, shape: [inC, outC], init: { kind: 'glorot', fanIn: inC, fanOut: outC, scale } });
     this.params.push({ name: `${name}/b`, shape: [outC], init: { kind: 'zeros' } });
     this.costs.push({ name, flops: 2 * inC * outC * rows, kind: 'dense' });
+    this.activations += rows * outC;
   }
 
   private norm(name: string, c: number): void {
@@ -140,6 +150,9 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
   }
 
   resBlock(scope: string, x: Shape, outC: number): Shape {
+    const pixels = x.res * x.res;
+    // norm1 and its swish; the time embedding added, norm2, swish, dropout, the residual sum.
+    this.activations += 2 * pixels * x.c + 5 * pixels * outC;
     this.norm(`${scope}/norm1`, x.c);
     this.conv(`${scope}/conv1`, x, outC, 3, 1);
     this.dense(`${scope}/temb_proj`, 4 * this.config.ch, outC, 1);
@@ -151,6 +164,8 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
 
   attnBlock(scope: string, x: Shape): Shape {
     const n = x.res * x.res;
+    // The normalised input, the weights before and after softmax, the weighted values, the residual sum.
+    this.activations += 3 * n * x.c + 2 * n * n;
     this.norm(`${scope}/norm`, x.c);
     for (const p of ['q', 'k', 'v']) this.dense(`${scope}/${p}`, x.c, x.c, n);
     this.costs.push({ name: `${scope}/einsum`, flops: 2 * 2 * n * n * x.c, kind: 'attention' });
@@ -164,14 +179,17 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
 
   upsample(scope: string, x: Shape): Shape {
     const up = { res: x.res * 2, c: x.c };
+    this.activations += up.res * up.res * up.c;
     return this.config.resampleWithConv ? this.conv(`${scope}/conv`, up, x.c, 3, 1) : up;
   }
 
   concat(x: Shape, skip: Shape): Shape {
+    this.activations += x.res * x.res * (x.c + skip.c);
     return { res: x.res, c: x.c + skip.c };
   }
 
   output(x: Shape, outC: number): Shape {
+    this.activations += 2 * x.res * x.res * x.c;
     this.norm('norm_out', x.c);
     return this.conv('conv_out', x, outC, 3, 1, NEAR_ZERO_INIT_SCALE);
   }
@@ -202,6 +220,7 @@ export function describeArchitecture(config: UNetConfig): ArchitectureSummary {
     layerCosts: interp.costs,
     forwardFlopsConvDense: sum(['conv', 'dense']),
     forwardFlopsAttention: sum(['attention']),
+    activationFloats: interp.activations,
     levels: config.chMult.map((m, i) => {
       const resolution = config.imageSize / 2 ** i;
       return { resolution, channels: config.ch * m, attention: config.attnResolutions.includes(resolution) };

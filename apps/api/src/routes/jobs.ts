@@ -9,7 +9,7 @@ import { type FastifyRequest } from 'fastify';
 import { described } from '../components';
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 import { JobView, REQUEST_BODIES } from '../job-view';
-import { LIST_STATE_NAMES } from '../jobs-service';
+import { LIST_STATE_NAMES, MAX_LIST_DEPTH, MAX_LOG_PAGE } from '../jobs-service';
 
 const IdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' }) }, { additionalProperties: false });
 const IdempotencyHeaders = Type.Object({
@@ -64,7 +64,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
             type: Type.Optional(Type.Union(JOB_TYPES.map((t) => Type.Literal(t)))),
             state: Type.Optional(Type.Union(LIST_STATE_NAMES.map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|100)$', description: '1-100, default 20' })),
-            offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'default 0' })),
+            offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: `default 0; offset + limit at most ${MAX_LIST_DEPTH}` })),
           },
           { additionalProperties: false },
         ),
@@ -213,13 +213,21 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/jobs/:id/logs',
     {
       schema: {
-        summary: "a job's log lines; follow=true streams them until the job ends",
+        summary: `a job's log lines, a page at a time (Log-Total and Log-Next say where the next page starts); follow=true streams them until the job ends`,
         params: IdParams,
-        querystring: Type.Object({ follow: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          {
+            follow: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
+            start: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'the first line, counted from the oldest line kept (default 0)' })),
+            limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$', description: `lines per page, at most ${MAX_LOG_PAGE} (default 1000)` })),
+          },
+          { additionalProperties: false },
+        ),
         response: {
           200: { description: 'one line per event', content: { 'text/plain': { schema: Type.Unsafe<string | Readable>({ type: 'string' }) } } },
           400: ErrorBody,
           404: ErrorBody,
+          503: ErrorBody,
           ...COMMON_ERRORS,
         },
       },
@@ -227,19 +235,31 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const job = await jobs.find(request.params.id);
       if (!job) return reply.code(404).send({ error: 'not found', message: `no job ${request.params.id}` });
-      reply.header('content-type', 'text/plain; charset=utf-8');
       if (request.query.follow !== 'true') {
-        const lines = (await jobs.logs(request.params.id)) ?? [];
+        const start = Number(request.query.start ?? 0);
+        const limit = Number(request.query.limit ?? 1000);
+        if (limit > MAX_LOG_PAGE) return reply.code(400).send({ error: 'invalid request', message: `limit must be at most ${MAX_LOG_PAGE}, got ${limit}` });
+        const { lines, total } = await jobs.logs(job, start, limit);
+        reply.header('content-type', 'text/plain; charset=utf-8').header('log-total', String(total)).header('log-next', String(Math.min(start + lines.length, total)));
         return reply.send(lines.map((l) => `${l}\n`).join(''));
       }
+      const release = jobs.acquireFollower();
+      reply.header('content-type', 'text/plain; charset=utf-8');
       const stream = new PassThrough();
       let closed = false;
       request.raw.on('close', () => {
         closed = true;
       });
-      jobs.followLogs(job, stream, () => closed).then(
-        () => stream.end(),
-        () => stream.end(),
+      jobs.followLogs(job, stream, () => closed || stream.destroyed).then(
+        () => {
+          release();
+          stream.end();
+        },
+        (err: unknown) => {
+          release();
+          request.log.warn({ err }, 'following logs failed');
+          stream.end();
+        },
       );
       return reply.send(stream);
     },

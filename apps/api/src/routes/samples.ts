@@ -35,7 +35,8 @@ export const sampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       try {
         const body = await app.ddpm.store.get(sampleKey(id!, json ? 'json' : 'png'));
         reply.header('content-type', json ? 'application/json' : 'image/png');
-        reply.header('cache-control', 'public, max-age=31536000, immutable');
+        // Behind a token a sample is the client's: no shared cache may keep it.
+        reply.header('cache-control', `${app.ddpm.config.apiToken ? 'private' : 'public'}, max-age=31536000, immutable`);
         return reply.send(Buffer.from(body.buffer, body.byteOffset, body.length));
       } catch (err) {
         if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });

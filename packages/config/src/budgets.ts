@@ -1,0 +1,147 @@
+/**
+ * Server-side budgets: the sizes a user controls, bounded by the operator (DESIGN.md, "Safe by
+ * default"). The API checks a job's resolved configuration against them before it is queued, so a
+ * request that would exhaust a worker's memory, disk or time is refused with a 4xx naming the
+ * limit and its environment variable, instead of being found out by an out-of-memory kill.
+ *
+ * Memory per training step is an estimate from the architecture (no tensors): per image, the
+ * floats of every op output of one forward pass (describeArchitecture's activationFloats), times
+ * 4 bytes, times TRAINING_MEMORY_FACTOR for what backpropagation keeps and allocates besides;
+ * plus the weights, gradients, EMA and both Adam moments. The factor was measured on the wasm
+ * backend (heap after a training step, 2 steps, tfjs-backend-wasm 4.22): micro32 b64 1860 MiB
+ * against 773 estimated (2.41), tiny32 b64 2870 against 1193 (2.41), fashion32 b32 2833 against
+ * 1111 (2.55); 2.6 keeps the estimate above all three.
+ */
+import { parseDatasetSpec } from '@ddpm/data/spec';
+import { describeArchitecture } from '@ddpm/unet/architecture';
+import { preset } from '@ddpm/unet/presets';
+
+import { configError } from './errors';
+import { type EvalJobConfig } from './eval-settings';
+import { type SampleJobConfig } from './sample-settings';
+import { type TrainJobConfig, unetConfigOf } from './train-config';
+
+/** Bytes a training step allocates per byte of forward activations (measured, see above). */
+export const TRAINING_MEMORY_FACTOR = 2.6;
+/** Weights, gradients, EMA, Adam's two moments, and the update's temporaries: float32 copies of the parameters. */
+const PARAMETER_COPIES = 6;
+const MIB = 2 ** 20;
+
+export interface ServiceLimits {
+  /** Estimated memory of one training micro-batch in one process, MiB (DDPM_MAX_STEP_MEMORY_MB). */
+  readonly maxStepMemoryMb: number;
+  /** Optimizer steps of one train job (DDPM_MAX_STEPS). */
+  readonly maxSteps: number;
+  /** Images a sample job draws, frames of progressive sampling included (DDPM_MAX_SAMPLE_IMAGES). */
+  readonly maxSampleImages: number;
+  /** Checkpoints kept × their size, MiB (DDPM_MAX_CHECKPOINT_STORAGE_MB). */
+  readonly maxCheckpointStorageMb: number;
+  /** Images of a procedural dataset (DDPM_MAX_DATASET_IMAGES). */
+  readonly maxDatasetImages: number;
+  /** Samples and reference images of one evaluation (DDPM_MAX_EVAL_IMAGES). */
+  readonly maxEvalImages: number;
+  /** Wall time of one run of a job, seconds; the worker stops the job at it (DDPM_MAX_JOB_SECONDS). */
+  readonly maxJobSeconds: number;
+}
+
+/** Each limit's environment variable, default and meaning (the README's table is written from this). */
+export const LIMIT_VARIABLES: Readonly<Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>> = {
+  maxStepMemoryMb: {
+    env: 'DDPM_MAX_STEP_MEMORY_MB',
+    default: 3584,
+    help: 'estimated memory of one training micro-batch (batchSize / accumulation images of the preset) in one process; the default fits the wasm backend’s 4 GiB heap',
+  },
+  maxSteps: { env: 'DDPM_MAX_STEPS', default: 1_000_000, help: 'steps of one train job (the paper trains CIFAR-10 for 800k)' },
+  maxSampleImages: { env: 'DDPM_MAX_SAMPLE_IMAGES', default: 4096, help: 'images of one sample job: count, times the frames of progressive sampling' },
+  maxCheckpointStorageMb: { env: 'DDPM_MAX_CHECKPOINT_STORAGE_MB', default: 20_480, help: 'keepCheckpoints × the size of one checkpoint (model, EMA, Adam moments)' },
+  maxDatasetImages: { env: 'DDPM_MAX_DATASET_IMAGES', default: 1_000_000, help: 'images of a procedural dataset' },
+  maxEvalImages: { env: 'DDPM_MAX_EVAL_IMAGES', default: 50_000, help: 'samples, reference images or NLL test images of one evaluation' },
+  maxJobSeconds: { env: 'DDPM_MAX_JOB_SECONDS', default: 7 * 24 * 3600, help: 'wall time of one run of a job; the worker checkpoints and fails it permanently at the limit' },
+};
+
+export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(Object.entries(LIMIT_VARIABLES).map(([k, v]) => [k, v.default])) as unknown as ServiceLimits;
+
+/** Estimated bytes of one training step of `images` images of the run's model in one process. */
+export function trainingStepBytes(config: TrainJobConfig['train'], images: number): number {
+  const summary = describeArchitecture(unetConfigOf(config));
+  return images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR + summary.totalParams * 4 * PARAMETER_COPIES;
+}
+
+/** Bytes of one checkpoint of the run: model, EMA and Adam's two moments in float32. */
+export function checkpointBytes(config: TrainJobConfig['train']): number {
+  return describeArchitecture(unetConfigOf(config)).totalParams * 4 * 4;
+}
+
+function over(limit: keyof ServiceLimits, what: string, value: string, hint = ''): never {
+  const v = LIMIT_VARIABLES[limit];
+  throw configError(`${what} is ${value}, over this server's limit ${v.env}${hint ? `; ${hint}` : ''}`);
+}
+
+const mib = (bytes: number): string => `${Math.ceil(bytes / MIB)} MiB`;
+
+/** The size of the procedural dataset a spec names, if it names one. */
+function proceduralSize(spec: string | undefined): number | undefined {
+  if (spec === undefined) return undefined;
+  const parsed = parseDatasetSpec(spec);
+  return parsed.kind === 'procedural' ? parsed.size : undefined;
+}
+
+function checkEvalImages(limits: ServiceLimits, spec: Pick<EvalJobConfig, 'samples' | 'reference' | 'nll' | 'metrics'>, what: string): void {
+  if (spec.samples.count > limits.maxEvalImages) over('maxEvalImages', `${what} samples ${spec.samples.count} images; that`, `more than ${limits.maxEvalImages}`);
+  if ((spec.reference.count ?? 0) > limits.maxEvalImages) over('maxEvalImages', `${what} reference count ${spec.reference.count}`, `more than ${limits.maxEvalImages}`);
+  if (spec.metrics.includes('nll') && spec.nll.images > limits.maxEvalImages) over('maxEvalImages', `${what} NLL on ${spec.nll.images} images`, `more than ${limits.maxEvalImages}`);
+  const size = proceduralSize(spec.reference.dataset);
+  if (size !== undefined && size > limits.maxDatasetImages) over('maxDatasetImages', `the reference procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+}
+
+/**
+ * Checks a resolved job against the server's limits; throws an `invalid` error naming the first
+ * limit exceeded, its value and its variable.
+ */
+export function checkBudgets(job: { type: 'train'; config: TrainJobConfig } | { type: 'sample'; config: SampleJobConfig } | { type: 'eval'; config: EvalJobConfig }, limits: ServiceLimits): void {
+  switch (job.type) {
+    case 'train': {
+      const train = job.config.train;
+      if (train.steps > limits.maxSteps) over('maxSteps', `steps ${train.steps}`, `more than ${limits.maxSteps}`);
+      const micro = train.batchSize / train.accumulation;
+      const stepBytes = trainingStepBytes(train, micro);
+      if (stepBytes > limits.maxStepMemoryMb * MIB) {
+        over(
+          'maxStepMemoryMb',
+          `the estimated memory of a training micro-batch of ${micro} images (batchSize ${train.batchSize} / accumulation ${train.accumulation}) of ${train.model.preset}`,
+          `${mib(stepBytes)}, more than ${limits.maxStepMemoryMb} MiB`,
+          'raise accumulation to split the batch into smaller micro-batches',
+        );
+      }
+      const storage = checkpointBytes(train) * train.keepCheckpoints;
+      if (storage > limits.maxCheckpointStorageMb * MIB) {
+        over('maxCheckpointStorageMb', `keepCheckpoints ${train.keepCheckpoints} × ${mib(checkpointBytes(train))} per ${train.model.preset} checkpoint`, `${mib(storage)}, more than ${limits.maxCheckpointStorageMb} MiB`);
+      }
+      const size = proceduralSize(train.dataset);
+      if (size !== undefined && size > limits.maxDatasetImages) over('maxDatasetImages', `the procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+      if (job.config.finalGrid.count > limits.maxSampleImages) over('maxSampleImages', `sampleCount ${job.config.finalGrid.count}`, `more than ${limits.maxSampleImages}`);
+      if (job.config.evaluation) checkEvalImages(limits, job.config.evaluation, 'the evaluation during training');
+      return;
+    }
+    case 'sample': {
+      const c = job.config;
+      const frames = c.kind === 'progressive' ? Math.ceil(c.sampler.steps / (c.every ?? 1)) + 1 : 1;
+      const images = c.count * frames;
+      if (images > limits.maxSampleImages) over('maxSampleImages', `${c.count} samples × ${frames} frames = ${images} images`, `more than ${limits.maxSampleImages}`);
+      return;
+    }
+    case 'eval':
+      checkEvalImages(limits, job.config, 'the evaluation');
+      return;
+    default: {
+      const unreachable: never = job;
+      throw configError(`unknown job type ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/** The preset's estimated training memory per image, MiB (for documentation and `ddpm info`). */
+export function trainingMemoryPerImageMb(presetName: string): number {
+  const summary = describeArchitecture(preset(presetName));
+  return (summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR) / MIB;
+}
