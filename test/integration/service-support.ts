@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
-import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, jobTypeOf, loadServiceConfig } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, jobTypeOf, loadServiceConfig, redisConnectionOptions } from '@ddpm/jobs';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
 import { type Job, Queue, QueueEvents } from 'bullmq';
@@ -61,11 +61,14 @@ export async function startStack(options: { workers?: number; env?: Record<strin
     ...options.env,
   };
   const config = loadServiceConfig(env);
-  const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null };
+  // The stack's Redis (REDIS_URL of options.env, a test's own redis-server, or the machine's).
+  const connection = { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null };
   const queues = Object.fromEntries(JOB_TYPES.map((t) => [t, new Queue<JobData, JobResult>(t, { connection, prefix })])) as Stack['queues'];
   const events = Object.fromEntries(JOB_TYPES.map((t) => [t, new QueueEvents(t, { connection, prefix })])) as Stack['events'];
   await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
-  const redis = new Redis('redis://127.0.0.1:6379');
+  const redis = new Redis(config.redisUrl);
+  // A test may restart its Redis: the client reconnects; its errors meanwhile are expected.
+  redis.on('error', () => undefined);
   const workers: WorkerService[] = [];
   const processes: ChildProcess[] = [];
   let app = await buildApp({ config, logger: false });

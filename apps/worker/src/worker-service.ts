@@ -63,6 +63,9 @@ export class WorkerService {
   private metricsServer: http.Server | undefined;
   readonly metrics = createWorkerMetrics();
   private closing = false;
+  /** When the lock of each job this worker holds was last renewed (or taken). */
+  private readonly lockRenewedAt = new Map<string, number>();
+  private lockWatch: NodeJS.Timeout | undefined;
   /** The port /metrics listens on, once started (METRICS_PORT=0 picks a free one). */
   metricsPort: number | undefined;
 
@@ -114,16 +117,22 @@ export class WorkerService {
       // Lost locks (a Redis stall longer than the lock): another worker may take the job over, so
       // this one's process stops now, without a checkpoint (its writes are fenced anyway).
       worker.on('lockRenewalFailed', (jobIds: string[]) => {
-        for (const jobId of jobIds) {
-          const running = this.running.get(jobId);
-          if (!running) continue;
-          logger.error({ jobId }, 'lost the job lock: killing its process so that only one worker runs the job');
-          running.kill('this worker lost the job lock (Redis unreachable for longer than the lock duration); the job resumes from its last checkpoint');
-        }
+        for (const jobId of jobIds) this.lockLost(jobId, 'its renewal was refused');
+      });
+      worker.on('locksRenewed', ({ jobIds }: { jobIds: string[] }) => {
+        for (const jobId of jobIds) if (this.lockRenewedAt.has(jobId)) this.lockRenewedAt.set(jobId, Date.now());
       });
       this.workers.push(worker);
     }
     this.inboxLoop = this.serveInbox();
+    // Redis unreachable: renewals fail with errors, not refusals. Past the lock duration without a
+    // renewal, the lock has expired and another worker may hold the job: stop without waiting for Redis.
+    const lockDuration = this.options.lockDuration ?? 30_000;
+    this.lockWatch = setInterval(() => {
+      const now = Date.now();
+      for (const [jobId, at] of this.lockRenewedAt) if (now - at > lockDuration) this.lockLost(jobId, `not renewed for ${Math.round((now - at) / 1000)} s`);
+    }, 1000);
+    this.lockWatch.unref();
     this.metricsServer = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         this.metrics.registry.metrics().then(
@@ -170,6 +179,15 @@ export class WorkerService {
     };
   }
 
+  /** The lock of a job this worker runs is gone: its process stops now (its writes are fenced anyway). */
+  private lockLost(jobId: string, why: string): void {
+    this.lockRenewedAt.delete(jobId);
+    const running = this.running.get(jobId);
+    if (!running) return;
+    this.options.logger.error({ jobId, why }, 'lost the job lock: killing its process so that only one worker runs the job');
+    running.kill(`this worker lost the job lock (${why}); the job resumes from its last checkpoint`);
+  }
+
   private mayShowDetails(authorization: string | undefined): boolean {
     const { config } = this.options;
     if (config.apiToken !== undefined) {
@@ -210,6 +228,15 @@ export class WorkerService {
   }
 
   private async process(job: Job<JobData, JobResult>, token: string | undefined): Promise<JobResult> {
+    this.lockRenewedAt.set(job.id!, Date.now());
+    try {
+      return await this.processLocked(job, token);
+    } finally {
+      this.lockRenewedAt.delete(job.id!);
+    }
+  }
+
+  private async processLocked(job: Job<JobData, JobResult>, token: string | undefined): Promise<JobResult> {
     if (await this.cancelRequested(job.id!)) {
       await job.log(`${new Date().toISOString()} cancelled before it started`);
       return { status: 'cancelled' };
@@ -413,6 +440,7 @@ export class WorkerService {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.lockWatch);
     this.options.logger.info({ running: [...this.running.keys()] }, 'shutting down: checkpointing running jobs');
     for (const job of this.running.values()) job.cancel('shutdown');
     await Promise.all(this.workers.map((w) => w.close()));

@@ -243,7 +243,13 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
         reply.header('content-type', 'text/plain; charset=utf-8').header('log-total', String(total)).header('log-next', String(Math.min(start + lines.length, total)));
         return reply.send(lines.map((l) => `${l}\n`).join(''));
       }
-      const release = jobs.acquireFollower();
+      let release: () => void;
+      try {
+        release = jobs.acquireFollower();
+      } catch (err) {
+        // The client's to act on (retry later, or read without following): say why.
+        return reply.code(503).header('retry-after', '30').send({ error: 'unavailable', message: (err as Error).message });
+      }
       reply.header('content-type', 'text/plain; charset=utf-8');
       const stream = new PassThrough();
       let closed = false;

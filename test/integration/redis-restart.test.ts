@@ -1,0 +1,96 @@
+/**
+ * The queue's Redis restarting under a running train job (DESIGN.md: production runs it with AOF):
+ * a redis-server of the test's own, with appendonly and fsync on every write, is killed mid-job
+ * (SIGKILL: a crash, not a shutdown) and started again on the same files after longer than the
+ * job lock lasts. The job must finish, from its checkpoints, with every kept checkpoint whole and
+ * nothing lost: the job, its log and its result survive in the restarted Redis.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { listCheckpoints, loadCheckpointAt } from '@ddpm/engine/checkpoints';
+import { openStore } from '@ddpm/storage';
+
+import { type Stack, startStack, tinyTrain, until } from './service-support';
+
+jest.setTimeout(300_000);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** A redis-server with AOF on `dir`; resolves once it accepts connections. */
+async function startRedis(port: number, dir: string): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+  await until('redis-server to accept connections', () => new Promise<true | undefined>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(undefined));
+  }), 20_000);
+  return child;
+}
+
+let dir: string;
+let port: number;
+let redis: ChildProcess | undefined;
+let stack: Stack | undefined;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-aof-'));
+  port = await freePort();
+  redis = await startRedis(port, dir);
+  stack = await startStack({ env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+});
+afterAll(async () => {
+  await stack?.close().catch(() => undefined);
+  redis?.kill('SIGKILL');
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('a train job survives its queue Redis crashing and restarting (AOF): it finishes from whole checkpoints, nothing lost', async () => {
+  const s = stack!;
+  s.startWorkerProcess();
+  const res = await s.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 40, checkpointEvery: 5 }) });
+  expect(res.statusCode).toBe(202);
+  const id = res.json().id as string;
+  await until('training to pass step 8', async () => {
+    const job = await s.queues.train.getJob(id);
+    return ((job?.progress as { step?: number } | undefined)?.step ?? 0) >= 8 ? true : undefined;
+  }, 120_000);
+
+  // A crash, then 6 s down: longer than the worker's 4 s lock, so the job is taken up anew.
+  redis!.kill('SIGKILL');
+  await new Promise((resolve) => redis!.once('exit', resolve));
+  await new Promise((resolve) => setTimeout(resolve, 6000));
+  redis = await startRedis(port, dir);
+
+  const state = await until('the job to finish', async () => {
+    const job = await s.queues.train.getJob(id);
+    const st = await job?.getState();
+    return st === 'completed' || st === 'failed' ? st : undefined;
+  }, 180_000);
+  const job = (await s.queues.train.getJob(id))!;
+  expect([state, job.returnvalue?.status, job.returnvalue?.step]).toEqual(['completed', 'completed', 40]);
+  // The job's record, request and log came through the crash.
+  expect(job.data.request).toMatchObject({ steps: 40 });
+  const logs = (await s.queues.train.getJobLogs(id)).logs.join('\n');
+  expect(logs).toMatch(/starting: micro32/);
+  process.stdout.write(`${logs}\n`);
+  const store = openStore(s.config.storageUrl);
+  const refs = await listCheckpoints(store, job.data.runPrefix);
+  expect(refs[0]!.step).toBe(40);
+  for (const ref of refs) await expect(loadCheckpointAt(store, job.data.runPrefix, ref.step)).resolves.toMatchObject({ ref: { step: ref.step } });
+  expect(await s.queues.train.getJobCounts('failed', 'completed')).toEqual({ failed: 0, completed: 1 });
+});
