@@ -25,6 +25,14 @@ function withTables(readme, config = require(path.join(ROOT, 'packages', 'config
     if (from < 0 || to < from) throw new Error(`README.md lacks the markers ${begin} … ${end}`);
     text = `${text.slice(0, from + begin.length)}\n${config.settingsMarkdown(table)}${text.slice(to)}`;
   }
+  // The server's budgets (the rows of a table whose header the README holds).
+  const begin = '<!-- limits -->';
+  const end = '<!-- /limits -->';
+  const from = text.indexOf(begin);
+  const to = text.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`README.md lacks the markers ${begin} … ${end}`);
+  const rows = Object.values(config.LIMIT_VARIABLES).map((v) => `| \`${v.env}\` | ${v.default} | ${v.help} |\n`);
+  text = `${text.slice(0, from + begin.length)}\n| variable | default | bound |\n| --- | --- | --- |\n${rows.join('')}${text.slice(to)}`;
   return text;
 }
 
