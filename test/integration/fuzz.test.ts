@@ -5,36 +5,20 @@
  * memory flat from the first round of requests to the last.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 
+import { freePort } from '@ddpm/cli';
 import { Rng } from '@ddpm/core';
 import { JOB_TYPES } from '@ddpm/jobs';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 
-import { API_SERVER, tinyTrain, until } from './service-support';
+import { API_SERVER, tinyTrain, until, useStack } from './service-support';
 
 jest.setTimeout(300_000);
 
 const TOKEN = 'fuzz-token-0123456789abcdef';
 const ROUNDS = 3;
 const PER_ROUND = 1000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function residentBytes(pid: number): Promise<number> {
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
@@ -177,29 +161,18 @@ function send(port: number, agent: http.Agent, r: Request): Promise<{ status: nu
   });
 }
 
+// The stack gives the API executable its prefix and store, reads the queues, and cleans up; its in-process app is not used.
+const stack = useStack();
 let api: ChildProcess | undefined;
-let storeDir: string;
-const prefix = `fuzz-${randomBytes(4).toString('hex')}`;
 
-afterAll(async () => {
+afterAll(() => {
   api?.kill('SIGKILL');
-  const redis = new Redis('redis://127.0.0.1:6379');
-  for (const type of JOB_TYPES) {
-    const q = new Queue(type, { connection: { host: '127.0.0.1', port: 6379 }, prefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-  }
-  const keys = await redis.keys(`${prefix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
-  await fs.rm(storeDir, { recursive: true, force: true });
 });
 
 test(`${ROUNDS * PER_ROUND} fuzzed requests: no 5xx, nothing enqueued by an invalid request, memory flat`, async () => {
-  storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-fuzz-'));
   const port = await freePort();
   api = spawn(process.execPath, [API_SERVER], {
-    env: { PATH: process.env['PATH'] ?? '', REDIS_URL: 'redis://127.0.0.1:6379', DDPM_QUEUE_PREFIX: prefix, DDPM_STORAGE_URL: `file://${storeDir}`, PORT: String(port), HOST: '127.0.0.1', DDPM_API_TOKEN: TOKEN, LOG_LEVEL: 'error' },
+    env: { PATH: process.env['PATH'] ?? '', ...stack.env, PORT: String(port), HOST: '127.0.0.1', DDPM_API_TOKEN: TOKEN, LOG_LEVEL: 'error' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   // A crash of the API would show here (and fail the test: every later request gets no answer).
@@ -241,9 +214,7 @@ test(`${ROUNDS * PER_ROUND} fuzzed requests: no 5xx, nothing enqueued by an inva
   // Every job in the queues was answered 202; none came from a refused request.
   const queued = new Set<string>();
   for (const type of JOB_TYPES) {
-    const q = new Queue(type, { connection: { host: '127.0.0.1', port: 6379 }, prefix });
-    for (const job of await q.getJobs(['waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed'], 0, -1)) queued.add(job.id!);
-    await q.close();
+    for (const job of await stack.queues[type].getJobs(['waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed'], 0, -1)) queued.add(job.id!);
   }
   expect([...queued].sort()).toEqual([...accepted].sort());
   expect(statuses.get(400) ?? 0).toBeGreaterThan(PER_ROUND);

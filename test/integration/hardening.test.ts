@@ -159,6 +159,29 @@ describe('budgets and limits', () => {
     expect(job.failedReason).toMatch(/^the job used [0-9.]+ GiB of memory, over this worker's limit of 0.34 GiB \(DDPM_JOB_MEMORY_MB\)/);
   });
 
+  it('a job process gets an allow-listed environment: no API token, no queue Redis URL', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { DDPM_API_TOKEN: 'secret-token-0123456789', REDIS_URL: 'redis://127.0.0.1:6379', AWS_REGION: 'eu-west-1', SOMETHING_ELSE: 'x' });
+    try {
+      const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }) });
+      const id = res.json().id as string;
+      await stack.progressOf(id, (step) => step >= 1);
+      const [pid] = await jobProcesses();
+      const environ = (await fs.readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').map((kv) => kv.split('=', 1)[0]);
+      expect(environ).toEqual(expect.arrayContaining(['PATH', 'AWS_REGION']));
+      expect(environ).not.toEqual(expect.arrayContaining(['DDPM_API_TOKEN']));
+      expect(environ).not.toEqual(expect.arrayContaining(['REDIS_URL']));
+      expect(environ).not.toEqual(expect.arrayContaining(['SOMETHING_ELSE']));
+      await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}` });
+      await stack.waitFinished(id);
+    } finally {
+      for (const key of ['DDPM_API_TOKEN', 'REDIS_URL', 'AWS_REGION', 'SOMETHING_ELSE']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
+  });
+
   it('finished jobs and their logs are kept by count and age, as configured', async () => {
     const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }) });
     const job = (await stack.queues.train.getJob(res.json().id))!;
@@ -166,6 +189,19 @@ describe('budgets and limits', () => {
     await stack.waitFinished(job.id!);
   });
 });
+
+/** Pids of this process's children running the job child (the in-process workers' job processes). */
+async function jobProcesses(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (ppid === process.pid && cmdline.includes('child.js')) pids.push(Number(entry));
+  }
+  return pids;
+}
 
 describe('wall time', () => {
   const stack = useStack({ workers: 1, env: { DDPM_MAX_JOB_SECONDS: '6' } });

@@ -11,23 +11,13 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { freePort } from '@ddpm/cli';
 import { listCheckpoints, loadCheckpointAt } from '@ddpm/engine/checkpoints';
 import { openStore } from '@ddpm/storage';
 
 import { type Stack, startStack, tinyTrain, until } from './service-support';
 
 jest.setTimeout(300_000);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** A redis-server with AOF on `dir`; resolves once it accepts connections. */
 async function startRedis(port: number, dir: string): Promise<ChildProcess> {

@@ -99,16 +99,22 @@ export class JobsService {
       const existing = await this.reserveKey(submission.type, idempotencyKey, id, hash);
       if (existing) return { job: existing, replayed: true };
     }
-    const { keepCompleted, keepFailed, jobLogLines } = this.options;
-    const job = await this.options.queues[submission.type].add(submission.type, data, {
-      jobId: id,
-      attempts: 3,
-      backoff: { type: 'exponential', delay: 5000 },
-      removeOnComplete: { age: keepCompleted.seconds, count: keepCompleted.count },
-      removeOnFail: { age: keepFailed.seconds, count: keepFailed.count },
-      keepLogs: jobLogLines,
-    });
-    return { job, replayed: false };
+    const { keepCompleted, keepFailed, jobLogLines, redis, prefix } = this.options;
+    try {
+      const job = await this.options.queues[submission.type].add(submission.type, data, {
+        jobId: id,
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 5000 },
+        removeOnComplete: { age: keepCompleted.seconds, count: keepCompleted.count },
+        removeOnFail: { age: keepFailed.seconds, count: keepFailed.count },
+        keepLogs: jobLogLines,
+      });
+      return { job, replayed: false };
+    } catch (err) {
+      // Nothing was queued: the key is free again for the client's retry.
+      if (idempotencyKey !== undefined) await redis.del(`${prefix}:idem:${id}`).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
