@@ -134,7 +134,8 @@ describe('data access', () => {
 });
 
 describe('budgets and limits', () => {
-  const stack = useStack({ env: { DDPM_JOB_MEMORY_MB: '350', DDPM_KEEP_COMPLETED_JOBS: '7', DDPM_JOB_LOG_LINES: '50' } });
+  // A budget for a GPU pool (100 GB a step): the wasm worker's own ceiling is what stops the paper's batch below.
+  const stack = useStack({ env: { DDPM_JOB_MEMORY_MB: '350', DDPM_KEEP_COMPLETED_JOBS: '7', DDPM_JOB_LOG_LINES: '50', DDPM_MAX_STEP_MEMORY_MB: '100000' } });
 
   it('refuses requests over a budget at submission, naming the limit, and queues nothing', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -182,6 +183,14 @@ describe('budgets and limits', () => {
     }
   });
 
+  it('a wasm worker refuses a step that cannot fit its 4 GiB heap, for good, before training', async () => {
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'cifar10', batchSize: 128, dataset: 'procedural:shapes?size=16&channels=3' }) });
+    expect(res.statusCode).toBe(202);
+    const job = await stack.waitFinished(res.json().id);
+    expect([await job.getState(), job.attemptsMade]).toEqual(['failed', 1]);
+    expect(job.failedReason).toMatch(/^a training micro-batch of 128 images of cifar10 needs an estimated \d+ MiB, more than the wasm backend's 4 GiB heap; raise accumulation/);
+  });
+
   it('finished jobs and their logs are kept by count and age, as configured', async () => {
     const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }) });
     const job = (await stack.queues.train.getJob(res.json().id))!;
@@ -220,7 +229,7 @@ describe('wall time', () => {
 describe('stopping', () => {
   const stack = useStack({ env: { DDPM_STOP_GRACE_SECONDS: '1' } });
 
-  it('a group signal (Ctrl-C) reaches the worker, not its job process: the job checkpoints and goes back to the queue', async () => {
+  it("a group signal (Ctrl-C) is the worker's, not its job process's: the job checkpoints and goes back to the queue", async () => {
     const worker = spawn(process.execPath, [WORKER_MAIN], {
       env: { ...process.env, ...stack.env, DDPM_LOCK_DURATION_MS: '4000', DDPM_STALLED_INTERVAL_MS: '2000' },
       stdio: ['ignore', 'ignore', 'inherit'],

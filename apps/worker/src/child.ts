@@ -6,7 +6,7 @@
  */
 import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type TrainJobConfig, validateTrainJobConfig } from '@ddpm/config';
+import { type TrainJobConfig, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { randomBytes } from 'node:crypto';
 
 import { CodedError, codedErrorOf } from '@ddpm/core';
@@ -56,6 +56,7 @@ async function runTrain(
 ): Promise<{ result: JobResult; stopReason?: string }> {
   const config = data.config;
   validateTrainJobConfig(config);
+  checkBackendMemory(config, backend);
   const report = progressReporter();
   let slowestStepMs = 0;
   const outcome = await runTrainJob(config, {
@@ -106,6 +107,27 @@ async function runTrain(
     },
     ...(outcome.stopReason !== undefined ? { stopReason: outcome.stopReason } : {}),
   };
+}
+
+/** wasm32's linear memory: no more, whatever the machine has. */
+const WASM_HEAP_BYTES = 4 * 2 ** 30;
+
+/**
+ * The server's budget (DDPM_MAX_STEP_MEMORY_MB) is set per deployment; the backend this process
+ * got has a hard ceiling of its own: on wasm a step that cannot fit the 4 GiB heap fails now, for
+ * good, with what to change, rather than crashing out of memory mid-step and being retried.
+ */
+function checkBackendMemory(config: TrainJobConfig, backend: string): void {
+  if (backend !== 'wasm') return;
+  const micro = config.train.batchSize / config.train.accumulation;
+  const bytes = trainingStepBytes(config.train, micro);
+  if (bytes > WASM_HEAP_BYTES) {
+    throw new CodedError(
+      'DDPM_BACKEND_MEMORY',
+      'invalid',
+      `a training micro-batch of ${micro} images of ${config.train.model.preset} needs an estimated ${Math.ceil(bytes / 2 ** 20)} MiB, more than the wasm backend's 4 GiB heap; raise accumulation (or run on a tensorflow backend)`,
+    );
+  }
 }
 
 async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectStore): Promise<JobResult> {
@@ -327,6 +349,10 @@ process.on('message', (message: ParentMessage) => {
   if (message.type === 'start') void start(message);
   else if (message.type === 'cancel') controller.abort(new Error(message.reason));
 });
+// A Ctrl-C, or a stop signal sent to the whole process group (a terminal, systemd, a container's
+// init), is for the worker: it asks this process to checkpoint and stop, and kills it past the
+// grace period. Taken here, the signal would end the step without a checkpoint.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 // The parent going away (worker killed) means the job's lock will expire and another worker will
 // resume it from the last checkpoint: stop at once rather than race it writing checkpoints.
 process.on('disconnect', () => {
