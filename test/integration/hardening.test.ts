@@ -11,8 +11,10 @@ import * as path from 'node:path';
 
 import { loadCheckpointAt, listCheckpoints } from '@ddpm/engine/checkpoints';
 import { openStore } from '@ddpm/storage';
+import { createLogger } from '@ddpm/telemetry';
+import { WorkerService } from '@ddpm/worker';
 
-import { API_SERVER, WORKER_MAIN, tinyTrain, useStack } from './service-support';
+import { API_SERVER, WORKER_CHILD, WORKER_MAIN, tinyTrain, useStack } from './service-support';
 
 jest.setTimeout(240_000);
 
@@ -53,6 +55,32 @@ describe('safe by default', () => {
     const token = await runApi({ HOST: '0.0.0.0', DDPM_API_TOKEN: 'a-token-of-16-chars-or-more' }, /Server listening/);
     token.child.kill('SIGTERM');
     expect(token.output).not.toMatch(/INSECURE/);
+  });
+});
+
+describe('behind a token', () => {
+  const TOKEN = 'hardening-token-0123456789';
+  const stack = useStack({ env: { DDPM_API_TOKEN: TOKEN } });
+
+  it('samples are private to caches, and a worker beyond loopback shows its jobs only to the token', async () => {
+    await fs.mkdir(path.join(stack.storeDir, 'samples'), { recursive: true });
+    await fs.writeFile(path.join(stack.storeDir, 'samples', 'pic.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+    expect((await stack.app.inject({ url: '/samples/pic' })).statusCode).toBe(401);
+    const pic = await stack.app.inject({ url: '/samples/pic', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(pic.statusCode).toBe(200);
+    expect(pic.headers['cache-control']).toBe('private, max-age=31536000, immutable');
+
+    const worker = new WorkerService({ config: { ...stack.config, host: '0.0.0.0' }, logger: createLogger('test-worker', 'warn'), childPath: WORKER_CHILD });
+    await worker.start();
+    try {
+      const health = async (headers: Record<string, string>): Promise<Record<string, unknown>> => (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`, { headers })).json() as Promise<Record<string, unknown>>;
+      expect(await health({})).toEqual({ status: 'ok' });
+      expect(await health({ authorization: 'Bearer wrong-token-0123456789' })).toEqual({ status: 'ok' });
+      expect(await health({ authorization: `Bearer ${TOKEN}` })).toEqual({ status: 'ok', slot: worker.slotId, running: [] });
+      expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).status).toBe(200);
+    } finally {
+      await worker.close();
+    }
   });
 });
 
