@@ -97,24 +97,17 @@ export async function writeCheckpoint(store: ObjectStore, prefix: string, files:
 }
 
 /**
- * What is wrong with a checkpoint, judged without reading its files: the manifest parses and every
- * file it lists is there with the size it gives (readCheckpoint verifies the checksums when it
- * loads); undefined when nothing is.
+ * What is wrong with a checkpoint (its manifest, a file missing, a size or checksum that does not
+ * match: everything readCheckpoint verifies), or undefined when it is whole.
  */
 export async function checkpointProblem(store: ObjectStore, ref: CheckpointRef): Promise<string | undefined> {
-  let manifest: Manifest;
   try {
-    manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
+    await readCheckpoint(store, ref);
+    return undefined;
   } catch (err) {
-    return `unreadable manifest (${(err as Error).message})`;
+    if (hasCode(err, 'DDPM_CHECKPOINT_INVALID')) return err.message;
+    throw err;
   }
-  const sizes = new Map((await store.list(`${ref.key}/`)).map((o) => [o.key.slice(ref.key.length + 1), o.size]));
-  for (const name of FILE_NAMES) {
-    const entry = manifest.files?.find((f) => f.name === name);
-    if (entry === undefined) return `the manifest does not list ${name}`;
-    if (sizes.get(name) !== entry.bytes) return `${name} is ${sizes.has(name) ? `${sizes.get(name)} bytes, the manifest says ${entry.bytes}` : 'missing'}`;
-  }
-  return undefined;
 }
 
 /** Checkpoints with a manifest, newest first (their files are not verified here). */
@@ -199,15 +192,21 @@ export async function loadCheckpointAt(store: ObjectStore, prefix: string, step:
 
 /**
  * Deletes the checkpoints older than the newest `keep` whole ones (manifest first, so each
- * vanishes atomically). Whole means checkpointProblem finds nothing: broken checkpoints never
- * count towards `keep`, so pruning cannot leave a run with none that loads.
+ * vanishes atomically). Whole means verified (checkpointProblem finds nothing): broken checkpoints
+ * never count towards `keep`, so pruning cannot leave a run with none that loads. `verified` holds
+ * the keys of checkpoints known whole (written or loaded by this process) and gains those verified
+ * here, so a long run reads each older checkpoint back once, not at every prune.
  */
-export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, fence?: WriteFence): Promise<void> {
+export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, fence?: WriteFence, verified: Set<string> = new Set()): Promise<void> {
   const refs = await listCheckpoints(store, prefix);
   let whole = 0;
   let cut = refs.length;
   for (let i = 0; i < refs.length; i++) {
-    if ((await checkpointProblem(store, refs[i]!)) === undefined) whole += 1;
+    const ref = refs[i]!;
+    if (verified.has(ref.key) || (await checkpointProblem(store, ref)) === undefined) {
+      verified.add(ref.key);
+      whole += 1;
+    }
     if (whole === keep) {
       cut = i + 1;
       break;
@@ -217,5 +216,6 @@ export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep:
     await fence?.();
     await store.delete(joinKey(ref.key, 'manifest.json'));
     for (const name of FILE_NAMES) await store.delete(joinKey(ref.key, name));
+    verified.delete(ref.key);
   }
 }

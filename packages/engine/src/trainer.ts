@@ -400,6 +400,9 @@ export class Trainer {
     };
   }
 
+  /** Checkpoints of this run known whole (written here, or verified once when pruning). */
+  private readonly verifiedCheckpoints = new Set<string>();
+
   /** Writes a whole checkpoint (manifest last) and prunes old ones; `fence` guards every write. */
   async checkpoint(reason: string, fence?: WriteFence): Promise<CheckpointRef> {
     const state: RunState = {
@@ -420,7 +423,8 @@ export class Trainer {
       ema: await saveUNetWeights(this.ema, { step: String(this.step), ema: 'true' }),
       optimizer: await saveAdam(this.adam, this.unet),
     }, fence);
-    await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints, fence);
+    this.verifiedCheckpoints.add(ref.key);
+    await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints, fence, this.verifiedCheckpoints);
     return ref;
   }
 
