@@ -4,11 +4,11 @@
  * IPC (child-protocol.ts), runs exactly the configuration the API resolved and queued, and exits
  * when the job ends.
  */
+import { randomBytes } from 'node:crypto';
+
 import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
 import { type TrainJobConfig, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
-import { randomBytes } from 'node:crypto';
-
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
 import { type GroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runTrainJob, savePicture } from '@ddpm/engine';
