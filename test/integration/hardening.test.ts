@@ -14,7 +14,7 @@ import { openStore } from '@ddpm/storage';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
 
-import { API_SERVER, WORKER_CHILD, WORKER_MAIN, tinyTrain, useStack } from './service-support';
+import { API_SERVER, WORKER_CHILD, WORKER_MAIN, tinyTrain, until, useStack } from './service-support';
 
 jest.setTimeout(240_000);
 
@@ -373,6 +373,38 @@ describe('listing and logs', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     await stack.app.inject({ method: 'DELETE', url: `/jobs/${long}` });
     await stack.waitFinished(long);
+  });
+});
+
+describe('following logs', () => {
+  const stack = useStack({ env: { DDPM_LOG_FOLLOW_SECONDS: '4', DDPM_JOB_LOG_LINES: '100' } });
+
+  it('waits for a reader that does not read, and finds its place when the cap drops old lines', async () => {
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain() });
+    const job = (await stack.queues.train.getJob(res.json().id))!;
+    for (let i = 0; i < 100; i++) await job.log(`line ${i} ${'x'.repeat(200)}`);
+    const { Writable } = await import('node:stream');
+    // A reader that never reads: its buffer fills after a few lines and never drains.
+    const stuck = new Writable({ highWaterMark: 1024, write: () => undefined });
+    let closed = false;
+    const following = stack.app.ddpm.jobs.followLogs(job, stuck, () => closed);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(stuck.writableLength).toBeLessThan(2 * 1024);
+    closed = true;
+    await following;
+
+    // A reader that reads: 30 more lines arrive while it follows and the cap (100) drops the oldest 30.
+    const lines: string[] = [];
+    const reader = new Writable({ write: (chunk: Buffer, _e, done) => { lines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
+    let stop = false;
+    const follow = stack.app.ddpm.jobs.followLogs(job, reader, () => stop);
+    await until('the 100 kept lines', async () => (lines.length >= 100 ? true : undefined), 10_000);
+    for (let i = 100; i < 130; i++) await job.log(`line ${i} ${'x'.repeat(200)}`);
+    await until('the new lines', async () => (lines.length >= 130 ? true : undefined), 10_000);
+    stop = true;
+    await follow;
+    expect(lines.map((l) => l.split(' ')[1])).toEqual(Array.from({ length: 130 }, (_, i) => String(i)));
+    await stack.app.inject({ method: 'DELETE', url: `/jobs/${job.id}` });
   });
 });
 

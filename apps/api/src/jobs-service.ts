@@ -74,6 +74,23 @@ export interface JobsServiceOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Resolves when `out` drains or closes, or when `stop()` says so (checked twice a second). */
+function drained(out: Writable, stop: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearInterval(poll);
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    const poll = setInterval(() => {
+      if (stop()) done();
+    }, 500);
+    out.once('drain', done);
+    out.once('close', done);
+  });
+}
+
 const invalid = (message: string): CodedError => new CodedError('DDPM_REQUEST_INVALID', 'invalid', message);
 
 export class JobsService {
@@ -315,29 +332,40 @@ export class JobsService {
    * no more than a page of lines in memory. The caller holds a place (acquireFollower).
    */
   async followLogs(job: Job<JobData, JobResult>, out: Writable, closed: () => boolean): Promise<void> {
-    {
-      const queue = this.options.queues[job.data.type];
-      const until = Date.now() + this.options.logFollowSeconds * 1000;
-      let sent = 0;
-      while (!closed() && Date.now() < until) {
-        const { logs, count } = await queue.getJobLogs(job.id!, sent, sent + 999);
-        // Lines dropped by the cap while we were away: say so and go on from the oldest kept.
-        if (count < sent) sent = count;
-        for (const line of logs) {
-          if (!out.write(`${line}\n`)) await new Promise<void>((resolve) => {
-            const done = (): void => { clearInterval(poll); out.off('drain', done); resolve(); };
-            const poll = setInterval(() => (closed() || Date.now() > until) && done(), 500);
-            out.once('drain', done);
-          });
-          if (closed()) return;
-        }
-        sent += logs.length;
-        const state = await job.getState();
-        if ((state === 'completed' || state === 'failed' || state === 'unknown') && logs.length === 0) return;
-        if (logs.length === 0) await sleep(500);
+    const queue = this.options.queues[job.data.type];
+    const cap = this.options.jobLogLines;
+    const until = Date.now() + this.options.logFollowSeconds * 1000;
+    const over = (): boolean => closed() || Date.now() >= until;
+    /** Where the next line is in the list as it is now, and the last line sent. */
+    let next = 0;
+    let last: string | undefined;
+    while (!over()) {
+      const page = await queue.getJobLogs(job.id!, next, next + 999);
+      let logs = page.logs;
+      // count: the lines kept now (LLEN), whatever the range.
+      const count = page.count;
+      if (count >= cap && last !== undefined) {
+        // At the cap every new line drops the oldest, shifting the list: find the last line sent
+        // (0 when it was dropped too: those lines are gone for every reader).
+        const all = (await queue.getJobLogs(job.id!, 0, -1)).logs;
+        next = all.lastIndexOf(last) + 1;
+        logs = all.slice(next, next + 1000);
       }
-      if (!closed() && Date.now() >= until) out.write(`(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`);
+      for (const line of logs) {
+        if (over()) break;
+        const room = out.write(`${line}\n`);
+        last = line;
+        next += 1;
+        // A reader that does not read holds the stream's buffer, not this loop's pages.
+        if (!room) await drained(out, over);
+      }
+      if (logs.length === 0) {
+        const state = await job.getState();
+        if (state === 'completed' || state === 'failed' || state === 'unknown') return;
+        await sleep(500);
+      }
     }
+    if (!closed()) out.write(`(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`);
   }
 }
 
