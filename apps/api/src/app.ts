@@ -8,10 +8,8 @@
  * This process loads no tensor code: configuration, dataset specs and checkpoint listing come from
  * tensor-free packages (a test checks that no @tensorflow/* module and no sharp is loaded).
  */
-import { timingSafeEqual } from 'node:crypto';
-
 import { codedErrorOf } from '@ddpm/core';
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, queueName, redisConnectionOptions } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, queueName, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Counter, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
 import swagger from '@fastify/swagger';
@@ -116,12 +114,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   if (config.apiToken) {
-    const expected = Buffer.from(`Bearer ${config.apiToken}`);
+    const token = config.apiToken;
     app.addHook('onRequest', async (request, reply) => {
       const path = request.url.split('?', 1)[0]!;
       if (PUBLIC.some((p) => p.test(path))) return;
-      const given = Buffer.from(request.headers.authorization ?? '');
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      if (!bearerMatches(request.headers.authorization, token)) {
         reply.header('www-authenticate', 'Bearer');
         return reply.code(401).send({ error: 'unauthorized', message: 'a valid "Authorization: Bearer <token>" header is required' });
       }

@@ -4,12 +4,11 @@
  * a Redis subscription for cancellations; a /metrics endpoint; graceful shutdown (SIGTERM
  * checkpoints what runs, hands jobs back to the queue, then closes).
  */
-import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, cancelChannel, cancelKey, isLoopback, redisConnectionOptions } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, cancelChannel, cancelKey, isLoopback, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
@@ -179,6 +178,18 @@ export class WorkerService {
     };
   }
 
+  /**
+   * The next number of a run's writer counter (a run alone, or a group generation). The counter
+   * outlives the job's record by the longest a run may last, then expires with nothing left behind.
+   */
+  private async nextWriter(jobId: string): Promise<number> {
+    const { config } = this.options;
+    const key = generationKey(config.queuePrefix, jobId);
+    const ttl = Math.max(config.keepCompleted.seconds, config.keepFailed.seconds) + config.limits.maxJobSeconds;
+    const [[, value]] = (await this.commands!.multi().incr(key).expire(key, ttl).exec()) as [[Error | null, number], unknown];
+    return value;
+  }
+
   /** The lock of a job this worker runs is gone: its process stops now (its writes are fenced anyway). */
   private lockLost(jobId: string, why: string): void {
     this.lockRenewedAt.delete(jobId);
@@ -190,11 +201,7 @@ export class WorkerService {
 
   private mayShowDetails(authorization: string | undefined): boolean {
     const { config } = this.options;
-    if (config.apiToken !== undefined) {
-      const expected = Buffer.from(`Bearer ${config.apiToken}`);
-      const given = Buffer.from(authorization ?? '');
-      return given.length === expected.length && timingSafeEqual(given, expected);
-    }
+    if (config.apiToken !== undefined) return bearerMatches(authorization, config.apiToken);
     return isLoopback(config.host) || config.insecure;
   }
 
@@ -213,7 +220,7 @@ export class WorkerService {
     let fence: ChildFence | undefined;
     if (run.data.type === 'train') {
       const key = generationKey(config.queuePrefix, run.jobId);
-      fence = { controlRedisUrl: config.redisUrl, key, value: await this.commands!.incr(key) };
+      fence = { controlRedisUrl: config.redisUrl, key, value: await this.nextWriter(run.jobId) };
     }
     const running = runInChild(run, this.childOptions(fence));
     this.running.set(run.jobId, running);
@@ -332,7 +339,7 @@ export class WorkerService {
         }
       }
       // A new generation: its number fences writers; its marker says it lives.
-      const generation = await this.commands!.incr(generationKey(prefix, jobId));
+      const generation = await this.nextWriter(jobId);
       const worldSize = claimed.length + 1;
       const namespace = generationNamespace(prefix, jobId, generation);
       await startGeneration(this.data!, namespace, group.rankTimeoutSeconds);

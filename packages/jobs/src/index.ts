@@ -12,4 +12,4 @@ export {
   type JobType,
 } from './schemas';
 export { cancelChannel, cancelKey, jobIdFor, jobTypeOf, queueName, requestHash, runPrefixOf, sampleKey, sampleKeyBase } from './names';
-export { DEFAULT_DATA_ROOTS, type ServiceConfig, checkListenerSafety, isLoopback, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';
+export { DEFAULT_DATA_ROOTS, type ServiceConfig, bearerMatches, checkListenerSafety, isLoopback, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';

@@ -2,6 +2,7 @@
  * The service's environment (../shared/DESIGN.md, "Configuration"), validated once at start with
  * errors that name the variable and what was expected.
  */
+import { timingSafeEqual } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -134,6 +135,13 @@ function insecureFlag(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === '0') return false;
   if (raw === '1') return true;
   throw configError(`DDPM_INSECURE must be 1 or 0, got ${JSON.stringify(raw)}`);
+}
+
+/** Whether an Authorization header carries `Bearer <token>` (compared in constant time). */
+export function bearerMatches(authorization: string | undefined, token: string): boolean {
+  const expected = Buffer.from(`Bearer ${token}`);
+  const given = Buffer.from(authorization ?? '');
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** Whether a listen address is reachable from this machine only. */
