@@ -78,6 +78,8 @@ describe('behind a token', () => {
       expect(await health({ authorization: 'Bearer wrong-token-0123456789' })).toEqual({ status: 'ok' });
       expect(await health({ authorization: `Bearer ${TOKEN}` })).toEqual({ status: 'ok', slot: worker.slotId, running: [] });
       expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).status).toBe(200);
+      const ready = await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`);
+      expect([ready.status, await ready.json()]).toEqual([200, { status: 'ready', redis: true, closing: false }]);
     } finally {
       await worker.close();
     }

@@ -149,6 +149,13 @@ export class WorkerService {
         const status = { status: this.closing ? 'closing' : 'ok' };
         // Which jobs run here is for the operator: shown on loopback, with the token, or when told it is safe.
         res.end(JSON.stringify(this.mayShowDetails(req.headers.authorization) ? { ...status, slot: this.slot?.id, running: [...this.running.keys()] } : status));
+      } else if (req.url === '/readyz') {
+        // Ready to take work: not shutting down, and the queues' Redis answers within a second.
+        void this.redisAnswers().then((redis) => {
+          const ready = redis && !this.closing;
+          res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready', redis, closing: this.closing }));
+        });
       } else {
         res.writeHead(404);
         res.end();
@@ -176,6 +183,12 @@ export class WorkerService {
       logger,
       ...(this.options.childPath ? { childPath: this.options.childPath } : {}),
     };
+  }
+
+  private async redisAnswers(): Promise<boolean> {
+    const ping = this.commands?.ping().then(() => true, () => false) ?? Promise.resolve(false);
+    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref());
+    return Promise.race([ping, timeout]);
   }
 
   /**
