@@ -119,6 +119,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     expect(bad.status).toBe(400);
     const metrics = await (await fetch(`${address}/metrics`)).text();
     expect(metrics).toMatch(/bullmq_job_count\{queue="train",state="completed"\} \d+/);
+    expect(metrics).toMatch(/ddpm_api_request_duration_seconds_count\{route="\/healthz",method="GET",status="2xx"\} [1-9]/);
 
     // The `ddpm jobs` client against the same listener.
     let stdout = '';

@@ -11,7 +11,7 @@
 import { codedErrorOf } from '@ddpm/core';
 import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, queueName, redisConnectionOptions } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
-import { Counter, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
+import { Counter, Histogram, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -85,6 +85,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   collectDefaultMetrics({ register: registry });
   registerQueueCounts(registry, Object.values(queues));
   const requests = new Counter({ name: 'ddpm_api_requests_total', help: 'HTTP requests by route and status class', labelNames: ['route', 'status'], registers: [registry] });
+  // Routes are the templates (bounded); a followed log stream counts its whole duration, so it has buckets up to an hour.
+  const latency = new Histogram({
+    name: 'ddpm_api_request_duration_seconds',
+    help: 'HTTP request duration by route, method and status class',
+    labelNames: ['route', 'method', 'status'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600],
+    registers: [registry],
+  });
   const jobs = new JobsService({
     queues,
     redis,
@@ -110,7 +118,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: `${Math.floor(reply.statusCode / 100)}xx` });
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = `${Math.floor(reply.statusCode / 100)}xx`;
+    requests.inc({ route, status });
+    latency.observe({ route, method: request.method, status }, reply.elapsedTime / 1000);
   });
 
   if (config.apiToken) {
