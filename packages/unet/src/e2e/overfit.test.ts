@@ -1,6 +1,6 @@
 /**
  * Real learning on the wasm backend: the micro32 preset fits a fixed batch of images with the
- * L_simple objective (Eq. 14) and its loss falls by at least half within a hundred Adam steps (measured: mean 0.71 over the first 10 steps, 0.022 over the last 10).
+ * L_simple objective (Eq. 14) and its loss falls by at least half within forty Adam steps (measured: mean 0.71 over the first 10 steps, 0.051 over the last 10; after 100 steps 0.022).
  * The diffusion maths is written out here (this package knows nothing of @ddpm/diffusion).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -26,7 +26,7 @@ function fixedBatch(): tf.Tensor4D {
   return tf.tensor4d(values, [8, 32, 32, 1]);
 }
 
-test('micro32 halves its L_simple loss on a fixed batch within 100 steps', () => {
+test('micro32 halves its L_simple loss on a fixed batch within 40 steps', () => {
   const T = 1000;
   const alphaBar: number[] = [];
   let running = 1;
@@ -39,7 +39,7 @@ test('micro32 halves its L_simple loss on a fixed batch within 100 steps', () =>
   const optimizer = tf.train.adam(1e-3);
   const uniform = lcgUniform(4);
   const losses: number[] = [];
-  const steps = 100;
+  const steps = 40;
   for (let step = 0; step < steps; step++) {
     const t = Array.from({ length: 8 }, () => Math.floor(uniform() * T));
     const loss = tf.tidy(() => {
