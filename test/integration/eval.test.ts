@@ -1,8 +1,9 @@
 /**
  * Evaluation through the real service: a model trained on Fashion-MNIST, then an eval job asking
- * for every metric. The worker trains the offline extractor by its recipe (the pinned wasm
- * weights), computes and caches the reference statistics, samples, and reports the numbers under
- * the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
+ * for every metric. The worker finds the offline extractor's weights in the store's cache (put
+ * there from an earlier test's training by the recipe, checked against the pinned wasm weights;
+ * training inside a job is `ddpm fid`'s test), computes and caches the reference statistics,
+ * samples, and reports the numbers under the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
  * the same numbers. A train job with evalEvery keeps a history and curves, and a real Prometheus
  * (the Debian package) scraping the worker sees ddpm_eval_fid change.
  */
@@ -11,8 +12,9 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { findOnPath, freePort } from '@ddpm/cli';
-import { FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
+import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
 
+import { sharedFmnistCnnWeights } from '../../packages/eval/src/extractors/test-support';
 import { until, useStack } from './service-support';
 
 jest.setTimeout(600_000);
@@ -21,6 +23,8 @@ describe('eval jobs', () => {
   const stack = useStack({ workers: 1 });
 
   it('computes fd, kid, is and nll of a checkpoint with the offline extractor, recording what makes them comparable', async () => {
+    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
+    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
     const train = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',

@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import { initBackend } from '@ddpm/backend';
 import { openDataset, readForModel } from '@ddpm/data';
 import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/extractors';
+
+import { rememberFmnistCnnWeights } from '../../../../packages/eval/src/extractors/test-support';
 import { statisticsFromNpz, writeNpz } from '@ddpm/eval';
 import sharp from 'sharp';
 
@@ -55,6 +57,8 @@ describe('ddpm fid', () => {
     expect(result.extractor).toMatchObject({ name: 'fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256 });
     expect(result.a).toContain('200 images, 28 x 28 padded to 32 x 32');
     expect(first.stderr).toContain('training the fmnist_cnn extractor by its recipe');
+    // Later tests that need the extractor but not its recipe take these weights (checked) instead of training again.
+    await rememberFmnistCnnWeights(new Uint8Array(await fs.readFile(path.join(cache(), 'extractors', 'fmnist_cnn-v1.safetensors'))));
 
     const npz = path.join(dir, 'a.npz');
     expect((await run('fid', '--save-stats', a, npz, '--cache', cache())).status).toBe(0);

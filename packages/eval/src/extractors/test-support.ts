@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { initBackend } from '@ddpm/backend';
 import { openDataset } from '@ddpm/data';
 
 import { FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn, trainFmnistCnn } from './fmnist-cnn';
@@ -29,6 +30,7 @@ function recorded(weights: Uint8Array): boolean {
 
 /** Keeps the recorded recipe's weights for later tests (anything else is not kept). */
 export async function rememberFmnistCnnWeights(weights: Uint8Array): Promise<void> {
+  await initBackend({ preferred: 'wasm' });
   if (!recorded(weights)) return;
   await fs.mkdir(path.dirname(SHARED_FMNIST_CNN), { recursive: true });
   const partial = `${SHARED_FMNIST_CNN}.${process.pid}.partial`;
@@ -36,8 +38,10 @@ export async function rememberFmnistCnnWeights(weights: Uint8Array): Promise<voi
   await fs.rename(partial, SHARED_FMNIST_CNN);
 }
 
-/** The recorded recipe's weights: the kept copy, or trained now (and kept). */
+/** The recorded recipe's weights (on the wasm backend): the kept copy, or trained now (and kept). */
 export async function sharedFmnistCnnWeights(): Promise<Uint8Array> {
+  // The pinned hash is wasm's; a test process that has not chosen a backend gets it here.
+  await initBackend({ preferred: 'wasm' });
   const kept = await fs.readFile(SHARED_FMNIST_CNN).then((b) => new Uint8Array(b), () => undefined);
   if (kept && recorded(kept)) return kept;
   const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
