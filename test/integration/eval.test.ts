@@ -2,7 +2,7 @@
  * Evaluation through the real service: a model trained on Fashion-MNIST, then an eval job asking
  * for every metric. The worker finds the offline extractor's weights in the store's cache (put
  * there from an earlier test's training by the recipe, checked against the pinned wasm weights;
- * training inside a job is `ddpm fid`'s test), computes and caches the reference statistics,
+ * training inside a run is the Fashion-MNIST learning test's), computes and caches the reference statistics,
  * samples, and reports the numbers under the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
  * the same numbers. A train job with evalEvery keeps a history and curves, and a real Prometheus
  * (the Debian package) scraping the worker sees ddpm_eval_fid change.

@@ -4,8 +4,9 @@
  * below 8 bits/dim (uniform), and brings its samples closer to the data by the offline
  * extractor's Fréchet distance (fd_fmnist_cnn). Measured (100 steps): 7.92 ± 0.38 → 4.64 ± 0.36
  * bits per data dimension (6.07 → 3.55 per model dimension), fd_fmnist_cnn 281 → 140 (150 steps
- * gave 4.48 and 141: the extra steps bought little); about 5.5 minutes on one wasm core of a slow
- * machine, the extractor's weights taken from the recipe's own test (extractors/test-support.ts).
+ * gave 4.48 and 141: the extra steps bought little); about 6 minutes on one wasm core of a slow
+ * machine with the extractor trained by its recipe the first time a distance is asked for (as in a
+ * job), its weights then kept for later tests (extractors/test-support.ts).
  * Skipped, saying so, when the files are absent.
  */
 import { promises as fs } from 'node:fs';
@@ -14,9 +15,9 @@ import * as path from 'node:path';
 import { resolveTrainJob } from '@ddpm/config';
 import { FASHION_MNIST_DIR, openDataset } from '@ddpm/data';
 
-import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE } from '@ddpm/eval/extractors';
+import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from '@ddpm/eval/extractors';
 
-import { sharedFmnistCnnWeights } from '../../../eval/src/extractors/test-support';
+import { rememberFmnistCnnWeights } from '../../../eval/src/extractors/test-support';
 import { evaluateModel } from '../eval-job';
 import { evaluateNll } from '../evaluation';
 import { tempStore, useWasm } from '../test-support';
@@ -35,8 +36,6 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
   }
   const { store, cleanup } = await tempStore();
   try {
-    // The extractor's weights from an earlier test on this machine (or trained now): this test is about the DDPM, not the recipe.
-    await store.put(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`, await sharedFmnistCnnWeights());
     const trainer = await Trainer.open(
       resolveTrainJob({
         dataset: 'fashion-mnist',
@@ -67,6 +66,13 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
       ).metrics['fd_fmnist_cnn']!;
     const before = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });
     const fdBefore = await fd();
+    // The first evaluation trained the extractor by its recipe into the store (the path a job takes):
+    // the pinned weights, kept for later tests that need the extractor but not its training.
+    const weights = await store.get(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`);
+    const trainedHere = FmnistCnn.fromWeights(weights);
+    expect(trainedHere.weightsSha256).toBe(FMNIST_CNN_WASM_SHA256);
+    trainedHere.dispose();
+    await rememberFmnistCnnWeights(weights);
     const losses: number[] = [];
     await trainer.run({ onStep: (s) => void losses.push(s.loss) });
     const after = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });

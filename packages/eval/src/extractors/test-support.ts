@@ -3,7 +3,7 @@
  * trained once per machine (the recipe costs about 80 s on one wasm core) and kept under the temp
  * folder, checked against the recorded weights hash whenever read, so a stale or torn copy is
  * never used. The recipe itself is tested by e2e/fmnist-cnn.test.ts, and training by the recipe
- * inside a job by the CLI's `ddpm fid` test.
+ * inside a run by the engine's Fashion-MNIST learning test.
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
