@@ -5,12 +5,12 @@
  * memory flat from the first round of requests to the last.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
 import * as http from 'node:http';
 
 import { freePort } from '@ddpm/cli';
 import { Rng } from '@ddpm/core';
 import { JOB_TYPES } from '@ddpm/jobs';
+import { residentBytes } from '@ddpm/worker';
 
 import { API_SERVER, tinyTrain, until, useStack } from './service-support';
 
@@ -19,11 +19,6 @@ jest.setTimeout(300_000);
 const TOKEN = 'fuzz-token-0123456789abcdef';
 const ROUNDS = 3;
 const PER_ROUND = 1000;
-
-async function residentBytes(pid: number): Promise<number> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024;
-}
 
 interface Request {
   method: string;
@@ -203,7 +198,7 @@ test(`${ROUNDS * PER_ROUND} fuzzed requests: no 5xx, nothing enqueued by an inva
         if (a.status === 202 && batch[k]!.path.startsWith('/jobs/')) accepted.add((JSON.parse(a.body) as { id: string }).id);
       });
     }
-    rss.push(await residentBytes(api.pid!));
+    rss.push((await residentBytes(api.pid!))!);
   }
   agent.destroy();
   const counts = Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0]));

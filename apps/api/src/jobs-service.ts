@@ -8,7 +8,7 @@ import { type Writable } from 'node:stream';
 
 import { type ServiceLimits, checkBudgets, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
-import { datasetPath, parseDatasetSpec } from '@ddpm/data/spec';
+import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
 import { type EvalHistory, evalCurveKey, readEvalHistory } from '@ddpm/engine/eval-history';
 import {
@@ -174,11 +174,7 @@ export class JobsService {
       const location = datasetPath(parseDatasetSpec(spec));
       if (location === undefined) continue;
       const resolved = path.resolve('/', location);
-      const inside = (root: string): boolean => {
-        const rel = path.relative(root, resolved);
-        return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-      };
-      if (!path.isAbsolute(location) || !this.options.dataRoots.some(inside)) {
+      if (!path.isAbsolute(location) || !this.options.dataRoots.some((root) => insideRoot(root, resolved))) {
         throw invalid(
           `dataset path ${JSON.stringify(location)} is not inside this server's data roots (${this.options.dataRoots.join(', ') || 'none'}, DDPM_DATA_ROOTS); ` +
             'upload the data with PUT /datasets/NAME and name it store:NAME',

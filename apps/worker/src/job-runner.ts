@@ -38,7 +38,7 @@ export function childEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.P
 }
 
 /** Resident set size of a process, bytes (Linux /proc), or undefined when it cannot be read. */
-async function residentBytes(pid: number): Promise<number | undefined> {
+export async function residentBytes(pid: number): Promise<number | undefined> {
   try {
     const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
     const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);

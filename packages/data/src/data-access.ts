@@ -17,6 +17,7 @@ import { gunzip } from 'node:zlib';
 
 import { dataError } from './dataset';
 import { isGzip } from './formats';
+import { insideRoot } from './spec';
 
 export interface DataAccess {
   /** Absolute folders every dataset path must lie in (after resolving symlinks); undefined: anywhere. */
@@ -60,11 +61,6 @@ function checkAborted(access: DataAccess): void {
   if (access.signal?.aborted) throw dataError('DDPM_DATA_ABORTED', 'reading the dataset was stopped');
 }
 
-function inside(root: string, file: string): boolean {
-  const rel = path.relative(root, file);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
 /**
  * The real path of `location` if it lies inside the data roots and is of the kind expected;
  * otherwise `DDPM_DATA_NOT_FOUND` (nothing there) or `DDPM_DATA_REFUSED` (outside, or not a
@@ -79,7 +75,7 @@ export async function allowedPath(location: string, kind: 'file' | 'directory' |
   } catch (err) {
     throw dataError('DDPM_DATA_NOT_FOUND', `${location} does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  if (access.roots !== undefined && !access.roots.some((root) => inside(root, real))) {
+  if (access.roots !== undefined && !access.roots.some((root) => insideRoot(root, real))) {
     refused(`${location}${real !== location ? ` (${real})` : ''} is outside the data roots ${access.roots.join(', ') || '(none)'}`);
   }
   let stat;

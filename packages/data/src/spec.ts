@@ -13,6 +13,8 @@
  *
  * Opening a parsed spec is open-dataset.ts (it reads files and loads sharp).
  */
+import * as path from 'node:path';
+
 import { dataError } from './dataset';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -163,4 +165,13 @@ export function datasetPath(spec: DatasetSpec): string | undefined {
       return fail(`unknown dataset kind ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+/**
+ * Whether `file` is `root` or lies beneath it, by path arithmetic alone (both absolute; no
+ * symlinks followed: the API checks the path as written, the job process its real path).
+ */
+export function insideRoot(root: string, file: string): boolean {
+  const rel = path.relative(root, file);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
