@@ -1,3 +1,13 @@
+#!/usr/bin/env node
+/*
+ * Calibrates the step-memory estimate of @ddpm/config's budgets (trainingStepBytes): trains two
+ * steps of a preset at a batch size on wasm and prints the wasm heap after them next to the
+ * architecture's estimated activations (describeArchitecture().activationFloats). The factor
+ * in budgets.ts (2.6) is the largest heap/estimate ratio seen (2.41-2.55), rounded up.
+ *
+ *   npm run build && node scripts/calibrate-step-memory.cjs tiny32 64
+ */
+'use strict';
 const { initBackend } = require('@ddpm/backend');
 const { UNet, describeArchitecture, preset } = require('@ddpm/unet');
 const { Rng } = require('@ddpm/diffusion');
