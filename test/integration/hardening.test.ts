@@ -297,6 +297,34 @@ describe('stopping', () => {
   });
 });
 
+describe('liveness', () => {
+  const stack = useStack({ env: { DDPM_CHILD_STALL_SECONDS: '3' } });
+
+  it('a worker is ready once its backend loads; a job process that stops beating is killed and the job resumes', async () => {
+    const worker = await stack.startWorker();
+    const ready = await until('the worker to be ready', async () => {
+      const res = await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`);
+      return res.status === 200 ? ((await res.json()) as Record<string, unknown>) : undefined;
+    });
+    expect(ready).toMatchObject({ status: 'ready', redis: true, backend: 'wasm' });
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 8, checkpointEvery: 2 }) });
+    const id = res.json().id as string;
+    await stack.progressOf(id, (s) => s >= 3);
+    const [pid] = await jobProcesses();
+    expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
+    const stoppedAt = Date.now();
+    process.kill(pid!, 'SIGSTOP');
+    // Silent for longer than its 3 s allowance (its steps take far less): killed, and the job retried.
+    await until('the wedged job process to be gone', async () => ((await jobProcesses()).includes(pid!) ? undefined : true), 20_000);
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(3000);
+    const job = await stack.waitFinished(id, 120_000);
+    expect([await job.getState(), job.returnvalue.step]).toEqual(['completed', 8]);
+    expect(job.attemptsMade).toBe(2);
+    expect((job.stacktrace ?? []).join('\n')).toMatch(/showed no sign of life for \d+ s \(allowed: \d+ s, DDPM_CHILD_STALL_SECONDS/);
+    expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
+  });
+});
+
 describe('idempotency keys', () => {
   const stack = useStack();
 

@@ -43,7 +43,9 @@ export type ParentMessage =
       readonly fence?: ChildFence;
     }
   /** Stop: checkpoint (train) and finish as cancelled; `reason` is `cancel` or `shutdown`. */
-  | { readonly type: 'cancel'; readonly reason: string };
+  | { readonly type: 'cancel'; readonly reason: string }
+  /** Load the tensor backend and say which (the worker's readiness), then exit. */
+  | { readonly type: 'probe'; readonly backend?: string };
 
 /** A group step's traffic, as the rank saw it. */
 export interface ExchangeStats {
@@ -53,6 +55,10 @@ export interface ExchangeStats {
 }
 
 export type ChildMessage =
+  /** Sent every second while the child's event loop is free: it is alive and not wedged (a long step is judged by its length). */
+  | { readonly type: 'beat' }
+  /** The answer to a probe: the backend that loaded. */
+  | { readonly type: 'probed'; readonly backend: string }
   | { readonly type: 'progress'; readonly progress: JobProgress }
   | { readonly type: 'log'; readonly line: string }
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }

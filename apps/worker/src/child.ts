@@ -345,10 +345,29 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   return session;
 }
 
+/** Loads the backend a job would get and says which; the worker is ready only once one loads. */
+async function probe(message: Extract<ParentMessage, { type: 'probe' }>): Promise<void> {
+  try {
+    const info = await initBackend(message.backend ? { preferred: message.backend } : {});
+    send({ type: 'probed', backend: info.name });
+  } catch (err) {
+    const coded = codedErrorOf(err);
+    send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
+  } finally {
+    finished = true;
+    process.disconnect?.();
+  }
+}
+
 process.on('message', (message: ParentMessage) => {
   if (message.type === 'start') void start(message);
+  else if (message.type === 'probe') void probe(message);
   else if (message.type === 'cancel') controller.abort(new Error(message.reason));
 });
+// The worker's liveness: a beat whenever this event loop is free, once a second. A training step
+// is synchronous and sends none while it runs; the worker judges that silence against the longest
+// step it has seen (job-runner.ts), so a long step is never taken for a wedged process.
+setInterval(() => send({ type: 'beat' }), 1000).unref();
 // A Ctrl-C, or a stop signal sent to the whole process group (a terminal, systemd, a container's
 // init), is for the worker: it asks this process to checkpoint and stop, and kills it past the
 // grace period. Taken here, the signal would end the step without a checkpoint.

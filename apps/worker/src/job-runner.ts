@@ -16,7 +16,7 @@
  * completed or failed job; (4) a data-parallel rank needs a control channel (rank, world size,
  * group abort) from this process to the child that the sandbox does not offer.
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -64,6 +64,11 @@ export interface RunningJob {
    * lock was lost); the outcome rejects with `why`, which a retry may cure.
    */
   kill(why?: string): void;
+  /**
+   * Seconds since the child last showed life (a beat, a step, any message) beyond what it is
+   * allowed (the stall allowance, or ten times its longest step): above 0, it is wedged.
+   */
+  overdueSeconds(): number;
   /** The outcome; rejects with the child's CodedError (its kind says whether a retry can help) or a plain Error for a crash. */
   readonly done: Promise<ChildOutcome>;
 }
@@ -79,6 +84,12 @@ export interface JobRunnerOptions {
   readonly maxSeconds: number;
   /** Seconds a job asked to stop has before its process is killed. */
   readonly stopGraceSeconds: number;
+  /**
+   * Seconds the child may go without a sign of life (its beat, once a second while its event loop
+   * is free) before it counts as wedged and is killed; a step that has been seen to take longer
+   * raises the allowance to ten times that step.
+   */
+  readonly stallSeconds: number;
   /** Writes of a train job are fenced by this (the run's generation counter on the control plane). */
   readonly fence?: ChildFence;
   readonly metrics: TrainMetrics;
@@ -110,10 +121,9 @@ function recordEvaluation(m: TrainMetrics, queue: string, e: Extract<ChildMessag
   }
 }
 
-export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
-  const rank = run.group?.rank ?? 0;
-  const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
-  const child = fork(options.childPath ?? path.join(__dirname, 'child.js'), [], {
+/** A job process: the child entry point, with the allow-listed environment. */
+function forkChild(childPath: string | undefined): ChildProcess {
+  return fork(childPath ?? path.join(__dirname, 'child.js'), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: childEnvironment(),
     serialization: 'advanced',
@@ -121,14 +131,28 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     // (measured: the 2-worker demo trained 5% slower). Group signals are ignored by the child
     // instead (child.ts); the worker stops it over IPC, then with SIGKILL.
   });
+}
+
+export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
+  const rank = run.group?.rank ?? 0;
+  const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
+  const child = forkChild(options.childPath);
   /** Why this side ended the child, when it did (the job's failure names it). */
   let endedBy: CodedError | undefined;
   const end = (why: CodedError): void => {
     endedBy ??= why;
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
+  let lastSign = Date.now();
+  let slowestStepMs = 0;
+  const overdueMs = (): number => Date.now() - lastSign - Math.max(options.stallSeconds * 1000, 10 * slowestStepMs);
   const memoryWatch = setInterval(() => {
     if (child.pid === undefined) return;
+    if (overdueMs() > 0 && endedBy === undefined) {
+      const silent = Math.round((Date.now() - lastSign) / 1000);
+      log.error({ silentSeconds: silent, slowestStepSeconds: slowestStepMs / 1000, stallSeconds: options.stallSeconds }, 'job process shows no sign of life: killed');
+      end(new CodedError('DDPM_JOB_WEDGED', 'unavailable', `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(Math.max(options.stallSeconds, slowestStepMs / 100))} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`));
+    }
     void residentBytes(child.pid).then((rss) => {
       if (rss !== undefined && rss > options.memoryBytes) {
         log.error({ rss, limit: options.memoryBytes }, 'job process over its memory limit: killed');
@@ -164,7 +188,11 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   let settled = false;
   const done = new Promise<ChildOutcome>((resolve, reject) => {
     child.on('message', (message: ChildMessage) => {
+      lastSign = Date.now();
       switch (message.type) {
+        case 'beat':
+        case 'probed':
+          break;
         case 'progress':
           run.onProgress?.(message.progress);
           break;
@@ -182,6 +210,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
             m.loss.set(withBackend, message.stats.loss);
           }
           m.stepDuration.observe(withBackend, message.stats.stepSeconds);
+          slowestStepMs = Math.max(slowestStepMs, message.stats.stepSeconds * 1000);
           if (message.stats.group) m.rankComputeSeconds.observe(withBackend, message.stats.group.computeSeconds);
           if (message.exchange) {
             m.allreduceDuration.observe({ rank: String(rank) }, message.exchange.seconds);
@@ -254,8 +283,35 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     jobId: run.jobId,
     cancel: stop,
     kill: (why = 'the job process was stopped') => end(new CodedError('DDPM_JOB_KILLED', 'unavailable', why)),
+    overdueSeconds: () => Math.max(0, overdueMs() / 1000),
     done,
   };
+}
+
+/**
+ * Loads the tensor backend in a child, as a job would, and returns its name (the worker's
+ * readiness: a worker whose backend does not load takes no work). Rejects with the child's error,
+ * or after `timeoutMs`.
+ */
+export function probeBackend(options: { backend?: string; childPath?: string; timeoutMs?: number }): Promise<string> {
+  const child = forkChild(options.childPath);
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the backend did not load within ${(options.timeoutMs ?? 120_000) / 1000} s`));
+    }, options.timeoutMs ?? 120_000);
+    timer.unref();
+    child.on('message', (message: ChildMessage) => {
+      if (message.type === 'probed') resolve(message.backend);
+      else if (message.type === 'error') reject(codedErrorOf(message.error) ?? new Error(message.error.message));
+    });
+    child.on('error', (err) => reject(err));
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the backend probe exited (${signal ?? `code ${code}`}) without an answer`));
+    });
+    child.send({ type: 'probe', ...(options.backend ? { backend: options.backend } : {}) } satisfies ParentMessage);
+  });
 }
 
 /** Whether an error from a child means the job itself is wrong (fail once, no retry). */

@@ -24,7 +24,7 @@ import {
   watchGeneration,
 } from './group';
 import { type ChildFence } from './child-protocol';
-import { type ChildOutcome, type ChildRun, type JobRunnerOptions, type RunningJob, isPermanent, runInChild } from './job-runner';
+import { type ChildOutcome, type ChildRun, type JobRunnerOptions, type RunningJob, isPermanent, probeBackend, runInChild } from './job-runner';
 import { Slot } from './slot';
 
 export interface WorkerServiceOptions {
@@ -62,6 +62,8 @@ export class WorkerService {
   private metricsServer: http.Server | undefined;
   readonly metrics = createWorkerMetrics();
   private closing = false;
+  /** The tensor backend a job process loads here, once probed (`failed`: none loads). */
+  private backend = 'loading';
   /** When the lock of each job this worker holds was last renewed (or taken). */
   private readonly lockRenewedAt = new Map<string, number>();
   private lockWatch: NodeJS.Timeout | undefined;
@@ -132,6 +134,18 @@ export class WorkerService {
       for (const [jobId, at] of this.lockRenewedAt) if (now - at > lockDuration) this.lockLost(jobId, `not renewed for ${Math.round((now - at) / 1000)} s`);
     }, 1000);
     this.lockWatch.unref();
+    // Readiness waits for the backend a job would load (a broken native binding, a GPU that is not
+    // there): probed once, in a child, as a job would load it.
+    void probeBackend({ ...(config.backend ? { backend: config.backend } : {}), ...(this.options.childPath ? { childPath: this.options.childPath } : {}) }).then(
+      (name) => {
+        this.backend = name;
+        logger.info({ backend: name }, 'tensor backend loads');
+      },
+      (err: unknown) => {
+        this.backend = 'failed';
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'tensor backend does not load: not ready');
+      },
+    );
     this.metricsServer = http.createServer((req, res) => {
       if (req.url === '/metrics') {
         this.metrics.registry.metrics().then(
@@ -145,16 +159,23 @@ export class WorkerService {
           },
         );
       } else if (req.url === '/healthz') {
-        res.writeHead(this.closing ? 503 : 200, { 'content-type': 'application/json' });
-        const status = { status: this.closing ? 'closing' : 'ok' };
+        // Liveness: this event loop answers, and every job process shows life (its heartbeat, or
+        // a step within ten times its longest). A wedged one is killed as soon as it is seen
+        // (job-runner.ts); one that stays (a process that cannot be killed) fails the probe, and the
+        // container is restarted.
+        const wedged = [...this.running.values()].some((r) => r.overdueSeconds() > 0);
+        res.writeHead(this.closing || wedged ? 503 : 200, { 'content-type': 'application/json' });
+        const status = { status: this.closing ? 'closing' : wedged ? 'job process not responding' : 'ok' };
         // Which jobs run here is for the operator: shown on loopback, with the token, or when told it is safe.
         res.end(JSON.stringify(this.mayShowDetails(req.headers.authorization) ? { ...status, slot: this.slot?.id, running: [...this.running.keys()] } : status));
       } else if (req.url === '/readyz') {
-        // Ready to take work: not shutting down, and the queues' Redis answers within a second.
+        // Ready to take work: not shutting down, the tensor backend loads (probed in a child at
+        // start), and the queues' Redis answers within a second.
         void this.redisAnswers().then((redis) => {
-          const ready = redis && !this.closing;
+          const backend = this.backend;
+          const ready = redis && !this.closing && backend !== 'loading' && backend !== 'failed';
           res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready', redis, closing: this.closing }));
+          res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready', redis, backend, closing: this.closing }));
         });
       } else {
         res.writeHead(404);
@@ -177,6 +198,7 @@ export class WorkerService {
       memoryBytes: config.jobMemoryBytes,
       maxSeconds: config.limits.maxJobSeconds,
       stopGraceSeconds: config.stopGraceSeconds,
+      stallSeconds: config.childStallSeconds,
       ...(fence ? { fence } : {}),
       ...(config.backend ? { backend: config.backend } : {}),
       metrics: this.metrics,

@@ -41,6 +41,8 @@ export interface ServiceConfig {
   readonly jobLogLines: number;
   /** Seconds a cancelled or shut-down job has to checkpoint and stop before its process is killed (DDPM_STOP_GRACE_SECONDS). */
   readonly stopGraceSeconds: number;
+  /** A job process silent (no heartbeat) this long, or ten times its longest step if more, is wedged and killed; /healthz fails meanwhile. */
+  readonly childStallSeconds: number;
   /** Resident memory a job process may use, bytes (DDPM_JOB_MEMORY_MB; default 90% of the machine). */
   readonly jobMemoryBytes: number;
   /** Concurrent `logs?follow=true` streams (DDPM_LOG_FOLLOWERS) and how long one may last (DDPM_LOG_FOLLOW_SECONDS). */
@@ -125,6 +127,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
     keepFailed: { count: integer(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0), seconds: integer(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1) },
     jobLogLines: integer(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
     stopGraceSeconds: integer(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
+    childStallSeconds: integer(env, 'DDPM_CHILD_STALL_SECONDS', 900, 1),
     jobMemoryBytes: integer(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
     logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
     logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
