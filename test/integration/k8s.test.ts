@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 
+import { dashboardJson } from '@ddpm/dashboards';
 import { checkListenerSafety, loadServiceConfig } from '@ddpm/jobs';
 import { parseAllDocuments } from 'yaml';
 
@@ -153,5 +154,9 @@ describe('infra/k8s/overlays/gpu', () => {
     expect(JSON.stringify(scaled.spec)).toMatch(/bullmq_job_count/);
     expect((scaled.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name).toBe('worker');
     expect(objects.some((o) => o.kind === 'ServiceMonitor')).toBe(true);
+    // The Grafana dashboard ships as a ConfigMap for Grafana's sidecar: the generated JSON, as committed.
+    const dashboards = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'ddpm-grafana-dashboards')!;
+    expect(dashboards.metadata.labels?.['grafana_dashboard']).toBe('1');
+    expect(dashboards.data?.['ddpm-training.json']).toBe(dashboardJson());
   });
 });
