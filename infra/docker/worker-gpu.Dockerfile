@@ -1,0 +1,40 @@
+# A GPU worker: @tensorflow/tfjs-node-gpu 4.22 on CUDA 11.2 and cuDNN 8 (the versions its
+# libtensorflow 2.9 is built for), Node.js 20 copied from the official image.
+#
+#   buildah bud --format docker -f infra/docker/worker-gpu.Dockerfile -t ghcr.io/ddpm-service/worker-gpu:0.2.0 .
+#
+# Stages: `build` compiles and assembles the worker (any machine), `gpu-deps` adds the native
+# binding (downloads libtensorflow-gpu from storage.googleapis.com), the last stage is the CUDA
+# runtime. Run it on nodes with the NVIDIA container toolkit (Kubernetes: the gpu overlay).
+ARG NODE_IMAGE=docker.io/library/node:20.20.2-bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+# A registry mirror or TLS-intercepting proxy: pass its CA as the build secret npm-ca
+# (--secret id=npm-ca,src=ca.pem); it is mounted for the npm steps only, never stored in a layer.
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca
+COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
+COPY packages ./packages
+COPY apps ./apps
+COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/worker
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --omit=dev --ignore-scripts
+
+FROM build AS gpu-deps
+RUN --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm rebuild @tensorflow/tfjs-node-gpu \
+  && node infra/docker/assemble.cjs apps/worker /out --omit @tensorflow/tfjs-node
+
+FROM ${CUDA_IMAGE}
+# Node.js from the official image: its binary runs on Ubuntu 20.04's glibc 2.31.
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+RUN groupadd --gid 10001 ddpm && useradd --uid 10001 --gid ddpm --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ddpm
+WORKDIR /app
+COPY --from=gpu-deps /out /app
+ENV NODE_ENV=production HOST=0.0.0.0 METRICS_PORT=9464 XDG_CACHE_HOME=/tmp/cache \
+    DDPM_BACKEND=tensorflow-gpu TF_FORCE_GPU_ALLOW_GROWTH=true TF_CPP_MIN_LOG_LEVEL=1
+USER 10001:10001
+EXPOSE 9464
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=4 \
+  CMD ["node", "-e", "require('http').get('http://127.0.0.1:'+(process.env.METRICS_PORT||9464)+'/healthz',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
+CMD ["node", "apps/worker/dist/main.js"]
