@@ -26,6 +26,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 started=$(date +%s)
+# vfs stores every layer as a full copy: drop the previous run's untagged layers first, so the disk
+# holds at most one run's (the stand-in base and the tagged images stay).
+buildah rmi --prune >/dev/null 2>&1 || true
 infra/docker/standin/node-base.sh
 
 # How this machine reaches the npm registry, passed to the build: an /etc/hosts entry for it and
