@@ -290,8 +290,8 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
 
 /**
  * Loads the tensor backend in a child, as a job would, and returns its name (the worker's
- * readiness: a worker whose backend does not load takes no work). Rejects with the child's error,
- * or after `timeoutMs`.
+ * readiness: a worker whose backend does not load is never ready, so a rollout stops at it).
+ * Rejects with the child's error, or after `timeoutMs`.
  */
 export function probeBackend(options: { backend?: string; childPath?: string; timeoutMs?: number }): Promise<string> {
   const child = forkChild(options.childPath);
