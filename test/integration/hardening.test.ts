@@ -78,8 +78,14 @@ describe('behind a token', () => {
       expect(await health({ authorization: 'Bearer wrong-token-0123456789' })).toEqual({ status: 'ok' });
       expect(await health({ authorization: `Bearer ${TOKEN}` })).toEqual({ status: 'ok', slot: worker.slotId, running: [] });
       expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).status).toBe(200);
-      const ready = await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`);
-      expect([ready.status, await ready.json()]).toEqual([200, { status: 'ready', redis: true, closing: false }]);
+      // Ready once its backend has loaded in a probe child (not ready, saying so, until then).
+      const first = (await (await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).json()) as Record<string, unknown>;
+      expect(['loading', 'wasm']).toContain(first['backend']);
+      const ready = await until('the worker to be ready', async () => {
+        const res = await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`);
+        return res.status === 200 ? res.json() : undefined;
+      });
+      expect(ready).toEqual({ status: 'ready', redis: true, backend: 'wasm', closing: false });
     } finally {
       await worker.close();
     }
