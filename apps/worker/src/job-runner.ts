@@ -145,13 +145,15 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   };
   let lastSign = Date.now();
   let slowestStepMs = 0;
-  const overdueMs = (): number => Date.now() - lastSign - Math.max(options.stallSeconds * 1000, 10 * slowestStepMs);
+  /** How long the child may be silent: the stall allowance, or ten of its longest steps. */
+  const allowedMs = (): number => Math.max(options.stallSeconds * 1000, 10 * slowestStepMs);
+  const overdueMs = (): number => Date.now() - lastSign - allowedMs();
   const memoryWatch = setInterval(() => {
     if (child.pid === undefined) return;
     if (overdueMs() > 0 && endedBy === undefined) {
       const silent = Math.round((Date.now() - lastSign) / 1000);
       log.error({ silentSeconds: silent, slowestStepSeconds: slowestStepMs / 1000, stallSeconds: options.stallSeconds }, 'job process shows no sign of life: killed');
-      end(new CodedError('DDPM_JOB_WEDGED', 'unavailable', `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(Math.max(options.stallSeconds, slowestStepMs / 100))} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`));
+      end(new CodedError('DDPM_JOB_WEDGED', 'unavailable', `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(allowedMs() / 1000)} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`));
     }
     void residentBytes(child.pid).then((rss) => {
       if (rss !== undefined && rss > options.memoryBytes) {
