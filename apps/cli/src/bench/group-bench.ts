@@ -16,17 +16,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { type Transport, openGeneration } from '@ddpm/allreduce';
-import { resolveTrainJob } from '@ddpm/config';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
 import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
-import { round } from './timing';
+import { median, round } from './timing';
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** N rank processes and a way to ask them all and await their answers. */
-async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
+export async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
   // The compiled rank script next to this one (from a test, the build's copy of it).
   const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
   const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' }));
@@ -113,6 +112,12 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
   };
 }
 
+/** The run a training benchmark times: the preset on procedural shapes, no warm-up, never a checkpoint. */
+export function benchTrainConfig(presetName: string, batch: number, accumulation: number): TrainConfig {
+  const { inChannels } = preset(presetName);
+  return resolveTrainJob({ dataset: `procedural:shapes?size=512&channels=${inChannels}`, preset: presetName as 'tiny32', batchSize: batch, accumulation, steps: 1_000_000, checkpointEvery: 1_000_000, warmupSteps: 0 }).train;
+}
+
 export interface DataParallelBenchOptions {
   readonly redisUrl: string;
   readonly presetName: string;
@@ -126,8 +131,7 @@ export interface DataParallelBenchOptions {
 export async function benchDataParallel(options: DataParallelBenchOptions): Promise<Record<string, unknown>> {
   const { workers: n, batch, steps, rounds, presetName } = options;
   const config = preset(presetName);
-  const request = (accumulation: number) =>
-    resolveTrainJob({ dataset: `procedural:shapes?size=512&channels=${config.inChannels}`, preset: presetName as 'tiny32', batchSize: batch, accumulation, steps: 1_000_000, checkpointEvery: 1_000_000, warmupSteps: 0 }).train;
+  const request = (accumulation: number): TrainConfig => benchTrainConfig(presetName, batch, accumulation);
   const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-dp-'));
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-dp-${randomBytes(4).toString('hex')}`;

@@ -15,6 +15,8 @@ let control: Redis | undefined;
 let payload: Float32Array | undefined;
 let out: Float32Array | undefined;
 const trainers = new Map<string, { trainer: Trainer; group?: GroupLink }>();
+/** The sampling benchmark's models and inputs by preset and batch, kept between rounds (built on the first call). */
+const sampling = new Map<string, { step: () => Promise<void>; dispose: () => void }>();
 
 function reply(message: BenchRankReply): void {
   process.send?.(message);
@@ -91,7 +93,17 @@ async function handle(command: BenchRankCommand): Promise<void> {
       reply({ cmd: 'done', ms: Number(process.hrtime.bigint() - started) / 1e6, computeMs, exchangeMs });
       return;
     }
+    case 'sample': {
+      const key = `${command.preset}/${command.batch}`;
+      const bench = sampling.get(key) ?? (await samplingStep(command.preset, command.batch));
+      sampling.set(key, bench);
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < command.steps; i++) await bench.step();
+      reply({ cmd: 'done', ms: Number(process.hrtime.bigint() - started) / 1e6 });
+      return;
+    }
     case 'exit': {
+      for (const bench of sampling.values()) bench.dispose();
       for (const { trainer } of trainers.values()) trainer.dispose();
       await heartbeat?.stop();
       collective?.close();
@@ -99,6 +111,33 @@ async function handle(command: BenchRankCommand): Promise<void> {
       process.exit(0);
     }
   }
+}
+
+/** One reverse-process step of `batch` images of a fresh model of the preset, as a sample job takes. */
+async function samplingStep(presetName: string, batch: number): Promise<{ step: () => Promise<void>; dispose: () => void }> {
+  const tf = await import('@tensorflow/tfjs-core');
+  const { GaussianDiffusion, Rng } = await import('@ddpm/diffusion');
+  const { UNet, preset } = await import('@ddpm/unet');
+  const config = preset(presetName);
+  const rng = Rng.fromSeed(0);
+  const net = new UNet(config, { uniform: () => rng.uniform() });
+  const diffusion = new GaussianDiffusion({ schedule: { kind: 'linear' } });
+  const shape: [number, number, number, number] = [batch, config.imageSize, config.imageSize, config.inChannels];
+  const x = tf.tensor4d(rng.normals(shape.reduce((a, b) => a * b)), shape);
+  const z = tf.tensor4d(rng.normals(shape.reduce((a, b) => a * b)), shape);
+  const t = rng.ints(1000, batch);
+  const model = net.asDenoiseFn();
+  return {
+    step: async () => {
+      const out = diffusion.pSample(model, x, t, z, { clipDenoised: true });
+      await out.sample.data();
+      tf.dispose([out.sample, out.predXStart]);
+    },
+    dispose: () => {
+      tf.dispose([x, z]);
+      net.dispose();
+    },
+  };
 }
 
 process.on('message', (command: BenchRankCommand) => {

@@ -7,6 +7,8 @@ export type BenchRankCommand =
   /** Opens a trainer named `name` (a group rank when worldSize > 1, else alone). */
   | { readonly cmd: 'open'; readonly name: string; readonly config: unknown; readonly storeDir: string; readonly rank: number; readonly worldSize: number; readonly stepOffset: number }
   | { readonly cmd: 'train'; readonly name: string; readonly steps: number }
+  /** Times `steps` reverse-process steps (Algorithm 2, x̂0 clipped) of `batch` images of the preset's freshly initialised model. */
+  | { readonly cmd: 'sample'; readonly preset: string; readonly batch: number; readonly steps: number }
   | { readonly cmd: 'exit' };
 
 export type BenchRankReply = { readonly cmd: 'joined' } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'error'; readonly message: string };

@@ -13,7 +13,7 @@ async function timeOnce(fn: Task): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
 }

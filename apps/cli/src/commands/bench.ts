@@ -9,11 +9,13 @@ import { PRESET_NAMES } from '@ddpm/unet';
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { benchAllReduce, benchDataParallel } from '../bench/group-bench';
+import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
 
 export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K]
        ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
        ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--redis URL]
+       ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench all
 
 Output is JSON (--json is accepted for symmetry). The tensor backend is chosen as everywhere
@@ -33,6 +35,13 @@ dp: training images/s of one process with the whole batch and of N rank processe
 each (accumulation N, the Redis all-reduce between), interleaved in rounds; the speed-up.
   --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3)
 
+torch: our training and sampling steps against the same U-Net in PyTorch (Debian's python3-torch;
+$DDPM_PYTHON, else /usr/bin/python3), interleaved in rounds: one of our processes against one
+PyTorch thread, and the whole machine (a group of N processes; N processes sampling a share each)
+against N PyTorch threads; our time over PyTorch's per step. "all" skips it, saying why, when
+Python has no torch.
+  --preset (tiny32), --batch (16), --workers (2), --rounds (5)
+
   --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
 
@@ -49,8 +58,8 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     json: { type: 'boolean' },
   });
   const which = positionals[0];
-  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'all'].includes(which ?? '')) {
-    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp" or "all", got "ddpm bench ${positionals.join(' ')}"`);
+  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'all'].includes(which ?? '')) {
+    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch" or "all", got "ddpm bench ${positionals.join(' ')}"`);
   }
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
@@ -85,6 +94,27 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         backend: backend.name,
       }),
     );
+  }
+  if (which === 'torch' || which === 'all') {
+    const backend = await initBackend();
+    const missing = await torchUnavailable();
+    if (missing !== undefined && which === 'all') {
+      results.push({ benchmark: 'torch', skipped: missing });
+    } else {
+      if (missing !== undefined) throw new CliUsageError(`ddpm bench torch needs PyTorch: ${missing}`);
+      if (batch % workers !== 0) throw new CliUsageError(`--batch ${batch} must be divisible by --workers ${workers}`);
+      results.push(
+        await benchTorch({
+          redisUrl,
+          presetName,
+          batch,
+          workers,
+          rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 100 }),
+          backend: backend.name,
+          python: defaultPython(),
+        }),
+      );
+    }
   }
   io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
   return 0;

@@ -1,0 +1,175 @@
+/**
+ * `ddpm bench torch`: our training and sampling steps against the same U-Net in PyTorch
+ * (apps/cli/bench/torch_unet.py, Debian's python3-torch), measured in the same run, on one core
+ * and on the whole machine.
+ *
+ * - One core: one of our processes (the engine's real step: dropout, L_simple, backward, global-norm
+ *   clipping, Adam, EMA) against PyTorch with one thread doing the same work.
+ * - Whole machine: our best configuration, a group of `workers` processes (each its share of the
+ *   batch, the Redis all-reduce between) and, for sampling, `workers` processes each drawing its
+ *   share of the batch at once, against PyTorch with `workers` threads.
+ *
+ * Every measurement is interleaved with the others in rounds, so all see the same machine; the
+ * ratios are ours / PyTorch's time per step (below 1: we are faster). The PyTorch twin must have
+ * exactly our parameter count, or the benchmark refuses to compare.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+
+import { openGeneration } from '@ddpm/allreduce';
+import { describeArchitecture, preset } from '@ddpm/unet';
+import { Redis } from 'ioredis';
+
+import { benchTrainConfig, ranks } from './group-bench';
+import { median, round } from './timing';
+
+export interface TorchBenchOptions {
+  readonly redisUrl: string;
+  readonly presetName: string;
+  readonly batch: number;
+  /** Processes of our whole-machine configuration, and PyTorch's threads beside it. */
+  readonly workers: number;
+  readonly rounds: number;
+  readonly backend: string;
+  /** The Python with torch (DDPM_PYTHON, else /usr/bin/python3 where it exists, else python3). */
+  readonly python?: string;
+}
+
+export const TORCH_SCRIPT = path.join(__dirname, '..', '..', 'bench', 'torch_unet.py');
+
+export function defaultPython(): string {
+  return process.env['DDPM_PYTHON'] ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+}
+
+interface TorchProcess {
+  readonly params: number;
+  readonly version: string;
+  step(cmd: 'train' | 'sample', threads: number): Promise<number>;
+  close(): void;
+}
+
+/** Starts the PyTorch twin; rejects with its stderr when Python or torch is missing. */
+async function startTorch(python: string, config: object, batch: number): Promise<TorchProcess> {
+  const child: ChildProcessWithoutNullStreams = spawn(python, [TORCH_SCRIPT, JSON.stringify({ ...config, batch })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const lines = readline.createInterface({ input: child.stdout });
+  const queue: ((line: string | Error) => void)[] = [];
+  const failed = (why: string): Error => new Error(`the PyTorch reference (${python} ${path.basename(TORCH_SCRIPT)}) ${why}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+  lines.on('line', (line) => queue.shift()?.(line));
+  child.on('error', (err) => { for (const waiter of queue.splice(0)) waiter(failed(err.message)); });
+  child.on('exit', (code) => { for (const waiter of queue.splice(0)) waiter(failed(`exited with code ${code}`)); });
+  const next = (): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      queue.push((line) => (line instanceof Error ? reject(line) : resolve(JSON.parse(line) as Record<string, unknown>)));
+    });
+  const ready = await next();
+  return {
+    params: Number(ready['params']),
+    version: String(ready['torch']),
+    step: async (cmd, threads) => {
+      const answer = next();
+      child.stdin.write(`${JSON.stringify({ cmd, threads })}\n`);
+      return Number((await answer)['ms']);
+    },
+    close: () => {
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
+/** Whether this machine can run the comparison: a reason when it cannot. */
+export async function torchUnavailable(python = defaultPython()): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn(python, ['-c', 'import torch'], { stdio: 'ignore' });
+    child.on('error', (err) => resolve(`${python}: ${err.message}`));
+    child.on('exit', (code) => resolve(code === 0 ? undefined : `${python} cannot import torch (apt-get install python3-torch)`));
+  });
+}
+
+export async function benchTorch(options: TorchBenchOptions): Promise<Record<string, unknown>> {
+  const { presetName, batch, workers: n, rounds } = options;
+  const config = preset(presetName);
+  const ours = describeArchitecture(config).totalParams;
+  if (batch % n !== 0) throw new Error(`--batch ${batch} must be divisible by --workers ${n}`);
+  const python = options.python ?? defaultPython();
+  const torch = await startTorch(python, config, batch);
+  const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-torch-'));
+  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
+  const namespace = `bench-torch-${randomBytes(4).toString('hex')}`;
+  const samples = {
+    train1: [] as number[],
+    torchTrain1: [] as number[],
+    trainN: [] as number[],
+    torchTrainN: [] as number[],
+    sample1: [] as number[],
+    torchSample1: [] as number[],
+    sampleN: [] as number[],
+    torchSampleN: [] as number[],
+  };
+  let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  try {
+    if (torch.params !== ours) throw new Error(`the PyTorch twin has ${torch.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
+    await openGeneration(redis, namespace, 3_600_000);
+    group = await ranks(n, options.redisUrl, namespace, 'fp32', options.backend);
+    const g = group;
+    await g.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
+    if (n > 1) await g.all((rank) => ({ cmd: 'open', name: 'group', config: benchTrainConfig(presetName, batch, n), storeDir, rank, worldSize: n, stepOffset: 0 }));
+    const ms = (replies: readonly { cmd: string; ms?: number }[]): number => Math.max(...replies.map((m) => m.ms ?? Number.NaN));
+    const tasks: Record<keyof typeof samples, () => Promise<number>> = {
+      train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
+      torchTrain1: () => torch.step('train', 1),
+      trainN: async () => ms(await g.all(() => (n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 }))),
+      torchTrainN: () => torch.step('train', n),
+      sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
+      torchSample1: () => torch.step('sample', 1),
+      // Each process draws its share of the images at once, as a sample job split over processes.
+      sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
+      torchSampleN: () => torch.step('sample', n),
+    };
+    const names = Object.keys(tasks) as (keyof typeof samples)[];
+    // One warm-up of each (kernel compilation, weight packing, heap growth), then the rounds.
+    for (const name of names) await tasks[name]();
+    for (let r = 0; r < rounds; r++) for (const name of names) samples[name].push(await tasks[name]());
+  } finally {
+    torch.close();
+    await group?.close();
+    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    redis.disconnect();
+    await fs.rm(storeDir, { recursive: true, force: true });
+  }
+  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<keyof typeof samples, number>;
+  const side = (oursMs: number, torchMs: number) => ({ oursMs: round(oursMs, 1), torchMs: round(torchMs, 1), oursOverTorch: round(oursMs / torchMs, 3) });
+  return {
+    benchmark: 'torch',
+    preset: presetName,
+    batch,
+    rounds,
+    backend: options.backend,
+    params: ours,
+    torch: torch.version,
+    python,
+    measured: 'median over interleaved rounds of one step; oursOverTorch is our time over PyTorch\'s (below 1: we are faster)',
+    oneCore: {
+      ours: '1 process',
+      torch: '1 thread',
+      trainStep: side(m.train1, m.torchTrain1),
+      sampleStep: side(m.sample1, m.torchSample1),
+    },
+    wholeMachine: {
+      cores: os.cpus().length,
+      ours: n > 1 ? `${n} processes (a data-parallel group for training; ${batch / n} images each for sampling)` : '1 process',
+      torch: `${n} threads`,
+      trainStep: side(m.trainN, m.torchTrainN),
+      sampleStep: side(m.sampleN, m.torchSampleN),
+      trainImagesPerSecondOverTorch: round(m.torchTrainN / m.trainN, 3),
+    },
+  };
+}
