@@ -7,3 +7,5 @@ export { dense, matMul } from './ops/matmul';
 export { GROUP_NORM_EPSILON, type GroupNormOptions, groupNorm, swish } from './ops/group-norm';
 export { useComposedGradients } from './ops/backend-caps';
 export { upsampleNearest2x } from './ops/upsample';
+export { wasmKernels } from './ops/wasm-kernels';
+export { wasmHeap } from './ops/wasm-heap';

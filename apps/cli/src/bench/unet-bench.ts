@@ -9,6 +9,7 @@ import { GaussianDiffusion, Rng } from '@ddpm/diffusion';
 import { UNet, describeArchitecture, preset } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { type OpProfile, profileOps } from './op-profile';
 import { gflops, round, timeInterleaved } from './timing';
 
 export interface UNetBenchOptions {
@@ -16,6 +17,8 @@ export interface UNetBenchOptions {
   readonly batch: number;
   readonly steps: number;
   readonly backend: BackendInfo;
+  /** Also profile one training and one sampling step by op kind (op-profile.ts). */
+  readonly profile?: boolean;
 }
 
 export async function benchUNet(options: UNetBenchOptions): Promise<Record<string, unknown>> {
@@ -61,6 +64,23 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
     // and a reference timed only at the start drifts by ±20% against steps timed later. The
     // reference is the fastest of five convs per round, so the ratios err on the low side.
     const rounds = await timeInterleaved(options.steps, { train: trainStep, sample: sampleStep, conv: convStep }, { conv: 5 });
+    let profile: { train: OpProfile; sample: OpProfile } | undefined;
+    if (options.profile) {
+      profile = {
+        train: await profileOps(async (phase) => {
+          const { value, grads } = tf.variableGrads(() => {
+            const loss = tf.mean(tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ }))) as tf.Scalar;
+            phase('backward');
+            return loss;
+          }, net.variables);
+          phase('update');
+          optimizer.applyGradients(grads as unknown as Parameters<typeof optimizer.applyGradients>[0]);
+          await value.data();
+          tf.dispose([value, ...Object.values(grads)]);
+        }, 'forward'),
+        sample: await profileOps(sampleStep, 'sample'),
+      };
+    }
     const train = rounds.train;
     const sample = rounds.sample;
     const conv = rounds.conv;
@@ -82,6 +102,7 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       convReference: { layer: `conv2d 3x3 ${S}x${S}x${c}->${c}, batch ${B}`, medianMs: round(conv.medianMs, 2), gflops: round(convGflops, 2) },
       trainOverConv: round(trainGflops / convGflops, 3),
       sampleOverConv: round(sampleGflops / convGflops, 3),
+      ...(profile ? { profile } : {}),
     };
   } finally {
     tf.dispose([x, eps, t, convX, convW]);

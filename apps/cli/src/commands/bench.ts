@@ -12,7 +12,7 @@ import { benchAllReduce, benchDataParallel } from '../bench/group-bench';
 import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
 
-export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K]
+export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K] [--profile]
        ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
        ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
@@ -25,6 +25,9 @@ unet: a training step (forward + backward + Adam) and a sampling step of the pre
 backend's own forward conv2d on the model's most common layer, interleaved in rounds (the conv
 counts its fastest of five runs per round); GFLOP/s and the ratios train/conv and sample/conv.
   --preset ${PRESET_NAMES.join(' | ')} (default tiny32), --batch (16), --steps: timed rounds (5)
+  --profile: also one training and one sampling step by op kind: each kernel's own time (ours
+  and tfjs's) by phase (forward, backward, update), convolutions with their GFLOP/s, and the time
+  between kernels as "other"
 
 allreduce: the Redis all-reduce of S MB across N rank processes, interleaved with one client's SET
 and GET of S MB on the same Redis; the bus bandwidth 2(N-1)/N * S / time against that raw rate, and
@@ -56,6 +59,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     transport: { type: 'string' },
     redis: { type: 'string' },
     json: { type: 'boolean' },
+    profile: { type: 'boolean' },
   });
   const which = positionals[0];
   if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'all'].includes(which ?? '')) {
@@ -68,7 +72,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const results: Record<string, unknown>[] = [];
   if (which === 'unet' || which === 'all') {
     const backend = await initBackend();
-    results.push(await benchUNet({ preset: presetName, batch, steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }), backend }));
+    results.push(await benchUNet({ preset: presetName, batch, steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }), backend, profile: values['profile'] === true }));
   }
   if (which === 'allreduce' || which === 'all') {
     results.push(

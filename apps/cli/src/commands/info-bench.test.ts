@@ -45,6 +45,32 @@ describe('ddpm bench unet', () => {
     }
     expect(r.trainOverConv).toBeCloseTo(r.trainStep.gflops / r.convReference.gflops, 2);
     expect(r.sampleOverConv).toBeGreaterThan(0);
+    expect(r.profile).toBeUndefined();
+  }, 120_000);
+
+  it('--profile says where the time of a step goes, by phase and op kind, our own kernels included', async () => {
+    const { status, stdout } = await run('bench', 'unet', '--preset', 'micro32', '--batch', '2', '--steps', '1', '--profile');
+    expect(status).toBe(0);
+    const { train, sample } = JSON.parse(stdout).profile;
+    type Line = { phase: string; op: string; ms: number; share: number; calls: number; gflops?: number };
+    const find = (p: { ops: Line[] }, phase: string, op: string): Line | undefined => p.ops.find((o) => o.phase === phase && o.op === op);
+    expect(Object.keys(train.byPhase).sort()).toEqual(['backward', 'forward', 'update']);
+    expect(Object.keys(sample.byPhase)).toEqual(['sample']);
+    // micro32: 1 + 3 levels × (1 res block × 2 + …) convolutions; each forward conv has a filter gradient.
+    const forward = find(train, 'forward', 'FusedConv2D')!;
+    const filterGrad = find(train, 'backward', 'Conv2D (filter gradient)')!;
+    expect(forward.calls).toBeGreaterThan(10);
+    expect(filterGrad.calls).toBe(forward.calls);
+    expect(forward.gflops).toBeGreaterThan(0);
+    expect(find(train, 'forward', 'ddpm:groupNormForward')?.calls).toBeGreaterThan(0);
+    expect(find(train, 'backward', 'ddpm:groupNormBackward')?.calls).toBe(find(train, 'forward', 'ddpm:groupNormForward')?.calls);
+    expect(find(sample, 'sample', 'ddpm:gemm')?.gflops).toBeGreaterThan(0);
+    for (const p of [train, sample]) {
+      const sum = p.ops.reduce((a: number, o: Line) => a + o.ms, 0);
+      expect(Math.abs(sum - p.kernelsMs)).toBeLessThan(0.1 * p.ops.length + 1);
+      expect(p.kernelsMs).toBeLessThanOrEqual(p.wallMs);
+      expect(p.otherMs).toBeGreaterThanOrEqual(0);
+    }
   }, 120_000);
 });
 

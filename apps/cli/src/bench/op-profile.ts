@@ -1,0 +1,139 @@
+/**
+ * Where a step's time goes, by op kind: `ddpm bench unet --profile`.
+ *
+ * tfjs's own profiler (`tf.profile`) runs every kernel through `profileKernel`; we wrap it to time
+ * each call exclusively (a kernel that runs others, as a custom gradient's forward does, counts
+ * only its own time), and wrap our own SIMD kernels and the XNNPACK GEMMs we call on heap views
+ * (both run on the wasm heap outside tfjs's engine) the same way. Each call is filed under its phase (forward, backward, update) and name;
+ * what no kernel accounts for (JavaScript between kernels: tape bookkeeping, shape checks,
+ * allocation) is the `other` line. Convolutions also get their GFLOP/s, 2·N·Ho·Wo·Co·kh·kw·Ci over
+ * their time, so each can be read against the forward convolution's own speed.
+ */
+import { wasmHeap, wasmKernels } from '@ddpm/unet/internal';
+import * as tf from '@tensorflow/tfjs-core';
+
+import { round } from './timing';
+
+export type Phase = 'forward' | 'backward' | 'update' | 'sample';
+
+interface Entry {
+  ms: number;
+  calls: number;
+  flops: number;
+}
+
+export interface OpProfileLine {
+  readonly phase: Phase;
+  readonly op: string;
+  readonly ms: number;
+  readonly share: number;
+  readonly calls: number;
+  /** Convolutions and GEMMs: their FLOPs over their own time. */
+  readonly gflops?: number;
+}
+
+export interface OpProfile {
+  readonly wallMs: number;
+  readonly kernelsMs: number;
+  /** Wall time no kernel accounts for: JavaScript between kernels. */
+  readonly otherMs: number;
+  readonly byPhase: Readonly<Record<string, number>>;
+  readonly ops: readonly OpProfileLine[];
+}
+
+/** FLOPs of a convolution kernel call from its input, filter and output shapes (0 when unknown). */
+function convFlops(name: string, inputShapes: readonly (readonly number[] | null)[], outputShape: readonly number[] | undefined): number {
+  if (name !== 'Conv2D' && name !== 'FusedConv2D') return 0;
+  const filter = inputShapes[1];
+  if (!filter || filter.length !== 4 || !outputShape || outputShape.length !== 4) return 0;
+  const [kh, kw, ci] = filter as [number, number, number, number];
+  const [n, ho, wo, co] = outputShape as [number, number, number, number];
+  return 2 * n * ho * wo * co * kh * kw * ci;
+}
+
+interface ProfilerLike {
+  profileKernel(name: string, inputs: Record<string, tf.Tensor | null>, f: () => tf.Tensor[]): { outputs: tf.Tensor[] };
+}
+
+/**
+ * Profiles `run` (which calls `setPhase` as it moves from forward to backward to update) and
+ * returns the time per (phase, op), largest first.
+ */
+export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<void>, initial: Phase): Promise<OpProfile> {
+  const entries = new Map<string, Entry>();
+  let phase: Phase = initial;
+  // Time spent in children of the call in progress at each depth (subtracted from its own).
+  const stack: number[] = [];
+  const record = <T>(name: string, flopsOf: (result: T) => number, f: () => T): T => {
+    stack.push(0);
+    const started = performance.now();
+    let flops = 0;
+    try {
+      const result = f();
+      flops = flopsOf(result);
+      return result;
+    } finally {
+      const elapsed = performance.now() - started;
+      const children = stack.pop()!;
+      if (stack.length > 0) stack[stack.length - 1]! += elapsed;
+      const key = `${phase}\u0000${name}`;
+      const entry = entries.get(key) ?? { ms: 0, calls: 0, flops: 0 };
+      entry.ms += elapsed - children;
+      entry.calls += 1;
+      entry.flops += flops;
+      entries.set(key, entry);
+    }
+  };
+  const engine = tf.engine() as unknown as { profiler: ProfilerLike };
+  const profiler = engine.profiler;
+  const original = profiler.profileKernel;
+  profiler.profileKernel = function (name, inputs, f) {
+    const shapes = Object.values(inputs).map((t) => (t ? t.shape : null));
+    // Our filter gradient is a convolution whose "filter" is the output gradient (its taps span
+    // the feature map): told apart from the 1×1 and 3×3 convolutions of the network by its size.
+    const label = name === 'Conv2D' && (shapes[1]?.[0] ?? 0) > 3 ? 'Conv2D (filter gradient)' : name;
+    return record(label, (r: { outputs: tf.Tensor[] }) => convFlops(name, shapes, r.outputs[0]?.shape), () => original.call(profiler, name, inputs, f));
+  };
+  // Our SIMD kernels: wrap each method of the bound instance for the duration.
+  const kernels = wasmKernels() as unknown as Record<string, unknown> | undefined;
+  const restore: (() => void)[] = [];
+  if (kernels) {
+    const proto = Object.getPrototypeOf(kernels) as Record<string, unknown>;
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const method = proto[name];
+      if (name === 'constructor' || typeof method !== 'function') continue;
+      kernels[name] = (...args: unknown[]) => record(`ddpm:${name}`, () => 0, () => (method as (...a: unknown[]) => unknown).apply(kernels, args));
+      restore.push(() => delete kernels[name]);
+    }
+  }
+  const heap = wasmHeap() as unknown as { gemmInto(a: { rows: number; cols: number }, b: { cols: number }, out: unknown): void } | undefined;
+  if (heap) {
+    const gemm = Object.getPrototypeOf(heap).gemmInto as typeof heap.gemmInto;
+    heap.gemmInto = (a, b, out) => record('ddpm:gemm', () => 2 * a.rows * a.cols * b.cols, () => gemm.call(heap, a, b, out));
+    restore.push(() => delete (heap as { gemmInto?: unknown }).gemmInto);
+  }
+  const started = performance.now();
+  try {
+    await tf.profile(() => run((p) => (phase = p)));
+  } finally {
+    profiler.profileKernel = original;
+    for (const undo of restore) undo();
+  }
+  const wallMs = performance.now() - started;
+  const kernelsMs = [...entries.values()].reduce((a, e) => a + e.ms, 0);
+  const byPhase: Record<string, number> = {};
+  const ops: OpProfileLine[] = [...entries.entries()]
+    .map(([key, e]) => {
+      const [p, op] = key.split('\u0000') as [Phase, string];
+      byPhase[p] = (byPhase[p] ?? 0) + e.ms;
+      return { phase: p, op, ms: round(e.ms, 1), share: round(e.ms / wallMs, 3), calls: e.calls, ...(e.flops > 0 ? { gflops: round(e.flops / e.ms / 1e6, 2) } : {}) };
+    })
+    .sort((a, b) => b.ms - a.ms);
+  return {
+    wallMs: round(wallMs, 1),
+    kernelsMs: round(kernelsMs, 1),
+    otherMs: round(wallMs - kernelsMs, 1),
+    byPhase: Object.fromEntries(Object.entries(byPhase).map(([k, v]) => [k, round(v, 1)])),
+    ops,
+  };
+}
