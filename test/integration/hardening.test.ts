@@ -176,7 +176,7 @@ describe('budgets and limits', () => {
   it('refuses requests over a budget at submission, naming the limit, and queues nothing', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [tinyTrain({ dataset: 'procedural:shapes?size=2000000000' }), /procedural dataset's size 2000000000 is more than 1000000, over this server's limit DDPM_MAX_DATASET_IMAGES/],
-      [tinyTrain({ preset: 'celebahq256', batchSize: 4096, dataset: 'procedural:shapes?size=16&channels=3' }), /over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/],
+      [tinyTrain({ preset: 'celebahq256', batchSize: 4096, accumulation: 1, dataset: 'procedural:shapes?size=16&channels=3' }), /over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/],
       [tinyTrain({ steps: 5_000_000 }), /steps 5000000 is more than 1000000, over this server's limit DDPM_MAX_STEPS/],
     ];
     for (const [payload, message] of cases) {
@@ -185,6 +185,15 @@ describe('budgets and limits', () => {
       expect(res.json().message).toMatch(message);
     }
     expect(await stack.queues.train.getJobCounts()).toEqual(expect.objectContaining({ waiting: 0, active: 0, delayed: 0 }));
+  });
+
+  it('splits a batch that does not fit the step memory into micro-batches when the request leaves accumulation open, and says so', async () => {
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'celebahq256', batchSize: 4096, dataset: 'procedural:shapes?size=16&channels=3' }) });
+    expect(res.statusCode).toBe(202);
+    const view = (await stack.app.inject({ method: 'GET', url: `/jobs/${res.json().id}` })).json();
+    expect(view.config.train.accumulation).toBe(512);
+    expect(view.config.adjustments).toEqual([expect.objectContaining({ setting: 'accumulation', requested: 1, chosen: 512, reason: expect.stringContaining('over the step-memory budget of 100000 MiB (DDPM_MAX_STEP_MEMORY_MB); 512 micro-batches of 8') })]);
+    await stack.app.inject({ method: 'DELETE', url: `/jobs/${res.json().id}` });
   });
 
   it('a job process over its memory limit is killed and the job fails for good with that reason', async () => {

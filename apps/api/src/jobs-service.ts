@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { type Writable } from 'node:stream';
 
-import { type ServiceLimits, checkBudgets, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
+import { type ServiceLimits, checkBudgets, fitAccumulation, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
@@ -187,7 +187,9 @@ export class JobsService {
   private async jobData(submission: Submission, common: Pick<JobData, 'submittedAt' | 'runPrefix' | 'requestHash'>): Promise<JobData> {
     switch (submission.type) {
       case 'train': {
-        return { type: 'train', request: submission.request, config: resolveTrainJob(submission.request), ...common };
+        // A batch whose micro-batches would not fit the step-memory budget is split further when the request left accumulation open.
+        const config = fitAccumulation(resolveTrainJob(submission.request), submission.request, this.options.limits.maxStepMemoryMb);
+        return { type: 'train', request: submission.request, config, ...common };
       }
       case 'sample': {
         const run = await this.trainJobData(submission.request.trainJobId);

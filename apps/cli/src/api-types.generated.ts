@@ -1643,6 +1643,16 @@ export interface components {
         };
         /** @description the effective configuration of a train job, every default filled in */
         TrainJobConfig: {
+            /** @description settings chosen for the request, e.g. accumulation raised so that a micro-batch fits memory */
+            adjustments?: {
+                /** @description what the job runs with */
+                chosen: number;
+                reason: string;
+                /** @description what the request asked for, or the default it left */
+                requested: number;
+                /** @description the request name of the setting */
+                setting: string;
+            }[];
             /** @description evaluation during training (absent: none) */
             evaluation?: {
                 every: number;
@@ -1777,7 +1787,7 @@ export interface components {
         /** @description a training job: what to train, on what, how long; every field left out takes its default */
         TrainRequest: {
             /**
-             * @description micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N (default 1)
+             * @description micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N; left out, it is raised to the smallest that fits the step-memory budget (DDPM_MAX_STEP_MEMORY_MB) when the batch does not, and the job’s config says so under adjustments (default 1)
              * @default 1
              */
             accumulation?: number;

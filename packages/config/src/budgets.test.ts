@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, checkBudgets, checkpointBytes, trainingStepBytes } from './budgets';
+import { DEFAULT_LIMITS, checkBudgets, checkpointBytes, fitAccumulation, trainingStepBytes } from './budgets';
 import { resolveEvalJob } from './eval-settings';
 import { resolveSampleJob } from './sample-settings';
 import { resolveTrainJob } from './train-config';
@@ -16,6 +16,39 @@ describe('budgets', () => {
     expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), DEFAULT_LIMITS)).toThrow(/micro-batch of 128 images .* of cifar10 is \d+ MiB, more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/);
     // A GPU pool raises the limit.
     expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), { ...DEFAULT_LIMITS, maxStepMemoryMb: 80_000 })).not.toThrow();
+  });
+
+  it('split a batch that does not fit into the fewest micro-batches that do, when the request leaves accumulation open, and say so', () => {
+    const limit = DEFAULT_LIMITS.maxStepMemoryMb;
+    const fit = (request: Record<string, unknown>, mb = limit) => fitAccumulation(train(request).config, request, mb);
+    // The paper's CIFAR-10 batch: 16 micro-batches of 8; 8 of 16 would not fit.
+    const cifar = fit({ preset: 'cifar10', batchSize: 128 });
+    expect(cifar.train.accumulation).toBe(16);
+    expect(trainingStepBytes(cifar.train, 8)).toBeLessThanOrEqual(limit * 2 ** 20);
+    expect(trainingStepBytes(cifar.train, 16)).toBeGreaterThan(limit * 2 ** 20);
+    expect(cifar.adjustments).toEqual([
+      {
+        setting: 'accumulation',
+        requested: 1,
+        chosen: 16,
+        reason: expect.stringMatching(/^a micro-batch of 128 cifar10 images needs an estimated \d+ MiB, over the step-memory budget of 3584 MiB \(DDPM_MAX_STEP_MEMORY_MB\); 16 micro-batches of 8 \(\d+ MiB\) make the same batch of 128$/),
+      },
+    ]);
+    expect(() => checkBudgets({ type: 'train', config: cifar }, DEFAULT_LIMITS)).not.toThrow();
+    // Nothing changes when the batch fits, or when the request chose accumulation itself.
+    const small = train({ preset: 'cifar10', batchSize: 8 }).config;
+    expect(fitAccumulation(small, {}, limit)).toBe(small);
+    expect(fit({ preset: 'cifar10', batchSize: 128, accumulation: 2 }).train.accumulation).toBe(2);
+    expect(fit({ preset: 'cifar10', batchSize: 128, accumulation: 2 }).adjustments).toBeUndefined();
+    // A group keeps a multiple of its workers where one fits: 3 workers, 48 images → 6 micro-batches of 8.
+    expect(fit({ preset: 'cifar10', batchSize: 48, workers: 3 }).train.accumulation).toBe(6);
+    expect(fit({ preset: 'cifar10', batchSize: 128, workers: 2 }).train.accumulation).toBe(16);
+    // A model whose single image does not fit is left for checkBudgets to refuse, with what to do.
+    const huge = fit({ preset: 'celebahq256', batchSize: 4 });
+    expect(huge.train.accumulation).toBe(1);
+    expect(() => checkBudgets({ type: 'train', config: huge }, DEFAULT_LIMITS)).toThrow(/raise accumulation/);
+    const one = fit({ preset: 'celebahq256', batchSize: 1 });
+    expect(() => checkBudgets({ type: 'train', config: one }, DEFAULT_LIMITS)).toThrow(/one image a micro-batch is the smallest split: this model needs a larger step-memory budget/);
   });
 
   it('estimate memory from the architecture, growing with the micro-batch', () => {

@@ -72,6 +72,34 @@ export function checkpointBytes(config: TrainJobConfig['train']): number {
   return describeArchitecture(unetConfigOf(config)).totalParams * 4 * 4;
 }
 
+/**
+ * The smallest accumulation whose micro-batches fit `maxStepMemoryMb`, when the request left
+ * accumulation to us and its default does not fit; the configuration unchanged otherwise. In a
+ * group the count stays a multiple of the workers where one fits (every rank gets the same share)
+ * and at least the workers. The choice is recorded in `adjustments`, so the job's effective
+ * configuration says what was changed and why. A micro-batch of one image that still does not fit
+ * is left for {@link checkBudgets} to refuse.
+ */
+export function fitAccumulation(config: TrainJobConfig, request: { readonly accumulation?: number | undefined }, maxStepMemoryMb: number): TrainJobConfig {
+  const train = config.train;
+  const fits = (accumulation: number): boolean => trainingStepBytes(train, train.batchSize / accumulation) <= maxStepMemoryMb * MIB;
+  if (request.accumulation !== undefined || fits(train.accumulation)) return config;
+  const workers = config.group.workers;
+  const divisors = Array.from({ length: train.batchSize }, (_, i) => i + 1).filter((a) => train.batchSize % a === 0 && a > train.accumulation && a >= workers);
+  const chosen = divisors.find((a) => a % workers === 0 && fits(a)) ?? divisors.find(fits);
+  if (chosen === undefined) return config;
+  const from = train.batchSize / train.accumulation;
+  const to = train.batchSize / chosen;
+  const reason =
+    `a micro-batch of ${from} ${train.model.preset} images needs an estimated ${mib(trainingStepBytes(train, from))}, over the step-memory budget of ${maxStepMemoryMb} MiB ` +
+    `(${LIMIT_VARIABLES.maxStepMemoryMb.env}); ${chosen} micro-batches of ${to} (${mib(trainingStepBytes(train, to))}) make the same batch of ${train.batchSize}`;
+  return {
+    ...config,
+    train: { ...train, accumulation: chosen },
+    adjustments: [...(config.adjustments ?? []), { setting: 'accumulation', requested: train.accumulation, chosen, reason }],
+  };
+}
+
 function over(limit: keyof ServiceLimits, what: string, value: string, hint = ''): never {
   const v = LIMIT_VARIABLES[limit];
   throw configError(`${what} is ${value}, over this server's limit ${v.env}${hint ? `; ${hint}` : ''}`);
@@ -110,7 +138,9 @@ export function checkBudgets(job: { type: 'train'; config: TrainJobConfig } | { 
           'maxStepMemoryMb',
           `the estimated memory of a training micro-batch of ${micro} images (batchSize ${train.batchSize} / accumulation ${train.accumulation}) of ${train.model.preset}`,
           `${mib(stepBytes)}, more than ${limits.maxStepMemoryMb} MiB`,
-          'raise accumulation to split the batch into smaller micro-batches',
+          micro === 1
+            ? 'one image a micro-batch is the smallest split: this model needs a larger step-memory budget (a GPU pool) or a smaller preset'
+            : 'raise accumulation to split the batch into smaller micro-batches (or leave it out: the server then chooses the smallest that fits)',
         );
       }
       const storage = checkpointBytes(train) * train.keepCheckpoints;

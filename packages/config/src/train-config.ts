@@ -94,8 +94,26 @@ export const TrainingEvalConfig = Type.Object(
 );
 export type TrainingEvalConfig = Static<typeof TrainingEvalConfig>;
 
+/** A setting the server chose differently from the request's value (or its default), and why. */
+export const ConfigAdjustment = Type.Object(
+  {
+    setting: Type.String({ description: 'the request name of the setting' }),
+    requested: Type.Number({ description: 'what the request asked for, or the default it left' }),
+    chosen: Type.Number({ description: 'what the job runs with' }),
+    reason: Type.String(),
+  },
+  { additionalProperties: false },
+);
+export type ConfigAdjustment = Static<typeof ConfigAdjustment>;
+
 export const TrainJobConfig = Type.Object(
-  { train: TrainConfig, finalGrid: FinalGridConfig, group: GroupConfig, evaluation: Type.Optional(TrainingEvalConfig) },
+  {
+    train: TrainConfig,
+    finalGrid: FinalGridConfig,
+    group: GroupConfig,
+    evaluation: Type.Optional(TrainingEvalConfig),
+    adjustments: Type.Optional(Type.Array(ConfigAdjustment, { description: 'settings chosen for the request, e.g. accumulation raised so that a micro-batch fits memory' })),
+  },
   { additionalProperties: false, description: 'the effective configuration of a train job, every default filled in' },
 );
 export type TrainJobConfig = Static<typeof TrainJobConfig>;

@@ -58,7 +58,7 @@ export const TRAIN_SETTINGS = {
     path: 'train.accumulation',
     flag: 'accumulation',
     placeholder: 'K',
-    help: 'micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N',
+    help: 'micro-batches per step (each holds batch / K images): large batches in small memory; a group of N workers splits them, so in a group it defaults to N and must be at least N; left out, it is raised to the smallest that fits the step-memory budget (DDPM_MAX_STEP_MEMORY_MB) when the batch does not, and the job’s config says so under adjustments',
     default: 1,
   }),
   learningRate: withDefault({

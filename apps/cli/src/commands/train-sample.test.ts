@@ -44,6 +44,23 @@ describe('ddpm train and the sampling commands', () => {
     expect(JSON.parse(strip.stdout)).toMatchObject({ step: 2, frames: [4, 2, 1] });
   }, 180_000);
 
+  it('splits a batch over the step-memory budget into micro-batches, says so, and refuses a bad budget', async () => {
+    // micro32: about 25 MiB of parameter state and 31 MiB an image; 100 MiB fits micro-batches of 2.
+    process.env['DDPM_MAX_STEP_MEMORY_MB'] = '100';
+    try {
+      const trained = await run('train', ...TRAIN, '--batch', '8', '--steps', '1', '--out', path.join(dir, 'split'));
+      expect(trained.stderr).toMatch(/^accumulation 1 → 4: a micro-batch of 8 micro32 images needs an estimated \d+ MiB, over the step-memory budget of 100 MiB \(DDPM_MAX_STEP_MEMORY_MB\); 4 micro-batches of 2/m);
+      expect(trained.status).toBe(0);
+      const state = JSON.parse(await fs.readFile(path.join(dir, 'split', 'checkpoints', 'step-000000001', 'state.json'), 'utf8'));
+      expect(state.config).toMatchObject({ batchSize: 8, accumulation: 4 });
+      process.env['DDPM_MAX_STEP_MEMORY_MB'] = 'lots';
+      const bad = await run('train', ...TRAIN, '--steps', '1', '--out', path.join(dir, 'bad-budget'));
+      expect([bad.status, bad.stderr]).toEqual([2, expect.stringContaining('DDPM_MAX_STEP_MEMORY_MB must be a positive integer (MiB), got "lots"')]);
+    } finally {
+      delete process.env['DDPM_MAX_STEP_MEMORY_MB'];
+    }
+  }, 120_000);
+
   it('rejects bad arguments with clear messages', async () => {
     expect((await run('train', '--preset', 'micro32', '--steps', '1', '--out', dir)).stderr).toContain('--dataset is required');
     const badData = await run('train', '--dataset', 'imagenet:/x', '--preset', 'micro32', '--steps', '1', '--out', path.join(dir, 'x'));
