@@ -7,6 +7,8 @@
 import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { installWasmThreads, threadedWasmMemory } from './wasm-threads';
+
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 
@@ -23,6 +25,8 @@ export interface BackendInfo {
   /** Whether the wasm backend runs SIMD / several threads (Node: SIMD yes, threads no). */
   readonly wasmSimd?: boolean;
   readonly wasmThreads?: boolean;
+  /** XNNPACK's threads (DDPM_WASM_THREADS). */
+  readonly wasmThreadCount?: number;
 }
 
 /** The npm package that provides each backend. */
@@ -46,14 +50,65 @@ export function isBackendName(value: unknown): value is BackendName {
 
 let selected: BackendInfo | undefined;
 
+/** The most XNNPACK threads the threaded wasm build has workers for. */
+export const MAX_WASM_THREADS = 8;
+
+/**
+ * Threads of the wasm backend, from DDPM_WASM_THREADS (default 1: one core per process, as a
+ * worker pool of single-threaded processes wants; more runs the threaded build, see wasm-threads.ts).
+ */
+export function wasmThreadsFrom(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env['DDPM_WASM_THREADS'];
+  if (raw === undefined || raw === '') return 1;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WASM_THREADS) {
+    throw backendError('DDPM_BACKEND_UNAVAILABLE', `DDPM_WASM_THREADS must be an integer from 1 to ${MAX_WASM_THREADS}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
 /** Loads a backend's package (registering it with tfjs-core) and makes it current. */
-async function tryBackend(name: BackendName): Promise<void> {
+async function tryBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<void> {
   // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
   const specifier = PACKAGE[name];
-  require(specifier);
-  const ok = await tf.setBackend(TF_NAME[name]);
-  if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
-  await tf.ready();
+  const loaded = require(specifier) as { setThreadsCount?: (n: number) => void };
+  const threads = name === 'wasm' ? wasmThreadsFrom(env) : 1;
+  if (threads > 1) {
+    installWasmThreads();
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+    loaded.setThreadsCount?.(threads);
+  }
+  // tfjs-wasm caps its pool at half the logical cores it is told of (it assumes two hardware threads
+  // a core) as it instantiates; it is told of twice the threads asked for, until it is ready.
+  const restore = threads > 1 ? pretendLogicalCores(2 * threads) : () => undefined;
+  try {
+    const ok = await tf.setBackend(TF_NAME[name]);
+    if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
+    await tf.ready();
+  } finally {
+    restore();
+  }
+  if (threads > 1) {
+    // Where our own kernels (@ddpm/unet) look for the heap's memory: the threaded glue imports
+    // it rather than exporting it, so it is not under the module's exports as in the plain build.
+    const module = (tf.backend() as unknown as { wasm: { wasmMemory?: unknown; PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] } } }).wasm;
+    module.wasmMemory ??= threadedWasmMemory();
+    // XNNPACK's pool threads wait for work for the life of the process; they must not keep it alive.
+    for (const worker of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])]) worker.unref();
+  }
+}
+
+function pretendLogicalCores(n: number): () => void {
+  // The module object itself (the glue calls require('os').cpus()), not an import's copy of it.
+  const os = require('node:os') as { cpus: () => unknown[] };
+  const cpus = os.cpus;
+  os.cpus = () => {
+    const real = cpus();
+    return Array.from({ length: n }, (_, i) => real[i % real.length]!);
+  };
+  return () => {
+    os.cpus = cpus;
+  };
 }
 
 /**
@@ -63,6 +118,8 @@ async function tryBackend(name: BackendName): Promise<void> {
  */
 export async function initBackend(options: { preferred?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BackendInfo> {
   if (selected !== undefined) return selected;
+  // A bad thread count fails here, rather than passing wasm over for the slow cpu backend.
+  wasmThreadsFrom(options.env ?? process.env);
   const forced = options.preferred ?? (options.env ?? process.env)['DDPM_BACKEND'];
   if (forced !== undefined && forced !== '') {
     if (!isBackendName(forced)) {
@@ -72,7 +129,7 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
       );
     }
     try {
-      await tryBackend(forced);
+      await tryBackend(forced, options.env ?? process.env);
     } catch (err) {
       throw backendError(
         'DDPM_BACKEND_UNAVAILABLE',
@@ -89,7 +146,7 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
   const skipped: { name: BackendName; reason: string }[] = [];
   for (const name of BACKEND_NAMES) {
     try {
-      await tryBackend(name);
+      await tryBackend(name, options.env ?? process.env);
       selected = describe(name, skipped);
       return selected;
     } catch (err) {
@@ -114,6 +171,7 @@ function describe(name: BackendName, skipped: { name: BackendName; reason: strin
     ...base,
     wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
     wasmThreads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'),
+    wasmThreadCount: (require(PACKAGE.wasm) as { getThreadsCount(): number }).getThreadsCount(),
   };
 }
 

@@ -11,6 +11,8 @@ export {
   currentBackend,
   initBackend,
   isBackendName,
+  MAX_WASM_THREADS,
+  wasmThreadsFrom,
 } from './backend';
 export { assertGradientsRegistered } from './gradients';
 

@@ -1,5 +1,5 @@
 /** Helpers for this package's tests (not exported). */
-import '@ddpm/backend';
+import { initBackend } from '@ddpm/backend';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -40,6 +40,8 @@ export function lcgNormals(seed: number, n: number): Float32Array {
 }
 
 export async function useBackend(name: 'wasm' | 'cpu'): Promise<void> {
+  // wasm as a worker gets it (DDPM_WASM_THREADS applies), then whichever the test asked for.
+  if (name === 'wasm') await initBackend({ preferred: 'wasm' });
   await tf.setBackend(name);
   await tf.ready();
   if (name === 'cpu') (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;

@@ -1,3 +1,4 @@
+import { currentBackend } from '@ddpm/backend';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { groupNorm } from './ops/group-norm';
@@ -101,6 +102,9 @@ describe('gradients of the whole network', () => {
     };
     const reference = await grads('cpu');
     const ours = await grads('wasm');
+    // Run with DDPM_WASM_THREADS=N (as wasm-threads.test.ts of @ddpm/backend does): the threaded build.
+    expect(currentBackend()?.wasmThreadCount).toBe(Number(process.env['DDPM_WASM_THREADS'] ?? 1));
+    expect(wasmKernels()).toBeDefined();
     expect([...ours.keys()]).toEqual([...reference.keys()]);
     const bad: string[] = [];
     for (const [name, r] of reference) {

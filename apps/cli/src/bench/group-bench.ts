@@ -25,10 +25,10 @@ import { median, round } from './timing';
 
 
 /** N rank processes and a way to ask them all and await their answers. */
-export async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
+export async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string, env?: NodeJS.ProcessEnv): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
   // The compiled rank script next to this one (from a test, the build's copy of it).
   const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
-  const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' }));
+  const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', ...(env ? { env: { ...process.env, ...env } } : {}) }));
   const ask = (child: ChildProcess, command: BenchRankCommand): Promise<BenchRankReply> =>
     new Promise((resolve, reject) => {
       child.once('message', (m: BenchRankReply) => (m.cmd === 'error' ? reject(new Error(m.message)) : resolve(m)));

@@ -5,9 +5,11 @@
  *
  * - One core: one of our processes (the engine's real step: dropout, L_simple, backward, global-norm
  *   clipping, Adam, EMA) against PyTorch with one thread doing the same work.
- * - Whole machine: our best configuration, a group of `workers` processes (each its share of the
- *   batch, the Redis all-reduce between) and, for sampling, `workers` processes each drawing its
- *   share of the batch at once, against PyTorch with `workers` threads.
+ * - Whole machine, our two configurations against PyTorch with `workers` threads: `workers`
+ *   processes (a data-parallel group, each its share of the batch, the Redis all-reduce between;
+ *   for sampling, each drawing its share of the images at once), and one process running the
+ *   threaded wasm build with `workers` threads (DDPM_WASM_THREADS). The better of the two is
+ *   reported as our figure.
  *
  * Every measurement is interleaved with the others in rounds, so all see the same machine; the
  * ratios are ours / PyTorch's time per step (below 1: we are faster). The PyTorch twin must have
@@ -108,18 +110,26 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
     train1: [] as number[],
     torchTrain1: [] as number[],
     trainN: [] as number[],
+    trainThreads: [] as number[],
     torchTrainN: [] as number[],
     sample1: [] as number[],
     torchSample1: [] as number[],
     sampleN: [] as number[],
+    sampleThreads: [] as number[],
     torchSampleN: [] as number[],
   };
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  let threaded: Awaited<ReturnType<typeof ranks>> | undefined;
   try {
     if (torch.params !== ours) throw new Error(`the PyTorch twin has ${torch.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
     await openGeneration(redis, namespace, 3_600_000);
     group = await ranks(n, options.redisUrl, namespace, 'fp32', options.backend);
     const g = group;
+    // A namespace of its own: its rank 0 is not the group's.
+    await openGeneration(redis, `${namespace}-threads`, 3_600_000);
+    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, 'fp32', options.backend, { DDPM_WASM_THREADS: String(n) });
+    const th = threaded;
+    await th.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await g.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     if (n > 1) await g.all((rank) => ({ cmd: 'open', name: 'group', config: benchTrainConfig(presetName, batch, n), storeDir, rank, worldSize: n, stepOffset: 0 }));
     const ms = (replies: readonly { cmd: string; ms?: number }[]): number => Math.max(...replies.map((m) => m.ms ?? Number.NaN));
@@ -127,11 +137,13 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
       train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
       torchTrain1: () => torch.step('train', 1),
       trainN: async () => ms(await g.all(() => (n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 }))),
+      trainThreads: async () => ms([await th.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
       torchTrainN: () => torch.step('train', n),
       sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
       torchSample1: () => torch.step('sample', 1),
       // Each process draws its share of the images at once, as a sample job split over processes.
       sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
+      sampleThreads: async () => ms([await th.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
       torchSampleN: () => torch.step('sample', n),
     };
     const names = Object.keys(tasks) as (keyof typeof samples)[];
@@ -141,7 +153,8 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   } finally {
     torch.close();
     await group?.close();
-    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    await threaded?.close();
+    await redis.del(`${namespace}:alive`, `${namespace}-threads:alive`).catch(() => undefined);
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }
@@ -165,11 +178,23 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
     },
     wholeMachine: {
       cores: os.cpus().length,
-      ours: n > 1 ? `${n} processes (a data-parallel group for training; ${batch / n} images each for sampling)` : '1 process',
       torch: `${n} threads`,
-      trainStep: side(m.trainN, m.torchTrainN),
-      sampleStep: side(m.sampleN, m.torchSampleN),
-      trainImagesPerSecondOverTorch: round(m.torchTrainN / m.trainN, 3),
+      processes: {
+        ours: `${n} processes (a data-parallel group for training; ${batch / n} images each for sampling)`,
+        trainStep: side(m.trainN, m.torchTrainN),
+        sampleStep: side(m.sampleN, m.torchSampleN),
+      },
+      threads: {
+        ours: `1 process, ${n} wasm threads (DDPM_WASM_THREADS=${n})`,
+        trainStep: side(m.trainThreads, m.torchTrainN),
+        sampleStep: side(m.sampleThreads, m.torchSampleN),
+      },
+      best: {
+        train: m.trainThreads <= m.trainN ? 'threads' : 'processes',
+        sample: m.sampleThreads <= m.sampleN ? 'threads' : 'processes',
+        trainImagesPerSecondOverTorch: round(m.torchTrainN / Math.min(m.trainN, m.trainThreads), 3),
+        sampleImagesPerSecondOverTorch: round(m.torchSampleN / Math.min(m.sampleN, m.sampleThreads), 3),
+      },
     },
   };
 }

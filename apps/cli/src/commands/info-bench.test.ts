@@ -82,14 +82,17 @@ describe('ddpm bench torch', () => {
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ benchmark: 'torch', preset: 'micro32', batch: 2, backend: 'wasm' });
     expect(r.torch).toMatch(/^1\./);
-    for (const side of [r.oneCore, r.wholeMachine]) {
+    for (const side of [r.oneCore, r.wholeMachine.processes, r.wholeMachine.threads]) {
       for (const step of [side.trainStep, side.sampleStep]) {
         expect(step.oursMs).toBeGreaterThan(0);
         expect(step.torchMs).toBeGreaterThan(0);
         expect(step.oursOverTorch).toBeCloseTo(step.oursMs / step.torchMs, 2);
       }
     }
-    expect(r.wholeMachine.ours).toContain('2 processes');
+    expect(r.wholeMachine.processes.ours).toContain('2 processes');
+    expect(r.wholeMachine.threads.ours).toBe('1 process, 2 wasm threads (DDPM_WASM_THREADS=2)');
+    const best = Math.min(r.wholeMachine.processes.trainStep.oursMs, r.wholeMachine.threads.trainStep.oursMs);
+    expect(r.wholeMachine.best.trainImagesPerSecondOverTorch).toBeCloseTo(r.wholeMachine.threads.trainStep.torchMs / best, 2);
     expect((await run('bench', 'torch', '--batch', '3', '--workers', '2')).stderr).toContain('--batch 3 must be divisible by --workers 2');
   }, 180_000);
 

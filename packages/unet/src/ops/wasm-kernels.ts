@@ -205,6 +205,65 @@ export class WasmKernels {
   }
 }
 
+/** Unsigned LEB128, as WebAssembly encodes sizes and limits. */
+function leb128(value: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = value % 128;
+    value = Math.floor(value / 128);
+    if (value > 0) byte |= 0x80;
+    out.push(byte);
+  } while (value > 0);
+  return out;
+}
+
+function readLeb128(bytes: Uint8Array, at: number): { value: number; next: number } {
+  let value = 0;
+  let scale = 1;
+  for (;;) {
+    const byte = bytes[at++]!;
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+    if ((byte & 0x80) === 0) return { value, next: at };
+  }
+}
+
+/**
+ * The module with its one import (the memory, as build.cjs checks) declared shared, with wasm32's
+ * largest maximum (65536 pages): limits flag 0x03 (maximum and shared), which a shared memory
+ * import needs. The code is unchanged; only the import section is rewritten.
+ */
+export function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
+  const sections: Uint8Array[] = [bytes.subarray(0, 8)];
+  for (let at = 8; at < bytes.length; ) {
+    const id = bytes[at]!;
+    const { value: size, next } = readLeb128(bytes, at + 1);
+    const body = bytes.subarray(next, next + size);
+    if (id !== 2) {
+      sections.push(bytes.subarray(at, next + size));
+    } else {
+      // One import: module name, field name, kind 0x02 (memory), limits.
+      let p = 0;
+      const names: number[] = [];
+      const count = readLeb128(body, p);
+      if (count.value !== 1) throw new Error('internal error: the kernels module must import only its memory');
+      p = count.next;
+      for (let k = 0; k < 2; k++) {
+        const len = readLeb128(body, p);
+        names.push(...body.subarray(p, len.next + len.value));
+        p = len.next + len.value;
+      }
+      if (body[p] !== 0x02) throw new Error('internal error: the kernels module must import only its memory');
+      // Flags (0x00: minimum only, 0x01: and a maximum, which is replaced), then the minimum.
+      const min = readLeb128(body, p + 2);
+      const rewritten = [1, ...names, 0x02, 0x03, ...leb128(min.value), ...leb128(65536)];
+      sections.push(Uint8Array.from([2, ...leb128(rewritten.length), ...rewritten]));
+    }
+    at = next + size;
+  }
+  return Buffer.concat(sections);
+}
+
 let cached: { heap: WasmHeap; kernels: WasmKernels | undefined } | undefined;
 
 /**
@@ -220,7 +279,10 @@ export function wasmKernels(): WasmKernels | undefined {
   let kernels: WasmKernels | undefined;
   if (memory !== undefined) {
     const wasm = webAssembly();
-    const instance = new wasm.Instance(new wasm.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64')), { env: { memory } });
+    const bytes = Buffer.from(KERNELS_WASM_BASE64, 'base64');
+    // The threaded build's heap is shared memory, which an import must declare as such.
+    const shared = (memory as { buffer?: unknown }).buffer instanceof SharedArrayBuffer;
+    const instance = new wasm.Instance(new wasm.Module(shared ? withSharedMemoryImport(bytes) : bytes), { env: { memory } });
     kernels = new WasmKernels(heap, instance.exports as unknown as KernelExports);
   }
   cached = { heap, kernels };
