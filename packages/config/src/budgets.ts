@@ -7,10 +7,14 @@
  * Memory per training step is an estimate from the architecture (no tensors): per image, the
  * floats of every op output of one forward pass (describeArchitecture's activationFloats), times
  * 4 bytes, times TRAINING_MEMORY_FACTOR for what backpropagation keeps and allocates besides;
- * plus the weights, gradients, EMA and both Adam moments. The factor was measured on the wasm
- * backend (heap after a training step, 2 steps, tfjs-backend-wasm 4.22): micro32 b64 1860 MiB
- * against 773 estimated (2.41), tiny32 b64 2870 against 1193 (2.41), fashion32 b32 2833 against
- * 1111 (2.55); 2.6 keeps the estimate above all three.
+ * plus PARAMETER_COPIES float32 copies of the parameters (weights, gradients, EMA, Adam's two
+ * moments, the update's temporaries and the gradient's flat copy) and the heap's own base. Measured
+ * by `ddpm bench memory` (the wasm heap after 2 engine steps in a fresh process, tfjs-backend-wasm
+ * 4.22): micro32 b8/b64 298/1814 MiB, tiny32 b8/b64 429/2811, fashion32 b8/b32 903/2824,
+ * cifar10 b1/b8 1390/2376. The per-image factor comes from the large micro-batches (2.41–2.55× the
+ * activations), the copies and base from the small ones (cifar10 at one image needs 9.2 copies of
+ * its 35.7M parameters); with 2.6, 10 copies and 64 MiB the estimate is above every one of them
+ * (by 3% to 20%).
  */
 import { parseDatasetSpec } from '@ddpm/data/spec';
 import { describeArchitecture } from '@ddpm/unet/architecture';
@@ -23,8 +27,10 @@ import { type TrainJobConfig, unetConfigOf } from './train-config';
 
 /** Bytes a training step allocates per byte of forward activations (measured, see above). */
 export const TRAINING_MEMORY_FACTOR = 2.6;
-/** Weights, gradients, EMA, Adam's two moments, and the update's temporaries: float32 copies of the parameters. */
-const PARAMETER_COPIES = 6;
+/** Weights, gradients, EMA, Adam's two moments, the update's temporaries, the flat gradient: float32 copies of the parameters. */
+const PARAMETER_COPIES = 10;
+/** The heap a process has before any model (tfjs's own, and allocator slack). */
+const BASE_BYTES = 64 * 2 ** 20;
 const MIB = 2 ** 20;
 
 export interface ServiceLimits {
@@ -64,7 +70,7 @@ export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(Object.entries(L
 /** Estimated bytes of one training step of `images` images of the run's model in one process. */
 export function trainingStepBytes(config: TrainJobConfig['train'], images: number): number {
   const summary = describeArchitecture(unetConfigOf(config));
-  return images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR + summary.totalParams * 4 * PARAMETER_COPIES;
+  return images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR + summary.totalParams * 4 * PARAMETER_COPIES + BASE_BYTES;
 }
 
 /** Bytes of one checkpoint of the run: model, EMA and Adam's two moments in float32. */

@@ -102,6 +102,12 @@ async function handle(command: BenchRankCommand): Promise<void> {
       reply({ cmd: 'done', ms: Number(process.hrtime.bigint() - started) / 1e6 });
       return;
     }
+    case 'memory': {
+      const { wasmHeap } = await import('@ddpm/unet/internal');
+      const memory = wasmHeap()?.memory() as { buffer: ArrayBufferLike } | undefined;
+      reply({ cmd: 'memory', heapBytes: memory ? memory.buffer.byteLength : null, rssBytes: process.memoryUsage().rss });
+      return;
+    }
     case 'exit': {
       for (const bench of sampling.values()) bench.dispose();
       for (const { trainer } of trainers.values()) trainer.dispose();

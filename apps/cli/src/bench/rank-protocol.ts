@@ -9,6 +9,8 @@ export type BenchRankCommand =
   | { readonly cmd: 'train'; readonly name: string; readonly steps: number }
   /** Times `steps` reverse-process steps (Algorithm 2, x̂0 clipped) of `batch` images of the preset's freshly initialised model. */
   | { readonly cmd: 'sample'; readonly preset: string; readonly batch: number; readonly steps: number }
+  /** The wasm heap's size now and the process's resident set (after a trainer's steps, its peak: the heap never shrinks). */
+  | { readonly cmd: 'memory' }
   | { readonly cmd: 'exit' };
 
-export type BenchRankReply = { readonly cmd: 'joined' } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'error'; readonly message: string };
+export type BenchRankReply = { readonly cmd: 'joined' } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'memory'; readonly heapBytes: number | null; readonly rssBytes: number } | { readonly cmd: 'error'; readonly message: string };

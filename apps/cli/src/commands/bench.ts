@@ -9,6 +9,7 @@ import { PRESET_NAMES } from '@ddpm/unet';
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { benchAllReduce, benchDataParallel } from '../bench/group-bench';
+import { DEFAULT_MEMORY_CASES, benchMemory } from '../bench/memory-bench';
 import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
 
@@ -16,6 +17,7 @@ export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [
        ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
        ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
+       ddpm bench memory [--cases PRESET:B,...] [--steps K]
        ddpm bench all
 
 Output is JSON (--json is accepted for symmetry). The tensor backend is chosen as everywhere
@@ -45,6 +47,12 @@ against N PyTorch threads; our time over PyTorch's per step. "all" skips it, say
 Python has no torch.
   --preset (tiny32), --batch (16), --workers (2), --rounds (5)
 
+memory: the peak memory of a training step (the engine's, K steps, default 2) per preset and
+micro-batch, each in a fresh process (a wasm heap never shrinks): the heap and resident set against
+the estimate the server's step-memory budget uses. Cases whose estimate exceeds wasm's 4 GiB heap
+are listed as not run.
+  --cases (${DEFAULT_MEMORY_CASES.map(([p, b]) => `${p}:${b}`).join(',')})
+
   --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
 
@@ -60,10 +68,11 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     redis: { type: 'string' },
     json: { type: 'boolean' },
     profile: { type: 'boolean' },
+    cases: { type: 'string' },
   });
   const which = positionals[0];
-  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'all'].includes(which ?? '')) {
-    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch" or "all", got "ddpm bench ${positionals.join(' ')}"`);
+  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'memory', 'all'].includes(which ?? '')) {
+    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch", "memory" or "all", got "ddpm bench ${positionals.join(' ')}"`);
   }
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
@@ -120,6 +129,22 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       );
     }
   }
+  if (which === 'memory' || which === 'all') {
+    const backend = await initBackend();
+    const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
+    results.push(await benchMemory({ redisUrl, cases, steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }), backend: backend.name }));
+  }
   io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
   return 0;
+}
+
+/** `--cases tiny32:8,cifar10:1` → [preset, micro-batch] pairs, each checked. */
+function parseCases(text: string): [string, number][] {
+  return text.split(',').map((item) => {
+    const [name, b] = item.split(':');
+    if (name === undefined || !(PRESET_NAMES as readonly string[]).includes(name) || b === undefined || !/^[1-9][0-9]*$/.test(b) || Number(b) > 4096) {
+      throw new CliUsageError(`--cases takes PRESET:BATCH pairs separated by commas (presets: ${PRESET_NAMES.join(', ')}; batch 1 to 4096), got ${JSON.stringify(item)}`);
+    }
+    return [name, Number(b)];
+  });
 }

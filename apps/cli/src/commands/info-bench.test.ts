@@ -103,3 +103,18 @@ describe('ddpm bench torch', () => {
     for (const name of PRESET_NAMES) expect([name, counts[name]]).toEqual([name, describeArchitecture(preset(name)).totalParams]);
   }, 120_000);
 });
+
+describe('ddpm bench memory', () => {
+  it('measures the peak heap of training steps in a fresh process, above which the budget estimate stays', async () => {
+    const { status, stdout } = await run('bench', 'memory', '--cases', 'micro32:2,celebahq256:1', '--steps', '1');
+    expect(status).toBe(0);
+    const r = JSON.parse(stdout);
+    expect(r).toMatchObject({ benchmark: 'memory', backend: 'wasm', steps: 1 });
+    const [micro, celeba] = r.cases;
+    expect(micro).toMatchObject({ preset: 'micro32', microBatch: 2, run: true });
+    expect(micro.heapMiB).toBeGreaterThan(micro.heapAtStartMiB);
+    expect(micro.estimateOverHeap).toBeGreaterThanOrEqual(1);
+    expect(celeba).toEqual({ preset: 'celebahq256', microBatch: 1, estimateMiB: expect.any(Number), run: false, why: "the estimate exceeds wasm32's 4 GiB heap" });
+    expect((await run('bench', 'memory', '--cases', 'tiny32:0')).stderr).toContain('--cases takes PRESET:BATCH pairs separated by commas');
+  }, 120_000);
+});
