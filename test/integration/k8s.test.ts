@@ -109,6 +109,9 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
     const worker = podSpecOf(objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'worker')!)!;
     // The job's stop grace, then handing the job back and closing connections.
     expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(stopGrace + 30);
+    // A wasm worker's job uses every core the container may: as many wasm threads as its CPU limit.
+    const env = (name: string) => worker.containers[0]!.env?.find((e) => e.name === name)?.value;
+    if (env('DDPM_BACKEND') === 'wasm') expect(env('DDPM_WASM_THREADS')).toBe(String(worker.containers[0]!.resources?.limits?.['cpu']));
     const redis = podSpecOf(objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'redis-queue')!)!.containers[0]!;
     expect(redis.args?.join(' ')).toMatch(/--appendonly yes .*--maxmemory-policy noeviction/);
   });
