@@ -5,6 +5,8 @@
  * and kernel tests pass on it.
  */
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { wasmThreadsFrom } from './backend';
@@ -45,6 +47,7 @@ describe('DDPM_WASM_THREADS', () => {
   });
 
   it('runs the threaded build with that many threads, to the same bits as one thread, and the process exits by itself', () => {
+    const before = new Set(readdirSync(os.tmpdir()));
     const one = child('1', CONV);
     const two = child('2', CONV);
     expect([one.status, one.stderr]).toEqual([0, '']);
@@ -54,6 +57,8 @@ describe('DDPM_WASM_THREADS', () => {
     expect(b.hash).toBe(a.hash);
     // The pool's threads wait for work forever; unreferenced, they do not hold the process open.
     expect(two.ms).toBeLessThan(30_000);
+    // The scripts the pool's workers were started from are gone with the process.
+    expect(readdirSync(os.tmpdir()).filter((f) => f.startsWith('ddpm-wasm-threads-') && !before.has(f))).toEqual([]);
     const bad = child('lots', CONV);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toContain('DDPM_WASM_THREADS must be an integer from 1 to 8, got "lots"');

@@ -18,7 +18,7 @@
  * files' paths; and the module source posted to a starting worker is that path rather than the
  * Blob. Nothing else changes: other Blobs and URLs, and other workers' messages, pass untouched.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as workerThreads from 'node:worker_threads';
@@ -61,6 +61,8 @@ export function installWasmThreads(): void {
   if (installed !== undefined) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'ddpm-wasm-threads-'));
   installed = { dir };
+  // The pool's workers read the scripts as they start (all eight at initialisation); nothing is left behind.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   let files = 0;
   const NativeBlob = globalThis.Blob;
   const paths = new WeakMap<object, string>();
