@@ -233,7 +233,7 @@ function readLeb128(bytes: Uint8Array, at: number): { value: number; next: numbe
  * largest maximum (65536 pages): limits flag 0x03 (maximum and shared), which a shared memory
  * import needs. The code is unchanged; only the import section is rewritten.
  */
-export function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
+function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
   const sections: Uint8Array[] = [bytes.subarray(0, 8)];
   for (let at = 8; at < bytes.length; ) {
     const id = bytes[at]!;
