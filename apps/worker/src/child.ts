@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 
 import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type TrainJobConfig, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import { type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
 import { type GroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runTrainJob, savePicture } from '@ddpm/engine';
@@ -108,9 +108,6 @@ async function runTrain(
     ...(outcome.stopReason !== undefined ? { stopReason: outcome.stopReason } : {}),
   };
 }
-
-/** wasm32's linear memory: no more, whatever the machine has. */
-const WASM_HEAP_BYTES = 4 * 2 ** 30;
 
 /**
  * The server's budget (DDPM_MAX_STEP_MEMORY_MB) is set per deployment; the backend this process

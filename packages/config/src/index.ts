@@ -51,4 +51,16 @@ export {
   resolveSampleJob,
 } from './sample-settings';
 export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob, TRAINING_EVAL_METRICS } from './eval-settings';
-export { DEFAULT_LIMITS, LIMIT_VARIABLES, type ServiceLimits, TRAINING_MEMORY_FACTOR, checkBudgets, checkpointBytes, fitAccumulation, trainingMemoryPerImageMb, trainingStepBytes } from './budgets';
+export {
+  DEFAULT_LIMITS,
+  LIMIT_VARIABLES,
+  type ServiceLimits,
+  TRAINING_MEMORY_FACTOR,
+  WASM_HEAP_BYTES,
+  checkBudgets,
+  checkpointBytes,
+  envInteger,
+  fitAccumulation,
+  trainingMemoryPerImageMb,
+  trainingStepBytes,
+} from './budgets';

@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { LIMIT_VARIABLES, type ServiceLimits } from '@ddpm/config';
+import { LIMIT_VARIABLES, type ServiceLimits, envInteger } from '@ddpm/config';
 import { CodedError, hasCode } from '@ddpm/core';
 
 export interface ServiceConfig {
@@ -75,15 +75,7 @@ function redisUrl(name: string, raw: string): string {
   return raw;
 }
 
-function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
+const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number => envInteger(env, name, fallback, min, Number.MAX_SAFE_INTEGER, configError);
 
 const MIB = 2 ** 20;
 

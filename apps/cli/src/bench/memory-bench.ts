@@ -14,14 +14,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { openGeneration } from '@ddpm/allreduce';
-import { TRAINING_MEMORY_FACTOR, trainingStepBytes } from '@ddpm/config';
+import { TRAINING_MEMORY_FACTOR, WASM_HEAP_BYTES, trainingStepBytes } from '@ddpm/config';
 import { Redis } from 'ioredis';
 
 import { benchTrainConfig, ranks } from './group-bench';
 import { round } from './timing';
 
 const MIB = 2 ** 20;
-const WASM_HEAP_BYTES = 4 * 2 ** 30;
 
 export interface MemoryBenchOptions {
   readonly redisUrl: string;

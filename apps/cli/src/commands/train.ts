@@ -4,7 +4,7 @@
  * continues the run. Its flags are the settings table's (@ddpm/config), as `ddpm jobs submit train`'s.
  */
 import { currentBackend, initBackend } from '@ddpm/backend';
-import { DEFAULT_LIMITS, LIMIT_VARIABLES, type ServiceLimits, TRAIN_SETTINGS, assertRequest, checkBudgets, fitAccumulation, resolveTrainJob } from '@ddpm/config';
+import { DEFAULT_LIMITS, LIMIT_VARIABLES, type ServiceLimits, TRAIN_SETTINGS, assertRequest, checkBudgets, envInteger, fitAccumulation, resolveTrainJob } from '@ddpm/config';
 import { listCheckpoints, runTrainJob } from '@ddpm/engine';
 import { joinKey } from '@ddpm/storage';
 
@@ -40,8 +40,8 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
   assertRequest(TRAIN_SETTINGS, request, 'train');
   // Configuration errors before any work; a batch too large for one step's memory is split into
   // micro-batches (accumulation) when the request leaves that open, as the API does.
-  const stepMemoryMb = Number(process.env[LIMIT_VARIABLES.maxStepMemoryMb.env] ?? DEFAULT_LIMITS.maxStepMemoryMb);
-  if (!Number.isInteger(stepMemoryMb) || stepMemoryMb < 1) throw new CliUsageError(`${LIMIT_VARIABLES.maxStepMemoryMb.env} must be a positive integer (MiB), got ${JSON.stringify(process.env[LIMIT_VARIABLES.maxStepMemoryMb.env])}`);
+  const { env: variable, default: fallback } = LIMIT_VARIABLES.maxStepMemoryMb;
+  const stepMemoryMb = envInteger(process.env, variable, fallback, 1, Number.MAX_SAFE_INTEGER, (message) => new CliUsageError(message));
   const config = fitAccumulation(resolveTrainJob(request), request, stepMemoryMb);
   // Of the server's budgets only step memory applies here: the others protect a shared service.
   const unbounded = Object.fromEntries(Object.keys(DEFAULT_LIMITS).map((k) => [k, Number.MAX_SAFE_INTEGER])) as unknown as ServiceLimits;
