@@ -2,11 +2,12 @@
  * The Redis all-reduce with real connections, several ranks in this process (each with its own two
  * connections, as separate processes would have): sums bit-identical to adding in rank order,
  * several buckets, half-precision transports within their precision, nothing left in Redis, and
- * a lost peer detected within the rank timeout.
+ * a lost peer detected within the rank timeout. The relay of a sampling group: batches reach rank
+ * 0 unchanged and in order, senders run at most their window ahead, and nothing is left behind.
  */
 import { randomBytes } from 'node:crypto';
 
-import { Heartbeat, RedisCollective, type Transport, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
+import { BatchRelay, Heartbeat, RedisCollective, type Transport, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
 import { Redis } from 'ioredis';
 
 const URL = 'redis://127.0.0.1:6379';
@@ -142,6 +143,62 @@ describe('RedisCollective', () => {
       expect(Date.now() - started).toBeLessThan(1500 + 1000);
     } finally {
       await g.close();
+    }
+  }, 30_000);
+});
+
+describe('BatchRelay', () => {
+  function relays(ns: string, worldSize: number, window: number, checkAlive = async (): Promise<void> => undefined): BatchRelay[] {
+    return Array.from({ length: worldSize }, (_, rank) => new BatchRelay({ redisUrl: URL, namespace: ns, rank, worldSize, keyTtlSeconds: 60, window, waitSliceMs: 200, checkAlive }));
+  }
+
+  it('brings every batch of ranks 1..N-1 to rank 0 bit for bit, senders never more than the window ahead, leaving nothing behind', async () => {
+    const ns = `test-relay-${randomBytes(5).toString('hex')}`;
+    const control = new Redis(URL);
+    const [r0, r1, r2] = relays(ns, 3, 2);
+    try {
+      const batches = 12;
+      const sent: number[] = [];
+      const sender = async (relay: BatchRelay, rank: number): Promise<void> => {
+        for (let b = rank; b < batches; b += 3) {
+          await relay.send(b, values(1001 + b, b + 7));
+          sent.push(b);
+        }
+      };
+      const senders = Promise.all([sender(r1!, 1), sender(r2!, 2)]);
+      // Nothing received yet: each sender stops after its window of 2.
+      for (let i = 0; i < 40 && sent.length < 4; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(sent.sort((a, b) => a - b)).toEqual([1, 2, 4, 5]);
+      expect((await control.keys(`${ns}:relay:b*`)).length).toBe(4);
+      for (let b = 0; b < batches; b++) {
+        if (b % 3 === 0) continue;
+        const got = await r0!.receive(b);
+        expect(Buffer.compare(Buffer.from(got.buffer), Buffer.from(values(1001 + b, b + 7).buffer))).toBe(0);
+      }
+      await senders;
+      await r0!.close();
+      expect(await control.keys(`${ns}:*`)).toEqual([]);
+    } finally {
+      await Promise.all([r1!.close(), r2!.close()]);
+      control.disconnect();
+    }
+  }, 30_000);
+
+  it('refuses a batch that is not the rank’s, and ends a wait when the generation is over', async () => {
+    const ns = `test-relay-${randomBytes(5).toString('hex')}`;
+    let over = false;
+    const [r0, r1] = relays(ns, 2, 1, async () => {
+      if (over) throw Object.assign(new Error('rank 1 sent no heartbeat within the rank timeout'), { code: 'DDPM_GROUP_LOST' });
+    });
+    try {
+      await expect(r1!.send(2, values(4, 1))).rejects.toMatchObject({ code: 'DDPM_GROUP_ABORTED', message: expect.stringContaining('rank 1 cannot send batch 2 (rank 0 draws it') });
+      await expect(r0!.receive(0)).rejects.toMatchObject({ message: expect.stringContaining('rank 0 cannot receive batch 0') });
+      const waiting = r0!.receive(1);
+      setTimeout(() => (over = true), 300);
+      await expect(waiting).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: 'rank 1 sent no heartbeat within the rank timeout' });
+    } finally {
+      await Promise.all([r0!.close(), r1!.close()]);
     }
   }, 30_000);
 });

@@ -17,8 +17,9 @@ import { Redis, type RedisOptions } from 'ioredis';
 
 import { type Transport, decode, encode } from './codec';
 import { collectiveError } from './errors';
+import { type WaitOptions, execOrThrow, popWaiting } from './redis-waits';
 
-export interface CollectiveOptions {
+export interface CollectiveOptions extends WaitOptions {
   /** The data plane. The collective opens its own connections to it (see {@link RedisCollective}). */
   readonly redisUrl: string;
   readonly redisOptions?: RedisOptions;
@@ -31,19 +32,12 @@ export interface CollectiveOptions {
   readonly transport?: Transport;
   /** TTL of every key, seconds: long enough for the slowest rank to read what it waits for. */
   readonly keyTtlSeconds: number;
-  /** Length of one blocking wait before liveness is checked again (default 1000 ms). */
-  readonly waitSliceMs?: number;
-  /** Throws when the generation is over (a lost or aborted rank, a lost data plane). */
-  readonly checkAlive: () => Promise<void>;
-  /** Called after every wait slice: the rank is alive and waiting, not wedged. */
-  readonly onWait?: () => void;
   /**
    * The longest one wait may last (default: unbounded). Peers that beat but never deliver (a rank
    * hung on a promise that never settles) end the wait after this; {@link RedisCollective.setMaxWait}
    * adjusts it as step times become known.
    */
   readonly maxWaitMs?: number;
-  readonly signal?: AbortSignal;
 }
 
 export interface AllReduceResult {
@@ -117,23 +111,7 @@ export class RedisCollective {
 
   /** The next item on a list, checking liveness between wait slices. */
   private async waitOne(connection: Redis, key: string): Promise<string> {
-    const { waitSliceMs = 1000, checkAlive, signal } = this.options;
-    const started = Date.now();
-    for (;;) {
-      if (Date.now() - started > this.maxWaitMs) {
-        throw collectiveError('DDPM_GROUP_LOST', `peers alive but silent: nothing arrived for ${Math.round((Date.now() - started) / 1000)} s, far longer than a step takes`);
-      }
-      if (signal?.aborted) throw collectiveError('DDPM_GROUP_ABORTED', `stopped while waiting for peers: ${String(signal.reason)}`);
-      let got: [string, string] | null;
-      try {
-        got = await connection.blpop(key, waitSliceMs / 1000);
-      } catch (err) {
-        throw collectiveError('DDPM_GROUP_LOST', `the data plane failed a wait: ${(err as Error).message}`);
-      }
-      if (got) return got[1];
-      this.options.onWait?.();
-      await checkAlive();
-    }
+    return (await popWaiting(connection, key, this.options, this.maxWaitMs)).toString();
   }
 
   /** Reads a published value and counts its readers; the last of the N − 1 readers deletes it. */
@@ -271,19 +249,4 @@ export class RedisCollective {
     }
     return all;
   }
-}
-
-/** Runs a pipeline; any command's error (or a lost connection) becomes the call's error. */
-async function execOrThrow(pipeline: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
-  let results: [Error | null, unknown][] | null;
-  try {
-    results = await pipeline.exec();
-  } catch (err) {
-    throw collectiveError('DDPM_GROUP_LOST', `the data plane failed: ${(err as Error).message}`);
-  }
-  if (results === null) throw collectiveError('DDPM_GROUP_LOST', 'a Redis pipeline of the data plane was discarded');
-  return results.map(([err, value]) => {
-    if (err) throw collectiveError('DDPM_GROUP_LOST', `the data plane failed a command: ${err.message}`);
-    return value;
-  });
 }

@@ -3,6 +3,7 @@
  * Tensor-free: it moves float32 arrays; the engine turns gradients into them and back.
  */
 export { type AllReduceResult, type CollectiveOptions, RedisCollective } from './collective';
+export { BatchRelay, type RelayOptions } from './relay';
 export { type Transport, bytesPerValue, decode, encode } from './codec';
 export { type CollectiveErrorCode, collectiveError } from './errors';
 export {

@@ -7,6 +7,7 @@ import { parseDatasetSpec } from '@ddpm/data/spec';
 import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
+import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
 import { JOB_ID_PATTERN, trainJobIdSetting } from './sample-settings';
 import { SamplerSpec, resolveSampler, samplerSettingsAt } from './sampler-settings';
 import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
@@ -116,6 +117,7 @@ export const EVAL_JOB_SETTINGS = {
     help: 'test images for nll and rd (the first N of the test split)',
     default: 64,
   }),
+  ...groupSettings('sampling'),
 } satisfies SettingTable;
 
 export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint');
@@ -145,6 +147,7 @@ export const EvalJobConfig = Type.Object(
     trainJobId: Type.String({ pattern: JOB_ID_PATTERN }),
     step: Type.Optional(Type.Integer({ description: 'the checkpoint; absent: the newest valid one' })),
     ...evalSpecProperties,
+    group: Type.Optional(SamplingGroupConfig),
   },
   { additionalProperties: false, description: 'the effective configuration of an eval job, every default filled in' },
 );
@@ -162,6 +165,10 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
   }
   if (v.referenceStatistics !== undefined && v.referenceCount !== undefined) throw configError('referenceCount applies to statistics computed from the dataset, not to referenceStatistics');
   const sampler = resolveSampler(v, numTimesteps, { steps: 'steps', eta: 'eta', etaGiven: request.eta !== undefined });
+  const group = resolveGroup(v);
+  if (group.workers > 1 && !v.metrics.some((m) => m === 'fd' || m === 'kid' || m === 'is')) {
+    throw configError(`workers ${group.workers} share the samples of fd, kid and is, and metrics ${v.metrics.join(', ')} draw none: leave workers out`);
+  }
   return {
     trainJobId: v.trainJobId,
     ...(v.step !== undefined ? { step: v.step } : {}),
@@ -175,5 +182,6 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
       ...(v.referenceStatistics !== undefined ? { statistics: v.referenceStatistics } : {}),
     },
     nll: { images: v.nllImages },
+    group,
   };
 }

@@ -6,6 +6,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
+import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
 import { SAMPLER_SETTINGS, SamplerSpec, resolveSampler } from './sampler-settings';
 import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
 
@@ -68,6 +69,7 @@ export function trainJobIdSetting(help: string) {
 export const SAMPLE_JOB_SETTINGS = {
   trainJobId: trainJobIdSetting('the train job whose checkpoints to sample'),
   ...SAMPLE_SETTINGS,
+  ...groupSettings('sampling'),
 } satisfies SettingTable;
 
 export type SampleRequest = RequestOf<typeof SAMPLE_SETTINGS>;
@@ -86,7 +88,7 @@ const sampleConfigProperties = {
 export const SampleConfig = Type.Object(sampleConfigProperties, { additionalProperties: false, description: 'what to sample, resolved' });
 export type SampleConfig = Static<typeof SampleConfig>;
 export const SampleJobConfig = Type.Object(
-  { trainJobId: Type.String({ pattern: JOB_ID_PATTERN }), ...sampleConfigProperties },
+  { trainJobId: Type.String({ pattern: JOB_ID_PATTERN }), ...sampleConfigProperties, group: Type.Optional(SamplingGroupConfig) },
   { additionalProperties: false, description: 'the effective configuration of a sample job, every default filled in' },
 );
 export type SampleJobConfig = Static<typeof SampleJobConfig>;
@@ -116,6 +118,10 @@ export function resolveSample(request: SampleRequest, numTimesteps: number): Sam
 /** Resolves a sample job, given the T of the run it samples. */
 export function resolveSampleJob(request: SampleJobRequest, numTimesteps: number): SampleJobConfig {
   checkRequest(SAMPLE_JOB_SETTINGS, request, 'sample');
-  const { trainJobId, ...rest } = request;
-  return { trainJobId, ...resolveSample(rest, numTimesteps) };
+  const { trainJobId, workers, minWorkers, joinTimeoutSeconds, rankTimeoutSeconds, maxRestarts, ...rest } = request;
+  const v = valuesOf(SAMPLE_JOB_SETTINGS, request);
+  const group = resolveGroup(v);
+  const sample = resolveSample(rest, numTimesteps);
+  if (group.workers > 1 && sample.kind !== 'grid') throw configError(`workers ${group.workers}: only grid sampling is split across workers (a ${sample.kind} strip is one chain per row, drawn by one process)`);
+  return { trainJobId, ...sample, group };
 }

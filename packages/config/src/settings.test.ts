@@ -211,6 +211,7 @@ describe('the sample settings', () => {
       extractor: 'fmnist_cnn',
       reference: { split: 'train' },
       nll: { images: 64 },
+      group: { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 },
     });
     expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'kid'], sampler: 'ddim', steps: 20, count: 500, referenceSplit: 'test', referenceCount: 2000, ema: false }, 1000)).toMatchObject({
       samples: { count: 500, sampler: { kind: 'ddim', steps: 20, eta: 0 }, seed: 0, ema: false },
@@ -223,5 +224,17 @@ describe('the sample settings', () => {
     expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'stats/cifar10-train.npz' }, 1000).reference).toEqual({ split: 'train', statistics: 'stats/cifar10-train.npz' });
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'a.npz', referenceCount: 10 }, 1000)).toThrow(/referenceCount applies to statistics computed from the dataset/);
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: '../../etc/x.npz' }, 1000)).toThrow(/referenceStatistics/);
+  });
+
+  it('resolves sampling groups for sample and eval jobs, refusing what a group cannot split', () => {
+    expect(resolveSampleJob({ trainJobId: 'train-x', workers: 3, minWorkers: 2, rankTimeoutSeconds: 5 }, 10).group).toEqual({ workers: 3, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 5, maxRestarts: 3 });
+    expect(resolveSampleJob({ trainJobId: 'train-x' }, 10).group).toEqual({ workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 });
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', workers: 2 }, 10)).toThrow('workers 2: only grid sampling is split across workers');
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 2, minWorkers: 3 }, 10)).toThrow('minWorkers 3 exceeds workers 2');
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 0 }, 10)).toThrow(/workers must be an integer in \[1, 256\], got 0/);
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'nll'], workers: 2 }, 1000).group).toMatchObject({ workers: 2, minWorkers: 2 });
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll', 'rd'], workers: 2 }, 1000)).toThrow('workers 2 share the samples of fd, kid and is, and metrics nll, rd draw none');
+    // Local sampling runs in one process: the group rows are the jobs' only.
+    expect(() => resolveSample({ workers: 2 } as never, 10)).toThrow(/workers/);
   });
 });

@@ -14,6 +14,7 @@ import { Value } from '@sinclair/typebox/value';
 
 import { configError } from './errors';
 import { evalSpecProperties } from './eval-settings';
+import { groupProperties, resolveGroup } from './group-settings';
 import { SamplerSpec, resolveSampler } from './sampler-settings';
 import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
 import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
@@ -75,11 +76,7 @@ export type FinalGridConfig = Static<typeof FinalGridConfig>;
 
 export const GroupConfig = Type.Object(
   {
-    workers: Type.Integer(),
-    minWorkers: Type.Integer(),
-    joinTimeoutSeconds: Type.Integer(),
-    rankTimeoutSeconds: Type.Integer(),
-    maxRestarts: Type.Integer(),
+    ...groupProperties,
     transport: literalUnion(GRADIENT_TRANSPORTS),
     checksumEvery: Type.Integer(),
   },
@@ -156,11 +153,7 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     etaGiven: request.sampleEta !== undefined,
   });
   const group: GroupConfig = {
-    workers: v.workers,
-    minWorkers: v.minWorkers ?? v.workers,
-    joinTimeoutSeconds: v.joinTimeoutSeconds,
-    rankTimeoutSeconds: v.rankTimeoutSeconds,
-    maxRestarts: v.maxRestarts,
+    ...resolveGroup(v),
     transport: v.gradientTransport,
     checksumEvery: v.checksumEvery,
   };

@@ -9,6 +9,7 @@ import { PRESET_NAMES } from '@ddpm/unet/presets';
 import { Type } from '@sinclair/typebox';
 
 import { EXTRACTORS, TRAINING_EVAL_METRICS } from './eval-settings';
+import { groupSettings } from './group-settings';
 import { SEED_SCHEMA, finalGridSamplerSettings, trainingEvalSamplerSettings } from './sampler-settings';
 import { type SettingTable, literalUnion, optional, required, withDefault } from './setting';
 
@@ -293,51 +294,7 @@ export const TRAIN_SETTINGS = {
     help: 'test images of each nll evaluation during training',
     default: 16,
   }),
-  workers: withDefault({
-    schema: Type.Integer({ minimum: 1, maximum: 256 }),
-    path: 'group.workers',
-    flag: 'workers',
-    placeholder: 'N',
-    help: 'data-parallel world size: workers training this job together, averaging gradients through Redis',
-    default: 1,
-    scope: 'job',
-  }),
-  minWorkers: optional({
-    schema: Type.Integer({ minimum: 1, maximum: 256 }),
-    path: 'group.minWorkers',
-    flag: 'min-workers',
-    placeholder: 'N',
-    help: 'fewest ranks a group may start or re-form with when workers are missing (the global batch is kept)',
-    whenAbsent: 'workers',
-    scope: 'job',
-  }),
-  joinTimeoutSeconds: withDefault({
-    schema: Type.Integer({ minimum: 1, maximum: 86_400 }),
-    path: 'group.joinTimeoutSeconds',
-    flag: 'join-timeout',
-    placeholder: 'S',
-    help: 'how long a group may wait for free workers before the job goes back to the queue (nobody holds a worker meanwhile)',
-    default: 600,
-    scope: 'job',
-  }),
-  rankTimeoutSeconds: withDefault({
-    schema: Type.Integer({ minimum: 2, maximum: 3600 }),
-    path: 'group.rankTimeoutSeconds',
-    flag: 'rank-timeout',
-    placeholder: 'S',
-    help: 'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group restarts from the last checkpoint',
-    default: 30,
-    scope: 'job',
-  }),
-  maxRestarts: withDefault({
-    schema: Type.Integer({ minimum: 0, maximum: 100 }),
-    path: 'group.maxRestarts',
-    flag: 'max-restarts',
-    placeholder: 'N',
-    help: 'group restarts (a rank lost, diverged or failed) before the job fails',
-    default: 3,
-    scope: 'job',
-  }),
+  ...groupSettings('train'),
   gradientTransport: withDefault({
     schema: literalUnion(GRADIENT_TRANSPORTS),
     path: 'group.transport',
