@@ -165,6 +165,8 @@ describe('BatchRelay', () => {
           sent.push(b);
         }
       };
+      await r0!.announce('step 42');
+      expect(await Promise.all([r1!.announced(), r2!.announced()])).toEqual(['step 42', 'step 42']);
       const senders = Promise.all([sender(r1!, 1), sender(r2!, 2)]);
       // Nothing received yet: each sender stops after its window of 2.
       for (let i = 0; i < 40 && sent.length < 4; i++) await new Promise((r) => setTimeout(r, 50));

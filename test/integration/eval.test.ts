@@ -4,7 +4,7 @@
  * there from an earlier test's training by the recipe, checked against the pinned wasm weights;
  * training inside a run is the Fashion-MNIST learning test's), computes and caches the reference statistics,
  * samples, and reports the numbers under the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
- * the same numbers. A train job with evalEvery keeps a history and curves, and a real Prometheus
+ * the same numbers, and so does a third whose samples a sampling group of 2 draws. A train job with evalEvery keeps a history and curves, and a real Prometheus
  * (the Debian package) scraping the worker sees ddpm_eval_fid change.
  */
 import { spawn } from 'node:child_process';
@@ -20,7 +20,8 @@ import { until, useStack } from './service-support';
 jest.setTimeout(600_000);
 
 describe('eval jobs', () => {
-  const stack = useStack({ workers: 1 });
+  // Two workers: an eval job's sampling group takes both.
+  const stack = useStack({ workers: 2 });
 
   it('computes fd, kid, is and nll of a checkpoint with the offline extractor, recording what makes them comparable', async () => {
     await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
@@ -45,6 +46,7 @@ describe('eval jobs', () => {
       extractor: 'fmnist_cnn',
       reference: { split: 'train', count: 400 },
       nll: { images: 2 },
+      group: { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 },
     });
     await stack.waitFinished(view.id, 500_000);
     const done = (await stack.app.inject({ url: `/jobs/${view.id}` })).json();
@@ -85,6 +87,15 @@ describe('eval jobs', () => {
     const second = (await stack.app.inject({ url: `/jobs/${again.json().id}` })).json();
     expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn });
     expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(/reference statistics from the cache/);
+
+    // A sampling group of 2 draws the same 48 samples (rank 1 batch 1 of 3): the same numbers, to the bit.
+    const grouped = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { ...body, metrics: ['fd', 'kid', 'is'], workers: 2 } });
+    expect(grouped.statusCode).toBe(202);
+    await stack.waitFinished(grouped.json().id, 300_000);
+    const third = (await stack.app.inject({ url: `/jobs/${grouped.json().id}` })).json();
+    expect(third).toMatchObject({ state: 'completed', result: { group: { worldSize: 2, restarts: 0 } } });
+    expect(third.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, kid_fmnist_cnn: metrics.kid_fmnist_cnn, is_fmnist_cnn: metrics.is_fmnist_cnn });
+    expect((await stack.app.inject({ url: `/jobs/${grouped.json().id}/logs` })).body).toMatch(/48 samples \(ddim, 2 steps, seed 0, EMA weights of step 2, drawn by 2 ranks\)/);
   });
 
   it('evaluates the EMA weights during training: history, curves, and a real Prometheus sees ddpm_eval_fid change', async () => {
@@ -92,7 +103,7 @@ describe('eval jobs', () => {
     if (!binary) throw new Error('no prometheus binary (apt-get install prometheus)');
     const dir = path.join(stack.storeDir, 'prometheus');
     await fs.mkdir(dir, { recursive: true });
-    const config = ['global:', '  scrape_interval: 500ms', 'scrape_configs:', '  - job_name: ddpm-worker', `    static_configs: [{ targets: ['127.0.0.1:${stack.workers[0]!.metricsPort}'] }]`].join('\n');
+    const config = ['global:', '  scrape_interval: 500ms', 'scrape_configs:', '  - job_name: ddpm-worker', `    static_configs: [{ targets: [${stack.workers.map((w) => `'127.0.0.1:${w.metricsPort}'`).join(', ')}] }]`].join('\n');
     await fs.writeFile(path.join(dir, 'prometheus.yml'), config);
     const port = await freePort();
     const prometheus = spawn(binary, [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });

@@ -3,7 +3,8 @@
  * ranks run in real child processes), real Redis, events awaited with deadlines: a group trains
  * and reports per-rank metrics; group jobs on too few workers all complete; a rank killed, a rank
  * stopped, a restarted data-plane Redis are survived; a cancel stops every rank at one step; a
- * writer of a dead generation cannot touch the run.
+ * writer of a dead generation cannot touch the run. A sample job's sampling group draws the grid
+ * one process draws.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -123,6 +124,34 @@ describe('groups with in-process workers', () => {
     expect(done.error).toMatch(/^the group failed 1 times \(maxRestarts 0\): generation 1: .*aborted by the test/);
   });
 
+  it('draws a sample job’s grid with a sampling group of 2: the same PNG as one process, batches split by rank', async () => {
+    const trainId = await submit(stack, tinyTrain({ steps: 2, checkpointEvery: 2, sampleCount: 0 }));
+    await stack.waitFinished(trainId);
+    // 40 images in batches of 16: rank 0 draws batches 0 and 2, rank 1 batch 1.
+    const body = { trainJobId: trainId, count: 40, steps: 4, seed: 5 };
+    const ids: string[] = [];
+    for (const workers of [1, 2]) {
+      const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { ...body, workers, rankTimeoutSeconds: 5 } });
+      expect(r.statusCode).toBe(202);
+      expect(r.json().config.group).toMatchObject({ workers, minWorkers: workers });
+      ids.push(r.json().id as string);
+      await stack.waitFinished(ids.at(-1)!);
+    }
+    const [alone, together] = ids as [string, string];
+    expect(await view(stack, together)).toMatchObject({ state: 'completed', result: { status: 'completed', step: 2, samples: [together], group: { worldSize: 2, generation: 1, restarts: 0 } } });
+    const png = async (id: string): Promise<Buffer> => fs.readFile(path.join(stack.storeDir, 'samples', `${id}.png`));
+    expect((await png(together)).equals(await png(alone))).toBe(true);
+    expect(JSON.parse(await fs.readFile(path.join(stack.storeDir, 'samples', `${together}.json`), 'utf8'))).toMatchObject({ count: 40, seed: 5, workers: 2, step: 2 });
+    expect(await logs(stack, together)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1 of a sampling group[\s\S]*rank 0 of a sampling group of 2/);
+    // Rank 1 drew batch 1 (16 images of 32 × 32 × 1 float32) and rank 0 received it.
+    const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
+    const batchBytes = 16 * 32 * 32 * 4;
+    expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="1",direction="sent"\\} ${batchBytes}\\b`));
+    expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="0",direction="received"\\} ${batchBytes}\\b`));
+    // Nothing of the relay is left on the data plane.
+    expect(await stack.redis.keys(`${stack.config.queuePrefix}:dp:${together}:g1:relay:*`)).toEqual([]);
+  });
+
   it('fails a job that can never gather its minimum at once, saying so', async () => {
     const id = await submit(stack, groupTrain({ workers: 3, minWorkers: 3, joinTimeoutSeconds: 2, steps: 1 }));
     await stack.waitFinished(id);
@@ -157,6 +186,23 @@ describe('groups surviving failures (worker processes)', () => {
     await stack.waitFinished(id, 280_000);
     expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 8, group: { worldSize: 3, restarts: 1 } } });
     await loadable(stack, id, 8);
+  });
+
+  it('SIGKILL of a sampling group’s rank 1 mid-sampling: the group samples again with the rank left and the grid is written', async () => {
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
+    await stack.waitFinished(trainId);
+    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds: 4, joinTimeoutSeconds: 16 } });
+    expect(r.statusCode).toBe(202);
+    const id = r.json().id as string;
+    await stack.progressOf(id, (step) => step >= 10);
+    const victim = await rankSlot(stack, id);
+    process.kill(victim.pid, 'SIGKILL');
+    await stack.waitFinished(id, 240_000);
+    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { status: 'completed', step: 1, samples: [id], group: { worldSize: 1, restarts: 1 } } });
+    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*; restart 1 of 3, sampling again[\s\S]*generation 2: 1 ranks/);
+    expect((await fs.stat(path.join(stack.storeDir, 'samples', `${id}.png`))).size).toBeGreaterThan(1000);
   });
 
   it('a SIGSTOPped rank is noticed within the rank timeout; the group restarts and completes', async () => {

@@ -111,15 +111,16 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       return (await queues[type].getJob(id))!;
     },
     progressOf(id, predicate) {
+      const queueEvents = events[jobTypeOf(id) ?? 'train'];
       return new Promise((resolve) => {
         const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
           const step = (data as { step?: number }).step ?? -1;
           if (jobId === id && predicate(step)) {
-            events.train.off('progress', onProgress);
+            queueEvents.off('progress', onProgress);
             resolve(step);
           }
         };
-        events.train.on('progress', onProgress);
+        queueEvents.on('progress', onProgress);
       });
     },
     async slots() {

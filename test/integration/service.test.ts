@@ -174,7 +174,16 @@ describe('resolution at the door: the effective config is shown, queued, and wha
     expect(view.config.finalGrid).toEqual({ count: 2, sampler: { kind: 'ancestral', steps: 50 }, seed: 0 });
     // A sample job resolves its sampler against the T of the run it samples.
     const sample = (await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, kind: 'progressive' } })).json();
-    expect(sample.config).toEqual({ trainJobId: view.id, kind: 'progressive', count: 4, sampler: { kind: 'ancestral', steps: 50 }, seed: 0, ema: true, every: 5 });
+    expect(sample.config).toEqual({
+      trainJobId: view.id,
+      kind: 'progressive',
+      count: 4,
+      sampler: { kind: 'ancestral', steps: 50 },
+      seed: 0,
+      ema: true,
+      every: 5,
+      group: { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 },
+    });
     const tooMany = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, steps: 51 } });
     expect(tooMany.statusCode).toBe(400);
     expect(tooMany.json().message).toBe("steps 51 exceeds the model's T = 50 diffusion steps");

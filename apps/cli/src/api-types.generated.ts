@@ -1391,6 +1391,14 @@ export interface components {
         /** @description the effective configuration of an eval job, every default filled in */
         EvalJobConfig: {
             extractor: "fmnist_cnn" | "inception_fid";
+            /** @description the workers that draw the samples together (workers 1: one process; absent in jobs queued before groups could sample: one process) */
+            group?: {
+                joinTimeoutSeconds: number;
+                maxRestarts: number;
+                minWorkers: number;
+                rankTimeoutSeconds: number;
+                workers: number;
+            };
             metrics: ("nll" | "fd" | "kid" | "is" | "rd")[];
             nll: {
                 images: number;
@@ -1476,13 +1484,30 @@ export interface components {
              * @default fmnist_cnn
              */
             extractor?: "fmnist_cnn" | "inception_fid";
+            /**
+             * @description how long a group may wait for free workers before the job goes back to the queue (nobody holds a worker meanwhile) (default 600)
+             * @default 600
+             */
+            joinTimeoutSeconds?: number;
+            /**
+             * @description group restarts (a rank lost or failed) before the job fails (default 3)
+             * @default 3
+             */
+            maxRestarts?: number;
             /** @description nll (the test-set bound in bits/dim), fd (Fréchet distance of the extractor’s features: FID only with the FID Inception), kid, is, rd (Table 4’s rate–distortion series on the nll images: all T terms) (required) */
             metrics: ("nll" | "fd" | "kid" | "is" | "rd")[];
+            /** @description fewest ranks a sampling group may start or re-form with when workers are missing (the images do not change) (default: workers) */
+            minWorkers?: number;
             /**
              * @description test images for nll and rd (the first N of the test split) (default 64)
              * @default 64
              */
             nllImages?: number;
+            /**
+             * @description a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again (default 30)
+             * @default 30
+             */
+            rankTimeoutSeconds?: number;
             /** @description reference images (the first N of the split) (default: the whole split) */
             referenceCount?: number;
             /**
@@ -1508,6 +1533,11 @@ export interface components {
             steps?: number;
             /** @description the train job whose checkpoint to evaluate (required) */
             trainJobId: string;
+            /**
+             * @description workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process (default 1)
+             * @default 1
+             */
+            workers?: number;
         };
         /** @description progress reported by the worker running the job */
         JobProgress: {
@@ -1558,6 +1588,14 @@ export interface components {
             ema: boolean;
             /** @description progressive only: a frame every `every` steps */
             every?: number;
+            /** @description the workers that draw the samples together (workers 1: one process; absent in jobs queued before groups could sample: one process) */
+            group?: {
+                joinTimeoutSeconds: number;
+                maxRestarts: number;
+                minWorkers: number;
+                rankTimeoutSeconds: number;
+                workers: number;
+            };
             kind: "grid" | "progressive";
             /** @description ancestral sampling (Algorithm 2) over all T or strided steps, or DDIM */
             sampler: {
@@ -1620,10 +1658,27 @@ export interface components {
             /** @description progressive: a frame every K sampling steps (default: a tenth of the sampling steps) */
             every?: number;
             /**
+             * @description how long a group may wait for free workers before the job goes back to the queue (nobody holds a worker meanwhile) (default 600)
+             * @default 600
+             */
+            joinTimeoutSeconds?: number;
+            /**
              * @description grid: samples in a grid; progressive: each chain's x̂₀ every few steps, x_T to x₀ left to right (Eq. 15, Fig. 6) (default grid)
              * @default grid
              */
             kind?: "grid" | "progressive";
+            /**
+             * @description group restarts (a rank lost or failed) before the job fails (default 3)
+             * @default 3
+             */
+            maxRestarts?: number;
+            /** @description fewest ranks a sampling group may start or re-form with when workers are missing (the images do not change) (default: workers) */
+            minWorkers?: number;
+            /**
+             * @description a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again (default 30)
+             * @default 30
+             */
+            rankTimeoutSeconds?: number;
             /**
              * @description ancestral (Algorithm 2) or ddim; with steps below T, ancestral sampling takes evenly strided steps (default ancestral, as the paper)
              * @default ancestral
@@ -1640,6 +1695,11 @@ export interface components {
             steps?: number;
             /** @description the train job whose checkpoints to sample (required) */
             trainJobId: string;
+            /**
+             * @description workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process (default 1)
+             * @default 1
+             */
+            workers?: number;
         };
         /** @description the effective configuration of a train job, every default filled in */
         TrainJobConfig: {

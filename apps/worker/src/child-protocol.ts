@@ -62,6 +62,8 @@ export type ChildMessage =
   | { readonly type: 'progress'; readonly progress: JobProgress }
   | { readonly type: 'log'; readonly line: string }
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }
+  /** A batch of samples relayed in a sampling group: sent to rank 0, or received by it. */
+  | { readonly type: 'relayed'; readonly bytes: number; readonly direction: 'sent' | 'received' }
   | { readonly type: 'checkpoint'; readonly step: number; readonly url: string; readonly reason: string; readonly seconds: number }
   /** An evaluation finished (during training, or an eval job's): its metrics by name. */
   | { readonly type: 'evaluation'; readonly step: number; readonly metrics: Readonly<Record<string, number>>; readonly extractor?: string; readonly seconds: number }

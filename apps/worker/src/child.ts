@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
+import { BatchRelay, Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type GroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, type SamplingGroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -127,20 +127,28 @@ function checkBackendMemory(config: TrainJobConfig, backend: string): void {
   }
 }
 
-async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectStore): Promise<JobResult> {
+async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectStore, group: SamplingSession | undefined): Promise<JobResult> {
   const config = data.config;
-  const loaded = await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId), {
-    ema: config.ema,
-    ...(config.step !== undefined ? { step: config.step } : {}),
-  });
+  const link = group?.link;
+  // Every rank of a group samples the checkpoint rank 0 loaded.
+  const step = link && link.rank > 0 ? await link.announced() : config.step;
+  const loaded = await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId), { ema: config.ema, ...(step !== undefined ? { step } : {}) });
   try {
+    if (link?.rank === 0) await link.announce(loaded.ref.step);
     for (const s of loaded.skipped) log(`warning: ${s}`);
-    log(`sampling ${config.count} (${config.kind}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(config.sampler)}, seed ${config.seed}`);
+    const shared = link ? `, rank ${link.rank} of a sampling group of ${link.worldSize}` : '';
+    log(`sampling ${config.count} (${config.kind}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(config.sampler)}, seed ${config.seed}${shared}`);
     const report = progressReporter();
     const { picture, metadata } = await renderSamples(loaded.model, loaded.diffusion, config, {
       signal: controller.signal,
-      onProgress: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
+      ...(link ? { split: link } : {}),
+      onProgress: (done, total) => {
+        group?.heartbeat.progress();
+        report({ phase: 'sampling', step: done, totalSteps: total });
+      },
     });
+    // Another rank's picture holds only its own batches: rank 0 writes the job's.
+    if (link && link.rank > 0) return { status: 'completed', step: loaded.ref.step };
     await savePicture(store, sampleKeyBase(jobId), picture, {
       job: jobId,
       trainJobId: config.trainJobId,
@@ -148,6 +156,7 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
       step: loaded.ref.step,
       ema: loaded.ema,
       ...metadata,
+      ...(link ? { workers: link.worldSize } : {}),
     });
     return { status: 'completed', step: loaded.ref.step, samples: [jobId] };
   } finally {
@@ -155,8 +164,21 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
   }
 }
 
-async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore, backend: string): Promise<JobResult> {
+async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore, backend: string, group: SamplingSession | undefined): Promise<JobResult> {
   const report = progressReporter();
+  const onProgress = (phase: string, done: number, total: number): void => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total });
+  if (group && group.link.rank > 0) {
+    const share = await runEvalShare(data.config, {
+      store,
+      prefix: runPrefixOf(data.config.trainJobId),
+      group: group.link,
+      signal: controller.signal,
+      onLog: log,
+      onProgress,
+      onAlive: () => group.heartbeat.progress(),
+    });
+    return { status: 'completed', step: share.step };
+  }
   const evaluation = await runEvalJob(data.config, {
     store,
     prefix: runPrefixOf(data.config.trainJobId),
@@ -165,7 +187,11 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
     signal: controller.signal,
     onLog: log,
     // Sampling, or the rest (training the extractor, reference statistics, features).
-    onProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
+    onProgress: (phase, done, total) => {
+      group?.heartbeat.progress();
+      onProgress(phase, done, total);
+    },
+    ...(group ? { group: group.link, onAlive: () => group.heartbeat.progress() } : {}),
   });
   send({ type: 'evaluation', step: evaluation.checkpoint.step, metrics: evaluation.metrics, ...(evaluation.extractor ? { extractor: evaluation.extractor.name } : {}), seconds: evaluation.seconds });
   const key = evalReportKey(jobId);
@@ -175,6 +201,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
 }
 
 async function start(message: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
+  let sampling: SamplingSession | undefined;
   try {
     const data = message.data;
     if (typeof data.config !== 'object' || data.config === null) {
@@ -182,6 +209,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     }
     // A rank beats from its first moment (peers wait for every heartbeat before the first step).
     const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
+    if (message.group && data.type !== 'train' && data.config.group === undefined) {
+      throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'a rank of a sampling group got a job without its group settings (queued by an older API version?); submit it again');
+    }
+    sampling = message.group && data.type !== 'train' ? await joinSamplingGroup(message.group, data.config.group!) : undefined;
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
     const store = openStore(message.storageUrl);
     // From here on this process reads data only inside the worker's data roots and caps.
@@ -220,10 +251,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         }
         break;
       case 'sample':
-        result = await runSample(message.jobId, data, store);
+        result = await runSample(message.jobId, data, store, sampling);
         break;
       case 'eval':
-        result = await runEval(message.jobId, data, store, info.name);
+        result = await runEval(message.jobId, data, store, info.name, sampling);
         break;
       default: {
         const unreachable: never = data;
@@ -231,8 +262,11 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       }
     }
     await store.close();
+    // A rank done with its share leaves; one that failed falls silent and its peers notice.
+    await sampling?.close(true);
     send({ type: 'result', result, ...(stopReason !== undefined ? { stopReason } : {}) });
   } catch (err) {
+    await sampling?.close(false).catch(() => undefined);
     const coded = codedErrorOf(err);
     if (coded?.code === 'DDPM_DATA_REFUSED' || coded?.code === 'DDPM_DATA_NOT_FOUND') {
       // Which paths exist or are refused on this worker is for its operator, not for the client.
@@ -244,6 +278,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       });
     } else if (coded?.kind === 'aborted' && message.group === undefined) {
       send({ type: 'result', result: { status: 'cancelled' } });
+    } else if (sampling && controller.signal.aborted) {
+      // Cancelled or shut down while sampling together: every rank was told; nothing to keep.
+      const reason = controller.signal.reason instanceof Error ? controller.signal.reason.message : String(controller.signal.reason);
+      send({ type: 'result', result: { status: 'cancelled' }, stopReason: reason });
     } else {
       send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
     }
@@ -267,12 +305,10 @@ interface RankSession {
 }
 
 /**
- * Joins a generation: beats at once, connects to the data plane, waits until every rank beats
- * (the rendezvous), and builds the link the trainer exchanges through. Only rank 0 writes, and only
- * while the control plane still names this generation as the run's (the write fence).
+ * What every rank of a generation has: its heartbeat (beating at once), a data-plane and a
+ * control-plane connection, and the rendezvous behind it: every rank beats.
  */
-async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSession> {
-  const rankTimeoutMs = config.group.rankTimeoutSeconds * 1000;
+async function joinGeneration(g: ChildGroup, rankTimeoutMs: number) {
   // Until the first step ends, allow the slow start of a large model (loading, compiling kernels).
   const heartbeat = new Heartbeat({ redisUrl: g.dataRedisUrl, namespace: g.namespace, rank: g.rank, rankTimeoutMs, stallMs: Math.max(rankTimeoutMs, 600_000) });
   const dataOptions = { maxRetriesPerRequest: 2, connectTimeout: rankTimeoutMs };
@@ -280,11 +316,8 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   const control = new Redis(g.controlRedisUrl, { maxRetriesPerRequest: 2 });
   for (const c of [redis, control]) c.on('error', () => undefined);
   const keys = { namespace: g.namespace, worldSize: g.worldSize };
-  let collective: RedisCollective | undefined;
-  let sumBuffer: Float32Array | undefined;
-  const close = async (left = false): Promise<void> => {
+  const closeBase = async (left = false): Promise<void> => {
     await heartbeat.stop({ left });
-    collective?.close();
     for (const c of [redis, control]) c.disconnect();
   };
   try {
@@ -297,10 +330,21 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   } catch (err) {
-    await close();
+    await closeBase();
     throw err;
   }
-  collective = new RedisCollective({
+  return { heartbeat, redis, control, keys, dataOptions, closeBase };
+}
+
+/**
+ * Joins a generation: beats at once, connects to the data plane, waits until every rank beats
+ * (the rendezvous), and builds the link the trainer exchanges through. Only rank 0 writes, and only
+ * while the control plane still names this generation as the run's (the write fence).
+ */
+async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSession> {
+  const rankTimeoutMs = config.group.rankTimeoutSeconds * 1000;
+  const { heartbeat, redis, control, keys, dataOptions, closeBase } = await joinGeneration(g, rankTimeoutMs);
+  const collective = new RedisCollective({
     redisUrl: g.dataRedisUrl,
     redisOptions: dataOptions,
     namespace: g.namespace,
@@ -313,9 +357,14 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     // Until a step's time is known: the slow start of a large model (loading, compiling kernels).
     maxWaitMs: Math.max(rankTimeoutMs, 600_000),
   });
+  let sumBuffer: Float32Array | undefined;
+  const close = async (left = false): Promise<void> => {
+    collective.close();
+    await closeBase(left);
+  };
   const session: RankSession = {
     heartbeat,
-    setMaxWait: (ms) => collective?.setMaxWait(ms),
+    setMaxWait: (ms) => collective.setMaxWait(ms),
     rankTimeoutMs,
     ...(g.resumeStep !== undefined ? { resumeStep: g.resumeStep } : {}),
     link: {
@@ -326,7 +375,7 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
         const started = process.hrtime.bigint();
         // The sum lands in one buffer for every step; the trainer copies it into tensors at once.
         sumBuffer ??= new Float32Array(partial.length);
-        const exchanged = await collective!.exchange(step, partial, report, sumBuffer);
+        const exchanged = await collective.exchange(step, partial, report, sumBuffer);
         session.lastExchange = { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytesSent: exchanged.bytesSent, bytesReceived: exchanged.bytesReceived };
         heartbeat.progress();
         // Waits only look at liveness when nothing arrives; an aborted generation must stop even
@@ -340,6 +389,60 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   };
   log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`);
   return session;
+}
+
+/** This process as one rank of a sampling group (a sample or eval job with workers > 1). */
+interface SamplingSession {
+  readonly link: SamplingGroupLink;
+  readonly heartbeat: Heartbeat;
+  close(left: boolean): Promise<void>;
+}
+
+/**
+ * How long a drawn batch may wait on the data plane for rank 0, which may be busy for a long while
+ * before it reads the first (reference statistics, an extractor to train). At most a window of
+ * batches per rank waits there; the keys go with the generation's namespace.
+ */
+const RELAY_TTL_SECONDS = 6 * 3600;
+
+/** Joins a sampling group's generation: the rendezvous, then the relay that brings batches to rank 0. */
+async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfig): Promise<SamplingSession> {
+  const { heartbeat, redis, keys, dataOptions, closeBase } = await joinGeneration(g, group.rankTimeoutSeconds * 1000);
+  const relay = new BatchRelay({
+    redisUrl: g.dataRedisUrl,
+    redisOptions: dataOptions,
+    namespace: g.namespace,
+    rank: g.rank,
+    worldSize: g.worldSize,
+    keyTtlSeconds: RELAY_TTL_SECONDS,
+    checkAlive: () => assertGenerationAlive(redis, keys),
+    onWait: () => heartbeat.progress(),
+    signal: controller.signal,
+  });
+  log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation} of a sampling group`);
+  return {
+    heartbeat,
+    link: {
+      rank: g.rank,
+      worldSize: g.worldSize,
+      send: async (index, values) => {
+        send({ type: 'relayed', bytes: await relay.send(index, values), direction: 'sent' });
+        heartbeat.progress();
+      },
+      receive: async (index) => {
+        const values = await relay.receive(index);
+        send({ type: 'relayed', bytes: values.byteLength, direction: 'received' });
+        heartbeat.progress();
+        return values;
+      },
+      announce: (step) => relay.announce(String(step)),
+      announced: async () => Number(await relay.announced()),
+    },
+    close: async (left) => {
+      await relay.close();
+      await closeBase(left);
+    },
+  };
 }
 
 /** Loads the backend a job would get and says which; the worker is ready only once one loads. */

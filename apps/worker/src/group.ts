@@ -2,22 +2,35 @@
  * Data-parallel groups on the worker side. The worker that takes a group job from the queue
  * coordinates it: it claims the other ranks' slots all at once (slot.ts), opens a generation (a
  * number from the control plane, which also fences checkpoint writers, and a marker on the data
- * plane), sends each claimed slot its assignment, and runs rank 0 itself. When a generation fails
+ * plane), sends each claimed slot its assignment, and runs rank 0 itself. A sample or eval job
+ * with `workers > 1` forms a sampling group the same way (its ranks draw batches of the images and
+ * rank 0 collects them); its restarts start the sampling again. When a generation fails
  * (a rank lost, stopped, wedged or diverged, the data plane restarted) it is aborted for everyone,
  * and the coordinator forms the next one from the last checkpoint, with replacements or down to
  * `minWorkers`, up to `maxRestarts` times. Other ranks run their assignment and go back to idle.
  */
 import { abortGeneration, collectiveError, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
+import { type SamplingGroupConfig } from '@ddpm/config';
 import { type JobData } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
 
 import { type ChildGroup } from './child-protocol';
 import { type RunningJob } from './job-runner';
 
+/** What forms and watches a group: a train job's data-parallel group, or a sample or eval job's sampling group. */
+export type GroupSettings = Pick<SamplingGroupConfig, 'workers' | 'minWorkers' | 'joinTimeoutSeconds' | 'rankTimeoutSeconds' | 'maxRestarts'>;
+
+const ONE_PROCESS: GroupSettings = { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 };
+
+/** A job's group (a sample or eval job queued before sampling groups existed: one process). */
+export function groupOf(data: JobData): GroupSettings {
+  return data.config?.group ?? ONE_PROCESS;
+}
+
 /** What a claimed slot receives in its inbox. */
 export interface GroupAssignment {
   readonly jobId: string;
-  readonly data: JobData<'train'>;
+  readonly data: JobData;
   readonly rank: number;
   readonly worldSize: number;
   readonly generation: number;

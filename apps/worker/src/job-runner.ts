@@ -222,6 +222,9 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
           log.debug({ step: message.stats.step, loss: message.stats.loss }, 'step');
           break;
         }
+        case 'relayed':
+          options.metrics.relayBytes.inc({ queue, rank: String(rank), direction: message.direction }, message.bytes);
+          break;
         case 'checkpoint':
           options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);
           log.info({ step: message.step, url: message.url, reason: message.reason }, 'checkpoint written');

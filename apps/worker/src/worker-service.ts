@@ -20,6 +20,7 @@ import {
   endGeneration,
   generationKey,
   generationNamespace,
+  groupOf,
   startGeneration,
   watchGeneration,
 } from './group';
@@ -290,11 +291,11 @@ export class WorkerService {
     await this.pauseQueues();
     try {
       const data = job.data;
-      const group = data.type === 'train' && data.config !== undefined && data.config.group.workers > 1;
+      const group = data.config !== undefined && groupOf(data).workers > 1;
       if (!(await this.slot!.enter(group ? 'waiting' : 'busy', { job: job.id!, priority: job.timestamp }))) {
         return await handBack(job, token, 1000, 'this worker was just claimed by a data-parallel group; handed back to the queue');
       }
-      if (data.type === 'train' && group) return await this.coordinate(job, data, token);
+      if (group) return await this.coordinate(job, data, token);
       const { result } = await this.runChild({
         jobId: job.id!,
         data,
@@ -331,10 +332,10 @@ export class WorkerService {
    * A group job: claim the ranks all at once, run generation after generation (rank 0 here)
    * until the job completes, stops or fails more than maxRestarts times.
    */
-  private async coordinate(job: Job<JobData, JobResult>, data: JobData<'train'>, token: string | undefined): Promise<JobResult> {
+  private async coordinate(job: Job<JobData, JobResult>, data: JobData, token: string | undefined): Promise<JobResult> {
     const { config } = this.options;
     const prefix = config.queuePrefix;
-    const group = data.config.group;
+    const group = groupOf(data);
     const slot = this.slot!;
     const jobId = job.id!;
     const priority = job.timestamp;
@@ -378,7 +379,8 @@ export class WorkerService {
       const worldSize = claimed.length + 1;
       const namespace = generationNamespace(prefix, jobId, generation);
       await startGeneration(this.data!, namespace, group.rankTimeoutSeconds);
-      const resumeStep = (await listCheckpoints(this.store!, data.runPrefix))[0]?.step;
+      // A train job resumes from its last checkpoint; a sampling group starts its sampling again.
+      const resumeStep = data.type === 'train' ? (await listCheckpoints(this.store!, data.runPrefix))[0]?.step : undefined;
       const base = { jobId, data, worldSize, generation, namespace, coordinator: slot.id, ...(resumeStep !== undefined ? { resumeStep } : {}) };
       await Promise.all(claimed.map((id, i) => slot.assign(id, { ...base, rank: i + 1 } satisfies GroupAssignment)));
       this.metrics.worldSize.set({ queue: job.queueName }, worldSize);
@@ -403,7 +405,7 @@ export class WorkerService {
         failures.push(`generation ${generation}: ${message}`);
         this.metrics.groupRestarts.inc({ queue: job.queueName });
         if (restarts > group.maxRestarts) throw new UnrecoverableError(`the group failed ${restarts} times (maxRestarts ${group.maxRestarts}): ${failures.join('; ')}`);
-        log(`generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts} from the last checkpoint`);
+        log(`generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts}${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'}`);
       }
     }
   }
@@ -411,9 +413,9 @@ export class WorkerService {
   /** Runs this worker's rank of a generation, watching the generation while it runs. */
   private async runRankChild(a: GroupAssignment, coordinator: boolean, report: Pick<ChildRun, 'onProgress' | 'onLog'> = {}): Promise<ChildOutcome> {
     const { config, logger } = this.options;
-    const rankTimeoutSeconds = a.data.config.group.rankTimeoutSeconds;
+    const rankTimeoutSeconds = groupOf(a.data).rankTimeoutSeconds;
     const running = runInChild(
-      { jobId: a.jobId, data: a.data, queue: 'train', group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl }, config.queuePrefix), ...report },
+      { jobId: a.jobId, data: a.data, queue: a.data.type, group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl }, config.queuePrefix), ...report },
       this.childOptions(),
     );
     this.running.set(a.jobId, running);
@@ -458,7 +460,7 @@ export class WorkerService {
       // The coordinating path of this worker may still be handing its own job back.
       for (let waited = 0; this.occupied !== undefined && waited < 30_000; waited += 100) await sleep(100);
       if (this.occupied !== undefined || this.closing) {
-        await endGeneration(this.data!, assignment.namespace, `rank ${assignment.rank}'s worker was not free`, assignment.data.config.group.rankTimeoutSeconds);
+        await endGeneration(this.data!, assignment.namespace, `rank ${assignment.rank}'s worker was not free`, groupOf(assignment.data).rankTimeoutSeconds);
         continue;
       }
       this.occupied = 'rank';

@@ -90,6 +90,21 @@ export class BatchRelay {
     return values;
   }
 
+  /** Rank 0: a short message every other rank reads once (which checkpoint they all sample). */
+  async announce(message: string): Promise<void> {
+    const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
+    if (rank !== 0) throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} cannot announce: rank 0 does`);
+    if (worldSize === 1) return;
+    const key = `${this.options.namespace}:relay:announce`;
+    await execOrThrow(this.write.pipeline().rpush(key, ...Array.from({ length: worldSize - 1 }, () => message)).expire(key, ttl));
+  }
+
+  /** Ranks 1 and up: rank 0's announcement, waiting for it. */
+  async announced(): Promise<string> {
+    if (this.options.rank === 0) throw collectiveError('DDPM_GROUP_ABORTED', 'rank 0 announces; it does not wait for an announcement');
+    return (await popWaiting(this.wait, `${this.options.namespace}:relay:announce`, this.options, this.options.maxWaitMs ?? Number.POSITIVE_INFINITY)).toString();
+  }
+
   /** Ends the relay; rank 0 also deletes the credit lists (the batches' lists are empty once taken). */
   async close(): Promise<void> {
     const { rank, worldSize } = this.options;

@@ -36,7 +36,7 @@ import { lineChartPng } from './charts';
 import { engineError } from './errors';
 import { type RateDistortionRow, evaluateNll, evaluateRateDistortion, type NllResult, rateDistortionCsv } from './evaluation';
 import { loadModelFromCheckpoint } from './model-loading';
-import { generateSamples } from './sampling';
+import { type SampleSplit, type SamplingGroupLink, generateSamples } from './sampling';
 
 /** Feature vectors kept per side for KID (a uniform sample when there are more). */
 const KID_KEEP = 10_000;
@@ -69,6 +69,10 @@ export interface EvalJobOptions {
   readonly signal?: AbortSignal;
   readonly onLog?: (line: string) => void;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
+  /** Rank 0 of a sampling group: the other ranks draw their share of the samples. */
+  readonly group?: SamplingGroupLink;
+  /** Called often: a rank of a group shows it is alive while it works alone (reference statistics). */
+  readonly onAlive?: () => void;
 }
 
 export interface EvalReport {
@@ -242,7 +246,13 @@ export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'checkpoin
  * against reference data from `dataset` (a spec; `spec.reference.dataset` overrides it). The
  * model is not disposed.
  */
-export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, dataset: string, spec: EvalSpec, options: ExtractorCacheOptions & { readonly describeWeights?: string }): Promise<ModelEvaluation> {
+export async function evaluateModel(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  dataset: string,
+  spec: EvalSpec,
+  options: ExtractorCacheOptions & { readonly describeWeights?: string; readonly split?: SampleSplit },
+): Promise<ModelEvaluation> {
   const log = options.onLog ?? (() => undefined);
   const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
   const metrics: Record<string, number> = {};
@@ -273,23 +283,12 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
           ? await importedStatistics(extractor, spec.reference.statistics, sampleMetrics.includes('kid'), options)
           : await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
       const { count, sampler, seed } = spec.samples;
-      log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}) through ${extractor.name}`);
+      const shared = options.split ? `, drawn by ${options.split.worldSize} ranks` : '';
+      log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}${shared}) through ${extractor.name}`);
       const generated = await extractFeatures(
         extractor,
         count,
-        async (start, n) =>
-          quantize8(
-            (
-              await generateSamples(model, diffusion, n, {
-                sampler,
-                seed,
-                batch: SAMPLE_BATCH,
-                firstBatch: start / SAMPLE_BATCH,
-                ...(options.signal ? { signal: options.signal } : {}),
-                ...(options.onAlive ? { onProgress: options.onAlive } : {}),
-              })
-            ).values,
-          ),
+        async (start, n) => quantize8(await sampleChunk(model, diffusion, spec.samples, start, n, options)),
         {
           batch: SAMPLE_BATCH * CHUNK_BATCHES,
           keep: KID_KEEP,
@@ -329,6 +328,54 @@ export async function evaluateModel(model: UNet, diffusion: GaussianDiffusion, d
   };
 }
 
+/**
+ * Images [start, start + n) of an evaluation's samples: whole network batches, batch k drawing
+ * from noise stream k, so any chunking (and any sampling group) gives the same images.
+ */
+async function sampleChunk(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  samples: EvalSpec['samples'],
+  start: number,
+  n: number,
+  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly split?: SampleSplit },
+): Promise<Float32Array> {
+  const { values } = await generateSamples(model, diffusion, n, {
+    sampler: samples.sampler,
+    seed: samples.seed,
+    batch: SAMPLE_BATCH,
+    firstBatch: start / SAMPLE_BATCH,
+    ...(options.split ? { split: options.split } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onAlive ? { onProgress: options.onAlive } : {}),
+  });
+  return values;
+}
+
+/**
+ * A sampling group's rank other than 0 in an evaluation: it draws its batches of the samples for
+ * fd, kid and is, in the chunks rank 0 reads them, and hands them to rank 0 (which measures).
+ * Resolves to the images this rank drew.
+ */
+export async function drawSampleShare(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  samples: EvalSpec['samples'],
+  split: SampleSplit,
+  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly onProgress?: (done: number, total: number) => void } = {},
+): Promise<number> {
+  if (split.rank === 0) throw engineError('DDPM_CONFIG_INVALID', 'rank 0 of a sampling group measures; it does not draw a share only');
+  const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
+  let drawn = 0;
+  for (let start = 0; start < samples.count; start += chunk) {
+    const n = Math.min(chunk, samples.count - start);
+    await sampleChunk(model, diffusion, samples, start, n, { ...options, split });
+    for (let b = start / SAMPLE_BATCH; b * SAMPLE_BATCH < start + n; b++) if (b % split.worldSize === split.rank) drawn += Math.min(SAMPLE_BATCH, samples.count - b * SAMPLE_BATCH);
+    options.onProgress?.(start + n, samples.count);
+  }
+  return drawn;
+}
+
 /** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
 async function importedStatistics(extractor: FeatureExtractor, key: string, needFeatures: boolean, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
   if (!(await options.cache.exists(key))) throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
@@ -352,14 +399,17 @@ async function importedStatistics(extractor: FeatureExtractor, key: string, need
 /** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
+  if (options.group && options.group.rank !== 0) throw engineError('DDPM_CONFIG_INVALID', 'ranks other than 0 of a sampling group run runEvalShare');
   const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
   for (const s of loaded.skipped) options.onLog?.(`warning: ${s}`);
   try {
-    const { trainJobId, step: _step, ...spec } = config;
+    await options.group?.announce(loaded.ref.step);
+    const { trainJobId, step: _step, group: _group, ...spec } = config;
     const evaluation = await evaluateModel(loaded.model, loaded.diffusion, loaded.state.config.dataset, spec, {
       ...options,
       cache: options.cache ?? options.store,
       describeWeights: `${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}`,
+      ...(options.group ? { split: options.group } : {}),
     });
     // Table 4 beside the report: CSV and the curve (distortion against rate, as Fig. 5).
     let rateDistortion = evaluation.rateDistortion;
@@ -385,6 +435,29 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
       ...(rateDistortion ? { rateDistortion } : {}),
       seconds: (Date.now() - started) / 1000,
     };
+  } finally {
+    loaded.model.dispose();
+  }
+}
+
+/**
+ * A rank other than 0 of an eval job's sampling group: the checkpoint rank 0 announced, its share
+ * of the samples drawn and handed over. Resolves to that step and the images this rank drew.
+ */
+export async function runEvalShare(
+  config: EvalJobConfig,
+  options: Pick<EvalJobOptions, 'store' | 'prefix' | 'signal' | 'onLog' | 'onProgress'> & { readonly group: SamplingGroupLink; readonly onAlive?: () => void },
+): Promise<{ step: number; drawn: number }> {
+  const step = await options.group.announced();
+  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, step });
+  try {
+    options.onLog?.(`rank ${options.group.rank} of ${options.group.worldSize}: drawing its share of ${config.samples.count} samples from ${loaded.ref.url}`);
+    const drawn = await drawSampleShare(loaded.model, loaded.diffusion, config.samples, options.group, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onAlive ? { onAlive: options.onAlive } : {}),
+      onProgress: (done, total) => options.onProgress?.('sampling', done, total),
+    });
+    return { step, drawn };
   } finally {
     loaded.model.dispose();
   }

@@ -25,6 +25,8 @@ export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train
 export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';
 export {
   type SampleOptions,
+  type SampleSplit,
+  type SamplingGroupLink,
   generateSamples,
   interpolationFigure,
   progressiveStrip,
@@ -47,5 +49,7 @@ export {
   evaluateModel,
   extractorInput,
   openFeatureExtractor,
+  drawSampleShare,
   runEvalJob,
+  runEvalShare,
 } from './eval-job';

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
 import { composeGrid, encodePng, gridColumns, toUint8, viewScale } from './images';
-import { generateSamples, interpolationFigure, progressiveStrip, sampleGrid, samplingDiffusion, sharedLatentFigure } from './sampling';
+import { type SampleSplit, generateSamples, interpolationFigure, progressiveStrip, sampleGrid, samplingDiffusion, sharedLatentFigure } from './sampling';
 import { useWasm } from './test-support';
 
 beforeAll(useWasm);
@@ -58,6 +58,40 @@ describe('sampling tools', () => {
     expect(() => samplingDiffusion(base, { kind: 'ancestral', steps: 0 })).toThrow('sampling steps must be an integer in [1, 1000], got 0');
     const { picture } = await sampleGrid(net, base, 5, { seed: 1, sampler: { kind: 'ancestral', steps: 3 } });
     expect([picture.width, picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
+    net.dispose();
+  });
+
+  it('splits batches over a group: rank 0 ends with the bytes one process draws, each rank drawing only batches k ≡ rank', async () => {
+    const net = model();
+    const options = { seed: 9, sampler: { kind: 'ancestral' as const, steps: 3 }, batch: 2 };
+    const alone = await generateSamples(net, base, 7, options);
+    for (const worldSize of [2, 3]) {
+      // The transport between ranks in one process: rank 0 takes batches from a mailbox.
+      const mailbox = new Map<number, (values: Float32Array) => void>();
+      const arrived = new Map<number, Promise<Float32Array>>();
+      const slot = (index: number): Promise<Float32Array> => {
+        if (!arrived.has(index)) arrived.set(index, new Promise((resolve) => mailbox.set(index, resolve)));
+        return arrived.get(index)!;
+      };
+      const drawnBy: number[][] = [];
+      const splits: SampleSplit[] = Array.from({ length: worldSize }, (_, rank) => ({
+        rank,
+        worldSize,
+        send: async (index, values) => {
+          (drawnBy[rank] ??= []).push(index);
+          void slot(index);
+          mailbox.get(index)!(Float32Array.from(values));
+        },
+        receive: (index) => slot(index),
+      }));
+      const results = await Promise.all(splits.map((split) => generateSamples(net, base, 7, { ...options, split })));
+      expect(Buffer.compare(Buffer.from(results[0]!.values.buffer), Buffer.from(alone.values.buffer))).toBe(0);
+      expect(drawnBy.slice(1)).toEqual(Array.from({ length: worldSize - 1 }, (_, r) => [0, 1, 2, 3].filter((k) => k % worldSize === r + 1)));
+      // Another rank fills in only its own batches.
+      const per = 32 * 32;
+      expect(results[1]!.values.subarray(0, 2 * per).every((v) => v === 0)).toBe(true);
+      expect(Buffer.compare(Buffer.from(results[1]!.values.slice(2 * per, 4 * per).buffer), Buffer.from(alone.values.slice(2 * per, 4 * per).buffer))).toBe(0);
+    }
     net.dispose();
   });
 

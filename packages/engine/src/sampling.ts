@@ -33,8 +33,34 @@ export interface SampleOptions {
    * batches, chunk c starting at batch c·k, gives exactly the images of one call for all N.
    */
   readonly firstBatch?: number;
+  /** Several processes drawing the samples together (a sampling group); absent: this one draws all. */
+  readonly split?: SampleSplit;
   readonly signal?: AbortSignal;
   readonly onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * A sampling group's division of the work: batch k (its noise stream being k, see `firstBatch`) is
+ * drawn by rank k mod worldSize, and rank 0 collects the others' batches, so its images are the
+ * bytes one process draws alone, whatever the world size.
+ */
+export interface SampleSplit {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Ranks 1 and up: hand batch `index` (drawn here) to rank 0. */
+  send(index: number, values: Float32Array): Promise<void>;
+  /** Rank 0: batch `index`, drawn by another rank. */
+  receive(index: number): Promise<Float32Array>;
+}
+
+/**
+ * A rank's link to its sampling group: the split, and the checkpoint every rank samples. Rank 0
+ * loads the one the job names (or the newest valid one) and announces its step; the others load
+ * that step, so a checkpoint written meanwhile cannot mix two models' samples.
+ */
+export interface SamplingGroupLink extends SampleSplit {
+  announce(step: number): Promise<void>;
+  announced(): Promise<number>;
 }
 
 /** The diffusion a sampler runs on: the base one, or respaced to fewer steps. */
@@ -66,7 +92,10 @@ function checkSteps(steps: number, T: number): void {
   }
 }
 
-/** `count` samples as [-1, 1] floats, [N, S, S, C] row-major, generated in batches. */
+/**
+ * `count` samples as [-1, 1] floats, [N, S, S, C] row-major, generated in batches. In a sampling
+ * group (`split`), rank 0 returns them all; another rank returns only its own batches filled in.
+ */
 export async function generateSamples(
   model: UNet,
   base: GaussianDiffusion,
@@ -84,10 +113,22 @@ export async function generateSamples(
   const denoise = model.asDenoiseFn();
   const chunks = Math.ceil(count / batch);
   const stepsPerChunk = diffusion.numTimesteps;
+  const split = options.split;
   for (let k = 0; k < chunks; k++) {
     const n = Math.min(batch, count - k * batch);
+    const index = (options.firstBatch ?? 0) + k;
+    if (split && index % split.worldSize !== split.rank) {
+      // Another rank's batch: rank 0 collects it; the others skip it.
+      if (split.rank === 0) {
+        const received = await split.receive(index);
+        if (received.length !== n * per) throw engineError('DDPM_CONFIG_INVALID', `batch ${index} arrived with ${received.length} values for ${n} images of ${per}`);
+        values.set(received, k * batch * per);
+      }
+      options.onProgress?.((k + 1) * stepsPerChunk, chunks * stepsPerChunk);
+      continue;
+    }
     // Each chunk draws from its own stream (seed, chunk), so a grid is reproducible from its seed.
-    const noise = rngNoise(Rng.fromSeed(seed).fork((options.firstBatch ?? 0) + k));
+    const noise = rngNoise(Rng.fromSeed(seed).fork(index));
     const common = {
       noise,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -97,8 +138,10 @@ export async function generateSamples(
       sampler.kind === 'ddim'
         ? await sampleDdim(diffusion, denoise, [n, s, s, inChannels], { ...common, eta: sampler.eta })
         : await sampleAncestral(diffusion, denoise, [n, s, s, inChannels], common);
-    values.set(await result.sample.data(), k * batch * per);
+    const drawn = (await result.sample.data()) as Float32Array;
     result.sample.dispose();
+    values.set(drawn, k * batch * per);
+    if (split && split.rank !== 0) await split.send(index, drawn);
   }
   return { values, seed };
 }
@@ -216,13 +259,14 @@ export async function renderSamples(
   model: UNet,
   base: GaussianDiffusion,
   config: SampleConfig,
-  options: Pick<SampleOptions, 'batch' | 'signal' | 'onProgress'> = {},
+  options: Pick<SampleOptions, 'batch' | 'signal' | 'onProgress' | 'split'> = {},
 ): Promise<{ picture: Picture; metadata: Record<string, unknown> }> {
   const common = { sampler: config.sampler, seed: config.seed, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
   const described = { kind: config.kind, count: config.count, sampler: config.sampler, seed: config.seed };
+  if (options.split && config.kind !== 'grid') throw engineError('DDPM_CONFIG_INVALID', `only grid sampling is split across a group, not ${config.kind}`);
   switch (config.kind) {
     case 'grid': {
-      const { picture } = await sampleGrid(model, base, config.count, { ...common, ...(options.batch ? { batch: options.batch } : {}) });
+      const { picture } = await sampleGrid(model, base, config.count, { ...common, ...(options.batch ? { batch: options.batch } : {}), ...(options.split ? { split: options.split } : {}) });
       return { picture, metadata: described };
     }
     case 'progressive': {

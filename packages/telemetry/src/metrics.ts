@@ -20,6 +20,7 @@ export interface TrainMetrics {
   readonly rankComputeSeconds: Histogram<'queue' | 'rank' | 'backend'>;
   readonly allreduceDuration: Histogram<'rank'>;
   readonly allreduceBytes: Counter<'rank' | 'direction'>;
+  readonly relayBytes: Counter<'queue' | 'rank' | 'direction'>;
   readonly checkpointDuration: Histogram<'queue' | 'reason'>;
   readonly groupRestarts: Counter<'queue'>;
   readonly worldSize: Gauge<'queue'>;
@@ -79,6 +80,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       registers: [registry],
     }),
     allreduceBytes: new Counter({ name: 'ddpm_allreduce_bytes_total', help: 'Gradient bytes sent and received', labelNames: ['rank', 'direction'], registers: [registry] }),
+    relayBytes: new Counter({
+      name: 'ddpm_sampling_relay_bytes_total',
+      help: "Drawn samples a sampling group's ranks sent to rank 0 (sent) and rank 0 received (received): each rank's share of a grouped sample or eval job",
+      labelNames: ['queue', 'rank', 'direction'],
+      registers: [registry],
+    }),
     checkpointDuration: new Histogram({
       name: 'ddpm_checkpoint_duration_seconds',
       help: 'Wall time of writing one checkpoint',

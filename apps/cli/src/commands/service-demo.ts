@@ -23,8 +23,9 @@ export const SERVICE_DEMO_USAGE = `Usage: ddpm service-demo [--steps N] [--worke
 Starts Redis (if 127.0.0.1:6379 does not answer and redis-server is on the PATH), the API and two
 workers, trains micro32 for N steps (default 150) of batch 16 on Fashion-MNIST (or procedural
 shapes) as one data-parallel group of --workers (default 2: both cores of this machine; the wasm
-backend uses one core a process), prints the group's images/s, then samples a 16-image grid and
-prints its path and URL. --keep-running leaves the services up.
+backend uses one core a process), prints the group's images/s, then samples a grid of 16 images
+per worker (a sampling group of --workers, each drawing 16) and prints its path and URL.
+--keep-running leaves the services up.
 `;
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
@@ -131,13 +132,17 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     const trainSeconds = (Date.parse(trained.finishedAt ?? '') - Date.parse(trained.startedAt ?? '')) / 1000;
     const imagesPerSecond = ((trained.result?.step ?? 0) * 16) / trainSeconds;
     io.stderr(`trained ${trained.result?.step} steps of batch 16 with ${workers} worker${workers > 1 ? 's as one data-parallel group' : ''}: ${imagesPerSecond.toFixed(2)} images/s\n`);
-    const sample = await client.submit({ type: 'sample', body: { trainJobId: train.id, count: 16, steps: 100, seed: 0 } });
+    // One network batch (16 images) per worker: the group draws them in the time one process draws 16.
+    const sampleStarted = Date.now();
+    const sample = await client.submit({ type: 'sample', body: { trainJobId: train.id, count: 16 * workers, steps: 100, seed: 0, workers } });
     io.stderr(`POST /jobs/sample → ${sample.id}\n`);
     const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample');
     if (sampled.state !== 'completed') {
       io.stderr(`the sample job ended ${sampled.state}: ${sampled.error ?? ''}\n`);
       return 1;
     }
+    const sampleSeconds = (Date.now() - sampleStarted) / 1000;
+    io.stderr(`sampled ${16 * workers} images (100 steps) with ${workers} worker${workers > 1 ? 's as one sampling group' : ''} in ${sampleSeconds.toFixed(1)} s\n`);
     const url = `${api}/samples/${sample.id}`;
     const png = await client.sample(sample.id);
     const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
@@ -148,6 +153,8 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       workers,
       trainImagesPerSecond: Number(imagesPerSecond.toFixed(3)),
       trainSeconds: Math.round(trainSeconds),
+      sampleImages: 16 * workers,
+      sampleSeconds: Math.round(sampleSeconds),
       png: file,
       url,
       pngBytes: png.length,
