@@ -187,7 +187,7 @@ describe('BatchRelay', () => {
     }
   }, 30_000);
 
-  it('refuses a batch that is not the rank’s, and ends a wait when the generation is over', async () => {
+  it('refuses a batch that is not the rank’s, ends a wait when the generation is over, and leaves nothing when abandoned', async () => {
     const ns = `test-relay-${randomBytes(5).toString('hex')}`;
     let over = false;
     const [r0, r1] = relays(ns, 2, 1, async () => {
@@ -199,6 +199,13 @@ describe('BatchRelay', () => {
       const waiting = r0!.receive(1);
       setTimeout(() => (over = true), 300);
       await expect(waiting).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: 'rank 1 sent no heartbeat within the rank timeout' });
+      // A generation abandoned with a batch sent and never taken: closing takes it away.
+      await r1!.send(3, values(8, 2));
+      const control = new Redis(URL);
+      expect(await control.keys(`${ns}:relay:*`)).toEqual([`${ns}:relay:b3`]);
+      await r1!.close({ abandon: true });
+      expect(await control.keys(`${ns}:*`)).toEqual([]);
+      control.disconnect();
     } finally {
       await Promise.all([r0!.close(), r1!.close()]);
     }

@@ -20,7 +20,7 @@ import { FileStore } from '@ddpm/storage';
 import { generationFence } from '@ddpm/worker';
 import { Redis } from 'ioredis';
 
-import { type Stack, startStack, tinyTrain, useStack } from './service-support';
+import { type Stack, startStack, tinyTrain, until, useStack } from './service-support';
 
 jest.setTimeout(300_000);
 
@@ -150,6 +150,19 @@ describe('groups with in-process workers', () => {
     expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="0",direction="received"\\} ${batchBytes}\\b`));
     // Nothing of the relay is left on the data plane.
     expect(await stack.redis.keys(`${stack.config.queuePrefix}:dp:${together}:g1:relay:*`)).toEqual([]);
+  });
+
+  it('cancels a sampling group: both ranks stop, the job ends cancelled, both workers are free and the relay is gone', async () => {
+    const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
+    await stack.waitFinished(trainId);
+    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 64, steps: 400, workers: 2 } });
+    const id = r.json().id as string;
+    await stack.progressOf(id, (step) => step >= 5);
+    expect((await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}` })).statusCode).toBe(202);
+    await stack.waitFinished(id);
+    expect(await view(stack, id)).toMatchObject({ state: 'cancelled', result: { status: 'cancelled', group: { worldSize: 2 } } });
+    await until('both workers to be free', async () => ((await stack.slots()).every((s) => s.state === 'idle') ? true : undefined));
+    expect(await stack.redis.keys(`${stack.config.queuePrefix}:dp:${id}:g1:relay:*`)).toEqual([]);
   });
 
   it('fails a job that can never gather its minimum at once, saying so', async () => {

@@ -439,7 +439,8 @@ async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfig): Pro
       announced: async () => Number(await relay.announced()),
     },
     close: async (left) => {
-      await relay.close();
+      // A rank leaving a failed or cancelled generation takes what it left on the data plane with it.
+      await relay.close({ abandon: !left });
       await closeBase(left);
     },
   };

@@ -6,8 +6,9 @@
  * Flow control by credits: a sender has `window` batches in flight at most; rank 0 returns a
  * credit for each batch it takes, so the data plane never holds more than (N − 1) · window batches
  * of a job, however far ahead the senders run. Keys are scoped by the generation's namespace with a
- * TTL, each batch's list is emptied by its one reader, and rank 0 deletes the credit lists when it
- * closes: nothing is left behind, and a stale rank of an older generation writes where nobody reads.
+ * TTL, each batch's list is emptied by its one reader, rank 0 deletes the credit lists when it
+ * closes, and a rank leaving a failed or cancelled generation deletes what is left: nothing stays
+ * behind, and a stale rank of an older generation writes where nobody reads.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 
@@ -105,12 +106,26 @@ export class BatchRelay {
     return (await popWaiting(this.wait, `${this.options.namespace}:relay:announce`, this.options, this.options.maxWaitMs ?? Number.POSITIVE_INFINITY)).toString();
   }
 
-  /** Ends the relay; rank 0 also deletes the credit lists (the batches' lists are empty once taken). */
-  async close(): Promise<void> {
-    const { rank, worldSize } = this.options;
-    if (rank === 0 && worldSize > 1) {
-      const keys = Array.from({ length: worldSize - 1 }, (_, i) => this.creditKey(i + 1));
-      await this.write.del(...keys).catch(() => undefined);
+  /**
+   * Ends the relay. Rank 0 deletes the credit lists (the batches' lists are empty once taken).
+   * `abandon` (the generation failed or was cancelled: nobody will read what is there) deletes
+   * every key of the relay in the namespace, batches sent but never taken included.
+   */
+  async close(options: { abandon?: boolean } = {}): Promise<void> {
+    const { rank, worldSize, namespace } = this.options;
+    try {
+      if (options.abandon === true) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await this.write.scan(cursor, 'MATCH', `${namespace}:relay:*`, 'COUNT', 1000);
+          if (keys.length > 0) await this.write.del(...keys);
+          cursor = next;
+        } while (cursor !== '0');
+      } else if (rank === 0 && worldSize > 1) {
+        await this.write.del(...Array.from({ length: worldSize - 1 }, (_, i) => this.creditKey(i + 1)));
+      }
+    } catch {
+      // A lost data plane: the keys' TTL removes them.
     }
     this.write.disconnect();
     this.wait.disconnect();
