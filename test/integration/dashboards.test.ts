@@ -102,6 +102,10 @@ test('every dashboard query names real metrics and returns data once the service
   expect(res.statusCode).toBe(202);
   const job = await stack.waitFinished(res.json().id as string, 240_000);
   expect(await job.getState()).toBe('completed');
+  // A sample job drawn by a sampling group of 2 (two batches, one each) feeds the relay panel.
+  const sample = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: res.json().id, count: 32, steps: 2, workers: 2 } });
+  expect(sample.statusCode).toBe(202);
+  expect(await (await stack.waitFinished(sample.json().id as string, 240_000)).getState()).toBe('completed');
   await stack.app.inject({ url: '/jobs/no-such-job' });
 
   // What the service declares and has emitted by now, from its own /metrics pages.

@@ -96,6 +96,9 @@ export const ROWS: readonly RowSpec[] = [
           legend: 'rank {{rank}} {{instance}}',
         },
       ], 8),
+      ts('Sampling group traffic', 'Bps', "Drawn samples relayed to rank 0 by the ranks of sampling groups (sample and eval jobs with workers > 1): each rank's share.", [
+        { expr: `sum by (direction, rank) (rate(ddpm_sampling_relay_bytes_total[${RATE}]))`, legend: '{{direction}} rank {{rank}}' },
+      ], 8),
       ts('World size', 'none', 'Ranks in the current generation of each running group.', [{ expr: 'max by (instance) (ddpm_world_size)', legend: '{{instance}}' }]),
       ts('Group restarts', 'none', 'Generations ended by a lost, hung or failed rank (or a data-plane restart) and formed again.', [
         { expr: `sum by (queue) (increase(ddpm_group_restarts_total[${RATE}]))`, legend: '{{queue}}' },
