@@ -125,6 +125,8 @@ export interface DataParallelBenchOptions {
   readonly workers: number;
   readonly steps: number;
   readonly rounds: number;
+  /** How the group's gradients travel (fp32: bit-identical to one process with accumulation = N). */
+  readonly transport?: Transport;
   readonly backend: string;
 }
 
@@ -142,7 +144,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   let ranksOfRun: Awaited<ReturnType<typeof ranks>> | undefined;
   try {
     await openGeneration(redis, namespace, 3_600_000);
-    ranksOfRun = await ranks(n, options.redisUrl, namespace, 'fp32', options.backend);
+    ranksOfRun = await ranks(n, options.redisUrl, namespace, options.transport ?? 'fp32', options.backend);
     const group = ranksOfRun;
     await group.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
@@ -178,6 +180,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     stepsPerRound: steps,
     rounds,
     backend: options.backend,
+    transport: options.transport ?? 'fp32',
     singleProcess: { imagesPerSecond: round(one, 2), stepMs: round(median(single) / steps, 1) },
     group: {
       imagesPerSecond: round(many, 2),

@@ -15,7 +15,7 @@ import { benchUNet } from '../bench/unet-bench';
 
 export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K] [--profile]
        ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
-       ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--redis URL]
+       ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench memory [--cases PRESET:B,...] [--steps K]
        ddpm bench all
@@ -104,6 +104,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         workers,
         steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
         rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+        transport: parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32'),
         backend: backend.name,
       }),
     );
