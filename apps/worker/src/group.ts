@@ -10,7 +10,7 @@
  * `minWorkers`, up to `maxRestarts` times. Other ranks run their assignment and go back to idle.
  */
 import { abortGeneration, collectiveError, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
-import { type SamplingGroupConfig } from '@ddpm/config';
+import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/config';
 import { type JobData } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
 
@@ -20,7 +20,7 @@ import { type RunningJob } from './job-runner';
 /** What forms and watches a group: a train job's data-parallel group, or a sample or eval job's sampling group. */
 export type GroupSettings = Pick<SamplingGroupConfig, 'workers' | 'minWorkers' | 'joinTimeoutSeconds' | 'rankTimeoutSeconds' | 'maxRestarts'>;
 
-const ONE_PROCESS: GroupSettings = { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 };
+const ONE_PROCESS: GroupSettings = oneProcessGroup();
 
 /** A job's group (a sample or eval job queued before sampling groups existed: one process). */
 export function groupOf(data: JobData): GroupSettings {

@@ -7,7 +7,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
-import { type SettingTable, withDefault, optional } from './setting';
+import { type SettingTable, optional, valuesOf, withDefault } from './setting';
 
 const HELP = {
   train: {
@@ -106,4 +106,9 @@ export function resolveGroup(v: GroupValues): SamplingGroupConfig {
   const minWorkers = v.minWorkers ?? v.workers;
   if (minWorkers > v.workers) throw configError(`minWorkers ${minWorkers} exceeds workers ${v.workers}`);
   return { workers: v.workers, minWorkers, joinTimeoutSeconds: v.joinTimeoutSeconds, rankTimeoutSeconds: v.rankTimeoutSeconds, maxRestarts: v.maxRestarts };
+}
+
+/** The group of a job run by one process (a sample or eval job queued before sampling groups existed). */
+export function oneProcessGroup(): SamplingGroupConfig {
+  return resolveGroup(valuesOf(groupSettings('sampling'), {}));
 }

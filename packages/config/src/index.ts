@@ -50,7 +50,7 @@ export {
   resolveSample,
   resolveSampleJob,
 } from './sample-settings';
-export { SamplingGroupConfig, groupSettings } from './group-settings';
+export { SamplingGroupConfig, groupSettings, oneProcessGroup } from './group-settings';
 export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob, TRAINING_EVAL_METRICS } from './eval-settings';
 export {
   DEFAULT_LIMITS,

@@ -1,6 +1,7 @@
 import { Value } from '@sinclair/typebox/value';
 
 import { EVAL_JOB_SETTINGS, resolveEvalJob } from './eval-settings';
+import { oneProcessGroup } from './group-settings';
 import { SAMPLE_JOB_SETTINGS, SAMPLE_SETTINGS, resolveSample, resolveSampleJob } from './sample-settings';
 import { type SettingTable, checkRequest, problemWith, valueAt } from './setting';
 import { TrainJobConfig, TrainRequest, resolveTrainJob, resumedConfig, validateTrainConfig, validateTrainJobConfig } from './train-config';
@@ -229,6 +230,7 @@ describe('the sample settings', () => {
   it('resolves sampling groups for sample and eval jobs, refusing what a group cannot split', () => {
     expect(resolveSampleJob({ trainJobId: 'train-x', workers: 3, minWorkers: 2, rankTimeoutSeconds: 5 }, 10).group).toEqual({ workers: 3, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 5, maxRestarts: 3 });
     expect(resolveSampleJob({ trainJobId: 'train-x' }, 10).group).toEqual({ workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 });
+    expect(oneProcessGroup()).toEqual(resolveSampleJob({ trainJobId: 'train-x' }, 10).group);
     expect(() => resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', workers: 2 }, 10)).toThrow('workers 2: only grid sampling is split across workers');
     expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 2, minWorkers: 3 }, 10)).toThrow('minWorkers 3 exceeds workers 2');
     expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 0 }, 10)).toThrow(/workers must be an integer in \[1, 256\], got 0/);
