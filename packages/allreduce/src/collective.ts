@@ -13,11 +13,11 @@
  * count of readers), so nothing is left behind. Waits are cut into slices; between
  * slices the generation's liveness is checked, so a lost peer ends the wait within its timeout.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { type Redis, type RedisOptions } from 'ioredis';
 
 import { type Transport, decode, encode } from './codec';
 import { collectiveError } from './errors';
-import { type WaitOptions, execOrThrow, popWaiting } from './redis-waits';
+import { type WaitOptions, checkRank, dataPlaneConnection, execOrThrow, popWaiting } from './redis-waits';
 
 export interface CollectiveOptions extends WaitOptions {
   /** The data plane. The collective opens its own connections to it (see {@link RedisCollective}). */
@@ -71,17 +71,11 @@ export class RedisCollective {
 
   constructor(private readonly options: CollectiveOptions) {
     const { rank, worldSize } = options;
-    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} of ${worldSize} is not a rank of a group`);
-    }
+    checkRank(rank, worldSize);
     this.transport = options.transport ?? 'fp32';
     this.maxWaitMs = options.maxWaitMs ?? Number.POSITIVE_INFINITY;
     this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 8 * 1024 * 1024) / 4));
-    const open = (): Redis => {
-      const r = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, ...options.redisOptions });
-      r.on('error', () => undefined); // a failed command reports it; reconnecting is ioredis's business
-      return r;
-    };
+    const open = (): Redis => dataPlaneConnection(options.redisUrl, options.redisOptions);
     this.contribute = open();
     this.publish = open();
     this.reader = open();

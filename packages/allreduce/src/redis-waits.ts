@@ -3,9 +3,23 @@
  * plane ends the generation, it does not fail the job), and a blocking pop cut into slices with the
  * generation's liveness checked between them, so that a lost peer ends the wait within its timeout.
  */
-import { type Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 import { collectiveError } from './errors';
+
+/** Refuses a (rank, world size) that is not a place in a group. */
+export function checkRank(rank: number, worldSize: number): void {
+  if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} of ${worldSize} is not a rank of a group`);
+  }
+}
+
+/** One connection to the data plane: a failed command reports it; reconnecting is ioredis's business. */
+export function dataPlaneConnection(url: string, options?: RedisOptions): Redis {
+  const r = new Redis(url, { maxRetriesPerRequest: 2, ...options });
+  r.on('error', () => undefined);
+  return r;
+}
 
 export async function execOrThrow(pipeline: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
   let results: [Error | null, unknown][] | null;

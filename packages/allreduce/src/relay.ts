@@ -10,10 +10,10 @@
  * closes, and a rank leaving a failed or cancelled generation deletes what is left: nothing stays
  * behind, and a stale rank of an older generation writes where nobody reads.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { type Redis, type RedisOptions } from 'ioredis';
 
 import { collectiveError } from './errors';
-import { type WaitOptions, execOrThrow, popWaiting } from './redis-waits';
+import { type WaitOptions, checkRank, dataPlaneConnection, execOrThrow, popWaiting } from './redis-waits';
 
 export interface RelayOptions extends WaitOptions {
   readonly redisUrl: string;
@@ -37,15 +37,9 @@ export class BatchRelay {
 
   constructor(private readonly options: RelayOptions) {
     const { rank, worldSize } = options;
-    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} of ${worldSize} is not a rank of a group`);
-    }
+    checkRank(rank, worldSize);
     this.credits = options.window ?? 4;
-    const open = (): Redis => {
-      const r = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, ...options.redisOptions });
-      r.on('error', () => undefined);
-      return r;
-    };
+    const open = (): Redis => dataPlaneConnection(options.redisUrl, options.redisOptions);
     this.write = open();
     this.wait = open();
   }
