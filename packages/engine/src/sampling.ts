@@ -18,7 +18,7 @@ import {
 import { type UNet } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { engineError } from './errors';
+import { engineError, groupError } from './errors';
 import { type Picture, composeGrid, toUint8 } from './images';
 
 export interface SampleOptions {
@@ -121,7 +121,8 @@ export async function generateSamples(
       // Another rank's batch: rank 0 collects it; the others skip it.
       if (split.rank === 0) {
         const received = await split.receive(index);
-        if (received.length !== n * per) throw engineError('DDPM_CONFIG_INVALID', `batch ${index} arrived with ${received.length} values for ${n} images of ${per}`);
+        // A rank sampling something else (another count or model): the generation ends and restarts.
+        if (received.length !== n * per) throw groupError('DDPM_GROUP_DIVERGED', `batch ${index} arrived with ${received.length} values for ${n} images of ${per}`);
         values.set(received, k * batch * per);
       }
       options.onProgress?.((k + 1) * stepsPerChunk, chunks * stepsPerChunk);
