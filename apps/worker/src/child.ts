@@ -168,7 +168,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
   const report = progressReporter();
   const onProgress = (phase: string, done: number, total: number): void => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total });
   if (group && group.link.rank > 0) {
-    const share = await runEvalShare(data.config, {
+    const step = await runEvalShare(data.config, {
       store,
       prefix: runPrefixOf(data.config.trainJobId),
       group: group.link,
@@ -177,7 +177,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
       onProgress,
       onAlive: () => group.heartbeat.progress(),
     });
-    return { status: 'completed', step: share.step };
+    return { status: 'completed', step };
   }
   const evaluation = await runEvalJob(data.config, {
     store,

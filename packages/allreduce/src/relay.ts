@@ -39,9 +39,8 @@ export class BatchRelay {
     const { rank, worldSize } = options;
     checkRank(rank, worldSize);
     this.credits = options.window ?? 4;
-    const open = (): Redis => dataPlaneConnection(options.redisUrl, options.redisOptions);
-    this.write = open();
-    this.wait = open();
+    this.write = dataPlaneConnection(options.redisUrl, options.redisOptions);
+    this.wait = dataPlaneConnection(options.redisUrl, options.redisOptions);
   }
 
   /** The rank that draws batch `index`. */

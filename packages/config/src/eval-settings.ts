@@ -25,6 +25,13 @@ export const EVAL_METRICS = ['nll', 'fd', 'kid', 'is', 'rd'] as const;
 export type EvalMetric = (typeof EVAL_METRICS)[number];
 /** What an evaluation during training may measure (the rate–distortion series is an eval job's). */
 export const TRAINING_EVAL_METRICS = ['nll', 'fd', 'kid', 'is'] as const;
+/** The metrics measured on generated samples (through a feature extractor). */
+export const SAMPLE_METRICS = ['fd', 'kid', 'is'] as const;
+export type SampleMetric = (typeof SAMPLE_METRICS)[number];
+
+export function isSampleMetric(metric: string): metric is SampleMetric {
+  return (SAMPLE_METRICS as readonly string[]).includes(metric);
+}
 
 /**
  * Feature extractors. `fmnist_cnn`: the offline one (Fashion-MNIST, trained by our recipe);
@@ -159,14 +166,14 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
   const v = valuesOf(EVAL_JOB_SETTINGS, request);
   if (v.dataset !== undefined) {
     const spec = parseDatasetSpec(v.dataset);
-    if (spec.kind === 'procedural' && v.referenceStatistics === undefined && v.metrics.some((m) => m === 'fd' || m === 'kid' || m === 'is')) {
+    if (spec.kind === 'procedural' && v.referenceStatistics === undefined && v.metrics.some(isSampleMetric)) {
       throw configError('procedural data has no fixed reference set for fd, kid or is; name a real dataset or referenceStatistics');
     }
   }
   if (v.referenceStatistics !== undefined && v.referenceCount !== undefined) throw configError('referenceCount applies to statistics computed from the dataset, not to referenceStatistics');
   const sampler = resolveSampler(v, numTimesteps, { steps: 'steps', eta: 'eta', etaGiven: request.eta !== undefined });
   const group = resolveGroup(v);
-  if (group.workers > 1 && !v.metrics.some((m) => m === 'fd' || m === 'kid' || m === 'is')) {
+  if (group.workers > 1 && !v.metrics.some(isSampleMetric)) {
     throw configError(`workers ${group.workers} share the samples of fd, kid and is, and metrics ${v.metrics.join(', ')} draw none: leave workers out`);
   }
   return {

@@ -76,7 +76,7 @@ export function groupSettings(kind: keyof typeof HELP) {
   } satisfies SettingTable;
 }
 
-const groupProperties = {
+export const groupProperties = {
   workers: Type.Integer(),
   minWorkers: Type.Integer(),
   joinTimeoutSeconds: Type.Integer(),
@@ -91,7 +91,6 @@ export const SamplingGroupConfig = Type.Object(groupProperties, {
 });
 export type SamplingGroupConfig = Static<typeof SamplingGroupConfig>;
 
-export { groupProperties };
 
 interface GroupValues {
   readonly workers: number;

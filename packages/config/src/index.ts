@@ -51,7 +51,21 @@ export {
   resolveSampleJob,
 } from './sample-settings';
 export { SamplingGroupConfig, groupSettings, oneProcessGroup } from './group-settings';
-export { EVAL_JOB_SETTINGS, EVAL_METRICS, EXTRACTORS, EvalJobConfig, EvalJobRequest, type EvalMetric, EvalSpec, type ExtractorName, resolveEvalJob, TRAINING_EVAL_METRICS } from './eval-settings';
+export {
+  EVAL_JOB_SETTINGS,
+  EVAL_METRICS,
+  EXTRACTORS,
+  EvalJobConfig,
+  EvalJobRequest,
+  type EvalMetric,
+  EvalSpec,
+  type ExtractorName,
+  SAMPLE_METRICS,
+  type SampleMetric,
+  isSampleMetric,
+  resolveEvalJob,
+  TRAINING_EVAL_METRICS,
+} from './eval-settings';
 export {
   DEFAULT_LIMITS,
   LIMIT_VARIABLES,

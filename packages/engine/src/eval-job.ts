@@ -11,7 +11,7 @@
  * The extractor's weights are an artifact in the store too; the offline `fmnist_cnn` is trained
  * by its recipe the first time it is needed (about a minute on one core).
  */
-import { type EvalJobConfig, type EvalSpec, type ExtractorName } from '@ddpm/config';
+import { type EvalJobConfig, type EvalSpec, type ExtractorName, isSampleMetric } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
 import { type FeatureStatistics, type KeptFeatures, frechetDistance, inceptionScore, kernelInceptionDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
@@ -258,7 +258,7 @@ export async function evaluateModel(
   const metrics: Record<string, number> = {};
   const report: { -readonly [K in keyof ModelEvaluation]?: ModelEvaluation[K] } = {};
   const { imageSize: size, inChannels: channels } = model.config;
-  const sampleMetrics = spec.metrics.filter((m) => m === 'fd' || m === 'kid' || m === 'is');
+  const sampleMetrics = spec.metrics.filter(isSampleMetric);
   // Before any work: an extractor that cannot take this model's images.
   const modelShape = { size, channels: channels as 1 | 3 };
   if (sampleMetrics.length > 0) extractorInput(spec.extractor, modelShape);
@@ -355,7 +355,6 @@ async function sampleChunk(
 /**
  * A sampling group's rank other than 0 in an evaluation: it draws its batches of the samples for
  * fd, kid and is, in the chunks rank 0 reads them, and hands them to rank 0 (which measures).
- * Resolves to the images this rank drew.
  */
 export async function drawSampleShare(
   model: UNet,
@@ -363,17 +362,14 @@ export async function drawSampleShare(
   samples: EvalSpec['samples'],
   split: SampleSplit,
   options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly onProgress?: (done: number, total: number) => void } = {},
-): Promise<number> {
+): Promise<void> {
   if (split.rank === 0) throw engineError('DDPM_CONFIG_INVALID', 'rank 0 of a sampling group measures; it does not draw a share only');
   const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
-  let drawn = 0;
   for (let start = 0; start < samples.count; start += chunk) {
     const n = Math.min(chunk, samples.count - start);
     await sampleChunk(model, diffusion, samples, start, n, { ...options, split });
-    for (let b = start / SAMPLE_BATCH; b * SAMPLE_BATCH < start + n; b++) if (b % split.worldSize === split.rank) drawn += Math.min(SAMPLE_BATCH, samples.count - b * SAMPLE_BATCH);
     options.onProgress?.(start + n, samples.count);
   }
-  return drawn;
 }
 
 /** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
@@ -442,22 +438,22 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
 
 /**
  * A rank other than 0 of an eval job's sampling group: the checkpoint rank 0 announced, its share
- * of the samples drawn and handed over. Resolves to that step and the images this rank drew.
+ * of the samples drawn and handed over. Resolves to that step.
  */
 export async function runEvalShare(
   config: EvalJobConfig,
   options: Pick<EvalJobOptions, 'store' | 'prefix' | 'signal' | 'onLog' | 'onProgress'> & { readonly group: SamplingGroupLink; readonly onAlive?: () => void },
-): Promise<{ step: number; drawn: number }> {
+): Promise<number> {
   const step = await options.group.announced();
   const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, step });
   try {
     options.onLog?.(`rank ${options.group.rank} of ${options.group.worldSize}: drawing its share of ${config.samples.count} samples from ${loaded.ref.url}`);
-    const drawn = await drawSampleShare(loaded.model, loaded.diffusion, config.samples, options.group, {
+    await drawSampleShare(loaded.model, loaded.diffusion, config.samples, options.group, {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onAlive ? { onAlive: options.onAlive } : {}),
       onProgress: (done, total) => options.onProgress?.('sampling', done, total),
     });
-    return { step, drawn };
+    return step;
   } finally {
     loaded.model.dispose();
   }

@@ -38,7 +38,8 @@ the hub's own rate (N*S in, 2(N-1)*S out per all-reduce) against it.
 
 dp: training images/s of one process with the whole batch and of N rank processes with a share
 each (accumulation N, the Redis all-reduce between), interleaved in rounds; the speed-up.
-  --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3)
+  --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3),
+  --transport (fp32): how the gradients travel
 
 torch: our training and sampling steps against the same U-Net in PyTorch (Debian's python3-torch;
 $DDPM_PYTHON, else /usr/bin/python3), interleaved in rounds: one of our processes against one
@@ -77,6 +78,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
   const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 64 });
+  const transport = parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32');
   const redisUrl = String(values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
   const results: Record<string, unknown>[] = [];
   if (which === 'unet' || which === 'all') {
@@ -90,7 +92,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         workers,
         megabytes: parseNumber('mb', values['mb'], 64),
         rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 1000 }),
-        transport: parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32'),
+        transport,
       }),
     );
   }
@@ -104,7 +106,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         workers,
         steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
         rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
-        transport: parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32'),
+        transport,
         backend: backend.name,
       }),
     );
