@@ -14,6 +14,7 @@ const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   dataset: 'fashion-mnist?split=test',
   preset: 'tiny32',
   steps: 77,
+  budgetMinutes: 42.5,
   batchSize: 12,
   accumulation: 3,
   learningRate: 3e-4,
@@ -172,6 +173,15 @@ describe('the train settings table', () => {
     expect(config).toEqual({ ...stored, steps: 50, checkpointEvery: 5 });
     expect(ignored).toEqual(['optimizer.learningRate: 0.0002 requested, 0.001 kept', 'batchSize: 8 requested, 16 kept']);
     expect(resumedConfig(stored, { ...stored, steps: 9 }).ignored).toEqual([]);
+  });
+
+  it('resumes with the request’s time budget, whether it adds, changes or drops one', () => {
+    const stored = resolveTrainJob({ ...tiny, budgetMinutes: 30 }).train;
+    expect(stored.budgetMinutes).toBe(30);
+    expect(resumedConfig(stored, resolveTrainJob({ ...tiny, budgetMinutes: 90 }).train)).toEqual({ config: { ...stored, budgetMinutes: 90 }, ignored: [] });
+    const { budgetMinutes: _b, ...unbudgeted } = stored;
+    expect(resumedConfig(stored, resolveTrainJob(tiny).train)).toEqual({ config: unbudgeted, ignored: [] });
+    expect(() => resolveTrainJob({ ...tiny, budgetMinutes: 0 })).toThrow(/budgetMinutes/);
   });
 });
 

@@ -59,6 +59,8 @@ export const TrainConfig = Type.Object(
     /** Micro-batches per step: each holds batchSize / accumulation images. */
     accumulation: Type.Integer(),
     steps: Type.Integer(),
+    /** Training time (minutes) after which the run ends as if `steps` were reached; absent: none. */
+    budgetMinutes: Type.Optional(Type.Number()),
     checkpointEvery: Type.Integer(),
     keepCheckpoints: Type.Integer(),
     seed: Type.Integer(),
@@ -141,6 +143,7 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     // A group of N splits the step's micro-batches among its ranks: by default one each.
     accumulation: request.accumulation ?? (v.workers > 1 ? v.workers : v.accumulation),
     steps: v.steps,
+    ...(v.budgetMinutes !== undefined ? { budgetMinutes: v.budgetMinutes } : {}),
     checkpointEvery: v.checkpointEvery,
     keepCheckpoints: v.keepCheckpoints,
     seed: v.seed,
@@ -237,13 +240,20 @@ export function unetConfigOf(config: TrainConfig): UNetConfig {
 }
 
 /**
- * The configuration a resumed run continues with: the stored one, with the length and checkpoint
- * cadence of the new request (the only things a resumed run may change); and where the request
+ * The configuration a resumed run continues with: the stored one, with the length (steps and time
+ * budget) and checkpoint cadence of the new request (the only things a resumed run may change); and where the request
  * asked for something else, for the caller to report (a resumed job keeps its stored config and
  * says so).
  */
 export function resumedConfig(stored: TrainConfig, requested: TrainConfig): { config: TrainConfig; ignored: string[] } {
-  const config: TrainConfig = { ...stored, steps: requested.steps, checkpointEvery: requested.checkpointEvery, keepCheckpoints: requested.keepCheckpoints };
+  const { budgetMinutes: _kept, ...rest } = stored;
+  const config: TrainConfig = {
+    ...rest,
+    steps: requested.steps,
+    ...(requested.budgetMinutes !== undefined ? { budgetMinutes: requested.budgetMinutes } : {}),
+    checkpointEvery: requested.checkpointEvery,
+    keepCheckpoints: requested.keepCheckpoints,
+  };
   const ignored: string[] = [];
   const walk = (kept: unknown, asked: unknown, path: string): void => {
     if (typeof kept === 'object' && kept !== null && typeof asked === 'object' && asked !== null) {

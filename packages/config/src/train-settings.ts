@@ -44,6 +44,14 @@ export const TRAIN_SETTINGS = {
     help: 'optimizer steps of the run',
     paper: { value: 800_000, source: `${APPENDIX_B}, CIFAR-10` },
   }),
+  budgetMinutes: optional({
+    schema: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 }),
+    path: 'train.budgetMinutes',
+    flag: 'budget-minutes',
+    placeholder: 'M',
+    help: 'end the run once its training time (the steps themselves: not evaluations, checkpoints or waiting) reaches M minutes, as if steps were reached there: final checkpoint, evaluation and grid, job completed; steps stays the upper bound. A group stops one step after rank 0 sees the budget spent',
+    whenAbsent: 'steps alone end the run',
+  }),
   batchSize: withDefault({
     schema: Type.Integer({ minimum: 1, maximum: 4096 }),
     path: 'train.batchSize',

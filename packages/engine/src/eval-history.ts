@@ -13,6 +13,8 @@ export interface EvalHistoryEntry {
   /** ISO time of the evaluation. */
   readonly time: string;
   readonly seconds: number;
+  /** The run's training time (seconds in steps) when the evaluated weights were reached. */
+  readonly trainSeconds?: number;
   /** Metric values by name (fd_fmnist_cnn, kid_fmnist_cnn, is_fmnist_cnn, bits_per_dim). */
   readonly metrics: Readonly<Record<string, number>>;
   /** What makes the values comparable (extractor weights, samples, reference). */

@@ -2,6 +2,7 @@ import { resolveTrainJob } from '@ddpm/config';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
+import { readEvalHistory } from './eval-history';
 import { tempStore, useWasm } from './test-support';
 import { runTrainJob } from './train-job';
 
@@ -35,6 +36,32 @@ describe('runTrainJob', () => {
       expect(resumed.grid).toBeUndefined();
       expect(tf.memory().numTensors).toBe(before);
       expect(lines).toContainEqual('the run keeps its stored configuration; ignored from this request: optimizer.learningRate: 0.001 requested, 0.0002 kept');
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+
+  it('ends at its time budget as at its length: final checkpoint, evaluation and grid; a resume with a larger budget goes on', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const lines: string[] = [];
+      const before = tf.memory().numTensors;
+      // 6 ms of training: spent by the first step.
+      const budgeted = job({ steps: 50, budgetMinutes: 0.0001, timesteps: 20, evalEvery: 1000, evalMetrics: ['nll'], evalNllImages: 2 });
+      const outcome = await runTrainJob(budgeted, { store, prefix: 'run', gridKey: (step) => `grids/step-${step}`, onLog: (l) => lines.push(l) });
+      expect(outcome).toMatchObject({ status: 'completed', step: 1, budgetSpent: true, checkpoint: { step: 1 }, grid: { key: 'grids/step-1' } });
+      expect(lines).toContainEqual('the time budget (0.0001 min of training) is spent: the run ends at step 1 of 50');
+      expect(tf.memory().numTensors).toBe(before);
+      const history = await readEvalHistory(store, 'run');
+      expect(history.entries.map((e) => e.step)).toEqual([1]);
+      expect(history.entries[0]!.trainSeconds).toBeGreaterThan(0);
+      expect(history.entries[0]!.metrics['bits_per_dim']).toBeGreaterThan(0);
+
+      const longer = await runTrainJob({ ...budgeted, train: { ...budgeted.train, steps: 3, budgetMinutes: 1000 }, finalGrid: { ...budgeted.finalGrid, count: 0 } }, { store, prefix: 'run', gridKey: () => 'unused' });
+      expect(outcome.budgetSpent).toBe(true);
+      expect(longer).toMatchObject({ status: 'completed', step: 3, resumedFrom: { step: 1, ignored: [] } });
+      expect(longer.budgetSpent).toBeUndefined();
+      expect((await readEvalHistory(store, 'run')).entries.map((e) => e.step)).toEqual([1, 3]);
     } finally {
       await cleanup();
     }

@@ -58,6 +58,8 @@ export interface TrainJobOutcome {
   readonly checkpoint?: CheckpointRef;
   readonly grid?: { readonly key: string; readonly url: string; readonly count: number; readonly sampler: SamplerSpec; readonly seed: number };
   readonly resumedFrom?: { readonly step: number; readonly ignored: readonly string[] };
+  /** The run ended at its time budget (`budgetMinutes`) before its length. */
+  readonly budgetSpent?: boolean;
 }
 
 export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptions): Promise<TrainJobOutcome> {
@@ -85,10 +87,10 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     options.onStart?.(trainer);
     const evaluation = config.evaluation;
     const writer = group === undefined || group.rank === 0;
-    const evaluate = async (step: number): Promise<void> => {
-      if (!evaluation || !evaluatesAt(evaluation, step, c.steps)) return;
+    const evaluate = async (step: number, last: boolean): Promise<void> => {
+      if (!evaluation || !evaluatesAt(evaluation, step, last)) return;
       try {
-        const { entry } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
+        const { entry: measured } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
           cache: options.cache ?? options.store,
           onLog: log,
           // A group's ranks all finish the evaluation, then stop together at the next step.
@@ -96,6 +98,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
           ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
           ...(options.onAlive ? { onAlive: options.onAlive } : {}),
         });
+        const entry: EvalHistoryEntry = { ...measured, trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10 };
         log(`evaluation at step ${step}: ${Object.entries(entry.metrics).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join(', ')} (${entry.seconds.toFixed(1)} s)`);
         if (writer) {
           await (group ? group.assertWriter() : options.fence?.());
@@ -117,7 +120,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       ...(group ? { group } : {}),
       ...(options.fence ? { fence: options.fence } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
-      ...(evaluation ? { afterStep: (step: number) => evaluate(step) } : {}),
+      ...(evaluation ? { afterStep: (step: number, _stats: StepStats, last: boolean) => evaluate(step, last) } : {}),
       onCheckpoint: async (ref, reason, seconds) => {
         log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
         await options.onCheckpoint?.(ref, reason, seconds);
@@ -129,7 +132,9 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       ...(result.stopReason !== undefined ? { stopReason: result.stopReason } : {}),
       ...(result.checkpoint ? { checkpoint: result.checkpoint } : {}),
       ...(trainer.resumedFrom ? { resumedFrom: { step: trainer.resumedFrom.step, ignored: trainer.ignoredOnResume } } : {}),
+      ...(result.budgetSpent ? { budgetSpent: true } : {}),
     };
+    if (result.budgetSpent) log(`the time budget (${c.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${c.steps}`);
     if (result.status === 'stopped') {
       log(`stopped at step ${result.step}`);
       return outcome;

@@ -52,6 +52,42 @@ describe('Trainer', () => {
     }
   }, 120_000);
 
+  it('keeps the EMA as the recurrence ema ← d · ema + (1 − d) · θ over the weights after every step, with the warm-up rule', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const t = await Trainer.open(tinyRun({ steps: 4, emaDecay: 0.95, emaWarmup: true }), { store, prefix: 'run' });
+      // The EMA starts as a copy of the initial weights; each step's decay is min(0.95, (1 + n) / (10 + n)) for update n = 0, 1, ...
+      let expected = await Promise.all(t.unet.variables.map(async (v) => Float64Array.from(await v.data())));
+      const initial = await Promise.all(t.ema.variables.map(async (v) => Float64Array.from(await v.data())));
+      expect(initial.every((e, i) => e.every((x, j) => x === expected[i]![j]))).toBe(true);
+      for (let n = 0; n < 4; n++) {
+        await t.trainStep();
+        const d = Math.min(0.95, (1 + n) / (10 + n));
+        const weights = await Promise.all(t.unet.variables.map(async (v) => await v.data()));
+        expected = expected.map((e, i) => e.map((x, j) => d * x + (1 - d) * weights[i]![j]!));
+      }
+      const ema = await Promise.all(t.ema.variables.map(async (v) => await v.data()));
+      let worst = 0;
+      let moved = 0;
+      ema.forEach((e, i) => e.forEach((x, j) => {
+        worst = Math.max(worst, Math.abs(x - expected[i]![j]!));
+        moved = Math.max(moved, Math.abs(x - initial[i]![j]!));
+      }));
+      // float32 arithmetic against float64: a few ulps; and the EMA did move.
+      expect(worst).toBeLessThan(1e-6);
+      expect(moved).toBeGreaterThan(1e-4);
+      // What a checkpoint stores and loads as the EMA is exactly this.
+      await t.checkpoint('test');
+      const loaded = await loadModelFromCheckpoint(store, 'run', { ema: true });
+      const stored = await Promise.all(loaded.model.variables.map(async (v) => await v.data()));
+      expect(stored.every((s, i) => s.every((x, j) => Object.is(x, ema[i]![j])))).toBe(true);
+      loaded.model.dispose();
+      t.dispose();
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
+
   it('refuses a checkpoint that fails its checksum and falls back to the previous good one', async () => {
     const { store, root, cleanup } = await tempStore();
     try {

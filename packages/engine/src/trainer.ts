@@ -82,8 +82,11 @@ export interface RunOptions {
    * After a step and its periodic checkpoint (evaluations during training run here, so a failed
    * or slow one never holds back the step's checkpoint).
    */
-  readonly afterStep?: (step: number, stats: StepStats) => Promise<void>;
+  readonly afterStep?: (step: number, stats: StepStats, last: boolean) => Promise<void>;
 }
+
+/** The stop reason rank 0 of a group sends when the run's time budget is spent: the run completes. */
+export const BUDGET_STOP = 'budget';
 
 /** What one rank reports of its share of a step; the group gathers them in rank order. */
 export interface RankReport {
@@ -215,6 +218,17 @@ export class Trainer {
     return this.step >= this.config.steps;
   }
 
+  /** Whether the run's training time has reached its budget (`budgetMinutes`), if it has one. */
+  get budgetSpent(): boolean {
+    const budget = this.config.budgetMinutes;
+    return budget !== undefined && this.trainSeconds >= budget * 60;
+  }
+
+  /** Seconds spent in training steps so far (over every session of the run). */
+  get trainingSeconds(): number {
+    return this.trainSeconds;
+  }
+
   /** Forward and backward over one global batch (all micro-batches); nothing is updated. */
   async computeGradients(): Promise<Gradients> {
     const partial = await this.gradientSums(0, this.config.accumulation);
@@ -339,7 +353,8 @@ export class Trainer {
       quartileSums: [0, 1, 2, 3].map((q) => total((r) => r.quartileSums[q] ?? 0)) as [number, number, number, number],
       quartileCounts: [0, 1, 2, 3].map((q) => total((r) => r.quartileCounts[q] ?? 0)) as [number, number, number, number],
       epoch: reports[0]!.epoch,
-      stop: reports.find((r) => r.stop !== undefined)?.stop,
+      // A cancel or shutdown outranks rank 0's spent budget: the job then stops as asked.
+      stop: reports.find((r) => r.stop !== undefined && r.stop !== BUDGET_STOP)?.stop ?? reports.find((r) => r.stop !== undefined)?.stop,
       computeSeconds: Number(computed - started) / 1e9,
       exchangeSeconds: Number(exchanged - computed) / 1e9,
     };
@@ -429,10 +444,11 @@ export class Trainer {
   }
 
   /**
-   * Trains until `config.steps`, checkpointing every `checkpointEvery` steps and at the end.
-   * When `signal` aborts, finishes the step in progress, checkpoints, and returns `stopped`.
+   * Trains until `config.steps` or the time budget (`budgetMinutes`), checkpointing every
+   * `checkpointEvery` steps and at the end. When `signal` aborts, finishes the step in progress,
+   * checkpoints, and returns `stopped`.
    */
-  async run(options: RunOptions = {}): Promise<{ status: 'completed' | 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason?: string }> {
+  async run(options: RunOptions = {}): Promise<{ status: 'completed' | 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason?: string; budgetSpent?: boolean }> {
     const group = options.group;
     // In a group only rank 0 writes, fenced against a newer generation of the group.
     const writer = group === undefined || group.rank === 0;
@@ -450,20 +466,27 @@ export class Trainer {
       await save('stopped');
       return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}), stopReason: reason };
     };
-    while (!this.done) {
+    // A run resumed with its budget already spent (alone: at once; a group agrees in its first exchange).
+    let budgetEnded = group === undefined && this.budgetSpent && !this.done;
+    while (!this.done && !budgetEnded) {
       const request = options.signal?.aborted ? stopReasonOf(options.signal) : undefined;
       // Alone, stop at once; in a group, say so in the next exchange so every rank stops after the same step.
       if (request !== undefined && group === undefined) return stopped(request);
-      const stats = await this.trainStep(group, request);
+      // The budget is rank 0's clock: it alone asks, so every rank ends after the same step.
+      const ask = request ?? (group !== undefined && group.rank === 0 && this.budgetSpent ? BUDGET_STOP : undefined);
+      const stats = await this.trainStep(group, ask);
       await options.onStep?.(stats);
       // On wasm/cpu a whole step resolves in microtasks; let signals, timers and I/O run.
       await yieldToEventLoop();
-      if (stats.stop !== undefined) return stopped(stats.stop);
-      if (this.step % this.config.checkpointEvery === 0) await save('periodic');
-      await options.afterStep?.(this.step, stats);
+      if (stats.stop !== undefined && stats.stop !== BUDGET_STOP) return stopped(stats.stop);
+      budgetEnded = group === undefined ? this.budgetSpent : stats.stop === BUDGET_STOP;
+      const ending = this.done || budgetEnded;
+      if (ending) await save('final');
+      else if (this.step % this.config.checkpointEvery === 0) await save('periodic');
+      await options.afterStep?.(this.step, stats, ending);
     }
     await save('final');
-    return { status: 'completed', step: this.step, ...(last ? { checkpoint: last } : {}) };
+    return { status: 'completed', step: this.step, ...(last ? { checkpoint: last } : {}), ...(budgetEnded && !this.done ? { budgetSpent: true } : {}) };
   }
 
   dispose(): void {

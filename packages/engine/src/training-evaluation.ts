@@ -14,9 +14,9 @@ import { lineChartPng } from './charts';
 import { type ExtractorCacheOptions, type ModelEvaluation, evaluateModel } from './eval-job';
 import { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
 
-/** Whether the run evaluates after `step` (of `total`). */
-export function evaluatesAt(config: TrainingEvalConfig, step: number, total: number): boolean {
-  return step > 0 && (step % config.every === 0 || step === total);
+/** Whether the run evaluates after `step`; `last`: the run's last step (its length or its time budget). */
+export function evaluatesAt(config: TrainingEvalConfig, step: number, last: boolean): boolean {
+  return step > 0 && (step % config.every === 0 || last);
 }
 
 /** Adds an entry (replacing one at the same step) and redraws the curves; returns the history. */
