@@ -758,7 +758,7 @@ export interface paths {
                                     name: string;
                                     weightsSha256: string;
                                 };
-                                /** @description fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception) */
+                                /** @description fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception); with samples, pixel_mean, pixel_background (< 0.1) and pixel_saturated (> 0.9) on [0, 1] */
                                 metrics: {
                                     [key: string]: number;
                                 };
@@ -768,6 +768,8 @@ export interface paths {
                                 step: number;
                                 /** @description ISO time of the evaluation */
                                 time: string;
+                                /** @description the run's training time (seconds in steps) when the evaluated weights were reached */
+                                trainSeconds?: number;
                             }[];
                         };
                     };
@@ -1781,6 +1783,7 @@ export interface components {
             train: {
                 accumulation: number;
                 batchSize: number;
+                budgetMinutes?: number;
                 checkpointEvery: number;
                 dataset: string;
                 diffusion: {
@@ -1881,6 +1884,8 @@ export interface components {
              * @default 0.0001
              */
             betaStart?: number;
+            /** @description end the run once its training time (the steps themselves: not evaluations, checkpoints or waiting) reaches M minutes, as if steps were reached there: final checkpoint, evaluation and grid, job completed; steps stays the upper bound. A group stops one step after rank 0 sees the budget spent (default: steps alone end the run) */
+            budgetMinutes?: number;
             /**
              * @description steps between checkpoints (one is also written at the end and when stopped) (default 1000)
              * @default 1000

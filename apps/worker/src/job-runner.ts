@@ -115,6 +115,7 @@ function recordEvaluation(m: TrainMetrics, queue: string, e: Extract<ChildMessag
   m.evalDuration.observe({ queue }, e.seconds);
   for (const [name, value] of Object.entries(e.metrics)) {
     if (name === 'bits_per_dim') m.evalBitsPerDim.set({ queue }, value);
+    else if (name === 'pixel_mean' || name === 'pixel_background' || name === 'pixel_saturated') m.evalPixels.set({ queue, statistic: name.slice('pixel_'.length) }, value);
     else if (e.extractor !== undefined && (name === 'fid' || name === `fd_${e.extractor}`)) m.evalFid.set({ queue, extractor: e.extractor, distance: name }, value);
     else if (e.extractor !== undefined && name === `kid_${e.extractor}`) m.evalKid.set({ queue, extractor: e.extractor }, value);
     else if (e.extractor !== undefined && name === `is_${e.extractor}`) m.evalInceptionScore.set({ queue, extractor: e.extractor }, value);

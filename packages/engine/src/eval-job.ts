@@ -14,7 +14,7 @@
 import { type EvalJobConfig, type EvalSpec, type ExtractorName, isSampleMetric } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
-import { type FeatureStatistics, type KeptFeatures, frechetDistance, inceptionScore, kernelInceptionDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
+import { type FeatureStatistics, type KeptFeatures, type PixelStatistics, PixelTally, frechetDistance, inceptionScore, kernelInceptionDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
 import {
   type ExtractorInfo,
   type FeatureExtractor,
@@ -90,6 +90,8 @@ export interface EvalReport {
   readonly fd?: { readonly name: string; readonly value: number; readonly meanTerm: number; readonly covarianceTerm: number };
   readonly kid?: { readonly name: string; readonly mean: number; readonly std: number; readonly subsets: number; readonly subsetSize: number };
   readonly is?: { readonly name: string; readonly mean: number; readonly std: number; readonly splits: number; readonly count: number };
+  /** Pixel statistics of the samples (8-bit, as saved) and of the reference images at the model's size (metrics pixel_mean, pixel_background, pixel_saturated). */
+  readonly pixels?: { readonly samples: PixelStatistics; readonly reference?: PixelStatistics & { readonly images: number } };
   /** Table 4: rate and distortion after every tenth of the reverse steps; the CSV and plot beside the report. */
   readonly rateDistortion?: { readonly images: number; readonly dataset: string; readonly rows: readonly RateDistortionRow[]; readonly csv?: string; readonly plot?: string };
   /** What the numbers can be compared with. */
@@ -227,6 +229,18 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
+/** Pixel statistics of the first `count` reference images (all by default), read at the model's size and channels. */
+async function referencePixels(spec: DatasetSpec, count: number | undefined, shape: { readonly size: number; readonly channels: 1 | 3 }): Promise<PixelStatistics & { readonly images: number }> {
+  const dataset = await openDataset(spec, { imageSize: shape.size, channels: shape.channels });
+  const n = Math.min(count ?? dataset.size, dataset.size);
+  const tally = new PixelTally();
+  for (let start = 0; start < n; start += 1000) {
+    // As the model sees them (padded to its size): the samples' own geometry.
+    tally.addSigned(await readForModel(dataset, Array.from({ length: Math.min(1000, n - start) }, (_, i) => start + i), shape.size));
+  }
+  return { ...tally.result(), images: n };
+}
+
 /** What the numbers of an evaluation can be compared with, in words. */
 function comparabilityOf(extractor: ExtractorInfo | undefined): string {
   const nll = 'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set.';
@@ -285,10 +299,15 @@ export async function evaluateModel(
       const { count, sampler, seed } = spec.samples;
       const shared = options.split ? `, drawn by ${options.split.worldSize} ranks` : '';
       log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}${shared}) through ${extractor.name}`);
+      const tally = new PixelTally();
       const generated = await extractFeatures(
         extractor,
         count,
-        async (start, n) => quantize8(await sampleChunk(model, diffusion, spec.samples, start, n, options)),
+        async (start, n) => {
+          const values = quantize8(await sampleChunk(model, diffusion, spec.samples, start, n, options));
+          tally.addSigned(values);
+          return values;
+        },
         {
           batch: SAMPLE_BATCH * CHUNK_BATCHES,
           keep: KID_KEEP,
@@ -299,6 +318,15 @@ export async function evaluateModel(
         },
       );
       report.samples = { ...spec.samples, pixels: 'rounded to 8 bits, as saved PNGs are' };
+      // Imported statistics come without their images: the samples' pixels alone then.
+      const pixels = {
+        samples: tally.result(),
+        ...(spec.reference.statistics === undefined ? { reference: await referencePixels(withSplit(datasetSpec, spec.reference.split), spec.reference.count, modelShape) } : {}),
+      };
+      report.pixels = pixels;
+      metrics.pixel_mean = pixels.samples.mean;
+      metrics.pixel_background = pixels.samples.background;
+      metrics.pixel_saturated = pixels.samples.saturated;
       report.extractor = extractorRecord(extractor);
       report.reference = { dataset: reference.dataset, split: spec.reference.split, count: reference.count, statistics: options.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
       if (sampleMetrics.includes('fd')) {

@@ -15,6 +15,7 @@ export interface TrainMetrics {
   readonly evalFid: Gauge<'queue' | 'extractor' | 'distance'>;
   readonly evalKid: Gauge<'queue' | 'extractor'>;
   readonly evalInceptionScore: Gauge<'queue' | 'extractor'>;
+  readonly evalPixels: Gauge<'queue' | 'statistic'>;
   readonly evalBitsPerDim: Gauge<'queue'>;
   readonly evalDuration: Histogram<'queue'>;
   readonly rankComputeSeconds: Histogram<'queue' | 'rank' | 'backend'>;
@@ -57,6 +58,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
     }),
     evalKid: new Gauge({ name: 'ddpm_eval_kid', help: 'Kernel Inception Distance (unbiased MMD², cubic kernel) of the latest evaluation, by extractor', labelNames: ['queue', 'extractor'], registers: [registry] }),
     evalInceptionScore: new Gauge({ name: 'ddpm_eval_inception_score', help: 'Inception Score of the latest evaluation, by extractor (comparable with the paper only for the FID Inception)', labelNames: ['queue', 'extractor'], registers: [registry] }),
+    evalPixels: new Gauge({
+      name: 'ddpm_eval_pixel_statistic',
+      help: 'Pixel statistics of the latest evaluation\'s samples on [0, 1]: statistic="mean", "background" (fraction < 0.1) or "saturated" (fraction > 0.9); the report holds the reference\'s',
+      labelNames: ['queue', 'statistic'],
+      registers: [registry],
+    }),
     evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Test-set NLL bound of the latest evaluation, bits per data dimension', labelNames: ['queue'], registers: [registry] }),
     evalDuration: new Histogram({
       name: 'ddpm_eval_duration_seconds',

@@ -159,7 +159,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
                     step: Type.Integer(),
                     time: Type.String({ description: 'ISO time of the evaluation' }),
                     seconds: Type.Number(),
-                    metrics: Type.Record(Type.String(), Type.Number(), { description: 'fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception)' }),
+                    trainSeconds: Type.Optional(Type.Number({ description: "the run's training time (seconds in steps) when the evaluated weights were reached" })),
+                    metrics: Type.Record(Type.String(), Type.Number(), {
+                      description: 'fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception); with samples, pixel_mean, pixel_background (< 0.1) and pixel_saturated (> 0.9) on [0, 1]',
+                    }),
                     extractor: Type.Optional(Type.Object({ name: Type.String(), weightsSha256: Type.String() }, { additionalProperties: false })),
                     samples: Type.Optional(Type.Unknown()),
                     reference: Type.Optional(Type.Unknown()),

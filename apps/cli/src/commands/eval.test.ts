@@ -133,7 +133,13 @@ describe('ddpm eval', () => {
     expect(evaluated.status).toBe(0);
     const printed = JSON.parse(evaluated.stdout);
     expect(JSON.parse(await fs.readFile(report, 'utf8'))).toEqual(printed);
-    expect(Object.keys(printed.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+    expect(Object.keys(printed.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
+    // Pixels of the 24 samples and of the 200 reference images, both at the model's 32 x 32 (Fashion-MNIST's padding is black).
+    expect(printed.pixels.samples).toMatchObject({ values: 24 * 32 * 32, mean: printed.metrics.pixel_mean, background: printed.metrics.pixel_background, saturated: printed.metrics.pixel_saturated });
+    expect(printed.pixels.reference).toMatchObject({ images: 200, values: 200 * 32 * 32 });
+    expect(printed.pixels.reference.mean).toBeGreaterThan(0.15);
+    expect(printed.pixels.reference.mean).toBeLessThan(0.3);
+    expect(printed.pixels.reference.background).toBeGreaterThan(0.5);
     expect(printed).toMatchObject({ checkpoint: { step: 2 }, ema: true, samples: { count: 24 }, reference: { split: 'test', count: 200 }, nll: { dataDims: '28 x 28 x 1 (model 32 x 32 x 1)' } });
     expect(printed).not.toHaveProperty('trainJobId');
     // Published-style statistics (mu, sigma only) from the store instead of the dataset's.
@@ -142,6 +148,8 @@ describe('ddpm eval', () => {
     const imported = await run('eval', '--checkpoint', out, '--metrics', 'fd', '--count', '24', '--sampler', 'ddim', '--steps', '2', '--reference-statistics', 'ref/b.npz', '--cache', cache());
     expect(imported.status).toBe(0);
     expect(JSON.parse(imported.stdout).reference).toMatchObject({ dataset: 'imported statistics ref/b.npz', count: 0 });
+    // Imported statistics come without images: the samples' pixels alone.
+    expect(Object.keys(JSON.parse(imported.stdout).pixels)).toEqual(['samples']);
     const noFeatures = await run('eval', '--checkpoint', out, '--metrics', 'kid', '--count', '24', '--sampler', 'ddim', '--steps', '2', '--reference-statistics', 'ref/b.npz', '--cache', cache());
     expect(noFeatures.status).toBe(1);
     expect(noFeatures.stderr).toMatch(/kid needs the reference's features, and .*ref\/b.npz has only mu and sigma/);
