@@ -14,6 +14,7 @@ export type ErrorBody = components['schemas']['ErrorBody'];
 export type TrainRequest = components['schemas']['TrainRequest'];
 export type SampleRequest = components['schemas']['SampleRequest'];
 export type EvalRequest = components['schemas']['EvalRequest'];
+export type MetricsHistory = paths['/jobs/{id}/metrics']['get']['responses'][200]['content']['application/json'];
 export type ListQuery = NonNullable<paths['/jobs']['get']['parameters']['query']>;
 
 /** A request of one job type, as `ddpm jobs submit` builds it. */
@@ -93,6 +94,11 @@ export class ApiClient {
 
   list(query: ListQuery): Promise<{ jobs: JobView[]; limit: number; offset: number }> {
     return this.unwrap(this.client.GET('/jobs', { params: { query } }));
+  }
+
+  /** A train job's evaluations during training and the URLs of their curves. */
+  metrics(id: string): Promise<MetricsHistory> {
+    return this.unwrap(this.client.GET('/jobs/{id}/metrics', { params: { path: { id } } }));
   }
 
   async logs(id: string): Promise<string> {

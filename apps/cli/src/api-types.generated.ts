@@ -762,6 +762,8 @@ export interface paths {
                                 metrics: {
                                     [key: string]: number;
                                 };
+                                /** @description pixel statistics (mean, background, aboveHalf, saturated) of the samples and of the reference images */
+                                pixels?: unknown;
                                 reference?: unknown;
                                 samples?: unknown;
                                 seconds: number;

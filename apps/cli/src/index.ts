@@ -23,6 +23,7 @@ import {
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
 import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo';
 import { SETTINGS_USAGE, settingsCommand } from './commands/settings';
+import { STUDY_USAGE, studyCommand } from './commands/study';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { type CliIo, CliUsageError } from './cli-io';
@@ -52,6 +53,7 @@ const COMMANDS: Record<string, { run: Command; usage: string | ((argv: readonly 
   'shared-latent': { run: sharedLatentCommand, usage: SHARED_LATENT_USAGE, summary: 'continuations of chains split at x_t (Fig. 7)' },
   eval: { run: evalCommand, usage: EVAL_USAGE, summary: 'metrics of a checkpoint (nll, fd, kid, is) as a JSON report' },
   fid: { run: fidCommand, usage: FID_USAGE, summary: 'Fréchet distance of two image folders or .npz statistics' },
+  study: { run: studyCommand, usage: STUDY_USAGE, summary: 'the sample-quality study: candidates for a training-time budget, curves and table into docs/' },
 };
 
 export const USAGE = `Usage: ddpm <command> [options]

@@ -21,6 +21,8 @@ export interface EvalHistoryEntry {
   readonly extractor?: { readonly name: string; readonly weightsSha256: string };
   readonly samples?: unknown;
   readonly reference?: unknown;
+  /** Pixel statistics of the samples and of the reference images (eval-job.ts's `pixels`). */
+  readonly pixels?: unknown;
 }
 
 export interface EvalHistory {

@@ -229,6 +229,42 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
 }
 
+/**
+ * The distance a perfect model would score at a given sample count: the extractor's Fréchet
+ * distance between `count` real images of `split` (not the reference's, by default the test split)
+ * and the reference statistics an evaluation of `dataset` uses. FD is biased upward at small
+ * counts, so a sample's distance means something only beside this floor at the same count.
+ */
+export async function realDataDistance(
+  dataset: string,
+  spec: Pick<EvalSpec, 'extractor' | 'reference'>,
+  count: number,
+  model: ImageShape,
+  options: ExtractorCacheOptions & { readonly split?: 'train' | 'test' },
+): Promise<{ readonly name: string; readonly value: number; readonly count: number; readonly images: string; readonly pixels: PixelStatistics }> {
+  const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
+  const extractor = await openFeatureExtractor(spec.extractor, model, options);
+  try {
+    const reference = await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
+    const real = await openDataset(withSplit(datasetSpec, options.split ?? 'test'), { imageSize: model.size, channels: model.channels });
+    if (real.size < count) throw engineError('DDPM_CONFIG_INVALID', `${real.name} has ${real.size} images, fewer than ${count}`);
+    const tally = new PixelTally();
+    const run = await extractFeatures(
+      extractor,
+      count,
+      async (start, n) => {
+        const values = await readForModel(real, Array.from({ length: n }, (_, i) => start + i), model.size);
+        tally.addSigned(values);
+        return values;
+      },
+      { batch: 250, seed: 2, ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    return { name: extractor.distanceName, value: frechetDistance(reference.statistics, run.statistics).distance, count, images: `the first ${count} of ${real.name}`, pixels: tally.result() };
+  } finally {
+    extractor.dispose();
+  }
+}
+
 /** Pixel statistics of the first `count` reference images (all by default), read at the model's size and channels. */
 async function referencePixels(spec: DatasetSpec, count: number | undefined, shape: { readonly size: number; readonly channels: 1 | 3 }): Promise<PixelStatistics & { readonly images: number }> {
   const dataset = await openDataset(spec, { imageSize: shape.size, channels: shape.channels });

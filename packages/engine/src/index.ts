@@ -50,6 +50,7 @@ export {
   extractorInput,
   openFeatureExtractor,
   drawSampleShare,
+  realDataDistance,
   runEvalJob,
   runEvalShare,
 } from './eval-job';

@@ -55,6 +55,7 @@ export async function evaluateDuringTraining(
     ...(evaluation.extractor ? { extractor: { name: evaluation.extractor.name, weightsSha256: evaluation.extractor.weightsSha256 } } : {}),
     ...(evaluation.samples ? { samples: evaluation.samples } : {}),
     ...(evaluation.reference ? { reference: evaluation.reference } : {}),
+    ...(evaluation.pixels ? { pixels: evaluation.pixels } : {}),
   };
   return { entry, evaluation };
 }

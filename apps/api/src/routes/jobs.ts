@@ -166,6 +166,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
                     extractor: Type.Optional(Type.Object({ name: Type.String(), weightsSha256: Type.String() }, { additionalProperties: false })),
                     samples: Type.Optional(Type.Unknown()),
                     reference: Type.Optional(Type.Unknown()),
+                    pixels: Type.Optional(Type.Unknown({ description: 'pixel statistics (mean, background, aboveHalf, saturated) of the samples and of the reference images' })),
                   },
                   { additionalProperties: false },
                 ),

@@ -4,17 +4,14 @@
  * is installed, procedural shapes otherwise), shows its progress until it finishes, samples a grid
  * from it through a sample job, and prints where the PNG is (file and URL).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 
-import { ApiClient } from '../api-client';
 import { parseCommandArgs, parseInteger } from '../args';
 import { type CliIo } from '../cli-io';
-import { findOnPath, freePort } from '../local-services';
+import { startLocalService } from '../local-services';
 import { formatDuration } from '../progress';
 import { waitForJob } from './jobs';
 
@@ -28,33 +25,6 @@ per worker (a sampling group of --workers, each drawing 16) and prints its path 
 --keep-running leaves the services up.
 `;
 
-const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-
-function ping(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.setTimeout(1000);
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (d) => {
-      resolve(d.toString().startsWith('+PONG'));
-      socket.destroy();
-    });
-    socket.on('error', () => resolve(false));
-    socket.on('timeout', () => {
-      resolve(false);
-      socket.destroy();
-    });
-  });
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
   const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, workers: { type: 'string' }, out: { type: 'string' }, 'keep-running': { type: 'boolean' } });
   const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 2 });
@@ -63,54 +33,10 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = path.resolve(String(values['out'] ?? path.join('runs', `service-demo-${stamp}`)));
   await fs.mkdir(out, { recursive: true });
-  const children: ChildProcess[] = [];
-  const stopAll = async (): Promise<void> => {
-    for (const c of children.reverse()) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const exited = new Promise((resolve) => c.once('exit', resolve));
-        c.kill('SIGTERM');
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
-    }
-  };
+  const service = await startLocalService(out, 2, `demo-${stamp}`, io);
+  if (!service) return 1;
   try {
-    // Redis
-    if (!(await ping('127.0.0.1', 6379))) {
-      const redisServer = findOnPath('redis-server');
-      if (!redisServer) {
-        io.stderr('Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n');
-        return 1;
-      }
-      io.stderr('starting redis-server on 127.0.0.1:6379 (no persistence)\n');
-      children.push(spawn(redisServer, ['--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' }));
-      await until('redis-server', () => ping('127.0.0.1', 6379), 10_000);
-    }
-    // API and two workers, with a queue prefix and a store of this run's own.
-    const port = await freePort();
-    const serviceEnv = {
-      ...process.env,
-      REDIS_URL: 'redis://127.0.0.1:6379',
-      DDPM_QUEUE_PREFIX: `demo-${stamp}`.slice(0, 64),
-      DDPM_STORAGE_URL: `file://${path.join(out, 'store')}`,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      METRICS_PORT: '0',
-      LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
-    };
-    const logFile = await fs.open(path.join(out, 'services.log'), 'a');
-    const spawnNode = (script: string): ChildProcess => {
-      const child = spawn(process.execPath, [path.join(ROOT, script)], { env: serviceEnv, stdio: ['ignore', logFile.fd, logFile.fd] });
-      children.push(child);
-      return child;
-    };
-    spawnNode('apps/api/dist/server.js');
-    spawnNode('apps/worker/dist/main.js');
-    spawnNode('apps/worker/dist/main.js');
-    const api = `http://127.0.0.1:${port}`;
-    await until('the API', async () => (await fetch(`${api}/readyz`)).ok, 30_000);
-    io.stderr(`API at ${api} (OpenAPI: ${api}/docs), 2 workers, storage ${serviceEnv.DDPM_STORAGE_URL}, logs ${path.join(out, 'services.log')}\n`);
-    const client = new ApiClient({ baseUrl: api });
+    const { api, client } = service;
     let dataset = 'fashion-mnist';
     try {
       await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
@@ -168,6 +94,6 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     }
     return 0;
   } finally {
-    await stopAll();
+    await service.stop();
   }
 }
