@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /*
  * Assembles one app of the monorepo into a folder that runs on its own (the final image's /app):
- * the root package.json, the app and every workspace package it reaches (package.json and dist/
- * only), and exactly the installed packages it reaches in node_modules, laid out where Node's
+ * the root package.json, the app and every workspace package it reaches (package.json, dist/
+ * and the data its manifest's "files" lists), and exactly the installed packages it reaches in node_modules, laid out where Node's
  * resolution finds them. Run after `npm ci --omit=dev` and `tsc -b` in the build stage:
  *
  *   node infra/docker/assemble.cjs apps/api /out [--omit NAME]...
@@ -106,6 +106,12 @@ for (const [real, { workspace }] of reached) {
     const dist = path.join(real, 'dist');
     if (!fs.existsSync(dist)) usage(`${rel} has no dist/: run tsc -b first`);
     copy(dist, path.join(outDir, rel, 'dist'), (src) => !/\.(test|spec)\.(js|d\.ts)(\.map)?$/.test(src) && !src.endsWith('.tsbuildinfo'));
+    // Data a package ships beside its code (its manifest's "files", e.g. @ddpm/pretrained's models/).
+    for (const entry of readJson(path.join(real, 'package.json')).files ?? []) {
+      if (entry === 'dist') continue;
+      if (!fs.existsSync(path.join(real, entry))) usage(`${rel}/package.json lists ${entry} in "files", which does not exist`);
+      copy(path.join(real, entry), path.join(outDir, rel, entry));
+    }
   } else {
     // An installed package, without its own nested node_modules (those reached are copied in turn).
     copy(real, path.join(outDir, rel), (src) => src === real || !path.relative(real, src).split(path.sep).includes('node_modules'));

@@ -51,7 +51,7 @@ async function tempStore(): Promise<{ store: FileStore; done: () => Promise<void
 }
 
 /** Trains `config` as a group of `n` ranks in this process; returns each rank's trainer (not disposed). */
-async function trainAsGroup(n: number, config: TrainConfig, store: FileStore): Promise<Trainer[]> {
+async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, outcomes: Awaited<ReturnType<Trainer['run']>>[] = []): Promise<Trainer[]> {
   const ns = `test-dp-${randomBytes(5).toString('hex')}`;
   const control = new Redis(URL);
   await openGeneration(control, ns, 300_000);
@@ -75,7 +75,7 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore): P
       collectives.push(collective);
       return { rank, worldSize: n, checksumEvery: 5, exchange: (step, partial, report) => collective.exchange(step, partial, report), assertWriter: async () => undefined };
     });
-    await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })));
+    outcomes.push(...(await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })))));
     return trainers;
   } finally {
     await Promise.all(heartbeats.map((h) => h.stop()));
@@ -106,6 +106,24 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
       await grouped.done();
     }
   }, 300_000);
+
+  it('ends at the time budget together: rank 0’s clock decides, every rank stops after the same step, completed', async () => {
+    const grouped = await tempStore();
+    try {
+      // 6 ms of training: rank 0 has spent it after step 1 and says so in step 2's exchange.
+      const outcomes: Awaited<ReturnType<Trainer['run']>>[] = [];
+      const ranks = await trainAsGroup(2, { ...run(20, 2), budgetMinutes: 0.0001 }, grouped.store, outcomes);
+      expect(outcomes.map((o) => [o.status, o.step, o.budgetSpent])).toEqual([
+        ['completed', 2, true],
+        ['completed', 2, true],
+      ]);
+      expect(outcomes[0]!.checkpoint?.step).toBe(2);
+      expect((await state(ranks[0]!)).equals(await state(ranks[1]!))).toBe(true);
+      for (const t of ranks) t.dispose();
+    } finally {
+      await grouped.done();
+    }
+  }, 120_000);
 
   it('resumes across world sizes: 2 ranks then 1 process, and 1 process then 2 ranks, equal an uninterrupted run', async () => {
     const straight = await tempStore();

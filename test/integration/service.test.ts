@@ -6,6 +6,7 @@
 import { runCli } from '@ddpm/cli';
 import { type TrainRequest, resolveTrainJob } from '@ddpm/config';
 import { type JobData, type JobResult } from '@ddpm/jobs';
+import { pretrainedManifest } from '@ddpm/pretrained';
 import { type Job } from 'bullmq';
 
 import { tinyTrain, useStack } from './service-support';
@@ -54,6 +55,25 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const grid = await stack.app.inject({ url: `/samples/${sampleId}` });
     expect(grid.statusCode).toBe(200);
     expect((await stack.app.inject({ url: `/samples/${sampleId}.json` })).json()).toMatchObject({ trainJobId: id, step: 3, seed: 7, count: 2 });
+
+    // The shipped reference model, sampled by name: no train job of this service behind it.
+    const shipped = pretrainedManifest('fashion-mnist-cpu');
+    const pretrained = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { pretrained: 'fashion-mnist-cpu', count: 2, steps: 2, seed: 3 } });
+    expect(pretrained.statusCode).toBe(202);
+    expect(pretrained.json().config).toMatchObject({ pretrained: 'fashion-mnist-cpu', sampler: { kind: 'ancestral', steps: 2 } });
+    await stack.waitFinished(pretrained.json().id);
+    expect((await stack.app.inject({ url: `/jobs/${pretrained.json().id}` })).json()).toMatchObject({ state: 'completed', result: { step: shipped.step } });
+    expect((await stack.app.inject({ url: `/samples/${pretrained.json().id}.json` })).json()).toMatchObject({ pretrained: 'fashion-mnist-cpu', checkpoint: 'pretrained:fashion-mnist-cpu', step: shipped.step, count: 2 });
+    for (const [payload, message] of [
+      [{ pretrained: 'fashion-mnist-cpu', trainJobId: id }, /either trainJobId .* or pretrained/],
+      [{}, /either trainJobId .* or pretrained/],
+      [{ pretrained: 'fashion-mnist-cpu', step: 3 }, /step applies to a train job's checkpoints/],
+      [{ pretrained: 'fashion-mnist-cpu', ema: false }, /ships its EMA weights only/],
+      [{ pretrained: 'imagenet-gpu' }, /pretrained must be "fashion-mnist-cpu"/],
+    ] as const) {
+      const refused = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload });
+      expect([refused.statusCode, refused.json().message]).toEqual([400, expect.stringMatching(message)]);
+    }
   });
 
   it('returns the same job for a repeated Idempotency-Key and refuses the key for another request', async () => {

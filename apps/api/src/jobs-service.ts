@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { type Writable } from 'node:stream';
 
-import { type ServiceLimits, checkBudgets, fitAccumulation, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
+import { type ServiceLimits, checkBudgets, checkSampleSource, fitAccumulation, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
@@ -24,6 +24,7 @@ import {
   requestHash,
   runPrefixOf,
 } from '@ddpm/jobs';
+import { pretrainedManifest } from '@ddpm/pretrained';
 import { type ObjectStore } from '@ddpm/storage';
 import { type Job, type JobType as BullState, type Queue } from 'bullmq';
 import { type Redis } from 'ioredis';
@@ -192,9 +193,10 @@ export class JobsService {
         return { type: 'train', request: submission.request, config, ...common };
       }
       case 'sample': {
-        const run = await this.trainJobData(submission.request.trainJobId);
-        // T of the run sampled: what its train job resolved (or, for older jobs, resolves now).
-        const T = (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
+        const request = submission.request;
+        checkSampleSource(request);
+        // T of the run sampled: what its train job resolved (or, for older jobs, resolves now), or the shipped model's.
+        const T = await this.sampledTimesteps(request);
         return { type: 'sample', request: submission.request, config: resolveSampleJob(submission.request, T), ...common };
       }
       case 'eval': {
@@ -207,6 +209,12 @@ export class JobsService {
         throw invalid(`unknown job type ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  private async sampledTimesteps(request: { readonly trainJobId?: string; readonly pretrained?: string }): Promise<number> {
+    if (request.pretrained !== undefined) return pretrainedManifest(request.pretrained).train.diffusion.schedule.numTimesteps;
+    const run = await this.trainJobData(request.trainJobId!);
+    return (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
   }
 
   private async trainJobData(id: string): Promise<JobData<'train'>> {

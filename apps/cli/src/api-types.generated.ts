@@ -1601,6 +1601,8 @@ export interface components {
                 workers: number;
             };
             kind: "grid" | "progressive";
+            /** @enum {string} */
+            pretrained?: "fashion-mnist-cpu";
             /** @description ancestral sampling (Algorithm 2) over all T or strided steps, or DDIM */
             sampler: {
                 /** @enum {string} */
@@ -1617,7 +1619,7 @@ export interface components {
             seed: number;
             /** @description the checkpoint; absent: the newest valid one */
             step?: number;
-            trainJobId: string;
+            trainJobId?: string;
         };
         /** @description a sample job */
         SampleJobView: {
@@ -1679,6 +1681,11 @@ export interface components {
             /** @description fewest ranks a sampling group may start or re-form with when workers are missing (the images do not change) (default: workers) */
             minWorkers?: number;
             /**
+             * @description a reference model shipped with the service, sampled instead of a train job's checkpoint (its EMA weights): fashion-mnist-cpu (default: trainJobId names the run)
+             * @enum {string}
+             */
+            pretrained?: "fashion-mnist-cpu";
+            /**
              * @description a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again (default 30)
              * @default 30
              */
@@ -1697,8 +1704,8 @@ export interface components {
             step?: number;
             /** @description sampling steps (default: all T (ancestral), 50 (ddim)) */
             steps?: number;
-            /** @description the train job whose checkpoints to sample (required) */
-            trainJobId: string;
+            /** @description the train job whose checkpoints to sample (default: pretrained names the model) */
+            trainJobId?: string;
             /**
              * @description workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process (default 1)
              * @default 1
@@ -1781,6 +1788,8 @@ export interface components {
                 transport: "fp32" | "bf16" | "fp16";
                 workers: number;
             };
+            /** @description the recipe whose settings were the request’s defaults */
+            recipe?: string;
             /** @description one training run's configuration, as its checkpoints store it */
             train: {
                 accumulation: number;
@@ -1898,8 +1907,8 @@ export interface components {
              * @default 100
              */
             checksumEvery?: number;
-            /** @description dataset spec: fashion-mnist[?split=test] | mnist:DIR | idx:FILE | cifar10:DIR | folder:DIR[?size=64&channels=3] | procedural:shapes[?size=N] (required) */
-            dataset: string;
+            /** @description dataset spec: fashion-mnist[?split=test] | mnist:DIR | idx:FILE | cifar10:DIR | folder:DIR[?size=64&channels=3] | procedural:shapes[?size=N] (default: required, unless the recipe gives it) */
+            dataset?: string;
             /** @description dropout rate in the residual blocks, overriding the preset's (default: the preset's (0.1 for cifar10 as in Appendix B, 0 at 256²)) */
             dropout?: number;
             /**
@@ -1997,8 +2006,8 @@ export interface components {
             meanType?: "epsilon" | "xstart" | "xprev";
             /** @description fewest ranks a group may start or re-form with when workers are missing (the global batch is kept) (default: workers) */
             minWorkers?: number;
-            /** @description U-Net preset: cifar10 | celebahq256 | lsun256 | tiny32 | fashion32 | micro32 (required; paper: cifar10) */
-            preset: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32";
+            /** @description U-Net preset: cifar10 | celebahq256 | lsun256 | tiny32 | fashion32 | micro32 (default: required, unless the recipe gives it) */
+            preset?: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32";
             /**
              * @description random horizontal flips of training images (default true, as the paper)
              * @default true
@@ -2009,6 +2018,11 @@ export interface components {
              * @default 30
              */
             rankTimeoutSeconds?: number;
+            /**
+             * @description a measured configuration whose settings become this request's defaults (what the request gives itself wins): fashion-mnist-cpu (Fashion-MNIST on CPUs (the wasm backend): micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up, for one hour of training; the best of docs/quality-study for its budget on a 2-core machine (run it as workers: 2 there)) (default: the table's defaults)
+             * @enum {string}
+             */
+            recipe?: "fashion-mnist-cpu";
             /**
              * @description images of the EMA sample grid drawn at the end of training (0: none) (default 0)
              * @default 0
@@ -2041,8 +2055,8 @@ export interface components {
              * @default 0
              */
             seed?: number;
-            /** @description optimizer steps of the run (required; paper: 800000) */
-            steps: number;
+            /** @description optimizer steps of the run (default: required, unless the recipe gives it) */
+            steps?: number;
             /**
              * @description diffusion steps T (default 1000, as the paper)
              * @default 1000

@@ -11,7 +11,7 @@ import { initBackend } from '@ddpm/backend';
 import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type GroupLink, type SamplingGroupLink, evalReportKey, loadModelFromCheckpoint, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, type SamplingGroupLink, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -132,7 +132,11 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
   const link = group?.link;
   // Every rank of a group samples the checkpoint rank 0 loaded.
   const step = link && link.rank > 0 ? await link.announced() : config.step;
-  const loaded = await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId), { ema: config.ema, ...(step !== undefined ? { step } : {}) });
+  // A shipped model (its manifest's step), or the run's checkpoint.
+  const loaded =
+    config.pretrained !== undefined
+      ? loadPretrainedModel(config.pretrained)
+      : await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId!), { ema: config.ema, ...(step !== undefined ? { step } : {}) });
   try {
     if (link?.rank === 0) await link.announce(loaded.ref.step);
     for (const s of loaded.skipped) log(`warning: ${s}`);
@@ -151,7 +155,8 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
     if (link && link.rank > 0) return { status: 'completed', step: loaded.ref.step };
     await savePicture(store, sampleKeyBase(jobId), picture, {
       job: jobId,
-      trainJobId: config.trainJobId,
+      ...(config.trainJobId !== undefined ? { trainJobId: config.trainJobId } : {}),
+      ...(config.pretrained !== undefined ? { pretrained: config.pretrained } : {}),
       checkpoint: loaded.ref.url,
       step: loaded.ref.step,
       ema: loaded.ema,

@@ -22,6 +22,7 @@ export {
 } from './setting';
 export { flagText, settingsMarkdown } from './settings-markdown';
 export { SAMPLER_KINDS, SAMPLER_SETTINGS, type SamplerKind, SamplerSpec, resolveSampler } from './sampler-settings';
+export { RECIPES, RECIPE_NAMES, type Recipe, type RecipeName } from './recipes';
 export { GRADIENT_TRANSPORTS, type GradientTransport, TRAIN_SETTINGS, type TrainSettings } from './train-settings';
 export {
   FinalGridConfig,
@@ -39,6 +40,8 @@ export {
 } from './train-config';
 export {
   JOB_ID_PATTERN,
+  PRETRAINED_MODELS,
+  type PretrainedName,
   SAMPLE_JOB_SETTINGS,
   SAMPLE_KINDS,
   SAMPLE_SETTINGS,
@@ -47,6 +50,7 @@ export {
   SampleJobRequest,
   type SampleKind,
   type SampleRequest,
+  checkSampleSource,
   resolveSample,
   resolveSampleJob,
 } from './sample-settings';

@@ -13,6 +13,10 @@ import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional
 /** Job ids: what the API issues, and all it accepts where a job is named. */
 export const JOB_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$';
 
+/** Reference models shipped with the service (@ddpm/pretrained holds their weights and manifests). */
+export const PRETRAINED_MODELS = ['fashion-mnist-cpu'] as const;
+export type PretrainedName = (typeof PRETRAINED_MODELS)[number];
+
 export const SAMPLE_KINDS = ['grid', 'progressive'] as const;
 export type SampleKind = (typeof SAMPLE_KINDS)[number];
 
@@ -67,7 +71,24 @@ export function trainJobIdSetting(help: string) {
 }
 
 export const SAMPLE_JOB_SETTINGS = {
-  trainJobId: trainJobIdSetting('the train job whose checkpoints to sample'),
+  trainJobId: optional({
+    schema: Type.String({ pattern: JOB_ID_PATTERN }),
+    path: 'trainJobId',
+    flag: 'train-job',
+    placeholder: 'ID',
+    help: 'the train job whose checkpoints to sample',
+    whenAbsent: 'pretrained names the model',
+    scope: 'job',
+  }),
+  pretrained: optional({
+    schema: literalUnion(PRETRAINED_MODELS),
+    path: 'pretrained',
+    flag: 'pretrained',
+    placeholder: 'NAME',
+    help: `a reference model shipped with the service, sampled instead of a train job's checkpoint (its EMA weights): ${PRETRAINED_MODELS.join(' | ')}`,
+    whenAbsent: 'trainJobId names the run',
+    scope: 'job',
+  }),
   ...SAMPLE_SETTINGS,
   ...groupSettings('sampling'),
 } satisfies SettingTable;
@@ -88,7 +109,12 @@ const sampleConfigProperties = {
 export const SampleConfig = Type.Object(sampleConfigProperties, { additionalProperties: false, description: 'what to sample, resolved' });
 export type SampleConfig = Static<typeof SampleConfig>;
 export const SampleJobConfig = Type.Object(
-  { trainJobId: Type.String({ pattern: JOB_ID_PATTERN }), ...sampleConfigProperties, group: Type.Optional(SamplingGroupConfig) },
+  {
+    trainJobId: Type.Optional(Type.String({ pattern: JOB_ID_PATTERN })),
+    pretrained: Type.Optional(literalUnion(PRETRAINED_MODELS)),
+    ...sampleConfigProperties,
+    group: Type.Optional(SamplingGroupConfig),
+  },
   { additionalProperties: false, description: 'the effective configuration of a sample job, every default filled in' },
 );
 export type SampleJobConfig = Static<typeof SampleJobConfig>;
@@ -115,13 +141,23 @@ export function resolveSample(request: SampleRequest, numTimesteps: number): Sam
   }
 }
 
-/** Resolves a sample job, given the T of the run it samples. */
+/** Checks that a sample job names exactly one model: a train job's run or a shipped one (whose one set of weights is its EMA). */
+export function checkSampleSource(request: Pick<SampleJobRequest, 'trainJobId' | 'pretrained' | 'step' | 'ema'>): void {
+  if ((request.trainJobId === undefined) === (request.pretrained === undefined)) {
+    throw configError('a sample job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither');
+  }
+  if (request.pretrained !== undefined && request.step !== undefined) throw configError(`step applies to a train job's checkpoints; the pretrained model ${request.pretrained} has one`);
+  if (request.pretrained !== undefined && request.ema === false) throw configError(`the pretrained model ${request.pretrained} ships its EMA weights only`);
+}
+
+/** Resolves a sample job, given the T of the run (or shipped model) it samples. */
 export function resolveSampleJob(request: SampleJobRequest, numTimesteps: number): SampleJobConfig {
   checkRequest(SAMPLE_JOB_SETTINGS, request, 'sample');
-  const { trainJobId, workers, minWorkers, joinTimeoutSeconds, rankTimeoutSeconds, maxRestarts, ...rest } = request;
+  checkSampleSource(request);
+  const { trainJobId, pretrained, workers, minWorkers, joinTimeoutSeconds, rankTimeoutSeconds, maxRestarts, ...rest } = request;
   const v = valuesOf(SAMPLE_JOB_SETTINGS, request);
   const group = resolveGroup(v);
   const sample = resolveSample(rest, numTimesteps);
   if (group.workers > 1 && sample.kind !== 'grid') throw configError(`workers ${group.workers}: only grid sampling is split across workers (a ${sample.kind} strip is one chain per row, drawn by one process)`);
-  return { trainJobId, ...sample, group };
+  return { ...(trainJobId !== undefined ? { trainJobId } : {}), ...(pretrained !== undefined ? { pretrained } : {}), ...sample, group };
 }

@@ -119,6 +119,8 @@ export function expectation(schema: TSchema): string {
       return s['pattern'] !== undefined ? `a string matching ${String(s['pattern'])}` : `a string of ${String(s['minLength'] ?? 0)} to ${String(s['maxLength'] ?? '∞')} characters`;
     case 'Union':
       return `one of ${literalsOf(schema).join(', ')}`;
+    case 'Literal':
+      return JSON.stringify(s['const']);
     case 'Array':
       return `a list of ${String(s['minItems'] ?? 0)} to ${String(s['maxItems'] ?? '∞')} distinct values, each ${expectation(s['items'] as TSchema)}`;
     default:
@@ -128,6 +130,9 @@ export function expectation(schema: TSchema): string {
 
 /** The values of a union of literals (empty for other schemas). */
 export function literalsOf(schema: TSchema): string[] {
+  // A union of one literal is the literal itself.
+  const single = (schema as { const?: unknown }).const;
+  if (typeof single === 'string') return [single];
   const anyOf = (schema as { anyOf?: { const?: unknown }[] }).anyOf ?? [];
   return anyOf.map((s) => s.const).filter((v): v is string => typeof v === 'string');
 }

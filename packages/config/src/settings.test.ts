@@ -5,12 +5,14 @@ import { oneProcessGroup } from './group-settings';
 import { SAMPLE_JOB_SETTINGS, SAMPLE_SETTINGS, resolveSample, resolveSampleJob } from './sample-settings';
 import { type SettingTable, checkRequest, problemWith, valueAt } from './setting';
 import { TrainJobConfig, TrainRequest, resolveTrainJob, resumedConfig, validateTrainConfig, validateTrainJobConfig } from './train-config';
+import { RECIPES } from './recipes';
 import { TRAIN_SETTINGS } from './train-settings';
 
 const tiny = { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3 } as const;
 
 /** A valid value for each setting that differs from its default, to see where it lands. */
 const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
+  recipe: 'fashion-mnist-cpu',
   dataset: 'fashion-mnist?split=test',
   preset: 'tiny32',
   steps: 77,
@@ -119,7 +121,7 @@ describe('the train settings table', () => {
     [{ learningRate: 1 }, 'learningRate must be a number in (0, 1), got 1'],
     [{ schedule: 'sigmoid' }, 'schedule must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"'],
     [{ emaWarmup: 'yes' }, 'emaWarmup must be true or false, got "yes"'],
-    [{ colour: 'red' }, /train request has no setting "colour"; it takes dataset, preset/],
+    [{ colour: 'red' }, /train request has no setting "colour"; it takes recipe, dataset, preset/],
     [{ batchSize: 6, accumulation: 4 }, 'batchSize 6 must be divisible by accumulation 4'],
     [{ varianceType: 'learned' }, /no training signal/],
     [{ dataset: 'procedural:shapes?colour=red' }, 'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed'],
@@ -154,7 +156,23 @@ describe('the train settings table', () => {
   });
 
   it('refuses a request without a required setting, naming it', () => {
-    expect(() => checkRequest(TRAIN_SETTINGS, { dataset: 'fashion-mnist', preset: 'micro32' }, 'train')).toThrow('train request needs steps: optimizer steps of the run');
+    expect(() => resolveTrainJob({ dataset: 'fashion-mnist', preset: 'micro32' })).toThrow('train request needs steps: optimizer steps of the run (or a recipe that gives it)');
+    expect(() => resolveTrainJob({ preset: 'micro32', steps: 3 })).toThrow(/train request needs dataset: dataset spec/);
+    expect(() => checkRequest(SAMPLE_JOB_SETTINGS, {}, 'sample')).not.toThrow();
+    expect(() => checkRequest(EVAL_JOB_SETTINGS, { metrics: ['nll'] }, 'eval')).toThrow(/eval request needs trainJobId/);
+  });
+
+  it('takes a recipe’s settings as the request’s defaults, the request’s own first, and records the recipe', () => {
+    const recipe = RECIPES['fashion-mnist-cpu'].request;
+    const config = resolveTrainJob({ recipe: 'fashion-mnist-cpu' });
+    expect(config.recipe).toBe('fashion-mnist-cpu');
+    expect(config.train).toMatchObject({ dataset: recipe.dataset, model: { preset: recipe.preset }, steps: recipe.steps, budgetMinutes: recipe.budgetMinutes, batchSize: recipe.batchSize });
+    expect(config.train.optimizer).toMatchObject({ learningRate: recipe.learningRate, warmupSteps: recipe.warmupSteps });
+    expect(config.train.ema).toEqual({ decay: recipe.emaDecay, warmup: recipe.emaWarmup });
+    const mine = resolveTrainJob({ recipe: 'fashion-mnist-cpu', learningRate: 5e-4, budgetMinutes: 5, workers: 2 });
+    expect([mine.train.optimizer.learningRate, mine.train.budgetMinutes, mine.train.batchSize, mine.group.workers]).toEqual([5e-4, 5, recipe.batchSize, 2]);
+    expect(resolveTrainJob(tiny).recipe).toBeUndefined();
+    expect(() => resolveTrainJob({ recipe: 'cifar-gpu' } as never)).toThrow('recipe must be "fashion-mnist-cpu", got "cifar-gpu"');
   });
 
   it('checks bounds of configurations that did not come through a request (a queue, a checkpoint)', () => {

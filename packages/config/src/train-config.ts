@@ -17,6 +17,7 @@ import { evalSpecProperties } from './eval-settings';
 import { groupProperties, resolveGroup } from './group-settings';
 import { SamplerSpec, resolveSampler } from './sampler-settings';
 import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
+import { RECIPES } from './recipes';
 import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
 
 /** The body of `POST /jobs/train`, derived from the settings table. */
@@ -111,6 +112,7 @@ export const TrainJobConfig = Type.Object(
     finalGrid: FinalGridConfig,
     group: GroupConfig,
     evaluation: Type.Optional(TrainingEvalConfig),
+    recipe: Type.Optional(Type.String({ description: 'the recipe whose settings were the request’s defaults' })),
     adjustments: Type.Optional(Type.Array(ConfigAdjustment, { description: 'settings chosen for the request, e.g. accumulation raised so that a micro-batch fits memory' })),
   },
   { additionalProperties: false, description: 'the effective configuration of a train job, every default filled in' },
@@ -118,12 +120,20 @@ export const TrainJobConfig = Type.Object(
 export type TrainJobConfig = Static<typeof TrainJobConfig>;
 
 /** Resolves a train request: defaults from the table, then every bound and combination checked. */
-export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
-  checkRequest(TRAIN_SETTINGS, request, 'train');
+export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
+  checkRequest(TRAIN_SETTINGS, asked, 'train');
+  // The recipe's settings under the request's own (checked as any request's are).
+  const request: TrainRequest = asked.recipe !== undefined ? { ...(RECIPES[asked.recipe].request as TrainRequest), ...asked } : asked;
+  if (asked.recipe !== undefined) checkRequest(TRAIN_SETTINGS, request, `train (with recipe ${asked.recipe})`);
   const v = valuesOf(TRAIN_SETTINGS, request);
+  const needed = <T>(value: T | undefined, name: 'dataset' | 'preset' | 'steps'): T => {
+    if (value === undefined) throw configError(`train request needs ${name}: ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`);
+    return value;
+  };
+  const dataset = needed(v.dataset, 'dataset');
   const train: TrainConfig = {
-    dataset: v.dataset,
-    model: { preset: v.preset, ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}) },
+    dataset,
+    model: { preset: needed(v.preset, 'preset'), ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}) },
     diffusion: {
       schedule: { kind: v.schedule, numTimesteps: v.timesteps, betaStart: v.betaStart, betaEnd: v.betaEnd },
       meanType: v.meanType,
@@ -142,7 +152,7 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
     batchSize: v.batchSize,
     // A group of N splits the step's micro-batches among its ranks: by default one each.
     accumulation: request.accumulation ?? (v.workers > 1 ? v.workers : v.accumulation),
-    steps: v.steps,
+    steps: needed(v.steps, 'steps'),
     ...(v.budgetMinutes !== undefined ? { budgetMinutes: v.budgetMinutes } : {}),
     checkpointEvery: v.checkpointEvery,
     keepCheckpoints: v.keepCheckpoints,
@@ -167,7 +177,7 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
       return undefined;
     }
     const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, { steps: 'evalSteps', eta: 'evalEta', etaGiven: request.evalEta !== undefined });
-    if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(v.dataset).kind === 'procedural') {
+    if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(dataset).kind === 'procedural') {
       throw configError('procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll');
     }
     return {
@@ -179,7 +189,13 @@ export function resolveTrainJob(request: TrainRequest): TrainJobConfig {
       nll: { images: v.evalNllImages },
     };
   })();
-  const config: TrainJobConfig = { train, finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed }, group, ...(evaluation ? { evaluation } : {}) };
+  const config: TrainJobConfig = {
+    train,
+    finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed },
+    group,
+    ...(evaluation ? { evaluation } : {}),
+    ...(asked.recipe !== undefined ? { recipe: asked.recipe } : {}),
+  };
   validateTrainJobConfig(config);
   return config;
 }

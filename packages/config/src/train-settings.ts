@@ -10,8 +10,9 @@ import { Type } from '@sinclair/typebox';
 
 import { EXTRACTORS, TRAINING_EVAL_METRICS } from './eval-settings';
 import { groupSettings } from './group-settings';
+import { RECIPES, RECIPE_NAMES } from './recipes';
 import { SEED_SCHEMA, finalGridSamplerSettings, trainingEvalSamplerSettings } from './sampler-settings';
-import { type SettingTable, literalUnion, optional, required, withDefault } from './setting';
+import { type SettingTable, literalUnion, optional, withDefault } from './setting';
 
 /** How gradients travel between ranks of a data-parallel group. */
 export const GRADIENT_TRANSPORTS = ['fp32', 'bf16', 'fp16'] as const;
@@ -20,29 +21,42 @@ export type GradientTransport = (typeof GRADIENT_TRANSPORTS)[number];
 const APPENDIX_B = 'Appendix B';
 const OFFICIAL = 'official code';
 
+const UNLESS_RECIPE = 'required, unless the recipe gives it';
+
 export const TRAIN_SETTINGS = {
-  dataset: required({
+  recipe: optional({
+    schema: literalUnion(RECIPE_NAMES),
+    path: 'recipe',
+    flag: 'recipe',
+    placeholder: 'NAME',
+    help: `a measured configuration whose settings become this request's defaults (what the request gives itself wins): ${RECIPE_NAMES.map((n) => `${n} (${RECIPES[n].summary})`).join('; ')}`,
+    whenAbsent: "the table's defaults",
+  }),
+  dataset: optional({
     schema: Type.String({ minLength: 1, maxLength: 1024 }),
     path: 'train.dataset',
     flag: 'dataset',
     placeholder: 'SPEC',
     help: 'dataset spec: fashion-mnist[?split=test] | mnist:DIR | idx:FILE | cifar10:DIR | folder:DIR[?size=64&channels=3] | procedural:shapes[?size=N]',
+    whenAbsent: UNLESS_RECIPE,
   }),
-  preset: required({
+  preset: optional({
     schema: literalUnion(PRESET_NAMES),
     path: 'train.model.preset',
     flag: 'preset',
     placeholder: 'NAME',
     help: `U-Net preset: ${PRESET_NAMES.join(' | ')}`,
     paper: { value: 'cifar10', source: `${APPENDIX_B}, CIFAR-10; celebahq256 / lsun256 at 256²` },
+    whenAbsent: UNLESS_RECIPE,
   }),
-  steps: required({
+  steps: optional({
     schema: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     path: 'train.steps',
     flag: 'steps',
     placeholder: 'N',
     help: 'optimizer steps of the run',
     paper: { value: 800_000, source: `${APPENDIX_B}, CIFAR-10` },
+    whenAbsent: UNLESS_RECIPE,
   }),
   budgetMinutes: optional({
     schema: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 }),

@@ -465,7 +465,7 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
   try {
     await options.group?.announce(loaded.ref.step);
     const { trainJobId, step: _step, group: _group, ...spec } = config;
-    const evaluation = await evaluateModel(loaded.model, loaded.diffusion, loaded.state.config.dataset, spec, {
+    const evaluation = await evaluateModel(loaded.model, loaded.diffusion, loaded.config.dataset, spec, {
       ...options,
       cache: options.cache ?? options.store,
       describeWeights: `${loaded.ema ? 'EMA' : 'raw'} weights of step ${loaded.ref.step}`,

@@ -36,6 +36,7 @@ export {
   sharedLatentFigure,
 } from './sampling';
 export { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
+export { loadPretrainedModel, samplingCheck } from './pretrained';
 export { type NllOptions, type NllResult, evaluateNll } from './evaluation';
 export { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
 export { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';

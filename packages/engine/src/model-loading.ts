@@ -1,4 +1,5 @@
-/** Loading a trained model (EMA by default) and its diffusion from a checkpoint for sampling. */
+/** Loading a trained model (EMA by default) and its diffusion from a checkpoint for sampling (pretrained.ts: a shipped one). */
+import { type TrainConfig } from '@ddpm/config';
 import { GaussianDiffusion } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet, unetFromWeights } from '@ddpm/unet';
@@ -9,7 +10,10 @@ import { engineError } from './errors';
 export interface LoadedModel {
   readonly model: UNet;
   readonly diffusion: GaussianDiffusion;
-  readonly state: RunState;
+  /** The run's configuration (as its checkpoints, or a shipped model's manifest, store it). */
+  readonly config: TrainConfig;
+  /** The checkpoint's run state; absent for a shipped model. */
+  readonly state?: RunState;
   readonly ref: CheckpointRef;
   readonly ema: boolean;
   /** Newer checkpoints skipped as corrupt. */
@@ -29,5 +33,5 @@ export async function loadModelFromCheckpoint(
   const skipped = found.skipped.map((s) => s.reason);
   const model = unetFromWeights(useEma ? files.ema : files.model);
   const diffusion = new GaussianDiffusion(files.state.config.diffusion);
-  return { model, diffusion, state: files.state, ref, ema: useEma, skipped };
+  return { model, diffusion, config: files.state.config, state: files.state, ref, ema: useEma, skipped };
 }

@@ -7,13 +7,14 @@
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
-import { SAMPLE_SETTINGS, type SampleRequest, assertRequest, resolveSample, valuesOf } from '@ddpm/config';
+import { PRETRAINED_MODELS, SAMPLE_SETTINGS, type SampleRequest, assertRequest, resolveSample, valuesOf } from '@ddpm/config';
 import { openDataset, readForModel } from '@ddpm/data';
 import {
   type LoadedModel,
   type Picture,
   interpolationFigure,
   loadModelFromCheckpoint,
+  loadPretrainedModel,
   renderSamples,
   savePicture,
   sharedLatentFigure,
@@ -35,16 +36,18 @@ const FIGURE_FLAGS: FlagScope = { jobs: false, only: ['seed', 'ema', 'step'] };
 
 const COMMON: OptionSpec = {
   checkpoint: { type: 'string' },
+  pretrained: { type: 'string' },
   out: { type: 'string' },
   scale: { type: 'string' },
 };
 
 const COMMON_HELP = `  --checkpoint DIR          a run directory (newest valid checkpoint, or --step) or DIR/checkpoints/step-NNNNNNNNN
+  --pretrained NAME         instead of --checkpoint: a reference model shipped with the service (${PRETRAINED_MODELS.join(' | ')}; EMA weights)
   --out FILE.png            where to write the picture (FILE.json gets the metadata)
   --scale K                 enlarge the PNG K times (nearest neighbour; default 2 below 256 pixels)
 `;
 
-export const SAMPLE_USAGE = `Usage: ddpm sample --checkpoint DIR --out grid.png [options]
+export const SAMPLE_USAGE = `Usage: ddpm sample (--checkpoint DIR | --pretrained NAME) --out grid.png [options]
 ${COMMON_HELP}  --batch B                 images per network batch (default 16)
 ${flagUsage(SAMPLE_SETTINGS, SAMPLE_FLAGS)}
 `;
@@ -72,11 +75,20 @@ interface Loaded {
 
 /** Loads the checkpoint the flags name (the step from --step or from the path). */
 async function load(values: FlagValues, request: SampleRequest, io: CliIo): Promise<Loaded> {
-  if (values['checkpoint'] === undefined) throw new CliUsageError('--checkpoint is required');
+  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined)) throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
   if (values['out'] === undefined) throw new CliUsageError('--out is required');
   const out = path.resolve(String(values['out']));
   if (!out.toLowerCase().endsWith('.png')) throw new CliUsageError(`--out must name a .png file, got ${JSON.stringify(values['out'])}`);
   const scale = values['scale'] === undefined ? undefined : parseInteger('scale', values['scale'], 1, { min: 1, max: 16 });
+  if (values['pretrained'] !== undefined) {
+    const name = String(values['pretrained']);
+    if (!(PRETRAINED_MODELS as readonly string[]).includes(name)) throw new CliUsageError(`--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(name)}`);
+    if (request.step !== undefined || request.ema === false) throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${name} ships one set of EMA weights`);
+    await initBackend();
+    const loaded = loadPretrainedModel(name);
+    io.stderr(`pretrained ${name}: EMA weights of step ${loaded.ref.step} (sha256 verified)\n`);
+    return { loaded, out, scale };
+  }
   await initBackend();
   const location = runLocation(String(values['checkpoint']));
   if (location.step !== undefined && request.step !== undefined && location.step !== request.step) {
@@ -154,7 +166,7 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     const ts = parseIntegerList('t', values['t']) ?? [Math.round(T / 4), Math.round(T / 2), Math.round((3 * T) / 4)];
     for (const t of ts) if (t < 0 || t > T) throw new CliUsageError(`--t: ${t} is outside [0, ${T}]`);
     const { imageSize, inChannels } = l.loaded.model.config;
-    const runDataset = l.loaded.state.config.dataset;
+    const runDataset = l.loaded.config.dataset;
     const spec = values['dataset'] === undefined ? testSplitOf(runDataset) : String(values['dataset']);
     const dataset = await openDataset(spec, { imageSize, channels: inChannels === 1 ? 1 : 3 });
     const pixels = await readForModel(dataset, [a, b], imageSize);

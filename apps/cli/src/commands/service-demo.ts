@@ -21,7 +21,8 @@ Starts Redis (if 127.0.0.1:6379 does not answer and redis-server is on the PATH)
 workers, trains micro32 for N steps (default 150) of batch 16 on Fashion-MNIST (or procedural
 shapes) as one data-parallel group of --workers (default 2: both cores of this machine; the wasm
 backend uses one core a process), prints the group's images/s, then samples a grid of 16 images
-per worker (a sampling group of --workers, each drawing 16) and prints its path and URL.
+per worker (a sampling group of --workers, each drawing 16) and, the same way, a grid of the
+shipped reference model fashion-mnist-cpu (hours of its recipe), and prints their paths and URL.
 --keep-running leaves the services up.
 `;
 
@@ -72,6 +73,17 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     const url = `${api}/samples/${sample.id}`;
     const png = await client.sample(sample.id);
     const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
+    // Beside it, the shipped reference model (hours of the fashion-mnist-cpu recipe), sampled the same way.
+    const referenceStarted = Date.now();
+    const reference = await client.submit({ type: 'sample', body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers } });
+    io.stderr(`POST /jobs/sample (pretrained fashion-mnist-cpu) → ${reference.id}\n`);
+    const referenced = await waitForJob(client, reference.id, io, env.tty, 'reference sample');
+    if (referenced.state !== 'completed') {
+      io.stderr(`the reference sample job ended ${referenced.state}: ${referenced.error ?? ''}\n`);
+      return 1;
+    }
+    const referenceFile = path.join(out, 'store', 'samples', `${reference.id}.png`);
+    const referenceMeta = JSON.parse(new TextDecoder().decode(await client.sample(`${reference.id}.json`))) as { step?: number };
     const summary = {
       trainJob: train.id,
       sampleJob: sample.id,
@@ -84,9 +96,13 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       png: file,
       url,
       pngBytes: png.length,
+      referencePng: referenceFile,
+      referenceUrl: `${api}/samples/${reference.id}`,
+      referenceStep: referenceMeta.step,
+      referenceSeconds: Math.round((Date.now() - referenceStarted) / 1000),
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
-    io.stderr(`\nsample grid: ${file}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`);
+    io.stderr(`\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`);
     io.stdout(JSON.stringify(summary) + '\n');
     if (values['keep-running'] === true) {
       io.stderr('services keep running; Ctrl-C stops them\n');

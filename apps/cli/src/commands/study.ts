@@ -79,6 +79,7 @@ interface RunResult {
   readonly job: JobView;
   readonly history: MetricsHistory['entries'];
   readonly bitsPerDim?: number;
+  readonly nllJob?: string;
 }
 
 const round = (x: number | undefined, digits = 4): string => (x === undefined || !Number.isFinite(x) ? '' : String(Number(x.toPrecision(digits))));
@@ -165,7 +166,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     for (const [i, submitted] of evalJobs.entries()) {
       const done = await waitForJob(client, submitted.id, io, false, `nll ${results[i]!.candidate.name}`);
       const bpd = done.result?.metrics?.['bits_per_dim'];
-      results[i] = { ...results[i]!, ...(typeof bpd === 'number' ? { bitsPerDim: bpd } : {}) };
+      results[i] = { ...results[i]!, nllJob: submitted.id, ...(typeof bpd === 'number' ? { bitsPerDim: bpd } : {}) };
     }
 
     const reference = (results.find((r) => r.history.length > 0)?.history[0]?.pixels as { reference?: { mean: number; background: number; saturated: number } } | undefined)?.reference;
@@ -188,7 +189,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${backend.name} backend, Node ${process.version}`;
     const command = `ddpm study quality ${rest.join(' ')}`.trim();
     await fs.writeFile(path.join(docs, 'README.md'), studyMarkdown({ command, machine, budget, evalCount, evalSteps, nllImages, floor: floor.value, realPixels: floor.pixels, reference, results, best, grids, wallSeconds: (Date.now() - started) / 1000 }));
-    io.stdout(`${JSON.stringify({ docs, out, floor: floor.value, runs: results.map((r) => ({ name: r.candidate.name, job: r.job.id, steps: r.job.result?.step, fd: finalFd(r), bitsPerDim: r.bitsPerDim, ...r.history.at(-1)?.metrics })) })}\n`);
+    io.stdout(`${JSON.stringify({ docs, out, floor: floor.value, runs: results.map((r) => ({ name: r.candidate.name, job: r.job.id, nllJob: r.nllJob, steps: r.job.result?.step, fd: finalFd(r), bitsPerDim: r.bitsPerDim, ...r.history.at(-1)?.metrics })) })}\n`);
     io.stderr(`\nwrote ${docs} in ${formatDuration((Date.now() - started) / 1000)}\n`);
     return 0;
   } finally {

@@ -1,0 +1,104 @@
+/**
+ * @ddpm/pretrained — reference checkpoints shipped in this package (`models/<name>/`): the EMA
+ * weights of a run (`ema.safetensors`) and `model.json`, which records the run's configuration,
+ * the recipe, its step and training time, the weights' sha256 and the scores measured on them.
+ * The weights are checked against their hash before anyone uses them; no tensors here (the API
+ * reads the manifest for T, the engine turns the bytes into a U-Net).
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+import { PRETRAINED_MODELS, type PretrainedName, type TrainConfig, validateTrainConfig } from '@ddpm/config';
+import { errorCodes, sha256Hex } from '@ddpm/core';
+
+export { PRETRAINED_MODELS, type PretrainedName } from '@ddpm/config';
+
+export const pretrainedError = errorCodes({ DDPM_PRETRAINED_INVALID: 'invalid', DDPM_PRETRAINED_NOT_FOUND: 'not-found' });
+
+/** A score measured on the shipped weights, with what it was measured with. */
+export interface PretrainedScore {
+  readonly value: number;
+  readonly [detail: string]: unknown;
+}
+
+export interface PretrainedManifest {
+  readonly version: 1;
+  readonly name: PretrainedName;
+  /** The weights file, beside the manifest. */
+  readonly weights: string;
+  readonly sha256: string;
+  readonly bytes: number;
+  /** The run's configuration (as its checkpoints store it). */
+  readonly train: TrainConfig;
+  /** The recipe the run followed, in words and as the request it was trained with. */
+  readonly recipe: { readonly name: string; readonly request: Readonly<Record<string, unknown>> };
+  readonly step: number;
+  readonly imagesSeen: number;
+  readonly trainSeconds: number;
+  /** Where and how it was trained (machine, workers, date, train job). */
+  readonly provenance: Readonly<Record<string, unknown>>;
+  /** Scores by name (fd_fmnist_cnn, bits_per_dim, pixel statistics), with their settings. */
+  readonly scores: Readonly<Record<string, PretrainedScore>>;
+  /** A small deterministic sampling the test repeats on the shipped weights, and what it measured. */
+  readonly check: {
+    readonly count: number;
+    readonly steps: number;
+    readonly seed: number;
+    readonly pixelMean: number;
+    readonly pixelBackground: number;
+    /** sha256 of the 8-bit samples as drawn on the wasm backend when the model was exported. */
+    readonly samplesSha256?: string;
+  };
+}
+
+/** Where the shipped models are: this package's `models/`. */
+export const MODELS_ROOT = path.join(__dirname, '..', 'models');
+
+/** The folder of a shipped model (`<root>/<name>`; the root is `models/` of this package unless a test gives another). */
+export function pretrainedDir(name: string, root: string = MODELS_ROOT): string {
+  return path.join(root, checkName(name));
+}
+
+function checkName(name: string): PretrainedName {
+  if (!(PRETRAINED_MODELS as readonly string[]).includes(name)) {
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `no pretrained model ${JSON.stringify(name)}; shipped: ${PRETRAINED_MODELS.join(', ')}`);
+  }
+  return name as PretrainedName;
+}
+
+/** The manifest of a shipped model, checked (its run configuration too). */
+export function pretrainedManifest(name: string, root: string = MODELS_ROOT): PretrainedManifest {
+  const file = path.join(pretrainedDir(name, root), 'model.json');
+  let parsed: PretrainedManifest;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as PretrainedManifest;
+  } catch (err) {
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (parsed.version !== 1 || parsed.name !== name || typeof parsed.weights !== 'string' || !/^[0-9a-f]{64}$/.test(parsed.sha256) || !Number.isInteger(parsed.step)) {
+    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} is not a version-1 manifest of ${name}`);
+  }
+  try {
+    validateTrainConfig(parsed.train);
+  } catch (err) {
+    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return parsed;
+}
+
+/** The manifest and the weights' bytes, verified against the manifest's sha256 and size. */
+export function readPretrained(name: string, root: string = MODELS_ROOT): { readonly manifest: PretrainedManifest; readonly weights: Uint8Array; readonly url: string } {
+  const manifest = pretrainedManifest(name, root);
+  const file = path.join(pretrainedDir(name, root), path.basename(manifest.weights));
+  let weights: Uint8Array;
+  try {
+    weights = new Uint8Array(readFileSync(file));
+  } catch (err) {
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const hash = sha256Hex(weights);
+  if (weights.length !== manifest.bytes || hash !== manifest.sha256) {
+    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`);
+  }
+  return { manifest, weights, url: `pretrained:${name}` };
+}
