@@ -3,11 +3,13 @@
  * Brightness diagnosis of a Fashion-MNIST run (issue: sample quality): samples a checkpoint under
  * several sampling choices and compares pixel statistics with the test set's.
  *
- *   npx tsc -b && node scripts/brightness-diagnosis.cjs --store DIR --run TRAIN_JOB_ID [--steps 250] [--count 64] [--checkpoint-steps 500,2500]
+ *   npx tsc -b && node scripts/brightness-diagnosis.cjs --store DIR --run TRAIN_JOB_ID [--steps 250] [--count 64] [--checkpoint-steps 500,2500] [--full-count 16]
  *
  * DIR is a file store (e.g. runs/service-demo-<time>/store). Variants: the EMA weights with the
  * run's own settings (x̂₀ clipped to [-1, 1], its variance), without clipping, with the other fixed
- * variance (fixedsmall β̃ against fixedlarge β), and the raw weights. Statistics are over the
+ * variance (fixedsmall β̃ against fixedlarge β), the raw weights, and (with --full-count N) N
+ * samples of the run's own sampling in all T steps instead of --steps strided ones (whether the
+ * respaced chain itself brightens). Statistics are over the
  * central 28 × 28 pixels (Fashion-MNIST's own size; the model's 32 × 32 adds a 2-pixel border of
  * padding, reported separately), in [0, 1]: mean, fraction above 0.5, fraction near black (< 0.1).
  * Prints one JSON object.
@@ -42,11 +44,12 @@ function stats(pixels, count, size, crop) {
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { store: { type: 'string' }, run: { type: 'string' }, steps: { type: 'string' }, count: { type: 'string' }, 'checkpoint-steps': { type: 'string' }, seed: { type: 'string' } } });
+  const { values } = parseArgs({ options: { store: { type: 'string' }, run: { type: 'string' }, steps: { type: 'string' }, count: { type: 'string' }, 'checkpoint-steps': { type: 'string' }, seed: { type: 'string' }, 'full-count': { type: 'string' } } });
   if (!values.store || !values.run) throw new Error('usage: node scripts/brightness-diagnosis.cjs --store DIR --run TRAIN_JOB_ID [--steps 250] [--count 64] [--checkpoint-steps A,B]');
   const steps = Number(values.steps ?? 250);
   const count = Number(values.count ?? 64);
   const seed = Number(values.seed ?? 0);
+  const fullCount = Number(values['full-count'] ?? 0);
   const { initBackend } = dist('backend');
   const backend = await initBackend({ preferred: 'wasm' });
   const tf = require('@tensorflow/tfjs-core');
@@ -78,21 +81,28 @@ async function main() {
         ? [
             { name: `EMA, clipped x0, ${own.varianceType} (the run's own)`, diffusion: own, clip: true },
             { name: `EMA, unclipped x0, ${own.varianceType}`, diffusion: own, clip: false },
-            { name: `EMA, clipped x0, ${other}`, diffusion: new GaussianDiffusion({ ...loaded.state.config.diffusion, varianceType: other }), clip: true },
+            { name: `EMA, clipped x0, ${other}`, diffusion: new GaussianDiffusion({ ...loaded.config.diffusion, varianceType: other }), clip: true },
+            ...(fullCount > 0
+              ? [
+                  { name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in ${steps} strided steps`, diffusion: own, clip: true, count: fullCount },
+                  { name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in all ${own.numTimesteps} steps`, diffusion: own, clip: true, count: fullCount, steps: own.numTimesteps },
+                ]
+              : []),
           ]
         : [{ name: `raw weights, clipped x0, ${own.varianceType}`, diffusion: own, clip: true }];
       for (const v of variants) {
         const started = Date.now();
-        const diffusion = samplingDiffusion(v.diffusion, { kind: 'ancestral', steps });
+        const diffusion = samplingDiffusion(v.diffusion, { kind: 'ancestral', steps: v.steps ?? steps });
         const size = loaded.model.config.imageSize;
-        const out = new Uint8Array(count * size * size);
-        for (let b = 0; b * 16 < count; b++) {
-          const n = Math.min(16, count - b * 16);
+        const n0 = v.count ?? count;
+        const out = new Uint8Array(n0 * size * size);
+        for (let b = 0; b * 16 < n0; b++) {
+          const n = Math.min(16, n0 - b * 16);
           const result = await sampleAncestral(diffusion, loaded.model.asDenoiseFn(), [n, size, size, 1], { noise: rngNoise(Rng.fromSeed(seed).fork(b)), clipDenoised: v.clip });
           out.set(toUint8(await result.sample.data()), b * 16 * size * size);
           result.sample.dispose();
         }
-        rows.push({ variant: v.name, ...stats(out, count, size, 28), seconds: Math.round((Date.now() - started) / 1000) });
+        rows.push({ variant: v.name, ...stats(out, n0, size, 28), seconds: Math.round((Date.now() - started) / 1000) });
         process.stderr.write(`${step}: ${JSON.stringify(rows.at(-1))}\n`);
       }
       loaded.model.dispose();

@@ -25,6 +25,8 @@ import { waitForJob } from './jobs';
 /** A configuration the study trains; `secondsPerStep` (a group of 2 on a 2-core machine) only spaces its evaluations. */
 export interface StudyCandidate {
   readonly name: string;
+  /** In the default set (`npm run study:quality`); the others are run by naming them. */
+  readonly byDefault: boolean;
   readonly summary: string;
   readonly request: Omit<TrainRequest, 'dataset' | 'steps'>;
   readonly secondsPerStep: number;
@@ -35,24 +37,36 @@ const EMA = { emaDecay: 0.995, emaWarmup: true } as const;
 export const STUDY_CANDIDATES: readonly StudyCandidate[] = [
   {
     name: 'micro32-lr1e-3',
+    byDefault: true,
     summary: 'micro32 (1.1 M parameters), batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up (the main job’s configuration until this study)',
     request: { preset: 'micro32', batchSize: 16, learningRate: 1e-3, warmupSteps: 20, ...EMA },
     secondsPerStep: 0.95,
   },
   {
     name: 'micro32-b32',
+    byDefault: true,
     summary: 'micro32, batch 32, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up',
     request: { preset: 'micro32', batchSize: 32, learningRate: 1e-3, warmupSteps: 20, ...EMA },
     secondsPerStep: 1.8,
   },
   {
     name: 'micro32-lr3e-4',
+    byDefault: true,
     summary: 'micro32, batch 16, lr 3e-4 after 100 warm-up steps, EMA 0.995 with warm-up',
     request: { preset: 'micro32', batchSize: 16, learningRate: 3e-4, warmupSteps: 100, ...EMA },
     secondsPerStep: 0.95,
   },
   {
+    name: 'micro32-ema0.99',
+    byDefault: true,
+    summary: 'micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.99 with warm-up (a shorter average of the weights)',
+    request: { preset: 'micro32', batchSize: 16, learningRate: 1e-3, warmupSteps: 20, emaDecay: 0.99, emaWarmup: true },
+    secondsPerStep: 0.95,
+  },
+  {
     name: 'fashion32',
+    // Each 128-sample evaluation of this 6x larger network takes ~13 min on a 2-core machine, and its bound ~15 min.
+    byDefault: false,
     summary: 'fashion32 (6.5 M parameters, dropout 0.1), batch 16, lr 5e-4 after 50 warm-up steps, EMA 0.995 with warm-up',
     request: { preset: 'fashion32', batchSize: 16, learningRate: 5e-4, warmupSteps: 50, ...EMA },
     secondsPerStep: 6,
@@ -71,7 +85,12 @@ checkpoint on --nll-images test images (default 8; eval jobs) and the real-data 
 distance at the same sample count. Writes curves (PNG), results.csv, README.md and the best run's
 samples at its start, middle and end into --docs (default docs/quality-study); runs and logs in
 --out (default runs/quality-study-<time>).
-  --candidates LIST   of: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')} (default all)
+  --candidates LIST   of: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')} (default: ${STUDY_CANDIDATES.filter((c) => c.byDefault)
+  .map((c) => c.name)
+  .join(', ')}; fashion32's evaluations alone take ~30 min on 2 cores)
+  --adopt NAME=JOB,...  use these finished train jobs of an interrupted study (same --out and --queue-prefix) instead of training the candidates again
+  --queue-prefix P    the queue prefix of the study's service (default study-<time>; an interrupted study's, to adopt its jobs)
+A candidate whose train job fails or is cancelled is reported and left out of the curves.
 `;
 
 interface RunResult {
@@ -96,6 +115,8 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     'nll-images': { type: 'string' },
     out: { type: 'string' },
     docs: { type: 'string' },
+    adopt: { type: 'string' },
+    'queue-prefix': { type: 'string' },
   });
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const budget = parseNumber('budget-minutes', values['budget-minutes'], 10);
@@ -104,12 +125,18 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
   const evalCount = parseInteger('eval-count', values['eval-count'], 128, { min: 16, max: 10_000 });
   const evalSteps = parseInteger('eval-steps', values['eval-steps'], 50, { min: 1, max: 1000 });
   const nllImages = parseInteger('nll-images', values['nll-images'], 8, { min: 1, max: 10_000 });
-  const names = typeof values['candidates'] === 'string' ? values['candidates'].split(',').map((n) => n.trim()) : STUDY_CANDIDATES.map((c) => c.name);
+  const names = typeof values['candidates'] === 'string' ? values['candidates'].split(',').map((n) => n.trim()) : STUDY_CANDIDATES.filter((c) => c.byDefault).map((c) => c.name);
   const candidates = names.map((n) => {
     const found = STUDY_CANDIDATES.find((c) => c.name === n);
     if (!found) throw new CliUsageError(`--candidates: unknown candidate ${JSON.stringify(n)} (known: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')})`);
     return found;
   });
+  const adopted = new Map<string, string>();
+  for (const pair of typeof values['adopt'] === 'string' ? values['adopt'].split(',') : []) {
+    const [name, job] = pair.split('=').map((x) => x.trim());
+    if (!name || !job || !candidates.some((c) => c.name === name)) throw new CliUsageError(`--adopt takes NAME=JOB pairs of the candidates run, got ${JSON.stringify(pair)}`);
+    adopted.set(name, job);
+  }
   try {
     await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
   } catch {
@@ -121,7 +148,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
   const out = path.resolve(String(values['out'] ?? path.join('runs', `quality-study-${stamp}`)));
   const docs = path.resolve(String(values['docs'] ?? path.join('docs', 'quality-study')));
   await fs.mkdir(docs, { recursive: true });
-  const service = await startLocalService(out, 2, `study-${stamp}`, io);
+  const service = await startLocalService(out, 2, String(values['queue-prefix'] ?? `study-${stamp}`), io);
   if (!service) return 1;
   try {
     const { client } = service;
@@ -132,6 +159,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     io.stderr(`real-data floor (${backend.name}): ${floor.name} ${floor.value.toFixed(3)} for ${floor.images}\n`);
 
     const results: RunResult[] = [];
+    const failed: string[] = [];
     for (const candidate of candidates) {
       const every = Math.max(1, Math.round((budget * 60) / candidate.secondsPerStep / evals));
       const request: TrainRequest = {
@@ -148,12 +176,14 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
         evalSteps,
         evalSeed: 0,
       };
-      io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budget} min of training, evaluated every ${every} steps\n`);
-      const submitted = await client.submit({ type: 'train', body: request });
-      const job = await waitForJob(client, submitted.id, io, env.tty, candidate.name);
+      const adopt = adopted.get(candidate.name);
+      io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budget} min of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`);
+      const id = adopt ?? (await client.submit({ type: 'train', body: request })).id;
+      const job = await waitForJob(client, id, io, env.tty, candidate.name);
       if (job.state !== 'completed') {
-        io.stderr(`${candidate.name}: the train job ended ${job.state}: ${job.error ?? ''}\n`);
-        return 1;
+        io.stderr(`${candidate.name}: the train job ended ${job.state}: ${job.error ?? ''}; left out\n`);
+        failed.push(`${candidate.name} (${job.state}${job.error ? `: ${job.error}` : ''})`);
+        continue;
       }
       const history = (await client.metrics(job.id)).entries;
       results.push({ candidate, job, history });
@@ -169,6 +199,10 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
       results[i] = { ...results[i]!, nllJob: submitted.id, ...(typeof bpd === 'number' ? { bitsPerDim: bpd } : {}) };
     }
 
+    if (results.length === 0) {
+      io.stderr('no candidate finished\n');
+      return 1;
+    }
     const reference = (results.find((r) => r.history.length > 0)?.history[0]?.pixels as { reference?: { mean: number; background: number; saturated: number } } | undefined)?.reference;
     const best = [...results].sort((a, b) => finalFd(a) - finalFd(b))[0]!;
     // The best run at its start, middle and end: the same 16 noise draws from three checkpoints.
@@ -188,7 +222,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     await fs.writeFile(path.join(docs, 'results.csv'), resultsCsv(results, floor.value));
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${backend.name} backend, Node ${process.version}`;
     const command = `ddpm study quality ${rest.join(' ')}`.trim();
-    await fs.writeFile(path.join(docs, 'README.md'), studyMarkdown({ command, machine, budget, evalCount, evalSteps, nllImages, floor: floor.value, realPixels: floor.pixels, reference, results, best, grids, wallSeconds: (Date.now() - started) / 1000 }));
+    await fs.writeFile(path.join(docs, 'README.md'), studyMarkdown({ command, machine, failed, budget, evalCount, evalSteps, nllImages, floor: floor.value, realPixels: floor.pixels, reference, results, best, grids, wallSeconds: (Date.now() - started) / 1000 }));
     io.stdout(`${JSON.stringify({ docs, out, floor: floor.value, runs: results.map((r) => ({ name: r.candidate.name, job: r.job.id, nllJob: r.nllJob, steps: r.job.result?.step, fd: finalFd(r), bitsPerDim: r.bitsPerDim, ...r.history.at(-1)?.metrics })) })}\n`);
     io.stderr(`\nwrote ${docs} in ${formatDuration((Date.now() - started) / 1000)}\n`);
     return 0;
@@ -240,6 +274,7 @@ function resultsCsv(results: readonly RunResult[], floor: number): string {
 
 function studyMarkdown(s: {
   command: string;
+  failed: readonly string[];
   machine: string;
   budget: number;
   evalCount: number;
@@ -274,6 +309,7 @@ Generated by \`${s.command}\` (\`npm run study:quality\` runs it with the defaul
 ## Candidates
 
 ${s.results.map((r) => `- \`${r.candidate.name}\`: ${r.candidate.summary}.`).join('\n')}
+${s.failed.map((f) => `- not finished: ${f}`).join('\n')}
 
 ## At the end of the budget
 
