@@ -79,6 +79,9 @@ export const ROWS: readonly RowSpec[] = [
         { expr: 'ddpm_eval_kid', legend: 'KID {{extractor}} {{instance}}' },
         { expr: 'ddpm_eval_inception_score', legend: 'IS {{extractor}} {{instance}}' },
       ], 8),
+      ts('Sample pixel statistics', 'percentunit', 'Latest evaluation\'s samples on [0, 1]: mean pixel, fraction of background (< 0.1) and saturated (> 0.9). Compare with the reference\'s in the evaluation report (Fashion-MNIST at 32 × 32: mean 0.22, background 0.65).', [
+        { expr: 'ddpm_eval_pixel_statistic', legend: '{{statistic}} {{instance}}' },
+      ], 8),
     ],
   },
   {

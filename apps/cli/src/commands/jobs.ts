@@ -75,10 +75,12 @@ function submissionOf(type: SubmitType, values: Readonly<Record<string, string |
   }
 }
 
-export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: boolean, label = 'job'): Promise<JobView> {
+export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: boolean, label = 'job', signal?: AbortSignal): Promise<JobView> {
   let bar: ProgressBar | undefined;
   let phase = '';
   for (;;) {
+    // Ctrl-C: stop waiting (the caller stops what it started; the job itself goes on or is handed back).
+    if (signal?.aborted) throw new CliUsageError(`stopped waiting for ${id}: ${signal.reason instanceof Error ? signal.reason.message : 'interrupted'}`);
     const view = await client.job(id);
     const p = view.progress;
     if (p && p.totalSteps > 0) {

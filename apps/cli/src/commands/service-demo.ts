@@ -50,7 +50,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       body: { dataset, preset: 'micro32', steps, batchSize: 16, learningRate: 1e-3, warmupSteps: 20, emaDecay: 0.995, emaWarmup: true, checkpointEvery: 50, workers },
     });
     io.stderr(`POST /jobs/train → ${train.id}\n`);
-    const trained = await waitForJob(client, train.id, io, env.tty, 'train');
+    const trained = await waitForJob(client, train.id, io, env.tty, 'train', env.signal);
     if (trained.state !== 'completed') {
       io.stderr(`the train job ended ${trained.state}: ${trained.error ?? ''}\n`);
       return 1;
@@ -63,7 +63,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     const sampleStarted = Date.now();
     const sample = await client.submit({ type: 'sample', body: { trainJobId: train.id, count: 16 * workers, steps: 100, seed: 0, workers } });
     io.stderr(`POST /jobs/sample → ${sample.id}\n`);
-    const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample');
+    const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample', env.signal);
     if (sampled.state !== 'completed') {
       io.stderr(`the sample job ended ${sampled.state}: ${sampled.error ?? ''}\n`);
       return 1;
@@ -77,7 +77,7 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     const referenceStarted = Date.now();
     const reference = await client.submit({ type: 'sample', body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers } });
     io.stderr(`POST /jobs/sample (pretrained fashion-mnist-cpu) → ${reference.id}\n`);
-    const referenced = await waitForJob(client, reference.id, io, env.tty, 'reference sample');
+    const referenced = await waitForJob(client, reference.id, io, env.tty, 'reference sample', env.signal);
     if (referenced.state !== 'completed') {
       io.stderr(`the reference sample job ended ${referenced.state}: ${referenced.error ?? ''}\n`);
       return 1;

@@ -179,7 +179,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
       const adopt = adopted.get(candidate.name);
       io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budget} min of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`);
       const id = adopt ?? (await client.submit({ type: 'train', body: request })).id;
-      const job = await waitForJob(client, id, io, env.tty, candidate.name);
+      const job = await waitForJob(client, id, io, env.tty, candidate.name, env.signal);
       if (job.state !== 'completed') {
         io.stderr(`${candidate.name}: the train job ended ${job.state}: ${job.error ?? ''}; left out\n`);
         failed.push(`${candidate.name} (${job.state}${job.error ? `: ${job.error}` : ''})`);
@@ -194,7 +194,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     io.stderr(`\nbits/dim of each final checkpoint on ${nllImages} test images (all T terms of the bound)\n`);
     const evalJobs = await Promise.all(results.map((r) => client.submit({ type: 'eval', body: { trainJobId: r.job.id, metrics: ['nll'], nllImages } })));
     for (const [i, submitted] of evalJobs.entries()) {
-      const done = await waitForJob(client, submitted.id, io, false, `nll ${results[i]!.candidate.name}`);
+      const done = await waitForJob(client, submitted.id, io, false, `nll ${results[i]!.candidate.name}`, env.signal);
       const bpd = done.result?.metrics?.['bits_per_dim'];
       results[i] = { ...results[i]!, nllJob: submitted.id, ...(typeof bpd === 'number' ? { bitsPerDim: bpd } : {}) };
     }
@@ -211,7 +211,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     const grids: { step: number; file: string; minutes: number }[] = [];
     for (const step of picks) {
       const submitted = await client.submit({ type: 'sample', body: { trainJobId: best.job.id, step, count: 16, steps: 100, seed: 0, workers: 2 } });
-      const done = await waitForJob(client, submitted.id, io, false, `samples at step ${step}`);
+      const done = await waitForJob(client, submitted.id, io, false, `samples at step ${step}`, env.signal);
       if (done.state !== 'completed') throw new Error(`the sample job at step ${step} ended ${done.state}: ${done.error ?? ''}`);
       const file = `best-step-${step}.png`;
       await fs.writeFile(path.join(docs, file), await client.sample(submitted.id));
