@@ -52,7 +52,7 @@ describe('eval jobs', () => {
     const done = (await stack.app.inject({ url: `/jobs/${view.id}` })).json();
     expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 2 } });
     const metrics = done.result.metrics as Record<string, number>;
-    expect(Object.keys(metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'is_fmnist_cnn', 'kid_fmnist_cnn']);
+    expect(Object.keys(metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'is_fmnist_cnn', 'kid_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
     expect(metrics).not.toHaveProperty('fid');
     // Two steps of training: the samples are nearly noise, far from the data.
     expect(metrics.fd_fmnist_cnn).toBeGreaterThan(10);
@@ -85,7 +85,9 @@ describe('eval jobs', () => {
     const again = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { ...body, metrics: ['fd'] } });
     await stack.waitFinished(again.json().id, 300_000);
     const second = (await stack.app.inject({ url: `/jobs/${again.json().id}` })).json();
-    expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn });
+    // The same samples: the same distance and the same pixel statistics.
+    const pixels = { pixel_mean: metrics.pixel_mean, pixel_background: metrics.pixel_background, pixel_saturated: metrics.pixel_saturated };
+    expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, ...pixels });
     expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(/reference statistics from the cache/);
 
     // A sampling group of 2 draws the same 48 samples (rank 1 batch 1 of 3): the same numbers, to the bit.
@@ -94,7 +96,7 @@ describe('eval jobs', () => {
     await stack.waitFinished(grouped.json().id, 300_000);
     const third = (await stack.app.inject({ url: `/jobs/${grouped.json().id}` })).json();
     expect(third).toMatchObject({ state: 'completed', result: { group: { worldSize: 2, restarts: 0 } } });
-    expect(third.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, kid_fmnist_cnn: metrics.kid_fmnist_cnn, is_fmnist_cnn: metrics.is_fmnist_cnn });
+    expect(third.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, kid_fmnist_cnn: metrics.kid_fmnist_cnn, is_fmnist_cnn: metrics.is_fmnist_cnn, ...pixels });
     expect((await stack.app.inject({ url: `/jobs/${grouped.json().id}/logs` })).body).toMatch(/48 samples \(ddim, 2 steps, seed 0, EMA weights of step 2, drawn by 2 ranks\)/);
   });
 
@@ -124,10 +126,14 @@ describe('eval jobs', () => {
       const history = (await stack.app.inject({ url: `/jobs/${id}/metrics` })).json();
       expect(history.entries.map((e: { step: number }) => e.step)).toEqual([3, 6, 9]);
       for (const e of history.entries) {
-        expect(Object.keys(e.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+        expect(Object.keys(e.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
         expect(e.extractor).toEqual({ name: 'fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256 });
+        // The run's training time when the weights were evaluated, and the pixels beside the reference's.
+        expect(e.trainSeconds).toBeGreaterThan(0);
+        expect(e.pixels.reference.images).toBeGreaterThan(0);
       }
-      expect(Object.keys(history.curves).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn']);
+      expect(history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)).toEqual([...history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)].sort((a, b) => a - b));
+      expect(Object.keys(history.curves).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
       const curve = await stack.app.inject({ url: new URL(history.curves.fd_fmnist_cnn).pathname });
       expect(curve.statusCode).toBe(200);
       expect(curve.headers['content-type']).toBe('image/png');
