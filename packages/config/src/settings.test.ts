@@ -156,8 +156,8 @@ describe('the train settings table', () => {
   });
 
   it('refuses a request without a required setting, naming it', () => {
-    expect(() => resolveTrainJob({ dataset: 'fashion-mnist', preset: 'micro32' })).toThrow('train request needs steps: optimizer steps of the run (or a recipe that gives it)');
-    expect(() => resolveTrainJob({ preset: 'micro32', steps: 3 })).toThrow(/train request needs dataset: dataset spec/);
+    expect(() => resolveTrainJob({ dataset: 'fashion-mnist', preset: 'micro32' })).toThrow('train request needs steps (--steps): optimizer steps of the run (or a recipe that gives it)');
+    expect(() => resolveTrainJob({ preset: 'micro32', steps: 3 })).toThrow(/train request needs dataset \(--dataset\): dataset spec/);
     expect(() => checkRequest(SAMPLE_JOB_SETTINGS, {}, 'sample')).not.toThrow();
     expect(() => checkRequest(EVAL_JOB_SETTINGS, { metrics: ['nll'] }, 'eval')).toThrow(/eval request needs trainJobId/);
   });

@@ -127,7 +127,7 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
   if (asked.recipe !== undefined) checkRequest(TRAIN_SETTINGS, request, `train (with recipe ${asked.recipe})`);
   const v = valuesOf(TRAIN_SETTINGS, request);
   const needed = <T>(value: T | undefined, name: 'dataset' | 'preset' | 'steps'): T => {
-    if (value === undefined) throw configError(`train request needs ${name}: ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`);
+    if (value === undefined) throw configError(`train request needs ${name} (--${TRAIN_SETTINGS[name].flag}): ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`);
     return value;
   };
   const dataset = needed(v.dataset, 'dataset');

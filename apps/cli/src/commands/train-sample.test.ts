@@ -62,7 +62,7 @@ describe('ddpm train and the sampling commands', () => {
   }, 120_000);
 
   it('rejects bad arguments with clear messages', async () => {
-    expect((await run('train', '--preset', 'micro32', '--steps', '1', '--out', dir)).stderr).toContain('--dataset is required');
+    expect((await run('train', '--preset', 'micro32', '--steps', '1', '--out', dir)).stderr).toContain('train request needs dataset (--dataset)');
     const badData = await run('train', '--dataset', 'imagenet:/x', '--preset', 'micro32', '--steps', '1', '--out', path.join(dir, 'x'));
     expect(badData.status).toBe(1);
     expect(badData.stderr).toContain('unknown dataset kind "imagenet"');
