@@ -117,6 +117,33 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     expect(again.json().state).toBe('cancelled');
   });
 
+  it('reports a budgeted run’s training time against its budget, and ends it there as completed', async () => {
+    const progress: Record<string, unknown>[] = [];
+    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+      if (jobId === id && typeof data === 'object' && data !== null && (data as { phase?: string }).phase === 'training') progress.push(data as Record<string, unknown>);
+    };
+    stack.events.train.on('progress', onProgress);
+    // 1.5 s of training; steps far beyond it.
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100000, checkpointEvery: 100000, budgetMinutes: 0.025 }) });
+    const id = submitted.json().id as string;
+    await stack.waitFinished(id);
+    stack.events.train.off('progress', onProgress);
+    const view = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+    expect(view).toMatchObject({ state: 'completed', result: { status: 'completed' } });
+    expect(view.result.step).toBeLessThan(100000);
+    const stepping = progress.filter((p) => typeof p['imagesPerSecond'] === 'number');
+    expect(stepping.length).toBeGreaterThan(0);
+    for (const p of stepping) {
+      expect(p['budgetSeconds']).toBe(1.5);
+      expect(p['trainSeconds']).toEqual(expect.any(Number));
+      // Time left is the budget's, not 100000 steps' worth.
+      expect(p['etaSeconds']).toBeLessThanOrEqual(1.5);
+      expect(p['etaSeconds']).toBeCloseTo(Math.max(0, 1.5 - (p['trainSeconds'] as number)), 5);
+    }
+    const spent = stepping.map((p) => p['trainSeconds'] as number);
+    expect(spent).toEqual([...spent].sort((a, b) => a - b));
+  });
+
   it('survives an API restart while jobs run: nothing is lost', async () => {
     const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 4 }) })).json().id as string;
     const app = await stack.restartApp();

@@ -1545,6 +1545,9 @@ export interface components {
         };
         /** @description progress reported by the worker running the job */
         JobProgress: {
+            /** @description training: the time budget (`budgetMinutes`) in seconds, when the run has one */
+            budgetSeconds?: number;
+            /** @description training: seconds of training left, to `steps` or to the time budget, whichever comes first (evaluations and checkpoints not counted) */
             etaSeconds?: number;
             imagesPerSecond?: number;
             loss?: number;
@@ -1552,6 +1555,8 @@ export interface components {
             /** @description steps done: optimizer steps while training, sampling steps while sampling */
             step: number;
             totalSteps: number;
+            /** @description training: seconds spent in training steps so far, over every session of the run */
+            trainSeconds?: number;
             /** Format: date-time */
             updatedAt: string;
         };

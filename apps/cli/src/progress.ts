@@ -31,6 +31,8 @@ export class ProgressBar {
     private readonly write: (text: string) => void,
     private readonly tty: boolean,
     private readonly startAt = 0,
+    /** How `done` and `total` are printed (a count by default; `formatDuration` for seconds). */
+    private readonly unit: (value: number) => string = String,
   ) {}
 
   update(done: number, fields: Record<string, string> = {}, force = false): void {
@@ -48,7 +50,7 @@ export class ProgressBar {
     const extra = Object.entries(fields)
       .map(([k, v]) => `${k} ${v}`)
       .join(' | ');
-    const line = `${this.label} ${done}/${this.total} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% | ETA ${formatDuration(eta)}${extra ? ` | ${extra}` : ''}`;
+    const line = `${this.label} ${this.unit(done)}/${this.unit(this.total)} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% | ETA ${formatDuration(eta)}${extra ? ` | ${extra}` : ''}`;
     this.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);
   }
 

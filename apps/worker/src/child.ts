@@ -11,7 +11,7 @@ import { initBackend } from '@ddpm/backend';
 import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type GroupLink, type SamplingGroupLink, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, type SamplingGroupLink, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture, type Trainer } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -46,6 +46,12 @@ function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void 
   };
 }
 
+/** A budgeted run's training time against its budget (`budgetMinutes`), for the progress report. */
+function budgetProgress(trainer: Trainer): { trainSeconds: number; budgetSeconds: number } | Record<string, never> {
+  const minutes = trainer.config.budgetMinutes;
+  return minutes === undefined ? {} : { trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10, budgetSeconds: minutes * 60 };
+}
+
 async function runTrain(
   jobId: string,
   data: JobData<'train'>,
@@ -59,6 +65,7 @@ async function runTrain(
   checkBackendMemory(config, backend);
   const report = progressReporter();
   let slowestStepMs = 0;
+  let running: Trainer | undefined;
   const outcome = await runTrainJob(config, {
     store,
     prefix: data.runPrefix,
@@ -69,7 +76,10 @@ async function runTrain(
     gridKey: () => sampleKeyBase(`${jobId}-final`),
     gridMetadata: { job: jobId },
     onLog: log,
-    onStart: (trainer) => report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps }),
+    onStart: (trainer) => {
+      running = trainer;
+      report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps, ...budgetProgress(trainer) });
+    },
     onStep: (s) => {
       if (group) {
         // Alive and moving: a rank silent for much longer than its slowest step is wedged (a long
@@ -81,13 +91,16 @@ async function runTrain(
       }
       send({ type: 'step', stats: s, backend, ...(group?.lastExchange ? { exchange: group.lastExchange } : {}) });
       const total = config.train.steps;
+      const budget = running ? budgetProgress(running) : {};
+      const toSteps = ((total - s.step) * config.train.batchSize) / Math.max(s.imagesPerSecond, 1e-9);
       report({
         phase: 'training',
         step: s.step,
         totalSteps: total,
         imagesPerSecond: s.imagesPerSecond,
         loss: s.loss,
-        etaSeconds: ((total - s.step) * config.train.batchSize) / Math.max(s.imagesPerSecond, 1e-9),
+        etaSeconds: budget.budgetSeconds !== undefined ? Math.min(toSteps, Math.max(0, budget.budgetSeconds - budget.trainSeconds)) : toSteps,
+        ...budget,
       });
     },
     onCheckpoint: (ref, reason, seconds) => send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds }),

@@ -11,7 +11,7 @@ import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTIN
 import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '../api-client';
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
-import { ProgressBar } from '../progress';
+import { ProgressBar, formatDuration } from '../progress';
 import { flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
 
 const JOBS = { jobs: true } as const;
@@ -84,12 +84,16 @@ export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: 
     const view = await client.job(id);
     const p = view.progress;
     if (p && p.totalSteps > 0) {
-      if (!bar || phase !== p.phase) {
+      // A run with a time budget shows its training time against the budget (its `steps` may be far off).
+      const budget = p.phase === 'training' && p.budgetSeconds !== undefined && p.trainSeconds !== undefined ? { total: p.budgetSeconds, spent: p.trainSeconds } : undefined;
+      const kind = budget ? `${p.phase} (time budget)` : p.phase;
+      if (!bar || phase !== kind) {
         bar?.finish();
-        phase = p.phase;
-        bar = new ProgressBar(`${label} ${p.phase}`, p.totalSteps, io.stderr, tty, p.step);
+        phase = kind;
+        bar = budget ? new ProgressBar(`${label} ${kind}`, budget.total, io.stderr, tty, budget.spent, formatDuration) : new ProgressBar(`${label} ${kind}`, p.totalSteps, io.stderr, tty, p.step);
       }
-      bar.update(p.step, {
+      bar.update(budget ? Math.min(budget.spent, budget.total) : p.step, {
+        ...(budget ? { step: String(p.step) } : {}),
         ...(p.imagesPerSecond ? { 'img/s': p.imagesPerSecond.toFixed(1) } : {}),
         ...(p.loss !== undefined ? { loss: p.loss.toFixed(4) } : {}),
         state: view.state,

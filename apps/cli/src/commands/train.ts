@@ -5,7 +5,7 @@
  */
 import { currentBackend, initBackend } from '@ddpm/backend';
 import { DEFAULT_LIMITS, LIMIT_VARIABLES, type ServiceLimits, TRAIN_SETTINGS, assertRequest, checkBudgets, envInteger, fitAccumulation, resolveTrainJob } from '@ddpm/config';
-import { listCheckpoints, runTrainJob } from '@ddpm/engine';
+import { type Trainer, listCheckpoints, runTrainJob } from '@ddpm/engine';
 import { joinKey } from '@ddpm/storage';
 
 import { parseCommandArgs } from '../args';
@@ -55,6 +55,7 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
   const backend = await initBackend();
   const started = Date.now();
   let bar: ProgressBar | undefined;
+  let running: Trainer | undefined;
   const outcome = await runTrainJob(config, {
     store,
     prefix,
@@ -68,11 +69,18 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
       io.stderr(`${bar && env.tty ? '\n' : ''}${line}\n`);
     },
     onStart: (trainer) => {
-      bar = new ProgressBar('train', trainer.config.steps, io.stderr, env.tty, trainer.step);
+      running = trainer;
+      // With a time budget the bar counts training time against it (`steps` may be far off).
+      const budget = trainer.config.budgetMinutes;
+      bar =
+        budget === undefined
+          ? new ProgressBar('train', trainer.config.steps, io.stderr, env.tty, trainer.step)
+          : new ProgressBar('train (time budget)', budget * 60, io.stderr, env.tty, trainer.trainingSeconds, formatDuration);
       io.stderr(`backend ${currentBackend()?.name}\n`);
     },
     onStep: (s) =>
-      bar?.update(s.step, {
+      bar?.update(running?.config.budgetMinutes === undefined ? s.step : Math.min(running.trainingSeconds, running.config.budgetMinutes * 60), {
+        ...(running?.config.budgetMinutes === undefined ? {} : { step: String(s.step) }),
         'img/s': s.imagesPerSecond.toFixed(1),
         loss: s.loss.toFixed(4),
         lr: s.learningRate.toExponential(1),
