@@ -4,7 +4,8 @@
  * there from an earlier test's training by the recipe, checked against the pinned wasm weights;
  * training inside a run is the Fashion-MNIST learning test's), computes and caches the reference statistics,
  * samples, and reports the numbers under the extractor's name, never as FID; a second job reuses the cache and, with the same seed, gets
- * the same numbers, and so does a third whose samples a sampling group of 2 draws. A train job with evalEvery keeps a history and curves, and a real Prometheus
+ * the same numbers, and so does a third whose samples a sampling group of 2 draws. A train job with evalEvery keeps a history and curves, a train
+ * group's ranks share its evaluations' samples and record what one process measures, and a real Prometheus
  * (the Debian package) scraping the worker sees ddpm_eval_fid change.
  */
 import { spawn } from 'node:child_process';
@@ -154,6 +155,30 @@ describe('eval jobs', () => {
     } finally {
       prometheus.kill('SIGKILL');
     }
+  });
+
+  it('a train group of 2 shares its evaluations’ samples: its history holds what an eval job of the same checkpoint measures alone', async () => {
+    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
+    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+    const train = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: { dataset: 'fashion-mnist:', preset: 'micro32', steps: 2, batchSize: 4, workers: 2, checkpointEvery: 2, sampleCount: 0, evalEvery: 2, evalMetrics: ['fd'], evalCount: 48, evalSampler: 'ddim', evalSteps: 2, evalSeed: 5, evalReferenceCount: 300 },
+    });
+    expect(train.statusCode).toBe(202);
+    const id = train.json().id as string;
+    expect((await stack.waitFinished(id, 300_000)).returnvalue).toMatchObject({ status: 'completed', step: 2, group: { worldSize: 2 } });
+    const history = (await stack.app.inject({ url: `/jobs/${id}/metrics` })).json();
+    expect(history.entries.map((e: { step: number }) => e.step)).toEqual([2]);
+    expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(/48 samples \(ddim, 2 steps, seed 5, EMA weights at step 2, drawn by 2 ranks and measured by each\)/);
+
+    // One process, the same checkpoint's EMA and the same samples: the same numbers, to the bit.
+    const evaluated = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { trainJobId: id, metrics: ['fd'], count: 48, sampler: 'ddim', steps: 2, seed: 5, referenceCount: 300 } });
+    expect(evaluated.statusCode).toBe(202);
+    await stack.waitFinished(evaluated.json().id, 300_000);
+    const alone = (await stack.app.inject({ url: `/jobs/${evaluated.json().id}` })).json();
+    expect(alone).toMatchObject({ state: 'completed', result: { step: 2 } });
+    expect(history.entries[0].metrics).toEqual(alone.result.metrics);
   });
 
   it('refuses an eval job whose extractor does not fit the run, naming both shapes', async () => {

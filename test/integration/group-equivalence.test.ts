@@ -3,7 +3,8 @@
  * each with its own Redis connections and heartbeat thread, talking through the real Redis
  * all-reduce) end 20 steps with parameters, EMA and Adam moments identical to one process with the
  * same global batch and accumulation = N, dropout on; and a run checkpointed by 2 ranks resumes
- * with 1 (and the reverse) to the same bits as an uninterrupted run.
+ * with 1 (and the reverse) to the same bits as an uninterrupted run. An evaluation during training
+ * whose samples the ranks share (each draws half) measures, on every rank, what one process does.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -13,9 +14,12 @@ import * as path from 'node:path';
 import { Heartbeat, RedisCollective, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
-import { type GroupLink, Trainer } from '@ddpm/engine';
+import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE } from '@ddpm/eval/extractors';
+import { type GroupLink, type SampleGather, Trainer, evaluateDuringTraining } from '@ddpm/engine';
 import { FileStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
+
+import { sharedFmnistCnnWeights } from '../../packages/eval/src/extractors/test-support';
 
 const URL = 'redis://127.0.0.1:6379';
 
@@ -155,6 +159,58 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
       await straight.done();
       await twoThenOne.done();
       await oneThenTwo.done();
+    }
+  }, 300_000);
+
+  it('shares an evaluation’s samples: each of 2 ranks draws half, and both measure exactly what one process does', async () => {
+    const { store, done } = await tempStore();
+    const ns = `test-dp-eval-${randomBytes(5).toString('hex')}`;
+    const control = new Redis(URL);
+    const connections: Redis[] = [control];
+    const heartbeats: Heartbeat[] = [];
+    const collectives: RedisCollective[] = [];
+    const trainer = await Trainer.open(run(1, 1), { store, prefix: 'run' });
+    try {
+      await store.put(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`, await sharedFmnistCnnWeights());
+      // 48 samples: batches 0 and 2 are rank 0's, batch 1 rank 1's.
+      const evaluation = resolveTrainJob({ dataset: 'fashion-mnist:', preset: 'micro32', steps: 1, evalEvery: 1, evalMetrics: ['fd'], evalCount: 48, evalSampler: 'ddim', evalSteps: 2, evalReferenceCount: 300 }).evaluation!;
+      const evaluate = (gather?: SampleGather) => evaluateDuringTraining(trainer.ema, trainer.diffusion, 'fashion-mnist:', evaluation, 1, { cache: store, ...(gather ? { gather } : {}) });
+      const alone = await evaluate();
+
+      await openGeneration(control, ns, 300_000);
+      const drawn: Float32Array[][] = [[], []];
+      const gathers = [0, 1].map((rank): SampleGather => {
+        const redis = new Redis(URL);
+        connections.push(redis);
+        heartbeats.push(new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs: 20_000, stallMs: 600_000 }));
+        const collective = new RedisCollective({ redisUrl: URL, namespace: `${ns}:eval1`, rank, worldSize: 2, keyTtlSeconds: 120, checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: 2 }) });
+        collectives.push(collective);
+        return {
+          rank,
+          worldSize: 2,
+          sum: async (chunk, values) => {
+            drawn[rank]!.push(values.slice());
+            return (await collective.allReduceSum(chunk, values)).sum;
+          },
+        };
+      });
+      const shared = await Promise.all(gathers.map((g) => evaluate(g)));
+      for (const { entry } of shared) {
+        expect(entry.metrics).toEqual(alone.entry.metrics);
+        expect(entry.pixels).toEqual(alone.entry.pixels);
+      }
+      // Each rank drew only its own batches (16 images of 32 x 32 each), the others' left zero.
+      const per = 16 * 32 * 32;
+      const owned = (values: Float32Array, batch: number): boolean => values.subarray(batch * per, (batch + 1) * per).some((v) => v !== 0);
+      expect(drawn.map((chunks) => chunks.length)).toEqual([1, 1]);
+      expect([0, 1, 2].map((b) => owned(drawn[0]![0]!, b))).toEqual([true, false, true]);
+      expect([0, 1, 2].map((b) => owned(drawn[1]![0]!, b))).toEqual([false, true, false]);
+    } finally {
+      trainer.dispose();
+      await Promise.all(heartbeats.map((h) => h.stop()));
+      for (const c of collectives) c.close();
+      for (const c of connections) c.disconnect();
+      await done();
     }
   }, 300_000);
 });

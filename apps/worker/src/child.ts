@@ -402,12 +402,46 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
         return exchanged;
       },
       assertWriter: generationFence(control, g.generationKey, g.generation),
+      evaluationGather: (step) => {
+        // Its own keys (the evaluation after `step`), full precision whatever the gradients' transport:
+        // the samples must arrive as drawn. A peer is waited for as long as it beats.
+        const samples = new RedisCollective({
+          redisUrl: g.dataRedisUrl,
+          redisOptions: dataOptions,
+          namespace: `${g.namespace}:eval${step}`,
+          rank: g.rank,
+          worldSize: g.worldSize,
+          transport: 'fp32',
+          keyTtlSeconds: EVAL_GATHER_TTL_SECONDS,
+          checkAlive: () => assertGenerationAlive(redis, keys),
+          onWait: () => heartbeat.progress(),
+        });
+        return {
+          rank: g.rank,
+          worldSize: g.worldSize,
+          sum: async (chunk, values) => {
+            const { sum, bytesSent, bytesReceived } = await samples.allReduceSum(chunk, values);
+            send({ type: 'relayed', bytes: bytesSent, direction: 'sent' });
+            send({ type: 'relayed', bytes: bytesReceived, direction: 'received' });
+            heartbeat.progress();
+            return sum;
+          },
+          close: async () => samples.close(),
+        };
+      },
     },
     close,
   };
   log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`);
   return session;
 }
+
+/**
+ * How long a rank's share of an evaluation's samples may wait on the data plane for a slower
+ * peer (every rank draws the same share, so seconds, not hours; a failed generation leaves them there
+ * this long at most).
+ */
+const EVAL_GATHER_TTL_SECONDS = 3600;
 
 /** This process as one rank of a sampling group (a sample or eval job with workers > 1). */
 interface SamplingSession {

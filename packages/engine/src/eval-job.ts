@@ -44,6 +44,18 @@ const KID_KEEP = 10_000;
 const SAMPLE_BATCH = 16;
 const CHUNK_BATCHES = 8;
 
+/**
+ * The ranks of a training group sharing an evaluation's samples: rank r draws batches r, r + N, …
+ * of each chunk, and `sum` adds every rank's values of that chunk (the others' images zero) in
+ * rank order, so every rank ends with every image, the bytes one process draws alone, and
+ * measures them as that process would. Every rank calls `sum` for the same chunks in the same order.
+ */
+export interface SampleGather {
+  readonly rank: number;
+  readonly worldSize: number;
+  sum(chunk: number, values: Float32Array): Promise<Float32Array>;
+}
+
 /** Where an extractor's weights are kept, and how to report on training them. */
 export interface ExtractorCacheOptions {
   /** Artifacts that outlive a job: extractor weights, reference statistics. */
@@ -301,7 +313,7 @@ export async function evaluateModel(
   diffusion: GaussianDiffusion,
   dataset: string,
   spec: EvalSpec,
-  options: ExtractorCacheOptions & { readonly describeWeights?: string; readonly split?: SampleSplit },
+  options: ExtractorCacheOptions & { readonly describeWeights?: string; readonly split?: SampleSplit; readonly gather?: SampleGather },
 ): Promise<ModelEvaluation> {
   const log = options.onLog ?? (() => undefined);
   const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
@@ -333,7 +345,7 @@ export async function evaluateModel(
           ? await importedStatistics(extractor, spec.reference.statistics, sampleMetrics.includes('kid'), options)
           : await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
       const { count, sampler, seed } = spec.samples;
-      const shared = options.split ? `, drawn by ${options.split.worldSize} ranks` : '';
+      const shared = options.split ? `, drawn by ${options.split.worldSize} ranks` : options.gather ? `, drawn by ${options.gather.worldSize} ranks and measured by each` : '';
       log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}${shared}) through ${extractor.name}`);
       const tally = new PixelTally();
       const generated = await extractFeatures(
@@ -402,18 +414,20 @@ async function sampleChunk(
   samples: EvalSpec['samples'],
   start: number,
   n: number,
-  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly split?: SampleSplit },
+  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly split?: SampleSplit; readonly gather?: SampleGather },
 ): Promise<Float32Array> {
+  const gather = options.gather;
   const { values } = await generateSamples(model, diffusion, n, {
     sampler: samples.sampler,
     seed: samples.seed,
     batch: SAMPLE_BATCH,
     firstBatch: start / SAMPLE_BATCH,
     ...(options.split ? { split: options.split } : {}),
+    ...(gather ? { share: { rank: gather.rank, worldSize: gather.worldSize } } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onAlive ? { onProgress: options.onAlive } : {}),
   });
-  return values;
+  return gather ? gather.sum(start / SAMPLE_BATCH, values) : values;
 }
 
 /**

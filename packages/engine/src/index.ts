@@ -46,6 +46,7 @@ export {
   type EvalReport,
   type ExtractorCacheOptions,
   type ModelEvaluation,
+  type SampleGather,
   evalReportKey,
   evaluateModel,
   extractorInput,

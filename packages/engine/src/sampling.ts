@@ -35,6 +35,12 @@ export interface SampleOptions {
   readonly firstBatch?: number;
   /** Several processes drawing the samples together (a sampling group); absent: this one draws all. */
   readonly split?: SampleSplit;
+  /**
+   * Draw only this rank's batches (batch k is rank k mod worldSize's) and leave the others' images
+   * zero, for a caller that sums every rank's values (zeros elsewhere make that sum exact: see
+   * `SampleGather`). Nothing is sent or received here; not with `split`.
+   */
+  readonly share?: { readonly rank: number; readonly worldSize: number };
   readonly signal?: AbortSignal;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -114,9 +120,15 @@ export async function generateSamples(
   const chunks = Math.ceil(count / batch);
   const stepsPerChunk = diffusion.numTimesteps;
   const split = options.split;
+  const share = options.share;
+  if (split && share) throw engineError('DDPM_CONFIG_INVALID', 'a sampling call either relays its batches to rank 0 (split) or leaves the others zero (share), not both');
   for (let k = 0; k < chunks; k++) {
     const n = Math.min(batch, count - k * batch);
     const index = (options.firstBatch ?? 0) + k;
+    if (share && index % share.worldSize !== share.rank) {
+      options.onProgress?.((k + 1) * stepsPerChunk, chunks * stepsPerChunk);
+      continue;
+    }
     if (split && index % split.worldSize !== split.rank) {
       // Another rank's batch: rank 0 collects it; the others skip it.
       if (split.rank === 0) {

@@ -4,7 +4,7 @@
  * asks for it), then draw the EMA sample grid the job asked for.
  */
 import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
-import { codedErrorOf } from '@ddpm/core';
+import { codedErrorOf, isPermanent } from '@ddpm/core';
 import { type ObjectStore } from '@ddpm/storage';
 
 import { type CheckpointRef, type WriteFence } from './checkpoint';
@@ -89,6 +89,8 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     const writer = group === undefined || group.rank === 0;
     const evaluate = async (step: number, last: boolean): Promise<void> => {
       if (!evaluation || !evaluatesAt(evaluation, step, last)) return;
+      // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
+      const gather = group?.evaluationGather?.(step);
       try {
         const { entry: measured } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
           cache: options.cache ?? options.store,
@@ -97,6 +99,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
           ...(options.signal && !group ? { signal: options.signal } : {}),
           ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
           ...(options.onAlive ? { onAlive: options.onAlive } : {}),
+          ...(gather ? { gather } : {}),
         });
         const entry: EvalHistoryEntry = { ...measured, trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10 };
         log(`evaluation at step ${step}: ${Object.entries(entry.metrics).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join(', ')} (${entry.seconds.toFixed(1)} s)`);
@@ -109,10 +112,17 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
         const coded = codedErrorOf(err);
         // A lost write fence ends the generation as it would at a checkpoint.
         if (coded?.code === 'DDPM_GROUP_FENCED') throw err;
+        // Ranks sharing the samples wait for each other: one that gave up alone (a lost peer, its
+        // memory, storage) would leave the others waiting, so the generation ends and restarts.
+        // Wrong settings (a missing extractor, a shape it cannot take) fail every rank alike
+        // before any sample is drawn, and cost only the evaluation.
+        if (gather && !(coded && isPermanent(coded.kind))) throw err;
         // Stopped: the trainer sees the signal before the next step, checkpoints and stops.
         if (coded?.kind === 'aborted') log(`the evaluation at step ${step} was stopped`);
         // Anything else costs the evaluation, not the run.
         else log(`warning: the evaluation at step ${step} failed, training goes on: ${(err as Error).message}`);
+      } finally {
+        await gather?.close();
       }
     };
     const result = await trainer.run({

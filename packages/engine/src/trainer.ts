@@ -29,6 +29,7 @@ import {
 } from './checkpoint';
 import { emaDecayAt, updateEma } from './ema';
 import { engineError, groupError } from './errors';
+import { type SampleGather } from './eval-job';
 import { createHash } from 'node:crypto';
 
 export interface StepStats {
@@ -119,6 +120,12 @@ export interface GroupLink {
   exchange(step: number, partial: Float32Array, report: RankReport): Promise<{ readonly sum: Float32Array; readonly reports: readonly RankReport[] }>;
   /** Throws when this rank may no longer write for the run (a newer generation owns it). */
   assertWriter(): Promise<void>;
+  /**
+   * The ranks' shared sampling for the evaluation after `step` (`evalEvery`): each draws 1/N of
+   * the samples and every rank gets them all (see `SampleGather`); closed when the evaluation
+   * ends. Absent: every rank draws every sample.
+   */
+  evaluationGather?(step: number): SampleGather & { close(): Promise<void> };
 }
 
 export interface Gradients {

@@ -1,9 +1,10 @@
 /**
  * Evaluation during training (`evalEvery`): at every multiple of `every` steps and at the last
  * step, the EMA weights are evaluated by the run's spec (eval-job.ts), the result appended to
- * the run's history and its curves redrawn. In a data-parallel group every rank evaluates (the
- * same samples from the same seed, so no rank waits for another at the next exchange) and only
- * the writer records.
+ * the run's history and its curves redrawn. In a data-parallel group every rank evaluates: with
+ * the link's `evaluationGather` each draws 1/N of the samples and all of them measure the whole
+ * set (the bytes one process draws), so the ranks finish together and no rank waits at the next
+ * exchange; only the writer records.
  */
 import { type TrainingEvalConfig } from '@ddpm/config';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
@@ -11,7 +12,7 @@ import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
 
 import { lineChartPng } from './charts';
-import { type ExtractorCacheOptions, type ModelEvaluation, evaluateModel } from './eval-job';
+import { type ExtractorCacheOptions, type ModelEvaluation, type SampleGather, evaluateModel } from './eval-job';
 import { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
 
 /** Whether the run evaluates after `step`; `last`: the run's last step (its length or its time budget). */
@@ -40,7 +41,7 @@ export async function evaluateDuringTraining(
   dataset: string,
   config: TrainingEvalConfig,
   step: number,
-  options: ExtractorCacheOptions,
+  options: ExtractorCacheOptions & { readonly gather?: SampleGather },
 ): Promise<{ entry: EvalHistoryEntry; evaluation: ModelEvaluation }> {
   const started = Date.now();
   const { every: _every, ...spec } = config;

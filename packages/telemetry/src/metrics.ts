@@ -89,7 +89,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
     allreduceBytes: new Counter({ name: 'ddpm_allreduce_bytes_total', help: 'Gradient bytes sent and received', labelNames: ['rank', 'direction'], registers: [registry] }),
     relayBytes: new Counter({
       name: 'ddpm_sampling_relay_bytes_total',
-      help: "Drawn samples a sampling group's ranks sent to rank 0 (sent) and rank 0 received (received): each rank's share of a grouped sample or eval job",
+      help: "Drawn samples moved between a group's ranks: a sampling group's batches sent to rank 0 and received there (a grouped sample or eval job), and a training group's evaluation samples each rank sent and received when the ranks share them",
       labelNames: ['queue', 'rank', 'direction'],
       registers: [registry],
     }),
