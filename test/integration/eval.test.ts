@@ -14,6 +14,7 @@ import * as path from 'node:path';
 
 import { findOnPath, freePort } from '@ddpm/cli';
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
+import { pretrainedManifest } from '@ddpm/pretrained';
 
 import { sharedFmnistCnnWeights } from '../../packages/eval/src/extractors/test-support';
 import { until, useStack } from './service-support';
@@ -179,6 +180,27 @@ describe('eval jobs', () => {
     const alone = (await stack.app.inject({ url: `/jobs/${evaluated.json().id}` })).json();
     expect(alone).toMatchObject({ state: 'completed', result: { step: 2 } });
     expect(history.entries[0].metrics).toEqual(alone.result.metrics);
+  });
+
+  it('evaluates a shipped model named by pretrained, its samples drawn by a sampling group of 2', async () => {
+    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
+    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+    const refused = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { metrics: ['fd'] } });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().message).toMatch(/an eval job names either trainJobId .* or pretrained/);
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { pretrained: 'fashion-mnist-cpu', metrics: ['fd'], count: 32, sampler: 'ddim', steps: 2, referenceCount: 300, workers: 2 } });
+    expect(submitted.statusCode).toBe(202);
+    expect(submitted.json().config).toMatchObject({ pretrained: 'fashion-mnist-cpu', samples: { count: 32, sampler: { kind: 'ddim', steps: 2 } }, group: { workers: 2 } });
+    const id = submitted.json().id as string;
+    await stack.waitFinished(id, 300_000);
+    const done = (await stack.app.inject({ url: `/jobs/${id}` })).json();
+    const shipped = pretrainedManifest('fashion-mnist-cpu');
+    expect(done).toMatchObject({ state: 'completed', result: { step: shipped.step, group: { worldSize: 2 } } });
+    const report = JSON.parse(await fs.readFile(new URL(done.result.report as string).pathname, 'utf8'));
+    expect(report).toMatchObject({ pretrained: 'fashion-mnist-cpu', checkpoint: { step: shipped.step }, ema: true });
+    expect(report).not.toHaveProperty('trainJobId');
+    // The reference is the dataset the shipped model was trained on.
+    expect(report.reference.dataset).toMatch(/train-images-idx3-ubyte/);
   });
 
   it('refuses an eval job whose extractor does not fit the run, naming both shapes', async () => {

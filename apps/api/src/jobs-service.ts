@@ -200,9 +200,11 @@ export class JobsService {
         return { type: 'sample', request: submission.request, config: resolveSampleJob(submission.request, T), ...common };
       }
       case 'eval': {
-        const run = await this.trainJobData(submission.request.trainJobId);
-        const T = (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
-        return { type: 'eval', request: submission.request, config: resolveEvalJob(submission.request, T), ...common };
+        const request = submission.request;
+        checkSampleSource(request, 'eval');
+        // T of the run evaluated (as for a sample job), or the shipped model's.
+        const T = await this.sampledTimesteps(request);
+        return { type: 'eval', request, config: resolveEvalJob(request, T), ...common };
       }
       default: {
         const unreachable: never = submission;

@@ -1407,6 +1407,8 @@ export interface components {
             nll: {
                 images: number;
             };
+            /** @enum {string} */
+            pretrained?: "fashion-mnist-cpu";
             reference: {
                 /** @description absent: the whole split */
                 count?: number;
@@ -1436,7 +1438,7 @@ export interface components {
             };
             /** @description the checkpoint; absent: the newest valid one */
             step?: number;
-            trainJobId: string;
+            trainJobId?: string;
         };
         /** @description a eval job */
         EvalJobView: {
@@ -1464,7 +1466,7 @@ export interface components {
             /** @enum {string} */
             type: "eval";
         };
-        /** @description an evaluation job: metrics of a train job’s checkpoint */
+        /** @description an evaluation job: metrics of a train job’s checkpoint or of a shipped model */
         EvalRequest: {
             /**
              * @description samples generated for fd, kid and is (the paper: 50,000; fewer give a biased, larger FD) (default 1000)
@@ -1508,6 +1510,11 @@ export interface components {
              */
             nllImages?: number;
             /**
+             * @description a reference model shipped with the service, evaluated instead of a train job's checkpoint (its EMA weights): fashion-mnist-cpu (default: trainJobId names the run)
+             * @enum {string}
+             */
+            pretrained?: "fashion-mnist-cpu";
+            /**
              * @description a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again (default 30)
              * @default 30
              */
@@ -1535,8 +1542,8 @@ export interface components {
             step?: number;
             /** @description sampling steps (default: all T (ancestral), 50 (ddim)) */
             steps?: number;
-            /** @description the train job whose checkpoint to evaluate (required) */
-            trainJobId: string;
+            /** @description the train job whose checkpoint to evaluate (default: pretrained names the model) */
+            trainJobId?: string;
             /**
              * @description workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process (default 1)
              * @default 1

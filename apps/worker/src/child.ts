@@ -188,7 +188,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
   if (group && group.link.rank > 0) {
     const step = await runEvalShare(data.config, {
       store,
-      prefix: runPrefixOf(data.config.trainJobId),
+      ...(data.config.trainJobId !== undefined ? { prefix: runPrefixOf(data.config.trainJobId) } : {}),
       group: group.link,
       signal: controller.signal,
       onLog: log,
@@ -199,7 +199,7 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
   }
   const evaluation = await runEvalJob(data.config, {
     store,
-    prefix: runPrefixOf(data.config.trainJobId),
+    ...(data.config.trainJobId !== undefined ? { prefix: runPrefixOf(data.config.trainJobId) } : {}),
     jobId,
     backendName: backend,
     signal: controller.signal,

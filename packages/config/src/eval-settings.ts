@@ -8,7 +8,7 @@ import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
 import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
-import { JOB_ID_PATTERN, trainJobIdSetting } from './sample-settings';
+import { JOB_ID_PATTERN, PRETRAINED_MODELS, checkSampleSource, pretrainedSetting, trainJobIdSetting } from './sample-settings';
 import { SamplerSpec, resolveSampler, samplerSettingsAt } from './sampler-settings';
 import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
 
@@ -42,6 +42,7 @@ export type ExtractorName = (typeof EXTRACTORS)[number];
 
 export const EVAL_JOB_SETTINGS = {
   trainJobId: trainJobIdSetting('the train job whose checkpoint to evaluate'),
+  pretrained: pretrainedSetting('evaluated'),
   step: optional({
     schema: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     path: 'step',
@@ -127,7 +128,7 @@ export const EVAL_JOB_SETTINGS = {
   ...groupSettings('sampling'),
 } satisfies SettingTable;
 
-export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint');
+export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint or of a shipped model');
 export type EvalJobRequest = RequestOf<typeof EVAL_JOB_SETTINGS>;
 
 /** What to measure and how: an eval job's configuration without the checkpoint it names. */
@@ -151,7 +152,8 @@ export type EvalSpec = Static<typeof EvalSpec>;
 
 export const EvalJobConfig = Type.Object(
   {
-    trainJobId: Type.String({ pattern: JOB_ID_PATTERN }),
+    trainJobId: Type.Optional(Type.String({ pattern: JOB_ID_PATTERN })),
+    pretrained: Type.Optional(literalUnion(PRETRAINED_MODELS)),
     step: Type.Optional(Type.Integer({ description: 'the checkpoint; absent: the newest valid one' })),
     ...evalSpecProperties,
     group: Type.Optional(SamplingGroupConfig),
@@ -163,6 +165,7 @@ export type EvalJobConfig = Static<typeof EvalJobConfig>;
 /** Resolves an eval job, given the T of the run it evaluates. */
 export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): EvalJobConfig {
   checkRequest(EVAL_JOB_SETTINGS, request, 'eval');
+  checkSampleSource(request, 'eval');
   const v = valuesOf(EVAL_JOB_SETTINGS, request);
   if (v.dataset !== undefined) {
     const spec = parseDatasetSpec(v.dataset);
@@ -177,7 +180,8 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
     throw configError(`workers ${group.workers} share the samples of fd, kid and is, and metrics ${v.metrics.join(', ')} draw none: leave workers out`);
   }
   return {
-    trainJobId: v.trainJobId,
+    ...(v.trainJobId !== undefined ? { trainJobId: v.trainJobId } : {}),
+    ...(v.pretrained !== undefined ? { pretrained: v.pretrained } : {}),
     ...(v.step !== undefined ? { step: v.step } : {}),
     metrics: v.metrics,
     samples: { count: v.count, sampler, seed: v.seed, ema: v.ema },

@@ -65,30 +65,22 @@ export const SAMPLE_SETTINGS = {
   }),
 } satisfies SettingTable;
 
-/** The train job a sample or eval job works on (jobs only: locally, --checkpoint names the run). */
+/** The train job a sample or eval job works on (jobs only: locally, --checkpoint names the run); or `pretrained` names a shipped model. */
 export function trainJobIdSetting(help: string) {
-  return required({ schema: Type.String({ pattern: JOB_ID_PATTERN }), path: 'trainJobId', flag: 'train-job', placeholder: 'ID', help, scope: 'job' });
-}
-
-export const SAMPLE_JOB_SETTINGS = {
-  trainJobId: optional({
+  return optional({
     schema: Type.String({ pattern: JOB_ID_PATTERN }),
     path: 'trainJobId',
     flag: 'train-job',
     placeholder: 'ID',
-    help: 'the train job whose checkpoints to sample',
+    help,
     whenAbsent: 'pretrained names the model',
     scope: 'job',
-  }),
-  pretrained: optional({
-    schema: literalUnion(PRETRAINED_MODELS),
-    path: 'pretrained',
-    flag: 'pretrained',
-    placeholder: 'NAME',
-    help: `a reference model shipped with the service, sampled instead of a train job's checkpoint (its EMA weights): ${PRETRAINED_MODELS.join(' | ')}`,
-    whenAbsent: 'trainJobId names the run',
-    scope: 'job',
-  }),
+  });
+}
+
+export const SAMPLE_JOB_SETTINGS = {
+  trainJobId: trainJobIdSetting('the train job whose checkpoints to sample'),
+  pretrained: pretrainedSetting('sampled'),
   ...SAMPLE_SETTINGS,
   ...groupSettings('sampling'),
 } satisfies SettingTable;
@@ -141,10 +133,23 @@ export function resolveSample(request: SampleRequest, numTimesteps: number): Sam
   }
 }
 
-/** Checks that a sample job names exactly one model: a train job's run or a shipped one (whose one set of weights is its EMA). */
-export function checkSampleSource(request: Pick<SampleJobRequest, 'trainJobId' | 'pretrained' | 'step' | 'ema'>): void {
+/** The setting that names a shipped model to a sample or eval job. */
+export function pretrainedSetting(use: string) {
+  return optional({
+    schema: literalUnion(PRETRAINED_MODELS),
+    path: 'pretrained',
+    flag: 'pretrained',
+    placeholder: 'NAME',
+    help: `a reference model shipped with the service, ${use} instead of a train job's checkpoint (its EMA weights): ${PRETRAINED_MODELS.join(' | ')}`,
+    whenAbsent: 'trainJobId names the run',
+    scope: 'job',
+  });
+}
+
+/** Checks that a sample or eval job names exactly one model: a train job's run or a shipped one (whose one set of weights is its EMA). */
+export function checkSampleSource(request: { readonly trainJobId?: string; readonly pretrained?: string; readonly step?: number; readonly ema?: boolean }, job: 'sample' | 'eval' = 'sample'): void {
   if ((request.trainJobId === undefined) === (request.pretrained === undefined)) {
-    throw configError('a sample job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither');
+    throw configError(`${job === 'sample' ? 'a sample' : 'an eval'} job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither`);
   }
   if (request.pretrained !== undefined && request.step !== undefined) throw configError(`step applies to a train job's checkpoints; the pretrained model ${request.pretrained} has one`);
   if (request.pretrained !== undefined && request.ema === false) throw configError(`the pretrained model ${request.pretrained} ships its EMA weights only`);

@@ -255,6 +255,17 @@ describe('the sample settings', () => {
     expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: '../../etc/x.npz' }, 1000)).toThrow(/referenceStatistics/);
   });
 
+  it('resolves an eval job of a shipped model, and refuses one naming both models, neither, or what a shipped model lacks', () => {
+    const config = resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], steps: 50 }, 1000);
+    expect(config).toMatchObject({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], samples: { sampler: { kind: 'ancestral', steps: 50 }, ema: true } });
+    expect(config).not.toHaveProperty('trainJobId');
+    expect(() => resolveEvalJob({ metrics: ['fd'] }, 1000)).toThrow('an eval job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither');
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', pretrained: 'fashion-mnist-cpu', metrics: ['fd'] }, 1000)).toThrow(/not both and not neither/);
+    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], step: 3 }, 1000)).toThrow("step applies to a train job's checkpoints; the pretrained model fashion-mnist-cpu has one");
+    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], ema: false }, 1000)).toThrow('the pretrained model fashion-mnist-cpu ships its EMA weights only');
+    expect(() => resolveEvalJob({ pretrained: 'cifar10-hours' as never, metrics: ['fd'] }, 1000)).toThrow(/pretrained/);
+  });
+
   it('resolves sampling groups for sample and eval jobs, refusing what a group cannot split', () => {
     expect(resolveSampleJob({ trainJobId: 'train-x', workers: 3, minWorkers: 2, rankTimeoutSeconds: 5 }, 10).group).toEqual({ workers: 3, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 5, maxRestarts: 3 });
     expect(resolveSampleJob({ trainJobId: 'train-x' }, 10).group).toEqual({ workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 });

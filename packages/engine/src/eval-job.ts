@@ -35,7 +35,8 @@ import { type UNet } from '@ddpm/unet';
 import { lineChartPng } from './charts';
 import { engineError } from './errors';
 import { type RateDistortionRow, evaluateNll, evaluateRateDistortion, type NllResult, rateDistortionCsv } from './evaluation';
-import { loadModelFromCheckpoint } from './model-loading';
+import { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
+import { loadPretrainedModel } from './pretrained';
 import { type SampleSplit, type SamplingGroupLink, generateSamples } from './sampling';
 
 /** Feature vectors kept per side for KID (a uniform sample when there are more). */
@@ -74,8 +75,8 @@ export interface EvalJobOptions {
   /** The run's checkpoints (and, unless `cache` is given, the artifacts too). */
   readonly store: ObjectStore;
   readonly cache?: ObjectStore;
-  /** The run's checkpoint prefix in the store. */
-  readonly prefix: string;
+  /** The run's checkpoint prefix in the store (not used for a shipped model). */
+  readonly prefix?: string;
   readonly jobId: string;
   readonly backendName: string;
   readonly signal?: AbortSignal;
@@ -89,7 +90,9 @@ export interface EvalJobOptions {
 
 export interface EvalReport {
   readonly job: string;
-  readonly trainJobId: string;
+  /** The train job whose checkpoint was evaluated, or the shipped model (`pretrained`). */
+  readonly trainJobId?: string;
+  readonly pretrained?: string;
   readonly checkpoint: { readonly url: string; readonly step: number };
   readonly ema: boolean;
   readonly backend: string;
@@ -301,7 +304,7 @@ function comparabilityOf(extractor: ExtractorInfo | undefined): string {
 }
 
 /** What one evaluation of a model measured, with everything that makes it comparable. */
-export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'checkpoint' | 'ema' | 'backend' | 'seconds'>;
+export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'pretrained' | 'checkpoint' | 'ema' | 'backend' | 'seconds'>;
 
 /**
  * The metrics of `model` (in memory: a checkpoint's weights, or a training run's EMA) by `spec`,
@@ -470,15 +473,22 @@ async function importedStatistics(extractor: FeatureExtractor, key: string, need
   };
 }
 
-/** An eval job: the checkpoint it names, evaluated by {@link evaluateModel}. */
+/** The model an eval job names: a shipped one, or the run's checkpoint (at `step`, or the newest valid one). */
+async function loadEvaluated(config: EvalJobConfig, options: Pick<EvalJobOptions, 'store' | 'prefix'>, step: number | undefined): Promise<LoadedModel> {
+  if (config.pretrained !== undefined) return loadPretrainedModel(config.pretrained);
+  if (options.prefix === undefined) throw engineError('DDPM_CONFIG_INVALID', 'an eval job of a train job needs the run’s prefix');
+  return loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(step !== undefined ? { step } : {}) });
+}
+
+/** An eval job: the checkpoint (or shipped model) it names, evaluated by {@link evaluateModel}. */
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
   if (options.group && options.group.rank !== 0) throw engineError('DDPM_CONFIG_INVALID', 'ranks other than 0 of a sampling group run runEvalShare');
-  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(config.step !== undefined ? { step: config.step } : {}) });
+  const loaded = await loadEvaluated(config, options, config.step);
   for (const s of loaded.skipped) options.onLog?.(`warning: ${s}`);
   try {
     await options.group?.announce(loaded.ref.step);
-    const { trainJobId, step: _step, group: _group, ...spec } = config;
+    const { trainJobId, pretrained, step: _step, group: _group, ...spec } = config;
     const evaluation = await evaluateModel(loaded.model, loaded.diffusion, loaded.config.dataset, spec, {
       ...options,
       cache: options.cache ?? options.store,
@@ -501,7 +511,8 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
     }
     return {
       job: options.jobId,
-      trainJobId,
+      ...(trainJobId !== undefined ? { trainJobId } : {}),
+      ...(pretrained !== undefined ? { pretrained } : {}),
       checkpoint: { url: loaded.ref.url, step: loaded.ref.step },
       ema: loaded.ema,
       backend: options.backendName,
@@ -523,7 +534,7 @@ export async function runEvalShare(
   options: Pick<EvalJobOptions, 'store' | 'prefix' | 'signal' | 'onLog' | 'onProgress'> & { readonly group: SamplingGroupLink; readonly onAlive?: () => void },
 ): Promise<number> {
   const step = await options.group.announced();
-  const loaded = await loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, step });
+  const loaded = await loadEvaluated(config, options, step);
   try {
     options.onLog?.(`rank ${options.group.rank} of ${options.group.worldSize}: drawing its share of ${config.samples.count} samples from ${loaded.ref.url}`);
     await drawSampleShare(loaded.model, loaded.diffusion, config.samples, options.group, {

@@ -15,6 +15,7 @@ import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/e
 
 import { sharedFmnistCnnWeights } from '../../../../packages/eval/src/extractors/test-support';
 import { statisticsFromNpz, writeNpz } from '@ddpm/eval';
+import { pretrainedManifest } from '@ddpm/pretrained';
 import sharp from 'sharp';
 
 import { runCaptured as run } from '../test-support';
@@ -173,5 +174,24 @@ describe('ddpm eval', () => {
     const bad = await run('eval', '--checkpoint', out, '--metrics', 'fid');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/metrics/);
+  });
+
+  it('evaluates a shipped model by name, and refuses a name it does not ship or a second model', async () => {
+    const shipped = pretrainedManifest('fashion-mnist-cpu');
+    const evaluated = await run('eval', '--pretrained', 'fashion-mnist-cpu', '--metrics', 'fd', '--count', '16', '--sampler', 'ddim', '--steps', '2', '--reference-count', '200', '--reference-split', 'test', '--cache', cache());
+    expect(evaluated.status).toBe(0);
+    const printed = JSON.parse(evaluated.stdout);
+    expect(printed).toMatchObject({ pretrained: 'fashion-mnist-cpu', checkpoint: { step: shipped.step }, ema: true, samples: { count: 16 } });
+    expect(printed.checkpoint.url).toMatch(/fashion-mnist-cpu/);
+    expect(printed.metrics.fd_fmnist_cnn).toBeGreaterThan(0);
+    const unknown = await run('eval', '--pretrained', 'cifar10-hours', '--metrics', 'fd');
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/--pretrained must be one of fashion-mnist-cpu, got "cifar10-hours"/);
+    const both = await run('eval', '--pretrained', 'fashion-mnist-cpu', '--checkpoint', path.join(dir, 'run'), '--metrics', 'fd');
+    expect(both.status).toBe(2);
+    expect(both.stderr).toMatch(/give --checkpoint DIR \(a run\) or --pretrained NAME \(a shipped model\)/);
+    const raw = await run('eval', '--pretrained', 'fashion-mnist-cpu', '--metrics', 'fd', '--no-ema', '--cache', cache());
+    expect(raw.status).toBe(2);
+    expect(raw.stderr).toMatch(/ships its EMA weights only/);
   });
 });

@@ -10,10 +10,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
-import { EVAL_JOB_SETTINGS, EXTRACTORS, type ExtractorName, assertRequest, resolveEvalJob } from '@ddpm/config';
+import { EVAL_JOB_SETTINGS, EXTRACTORS, type ExtractorName, PRETRAINED_MODELS, assertRequest, resolveEvalJob } from '@ddpm/config';
 import { imageDimensions, listImages, openDataset, readForModel } from '@ddpm/data';
 import { extractorInput, loadModelFromCheckpoint, openFeatureExtractor, runEvalJob } from '@ddpm/engine';
 import { type FeatureStatistics, frechetDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
+import { pretrainedManifest } from '@ddpm/pretrained';
 import { type ExtractorInfo, FMNIST_CNN_INPUT, extractFeatures, extractorRecord } from '@ddpm/eval/extractors';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 
@@ -27,10 +28,11 @@ const EVAL_FLAGS: FlagScope = { jobs: false };
 
 const CACHE_HELP = `  --cache DIR               extractor weights and reference statistics (default $XDG_CACHE_HOME/ddpm or ~/.cache/ddpm)\n`;
 
-export const EVAL_USAGE = `Usage: ddpm eval --checkpoint DIR --metrics LIST [options]
-Metrics of a local run's checkpoint, as an eval job computes them; prints the JSON report
-(every setting that affects comparability) and writes it to --out when given.
+export const EVAL_USAGE = `Usage: ddpm eval (--checkpoint DIR | --pretrained NAME) --metrics LIST [options]
+Metrics of a local run's checkpoint (or of a shipped model), as an eval job computes them; prints
+the JSON report (every setting that affects comparability) and writes it to --out when given.
   --checkpoint DIR          a run directory (newest valid checkpoint, or --step) or DIR/checkpoints/step-NNNNNNNNN
+  --pretrained NAME         instead of --checkpoint: a reference model shipped with the service (${PRETRAINED_MODELS.join(' | ')}; EMA weights; rd's CSV and plot go to --cache)
   --out FILE.json           also write the report here
 ${CACHE_HELP}${flagUsage(EVAL_JOB_SETTINGS, EVAL_FLAGS)}
 `;
@@ -53,33 +55,45 @@ function cacheStore(values: Readonly<Record<string, string | boolean | undefined
 }
 
 export async function evalCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal }): Promise<number> {
-  const options: OptionSpec = { checkpoint: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS) };
+  const options: OptionSpec = { checkpoint: { type: 'string' }, pretrained: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS) };
   const { values, positionals } = parseCommandArgs(argv, options);
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values['checkpoint'] === undefined) throw new CliUsageError('--checkpoint is required');
+  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined)) throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
+  const pretrained = values['pretrained'] === undefined ? undefined : String(values['pretrained']);
+  if (pretrained !== undefined && !(PRETRAINED_MODELS as readonly string[]).includes(pretrained)) {
+    throw new CliUsageError(`--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(pretrained)}`);
+  }
   // A local run has no train job: the request names a placeholder the report then leaves out.
-  const request = { trainJobId: 'local', ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS) };
+  const request = { ...(pretrained !== undefined ? { pretrained } : { trainJobId: 'local' }), ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS) };
   assertRequest(EVAL_JOB_SETTINGS, request, 'eval');
-  const location = runLocation(String(values['checkpoint']));
-  if (location.step !== undefined && request.step !== undefined && location.step !== request.step) {
+  if (pretrained !== undefined && (request.step !== undefined || request.ema === false)) {
+    throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${pretrained} ships its EMA weights only`);
+  }
+  const cache = cacheStore(values);
+  const location = pretrained === undefined ? runLocation(String(values['checkpoint'])) : undefined;
+  if (location?.step !== undefined && request.step !== undefined && location.step !== request.step) {
     throw new CliUsageError(`--checkpoint names step ${location.step} and --step ${request.step}; give one`);
   }
-  const step = location.step ?? request.step;
+  const step = location?.step ?? request.step;
   await initBackend();
-  const cache = cacheStore(values);
   try {
-    // T of the run, for the sampler's defaults and bounds.
-    const probe = await loadModelFromCheckpoint(location.store, location.prefix, { ...(step !== undefined ? { step } : {}) });
-    const T = probe.diffusion.numTimesteps;
-    probe.model.dispose();
+    // T of the run (or the shipped model), for the sampler's defaults and bounds.
+    let T: number;
+    if (location) {
+      const probe = await loadModelFromCheckpoint(location.store, location.prefix, { ...(step !== undefined ? { step } : {}) });
+      T = probe.diffusion.numTimesteps;
+      probe.model.dispose();
+    } else {
+      T = pretrainedManifest(pretrained!).train.diffusion.schedule.numTimesteps;
+    }
     const config = resolveEvalJob({ ...request, ...(step !== undefined ? { step } : {}) }, T);
     // A bar per phase (training the extractor, reference statistics, sampling).
     let phase = '';
     let progress = (_done: number, _total: number): void => undefined;
     const report = await runEvalJob(config, {
-      store: location.store,
+      store: location?.store ?? cache,
       cache,
-      prefix: location.prefix,
+      ...(location ? { prefix: location.prefix } : {}),
       jobId: 'local',
       backendName: (await initBackend()).name,
       ...(env.signal ? { signal: env.signal } : {}),
@@ -101,7 +115,7 @@ export async function evalCommand(argv: readonly string[], io: CliIo, env: { tty
     io.stdout(text);
     return 0;
   } finally {
-    await Promise.all([cache.close(), location.store.close()]);
+    await Promise.all([cache.close(), location?.store.close()]);
   }
 }
 
