@@ -274,6 +274,34 @@ describe('SIGTERM of a rank’s worker', () => {
   });
 });
 
+describe('SIGTERM of a sampling rank’s worker', () => {
+  const stack = useStack({ workers: 0 });
+
+  it('ends the generation at once, not as a failure: the group re-forms without it, no restart counted, and the grid is written', async () => {
+    stack.startWorkerProcess();
+    stack.startWorkerProcess();
+    const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
+    await stack.waitFinished(trainId);
+    // A long rank timeout: the generation must end by the rank's word, not by its silence.
+    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds: 60, joinTimeoutSeconds: 16 } });
+    expect(r.statusCode).toBe(202);
+    const id = r.json().id as string;
+    await stack.progressOf(id, (step) => step >= 10);
+    const rank = await rankSlot(stack, id);
+    const worker = stack.processes.find((p) => p.pid === rank.pid)!;
+    const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
+    const stoppedAt = Date.now();
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await until('the generation to end', async () => (/generation 1 ended/.test(await logs(stack, id)) ? true : undefined), 30_000);
+    expect(Date.now() - stoppedAt).toBeLessThan(30_000);
+    await stack.waitFinished(id, 240_000);
+    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { status: 'completed', samples: [id], group: { worldSize: 1, generation: 2, restarts: 0 } } });
+    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*rank 1's worker is shutting down \(not a failure\); re-forming without it, sampling again \(not counted as a restart\)[\s\S]*generation 2: 1 ranks/);
+    expect((await fs.stat(path.join(stack.storeDir, 'samples', `${id}.png`))).size).toBeGreaterThan(1000);
+  });
+});
+
 describe('the data plane restarting mid-run', () => {
   let stack: Stack;
   let dataRedis: ChildProcess | undefined;

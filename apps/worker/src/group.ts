@@ -137,3 +137,18 @@ export function generationFence(control: Redis, key: string, generation: number)
 export async function endGeneration(data: Redis, namespace: string, reason: string, rankTimeoutSeconds: number): Promise<void> {
   await abortGeneration(data, namespace, reason, markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
 }
+
+/** How a rank of a sampling group whose worker shuts down ends the generation (see {@link peerShutDown}). */
+export function shutdownReason(rank: number): string {
+  return `rank ${rank}'s worker is shutting down${SHUTDOWN_MARK}`;
+}
+const SHUTDOWN_MARK = ' (not a failure)';
+
+/**
+ * Why a generation ended, when a rank's worker shut down (a deploy, a scale-in): the group
+ * re-forms without it, and that is not a restart counted against maxRestarts. Undefined otherwise.
+ */
+export async function peerShutDown(data: Redis, namespace: string, worldSize: number): Promise<string | undefined> {
+  const ended = await generationEnded(data, { namespace, worldSize }).catch(() => undefined);
+  return ended?.cause === 'aborted' && ended.message.endsWith(SHUTDOWN_MARK) ? ended.message : undefined;
+}

@@ -21,6 +21,8 @@ import {
   generationKey,
   generationNamespace,
   groupOf,
+  peerShutDown,
+  shutdownReason,
   startGeneration,
   watchGeneration,
 } from './group';
@@ -401,6 +403,11 @@ export class WorkerService {
         const message = err instanceof Error ? err.message : String(err);
         await endGeneration(this.data!, namespace, `rank 0: ${message}`, group.rankTimeoutSeconds);
         if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
+        const shutDown = await peerShutDown(this.data!, namespace, worldSize);
+        if (shutDown !== undefined) {
+          log(`generation ${generation} ended: ${shutDown}; re-forming without it${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'} (not counted as a restart)`);
+          continue;
+        }
         restarts += 1;
         failures.push(`generation ${generation}: ${message}`);
         this.metrics.groupRestarts.inc({ queue: job.queueName });
@@ -431,7 +438,14 @@ export class WorkerService {
     try {
       if (await this.cancelRequested(a.jobId)) running.cancel('cancel');
       if (this.closing) running.cancel('shutdown');
-      return await running.done;
+      const outcome = await running.done;
+      // A sampling rank stopped by its worker's shutdown: its peers cannot finish without its share.
+      // Say so at once (rather than at their heartbeat timeout), and that it is no failure: the
+      // coordinator re-forms without counting a restart. (A train group stops together and is handed back.)
+      if (!coordinator && a.data.type !== 'train' && outcome.stopReason === 'shutdown') {
+        await endGeneration(this.data!, a.namespace, shutdownReason(a.rank), rankTimeoutSeconds);
+      }
+      return outcome;
     } catch (err) {
       // This rank cannot go on: end the generation for everyone now rather than at their timeouts.
       await endGeneration(this.data!, a.namespace, `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`, rankTimeoutSeconds);
