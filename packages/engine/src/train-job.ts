@@ -90,7 +90,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     const evaluate = async (step: number, last: boolean): Promise<void> => {
       if (!evaluation || !evaluatesAt(evaluation, step, last)) return;
       // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
-      const gather = group?.evaluationGather?.(step);
+      const gather = group !== undefined && group.worldSize > 1 ? group.evaluationGather?.(step) : undefined;
       try {
         const { entry: measured } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
           cache: options.cache ?? options.store,
