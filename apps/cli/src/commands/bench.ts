@@ -18,7 +18,10 @@ export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [
        ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench memory [--cases PRESET:B,...] [--steps K]
-       ddpm bench all
+       ddpm bench all [options]
+
+all: every benchmark with its own defaults; an option given applies to every benchmark that takes
+it (--steps 10 makes unet time 10 rounds, dp 10 steps per round and memory 10 steps).
 
 Output is JSON (--json is accepted for symmetry). The tensor backend is chosen as everywhere
 else (DDPM_BACKEND, else tfjs-node-gpu > tfjs-node > wasm > cpu).
