@@ -6,6 +6,9 @@
  * 0 unchanged and in order, senders run at most their window ahead, and nothing is left behind.
  */
 import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 import { BatchRelay, Heartbeat, RedisCollective, type Transport, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
 import { Redis } from 'ioredis';
@@ -18,7 +21,10 @@ interface Rank {
   readonly heartbeat: Heartbeat;
 }
 
-async function group(worldSize: number, options: { transport?: Transport; bucketBytes?: number; rankTimeoutMs?: number } = {}): Promise<{ ns: string; ranks: Rank[]; close(): Promise<void>; control: Redis }> {
+async function group(
+  worldSize: number,
+  options: { transport?: Transport; bucketBytes?: number; rankTimeoutMs?: number; sharedMemoryDir?: (rank: number) => string } = {},
+): Promise<{ ns: string; ranks: Rank[]; close(): Promise<void>; control: Redis }> {
   const ns = `test-ar-${randomBytes(5).toString('hex')}`;
   const control = new Redis(URL);
   const rankTimeoutMs = options.rankTimeoutMs ?? 5000;
@@ -38,6 +44,7 @@ async function group(worldSize: number, options: { transport?: Transport; bucket
         checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize }),
         ...(options.transport ? { transport: options.transport } : {}),
         ...(options.bucketBytes ? { bucketBytes: options.bucketBytes } : {}),
+        ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir(rank) } : {}),
       }),
     };
   });
@@ -97,6 +104,68 @@ describe('RedisCollective', () => {
       expect(left).toEqual([]);
     } finally {
       await g.close();
+    }
+  }, 30_000);
+
+  it.each([2, 3])('%i ranks on one host move the values through shared-memory files: the same bits, Redis carrying only signals, nothing left in either', async (n) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shm-'));
+    // A file of a group whose every rank died a day ago goes at the next negotiation; a fresh one stays.
+    const stale = path.join(dir, 'ddpm-dead-group_s3_b0_sum0');
+    await fs.writeFile(stale, 'x');
+    await fs.utimes(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+    await fs.writeFile(path.join(dir, 'ddpm-live-group_s3_b0_sum0'), 'x');
+    const g = await group(n, { bucketBytes: 4096, sharedMemoryDir: () => dir });
+    try {
+      expect(await Promise.all(g.ranks.map((r) => r.collective.negotiateSharedMemory(1024)))).toEqual(Array.from({ length: n }, () => true));
+      expect(g.ranks.map((r) => r.collective.sharedMemory)).toEqual(Array.from({ length: n }, () => dir));
+      const parts = g.ranks.map((_, r) => values(10_007, r + 11));
+      const written = jest.spyOn(fs, 'writeFile');
+      for (const step of [1, 2]) {
+        written.mockClear();
+        const results = await Promise.all(g.ranks.map((rank, r) => rank.collective.allReduceSum(step, parts[r]!)));
+        // Every value went through a file: 10 buckets of 4096 bytes, (N − 1) contributions and one sum per rank each.
+        expect(written.mock.calls.filter(([file]) => String(file).startsWith(dir)).length).toBe(Math.ceil((10_007 * 4) / 4096) * n * n);
+        const expected = sequentialSum(parts);
+        for (const result of results) expect(Buffer.compare(Buffer.from(result.sum.buffer), Buffer.from(expected.buffer))).toBe(0);
+        // Reports still travel through Redis beside it.
+        const reports = await Promise.all(g.ranks.map((rank, r) => rank.collective.exchange(step + 10, parts[r]!, { rank: r })));
+        for (const report of reports) expect(report.reports).toEqual(Array.from({ length: n }, (_, r) => ({ rank: r })));
+      }
+      written.mockRestore();
+      expect(await g.control.keys(`${g.ns}:s*`)).toEqual([]);
+      expect((await fs.readdir(dir)).sort()).toEqual(['ddpm-live-group_s3_b0_sum0']);
+      // A failed generation's values, nobody left to read them: its ranks delete them.
+      await fs.writeFile(path.join(dir, `ddpm-${g.ns}_s9_b0_c1_from0`), 'x');
+      await g.ranks[0]!.collective.abandonSharedMemory();
+      expect(await fs.readdir(dir)).toEqual(['ddpm-live-group_s3_b0_sum0']);
+    } finally {
+      await g.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('keeps the values in Redis when a rank cannot see the others’ shared-memory files (another host), or there is too little room', async () => {
+    const dirs = [await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shm-')), await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shm-'))];
+    try {
+      const apart = await group(2, { sharedMemoryDir: (rank) => dirs[rank]! });
+      try {
+        expect(await Promise.all(apart.ranks.map((r) => r.collective.negotiateSharedMemory(1024)))).toEqual([false, false]);
+        const parts = [values(3000, 1), values(3000, 2)];
+        const results = await Promise.all(apart.ranks.map((rank, r) => rank.collective.allReduceSum(1, parts[r]!)));
+        for (const result of results) expect(Buffer.compare(Buffer.from(result.sum.buffer), Buffer.from(sequentialSum(parts).buffer))).toBe(0);
+      } finally {
+        await apart.close();
+      }
+      const cramped = await group(2, { sharedMemoryDir: () => dirs[0]! });
+      try {
+        expect(await Promise.all(cramped.ranks.map((r) => r.collective.negotiateSharedMemory(Number.MAX_SAFE_INTEGER)))).toEqual([false, false]);
+      } finally {
+        await cramped.close();
+      }
+      // The probes are gone too.
+      for (const dir of dirs) expect(await fs.readdir(dir)).toEqual([]);
+    } finally {
+      for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
     }
   }, 30_000);
 

@@ -55,7 +55,7 @@ async function tempStore(): Promise<{ store: FileStore; done: () => Promise<void
 }
 
 /** Trains `config` as a group of `n` ranks in this process; returns each rank's trainer (not disposed). */
-async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, outcomes: Awaited<ReturnType<Trainer['run']>>[] = []): Promise<Trainer[]> {
+async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, outcomes: Awaited<ReturnType<Trainer['run']>>[] = [], sharedMemoryDir?: string): Promise<Trainer[]> {
   const ns = `test-dp-${randomBytes(5).toString('hex')}`;
   const control = new Redis(URL);
   await openGeneration(control, ns, 300_000);
@@ -75,10 +75,12 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, ou
         worldSize: n,
         keyTtlSeconds: 120,
         checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: n }),
+        ...(sharedMemoryDir ? { sharedMemoryDir } : {}),
       });
       collectives.push(collective);
       return { rank, worldSize: n, checksumEvery: 5, exchange: (step, partial, report) => collective.exchange(step, partial, report), assertWriter: async () => undefined };
     });
+    if (sharedMemoryDir) expect(await Promise.all(collectives.map((c) => c.negotiateSharedMemory(0)))).toEqual(collectives.map(() => true));
     outcomes.push(...(await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })))));
     return trainers;
   } finally {
@@ -89,14 +91,19 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, ou
 }
 
 describe('a data-parallel group equals one process with accumulation = N', () => {
-  it.each([2, 3])('%i ranks, 20 steps: parameters, EMA and Adam moments bit-identical', async (n) => {
+  it.each([
+    [2, 'redis'],
+    [3, 'redis'],
+    [2, 'shared memory'],
+  ])('%i ranks, 20 steps, gradients through %s: parameters, EMA and Adam moments bit-identical', async (n, plane) => {
     const single = await tempStore();
     const grouped = await tempStore();
+    const shm = plane === 'redis' ? undefined : await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-dp-shm-'));
     try {
       const alone = await Trainer.open(run(20, n), { store: single.store, prefix: 'run' });
       await alone.run();
       const expected = await state(alone);
-      const ranks = await trainAsGroup(n, run(20, n), grouped.store);
+      const ranks = await trainAsGroup(n, run(20, n), grouped.store, [], shm);
       for (const [r, t] of ranks.entries()) expect([r, t.step, (await state(t)).toString('hex')]).toEqual([r, 20, expected.toString('hex')]);
       // The checkpoints too (written by rank 0 only): the same bytes as the single process's.
       for (const file of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors']) {
@@ -105,9 +112,11 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
         expect([file, Buffer.compare(Buffer.from(a), Buffer.from(b))]).toEqual([file, 0]);
       }
       for (const t of [alone, ...ranks]) t.dispose();
+      if (shm) expect(await fs.readdir(shm)).toEqual([]);
     } finally {
       await single.done();
       await grouped.done();
+      if (shm) await fs.rm(shm, { recursive: true, force: true });
     }
   }, 300_000);
 

@@ -84,6 +84,9 @@ describe('groups with in-process workers', () => {
     const done = await view(stack, id);
     expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 4, samples: [`${id}-final`], group: { worldSize: 2, generation: 1, restarts: 0 } } });
     expect(await logs(stack, id)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1[\s\S]*4 steps of batch 4 as rank 0 of 2/);
+    // Both ranks on this host: the gradients went through shared memory, and none is left there.
+    expect(await logs(stack, id)).toMatch(/rank 0: every rank of generation 1 is on this host; the gradients travel through \/dev\/shm, Redis carries the signals/);
+    expect((await fs.readdir('/dev/shm')).filter((f) => f.includes(id))).toEqual([]);
     await loadable(stack, id, 4);
     const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
     for (const rank of ['0', '1']) {
@@ -320,7 +323,8 @@ describe('the data plane restarting mid-run', () => {
     port = await freePort();
     dataRedis = startData();
     await ready();
-    stack = await startStack({ workers: 0, env: { DDPM_DATA_REDIS_URL: `redis://127.0.0.1:${port}` } });
+    // The gradients in that Redis too (not in shared memory): its restart loses them.
+    stack = await startStack({ workers: 0, env: { DDPM_DATA_REDIS_URL: `redis://127.0.0.1:${port}`, DDPM_SHM_DIR: 'off' } });
   });
   afterAll(async () => {
     await stack.close();

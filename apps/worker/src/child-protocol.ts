@@ -12,6 +12,8 @@ export interface ChildGroup {
   /** The checkpoint every rank starts from (absent: the run starts fresh). */
   readonly resumeStep?: number;
   readonly dataRedisUrl: string;
+  /** Where the gradients may travel instead when every rank shares one host (DDPM_SHM_DIR). */
+  readonly sharedMemoryDir?: string;
   /** The control plane (the queues' Redis), where the run's current generation is kept: the write fence. */
   readonly controlRedisUrl: string;
   /** Key of the run's generation counter on the control plane. */

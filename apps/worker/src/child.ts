@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 
 import { BatchRelay, Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, checkpointBytes, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
 import { type GroupLink, type SamplingGroupLink, type Trainer, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
@@ -374,12 +374,24 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     onWait: () => heartbeat.progress(),
     // Until a step's time is known: the slow start of a large model (loading, compiling kernels).
     maxWaitMs: Math.max(rankTimeoutMs, 600_000),
+    ...(g.sharedMemoryDir !== undefined ? { sharedMemoryDir: g.sharedMemoryDir } : {}),
   });
-  let sumBuffer: Float32Array | undefined;
   const close = async (left = false): Promise<void> => {
+    // A failed generation's gradients in shared memory have no reader left (Redis keys expire).
+    if (!left) await collective.abandonSharedMemory();
     collective.close();
     await closeBase(left);
   };
+  try {
+    // Ranks on one host keep the gradients out of Redis (room for two copies of them, and some).
+    if (await collective.negotiateSharedMemory(checkpointBytes(config.train) / 2 + 64 * 2 ** 20)) {
+      log(`rank ${g.rank}: every rank of generation ${g.generation} is on this host; the gradients travel through ${collective.sharedMemory}, Redis carries the signals`);
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  let sumBuffer: Float32Array | undefined;
   const session: RankSession = {
     heartbeat,
     setMaxWait: (ms) => collective.setMaxWait(ms),

@@ -48,7 +48,7 @@ export function generationNamespace(prefix: string, jobId: string, generation: n
   return `${prefix}:dp:${jobId}:g${generation}`;
 }
 
-export function childGroupOf(a: GroupAssignment, urls: { data: string; control: string }, prefix: string): ChildGroup {
+export function childGroupOf(a: GroupAssignment, urls: { data: string; control: string; sharedMemoryDir?: string }, prefix: string): ChildGroup {
   return {
     rank: a.rank,
     worldSize: a.worldSize,
@@ -56,6 +56,7 @@ export function childGroupOf(a: GroupAssignment, urls: { data: string; control: 
     namespace: a.namespace,
     ...(a.resumeStep !== undefined ? { resumeStep: a.resumeStep } : {}),
     dataRedisUrl: urls.data,
+    ...(urls.sharedMemoryDir !== undefined ? { sharedMemoryDir: urls.sharedMemoryDir } : {}),
     controlRedisUrl: urls.control,
     generationKey: generationKey(prefix, a.jobId),
   };

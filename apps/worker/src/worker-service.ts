@@ -422,7 +422,7 @@ export class WorkerService {
     const { config, logger } = this.options;
     const rankTimeoutSeconds = groupOf(a.data).rankTimeoutSeconds;
     const running = runInChild(
-      { jobId: a.jobId, data: a.data, queue: a.data.type, group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl }, config.queuePrefix), ...report },
+      { jobId: a.jobId, data: a.data, queue: a.data.type, group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl, ...(config.sharedMemoryDir !== undefined ? { sharedMemoryDir: config.sharedMemoryDir } : {}) }, config.queuePrefix), ...report },
       this.childOptions(),
     );
     this.running.set(a.jobId, running);

@@ -12,7 +12,17 @@
  * generation writes where nobody reads, and every key is deleted by its last reader (GETDEL, or a
  * count of readers), so nothing is left behind. Waits are cut into slices; between
  * slices the generation's liveness is checked, so a lost peer ends the wait within its timeout.
+ *
+ * Ranks on one host (what {@link RedisCollective.negotiateSharedMemory} finds out) can keep the
+ * values out of Redis, as NCCL's intra-node transport does: each value goes to a file of the same
+ * name in a shared-memory directory (a tmpfs such as /dev/shm) before its ready signal, Redis
+ * carries only the signals and reader counts, and the last reader deletes the file. The same
+ * bytes arrive in the same order, so the sums are the same bits either way.
  */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
 import { type Redis, type RedisOptions } from 'ioredis';
 
 import { type Transport, decode, encode } from './codec';
@@ -38,6 +48,21 @@ export interface CollectiveOptions extends WaitOptions {
    * adjusts it as step times become known.
    */
   readonly maxWaitMs?: number;
+  /**
+   * A directory on a shared-memory filesystem (e.g. /dev/shm) that
+   * {@link RedisCollective.negotiateSharedMemory} may use for the values when every rank reaches
+   * the same one. Absent: the values always travel through Redis.
+   */
+  readonly sharedMemoryDir?: string;
+}
+
+/** Shared-memory files are named after their key with this prefix (and swept by it). */
+const SHM_PREFIX = 'ddpm-';
+/** A file of ours this old in the shared-memory directory belongs to no live group (keys live minutes). */
+const SHM_STALE_MS = 24 * 3600 * 1000;
+
+function shmName(key: string): string {
+  return `${SHM_PREFIX}${key.replace(/[^A-Za-z0-9._-]/g, '_')}`;
 }
 
 export interface AllReduceResult {
@@ -68,6 +93,8 @@ export class RedisCollective {
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
   private maxWaitMs: number;
+  /** The shared-memory directory the values travel through, once every rank agreed on it. */
+  private shm: string | undefined;
 
   constructor(private readonly options: CollectiveOptions) {
     const { rank, worldSize } = options;
@@ -92,6 +119,95 @@ export class RedisCollective {
     for (const r of [this.contribute, this.publish, this.reader, this.waitScatter, this.waitGather]) r.disconnect();
   }
 
+  /** The shared-memory directory the values travel through; undefined: Redis. */
+  get sharedMemory(): string | undefined {
+    return this.shm;
+  }
+
+  /**
+   * Whether the values can travel through `sharedMemoryDir`: every rank writes a probe file with a
+   * random token there and reads every other rank's (so they share one filesystem: one host, or
+   * containers sharing the volume), and the filesystem has `minFreeBytes` free; the ranks agree on
+   * the answer over Redis. Every rank calls it at the same point, before its first all-reduce.
+   * Also deletes our files there older than a day (left by groups whose every rank died).
+   */
+  async negotiateSharedMemory(minFreeBytes: number): Promise<boolean> {
+    const { sharedMemoryDir: dir, rank, worldSize, namespace } = this.options;
+    if (dir === undefined || worldSize === 1) return false;
+    const token = randomBytes(12).toString('hex');
+    const probe = (r: number): string => path.join(dir, shmName(`${namespace}:shm-probe:r${r}`));
+    let usable = false;
+    try {
+      await this.sweepSharedMemory(dir, (name, ageMs) => ageMs > SHM_STALE_MS && name.startsWith(SHM_PREFIX));
+      await fs.writeFile(probe(rank), token);
+      const space = await fs.statfs(dir);
+      usable = space.bavail * space.bsize >= minFreeBytes;
+    } catch {
+      usable = false;
+    }
+    try {
+      const tokens = await this.allGather(-1, 'shm-probe', usable ? token : '');
+      let sees = usable;
+      for (let r = 0; r < worldSize && sees; r++) {
+        if (r === rank) continue;
+        sees = tokens[r] !== '' && (await fs.readFile(probe(r), 'utf8').catch(() => '')) === tokens[r];
+      }
+      const verdicts = await this.allGather(-2, 'shm-verdict', sees);
+      this.shm = verdicts.every(Boolean) ? dir : undefined;
+    } finally {
+      await fs.rm(probe(rank), { force: true }).catch(() => undefined);
+    }
+    return this.shm !== undefined;
+  }
+
+  /**
+   * Deletes this generation's files in the shared-memory directory (a failed generation leaves
+   * values nobody will read; the Redis keys go by their TTL).
+   */
+  async abandonSharedMemory(): Promise<void> {
+    const dir = this.shm ?? this.options.sharedMemoryDir;
+    if (dir === undefined) return;
+    const mine = shmName(`${this.options.namespace}:`);
+    await this.sweepSharedMemory(dir, (name) => name.startsWith(mine)).catch(() => undefined);
+  }
+
+  private async sweepSharedMemory(dir: string, doomed: (name: string, ageMs: number) => boolean): Promise<void> {
+    const now = Date.now();
+    for (const name of await fs.readdir(dir)) {
+      if (!name.startsWith(SHM_PREFIX)) continue;
+      const file = path.join(dir, name);
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (stat?.isFile() && doomed(name, now - stat.mtimeMs)) await fs.rm(file, { force: true }).catch(() => undefined);
+    }
+  }
+
+  private shmPath(key: string): string {
+    return path.join(this.shm!, shmName(key));
+  }
+
+  /** A value a reader will take: a shared-memory file, or a Redis key set in `writes` (with the TTL). */
+  private async put(writes: ReturnType<Redis['pipeline']>, key: string, bytes: Buffer): Promise<void> {
+    if (this.shm === undefined) writes.set(key, bytes, 'EX', this.options.keyTtlSeconds);
+    else await fs.writeFile(this.shmPath(key), bytes);
+  }
+
+  /** The values at `keys`, each deleted as it is read (one reader each); null where gone. */
+  private async takeAll(keys: readonly string[]): Promise<(Buffer | null)[]> {
+    if (this.shm === undefined) {
+      const reads = this.reader.pipeline();
+      for (const key of keys) reads.getdelBuffer(key);
+      return (await execOrThrow(reads)) as (Buffer | null)[];
+    }
+    return Promise.all(
+      keys.map(async (key) => {
+        const file = this.shmPath(key);
+        const bytes = await fs.readFile(file).catch(() => null);
+        await fs.rm(file, { force: true });
+        return bytes;
+      }),
+    );
+  }
+
   private key(step: number, rest: string): string {
     return `${this.options.namespace}:s${step}:${rest}`;
   }
@@ -108,9 +224,25 @@ export class RedisCollective {
     return (await popWaiting(connection, key, this.options, this.maxWaitMs)).toString();
   }
 
-  /** Reads a published value and counts its readers; the last of the N − 1 readers deletes it. */
-  private async readShared(key: string): Promise<Buffer> {
+  /**
+   * Reads a published value and counts its readers; the last of the N − 1 readers deletes it.
+   * `values`: a sum of the all-reduce (in shared memory when negotiated); otherwise a small
+   * message, always in Redis.
+   */
+  private async readShared(key: string, values = false): Promise<Buffer> {
     const { worldSize, keyTtlSeconds: ttl } = this.options;
+    if (values && this.shm !== undefined) {
+      // The file is read before the count goes up, so the reader that counts N − 1 is the last.
+      const file = this.shmPath(key);
+      const value = await fs.readFile(file).catch(() => null);
+      if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${file} is gone (the shared-memory data plane lost it)`);
+      const [count] = await execOrThrow(this.reader.pipeline().incr(`${key}:n`).expire(`${key}:n`, ttl));
+      if (Number(count) >= worldSize - 1) {
+        await fs.rm(file, { force: true });
+        await this.reader.del(`${key}:n`);
+      }
+      return value;
+    }
     const [value, count] = await execOrThrow(this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl));
     if (value === null || value === undefined) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
     // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
@@ -141,14 +273,14 @@ export class RedisCollective {
     const sum = out ?? new Float32Array(values.length);
 
     // Reduce-scatter, writing: every chunk this rank does not own, bucket by bucket, streamed.
-    const contributed = buckets.map((bucket, b) => {
+    const contributed = buckets.map(async (bucket, b) => {
       const writes = this.contribute.pipeline();
       for (let c = 0; c < worldSize; c++) {
         if (c === rank) continue;
         const span = this.chunk(bucket, c);
         const bytes = encode(values.subarray(span.start, span.end), transport, scale);
         bytesSent += bytes.length;
-        writes.set(this.key(step, `b${b}:c${c}:from${rank}`), bytes, 'EX', ttl);
+        await this.put(writes, this.key(step, `b${b}:c${c}:from${rank}`), bytes);
         const ready = this.key(step, `b${b}:rs${c}`);
         writes.rpush(ready, String(rank));
         writes.expire(ready, ttl);
@@ -163,9 +295,9 @@ export class RedisCollective {
       for (let b = 0; b < buckets.length; b++) {
         const span = this.chunk(buckets[b]!, rank);
         for (let k = 1; k < worldSize; k++) await this.waitOne(this.waitScatter, this.key(step, `b${b}:rs${rank}`));
-        const reads = this.reader.pipeline();
-        for (let r = 0; r < worldSize; r++) if (r !== rank) reads.getdelBuffer(this.key(step, `b${b}:c${rank}:from${r}`));
-        const parts = (await execOrThrow(reads)) as (Buffer | null)[];
+        const from: string[] = [];
+        for (let r = 0; r < worldSize; r++) if (r !== rank) from.push(this.key(step, `b${b}:c${rank}:from${r}`));
+        const parts = await this.takeAll(from);
         const acc = sum.subarray(span.start, span.end);
         let next = 0;
         for (let r = 0; r < worldSize; r++) {
@@ -186,7 +318,7 @@ export class RedisCollective {
         bytesSent += bytes.length;
         if (transport !== 'fp32') acc.set(decode(bytes, transport, 1 / scale));
         const announce = this.publish.pipeline();
-        announce.set(this.key(step, `b${b}:sum${rank}`), bytes, 'EX', ttl);
+        await this.put(announce, this.key(step, `b${b}:sum${rank}`), bytes);
         for (let r = 0; r < worldSize; r++) {
           if (r === rank) continue;
           const inbox = this.key(step, `ag${r}`);
@@ -202,7 +334,7 @@ export class RedisCollective {
     const gather = async (): Promise<void> => {
       for (let k = 0; k < (worldSize - 1) * buckets.length; k++) {
         const [b, c] = (await this.waitOne(this.waitGather, this.key(step, `ag${rank}`))).split(':').map(Number) as [number, number];
-        const bytes = await this.readShared(this.key(step, `b${b}:sum${c}`));
+        const bytes = await this.readShared(this.key(step, `b${b}:sum${c}`), true);
         bytesReceived += bytes.length;
         sum.set(decode(bytes, transport, 1 / scale), this.chunk(buckets[b]!, c).start);
       }

@@ -32,8 +32,15 @@ describe('service configuration', () => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of fatal, error/],
     [{ DDPM_API_TOKEN: 'short' }, 'DDPM_API_TOKEN must be at least 16 characters when set'],
     [{ DDPM_QUEUE_PREFIX: 'a:b' }, /DDPM_QUEUE_PREFIX must be 1-64 letters/],
+    [{ DDPM_SHM_DIR: 'shm' }, 'DDPM_SHM_DIR must be an absolute folder or off, got "shm"'],
   ])('rejects %j', (env, message) => {
     expect(() => loadServiceConfig(env)).toThrow(message);
+  });
+
+  it('offers the gradients a shared-memory folder: /dev/shm by default (on Linux), the one named, or none', () => {
+    expect(loadServiceConfig({}).sharedMemoryDir).toBe('/dev/shm');
+    expect(loadServiceConfig({ DDPM_SHM_DIR: '/run/ddpm-shm/' }).sharedMemoryDir).toBe('/run/ddpm-shm');
+    expect(loadServiceConfig({ DDPM_SHM_DIR: 'off' })).not.toHaveProperty('sharedMemoryDir');
   });
 
   it('turns Redis URLs into connection options', () => {

@@ -3,6 +3,7 @@
  * errors that name the variable and what was expected.
  */
 import { timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -13,6 +14,12 @@ export interface ServiceConfig {
   readonly redisUrl: string;
   /** Gradient data plane (the data-parallel group); defaults to REDIS_URL. */
   readonly dataRedisUrl: string;
+  /**
+   * A shared-memory folder for the gradients of ranks that turn out to share one host
+   * (DDPM_SHM_DIR; default /dev/shm where it exists, `off`: never): Redis then carries only the
+   * all-reduce's signals.
+   */
+  readonly sharedMemoryDir?: string;
   readonly storageUrl: string;
   readonly s3Endpoint?: string;
   readonly backend?: string;
@@ -101,6 +108,7 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
   return {
     redisUrl: redis,
     dataRedisUrl: redisUrl('DDPM_DATA_REDIS_URL', env['DDPM_DATA_REDIS_URL'] ?? redis),
+    ...sharedMemoryDir(env['DDPM_SHM_DIR']),
     storageUrl,
     ...(env['S3_ENDPOINT'] ? { s3Endpoint: env['S3_ENDPOINT'] } : {}),
     ...(env['DDPM_BACKEND'] ? { backend: env['DDPM_BACKEND'] } : {}),
@@ -124,6 +132,14 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
     logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
     logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
   };
+}
+
+/** DDPM_SHM_DIR: an absolute folder, `off`, or unset (/dev/shm when the machine has it). */
+function sharedMemoryDir(raw: string | undefined): { sharedMemoryDir?: string } {
+  if (raw === 'off') return {};
+  if (raw === undefined || raw === '') return fs.existsSync('/dev/shm') ? { sharedMemoryDir: '/dev/shm' } : {};
+  if (!path.isAbsolute(raw)) throw configError(`DDPM_SHM_DIR must be an absolute folder or off, got ${JSON.stringify(raw)}`);
+  return { sharedMemoryDir: path.resolve(raw) };
 }
 
 function insecureFlag(raw: string | undefined): boolean {

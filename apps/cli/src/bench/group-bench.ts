@@ -11,7 +11,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -24,8 +24,31 @@ import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
 import { median, round } from './timing';
 
 
-/** N rank processes and a way to ask them all and await their answers. */
-export async function ranks(n: number, redisUrl: string, namespace: string, transport: Transport, backend?: string, env?: NodeJS.ProcessEnv): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void> }> {
+/** How the ranks of a benchmark move their values, and what they compute with. */
+export interface RankOptions {
+  readonly transport: Transport;
+  /** A shared-memory folder the ranks may use when they all reach it (as the worker does: DDPM_SHM_DIR); absent: Redis. */
+  readonly sharedMemoryDir?: string;
+  readonly backend?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** What a worker uses for a group whose ranks share this host: DDPM_SHM_DIR, else /dev/shm where it exists (`off`: none). */
+export function defaultSharedMemoryDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dir = env['DDPM_SHM_DIR'];
+  if (dir === 'off') return undefined;
+  if (dir !== undefined && dir !== '') return dir;
+  return existsSync('/dev/shm') ? '/dev/shm' : undefined;
+}
+
+/** N rank processes and a way to ask them all and await their answers; `sharedMemory`: whether the ranks' values travel through it. */
+export async function ranks(
+  n: number,
+  redisUrl: string,
+  namespace: string,
+  options: RankOptions,
+): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void>; sharedMemory: boolean }> {
+  const { transport, backend, env, sharedMemoryDir } = options;
   // The compiled rank script next to this one (from a test, the build's copy of it).
   const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
   const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', ...(env ? { env: { ...process.env, ...env } } : {}) }));
@@ -44,8 +67,8 @@ export async function ranks(n: number, redisUrl: string, namespace: string, tran
       })));
     },
   };
-  await group.all((rank) => ({ cmd: 'join', redisUrl, namespace, rank, worldSize: n, transport, ...(backend ? { backend } : {}) }));
-  return group;
+  const joined = await group.all((rank) => ({ cmd: 'join', redisUrl, namespace, rank, worldSize: n, transport, ...(backend ? { backend } : {}), ...(sharedMemoryDir ? { sharedMemoryDir } : {}) }));
+  return { ...group, sharedMemory: joined.every((m) => m.cmd === 'joined' && m.sharedMemory === true) };
 }
 
 export interface AllReduceBenchOptions {
@@ -54,6 +77,8 @@ export interface AllReduceBenchOptions {
   readonly megabytes: number;
   readonly rounds: number;
   readonly transport: Transport;
+  /** Where the values may travel instead of Redis when the ranks share this host (default: Redis, the figure the issue compares with raw Redis). */
+  readonly sharedMemoryDir?: string;
 }
 
 export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Record<string, unknown>> {
@@ -66,10 +91,12 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
   const allreduce: number[] = [];
   const payload = Buffer.alloc(bytes, 7);
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  let sharedMemory = false;
   try {
     await openGeneration(redis, namespace, 3_600_000);
-    group = await ranks(n, redisUrl, namespace, transport);
+    group = await ranks(n, redisUrl, namespace, { transport, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
     const g = group;
+    sharedMemory = g.sharedMemory;
     // Rank r adds r + 1 everywhere: the sum is n(n + 1)/2, which each rank checks.
     const run = async (step: number): Promise<number> => Math.max(...(await g.all((r) => ({ cmd: 'allreduce', step, values, fill: r + 1, expect: (n * (n + 1)) / 2 }))).map((m) => (m.cmd === 'done' ? m.ms : 0)));
     await run(0);
@@ -101,6 +128,7 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     workers: n,
     megabytes: mb,
     transport,
+    dataPlane: sharedMemory ? `shared memory (${options.sharedMemoryDir})` : 'redis',
     rounds,
     allreduceMs: round(median(allreduce), 1),
     busBandwidthMBps: round(busMBps, 1),
@@ -127,6 +155,8 @@ export interface DataParallelBenchOptions {
   readonly rounds: number;
   /** How the group's gradients travel (fp32: bit-identical to one process with accumulation = N). */
   readonly transport?: Transport;
+  /** Where the gradients may travel instead of Redis when the ranks share this host (as a worker's: see defaultSharedMemoryDir). */
+  readonly sharedMemoryDir?: string;
   readonly backend: string;
 }
 
@@ -142,10 +172,12 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   /** Per rank and round: its own computation and its exchange (waiting for peers included), per step. */
   const shares: { compute: number; exchange: number }[][] = [];
   let ranksOfRun: Awaited<ReturnType<typeof ranks>> | undefined;
+  let sharedMemory = false;
   try {
     await openGeneration(redis, namespace, 3_600_000);
-    ranksOfRun = await ranks(n, options.redisUrl, namespace, options.transport ?? 'fp32', options.backend);
+    ranksOfRun = await ranks(n, options.redisUrl, namespace, { transport: options.transport ?? 'fp32', backend: options.backend, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
     const group = ranksOfRun;
+    sharedMemory = group.sharedMemory;
     await group.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
     const time = async (which: 'single' | 'group', k: number): Promise<number> => {
@@ -181,6 +213,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     rounds,
     backend: options.backend,
     transport: options.transport ?? 'fp32',
+    dataPlane: sharedMemory ? `shared memory (${options.sharedMemoryDir})` : 'redis',
     singleProcess: { imagesPerSecond: round(one, 2), stepMs: round(median(single) / steps, 1) },
     group: {
       imagesPerSecond: round(many, 2),

@@ -58,7 +58,7 @@ export async function benchMemory(options: MemoryBenchOptions): Promise<Record<s
         rows.push({ ...base, run: false, why: `the estimate exceeds wasm32's 4 GiB heap` });
         continue;
       }
-      const rank = await ranks(1, options.redisUrl, namespace, 'fp32', options.backend);
+      const rank = await ranks(1, options.redisUrl, namespace, { transport: 'fp32', backend: options.backend });
       try {
         const heapAtStart = await rank.one(0, { cmd: 'memory' });
         await rank.one(0, { cmd: 'open', name: 'run', config, storeDir, rank: 0, worldSize: 1, stepOffset: 0 });

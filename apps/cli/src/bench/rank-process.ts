@@ -35,11 +35,13 @@ async function handle(command: BenchRankCommand): Promise<void> {
         transport: command.transport,
         keyTtlSeconds: 300,
         checkAlive: () => assertGenerationAlive(control!, { namespace: command.namespace, worldSize: command.worldSize }),
+        ...(command.sharedMemoryDir ? { sharedMemoryDir: command.sharedMemoryDir } : {}),
       });
+      const sharedMemory = await collective.negotiateSharedMemory(0);
       // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
       // collective itself (a larger heap makes the collections its large buffers bring slower).
       if (command.backend) await (await import('@ddpm/backend')).initBackend({ preferred: command.backend });
-      reply({ cmd: 'joined' });
+      reply({ cmd: 'joined', sharedMemory });
       return;
     }
     case 'allreduce': {

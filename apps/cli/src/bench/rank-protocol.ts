@@ -2,7 +2,7 @@
 import { type Transport } from '@ddpm/allreduce';
 
 export type BenchRankCommand =
-  | { readonly cmd: 'join'; readonly redisUrl: string; readonly namespace: string; readonly rank: number; readonly worldSize: number; readonly transport: Transport; readonly backend?: string }
+  | { readonly cmd: 'join'; readonly redisUrl: string; readonly namespace: string; readonly rank: number; readonly worldSize: number; readonly transport: Transport; readonly backend?: string; readonly sharedMemoryDir?: string }
   | { readonly cmd: 'allreduce'; readonly step: number; readonly values: number; readonly fill: number; readonly expect: number }
   /** Opens a trainer named `name` (a group rank when worldSize > 1, else alone). */
   | { readonly cmd: 'open'; readonly name: string; readonly config: unknown; readonly storeDir: string; readonly rank: number; readonly worldSize: number; readonly stepOffset: number }
@@ -13,4 +13,4 @@ export type BenchRankCommand =
   | { readonly cmd: 'memory' }
   | { readonly cmd: 'exit' };
 
-export type BenchRankReply = { readonly cmd: 'joined' } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'memory'; readonly heapBytes: number | null; readonly rssBytes: number } | { readonly cmd: 'error'; readonly message: string };
+export type BenchRankReply = { readonly cmd: 'joined'; readonly sharedMemory: boolean } | { readonly cmd: 'opened' } | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number } | { readonly cmd: 'memory'; readonly heapBytes: number | null; readonly rssBytes: number } | { readonly cmd: 'error'; readonly message: string };

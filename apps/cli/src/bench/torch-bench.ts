@@ -26,7 +26,7 @@ import { openGeneration } from '@ddpm/allreduce';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
-import { benchTrainConfig, ranks } from './group-bench';
+import { benchTrainConfig, defaultSharedMemoryDir, ranks } from './group-bench';
 import { median, round } from './timing';
 
 export interface TorchBenchOptions {
@@ -123,11 +123,13 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   try {
     if (torch.params !== ours) throw new Error(`the PyTorch twin has ${torch.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
     await openGeneration(redis, namespace, 3_600_000);
-    group = await ranks(n, options.redisUrl, namespace, 'fp32', options.backend);
+    // The group as a worker runs it: its gradients through shared memory when the host has it.
+    const shm = defaultSharedMemoryDir();
+    group = await ranks(n, options.redisUrl, namespace, { transport: 'fp32', backend: options.backend, ...(shm ? { sharedMemoryDir: shm } : {}) });
     const g = group;
     // A namespace of its own: its rank 0 is not the group's.
     await openGeneration(redis, `${namespace}-threads`, 3_600_000);
-    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, 'fp32', options.backend, { DDPM_WASM_THREADS: String(n) });
+    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, { transport: 'fp32', backend: options.backend, env: { DDPM_WASM_THREADS: String(n) } });
     const th = threaded;
     await th.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await g.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });

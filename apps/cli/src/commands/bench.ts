@@ -8,14 +8,14 @@ import { PRESET_NAMES } from '@ddpm/unet';
 
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
-import { benchAllReduce, benchDataParallel } from '../bench/group-bench';
+import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
 import { DEFAULT_MEMORY_CASES, benchMemory } from '../bench/memory-bench';
 import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
 
 export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [--steps K] [--profile]
-       ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
-       ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--transport fp32|bf16|fp16] [--redis URL]
+       ddpm bench allreduce [--workers N] [--mb S] [--rounds R] [--transport fp32|bf16|fp16] [--data-plane redis|shm] [--redis URL]
+       ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--transport fp32|bf16|fp16] [--data-plane redis|shm] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench memory [--cases PRESET:B,...] [--steps K]
        ddpm bench all [options]
@@ -37,12 +37,14 @@ counts its fastest of five runs per round); GFLOP/s and the ratios train/conv an
 allreduce: the Redis all-reduce of S MB across N rank processes, interleaved with one client's SET
 and GET of S MB on the same Redis; the bus bandwidth 2(N-1)/N * S / time against that raw rate, and
 the hub's own rate (N*S in, 2(N-1)*S out per all-reduce) against it.
-  --workers (2), --mb (64), --rounds (5), --transport (fp32)
+  --workers (2), --mb (64), --rounds (5), --transport (fp32), --data-plane (redis: the figure to
+  compare with raw Redis; shm: the values through shared-memory files, Redis carrying the signals)
 
 dp: training images/s of one process with the whole batch and of N rank processes with a share
 each (accumulation N, the Redis all-reduce between), interleaved in rounds; the speed-up.
   --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3),
-  --transport (fp32): how the gradients travel
+  --transport (fp32): how the gradients travel; --data-plane: shm (the default where the machine
+  has a shared-memory folder, as a worker does: DDPM_SHM_DIR, else /dev/shm) or redis
 
 torch: our training and sampling steps against the same U-Net in PyTorch (Debian's python3-torch;
 $DDPM_PYTHON, else /usr/bin/python3), interleaved in rounds: one of our processes against one
@@ -69,6 +71,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     mb: { type: 'string' },
     rounds: { type: 'string' },
     transport: { type: 'string' },
+    'data-plane': { type: 'string' },
     redis: { type: 'string' },
     json: { type: 'boolean' },
     profile: { type: 'boolean' },
@@ -82,6 +85,13 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
   const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 64 });
   const transport = parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32');
+  const shm = defaultSharedMemoryDir();
+  /** The shared-memory folder a benchmark's ranks may use (`--data-plane shm`), or none. */
+  const dataPlane = (fallback: 'redis' | 'shm'): { sharedMemoryDir?: string } => {
+    const plane = parseChoice('data-plane', values['data-plane'], ['redis', 'shm'] as const, shm ? fallback : 'redis');
+    if (plane === 'shm' && !shm) throw new CliUsageError('--data-plane shm needs a shared-memory folder: this machine has no /dev/shm (set DDPM_SHM_DIR)');
+    return plane === 'shm' && shm ? { sharedMemoryDir: shm } : {};
+  };
   const redisUrl = String(values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
   const results: Record<string, unknown>[] = [];
   if (which === 'unet' || which === 'all') {
@@ -96,6 +106,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         megabytes: parseNumber('mb', values['mb'], 64),
         rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 1000 }),
         transport,
+        ...dataPlane('redis'),
       }),
     );
   }
@@ -110,6 +121,7 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
         steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
         rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
         transport,
+        ...dataPlane('shm'),
         backend: backend.name,
       }),
     );
