@@ -191,6 +191,8 @@ describe('groups surviving failures (worker processes)', () => {
     expect(done).toMatchObject({ state: 'completed', result: { step: 10, group: { worldSize: 1, restarts: 1 } } });
     expect(await logs(stack, id)).toMatch(/generation 1 ended: .*; restart 1 of 3 from the last checkpoint[\s\S]*generation 2: 1 ranks/);
     await loadable(stack, id, 10);
+    // What the killed rank's generation left in shared memory is gone with it.
+    expect((await fs.readdir('/dev/shm')).filter((f) => f.includes(id))).toEqual([]);
   });
 
   it('SIGKILL of one of 3 ranks mid-run: a spare worker replaces it and the group of 3 completes', async () => {

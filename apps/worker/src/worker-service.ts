@@ -6,6 +6,7 @@
  */
 import * as http from 'node:http';
 
+import { removeSharedMemoryFiles } from '@ddpm/allreduce';
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
 import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, cancelChannel, cancelKey, isLoopback, redisConnectionOptions } from '@ddpm/jobs';
@@ -402,6 +403,7 @@ export class WorkerService {
         if (err instanceof DelayedError) throw err;
         const message = err instanceof Error ? err.message : String(err);
         await endGeneration(this.data!, namespace, `rank 0: ${message}`, group.rankTimeoutSeconds);
+        await this.removeGenerationFiles(namespace);
         if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
         const shutDown = await peerShutDown(this.data!, namespace, worldSize);
         if (shutDown !== undefined) {
@@ -415,6 +417,12 @@ export class WorkerService {
         log(`generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts}${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'}`);
       }
     }
+  }
+
+  /** A failed generation's gradients left in this host's shared-memory folder (a killed job process cannot delete them). */
+  private async removeGenerationFiles(namespace: string): Promise<void> {
+    const dir = this.options.config.sharedMemoryDir;
+    if (dir !== undefined) await removeSharedMemoryFiles(dir, namespace);
   }
 
   /** Runs this worker's rank of a generation, watching the generation while it runs. */
@@ -449,6 +457,7 @@ export class WorkerService {
     } catch (err) {
       // This rank cannot go on: end the generation for everyone now rather than at their timeouts.
       await endGeneration(this.data!, a.namespace, `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`, rankTimeoutSeconds);
+      await this.removeGenerationFiles(a.namespace);
       throw err;
     } finally {
       stopWatching();

@@ -65,6 +65,25 @@ function shmName(key: string): string {
   return `${SHM_PREFIX}${key.replace(/[^A-Za-z0-9._-]/g, '_')}`;
 }
 
+async function sweepSharedMemory(dir: string, doomed: (name: string, ageMs: number) => boolean): Promise<void> {
+  const now = Date.now();
+  for (const name of await fs.readdir(dir)) {
+    if (!name.startsWith(SHM_PREFIX)) continue;
+    const file = path.join(dir, name);
+    const stat = await fs.stat(file).catch(() => undefined);
+    if (stat?.isFile() && doomed(name, now - stat.mtimeMs)) await fs.rm(file, { force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Deletes a generation's files from a shared-memory folder: what a failed generation's values
+ * left there (a killed rank cannot). The worker that ran a rank calls it once the generation is over.
+ */
+export async function removeSharedMemoryFiles(dir: string, namespace: string): Promise<void> {
+  const mine = shmName(`${namespace}:`);
+  await sweepSharedMemory(dir, (name) => name.startsWith(mine)).catch(() => undefined);
+}
+
 export interface AllReduceResult {
   /** The sum over ranks, identical bytes on every rank. */
   readonly sum: Float32Array;
@@ -138,7 +157,7 @@ export class RedisCollective {
     const probe = (r: number): string => path.join(dir, shmName(`${namespace}:shm-probe:r${r}`));
     let usable = false;
     try {
-      await this.sweepSharedMemory(dir, (name, ageMs) => ageMs > SHM_STALE_MS && name.startsWith(SHM_PREFIX));
+      await sweepSharedMemory(dir, (name, ageMs) => ageMs > SHM_STALE_MS);
       await fs.writeFile(probe(rank), token);
       const space = await fs.statfs(dir);
       usable = space.bavail * space.bsize >= minFreeBytes;
@@ -166,19 +185,7 @@ export class RedisCollective {
    */
   async abandonSharedMemory(): Promise<void> {
     const dir = this.shm ?? this.options.sharedMemoryDir;
-    if (dir === undefined) return;
-    const mine = shmName(`${this.options.namespace}:`);
-    await this.sweepSharedMemory(dir, (name) => name.startsWith(mine)).catch(() => undefined);
-  }
-
-  private async sweepSharedMemory(dir: string, doomed: (name: string, ageMs: number) => boolean): Promise<void> {
-    const now = Date.now();
-    for (const name of await fs.readdir(dir)) {
-      if (!name.startsWith(SHM_PREFIX)) continue;
-      const file = path.join(dir, name);
-      const stat = await fs.stat(file).catch(() => undefined);
-      if (stat?.isFile() && doomed(name, now - stat.mtimeMs)) await fs.rm(file, { force: true }).catch(() => undefined);
-    }
+    if (dir !== undefined) await removeSharedMemoryFiles(dir, this.options.namespace);
   }
 
   private shmPath(key: string): string {
