@@ -22,7 +22,7 @@ workers, trains micro32 for N steps (default 250) of batch 16 on Fashion-MNIST (
 shapes) as one data-parallel group of --workers (default 2: both cores of this machine; the wasm
 backend uses one core a process), prints the group's images/s, then samples a grid of 16 images
 per worker (a sampling group of --workers, each drawing 16) and, the same way, a grid of the
-shipped reference model fashion-mnist-cpu (25 minutes of its recipe), and prints their paths and URL.
+shipped reference model fashion-mnist-cpu (an hour of its recipe), and prints their paths and URL.
 --keep-running leaves the services up.
 `;
 
