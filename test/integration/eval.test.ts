@@ -21,13 +21,18 @@ import { until, useStack } from './service-support';
 
 jest.setTimeout(600_000);
 
+/** The offline extractor's weights where the workers look for them in the store. */
+async function putExtractorWeights(storeDir: string): Promise<void> {
+  await fs.mkdir(path.join(storeDir, 'extractors'), { recursive: true });
+  await fs.writeFile(path.join(storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+}
+
 describe('eval jobs', () => {
   // Two workers: an eval job's sampling group takes both.
   const stack = useStack({ workers: 2 });
 
   it('computes fd, kid, is and nll of a checkpoint with the offline extractor, recording what makes them comparable', async () => {
-    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
-    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+    await putExtractorWeights(stack.storeDir);
     const train = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',
@@ -159,8 +164,7 @@ describe('eval jobs', () => {
   });
 
   it('a train group of 2 shares its evaluations’ samples: its history holds what an eval job of the same checkpoint measures alone', async () => {
-    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
-    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+    await putExtractorWeights(stack.storeDir);
     const train = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',
@@ -183,8 +187,7 @@ describe('eval jobs', () => {
   });
 
   it('evaluates a shipped model named by pretrained, its samples drawn by a sampling group of 2', async () => {
-    await fs.mkdir(path.join(stack.storeDir, 'extractors'), { recursive: true });
-    await fs.writeFile(path.join(stack.storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+    await putExtractorWeights(stack.storeDir);
     const refused = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { metrics: ['fd'] } });
     expect(refused.statusCode).toBe(400);
     expect(refused.json().message).toMatch(/an eval job names either trainJobId .* or pretrained/);
