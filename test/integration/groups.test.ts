@@ -54,6 +54,22 @@ async function loadable(stack: Stack, id: string, step: number): Promise<void> {
   loaded.model.dispose();
 }
 
+/**
+ * Two worker processes, a one-step run, and a sample job of 32 images drawn by a sampling group of
+ * 2 (minWorkers 1) with the given rank timeout, 10 sampling steps in; resolves to the sample job.
+ */
+async function samplingGroupUnderWay(stack: Stack, rankTimeoutSeconds: number): Promise<string> {
+  stack.startWorkerProcess();
+  stack.startWorkerProcess();
+  const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
+  await stack.waitFinished(trainId);
+  const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds, joinTimeoutSeconds: 16 } });
+  expect(r.statusCode).toBe(202);
+  const id = r.json().id as string;
+  await stack.progressOf(id, (step) => step >= 10);
+  return id;
+}
+
 /** The slot serving `id` as a rank other than 0 (claimed by the coordinator), once it exists. */
 async function rankSlot(stack: Stack, id: string): Promise<{ pid: number; id: string }> {
   for (let i = 0; i < 600; i++) {
@@ -207,14 +223,7 @@ describe('groups surviving failures (worker processes)', () => {
   });
 
   it('SIGKILL of a sampling group’s rank 1 mid-sampling: the group samples again with the rank left and the grid is written', async () => {
-    stack.startWorkerProcess();
-    stack.startWorkerProcess();
-    const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
-    await stack.waitFinished(trainId);
-    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds: 4, joinTimeoutSeconds: 16 } });
-    expect(r.statusCode).toBe(202);
-    const id = r.json().id as string;
-    await stack.progressOf(id, (step) => step >= 10);
+    const id = await samplingGroupUnderWay(stack, 4);
     const victim = await rankSlot(stack, id);
     process.kill(victim.pid, 'SIGKILL');
     await stack.waitFinished(id, 240_000);
@@ -283,15 +292,8 @@ describe('SIGTERM of a sampling rank’s worker', () => {
   const stack = useStack({ workers: 0 });
 
   it('ends the generation at once, not as a failure: the group re-forms without it, no restart counted, and the grid is written', async () => {
-    stack.startWorkerProcess();
-    stack.startWorkerProcess();
-    const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
-    await stack.waitFinished(trainId);
     // A long rank timeout: the generation must end by the rank's word, not by its silence.
-    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds: 60, joinTimeoutSeconds: 16 } });
-    expect(r.statusCode).toBe(202);
-    const id = r.json().id as string;
-    await stack.progressOf(id, (step) => step >= 10);
+    const id = await samplingGroupUnderWay(stack, 60);
     const rank = await rankSlot(stack, id);
     const worker = stack.processes.find((p) => p.pid === rank.pid)!;
     const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
