@@ -8,11 +8,15 @@
  *   interleaved by depthToSpace (a polyphase form of the transposed convolution);
  * - filter gradient: one conv2d with the batch moved to channels (x as [Cin, H, W, B] and dy as
  *   [Ho, Wo, B, Cout], dilated by the stride), giving [Cin, k, k, Cout].
+ * 3×3 stride-1 convolutions with channels in lanes of four (nearly all of the U-Net's) run as
+ * Winograd F(2×2, 3×3) instead, forward and both gradients, where our wasm kernels load
+ * (winograd.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { sumToLastAxis, useComposedGradients } from './backend-caps';
 import { wasmKernels } from './wasm-kernels';
+import { winogradApplies, winogradConv, winogradFilterGradient, winogradInputGradient } from './winograd';
 
 export type Stride = 1 | 2;
 
@@ -115,18 +119,24 @@ function makeComposedConv(stride: Stride): (x: tf.Tensor4D, filter: tf.Tensor4D,
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, filter, bias, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.GradSaveFunc];
     save([x, filter]);
-    const value = tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+    const value = winogradApplies(x.shape, filter.shape, stride)
+      ? winogradConv(x, filter, bias)
+      : tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, fs] = saved as [tf.Tensor4D, tf.Tensor4D];
         const dy4 = dy as tf.Tensor4D;
         const k = fs.shape[0];
+        if (winogradApplies(xs.shape, fs.shape, stride)) {
+          return [winogradInputGradient(dy4, fs), winogradFilterGradient(xs, dy4), sumToLastAxis(dy4)];
+        }
         let dx: tf.Tensor4D;
         if (stride === 1) dx = inputGradientStride1(dy4, fs);
         else if (k === 3 && xs.shape[1] % 2 === 0 && xs.shape[2] % 2 === 0) dx = inputGradientStride2(dy4, fs);
         else dx = tf.conv2dTranspose(dy4, fs, xs.shape, stride, 'same');
-        return [dx, filterGradient(xs, dy4, k, stride), sumToLastAxis(dy4)];
+        const dw = filterGradient(xs, dy4, k, stride);
+        return [dx, dw, sumToLastAxis(dy4)];
       },
     };
   }) as (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D) => tf.Tensor4D;

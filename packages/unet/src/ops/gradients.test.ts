@@ -11,6 +11,7 @@ import { dense, matMul } from './matmul';
 import { upsampleNearest2x } from './upsample';
 import { wasmHeap } from './wasm-heap';
 import { wasmKernels } from './wasm-kernels';
+import { winogradApplies } from './winograd';
 
 function tensor(shape: number[], seed: number): tf.Tensor {
   return tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), seed), shape);
@@ -62,6 +63,61 @@ describe('conv2d with composed gradients', () => {
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
 
+  it.each([
+    ['one block of tiles, Cout in one lane group of 8', [2, 6, 6, 4], [3, 3, 4, 8]],
+    ['odd height and width (partial tiles), Cout 4', [3, 5, 7, 8], [3, 3, 8, 4]],
+    ['162 tiles: blocks of 64, 64 and 34, Cout 12 (8 + 4 lanes)', [2, 18, 18, 8], [3, 3, 8, 12]],
+    ['a 1×1 image (the padding is the whole patch)', [2, 1, 1, 4], [3, 3, 4, 4]],
+  ] as const)('Winograd F(2×2, 3×3), %s: value and gradients on wasm equal the cpu backend built-ins', async (_, xShape, wShape) => {
+    await tf.setBackend('wasm');
+    expect(winogradApplies(xShape, wShape, 1)).toBe(true); // this shape takes the Winograd path
+    const cout = wShape[3];
+    const out = [xShape[0], xShape[1], xShape[2], cout];
+    const reference = await gradsOn(
+      'cpu',
+      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), b!),
+      [[...xShape], [...wShape], [cout]],
+      out,
+    );
+    const ours = await gradsOn(
+      'wasm',
+      (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, 1),
+      [[...xShape], [...wShape], [cout]],
+      out,
+    );
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+
+  it('Winograd applies only to 3×3 stride-1 convolutions with channels in lanes of four, and DDPM_WINOGRAD=0 turns it off', async () => {
+    await tf.setBackend('wasm');
+    expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(true);
+    expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 2)).toBe(false);
+    expect(winogradApplies([2, 8, 8, 3], [3, 3, 3, 32], 1)).toBe(false);
+    expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 3], 1)).toBe(false);
+    expect(winogradApplies([2, 8, 8, 32], [1, 1, 32, 32], 1)).toBe(false);
+    process.env['DDPM_WINOGRAD'] = '0';
+    try {
+      expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(false);
+    } finally {
+      delete process.env['DDPM_WINOGRAD'];
+    }
+    await tf.setBackend('cpu');
+    expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(false);
+  });
+
+  it('Winograd convolutions leave no tensors behind, forward and backward', async () => {
+    await tf.setBackend('wasm');
+    const x = tensor([2, 6, 6, 8], 1) as tf.Tensor4D;
+    const w = tensor([3, 3, 8, 4], 2) as tf.Tensor4D;
+    const b = tensor([4], 3) as tf.Tensor1D;
+    const before = tf.memory().numTensors;
+    tf.tidy(() => conv2d(x, w, b, 1).dataSync());
+    const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(conv2d(p as tf.Tensor4D, q as tf.Tensor4D, r as tf.Tensor1D, 1)))([x, w, b]);
+    tf.dispose(grads);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('the stride-2 gradient matches central finite differences', async () => {
     await tf.setBackend('wasm');
     const x = tensor([1, 4, 4, 2], 3) as tf.Tensor4D;
@@ -95,6 +151,22 @@ describe('matMul and dense with explicit-transpose gradients', () => {
     const bShape = transposeB ? [2, 3, 4] : [2, 4, 3];
     const reference = await gradsOn('cpu', (a, b) => tf.matMul(a!, b!, false, transposeB), [aShape, bShape], [2, 5, 3]);
     const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [2, 5, 3]);
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+
+  it.each([false, true])('batched a·b (transposeB=%s) with dimensions in lanes of four (the aᵀ·dy kernel) matches the cpu built-ins', async (transposeB) => {
+    const aShape = [3, 130, 8];
+    const bShape = transposeB ? [3, 12, 8] : [3, 8, 12];
+    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a!, b!, false, transposeB), [aShape, bShape], [3, 130, 12]);
+    const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [3, 130, 12]);
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+
+  it('dense with channels in lanes of four (the aᵀ·dy kernel over 300 rows) matches the cpu built-ins', async () => {
+    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x!, [-1, 8]), w!), [3, 10, 10, 12]), b!), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
+    const ours = await gradsOn('wasm', (x, w, b) => dense(x!, w as tf.Tensor2D, b as tf.Tensor1D), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });

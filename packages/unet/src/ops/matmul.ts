@@ -1,6 +1,7 @@
 /**
  * Matrix products that stay on the wasm backend's fast path (see backend-caps.ts): every product
- * is 2-D and untransposed, transposes are explicit, batched products run one 2-D product per
+ * is 2-D and untransposed, transposes are explicit, the gradients' aᵀ·dy products run our kernel
+ * that reads a as it is (wasm-kernels.ts matMulTN), batched products run one 2-D product per
  * batch element (on views of the operands, see wasm-heap.ts), and bias gradients are row sums
  * (backend-caps.ts). Native backends use their own kernels and gradients.
  */
@@ -8,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { hostMemoryBackend, sumToLastAxis, useComposedGradients } from './backend-caps';
 import { wasmHeap } from './wasm-heap';
-import { wasmKernels } from './wasm-kernels';
+import { WasmKernels, wasmKernels } from './wasm-kernels';
 
 // Transposes run our SIMD kernel on wasm (4×4 register blocks; tfjs-wasm's Transpose is
 // 2–6× slower on these shapes), differentiable as their own adjoint.
@@ -27,6 +28,19 @@ function t2(x: tf.Tensor2D): tf.Tensor2D {
 
 function swapLast(x: tf.Tensor3D): tf.Tensor3D {
   return wasmKernels() === undefined ? tf.transpose(x, [0, 2, 1]) : kernelTranspose(x);
+}
+
+/**
+ * aᵀ·dy (the gradient at b of a·b), per batch element for 3-D operands: our kernel on wasm,
+ * which reads a as it is (no transposed copy, no packing of dy), else a transpose and products.
+ */
+function transposedTimes<T extends tf.Tensor2D | tf.Tensor3D>(a: T, dy: T): T {
+  const kernels = wasmKernels();
+  if (kernels !== undefined && WasmKernels.supportsTN(a.shape[a.rank - 1]!, dy.shape[dy.rank - 1]!)) {
+    return kernels.matMulTN(a, dy);
+  }
+  if (a.rank === 2) return tf.matMul(t2(a as tf.Tensor2D), dy as tf.Tensor2D) as T;
+  return batched(swapLast(a as tf.Tensor3D), dy as tf.Tensor3D) as T;
 }
 
 /** The 2-D slices of a [B, m, n] tensor. */
@@ -72,8 +86,8 @@ const composed2d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [as, bs] = saved as [tf.Tensor2D, tf.Tensor2D];
       const dy2 = dy as tf.Tensor2D;
-      // da = dy·bᵀ, db = aᵀ·dy, transposes made explicit.
-      return [tf.matMul(dy2, t2(bs)), tf.matMul(t2(as), dy2)];
+      // da = dy·bᵀ (the transpose made explicit), db = aᵀ·dy.
+      return [tf.matMul(dy2, t2(bs)), transposedTimes(as, dy2)];
     },
   };
 }) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
@@ -86,7 +100,7 @@ const composed3d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [as, bs] = saved as [tf.Tensor3D, tf.Tensor3D];
       const dy3 = dy as tf.Tensor3D;
-      return [batched(dy3, swapLast(bs)), batched(swapLast(as), dy3)];
+      return [batched(dy3, swapLast(bs)), transposedTimes(as, dy3)];
     },
   };
 }) as (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D;
@@ -99,7 +113,7 @@ const composedDense = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) =
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
       const dy2 = dy as tf.Tensor2D;
-      return [tf.matMul(dy2, t2(ws)), tf.matMul(t2(xs), dy2), sumToLastAxis(dy2)];
+      return [tf.matMul(dy2, t2(ws)), transposedTimes(xs, dy2), sumToLastAxis(dy2)];
     },
   };
 }) as (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D) => tf.Tensor2D;

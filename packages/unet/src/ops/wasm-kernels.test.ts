@@ -101,11 +101,26 @@ describe('layout, dropout and softmax kernels', () => {
     [[3, 5, 7], 'scalar path'],
     [[2, 8, 12], 'SIMD path'],
     [[68, 8], 'SIMD path, rank 2'],
+    [[3, 48, 32], 'SIMD path in 16×16 blocks'],
   ] as const)('transposeLast2 %j (%s) equals tf.transpose', (shape: readonly number[], _path: string) => {
     const raw: tf.Tensor = tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), 7), shape.slice());
     const x = raw as tf.Tensor2D | tf.Tensor3D;
     const perm = shape.length === 2 ? [1, 0] : [0, 2, 1];
     expect(maxRelDiff(k().transposeLast2(x), tf.transpose(x, perm))).toBe(0);
+  });
+
+  it.each([
+    [[1, 300, 8, 12], 'one matrix, rows over three chunks of 128'],
+    [[5, 7, 4, 20], 'a batch of five, a short reduction'],
+  ] as const)('matMulTN %j (%s) equals tf.matMul with transposeA', (shape: readonly number[], _case: string) => {
+    const [z, t, m, n] = shape as [number, number, number, number];
+    const a = tf.tensor3d(lcgSigned(z * t * m, 11), [z, t, m]);
+    const b = tf.tensor3d(lcgSigned(z * t * n, 12), [z, t, n]);
+    expect(maxRelDiff(k().matMulTN(a, b), tf.matMul(a, b, true, false))).toBeLessThan(1e-5);
+    if (z === 1) {
+      const [a2, b2] = [tf.reshape(a, [t, m]) as tf.Tensor2D, tf.reshape(b, [t, n]) as tf.Tensor2D];
+      expect(maxRelDiff(k().matMulTN(a2, b2), tf.matMul(a2, b2, true, false))).toBeLessThan(1e-5);
+    }
   });
 
   it.each([

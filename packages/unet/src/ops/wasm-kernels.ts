@@ -57,6 +57,12 @@ interface KernelExports {
   dropout(x: number, n: number, seed: number, threshold: number, scale: number, out: number): void;
   softmax_grad(y: number, dy: number, rows: number, n: number, dx: number): void;
   sum_rows(x: number, rows: number, n: number, out: number): void;
+  winograd_conv(x: number, u: number, bias: number, b: number, h: number, w: number, cin: number, cout: number, y: number, scratch: number): void;
+  winograd_filter_products(x: number, dy: number, b: number, h: number, w: number, cin: number, cout: number, du: number, scratch: number): void;
+  winograd_rotate(u: number, cin: number, cout: number, out: number): void;
+  winograd_filter(g: number, n: number, u: number): void;
+  winograd_filter_grad(du: number, n: number, dg: number): void;
+  matmul_tn(a: number, b: number, batch: number, t: number, m: number, n: number, out: number): void;
 }
 
 export interface GroupNormForward {
@@ -197,6 +203,82 @@ export class WasmKernels {
     return out;
   }
 
+  /**
+   * conv2d(x, g, 1, 'same') + bias by Winograd F(2×2, 3×3) (winograd.ts), the filter given by its
+   * transform u [16, Cin, Cout] (winogradFilter or winogradRotate). Channels are multiples of 4.
+   */
+  winogradConv(x: tf.Tensor4D, u: tf.Tensor3D, bias: tf.Tensor1D | undefined): tf.Tensor4D {
+    const [b, h, w, cin] = x.shape;
+    const cout = u.shape[2];
+    const y = this.heap.allocate([b, h, w, cout]) as tf.Tensor4D;
+    const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
+    try {
+      const biasOffset = bias === undefined ? 0 : this.heap.offsetOf(bias);
+      this.exports.winograd_conv(this.heap.offsetOf(x), this.heap.offsetOf(u), biasOffset, b, h, w, cin, cout, this.heap.offsetOf(y), this.heap.offsetOf(scratch));
+    } finally {
+      scratch.dispose();
+    }
+    return y;
+  }
+
+  /**
+   * The transform of conv2d(x, g, 1, 'same')'s filter gradient for the output gradient dy:
+   * [16, Cin, Cout] (winogradFilterGrad turns it into [3, 3, Cin, Cout]).
+   */
+  winogradFilterProducts(x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor3D {
+    const [b, h, w, cin] = x.shape;
+    const cout = dy.shape[3];
+    const du = this.heap.allocate([16, cin, cout]) as tf.Tensor3D;
+    const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
+    try {
+      this.exports.winograd_filter_products(this.heap.offsetOf(x), this.heap.offsetOf(dy), b, h, w, cin, cout, this.heap.offsetOf(du), this.heap.offsetOf(scratch));
+    } finally {
+      scratch.dispose();
+    }
+    return du;
+  }
+
+  /** The transform of the filter rotated by 180° with in/out swapped: [16, Cin, Cout] → [16, Cout, Cin]. */
+  winogradRotate(u: tf.Tensor3D): tf.Tensor3D {
+    const [, cin, cout] = u.shape;
+    const out = this.heap.allocate([16, cout, cin]) as tf.Tensor3D;
+    this.exports.winograd_rotate(this.heap.offsetOf(u), cin, cout, this.heap.offsetOf(out));
+    return out;
+  }
+
+  /** The filter transform U = G g Gᵀ: [3, 3, Cin, Cout] → [16, Cin, Cout] (Cout a multiple of 4). */
+  winogradFilter(filter: tf.Tensor4D): tf.Tensor3D {
+    const [, , cin, cout] = filter.shape;
+    const u = this.heap.allocate([16, cin, cout]) as tf.Tensor3D;
+    this.exports.winograd_filter(this.heap.offsetOf(filter), cin * cout, this.heap.offsetOf(u));
+    return u;
+  }
+
+  /** The filter transform's adjoint: dU [16, Cin, Cout] → dg [3, 3, Cin, Cout]. */
+  winogradFilterGrad(du: tf.Tensor3D): tf.Tensor4D {
+    const [, cin, cout] = du.shape;
+    const dg = this.heap.allocate([3, 3, cin, cout]) as tf.Tensor4D;
+    this.exports.winograd_filter_grad(this.heap.offsetOf(du), cin * cout, this.heap.offsetOf(dg));
+    return dg;
+  }
+
+  /**
+   * aᵀ·b without a transposed copy: [T, M]ᵀ·[T, N] → [M, N], or per batch element for 3-D
+   * operands, [Z, T, M] and [Z, T, N] → [Z, M, N]. M and N are multiples of 4.
+   */
+  matMulTN<R extends tf.Tensor2D | tf.Tensor3D>(a: R, b: R): R {
+    const [z, t, m] = a.rank === 2 ? [1, a.shape[0], a.shape[1]!] : (a.shape as [number, number, number]);
+    const n = b.shape[b.rank - 1]!;
+    const out = this.heap.allocate(a.rank === 2 ? [m, n] : [z, m, n]) as R;
+    this.exports.matmul_tn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, t, m, n, this.heap.offsetOf(out));
+    return out;
+  }
+
+  /** Whether matMulTN takes operands with these last dimensions (M and N). */
+  static supportsTN(m: number, n: number): boolean {
+    return m % 4 === 0 && n % 4 === 0;
+  }
+
   softmaxGrad<T extends tf.Tensor>(y: T, dy: T): T {
     const n = y.shape[y.rank - 1]!;
     const dx = this.heap.allocate([...y.shape]) as T;
@@ -204,6 +286,9 @@ export class WasmKernels {
     return dx;
   }
 }
+
+/** Tiles per block of the Winograd kernels (WINO_BLOCK in the C source): sizes their scratch. */
+const WINOGRAD_BLOCK = 64;
 
 /** Unsigned LEB128, as WebAssembly encodes sizes and limits. */
 function leb128(value: number): number[] {
