@@ -13,3 +13,11 @@ export class CliUsageError extends CodedError<'DDPM_CLI_USAGE'> {
     this.name = 'CliUsageError';
   }
 }
+
+/** Ctrl-C (or SIGTERM) ended a wait: printed without the usage, exit status 130 as for SIGINT. */
+export class CliInterrupted extends CodedError<'DDPM_CLI_INTERRUPTED'> {
+  constructor(message: string) {
+    super('DDPM_CLI_INTERRUPTED', 'aborted', message);
+    this.name = 'CliInterrupted';
+  }
+}

@@ -4,7 +4,7 @@
  */
 import { codedErrorOf } from '@ddpm/core';
 
-import { type CliIo, CliUsageError } from './cli-io';
+import { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { EVAL_USAGE, FID_USAGE, evalCommand, fidCommand } from './commands/eval';
@@ -26,7 +26,7 @@ import { SETTINGS_USAGE, settingsCommand } from './commands/settings';
 import { STUDY_USAGE, studyCommand } from './commands/study';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
-export { type CliIo, CliUsageError } from './cli-io';
+export { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 export { findOnPath, freePort } from './local-services';
 
 /** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
@@ -91,6 +91,10 @@ export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = {
     if (err instanceof CliUsageError) {
       io.stderr(`ddpm ${name}: ${err.message}\n\n${usage}`);
       return 2;
+    }
+    if (err instanceof CliInterrupted) {
+      io.stderr(`ddpm ${name}: ${err.message}\n`);
+      return 130;
     }
     if (codedErrorOf(err) !== undefined) {
       // Our own errors (bad config, bad data, corrupt checkpoint...): the message says it all.

@@ -786,3 +786,15 @@ void matmul_tn(const float* a, const float* b, int batch, int t, int m, int n, f
     }
   }
 }
+
+/*
+ * out[z] = a[z]·b[z] for z < batch, a [batch][M][K], b [batch][K][N] (N a multiple of 4): the
+ * batched products of attention, without XNNPACK's packing of b at every call (b is a fresh
+ * tensor each time). The sum over K runs in ascending order.
+ */
+EXPORT(matmul_nn)
+void matmul_nn(const float* a, const float* b, int batch, int m, int k, int n, float* out) {
+  for (int z = 0; z < batch; z++) {
+    gemm_nn(a + (long)z * m * k, b + (long)z * k * n, m, k, n, out + (long)z * m * n);
+  }
+}

@@ -7,7 +7,8 @@
  * (both run on the wasm heap outside tfjs's engine) the same way. Each call is filed under its phase (forward, backward, update) and name;
  * what no kernel accounts for (JavaScript between kernels: tape bookkeeping, shape checks,
  * allocation) is the `other` line. Convolutions also get their GFLOP/s, 2·N·Ho·Wo·Co·kh·kw·Ci over
- * their time, so each can be read against the forward convolution's own speed.
+ * their time, so each can be read against the forward convolution's own speed (our Winograd
+ * convolutions too: the direct form's FLOPs over their time); so do the products.
  */
 import { wasmHeap, wasmKernels } from '@ddpm/unet/internal';
 import * as tf from '@tensorflow/tfjs-core';
@@ -50,6 +51,19 @@ function convFlops(name: string, inputShapes: readonly (readonly number[] | null
   const [n, ho, wo, co] = outputShape as [number, number, number, number];
   return 2 * n * ho * wo * co * kh * kw * ci;
 }
+
+type Shaped = { shape: readonly number[] };
+
+/**
+ * FLOPs of our kernels that multiply, from their arguments (0 for the others). The Winograd
+ * convolutions count the direct convolution's FLOPs, so their GFLOP/s reads against tfjs's conv2d.
+ */
+const KERNEL_FLOPS: Readonly<Record<string, (...args: Shaped[]) => number>> = {
+  winogradConv: (x, u) => 2 * x.shape[0]! * x.shape[1]! * x.shape[2]! * x.shape[3]! * u.shape[2]! * 9,
+  winogradFilterProducts: (x, dy) => 2 * x.shape[0]! * x.shape[1]! * x.shape[2]! * x.shape[3]! * dy.shape[3]! * 9,
+  matMulTN: (a, b) => 2 * a.shape.reduce((p, d) => p * d, 1) * b.shape[b.shape.length - 1]!,
+  batchMatMul: (a, b) => 2 * a.shape.reduce((p, d) => p * d, 1) * b.shape[2]!,
+};
 
 interface ProfilerLike {
   profileKernel(name: string, inputs: Record<string, tf.Tensor | null>, f: () => tf.Tensor[]): { outputs: tf.Tensor[] };
@@ -102,7 +116,9 @@ export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<
     for (const name of Object.getOwnPropertyNames(proto)) {
       const method = proto[name];
       if (name === 'constructor' || typeof method !== 'function') continue;
-      kernels[name] = (...args: unknown[]) => record(`ddpm:${name}`, () => 0, () => (method as (...a: unknown[]) => unknown).apply(kernels, args));
+      const flops = KERNEL_FLOPS[name];
+      kernels[name] = (...args: unknown[]) =>
+        record(`ddpm:${name}`, () => (flops ? flops(...(args as Shaped[])) : 0), () => (method as (...a: unknown[]) => unknown).apply(kernels, args));
       restore.push(() => delete kernels[name]);
     }
   }

@@ -56,15 +56,25 @@ describe('ddpm bench unet', () => {
     const find = (p: { ops: Line[] }, phase: string, op: string): Line | undefined => p.ops.find((o) => o.phase === phase && o.op === op);
     expect(Object.keys(train.byPhase).sort()).toEqual(['backward', 'forward', 'update']);
     expect(Object.keys(sample.byPhase)).toEqual(['sample']);
-    // micro32: 1 + 3 levels × (1 res block × 2 + …) convolutions; each forward conv has a filter gradient.
+    // micro32: the 3×3 stride-1 convolutions with channels in lanes of four run as our Winograd
+    // kernels (each with an input gradient, the same kernel, and a filter gradient); the first
+    // (1 channel in), the last (1 out) and the stride-2 ones as tfjs's conv2d with our composed
+    // filter gradient.
+    const winograd = find(train, 'forward', 'ddpm:winogradConv')!;
+    expect(winograd.calls).toBeGreaterThan(10);
+    expect(winograd.gflops).toBeGreaterThan(0);
+    expect(find(train, 'backward', 'ddpm:winogradConv')?.calls).toBe(winograd.calls);
+    expect(find(train, 'backward', 'ddpm:winogradFilterProducts')?.calls).toBe(winograd.calls);
+    expect(find(train, 'backward', 'ddpm:winogradFilterProducts')?.gflops).toBeGreaterThan(0);
+    expect(find(sample, 'sample', 'ddpm:winogradConv')?.calls).toBe(winograd.calls);
     const forward = find(train, 'forward', 'FusedConv2D')!;
     const filterGrad = find(train, 'backward', 'Conv2D (filter gradient)')!;
-    expect(forward.calls).toBeGreaterThan(10);
+    expect(forward.calls).toBe(4); // first, last, and the two downsampling convolutions
     expect(filterGrad.calls).toBe(forward.calls);
     expect(forward.gflops).toBeGreaterThan(0);
     expect(find(train, 'forward', 'ddpm:groupNormForward')?.calls).toBeGreaterThan(0);
     expect(find(train, 'backward', 'ddpm:groupNormBackward')?.calls).toBe(find(train, 'forward', 'ddpm:groupNormForward')?.calls);
-    expect(find(sample, 'sample', 'ddpm:gemm')?.gflops).toBeGreaterThan(0);
+    expect(find(sample, 'sample', 'ddpm:batchMatMul')?.gflops).toBeGreaterThan(0); // attention's products
     for (const p of [train, sample]) {
       const sum = p.ops.reduce((a: number, o: Line) => a + o.ms, 0);
       expect(Math.abs(sum - p.kernelsMs)).toBeLessThan(0.1 * p.ops.length + 1);

@@ -7,6 +7,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { runCli } from '../index';
+
 const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'main.js');
 
 function startTrain(args: string[]): { done: Promise<{ code: number | null; stderr: string; stdout: string }>; waitFor: (pattern: RegExp) => Promise<void>; kill: (s: NodeJS.Signals) => void } {
@@ -51,3 +53,15 @@ test('SIGINT saves a checkpoint and --resume continues from it', async () => {
     await fs.rm(dir, { recursive: true, force: true });
   }
 }, 120_000);
+
+test('Ctrl-C while waiting for a job: a clear message, no usage text, exit status 130', async () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const controller = new AbortController();
+  controller.abort(new Error('SIGINT received'));
+  // The wait checks the signal before asking the API, so no server is needed.
+  const status = await runCli(['jobs', 'status', 'train-123', '--wait', '--api', 'http://127.0.0.1:9'], { stdout: (t: string) => out.push(t), stderr: (t: string) => err.push(t) }, { tty: false, signal: controller.signal });
+  expect(status).toBe(130);
+  expect(err.join('')).toBe('ddpm jobs: stopped waiting for train-123: SIGINT received\n');
+  expect(out.join('')).toBe('');
+});

@@ -10,7 +10,7 @@ import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTIN
 
 import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '../api-client';
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';
-import { type CliIo, CliUsageError } from '../cli-io';
+import { CliInterrupted, type CliIo, CliUsageError } from '../cli-io';
 import { ProgressBar, formatDuration } from '../progress';
 import { flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
 
@@ -80,7 +80,7 @@ export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: 
   let phase = '';
   for (;;) {
     // Ctrl-C: stop waiting (the caller stops what it started; the job itself goes on or is handed back).
-    if (signal?.aborted) throw new CliUsageError(`stopped waiting for ${id}: ${signal.reason instanceof Error ? signal.reason.message : 'interrupted'}`);
+    if (signal?.aborted) throw new CliInterrupted(`stopped waiting for ${id}: ${signal.reason instanceof Error ? signal.reason.message : 'interrupted'}`);
     const view = await client.job(id);
     const p = view.progress;
     if (p && p.totalSteps > 0) {
@@ -119,7 +119,7 @@ export function jobsUsage(argv: readonly string[]): string {
   return argv[0] === 'submit' && isSubmitType(argv[1]) ? submitUsage(argv[1]) : JOBS_USAGE;
 }
 
-export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean } = { tty: false }): Promise<number> {
+export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
   const [verb, arg] = argv;
   const print = (value: unknown): void => io.stdout(JSON.stringify(value, null, 2) + '\n');
   if (verb === undefined) throw new CliUsageError('ddpm jobs needs a command');
@@ -142,7 +142,7 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
         return 0;
       }
       io.stderr(`submitted ${submitted.id}\n`);
-      const done = await waitForJob(client, submitted.id, io, env.tty, arg);
+      const done = await waitForJob(client, submitted.id, io, env.tty, arg, env.signal);
       print(done);
       return done.state === 'completed' ? 0 : 1;
     }
@@ -155,7 +155,7 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
       if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
       const client = clientOf(values);
       if (verb === 'status') {
-        print(values['wait'] === true ? await waitForJob(client, id, io, env.tty) : await client.job(id));
+        print(values['wait'] === true ? await waitForJob(client, id, io, env.tty, 'job', env.signal) : await client.job(id));
       } else if (verb === 'cancel') {
         print(await client.cancel(id));
       } else if (verb === 'logs') {

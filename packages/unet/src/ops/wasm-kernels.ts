@@ -63,6 +63,7 @@ interface KernelExports {
   winograd_filter(g: number, n: number, u: number): void;
   winograd_filter_grad(du: number, n: number, dg: number): void;
   matmul_tn(a: number, b: number, batch: number, t: number, m: number, n: number, out: number): void;
+  matmul_nn(a: number, b: number, batch: number, m: number, k: number, n: number, out: number): void;
 }
 
 export interface GroupNormForward {
@@ -271,6 +272,15 @@ export class WasmKernels {
     const n = b.shape[b.rank - 1]!;
     const out = this.heap.allocate(a.rank === 2 ? [m, n] : [z, m, n]) as R;
     this.exports.matmul_tn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, t, m, n, this.heap.offsetOf(out));
+    return out;
+  }
+
+  /** a·b per batch element: [Z, M, K]·[Z, K, N] → [Z, M, N], N a multiple of 4. */
+  batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+    const [z, m, k] = a.shape;
+    const n = b.shape[2];
+    const out = this.heap.allocate([z, m, n]) as tf.Tensor3D;
+    this.exports.matmul_nn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, m, k, n, this.heap.offsetOf(out));
     return out;
   }
 
