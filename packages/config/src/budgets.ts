@@ -14,7 +14,9 @@
  * cifar10 b1/b8 1390/2376. The per-image factor comes from the large micro-batches (2.41–2.55× the
  * activations), the copies and base from the small ones (cifar10 at one image needs 9.2 copies of
  * its 35.7M parameters); with 2.6, 10 copies and 64 MiB the estimate is above every one of them
- * (by 3% to 20%).
+ * (by 3% to 20%). Since the Winograd convolutions (no padded, transposed copies for the filter
+ * gradients) the peaks are lower: micro32 b64 1543, tiny32 b64 2414, cifar10 b8 1813 MiB, so the
+ * estimate errs further on the safe side (34–55% there); it is left as calibrated.
  */
 import { parseDatasetSpec } from '@ddpm/data/spec';
 import { describeArchitecture } from '@ddpm/unet/architecture';
