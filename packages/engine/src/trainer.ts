@@ -13,7 +13,7 @@ import { Rng } from '@ddpm/core';
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
 import { GaussianDiffusion, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
 import { type ObjectStore } from '@ddpm/storage';
-import { UNet, type UNetConfig, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
+import { UNet, type UNetConfig, copyTensorsInto, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';
@@ -511,15 +511,12 @@ function stopReasonOf(signal: AbortSignal): string {
   return 'stopped';
 }
 
-/** Tensors → one Float32Array in their order (what a group exchanges), written into `flat`. */
+/**
+ * Tensors → one Float32Array in their order (what a group exchanges), written into `flat`
+ * (straight from the wasm heap there: no fresh copy of the gradients every step).
+ */
 async function flatten(tensors: readonly tf.Tensor[], flat: Float32Array): Promise<Float32Array> {
-  let offset = 0;
-  for (const t of tensors) {
-    const data = await t.data();
-    flat.set(data as Float32Array, offset);
-    offset += t.size;
-  }
-  return flat;
+  return copyTensorsInto(tensors, flat);
 }
 
 /** The inverse of {@link flatten}, shaped like `like`. */

@@ -27,3 +27,4 @@ export {
   saveUNetWeights,
   unetFromWeights,
 } from './weights-io';
+export { copyTensorsInto } from './ops/wasm-heap';

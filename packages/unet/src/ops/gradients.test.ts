@@ -9,7 +9,7 @@ import { concatChannels } from './concat';
 import { conv2d } from './conv2d';
 import { dense, matMul } from './matmul';
 import { upsampleNearest2x } from './upsample';
-import { wasmHeap } from './wasm-heap';
+import { copyTensorsInto, wasmHeap } from './wasm-heap';
 import { wasmKernels } from './wasm-kernels';
 import { winogradApplies } from './winograd';
 
@@ -222,6 +222,19 @@ describe('the wasm heap', () => {
     expect(y.dataSync()).toEqual(expected);
     y.dispose();
     expect(tf.memory().numBytes).toBe(before);
+  });
+
+  it.each(['wasm', 'cpu'])('copyTensorsInto on %s: the tensors one after the other, into the caller\'s array, no tensors left', async (backend) => {
+    await tf.setBackend(backend);
+    const parts = [tensor([3, 4], 1), tensor([5], 2), tensor([2, 2, 2], 3)];
+    const expected = Float32Array.from([...parts.flatMap((t) => [...t.dataSync()])]);
+    const target = new Float32Array(expected.length);
+    const before = tf.memory().numTensors;
+    expect(await copyTensorsInto(parts, target)).toBe(target);
+    expect(target).toEqual(expected);
+    expect(tf.memory().numTensors).toBe(before);
+    await expect(copyTensorsInto(parts, new Float32Array(expected.length - 1))).rejects.toThrow('do not fit');
+    tf.dispose(parts);
   });
 
   it('batched products on views leave no tensors behind, forward and backward', async () => {

@@ -122,6 +122,28 @@ export class WasmHeap {
   }
 }
 
+/**
+ * Copies float32 tensors, one after the other, into `target` (a host array the caller reuses):
+ * on wasm straight out of the heap, where `data()` would first allocate a fresh copy of each
+ * (for a model's gradients, megabytes of new memory every step; on VMs with slow page faults,
+ * tens of milliseconds); elsewhere through `data()`.
+ */
+export async function copyTensorsInto(tensors: readonly tf.Tensor[], target: Float32Array): Promise<Float32Array> {
+  const heap = wasmHeap();
+  const buffer = (heap?.memory() as { buffer?: ArrayBufferLike } | undefined)?.buffer;
+  let offset = 0;
+  for (const t of tensors) {
+    if (offset + t.size > target.length) throw new Error(`internal error: ${offset + t.size} values do not fit in ${target.length}`);
+    if (heap !== undefined && buffer !== undefined && t.dtype === 'float32') {
+      target.set(new Float32Array(buffer, heap.offsetOf(t), t.size), offset);
+    } else {
+      target.set((await t.data()) as Float32Array, offset);
+    }
+    offset += t.size;
+  }
+  return target;
+}
+
 /** The WebAssembly global (the compile settings here have no DOM or WebAssembly lib types). */
 export interface WebAssemblyApi {
   Module: new (bytes: Uint8Array) => object;
