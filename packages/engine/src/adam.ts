@@ -4,7 +4,7 @@
  * own, so checkpoints store them exactly and a resumed run continues bit for bit; the step count
  * and bias corrections are computed in float64 on the host.
  */
-import { type UNet, checkAgainst, decodeSafetensors, encodeSafetensors, readNamed } from '@ddpm/unet';
+import { type UNet, checkAgainst, decodeSafetensors, encodeSafetensors, fusedOptimizerStep, fusedOptimizerStepAvailable, readNamed } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface AdamHyper {
@@ -44,6 +44,29 @@ export class Adam {
         p.assign(tf.sub(p, tf.mul(tf.div(m, tf.add(tf.sqrt(v), epsilon)), lrT)));
       });
     });
+  }
+
+  /**
+   * The same step on gradients clipped by `scale`, followed by the EMA update with `decay`, in one
+   * kernel per variable (our wasm kernel: the same float32 operations as clipping, {@link apply}
+   * and updateEma, so the same bits). Returns false, changing nothing, where that kernel is not
+   * available (other backends): the caller then composes them.
+   */
+  applyFusedWithEma(grads: readonly tf.Tensor[], lr: number, scale: number, ema: readonly tf.Variable[], decay: number): boolean {
+    if (!fusedOptimizerStepAvailable()) return false;
+    const { beta1, beta2, epsilon } = this.hyper;
+    this.step += 1;
+    const t = this.step;
+    const lrT = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+    this.params.forEach((p, i) => {
+      const out = fusedOptimizerStep({ p, g: grads[i]!, m: this.m[i]!, v: this.v[i]!, ema: ema[i]! }, { scale, beta1, beta2, epsilon, lrT, decay });
+      p.assign(out.p);
+      this.m[i]!.assign(out.m);
+      this.v[i]!.assign(out.v);
+      ema[i]!.assign(out.ema);
+      tf.dispose([out.p, out.m, out.v, out.ema]);
+    });
+    return true;
   }
 
   dispose(): void {

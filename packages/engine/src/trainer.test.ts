@@ -3,7 +3,9 @@ import * as path from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
 
+import { Adam } from './adam';
 import { listCheckpoints } from './checkpoint';
+import { updateEma } from './ema';
 import { loadModelFromCheckpoint } from './model-loading';
 import { tempStore, tinyRun, useWasm } from './test-support';
 import { Trainer } from './trainer';
@@ -18,6 +20,49 @@ async function snapshot(trainer: Trainer): Promise<Float32Array[]> {
 function identical(a: Float32Array[], b: Float32Array[]): boolean {
   return a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => Object.is(v, b[i]![j])));
 }
+
+describe('the optimizer step', () => {
+  it('in one wasm kernel gives the same bits as clipping, Adam and the EMA composed of tfjs ops, SIMD body and scalar tail', () => {
+    const shapes = [[3, 3, 4, 8], [7], [5, 2]]; // 288, 7 and 10 values: lanes of four and tails
+    const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.31 + i * 1.7) * (1 + (i % 5)));
+    const make = (seed: number): tf.Variable[] => shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, s.reduce((a, b) => a * b, 1)), s)));
+    const hyper = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    const [fusedParams, fusedEma, composedParams, composedEma] = [make(1), make(2), make(1), make(2)];
+    const fused = new Adam(fusedParams, hyper);
+    const composed = new Adam(composedParams, hyper);
+    for (const [step, scale, lr, decay] of [[1, 0.37, 2e-4, 0.1], [2, 1, 2e-4, 0.9999], [3, 0.05, 1e-3, 0.995]] as const) {
+      const grads = shapes.map((s, k) => tf.tensor(values(10 * step + k, s.reduce((a, b) => a * b, 1)), s));
+      expect(fused.applyFusedWithEma(grads, lr, scale, fusedEma, decay)).toBe(true);
+      const clipped = scale === 1 ? grads : grads.map((g) => tf.mul(g, scale));
+      composed.apply(clipped, lr);
+      updateEma(composedEma, composedParams, decay);
+      for (const [a, b] of [[fusedParams, composedParams], [fusedEma, composedEma], [fused.m, composed.m], [fused.v, composed.v]] as const) {
+        a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
+      }
+      tf.dispose(clipped === grads ? grads : [...grads, ...clipped]);
+    }
+    expect(fused.step).toBe(3);
+    tf.dispose([...fusedParams, ...fusedEma, ...composedParams, ...composedEma]);
+    fused.dispose();
+    composed.dispose();
+  });
+
+  it('is refused by the fused path where our kernels are off (DDPM_WASM_KERNELS=0), changing nothing', () => {
+    process.env['DDPM_WASM_KERNELS'] = '0';
+    try {
+      const p = [tf.variable(tf.ones([4]))];
+      const adam = new Adam(p, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+      const g = [tf.ones([4])];
+      expect(adam.applyFusedWithEma(g, 1e-3, 1, [tf.variable(tf.ones([4]))], 0.9)).toBe(false);
+      expect(adam.step).toBe(0);
+      expect([...p[0]!.dataSync()]).toEqual([1, 1, 1, 1]);
+      tf.dispose([...p, ...g]);
+      adam.dispose();
+    } finally {
+      delete process.env['DDPM_WASM_KERNELS'];
+    }
+  });
+});
 
 describe('Trainer', () => {
   it('resumes exactly: k steps, stop, resume, n − k more equals n steps straight, bit for bit', async () => {

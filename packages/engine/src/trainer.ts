@@ -382,11 +382,17 @@ export class Trainer {
     }
     const lr = learningRateAt(this.step, learningRate, warmupSteps);
     const scale = gradClipNorm > 0 && gradNorm > gradClipNorm ? gradClipNorm / gradNorm : 1;
+    // The EMA's update number n counts from 0: the optimizer updates done before this one.
+    const decay = emaDecayAt(this.config.ema.decay, this.step, this.config.ema.warmup);
+    if (this.adam.applyFusedWithEma(grads, lr, scale, this.ema.variables, decay)) {
+      tf.dispose(grads);
+      return { gradNorm, learningRate: lr };
+    }
     const clipped = scale === 1 ? grads : tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
     if (clipped !== grads) tf.dispose(grads);
     this.adam.apply(clipped, lr);
     tf.dispose(clipped);
-    updateEma(this.ema.variables, this.unet.variables, emaDecayAt(this.config.ema.decay, this.step - 1, this.config.ema.warmup));
+    updateEma(this.ema.variables, this.unet.variables, decay);
     return { gradNorm, learningRate: lr };
   }
 

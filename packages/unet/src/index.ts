@@ -28,3 +28,9 @@ export {
   unetFromWeights,
 } from './weights-io';
 export { copyTensorsInto } from './ops/wasm-heap';
+export {
+  type OptimizerStepConstants,
+  type OptimizerStepTensors,
+  fusedOptimizerStep,
+  fusedOptimizerStepAvailable,
+} from './ops/optimizer-step';

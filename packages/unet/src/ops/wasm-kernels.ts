@@ -64,6 +64,28 @@ interface KernelExports {
   winograd_filter_grad(du: number, n: number, dg: number): void;
   matmul_tn(a: number, b: number, batch: number, t: number, m: number, n: number, out: number): void;
   matmul_nn(a: number, b: number, batch: number, m: number, k: number, n: number, out: number): void;
+  adam_ema_step(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    ema: number,
+    n: number,
+    clip: number,
+    scale: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    eps: number,
+    lrT: number,
+    decay: number,
+    oneMinusDecay: number,
+    pOut: number,
+    mOut: number,
+    vOut: number,
+    emaOut: number,
+  ): void;
 }
 
 export interface GroupNormForward {
@@ -281,6 +303,42 @@ export class WasmKernels {
     const n = b.shape[2];
     const out = this.heap.allocate([z, m, n]) as tf.Tensor3D;
     this.exports.matmul_nn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, m, k, n, this.heap.offsetOf(out));
+    return out;
+  }
+
+  /**
+   * One Adam step and the EMA after it for one parameter tensor (optimizer-step.ts): the new
+   * parameter, moments and EMA, as new tensors.
+   */
+  adamEmaStep(
+    tensors: { p: tf.Tensor; g: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor },
+    k: { scale: number; beta1: number; beta2: number; epsilon: number; lrT: number; decay: number },
+  ): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor } {
+    const shape = [...tensors.p.shape];
+    const out = { p: this.heap.allocate(shape), m: this.heap.allocate(shape), v: this.heap.allocate(shape), ema: this.heap.allocate(shape) };
+    const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
+    this.exports.adam_ema_step(
+      at(tensors.p),
+      at(tensors.g),
+      at(tensors.m),
+      at(tensors.v),
+      at(tensors.ema),
+      tensors.p.size,
+      k.scale === 1 ? 0 : 1,
+      k.scale,
+      k.beta1,
+      1 - k.beta1,
+      k.beta2,
+      1 - k.beta2,
+      k.epsilon,
+      k.lrT,
+      k.decay,
+      1 - k.decay,
+      at(out.p),
+      at(out.m),
+      at(out.v),
+      at(out.ema),
+    );
     return out;
   }
 
