@@ -9,6 +9,8 @@ describe('ddpm study', () => {
       [['study', 'speed'], /expected "ddpm study quality"/],
       [['study', 'quality', '--candidates', 'micro32-lr1e-3,huge'], /--candidates: unknown candidate "huge" \(known: micro32-lr1e-3, /],
       [['study', 'quality', '--budget-minutes', '0'], /--budget-minutes must be positive/],
+      [['study', 'quality', '--budget-steps', '0'], /--budget-steps must be an integer in \[1, 10000000\]/],
+      [['study', 'quality', '--budget-minutes', '60', '--budget-steps', '5705'], /--budget-minutes and --budget-steps are alternatives: give one/],
       [['study', 'quality', '--evals', '0'], /--evals must be an integer in \[1, 100\]/],
       [['study', 'quality', '--adopt', 'fashion32=train-1'], /--adopt takes NAME=JOB pairs of the candidates run/],
       [['study', 'quality', 'extra'], /unexpected argument "extra"/],

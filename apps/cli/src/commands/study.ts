@@ -73,7 +73,7 @@ export const STUDY_CANDIDATES: readonly StudyCandidate[] = [
   },
 ];
 
-export const STUDY_USAGE = `Usage: ddpm study quality [--budget-minutes M] [--candidates LIST] [--evals N] [--eval-count N]
+export const STUDY_USAGE = `Usage: ddpm study quality [--budget-minutes M | --budget-steps S] [--candidates LIST] [--evals N] [--eval-count N]
                           [--eval-steps S] [--nll-images N] [--out DIR] [--docs DIR]
 
 The sample-quality study on Fashion-MNIST (apt-get install dataset-fashion-mnist). Starts Redis (if
@@ -85,6 +85,9 @@ checkpoint on --nll-images test images (default 8; eval jobs) and the real-data 
 distance at the same sample count. Writes curves (PNG), results.csv, README.md and the best run's
 samples at its start, middle and end into --docs (default docs/quality-study); runs and logs in
 --out (default runs/quality-study-<time>).
+  --budget-steps S    train each candidate for S optimizer steps instead of a time budget: a step-matched
+                      comparison, for candidates of the same cost per step compared at an earlier
+                      run's step count (curves then by step)
   --candidates LIST   of: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')} (default: ${STUDY_CANDIDATES.filter((c) => c.byDefault)
   .map((c) => c.name)
   .join(', ')}; fashion32's evaluations alone take ~30 min on 2 cores)
@@ -108,6 +111,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
   if (kind !== 'quality') throw new CliUsageError(`expected "ddpm study quality", got ${JSON.stringify(['study', ...argv].join(' '))}`);
   const { values, positionals } = parseCommandArgs(rest, {
     'budget-minutes': { type: 'string' },
+    'budget-steps': { type: 'string' },
     candidates: { type: 'string' },
     evals: { type: 'string' },
     'eval-count': { type: 'string' },
@@ -119,8 +123,14 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     'queue-prefix': { type: 'string' },
   });
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  const budget = parseNumber('budget-minutes', values['budget-minutes'], 10);
-  if (!(budget > 0)) throw new CliUsageError(`--budget-minutes must be positive, got ${JSON.stringify(values['budget-minutes'])}`);
+  if (values['budget-minutes'] !== undefined && values['budget-steps'] !== undefined) {
+    throw new CliUsageError('--budget-minutes and --budget-steps are alternatives: give one');
+  }
+  const budget: StudyBudget =
+    values['budget-steps'] !== undefined
+      ? { steps: parseInteger('budget-steps', values['budget-steps'], 1, { min: 1, max: 10_000_000 }) }
+      : { minutes: parseNumber('budget-minutes', values['budget-minutes'], 10) };
+  if ('minutes' in budget && !(budget.minutes > 0)) throw new CliUsageError(`--budget-minutes must be positive, got ${JSON.stringify(values['budget-minutes'])}`);
   const evals = parseInteger('evals', values['evals'], 3, { min: 1, max: 100 });
   const evalCount = parseInteger('eval-count', values['eval-count'], 128, { min: 16, max: 10_000 });
   const evalSteps = parseInteger('eval-steps', values['eval-steps'], 50, { min: 1, max: 1000 });
@@ -161,12 +171,11 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     const results: RunResult[] = [];
     const failed: string[] = [];
     for (const candidate of candidates) {
-      const every = Math.max(1, Math.round((budget * 60) / candidate.secondsPerStep / evals));
+      const every = Math.max(1, Math.round(('steps' in budget ? budget.steps : (budget.minutes * 60) / candidate.secondsPerStep) / evals));
       const request: TrainRequest = {
         dataset: 'fashion-mnist',
-        steps: 1_000_000,
         ...candidate.request,
-        budgetMinutes: budget,
+        ...('steps' in budget ? { steps: budget.steps } : { steps: 1_000_000, budgetMinutes: budget.minutes }),
         workers: 2,
         checkpointEvery: every,
         keepCheckpoints: 1000,
@@ -177,7 +186,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
         evalSeed: 0,
       };
       const adopt = adopted.get(candidate.name);
-      io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budget} min of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`);
+      io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budgetText(budget)} of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`);
       const id = adopt ?? (await client.submit({ type: 'train', body: request })).id;
       const job = await waitForJob(client, id, io, env.tty, candidate.name, env.signal);
       if (job.state !== 'completed') {
@@ -218,7 +227,7 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
       grids.push({ step, file, minutes: (best.history.find((e) => e.step === step)?.trainSeconds ?? 0) / 60 });
     }
 
-    await writeCharts(docs, results, floor.value, reference);
+    await writeCharts(docs, results, floor.value, reference, 'steps' in budget ? 'step' : 'minutes');
     await fs.writeFile(path.join(docs, 'results.csv'), resultsCsv(results, floor.value));
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${backend.name} backend, Node ${process.version}`;
     const command = `ddpm study quality ${rest.join(' ')}`.trim();
@@ -231,23 +240,36 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
   }
 }
 
+/** What each candidate trains for: minutes of training time (the default) or a number of steps. */
+type StudyBudget = { readonly minutes: number } | { readonly steps: number };
+
+function budgetText(budget: StudyBudget): string {
+  return 'steps' in budget ? `${budget.steps} steps` : `${budget.minutes} min`;
+}
+
 function finalFd(r: RunResult): number {
   return r.history.at(-1)?.metrics['fd_fmnist_cnn'] ?? Number.POSITIVE_INFINITY;
 }
 
-async function writeCharts(docs: string, results: readonly RunResult[], floor: number, reference: { mean: number; background: number; saturated: number } | undefined): Promise<void> {
-  const minutes = (e: MetricsHistory['entries'][number]): number => (e.trainSeconds ?? Number.NaN) / 60;
-  const seriesOf = (metric: string): ChartSeries[] => results.map((r) => ({ name: r.candidate.name, points: r.history.map((e) => [minutes(e), e.metrics[metric] ?? Number.NaN] as const) }));
-  const span = Math.max(...results.flatMap((r) => r.history.map(minutes)).filter(Number.isFinite), 1);
+async function writeCharts(
+  docs: string,
+  results: readonly RunResult[],
+  floor: number,
+  reference: { mean: number; background: number; saturated: number } | undefined,
+  axis: 'minutes' | 'step',
+): Promise<void> {
+  const x = (e: MetricsHistory['entries'][number]): number => (axis === 'step' ? e.step : (e.trainSeconds ?? Number.NaN) / 60);
+  const seriesOf = (metric: string): ChartSeries[] => results.map((r) => ({ name: r.candidate.name, points: r.history.map((e) => [x(e), e.metrics[metric] ?? Number.NaN] as const) }));
+  const span = Math.max(...results.flatMap((r) => r.history.map(x)).filter(Number.isFinite), 1);
   const flat = (name: string, y: number): ChartSeries => ({ name, points: [[0, y], [span, y]] });
   const charts: { file: string; title: string; metric: string; yLabel: string; line?: ChartSeries }[] = [
-    { file: 'fd.png', title: 'fd_fmnist_cnn over training time', metric: 'fd_fmnist_cnn', yLabel: 'fd_fmnist_cnn', line: flat('real data (floor)', floor) },
+    { file: 'fd.png', title: `fd_fmnist_cnn over training ${axis === 'step' ? 'steps' : 'time'}`, metric: 'fd_fmnist_cnn', yLabel: 'fd_fmnist_cnn', line: flat('real data (floor)', floor) },
     { file: 'pixel-mean.png', title: 'mean pixel of the samples', metric: 'pixel_mean', yLabel: 'mean on [0, 1]', ...(reference ? { line: flat('training set', reference.mean) } : {}) },
     { file: 'pixel-background.png', title: 'fraction of background (< 0.1) in the samples', metric: 'pixel_background', yLabel: 'fraction', ...(reference ? { line: flat('training set', reference.background) } : {}) },
     { file: 'pixel-saturated.png', title: 'fraction saturated (> 0.9) in the samples', metric: 'pixel_saturated', yLabel: 'fraction', ...(reference ? { line: flat('training set', reference.saturated) } : {}) },
   ];
   for (const c of charts) {
-    const png = await lineChartPng({ title: c.title, xLabel: 'training time (minutes, 2 workers)', yLabel: c.yLabel, series: [...seriesOf(c.metric), ...(c.line ? [c.line] : [])] });
+    const png = await lineChartPng({ title: c.title, xLabel: axis === 'step' ? 'optimizer step' : 'training time (minutes, 2 workers)', yLabel: c.yLabel, series: [...seriesOf(c.metric), ...(c.line ? [c.line] : [])] });
     await fs.writeFile(path.join(docs, c.file), png);
   }
 }
@@ -276,7 +298,7 @@ function studyMarkdown(s: {
   command: string;
   failed: readonly string[];
   machine: string;
-  budget: number;
+  budget: StudyBudget;
   evalCount: number;
   evalSteps: number;
   nllImages: number;
@@ -300,7 +322,7 @@ function studyMarkdown(s: {
 Generated by \`${s.command}\` (\`npm run study:quality\` runs it with the defaults) in ${formatDuration(s.wallSeconds)}.
 
 - Machine: ${s.machine}. Every run is a train job of the real service, a data-parallel group of 2 workers (both cores).
-- Budget: ${s.budget} minutes of training time per candidate (\`budgetMinutes\`: time in steps; evaluations and checkpoints are not counted).
+- Budget: ${'steps' in s.budget ? `${s.budget.steps} optimizer steps per candidate (a step-matched comparison: the candidates cost the same per step)` : `${s.budget.minutes} minutes of training time per candidate (\`budgetMinutes\`: time in steps; evaluations and checkpoints are not counted)`}.
 - Evaluations: ${s.evalCount} samples of the EMA weights, ancestral sampling in ${s.evalSteps} evenly strided steps (seed 0), through the offline \`fmnist_cnn\` extractor against the training set; pixel statistics on [0, 1] at the model's 32 × 32 (Fashion-MNIST's 28 × 28 padded with black, in the samples and the reference alike).
 - Real-data floor: ${s.evalCount} real test images score fd_fmnist_cnn ${round(s.floor, 3)} against the same reference. FD is biased upward at small counts; compare the distances with this floor, not with zero.
 - bits/dim: the full bound (all T = 1000 terms) on the first ${s.nllImages} test images, over the data's 28 × 28 dimensions, of each final checkpoint's EMA weights.
@@ -321,7 +343,7 @@ Every evaluation is in [results.csv](results.csv).
 
 ## Curves
 
-![fd over training time](fd.png)
+![fd over training ${'steps' in s.budget ? 'steps' : 'time'}](fd.png)
 
 ![mean pixel](pixel-mean.png) ![background](pixel-background.png) ![saturated](pixel-saturated.png)
 
