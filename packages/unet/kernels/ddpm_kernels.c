@@ -10,6 +10,19 @@
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 
+/*
+ * c + a·b in the products' inner loops (gemm_nn, gemm_tn_acc). Built twice (kernels/build.cjs):
+ * with DDPM_FMA as one fused multiply-add, relaxed SIMD's f32x4.relaxed_madd (one rounding; V8
+ * emits vfmadd on x64 CPUs with FMA3, mul then add elsewhere), and without it as a multiply then an
+ * add, the only way in plain SIMD128. Nothing a group must compute identically on every rank (the
+ * optimizer step) uses it: a pool mixing CPUs with and without FMA still keeps its ranks equal.
+ */
+#ifdef DDPM_FMA
+#define MADD(a, b, c) __builtin_wasm_fma_f32x4(a, b, c)
+#else
+#define MADD(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+#endif
+
 /* e^x for x in [-87, 87] (clamped): 2^n · p(r), r = x − n·ln2, degree-6 Taylor, ~1e-7 relative. */
 static inline v128_t v_exp(v128_t x) {
   x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(-87.0f)), wasm_f32x4_splat(87.0f));
@@ -536,14 +549,14 @@ static void gemm_nn(const float* a, const float* b, int rows, int kk, int n, flo
         const v128_t a1 = wasm_v128_load32_splat(a0r + kk + p);
         const v128_t a2 = wasm_v128_load32_splat(a0r + 2 * kk + p);
         const v128_t a3 = wasm_v128_load32_splat(a0r + 3 * kk + p);
-        c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
-        c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
-        c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
-        c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
-        c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
-        c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
-        c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
-        c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+        c00 = MADD(a0, b0, c00);
+        c01 = MADD(a0, b1, c01);
+        c10 = MADD(a1, b0, c10);
+        c11 = MADD(a1, b1, c11);
+        c20 = MADD(a2, b0, c20);
+        c21 = MADD(a2, b1, c21);
+        c30 = MADD(a3, b0, c30);
+        c31 = MADD(a3, b1, c31);
       }
       float* o = out + (long)i * n + j;
       wasm_v128_store(o, c00);
@@ -559,10 +572,10 @@ static void gemm_nn(const float* a, const float* b, int rows, int kk, int n, flo
       v128_t c0 = wasm_f32x4_splat(0.0f), c1 = c0, c2 = c0, c3 = c0;
       for (int p = 0; p < kk; p++) {
         const v128_t b0 = wasm_v128_load(b + (long)p * n + j);
-        c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(wasm_v128_load32_splat(a0r + p), b0));
-        c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(wasm_v128_load32_splat(a0r + kk + p), b0));
-        c2 = wasm_f32x4_add(c2, wasm_f32x4_mul(wasm_v128_load32_splat(a0r + 2 * kk + p), b0));
-        c3 = wasm_f32x4_add(c3, wasm_f32x4_mul(wasm_v128_load32_splat(a0r + 3 * kk + p), b0));
+        c0 = MADD(wasm_v128_load32_splat(a0r + p), b0, c0);
+        c1 = MADD(wasm_v128_load32_splat(a0r + kk + p), b0, c1);
+        c2 = MADD(wasm_v128_load32_splat(a0r + 2 * kk + p), b0, c2);
+        c3 = MADD(wasm_v128_load32_splat(a0r + 3 * kk + p), b0, c3);
       }
       float* o = out + (long)i * n + j;
       wasm_v128_store(o, c0);
@@ -575,7 +588,7 @@ static void gemm_nn(const float* a, const float* b, int rows, int kk, int n, flo
     const float* ar = a + (long)i * kk;
     for (int j = 0; j < n; j += 4) {
       v128_t c0 = wasm_f32x4_splat(0.0f);
-      for (int p = 0; p < kk; p++) c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(wasm_v128_load32_splat(ar + p), wasm_v128_load(b + (long)p * n + j)));
+      for (int p = 0; p < kk; p++) c0 = MADD(wasm_v128_load32_splat(ar + p), wasm_v128_load(b + (long)p * n + j), c0);
       wasm_v128_store(out + (long)i * n + j, c0);
     }
   }
@@ -623,14 +636,14 @@ static void gemm_tn_acc(const float* a, const float* b, int rows, int m, int n, 
         const v128_t a1 = wasm_i32x4_shuffle(av, av, 1, 1, 1, 1);
         const v128_t a2 = wasm_i32x4_shuffle(av, av, 2, 2, 2, 2);
         const v128_t a3 = wasm_i32x4_shuffle(av, av, 3, 3, 3, 3);
-        c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
-        c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
-        c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
-        c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
-        c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
-        c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
-        c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
-        c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+        c00 = MADD(a0, b0, c00);
+        c01 = MADD(a0, b1, c01);
+        c10 = MADD(a1, b0, c10);
+        c11 = MADD(a1, b1, c11);
+        c20 = MADD(a2, b0, c20);
+        c21 = MADD(a2, b1, c21);
+        c30 = MADD(a3, b0, c30);
+        c31 = MADD(a3, b1, c31);
       }
       wasm_v128_store(oi, c00);
       wasm_v128_store(oi + 4, c01);
@@ -648,10 +661,10 @@ static void gemm_tn_acc(const float* a, const float* b, int rows, int m, int n, 
       for (int p = 0; p < rows; p++) {
         const v128_t av = wasm_v128_load(a + (long)p * m + i);
         const v128_t b0 = wasm_v128_load(b + (long)p * n + j);
-        c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(wasm_i32x4_shuffle(av, av, 0, 0, 0, 0), b0));
-        c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(wasm_i32x4_shuffle(av, av, 1, 1, 1, 1), b0));
-        c2 = wasm_f32x4_add(c2, wasm_f32x4_mul(wasm_i32x4_shuffle(av, av, 2, 2, 2, 2), b0));
-        c3 = wasm_f32x4_add(c3, wasm_f32x4_mul(wasm_i32x4_shuffle(av, av, 3, 3, 3, 3), b0));
+        c0 = MADD(wasm_i32x4_shuffle(av, av, 0, 0, 0, 0), b0, c0);
+        c1 = MADD(wasm_i32x4_shuffle(av, av, 1, 1, 1, 1), b0, c1);
+        c2 = MADD(wasm_i32x4_shuffle(av, av, 2, 2, 2, 2), b0, c2);
+        c3 = MADD(wasm_i32x4_shuffle(av, av, 3, 3, 3, 3), b0, c3);
       }
       wasm_v128_store(oi, c0);
       wasm_v128_store(oi + n, c1);

@@ -34,3 +34,4 @@ export {
   fusedOptimizerStep,
   fusedOptimizerStepAvailable,
 } from './ops/optimizer-step';
+export { wasmKernelsFused, withPlainArithmetic } from './ops/wasm-kernels';

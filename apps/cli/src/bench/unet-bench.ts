@@ -6,7 +6,7 @@
  */
 import { type BackendInfo } from '@ddpm/backend';
 import { GaussianDiffusion, Rng } from '@ddpm/diffusion';
-import { UNet, describeArchitecture, preset } from '@ddpm/unet';
+import { UNet, describeArchitecture, preset, wasmKernelsFused } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type OpProfile, profileOps } from './op-profile';
@@ -95,6 +95,7 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       batch: B,
       repeats: options.steps,
       backend: options.backend.name,
+      ...(options.backend.name === 'wasm' ? { fusedMultiplyAdd: wasmKernelsFused() } : {}),
       params: summary.totalParams,
       forwardGflopPerImage: round(summary.forwardFlopsConvDense / 1e9, 4),
       trainStep: { medianMs: round(train.medianMs, 1), gflops: round(trainGflops, 2), flopsCounted: '3 x forward conv+dense' },

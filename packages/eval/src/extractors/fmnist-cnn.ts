@@ -12,7 +12,7 @@
  */
 import { Rng, sha256Hex } from '@ddpm/core';
 import { type ImageDataset, toModelInput } from '@ddpm/data';
-import { decodeSafetensors, encodeSafetensors, type NamedArray } from '@ddpm/unet';
+import { decodeSafetensors, encodeSafetensors, type NamedArray, withPlainArithmetic } from '@ddpm/unet';
 import { conv2d, dense } from '@ddpm/unet/internal';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -44,7 +44,7 @@ export const FMNIST_CNN_RECIPE = { version: 1, dataset: 'fashion-mnist:?split=tr
 
 /**
  * sha256 of the tensor data the recipe produces on the wasm backend (deterministic: single
- * thread, IEEE arithmetic). Other backends (tfjs-node's oneDNN, GPUs) round differently and get
+ * thread, IEEE arithmetic, our kernels' plain build on every CPU). Other backends (tfjs-node's oneDNN, GPUs) round differently and get
  * other bits: their weights are as good, but carry their own hash, which results record.
  */
 export const FMNIST_CNN_WASM_SHA256 = '1a57153dbdb98e39d6f6394474c8e1e1d9ec06b659f92424f1f9825b8ee1a2a2';
@@ -115,9 +115,14 @@ export interface FmnistCnnTraining {
 
 /**
  * Trains the extractor by {@link FMNIST_CNN_RECIPE} on `train` (Fashion-MNIST's train split) and
- * measures it on `test`. Deterministic on a given backend.
+ * measures it on `test`. Deterministic on a given backend; on wasm it runs our kernels' plain build
+ * (no fused multiply-adds, which only CPUs with FMA fuse), so that every CPU gets the pinned bits.
  */
 export async function trainFmnistCnn(train: ImageDataset, test: ImageDataset, options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<FmnistCnnTraining> {
+  return withPlainArithmetic(() => trainByRecipe(train, test, options));
+}
+
+async function trainByRecipe(train: ImageDataset, test: ImageDataset, options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal }): Promise<FmnistCnnTraining> {
   const recipe = FMNIST_CNN_RECIPE;
   for (const d of [train, test]) {
     if (d.channels !== 1 || d.height > SIZE || d.width > SIZE) throw evalError('DDPM_EVAL_INCOMPARABLE', `${FMNIST_CNN_NAME} trains on grey images of at most ${SIZE} × ${SIZE}; ${d.name} is ${d.height} × ${d.width} × ${d.channels}`);

@@ -12,7 +12,7 @@ import { lcgSigned, maxRelError } from '../test-support';
 import { dropout } from './dropout';
 import { groupNorm } from './group-norm';
 import { softmax } from './softmax';
-import { WasmKernels, wasmKernels } from './wasm-kernels';
+import { WasmKernels, wasmKernels, wasmKernelsFused } from './wasm-kernels';
 
 function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
   return maxRelError(a.dataSync(), b.dataSync());
@@ -193,6 +193,38 @@ describe('layout, dropout and softmax kernels', () => {
     const ours = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(softmax(l), probe)))(logits);
     const ref = tf.grad((l: tf.Tensor) => tf.sum(tf.mul(tf.softmax(l), probe)))(logits);
     expect(maxRelDiff(ours, ref)).toBeLessThan(1e-5);
+  });
+});
+
+describe('the build with fused multiply-adds', () => {
+  const cpuHasFma = ((): boolean => {
+    try {
+      return /\bfma\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    } catch {
+      return false;
+    }
+  })();
+  afterEach(() => {
+    delete process.env['DDPM_WASM_FMA'];
+  });
+
+  it('is used by default (Node 20 compiles relaxed SIMD behind a flag set at run time), DDPM_WASM_FMA=0 chooses the plain build, and both compute the same products', () => {
+    const a = tf.tensor3d(lcgSigned(2 * 40 * 36, 21), [2, 40, 36]);
+    const b = tf.tensor3d(lcgSigned(2 * 36 * 24, 22), [2, 36, 24]);
+    const t = tf.tensor3d(lcgSigned(2 * 300 * 8, 23), [2, 300, 8]);
+    const fused = [wasmKernels()!.batchMatMul(a, b), wasmKernels()!.matMulTN(t, t)];
+    expect(wasmKernelsFused()).toBe(true);
+    process.env['DDPM_WASM_FMA'] = '0';
+    const plain = [wasmKernels()!.batchMatMul(a, b), wasmKernels()!.matMulTN(t, t)];
+    expect(wasmKernelsFused()).toBe(false);
+    const reference = [tf.matMul(a, b), tf.matMul(t, t, true, false)];
+    for (let i = 0; i < 2; i++) {
+      expect(maxRelDiff(fused[i]!, reference[i]!)).toBeLessThan(1e-5);
+      expect(maxRelDiff(plain[i]!, reference[i]!)).toBeLessThan(1e-5);
+      // One rounding per multiply-add instead of two: where the CPU fuses them, the last bits differ.
+      if (cpuHasFma) expect(maxRelDiff(fused[i]!, plain[i]!)).toBeGreaterThan(0);
+    }
+    tf.dispose([a, b, t, ...fused, ...plain, ...reference]);
   });
 });
 

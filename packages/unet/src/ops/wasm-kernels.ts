@@ -10,10 +10,12 @@
  * the softmax gradient's four passes into two, and draw dropout masks from a counter-based hash
  * instead of tfjs's JavaScript random generator (~10 ns an element).
  */
+import * as v8 from 'node:v8';
+
 import * as tf from '@tensorflow/tfjs-core';
 
-import { KERNELS_WASM_BASE64 } from './kernels-wasm.generated';
-import { type WasmHeap, wasmHeap, webAssembly } from './wasm-heap';
+import { KERNELS_FMA_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm.generated';
+import { type WasmHeap, type WebAssemblyApi, wasmHeap, webAssembly } from './wasm-heap';
 
 interface KernelExports {
   group_norm_forward(
@@ -417,7 +419,57 @@ function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
   return Buffer.concat(sections);
 }
 
-let cached: { heap: WasmHeap; kernels: WasmKernels | undefined } | undefined;
+let cached: { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; fmaWanted: boolean } | undefined;
+
+/**
+ * The module to run: the build with fused multiply-adds where this Node compiles relaxed SIMD
+ * (V8 11, Node 20, only behind --experimental-wasm-relaxed-simd, which is set here at run time when
+ * a first try fails; later V8s ship it), unless DDPM_WASM_FMA=0; else the plain build. On x64
+ * with FMA3 the products' inner loops then run one vfmadd where the plain build runs a multiply
+ * and an add (the two builds differ in rounding, not in what they compute).
+ */
+function kernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean): { module: object; fused: boolean } {
+  const prepare = (base64: string): Uint8Array => {
+    const bytes = Buffer.from(base64, 'base64');
+    // The threaded build's heap is shared memory, which an import must declare as such.
+    return shared ? withSharedMemoryImport(bytes) : bytes;
+  };
+  if (fmaWanted) {
+    const fusedBytes = prepare(KERNELS_FMA_WASM_BASE64);
+    try {
+      return { module: new wasm.Module(fusedBytes), fused: true };
+    } catch {
+      try {
+        v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+        return { module: new wasm.Module(fusedBytes), fused: true };
+      } catch {
+        // This Node has no relaxed SIMD: the plain build.
+      }
+    }
+  }
+  return { module: new wasm.Module(prepare(KERNELS_WASM_BASE64)), fused: false };
+}
+
+let plainScopes = 0;
+
+/**
+ * Runs `fn` on the plain build (no fused multiply-adds), process-wide while it runs: for results
+ * that must be the same bits on every CPU, such as the FD extractor's recipe (its weights are pinned
+ * by hash, and V8 fuses relaxed_madd only on CPUs with FMA).
+ */
+export async function withPlainArithmetic<T>(fn: () => Promise<T>): Promise<T> {
+  plainScopes += 1;
+  try {
+    return await fn();
+  } finally {
+    plainScopes -= 1;
+  }
+}
+
+/** Whether the kernels in use are the build with fused multiply-adds (see {@link kernelModule}). */
+export function wasmKernelsFused(): boolean {
+  return wasmKernels() !== undefined && cached?.fused === true;
+}
 
 /**
  * The kernels bound to the current wasm backend's heap, or undefined on other backends, when the
@@ -427,17 +479,19 @@ let cached: { heap: WasmHeap; kernels: WasmKernels | undefined } | undefined;
 export function wasmKernels(): WasmKernels | undefined {
   const heap = wasmHeap();
   if (heap === undefined || process.env['DDPM_WASM_KERNELS'] === '0') return undefined;
-  if (cached?.heap === heap) return cached.kernels;
+  const fmaWanted = process.env['DDPM_WASM_FMA'] !== '0' && plainScopes === 0;
+  if (cached?.heap === heap && cached.fmaWanted === fmaWanted) return cached.kernels;
   const memory = heap.memory();
   let kernels: WasmKernels | undefined;
+  let fused = false;
   if (memory !== undefined) {
     const wasm = webAssembly();
-    const bytes = Buffer.from(KERNELS_WASM_BASE64, 'base64');
-    // The threaded build's heap is shared memory, which an import must declare as such.
     const shared = (memory as { buffer?: unknown }).buffer instanceof SharedArrayBuffer;
-    const instance = new wasm.Instance(new wasm.Module(shared ? withSharedMemoryImport(bytes) : bytes), { env: { memory } });
+    const chosen = kernelModule(wasm, shared, fmaWanted);
+    fused = chosen.fused;
+    const instance = new wasm.Instance(chosen.module, { env: { memory } });
     kernels = new WasmKernels(heap, instance.exports as unknown as KernelExports);
   }
-  cached = { heap, kernels };
+  cached = { heap, kernels, fused, fmaWanted };
   return kernels;
 }
