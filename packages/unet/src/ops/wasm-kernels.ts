@@ -429,6 +429,19 @@ let cached: { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; 
  * and an add (the two builds differ in rounding, not in what they compute).
  */
 function kernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean): { module: object; fused: boolean } {
+  // Compiled once per choice: withPlainArithmetic switches builds around every scope it runs.
+  const key = `${fmaWanted}:${shared}`;
+  let chosen = compiledModules.get(key);
+  if (chosen === undefined) {
+    chosen = compileKernelModule(wasm, shared, fmaWanted);
+    compiledModules.set(key, chosen);
+  }
+  return chosen;
+}
+
+const compiledModules = new Map<string, { module: object; fused: boolean }>();
+
+function compileKernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean): { module: object; fused: boolean } {
   const prepare = (base64: string): Uint8Array => {
     const bytes = Buffer.from(base64, 'base64');
     // The threaded build's heap is shared memory, which an import must declare as such.
