@@ -107,37 +107,63 @@ describe('RedisCollective', () => {
     }
   }, 30_000);
 
-  it.each([2, 3])('%i ranks on one host move the values through shared-memory files: the same bits, Redis carrying only signals, nothing left in either', async (n) => {
+  it.each([2, 3])('%i ranks on one host move the values through shared-memory files rewritten in place: the same bits, Redis carrying only signals, nothing left in either', async (n) => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shm-'));
     // A file of a group whose every rank died a day ago goes at the next negotiation; a fresh one stays.
-    const stale = path.join(dir, 'ddpm-dead-group_s3_b0_sum0');
+    const stale = path.join(dir, 'ddpm-dead-group_p1_b0_sum0');
     await fs.writeFile(stale, 'x');
     await fs.utimes(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
-    await fs.writeFile(path.join(dir, 'ddpm-live-group_s3_b0_sum0'), 'x');
+    await fs.writeFile(path.join(dir, 'ddpm-live-group_p1_b0_sum0'), 'x');
+    const mine = async (): Promise<string[]> => (await fs.readdir(dir)).filter((f) => f.includes(g.ns.replace(/[^A-Za-z0-9._-]/g, '_'))).sort();
     const g = await group(n, { bucketBytes: 4096, sharedMemoryDir: () => dir });
     try {
       expect(await Promise.all(g.ranks.map((r) => r.collective.negotiateSharedMemory(1024)))).toEqual(Array.from({ length: n }, () => true));
       expect(g.ranks.map((r) => r.collective.sharedMemory)).toEqual(Array.from({ length: n }, () => dir));
       const parts = g.ranks.map((_, r) => values(10_007, r + 11));
-      const written = jest.spyOn(fs, 'writeFile');
-      for (const step of [1, 2]) {
-        written.mockClear();
+      const buckets = Math.ceil((10_007 * 4) / 4096);
+      for (const step of [1, 2, 3]) {
         const results = await Promise.all(g.ranks.map((rank, r) => rank.collective.allReduceSum(step, parts[r]!)));
-        // Every value went through a file: 10 buckets of 4096 bytes, (N − 1) contributions and one sum per rank each.
-        expect(written.mock.calls.filter(([file]) => String(file).startsWith(dir)).length).toBe(Math.ceil((10_007 * 4) / 4096) * n * n);
         const expected = sequentialSum(parts);
         for (const result of results) expect(Buffer.compare(Buffer.from(result.sum.buffer), Buffer.from(expected.buffer))).toBe(0);
+        // Every value went through a file, one per slot and step parity: per bucket, (N − 1)
+        // contributions and one sum from each rank; step 3 rewrote step 1's files in place.
+        const files = await mine();
+        expect(files.length).toBe(Math.min(step, 2) * buckets * n * n);
+        const sum = await fs.readFile(path.join(dir, files.find((f) => f.includes(`_p${step % 2}_b0_sum0`))!));
+        expect([sum.readDoubleLE(0), sum.readDoubleLE(8)]).toEqual([step, sum.length - 16]);
         // Reports still travel through Redis beside it.
         const reports = await Promise.all(g.ranks.map((rank, r) => rank.collective.exchange(step + 10, parts[r]!, { rank: r })));
         for (const report of reports) expect(report.reports).toEqual(Array.from({ length: n }, (_, r) => ({ rank: r })));
       }
-      written.mockRestore();
       expect(await g.control.keys(`${g.ns}:s*`)).toEqual([]);
-      expect((await fs.readdir(dir)).sort()).toEqual(['ddpm-live-group_s3_b0_sum0']);
+      // The files stay until the last rank leaves; then they go.
+      for (const rank of g.ranks.slice(1)) await rank.collective.leaveSharedMemory();
+      expect((await mine()).length).toBe(2 * buckets * n * n);
+      await g.ranks[0]!.collective.leaveSharedMemory();
+      expect((await fs.readdir(dir)).sort()).toEqual(['ddpm-live-group_p1_b0_sum0']);
+      expect(await g.control.keys(`${g.ns}:shm*`)).toEqual([]);
       // A failed generation's values, nobody left to read them: its ranks delete them.
-      await fs.writeFile(path.join(dir, `ddpm-${g.ns}_s9_b0_c1_from0`), 'x');
+      await fs.writeFile(path.join(dir, `ddpm-${g.ns}_p0_b0_c1_from0`), 'x');
       await g.ranks[0]!.collective.abandonSharedMemory();
-      expect(await fs.readdir(dir)).toEqual(['ddpm-live-group_s3_b0_sum0']);
+      expect(await fs.readdir(dir)).toEqual(['ddpm-live-group_p1_b0_sum0']);
+    } finally {
+      await g.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('refuses a shared-memory value of another step than the one announced (a broken data plane), never summing it', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shm-'));
+    const g = await group(2, { sharedMemoryDir: () => dir });
+    try {
+      expect(await Promise.all(g.ranks.map((r) => r.collective.negotiateSharedMemory(1024)))).toEqual([true, true]);
+      const parts = [values(1000, 1), values(1000, 2)];
+      await Promise.all(g.ranks.map((rank, r) => rank.collective.allReduceSum(1, parts[r]!)));
+      // Rank 1 announces its step 3 contribution to rank 0 without writing it: its slot still
+      // holds step 1's value.
+      await g.control.rpush(`${g.ns}:s3:b0:rs0`, '1');
+      const lone = g.ranks[0]!.collective.allReduceSum(3, parts[0]!);
+      await expect(lone).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: expect.stringMatching(/holds step 1's value where step 3's was announced/) });
     } finally {
       await g.close();
       await fs.rm(dir, { recursive: true, force: true });

@@ -82,6 +82,7 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, ou
     });
     if (sharedMemoryDir) expect(await Promise.all(collectives.map((c) => c.negotiateSharedMemory(0)))).toEqual(collectives.map(() => true));
     outcomes.push(...(await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })))));
+    await Promise.all(collectives.map((c) => c.leaveSharedMemory()));
     return trainers;
   } finally {
     await Promise.all(heartbeats.map((h) => h.stop()));

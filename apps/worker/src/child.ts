@@ -6,9 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { BatchRelay, Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded } from '@ddpm/allreduce';
+import { BatchRelay, Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded, sharedMemoryBytes } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, checkpointBytes, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, parameterCount, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
 import { type GroupLink, type SamplingGroupLink, type Trainer, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
@@ -377,14 +377,17 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     ...(g.sharedMemoryDir !== undefined ? { sharedMemoryDir: g.sharedMemoryDir } : {}),
   });
   const close = async (left = false): Promise<void> => {
-    // A failed generation's gradients in shared memory have no reader left (Redis keys expire).
+    // A failed generation's gradients in shared memory have no reader left (Redis keys expire); a
+    // rank done with its work leaves, and the last to leave deletes them (if that fails, the
+    // files go with the day-old sweep of the next group on this host).
     if (!left) await collective.abandonSharedMemory();
+    else await collective.leaveSharedMemory().catch(() => undefined);
     collective.close();
     await closeBase(left);
   };
   try {
-    // Ranks on one host keep the gradients out of Redis (room for two copies of them, and some).
-    if (await collective.negotiateSharedMemory(checkpointBytes(config.train) / 2 + 64 * 2 ** 20)) {
+    // Ranks on one host keep the gradients out of Redis (room for every rank's values of two steps, and some).
+    if (await collective.negotiateSharedMemory(sharedMemoryBytes(parameterCount(config.train), g.worldSize, config.group.transport) + 64 * 2 ** 20)) {
       log(`rank ${g.rank}: every rank of generation ${g.generation} is on this host; the gradients travel through ${collective.sharedMemory}, Redis carries the signals`);
     }
   } catch (err) {

@@ -14,10 +14,17 @@
  * slices the generation's liveness is checked, so a lost peer ends the wait within its timeout.
  *
  * Ranks on one host (what {@link RedisCollective.negotiateSharedMemory} finds out) can keep the
- * values out of Redis, as NCCL's intra-node transport does: each value goes to a file of the same
- * name in a shared-memory directory (a tmpfs such as /dev/shm) before its ready signal, Redis
- * carries only the signals and reader counts, and the last reader deletes the file. The same
- * bytes arrive in the same order, so the sums are the same bits either way.
+ * values out of Redis, as NCCL's intra-node transport does: each value goes to a file in a
+ * shared-memory directory (a tmpfs such as /dev/shm) before its ready signal, and Redis carries
+ * only the signals. The files live as long as the generation and are rewritten in place, one per
+ * value slot and step parity (a new file every step costs the tmpfs a fresh page per 4 KiB: 10–30
+ * ms per 3 MB measured on a VM). A slot comes round again two steps later, and by then every
+ * reader has read it: a rank writes step s + 2's values only after its all-reduce of step s + 1,
+ * which needed every owner's step s + 1 sum, published only after that owner read all its step
+ * s + 1 contributions, which every rank wrote only after reading the step s sums. Each file starts
+ * with its step, checked by the reader. The last rank to leave deletes the generation's files (a
+ * failed generation's go with {@link removeSharedMemoryFiles}). The same bytes arrive in the same
+ * order, so the sums are the same bits either way.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -25,7 +32,7 @@ import * as path from 'node:path';
 
 import { type Redis, type RedisOptions } from 'ioredis';
 
-import { type Transport, decode, encode } from './codec';
+import { type Transport, bytesPerValue, decode, encode } from './codec';
 import { collectiveError } from './errors';
 import { type WaitOptions, checkRank, dataPlaneConnection, execOrThrow, popWaiting } from './redis-waits';
 
@@ -60,6 +67,17 @@ export interface CollectiveOptions extends WaitOptions {
 const SHM_PREFIX = 'ddpm-';
 /** A file of ours this old in the shared-memory directory belongs to no live group (keys live minutes). */
 const SHM_STALE_MS = 24 * 3600 * 1000;
+/** Bytes before a value in its shared-memory file: the step it belongs to and its length (float64 each). */
+const SHM_HEADER_BYTES = 16;
+
+/**
+ * The shared-memory space one all-reduce of `values` float32 values needs on a host holding
+ * `ranksOnHost` ranks of a group of `worldSize` (each rank keeps its outgoing values of two steps),
+ * what a caller of {@link RedisCollective.negotiateSharedMemory} asks to be free.
+ */
+export function sharedMemoryBytes(values: number, worldSize: number, transport: Transport, ranksOnHost = worldSize): number {
+  return 2 * ranksOnHost * (values * bytesPerValue(transport) + worldSize * SHM_HEADER_BYTES);
+}
 
 function shmName(key: string): string {
   return `${SHM_PREFIX}${key.replace(/[^A-Za-z0-9._-]/g, '_')}`;
@@ -116,6 +134,8 @@ export class RedisCollective {
   private shm: string | undefined;
   /** Buffers shared-memory values are read into, one per reading slot, reused every step. */
   private readonly readBuffers = new Map<string, Buffer>();
+  /** Open shared-memory files by path: this rank's values (written) and its peers' (read). */
+  private readonly shmFiles = new Map<string, Promise<fs.FileHandle>>();
 
   constructor(private readonly options: CollectiveOptions) {
     const { rank, worldSize } = options;
@@ -138,6 +158,26 @@ export class RedisCollective {
 
   close(): void {
     for (const r of [this.contribute, this.publish, this.reader, this.waitScatter, this.waitGather]) r.disconnect();
+    for (const file of this.shmFiles.values()) void file.then((h) => h.close()).catch(() => undefined);
+    this.shmFiles.clear();
+  }
+
+  /**
+   * This rank is done with the generation's collectives (its last all-reduce returned): the last
+   * rank of the generation to say so deletes the generation's shared-memory files. Call before
+   * {@link close}; nothing to do where the values travel through Redis (their keys expire).
+   */
+  async leaveSharedMemory(): Promise<void> {
+    const dir = this.shm;
+    if (dir === undefined) return;
+    const { namespace, worldSize, keyTtlSeconds } = this.options;
+    const key = `${namespace}:shm-left`;
+    const [left] = await execOrThrow(this.publish.pipeline().incr(key).expire(key, keyTtlSeconds));
+    if (Number(left) < worldSize) return;
+    for (const file of this.shmFiles.values()) await file.then((h) => h.close()).catch(() => undefined);
+    this.shmFiles.clear();
+    await removeSharedMemoryFiles(dir, namespace);
+    await this.publish.del(key);
   }
 
   /** The shared-memory directory the values travel through; undefined: Redis. */
@@ -190,65 +230,87 @@ export class RedisCollective {
     if (dir !== undefined) await removeSharedMemoryFiles(dir, this.options.namespace);
   }
 
-  private shmPath(key: string): string {
-    return path.join(this.shm!, shmName(key));
+  /** The shared-memory file of value `rest` of `step`: one per value slot and step parity (see the top of this file). */
+  private shmPath(step: number, rest: string): string {
+    return path.join(this.shm!, shmName(`${this.options.namespace}:p${((step % 2) + 2) % 2}:${rest}`));
   }
 
-  /** A value a reader will take: a shared-memory file, or a Redis key set in `writes` (with the TTL). */
-  private async put(writes: ReturnType<Redis['pipeline']>, key: string, bytes: Buffer): Promise<void> {
-    if (this.shm === undefined) writes.set(key, bytes, 'EX', this.options.keyTtlSeconds);
-    else await fs.writeFile(this.shmPath(key), bytes);
+  /** An open handle on a shared-memory file, kept for the generation; `write` creates the file. */
+  private shmFile(file: string, write: boolean): Promise<fs.FileHandle> {
+    let handle = this.shmFiles.get(file);
+    if (handle === undefined) {
+      handle = fs.open(file, write ? 'w' : 'r');
+      this.shmFiles.set(file, handle);
+      // A failed open is not kept: the next attempt tries again.
+      handle.catch(() => this.shmFiles.delete(file));
+    }
+    return handle;
   }
 
-  /** The values at `keys`, each deleted as it is read (one reader each); null where gone. */
-  private async takeAll(keys: readonly string[]): Promise<(Buffer | null)[]> {
+  /** A value a reader will take: in its shared-memory file, or a Redis key set in `writes` (with the TTL). */
+  private async put(writes: ReturnType<Redis['pipeline']>, step: number, rest: string, bytes: Buffer): Promise<void> {
+    if (this.shm === undefined) {
+      writes.set(this.key(step, rest), bytes, 'EX', this.options.keyTtlSeconds);
+      return;
+    }
+    const header = Buffer.alloc(SHM_HEADER_BYTES);
+    header.writeDoubleLE(step, 0);
+    header.writeDoubleLE(bytes.length, 8);
+    const handle = await this.shmFile(this.shmPath(step, rest), true);
+    let written = (await handle.writev([header, bytes], 0)).bytesWritten;
+    if (written < header.length + bytes.length) {
+      // A short write (not seen on tmpfs) is finished from where it stopped.
+      const whole = Buffer.concat([header, bytes]);
+      while (written < whole.length) written += (await handle.write(whole, written, whole.length - written, written)).bytesWritten;
+    }
+  }
+
+  /** The values `rests` of `step` (one reader each: Redis deletes them as they are read); null where gone. */
+  private async takeAll(step: number, rests: readonly string[]): Promise<(Buffer | null)[]> {
     if (this.shm === undefined) {
       const reads = this.reader.pipeline();
-      for (const key of keys) reads.getdelBuffer(key);
+      for (const rest of rests) reads.getdelBuffer(this.key(step, rest));
       return (await execOrThrow(reads)) as (Buffer | null)[];
     }
-    return Promise.all(
-      keys.map(async (key, i) => {
-        const file = this.shmPath(key);
-        const bytes = await this.readReusing(file, `take${i}`);
-        await fs.rm(file, { force: true });
-        return bytes;
-      }),
-    );
+    return Promise.all(rests.map((rest, i) => this.readValue(step, rest, `take${i}`)));
   }
 
   /**
-   * A shared-memory file's bytes in a buffer kept for `slot` and reused at every step (the caller
-   * is done with them before it reads into that slot again), or null when the file is gone. A
-   * fresh buffer per read is megabytes of new memory every step; on VMs whose page faults are
-   * slow (18 µs a page measured on one) that alone cost ~13 ms per 3 MB read.
+   * Value `rest` of `step` from its shared-memory file, in a buffer kept for `slot` and reused at
+   * every step (the caller is done with them before it reads into that slot again); null when the
+   * file is gone. A fresh buffer per read is megabytes of new memory every step; on VMs whose page
+   * faults are slow (18 µs a page measured on one) that alone cost ~13 ms per 3 MB read.
    */
-  private async readReusing(file: string, slot: string): Promise<Buffer | null> {
+  private async readValue(step: number, rest: string, slot: string): Promise<Buffer | null> {
+    const file = this.shmPath(step, rest);
     let handle: fs.FileHandle;
     try {
-      handle = await fs.open(file, 'r');
+      handle = await this.shmFile(file, false);
     } catch {
       return null;
     }
-    try {
-      const { size } = await handle.stat();
-      let buffer = this.readBuffers.get(slot);
-      if (buffer === undefined || buffer.length < size) {
-        buffer = Buffer.allocUnsafeSlow(size);
-        this.readBuffers.set(slot, buffer);
-      }
+    const readFully = async (into: Buffer, length: number, position: number): Promise<boolean> => {
       let read = 0;
-      while (read < size) {
-        const { bytesRead } = await handle.read(buffer, read, size - read, read);
-        if (bytesRead === 0) return null;
+      while (read < length) {
+        const { bytesRead } = await handle.read(into, read, length - read, position + read);
+        if (bytesRead === 0) return false;
         read += bytesRead;
       }
-      return buffer.subarray(0, size);
-    } catch {
-      return null;
-    } finally {
-      await handle.close();
+      return true;
+    };
+    const header = Buffer.alloc(SHM_HEADER_BYTES);
+    if (!(await readFully(header, SHM_HEADER_BYTES, 0))) return null;
+    const written = header.readDoubleLE(0);
+    const size = header.readDoubleLE(8);
+    // The ready signal comes after the write, and the slot is rewritten two steps later at the
+    // earliest: another step here means a broken data plane, never a value to use.
+    if (written !== step) throw collectiveError('DDPM_GROUP_LOST', `${file} holds step ${written}'s value where step ${step}'s was announced`);
+    let buffer = this.readBuffers.get(slot);
+    if (buffer === undefined || buffer.length < size) {
+      buffer = Buffer.allocUnsafeSlow(size);
+      this.readBuffers.set(slot, buffer);
     }
+    return (await readFully(buffer, size, SHM_HEADER_BYTES)) ? buffer.subarray(0, size) : null;
   }
 
   private key(step: number, rest: string): string {
@@ -268,24 +330,19 @@ export class RedisCollective {
   }
 
   /**
-   * Reads a published value and counts its readers; the last of the N − 1 readers deletes it.
-   * `values`: a sum of the all-reduce (in shared memory when negotiated); otherwise a small
-   * message, always in Redis.
+   * Reads value `rest` of `step` that every other rank reads too. `values`: a sum of the
+   * all-reduce (from its shared-memory file when negotiated, which stays for the generation);
+   * otherwise a small message, always in Redis. In Redis the readers are counted and the last of
+   * the N − 1 deletes the value.
    */
-  private async readShared(key: string, values = false): Promise<Buffer> {
+  private async readShared(step: number, rest: string, values = false): Promise<Buffer> {
     const { worldSize, keyTtlSeconds: ttl } = this.options;
     if (values && this.shm !== undefined) {
-      // The file is read before the count goes up, so the reader that counts N − 1 is the last.
-      const file = this.shmPath(key);
-      const value = await this.readReusing(file, 'gather');
-      if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${file} is gone (the shared-memory data plane lost it)`);
-      const [count] = await execOrThrow(this.reader.pipeline().incr(`${key}:n`).expire(`${key}:n`, ttl));
-      if (Number(count) >= worldSize - 1) {
-        await fs.rm(file, { force: true });
-        await this.reader.del(`${key}:n`);
-      }
+      const value = await this.readValue(step, rest, 'gather');
+      if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${this.shmPath(step, rest)} is gone (the shared-memory data plane lost it)`);
       return value;
     }
+    const key = this.key(step, rest);
     const [value, count] = await execOrThrow(this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl));
     if (value === null || value === undefined) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
     // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
@@ -323,7 +380,7 @@ export class RedisCollective {
         const span = this.chunk(bucket, c);
         const bytes = encode(values.subarray(span.start, span.end), transport, scale);
         bytesSent += bytes.length;
-        await this.put(writes, this.key(step, `b${b}:c${c}:from${rank}`), bytes);
+        await this.put(writes, step, `b${b}:c${c}:from${rank}`, bytes);
         const ready = this.key(step, `b${b}:rs${c}`);
         writes.rpush(ready, String(rank));
         writes.expire(ready, ttl);
@@ -339,8 +396,8 @@ export class RedisCollective {
         const span = this.chunk(buckets[b]!, rank);
         for (let k = 1; k < worldSize; k++) await this.waitOne(this.waitScatter, this.key(step, `b${b}:rs${rank}`));
         const from: string[] = [];
-        for (let r = 0; r < worldSize; r++) if (r !== rank) from.push(this.key(step, `b${b}:c${rank}:from${r}`));
-        const parts = await this.takeAll(from);
+        for (let r = 0; r < worldSize; r++) if (r !== rank) from.push(`b${b}:c${rank}:from${r}`);
+        const parts = await this.takeAll(step, from);
         const acc = sum.subarray(span.start, span.end);
         let next = 0;
         for (let r = 0; r < worldSize; r++) {
@@ -361,7 +418,7 @@ export class RedisCollective {
         bytesSent += bytes.length;
         if (transport !== 'fp32') acc.set(decode(bytes, transport, 1 / scale));
         const announce = this.publish.pipeline();
-        await this.put(announce, this.key(step, `b${b}:sum${rank}`), bytes);
+        await this.put(announce, step, `b${b}:sum${rank}`, bytes);
         for (let r = 0; r < worldSize; r++) {
           if (r === rank) continue;
           const inbox = this.key(step, `ag${r}`);
@@ -377,7 +434,7 @@ export class RedisCollective {
     const gather = async (): Promise<void> => {
       for (let k = 0; k < (worldSize - 1) * buckets.length; k++) {
         const [b, c] = (await this.waitOne(this.waitGather, this.key(step, `ag${rank}`))).split(':').map(Number) as [number, number];
-        const bytes = await this.readShared(this.key(step, `b${b}:sum${c}`), true);
+        const bytes = await this.readShared(step, `b${b}:sum${c}`, true);
         bytesReceived += bytes.length;
         sum.set(decode(bytes, transport, 1 / scale), this.chunk(buckets[b]!, c).start);
       }
@@ -414,7 +471,7 @@ export class RedisCollective {
     all[rank] = value;
     for (let k = 1; k < worldSize; k++) {
       const from = Number(await this.waitOne(this.waitGather, this.key(step, `${tag}:to${rank}`)));
-      all[from] = JSON.parse((await this.readShared(this.key(step, `${tag}:r${from}`))).toString('utf8')) as T;
+      all[from] = JSON.parse((await this.readShared(step, `${tag}:r${from}`)).toString('utf8')) as T;
     }
     return all;
   }

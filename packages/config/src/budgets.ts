@@ -95,9 +95,14 @@ export function trainingStepBytes(config: TrainJobConfig['train'], images: numbe
   return images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR + summary.totalParams * 4 * PARAMETER_COPIES + BASE_BYTES;
 }
 
+/** The run's model's parameter count (the values a group all-reduces every step). */
+export function parameterCount(config: TrainJobConfig['train']): number {
+  return describeArchitecture(unetConfigOf(config)).totalParams;
+}
+
 /** Bytes of one checkpoint of the run: model, EMA and Adam's two moments in float32. */
 export function checkpointBytes(config: TrainJobConfig['train']): number {
-  return describeArchitecture(unetConfigOf(config)).totalParams * 4 * 4;
+  return parameterCount(config) * 4 * 4;
 }
 
 /**

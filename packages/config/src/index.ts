@@ -80,6 +80,7 @@ export {
   checkpointBytes,
   envInteger,
   fitAccumulation,
+  parameterCount,
   trainingMemoryPerImageMb,
   trainingStepBytes,
 } from './budgets';

@@ -49,17 +49,24 @@ export class Adam {
   /**
    * The same step on gradients clipped by `scale`, followed by the EMA update with `decay`, in one
    * kernel per variable (our wasm kernel: the same float32 operations as clipping, {@link apply}
-   * and updateEma, so the same bits). Returns false, changing nothing, where that kernel is not
+   * and updateEma, so the same bits). `grads`: one tensor per variable, or one tensor holding them
+   * all in the variables' order. Returns false, changing nothing, where that kernel is not
    * available (other backends): the caller then composes them.
    */
-  applyFusedWithEma(grads: readonly tf.Tensor[], lr: number, scale: number, ema: readonly tf.Variable[], decay: number): boolean {
+  applyFusedWithEma(grads: readonly tf.Tensor[] | tf.Tensor, lr: number, scale: number, ema: readonly tf.Variable[], decay: number): boolean {
     if (!fusedOptimizerStepAvailable()) return false;
     const { beta1, beta2, epsilon } = this.hyper;
+    const flat = Array.isArray(grads) ? undefined : (grads as tf.Tensor);
+    const total = this.params.reduce((n, p) => n + p.size, 0);
+    if (flat !== undefined && flat.size !== total) throw new Error(`internal error: ${flat.size} gradient values for ${total} parameters`);
     this.step += 1;
     const t = this.step;
     const lrT = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+    let offset = 0;
     this.params.forEach((p, i) => {
-      const out = fusedOptimizerStep({ p, g: grads[i]!, m: this.m[i]!, v: this.v[i]!, ema: ema[i]! }, { scale, beta1, beta2, epsilon, lrT, decay });
+      const g = flat !== undefined ? { g: flat, gOffset: offset } : { g: (grads as readonly tf.Tensor[])[i]! };
+      offset += p.size;
+      const out = fusedOptimizerStep({ p, ...g, m: this.m[i]!, v: this.v[i]!, ema: ema[i]! }, { scale, beta1, beta2, epsilon, lrT, decay });
       p.assign(out.p);
       this.m[i]!.assign(out.m);
       this.v[i]!.assign(out.v);

@@ -8,7 +8,7 @@ import { listCheckpoints } from './checkpoint';
 import { updateEma } from './ema';
 import { loadModelFromCheckpoint } from './model-loading';
 import { tempStore, tinyRun, useWasm } from './test-support';
-import { Trainer } from './trainer';
+import { Trainer, globalNorm } from './trainer';
 
 beforeAll(useWasm);
 
@@ -45,6 +45,46 @@ describe('the optimizer step', () => {
     tf.dispose([...fusedParams, ...fusedEma, ...composedParams, ...composedEma]);
     fused.dispose();
     composed.dispose();
+  });
+
+  it('takes the gradients as one flat tensor (a group\'s sum) to the same bits as one tensor per variable', () => {
+    const shapes = [[3, 3, 4, 8], [7], [5, 2]];
+    const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.cos(seed * 3.1 + i * 0.7) * (1 + (i % 3)));
+    const make = (seed: number): tf.Variable[] => shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, s.reduce((a, b) => a * b, 1)), s)));
+    const hyper = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    const [flatParams, flatEma, perParams, perEma] = [make(1), make(2), make(1), make(2)];
+    const flatAdam = new Adam(flatParams, hyper);
+    const perAdam = new Adam(perParams, hyper);
+    for (const step of [1, 2, 3]) {
+      const grads = shapes.map((s, k) => values(10 * step + k, s.reduce((a, b) => a * b, 1)));
+      const all = tf.tensor1d(Float32Array.from(grads.flatMap((g) => [...g])));
+      const per = grads.map((g, k) => tf.tensor(g, shapes[k]));
+      expect(flatAdam.applyFusedWithEma(all, 1e-3, 0.5, flatEma, 0.99)).toBe(true);
+      expect(perAdam.applyFusedWithEma(per, 1e-3, 0.5, perEma, 0.99)).toBe(true);
+      tf.dispose([all, ...per]);
+    }
+    for (const [a, b] of [[flatParams, perParams], [flatEma, perEma], [flatAdam.m, perAdam.m], [flatAdam.v, perAdam.v]] as const) {
+      a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
+    }
+    // A flat tensor of the wrong length is refused before anything changes.
+    const short = tf.zeros([10]);
+    expect(() => flatAdam.applyFusedWithEma(short, 1e-3, 1, flatEma, 0.99)).toThrow(/10 gradient values for 305 parameters/);
+    expect(flatAdam.step).toBe(3);
+    tf.dispose([short, ...flatParams, ...flatEma, ...perParams, ...perEma]);
+    flatAdam.dispose();
+    perAdam.dispose();
+  });
+
+  it('computes the global gradient norm on the host to the bits of the tfjs ops on wasm', () => {
+    const sizes = [864, 32, 1000, 4096, 36_864, 7];
+    for (const spread of [1e-6, 0.01, 3, 1e4]) {
+      const grads = sizes.map((n, k) => tf.mul(tf.randomNormal([n], 0, 1, 'float32', 17 + k), spread));
+      const expected = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))))).dataSync()[0]!;
+      const flat = Float32Array.from(grads.flatMap((g) => [...g.dataSync()]));
+      expect(Object.is(globalNorm(flat, grads), expected)).toBe(true);
+      tf.dispose(grads);
+    }
+    expect(() => globalNorm(new Float32Array(5), [{ size: 4 }])).toThrow(/5 gradient values for 4 parameters/);
   });
 
   it('is refused by the fused path where our kernels are off (DDPM_WASM_KERNELS=0), changing nothing', () => {

@@ -129,8 +129,12 @@ export interface GroupLink {
 }
 
 export interface Gradients {
-  /** Aligned with the trainer's parameters. */
-  readonly grads: tf.Tensor[];
+  /**
+   * The averaged gradients: one tensor per parameter (aligned with the trainer's parameters), or
+   * all of them one after the other in the parameters' order (a group's sum, in a buffer the
+   * trainer owns).
+   */
+  readonly grads: tf.Tensor[] | Float32Array;
   readonly lossSum: number;
   readonly count: number;
   readonly quartileSums: [number, number, number, number];
@@ -141,7 +145,7 @@ export interface Gradients {
 export class Trainer {
   /** Whether the group has compared state checksums since this trainer opened. */
   private groupVerified = false;
-  /** This rank's flattened gradient sums, one buffer for every step (a large model's gradients are hundreds of MB). */
+  /** The flattened gradients (a rank's sums, then the group's average; or one process's for the norm), one buffer for every step. */
   private flatBuffer: Float32Array | undefined;
 
   private constructor(
@@ -309,6 +313,12 @@ export class Trainer {
     return grads;
   }
 
+  /** The buffer gradients are flattened into (one for the run: a large model's are hundreds of MB). */
+  private flatGradients(): Float32Array {
+    this.flatBuffer ??= new Float32Array(this.unet.variables.reduce((n, v) => n + v.size, 0));
+    return this.flatBuffer;
+  }
+
   /** sha256 over the parameters, the EMA and Adam's moments: equal on every rank of a healthy group. */
   async stateChecksum(): Promise<string> {
     const hash = createHash('sha256');
@@ -331,8 +341,7 @@ export class Trainer {
     const started = process.hrtime.bigint();
     const checksum = this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
     const partial = await this.gradientSums(Math.floor((rank * M) / worldSize), Math.floor(((rank + 1) * M) / worldSize));
-    this.flatBuffer ??= new Float32Array(this.unet.variables.reduce((n, v) => n + v.size, 0));
-    const flat = await flatten(partial.sums, this.flatBuffer);
+    const flat = await flatten(partial.sums, this.flatGradients());
     tf.dispose(partial.sums);
     const computed = process.hrtime.bigint();
     const { sum, reports } = await group.exchange(this.step + 1, flat, {
@@ -353,8 +362,13 @@ export class Trainer {
     }
     this.groupVerified = true;
     const total = (pick: (r: RankReport) => number): number => reports.reduce((a, r) => a + pick(r), 0);
+    // The one division by the micro-batch count, on the host into the buffer the partial sums
+    // left (float32 division rounds the same in JavaScript, which divides in float64 and stores
+    // to float32, as in a tensor kernel: one process's tf.div gives the same bits).
+    const averaged = this.flatGradients();
+    for (let i = 0; i < averaged.length; i++) averaged[i] = sum[i]! / M;
     return {
-      grads: this.averaged(unflatten(sum, this.unet.variables)),
+      grads: averaged,
       lossSum: total((r) => r.lossSum),
       count: total((r) => r.count),
       quartileSums: [0, 1, 2, 3].map((q) => total((r) => r.quartileSums[q] ?? 0)) as [number, number, number, number],
@@ -371,25 +385,34 @@ export class Trainer {
    * Clips to the global norm, takes the Adam step at the warm-up learning rate and updates the
    * EMA. Disposes `grads`. Returns the norm before clipping and the learning rate used.
    */
-  async applyGradients(grads: tf.Tensor[]): Promise<{ gradNorm: number; learningRate: number }> {
+  async applyGradients(grads: tf.Tensor[] | Float32Array): Promise<{ gradNorm: number; learningRate: number }> {
     const { gradClipNorm, learningRate, warmupSteps } = this.config.optimizer;
-    const normTensor = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
-    const gradNorm = (await normTensor.data())[0]!;
-    normTensor.dispose();
+    const release = (): void => {
+      if (!(grads instanceof Float32Array)) tf.dispose(grads);
+    };
+    const flat = grads instanceof Float32Array ? grads : await flatten(grads, this.flatGradients());
+    const gradNorm = globalNorm(flat, this.unet.variables);
     if (!Number.isFinite(gradNorm)) {
-      tf.dispose(grads);
+      release();
       throw engineError('DDPM_NUMERIC', `the gradient norm is ${gradNorm} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
     }
     const lr = learningRateAt(this.step, learningRate, warmupSteps);
     const scale = gradClipNorm > 0 && gradNorm > gradClipNorm ? gradClipNorm / gradNorm : 1;
     // The EMA's update number n counts from 0: the optimizer updates done before this one.
     const decay = emaDecayAt(this.config.ema.decay, this.step, this.config.ema.warmup);
-    if (this.adam.applyFusedWithEma(grads, lr, scale, this.ema.variables, decay)) {
-      tf.dispose(grads);
-      return { gradNorm, learningRate: lr };
+    // A flat sum goes to the fused step as one tensor (one copy), not one tensor per parameter.
+    const all = grads instanceof Float32Array ? tf.tensor1d(grads, 'float32') : undefined;
+    try {
+      if (this.adam.applyFusedWithEma(all ?? (grads as tf.Tensor[]), lr, scale, this.ema.variables, decay)) {
+        release();
+        return { gradNorm, learningRate: lr };
+      }
+    } finally {
+      all?.dispose();
     }
-    const clipped = scale === 1 ? grads : tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
-    if (clipped !== grads) tf.dispose(grads);
+    const tensors = grads instanceof Float32Array ? unflatten(grads, this.unet.variables) : grads;
+    const clipped = scale === 1 ? tensors : tf.tidy(() => tensors.map((g) => tf.mul(g, scale)));
+    if (clipped !== tensors) tf.dispose(tensors);
     this.adam.apply(clipped, lr);
     tf.dispose(clipped);
     updateEma(this.ema.variables, this.unet.variables, decay);
@@ -407,7 +430,7 @@ export class Trainer {
       : await this.computeGradients();
     const loss = g.lossSum / g.count;
     if (!Number.isFinite(loss)) {
-      tf.dispose(g.grads);
+      if (!(g.grads instanceof Float32Array)) tf.dispose(g.grads);
       throw engineError('DDPM_NUMERIC', `the loss is ${loss} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
     }
     const { gradNorm, learningRate } = await this.applyGradients(g.grads);
@@ -523,6 +546,31 @@ function stopReasonOf(signal: AbortSignal): string {
  */
 async function flatten(tensors: readonly tf.Tensor[], flat: Float32Array): Promise<Float32Array> {
   return copyTensorsInto(tensors, flat);
+}
+
+/**
+ * The global L2 norm of gradients laid out one parameter after the other (`flat`, in the order of
+ * `like`): per parameter a float32 sum of float32 squares from the first value to the last, those
+ * sums added in order, then the square root, each step rounded to float32. These are the
+ * operations and the order of tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) on the
+ * wasm backend (tested), computed on the host so that every rank of a group and one process get
+ * the same bits on any backend, without ~800 small kernels.
+ */
+export function globalNorm(flat: Float32Array, like: readonly { readonly size: number }[]): number {
+  let total = 0;
+  let offset = 0;
+  for (const { size } of like) {
+    let sum = 0;
+    const end = offset + size;
+    for (let i = offset; i < end; i++) {
+      const x = flat[i]!;
+      sum = Math.fround(sum + Math.fround(x * x));
+    }
+    total = Math.fround(total + sum);
+    offset = end;
+  }
+  if (offset !== flat.length) throw new Error(`internal error: ${flat.length} gradient values for ${offset} parameters`);
+  return Math.fround(Math.sqrt(total));
 }
 
 /** The inverse of {@link flatten}, shaped like `like`. */

@@ -114,6 +114,8 @@ async function handle(command: BenchRankCommand): Promise<void> {
       for (const bench of sampling.values()) bench.dispose();
       for (const { trainer } of trainers.values()) trainer.dispose();
       await heartbeat?.stop();
+      // Every rank's collectives are over (the parent asks all of them to exit after the last).
+      await collective?.leaveSharedMemory();
       collective?.close();
       control?.disconnect();
       process.exit(0);

@@ -15,6 +15,11 @@ export interface OptimizerStepTensors {
   readonly m: tf.Tensor;
   readonly v: tf.Tensor;
   readonly ema: tf.Tensor;
+  /**
+   * Where p's gradient starts in `g`, in values (default 0): `g` may hold every parameter's
+   * gradient one after the other, as a data-parallel group's sum arrives.
+   */
+  readonly gOffset?: number;
 }
 
 export interface OptimizerStepConstants {
@@ -44,8 +49,13 @@ export function fusedOptimizerStep(
 ): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor } {
   const kernels = wasmKernels();
   if (kernels === undefined) throw new Error('internal error: the fused optimizer step needs our wasm kernels');
-  for (const t of Object.values(tensors) as tf.Tensor[]) {
-    if (t.dtype !== 'float32' || t.size !== tensors.p.size) throw new Error('internal error: optimizer step tensors must be float32 of one size');
+  const { p, g, m, v, ema } = tensors;
+  for (const t of [p, m, v, ema]) {
+    if (t.dtype !== 'float32' || t.size !== p.size) throw new Error('internal error: optimizer step tensors must be float32 of one size');
+  }
+  const gOffset = tensors.gOffset ?? 0;
+  if (g.dtype !== 'float32' || !Number.isInteger(gOffset) || gOffset < 0 || gOffset + p.size > g.size) {
+    throw new Error(`internal error: the gradient (${g.size} values from ${gOffset}) does not cover ${p.size} values`);
   }
   return kernels.adamEmaStep(tensors, constants);
 }

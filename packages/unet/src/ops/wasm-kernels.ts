@@ -313,7 +313,7 @@ export class WasmKernels {
    * parameter, moments and EMA, as new tensors.
    */
   adamEmaStep(
-    tensors: { p: tf.Tensor; g: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor },
+    tensors: { p: tf.Tensor; g: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor; gOffset?: number },
     k: { scale: number; beta1: number; beta2: number; epsilon: number; lrT: number; decay: number },
   ): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor } {
     const shape = [...tensors.p.shape];
@@ -321,7 +321,7 @@ export class WasmKernels {
     const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
     this.exports.adam_ema_step(
       at(tensors.p),
-      at(tensors.g),
+      at(tensors.g) + 4 * (tensors.gOffset ?? 0),
       at(tensors.m),
       at(tensors.v),
       at(tensors.ema),
