@@ -32,6 +32,7 @@ import * as path from 'node:path';
 
 import { type Redis, type RedisOptions } from 'ioredis';
 
+import { BulkConnection, bulkTarget } from './bulk';
 import { type Transport, bytesPerValue, decode, encode } from './codec';
 import { collectiveError } from './errors';
 import { type WaitOptions, checkRank, dataPlaneConnection, execOrThrow, popWaiting } from './redis-waits';
@@ -115,20 +116,52 @@ interface Span {
 }
 
 /**
- * The collective of one rank. It keeps five connections so that nothing large waits behind
+ * Commands sent together on one connection, in order: on a lean connection
+ * ({@link BulkConnection}) where the data plane speaks plain TCP, else an ioredis pipeline.
+ */
+class Batch {
+  private readonly commands: (string | number | Buffer)[][] = [];
+
+  constructor(
+    private readonly lean: BulkConnection | undefined,
+    private readonly redis: () => Redis,
+  ) {}
+
+  add(...command: (string | number | Buffer)[]): this {
+    this.commands.push(command);
+    return this;
+  }
+
+  async exec(): Promise<unknown[]> {
+    const lean = this.lean;
+    if (lean !== undefined) return Promise.all(this.commands.map((c) => lean.command(c)));
+    const pipeline = this.redis().pipeline();
+    for (const [name, ...args] of this.commands) pipeline.call(String(name), ...args);
+    return execOrThrow(pipeline);
+  }
+}
+
+/**
+ * The collective of one rank. It keeps its connections apart so that nothing large waits behind
  * something else on one socket: one streams this rank's contributions out, one publishes the sums
  * it owns, one reads, and one each blocks in the two waits (contributions arriving for its chunks;
  * sums arriving from their owners), which run at the same time: bucket b's sums are read while
- * bucket b + 1 is still being reduced. `close()` ends them.
+ * bucket b + 1 is still being reduced. Where the data plane speaks plain TCP (`redis://`), the
+ * values go out and come in on lean connections of their own ({@link BulkConnection}: no copies
+ * or allocations per value in JavaScript); ioredis carries the waits and the small messages.
+ * `close()` ends them all.
  */
 export class RedisCollective {
   private readonly transport: Transport;
   private readonly bucketValues: number;
-  private readonly contribute: Redis;
+  /** ioredis for the contributions where no lean connection carries them (created when first needed). */
+  private contributeRedis: Redis | undefined;
   private readonly publish: Redis;
   private readonly reader: Redis;
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
+  /** The lean connections of the values (contributions out, sums out, values in), where the data plane allows. */
+  private readonly lean: { readonly contribute: BulkConnection; readonly publish: BulkConnection; readonly read: BulkConnection } | undefined;
   private maxWaitMs: number;
   /** The shared-memory directory the values travel through, once every rank agreed on it. */
   private shm: string | undefined;
@@ -144,11 +177,23 @@ export class RedisCollective {
     this.maxWaitMs = options.maxWaitMs ?? Number.POSITIVE_INFINITY;
     this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 8 * 1024 * 1024) / 4));
     const open = (): Redis => dataPlaneConnection(options.redisUrl, options.redisOptions);
-    this.contribute = open();
+    this.open = open;
+    const target = bulkTarget(options.redisUrl, options.redisOptions);
+    if (target !== undefined) {
+      const timeout = options.redisOptions?.connectTimeout;
+      this.lean = { contribute: new BulkConnection(target, timeout), publish: new BulkConnection(target, timeout), read: new BulkConnection(target, timeout) };
+    }
     this.publish = open();
     this.reader = open();
     this.waitScatter = open();
     this.waitGather = open();
+  }
+
+  private readonly open: () => Redis;
+
+  private contributeConnection(): Redis {
+    this.contributeRedis ??= this.open();
+    return this.contributeRedis;
   }
 
   /** See {@link CollectiveOptions.maxWaitMs}. */
@@ -157,7 +202,8 @@ export class RedisCollective {
   }
 
   close(): void {
-    for (const r of [this.contribute, this.publish, this.reader, this.waitScatter, this.waitGather]) r.disconnect();
+    for (const r of [this.contributeRedis, this.publish, this.reader, this.waitScatter, this.waitGather]) r?.disconnect();
+    if (this.lean !== undefined) for (const c of Object.values(this.lean)) c.close();
     for (const file of this.shmFiles.values()) void file.then((h) => h.close()).catch(() => undefined);
     this.shmFiles.clear();
   }
@@ -248,9 +294,9 @@ export class RedisCollective {
   }
 
   /** A value a reader will take: in its shared-memory file, or a Redis key set in `writes` (with the TTL). */
-  private async put(writes: ReturnType<Redis['pipeline']>, step: number, rest: string, bytes: Buffer): Promise<void> {
+  private async put(writes: Batch, step: number, rest: string, bytes: Buffer): Promise<void> {
     if (this.shm === undefined) {
-      writes.set(this.key(step, rest), bytes, 'EX', this.options.keyTtlSeconds);
+      writes.add('SET', this.key(step, rest), bytes, 'EX', this.options.keyTtlSeconds);
       return;
     }
     const header = Buffer.alloc(SHM_HEADER_BYTES);
@@ -268,6 +314,8 @@ export class RedisCollective {
   /** The values `rests` of `step` (one reader each: Redis deletes them as they are read); null where gone. */
   private async takeAll(step: number, rests: readonly string[]): Promise<(Buffer | null)[]> {
     if (this.shm === undefined) {
+      const lean = this.lean?.read;
+      if (lean !== undefined) return (await Promise.all(rests.map((rest, i) => lean.command(['GETDEL', this.key(step, rest)], (n) => this.readBuffer(`take${i}`, n))))) as (Buffer | null)[];
       const reads = this.reader.pipeline();
       for (const rest of rests) reads.getdelBuffer(this.key(step, rest));
       return (await execOrThrow(reads)) as (Buffer | null)[];
@@ -305,12 +353,18 @@ export class RedisCollective {
     // The ready signal comes after the write, and the slot is rewritten two steps later at the
     // earliest: another step here means a broken data plane, never a value to use.
     if (written !== step) throw collectiveError('DDPM_GROUP_LOST', `${file} holds step ${written}'s value where step ${step}'s was announced`);
+    const buffer = this.readBuffer(slot, size);
+    return (await readFully(buffer, size, SHM_HEADER_BYTES)) ? buffer.subarray(0, size) : null;
+  }
+
+  /** The buffer kept for reading slot `slot`, at least `size` bytes (grown when needed). */
+  private readBuffer(slot: string, size: number): Buffer {
     let buffer = this.readBuffers.get(slot);
     if (buffer === undefined || buffer.length < size) {
       buffer = Buffer.allocUnsafeSlow(size);
       this.readBuffers.set(slot, buffer);
     }
-    return (await readFully(buffer, size, SHM_HEADER_BYTES)) ? buffer.subarray(0, size) : null;
+    return buffer;
   }
 
   private key(step: number, rest: string): string {
@@ -343,6 +397,14 @@ export class RedisCollective {
       return value;
     }
     const key = this.key(step, rest);
+    const lean = values ? this.lean?.read : undefined;
+    if (lean !== undefined) {
+      const [value, count] = await Promise.all([lean.command(['GET', key], (n) => this.readBuffer('gather', n)), lean.command(['INCR', `${key}:n`]), lean.command(['EXPIRE', `${key}:n`, ttl])]);
+      if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
+      // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
+      if (Number(count) >= worldSize - 1) await lean.command(['DEL', key, `${key}:n`]);
+      return value as Buffer;
+    }
     const [value, count] = await execOrThrow(this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl));
     if (value === null || value === undefined) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
     // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
@@ -374,7 +436,7 @@ export class RedisCollective {
 
     // Reduce-scatter, writing: every chunk this rank does not own, bucket by bucket, streamed.
     const contributed = buckets.map(async (bucket, b) => {
-      const writes = this.contribute.pipeline();
+      const writes = new Batch(this.lean?.contribute, () => this.contributeConnection());
       for (let c = 0; c < worldSize; c++) {
         if (c === rank) continue;
         const span = this.chunk(bucket, c);
@@ -382,10 +444,9 @@ export class RedisCollective {
         bytesSent += bytes.length;
         await this.put(writes, step, `b${b}:c${c}:from${rank}`, bytes);
         const ready = this.key(step, `b${b}:rs${c}`);
-        writes.rpush(ready, String(rank));
-        writes.expire(ready, ttl);
+        writes.add('RPUSH', ready, String(rank)).add('EXPIRE', ready, ttl);
       }
-      return execOrThrow(writes);
+      return writes.exec();
     });
 
     // Reduce-scatter, reading: this rank's chunk of each bucket, summed in rank order, published
@@ -417,15 +478,14 @@ export class RedisCollective {
         const bytes = encode(acc, transport);
         bytesSent += bytes.length;
         if (transport !== 'fp32') acc.set(decode(bytes, transport, 1 / scale));
-        const announce = this.publish.pipeline();
+        const announce = new Batch(this.lean?.publish, () => this.publish);
         await this.put(announce, step, `b${b}:sum${rank}`, bytes);
         for (let r = 0; r < worldSize; r++) {
           if (r === rank) continue;
           const inbox = this.key(step, `ag${r}`);
-          announce.rpush(inbox, `${b}:${rank}`);
-          announce.expire(inbox, ttl);
+          announce.add('RPUSH', inbox, `${b}:${rank}`).add('EXPIRE', inbox, ttl);
         }
-        published.push(execOrThrow(announce));
+        published.push(announce.exec());
       }
       await Promise.all(published);
     };

@@ -4,6 +4,7 @@
  */
 export { type AllReduceResult, type CollectiveOptions, RedisCollective, removeSharedMemoryFiles, sharedMemoryBytes } from './collective';
 export { BatchRelay, type RelayOptions } from './relay';
+export { BulkConnection, type BulkTarget, bulkTarget } from './bulk';
 export { type Transport, bytesPerValue, decode, encode } from './codec';
 export { type CollectiveErrorCode, collectiveError } from './errors';
 export {

@@ -2,12 +2,17 @@
  * Benchmarks of data-parallel groups, each rank in a process of its own (as a worker's child):
  *
  * - `allreduce`: the Redis all-reduce of S MB across N ranks, interleaved with one client's plain
- *   SET and GET of the same S MB on the same Redis (the raw throughput the hub offers one client).
+ *   SET and GET of the same S MB on the same Redis (the raw throughput the hub offers one client),
+ *   twice: with ioredis, the project's Redis client, and with the lean connection the all-reduce
+ *   moves its values on (no copies in JavaScript), so that neither client flatters the ratio.
  *   Reports the bus bandwidth 2(N − 1)/N · S / time (NCCL's measure: what each rank moves per
- *   second in each direction) and its ratio to the raw figure, and the hub's own rate (N·S in and
- *   2(N − 1)·S out per all-reduce) against the same raw figure.
+ *   second in each direction) and its ratio to each raw figure, and the hub's own rate (N·S in and
+ *   2(N − 1)·S out per all-reduce) against them.
  * - `dp`: training images/s of one process (the whole batch) and of N ranks (its share each,
- *   accumulation N), interleaved in rounds, and the speed-up.
+ *   accumulation N), interleaved in rounds, and the speed-up. Beside them, the ceiling: the same N
+ *   processes each training its share alone at the same time, no exchange and no waiting for each
+ *   other, which is what the machine's cores give (their contention for memory and caches, and a
+ *   small batch's lower efficiency, included); a group can only approach it.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +20,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { type Transport, openGeneration } from '@ddpm/allreduce';
+import { BulkConnection, type Transport, bulkTarget, openGeneration } from '@ddpm/allreduce';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
@@ -88,8 +93,12 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-ar-${randomBytes(4).toString('hex')}`;
   const raw: number[] = [];
+  const rawLean: number[] = [];
   const allreduce: number[] = [];
   const payload = Buffer.alloc(bytes, 7);
+  const target = bulkTarget(redisUrl);
+  const lean = target ? new BulkConnection(target) : undefined;
+  const landing = Buffer.allocUnsafeSlow(bytes);
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
   let sharedMemory = false;
   try {
@@ -109,6 +118,12 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
         await redis.set(key, payload);
         await redis.getBuffer(key);
         raw.push(Number(process.hrtime.bigint() - started) / 1e6);
+        if (lean === undefined) continue;
+        const leanStarted = process.hrtime.bigint();
+        await lean.command(['SET', key, payload]);
+        const back = await lean.command(['GET', key], () => landing);
+        rawLean.push(Number(process.hrtime.bigint() - leanStarted) / 1e6);
+        if (!Buffer.isBuffer(back) || back.length !== bytes) throw new Error(`the lean client read ${Buffer.isBuffer(back) ? back.length : String(back)} bytes back, not ${bytes}`);
       }
       await redis.del(key);
       for (let r = 0; r < Math.ceil(rounds / 2); r++) allreduce.push(await run(1 + block * rounds + r));
@@ -117,10 +132,12 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     await group?.close();
     await redis.del(`${namespace}:alive`).catch(() => undefined);
     redis.disconnect();
+    lean?.close();
   }
   const seconds = median(allreduce) / 1000;
   const mb = bytes / 1024 / 1024;
   const rawMBps = (2 * mb) / (median(raw) / 1000);
+  const rawLeanMBps = rawLean.length > 0 ? (2 * mb) / (median(rawLean) / 1000) : undefined;
   const busMBps = ((2 * (n - 1)) / n) * (mb / seconds) * (transport === 'fp32' ? 1 : 0.5);
   const hubMBps = ((n + 2 * (n - 1)) * mb * (transport === 'fp32' ? 1 : 0.5)) / seconds;
   return {
@@ -133,8 +150,11 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     allreduceMs: round(median(allreduce), 1),
     busBandwidthMBps: round(busMBps, 1),
     rawRedisMBps: round(rawMBps, 1),
-    rawMeasured: `one client: SET then GET of ${mb} MB, (2 x ${mb} MB) / time`,
+    rawMeasured: `one client (ioredis): SET then GET of ${mb} MB, (2 x ${mb} MB) / time`,
     busOverRaw: round(busMBps / rawMBps, 3),
+    ...(rawLeanMBps !== undefined
+      ? { rawLeanRedisMBps: round(rawLeanMBps, 1), rawLeanMeasured: 'the same with the lean connection the all-reduce uses (redis:// only)', busOverRawLean: round(busMBps / rawLeanMBps, 3) }
+      : {}),
     hubMBps: round(hubMBps, 1),
     hubOverRaw: round(hubMBps / rawMBps, 3),
   };
@@ -169,6 +189,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   const namespace = `bench-dp-${randomBytes(4).toString('hex')}`;
   const single: number[] = [];
   const grouped: number[] = [];
+  const independent: number[] = [];
   /** Per rank and round: its own computation and its exchange (waiting for peers included), per step. */
   const shares: { compute: number; exchange: number }[][] = [];
   let ranksOfRun: Awaited<ReturnType<typeof ranks>> | undefined;
@@ -180,8 +201,10 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     sharedMemory = group.sharedMemory;
     await group.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
-    const time = async (which: 'single' | 'group', k: number): Promise<number> => {
-      const replies = which === 'single' ? [await group.one(0, { cmd: 'train', name: 'single', steps: k })] : await group.all(() => ({ cmd: 'train', name: 'group', steps: k }));
+    // Each process's share as a run of its own (batch / N, no group), for the ceiling.
+    await group.all(() => ({ cmd: 'open', name: 'share', config: benchTrainConfig(presetName, batch / n, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 }));
+    const time = async (which: 'single' | 'group' | 'share', k: number): Promise<number> => {
+      const replies = which === 'single' ? [await group.one(0, { cmd: 'train', name: 'single', steps: k })] : await group.all(() => ({ cmd: 'train', name: which, steps: k }));
       if (which === 'group') {
         for (const [r, m] of replies.entries()) if (m.cmd === 'done') (shares[r] ??= []).push({ compute: (m.computeMs ?? 0) / k, exchange: (m.exchangeMs ?? 0) / k });
       }
@@ -190,9 +213,12 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     // One warm-up step each (kernel compilation, heap growth), then interleaved rounds.
     await time('single', 1);
     await time('group', 1);
+    await time('share', 1);
     for (let r = 0; r < rounds; r++) {
       single.push(await time('single', steps));
       grouped.push(await time('group', steps));
+      // The slowest process's time: the N shares are the whole batch only when all are done.
+      independent.push(await time('share', steps));
     }
   } finally {
     await ranksOfRun?.close();
@@ -203,6 +229,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   const imagesPerSecond = (ms: number): number => (steps * batch) / (ms / 1000);
   const one = imagesPerSecond(median(single));
   const many = imagesPerSecond(median(grouped));
+  const apart = imagesPerSecond(median(independent));
   return {
     benchmark: 'dp',
     preset: presetName,
@@ -222,5 +249,12 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       perRank: shares.map((rounds_, rank) => ({ rank, computeMs: round(median(rounds_.slice(1).map((x) => x.compute)), 1), exchangeMs: round(median(rounds_.slice(1).map((x) => x.exchange)), 1) })),
     },
     speedup: round(many / one, 3),
+    ceiling: {
+      measured: `${n} processes each training batch ${batch / n} alone at the same time (no exchange, no waiting for each other), images/s of all of them`,
+      imagesPerSecond: round(apart, 2),
+      speedup: round(apart / one, 3),
+    },
+    /** The group's images/s over the ceiling's: what the exchange and the per-step waiting cost. */
+    groupOverCeiling: round(many / apart, 3),
   };
 }
