@@ -166,6 +166,9 @@ export function benchTrainConfig(presetName: string, batch: number, accumulation
   return resolveTrainJob({ dataset: `procedural:shapes?size=512&channels=${inChannels}`, preset: presetName as 'tiny32', batchSize: batch, accumulation, steps: 1_000_000, checkpointEvery: 1_000_000, warmupSteps: 0 }).train;
 }
 
+/** Steps each configuration of `ddpm bench dp` takes before it is timed. */
+const WARMUP_STEPS = 3;
+
 export interface DataParallelBenchOptions {
   readonly redisUrl: string;
   readonly presetName: string;
@@ -192,28 +195,37 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   const independent: number[] = [];
   /** Per rank and round: its own computation and its exchange (waiting for peers included), per step. */
   const shares: { compute: number; exchange: number }[][] = [];
-  let ranksOfRun: Awaited<ReturnType<typeof ranks>> | undefined;
+  const sets: { namespace: string; processes: Awaited<ReturnType<typeof ranks>> | undefined }[] = [];
   let sharedMemory = false;
   try {
-    await openGeneration(redis, namespace, 3_600_000);
-    ranksOfRun = await ranks(n, options.redisUrl, namespace, { transport: options.transport ?? 'fp32', backend: options.backend, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
-    const group = ranksOfRun;
+    // Processes of their own for each configuration, each running one kind of step as a worker's
+    // child does (a process that also ran the others' steps computed its share 20-40 ms faster or
+    // slower, as V8 optimized the step's JavaScript for one kind of step or for several).
+    const spawnSet = async (size: number, kind: string): Promise<Awaited<ReturnType<typeof ranks>>> => {
+      const set: (typeof sets)[number] = { namespace: `${namespace}-${kind}`, processes: undefined };
+      sets.push(set);
+      await openGeneration(redis, set.namespace, 3_600_000);
+      set.processes = await ranks(size, options.redisUrl, set.namespace, { transport: options.transport ?? 'fp32', backend: options.backend, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
+      return set.processes;
+    };
+    const group = await spawnSet(n, 'group');
     sharedMemory = group.sharedMemory;
-    await group.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
+    const solo = await spawnSet(1, 'single');
+    const apart = await spawnSet(n, 'share');
+    await solo.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
     // Each process's share as a run of its own (batch / N, no group), for the ceiling.
-    await group.all(() => ({ cmd: 'open', name: 'share', config: benchTrainConfig(presetName, batch / n, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 }));
+    await apart.all(() => ({ cmd: 'open', name: 'share', config: benchTrainConfig(presetName, batch / n, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 }));
     const time = async (which: 'single' | 'group' | 'share', k: number): Promise<number> => {
-      const replies = which === 'single' ? [await group.one(0, { cmd: 'train', name: 'single', steps: k })] : await group.all(() => ({ cmd: 'train', name: which, steps: k }));
+      const replies = which === 'single' ? [await solo.one(0, { cmd: 'train', name: 'single', steps: k })] : await (which === 'group' ? group : apart).all(() => ({ cmd: 'train', name: which, steps: k }));
       if (which === 'group') {
         for (const [r, m] of replies.entries()) if (m.cmd === 'done') (shares[r] ??= []).push({ compute: (m.computeMs ?? 0) / k, exchange: (m.exchangeMs ?? 0) / k });
       }
       return Math.max(...replies.map((m) => (m.cmd === 'done' ? m.ms : 0)));
     };
-    // One warm-up step each (kernel compilation, heap growth), then interleaved rounds.
-    await time('single', 1);
-    await time('group', 1);
-    await time('share', 1);
+    // Warm-up steps for each (kernel compilation, heap growth, V8 optimizing the step's
+    // JavaScript), then interleaved rounds.
+    for (const which of ['single', 'group', 'share'] as const) await time(which, WARMUP_STEPS);
     for (let r = 0; r < rounds; r++) {
       single.push(await time('single', steps));
       grouped.push(await time('group', steps));
@@ -221,8 +233,10 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       independent.push(await time('share', steps));
     }
   } finally {
-    await ranksOfRun?.close();
-    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    for (const set of sets) {
+      await set.processes?.close();
+      await redis.del(`${set.namespace}:alive`).catch(() => undefined);
+    }
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }
