@@ -35,13 +35,16 @@ counts its fastest of five runs per round); GFLOP/s and the ratios train/conv an
   between kernels as "other"
 
 allreduce: the Redis all-reduce of S MB across N rank processes, interleaved with one client's SET
-and GET of S MB on the same Redis; the bus bandwidth 2(N-1)/N * S / time against that raw rate, and
-the hub's own rate (N*S in, 2(N-1)*S out per all-reduce) against it.
+and GET of S MB on the same Redis (with ioredis, and with the lean connection the all-reduce moves
+its values on); the bus bandwidth 2(N-1)/N * S / time against those raw rates, and the hub's own
+rate (N*S in, 2(N-1)*S out per all-reduce) against ioredis's.
   --workers (2), --mb (64), --rounds (5), --transport (fp32), --data-plane (redis: the figure to
   compare with raw Redis; shm: the values through shared-memory files, Redis carrying the signals)
 
 dp: training images/s of one process with the whole batch and of N rank processes with a share
-each (accumulation N, the Redis all-reduce between), interleaved in rounds; the speed-up.
+each (accumulation N, the all-reduce between), interleaved in rounds; the speed-up, beside the
+ceiling: the same N processes each training its share alone at the same time (no exchange, no
+waiting), and the group's fraction of it. Each configuration has processes of its own.
   --preset (tiny32), --batch: the global batch (16), --workers (2), --steps per round (3), --rounds (3),
   --transport (fp32): how the gradients travel; --data-plane: shm (the default where the machine
   has a shared-memory folder, as a worker does: DDPM_SHM_DIR, else /dev/shm) or redis

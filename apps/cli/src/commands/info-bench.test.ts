@@ -118,10 +118,18 @@ describe('ddpm bench dp and allreduce', () => {
   it('trains a group of 2 beside one process, its gradients through shared memory or Redis, and says which', async () => {
     const shm = await run('bench', 'dp', '--preset', 'micro32', '--batch', '4', '--workers', '2', '--steps', '1', '--rounds', '1', '--data-plane', 'shm');
     expect(shm.status).toBe(0);
-    expect(JSON.parse(shm.stdout)).toMatchObject({ benchmark: 'dp', workers: 2, transport: 'fp32', dataPlane: 'shared memory (/dev/shm)', speedup: expect.any(Number) });
+    expect(JSON.parse(shm.stdout)).toMatchObject({
+      benchmark: 'dp',
+      workers: 2,
+      transport: 'fp32',
+      dataPlane: 'shared memory (/dev/shm)',
+      speedup: expect.any(Number),
+      ceiling: { imagesPerSecond: expect.any(Number), speedup: expect.any(Number) },
+      groupOverCeiling: expect.any(Number),
+    });
     const redis = await run('bench', 'allreduce', '--workers', '2', '--mb', '1', '--rounds', '2');
     expect(redis.status).toBe(0);
-    expect(JSON.parse(redis.stdout)).toMatchObject({ benchmark: 'allreduce', dataPlane: 'redis', busOverRaw: expect.any(Number) });
+    expect(JSON.parse(redis.stdout)).toMatchObject({ benchmark: 'allreduce', dataPlane: 'redis', busOverRaw: expect.any(Number), rawLeanRedisMBps: expect.any(Number), busOverRawLean: expect.any(Number) });
     const bad = await run('bench', 'dp', '--data-plane', 'carrier-pigeon');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--data-plane must be one of redis, shm/);
