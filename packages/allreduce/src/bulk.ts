@@ -75,7 +75,7 @@ export class BulkConnection {
   private readonly pending: Pending[] = [];
   /** The header line read so far. */
   private line: number[] = [];
-  /** The bulk reply being read: its buffer, bytes still to come, and the CRLF after it. */
+  /** The bulk reply being read: the buffer it goes to, the bytes in so far, and its length (its CRLF follows: skipCrlf). */
   private payload: { buffer: Buffer; filled: number; length: number } | undefined;
   private skipCrlf = 0;
   /** The bulk reply whose bytes are all in, waiting for its CRLF. */
