@@ -402,13 +402,18 @@ export class Trainer {
     const decay = emaDecayAt(this.config.ema.decay, this.step, this.config.ema.warmup);
     // A flat sum goes to the fused step as one tensor (one copy), not one tensor per parameter.
     const all = grads instanceof Float32Array ? tf.tensor1d(grads, 'float32') : undefined;
+    let fused: boolean;
     try {
-      if (this.adam.applyFusedWithEma(all ?? (grads as tf.Tensor[]), lr, scale, this.ema.variables, decay)) {
-        release();
-        return { gradNorm, learningRate: lr };
-      }
+      fused = this.adam.applyFusedWithEma(all ?? (grads as tf.Tensor[]), lr, scale, this.ema.variables, decay);
+    } catch (err) {
+      release();
+      throw err;
     } finally {
       all?.dispose();
+    }
+    if (fused) {
+      release();
+      return { gradNorm, learningRate: lr };
     }
     const tensors = grads instanceof Float32Array ? unflatten(grads, this.unet.variables) : grads;
     const clipped = scale === 1 ? tensors : tf.tidy(() => tensors.map((g) => tf.mul(g, scale)));
