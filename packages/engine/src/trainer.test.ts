@@ -22,23 +22,30 @@ function identical(a: Float32Array[], b: Float32Array[]): boolean {
 }
 
 describe('the optimizer step', () => {
+  const shapes = [[3, 3, 4, 8], [7], [5, 2]]; // 288, 7 and 10 values: lanes of four and tails
+  const sizeOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+  const hyper = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+  /** One variable per shape, filled by `values` from seeds seed, seed + 1, … */
+  const variables = (values: (seed: number, size: number) => Float32Array, seed: number): tf.Variable[] =>
+    shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, sizeOf(s)), s)));
+  /** Each pair of tensor lists holds the same bytes, tensor by tensor. */
+  const expectSameBits = (pairs: readonly (readonly [readonly tf.Tensor[], readonly tf.Tensor[]])[]): void => {
+    for (const [a, b] of pairs) a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
+  };
+
   it('in one wasm kernel gives the same bits as clipping, Adam and the EMA composed of tfjs ops, SIMD body and scalar tail', () => {
-    const shapes = [[3, 3, 4, 8], [7], [5, 2]]; // 288, 7 and 10 values: lanes of four and tails
     const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.31 + i * 1.7) * (1 + (i % 5)));
-    const make = (seed: number): tf.Variable[] => shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, s.reduce((a, b) => a * b, 1)), s)));
-    const hyper = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    const make = (seed: number): tf.Variable[] => variables(values, seed);
     const [fusedParams, fusedEma, composedParams, composedEma] = [make(1), make(2), make(1), make(2)];
     const fused = new Adam(fusedParams, hyper);
     const composed = new Adam(composedParams, hyper);
     for (const [step, scale, lr, decay] of [[1, 0.37, 2e-4, 0.1], [2, 1, 2e-4, 0.9999], [3, 0.05, 1e-3, 0.995]] as const) {
-      const grads = shapes.map((s, k) => tf.tensor(values(10 * step + k, s.reduce((a, b) => a * b, 1)), s));
+      const grads = shapes.map((s, k) => tf.tensor(values(10 * step + k, sizeOf(s)), s));
       expect(fused.applyFusedWithEma(grads, lr, scale, fusedEma, decay)).toBe(true);
       const clipped = scale === 1 ? grads : grads.map((g) => tf.mul(g, scale));
       composed.apply(clipped, lr);
       updateEma(composedEma, composedParams, decay);
-      for (const [a, b] of [[fusedParams, composedParams], [fusedEma, composedEma], [fused.m, composed.m], [fused.v, composed.v]] as const) {
-        a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
-      }
+      expectSameBits([[fusedParams, composedParams], [fusedEma, composedEma], [fused.m, composed.m], [fused.v, composed.v]]);
       tf.dispose(clipped === grads ? grads : [...grads, ...clipped]);
     }
     expect(fused.step).toBe(3);
@@ -48,24 +55,20 @@ describe('the optimizer step', () => {
   });
 
   it('takes the gradients as one flat tensor (a group\'s sum) to the same bits as one tensor per variable', () => {
-    const shapes = [[3, 3, 4, 8], [7], [5, 2]];
     const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.cos(seed * 3.1 + i * 0.7) * (1 + (i % 3)));
-    const make = (seed: number): tf.Variable[] => shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, s.reduce((a, b) => a * b, 1)), s)));
-    const hyper = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    const make = (seed: number): tf.Variable[] => variables(values, seed);
     const [flatParams, flatEma, perParams, perEma] = [make(1), make(2), make(1), make(2)];
     const flatAdam = new Adam(flatParams, hyper);
     const perAdam = new Adam(perParams, hyper);
     for (const step of [1, 2, 3]) {
-      const grads = shapes.map((s, k) => values(10 * step + k, s.reduce((a, b) => a * b, 1)));
+      const grads = shapes.map((s, k) => values(10 * step + k, sizeOf(s)));
       const all = tf.tensor1d(Float32Array.from(grads.flatMap((g) => [...g])));
       const per = grads.map((g, k) => tf.tensor(g, shapes[k]));
       expect(flatAdam.applyFusedWithEma(all, 1e-3, 0.5, flatEma, 0.99)).toBe(true);
       expect(perAdam.applyFusedWithEma(per, 1e-3, 0.5, perEma, 0.99)).toBe(true);
       tf.dispose([all, ...per]);
     }
-    for (const [a, b] of [[flatParams, perParams], [flatEma, perEma], [flatAdam.m, perAdam.m], [flatAdam.v, perAdam.v]] as const) {
-      a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
-    }
+    expectSameBits([[flatParams, perParams], [flatEma, perEma], [flatAdam.m, perAdam.m], [flatAdam.v, perAdam.v]]);
     // A flat tensor of the wrong length is refused before anything changes.
     const short = tf.zeros([10]);
     expect(() => flatAdam.applyFusedWithEma(short, 1e-3, 1, flatEma, 0.99)).toThrow(/10 gradient values for 305 parameters/);
