@@ -154,6 +154,8 @@ class Batch {
 export class RedisCollective {
   private readonly transport: Transport;
   private readonly bucketValues: number;
+  /** A new ioredis connection to the data plane. */
+  private readonly open: () => Redis;
   /** ioredis for the contributions where no lean connection carries them (created when first needed). */
   private contributeRedis: Redis | undefined;
   private readonly publish: Redis;
@@ -176,20 +178,17 @@ export class RedisCollective {
     this.transport = options.transport ?? 'fp32';
     this.maxWaitMs = options.maxWaitMs ?? Number.POSITIVE_INFINITY;
     this.bucketValues = Math.max(worldSize, Math.floor((options.bucketBytes ?? 8 * 1024 * 1024) / 4));
-    const open = (): Redis => dataPlaneConnection(options.redisUrl, options.redisOptions);
-    this.open = open;
+    this.open = () => dataPlaneConnection(options.redisUrl, options.redisOptions);
     const target = bulkTarget(options.redisUrl, options.redisOptions);
     if (target !== undefined) {
       const timeout = options.redisOptions?.connectTimeout;
       this.lean = { contribute: new BulkConnection(target, timeout), publish: new BulkConnection(target, timeout), read: new BulkConnection(target, timeout) };
     }
-    this.publish = open();
-    this.reader = open();
-    this.waitScatter = open();
-    this.waitGather = open();
+    this.publish = this.open();
+    this.reader = this.open();
+    this.waitScatter = this.open();
+    this.waitGather = this.open();
   }
-
-  private readonly open: () => Redis;
 
   private contributeConnection(): Redis {
     this.contributeRedis ??= this.open();
