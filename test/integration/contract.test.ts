@@ -1,8 +1,9 @@
 /**
- * The contract, derived from one table and checked against every place it shows: the README's
- * settings tables, the CLI's flags and usage, the request schemas of the served OpenAPI document,
- * the document itself (a real validator, zero errors; identical to the committed
- * apps/api/openapi.json) and the CLI client's types generated from it.
+ * The contract, derived from one table and checked against every place it shows: the settings
+ * tables of docs/settings.md (and the budgets of docs/configuration.md), the CLI's flags and
+ * usage, the request schemas of the served OpenAPI document, the document itself (a real
+ * validator, zero errors; identical to the committed apps/api/openapi.json) and the CLI client's
+ * types generated from it.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -17,7 +18,7 @@ import { runCli } from '@ddpm/cli';
 
 import { type Stack, ROOT, startStack } from './service-support';
 
-const readmeSettings = require(path.join(ROOT, 'scripts', 'readme-settings.cjs')) as { README: string; withTables: (readme: string, c: unknown) => string };
+const docsTables = require(path.join(ROOT, 'scripts', 'docs-tables.cjs')) as { TARGETS: { file: string; withTables: (text: string, c: unknown) => string }[] };
 const apiContract = require(path.join(ROOT, 'scripts', 'api-contract.cjs')) as { DOCUMENT: string; TYPES: string; documentText: (d: unknown) => string };
 
 const TABLES = { train: config.TRAIN_SETTINGS, sample: config.SAMPLE_JOB_SETTINGS, eval: config.EVAL_JOB_SETTINGS } as const;
@@ -35,11 +36,10 @@ function documentedFlags(usage: string): string[] {
 }
 
 describe('the settings tables and the places they show', () => {
-  it('the README shows exactly the generated tables', async () => {
-    const readme = await fs.readFile(readmeSettings.README, 'utf8');
-    const generated = readmeSettings.withTables(readme, config);
-    // On failure: node scripts/readme-settings.cjs rewrites the README's tables.
-    expect(readme).toBe(generated);
+  it.each(docsTables.TARGETS.map((t) => [path.relative(ROOT, t.file), t] as const))('%s shows exactly the generated tables', async (_name, target) => {
+    const text = await fs.readFile(target.file, 'utf8');
+    // On failure: node scripts/docs-tables.cjs rewrites the pages' tables.
+    expect(text).toBe(target.withTables(text, config));
   });
 
   it.each([

@@ -52,7 +52,7 @@ export interface ServiceLimits {
   readonly maxJobSeconds: number;
 }
 
-/** Each limit's environment variable, default and meaning (the README's table is written from this). */
+/** Each limit's environment variable, default and meaning (docs/configuration.md's table is written from this). */
 export const LIMIT_VARIABLES: Readonly<Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>> = {
   maxStepMemoryMb: {
     env: 'DDPM_MAX_STEP_MEMORY_MB',

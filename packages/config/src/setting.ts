@@ -1,8 +1,8 @@
 /**
  * One setting of a job, described once: its request name (the key of its table), where it lands
  * in the resolved configuration, its schema with bounds, its CLI flag and help, its default, and
- * the paper's value beside it. The HTTP request schemas, the CLI flags and usage text, the README's
- * settings tables and the bound checks of resolved configurations are all derived from the tables
+ * the paper's value beside it. The HTTP request schemas, the CLI flags and usage text, the
+ * settings tables of docs/settings.md and the bound checks of resolved configurations are all derived from the tables
  * (train-settings.ts, sample-settings.ts, eval-settings.ts), so none of them can disagree.
  */
 import { type Static, type TObject, type TOptional, type TSchema, CloneType, Kind, Type } from '@sinclair/typebox';
@@ -191,7 +191,7 @@ export function checkResolved(table: SettingTable, config: unknown, prefix: stri
   }
 }
 
-/** The default as the README and usage text show it, with the paper's value where it differs. */
+/** The default as docs/settings.md and usage text show it, with the paper's value where it differs. */
 export function defaultText(setting: Setting): string {
   const show = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
   const paper = setting.paper;

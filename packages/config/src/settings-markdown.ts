@@ -1,4 +1,4 @@
-/** A settings table as the README and usage text show it (a test keeps the README's copy identical). */
+/** A settings table as docs/settings.md and usage text show it (a test keeps docs/settings.md's copy identical). */
 import { KindGuard } from '@sinclair/typebox';
 
 import { type Setting, type SettingTable } from './setting';
