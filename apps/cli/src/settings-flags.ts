@@ -4,6 +4,7 @@
  * `ddpm jobs submit train` (and the sample commands) take the same flags because both read them here.
  */
 import { type Setting, type SettingTable, defaultText, flagText, literalsOf, problemWith } from '@ddpm/config';
+import { withAbsoluteLocation } from '@ddpm/data/spec';
 import { KindGuard } from '@sinclair/typebox';
 
 import { type OptionSpec } from './args';
@@ -45,7 +46,9 @@ function convert(setting: Setting, raw: string): unknown {
 
 /**
  * The request the flags describe: only the settings given (the resolver fills the defaults).
- * Each value is checked against its setting with an error naming the flag.
+ * Each value is checked against its setting with an error naming the flag. A local command's
+ * dataset location may be relative (to the working directory, made absolute here); a job's is a
+ * path on the service's workers and goes as written.
  */
 export function requestFromFlags(table: SettingTable, values: FlagValues, scope: FlagScope): Record<string, unknown> {
   const request: Record<string, unknown> = {};
@@ -65,9 +68,18 @@ export function requestFromFlags(table: SettingTable, values: FlagValues, scope:
     }
     const problem = problemWith(flag, s, value);
     if (problem) throw new CliUsageError(problem);
-    request[name] = value;
+    request[name] = !scope.jobs && name === 'dataset' && typeof value === 'string' ? absoluteDataset(value) : value;
   }
   return request;
+}
+
+function absoluteDataset(spec: string): string {
+  try {
+    return withAbsoluteLocation(spec, process.cwd());
+  } catch {
+    // A malformed spec goes on as written: the resolver names its problem with the others'.
+    return spec;
+  }
 }
 
 /** Usage lines for the flags, with each default (and the paper's value where it differs). */

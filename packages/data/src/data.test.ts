@@ -10,7 +10,7 @@ import { openIdx } from './idx';
 import { DataLoader, toModelInput } from './loader';
 import { proceduralShapes } from './procedural';
 import { openDataset } from './open-dataset';
-import { FASHION_MNIST_DIR, parseDatasetSpec } from './spec';
+import { FASHION_MNIST_DIR, parseDatasetSpec, withAbsoluteLocation } from './spec';
 
 let dir: string;
 beforeAll(async () => {
@@ -158,6 +158,17 @@ describe('procedural dataset and specs', () => {
     expect(parseDatasetSpec('procedural:shapes?size=16&channels=1')).toEqual({ kind: 'procedural', name: 'shapes', size: 16, channels: 1, seed: 0 });
     expect(parseDatasetSpec('folder:/data/x%20y?size=64')).toEqual({ kind: 'folder', dir: '/data/x%20y', size: 64 });
     expect(parseDatasetSpec('cifar10:/data/c')).toEqual({ kind: 'cifar10', location: '/data/c', split: 'train' });
+  });
+
+  it('makes a command line\'s relative locations absolute against its working directory, leaving the rest as written', () => {
+    expect(withAbsoluteLocation('folder:imgs?size=64', '/home/u/work')).toBe('folder:/home/u/work/imgs?size=64');
+    expect(withAbsoluteLocation('cifar10:../c?split=test', '/home/u/work')).toBe('cifar10:/home/u/c?split=test');
+    expect(withAbsoluteLocation('idx:./train.idx.gz', '/d')).toBe('idx:/d/train.idx.gz');
+    expect(withAbsoluteLocation('mnist:m', '/d')).toBe('mnist:/d/m');
+    for (const unchanged of ['folder:/data/x?size=64', 'fashion-mnist?split=test', 'procedural:shapes?size=16', 'store:my-set']) {
+      expect(withAbsoluteLocation(unchanged, '/d')).toBe(unchanged);
+    }
+    expect(() => withAbsoluteLocation('imagenet:x', '/d')).toThrow('unknown dataset kind "imagenet"');
   });
 });
 

@@ -168,6 +168,19 @@ export function datasetPath(spec: DatasetSpec): string | undefined {
 }
 
 /**
+ * `spec` with a relative file or folder location made absolute against `base` (a command line's
+ * working directory); the options and every other kind are left as written. The service keeps
+ * refusing relative paths: a server has no working directory a client could mean.
+ */
+export function withAbsoluteLocation(spec: string, base: string): string {
+  const parsed = parseDatasetSpec(spec);
+  const location = datasetPath(parsed);
+  if (location === undefined || path.isAbsolute(location)) return spec;
+  const query = spec.includes('?') ? spec.slice(spec.indexOf('?')) : '';
+  return `${parsed.kind}:${path.resolve(base, location)}${query}`;
+}
+
+/**
  * Whether `file` is `root` or lies beneath it, by path arithmetic alone (both absolute; no
  * symlinks followed: the API checks the path as written, the job process its real path).
  */

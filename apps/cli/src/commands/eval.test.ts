@@ -63,8 +63,16 @@ describe('ddpm fid', () => {
     expect(result.a).toContain('200 images, 28 x 28 padded to 32 x 32');
     expect(first.stderr).not.toContain('training the fmnist_cnn extractor'); // the cache
 
+    // Relative paths are the working directory's, as in every command line tool.
     const npz = path.join(dir, 'a.npz');
-    expect((await run('fid', '--save-stats', a, npz, '--cache', cache())).status).toBe(0);
+    const cwd = process.cwd();
+    try {
+      process.chdir(dir);
+      const saved = await run('fid', '--save-stats', 'a', 'a.npz', '--cache', 'cache');
+      expect([saved.status, saved.stderr]).toEqual([0, expect.stringContaining(`wrote ${npz}`)]);
+    } finally {
+      process.chdir(cwd);
+    }
     const viaNpz = await run('fid', npz, b, '--cache', cache());
     expect(viaNpz.status).toBe(0);
     expect(viaNpz.stdout).toBe(`fd_fmnist_cnn: ${result.fd_fmnist_cnn}\n`);

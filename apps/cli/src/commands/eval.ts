@@ -171,7 +171,8 @@ export async function fidCommand(argv: readonly string[], io: CliIo, env: { tty:
   const extractorName = parseChoice('extractor', values['extractor'], EXTRACTORS, 'fmnist_cnn');
   const batch = parseInteger('batch', values['batch'], 250, { min: 1, max: 10_000 });
   if (positionals.length !== 2) throw new CliUsageError(`expected two paths, got ${positionals.length}`);
-  const [a, b] = positionals as [string, string];
+  // Relative paths are the working directory's, as in every command line tool.
+  const [a, b] = (positionals as [string, string]).map((p) => path.resolve(p)) as [string, string];
   await initBackend();
   const cache = cacheStore(values);
   try {

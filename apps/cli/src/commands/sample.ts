@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
 import { PRETRAINED_MODELS, SAMPLE_SETTINGS, type SampleRequest, assertRequest, resolveSample, valuesOf } from '@ddpm/config';
-import { openDataset, readForModel } from '@ddpm/data';
+import { openDataset, readForModel, withAbsoluteLocation } from '@ddpm/data';
 import {
   type LoadedModel,
   type Picture,
@@ -167,7 +167,7 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     for (const t of ts) if (t < 0 || t > T) throw new CliUsageError(`--t: ${t} is outside [0, ${T}]`);
     const { imageSize, inChannels } = l.loaded.model.config;
     const runDataset = l.loaded.config.dataset;
-    const spec = values['dataset'] === undefined ? testSplitOf(runDataset) : String(values['dataset']);
+    const spec = values['dataset'] === undefined ? testSplitOf(runDataset) : withAbsoluteLocation(String(values['dataset']), process.cwd());
     const dataset = await openDataset(spec, { imageSize, channels: inChannels === 1 ? 1 : 3 });
     const pixels = await readForModel(dataset, [a, b], imageSize);
     const per = imageSize * imageSize * inChannels;
