@@ -1,6 +1,6 @@
 /**
  * An evaluation job: the metrics of one checkpoint, as a JSON report that records everything a
- * reader needs to know whether two numbers are comparable (../shared/DESIGN.md, "Evaluation").
+ * reader needs to know whether two numbers are comparable (docs/evaluation.md).
  *
  * - `nll`: the test-set bound in bits per data dimension (evaluation.ts).
  * - `fd`, `kid`, `is`: `count` samples drawn with the configured sampler and seed go through the
@@ -8,8 +8,9 @@
  *   (dataset, split, count, extractor weights, preprocessing) are computed once and cached in the
  *   object store as `.npz` (pytorch-fid's `mu` / `sigma`, plus a sample of features for KID).
  *
- * The extractor's weights are an artifact in the store too; the offline `fmnist_cnn` is trained
- * by its recipe the first time it is needed (about a minute on one core).
+ * The offline `fmnist_cnn`'s weights ship with the service (@ddpm/pretrained, the bytes its
+ * recipe trains on the wasm backend); a store that holds its own copy in the cache wins, and
+ * without either the recipe trains them (about a minute on one core) into the cache.
  */
 import { type EvalJobConfig, type EvalSpec, type ExtractorName, isSampleMetric } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
@@ -29,6 +30,7 @@ import {
   trainFmnistCnn,
 } from '@ddpm/eval/extractors';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
+import { isShippedExtractor, readShippedExtractor } from '@ddpm/pretrained';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
 
@@ -69,6 +71,12 @@ export interface ExtractorCacheOptions {
    * shows it is alive, not wedged.
    */
   readonly onAlive?: () => void;
+  /**
+   * Whether the extractor weights shipped with the service may be used (default true); false
+   * trains `fmnist_cnn` by its recipe when the cache has no copy (the path of a store without
+   * the shipped file, which its tests take on purpose).
+   */
+  readonly shippedWeights?: boolean;
 }
 
 export interface EvalJobOptions {
@@ -166,15 +174,18 @@ export function extractorInput(name: ExtractorName, model: ImageShape): ImageSha
 export const INCEPTION_FID_KEY = 'extractors/inception_fid.safetensors';
 
 /**
- * The extractor, for images of `input`'s shape, with its weights from the cache: fmnist_cnn's
- * trained by their recipe (and cached) the first time; the FID Inception's put there by the user.
+ * The extractor, for images of `input`'s shape, with its weights from the cache, else (fmnist_cnn)
+ * the copy shipped with the service, else trained by their recipe (and cached); the FID
+ * Inception's are put in the cache by the user.
  */
 export async function openFeatureExtractor(name: ExtractorName, input: ImageShape, options: ExtractorCacheOptions): Promise<FeatureExtractor> {
   switch (name) {
     case 'fmnist_cnn': {
       extractorInput(name, input);
-      const key = `extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`;
+      const versioned = `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}`;
+      const key = `extractors/${versioned}.safetensors`;
       if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
+      if (options.shippedWeights !== false && isShippedExtractor(versioned)) return FmnistCnn.fromWeights(readShippedExtractor(versioned));
       options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`);
       const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
       const trained = await trainFmnistCnn(train, test, {
@@ -192,7 +203,7 @@ export async function openFeatureExtractor(name: ExtractorName, input: ImageShap
       if (!(await options.cache.exists(INCEPTION_FID_KEY))) {
         throw engineError(
           'DDPM_EXTRACTOR_NOT_FOUND',
-          `no FID Inception weights at ${options.cache.urlOf(INCEPTION_FID_KEY)}: download pytorch-fid's pt_inception-2015-12-05-6726825d.pth, convert it with scripts/convert-fid-inception.py and put the result there (README, "Evaluation")`,
+          `no FID Inception weights at ${options.cache.urlOf(INCEPTION_FID_KEY)}: download pytorch-fid's pt_inception-2015-12-05-6726825d.pth, convert it with scripts/convert-fid-inception.py and put the result there (docs/evaluation.md, "Numbers comparable with the paper")`,
         );
       }
       const extractor = InceptionV3.fromWeights(await options.cache.get(INCEPTION_FID_KEY), input);

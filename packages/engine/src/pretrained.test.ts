@@ -3,9 +3,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { sha256Hex } from '@ddpm/core';
-import { pretrainedDir, pretrainedManifest, readPretrained } from '@ddpm/pretrained';
+import { FMNIST_CNN_INPUT, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
+import { pretrainedDir, pretrainedManifest, readPretrained, readShippedExtractor } from '@ddpm/pretrained';
+import { FileStore } from '@ddpm/storage';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { openFeatureExtractor } from './eval-job';
 import { loadPretrainedModel, samplingCheck } from './pretrained';
 import { useWasm } from './test-support';
 
@@ -60,5 +63,38 @@ describe('the shipped reference model fashion-mnist-cpu', () => {
       await fs.rm(root, { recursive: true, force: true });
     }
     expect(() => readPretrained('imagenet-gpu')).toThrow(/no pretrained model "imagenet-gpu"; shipped: fashion-mnist-cpu/);
+  });
+});
+
+describe('the shipped fmnist_cnn extractor weights', () => {
+  it('are what an evaluation uses when its cache has none: the recipe\'s pinned weights, nothing trained', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shipped-extractor-'));
+    const lines: string[] = [];
+    try {
+      const cache = new FileStore(root);
+      const extractor = await openFeatureExtractor('fmnist_cnn', FMNIST_CNN_INPUT, { cache, onLog: (line) => lines.push(line) });
+      expect(extractor.weightsSha256).toBe(FMNIST_CNN_WASM_SHA256);
+      extractor.dispose();
+      expect(lines).toEqual([]);
+      // Nothing was written to the cache: the shipped copy is read where it ships.
+      expect(await cache.list('extractors/')).toEqual([]);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('are refused when they fail their recorded size and hash', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shipped-extractor-'));
+    try {
+      const shipped = readShippedExtractor('fmnist_cnn-v1');
+      const tampered = Buffer.from(shipped);
+      tampered[100] = tampered[100]! ^ 1;
+      await fs.writeFile(path.join(root, 'fmnist_cnn-v1.safetensors'), tampered);
+      expect(() => readShippedExtractor('fmnist_cnn-v1', root)).toThrow(/fmnist_cnn-v1.safetensors fails its check: 394872 bytes with sha256 [0-9a-f]{64}, expected 394872 bytes with sha256 950e9d42/);
+      await fs.rm(path.join(root, 'fmnist_cnn-v1.safetensors'));
+      expect(() => readShippedExtractor('fmnist_cnn-v1', root)).toThrow(/cannot read .*fmnist_cnn-v1.safetensors/);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
   });
 });

@@ -102,3 +102,40 @@ export function readPretrained(name: string, root: string = MODELS_ROOT): { read
   }
   return { manifest, weights, url: `pretrained:${name}` };
 }
+
+/** Where the shipped feature extractors' weights are: this package's `extractors/`. */
+export const EXTRACTORS_ROOT = path.join(__dirname, '..', 'extractors');
+
+/**
+ * Feature extractors' weights shipped with the service, by their cache name
+ * (`<extractor>-v<recipe version>`): the file and its sha256. `fmnist_cnn-v1` is what its recipe
+ * trains on the wasm backend (a test trains it again and compares), so an evaluation needs
+ * neither Fashion-MNIST nor a minute of training first, and every backend measures with the same
+ * weights.
+ */
+export const SHIPPED_EXTRACTORS = {
+  'fmnist_cnn-v1': { file: 'fmnist_cnn-v1.safetensors', bytes: 394_872, sha256: '950e9d42b6e0641a0e65949c00875937238deb0a5642c9a330f88f3c603d434f' },
+} as const satisfies Record<string, { file: string; bytes: number; sha256: string }>;
+
+export type ShippedExtractor = keyof typeof SHIPPED_EXTRACTORS;
+
+export function isShippedExtractor(name: string): name is ShippedExtractor {
+  return Object.prototype.hasOwnProperty.call(SHIPPED_EXTRACTORS, name);
+}
+
+/** A shipped extractor's weights, verified against their recorded size and sha256. */
+export function readShippedExtractor(name: ShippedExtractor, root: string = EXTRACTORS_ROOT): Uint8Array {
+  const record = SHIPPED_EXTRACTORS[name];
+  const file = path.join(root, record.file);
+  let weights: Uint8Array;
+  try {
+    weights = new Uint8Array(readFileSync(file));
+  } catch (err) {
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const hash = sha256Hex(weights);
+  if (weights.length !== record.bytes || hash !== record.sha256) {
+    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, expected ${record.bytes} bytes with sha256 ${record.sha256}`);
+  }
+  return weights;
+}

@@ -17,7 +17,8 @@ import { FASHION_MNIST_DIR, openDataset } from '@ddpm/data';
 
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from '@ddpm/eval/extractors';
 
-import { rememberFmnistCnnWeights } from '../../../eval/src/extractors/test-support';
+import { readShippedExtractor } from '@ddpm/pretrained';
+
 import { evaluateModel } from '../eval-job';
 import { evaluateNll } from '../evaluation';
 import { tempStore, useWasm } from '../test-support';
@@ -62,17 +63,17 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
           extractor: 'fmnist_cnn',
           reference: { split: 'train', count: 500 },
           nll: { images: 1 },
-        }, { cache: store })
+        }, { cache: store, shippedWeights: false })
       ).metrics['fd_fmnist_cnn']!;
     const before = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });
     const fdBefore = await fd();
-    // The first evaluation trained the extractor by its recipe into the store (the path a job takes):
-    // the pinned weights, kept for later tests that need the extractor but not its training.
+    // The first evaluation trained the extractor by its recipe into the store (the path a job takes
+    // without the shipped weights): the pinned weights, which the service ships.
     const weights = await store.get(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`);
     const trainedHere = FmnistCnn.fromWeights(weights);
     expect(trainedHere.weightsSha256).toBe(FMNIST_CNN_WASM_SHA256);
     trainedHere.dispose();
-    await rememberFmnistCnnWeights(weights);
+    expect(Buffer.from(weights).equals(Buffer.from(readShippedExtractor('fmnist_cnn-v1')))).toBe(true);
     const losses: number[] = [];
     await trainer.run({ onStep: (s) => void losses.push(s.loss) });
     const after = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });

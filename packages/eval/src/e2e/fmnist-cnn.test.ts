@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frechetDistance } from '../frechet';
 import { extractFeatures } from '../extractors/features';
 import { FMNIST_CNN_WASM_SHA256, FmnistCnn, trainFmnistCnn } from '../extractors/fmnist-cnn';
-import { rememberFmnistCnnWeights } from '../extractors/test-support';
+import { readShippedExtractor } from '@ddpm/pretrained';
 
 let train: ImageDataset;
 let testSet: ImageDataset;
@@ -36,8 +36,9 @@ test('the recipe reproduces the recorded weights on wasm and gives a working cla
   expect(trained.testAccuracy).toBeGreaterThan(0.75);
   extractor = FmnistCnn.fromWeights(trained.weights);
   expect(extractor.weightsSha256).toBe(trained.weightsSha256);
-  // Tests that need the extractor but not its recipe take these instead of training again.
-  await rememberFmnistCnnWeights(trained.weights);
+  // The service ships exactly these bytes (tests that need the extractor but not its recipe, and
+  // every evaluation, take that copy instead of training again).
+  expect(Buffer.from(trained.weights).equals(Buffer.from(readShippedExtractor('fmnist_cnn-v1')))).toBe(true);
 }, 300_000);
 
 /** Model-space pixels of test images `from + start …`, optionally box-blurred (3 × 3) first. */
