@@ -12,6 +12,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// A reader that goes away (`ddpm info unet | head`) ends the output, not in a crash: the rest of
+// what was to be printed has nobody to read it.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 runCli(
   process.argv.slice(2),
   {
