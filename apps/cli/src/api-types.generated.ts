@@ -1829,7 +1829,7 @@ export interface components {
                     overrides?: {
                         dropout?: number;
                     };
-                    preset: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32";
+                    preset: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32" | "nano8";
                 };
                 optimizer: {
                     beta1: number;
@@ -2018,8 +2018,8 @@ export interface components {
             meanType?: "epsilon" | "xstart" | "xprev";
             /** @description fewest ranks a group may start or re-form with when workers are missing (the global batch is kept) (default: workers) */
             minWorkers?: number;
-            /** @description U-Net preset: cifar10 | celebahq256 | lsun256 | tiny32 | fashion32 | micro32 (default: required, unless the recipe gives it) */
-            preset?: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32";
+            /** @description U-Net preset: cifar10 | celebahq256 | lsun256 | tiny32 | fashion32 | micro32 | nano8 (default: required, unless the recipe gives it) */
+            preset?: "cifar10" | "celebahq256" | "lsun256" | "tiny32" | "fashion32" | "micro32" | "nano8";
             /**
              * @description random horizontal flips of training images (default true, as the paper)
              * @default true

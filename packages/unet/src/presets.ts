@@ -19,6 +19,12 @@ export const PRESETS = {
   fashion32: { ...PAPER, ch: 64, chMult: [1, 2, 2], dropout: 0.1, inChannels: 1, outChannels: 1, imageSize: 32 },
   /** The smallest sensible grey model, for fast end-to-end tests. */
   micro32: { ...PAPER, ch: 32, chMult: [1, 2, 2], numResBlocks: 1, dropout: 0, inChannels: 1, outChannels: 1, imageSize: 32 },
+  /**
+   * A network of the paper's shape at 8 × 8 (two levels, attention at 4 × 4) that learns nothing
+   * useful: for smoke tests of a deployment and tests of the service's orchestration, where a
+   * step should cost milliseconds.
+   */
+  nano8: { ...PAPER, ch: 32, chMult: [1, 2], numResBlocks: 1, attnResolutions: [4], dropout: 0, inChannels: 1, outChannels: 1, imageSize: 8 },
 } as const satisfies Record<string, UNetConfig>;
 
 export type PresetName = keyof typeof PRESETS;
