@@ -1,10 +1,13 @@
 /**
- * One jest configuration for the monorepo. TypeScript is compiled by swc (type checking is
- * `tsc -b`, which `npm test` runs first); `@ddpm/*` imports resolve to each package's source so
- * unit tests never depend on a stale build.
+ * The jest configuration of the fast tier (`npm test`): every test but the slow tier's, which are
+ * the files under an `e2e/` folder (real learning on real data) and those named `*.slow.test.ts`
+ * (kernels against PyTorch, nested runs); `npm run test:slow` runs those (jest.slow.config.js).
+ * TypeScript is compiled by swc (type checking is `tsc -b`, which `npm test` runs first);
+ * `@ddpm/*` imports resolve to each package's source so unit tests never depend on a stale build.
  */
 const path = require('node:path');
 const fs = require('node:fs');
+const os = require('node:os');
 
 /**
  * Maps every workspace's package name, and each subpath its package.json exports, to the source
@@ -31,13 +34,20 @@ function workspaceModuleMap() {
   return map;
 }
 
+/** Test files of the slow tier, as jest path patterns (jest.slow.config.js matches the same files). */
+const SLOW_TESTS = ['/e2e/', '\\.slow\\.test\\.ts$'];
+
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/packages', '<rootDir>/apps', '<rootDir>/test'].filter((p) =>
     fs.existsSync(p.replace('<rootDir>', __dirname)),
   ),
   testMatch: ['**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/', ...SLOW_TESTS],
+  // Two test files at a time even on 2 cores: the service tests spend much of their time waiting
+  // (rank timeouts, heartbeats, child processes starting), which the other file's work fills.
+  // Every test keeps to its own queue prefix, store, ports and shared-memory names.
+  maxWorkers: Math.max(2, os.availableParallelism() - 1),
   moduleNameMapper: workspaceModuleMap(),
   // A few dependencies ship ESM only (cookie 2, used by fastify's inject); jest's CommonJS runtime
   // needs them transformed.

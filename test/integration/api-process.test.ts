@@ -46,7 +46,7 @@ test('the API starts, serves, and loads no @tensorflow/* module and no sharp', a
     const submitted = await fetch(`http://127.0.0.1:${port}/jobs/train`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 1 }),
+      body: JSON.stringify({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'nano8', steps: 1 }),
     });
     expect(submitted.status).toBe(202);
     const { id } = (await submitted.json()) as { id: string };

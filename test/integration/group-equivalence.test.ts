@@ -27,10 +27,11 @@ beforeAll(async () => {
   await initBackend({ preferred: 'wasm' });
 });
 
-function run(steps: number, accumulation: number): TrainConfig {
+/** A run of the test-size network (what is under test is the arithmetic of the group, not learning). */
+function run(steps: number, accumulation: number, preset: 'nano8' | 'micro32' = 'nano8'): TrainConfig {
   return resolveTrainJob({
     dataset: 'procedural:shapes?size=64&channels=1&seed=3',
-    preset: 'micro32',
+    preset,
     dropout: 0.1,
     batchSize: 6,
     accumulation,
@@ -179,7 +180,8 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
     const connections: Redis[] = [control];
     const heartbeats: Heartbeat[] = [];
     const collectives: RedisCollective[] = [];
-    const trainer = await Trainer.open(run(1, 1), { store, prefix: 'run' });
+    // The offline extractor takes 32 x 32 images: micro32's.
+    const trainer = await Trainer.open(run(1, 1, 'micro32'), { store, prefix: 'run' });
     try {
       await store.put(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`, await sharedFmnistCnnWeights());
       // 48 samples: batches 0 and 2 are rank 0's, batch 1 rank 1's.

@@ -28,7 +28,7 @@ beforeAll(async () => {
   await initBackend({ preferred: 'wasm' });
 });
 
-/** A small group job: micro32 on 16 procedural images, 2 images per rank per step. */
+/** A small group job: nano8 on 16 procedural images, 2 images per rank per step. */
 const groupTrain = (o: Record<string, unknown>): Record<string, unknown> =>
   tinyTrain({ batchSize: 2 * Number(o['workers'] ?? 2), rankTimeoutSeconds: 6, joinTimeoutSeconds: 60, checkpointEvery: 2, ...o });
 
@@ -162,9 +162,9 @@ describe('groups with in-process workers', () => {
     expect((await png(together)).equals(await png(alone))).toBe(true);
     expect(JSON.parse(await fs.readFile(path.join(stack.storeDir, 'samples', `${together}.json`), 'utf8'))).toMatchObject({ count: 40, seed: 5, workers: 2, step: 2 });
     expect(await logs(stack, together)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1 of a sampling group[\s\S]*rank 0 of a sampling group of 2/);
-    // Rank 1 drew batch 1 (16 images of 32 × 32 × 1 float32) and rank 0 received it.
+    // Rank 1 drew batch 1 (16 images of 8 × 8 × 1 float32) and rank 0 received it.
     const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
-    const batchBytes = 16 * 32 * 32 * 4;
+    const batchBytes = 16 * 8 * 8 * 4;
     expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="1",direction="sent"\\} ${batchBytes}\\b`));
     expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="0",direction="received"\\} ${batchBytes}\\b`));
     // Nothing of the relay is left on the data plane.
@@ -360,7 +360,7 @@ describe('the write fence', () => {
     const key = `test-fence-${process.pid}-${Date.now()}:generation`;
     try {
       const store = new FileStore(root);
-      const config: TrainConfig = resolveTrainJob({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 2, batchSize: 2, checkpointEvery: 1, keepCheckpoints: 1 }).train;
+      const config: TrainConfig = resolveTrainJob({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'nano8', steps: 2, batchSize: 2, checkpointEvery: 1, keepCheckpoints: 1 }).train;
       // Generation 2 owns the run and wrote step 2 (keeping one checkpoint).
       await control.set(key, '2');
       const live = await Trainer.open(config, { store, prefix: 'run' });

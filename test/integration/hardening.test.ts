@@ -160,7 +160,7 @@ describe('data access', () => {
     expect(junk.json().message).toMatch(/not a dataset: the body \(5 bytes\) is neither an IDX image file/);
     expect((await stack.app.inject({ method: 'PUT', url: '/datasets/..%2Fx', headers: { 'content-type': 'application/octet-stream' }, payload: idxImages(1, 4) })).statusCode).toBe(400);
     expect((await stack.app.inject({ url: '/datasets' })).json()).toEqual({ datasets: [{ name: 'stripes', bytes: 16 + 8 * 28 * 28, spec: 'store:stripes' }] });
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: 'store:stripes', steps: 2 }) });
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: 'store:stripes', preset: 'micro32', steps: 2 }) });
     expect(res.statusCode).toBe(202);
     const job = await stack.waitFinished(res.json().id, 120_000);
     expect([await job.getState(), job.returnvalue?.status]).toEqual(['completed', 'completed']);
@@ -198,7 +198,7 @@ describe('budgets and limits', () => {
 
   it('a job process over its memory limit is killed and the job fails for good with that reason', async () => {
     await stack.startWorker();
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ batchSize: 32, steps: 2 }) });
+    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'micro32', batchSize: 32, steps: 2 }) });
     const job = await stack.waitFinished(res.json().id, 120_000);
     expect(await job.getState()).toBe('failed');
     expect(job.attemptsMade).toBe(1);

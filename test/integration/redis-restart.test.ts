@@ -76,7 +76,7 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
   // The job's record, request and log came through the crash.
   expect(job.data.request).toMatchObject({ steps: 40 });
   const logs = (await s.queues.train.getJobLogs(id)).logs.join('\n');
-  expect(logs).toMatch(/starting: micro32/);
+  expect(logs).toMatch(/starting: nano8/);
   // The worker could not renew its lock for longer than it lasts: it stopped the job's process, and the job was taken up again from its checkpoint.
   expect(logs).toMatch(/resuming from step \d+/);
   const store = openStore(s.config.storageUrl);

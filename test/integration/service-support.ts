@@ -190,7 +190,7 @@ export function useStack(options: Parameters<typeof startStack>[0] = {}): Stack 
 
 /** A train request small enough to finish in seconds on one core. */
 export function tinyTrain(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };
+  return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'nano8', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };
 }
 
 /** Polls `fn` until it returns a value (errors count as not yet), at most `timeoutMs`. */

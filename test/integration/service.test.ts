@@ -36,7 +36,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
     expect(checkpoints.map((c: { step: number }) => c.step)).toEqual([3, 2, 1]);
     const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
-    expect(logs).toMatch(/starting: micro32/);
+    expect(logs).toMatch(/starting: nano8/);
     expect(logs).toMatch(/checkpoint \((periodic|final)\) at step 3/);
     const sampleUrl = done.links.samples[0] as string;
     const png = await stack.app.inject({ url: new URL(sampleUrl).pathname });
@@ -172,7 +172,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     let stdout = '';
     let stderr = '';
     const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t) };
-    expect(await runCli(['jobs', 'submit', 'train', '--api', address, '--dataset', 'procedural:shapes?size=16&channels=1', '--preset', 'micro32', '--steps', '2', '--batch', '2', '--wait'], io)).toBe(0);
+    expect(await runCli(['jobs', 'submit', 'train', '--api', address, '--dataset', 'procedural:shapes?size=16&channels=1', '--preset', 'nano8', '--steps', '2', '--batch', '2', '--wait'], io)).toBe(0);
     const done = JSON.parse(stdout) as { id: string; state: string; result: { step: number } };
     expect(done).toMatchObject({ state: 'completed', result: { step: 2 } });
     stdout = '';

@@ -2,13 +2,13 @@
  * The wire codecs against independent conversions: PyTorch's float32 → bfloat16 and NumPy's
  * float32 → float16 (both round to nearest even), on values chosen to hit every branch (halfway
  * cases, subnormals, overflow, infinities, NaN, signed zeros) and on random bit patterns; decoding
- * gives back exactly the float32 those halves denote, times the scale.
+ * gives back exactly the float32 those halves denote, times the scale. Skipped, saying so, without
+ * python3-numpy and python3-torch.
  */
 import { execFileSync } from 'node:child_process';
 
+import { PYTHON, describeWithPython } from '../../../test/support/python';
 import { decode, encode } from './codec';
-
-const PYTHON = '/usr/bin/python3';
 
 /** float32 values from bit patterns, as the Python side reads them (little-endian bytes, hex). */
 function valuesFromBits(bits: number[]): Float32Array {
@@ -32,7 +32,7 @@ function reference(values: Float32Array): { bf16: number[]; fp16: number[] } {
 const isNaNBf16 = (h: number): boolean => (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
 const isNaNFp16 = (h: number): boolean => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
 
-describe('wire codecs', () => {
+describeWithPython(['numpy', 'torch'], 'apt-get install python3-numpy python3-torch')('wire codecs against PyTorch and NumPy', () => {
   let seed = 12345;
   const next = (): number => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
   const special = [

@@ -1,6 +1,7 @@
 /**
  * `.npz` files against NumPy itself (Debian's python3-numpy, which .ci/run installs), and the
- * Fréchet distance against NumPy's LAPACK eigensolver on the same statistics.
+ * Fréchet distance against NumPy's LAPACK eigensolver on the same statistics. Skipped, saying so,
+ * without python3-numpy.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,20 +12,15 @@ import { Rng } from '@ddpm/core';
 
 import { FeatureAccumulator } from './feature-statistics';
 import { frechetDistance } from './frechet';
+import { PYTHON, describeWithPython } from '../../../test/support/python';
 import { readNpy, readNpz, statisticsFromNpz, statisticsToNpz, writeNpz } from './npz';
 
-const PYTHON = '/usr/bin/python3';
 const python = (script: string, cwd: string): string => execFileSync(PYTHON, ['-c', script], { cwd, encoding: 'utf8' });
 
-describe('.npz files and NumPy', () => {
+describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and NumPy', () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'ddpm-npz-'));
-    try {
-      python('import numpy', dir);
-    } catch {
-      throw new Error(`${PYTHON} with numpy is needed (apt-get install python3-numpy)`);
-    }
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

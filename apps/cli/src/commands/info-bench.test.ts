@@ -1,8 +1,3 @@
-import { execFileSync } from 'node:child_process';
-
-import { PRESET_NAMES, describeArchitecture, preset } from '@ddpm/unet';
-
-import { TORCH_SCRIPT, defaultPython } from '../bench/torch-bench';
 import { runCaptured } from '../test-support';
 
 const run = runCaptured;
@@ -81,36 +76,6 @@ describe('ddpm bench unet', () => {
       expect(p.kernelsMs).toBeLessThanOrEqual(p.wallMs);
       expect(p.otherMs).toBeGreaterThanOrEqual(0);
     }
-  }, 120_000);
-});
-
-describe('ddpm bench torch', () => {
-  it('times our steps and the PyTorch twin (same parameter count) in one run, one core and the whole machine', async () => {
-    const { status, stdout, stderr } = await run('bench', 'torch', '--preset', 'micro32', '--batch', '2', '--workers', '2', '--rounds', '1', '--json');
-    expect(stderr).toBe('');
-    expect(status).toBe(0);
-    const r = JSON.parse(stdout);
-    expect(r).toMatchObject({ benchmark: 'torch', preset: 'micro32', batch: 2, backend: 'wasm' });
-    expect(r.torch).toMatch(/^1\./);
-    for (const side of [r.oneCore, r.wholeMachine.processes, r.wholeMachine.threads]) {
-      for (const step of [side.trainStep, side.sampleStep]) {
-        expect(step.oursMs).toBeGreaterThan(0);
-        expect(step.torchMs).toBeGreaterThan(0);
-        expect(step.oursOverTorch).toBeCloseTo(step.oursMs / step.torchMs, 2);
-      }
-    }
-    expect(r.wholeMachine.processes.ours).toContain('2 processes');
-    expect(r.wholeMachine.threads.ours).toBe('1 process, 2 wasm threads (DDPM_WASM_THREADS=2)');
-    const best = Math.min(r.wholeMachine.processes.trainStep.oursMs, r.wholeMachine.threads.trainStep.oursMs);
-    expect(r.wholeMachine.best.trainImagesPerSecondOverTorch).toBeCloseTo(r.wholeMachine.threads.trainStep.torchMs / best, 2);
-    expect((await run('bench', 'torch', '--batch', '3', '--workers', '2')).stderr).toContain('--batch 3 must be divisible by --workers 2');
-  }, 180_000);
-
-  it('has a PyTorch twin of every preset with exactly our parameter count', () => {
-    // The twin's count is what the benchmark checks before it compares; here for every preset.
-    const configs = Object.fromEntries(PRESET_NAMES.map((name) => [name, preset(name)]));
-    const counts = JSON.parse(execFileSync(defaultPython(), [TORCH_SCRIPT, '--params'], { input: JSON.stringify(configs), encoding: 'utf8' }));
-    for (const name of PRESET_NAMES) expect([name, counts[name]]).toEqual([name, describeArchitecture(preset(name)).totalParams]);
   }, 120_000);
 });
 

@@ -5,7 +5,7 @@
  * logits on the same images within float32 tolerance (our FID-specific pools switched to
  * torchvision's for this comparison). The FID-specific operations are checked separately against
  * PyTorch: the average pool without the padding in the count, the padded max pool, the bilinear
- * resize to 299.
+ * resize to 299. Slow tier; skipped, saying so, without python3-torch and python3-torchvision.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { initBackend } from '@ddpm/backend';
 import { type NamedArray, decodeSafetensors } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { PYTHON, describeWithPython } from '../../../../test/support/python';
 import { InceptionV3 } from './inception-v3';
 
 jest.setTimeout(300_000);
@@ -26,18 +27,6 @@ const CONVERTER = path.join(__dirname, '..', '..', '..', '..', 'scripts', 'conve
 let dir: string;
 let arrays: Map<string, NamedArray>;
 
-beforeAll(async () => {
-  await initBackend({ preferred: 'wasm' });
-  dir = mkdtempSync(path.join(tmpdir(), 'ddpm-inception-'));
-  const file = path.join(dir, 'reference.safetensors');
-  try {
-    execFileSync('/usr/bin/python3', [SCRIPT, file, '0', path.join(dir, 'random-weights.pth')], { stdio: 'pipe' });
-  } catch (err) {
-    throw new Error(`the torchvision reference could not run (apt-get install python3-torch python3-torchvision): ${(err as Error).message}`);
-  }
-  arrays = new Map(decodeSafetensors(new Uint8Array(readFileSync(file))).tensors.map((a) => [a.name, a]));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** NCHW (PyTorch) → NHWC (ours). */
 function nhwc(a: NamedArray): tf.Tensor4D {
@@ -56,7 +45,16 @@ function relativeError(ours: Float32Array | Float64Array, theirs: Float32Array):
   return diff / scale;
 }
 
-describe('Inception-v3 against torchvision', () => {
+describeWithPython(['torch', 'torchvision'], 'apt-get install python3-torch python3-torchvision')('Inception-v3 against torchvision', () => {
+  beforeAll(async () => {
+    await initBackend({ preferred: 'wasm' });
+    dir = mkdtempSync(path.join(tmpdir(), 'ddpm-inception-'));
+    const file = path.join(dir, 'reference.safetensors');
+    execFileSync(PYTHON, [SCRIPT, file, '0', path.join(dir, 'random-weights.pth')], { stdio: 'pipe' });
+    arrays = new Map(decodeSafetensors(new Uint8Array(readFileSync(file))).tensors.map((a) => [a.name, a]));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
   it('gives torchvision’s pool3 features and logits for the same random weights and images', () => {
     const weights = [...arrays.values()].filter((a) => !a.name.startsWith('test.') && !a.name.startsWith('ops.'));
     const before = tf.memory().numTensors;
@@ -126,7 +124,7 @@ describe('Inception-v3 against torchvision', () => {
 
   it('loads what scripts/convert-fid-inception.py makes of a .pth state dict, and calls it FID only for the published weights', () => {
     const converted = path.join(dir, 'converted.safetensors');
-    const out = execFileSync('/usr/bin/python3', [CONVERTER, path.join(dir, 'random-weights.pth'), converted], { encoding: 'utf8' });
+    const out = execFileSync(PYTHON, [CONVERTER, path.join(dir, 'random-weights.pth'), converted], { encoding: 'utf8' });
     expect(out).toMatch(/converted.safetensors: \d+ tensors/);
     const net = InceptionV3.fromWeights(new Uint8Array(readFileSync(converted)), { size: 299, channels: 3 });
     expect([net.verified, net.name, net.distanceName]).toEqual([false, 'inception_unverified', 'fd_inception_unverified']);
@@ -140,7 +138,7 @@ describe('Inception-v3 against torchvision', () => {
     // A file whose name promises a hash it does not have is refused.
     const liar = path.join(dir, 'pt_inception-2015-12-05-6726825d.pth');
     execFileSync('cp', [path.join(dir, 'random-weights.pth'), liar]);
-    expect(() => execFileSync('/usr/bin/python3', [CONVERTER, liar, converted], { stdio: 'pipe' })).toThrow(/does not start with 6726825d/);
+    expect(() => execFileSync(PYTHON, [CONVERTER, liar, converted], { stdio: 'pipe' })).toThrow(/does not start with 6726825d/);
   });
 
   it('names what is missing or misshapen in the weights', () => {
