@@ -131,7 +131,7 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
     const config = loadServiceConfig({ ...data, DDPM_API_TOKEN: 'a-token-from-the-secret-0123' });
     expect(config.host).toBe('0.0.0.0');
     expect(checkListenerSafety(config)).toBeUndefined();
-    expect(() => checkListenerSafety({ ...config, apiToken: undefined } as unknown as typeof config)).toThrow(/DDPM_API_TOKEN is not set/);
+    expect(() => checkListenerSafety({ ...config, apiToken: undefined })).toThrow(/DDPM_API_TOKEN is not set/);
     // Workers and the API read the Secret: a dev overlay carries one, production creates it.
     const secret = objects.find((o) => o.kind === 'Secret');
     if (overlay === 'overlays/dev') expect(secret?.metadata.name).toBe('ddpm-secrets');

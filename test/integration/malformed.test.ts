@@ -106,7 +106,7 @@ test.each(CASES.map(([name, method, url, body, status, message, headers]) => ({ 
     headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
   });
   expect(response.statusCode).toBe(status);
-  const json = response.json() as { error: string; message?: string };
+  const json = response.json<{ error: string; message?: string }>();
   expect(typeof json.error).toBe('string');
   if (message) expect(json.message ?? '').toMatch(message);
   expect(await jobCount()).toBe(before);

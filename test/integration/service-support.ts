@@ -183,7 +183,7 @@ export function useStack(options: Parameters<typeof startStack>[0] = {}): Stack 
     get(_target, property) {
       if (current === undefined) throw new Error('the stack starts in beforeAll; use it inside tests');
       const value: unknown = Reflect.get(current, property);
-      return typeof value === 'function' ? value.bind(current) : value;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(current) : value;
     },
   });
 }

@@ -158,7 +158,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
   it('serves the same API on a real HTTP listener, with OpenAPI docs and health', async () => {
     const address = await stack.app.listen({ port: 0, host: '127.0.0.1' });
     const health = await fetch(`${address}/healthz`);
-    expect((await health.json()) as unknown).toEqual({ status: 'ok' });
+    expect((await health.json())).toEqual({ status: 'ok' });
     expect(((await (await fetch(`${address}/readyz`)).json()) as { status: string }).status).toBe('ready');
     const spec = (await (await fetch(`${address}/docs/json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/jobs/train', '/jobs/sample', '/jobs/eval', '/jobs/{id}', '/samples/{file}']));

@@ -57,7 +57,8 @@ export class ApiClient {
       result = await call;
     } catch (err) {
       const cause = (err as Error & { cause?: unknown }).cause;
-      throw new ApiError(0, `cannot reach the API at ${this.options.baseUrl}: ${cause ? String(cause) : (err as Error).message}`);
+      const why = cause instanceof Error ? cause.message : cause !== undefined ? JSON.stringify(cause) : (err as Error).message;
+      throw new ApiError(0, `cannot reach the API at ${this.options.baseUrl}: ${why}`);
     }
     const { data, error, response } = result;
     if (!response.ok || data === undefined) {

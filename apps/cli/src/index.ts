@@ -35,7 +35,8 @@ export interface CliEnv {
   readonly signal?: AbortSignal;
 }
 
-type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => Promise<number>;
+/** A command: its exit status, at once or when its work is done. */
+type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => number | Promise<number>;
 
 /** A command, its usage text (a function when it depends on the subcommand) and its one-line summary. */
 const COMMANDS: Record<string, { run: Command; usage: string | ((argv: readonly string[]) => string); summary: string }> = {

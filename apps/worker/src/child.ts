@@ -250,24 +250,25 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     let result: JobResult;
     let stopReason: string | undefined;
     switch (data.type) {
-      case 'train':
-        let finishedCleanly = false;
-        // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
-        const control = message.fence ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 }) : undefined;
-        control?.on('error', () => undefined);
-        try {
-          const fence = message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
-          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
-          finishedCleanly = true;
-        } finally {
-          control?.disconnect();
-          // A rank done with its work leaves; one that failed falls silent and its peers notice.
-          await group?.close(finishedCleanly);
+      case 'train': {
+          let finishedCleanly = false;
+          // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
+          const control = message.fence ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 }) : undefined;
+          control?.on('error', () => undefined);
+          try {
+            const fence = message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
+            ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
+            finishedCleanly = true;
+          } finally {
+            control?.disconnect();
+            // A rank done with its work leaves; one that failed falls silent and its peers notice.
+            await group?.close(finishedCleanly);
+          }
+          if (!group || group.link.rank === 0) {
+            send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
+          }
+          break;
         }
-        if (!group || group.link.rank === 0) {
-          send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
-        }
-        break;
       case 'sample':
         result = await runSample(message.jobId, data, store, sampling);
         break;
@@ -441,7 +442,7 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
             heartbeat.progress();
             return sum;
           },
-          close: async () => samples.close(),
+          close: () => Promise.resolve(samples.close()),
         };
       },
     },

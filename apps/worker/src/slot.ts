@@ -81,6 +81,13 @@ export type ClaimResult =
   /** An older job claimed this slot meanwhile; give the job back and serve that one. */
   | { readonly outcome: 'preempted'; readonly by: string };
 
+/** The Lua scripts the constructor defines on the control connection, as ioredis exposes them. */
+interface SlotCommands {
+  ddpmClaimSlots(...args: (string | number)[]): Promise<string[]>;
+  ddpmEnterSlotState(...args: (string | number)[]): Promise<number>;
+  ddpmLeaveSlot(...args: (string | number)[]): Promise<number>;
+}
+
 export class Slot {
   readonly id = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   private timer: NodeJS.Timeout | undefined;
@@ -97,6 +104,10 @@ export class Slot {
     redis.defineCommand('ddpmClaimSlots', { numberOfKeys: 1, lua: CLAIM });
     redis.defineCommand('ddpmEnterSlotState', { numberOfKeys: 1, lua: ENTER });
     redis.defineCommand('ddpmLeaveSlot', { numberOfKeys: 1, lua: LEAVE });
+  }
+
+  private get commands(): SlotCommands {
+    return this.redis as unknown as SlotCommands;
   }
 
   private get key(): string {
@@ -135,14 +146,12 @@ export class Slot {
    * group (its assignment is on the way).
    */
   async enter(state: 'busy' | 'waiting', fields: { job: string; priority?: number }): Promise<boolean> {
-    const enter = (this.redis as unknown as { ddpmEnterSlotState(...args: (string | number)[]): Promise<number> }).ddpmEnterSlotState;
-    return (await enter.call(this.redis, this.key, state, Date.now(), fields.job, fields.priority ?? 0)) === 1;
+    return (await this.commands.ddpmEnterSlotState(this.key, state, Date.now(), fields.job, fields.priority ?? 0)) === 1;
   }
 
   /** Idle again after a job, unless a group has claimed the slot meanwhile (then it stays claimed). */
   async leave(): Promise<void> {
-    const leave = (this.redis as unknown as { ddpmLeaveSlot(...args: (string | number)[]): Promise<number> }).ddpmLeaveSlot;
-    await leave.call(this.redis, this.key, Date.now());
+    await this.commands.ddpmLeaveSlot(this.key, Date.now());
   }
 
   async setState(state: SlotState, fields: { job?: string; priority?: number } = {}): Promise<void> {
@@ -156,8 +165,7 @@ export class Slot {
 
   /** Claims `need` other slots for `job` (at least `atLeast`), all or nothing. */
   async claim(job: string, priority: number, need: number, atLeast: number): Promise<ClaimResult> {
-    const claim = (this.redis as unknown as { ddpmClaimSlots(...args: (string | number)[]): Promise<string[]> }).ddpmClaimSlots;
-    const reply = await claim.call(this.redis, this.slotsKey, this.prefix, this.id, job, priority, need, atLeast, Date.now(), STALE_MS);
+    const reply = await this.commands.ddpmClaimSlots(this.slotsKey, this.prefix, this.id, job, priority, need, atLeast, Date.now(), STALE_MS);
     switch (reply[0]) {
       case 'ok':
         return { outcome: 'ok', slots: reply.slice(1) };

@@ -98,7 +98,7 @@ export class BulkConnection {
       try {
         socket = this.connected();
       } catch (err) {
-        reject(err as Error);
+        reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
       this.pending.push({ resolve, reject, ...options });

@@ -242,7 +242,7 @@ export class RedisCollective {
     if (dir === undefined || worldSize === 1) return false;
     const token = randomBytes(12).toString('hex');
     const probe = (r: number): string => path.join(dir, shmName(`${namespace}:shm-probe:r${r}`));
-    let usable = false;
+    let usable: boolean;
     try {
       await sweepSharedMemory(dir, (name, ageMs) => ageMs > SHM_STALE_MS);
       await fs.writeFile(probe(rank), token);

@@ -4,10 +4,18 @@
  * The native packages are optional dependencies loaded dynamically, so nothing needs them to
  * build or test.
  */
+import { createRequire } from 'node:module';
+
 import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { installWasmThreads, threadedWasmMemory } from './wasm-threads';
+
+/**
+ * Loads a package by a name computed at run time: the native backends are optional dependencies
+ * that neither tsc nor a bundler may resolve, and a builtin is wanted as the module object itself.
+ */
+const loadModule = createRequire(__filename);
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
@@ -71,7 +79,7 @@ export function wasmThreadsFrom(env: NodeJS.ProcessEnv = process.env): number {
 async function tryBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<void> {
   // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
   const specifier = PACKAGE[name];
-  const loaded = require(specifier) as { setThreadsCount?: (n: number) => void };
+  const loaded = loadModule(specifier) as { setThreadsCount?: (n: number) => void };
   const threads = name === 'wasm' ? wasmThreadsFrom(env) : 1;
   if (threads > 1) {
     installWasmThreads();
@@ -100,7 +108,7 @@ async function tryBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<vo
 
 function pretendLogicalCores(n: number): () => void {
   // The module object itself (the glue calls require('os').cpus()), not an import's copy of it.
-  const os = require('node:os') as { cpus: () => unknown[] };
+  const os = loadModule('node:os') as { cpus: () => unknown[] };
   const cpus = os.cpus;
   os.cpus = () => {
     const real = cpus();
@@ -171,7 +179,7 @@ function describe(name: BackendName, skipped: { name: BackendName; reason: strin
     ...base,
     wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
     wasmThreads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'),
-    wasmThreadCount: (require(PACKAGE.wasm) as { getThreadsCount(): number }).getThreadsCount(),
+    wasmThreadCount: (loadModule(PACKAGE.wasm) as { getThreadsCount(): number }).getThreadsCount(),
   };
 }
 

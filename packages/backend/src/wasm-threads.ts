@@ -77,9 +77,10 @@ export function installWasmThreads(): void {
       }
     }
   }
-  globalThis.Blob = ScriptBlob as typeof Blob;
+  globalThis.Blob = ScriptBlob;
   const createObjectURL = URL.createObjectURL.bind(URL);
   URL.createObjectURL = (blob: Blob) => paths.get(blob) ?? createObjectURL(blob);
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be called with the worker as `this` below
   const postMessage = workerThreads.Worker.prototype.postMessage;
   workerThreads.Worker.prototype.postMessage = function (this: workerThreads.Worker, message: unknown, transfer?: readonly workerThreads.TransferListItem[]) {
     const m = message as { cmd?: unknown; urlOrBlob?: unknown; wasmMemory?: unknown } | null;

@@ -3,7 +3,7 @@ import { resolveEvalJob } from './eval-settings';
 import { resolveSampleJob } from './sample-settings';
 import { resolveTrainJob } from './train-config';
 
-const train = (request: Record<string, unknown>) => ({ type: 'train' as const, config: resolveTrainJob({ steps: 10, preset: 'micro32', dataset: 'procedural:shapes', ...request } as Parameters<typeof resolveTrainJob>[0]) });
+const train = (request: Record<string, unknown>) => ({ type: 'train' as const, config: resolveTrainJob({ steps: 10, preset: 'micro32', dataset: 'procedural:shapes', ...request }) });
 
 describe('budgets', () => {
   it('accept the defaults and the paper’s CIFAR-10 model with enough accumulation', () => {

@@ -8,7 +8,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { configError } from './errors';
 import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
 import { SAMPLER_SETTINGS, SamplerSpec, resolveSampler } from './sampler-settings';
-import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
+import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, requestSchema, valuesOf, withDefault } from './setting';
 
 /** Job ids: what the API issues, and all it accepts where a job is named. */
 export const JOB_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$';
@@ -159,7 +159,8 @@ export function checkSampleSource(request: { readonly trainJobId?: string; reado
 export function resolveSampleJob(request: SampleJobRequest, numTimesteps: number): SampleJobConfig {
   checkRequest(SAMPLE_JOB_SETTINGS, request, 'sample');
   checkSampleSource(request);
-  const { trainJobId, pretrained, workers, minWorkers, joinTimeoutSeconds, rankTimeoutSeconds, maxRestarts, ...rest } = request;
+  // The sampling settings alone, without the source and the group's settings.
+  const { trainJobId, pretrained, workers: _w, minWorkers: _m, joinTimeoutSeconds: _j, rankTimeoutSeconds: _r, maxRestarts: _x, ...rest } = request;
   const v = valuesOf(SAMPLE_JOB_SETTINGS, request);
   const group = resolveGroup(v);
   const sample = resolveSample(rest, numTimesteps);

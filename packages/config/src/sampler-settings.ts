@@ -5,7 +5,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
-import { type Setting, literalUnion, optional, withDefault } from './setting';
+import { literalUnion, optional, withDefault } from './setting';
 
 export const SAMPLER_KINDS = ['ancestral', 'ddim'] as const;
 export type SamplerKind = (typeof SAMPLER_KINDS)[number];

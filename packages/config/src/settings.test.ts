@@ -69,7 +69,7 @@ describe('the train settings table', () => {
     expect(Value.Check(TrainJobConfig, config)).toBe(true);
     expect(config.evaluation).toBeUndefined();
     const withEval = resolveTrainJob({ ...tiny, dataset: 'fashion-mnist:', evalEvery: 10 });
-    for (const [name, setting] of Object.entries(TRAIN_SETTINGS) as [string, (typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]][]) {
+    for (const [name, setting] of Object.entries<(typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]>(TRAIN_SETTINGS)) {
       // η exists only in a DDIM sampler's resolved spec; evaluation rows only with evalEvery.
       if (setting.presence !== 'default' || name.endsWith('Eta')) continue;
       expect([name, valueAt(setting.path.startsWith('evaluation.') ? withEval : config, setting.path)]).toEqual([name, setting.default]);

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 
 import { allowedPath, readDataFile } from './data-access';
-import { dataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices, settled } from './dataset';
 import { CIFAR10_RECORD_BYTES as RECORD, looksLikeCifar10 } from './formats';
 
 
@@ -55,20 +55,22 @@ export function cifarDataset(parts: readonly Uint8Array[], name: string): ImageD
     height: 32,
     width: 32,
     channels: 3,
-    async read(indices) {
-      checkIndices(dataset, indices);
-      const out = new Uint8Array(indices.length * 3072);
-      for (let i = 0; i < indices.length; i++) {
-        const [part, offset] = locate(indices[i]!);
-        const base = i * 3072;
-        // planar CHW → interleaved HWC
-        for (let p = 0; p < 1024; p++) {
-          out[base + 3 * p] = part[offset + p]!;
-          out[base + 3 * p + 1] = part[offset + 1024 + p]!;
-          out[base + 3 * p + 2] = part[offset + 2048 + p]!;
+    read(indices) {
+      return settled(() => {
+        checkIndices(dataset, indices);
+        const out = new Uint8Array(indices.length * 3072);
+        for (let i = 0; i < indices.length; i++) {
+          const [part, offset] = locate(indices[i]!);
+          const base = i * 3072;
+          // planar CHW → interleaved HWC
+          for (let p = 0; p < 1024; p++) {
+            out[base + 3 * p] = part[offset + p]!;
+            out[base + 3 * p + 1] = part[offset + 1024 + p]!;
+            out[base + 3 * p + 2] = part[offset + 2048 + p]!;
+          }
         }
-      }
-      return out;
+        return out;
+      });
     },
   };
   return dataset;

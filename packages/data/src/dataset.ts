@@ -36,3 +36,11 @@ export function checkIndices(dataset: Pick<ImageDataset, 'name' | 'size'>, indic
     }
   }
 }
+
+/**
+ * `read()`'s result, or its error, as a promise: for readers whose bytes are already in memory
+ * (an error still arrives as a rejection, as from readers that do I/O).
+ */
+export function settled<T>(read: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(read()));
+}

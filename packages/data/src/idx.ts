@@ -4,7 +4,7 @@
  * Image files have 3 dimensions [N, H, W].
  */
 import { gunzipIfGzip, readDataFile } from './data-access';
-import { dataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices, settled } from './dataset';
 
 /** The file's bytes (within the data roots and caps), gunzipped when they are gzip. */
 async function readIdxBytes(file: string): Promise<Buffer> {
@@ -54,12 +54,14 @@ export function idxDataset(bytes: Buffer, file: string, options: { labelsFile?: 
     height: h,
     width: w,
     channels: 1,
-    async read(indices) {
-      checkIndices(dataset, indices);
-      const per = h * w;
-      const out = new Uint8Array(indices.length * per);
-      for (let i = 0; i < indices.length; i++) out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
-      return out;
+    read(indices) {
+      return settled(() => {
+        checkIndices(dataset, indices);
+        const per = h * w;
+        const out = new Uint8Array(indices.length * per);
+        for (let i = 0; i < indices.length; i++) out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
+        return out;
+      });
     },
     ...(options.labelsFile !== undefined ? { labels: () => readIdxLabels(options.labelsFile!, n) } : {}),
   };

@@ -4,7 +4,7 @@
  */
 import { Rng } from '@ddpm/core';
 
-import { dataError, type ImageDataset, checkIndices } from './dataset';
+import { dataError, type ImageDataset, checkIndices, settled } from './dataset';
 
 export interface ProceduralOptions {
   readonly size?: number;
@@ -49,12 +49,14 @@ export function proceduralShapes(options: ProceduralOptions = {}): ImageDataset 
     height: s,
     width: s,
     channels: c,
-    async read(indices) {
-      checkIndices(dataset, indices);
-      const per = s * s * c;
-      const out = new Uint8Array(indices.length * per);
-      for (let i = 0; i < indices.length; i++) draw(indices[i]!, out, i * per);
-      return out;
+    read(indices) {
+      return settled(() => {
+        checkIndices(dataset, indices);
+        const per = s * s * c;
+        const out = new Uint8Array(indices.length * per);
+        for (let i = 0; i < indices.length; i++) draw(indices[i]!, out, i * per);
+        return out;
+      });
     },
   };
   return dataset;

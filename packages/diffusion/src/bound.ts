@@ -15,10 +15,10 @@ import { Rng } from '@ddpm/core';
 /** L_T = KL(q(x_T | x_0) || N(0, I)) per example, in bits/dim (the official `_prior_bpd`). */
 export function priorBpd(diffusion: GaussianDiffusion, xStart: tf.Tensor): tf.Tensor1D {
   return tf.tidy(() => {
-    const lastT = new Int32Array(xStart.shape[0]!).fill(diffusion.numTimesteps - 1);
+    const lastT = new Int32Array(xStart.shape[0]).fill(diffusion.numTimesteps - 1);
     const { mean, logVariance } = diffusion.qMeanVariance(xStart, lastT);
     const zeros = tf.zerosLike(mean);
-    return tf.div(meanFlat(normalKl(mean, logVariance, zeros, zeros)), LN2) as tf.Tensor1D;
+    return tf.div<tf.Tensor1D>(meanFlat(normalKl(mean, logVariance, zeros, zeros)), LN2);
   });
 }
 
@@ -112,7 +112,7 @@ export async function calcBpdStratified(
   const clipDenoised = options.clipDenoised ?? true;
   const { noise, seed } = resolveNoise(options);
   const rng = options.rng ?? Rng.fromSeed(seed ?? 0);
-  const B = xStart.shape[0]!;
+  const B = xStart.shape[0];
   const T = diffusion.numTimesteps;
   const strata = Math.min(options.strata ?? 50, Math.max(T - 1, 0));
   if (!Number.isInteger(strata) || strata < 0) {

@@ -68,7 +68,7 @@ export function discretizedGaussianLogLikelihood(x: tf.Tensor, means: tf.Tensor,
 
 /** Mean over every axis but the first: [B, ...] → [B] (the official `meanflat`). */
 export function meanFlat(x: tf.Tensor): tf.Tensor1D {
-  return tf.tidy(() => (x.rank <= 1 ? tf.reshape(x, [-1]) : tf.mean(x, range(1, x.rank))) as tf.Tensor1D);
+  return tf.tidy(() => (x.rank <= 1 ? tf.reshape(x, [-1]) : tf.mean(x, range(1, x.rank))));
 }
 
 function range(start: number, end: number): number[] {

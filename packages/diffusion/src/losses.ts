@@ -152,8 +152,8 @@ export function trainingLosses(
         const target = mseTarget(diffusion, xStart, xT, t, noise);
         const mseB = meanFlat(tf.squaredDifference(target, meanOutput));
         if (diffusion.lossType === 'mse') return { lossB: mseB, mseB };
-        const weightB = tf.reshape(diffusion.extract(meanMatchingWeights(diffusion), t, 1), [-1]) as tf.Tensor1D;
-        return { lossB: tf.div(tf.mul(weightB, mseB), LN2) as tf.Tensor1D, mseB };
+        const weightB = tf.reshape<tf.Rank.R1>(diffusion.extract(meanMatchingWeights(diffusion), t, 1), [-1]);
+        return { lossB: tf.div<tf.Tensor1D>(tf.mul(weightB, mseB), LN2), mseB };
       }
       default: {
         const unreachable: never = diffusion.lossType;

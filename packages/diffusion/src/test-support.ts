@@ -27,7 +27,7 @@ export async function useWasmBackend(): Promise<void> {
 }
 
 /** The independent float64 reference numbers of fixtures/golden.py. */
-export function loadGolden(): Record<string, unknown> & {
+type Golden = Record<string, unknown> & {
   schedule: Record<string, Record<string, number>>;
   quadratic: Record<string, number>;
   jsd: Record<string, number>;
@@ -37,9 +37,11 @@ export function loadGolden(): Record<string, unknown> & {
   decoder: number[][];
   prior: { x0: number[]; bpd: number };
   spacing: Record<string, number[]>;
-} {
+};
+
+export function loadGolden(): Golden {
   const file = path.join(__dirname, '..', 'fixtures', 'golden.json');
-  return JSON.parse(fs.readFileSync(file, 'utf8'));
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as Golden;
 }
 
 /** |actual − expected| ≤ atol + rtol·|expected|, with a message that shows both. */
@@ -56,7 +58,7 @@ export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<nu
     try {
       expectClose(actual[i]!, expected[i]!, rtol, atol);
     } catch (err) {
-      throw new Error(`at index ${i}: ${(err as Error).message}`);
+      throw new Error(`at index ${i}: ${(err as Error).message}`, { cause: err });
     }
   }
 }

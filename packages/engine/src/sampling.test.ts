@@ -101,8 +101,8 @@ describe('sampling tools', () => {
     const strip = await progressiveStrip(net, base, 2, 2, { seed: 1, sampler: { kind: 'ancestral', steps: 6 } });
     expect(strip.frames).toEqual([6, 4, 2, 1]);
     expect([strip.picture.width, strip.picture.height]).toEqual([4 * 34 + 2, 2 * 34 + 2]);
-    const a = tf.fill([1, 32, 32, 1], -0.5) as tf.Tensor4D;
-    const b = tf.fill([1, 32, 32, 1], 0.5) as tf.Tensor4D;
+    const a = tf.fill<tf.Rank.R4>([1, 32, 32, 1], -0.5);
+    const b = tf.fill<tf.Rank.R4>([1, 32, 32, 1], 0.5);
     const interp = await interpolationFigure(net, samplingDiffusion(base, { kind: 'ancestral', steps: 10 }), a, b, [0, 5], { seed: 2, lambdas: [0, 0.5, 1] });
     expect([interp.picture.width, interp.picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
     // At t = 0 the row is the pixel mix: -0.5 → 64, 0 → 128, 0.5 → 191.

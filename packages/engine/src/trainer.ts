@@ -279,7 +279,7 @@ export class Trainer {
         return tf.variableGrads(() => {
           const losses = trainingLosses(this.diffusion, model, x0, t, noise).lossB;
           lossB = tf.keep(losses.clone());
-          return tf.mean(losses) as tf.Scalar;
+          return tf.mean<tf.Scalar>(losses);
         }, params);
       });
       const lossHost = await lossB!.data();

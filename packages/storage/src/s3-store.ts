@@ -149,7 +149,8 @@ export class S3Store implements ObjectStore {
     return key === '' ? this.url : `${this.url}/${checkKey(key)}`;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.client.destroy();
+    return Promise.resolve();
   }
 }

@@ -207,7 +207,7 @@ export function describeArchitecture(config: UNetConfig): ArchitectureSummary {
   const byBlock = new Map<string, number>();
   for (const p of interp.params) {
     const parts = p.name.split('/');
-    const block = parts[0] === 'conv_in' || parts[0] === 'conv_out' || parts[0] === 'norm_out' ? parts[0]! : `${parts[0]}/${parts[1]}`;
+    const block = parts[0] === 'conv_in' || parts[0] === 'conv_out' || parts[0] === 'norm_out' ? parts[0] : `${parts[0]}/${parts[1]}`;
     byBlock.set(block, (byBlock.get(block) ?? 0) + size(p.shape));
   }
   const sum = (kinds: LayerCost['kind'][]): number =>

@@ -49,7 +49,9 @@ export function validateUNetConfig(config: UNetConfig): UNetConfig {
     fail(`chMult must be a non-empty list of positive integers, got ${JSON.stringify(config.chMult)}`);
   }
   config.chMult.forEach((m, i) => positiveInt(`chMult[${i}]`, m));
-  if (!Array.isArray(config.attnResolutions)) {
+  // Through an unknown: Array.isArray would narrow a readonly number[] to any[] for the checks below.
+  const attnResolutions: unknown = config.attnResolutions;
+  if (!Array.isArray(attnResolutions)) {
     fail(`attnResolutions must be a list of resolutions, got ${JSON.stringify(config.attnResolutions)}`);
   }
   if (typeof config.dropout !== 'number' || !(config.dropout >= 0 && config.dropout < 1)) {

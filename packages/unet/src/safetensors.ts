@@ -75,7 +75,7 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   }
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8'));
+    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8')) as Record<string, unknown>;
   } catch (err) {
     fail(`safetensors header is not valid JSON: ${(err as Error).message}`);
   }

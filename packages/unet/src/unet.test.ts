@@ -70,7 +70,7 @@ describe('UNet forward', () => {
     const x = input(2, 8, 2, 3);
     const t = tf.tensor1d([1, 2], 'int32');
     const step = (): void => {
-      const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(net.apply(x, t, { training: true, dropoutSeed: 4 }))) as tf.Scalar, net.variables);
+      const { value, grads } = tf.variableGrads(() => tf.mean<tf.Scalar>(tf.square(net.apply(x, t, { training: true, dropoutSeed: 4 }))), net.variables);
       tf.dispose([value, ...Object.values(grads)]);
       tf.tidy(() => {
         net.apply(x, t);
@@ -94,7 +94,7 @@ describe('gradients of the whole network', () => {
       const x = input(2, 8, 2, 13);
       const t = tf.tensor1d([3, 700], 'int32');
       const probe = input(2, 8, 2, 14);
-      const { grads: g } = tf.variableGrads(() => tf.sum(tf.mul(net.apply(x, t), probe)) as tf.Scalar, net.variables);
+      const { grads: g } = tf.variableGrads(() => tf.sum<tf.Scalar>(tf.mul(net.apply(x, t), probe)), net.variables);
       const out = new Map(net.namedVariables.map(([name, v]) => [name, g[v.name]!.dataSync() as Float32Array]));
       tf.dispose([x, t, probe, ...Object.values(g)]);
       net.dispose();

@@ -227,7 +227,7 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
     const project = (name: string): tf.Tensor3D => tf.reshape(this.dense(`${scope}/${name}`, h), [b, hh * ww, c]);
     const [q, k, v] = [project('q'), project('k'), project('v')];
     // (q·C^−½)·kᵀ rather than (q·kᵀ)·C^−½: the same product, scaled on the smaller tensor.
-    const logits = matMul(tf.mul(q, c ** -0.5) as tf.Tensor3D, k, true); // [B, HW, HW]
+    const logits = matMul(tf.mul<tf.Tensor3D>(q, c ** -0.5), k, true); // [B, HW, HW]
     const attended = matMul(softmax(logits), v); // [B, HW, C]
     const out = this.dense(`${scope}/proj_out`, tf.reshape(attended, [b, hh, ww, c]));
     return tf.add(x, out);

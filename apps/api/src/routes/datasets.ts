@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 
 import { STORE_DATASET_NAME } from '@ddpm/data/spec';
 import { isGzip, looksLikeCifar10, looksLikeIdxImages } from '@ddpm/data/formats';
-import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';
@@ -51,7 +51,7 @@ async function uploadProblem(body: Buffer): Promise<string | undefined> {
   return `the body (${body.length} bytes) is neither an IDX image file (magic 00 00 08 03) nor CIFAR-10 binary records (a multiple of 3073 bytes)`;
 }
 
-export const datasetRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   const { store, config } = app.ddpm;
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxUploadBytes }, (_request, body, done) => done(null, body));
 
@@ -99,4 +99,5 @@ export const datasetRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.code(204).send(null);
     },
   );
+  done();
 };

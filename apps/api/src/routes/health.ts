@@ -1,14 +1,14 @@
 /** Liveness, readiness (Redis reachable) and Prometheus metrics; reachable without the token. */
-import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 
 const PUBLIC = { security: [] };
 
-export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const healthRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   app.get(
     '/healthz',
     { schema: { summary: 'liveness', ...PUBLIC, response: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) } } },
-    async () => ({ status: 'ok' as const }),
+    () => ({ status: 'ok' as const }),
   );
 
   const Ready = Type.Object({ status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]), redis: Type.String() }, { additionalProperties: false });
@@ -28,4 +28,5 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.send(await app.ddpm.registry.metrics());
     },
   );
+  done();
 };

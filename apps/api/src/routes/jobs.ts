@@ -2,7 +2,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 
 import { JOB_ID_PATTERN, JOB_TYPES } from '@ddpm/jobs';
-import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { type FastifyRequest } from 'fastify';
 
@@ -23,7 +23,7 @@ function baseUrl(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   const { jobs } = app.ddpm;
   const submitSchema = <B extends TSchema>(summary: string, body: B) => ({
     summary,
@@ -274,4 +274,5 @@ export const jobRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.send(stream);
     },
   );
+  done();
 };

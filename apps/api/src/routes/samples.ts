@@ -1,14 +1,14 @@
 /** Sample pictures and their metadata from the object store. */
 import { hasCode } from '@ddpm/core';
 import { sampleKey } from '@ddpm/jobs';
-import { type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 
 const SAMPLE_FILE = '^([A-Za-z0-9][A-Za-z0-9_-]{0,127})(\\.png|\\.json)?$';
 
-export const sampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const sampleRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   app.get(
     '/samples/:file',
     {
@@ -44,4 +44,5 @@ export const sampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     },
   );
+  done();
 };

@@ -14,7 +14,7 @@ dense layers; attention einsums separately) and each resolution with its channel
   --json     machine-readable output
 `;
 
-export async function infoCommand(argv: readonly string[], io: CliIo): Promise<number> {
+export function infoCommand(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parseCommandArgs(argv, {
     preset: { type: 'string' },
     json: { type: 'boolean' },

@@ -41,7 +41,7 @@ export interface ScheduleRow {
   readonly fixedLargeLogVariance: number;
 }
 
-export async function scheduleCommand(argv: readonly string[], io: CliIo): Promise<number> {
+export function scheduleCommand(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parseCommandArgs(argv, {
     kind: { type: 'string' },
     steps: { type: 'string' },

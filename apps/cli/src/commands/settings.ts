@@ -19,7 +19,7 @@ where it lands in the effective config. One table serves the HTTP API, ddpm trai
 ddpm jobs submit. --markdown prints the README's tables; --json the settings as data.
 `;
 
-export async function settingsCommand(argv: readonly string[], io: CliIo): Promise<number> {
+export function settingsCommand(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' } });
   const isName = (name: string): name is TableName => (TABLE_NAMES as readonly string[]).includes(name);
   const names = positionals.length === 0 ? [...TABLE_NAMES] : positionals.map((name) => {

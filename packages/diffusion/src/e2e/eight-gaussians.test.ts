@@ -36,19 +36,19 @@ function drawData(rng: Rng, n: number): tf.Tensor2D {
 
 /**
  * x·W with an explicit-transpose gradient: the wasm backend's matMul with transposeA (what the
- * built-in gradient uses for dW) runs ~15x slower than a plain one (../shared/FACTS.md).
+ * built-in gradient uses for dW) runs many times slower than a plain one (docs/kernels.md).
  */
-const matMul = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+const matMul = tf.customGrad<tf.Tensor>((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, w, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
   save([x, w]);
   return {
     value: tf.matMul(x, w),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D)];
+      return [tf.matMul(dy, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy)];
     },
   };
-}) as (x: tf.Tensor, w: tf.Tensor) => tf.Tensor;
+});
 
 /**
  * A residual MLP: x → 128 → 3 residual swish blocks → 2, with a sinusoidal embedding of t
@@ -126,7 +126,7 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
     const x0 = drawData(rng, batch);
     const t = rng.ints(diffusion.numTimesteps, batch);
     const noise = tf.tensor2d(rng.normals(batch * 2), [batch, 2]);
-    const cost = optimizer.minimize(() => tf.mean(trainingLosses(diffusion, model, x0, t, noise).lossB) as tf.Scalar, true, variables);
+    const cost = optimizer.minimize(() => tf.mean<tf.Scalar>(trainingLosses(diffusion, model, x0, t, noise).lossB), true, variables);
     tf.dispose([x0, noise]);
     tf.tidy(() => ema.forEach((e, i) => e.assign(tf.add(tf.mul(e, emaDecay), tf.mul(variables[i]!, 1 - emaDecay)))));
     cost?.dispose();
@@ -143,7 +143,7 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
   const fiftySteps = respaceBySpec(new GaussianDiffusion({ schedule: { kind: 'linear' }, varianceType: 'fixedsmall' }), '50');
   const strided = await sampleAncestral(fiftySteps, model, [800, 2], { seed: 6 });
   const stridedHist = modeHistogram(strided.sample.dataSync());
-  // eslint-disable-next-line no-console
+   
   console.info(JSON.stringify({ trainSeconds, bpdBefore, bpdAfter, fullHist, stridedHist }));
 
   for (const f of fullHist.fractions) expect(Math.abs(f - 0.125)).toBeLessThan(0.04);

@@ -45,7 +45,7 @@ export function sumToLastAxis(x: tf.Tensor): tf.Tensor1D {
   return tf.tidy(() => {
     const c = x.shape[x.rank - 1]!;
     const rows = x.size / c;
-    const flat = tf.reshape(x, [rows, c]) as tf.Tensor2D;
-    return tf.reshape(tf.matMul(tf.ones([1, rows]), flat), [c]) as tf.Tensor1D;
+    const flat = tf.reshape<tf.Rank.R2>(x, [rows, c]);
+    return tf.reshape<tf.Rank.R1>(tf.matMul(tf.ones([1, rows]), flat), [c]);
   });
 }

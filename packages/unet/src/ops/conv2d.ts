@@ -139,7 +139,7 @@ function makeComposedConv(stride: Stride): (x: tf.Tensor4D, filter: tf.Tensor4D,
         return [dx, dw, sumToLastAxis(dy4)];
       },
     };
-  }) as (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D) => tf.Tensor4D;
+  });
 }
 
 /** y = conv2d(x, filter, stride, 'same') + bias, with fast gradients on every backend. */

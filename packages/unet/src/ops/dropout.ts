@@ -10,10 +10,10 @@ import { wasmKernels } from './wasm-kernels';
 
 function composed(rate: number, seed: number): (x: tf.Tensor) => tf.Tensor {
   const kernels = wasmKernels()!;
-  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  return tf.customGrad<tf.Tensor>((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const x = args[0] as tf.Tensor;
     return { value: kernels.dropout(x, rate, seed), gradFunc: (dy: tf.Tensor) => kernels.dropout(dy, rate, seed) };
-  }) as (x: tf.Tensor) => tf.Tensor;
+  });
 }
 
 export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {

@@ -49,7 +49,7 @@ describe('conv2d with composed gradients', () => {
     const out = [xShape[0], xShape[1] / stride, xShape[2] / stride, cout];
     const reference = await gradsOn(
       'cpu',
-      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b!),
+      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b),
       [[...xShape], [...wShape], [cout]],
       out,
     );
@@ -75,7 +75,7 @@ describe('conv2d with composed gradients', () => {
     const out = [xShape[0], xShape[1], xShape[2], cout];
     const reference = await gradsOn(
       'cpu',
-      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), b!),
+      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), b),
       [[...xShape], [...wShape], [cout]],
       out,
     );
@@ -122,7 +122,7 @@ describe('conv2d with composed gradients', () => {
     await tf.setBackend('wasm');
     const x = tensor([1, 4, 4, 2], 3) as tf.Tensor4D;
     const w = tensor([3, 3, 2, 3], 4) as tf.Tensor4D;
-    const b = tf.zeros([3]) as tf.Tensor1D;
+    const b = tf.zeros<tf.Rank.R1>([3]);
     const probe = tensor([1, 2, 2, 3], 5);
     const loss = (xx: tf.Tensor4D, ww: tf.Tensor4D): number =>
       tf.tidy(() => tf.sum(tf.mul(conv2d(xx, ww, b, 2), probe)).dataSync()[0]!);
@@ -149,7 +149,7 @@ describe('matMul and dense with explicit-transpose gradients', () => {
   it.each([false, true])('batched a·b (transposeB=%s) matches the cpu built-ins', async (transposeB) => {
     const aShape = [2, 5, 4];
     const bShape = transposeB ? [2, 3, 4] : [2, 4, 3];
-    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a!, b!, false, transposeB), [aShape, bShape], [2, 5, 3]);
+    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a, b, false, transposeB), [aShape, bShape], [2, 5, 3]);
     const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [2, 5, 3]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
@@ -158,23 +158,23 @@ describe('matMul and dense with explicit-transpose gradients', () => {
   it.each([false, true])('batched a·b (transposeB=%s) with dimensions in lanes of four (the aᵀ·dy kernel) matches the cpu built-ins', async (transposeB) => {
     const aShape = [3, 130, 8];
     const bShape = transposeB ? [3, 12, 8] : [3, 8, 12];
-    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a!, b!, false, transposeB), [aShape, bShape], [3, 130, 12]);
+    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a, b, false, transposeB), [aShape, bShape], [3, 130, 12]);
     const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [3, 130, 12]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
 
   it('dense with channels in lanes of four (the aᵀ·dy kernel over 300 rows) matches the cpu built-ins', async () => {
-    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x!, [-1, 8]), w!), [3, 10, 10, 12]), b!), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
-    const ours = await gradsOn('wasm', (x, w, b) => dense(x!, w as tf.Tensor2D, b as tf.Tensor1D), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
+    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 8]), w), [3, 10, 10, 12]), b), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
+    const ours = await gradsOn('wasm', (x, w, b) => dense(x, w as tf.Tensor2D, b as tf.Tensor1D), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
 
   it('dense over the last axis of an image tensor matches the cpu built-ins', async () => {
     const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor => dense(x, w as tf.Tensor2D, b as tf.Tensor1D);
-    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x!, [-1, 4]), w!), [2, 3, 3, 6]), b!), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
-    const ours = await gradsOn('wasm', (x, w, b) => f(x!, w!, b!), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
+    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 4]), w), [2, 3, 3, 6]), b), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
+    const ours = await gradsOn('wasm', (x, w, b) => f(x, w, b), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
@@ -183,7 +183,7 @@ describe('matMul and dense with explicit-transpose gradients', () => {
 describe('skip concatenation and upsampling', () => {
   it('concatChannels: value and split gradient on wasm equal the cpu concat', async () => {
     const shapes = [[2, 3, 3, 5], [2, 3, 3, 3]];
-    const reference = await gradsOn('cpu', (a, b) => tf.concat([a!, b!], 3), shapes, [2, 3, 3, 8]);
+    const reference = await gradsOn('cpu', (a, b) => tf.concat([a, b], 3), shapes, [2, 3, 3, 8]);
     const ours = await gradsOn('wasm', (a, b) => concatChannels(a as tf.Tensor4D, b as tf.Tensor4D), shapes, [2, 3, 3, 8]);
     expect(wasmKernels()).toBeDefined(); // the kernel path ran, not the portable fallback
     expectClose(ours.value, reference.value, 1e-7);

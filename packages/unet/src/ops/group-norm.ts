@@ -19,23 +19,23 @@ export const GROUP_NORM_EPSILON = 1e-6;
 
 /** swish(x) = x · sigmoid(x). */
 export function swish<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(x))) as T;
+  return tf.tidy<T>(() => tf.mul(x, tf.sigmoid(x)));
 }
 
 /** Per-(b, c) statistic [B, C] → the mean over each group's channels, repeated per channel. */
 function groupMeanPerChannel(perChannel: tf.Tensor2D, numGroups: number): tf.Tensor2D {
   const [b, c] = perChannel.shape;
   const grouped = tf.mean(tf.reshape(perChannel, [b, numGroups, c / numGroups]), 2, true);
-  return tf.reshape(tf.broadcastTo(grouped, [b, numGroups, c / numGroups]), [b, c]) as tf.Tensor2D;
+  return tf.reshape<tf.Rank.R2>(tf.broadcastTo(grouped, [b, numGroups, c / numGroups]), [b, c]);
 }
 
 function meanHW(x: tf.Tensor4D): tf.Tensor2D {
-  return tf.mean(x, [1, 2]) as tf.Tensor2D;
+  return tf.mean<tf.Tensor2D>(x, [1, 2]);
 }
 
 function asBHWC(perChannel: tf.Tensor): tf.Tensor4D {
   const [b, c] = perChannel.shape as [number, number];
-  return tf.reshape(perChannel, [b, 1, 1, c]) as tf.Tensor4D;
+  return tf.reshape<tf.Rank.R4>(perChannel, [b, 1, 1, c]);
 }
 
 /** The statistics of the forward pass, per example and channel ([B, C], repeated per group). */
@@ -50,7 +50,7 @@ function statistics(x: tf.Tensor4D, numGroups: number, epsilon: number): { mean:
 function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor4D {
   const scale = tf.mul(rstd, gamma);
   const shift = tf.sub(beta, tf.mul(mean, scale));
-  return tf.add(tf.mul(x, asBHWC(scale)), asBHWC(shift)) as tf.Tensor4D;
+  return tf.add<tf.Tensor4D>(tf.mul(x, asBHWC(scale)), asBHWC(shift));
 }
 
 /**
@@ -61,8 +61,8 @@ function composedForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, 
   const { mean, rstd } = statistics(x, numGroups, epsilon);
   const y = affine(x, gamma, beta, mean, rstd);
   if (!withSwish) return { out: y, sig: undefined, mean, rstd };
-  const sig = tf.sigmoid(y) as tf.Tensor4D;
-  return { out: tf.mul(y, sig) as tf.Tensor4D, sig, mean, rstd };
+  const sig = tf.sigmoid<tf.Tensor4D>(y);
+  return { out: tf.mul<tf.Tensor4D>(y, sig), sig, mean, rstd };
 }
 
 function composedBackward(dOut: tf.Tensor4D, xs: tf.Tensor4D, g: tf.Tensor1D, fwd: GroupNormForward, numGroups: number): tf.Tensor[] {
@@ -70,20 +70,20 @@ function composedBackward(dOut: tf.Tensor4D, xs: tf.Tensor4D, g: tf.Tensor1D, fw
   let dy = dOut;
   if (sig !== undefined) {
     // d/dy [y·σ(y)] = σ + y·σ·(1 − σ) = σ + out − out·σ.
-    dy = tf.mul(dy, tf.sub(tf.add(sig, out), tf.mul(out, sig))) as tf.Tensor4D;
+    dy = tf.mul<tf.Tensor4D>(dy, tf.sub(tf.add(sig, out), tf.mul(out, sig)));
   }
   const hw = xs.shape[1] * xs.shape[2];
   // Per-(b, c) means over H, W of dy and of dy·x; everything else is on [B, C].
   const meanDy = meanHW(dy);
-  const meanDyX = meanHW(tf.mul(dy, xs) as tf.Tensor4D);
+  const meanDyX = meanHW(tf.mul<tf.Tensor4D>(dy, xs));
   // mean over (h, w) of dy·x̂ = rstd·(mean(dy·x) − μ·mean(dy))
   const meanDyXhat = tf.mul(rs, tf.sub(meanDyX, tf.mul(mu, meanDy)));
   const dGamma = tf.mul(tf.sum(meanDyXhat, 0), hw);
   const dBeta = tf.mul(tf.sum(meanDy, 0), hw);
   // dx = rstd·(g − mean_grp(g) − x̂·mean_grp(g·x̂)), g = γ·dy, x̂ = (x − μ)·rstd, which
   // expands to dx = dy·(γ·rstd) + x·A + K with per-(b, c) A and K.
-  const m1 = groupMeanPerChannel(tf.mul(meanDy, g) as tf.Tensor2D, numGroups);
-  const m2 = groupMeanPerChannel(tf.mul(meanDyXhat, g) as tf.Tensor2D, numGroups);
+  const m1 = groupMeanPerChannel(tf.mul<tf.Tensor2D>(meanDy, g), numGroups);
+  const m2 = groupMeanPerChannel(tf.mul<tf.Tensor2D>(meanDyXhat, g), numGroups);
   const coefDy = tf.mul(rs, g);
   const coefX = tf.neg(tf.mul(tf.square(rs), m2));
   const constant = tf.sub(tf.mul(tf.mul(tf.square(rs), m2), mu), tf.mul(rs, m1));
@@ -132,7 +132,7 @@ function reference(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGro
   const grouped = tf.reshape(x, [b, h * w, numGroups, c / numGroups]);
   const { mean, variance } = tf.moments(grouped, [1, 3], true);
   const normalized = tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, epsilon)));
-  return tf.add(tf.mul(tf.reshape(normalized, [b, h, w, c]), gamma), beta) as tf.Tensor4D;
+  return tf.add<tf.Tensor4D>(tf.mul(tf.reshape(normalized, [b, h, w, c]), gamma), beta);
 }
 
 export interface GroupNormOptions {

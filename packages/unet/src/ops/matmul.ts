@@ -35,8 +35,8 @@ function product(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   const kernels = wasmKernels();
   if (kernels === undefined || b.shape[1] % 4 !== 0) return tf.matMul(a, b);
   return tf.tidy(() => {
-    const out = kernels.batchMatMul(tf.reshape(a, [1, ...a.shape]) as tf.Tensor3D, tf.reshape(b, [1, ...b.shape]) as tf.Tensor3D);
-    return tf.reshape(out, [a.shape[0], b.shape[1]]) as tf.Tensor2D;
+    const out = kernels.batchMatMul(tf.reshape<tf.Rank.R3>(a, [1, ...a.shape]), tf.reshape<tf.Rank.R3>(b, [1, ...b.shape]));
+    return tf.reshape<tf.Rank.R2>(out, [a.shape[0], b.shape[1]]);
   });
 }
 
@@ -139,7 +139,7 @@ const composedDense = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) =
  * the fast path.
  */
 export function matMul<T extends tf.Tensor2D | tf.Tensor3D>(a: T, b: tf.Tensor2D | tf.Tensor3D, transposeB = false): T {
-  if (!useComposedGradients()) return tf.matMul(a, b, false, transposeB) as T;
+  if (!useComposedGradients()) return tf.matMul<T>(a, b, false, transposeB);
   if (a.rank === 2) {
     const b2 = transposeB ? t2(b as tf.Tensor2D) : (b as tf.Tensor2D);
     return composed2d(a as tf.Tensor2D, b2) as T;

@@ -18,7 +18,7 @@ const upsample = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   // with every row twice.
   const wide = tf.reshape(tf.concat([x, x], 3), [b, h, 2 * w, c]);
   return {
-    value: tf.reshape(tf.concat([wide, wide], 2), [b, 2 * h, 2 * w, c]) as tf.Tensor4D,
+    value: tf.reshape<tf.Rank.R4>(tf.concat([wide, wide], 2), [b, 2 * h, 2 * w, c]),
     gradFunc: (dy: tf.Tensor) => {
       const rows = tf.sum(tf.reshape(dy, [b * h, 2, 2 * w * c]), 1);
       return tf.reshape(tf.sum(tf.reshape(rows, [b * h * w, 2, c]), 1), [b, h, w, c]);

@@ -76,7 +76,7 @@ export class WasmHeap {
       'number',
       'number',
       'number',
-    ]) as unknown as BatchMatMulFn;
+    ]);
   }
 
   /** The heap's WebAssembly.Memory, for modules that work on it in place (wasm-kernels.ts). */
@@ -137,7 +137,7 @@ export async function copyTensorsInto(tensors: readonly tf.Tensor[], target: Flo
     if (heap !== undefined && buffer !== undefined && t.dtype === 'float32') {
       target.set(new Float32Array(buffer, heap.offsetOf(t), t.size), offset);
     } else {
-      target.set((await t.data()) as Float32Array, offset);
+      target.set((await t.data()), offset);
     }
     offset += t.size;
   }

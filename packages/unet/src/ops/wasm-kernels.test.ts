@@ -84,8 +84,8 @@ describe('our SIMD kernels on the wasm heap', () => {
 
   it('leave no tensors behind, forward and backward', () => {
     const x = tf.tensor4d(lcgSigned(2 * 4 * 4 * 8, 5), [2, 4, 4, 8]);
-    const gamma = tf.ones([8]) as tf.Tensor1D;
-    const beta = tf.zeros([8]) as tf.Tensor1D;
+    const gamma = tf.ones<tf.Rank.R1>([8]);
+    const beta = tf.zeros<tf.Rank.R1>([8]);
     const before = tf.memory().numTensors;
     const grads = tf.grads((xx: tf.Tensor) => tf.sum(groupNorm(xx as tf.Tensor4D, gamma, beta, { numGroups: 2, swish: true })))([x]);
     tf.dispose(grads);
@@ -118,7 +118,7 @@ describe('layout, dropout and softmax kernels', () => {
     const b = tf.tensor3d(lcgSigned(z * t * n, 12), [z, t, n]);
     expect(maxRelDiff(k().matMulTN(a, b), tf.matMul(a, b, true, false))).toBeLessThan(1e-5);
     if (z === 1) {
-      const [a2, b2] = [tf.reshape(a, [t, m]) as tf.Tensor2D, tf.reshape(b, [t, n]) as tf.Tensor2D];
+      const [a2, b2] = [tf.reshape<tf.Rank.R2>(a, [t, m]), tf.reshape<tf.Rank.R2>(b, [t, n])];
       expect(maxRelDiff(k().matMulTN(a2, b2), tf.matMul(a2, b2, true, false))).toBeLessThan(1e-5);
     }
   });

@@ -191,7 +191,7 @@ export class WasmKernels {
   }
 
   transposeLast2<T extends tf.Tensor2D | tf.Tensor3D>(x: T): T {
-    const [batch, m, n] = x.rank === 2 ? [1, x.shape[0], x.shape[1]!] : (x.shape as [number, number, number]);
+    const [batch, m, n] = x.rank === 2 ? [1, x.shape[0], x.shape[1]] : (x.shape as [number, number, number]);
     const out = this.heap.allocate(x.rank === 2 ? [n, m] : [batch, n, m]) as T;
     this.exports.transpose_last2(this.heap.offsetOf(x), batch, m, n, this.heap.offsetOf(out));
     return out;
@@ -292,7 +292,7 @@ export class WasmKernels {
    * operands, [Z, T, M] and [Z, T, N] → [Z, M, N]. M and N are multiples of 4.
    */
   matMulTN<R extends tf.Tensor2D | tf.Tensor3D>(a: R, b: R): R {
-    const [z, t, m] = a.rank === 2 ? [1, a.shape[0], a.shape[1]!] : (a.shape as [number, number, number]);
+    const [z, t, m] = a.rank === 2 ? [1, a.shape[0], a.shape[1]] : (a.shape as [number, number, number]);
     const n = b.shape[b.rank - 1]!;
     const out = this.heap.allocate(a.rank === 2 ? [m, n] : [z, m, n]) as R;
     this.exports.matmul_tn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, t, m, n, this.heap.offsetOf(out));
@@ -503,7 +503,7 @@ export function wasmKernels(): WasmKernels | undefined {
     const chosen = kernelModule(wasm, shared, fmaWanted);
     fused = chosen.fused;
     const instance = new wasm.Instance(chosen.module, { env: { memory } });
-    kernels = new WasmKernels(heap, instance.exports as unknown as KernelExports);
+    kernels = new WasmKernels(heap, instance.exports as KernelExports);
   }
   cached = { heap, kernels, fused, fmaWanted };
   return kernels;
