@@ -9,7 +9,7 @@ import { type JobData, type JobResult } from '@ddpm/jobs';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import { type Job } from 'bullmq';
 
-import { tinyTrain, useStack } from './service-support';
+import { tinyTrain, until, useStack } from './service-support';
 
 jest.setTimeout(180_000);
 
@@ -115,6 +115,22 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const again = await stack.app.inject({ method: 'POST', url: `/jobs/${id}/cancel` });
     expect(again.statusCode).toBe(200);
     expect(again.json().state).toBe('cancelled');
+  });
+
+  it('reports its phases in order: starting, training, checkpointing, sampling, finishing', async () => {
+    const phases: string[] = [];
+    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
+      const phase = (data as { phase?: string }).phase;
+      if (jobId === id && phase !== undefined && phases[phases.length - 1] !== phase) phases.push(phase);
+    };
+    stack.events.train.on('progress', onProgress);
+    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 2, checkpointEvery: 2, sampleCount: 2, sampleSteps: 3 }) });
+    const id = submitted.json().id as string;
+    await stack.waitFinished(id);
+    // The last event may still be on its way from the queue's event stream.
+    await until('the finishing phase', async () => (phases.includes('finishing') ? true : undefined), 10_000);
+    stack.events.train.off('progress', onProgress);
+    expect(phases).toEqual(['starting', 'training', 'checkpointing', 'sampling', 'finishing']);
   });
 
   it('reports a budgeted run’s training time against its budget, and ends it there as completed', async () => {

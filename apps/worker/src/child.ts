@@ -36,13 +36,18 @@ function log(line: string): void {
 }
 
 /** Progress at most twice a second, and always the last step of a phase. */
+function sendProgress(progress: Omit<JobProgress, 'updatedAt'>): void {
+  send({ type: 'progress', progress: { ...progress, updatedAt: new Date().toISOString() } });
+}
+
+/** Progress at most twice a second (and always the last step's). */
 function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void {
   let last = 0;
   return (progress) => {
     const now = Date.now();
     if (now - last < 500 && progress.step < progress.totalSteps) return;
     last = now;
-    send({ type: 'progress', progress: { ...progress, updatedAt: new Date().toISOString() } });
+    sendProgress(progress);
   };
 }
 
@@ -103,6 +108,8 @@ async function runTrain(
         ...budget,
       });
     },
+    // A checkpoint of a large model can take a while to write: the job says what it is doing.
+    onCheckpointStart: (step) => sendProgress({ phase: 'checkpointing', step, totalSteps: config.train.steps }),
     onCheckpoint: (ref, reason, seconds) => send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds }),
     onSampling: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
     onEvaluationProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
@@ -225,6 +232,9 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     if (typeof data.config !== 'object' || data.config === null) {
       throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'the job carries no resolved configuration (queued by an older API version?); submit it again');
     }
+    // Joining a group, loading the backend and opening the run take seconds before the first
+    // step or sample: say so, rather than leave the job's progress empty.
+    sendProgress({ phase: 'starting', step: 0, totalSteps: data.type === 'train' ? data.config.train.steps : 0 });
     // A rank beats from its first moment (peers wait for every heartbeat before the first step).
     const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
     if (message.group && data.type !== 'train' && data.config.group === undefined) {
@@ -265,7 +275,7 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
             await group?.close(finishedCleanly);
           }
           if (!group || group.link.rank === 0) {
-            send({ type: 'progress', progress: { phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps, updatedAt: new Date().toISOString() } });
+            sendProgress({ phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps });
           }
           break;
         }

@@ -37,6 +37,8 @@ export interface TrainJobOptions {
   readonly onLog?: (line: string) => void;
   readonly onStart?: (trainer: Trainer) => void;
   readonly onStep?: (stats: StepStats) => void | Promise<void>;
+  /** Before a checkpoint of `step` is written. */
+  readonly onCheckpointStart?: (step: number, reason: string) => void;
   readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
   /** Progress of the final grid, in sampling steps. */
   readonly onSampling?: (done: number, total: number) => void;
@@ -130,6 +132,7 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       ...(group ? { group } : {}),
       ...(options.fence ? { fence: options.fence } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
+      ...(options.onCheckpointStart ? { onCheckpointStart: options.onCheckpointStart } : {}),
       ...(evaluation ? { afterStep: (step: number, _stats: StepStats, last: boolean) => evaluate(step, last) } : {}),
       onCheckpoint: async (ref, reason, seconds) => {
         log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);

@@ -70,6 +70,8 @@ export interface TrainerOptions {
 export interface RunOptions {
   readonly signal?: AbortSignal;
   readonly onStep?: (stats: StepStats) => void | Promise<void>;
+  /** Before a checkpoint of `step` is written (only where this process writes one). */
+  readonly onCheckpointStart?: (step: number, reason: string) => void;
   /** After a checkpoint is whole; `seconds` is how long writing it took. */
   readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
   /** Train as one rank of a data-parallel group (see {@link GroupLink}); absent: alone. */
@@ -498,6 +500,7 @@ export class Trainer {
     let lastSavedStep = this.resumedFrom?.step ?? -1;
     const save = async (reason: string): Promise<void> => {
       if (!writer || lastSavedStep === this.step) return;
+      options.onCheckpointStart?.(this.step, reason);
       const started = process.hrtime.bigint();
       last = await this.checkpoint(reason, fence);
       lastSavedStep = this.step;
