@@ -3,8 +3,10 @@
  * The generated tables of the docs, written from the one table in @ddpm/config (built first:
  * `npx tsc -b packages/config`): the job-settings tables of docs/settings.md (between the
  * `<!-- settings:NAME -->` markers) and the budget rows of docs/configuration.md (between the
- * `<!-- limits -->` markers). `node scripts/docs-tables.cjs` rewrites them; a test fails when a
- * page and the tables differ.
+ * `<!-- limits -->` markers), and the README's table of HTTP routes (between `<!-- routes -->`
+ * markers) from the committed OpenAPI document's paths and summaries (apps/api/openapi.json, which
+ * a test keeps identical to what the API serves). `node scripts/docs-tables.cjs` rewrites them; a
+ * test fails when a page and the tables differ.
  */
 const fs = require('node:fs');
 const path = require('node:path');
@@ -38,13 +40,33 @@ function withLimitsTable(text, config = builtConfig()) {
   return between(text, 'docs/configuration.md', '<!-- limits -->', '<!-- /limits -->', `| variable | default | bound |\n| --- | --- | --- |\n${rows.join('')}`);
 }
 
+const OPENAPI = path.join(ROOT, 'apps', 'api', 'openapi.json');
+
+/** Every operation of an OpenAPI document, in its order: `METHOD /path/:param` and its summary. */
+function routesOf(document) {
+  const routes = [];
+  for (const [route, operations] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(operations)) {
+      routes.push({ route: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`, summary: operation.summary });
+    }
+  }
+  return routes;
+}
+
+/** README.md with its table of HTTP routes regenerated from the OpenAPI document. */
+function withRoutesTable(text, _config, document = JSON.parse(fs.readFileSync(OPENAPI, 'utf8'))) {
+  const rows = routesOf(document).map((r) => `| \`${r.route}\` | ${r.summary.replace(/\|/g, '\\|')} |\n`);
+  return between(text, 'README.md', '<!-- routes -->', '<!-- /routes -->', `| route | what |\n| --- | --- |\n${rows.join('')}`);
+}
+
 /** Every page with generated tables, and how to regenerate it. */
 const TARGETS = [
   { file: path.join(ROOT, 'docs', 'settings.md'), withTables: withSettingsTables },
   { file: path.join(ROOT, 'docs', 'configuration.md'), withTables: withLimitsTable },
+  { file: path.join(ROOT, 'README.md'), withTables: withRoutesTable },
 ];
 
-module.exports = { TARGETS, withSettingsTables, withLimitsTable };
+module.exports = { TARGETS, routesOf, withSettingsTables, withLimitsTable, withRoutesTable };
 
 if (require.main === module) {
   const config = builtConfig();

@@ -34,7 +34,7 @@ COPY --from=build /out /app
 ENV NODE_ENV=production HOST=0.0.0.0 METRICS_PORT=9464 XDG_CACHE_HOME=/tmp/cache
 USER 10001:10001
 EXPOSE 9464
-# Liveness: /healthz fails when a job process stopped beating (see the worker's README section).
+# Liveness: /healthz fails when a job process stopped beating (docs/deploying.md, "Probes").
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=4 \
   CMD ["node", "-e", "require('http').get('http://127.0.0.1:'+(process.env.METRICS_PORT||9464)+'/healthz',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
 CMD ["node", "apps/worker/dist/main.js"]

@@ -18,7 +18,10 @@ import { runCli } from '@ddpm/cli';
 
 import { type Stack, ROOT, startStack } from './service-support';
 
-const docsTables = require(path.join(ROOT, 'scripts', 'docs-tables.cjs')) as { TARGETS: { file: string; withTables: (text: string, c: unknown) => string }[] };
+const docsTables = require(path.join(ROOT, 'scripts', 'docs-tables.cjs')) as {
+  TARGETS: { file: string; withTables: (text: string, c: unknown) => string }[];
+  routesOf: (document: unknown) => { route: string; summary: string }[];
+};
 const apiContract = require(path.join(ROOT, 'scripts', 'api-contract.cjs')) as { DOCUMENT: string; TYPES: string; documentText: (d: unknown) => string };
 
 const TABLES = { train: config.TRAIN_SETTINGS, sample: config.SAMPLE_JOB_SETTINGS, eval: config.EVAL_JOB_SETTINGS } as const;
@@ -28,6 +31,25 @@ async function cli(...argv: string[]): Promise<{ status: number; stdout: string;
   let stderr = '';
   const status = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
   return { status, stdout, stderr };
+}
+
+/**
+ * `METHOD /path` of every route in fastify's printed route tree (each line a path segment under its
+ * parent's, indented four characters a level, with its methods in brackets).
+ */
+function servedRoutes(tree: string): string[] {
+  const parents: string[] = [];
+  const routes: string[] = [];
+  for (const line of tree.split('\n')) {
+    const m = /^((?:[│ ] {3})*)[├└]── (\S+) \(([A-Z, ]+)\)$/.exec(line);
+    if (!m) continue;
+    const depth = m[1]!.length / 4;
+    const route = (parents[depth - 1] ?? '') + m[2]!;
+    parents[depth] = route;
+    parents.length = depth + 1;
+    for (const method of m[3]!.split(', ')) routes.push(`${method} ${route}`);
+  }
+  return routes;
 }
 
 /** The flags a usage text documents, in order. */
@@ -119,6 +141,23 @@ describe('the served OpenAPI document', () => {
     }
     expect(routes).toMatch(/jobs/);
     expect(Object.keys(paths['/jobs/train']!['post']!.responses).sort()).toEqual(['200', '202', '400', '401', '409', '413', '415', '500']);
+  });
+
+  it('is what the API serves, route for route, and the README’s route table says what its summaries say', async () => {
+    const listed = docsTables.routesOf(served);
+    // Every documented operation is served (fastify's own route table)...
+    for (const { route } of listed) {
+      const [method, url] = route.split(' ') as [string, string];
+      expect([route, stack.app.hasRoute({ method: method as 'GET', url })]).toEqual([route, true]);
+    }
+    // ...and every served route is documented, but Swagger UI's own and the HEAD twins of GETs.
+    expect(servedRoutes(stack.app.printRoutes({ commonPrefix: false })).filter((r) => !r.startsWith('HEAD ') && !/^GET \/docs(\/|$)/.test(r)).sort()).toEqual(listed.map((r) => r.route).sort());
+    // The README's table holds exactly these rows (node scripts/docs-tables.cjs writes it).
+    const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('<!-- routes -->'), readme.indexOf('<!-- /routes -->'));
+    expect(table.split('\n').filter((line) => line.startsWith('| `'))).toEqual(listed.map((r) => `| \`${r.route}\` | ${r.summary} |`));
+    // No summary promises what is not so: eval jobs run (they once said they would "once evaluation lands").
+    for (const { route, summary } of listed) expect([route, summary]).not.toEqual([route, expect.stringMatching(/once .* lands|not yet|TODO/i)]);
   });
 
   it.each([

@@ -1,5 +1,5 @@
 /**
- * The queue's Redis restarting under a running train job (DESIGN.md: production runs it with AOF):
+ * The queue's Redis restarting under a running train job (docs/security.md: production runs it with AOF):
  * a redis-server of the test's own, with appendonly and fsync on every write, is killed mid-job
  * (SIGKILL: a crash, not a shutdown) and started again on the same files after longer than the
  * job lock lasts. The job must finish, from its checkpoints, with every kept checkpoint whole and

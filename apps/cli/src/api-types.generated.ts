@@ -907,7 +907,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** submit an eval job (queued; processed once evaluation lands) */
+        /** submit an eval job: FD, KID, IS, NLL or rate–distortion of a train job's checkpoint or a shipped model */
         post: {
             parameters: {
                 query?: never;
@@ -1013,7 +1013,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** submit a sample job: a picture from a train job's checkpoint */
+        /** submit a sample job: a picture from a train job's checkpoint or a shipped model */
         post: {
             parameters: {
                 query?: never;

@@ -1,5 +1,5 @@
 /**
- * This worker's slot on the control plane (../shared/DESIGN.md: gang admission). Every worker
+ * This worker's slot on the control plane (docs/groups.md, "Forming a group"). Every worker
  * process is one slot: it advertises itself with a heartbeat and a state, and a group forms only
  * when one atomic step (a Lua script) claims all the slots it needs; a group that waited while
  * holding some workers would deadlock (two jobs of 2 on 2 workers, each holding one).

@@ -1,6 +1,6 @@
 /**
- * The all-reduce of a data-parallel group over Redis (../shared/DESIGN.md, "Data-parallel
- * groups"): reduce-scatter, then all-gather, with chunk ownership. The values are cut into buckets
+ * The all-reduce of a data-parallel group over Redis (docs/groups.md, "The all-reduce"):
+ * reduce-scatter, then all-gather, with chunk ownership. The values are cut into buckets
  * (tens of MB) and each bucket into N chunks; rank c owns chunk c. Every rank writes the chunks it
  * does not own; each owner reads its chunk from every other rank, sums the N contributions in rank
  * order (float32 additions, so the result equals one process adding the same values in the same
@@ -17,8 +17,8 @@
  * values out of Redis, as NCCL's intra-node transport does: each value goes to a file in a
  * shared-memory directory (a tmpfs such as /dev/shm) before its ready signal, and Redis carries
  * only the signals. The files live as long as the generation and are rewritten in place, one per
- * value slot and step parity (a new file every step costs the tmpfs a fresh page per 4 KiB: 10–30
- * ms per 3 MB measured on a VM). A slot comes round again two steps later, and by then every
+ * value slot and step parity (a new file every step costs the tmpfs a fresh zeroed page per 4 KiB
+ * written; docs/performance.md). A slot comes round again two steps later, and by then every
  * reader has read it: a rank writes step s + 2's values only after its all-reduce of step s + 1,
  * which needed every owner's step s + 1 sum, published only after that owner read all its step
  * s + 1 contributions, which every rank wrote only after reading the step s sums. Each file starts
@@ -325,8 +325,8 @@ export class RedisCollective {
   /**
    * Value `rest` of `step` from its shared-memory file, in a buffer kept for `slot` and reused at
    * every step (the caller is done with them before it reads into that slot again); null when the
-   * file is gone. A fresh buffer per read is megabytes of new memory every step; on VMs whose page
-   * faults are slow (18 µs a page measured on one) that alone cost ~13 ms per 3 MB read.
+   * file is gone. A fresh buffer per read is megabytes of new memory every step, and on VMs whose
+   * page faults are slow touching it costs as much as the read (docs/performance.md).
    */
   private async readValue(step: number, rest: string, slot: string): Promise<Buffer | null> {
     const file = this.shmPath(step, rest);

@@ -1,5 +1,5 @@
 /**
- * Picks the TensorFlow.js backend once at start-up (../shared/DESIGN.md, "Tensor backends"):
+ * Picks the TensorFlow.js backend once at start-up (docs/kernels.md):
  * `DDPM_BACKEND` if set, otherwise the first that loads of tfjs-node-gpu → tfjs-node → wasm → cpu.
  * The native packages are optional dependencies loaded dynamically, so nothing needs them to
  * build or test.

@@ -1,6 +1,6 @@
 /**
  * The threaded build of tfjs-backend-wasm (`tfjs-backend-wasm-threaded-simd.wasm`: XNNPACK with a
- * pthreads pool) in Node, where tfjs turns it off (tfjs issue 3830).
+ * pthreads pool) in Node, where tfjs turns it off (https://github.com/tensorflow/tfjs/issues/3830).
  *
  * Its Emscripten glue already runs under Node (it takes `worker_threads.Worker` as `Worker`, and
  * the pthread worker script reads its scripts with `fs`). Three things stand in the way, all on

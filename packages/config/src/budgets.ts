@@ -1,5 +1,5 @@
 /**
- * Server-side budgets: the sizes a user controls, bounded by the operator (DESIGN.md, "Safe by
+ * Server-side budgets: the sizes a user controls, bounded by the operator (docs/security.md, "Safe by
  * default"). The API checks a job's resolved configuration against them before it is queued, so a
  * request that would exhaust a worker's memory, disk or time is refused with a 4xx naming the
  * limit and its environment variable, instead of being found out by an out-of-memory kill.
@@ -8,15 +8,12 @@
  * floats of every op output of one forward pass (describeArchitecture's activationFloats), times
  * 4 bytes, times TRAINING_MEMORY_FACTOR for what backpropagation keeps and allocates besides;
  * plus PARAMETER_COPIES float32 copies of the parameters (weights, gradients, EMA, Adam's two
- * moments, the update's temporaries and the gradient's flat copy) and the heap's own base. Measured
- * by `ddpm bench memory` (the wasm heap after 2 engine steps in a fresh process, tfjs-backend-wasm
- * 4.22): micro32 b8/b64 298/1814 MiB, tiny32 b8/b64 429/2811, fashion32 b8/b32 903/2824,
- * cifar10 b1/b8 1390/2376. The per-image factor comes from the large micro-batches (2.41–2.55× the
- * activations), the copies and base from the small ones (cifar10 at one image needs 9.2 copies of
- * its 35.7M parameters); with 2.6, 10 copies and 64 MiB the estimate is above every one of them
- * (by 3% to 20%). Since the Winograd convolutions (no padded, transposed copies for the filter
- * gradients) the peaks are lower: micro32 b64 1543, tiny32 b64 2414, cifar10 b8 1813 MiB, so the
- * estimate errs further on the safe side (34–55% there); it is left as calibrated.
+ * moments, the update's temporaries and the gradient's flat copy) and the heap's own base. The
+ * constants are calibrated against `ddpm bench memory` (the wasm heap after 2 engine steps in a
+ * fresh process; the figures are in docs/performance.md, "Memory"): the per-image factor from
+ * large micro-batches, the copies and the base from small ones, so that the estimate lies above
+ * every measured peak. The Winograd convolutions lowered the peaks since; the estimate now errs
+ * further on the safe side, and is left as calibrated.
  */
 import { parseDatasetSpec } from '@ddpm/data/spec';
 import { describeArchitecture } from '@ddpm/unet/architecture';

@@ -6,7 +6,7 @@
  * Every query names only metrics the API and workers expose (packages/telemetry, apps/api);
  * test/integration/dashboards.test.ts has a real Prometheus scrape a running service through the
  * stack's own scrape configuration and evaluates each query. Job ids are not labels (bounded
- * cardinality, ../shared/DESIGN.md): a worker runs one job at a time, so "per job" is per worker
+ * cardinality, docs/metrics.md): a worker runs one job at a time, so "per job" is per worker
  * instance, and a group's progress is counted once, by its rank 0.
  */
 import { DashboardBuilder, DatasourceVariableBuilder, RowBuilder, type Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';

@@ -1,5 +1,5 @@
 /**
- * Checkpoints in an object store (../shared/DESIGN.md): under `<prefix>/checkpoints/step-NNNNNNNNN/`
+ * Checkpoints in an object store (docs/training.md): under `<prefix>/checkpoints/step-NNNNNNNNN/`
  * the model, EMA and optimizer tensors (safetensors) and the run state (JSON) are written first,
  * then `manifest.json` listing every file with its size and sha256. A checkpoint without a
  * manifest is invisible; one whose files do not match their manifest is reported and skipped.

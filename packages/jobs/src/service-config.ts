@@ -1,5 +1,5 @@
 /**
- * The service's environment (../shared/DESIGN.md, "Configuration"), validated once at start with
+ * The service's environment (docs/configuration.md), validated once at start with
  * errors that name the variable and what was expected.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -161,7 +161,7 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * The API's rule (DESIGN.md, "Safe by default"): beyond loopback only with a token, unless
+ * The API's rule (docs/security.md): beyond loopback only with a token, unless
  * DDPM_INSECURE=1 says otherwise. Returns the warning to log loudly when it does; throws otherwise.
  */
 export function checkListenerSafety(config: ServiceConfig): string | undefined {

@@ -1,5 +1,5 @@
 /**
- * The storage interface every component uses (../shared/DESIGN.md, "Storage"): flat keys with '/'
+ * The storage interface every component uses (docs/architecture.md, "Storage"): flat keys with '/'
  * separators under a base URL. Writes are atomic: a reader sees a whole object or none.
  */
 import { errorCodes } from '@ddpm/core';

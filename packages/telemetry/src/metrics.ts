@@ -1,5 +1,5 @@
 /**
- * The service's Prometheus metrics (../shared/DESIGN.md, "Metrics"): base units, `_total`
+ * The service's Prometheus metrics (docs/metrics.md): base units, `_total`
  * counters, bounded labels (queue, rank, backend; never job, step or sample ids). Steps per second
  * is `rate(ddpm_train_steps_total[1m])`.
  */

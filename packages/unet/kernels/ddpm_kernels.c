@@ -1,6 +1,6 @@
 /*
  * SIMD kernels for the wasm backend, compiled by clang to a module that imports the tfjs-wasm
- * heap's memory (see ../src/ops/wasm-kernels.ts and build.sh). Rules that keep it safe inside
+ * heap's memory (see ../src/ops/wasm-kernels.ts and build.cjs, which builds and checks it). Rules that keep it safe inside
  * another module's memory: no static data, no stack (no local arrays, no calls that spill), no
  * allocation; every buffer is a pointer the caller allocated from the tfjs heap.
  *
@@ -261,7 +261,7 @@ static inline void transpose_block4(const float* s, float* d, long m, long n, lo
  * dst[k][j][i] = src[k][i][j] for k < batch: the last two axes of [batch, m, n] swapped. With
  * both sides multiples of 16 it moves 16×16 blocks along the destination's rows, so the output is
  * written as 16 sequential streams of whole cache lines. (Written a quarter line at a time, rows a
- * power of two apart evict each other between quarters: [16, 4096, 32] took 6.1 ms, now 1.7.)
+ * power of two apart evict each other between quarters: several times slower on [16, 4096, 32].)
  */
 EXPORT(transpose_last2)
 void transpose_last2(const float* src, int batch, int m, int n, float* dst) {
@@ -412,7 +412,7 @@ void sum_rows(const float* x, int rows, int n, float* out) {
  * input rows 2ty−1 … 2ty+2 (zero outside the image), likewise for columns. The kernels work on
  * blocks of WINO_BLOCK tiles: transform the block into scratch ([16][tiles][C]: 4× the block's
  * pixels), multiply, transform back, so the transformed tensors stay in the cache instead of
- * being written out whole (4× the activations: the separate passes ran at 3–4 GB/s). C is a
+ * being written out whole (4× the activations, which separate passes stream through memory). C is a
  * multiple of 4.
  */
 #define WINO_BLOCK 64

@@ -105,7 +105,7 @@ interface Shape {
   readonly c: number;
 }
 
-/** The zero-initialised layers of the official code get Glorot init scaled by 1e-10 (FACTS.md). */
+/** The zero-initialised layers of the official code (models/unet.py) get Glorot init scaled by 1e-10. */
 export const NEAR_ZERO_INIT_SCALE = 1e-10;
 
 class ShapeInterpreter implements ArchitectureInterpreter<Shape> {

@@ -1,6 +1,6 @@
 /**
  * Datasets in the object store, so users train on their own data without naming paths on the
- * workers (DESIGN.md, "Safe by default"): `PUT /datasets/NAME` stores an IDX image file (gzipped
+ * workers (docs/security.md): `PUT /datasets/NAME` stores an IDX image file (gzipped
  * or not) or CIFAR-10 binary records under `datasets/NAME`, checked by content first; a job names
  * it as `store:NAME`.
  */

@@ -45,11 +45,11 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'train', request: request.body }, request.headers['idempotency-key']));
     return reply.headers(headers).code(status).send(view);
   });
-  app.post('/jobs/sample', { schema: submitSchema("submit a sample job: a picture from a train job's checkpoint", REQUEST_BODIES.sample) }, async (request, reply) => {
+  app.post('/jobs/sample', { schema: submitSchema("submit a sample job: a picture from a train job's checkpoint or a shipped model", REQUEST_BODIES.sample) }, async (request, reply) => {
     const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'sample', request: request.body }, request.headers['idempotency-key']));
     return reply.headers(headers).code(status).send(view);
   });
-  app.post('/jobs/eval', { schema: submitSchema('submit an eval job (queued; processed once evaluation lands)', REQUEST_BODIES.eval) }, async (request, reply) => {
+  app.post('/jobs/eval', { schema: submitSchema("submit an eval job: FD, KID, IS, NLL or rate–distortion of a train job's checkpoint or a shipped model", REQUEST_BODIES.eval) }, async (request, reply) => {
     const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'eval', request: request.body }, request.headers['idempotency-key']));
     return reply.headers(headers).code(status).send(view);
   });

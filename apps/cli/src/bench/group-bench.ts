@@ -199,8 +199,8 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   let sharedMemory = false;
   try {
     // Processes of their own for each configuration, each running one kind of step as a worker's
-    // child does (a process that also ran the others' steps computed its share 20-40 ms faster or
-    // slower, as V8 optimized the step's JavaScript for one kind of step or for several).
+    // child does (a process that also ran the others' steps computed its share measurably faster
+    // or slower, as V8 optimized the step's JavaScript for one kind of step or for several).
     const spawnSet = async (size: number, kind: string): Promise<Awaited<ReturnType<typeof ranks>>> => {
       const set: (typeof sets)[number] = { namespace: `${namespace}-${kind}`, processes: undefined };
       sets.push(set);

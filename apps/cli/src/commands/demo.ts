@@ -1,5 +1,5 @@
 /**
- * `ddpm demo`: the README's main job for now. Trains a small model for a few minutes on
+ * `ddpm demo`: the main job's training without the service. Trains a small model for a few minutes on
  * Fashion-MNIST (the Debian package) when present, on the procedural dataset otherwise, then
  * writes a sample grid and prints where it is.
  */

@@ -1,5 +1,5 @@
 /**
- * `ddpm service-demo` — the README's main job: starts Redis if none is reachable, the API and two
+ * `ddpm service-demo` — the main job (`npm run demo`): starts Redis if none is reachable, the API and two
  * worker processes, submits a real training job over HTTP (Fashion-MNIST when the Debian package
  * is installed, procedural shapes otherwise), shows its progress until it finishes, samples a grid
  * from it through a sample job, and prints where the PNG is (file and URL).

@@ -1,6 +1,6 @@
 /**
  * `ddpm settings [train|sample|eval] [--markdown|--json]`: the settings tables of @ddpm/config,
- * as the README shows them (--markdown), as data (--json), or as flags (the default).
+ * as docs/settings.md shows them (--markdown), as data (--json), or as flags (the default).
  */
 import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, defaultText, settingsMarkdown } from '@ddpm/config';
 
@@ -16,7 +16,7 @@ export const SETTINGS_USAGE = `Usage: ddpm settings [train|sample|eval] [--markd
 
 Every setting of a job: its request field, CLI flag, default (and the paper's value), meaning and
 where it lands in the effective config. One table serves the HTTP API, ddpm train / sample and
-ddpm jobs submit. --markdown prints the README's tables; --json the settings as data.
+ddpm jobs submit. --markdown prints the tables of docs/settings.md; --json the settings as data.
 `;
 
 export function settingsCommand(argv: readonly string[], io: CliIo): number {

@@ -1,11 +1,10 @@
 /**
- * What the current backend can do fast. Measured on the wasm backend here (2 cores, SIMD, one
- * thread; see also ../shared/FACTS.md):
- * - it has no Conv2DBackpropFilter kernel, and conv2dTranspose is ~10x slower than conv2d;
- * - a plain 2-D matMul runs at ~33 GFLOP/s, but transposeA/transposeB or a batch axis drop it
- *   to ~2.5 GFLOP/s;
- * - reducing a [N, C] tensor over N (tf.sum axis 0) takes ~3.6 ms for 4 MB, a ones-row matMul
- *   0.2 ms;
+ * What the current backend can do fast. On the wasm backend (SIMD, one thread; figures in
+ * docs/performance.md):
+ * - it has no Conv2DBackpropFilter kernel, and conv2dTranspose is many times slower than conv2d;
+ * - a plain 2-D matMul is fast, but transposeA/transposeB or a batch axis take a generic loop an
+ *   order of magnitude slower;
+ * - reducing a [N, C] tensor over N (tf.sum axis 0) is much slower than a ones-row matMul;
  * - slice / unstack / gather copy the whole input tensor out of the heap on every call.
  * On such backends our ops compose their gradients from the fast kernels; native TensorFlow
  * backends keep their own (cuDNN) gradients.

@@ -2,7 +2,7 @@
  * 3×3 (or any k×k) convolution with bias, stride 1 or 2, TensorFlow 'SAME' padding, NHWC.
  *
  * On backends without fast convolution gradients (wasm) the gradients are composed from forward
- * convolutions, which run at the backend's full conv2d speed (../shared/FACTS.md):
+ * convolutions, which run at the backend's full conv2d speed (docs/kernels.md):
  * - input gradient, stride 1: conv2d(dy, W rotated 180° with in/out swapped, 'same');
  * - input gradient, stride 2: one 2×2 conv of dy producing the four output phases at once,
  *   interleaved by depthToSpace (a polyphase form of the transposed convolution);
@@ -33,7 +33,7 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: Stri
     const [padTop, padBottom] = samePadding(h, k, stride);
     const [padLeft, padRight] = samePadding(w, k, stride);
     // Batch becomes the channel axis: x → [Cin, H', W', B], dy → [Ho, Wo, B, Cout].
-    // (wasm's Pad + 4-D Transpose take 9 ms for 16×34×34×64; our kernel does both in one pass.)
+    // (wasm's Pad and 4-D Transpose are two slow passes; our kernel does both in one.)
     const kernels = wasmKernels();
     const xT =
       kernels !== undefined

@@ -4,7 +4,7 @@
  * official `nonlinearity`.
  *
  * On backends with composed gradients (wasm) the op has a hand-written gradient: the small ops
- * between convolutions cost a large share of a training step there (../shared/FACTS.md), and
+ * between convolutions cost a large share of a training step there (docs/kernels.md), and
  * autodiff through moments() emits several times more of them. On wasm, forward and backward are
  * each one of our SIMD kernels (wasm-kernels.ts); elsewhere, and for channel counts the kernels
  * do not take, they are composed from tfjs ops where every full-size pass is an element-wise op

@@ -67,7 +67,7 @@ function batched(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   const kernels = wasmKernels();
   if (kernels !== undefined && b.shape[2] % 4 === 0) {
     // Our register-blocked kernel reads both operands in place (XNNPACK packs b anew at every
-    // call, b being a fresh tensor: 19–29 GFLOP/s against 42–47 on attention's shapes here).
+    // call, b being a fresh tensor, which costs it most of its speed on attention's shapes).
     return kernels.batchMatMul(a, b);
   }
   const heap = wasmHeap();

@@ -1,8 +1,8 @@
 /**
  * The optimizer's element-wise step as one kernel on wasm (kernels/ddpm_kernels.c adam_ema_step):
  * gradient clipping's scale, Adam's moments and update, and the EMA after it, in one pass per
- * parameter tensor, where the composed tfjs ops run ~12 kernels with their temporaries (~45 ms of
- * a tiny32 step here, every rank's in full in a group). It does the same float32 operations in
+ * parameter tensor, where the composed tfjs ops run ~12 kernels with their temporaries (a
+ * noticeable share of a small model's step, which every rank of a group pays in full). It does the same float32 operations in
  * the same order, so the results are the same bits (tested against the composed ops).
  */
 import type * as tf from '@tensorflow/tfjs-core';

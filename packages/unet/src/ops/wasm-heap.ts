@@ -1,6 +1,6 @@
 /**
  * Direct use of the wasm backend's heap for the few things its kernels do slowly
- * (../shared/FACTS.md and backend-caps.ts):
+ * (docs/kernels.md and backend-caps.ts):
  *
  * - **views**: a product over a slice of a tensor (one batch element, a range of rows) is run
  *   on a temporary tensor id that points into the parent's memory, so nothing is copied. The
