@@ -3,9 +3,9 @@
 #
 #   buildah bud --format docker -f infra/docker/api.Dockerfile -t ghcr.io/ddpm-service/api:0.2.0 .
 #
-# Base pinned by exact tag (Debian bookworm, Node.js 20.20.2); NODE_IMAGE overrides it (a mirror,
+# Base pinned by exact tag (Debian bookworm, Node.js 24.22.3: the newest LTS line the npm registry carries); NODE_IMAGE overrides it (a mirror,
 # or a digest: docker.io/library/node@sha256:...).
-ARG NODE_IMAGE=docker.io/library/node:20.20.2-bookworm-slim
+ARG NODE_IMAGE=docker.io/library/node:24.22.3-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src

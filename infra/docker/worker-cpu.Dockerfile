@@ -3,7 +3,7 @@
 #
 #   buildah bud --format docker -f infra/docker/worker-cpu.Dockerfile -t ghcr.io/ddpm-service/worker-cpu:0.2.0 .
 #   buildah bud --format docker --build-arg TFJS_NODE=1 -f infra/docker/worker-cpu.Dockerfile -t ghcr.io/ddpm-service/worker-cpu:0.2.0-tf .
-ARG NODE_IMAGE=docker.io/library/node:20.20.2-bookworm-slim
+ARG NODE_IMAGE=docker.io/library/node:24.22.3-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 ARG TFJS_NODE=0

@@ -1,13 +1,21 @@
-# A GPU worker: @tensorflow/tfjs-node-gpu 4.22 on CUDA 11.2 and cuDNN 8 (the versions its
-# libtensorflow 2.9 is built for), Node.js 20 copied from the official image.
+# A GPU worker: @tensorflow/tfjs-node-gpu 4.22 on the CUDA 11.8 runtime with cuDNN 8 (Ubuntu 22.04),
+# Node.js 24 copied from the official image.
+#
+# Why CUDA 11.8 on Ubuntu 22.04: the binding's libtensorflow 2.9 was built against CUDA 11.2 and
+# cuDNN 8.1, and links the sonames every CUDA 11 runtime carries (libcudart.so.11.0,
+# libcublas.so.11, libcudnn.so.8): CUDA's minor-version compatibility lets it run on any 11.x
+# runtime with a driver of at least 450.80.02. 11.8 is the last and best-supported CUDA 11 release,
+# and the newest one NVIDIA publishes cuDNN 8 images for; Ubuntu 22.04 is in standard support
+# until 2027, where 11.2's Ubuntu 20.04 is past it, and its glibc 2.35 runs Node.js 24 (which needs
+# 2.28). CUDA 12 would need a libtensorflow built for it, which tfjs-node-gpu does not ship.
 #
 #   buildah bud --format docker -f infra/docker/worker-gpu.Dockerfile -t ghcr.io/ddpm-service/worker-gpu:0.2.0 .
 #
 # Stages: `build` compiles and assembles the worker (any machine), `gpu-deps` adds the native
 # binding (downloads libtensorflow-gpu from storage.googleapis.com), the last stage is the CUDA
 # runtime. Run it on nodes with the NVIDIA container toolkit (Kubernetes: the gpu overlay).
-ARG NODE_IMAGE=docker.io/library/node:20.20.2-bookworm-slim
-ARG CUDA_IMAGE=docker.io/nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04
+ARG NODE_IMAGE=docker.io/library/node:24.22.3-bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
@@ -26,7 +34,7 @@ RUN --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm rebuild @tensor
   && node infra/docker/assemble.cjs apps/worker /out --omit @tensorflow/tfjs-node
 
 FROM ${CUDA_IMAGE}
-# Node.js from the official image: its binary runs on Ubuntu 20.04's glibc 2.31.
+# Node.js from the official image: its binary runs on Ubuntu 22.04's glibc 2.35.
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 RUN groupadd --gid 10001 ddpm && useradd --uid 10001 --gid ddpm --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ddpm
 WORKDIR /app

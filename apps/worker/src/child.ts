@@ -11,7 +11,7 @@ import { initBackend } from '@ddpm/backend';
 import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, parameterCount, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type GroupLink, type SamplingGroupLink, type Trainer, evalReportKey, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
+import { type GroupLink, type SamplingGroupLink, type Trainer, evalReportKey, listCheckpoints, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -225,6 +225,17 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
   return { status: 'completed', step: evaluation.checkpoint.step, metrics: evaluation.metrics, report: store.urlOf(key) };
 }
 
+/**
+ * Where a job starts: a train job at its run's newest checkpoint (a resumed attempt goes on from
+ * there, so its progress never seems to go back to 0), of its steps; others at 0 of 0 until they
+ * know their work.
+ */
+async function startingPoint(data: JobData, store: ObjectStore): Promise<{ step: number; totalSteps: number }> {
+  if (data.type !== 'train') return { step: 0, totalSteps: 0 };
+  const newest = await listCheckpoints(store, data.runPrefix).catch(() => []);
+  return { step: newest[0]?.step ?? 0, totalSteps: data.config.train.steps };
+}
+
 async function start(message: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
   let sampling: SamplingSession | undefined;
   try {
@@ -232,9 +243,10 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     if (typeof data.config !== 'object' || data.config === null) {
       throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'the job carries no resolved configuration (queued by an older API version?); submit it again');
     }
+    const store = openStore(message.storageUrl);
     // Joining a group, loading the backend and opening the run take seconds before the first
     // step or sample: say so, rather than leave the job's progress empty.
-    sendProgress({ phase: 'starting', step: 0, totalSteps: data.type === 'train' ? data.config.train.steps : 0 });
+    sendProgress({ phase: 'starting', ...(await startingPoint(data, store)) });
     // A rank beats from its first moment (peers wait for every heartbeat before the first step).
     const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
     if (message.group && data.type !== 'train' && data.config.group === undefined) {
@@ -242,7 +254,6 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     }
     sampling = message.group && data.type !== 'train' ? await joinSamplingGroup(message.group, data.config.group!) : undefined;
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
-    const store = openStore(message.storageUrl);
     // From here on this process reads data only inside the worker's data roots and caps.
     const { roots, maxFileBytes } = message.dataAccess;
     await configureDataAccess({

