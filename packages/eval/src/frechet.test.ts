@@ -50,14 +50,17 @@ describe('frechetDistance', () => {
     const b = randomStatistics(16, 200, 6, -0.2);
     const root = referenceRoot(a);
     expect(frechetDistance(root, b).distance).toBe(frechetDistance(root, b).distance);
-    expect(frechetDistance(root, b).distance).toBeCloseTo(frechetDistance(a, b).distance, 12);
-    // R R = Σ.
+    // The cached factor is the one computed inside: the same bits.
+    expect(frechetDistance(root, b).distance).toBe(frechetDistance(a, b).distance);
+    // P L Lᵀ Pᵀ = Σ.
     const n = 16;
+    const { factor, pivots, rank } = root.cholesky;
+    expect(rank).toBe(n);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < n; j++) {
         let s = 0;
-        for (let k = 0; k < n; k++) s += root.sqrtCovariance[i * n + k]! * root.sqrtCovariance[k * n + j]!;
-        expect(s).toBeCloseTo(a.covariance[i * n + j]!, 12);
+        for (let k = 0; k < rank; k++) s += factor[k * n + i]! * factor[k * n + j]!;
+        expect(s).toBeCloseTo(a.covariance[pivots[i]! * n + pivots[j]!]!, 12);
       }
     }
   });
@@ -66,9 +69,18 @@ describe('frechetDistance', () => {
     const a = randomStatistics(200, 400, 11);
     const b = randomStatistics(200, 400, 12, 0.1);
     let calls = 0;
-    const watched = frechetDistance(a, b, { onProgress: () => void calls++ });
-    // Reduction, eigenvectors (QL), root, product and the second reduction all report.
-    expect(calls).toBeGreaterThan(20);
+    const seen: Record<string, number> = {};
+    const watched = frechetDistance(a, b, {
+      onProgress: () => void calls++,
+      onPhase: (phase) => {
+        seen[phase.name] = calls;
+        calls = 0;
+      },
+    });
+    // The factorisation, the products, the reduction and the QL iteration all report.
+    expect(Object.keys(seen)).toEqual(['factorisation', 'products', 'tridiagonalisation', 'ql']);
+    for (const count of Object.values(seen)) expect(count).toBeGreaterThan(0);
+    expect(seen['factorisation']! + seen['products']! + seen['tridiagonalisation']!).toBeGreaterThan(10);
     expect(watched.distance).toBe(frechetDistance(a, b).distance);
   });
 
@@ -79,6 +91,17 @@ describe('frechetDistance', () => {
     const r = frechetDistance(a, b);
     expect(Number.isFinite(r.distance)).toBe(true);
     expect(r.distance).toBeGreaterThan(0);
+    // Centred on their mean, 10 vectors span 9 dimensions: the factor stops there.
+    expect(r.rank).toBe(9);
+    expect(referenceRoot(a).cholesky.rank).toBe(9);
+    expect(Math.abs(r.distance - frechetDistance(b, a).distance)).toBeLessThan(1e-9 * r.distance);
+    // A zero covariance has rank 0: the distance is then the mean term plus tr Σ₂.
+    const zero = { ...a, covariance: new Float64Array(40 * 40) };
+    const z = frechetDistance(zero, b);
+    expect(z.rank).toBe(0);
+    let traceB = 0;
+    for (let i = 0; i < 40; i++) traceB += b.covariance[i * 40 + i]!;
+    expect(z.covarianceTerm).toBeCloseTo(traceB, 12);
   });
 
   it('gives 2048 for 2048-d identity covariances with means 0 and 1', () => {
@@ -88,7 +111,8 @@ describe('frechetDistance', () => {
     const r = frechetDistance({ dim: d, count: 10_000, mean: new Float64Array(d), covariance: identity }, { dim: d, count: 10_000, mean: new Float64Array(d).fill(1), covariance: identity });
     expect(r.distance).toBeCloseTo(2048, 8);
     expect(r.meanTerm).toBe(2048);
-  }, 120_000);
+    expect(r.rank).toBe(2048);
+  }, 30_000);
 
   it('refuses incomparable or broken statistics with a message that names the problem', () => {
     expect(() => frechetDistance(stats([0], [1]), stats([0, 0], [1, 0, 0, 1]))).toThrow(/dimension 2 cannot be compared with a reference of dimension 1/);

@@ -4,7 +4,7 @@
  */
 export { type EvalErrorCode, evalError } from './errors';
 export { type AccumulatorOptions, FeatureAccumulator, type FeatureStatistics, type KeptFeatures } from './feature-statistics';
-export { type FrechetResult, type LinalgOptions, type ReferenceRoot, frechetDistance, referenceRoot } from './frechet';
+export { type FrechetResult, type LinalgOptions, type LinalgPhase, type PivotedCholesky, type ReferenceRoot, frechetDistance, referenceRoot } from './frechet';
 export { type InceptionScoreResult, inceptionScore } from './inception-score';
 export { type PixelStatistics, PixelTally } from './pixel-statistics';
 export { type KidOptions, type KidResult, kernelInceptionDistance } from './kid';

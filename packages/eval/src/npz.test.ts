@@ -10,7 +10,7 @@ import * as path from 'node:path';
 
 import { Rng } from '@ddpm/core';
 
-import { FeatureAccumulator } from './feature-statistics';
+import { FeatureAccumulator, type FeatureStatistics } from './feature-statistics';
 import { frechetDistance } from './frechet';
 import { PYTHON, describeWithPython } from '../../../test/support/python';
 import { readNpy, readNpz, statisticsFromNpz, statisticsToNpz, writeNpz } from './npz';
@@ -74,21 +74,19 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
     expect(statisticsFromNpz(statisticsToNpz(st, kept)).features).toEqual(kept);
   });
 
-  it('gives the Fréchet distance NumPy’s LAPACK eigensolver gives on the same statistics', () => {
-    const d = 64;
-    const make = (seed: number, shift: number): ReturnType<FeatureAccumulator['statistics']> => {
-      const rng = Rng.fromSeed(seed);
-      const acc = new FeatureAccumulator(d);
-      const x = Float64Array.from(rng.normals(500 * d));
-      for (let i = 0; i < 500; i++) for (let k = 1; k < d; k++) x[i * d + k] = 0.7 * x[i * d + k - 1]! + x[i * d + k]! + shift;
-      acc.add(x, 500);
-      return acc.statistics();
-    };
-    const a = make(1, 0);
-    const b = make(2, 0.05);
-    writeFileSync(path.join(dir, 'a.npz'), statisticsToNpz(a));
-    writeFileSync(path.join(dir, 'b.npz'), statisticsToNpz(b));
-    const reference = Number(
+  /** Statistics of `count` correlated d-dimensional vectors (an AR(1) along the coordinates), and the vectors. */
+  const make = (d: number, count: number, seed: number, shift: number): { statistics: FeatureStatistics; x: Float64Array } => {
+    const rng = Rng.fromSeed(seed);
+    const acc = new FeatureAccumulator(d);
+    const x = Float64Array.from(rng.normals(count * d));
+    for (let i = 0; i < count; i++) for (let k = 1; k < d; k++) x[i * d + k] = 0.7 * x[i * d + k - 1]! + x[i * d + k]! + shift;
+    acc.add(x, count);
+    return { statistics: acc.statistics(), x };
+  };
+
+  /** NumPy's distance by the eigh route (pytorch-fid's value without sqrtm's iterations) for a.npz and b.npz. */
+  const numpyDistance = (): number =>
+    Number(
       python(
         [
           'import numpy as np',
@@ -102,9 +100,58 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
         dir,
       ),
     );
-    const ours = frechetDistance(a, b).distance;
+
+  it.each([
+    [64, 500],
+    [256, 1000],
+  ])('gives the Fréchet distance NumPy’s LAPACK eigensolver gives on the same statistics (d = %i, %i vectors)', (d, count) => {
+    const a = make(d, count, 1, 0).statistics;
+    const b = make(d, count, 2, 0.05).statistics;
+    writeFileSync(path.join(dir, 'a.npz'), statisticsToNpz(a));
+    writeFileSync(path.join(dir, 'b.npz'), statisticsToNpz(b));
+    const reference = numpyDistance();
+    const ours = frechetDistance(a, b);
     expect(reference).toBeGreaterThan(1);
-    expect(Math.abs(ours - reference)).toBeLessThan(1e-9 * reference);
+    expect(ours.rank).toBe(d);
+    expect(Math.abs(ours.distance - reference)).toBeLessThan(1e-9 * reference);
+  });
+
+  it('gives the exact Fréchet distance of rank-deficient statistics, where the eigh route only comes near', () => {
+    // 100 vectors in 256 dimensions: both covariances have rank 99. The reference value comes from
+    // the vectors themselves: with B the r × d rows of X₁'s thin SVD that carry its rank,
+    // Σ₁ = Bᵀ B / (N − 1), and the non-zero eigenvalues of Σ₁ Σ₂ are those of the positive definite
+    // B Σ₂ Bᵀ / (N − 1); no zero eigenvalue is ever square-rooted.
+    const d = 256;
+    const count = 100;
+    const a = make(d, count, 3, 0);
+    const b = make(d, count, 4, 0.05).statistics;
+    writeFileSync(path.join(dir, 'a.npz'), statisticsToNpz(a.statistics));
+    writeFileSync(path.join(dir, 'b.npz'), statisticsToNpz(b));
+    writeFileSync(path.join(dir, 'x.npz'), writeNpz({ x: { shape: [count, d], data: a.x } }));
+    const exact = Number(
+      python(
+        [
+          'import numpy as np',
+          'a, b, x = np.load("a.npz"), np.load("b.npz"), np.load("x.npz")["x"]',
+          'xc = x - x.mean(axis=0)',
+          'u, s, vt = np.linalg.svd(xc, full_matrices=False)',
+          'r = int(np.sum(s > s[0] * 1e-10))',
+          'bb = s[:r, None] * vt[:r]',
+          'lam = np.linalg.eigvalsh(bb @ b["sigma"] @ bb.T / (len(x) - 1))',
+          'fd = np.sum((a["mu"] - b["mu"]) ** 2) + np.trace(a["sigma"]) + np.trace(b["sigma"]) - 2 * np.sum(np.sqrt(lam))',
+          'print(r, repr(float(fd)))',
+        ].join('\n'),
+        dir,
+      )
+        .trim()
+        .split(' ')[1],
+    );
+    const eigh = numpyDistance();
+    const ours = frechetDistance(a.statistics, b);
+    expect(ours.rank).toBe(count - 1);
+    expect(Math.abs(ours.distance - exact)).toBeLessThan(1e-9 * exact);
+    // The eigh route square-roots 157 rounding-sized eigenvalues of Σ₁ (and more of R Σ₂ R).
+    expect(Math.abs(eigh - exact)).toBeLessThan(1e-6 * exact);
   });
 
   it('names what is wrong with a file', () => {

@@ -1,7 +1,7 @@
 /**
  * What turns images into the features a distance compares. Every result records the extractor's
  * name, the sha256 of its weights and its preprocessing, so two numbers are only ever compared
- * when they came from the same network on the same inputs (../shared/DESIGN.md, "Evaluation").
+ * when they came from the same network on the same inputs (docs/evaluation.md).
  */
 import type * as tf from '@tensorflow/tfjs-core';
 

@@ -17,7 +17,7 @@
  *   the logits for the Inception Score.
  *
  * The weights are the user's: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, converted to
- * safetensors by `scripts/convert-fid-inception.py` (README, "Evaluation"). Nothing is called FID
+ * safetensors by `scripts/convert-fid-inception.py` (docs/evaluation.md, "Numbers comparable with the paper"). Nothing is called FID
  * without them.
  */
 import { sha256Hex } from '@ddpm/core';

@@ -1,15 +1,13 @@
 /**
- * Eigenvalues (and optionally eigenvectors) of a real symmetric matrix in float64, for the
- * Fréchet distance's matrix square roots: Householder reduction to tridiagonal form, then the
- * implicit QL iteration with Wilkinson-style shifts (the EISPACK tred/tql pair, as described in
- * Golub & Van Loan, "Matrix Computations", §8.3).
+ * Eigenvalues (and optionally eigenvectors) of a real symmetric matrix in float64, in plain
+ * JavaScript: Householder reduction to tridiagonal form, then the implicit QL iteration with
+ * Wilkinson-style shifts (the EISPACK tred/tql pair, as described in Golub & Van Loan, "Matrix
+ * Computations", §8.3). The Fréchet distance needs no eigenvectors and runs on the wasm kernels
+ * (product-eigenvalues.ts), whose tests check them against this solver.
  *
- * Written for speed in plain JavaScript, where the cost is memory traffic, not arithmetic:
- * matrices are row-major `Float64Array`s, the reduction touches only the lower triangle of the
+ * Matrices are row-major `Float64Array`s, the reduction touches only the lower triangle of the
  * trailing block (one pass for the symmetric product, one for the rank-2 update), and eigenvectors
  * are kept as rows so that every plane rotation of the QL iteration mixes two contiguous rows.
- * A 2048 × 2048 matrix's eigenvalues take a few seconds on one core; with eigenvectors, several
- * times that (the statistics of a reference set are decomposed once and cached).
  */
 import { evalError } from '../errors';
 
@@ -23,20 +21,33 @@ export interface SymmetricEigen {
   readonly vectorRows?: Float64Array;
 }
 
-/** Checks that `a` is an n × n matrix of finite numbers, symmetric to rounding. */
+/**
+ * Checks that `a` is an n × n matrix of finite numbers, symmetric to rounding. The loops see n²
+ * entries and call no Math functions (which jest's sandbox makes slow); the symmetry check goes
+ * by 32 × 32 tiles so that the transposed side stays in cache.
+ */
 export function checkSymmetric(a: Float64Array, n: number, what: string): void {
   if (!Number.isInteger(n) || n < 1 || a.length !== n * n) throw evalError('DDPM_EVAL_SHAPE', `${what}: ${a.length} values are not a ${n} × ${n} matrix`);
   let scale = 0;
   for (let i = 0; i < a.length; i++) {
     const v = a[i]!;
-    if (!Number.isFinite(v)) throw evalError('DDPM_EVAL_NOT_FINITE', `${what}: entry (${Math.floor(i / n)}, ${i % n}) is ${v}`);
-    scale = Math.max(scale, Math.abs(v));
+    // v − v is 0 for a finite v, NaN for NaN and ±∞.
+    if (v - v !== 0) throw evalError('DDPM_EVAL_NOT_FINITE', `${what}: entry (${Math.floor(i / n)}, ${i % n}) is ${v}`);
+    const magnitude = v < 0 ? -v : v;
+    if (magnitude > scale) scale = magnitude;
   }
   const tolerance = 1e-9 * Math.max(scale, Number.MIN_VALUE);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < i; j++) {
-      if (Math.abs(a[i * n + j]! - a[j * n + i]!) > tolerance) {
-        throw evalError('DDPM_EVAL_NOT_SYMMETRIC', `${what}: entries (${i}, ${j}) = ${a[i * n + j]} and (${j}, ${i}) = ${a[j * n + i]} differ; a covariance matrix is symmetric`);
+  for (let i0 = 0; i0 < n; i0 += 32) {
+    const i1 = Math.min(n, i0 + 32);
+    for (let j0 = 0; j0 <= i0; j0 += 32) {
+      for (let i = i0; i < i1; i++) {
+        const j1 = Math.min(i, j0 + 32);
+        for (let j = j0; j < j1; j++) {
+          const diff = a[i * n + j]! - a[j * n + i]!;
+          if (diff > tolerance || diff < -tolerance) {
+            throw evalError('DDPM_EVAL_NOT_SYMMETRIC', `${what}: entries (${i}, ${j}) = ${a[i * n + j]} and (${j}, ${i}) = ${a[j * n + i]} differ; a covariance matrix is symmetric`);
+          }
+        }
       }
     }
   }
