@@ -1,15 +1,18 @@
 /**
  * `ddpm bench torch`: our training and sampling steps against the same U-Net in PyTorch
  * (apps/cli/bench/torch_unet.py, Debian's python3-torch), measured in the same run, on one core
- * and on the whole machine.
+ * and on the whole machine, each side in its best configuration.
  *
  * - One core: one of our processes (the engine's real step: dropout, L_simple, backward, global-norm
  *   clipping, Adam, EMA) against PyTorch with one thread doing the same work.
- * - Whole machine, our two configurations against PyTorch with `workers` threads: `workers`
- *   processes (a data-parallel group, each its share of the batch, the Redis all-reduce between;
- *   for sampling, each drawing its share of the images at once), and one process running the
- *   threaded wasm build with `workers` threads (DDPM_WASM_THREADS). The better of the two is
- *   reported as our figure.
+ * - Whole machine, both sides two ways with `workers` cores: `workers` processes (ours a
+ *   data-parallel group, each its share of the batch with the all-reduce between; PyTorch's as many
+ *   independent processes of one thread, each its share with no exchange at all, which no
+ *   data-parallel PyTorch can beat), and one process with `workers` threads (ours the threaded wasm
+ *   build, DDPM_WASM_THREADS). Each side's better configuration is its figure; sampling likewise.
+ * - What PyTorch computes with: its version and the BLAS and LAPACK libraries mapped into its
+ *   process (Debian's PyTorch and NumPy use the reference BLAS unless libopenblas0-pthread is
+ *   installed, which makes every comparison flatter us).
  *
  * Every measurement is interleaved with the others in rounds, so all see the same machine; the
  * ratios are ours / PyTorch's time per step (below 1: we are faster). The PyTorch twin must have
@@ -27,6 +30,7 @@ import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
 import { benchTrainConfig, defaultSharedMemoryDir, ranks } from './group-bench';
+import { probePythonBlas, referenceEnv } from './python-blas';
 import { median, round } from './timing';
 
 export interface TorchBenchOptions {
@@ -54,9 +58,13 @@ interface TorchProcess {
   close(): void;
 }
 
-/** Starts the PyTorch twin; rejects with its stderr when Python or torch is missing. */
-async function startTorch(python: string, config: object, batch: number): Promise<TorchProcess> {
-  const child: ChildProcessWithoutNullStreams = spawn(python, [TORCH_SCRIPT, JSON.stringify({ ...config, batch })], { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * Starts the PyTorch twin for `threads` threads (its BLAS held to as many, so that nothing runs
+ * beside what is measured); rejects with its stderr when Python or torch is missing.
+ */
+async function startTorch(python: string, config: object, batch: number, threads: number): Promise<TorchProcess> {
+  const env = { ...referenceEnv().env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+  const child: ChildProcessWithoutNullStreams = spawn(python, [TORCH_SCRIPT, JSON.stringify({ ...config, batch })], { stdio: ['pipe', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
@@ -96,32 +104,69 @@ export async function torchUnavailable(python = defaultPython()): Promise<string
   });
 }
 
+type Sample =
+  | 'train1'
+  | 'torchTrain1'
+  | 'trainN'
+  | 'trainThreads'
+  | 'torchTrainThreads'
+  | 'torchTrainProcesses'
+  | 'sample1'
+  | 'torchSample1'
+  | 'sampleN'
+  | 'sampleThreads'
+  | 'torchSampleThreads'
+  | 'torchSampleProcesses';
+
+/** PyTorch's processes: one thread, `n` threads, and `n` of one thread with a share of the batch each. */
+interface TorchSide {
+  readonly one: TorchProcess;
+  readonly threads: TorchProcess;
+  readonly shares: readonly TorchProcess[];
+}
+
+async function startTorchSide(python: string, config: object, batch: number, n: number): Promise<TorchSide> {
+  const started: TorchProcess[] = [];
+  const start = async (b: number, threads: number): Promise<TorchProcess> => {
+    const t = await startTorch(python, config, b, threads);
+    started.push(t);
+    return t;
+  };
+  try {
+    const one = await start(batch, 1);
+    const threads = await start(batch, n);
+    const shares: TorchProcess[] = [];
+    for (let r = 0; r < n; r++) shares.push(await start(batch / n, 1));
+    return { one, threads, shares };
+  } catch (err) {
+    for (const t of started) t.close();
+    throw err;
+  }
+}
+
+/** The slowest of steps run at once (as a group's step is its slowest rank's). */
+const slowest = (ms: readonly number[]): number => Math.max(...ms);
+
 export async function benchTorch(options: TorchBenchOptions): Promise<Record<string, unknown>> {
   const { presetName, batch, workers: n, rounds } = options;
   const config = preset(presetName);
   const ours = describeArchitecture(config).totalParams;
   if (batch % n !== 0) throw new Error(`--batch ${batch} must be divisible by --workers ${n}`);
   const python = options.python ?? defaultPython();
-  const torch = await startTorch(python, config, batch);
+  const blas = await probePythonBlas(python, ['torch', 'numpy']);
+  const torch = await startTorchSide(python, config, batch, n);
   const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-torch-'));
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-torch-${randomBytes(4).toString('hex')}`;
-  const samples = {
-    train1: [] as number[],
-    torchTrain1: [] as number[],
-    trainN: [] as number[],
-    trainThreads: [] as number[],
-    torchTrainN: [] as number[],
-    sample1: [] as number[],
-    torchSample1: [] as number[],
-    sampleN: [] as number[],
-    sampleThreads: [] as number[],
-    torchSampleN: [] as number[],
-  };
+  const samples = Object.fromEntries(
+    (['train1', 'torchTrain1', 'trainN', 'trainThreads', 'torchTrainThreads', 'torchTrainProcesses', 'sample1', 'torchSample1', 'sampleN', 'sampleThreads', 'torchSampleThreads', 'torchSampleProcesses'] as const).map((k) => [k, [] as number[]]),
+  ) as Record<Sample, number[]>;
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
   let threaded: Awaited<ReturnType<typeof ranks>> | undefined;
   try {
-    if (torch.params !== ours) throw new Error(`the PyTorch twin has ${torch.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
+    for (const t of [torch.one, torch.threads, ...torch.shares]) {
+      if (t.params !== ours) throw new Error(`the PyTorch twin has ${t.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
+    }
     await openGeneration(redis, namespace, 3_600_000);
     // The group as a worker runs it: its gradients through shared memory when the host has it.
     const shm = defaultSharedMemoryDir();
@@ -134,69 +179,92 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
     await th.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     await g.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
     if (n > 1) await g.all((rank) => ({ cmd: 'open', name: 'group', config: benchTrainConfig(presetName, batch, n), storeDir, rank, worldSize: n, stepOffset: 0 }));
-    const ms = (replies: readonly { cmd: string; ms?: number }[]): number => Math.max(...replies.map((m) => m.ms ?? Number.NaN));
-    const tasks: Record<keyof typeof samples, () => Promise<number>> = {
+    const ms = (replies: readonly { cmd: string; ms?: number }[]): number => slowest(replies.map((m) => m.ms ?? Number.NaN));
+    const tasks: Record<Sample, () => Promise<number>> = {
       train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
-      torchTrain1: () => torch.step('train', 1),
+      torchTrain1: () => torch.one.step('train', 1),
       trainN: async () => ms(await g.all(() => (n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 }))),
       trainThreads: async () => ms([await th.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
-      torchTrainN: () => torch.step('train', n),
+      torchTrainThreads: () => torch.threads.step('train', n),
+      torchTrainProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('train', 1)))),
       sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
-      torchSample1: () => torch.step('sample', 1),
+      torchSample1: () => torch.one.step('sample', 1),
       // Each process draws its share of the images at once, as a sample job split over processes.
       sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
       sampleThreads: async () => ms([await th.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
-      torchSampleN: () => torch.step('sample', n),
+      torchSampleThreads: () => torch.threads.step('sample', n),
+      torchSampleProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('sample', 1)))),
     };
-    const names = Object.keys(tasks) as (keyof typeof samples)[];
+    const names = Object.keys(tasks) as Sample[];
     // One warm-up of each (kernel compilation, weight packing, heap growth), then the rounds.
     for (const name of names) await tasks[name]();
     for (let r = 0; r < rounds; r++) for (const name of names) samples[name].push(await tasks[name]());
   } finally {
-    torch.close();
+    for (const t of [torch.one, torch.threads, ...torch.shares]) t.close();
     await group?.close();
     await threaded?.close();
     await redis.del(`${namespace}:alive`, `${namespace}-threads:alive`).catch(() => undefined);
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }
-  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<keyof typeof samples, number>;
+  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<Sample, number>;
+  return torchReport(options, { params: ours, version: torch.one.version, python, blas }, m);
+}
+
+/** The benchmark's JSON: per configuration our time over PyTorch's, and each side's best. */
+function torchReport(
+  options: TorchBenchOptions,
+  torch: { params: number; version: string; python: string; blas: Awaited<ReturnType<typeof probePythonBlas>> },
+  m: Record<Sample, number>,
+): Record<string, unknown> {
+  const { presetName, batch, workers: n, rounds } = options;
   const side = (oursMs: number, torchMs: number) => ({ oursMs: round(oursMs, 1), torchMs: round(torchMs, 1), oursOverTorch: round(oursMs / torchMs, 3) });
+  const better = (threadsMs: number, processesMs: number) => (threadsMs <= processesMs ? { config: 'threads', ms: threadsMs } : { config: 'processes', ms: processesMs });
+  const best = (kind: 'train' | 'sample') => {
+    const ours = kind === 'train' ? better(m.trainThreads, m.trainN) : better(m.sampleThreads, m.sampleN);
+    const theirs = kind === 'train' ? better(m.torchTrainThreads, m.torchTrainProcesses) : better(m.torchSampleThreads, m.torchSampleProcesses);
+    return { ours: ours.config, torch: theirs.config, oursMs: round(ours.ms, 1), torchMs: round(theirs.ms, 1), imagesPerSecondOverTorch: round(theirs.ms / ours.ms, 3) };
+  };
   return {
     benchmark: 'torch',
     preset: presetName,
     batch,
     rounds,
     backend: options.backend,
-    params: ours,
+    params: torch.params,
     torch: torch.version,
-    python,
-    measured: 'median over interleaved rounds of one step; oursOverTorch is our time over PyTorch\'s (below 1: we are faster)',
+    python: torch.python,
+    blas: {
+      libraries: torch.blas.libraries,
+      openblas: torch.blas.openblas.config,
+      // The kernels OpenBLAS runs, and who chose them (OPENBLAS_CORETYPE: the environment's, or ours by the CPU's flags).
+      openblasCore: torch.blas.openblas.core,
+      openblasCoretype: referenceEnv().coretype,
+      numpy: torch.blas.modules['numpy'] ?? null,
+    },
+    measured: "median over interleaved rounds of one step; oursOverTorch is our time over PyTorch's (below 1: we are faster)",
     oneCore: {
       ours: '1 process',
-      torch: '1 thread',
+      torch: '1 process, 1 thread',
       trainStep: side(m.train1, m.torchTrain1),
       sampleStep: side(m.sample1, m.torchSample1),
     },
     wholeMachine: {
       cores: os.cpus().length,
-      torch: `${n} threads`,
       processes: {
-        ours: `${n} processes (a data-parallel group for training; ${batch / n} images each for sampling)`,
-        trainStep: side(m.trainN, m.torchTrainN),
-        sampleStep: side(m.sampleN, m.torchSampleN),
+        ours: `${n} processes (a data-parallel group for training, its all-reduce included; ${batch / n} images each for sampling)`,
+        torch: `${n} independent processes of 1 thread, ${batch / n} images each (no gradient exchange: an upper bound for PyTorch's data parallelism)`,
+        trainStep: side(m.trainN, m.torchTrainProcesses),
+        sampleStep: side(m.sampleN, m.torchSampleProcesses),
       },
       threads: {
         ours: `1 process, ${n} wasm threads (DDPM_WASM_THREADS=${n})`,
-        trainStep: side(m.trainThreads, m.torchTrainN),
-        sampleStep: side(m.sampleThreads, m.torchSampleN),
+        torch: `1 process, ${n} threads`,
+        trainStep: side(m.trainThreads, m.torchTrainThreads),
+        sampleStep: side(m.sampleThreads, m.torchSampleThreads),
       },
-      best: {
-        train: m.trainThreads <= m.trainN ? 'threads' : 'processes',
-        sample: m.sampleThreads <= m.sampleN ? 'threads' : 'processes',
-        trainImagesPerSecondOverTorch: round(m.torchTrainN / Math.min(m.trainN, m.trainThreads), 3),
-        sampleImagesPerSecondOverTorch: round(m.torchSampleN / Math.min(m.sampleN, m.sampleThreads), 3),
-      },
+      // Each side's better configuration against the other's: images/s, ours over PyTorch's (above 1: we are faster).
+      best: { train: best('train'), sample: best('sample') },
     },
   };
 }

@@ -9,6 +9,7 @@ import { PRESET_NAMES } from '@ddpm/unet';
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
+import { benchFid } from '../bench/fid-bench';
 import { DEFAULT_MEMORY_CASES, benchMemory } from '../bench/memory-bench';
 import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
@@ -18,6 +19,7 @@ export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [
        ddpm bench dp [--preset NAME] [--batch B] [--workers N] [--steps K] [--rounds R] [--transport fp32|bf16|fp16] [--data-plane redis|shm] [--redis URL]
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench memory [--cases PRESET:B,...] [--steps K]
+       ddpm bench fid [--dim D] [--rounds R]
        ddpm bench all [options]
 
 all: every benchmark with its own defaults; an option given applies to every benchmark that takes
@@ -51,9 +53,11 @@ waiting), and the group's fraction of it. Each configuration has processes of it
 
 torch: our training and sampling steps against the same U-Net in PyTorch (Debian's python3-torch;
 $DDPM_PYTHON, else /usr/bin/python3), interleaved in rounds: one of our processes against one
-PyTorch thread, and the whole machine (a group of N processes; N processes sampling a share each)
-against N PyTorch threads; our time over PyTorch's per step. "all" skips it, saying why, when
-Python has no torch.
+PyTorch thread; and the whole machine two ways for each side, N processes (ours a group with its
+all-reduce; PyTorch's N independent processes of one thread, an upper bound for its data
+parallelism) and 1 process of N threads, each side's better against the other's. Reports the
+BLAS and LAPACK PyTorch runs on (install libopenblas0-pthread: Debian otherwise links the
+reference BLAS). "all" skips it, saying why, when Python has no torch.
   --preset (tiny32), --batch (16), --workers (2), --rounds (5)
 
 memory: the peak memory of a training step (the engine's, K steps, default 2) per preset and
@@ -61,6 +65,18 @@ micro-batch, each in a fresh process (a wasm heap never shrinks): the heap and r
 the estimate the server's step-memory budget uses. Cases whose estimate exceeds wasm's 4 GiB heap
 are listed as not run.
   --cases (${DEFAULT_MEMORY_CASES.map(([p, b]) => `${p}:${b}`).join(',')})
+
+fid: the Fréchet distance between two D-dimensional statistics (.npz files of random features),
+ours (the library call behind "ddpm fid a.npz b.npz", each phase with its GFLOP/s) against
+NumPy's eigh route and, where SciPy imports, pytorch-fid's sqrtm route, in a python3 per round
+($DDPM_PYTHON, else /usr/bin/python3), interleaved; the ratios, the distances' agreement, and the
+BLAS/LAPACK NumPy ran on with its thread count. "all" skips it, saying why, when Python has no
+NumPy.
+
+The Python references (torch, fid) run OpenBLAS's kernels for this CPU's instruction sets
+(OPENBLAS_CORETYPE, unless the environment sets it): an OpenBLAS older than the CPU otherwise falls
+back to generic SSE3 kernels several times slower, and the comparison would flatter us.
+  --dim (2048), --rounds (3)
 
   --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
@@ -79,10 +95,11 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     json: { type: 'boolean' },
     profile: { type: 'boolean' },
     cases: { type: 'string' },
+    dim: { type: 'string' },
   });
   const which = positionals[0];
-  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'memory', 'all'].includes(which ?? '')) {
-    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch", "memory" or "all", got "ddpm bench ${positionals.join(' ')}"`);
+  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'memory', 'fid', 'all'].includes(which ?? '')) {
+    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid" or "all", got "ddpm bench ${positionals.join(' ')}"`);
   }
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
@@ -154,6 +171,10 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     const backend = await initBackend();
     const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
     results.push(await benchMemory({ redisUrl, cases, steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }), backend: backend.name }));
+  }
+  if (which === 'fid' || which === 'all') {
+    const dim = parseInteger('dim', values['dim'], 2048, { min: 2, max: 8192 });
+    results.push(await benchFid({ dim, rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }), python: defaultPython(), skipWithoutNumpy: which === 'all' }));
   }
   io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
   return 0;
