@@ -53,7 +53,10 @@ module.exports = {
   // needs them transformed.
   transformIgnorePatterns: ['/node_modules/(?!(cookie)/)'],
   transform: {
-    '/node_modules/cookie/.+\\.js$': ['@swc/jest', { jsc: { parser: { syntax: 'ecmascript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+    '/node_modules/cookie/.+\\.js$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'ecmascript' }, target: 'es2022' }, module: { type: 'commonjs' } },
+    ],
     '^.+\\.ts$': [
       '@swc/jest',
       {

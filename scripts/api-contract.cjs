@@ -26,7 +26,10 @@ const HEADER = `/**
 async function currentDocument() {
   const { buildApp } = require(path.join(ROOT, 'apps', 'api', 'dist', 'app.js'));
   const { loadServiceConfig } = require(path.join(ROOT, 'packages', 'jobs', 'dist', 'index.js'));
-  const app = await buildApp({ config: loadServiceConfig({ DDPM_STORAGE_URL: 'file:///tmp/ddpm-contract', LOG_LEVEL: 'silent' }), logger: false });
+  const app = await buildApp({
+    config: loadServiceConfig({ DDPM_STORAGE_URL: 'file:///tmp/ddpm-contract', LOG_LEVEL: 'silent' }),
+    logger: false,
+  });
   await app.ready();
   const document = app.swagger();
   await app.close();

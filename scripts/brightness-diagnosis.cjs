@@ -24,28 +24,53 @@ const dist = (pkg) => require(path.join(ROOT, 'packages', pkg, 'dist', 'index.js
 function stats(pixels, count, size, crop) {
   // pixels: uint8 [count, size, size] (one channel); crop: side of the central square.
   const off = (size - crop) / 2;
-  let sum = 0, bright = 0, dark = 0, n = 0, border = 0, nb = 0;
+  let sum = 0,
+    bright = 0,
+    dark = 0,
+    n = 0,
+    border = 0,
+    nb = 0;
   for (let i = 0; i < count; i++) {
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         const v = pixels[(i * size + y) * size + x] / 255;
         if (y >= off && y < off + crop && x >= off && x < off + crop) {
-          sum += v; n++;
+          sum += v;
+          n++;
           if (v > 0.5) bright++;
           if (v < 0.1) dark++;
         } else {
-          border += v; nb++;
+          border += v;
+          nb++;
         }
       }
     }
   }
   const r = (x) => Math.round(x * 1000) / 1000;
-  return { mean: r(sum / n), aboveHalf: r(bright / n), nearBlack: r(dark / n), ...(nb > 0 ? { borderMean: r(border / nb) } : {}) };
+  return {
+    mean: r(sum / n),
+    aboveHalf: r(bright / n),
+    nearBlack: r(dark / n),
+    ...(nb > 0 ? { borderMean: r(border / nb) } : {}),
+  };
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { store: { type: 'string' }, run: { type: 'string' }, steps: { type: 'string' }, count: { type: 'string' }, 'checkpoint-steps': { type: 'string' }, seed: { type: 'string' }, 'full-count': { type: 'string' } } });
-  if (!values.store || !values.run) throw new Error('usage: node scripts/brightness-diagnosis.cjs --store DIR --run TRAIN_JOB_ID [--steps 250] [--count 64] [--checkpoint-steps A,B]');
+  const { values } = parseArgs({
+    options: {
+      store: { type: 'string' },
+      run: { type: 'string' },
+      steps: { type: 'string' },
+      count: { type: 'string' },
+      'checkpoint-steps': { type: 'string' },
+      seed: { type: 'string' },
+      'full-count': { type: 'string' },
+    },
+  });
+  if (!values.store || !values.run)
+    throw new Error(
+      'usage: node scripts/brightness-diagnosis.cjs --store DIR --run TRAIN_JOB_ID [--steps 250] [--count 64] [--checkpoint-steps A,B]',
+    );
   const steps = Number(values.steps ?? 250);
   const count = Number(values.count ?? 64);
   const seed = Number(values.seed ?? 0);
@@ -65,7 +90,15 @@ async function main() {
 
   const test = await openDataset(parseDatasetSpec('fashion-mnist:?split=test'), { imageSize: 28, channels: 1 });
   const real = await test.read(Array.from({ length: test.size }, (_, i) => i));
-  const report = { backend: backend.name, sampler: `ancestral, ${steps} evenly strided steps`, count, seed, availableCheckpoints: available, testSet: { images: test.size, ...stats(real, test.size, 28, 28) }, checkpoints: [] };
+  const report = {
+    backend: backend.name,
+    sampler: `ancestral, ${steps} evenly strided steps`,
+    count,
+    seed,
+    availableCheckpoints: available,
+    testSet: { images: test.size, ...stats(real, test.size, 28, 28) },
+    checkpoints: [],
+  };
 
   for (const step of wanted) {
     if (!available.includes(step)) {
@@ -81,11 +114,26 @@ async function main() {
         ? [
             { name: `EMA, clipped x0, ${own.varianceType} (the run's own)`, diffusion: own, clip: true },
             { name: `EMA, unclipped x0, ${own.varianceType}`, diffusion: own, clip: false },
-            { name: `EMA, clipped x0, ${other}`, diffusion: new GaussianDiffusion({ ...loaded.config.diffusion, varianceType: other }), clip: true },
+            {
+              name: `EMA, clipped x0, ${other}`,
+              diffusion: new GaussianDiffusion({ ...loaded.config.diffusion, varianceType: other }),
+              clip: true,
+            },
             ...(fullCount > 0
               ? [
-                  { name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in ${steps} strided steps`, diffusion: own, clip: true, count: fullCount },
-                  { name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in all ${own.numTimesteps} steps`, diffusion: own, clip: true, count: fullCount, steps: own.numTimesteps },
+                  {
+                    name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in ${steps} strided steps`,
+                    diffusion: own,
+                    clip: true,
+                    count: fullCount,
+                  },
+                  {
+                    name: `EMA, clipped x0, ${own.varianceType}, ${fullCount} samples in all ${own.numTimesteps} steps`,
+                    diffusion: own,
+                    clip: true,
+                    count: fullCount,
+                    steps: own.numTimesteps,
+                  },
                 ]
               : []),
           ]
@@ -98,7 +146,10 @@ async function main() {
         const out = new Uint8Array(n0 * size * size);
         for (let b = 0; b * 16 < n0; b++) {
           const n = Math.min(16, n0 - b * 16);
-          const result = await sampleAncestral(diffusion, loaded.model.asDenoiseFn(), [n, size, size, 1], { noise: rngNoise(Rng.fromSeed(seed).fork(b)), clipDenoised: v.clip });
+          const result = await sampleAncestral(diffusion, loaded.model.asDenoiseFn(), [n, size, size, 1], {
+            noise: rngNoise(Rng.fromSeed(seed).fork(b)),
+            clipDenoised: v.clip,
+          });
           out.set(toUint8(await result.sample.data()), b * 16 * size * size);
           result.sample.dispose();
         }

@@ -29,7 +29,13 @@ function withSettingsTables(text, config = builtConfig()) {
   const tables = { train: config.TRAIN_SETTINGS, sample: config.SAMPLE_JOB_SETTINGS, eval: config.EVAL_JOB_SETTINGS };
   let out = text;
   for (const [name, table] of Object.entries(tables)) {
-    out = between(out, 'docs/settings.md', `<!-- settings:${name} -->`, `<!-- /settings:${name} -->`, config.settingsMarkdown(table));
+    out = between(
+      out,
+      'docs/settings.md',
+      `<!-- settings:${name} -->`,
+      `<!-- /settings:${name} -->`,
+      config.settingsMarkdown(table),
+    );
   }
   return out;
 }
@@ -37,7 +43,13 @@ function withSettingsTables(text, config = builtConfig()) {
 /** docs/configuration.md with the server's budgets (the rows of the table the markers hold) regenerated. */
 function withLimitsTable(text, config = builtConfig()) {
   const rows = Object.values(config.LIMIT_VARIABLES).map((v) => `| \`${v.env}\` | ${v.default} | ${v.help} |\n`);
-  return between(text, 'docs/configuration.md', '<!-- limits -->', '<!-- /limits -->', `| variable | default | bound |\n| --- | --- | --- |\n${rows.join('')}`);
+  return between(
+    text,
+    'docs/configuration.md',
+    '<!-- limits -->',
+    '<!-- /limits -->',
+    `| variable | default | bound |\n| --- | --- | --- |\n${rows.join('')}`,
+  );
 }
 
 const OPENAPI = path.join(ROOT, 'apps', 'api', 'openapi.json');
@@ -47,7 +59,10 @@ function routesOf(document) {
   const routes = [];
   for (const [route, operations] of Object.entries(document.paths)) {
     for (const [method, operation] of Object.entries(operations)) {
-      routes.push({ route: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`, summary: operation.summary });
+      routes.push({
+        route: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`,
+        summary: operation.summary,
+      });
     }
   }
   return routes;
@@ -56,7 +71,13 @@ function routesOf(document) {
 /** README.md with its table of HTTP routes regenerated from the OpenAPI document. */
 function withRoutesTable(text, _config, document = JSON.parse(fs.readFileSync(OPENAPI, 'utf8'))) {
   const rows = routesOf(document).map((r) => `| \`${r.route}\` | ${r.summary.replace(/\|/g, '\\|')} |\n`);
-  return between(text, 'README.md', '<!-- routes -->', '<!-- /routes -->', `| route | what |\n| --- | --- |\n${rows.join('')}`);
+  return between(
+    text,
+    'README.md',
+    '<!-- routes -->',
+    '<!-- /routes -->',
+    `| route | what |\n| --- | --- |\n${rows.join('')}`,
+  );
 }
 
 /** Every page with generated tables, and how to regenerate it. */

@@ -26,10 +26,20 @@ const CHECK = { count: 16, steps: 20, seed: 0 };
 
 async function main() {
   const { values } = parseArgs({
-    options: { store: { type: 'string' }, run: { type: 'string' }, 'nll-job': { type: 'string' }, floor: { type: 'string' }, recipe: { type: 'string' }, name: { type: 'string' }, step: { type: 'string' }, study: { type: 'string' } },
+    options: {
+      store: { type: 'string' },
+      run: { type: 'string' },
+      'nll-job': { type: 'string' },
+      floor: { type: 'string' },
+      recipe: { type: 'string' },
+      name: { type: 'string' },
+      step: { type: 'string' },
+      study: { type: 'string' },
+    },
   });
   for (const required of ['store', 'run', 'nll-job', 'floor', 'recipe', 'name']) {
-    if (values[required] === undefined) throw new Error(`--${required} is required (see the comment at the top of ${__filename})`);
+    if (values[required] === undefined)
+      throw new Error(`--${required} is required (see the comment at the top of ${__filename})`);
   }
   const { initBackend } = dist('backend');
   const backend = await initBackend({ preferred: 'wasm' });
@@ -37,21 +47,28 @@ async function main() {
   const { RECIPES, PRETRAINED_MODELS } = dist('config');
   const { listCheckpoints, readEvalHistory, samplingCheck, loadModelFromCheckpoint } = dist('engine');
   const { sha256Hex } = dist('core');
-  if (!PRETRAINED_MODELS.includes(values.name)) throw new Error(`--name must be one of ${PRETRAINED_MODELS.join(', ')} (add it to PRETRAINED_MODELS in @ddpm/config first)`);
+  if (!PRETRAINED_MODELS.includes(values.name))
+    throw new Error(
+      `--name must be one of ${PRETRAINED_MODELS.join(', ')} (add it to PRETRAINED_MODELS in @ddpm/config first)`,
+    );
   const recipe = RECIPES[values.recipe];
   if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}`);
   const store = new FileStore(path.resolve(values.store));
   const prefix = `runs/${values.run}`;
   const checkpoints = await listCheckpoints(store, prefix);
   const ref = values.step ? checkpoints.find((c) => c.step === Number(values.step)) : checkpoints[0];
-  if (!ref) throw new Error(`no checkpoint${values.step ? ` at step ${values.step}` : ''} under ${store.urlOf(prefix)}`);
+  if (!ref)
+    throw new Error(`no checkpoint${values.step ? ` at step ${values.step}` : ''} under ${store.urlOf(prefix)}`);
   const state = JSON.parse(new TextDecoder().decode(await store.get(`${ref.key}/state.json`)));
   const weights = await store.get(`${ref.key}/ema.safetensors`);
   const history = await readEvalHistory(store, prefix);
   const last = history.entries.find((e) => e.step === ref.step);
   if (!last) throw new Error(`the run has no evaluation at step ${ref.step}`);
   const nll = JSON.parse(new TextDecoder().decode(await store.get(`evals/${values['nll-job']}.json`)));
-  if (nll.trainJobId !== values.run || nll.checkpoint.step !== ref.step) throw new Error(`eval job ${values['nll-job']} measured ${nll.trainJobId} at step ${nll.checkpoint.step}, not ${values.run} at ${ref.step}`);
+  if (nll.trainJobId !== values.run || nll.checkpoint.step !== ref.step)
+    throw new Error(
+      `eval job ${values['nll-job']} measured ${nll.trainJobId} at step ${nll.checkpoint.step}, not ${values.run} at ${ref.step}`,
+    );
 
   const loaded = await loadModelFromCheckpoint(store, prefix, { step: ref.step, ema: true });
   const check = { ...CHECK, ...(await samplingCheck(loaded.model, loaded.diffusion, CHECK)) };
@@ -79,8 +96,19 @@ async function main() {
       ...(values.study ? { study: values.study } : {}),
     },
     scores: {
-      fd_fmnist_cnn: { value: fd, samples: last.samples, realDataFloor: floor, overFloor: fd / floor, extractorSha256: last.extractor?.weightsSha256 },
-      bits_per_dim: { value: nll.metrics.bits_per_dim, images: nll.nll?.count, dataset: nll.nll?.dataset, terms: 'all T' },
+      fd_fmnist_cnn: {
+        value: fd,
+        samples: last.samples,
+        realDataFloor: floor,
+        overFloor: fd / floor,
+        extractorSha256: last.extractor?.weightsSha256,
+      },
+      bits_per_dim: {
+        value: nll.metrics.bits_per_dim,
+        images: nll.nll?.count,
+        dataset: nll.nll?.dataset,
+        terms: 'all T',
+      },
       pixel_mean: { value: last.metrics.pixel_mean, reference: last.pixels?.reference?.mean },
       pixel_background: { value: last.metrics.pixel_background, reference: last.pixels?.reference?.background },
       pixel_saturated: { value: last.metrics.pixel_saturated, reference: last.pixels?.reference?.saturated },
@@ -91,7 +119,9 @@ async function main() {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'ema.safetensors'), weights);
   fs.writeFileSync(path.join(dir, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  process.stdout.write(`${JSON.stringify({ dir, bytes: weights.length, sha256: manifest.sha256, step: ref.step, check }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ dir, bytes: weights.length, sha256: manifest.sha256, step: ref.step, check }, null, 2)}\n`,
+  );
 }
 
 main().catch((err) => {

@@ -64,7 +64,10 @@ function main() {
     for (const t of shown) process.stdout.write(`| \`${t.file}\` | ${t.seconds.toFixed(1)} | ${t.tests} |\n`);
     process.stdout.write(`\n${times.length} files, ${total.toFixed(0)} s of test time in all.\n`);
   } else {
-    for (const t of shown) process.stdout.write(`${t.seconds.toFixed(1).padStart(8)} s  ${String(t.tests).padStart(3)} tests  ${t.status === 'passed' ? '' : `${t.status.toUpperCase()}  `}${t.file}\n`);
+    for (const t of shown)
+      process.stdout.write(
+        `${t.seconds.toFixed(1).padStart(8)} s  ${String(t.tests).padStart(3)} tests  ${t.status === 'passed' ? '' : `${t.status.toUpperCase()}  `}${t.file}\n`,
+      );
     process.stdout.write(`${times.length} files, ${total.toFixed(1)} s in all\n`);
   }
 }

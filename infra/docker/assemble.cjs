@@ -21,7 +21,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 function usage(message) {
-  process.stderr.write(`assemble: ${message}\nusage: node infra/docker/assemble.cjs APP_DIR OUT_DIR [--omit NAME]...\n`);
+  process.stderr.write(
+    `assemble: ${message}\nusage: node infra/docker/assemble.cjs APP_DIR OUT_DIR [--omit NAME]...\n`,
+  );
   process.exit(2);
 }
 
@@ -39,7 +41,8 @@ if (positional.length !== 2) usage('expected APP_DIR and OUT_DIR');
 const root = process.cwd();
 const appDir = path.resolve(positional[0]);
 const outDir = path.resolve(positional[1]);
-if (!fs.existsSync(path.join(root, 'package-lock.json'))) usage(`run it from the repository root (no package-lock.json in ${root})`);
+if (!fs.existsSync(path.join(root, 'package-lock.json')))
+  usage(`run it from the repository root (no package-lock.json in ${root})`);
 if (!fs.existsSync(path.join(appDir, 'package.json'))) usage(`${positional[0]} has no package.json`);
 if (!fs.existsSync(path.join(root, 'node_modules'))) usage('node_modules is missing: run npm ci --omit=dev first');
 
@@ -56,7 +59,10 @@ function resolvePackage(name, fromDir) {
 }
 
 const appManifest = readJson(path.join(appDir, 'package.json'));
-const appDeps = new Set([...Object.keys(appManifest.dependencies ?? {}), ...Object.keys(appManifest.optionalDependencies ?? {})]);
+const appDeps = new Set([
+  ...Object.keys(appManifest.dependencies ?? {}),
+  ...Object.keys(appManifest.optionalDependencies ?? {}),
+]);
 
 /** Package folders reached (as found, not realpath'd: workspace links stay links in node_modules). */
 const reached = new Map(); // real path -> { found: path as resolved, workspace: boolean }
@@ -69,15 +75,22 @@ function visit(dir) {
   const manifest = readJson(path.join(real, 'package.json'));
   const required = Object.keys(manifest.dependencies ?? {});
   const optional = Object.keys(manifest.optionalDependencies ?? {});
-  const peers = Object.keys(manifest.peerDependencies ?? {}).filter((name) => !workspace || real === appDir || appDeps.has(name));
-  const peerOptional = new Set(Object.entries(manifest.peerDependenciesMeta ?? {}).filter(([, meta]) => meta.optional).map(([name]) => name));
+  const peers = Object.keys(manifest.peerDependencies ?? {}).filter(
+    (name) => !workspace || real === appDir || appDeps.has(name),
+  );
+  const peerOptional = new Set(
+    Object.entries(manifest.peerDependenciesMeta ?? {})
+      .filter(([, meta]) => meta.optional)
+      .map(([name]) => name),
+  );
   for (const name of [...required, ...optional, ...peers]) {
     if (omit.has(name)) continue;
     // Resolve from where the package really lives (a workspace's own node_modules, then the root's).
     const found = resolvePackage(name, real) ?? (workspace ? resolvePackage(name, root) : undefined);
     if (found === undefined) {
       if (required.includes(name) && !optional.includes(name)) missing.push(`${manifest.name} needs ${name}`);
-      else if (peers.includes(name) && !peerOptional.has(name) && !optional.includes(name)) missing.push(`${manifest.name} needs its peer ${name}`);
+      else if (peers.includes(name) && !peerOptional.has(name) && !optional.includes(name))
+        missing.push(`${manifest.name} needs its peer ${name}`);
       continue;
     }
     visit(found);
@@ -105,16 +118,25 @@ for (const [real, { workspace }] of reached) {
     copy(path.join(real, 'package.json'), path.join(outDir, rel, 'package.json'));
     const dist = path.join(real, 'dist');
     if (!fs.existsSync(dist)) usage(`${rel} has no dist/: run tsc -b first`);
-    copy(dist, path.join(outDir, rel, 'dist'), (src) => !/\.(test|spec)\.(js|d\.ts)(\.map)?$/.test(src) && !src.endsWith('.tsbuildinfo'));
+    copy(
+      dist,
+      path.join(outDir, rel, 'dist'),
+      (src) => !/\.(test|spec)\.(js|d\.ts)(\.map)?$/.test(src) && !src.endsWith('.tsbuildinfo'),
+    );
     // Data a package ships beside its code (its manifest's "files", e.g. @ddpm/pretrained's models/).
     for (const entry of readJson(path.join(real, 'package.json')).files ?? []) {
       if (entry === 'dist') continue;
-      if (!fs.existsSync(path.join(real, entry))) usage(`${rel}/package.json lists ${entry} in "files", which does not exist`);
+      if (!fs.existsSync(path.join(real, entry)))
+        usage(`${rel}/package.json lists ${entry} in "files", which does not exist`);
       copy(path.join(real, entry), path.join(outDir, rel, entry));
     }
   } else {
     // An installed package, without its own nested node_modules (those reached are copied in turn).
-    copy(real, path.join(outDir, rel), (src) => src === real || !path.relative(real, src).split(path.sep).includes('node_modules'));
+    copy(
+      real,
+      path.join(outDir, rel),
+      (src) => src === real || !path.relative(real, src).split(path.sep).includes('node_modules'),
+    );
     packages++;
   }
 }
@@ -126,4 +148,6 @@ for (const [, { found, workspace }] of reached) {
   fs.mkdirSync(path.dirname(path.join(outDir, rel)), { recursive: true });
   fs.symlinkSync(fs.readlinkSync(found), path.join(outDir, rel));
 }
-process.stdout.write(`assembled ${path.relative(root, appDir)}: ${workspaces.length} workspace packages (${workspaces.sort().join(', ')}), ${packages} installed packages -> ${outDir}\n`);
+process.stdout.write(
+  `assembled ${path.relative(root, appDir)}: ${workspaces.length} workspace packages (${workspaces.sort().join(', ')}), ${packages} installed packages -> ${outDir}\n`,
+);

@@ -56,7 +56,9 @@ function start(name, image, env, logFile) {
   const cmd = config.Docker?.config?.Cmd ?? config.OCIv1?.config?.Cmd;
   for (const [k, v] of Object.entries(env)) buildah('config', '--env', `${k}=${v}`, ctr);
   const log = fs.openSync(logFile, 'w');
-  const child = spawn('buildah', ['run', '--mount', 'type=tmpfs,destination=/tmp', ctr, '--', ...cmd], { stdio: ['ignore', log, log] });
+  const child = spawn('buildah', ['run', '--mount', 'type=tmpfs,destination=/tmp', ctr, '--', ...cmd], {
+    stdio: ['ignore', log, log],
+  });
   processes.push(child);
   child.on('exit', (code, signal) => {
     if (!child.stopping) process.stderr.write(`${name} exited (${code ?? signal}); its log: ${logFile}\n`);
@@ -88,7 +90,13 @@ function check(condition, message) {
 async function main() {
   const logs = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-images-'));
   const s3dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-images-s3-'));
-  const s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: s3dir, silent: true, configureBuckets: [{ name: 'ddpm-images' }] });
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    directory: s3dir,
+    silent: true,
+    configureBuckets: [{ name: 'ddpm-images' }],
+  });
   const { port: s3Port } = await s3.run();
   const [apiPort, metricsPort] = [await freePort(), await freePort()];
   const common = {
@@ -103,29 +111,60 @@ async function main() {
     DDPM_DATA_ROOTS: '',
   };
   try {
-    const api = start('api', API_IMAGE, { ...common, HOST: '127.0.0.1', PORT: String(apiPort) }, path.join(logs, 'api.log'));
-    const worker = start('worker', WORKER_IMAGE, { ...common, HOST: '127.0.0.1', METRICS_PORT: String(metricsPort), DDPM_BACKEND: 'wasm' }, path.join(logs, 'worker.log'));
+    const api = start(
+      'api',
+      API_IMAGE,
+      { ...common, HOST: '127.0.0.1', PORT: String(apiPort) },
+      path.join(logs, 'api.log'),
+    );
+    const worker = start(
+      'worker',
+      WORKER_IMAGE,
+      { ...common, HOST: '127.0.0.1', METRICS_PORT: String(metricsPort), DDPM_BACKEND: 'wasm' },
+      path.join(logs, 'worker.log'),
+    );
     const base = `http://127.0.0.1:${apiPort}`;
     const auth = { authorization: `Bearer ${TOKEN}` };
     await until('the API to be ready', async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined), 60_000);
-    await until('the worker to be ready', async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok ? true : undefined), 60_000);
+    await until(
+      'the worker to be ready',
+      async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok ? true : undefined),
+      60_000,
+    );
 
     process.stdout.write('images started\n');
     check(uidOf(`apps/api/dist/server.js`) === 10001, 'the API runs as uid 10001');
     check(uidOf(`apps/worker/dist/main.js`) === 10001, 'the worker runs as uid 10001');
     check(inside(api.ctr, 'sh', '-c', 'touch /app/probe') !== 0, 'the API code is read-only to its user');
     check(inside(api.ctr, 'test', '-e', '/app/node_modules/@tensorflow') !== 0, 'the API image holds no TensorFlow.js');
-    check(inside(worker.ctr, 'test', '-e', '/app/node_modules/@tensorflow/tfjs-backend-wasm') === 0, 'the worker image holds the wasm backend');
-    for (const [name, { ctr, config }] of [['API', api], ['worker', worker]]) {
+    check(
+      inside(worker.ctr, 'test', '-e', '/app/node_modules/@tensorflow/tfjs-backend-wasm') === 0,
+      'the worker image holds the wasm backend',
+    );
+    for (const [name, { ctr, config }] of [
+      ['API', api],
+      ['worker', worker],
+    ]) {
       const test = config.Docker?.config?.Healthcheck?.Test;
-      check(Array.isArray(test) && test[0] === 'CMD' && inside(ctr, ...test.slice(1)) === 0, `the ${name} image's health check passes`);
+      check(
+        Array.isArray(test) && test[0] === 'CMD' && inside(ctr, ...test.slice(1)) === 0,
+        `the ${name} image's health check passes`,
+      );
     }
     check((await fetch(`${base}/jobs`)).status === 401, 'the API asks for its token');
 
     const submitted = await fetch(`${base}/jobs/train`, {
       method: 'POST',
       headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ dataset: 'procedural:shapes?size=32&channels=1', preset: 'micro32', steps: 4, batchSize: 4, checkpointEvery: 2, sampleCount: 4, sampleSteps: 10 }),
+      body: JSON.stringify({
+        dataset: 'procedural:shapes?size=32&channels=1',
+        preset: 'micro32',
+        steps: 4,
+        batchSize: 4,
+        checkpointEvery: 2,
+        sampleCount: 4,
+        sampleSteps: 10,
+      }),
     });
     const job = await submitted.json();
     check(submitted.status === 202 || submitted.status === 201, `train job ${job.id} accepted (${submitted.status})`);
@@ -137,7 +176,10 @@ async function main() {
       },
       600_000,
     );
-    check(done.state === 'completed', `the train job completed (state ${done.state}${done.error ? `: ${JSON.stringify(done.error)}` : ''})`);
+    check(
+      done.state === 'completed',
+      `the train job completed (state ${done.state}${done.error ? `: ${JSON.stringify(done.error)}` : ''})`,
+    );
     const checkpoints = await (await fetch(`${base}/jobs/${job.id}/checkpoints`, { headers: auth })).json();
     const steps = (checkpoints.checkpoints ?? checkpoints).map((c) => c.step);
     check(steps.includes(4), `its checkpoints are in the object store (steps ${steps.join(', ')})`);

@@ -57,7 +57,9 @@ test('the API starts, serves, and loads no @tensorflow/* module and no sharp', a
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     const modules = (await fs.readFile(report, 'utf8')).split('\n').filter(Boolean);
-    console.info(JSON.stringify({ startupMs: Math.round(startupMs), rssMiB: Math.round(rssMiB), modules: modules.length }));
+    console.info(
+      JSON.stringify({ startupMs: Math.round(startupMs), rssMiB: Math.round(rssMiB), modules: modules.length }),
+    );
     expect(modules.length).toBeGreaterThan(100);
     expect(modules.some((m) => m.includes(`${path.sep}fastify${path.sep}`))).toBe(true);
     expect(modules.filter((m) => /[\\/]@tensorflow[\\/]|[\\/]sharp[\\/]|[\\/]@img[\\/]/.test(m))).toEqual([]);

@@ -15,10 +15,35 @@ const LOCAL = bulkTarget('redis://127.0.0.1:6379')!;
 
 /** A redis-server of the test's own; resolves once it answers PING (with `password` when given). */
 async function startRedis(port: number, password?: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...(password ? ['--requirepass', password] : [])], { stdio: 'ignore' });
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(password ? { password } : {}) });
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...(password ? ['--requirepass', password] : []),
+    ],
+    { stdio: 'ignore' },
+  );
+  const probe = new Redis(port, '127.0.0.1', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    ...(password ? { password } : {}),
+  });
   for (let i = 0; i < 100; i++) {
-    if (await probe.connect().then(() => probe.ping(), () => undefined)) break;
+    if (
+      await probe.connect().then(
+        () => probe.ping(),
+        () => undefined,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 100));
   }
   probe.disconnect();
@@ -30,9 +55,20 @@ describe('bulkTarget', () => {
     expect(bulkTarget('redis://127.0.0.1:6379')).toEqual({ host: '127.0.0.1', port: 6379 });
     expect(bulkTarget('redis://data.example:6390/4')).toEqual({ host: 'data.example', port: 6390, db: 4 });
     expect(bulkTarget('redis://:s%40cret@h')).toEqual({ host: 'h', port: 6379, password: 's@cret' });
-    expect(bulkTarget('redis://ops:pw@[::1]:7000/0')).toEqual({ host: '::1', port: 7000, username: 'ops', password: 'pw' });
-    expect(bulkTarget('redis://h:1/2', { password: 'from-options', db: 5 })).toEqual({ host: 'h', port: 1, password: 'from-options', db: 5 });
-    for (const other of ['rediss://h:6379', 'unix:///run/redis.sock', 'redis://h/x', 'not a url']) expect([other, bulkTarget(other)]).toEqual([other, undefined]);
+    expect(bulkTarget('redis://ops:pw@[::1]:7000/0')).toEqual({
+      host: '::1',
+      port: 7000,
+      username: 'ops',
+      password: 'pw',
+    });
+    expect(bulkTarget('redis://h:1/2', { password: 'from-options', db: 5 })).toEqual({
+      host: 'h',
+      port: 1,
+      password: 'from-options',
+      db: 5,
+    });
+    for (const other of ['rediss://h:6379', 'unix:///run/redis.sock', 'redis://h/x', 'not a url'])
+      expect([other, bulkTarget(other)]).toEqual([other, undefined]);
     expect(bulkTarget('redis://h', { tls: {} })).toBeUndefined();
   });
 });
@@ -77,8 +113,17 @@ describe('BulkConnection', () => {
     const c = new BulkConnection(LOCAL);
     try {
       await c.command(['SET', `${prefix}:text`, 'not a number']);
-      const [refused, after] = await Promise.allSettled([c.command(['INCR', `${prefix}:text`]), c.command(['GET', `${prefix}:text`])]);
-      expect(refused).toMatchObject({ status: 'rejected', reason: { code: 'DDPM_GROUP_LOST', message: expect.stringMatching(/the data plane failed a command: ERR value is not an integer/) } });
+      const [refused, after] = await Promise.allSettled([
+        c.command(['INCR', `${prefix}:text`]),
+        c.command(['GET', `${prefix}:text`]),
+      ]);
+      expect(refused).toMatchObject({
+        status: 'rejected',
+        reason: {
+          code: 'DDPM_GROUP_LOST',
+          message: expect.stringMatching(/the data plane failed a command: ERR value is not an integer/),
+        },
+      });
       expect(after).toEqual({ status: 'fulfilled', value: Buffer.from('not a number') });
     } finally {
       c.close();
@@ -102,7 +147,10 @@ describe('BulkConnection', () => {
       check.disconnect();
       const wrong = new BulkConnection(bulkTarget(`redis://:wrong@127.0.0.1:${port}`)!);
       try {
-        await expect(wrong.command(['GET', 'k'])).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: expect.stringMatching(/WRONGPASS|invalid password|refused the login/) });
+        await expect(wrong.command(['GET', 'k'])).rejects.toMatchObject({
+          code: 'DDPM_GROUP_LOST',
+          message: expect.stringMatching(/WRONGPASS|invalid password|refused the login/),
+        });
       } finally {
         wrong.close();
       }
@@ -121,7 +169,10 @@ describe('BulkConnection', () => {
       const inFlight = c.command(['BLPOP', 'never', 30]);
       await new Promise((r) => setTimeout(r, 100));
       server.kill('SIGKILL');
-      await expect(inFlight).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST', message: expect.stringMatching(/the data plane failed/) });
+      await expect(inFlight).rejects.toMatchObject({
+        code: 'DDPM_GROUP_LOST',
+        message: expect.stringMatching(/the data plane failed/),
+      });
       await expect(c.command(['GET', 'k'])).rejects.toMatchObject({ code: 'DDPM_GROUP_LOST' });
       server = await startRedis(port);
       expect(await c.command(['SET', 'k', Buffer.from('again')])).toBe('OK');

@@ -38,7 +38,16 @@ describe('compose stack', () => {
   });
 
   it('is accepted by docker-compose config and names every part of the stack', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'grafana', 'minio', 'minio-bucket', 'prometheus', 'redis-data', 'redis-queue', 'worker']);
+    expect(Object.keys(services).sort()).toEqual([
+      'api',
+      'grafana',
+      'minio',
+      'minio-bucket',
+      'prometheus',
+      'redis-data',
+      'redis-queue',
+      'worker',
+    ]);
     for (const [name, s] of Object.entries(services)) {
       expect({ name, image: s.image }).toEqual({ name, image: expect.stringMatching(/:[^:]+$/) });
       expect(s.image).not.toMatch(/:latest$/);
@@ -77,18 +86,30 @@ describe('compose stack', () => {
 
   it('scrapes the API and workers and provisions the generated dashboard', () => {
     const mounts = (s: Service): Map<string, string> =>
-      new Map((s.volumes ?? []).map((v) => (typeof v === 'string' ? [v.split(':')[1]!, v.split(':')[0]!] : [v.target, v.source ?? ''])));
+      new Map(
+        (s.volumes ?? []).map((v) =>
+          typeof v === 'string' ? [v.split(':')[1]!, v.split(':')[0]!] : [v.target, v.source ?? ''],
+        ),
+      );
     const prometheus = mounts(services['prometheus']!);
-    expect(prometheus.get('/etc/prometheus/prometheus.yml')).toBe(path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'));
-    const scrape = parse(readFileSync(path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'), 'utf8')) as { scrape_configs: { job_name: string }[] };
+    expect(prometheus.get('/etc/prometheus/prometheus.yml')).toBe(
+      path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'),
+    );
+    const scrape = parse(readFileSync(path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string }[];
+    };
     expect(scrape.scrape_configs.map((c) => c.job_name)).toEqual(expect.arrayContaining(['ddpm-api', 'ddpm-worker']));
     const grafana = mounts(services['grafana']!);
     const dashboards = grafana.get('/var/lib/grafana/dashboards')!;
     expect(readFileSync(path.join(dashboards, 'ddpm-training.json'), 'utf8')).toBe(dashboardJson());
     const provisioning = grafana.get('/etc/grafana/provisioning')!;
-    const provider = parse(readFileSync(path.join(provisioning, 'dashboards', 'ddpm.yaml'), 'utf8')) as { providers: { options: { path: string } }[] };
+    const provider = parse(readFileSync(path.join(provisioning, 'dashboards', 'ddpm.yaml'), 'utf8')) as {
+      providers: { options: { path: string } }[];
+    };
     expect(provider.providers[0]!.options.path).toBe('/var/lib/grafana/dashboards');
-    const datasource = parse(readFileSync(path.join(provisioning, 'datasources', 'prometheus.yaml'), 'utf8')) as { datasources: { type: string; url: string }[] };
+    const datasource = parse(readFileSync(path.join(provisioning, 'datasources', 'prometheus.yaml'), 'utf8')) as {
+      datasources: { type: string; url: string }[];
+    };
     expect(datasource.datasources[0]).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090' });
   });
 });

@@ -66,7 +66,9 @@ test('every dashboard query names real metrics and returns data once the service
   const workers = stack.workers.map((w) => `127.0.0.1:${w.metricsPort!}`);
 
   // The stack's scrape configuration, its targets pointed here (and scraping every second).
-  const stackConfig = parse(await fs.readFile(path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'), 'utf8')) as {
+  const stackConfig = parse(
+    await fs.readFile(path.join(ROOT, 'infra', 'docker', 'prometheus', 'prometheus.yml'), 'utf8'),
+  ) as {
     global: Record<string, string>;
     scrape_configs: ScrapeConfig[];
   };
@@ -79,15 +81,30 @@ test('every dashboard query names real metrics and returns data once the service
   });
   const dir = path.join(stack.storeDir, 'prometheus');
   await fs.mkdir(dir, { recursive: true });
-  await fs.writeFile(path.join(dir, 'prometheus.yml'), stringify({ global: { ...stackConfig.global, scrape_interval: '1s' }, scrape_configs: scrapeConfigs }));
+  await fs.writeFile(
+    path.join(dir, 'prometheus.yml'),
+    stringify({ global: { ...stackConfig.global, scrape_interval: '1s' }, scrape_configs: scrapeConfigs }),
+  );
   const port = await freePort();
-  prometheus = spawn(binary, [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], {
-    stdio: 'ignore',
-  });
+  prometheus = spawn(
+    binary,
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
   const base = `http://127.0.0.1:${port}`;
   await until('prometheus to be ready', async () => ((await fetch(`${base}/-/ready`)).ok ? true : undefined));
   const query = async (q: string): Promise<{ status: string; error?: string; data?: { result: Sample[] } }> =>
-    (await fetch(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).json() as Promise<{ status: string; error?: string; data?: { result: Sample[] } }>;
+    (await fetch(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).json() as Promise<{
+      status: string;
+      error?: string;
+      data?: { result: Sample[] };
+    }>;
   await until('every target up', async () => {
     const up = (await query('up{job=~"ddpm-.*"}')).data?.result ?? [];
     return up.length === 3 && up.every((x) => x.value[1] === '1') ? true : undefined;
@@ -97,19 +114,34 @@ test('every dashboard query names real metrics and returns data once the service
   const res = await stack.app.inject({
     method: 'POST',
     url: '/jobs/train',
-    payload: tinyTrain({ steps: 6, batchSize: 4, checkpointEvery: 3, workers: 2, timesteps: 50, evalEvery: 6, evalMetrics: ['nll'], evalNllImages: 2 }),
+    payload: tinyTrain({
+      steps: 6,
+      batchSize: 4,
+      checkpointEvery: 3,
+      workers: 2,
+      timesteps: 50,
+      evalEvery: 6,
+      evalMetrics: ['nll'],
+      evalNllImages: 2,
+    }),
   });
   expect(res.statusCode).toBe(202);
   const job = await stack.waitFinished(res.json().id as string, 240_000);
   expect(await job.getState()).toBe('completed');
   // A sample job drawn by a sampling group of 2 (two batches, one each) feeds the relay panel.
-  const sample = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: res.json().id, count: 32, steps: 2, workers: 2 } });
+  const sample = await stack.app.inject({
+    method: 'POST',
+    url: '/jobs/sample',
+    payload: { trainJobId: res.json().id, count: 32, steps: 2, workers: 2 },
+  });
   expect(sample.statusCode).toBe(202);
   expect(await (await stack.waitFinished(sample.json().id as string, 240_000)).getState()).toBe('completed');
   await stack.app.inject({ url: '/jobs/no-such-job' });
 
   // What the service declares and has emitted by now, from its own /metrics pages.
-  const pages = await Promise.all([`http://${api}/metrics`, ...workers.map((w) => `http://${w}/metrics`)].map(async (u) => (await fetch(u)).text()));
+  const pages = await Promise.all(
+    [`http://${api}/metrics`, ...workers.map((w) => `http://${w}/metrics`)].map(async (u) => (await fetch(u)).text()),
+  );
   const declared = new Map<string, string>();
   const emitted = new Set<string>();
   for (const page of pages) {
@@ -127,10 +159,17 @@ test('every dashboard query names real metrics and returns data once the service
     const r = (await query('ddpm_train_steps_total')).data?.result ?? [];
     return r.some((s) => s.value[1] === '6') ? r : undefined;
   });
-  expect(steps.find((s) => s.value[1] === '6')!.metric).toMatchObject({ job: 'ddpm-worker', queue: 'train', rank: '0', backend: 'wasm' });
+  expect(steps.find((s) => s.value[1] === '6')!.metric).toMatchObject({
+    job: 'ddpm-worker',
+    queue: 'train',
+    rank: '0',
+    backend: 'wasm',
+  });
   await new Promise((resolve) => setTimeout(resolve, 2500));
 
-  const dashboard = JSON.parse(dashboardJson()) as { panels: { type: string; title: string; targets?: { expr: string }[] }[] };
+  const dashboard = JSON.parse(dashboardJson()) as {
+    panels: { type: string; title: string; targets?: { expr: string }[] }[];
+  };
   const panels = dashboard.panels.filter((p) => p.type !== 'row');
   expect(panels.map((p) => p.title)).toEqual(ROWS.flatMap((r) => r.panels.map((p) => p.title)));
   const sourceOf = new Map(ROWS.flatMap((r) => r.panels.map((p) => [p.title, p.source] as const)));
@@ -144,7 +183,12 @@ test('every dashboard query names real metrics and returns data once the service
       const promql = expr.replace(/\$__rate_interval/g, '1m');
       const answer = await query(promql);
       // Every query parses and evaluates, emitted or not.
-      expect({ panel: panel.title, expr, status: answer.status, error: answer.error }).toEqual({ panel: panel.title, expr, status: 'success', error: undefined });
+      expect({ panel: panel.title, expr, status: answer.status, error: answer.error }).toEqual({
+        panel: panel.title,
+        expr,
+        status: 'success',
+        error: undefined,
+      });
       const names = metricNames(expr);
       expect({ panel: panel.title, expr, names: names.length > 0 }).toEqual({ panel: panel.title, expr, names: true });
       if (sourceOf.get(panel.title) === 'dcgm') {
@@ -153,9 +197,18 @@ test('every dashboard query names real metrics and returns data once the service
         continue;
       }
       // Only metrics the API and workers really expose.
-      for (const name of names) expect({ panel: panel.title, name, family: familyOf(name) }).toEqual({ panel: panel.title, name, family: expect.any(String) });
+      for (const name of names)
+        expect({ panel: panel.title, name, family: familyOf(name) }).toEqual({
+          panel: panel.title,
+          name,
+          family: expect.any(String),
+        });
       if (names.every((n) => emitted.has(n))) {
-        expect({ panel: panel.title, expr, results: (answer.data?.result.length ?? 0) > 0 }).toEqual({ panel: panel.title, expr, results: true });
+        expect({ panel: panel.title, expr, results: (answer.data?.result.length ?? 0) > 0 }).toEqual({
+          panel: panel.title,
+          expr,
+          results: true,
+        });
       } else {
         hasData = false;
       }
@@ -164,6 +217,13 @@ test('every dashboard query names real metrics and returns data once the service
   }
   // What this job cannot emit: Fréchet distance, KID, IS and pixel statistics need an extractor's evaluation, a
   // restart needs a lost rank, the GPU panels need DCGM. Everything else showed data.
-  expect(notYet.sort()).toEqual(['Fréchet distance', 'GPU memory used', 'GPU utilisation', 'Group restarts', 'KID and Inception Score', 'Sample pixel statistics']);
+  expect(notYet.sort()).toEqual([
+    'Fréchet distance',
+    'GPU memory used',
+    'GPU utilisation',
+    'Group restarts',
+    'KID and Inception Score',
+    'Sample pixel statistics',
+  ]);
   expect(verified.length).toBe(panels.length - 6);
 });

@@ -24,7 +24,10 @@ jest.setTimeout(600_000);
 /** The offline extractor's weights where the workers look for them in the store. */
 async function putExtractorWeights(storeDir: string): Promise<void> {
   await fs.mkdir(path.join(storeDir, 'extractors'), { recursive: true });
-  await fs.writeFile(path.join(storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`), await sharedFmnistCnnWeights());
+  await fs.writeFile(
+    path.join(storeDir, 'extractors', `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`),
+    await sharedFmnistCnnWeights(),
+  );
 }
 
 describe('eval jobs', () => {
@@ -36,13 +39,29 @@ describe('eval jobs', () => {
     const train = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',
-      payload: { dataset: 'fashion-mnist:?split=train', preset: 'micro32', steps: 2, batchSize: 4, checkpointEvery: 2, sampleCount: 1, sampleSteps: 2 },
+      payload: {
+        dataset: 'fashion-mnist:?split=train',
+        preset: 'micro32',
+        steps: 2,
+        batchSize: 4,
+        checkpointEvery: 2,
+        sampleCount: 1,
+        sampleSteps: 2,
+      },
     });
     expect(train.statusCode).toBe(202);
     const trainId = train.json().id as string;
     expect((await stack.waitFinished(trainId, 300_000)).returnvalue).toMatchObject({ status: 'completed', step: 2 });
 
-    const body = { trainJobId: trainId, metrics: ['fd', 'kid', 'is', 'nll'], count: 48, sampler: 'ddim', steps: 2, referenceCount: 400, nllImages: 2 };
+    const body = {
+      trainJobId: trainId,
+      metrics: ['fd', 'kid', 'is', 'nll'],
+      count: 48,
+      sampler: 'ddim',
+      steps: 2,
+      referenceCount: 400,
+      nllImages: 2,
+    };
     const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: body });
     expect(submitted.statusCode).toBe(202);
     const view = submitted.json();
@@ -59,7 +78,15 @@ describe('eval jobs', () => {
     const done = (await stack.app.inject({ url: `/jobs/${view.id}` })).json();
     expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 2 } });
     const metrics = done.result.metrics as Record<string, number>;
-    expect(Object.keys(metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'is_fmnist_cnn', 'kid_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
+    expect(Object.keys(metrics).sort()).toEqual([
+      'bits_per_dim',
+      'fd_fmnist_cnn',
+      'is_fmnist_cnn',
+      'kid_fmnist_cnn',
+      'pixel_background',
+      'pixel_mean',
+      'pixel_saturated',
+    ]);
     expect(metrics).not.toHaveProperty('fid');
     // Two steps of training: the samples are nearly noise, far from the data.
     expect(metrics.fd_fmnist_cnn).toBeGreaterThan(10);
@@ -74,7 +101,13 @@ describe('eval jobs', () => {
       ema: true,
       backend: 'wasm',
       samples: { count: 48, sampler: { kind: 'ddim', steps: 2, eta: 0 }, seed: 0, ema: true },
-      extractor: { name: 'fmnist_cnn', distanceName: 'fd_fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256, featureDim: 128, classes: 10 },
+      extractor: {
+        name: 'fmnist_cnn',
+        distanceName: 'fd_fmnist_cnn',
+        weightsSha256: FMNIST_CNN_WASM_SHA256,
+        featureDim: 128,
+        classes: 10,
+      },
       reference: { split: 'train', count: 400 },
       fd: { name: 'fd_fmnist_cnn', value: metrics.fd_fmnist_cnn },
       kid: { name: 'kid_fmnist_cnn', subsetSize: 48 },
@@ -93,18 +126,35 @@ describe('eval jobs', () => {
     await stack.waitFinished(again.json().id, 300_000);
     const second = (await stack.app.inject({ url: `/jobs/${again.json().id}` })).json();
     // The same samples: the same distance and the same pixel statistics.
-    const pixels = { pixel_mean: metrics.pixel_mean, pixel_background: metrics.pixel_background, pixel_saturated: metrics.pixel_saturated };
+    const pixels = {
+      pixel_mean: metrics.pixel_mean,
+      pixel_background: metrics.pixel_background,
+      pixel_saturated: metrics.pixel_saturated,
+    };
     expect(second.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, ...pixels });
-    expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(/reference statistics from the cache/);
+    expect((await stack.app.inject({ url: `/jobs/${again.json().id}/logs` })).body).toMatch(
+      /reference statistics from the cache/,
+    );
 
     // A sampling group of 2 draws the same 48 samples (rank 1 batch 1 of 3): the same numbers, to the bit.
-    const grouped = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { ...body, metrics: ['fd', 'kid', 'is'], workers: 2 } });
+    const grouped = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/eval',
+      payload: { ...body, metrics: ['fd', 'kid', 'is'], workers: 2 },
+    });
     expect(grouped.statusCode).toBe(202);
     await stack.waitFinished(grouped.json().id, 300_000);
     const third = (await stack.app.inject({ url: `/jobs/${grouped.json().id}` })).json();
     expect(third).toMatchObject({ state: 'completed', result: { group: { worldSize: 2, restarts: 0 } } });
-    expect(third.result.metrics).toEqual({ fd_fmnist_cnn: metrics.fd_fmnist_cnn, kid_fmnist_cnn: metrics.kid_fmnist_cnn, is_fmnist_cnn: metrics.is_fmnist_cnn, ...pixels });
-    expect((await stack.app.inject({ url: `/jobs/${grouped.json().id}/logs` })).body).toMatch(/48 samples \(ddim, 2 steps, seed 0, EMA weights of step 2, drawn by 2 ranks\)/);
+    expect(third.result.metrics).toEqual({
+      fd_fmnist_cnn: metrics.fd_fmnist_cnn,
+      kid_fmnist_cnn: metrics.kid_fmnist_cnn,
+      is_fmnist_cnn: metrics.is_fmnist_cnn,
+      ...pixels,
+    });
+    expect((await stack.app.inject({ url: `/jobs/${grouped.json().id}/logs` })).body).toMatch(
+      /48 samples \(ddim, 2 steps, seed 0, EMA weights of step 2, drawn by 2 ranks\)/,
+    );
   });
 
   it('evaluates the EMA weights during training: history, curves, and a real Prometheus sees ddpm_eval_fid change', async () => {
@@ -112,10 +162,24 @@ describe('eval jobs', () => {
     if (!binary) throw new Error('no prometheus binary (apt-get install prometheus)');
     const dir = path.join(stack.storeDir, 'prometheus');
     await fs.mkdir(dir, { recursive: true });
-    const config = ['global:', '  scrape_interval: 500ms', 'scrape_configs:', '  - job_name: ddpm-worker', `    static_configs: [{ targets: [${stack.workers.map((w) => `'127.0.0.1:${w.metricsPort}'`).join(', ')}] }]`].join('\n');
+    const config = [
+      'global:',
+      '  scrape_interval: 500ms',
+      'scrape_configs:',
+      '  - job_name: ddpm-worker',
+      `    static_configs: [{ targets: [${stack.workers.map((w) => `'127.0.0.1:${w.metricsPort}'`).join(', ')}] }]`,
+    ].join('\n');
     await fs.writeFile(path.join(dir, 'prometheus.yml'), config);
     const port = await freePort();
-    const prometheus = spawn(binary, [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+    const prometheus = spawn(
+      binary,
+      [
+        `--config.file=${path.join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: 'ignore' },
+    );
     try {
       const base = `http://127.0.0.1:${port}`;
       await until('prometheus to be ready', async () => ((await fetch(`${base}/-/ready`)).ok ? true : undefined));
@@ -123,37 +187,77 @@ describe('eval jobs', () => {
       const train = await stack.app.inject({
         method: 'POST',
         url: '/jobs/train',
-        payload: { dataset: 'fashion-mnist:', preset: 'micro32', steps: 9, batchSize: 8, learningRate: 1e-3, warmupSteps: 1, emaDecay: 0.5, checkpointEvery: 3, evalEvery: 3, evalMetrics: ['fd', 'nll'], evalCount: 32, evalSampler: 'ddim', evalSteps: 3, evalReferenceCount: 300, evalNllImages: 2 },
+        payload: {
+          dataset: 'fashion-mnist:',
+          preset: 'micro32',
+          steps: 9,
+          batchSize: 8,
+          learningRate: 1e-3,
+          warmupSteps: 1,
+          emaDecay: 0.5,
+          checkpointEvery: 3,
+          evalEvery: 3,
+          evalMetrics: ['fd', 'nll'],
+          evalCount: 32,
+          evalSampler: 'ddim',
+          evalSteps: 3,
+          evalReferenceCount: 300,
+          evalNllImages: 2,
+        },
       });
       expect(train.statusCode).toBe(202);
-      expect(train.json().config.evaluation).toMatchObject({ every: 3, metrics: ['fd', 'nll'], samples: { count: 32, sampler: { kind: 'ddim', steps: 3 } } });
+      expect(train.json().config.evaluation).toMatchObject({
+        every: 3,
+        metrics: ['fd', 'nll'],
+        samples: { count: 32, sampler: { kind: 'ddim', steps: 3 } },
+      });
       const id = train.json().id as string;
       expect((await stack.waitFinished(id, 400_000)).returnvalue).toMatchObject({ status: 'completed', step: 9 });
 
       const history = (await stack.app.inject({ url: `/jobs/${id}/metrics` })).json();
       expect(history.entries.map((e: { step: number }) => e.step)).toEqual([3, 6, 9]);
       for (const e of history.entries) {
-        expect(Object.keys(e.metrics).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
+        expect(Object.keys(e.metrics).sort()).toEqual([
+          'bits_per_dim',
+          'fd_fmnist_cnn',
+          'pixel_background',
+          'pixel_mean',
+          'pixel_saturated',
+        ]);
         expect(e.extractor).toEqual({ name: 'fmnist_cnn', weightsSha256: FMNIST_CNN_WASM_SHA256 });
         // The run's training time when the weights were evaluated, and the pixels beside the reference's.
         expect(e.trainSeconds).toBeGreaterThan(0);
         expect(e.pixels.reference.images).toBeGreaterThan(0);
       }
-      expect(history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)).toEqual([...history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)].sort((a, b) => a - b));
-      expect(Object.keys(history.curves).sort()).toEqual(['bits_per_dim', 'fd_fmnist_cnn', 'pixel_background', 'pixel_mean', 'pixel_saturated']);
+      expect(history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)).toEqual(
+        [...history.entries.map((e: { trainSeconds: number }) => e.trainSeconds)].sort((a, b) => a - b),
+      );
+      expect(Object.keys(history.curves).sort()).toEqual([
+        'bits_per_dim',
+        'fd_fmnist_cnn',
+        'pixel_background',
+        'pixel_mean',
+        'pixel_saturated',
+      ]);
       const curve = await stack.app.inject({ url: new URL(history.curves.fd_fmnist_cnn).pathname });
       expect(curve.statusCode).toBe(200);
       expect(curve.headers['content-type']).toBe('image/png');
       expect(curve.rawPayload.subarray(1, 4).toString()).toBe('PNG');
       expect((await stack.app.inject({ url: `/jobs/${id}/metrics/nope.png` })).statusCode).toBe(404);
-      expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(/evaluation at step 6: .*fd_fmnist_cnn/);
+      expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(
+        /evaluation at step 6: .*fd_fmnist_cnn/,
+      );
 
       // Every value the worker exported was scraped: the series changed during training.
       const fds = new Set(history.entries.map((e: { metrics: Record<string, number> }) => e.metrics.fd_fmnist_cnn));
       expect(fds.size).toBeGreaterThan(1);
       const seen = await until('ddpm_eval_fid to take more than one value', async () => {
         const q = `ddpm_eval_fid{queue="train",extractor="fmnist_cnn",distance="fd_fmnist_cnn"}`;
-        const r = (await (await fetch(`${base}/api/v1/query_range?query=${encodeURIComponent(q)}&start=${started}&end=${Date.now() / 1000}&step=0.5`)).json()) as { data: { result: { values: [number, string][] }[] } };
+        const r = (await (
+          await fetch(
+            `${base}/api/v1/query_range?query=${encodeURIComponent(q)}&start=${started}&end=${Date.now() / 1000}&step=0.5`,
+          )
+        ).json()) as { data: { result: { values: [number, string][] }[] } };
         const values = new Set(r.data.result.flatMap((series) => series.values.map(([, v]) => Number(v))));
         return values.size > 1 ? values : undefined;
       });
@@ -168,17 +272,42 @@ describe('eval jobs', () => {
     const train = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',
-      payload: { dataset: 'fashion-mnist:', preset: 'micro32', steps: 2, batchSize: 4, workers: 2, checkpointEvery: 2, sampleCount: 0, evalEvery: 2, evalMetrics: ['fd'], evalCount: 48, evalSampler: 'ddim', evalSteps: 2, evalSeed: 5, evalReferenceCount: 300 },
+      payload: {
+        dataset: 'fashion-mnist:',
+        preset: 'micro32',
+        steps: 2,
+        batchSize: 4,
+        workers: 2,
+        checkpointEvery: 2,
+        sampleCount: 0,
+        evalEvery: 2,
+        evalMetrics: ['fd'],
+        evalCount: 48,
+        evalSampler: 'ddim',
+        evalSteps: 2,
+        evalSeed: 5,
+        evalReferenceCount: 300,
+      },
     });
     expect(train.statusCode).toBe(202);
     const id = train.json().id as string;
-    expect((await stack.waitFinished(id, 300_000)).returnvalue).toMatchObject({ status: 'completed', step: 2, group: { worldSize: 2 } });
+    expect((await stack.waitFinished(id, 300_000)).returnvalue).toMatchObject({
+      status: 'completed',
+      step: 2,
+      group: { worldSize: 2 },
+    });
     const history = (await stack.app.inject({ url: `/jobs/${id}/metrics` })).json();
     expect(history.entries.map((e: { step: number }) => e.step)).toEqual([2]);
-    expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(/48 samples \(ddim, 2 steps, seed 5, EMA weights at step 2, drawn by 2 ranks and measured by each\)/);
+    expect((await stack.app.inject({ url: `/jobs/${id}/logs` })).body).toMatch(
+      /48 samples \(ddim, 2 steps, seed 5, EMA weights at step 2, drawn by 2 ranks and measured by each\)/,
+    );
 
     // One process, the same checkpoint's EMA and the same samples: the same numbers, to the bit.
-    const evaluated = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { trainJobId: id, metrics: ['fd'], count: 48, sampler: 'ddim', steps: 2, seed: 5, referenceCount: 300 } });
+    const evaluated = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/eval',
+      payload: { trainJobId: id, metrics: ['fd'], count: 48, sampler: 'ddim', steps: 2, seed: 5, referenceCount: 300 },
+    });
     expect(evaluated.statusCode).toBe(202);
     await stack.waitFinished(evaluated.json().id, 300_000);
     const alone = (await stack.app.inject({ url: `/jobs/${evaluated.json().id}` })).json();
@@ -191,9 +320,25 @@ describe('eval jobs', () => {
     const refused = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { metrics: ['fd'] } });
     expect(refused.statusCode).toBe(400);
     expect(refused.json().message).toMatch(/an eval job names either trainJobId .* or pretrained/);
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { pretrained: 'fashion-mnist-cpu', metrics: ['fd'], count: 32, sampler: 'ddim', steps: 2, referenceCount: 300, workers: 2 } });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/eval',
+      payload: {
+        pretrained: 'fashion-mnist-cpu',
+        metrics: ['fd'],
+        count: 32,
+        sampler: 'ddim',
+        steps: 2,
+        referenceCount: 300,
+        workers: 2,
+      },
+    });
     expect(submitted.statusCode).toBe(202);
-    expect(submitted.json().config).toMatchObject({ pretrained: 'fashion-mnist-cpu', samples: { count: 32, sampler: { kind: 'ddim', steps: 2 } }, group: { workers: 2 } });
+    expect(submitted.json().config).toMatchObject({
+      pretrained: 'fashion-mnist-cpu',
+      samples: { count: 32, sampler: { kind: 'ddim', steps: 2 } },
+      group: { workers: 2 },
+    });
     const id = submitted.json().id as string;
     await stack.waitFinished(id, 300_000);
     const done = (await stack.app.inject({ url: `/jobs/${id}` })).json();
@@ -207,13 +352,31 @@ describe('eval jobs', () => {
   });
 
   it('refuses an eval job whose extractor does not fit the run, naming both shapes', async () => {
-    const train = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: { dataset: 'procedural:shapes?size=8&channels=3', preset: 'tiny32', steps: 1, batchSize: 2, checkpointEvery: 1, sampleCount: 1, sampleSteps: 1 } });
+    const train = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: {
+        dataset: 'procedural:shapes?size=8&channels=3',
+        preset: 'tiny32',
+        steps: 1,
+        batchSize: 2,
+        checkpointEvery: 1,
+        sampleCount: 1,
+        sampleSteps: 1,
+      },
+    });
     const trainId = train.json().id as string;
     expect((await stack.waitFinished(trainId, 300_000)).returnvalue).toMatchObject({ status: 'completed' });
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/eval', payload: { trainJobId: trainId, metrics: ['fd'], dataset: 'fashion-mnist:', count: 4, steps: 1 } });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/eval',
+      payload: { trainJobId: trainId, metrics: ['fd'], dataset: 'fashion-mnist:', count: 4, steps: 1 },
+    });
     expect(submitted.statusCode).toBe(202);
     const job = await stack.waitFinished(submitted.json().id, 300_000);
-    expect(job.failedReason).toMatch(/fmnist_cnn extractor takes 32 x 32 x 1 images; this run's model makes 32 x 32 x 3/);
+    expect(job.failedReason).toMatch(
+      /fmnist_cnn extractor takes 32 x 32 x 1 images; this run's model makes 32 x 32 x 3/,
+    );
     expect(job.attemptsMade).toBe(1); // permanent: not retried
   });
 });

@@ -56,7 +56,13 @@ async function tempStore(): Promise<{ store: FileStore; done: () => Promise<void
 }
 
 /** Trains `config` as a group of `n` ranks in this process; returns each rank's trainer (not disposed). */
-async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, outcomes: Awaited<ReturnType<Trainer['run']>>[] = [], sharedMemoryDir?: string): Promise<Trainer[]> {
+async function trainAsGroup(
+  n: number,
+  config: TrainConfig,
+  store: FileStore,
+  outcomes: Awaited<ReturnType<Trainer['run']>>[] = [],
+  sharedMemoryDir?: string,
+): Promise<Trainer[]> {
   const ns = `test-dp-${randomBytes(5).toString('hex')}`;
   const control = new Redis(URL);
   await openGeneration(control, ns, 300_000);
@@ -79,9 +85,18 @@ async function trainAsGroup(n: number, config: TrainConfig, store: FileStore, ou
         ...(sharedMemoryDir ? { sharedMemoryDir } : {}),
       });
       collectives.push(collective);
-      return { rank, worldSize: n, checksumEvery: 5, exchange: (step, partial, report) => collective.exchange(step, partial, report), assertWriter: async () => undefined };
+      return {
+        rank,
+        worldSize: n,
+        checksumEvery: 5,
+        exchange: (step, partial, report) => collective.exchange(step, partial, report),
+        assertWriter: async () => undefined,
+      };
     });
-    if (sharedMemoryDir) expect(await Promise.all(collectives.map((c) => c.negotiateSharedMemory(0)))).toEqual(collectives.map(() => true));
+    if (sharedMemoryDir)
+      expect(await Promise.all(collectives.map((c) => c.negotiateSharedMemory(0)))).toEqual(
+        collectives.map(() => true),
+      );
     outcomes.push(...(await Promise.all(trainers.map((t, r) => t.run({ group: links[r]! })))));
     await Promise.all(collectives.map((c) => c.leaveSharedMemory()));
     return trainers;
@@ -97,30 +112,35 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
     [2, 'redis'],
     [3, 'redis'],
     [2, 'shared memory'],
-  ])('%i ranks, 20 steps, gradients through %s: parameters, EMA and Adam moments bit-identical', async (n, plane) => {
-    const single = await tempStore();
-    const grouped = await tempStore();
-    const shm = plane === 'redis' ? undefined : await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-dp-shm-'));
-    try {
-      const alone = await Trainer.open(run(20, n), { store: single.store, prefix: 'run' });
-      await alone.run();
-      const expected = await state(alone);
-      const ranks = await trainAsGroup(n, run(20, n), grouped.store, [], shm);
-      for (const [r, t] of ranks.entries()) expect([r, t.step, (await state(t)).toString('hex')]).toEqual([r, 20, expected.toString('hex')]);
-      // The checkpoints too (written by rank 0 only): the same bytes as the single process's.
-      for (const file of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors']) {
-        const a = await single.store.get(`run/checkpoints/step-000000020/${file}`);
-        const b = await grouped.store.get(`run/checkpoints/step-000000020/${file}`);
-        expect([file, Buffer.compare(Buffer.from(a), Buffer.from(b))]).toEqual([file, 0]);
+  ])(
+    '%i ranks, 20 steps, gradients through %s: parameters, EMA and Adam moments bit-identical',
+    async (n, plane) => {
+      const single = await tempStore();
+      const grouped = await tempStore();
+      const shm = plane === 'redis' ? undefined : await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-dp-shm-'));
+      try {
+        const alone = await Trainer.open(run(20, n), { store: single.store, prefix: 'run' });
+        await alone.run();
+        const expected = await state(alone);
+        const ranks = await trainAsGroup(n, run(20, n), grouped.store, [], shm);
+        for (const [r, t] of ranks.entries())
+          expect([r, t.step, (await state(t)).toString('hex')]).toEqual([r, 20, expected.toString('hex')]);
+        // The checkpoints too (written by rank 0 only): the same bytes as the single process's.
+        for (const file of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors']) {
+          const a = await single.store.get(`run/checkpoints/step-000000020/${file}`);
+          const b = await grouped.store.get(`run/checkpoints/step-000000020/${file}`);
+          expect([file, Buffer.compare(Buffer.from(a), Buffer.from(b))]).toEqual([file, 0]);
+        }
+        for (const t of [alone, ...ranks]) t.dispose();
+        if (shm) expect(await fs.readdir(shm)).toEqual([]);
+      } finally {
+        await single.done();
+        await grouped.done();
+        if (shm) await fs.rm(shm, { recursive: true, force: true });
       }
-      for (const t of [alone, ...ranks]) t.dispose();
-      if (shm) expect(await fs.readdir(shm)).toEqual([]);
-    } finally {
-      await single.done();
-      await grouped.done();
-      if (shm) await fs.rm(shm, { recursive: true, force: true });
-    }
-  }, 300_000);
+    },
+    300_000,
+  );
 
   it('ends at the time budget together: rank 0’s clock decides, every rank stops after the same step, completed', async () => {
     const grouped = await tempStore();
@@ -183,10 +203,27 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
     // The offline extractor takes 32 x 32 images: micro32's.
     const trainer = await Trainer.open(run(1, 1, 'micro32'), { store, prefix: 'run' });
     try {
-      await store.put(`extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`, await sharedFmnistCnnWeights());
+      await store.put(
+        `extractors/${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}.safetensors`,
+        await sharedFmnistCnnWeights(),
+      );
       // 48 samples: batches 0 and 2 are rank 0's, batch 1 rank 1's.
-      const evaluation = resolveTrainJob({ dataset: 'fashion-mnist:', preset: 'micro32', steps: 1, evalEvery: 1, evalMetrics: ['fd'], evalCount: 48, evalSampler: 'ddim', evalSteps: 2, evalReferenceCount: 300 }).evaluation!;
-      const evaluate = (gather?: SampleGather) => evaluateDuringTraining(trainer.ema, trainer.diffusion, 'fashion-mnist:', evaluation, 1, { cache: store, ...(gather ? { gather } : {}) });
+      const evaluation = resolveTrainJob({
+        dataset: 'fashion-mnist:',
+        preset: 'micro32',
+        steps: 1,
+        evalEvery: 1,
+        evalMetrics: ['fd'],
+        evalCount: 48,
+        evalSampler: 'ddim',
+        evalSteps: 2,
+        evalReferenceCount: 300,
+      }).evaluation!;
+      const evaluate = (gather?: SampleGather) =>
+        evaluateDuringTraining(trainer.ema, trainer.diffusion, 'fashion-mnist:', evaluation, 1, {
+          cache: store,
+          ...(gather ? { gather } : {}),
+        });
       const alone = await evaluate();
 
       await openGeneration(control, ns, 300_000);
@@ -195,7 +232,14 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
         const redis = new Redis(URL);
         connections.push(redis);
         heartbeats.push(new Heartbeat({ redisUrl: URL, namespace: ns, rank, rankTimeoutMs: 20_000, stallMs: 600_000 }));
-        const collective = new RedisCollective({ redisUrl: URL, namespace: `${ns}:eval1`, rank, worldSize: 2, keyTtlSeconds: 120, checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: 2 }) });
+        const collective = new RedisCollective({
+          redisUrl: URL,
+          namespace: `${ns}:eval1`,
+          rank,
+          worldSize: 2,
+          keyTtlSeconds: 120,
+          checkAlive: () => assertGenerationAlive(redis, { namespace: ns, worldSize: 2 }),
+        });
         collectives.push(collective);
         return {
           rank,
@@ -213,7 +257,8 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
       }
       // Each rank drew only its own batches (16 images of 32 x 32 each), the others' left zero.
       const per = 16 * 32 * 32;
-      const owned = (values: Float32Array, batch: number): boolean => values.subarray(batch * per, (batch + 1) * per).some((v) => v !== 0);
+      const owned = (values: Float32Array, batch: number): boolean =>
+        values.subarray(batch * per, (batch + 1) * per).some((v) => v !== 0);
       expect(drawn.map((chunks) => chunks.length)).toEqual([1, 1]);
       expect([0, 1, 2].map((b) => owned(drawn[0]![0]!, b))).toEqual([true, false, true]);
       expect([0, 1, 2].map((b) => owned(drawn[1]![0]!, b))).toEqual([false, true, false]);

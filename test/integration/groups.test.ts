@@ -30,7 +30,13 @@ beforeAll(async () => {
 
 /** A small group job: nano8 on 16 procedural images, 2 images per rank per step. */
 const groupTrain = (o: Record<string, unknown>): Record<string, unknown> =>
-  tinyTrain({ batchSize: 2 * Number(o['workers'] ?? 2), rankTimeoutSeconds: 6, joinTimeoutSeconds: 60, checkpointEvery: 2, ...o });
+  tinyTrain({
+    batchSize: 2 * Number(o['workers'] ?? 2),
+    rankTimeoutSeconds: 6,
+    joinTimeoutSeconds: 60,
+    checkpointEvery: 2,
+    ...o,
+  });
 
 async function submit(stack: Stack, body: Record<string, unknown>): Promise<string> {
   const r = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: body });
@@ -38,7 +44,14 @@ async function submit(stack: Stack, body: Record<string, unknown>): Promise<stri
   return r.json().id as string;
 }
 
-async function view(stack: Stack, id: string): Promise<{ state: string; result?: { status: string; step: number; group?: { worldSize: number; generation: number; restarts: number } }; error?: string }> {
+async function view(
+  stack: Stack,
+  id: string,
+): Promise<{
+  state: string;
+  result?: { status: string; step: number; group?: { worldSize: number; generation: number; restarts: number } };
+  error?: string;
+}> {
   return (await stack.app.inject({ url: `/jobs/${id}` })).json();
 }
 
@@ -63,7 +76,19 @@ async function samplingGroupUnderWay(stack: Stack, rankTimeoutSeconds: number): 
   stack.startWorkerProcess();
   const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
   await stack.waitFinished(trainId);
-  const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 32, steps: 60, workers: 2, minWorkers: 1, rankTimeoutSeconds, joinTimeoutSeconds: 16 } });
+  const r = await stack.app.inject({
+    method: 'POST',
+    url: '/jobs/sample',
+    payload: {
+      trainJobId: trainId,
+      count: 32,
+      steps: 60,
+      workers: 2,
+      minWorkers: 1,
+      rankTimeoutSeconds,
+      joinTimeoutSeconds: 16,
+    },
+  });
   expect(r.statusCode).toBe(202);
   const id = r.json().id as string;
   await stack.progressOf(id, (step) => step >= 10);
@@ -83,7 +108,10 @@ async function rankSlot(stack: Stack, id: string): Promise<{ pid: number; id: st
 /** The job child of a worker process. */
 async function childOf(pid: number): Promise<number> {
   for (let i = 0; i < 100; i++) {
-    const children = (await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+    const children = (await fs.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => ''))
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
     if (children.length > 0) return Number(children[0]);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -95,19 +123,36 @@ describe('groups with in-process workers', () => {
 
   it('trains as one group of 2: the whole group’s progress, per-rank metrics, a loadable checkpoint', async () => {
     // A final grid long enough for rank 1 to be gone well past the rank timeout: rank 0 draws it alone.
-    const id = await submit(stack, groupTrain({ workers: 2, steps: 4, rankTimeoutSeconds: 2, sampleCount: 4, sampleSteps: 250 }));
+    const id = await submit(
+      stack,
+      groupTrain({ workers: 2, steps: 4, rankTimeoutSeconds: 2, sampleCount: 4, sampleSteps: 250 }),
+    );
     await stack.waitFinished(id);
     const done = await view(stack, id);
-    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 4, samples: [`${id}-final`], group: { worldSize: 2, generation: 1, restarts: 0 } } });
-    expect(await logs(stack, id)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1[\s\S]*4 steps of batch 4 as rank 0 of 2/);
+    expect(done).toMatchObject({
+      state: 'completed',
+      result: {
+        status: 'completed',
+        step: 4,
+        samples: [`${id}-final`],
+        group: { worldSize: 2, generation: 1, restarts: 0 },
+      },
+    });
+    expect(await logs(stack, id)).toMatch(
+      /generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1[\s\S]*4 steps of batch 4 as rank 0 of 2/,
+    );
     // Both ranks on this host: the gradients went through shared memory, and none is left there.
-    expect(await logs(stack, id)).toMatch(/rank 0: every rank of generation 1 is on this host; the gradients travel through \/dev\/shm, Redis carries the signals/);
+    expect(await logs(stack, id)).toMatch(
+      /rank 0: every rank of generation 1 is on this host; the gradients travel through \/dev\/shm, Redis carries the signals/,
+    );
     expect((await fs.readdir('/dev/shm')).filter((f) => f.includes(id))).toEqual([]);
     await loadable(stack, id, 4);
     const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
     for (const rank of ['0', '1']) {
       expect(metrics).toMatch(new RegExp(`ddpm_allreduce_bytes_total\\{rank="${rank}",direction="sent"\\} [1-9]`));
-      expect(metrics).toMatch(new RegExp(`ddpm_train_rank_compute_seconds_count\\{queue="train",rank="${rank}",backend="wasm"\\} 4`));
+      expect(metrics).toMatch(
+        new RegExp(`ddpm_train_rank_compute_seconds_count\\{queue="train",rank="${rank}",backend="wasm"\\} 4`),
+      );
     }
     // Steps and images are counted once for the group (by rank 0): 4 steps of 4 images.
     expect(metrics).toMatch(/ddpm_train_steps_total\{queue="train",rank="0",backend="wasm"\} 4/);
@@ -117,9 +162,14 @@ describe('groups with in-process workers', () => {
   });
 
   it('runs three group jobs of 2 submitted at once on 2 workers to completion (neither deadlock nor livelock)', async () => {
-    const ids = [await submit(stack, groupTrain({ workers: 2, steps: 3 })), await submit(stack, groupTrain({ workers: 2, steps: 3 })), await submit(stack, groupTrain({ workers: 2, steps: 3 }))];
+    const ids = [
+      await submit(stack, groupTrain({ workers: 2, steps: 3 })),
+      await submit(stack, groupTrain({ workers: 2, steps: 3 })),
+      await submit(stack, groupTrain({ workers: 2, steps: 3 })),
+    ];
     for (const id of ids) await stack.waitFinished(id, 240_000);
-    for (const id of ids) expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 3, group: { worldSize: 2 } } });
+    for (const id of ids)
+      expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 3, group: { worldSize: 2 } } });
   });
 
   it('cancels a running group: every rank stops after the same step and one checkpoint is written', async () => {
@@ -134,7 +184,10 @@ describe('groups with in-process workers', () => {
   });
 
   it('fails a job whose group fails more than maxRestarts times, with the reasons', async () => {
-    const id = await submit(stack, groupTrain({ workers: 2, steps: 100_000, checkpointEvery: 100_000, maxRestarts: 0 }));
+    const id = await submit(
+      stack,
+      groupTrain({ workers: 2, steps: 100_000, checkpointEvery: 100_000, maxRestarts: 0 }),
+    );
     await stack.progressOf(id, (step) => step >= 1);
     await abortGeneration(stack.redis, `${stack.config.queuePrefix}:dp:${id}:g1`, 'aborted by the test', 60_000);
     await stack.waitFinished(id);
@@ -150,23 +203,43 @@ describe('groups with in-process workers', () => {
     const body = { trainJobId: trainId, count: 40, steps: 4, seed: 5 };
     const ids: string[] = [];
     for (const workers of [1, 2]) {
-      const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { ...body, workers, rankTimeoutSeconds: 5 } });
+      const r = await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/sample',
+        payload: { ...body, workers, rankTimeoutSeconds: 5 },
+      });
       expect(r.statusCode).toBe(202);
       expect(r.json().config.group).toMatchObject({ workers, minWorkers: workers });
       ids.push(r.json().id as string);
       await stack.waitFinished(ids.at(-1)!);
     }
     const [alone, together] = ids as [string, string];
-    expect(await view(stack, together)).toMatchObject({ state: 'completed', result: { status: 'completed', step: 2, samples: [together], group: { worldSize: 2, generation: 1, restarts: 0 } } });
+    expect(await view(stack, together)).toMatchObject({
+      state: 'completed',
+      result: {
+        status: 'completed',
+        step: 2,
+        samples: [together],
+        group: { worldSize: 2, generation: 1, restarts: 0 },
+      },
+    });
     const png = async (id: string): Promise<Buffer> => fs.readFile(path.join(stack.storeDir, 'samples', `${id}.png`));
     expect((await png(together)).equals(await png(alone))).toBe(true);
-    expect(JSON.parse(await fs.readFile(path.join(stack.storeDir, 'samples', `${together}.json`), 'utf8'))).toMatchObject({ count: 40, seed: 5, workers: 2, step: 2 });
-    expect(await logs(stack, together)).toMatch(/generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1 of a sampling group[\s\S]*rank 0 of a sampling group of 2/);
+    expect(
+      JSON.parse(await fs.readFile(path.join(stack.storeDir, 'samples', `${together}.json`), 'utf8')),
+    ).toMatchObject({ count: 40, seed: 5, workers: 2, step: 2 });
+    expect(await logs(stack, together)).toMatch(
+      /generation 1: 2 ranks[\s\S]*rank 0 of 2 joined generation 1 of a sampling group[\s\S]*rank 0 of a sampling group of 2/,
+    );
     // Rank 1 drew batch 1 (16 images of 8 × 8 × 1 float32) and rank 0 received it.
     const metrics = (await Promise.all(stack.workers.map((w) => w.metrics.registry.metrics()))).join('\n');
     const batchBytes = 16 * 8 * 8 * 4;
-    expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="1",direction="sent"\\} ${batchBytes}\\b`));
-    expect(metrics).toMatch(new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="0",direction="received"\\} ${batchBytes}\\b`));
+    expect(metrics).toMatch(
+      new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="1",direction="sent"\\} ${batchBytes}\\b`),
+    );
+    expect(metrics).toMatch(
+      new RegExp(`ddpm_sampling_relay_bytes_total\\{queue="sample",rank="0",direction="received"\\} ${batchBytes}\\b`),
+    );
     // Nothing of the relay is left on the data plane.
     expect(await stack.redis.keys(`${stack.config.queuePrefix}:dp:${together}:g1:relay:*`)).toEqual([]);
   });
@@ -174,20 +247,32 @@ describe('groups with in-process workers', () => {
   it('cancels a sampling group: both ranks stop, the job ends cancelled, both workers are free and the relay is gone', async () => {
     const trainId = await submit(stack, tinyTrain({ steps: 1, checkpointEvery: 1, sampleCount: 0 }));
     await stack.waitFinished(trainId);
-    const r = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: trainId, count: 64, steps: 400, workers: 2 } });
+    const r = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/sample',
+      payload: { trainJobId: trainId, count: 64, steps: 400, workers: 2 },
+    });
     const id = r.json().id as string;
     await stack.progressOf(id, (step) => step >= 5);
     expect((await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}` })).statusCode).toBe(202);
     await stack.waitFinished(id);
-    expect(await view(stack, id)).toMatchObject({ state: 'cancelled', result: { status: 'cancelled', group: { worldSize: 2 } } });
-    await until('both workers to be free', async () => ((await stack.slots()).every((s) => s.state === 'idle') ? true : undefined));
+    expect(await view(stack, id)).toMatchObject({
+      state: 'cancelled',
+      result: { status: 'cancelled', group: { worldSize: 2 } },
+    });
+    await until('both workers to be free', async () =>
+      (await stack.slots()).every((s) => s.state === 'idle') ? true : undefined,
+    );
     expect(await stack.redis.keys(`${stack.config.queuePrefix}:dp:${id}:g1:relay:*`)).toEqual([]);
   });
 
   it('fails a job that can never gather its minimum at once, saying so', async () => {
     const id = await submit(stack, groupTrain({ workers: 3, minWorkers: 3, joinTimeoutSeconds: 2, steps: 1 }));
     await stack.waitFinished(id);
-    expect(await view(stack, id)).toMatchObject({ state: 'failed', error: 'the job needs at least 3 workers at once and 2 are running' });
+    expect(await view(stack, id)).toMatchObject({
+      state: 'failed',
+      error: 'the job needs at least 3 workers at once and 2 are running',
+    });
   });
 });
 
@@ -205,7 +290,9 @@ describe('groups surviving failures (worker processes)', () => {
     await stack.waitFinished(id, 240_000);
     const done = await view(stack, id);
     expect(done).toMatchObject({ state: 'completed', result: { step: 10, group: { worldSize: 1, restarts: 1 } } });
-    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*; restart 1 of 3 from the last checkpoint[\s\S]*generation 2: 1 ranks/);
+    expect(await logs(stack, id)).toMatch(
+      /generation 1 ended: .*; restart 1 of 3 from the last checkpoint[\s\S]*generation 2: 1 ranks/,
+    );
     await loadable(stack, id, 10);
     // What the killed rank's generation left in shared memory is gone with it.
     expect((await fs.readdir('/dev/shm')).filter((f) => f.includes(id))).toEqual([]);
@@ -218,7 +305,10 @@ describe('groups surviving failures (worker processes)', () => {
     const victim = await rankSlot(stack, id);
     process.kill(victim.pid, 'SIGKILL');
     await stack.waitFinished(id, 280_000);
-    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { step: 8, group: { worldSize: 3, restarts: 1 } } });
+    expect(await view(stack, id)).toMatchObject({
+      state: 'completed',
+      result: { step: 8, group: { worldSize: 3, restarts: 1 } },
+    });
     await loadable(stack, id, 8);
   });
 
@@ -227,8 +317,13 @@ describe('groups surviving failures (worker processes)', () => {
     const victim = await rankSlot(stack, id);
     process.kill(victim.pid, 'SIGKILL');
     await stack.waitFinished(id, 240_000);
-    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { status: 'completed', step: 1, samples: [id], group: { worldSize: 1, restarts: 1 } } });
-    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*; restart 1 of 3, sampling again[\s\S]*generation 2: 1 ranks/);
+    expect(await view(stack, id)).toMatchObject({
+      state: 'completed',
+      result: { status: 'completed', step: 1, samples: [id], group: { worldSize: 1, restarts: 1 } },
+    });
+    expect(await logs(stack, id)).toMatch(
+      /generation 1 ended: .*; restart 1 of 3, sampling again[\s\S]*generation 2: 1 ranks/,
+    );
     expect((await fs.stat(path.join(stack.storeDir, 'samples', `${id}.png`))).size).toBeGreaterThan(1000);
   });
 
@@ -268,7 +363,10 @@ describe('SIGTERM of a rank’s worker', () => {
     stack.startWorkerProcess();
     stack.startWorkerProcess();
     // A short join timeout: the group of 2 that cannot form again settles for 1 after half of it.
-    const id = await submit(stack, groupTrain({ workers: 2, minWorkers: 1, steps: 12, checkpointEvery: 100, joinTimeoutSeconds: 16 }));
+    const id = await submit(
+      stack,
+      groupTrain({ workers: 2, minWorkers: 1, steps: 12, checkpointEvery: 100, joinTimeoutSeconds: 16 }),
+    );
     await stack.progressOf(id, (step) => step >= 2);
     const rank = await rankSlot(stack, id);
     const worker = stack.processes.find((p) => p.pid === rank.pid)!;
@@ -300,11 +398,20 @@ describe('SIGTERM of a sampling rank’s worker', () => {
     const stoppedAt = Date.now();
     worker.kill('SIGTERM');
     expect(await exited).toBe(0);
-    await until('the generation to end', async () => (/generation 1 ended/.test(await logs(stack, id)) ? true : undefined), 30_000);
+    await until(
+      'the generation to end',
+      async () => (/generation 1 ended/.test(await logs(stack, id)) ? true : undefined),
+      30_000,
+    );
     expect(Date.now() - stoppedAt).toBeLessThan(30_000);
     await stack.waitFinished(id, 240_000);
-    expect(await view(stack, id)).toMatchObject({ state: 'completed', result: { status: 'completed', samples: [id], group: { worldSize: 1, generation: 2, restarts: 0 } } });
-    expect(await logs(stack, id)).toMatch(/generation 1 ended: .*rank 1's worker is shutting down \(not a failure\); re-forming without it, sampling again \(not counted as a restart\)[\s\S]*generation 2: 1 ranks/);
+    expect(await view(stack, id)).toMatchObject({
+      state: 'completed',
+      result: { status: 'completed', samples: [id], group: { worldSize: 1, generation: 2, restarts: 0 } },
+    });
+    expect(await logs(stack, id)).toMatch(
+      /generation 1 ended: .*rank 1's worker is shutting down \(not a failure\); re-forming without it, sampling again \(not counted as a restart\)[\s\S]*generation 2: 1 ranks/,
+    );
     expect((await fs.stat(path.join(stack.storeDir, 'samples', `${id}.png`))).size).toBeGreaterThan(1000);
   });
 });
@@ -314,11 +421,24 @@ describe('the data plane restarting mid-run', () => {
   let dataRedis: ChildProcess | undefined;
   let port: number;
   const redisServer = findOnPath('redis-server');
-  const startData = (): ChildProcess => spawn(redisServer!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const startData = (): ChildProcess =>
+    spawn(redisServer!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
   async function ready(): Promise<void> {
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     for (let i = 0; i < 100; i++) {
-      if (await probe.connect().then(() => probe.ping(), () => undefined)) break;
+      if (
+        await probe.connect().then(
+          () => probe.ping(),
+          () => undefined,
+        )
+      )
+        break;
       await new Promise((r) => setTimeout(r, 100));
     }
     probe.disconnect();
@@ -328,7 +448,10 @@ describe('the data plane restarting mid-run', () => {
     dataRedis = startData();
     await ready();
     // The gradients in that Redis too (not in shared memory): its restart loses them.
-    stack = await startStack({ workers: 0, env: { DDPM_DATA_REDIS_URL: `redis://127.0.0.1:${port}`, DDPM_SHM_DIR: 'off' } });
+    stack = await startStack({
+      workers: 0,
+      env: { DDPM_DATA_REDIS_URL: `redis://127.0.0.1:${port}`, DDPM_SHM_DIR: 'off' },
+    });
   });
   afterAll(async () => {
     await stack.close();
@@ -360,19 +483,35 @@ describe('the write fence', () => {
     const key = `test-fence-${process.pid}-${Date.now()}:generation`;
     try {
       const store = new FileStore(root);
-      const config: TrainConfig = resolveTrainJob({ dataset: 'procedural:shapes?size=16&channels=1', preset: 'nano8', steps: 2, batchSize: 2, checkpointEvery: 1, keepCheckpoints: 1 }).train;
+      const config: TrainConfig = resolveTrainJob({
+        dataset: 'procedural:shapes?size=16&channels=1',
+        preset: 'nano8',
+        steps: 2,
+        batchSize: 2,
+        checkpointEvery: 1,
+        keepCheckpoints: 1,
+      }).train;
       // Generation 2 owns the run and wrote step 2 (keeping one checkpoint).
       await control.set(key, '2');
       const live = await Trainer.open(config, { store, prefix: 'run' });
       await live.run();
-      const written = await Promise.all((await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]));
+      const written = await Promise.all(
+        (await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]),
+      );
       // A rank 0 of generation 1 wakes up late at step 1 and 2, and tries to write (and prune).
       const stale = await Trainer.open({ ...config, steps: 1 }, { store, prefix: 'run', resume: false });
       await stale.trainStep();
-      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toMatchObject({ code: 'DDPM_GROUP_FENCED', kind: 'unavailable' });
+      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toMatchObject({
+        code: 'DDPM_GROUP_FENCED',
+        kind: 'unavailable',
+      });
       await stale.trainStep();
-      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toThrow('generation 1 no longer owns the run (generation 2 does)');
-      const after = await Promise.all((await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]));
+      await expect(stale.checkpoint('periodic', generationFence(control, key, 1))).rejects.toThrow(
+        'generation 1 no longer owns the run (generation 2 does)',
+      );
+      const after = await Promise.all(
+        (await store.list('run/')).map(async (o) => [o.key, Buffer.from(await store.get(o.key)).toString('base64')]),
+      );
       expect(after).toEqual(written);
       expect((await listCheckpoints(store, 'run')).map((c) => c.step)).toEqual([2]);
       // The owner's own fence lets it write.

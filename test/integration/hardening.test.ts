@@ -30,9 +30,20 @@ function idxImages(n: number, side: number): Buffer {
 }
 
 /** Runs the API executable with `env` until it exits or prints `ready`; its output and exit code. */
-function runApi(env: Record<string, string>, ready: RegExp): Promise<{ code: number | null; output: string; child: ChildProcess }> {
+function runApi(
+  env: Record<string, string>,
+  ready: RegExp,
+): Promise<{ code: number | null; output: string; child: ChildProcess }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [API_SERVER], { env: { PATH: process.env['PATH'] ?? '', REDIS_URL: 'redis://127.0.0.1:6379', PORT: '0', DDPM_QUEUE_PREFIX: 'test-insecure', ...env } });
+    const child = spawn(process.execPath, [API_SERVER], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        PORT: '0',
+        DDPM_QUEUE_PREFIX: 'test-insecure',
+        ...env,
+      },
+    });
     let output = '';
     const onData = (d: Buffer): void => {
       output += d.toString();
@@ -48,7 +59,9 @@ describe('safe by default', () => {
   it('the API refuses to listen beyond loopback without a token, and with DDPM_INSECURE=1 says so loudly', async () => {
     const refused = await runApi({ HOST: '0.0.0.0' }, /$^/);
     expect(refused.code).toBe(2);
-    expect(refused.output).toMatch(/ddpm-api: HOST=0.0.0.0 is reachable from other machines and DDPM_API_TOKEN is not set/);
+    expect(refused.output).toMatch(
+      /ddpm-api: HOST=0.0.0.0 is reachable from other machines and DDPM_API_TOKEN is not set/,
+    );
     const insecure = await runApi({ HOST: '0.0.0.0', DDPM_INSECURE: '1' }, /Server listening/);
     insecure.child.kill('SIGTERM');
     expect(insecure.output).toMatch(/INSECURE: listening on 0.0.0.0 without DDPM_API_TOKEN/);
@@ -70,16 +83,30 @@ describe('behind a token', () => {
     expect(pic.statusCode).toBe(200);
     expect(pic.headers['cache-control']).toBe('private, max-age=31536000, immutable');
 
-    const worker = new WorkerService({ config: { ...stack.config, host: '0.0.0.0' }, logger: createLogger('test-worker', 'warn'), childPath: WORKER_CHILD });
+    const worker = new WorkerService({
+      config: { ...stack.config, host: '0.0.0.0' },
+      logger: createLogger('test-worker', 'warn'),
+      childPath: WORKER_CHILD,
+    });
     await worker.start();
     try {
-      const health = async (headers: Record<string, string>): Promise<Record<string, unknown>> => (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`, { headers })).json() as Promise<Record<string, unknown>>;
+      const health = async (headers: Record<string, string>): Promise<Record<string, unknown>> =>
+        (await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`, { headers })).json() as Promise<
+          Record<string, unknown>
+        >;
       expect(await health({})).toEqual({ status: 'ok' });
       expect(await health({ authorization: 'Bearer wrong-token-0123456789' })).toEqual({ status: 'ok' });
-      expect(await health({ authorization: `Bearer ${TOKEN}` })).toEqual({ status: 'ok', slot: worker.slotId, running: [] });
+      expect(await health({ authorization: `Bearer ${TOKEN}` })).toEqual({
+        status: 'ok',
+        slot: worker.slotId,
+        running: [],
+      });
       expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).status).toBe(200);
       // Ready once its backend has loaded in a probe child (not ready, saying so, until then).
-      const first = (await (await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).json()) as Record<string, unknown>;
+      const first = (await (await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).json()) as Record<
+        string,
+        unknown
+      >;
       expect(['loading', 'wasm']).toContain(first['backend']);
       const ready = await until('the worker to be ready', async () => {
         const res = await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`);
@@ -115,19 +142,31 @@ describe('data access', () => {
 
   /** One worker process confined to dataRoot, every file it and its children open written down by strace. */
   function startTracedWorker(): void {
-    worker = spawn('strace', ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace, process.execPath, WORKER_MAIN], {
-      env: { ...process.env, ...stack.env, DDPM_LOCK_DURATION_MS: '4000', DDPM_STALLED_INTERVAL_MS: '2000' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-      detached: true,
-    });
+    worker = spawn(
+      'strace',
+      ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', trace, process.execPath, WORKER_MAIN],
+      {
+        env: { ...process.env, ...stack.env, DDPM_LOCK_DURATION_MS: '4000', DDPM_STALLED_INTERVAL_MS: '2000' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+        detached: true,
+      },
+    );
   }
 
   it('refuses paths outside the data roots at the door, and queues nothing', async () => {
     const before = await stack.queues.train.getJobCounts();
-    for (const dataset of ['folder:/root', 'cifar10:/etc/passwd', 'idx:/etc/shadow', 'idx:/usr/share/datasets/../../../etc/shadow', 'mnist:relative/dir']) {
+    for (const dataset of [
+      'folder:/root',
+      'cifar10:/etc/passwd',
+      'idx:/etc/shadow',
+      'idx:/usr/share/datasets/../../../etc/shadow',
+      'mnist:relative/dir',
+    ]) {
       const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset }) });
       expect({ dataset, status: res.statusCode }).toEqual({ dataset, status: 400 });
-      expect(res.json().message).toContain(`is not inside this server's data roots (${dataRoot}, DDPM_DATA_ROOTS); upload the data with PUT /datasets/NAME`);
+      expect(res.json().message).toContain(
+        `is not inside this server's data roots (${dataRoot}, DDPM_DATA_ROOTS); upload the data with PUT /datasets/NAME`,
+      );
     }
     expect(await stack.queues.train.getJobCounts()).toEqual(before);
   });
@@ -135,13 +174,19 @@ describe('data access', () => {
   it('a link inside a root that leads out of it fails the job once, generically, and the file behind it is never opened', async () => {
     startTracedWorker();
     // As written the path lies inside the root, so the API lets it through; the worker resolves the link.
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: `idx:${path.join(dataRoot, 'link.idx')}` }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ dataset: `idx:${path.join(dataRoot, 'link.idx')}` }),
+    });
     expect(res.statusCode).toBe(202);
     const job = (await stack.queues.train.getJob(res.json().id))!;
     const done = await stack.waitFinished(job.id!, 120_000);
     expect(await done.getState()).toBe('failed');
     expect(done.attemptsMade).toBe(1);
-    expect(done.failedReason).toMatch(/^the dataset is not available on this server: missing, outside its data roots, or over its size caps \(operator reference [0-9a-f]{12}\)$/);
+    expect(done.failedReason).toMatch(
+      /^the dataset is not available on this server: missing, outside its data roots, or over its size caps \(operator reference [0-9a-f]{12}\)$/,
+    );
     const logs = (await stack.app.inject({ url: `/jobs/${job.id}/logs` })).body;
     expect(logs).not.toContain(outside);
     // Nothing under the outside folder was opened by the worker or its job process.
@@ -152,15 +197,40 @@ describe('data access', () => {
   });
 
   it('trains on a dataset uploaded to the object store, and refuses uploads that are not datasets', async () => {
-    const put = await stack.app.inject({ method: 'PUT', url: '/datasets/stripes', headers: { 'content-type': 'application/octet-stream' }, payload: idxImages(8, 28) });
+    const put = await stack.app.inject({
+      method: 'PUT',
+      url: '/datasets/stripes',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: idxImages(8, 28),
+    });
     expect(put.statusCode).toBe(201);
     expect(put.json()).toEqual({ name: 'stripes', bytes: 16 + 8 * 28 * 28, spec: 'store:stripes' });
-    const junk = await stack.app.inject({ method: 'PUT', url: '/datasets/junk', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('hello') });
+    const junk = await stack.app.inject({
+      method: 'PUT',
+      url: '/datasets/junk',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from('hello'),
+    });
     expect(junk.statusCode).toBe(400);
     expect(junk.json().message).toMatch(/not a dataset: the body \(5 bytes\) is neither an IDX image file/);
-    expect((await stack.app.inject({ method: 'PUT', url: '/datasets/..%2Fx', headers: { 'content-type': 'application/octet-stream' }, payload: idxImages(1, 4) })).statusCode).toBe(400);
-    expect((await stack.app.inject({ url: '/datasets' })).json()).toEqual({ datasets: [{ name: 'stripes', bytes: 16 + 8 * 28 * 28, spec: 'store:stripes' }] });
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: 'store:stripes', preset: 'micro32', steps: 2 }) });
+    expect(
+      (
+        await stack.app.inject({
+          method: 'PUT',
+          url: '/datasets/..%2Fx',
+          headers: { 'content-type': 'application/octet-stream' },
+          payload: idxImages(1, 4),
+        })
+      ).statusCode,
+    ).toBe(400);
+    expect((await stack.app.inject({ url: '/datasets' })).json()).toEqual({
+      datasets: [{ name: 'stripes', bytes: 16 + 8 * 28 * 28, spec: 'store:stripes' }],
+    });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ dataset: 'store:stripes', preset: 'micro32', steps: 2 }),
+    });
     expect(res.statusCode).toBe(202);
     const job = await stack.waitFinished(res.json().id, 120_000);
     expect([await job.getState(), job.returnvalue?.status]).toEqual(['completed', 'completed']);
@@ -171,12 +241,30 @@ describe('data access', () => {
 
 describe('budgets and limits', () => {
   // A budget for a GPU pool (100 GB a step): the wasm worker's own ceiling is what stops the paper's batch below.
-  const stack = useStack({ env: { DDPM_JOB_MEMORY_MB: '350', DDPM_KEEP_COMPLETED_JOBS: '7', DDPM_JOB_LOG_LINES: '50', DDPM_MAX_STEP_MEMORY_MB: '100000' } });
+  const stack = useStack({
+    env: {
+      DDPM_JOB_MEMORY_MB: '350',
+      DDPM_KEEP_COMPLETED_JOBS: '7',
+      DDPM_JOB_LOG_LINES: '50',
+      DDPM_MAX_STEP_MEMORY_MB: '100000',
+    },
+  });
 
   it('refuses requests over a budget at submission, naming the limit, and queues nothing', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [tinyTrain({ dataset: 'procedural:shapes?size=2000000000' }), /procedural dataset's size 2000000000 is more than 1000000, over this server's limit DDPM_MAX_DATASET_IMAGES/],
-      [tinyTrain({ preset: 'celebahq256', batchSize: 4096, accumulation: 1, dataset: 'procedural:shapes?size=16&channels=3' }), /over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/],
+      [
+        tinyTrain({ dataset: 'procedural:shapes?size=2000000000' }),
+        /procedural dataset's size 2000000000 is more than 1000000, over this server's limit DDPM_MAX_DATASET_IMAGES/,
+      ],
+      [
+        tinyTrain({
+          preset: 'celebahq256',
+          batchSize: 4096,
+          accumulation: 1,
+          dataset: 'procedural:shapes?size=16&channels=3',
+        }),
+        /over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/,
+      ],
       [tinyTrain({ steps: 5_000_000 }), /steps 5000000 is more than 1000000, over this server's limit DDPM_MAX_STEPS/],
     ];
     for (const [payload, message] of cases) {
@@ -184,32 +272,62 @@ describe('budgets and limits', () => {
       expect(res.statusCode).toBe(400);
       expect(res.json().message).toMatch(message);
     }
-    expect(await stack.queues.train.getJobCounts()).toEqual(expect.objectContaining({ waiting: 0, active: 0, delayed: 0 }));
+    expect(await stack.queues.train.getJobCounts()).toEqual(
+      expect.objectContaining({ waiting: 0, active: 0, delayed: 0 }),
+    );
   });
 
   it('splits a batch that does not fit the step memory into micro-batches when the request leaves accumulation open, and says so', async () => {
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'celebahq256', batchSize: 4096, dataset: 'procedural:shapes?size=16&channels=3' }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ preset: 'celebahq256', batchSize: 4096, dataset: 'procedural:shapes?size=16&channels=3' }),
+    });
     expect(res.statusCode).toBe(202);
     const view = (await stack.app.inject({ method: 'GET', url: `/jobs/${res.json().id}` })).json();
     expect(view.config.train.accumulation).toBe(512);
-    expect(view.config.adjustments).toEqual([expect.objectContaining({ setting: 'accumulation', requested: 1, chosen: 512, reason: expect.stringContaining('over the step-memory budget of 100000 MiB (DDPM_MAX_STEP_MEMORY_MB); 512 micro-batches of 8') })]);
+    expect(view.config.adjustments).toEqual([
+      expect.objectContaining({
+        setting: 'accumulation',
+        requested: 1,
+        chosen: 512,
+        reason: expect.stringContaining(
+          'over the step-memory budget of 100000 MiB (DDPM_MAX_STEP_MEMORY_MB); 512 micro-batches of 8',
+        ),
+      }),
+    ]);
     await stack.app.inject({ method: 'DELETE', url: `/jobs/${res.json().id}` });
   });
 
   it('a job process over its memory limit is killed and the job fails for good with that reason', async () => {
     await stack.startWorker();
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'micro32', batchSize: 32, steps: 2 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ preset: 'micro32', batchSize: 32, steps: 2 }),
+    });
     const job = await stack.waitFinished(res.json().id, 120_000);
     expect(await job.getState()).toBe('failed');
     expect(job.attemptsMade).toBe(1);
-    expect(job.failedReason).toMatch(/^the job used [0-9.]+ GiB of memory, over this worker's limit of 0.34 GiB \(DDPM_JOB_MEMORY_MB\)/);
+    expect(job.failedReason).toMatch(
+      /^the job used [0-9.]+ GiB of memory, over this worker's limit of 0.34 GiB \(DDPM_JOB_MEMORY_MB\)/,
+    );
   });
 
   it('a job process gets an allow-listed environment: no API token, no queue Redis URL', async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, { DDPM_API_TOKEN: 'secret-token-0123456789', REDIS_URL: 'redis://127.0.0.1:6379', AWS_REGION: 'eu-west-1', SOMETHING_ELSE: 'x' });
+    Object.assign(process.env, {
+      DDPM_API_TOKEN: 'secret-token-0123456789',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      AWS_REGION: 'eu-west-1',
+      SOMETHING_ELSE: 'x',
+    });
     try {
-      const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }) });
+      const res = await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/train',
+        payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }),
+      });
       const id = res.json().id as string;
       await stack.progressOf(id, (step) => step >= 1);
       const [pid] = await jobProcesses();
@@ -229,17 +347,27 @@ describe('budgets and limits', () => {
   });
 
   it('a wasm worker refuses a step that cannot fit its 4 GiB heap, for good, before training', async () => {
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'cifar10', batchSize: 128, dataset: 'procedural:shapes?size=16&channels=3' }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ preset: 'cifar10', batchSize: 128, dataset: 'procedural:shapes?size=16&channels=3' }),
+    });
     expect(res.statusCode).toBe(202);
     const job = await stack.waitFinished(res.json().id);
     expect([await job.getState(), job.attemptsMade]).toEqual(['failed', 1]);
-    expect(job.failedReason).toMatch(/^a training micro-batch of 128 images of cifar10 needs an estimated \d+ MiB, more than the wasm backend's 4 GiB heap; raise accumulation/);
+    expect(job.failedReason).toMatch(
+      /^a training micro-batch of 128 images of cifar10 needs an estimated \d+ MiB, more than the wasm backend's 4 GiB heap; raise accumulation/,
+    );
   });
 
   it('finished jobs and their logs are kept by count and age, as configured', async () => {
     const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }) });
     const job = (await stack.queues.train.getJob(res.json().id))!;
-    expect(job.opts).toMatchObject({ removeOnComplete: { count: 7, age: 30 * 86400 }, removeOnFail: { count: 5000, age: 90 * 86400 }, keepLogs: 50 });
+    expect(job.opts).toMatchObject({
+      removeOnComplete: { count: 7, age: 30 * 86400 },
+      removeOnFail: { count: 5000, age: 90 * 86400 },
+      keepLogs: 50,
+    });
     await stack.waitFinished(job.id!);
   });
 });
@@ -261,11 +389,17 @@ describe('wall time', () => {
   const stack = useStack({ workers: 1, env: { DDPM_MAX_JOB_SECONDS: '6' } });
 
   it('a job that reaches the wall-time limit checkpoints, stops and fails for good', async () => {
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }),
+    });
     const job = await stack.waitFinished(res.json().id, 120_000);
     expect(await job.getState()).toBe('failed');
     expect(job.attemptsMade).toBe(1);
-    expect(job.failedReason).toMatch(/^the job ran for its wall-time limit of 6 s \(DDPM_MAX_JOB_SECONDS\) and was stopped at step \d+ \(checkpoint .*manifest.json\)$/);
+    expect(job.failedReason).toMatch(
+      /^the job ran for its wall-time limit of 6 s \(DDPM_MAX_JOB_SECONDS\) and was stopped at step \d+ \(checkpoint .*manifest.json\)$/,
+    );
     const refs = await listCheckpoints(openStore(stack.config.storageUrl), job.data.runPrefix);
     expect(refs.length).toBe(1);
   });
@@ -280,7 +414,11 @@ describe('stopping', () => {
       stdio: ['ignore', 'ignore', 'inherit'],
       detached: true,
     });
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }),
+    });
     const id = res.json().id as string;
     const step = await stack.progressOf(id, (s) => s >= 2);
     expect(step).toBeGreaterThanOrEqual(2);
@@ -298,7 +436,11 @@ describe('stopping', () => {
   it('a cancelled job that does not stop within the grace period is killed', async () => {
     const worker = await stack.startWorker();
     // One step of this model takes a few seconds: far longer than the 1 s grace.
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ preset: 'fashion32', batchSize: 16, steps: 1000, checkpointEvery: 1000 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ preset: 'fashion32', batchSize: 16, steps: 1000, checkpointEvery: 1000 }),
+    });
     const id = res.json().id as string;
     await stack.progressOf(id, (s) => s >= 1);
     const started = Date.now();
@@ -322,7 +464,11 @@ describe('liveness', () => {
       return res.status === 200 ? ((await res.json()) as Record<string, unknown>) : undefined;
     });
     expect(ready).toMatchObject({ status: 'ready', redis: true, backend: 'wasm' });
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 8, checkpointEvery: 2 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 8, checkpointEvery: 2 }),
+    });
     const id = res.json().id as string;
     await stack.progressOf(id, (s) => s >= 3);
     const [pid] = await jobProcesses();
@@ -330,12 +476,18 @@ describe('liveness', () => {
     const stoppedAt = Date.now();
     process.kill(pid!, 'SIGSTOP');
     // Silent for longer than its 3 s allowance (its steps take far less): killed, and the job retried.
-    await until('the wedged job process to be gone', async () => ((await jobProcesses()).includes(pid!) ? undefined : true), 20_000);
+    await until(
+      'the wedged job process to be gone',
+      async () => ((await jobProcesses()).includes(pid!) ? undefined : true),
+      20_000,
+    );
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(3000);
     const job = await stack.waitFinished(id, 120_000);
     expect([await job.getState(), job.returnvalue.step]).toEqual(['completed', 8]);
     expect(job.attemptsMade).toBe(2);
-    expect((job.stacktrace ?? []).join('\n')).toMatch(/showed no sign of life for \d+ s \(allowed: \d+ s, DDPM_CHILD_STALL_SECONDS/);
+    expect((job.stacktrace ?? []).join('\n')).toMatch(
+      /showed no sign of life for \d+ s \(allowed: \d+ s, DDPM_CHILD_STALL_SECONDS/,
+    );
     expect((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status).toBe(200);
   });
 });
@@ -346,7 +498,14 @@ describe('idempotency keys', () => {
   it('concurrent requests with one key and different bodies: one body wins, the other gets 409', async () => {
     const bodies = [tinyTrain({ seed: 1 }), tinyTrain({ seed: 2 })];
     const responses = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => stack.app.inject({ method: 'POST', url: '/jobs/train', headers: { 'idempotency-key': 'race-1' }, payload: bodies[i % 2] })),
+      Array.from({ length: 12 }, (_, i) =>
+        stack.app.inject({
+          method: 'POST',
+          url: '/jobs/train',
+          headers: { 'idempotency-key': 'race-1' },
+          payload: bodies[i % 2],
+        }),
+      ),
     );
     const accepted = responses.filter((r) => r.statusCode === 200 || r.statusCode === 202);
     const conflicts = responses.filter((r) => r.statusCode === 409);
@@ -359,14 +518,31 @@ describe('idempotency keys', () => {
   });
 
   it('the key of a job cancelled before it ran is refused, not silently resumed', async () => {
-    const first = await stack.app.inject({ method: 'POST', url: '/jobs/train', headers: { 'idempotency-key': 'tomb-1' }, payload: tinyTrain() });
+    const first = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      headers: { 'idempotency-key': 'tomb-1' },
+      payload: tinyTrain(),
+    });
     expect(first.statusCode).toBe(202);
-    expect((await stack.app.inject({ method: 'DELETE', url: `/jobs/${first.json().id}` })).json().state).toBe('cancelled');
+    expect((await stack.app.inject({ method: 'DELETE', url: `/jobs/${first.json().id}` })).json().state).toBe(
+      'cancelled',
+    );
     for (const payload of [tinyTrain(), tinyTrain({ seed: 9 })]) {
-      const again = await stack.app.inject({ method: 'POST', url: '/jobs/train', headers: { 'idempotency-key': 'tomb-1' }, payload });
+      const again = await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/train',
+        headers: { 'idempotency-key': 'tomb-1' },
+        payload,
+      });
       expect(again.statusCode).toBe(409);
     }
-    const reused = await stack.app.inject({ method: 'POST', url: '/jobs/train', headers: { 'idempotency-key': 'tomb-1' }, payload: tinyTrain() });
+    const reused = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      headers: { 'idempotency-key': 'tomb-1' },
+      payload: tinyTrain(),
+    });
     expect(reused.json().message).toMatch(/was cancelled before it ran; use a new key/);
   });
 });
@@ -395,16 +571,24 @@ describe('listing and logs', () => {
     expect((await stack.app.inject({ url: `/jobs/${id}/logs?limit=9999` })).statusCode).toBe(400);
 
     // A job that runs long: one follower at a time, each for at most 2 s.
-    const long = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }) })).json().id as string;
+    const long = (
+      await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/train',
+        payload: tinyTrain({ steps: 100_000, checkpointEvery: 100_000 }),
+      })
+    ).json().id as string;
     await stack.app.listen({ port: 0, host: '127.0.0.1' });
     const port = (stack.app.server.address() as { port: number }).port;
     const follow = (): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
-        http.get(`http://127.0.0.1:${port}/jobs/${long}/logs?follow=true`, (r) => {
-          let body = '';
-          r.on('data', (d: Buffer) => (body += d.toString()));
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
-        }).on('error', reject);
+        http
+          .get(`http://127.0.0.1:${port}/jobs/${long}/logs?follow=true`, (r) => {
+            let body = '';
+            r.on('data', (d: Buffer) => (body += d.toString()));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+          })
+          .on('error', reject);
       });
     const started = Date.now();
     const first = follow();
@@ -440,7 +624,12 @@ describe('following logs', () => {
 
     // A reader that reads: 30 more lines arrive while it follows and the cap (100) drops the oldest 30.
     const lines: string[] = [];
-    const reader = new Writable({ write: (chunk: Buffer, _e, done) => { lines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
+    const reader = new Writable({
+      write: (chunk: Buffer, _e, done) => {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
     let stop = false;
     const follow = stack.app.ddpm.jobs.followLogs(job, reader, () => stop);
     await until('the 100 kept lines', async () => (lines.length >= 100 ? true : undefined), 10_000);
@@ -457,7 +646,11 @@ describe('one writer per run', () => {
   const stack = useStack({ workers: 2 });
 
   it('a worker that loses its lock stops its job process; the other resumes from a whole checkpoint and finishes alone', async () => {
-    const res = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 30, checkpointEvery: 5 }) });
+    const res = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 30, checkpointEvery: 5 }),
+    });
     const id = res.json().id as string;
     await stack.progressOf(id, (s) => s >= 8);
     const job = (await stack.queues.train.getJob(id))!;
@@ -471,7 +664,10 @@ describe('one writer per run', () => {
     const refs = await listCheckpoints(store, job.data.runPrefix);
     expect(refs[0]!.step).toBe(30);
     // Every checkpoint kept verifies (checksums read back), and so does the newest one loaded.
-    for (const ref of refs) await expect(loadCheckpointAt(store, job.data.runPrefix, ref.step)).resolves.toMatchObject({ ref: { step: ref.step } });
+    for (const ref of refs)
+      await expect(loadCheckpointAt(store, job.data.runPrefix, ref.step)).resolves.toMatchObject({
+        ref: { step: ref.step },
+      });
     // Two runs took a writer number; the job's result comes from the second.
     expect(Number(await stack.redis.get(`${stack.config.queuePrefix}:dp:${id}:generation`))).toBeGreaterThanOrEqual(2);
   });

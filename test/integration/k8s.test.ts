@@ -50,7 +50,12 @@ function render(overlay: string): K8sObject[] {
 /** The schema class of an object's kind, from the package that knows its group. */
 function modelOf(o: K8sObject): new (data: unknown) => { validate(): void } {
   const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
-  const pkg = group === 'monitoring.coreos.com' ? '@kubernetes-models/prometheus-operator' : group === 'keda.sh' ? '@kubernetes-models/keda' : 'kubernetes-models';
+  const pkg =
+    group === 'monitoring.coreos.com'
+      ? '@kubernetes-models/prometheus-operator'
+      : group === 'keda.sh'
+        ? '@kubernetes-models/keda'
+        : 'kubernetes-models';
   const modulePath = group === '' ? `${pkg}/${version}/${o.kind}` : `${pkg}/${group}/${version}/${o.kind}`;
   const module = require(modulePath) as Record<string, new (data: unknown) => { validate(): void }>;
   return module[o.kind]!;
@@ -62,12 +67,26 @@ function podSpecOf(o: K8sObject): PodSpec | undefined {
 }
 
 function podLabelsOf(o: K8sObject): Record<string, string> {
-  return ((o.spec?.['template'] as { metadata?: { labels?: Record<string, string> } } | undefined)?.metadata?.labels) ?? {};
+  return (
+    (o.spec?.['template'] as { metadata?: { labels?: Record<string, string> } } | undefined)?.metadata?.labels ?? {}
+  );
 }
 
-function matches(selector: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values: string[] }[] }, labels: Record<string, string>): boolean {
+function matches(
+  selector: {
+    matchLabels?: Record<string, string>;
+    matchExpressions?: { key: string; operator: string; values: string[] }[];
+  },
+  labels: Record<string, string>,
+): boolean {
   const byLabel = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-  const byExpression = (selector.matchExpressions ?? []).every((e) => (e.operator === 'In' ? e.values.includes(labels[e.key] ?? '') : e.operator === 'NotIn' ? !e.values.includes(labels[e.key] ?? '') : false));
+  const byExpression = (selector.matchExpressions ?? []).every((e) =>
+    e.operator === 'In'
+      ? e.values.includes(labels[e.key] ?? '')
+      : e.operator === 'NotIn'
+        ? !e.values.includes(labels[e.key] ?? '')
+        : false,
+  );
   return byLabel && byExpression;
 }
 
@@ -78,26 +97,39 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
     expect(objects.length).toBeGreaterThan(8);
     for (const o of objects) {
       const Model = modelOf(o);
-      expect({ object: `${o.kind}/${o.metadata.name}`, model: typeof Model }).toEqual({ object: `${o.kind}/${o.metadata.name}`, model: 'function' });
+      expect({ object: `${o.kind}/${o.metadata.name}`, model: typeof Model }).toEqual({
+        object: `${o.kind}/${o.metadata.name}`,
+        model: 'function',
+      });
       expect(() => new Model(o).validate()).not.toThrow();
     }
     // Everything but the namespace itself lives in it.
-    for (const o of objects.filter((x) => x.kind !== 'Namespace')) expect(`${o.kind}/${o.metadata.name} in ${o.metadata.namespace}`).toBe(`${o.kind}/${o.metadata.name} in ddpm`);
+    for (const o of objects.filter((x) => x.kind !== 'Namespace'))
+      expect(`${o.kind}/${o.metadata.name} in ${o.metadata.namespace}`).toBe(`${o.kind}/${o.metadata.name} in ddpm`);
   });
 
   it('pins every image, sets requests and limits, probes every server, runs pods as non-root', () => {
     for (const o of objects) {
       const pod = podSpecOf(o);
       if (!pod) continue;
-      expect(`${o.kind}/${o.metadata.name}: ${pod.securityContext?.runAsNonRoot}`).toBe(`${o.kind}/${o.metadata.name}: true`);
+      expect(`${o.kind}/${o.metadata.name}: ${pod.securityContext?.runAsNonRoot}`).toBe(
+        `${o.kind}/${o.metadata.name}: true`,
+      );
       for (const c of pod.containers) {
         const where = `${o.kind}/${o.metadata.name}/${c.name}`;
         expect(`${where} ${c.image}`).toMatch(/^\S+ [^:@\s]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/);
         expect(`${where} ${c.image}`).not.toMatch(/:latest$/);
         for (const kind of ['requests', 'limits'] as const) {
-          expect(`${where} ${kind}: ${Object.keys(c.resources?.[kind] ?? {}).sort().join(',')}`).toMatch(new RegExp(`^${where} ${kind}: cpu,memory(,nvidia.com/gpu)?$`));
+          expect(
+            `${where} ${kind}: ${Object.keys(c.resources?.[kind] ?? {})
+              .sort()
+              .join(',')}`,
+          ).toMatch(new RegExp(`^${where} ${kind}: cpu,memory(,nvidia.com/gpu)?$`));
         }
-        if (o.kind !== 'Job') expect(`${where} probes: ${c.livenessProbe !== undefined} ${c.readinessProbe !== undefined}`).toBe(`${where} probes: true true`);
+        if (o.kind !== 'Job')
+          expect(`${where} probes: ${c.livenessProbe !== undefined} ${c.readinessProbe !== undefined}`).toBe(
+            `${where} probes: true true`,
+          );
       }
     }
   });
@@ -111,17 +143,31 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
     expect(worker.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(stopGrace + 30);
     // A wasm worker's job uses every core the container may: as many wasm threads as its CPU limit.
     const env = (name: string) => worker.containers[0]!.env?.find((e) => e.name === name)?.value;
-    if (env('DDPM_BACKEND') === 'wasm') expect(env('DDPM_WASM_THREADS')).toBe(String(worker.containers[0]!.resources?.limits?.['cpu']));
-    const redis = podSpecOf(objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'redis-queue')!)!.containers[0]!;
+    if (env('DDPM_BACKEND') === 'wasm')
+      expect(env('DDPM_WASM_THREADS')).toBe(String(worker.containers[0]!.resources?.limits?.['cpu']));
+    const redis = podSpecOf(objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'redis-queue')!)!
+      .containers[0]!;
     expect(redis.args?.join(' ')).toMatch(/--appendonly yes .*--maxmemory-policy noeviction/);
   });
 
   it('lets exactly the API and the workers reach Redis', () => {
     const policy = objects.find((o) => o.kind === 'NetworkPolicy')!;
-    const spec = policy.spec as { podSelector: Parameters<typeof matches>[0]; ingress: { from: { podSelector: Parameters<typeof matches>[0] }[]; ports: { port: number }[] }[] };
-    const pods = objects.filter((o) => podSpecOf(o) !== undefined).map((o) => ({ name: `${o.kind}/${o.metadata.name}`, labels: podLabelsOf(o) }));
-    expect(pods.filter((p) => matches(spec.podSelector, p.labels)).map((p) => p.name).sort()).toEqual(['StatefulSet/redis-data', 'StatefulSet/redis-queue']);
-    const clients = pods.filter((p) => spec.ingress.some((rule) => rule.from.some((f) => matches(f.podSelector, p.labels)))).map((p) => p.name);
+    const spec = policy.spec as {
+      podSelector: Parameters<typeof matches>[0];
+      ingress: { from: { podSelector: Parameters<typeof matches>[0] }[]; ports: { port: number }[] }[];
+    };
+    const pods = objects
+      .filter((o) => podSpecOf(o) !== undefined)
+      .map((o) => ({ name: `${o.kind}/${o.metadata.name}`, labels: podLabelsOf(o) }));
+    expect(
+      pods
+        .filter((p) => matches(spec.podSelector, p.labels))
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(['StatefulSet/redis-data', 'StatefulSet/redis-queue']);
+    const clients = pods
+      .filter((p) => spec.ingress.some((rule) => rule.from.some((f) => matches(f.podSelector, p.labels))))
+      .map((p) => p.name);
     expect(clients.sort()).toEqual(['Deployment/api', 'Deployment/worker']);
     expect(spec.ingress.flatMap((r) => r.ports.map((p) => p.port))).toEqual([6379]);
   });

@@ -21,14 +21,38 @@ jest.setTimeout(300_000);
 
 /** A redis-server with AOF on `dir`; resolves once it accepts connections. */
 async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  await until('redis-server to accept connections', () => new Promise<true | undefined>((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      socket.end();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(undefined));
-  }), 20_000);
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
+    { stdio: 'ignore' },
+  );
+  await until(
+    'redis-server to accept connections',
+    () =>
+      new Promise<true | undefined>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.end();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(undefined));
+      }),
+    20_000,
+  );
   return child;
 }
 
@@ -52,13 +76,21 @@ afterAll(async () => {
 test('a train job survives its queue Redis crashing and restarting (AOF): it finishes from whole checkpoints, nothing lost', async () => {
   const s = stack!;
   s.startWorkerProcess();
-  const res = await s.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 40, checkpointEvery: 5 }) });
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/jobs/train',
+    payload: tinyTrain({ steps: 40, checkpointEvery: 5 }),
+  });
   expect(res.statusCode).toBe(202);
   const id = res.json().id as string;
-  await until('training to pass step 8', async () => {
-    const job = await s.queues.train.getJob(id);
-    return ((job?.progress as { step?: number } | undefined)?.step ?? 0) >= 8 ? true : undefined;
-  }, 120_000);
+  await until(
+    'training to pass step 8',
+    async () => {
+      const job = await s.queues.train.getJob(id);
+      return ((job?.progress as { step?: number } | undefined)?.step ?? 0) >= 8 ? true : undefined;
+    },
+    120_000,
+  );
 
   // A crash, then 6 s down: longer than the worker's 4 s lock, so the job is taken up anew.
   redis!.kill('SIGKILL');
@@ -66,11 +98,15 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
   await new Promise((resolve) => setTimeout(resolve, 6000));
   redis = await startRedis(port, dir);
 
-  const state = await until('the job to finish', async () => {
-    const job = await s.queues.train.getJob(id);
-    const st = await job?.getState();
-    return st === 'completed' || st === 'failed' ? st : undefined;
-  }, 180_000);
+  const state = await until(
+    'the job to finish',
+    async () => {
+      const job = await s.queues.train.getJob(id);
+      const st = await job?.getState();
+      return st === 'completed' || st === 'failed' ? st : undefined;
+    },
+    180_000,
+  );
   const job = (await s.queues.train.getJob(id))!;
   expect([state, job.returnvalue?.status, job.returnvalue?.step]).toEqual(['completed', 'completed', 40]);
   // The job's record, request and log came through the crash.
@@ -82,6 +118,9 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
   const store = openStore(s.config.storageUrl);
   const refs = await listCheckpoints(store, job.data.runPrefix);
   expect(refs[0]!.step).toBe(40);
-  for (const ref of refs) await expect(loadCheckpointAt(store, job.data.runPrefix, ref.step)).resolves.toMatchObject({ ref: { step: ref.step } });
+  for (const ref of refs)
+    await expect(loadCheckpointAt(store, job.data.runPrefix, ref.step)).resolves.toMatchObject({
+      ref: { step: ref.step },
+    });
   expect(await s.queues.train.getJobCounts('failed', 'completed')).toEqual({ failed: 0, completed: 1 });
 });

@@ -18,7 +18,13 @@ export interface S3Endpoint {
 
 export async function startS3rver(bucket = 'ddpm-test'): Promise<S3Endpoint> {
   const directory = await fs.mkdtemp(path.join(os.tmpdir(), 's3rver-'));
-  const server = new S3rver({ port: 0, address: '127.0.0.1', directory, silent: true, configureBuckets: [{ name: bucket }] });
+  const server = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    directory,
+    silent: true,
+    configureBuckets: [{ name: bucket }],
+  });
   const { port } = await server.run();
   return {
     endpoint: `http://127.0.0.1:${port}`,

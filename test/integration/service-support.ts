@@ -11,7 +11,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
-import { JOB_TYPES, type JobData, type JobResult, type ServiceConfig, jobTypeOf, loadServiceConfig, redisConnectionOptions } from '@ddpm/jobs';
+import {
+  JOB_TYPES,
+  type JobData,
+  type JobResult,
+  type ServiceConfig,
+  jobTypeOf,
+  loadServiceConfig,
+  redisConnectionOptions,
+} from '@ddpm/jobs';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
 import { type Job, Queue, QueueEvents } from 'bullmq';
@@ -63,8 +71,12 @@ export async function startStack(options: { workers?: number; env?: Record<strin
   const config = loadServiceConfig(env);
   // The stack's Redis (REDIS_URL of options.env, a test's own redis-server, or the machine's).
   const connection = { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null };
-  const queues = Object.fromEntries(JOB_TYPES.map((t) => [t, new Queue<JobData, JobResult>(t, { connection, prefix })])) as Stack['queues'];
-  const events = Object.fromEntries(JOB_TYPES.map((t) => [t, new QueueEvents(t, { connection, prefix })])) as Stack['events'];
+  const queues = Object.fromEntries(
+    JOB_TYPES.map((t) => [t, new Queue<JobData, JobResult>(t, { connection, prefix })]),
+  ) as Stack['queues'];
+  const events = Object.fromEntries(
+    JOB_TYPES.map((t) => [t, new QueueEvents(t, { connection, prefix })]),
+  ) as Stack['events'];
   await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
   const redis = new Redis(config.redisUrl);
   // A test may restart its Redis: the client reconnects; its errors meanwhile are expected.
@@ -90,7 +102,13 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       return app;
     },
     async startWorker() {
-      const worker = new WorkerService({ config, logger: createLogger('test-worker', 'warn'), lockDuration: 5000, stalledInterval: 2000, childPath: WORKER_CHILD });
+      const worker = new WorkerService({
+        config,
+        logger: createLogger('test-worker', 'warn'),
+        lockDuration: 5000,
+        stalledInterval: 2000,
+        childPath: WORKER_CHILD,
+      });
       await worker.start();
       workers.push(worker);
       return worker;
@@ -106,7 +124,9 @@ export async function startStack(options: { workers?: number; env?: Record<strin
     async waitFinished(id, timeoutMs = 120_000) {
       const type = jobTypeOf(id) ?? 'train';
       const job = (await queues[type].getJob(id))!;
-      const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish in ${timeoutMs} ms`)), timeoutMs).unref());
+      const timer = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`job ${id} did not finish in ${timeoutMs} ms`)), timeoutMs).unref(),
+      );
       await Promise.race([job.waitUntilFinished(events[type]).catch(() => undefined), timer]);
       return (await queues[type].getJob(id))!;
     },
@@ -128,17 +148,26 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       return Promise.all(
         keys.map(async (key) => {
           const h = await redis.hgetall(key);
-          return { id: key.slice(`${prefix}:slot:`.length), pid: Number(h['pid']), state: h['state'] ?? '', job: h['job'] ?? '', by: h['by'] ?? '' };
+          return {
+            id: key.slice(`${prefix}:slot:`.length),
+            pid: Number(h['pid']),
+            state: h['state'] ?? '',
+            job: h['job'] ?? '',
+            by: h['by'] ?? '',
+          };
         }),
       );
     },
     async killWorkerProcesses() {
       const killed = processes.filter((p) => p.exitCode === null && p.signalCode === null);
       await Promise.all(
-        killed.map((p) => new Promise((resolve) => {
-          p.once('exit', resolve);
-          p.kill('SIGKILL');
-        })),
+        killed.map(
+          (p) =>
+            new Promise((resolve) => {
+              p.once('exit', resolve);
+              p.kill('SIGKILL');
+            }),
+        ),
       );
       // A killed worker cannot take its slot off the control plane; the next test should not have
       // to wait out its heartbeat (what happens when it does is a test of its own).
@@ -190,7 +219,14 @@ export function useStack(options: Parameters<typeof startStack>[0] = {}): Stack 
 
 /** A train request small enough to finish in seconds on one core. */
 export function tinyTrain(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { dataset: 'procedural:shapes?size=16&channels=1', preset: 'nano8', steps: 3, batchSize: 2, checkpointEvery: 1, ...overrides };
+  return {
+    dataset: 'procedural:shapes?size=16&channels=1',
+    preset: 'nano8',
+    steps: 3,
+    batchSize: 2,
+    checkpointEvery: 1,
+    ...overrides,
+  };
 }
 
 /** Polls `fn` until it returns a value (errors count as not yet), at most `timeoutMs`. */

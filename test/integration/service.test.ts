@@ -22,7 +22,11 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
       if (jobId === id && typeof data === 'object' && data !== null) progress.push((data as { step: number }).step);
     };
     stack.events.train.on('progress', onProgress);
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ sampleCount: 2, sampleSteps: 3 }) });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ sampleCount: 2, sampleSteps: 3 }),
+    });
     expect(submitted.statusCode).toBe(202);
     const id = submitted.json().id as string;
     expect(submitted.headers['location']).toBe(`/jobs/${id}`);
@@ -30,7 +34,11 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     await stack.waitFinished(id);
     stack.events.train.off('progress', onProgress);
     const done = (await stack.app.inject({ url: `/jobs/${id}` })).json();
-    expect(done).toMatchObject({ state: 'completed', result: { status: 'completed', step: 3 }, progress: { step: 3, totalSteps: 3 } });
+    expect(done).toMatchObject({
+      state: 'completed',
+      result: { status: 'completed', step: 3 },
+      progress: { step: 3, totalSteps: 3 },
+    });
     expect(progress.length).toBeGreaterThan(0);
     for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]!);
     const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
@@ -46,7 +54,11 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const meta = (await stack.app.inject({ url: `${new URL(sampleUrl).pathname}.json` })).json();
     expect(meta).toMatchObject({ step: 3, seed: 0, count: 2, ema: true, sampler: { kind: 'ancestral', steps: 3 } });
 
-    const sample = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: id, count: 2, steps: 2, seed: 7 } });
+    const sample = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/sample',
+      payload: { trainJobId: id, count: 2, steps: 2, seed: 7 },
+    });
     expect(sample.statusCode).toBe(202);
     const sampleId = sample.json().id as string;
     await stack.waitFinished(sampleId);
@@ -54,16 +66,36 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     expect(sampleView).toMatchObject({ state: 'completed', result: { samples: [sampleId] } });
     const grid = await stack.app.inject({ url: `/samples/${sampleId}` });
     expect(grid.statusCode).toBe(200);
-    expect((await stack.app.inject({ url: `/samples/${sampleId}.json` })).json()).toMatchObject({ trainJobId: id, step: 3, seed: 7, count: 2 });
+    expect((await stack.app.inject({ url: `/samples/${sampleId}.json` })).json()).toMatchObject({
+      trainJobId: id,
+      step: 3,
+      seed: 7,
+      count: 2,
+    });
 
     // The shipped reference model, sampled by name: no train job of this service behind it.
     const shipped = pretrainedManifest('fashion-mnist-cpu');
-    const pretrained = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { pretrained: 'fashion-mnist-cpu', count: 2, steps: 2, seed: 3 } });
+    const pretrained = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/sample',
+      payload: { pretrained: 'fashion-mnist-cpu', count: 2, steps: 2, seed: 3 },
+    });
     expect(pretrained.statusCode).toBe(202);
-    expect(pretrained.json().config).toMatchObject({ pretrained: 'fashion-mnist-cpu', sampler: { kind: 'ancestral', steps: 2 } });
+    expect(pretrained.json().config).toMatchObject({
+      pretrained: 'fashion-mnist-cpu',
+      sampler: { kind: 'ancestral', steps: 2 },
+    });
     await stack.waitFinished(pretrained.json().id);
-    expect((await stack.app.inject({ url: `/jobs/${pretrained.json().id}` })).json()).toMatchObject({ state: 'completed', result: { step: shipped.step } });
-    expect((await stack.app.inject({ url: `/samples/${pretrained.json().id}.json` })).json()).toMatchObject({ pretrained: 'fashion-mnist-cpu', checkpoint: 'pretrained:fashion-mnist-cpu', step: shipped.step, count: 2 });
+    expect((await stack.app.inject({ url: `/jobs/${pretrained.json().id}` })).json()).toMatchObject({
+      state: 'completed',
+      result: { step: shipped.step },
+    });
+    expect((await stack.app.inject({ url: `/samples/${pretrained.json().id}.json` })).json()).toMatchObject({
+      pretrained: 'fashion-mnist-cpu',
+      checkpoint: 'pretrained:fashion-mnist-cpu',
+      step: shipped.step,
+      count: 2,
+    });
     for (const [payload, message] of [
       [{ pretrained: 'fashion-mnist-cpu', trainJobId: id }, /either trainJobId .* or pretrained/],
       [{}, /either trainJobId .* or pretrained/],
@@ -78,20 +110,39 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
 
   it('returns the same job for a repeated Idempotency-Key and refuses the key for another request', async () => {
     const headers = { 'idempotency-key': `k-${Date.now()}` };
-    const first = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }), headers });
-    const again = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 1 }), headers });
+    const first = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 1 }),
+      headers,
+    });
+    const again = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 1 }),
+      headers,
+    });
     expect(first.statusCode).toBe(202);
     expect(again.statusCode).toBe(200);
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.json().id).toBe(first.json().id);
-    const other = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 2 }), headers });
+    const other = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 2 }),
+      headers,
+    });
     expect(other.statusCode).toBe(409);
     expect(other.json().message).toMatch(/was already used for a different train request/);
     await stack.waitFinished(first.json().id);
   });
 
   it('cancels a running train job: it checkpoints and ends as cancelled; cancelling again changes nothing', async () => {
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100000, checkpointEvery: 100000 }) });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 100000, checkpointEvery: 100000 }),
+    });
     const id = submitted.json().id as string;
     await new Promise<void>((resolve) => {
       const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
@@ -124,7 +175,11 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
       if (jobId === id && phase !== undefined && phases[phases.length - 1] !== phase) phases.push(phase);
     };
     stack.events.train.on('progress', onProgress);
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 2, checkpointEvery: 2, sampleCount: 2, sampleSteps: 3 }) });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 2, checkpointEvery: 2, sampleCount: 2, sampleSteps: 3 }),
+    });
     const id = submitted.json().id as string;
     await stack.waitFinished(id);
     // The last event may still be on its way from the queue's event stream.
@@ -136,11 +191,21 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
   it('reports a budgeted run’s training time against its budget, and ends it there as completed', async () => {
     const progress: Record<string, unknown>[] = [];
     const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
-      if (jobId === id && typeof data === 'object' && data !== null && (data as { phase?: string }).phase === 'training') progress.push(data as Record<string, unknown>);
+      if (
+        jobId === id &&
+        typeof data === 'object' &&
+        data !== null &&
+        (data as { phase?: string }).phase === 'training'
+      )
+        progress.push(data as Record<string, unknown>);
     };
     stack.events.train.on('progress', onProgress);
     // 1.5 s of training; steps far beyond it.
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 100000, checkpointEvery: 100000, budgetMinutes: 0.025 }) });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 100000, checkpointEvery: 100000, budgetMinutes: 0.025 }),
+    });
     const id = submitted.json().id as string;
     await stack.waitFinished(id);
     stack.events.train.off('progress', onProgress);
@@ -161,12 +226,16 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
   });
 
   it('survives an API restart while jobs run: nothing is lost', async () => {
-    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 4 }) })).json().id as string;
+    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 4 }) })).json()
+      .id as string;
     const app = await stack.restartApp();
     const during = (await app.inject({ url: `/jobs/${id}` })).json();
     expect(['queued', 'active', 'completed']).toContain(during.state);
     await stack.waitFinished(id);
-    expect((await app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({ state: 'completed', result: { step: 4 } });
+    expect((await app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({
+      state: 'completed',
+      result: { step: 4 },
+    });
     const listed = (await app.inject({ url: '/jobs?type=train&state=completed&limit=50' })).json();
     expect(listed.jobs.map((j: { id: string }) => j.id)).toContain(id);
   });
@@ -174,21 +243,49 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
   it('serves the same API on a real HTTP listener, with OpenAPI docs and health', async () => {
     const address = await stack.app.listen({ port: 0, host: '127.0.0.1' });
     const health = await fetch(`${address}/healthz`);
-    expect((await health.json())).toEqual({ status: 'ok' });
+    expect(await health.json()).toEqual({ status: 'ok' });
     expect(((await (await fetch(`${address}/readyz`)).json()) as { status: string }).status).toBe('ready');
     const spec = (await (await fetch(`${address}/docs/json`)).json()) as { paths: Record<string, unknown> };
-    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/jobs/train', '/jobs/sample', '/jobs/eval', '/jobs/{id}', '/samples/{file}']));
-    const bad = await fetch(`${address}/jobs/train`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"steps": 1' });
+    expect(Object.keys(spec.paths)).toEqual(
+      expect.arrayContaining(['/jobs/train', '/jobs/sample', '/jobs/eval', '/jobs/{id}', '/samples/{file}']),
+    );
+    const bad = await fetch(`${address}/jobs/train`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"steps": 1',
+    });
     expect(bad.status).toBe(400);
     const metrics = await (await fetch(`${address}/metrics`)).text();
     expect(metrics).toMatch(/bullmq_job_count\{queue="train",state="completed"\} \d+/);
-    expect(metrics).toMatch(/ddpm_api_request_duration_seconds_count\{route="\/healthz",method="GET",status="2xx"\} [1-9]/);
+    expect(metrics).toMatch(
+      /ddpm_api_request_duration_seconds_count\{route="\/healthz",method="GET",status="2xx"\} [1-9]/,
+    );
 
     // The `ddpm jobs` client against the same listener.
     let stdout = '';
     let stderr = '';
     const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t) };
-    expect(await runCli(['jobs', 'submit', 'train', '--api', address, '--dataset', 'procedural:shapes?size=16&channels=1', '--preset', 'nano8', '--steps', '2', '--batch', '2', '--wait'], io)).toBe(0);
+    expect(
+      await runCli(
+        [
+          'jobs',
+          'submit',
+          'train',
+          '--api',
+          address,
+          '--dataset',
+          'procedural:shapes?size=16&channels=1',
+          '--preset',
+          'nano8',
+          '--steps',
+          '2',
+          '--batch',
+          '2',
+          '--wait',
+        ],
+        io,
+      ),
+    ).toBe(0);
     const done = JSON.parse(stdout) as { id: string; state: string; result: { step: number } };
     expect(done).toMatchObject({ state: 'completed', result: { step: 2 } });
     stdout = '';
@@ -208,14 +305,19 @@ describe('cancelling a queued job and authentication', () => {
 
   it('requires the bearer token except for health and metrics', async () => {
     expect((await stack.app.inject({ url: '/jobs' })).statusCode).toBe(401);
-    expect((await stack.app.inject({ url: '/jobs', headers: { authorization: 'Bearer wrong-token-of-some-length' } })).statusCode).toBe(401);
+    expect(
+      (await stack.app.inject({ url: '/jobs', headers: { authorization: 'Bearer wrong-token-of-some-length' } }))
+        .statusCode,
+    ).toBe(401);
     expect((await stack.app.inject({ url: '/jobs', headers: auth })).statusCode).toBe(200);
     expect((await stack.app.inject({ url: '/healthz' })).statusCode).toBe(200);
     expect((await stack.app.inject({ url: '/metrics' })).statusCode).toBe(200);
   });
 
   it('cancels a job no worker has taken yet at once', async () => {
-    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain(), headers: auth })).json().id as string;
+    const id = (
+      await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain(), headers: auth })
+    ).json().id as string;
     const cancel = await stack.app.inject({ method: 'DELETE', url: `/jobs/${id}`, headers: auth });
     expect(cancel.statusCode).toBe(200);
     expect(cancel.json()).toMatchObject({ id, state: 'cancelled', result: { status: 'cancelled' } });
@@ -228,15 +330,31 @@ describe('resolution at the door: the effective config is shown, queued, and wha
   const stack = useStack({ workers: 0 });
 
   it('shows what was asked and the effective config with every default filled in', async () => {
-    const submitted = await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ timesteps: 50, sampleCount: 2 }) });
+    const submitted = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ timesteps: 50, sampleCount: 2 }),
+    });
     expect(submitted.statusCode).toBe(202);
     const view = (await stack.app.inject({ url: `/jobs/${submitted.json().id}` })).json();
     expect(view.request).toEqual(tinyTrain({ timesteps: 50, sampleCount: 2 }));
     expect(view.config).toEqual(resolveTrainJob(tinyTrain({ timesteps: 50, sampleCount: 2 }) as TrainRequest));
-    expect(view.config.train).toMatchObject({ batchSize: 2, accumulation: 1, optimizer: { learningRate: 2e-4, warmupSteps: 5000 }, ema: { decay: 0.9999 }, randomFlip: true });
+    expect(view.config.train).toMatchObject({
+      batchSize: 2,
+      accumulation: 1,
+      optimizer: { learningRate: 2e-4, warmupSteps: 5000 },
+      ema: { decay: 0.9999 },
+      randomFlip: true,
+    });
     expect(view.config.finalGrid).toEqual({ count: 2, sampler: { kind: 'ancestral', steps: 50 }, seed: 0 });
     // A sample job resolves its sampler against the T of the run it samples.
-    const sample = (await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, kind: 'progressive' } })).json();
+    const sample = (
+      await stack.app.inject({
+        method: 'POST',
+        url: '/jobs/sample',
+        payload: { trainJobId: view.id, kind: 'progressive' },
+      })
+    ).json();
     expect(sample.config).toEqual({
       trainJobId: view.id,
       kind: 'progressive',
@@ -247,13 +365,18 @@ describe('resolution at the door: the effective config is shown, queued, and wha
       every: 5,
       group: { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 },
     });
-    const tooMany = await stack.app.inject({ method: 'POST', url: '/jobs/sample', payload: { trainJobId: view.id, steps: 51 } });
+    const tooMany = await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/sample',
+      payload: { trainJobId: view.id, steps: 51 },
+    });
     expect(tooMany.statusCode).toBe(400);
     expect(tooMany.json().message).toBe("steps 51 exceeds the model's T = 50 diffusion steps");
   });
 
   it('the worker runs the queued config, not the request', async () => {
-    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 3 }) })).json().id as string;
+    const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 3 }) })).json()
+      .id as string;
     // BullMQ's getJob distributes the JobData union into a union of Job types; one Job<JobData> takes any of them.
     const job: Job<JobData, JobResult> = (await stack.queues.train.getJob(id))!;
     const data = job.data as JobData<'train'>;
@@ -262,6 +385,10 @@ describe('resolution at the door: the effective config is shown, queued, and wha
     await stack.startWorker();
     const done = await stack.waitFinished(id);
     expect(done.returnvalue).toMatchObject({ status: 'completed', step: 2 });
-    expect((await stack.app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({ request: { steps: 3 }, config: { train: { steps: 2 } }, result: { step: 2 } });
+    expect((await stack.app.inject({ url: `/jobs/${id}` })).json()).toMatchObject({
+      request: { steps: 3 },
+      config: { train: { steps: 2 } },
+      result: { step: 2 },
+    });
   });
 });

@@ -55,7 +55,12 @@ describe.each([
   it('stores a checkpoint larger than the multipart threshold and verifies it on read', async () => {
     const big = new Uint8Array(randomBytes(13 * MIB));
     const files: CheckpointFiles = {
-      state: { version: 1, step: 7, reason: 'test', createdAt: new Date().toISOString() } as unknown as CheckpointFiles['state'],
+      state: {
+        version: 1,
+        step: 7,
+        reason: 'test',
+        createdAt: new Date().toISOString(),
+      } as unknown as CheckpointFiles['state'],
       model: big,
       ema: big.subarray(0, 3 * MIB),
       optimizer: Uint8Array.from([1, 2, 3]),

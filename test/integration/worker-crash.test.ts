@@ -9,11 +9,18 @@ jest.setTimeout(240_000);
 const stack = useStack({ workers: 0 });
 // Each test starts its own worker processes: stop the previous test's.
 beforeEach(() => stack.killWorkerProcesses());
-const progressOf = (id: string, predicate: (step: number) => boolean): Promise<number> => stack.progressOf(id, predicate);
+const progressOf = (id: string, predicate: (step: number) => boolean): Promise<number> =>
+  stack.progressOf(id, predicate);
 
 test('SIGKILL of the worker holding a train job: another worker resumes it from its checkpoint', async () => {
   const first = stack.startWorkerProcess();
-  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 30, checkpointEvery: 4 }) })).json().id as string;
+  const id = (
+    await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 30, checkpointEvery: 4 }),
+    })
+  ).json().id as string;
   await progressOf(id, (step) => step >= 9);
   const before = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as { step: number }[];
   expect(before.length).toBeGreaterThan(0);
@@ -38,13 +45,21 @@ test('SIGKILL of the worker holding a train job: another worker resumes it from 
 
 test('SIGTERM: the worker checkpoints its running job and exits; the job resumes on another worker', async () => {
   const first = stack.startWorkerProcess();
-  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ steps: 25, checkpointEvery: 1000 }) })).json().id as string;
+  const id = (
+    await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ steps: 25, checkpointEvery: 1000 }),
+    })
+  ).json().id as string;
   const reached = await progressOf(id, (step) => step >= 4);
   const exited = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
   first.kill('SIGTERM');
   expect(await exited).toBe(0);
   // The checkpoint written on the way out is at or past the step seen before SIGTERM.
-  const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as { step: number }[];
+  const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints as {
+    step: number;
+  }[];
   expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(reached);
   // Handed back to the queue without using up an attempt.
   const handedBack = (await stack.queues.train.getJob(id))!;
@@ -62,12 +77,20 @@ test('SIGTERM: the worker checkpoints its running job and exits; the job resumes
 
 test('a job whose configuration cannot work fails once, with the reason, and is not retried', async () => {
   stack.startWorkerProcess();
-  const id = (await stack.app.inject({ method: 'POST', url: '/jobs/train', payload: tinyTrain({ dataset: 'idx:/usr/share/datasets/nonexistent/images.idx' }) })).json().id as string;
+  const id = (
+    await stack.app.inject({
+      method: 'POST',
+      url: '/jobs/train',
+      payload: tinyTrain({ dataset: 'idx:/usr/share/datasets/nonexistent/images.idx' }),
+    })
+  ).json().id as string;
   const job = await stack.waitFinished(id);
   expect(await job.getState()).toBe('failed');
   expect(job.attemptsMade).toBe(1);
   const view = (await stack.app.inject({ url: `/jobs/${id}` })).json();
   expect(view).toMatchObject({ state: 'failed', attempts: 1 });
   // Which files exist on a worker is the operator's business: the client learns only that the data is unavailable.
-  expect(view.error).toMatch(/^the dataset is not available on this server: missing, outside its data roots, or over its size caps \(operator reference [0-9a-f]{12}\)$/);
+  expect(view.error).toMatch(
+    /^the dataset is not available on this server: missing, outside its data roots, or over its size caps \(operator reference [0-9a-f]{12}\)$/,
+  );
 });

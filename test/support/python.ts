@@ -14,8 +14,16 @@ const seen = new Map<string, string | undefined>();
 export function missingPython(modules: readonly string[]): string | undefined {
   const key = modules.join(',');
   if (!seen.has(key)) {
-    const r = spawnSync(PYTHON, ['-c', modules.map((m) => `import ${m}`).join('; ')], { encoding: 'utf8', timeout: 60_000 });
-    seen.set(key, r.status === 0 ? undefined : `${PYTHON} cannot import ${modules.join(', ')} (${(r.error?.message ?? r.stderr.trim().split('\n').pop()) || `status ${r.status}`})`);
+    const r = spawnSync(PYTHON, ['-c', modules.map((m) => `import ${m}`).join('; ')], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    seen.set(
+      key,
+      r.status === 0
+        ? undefined
+        : `${PYTHON} cannot import ${modules.join(', ')} (${(r.error?.message ?? r.stderr.trim().split('\n').pop()) || `status ${r.status}`})`,
+    );
   }
   return seen.get(key);
 }

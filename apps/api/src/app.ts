@@ -9,7 +9,16 @@
  * tensor-free packages (a test checks that no @tensorflow/* module and no sharp is loaded).
  */
 import { codedErrorOf } from '@ddpm/core';
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, queueName, redisConnectionOptions } from '@ddpm/jobs';
+import {
+  JOB_TYPES,
+  type JobData,
+  type JobResult,
+  type JobType,
+  type ServiceConfig,
+  bearerMatches,
+  queueName,
+  redisConnectionOptions,
+} from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Counter, Histogram, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
 import swagger from '@fastify/swagger';
@@ -75,16 +84,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
   redis.on('error', () => undefined); // reported through /readyz
   await redis.connect().catch(() => undefined);
-  const queueConnection = { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: 1, enableOfflineQueue: false };
+  const queueConnection = {
+    ...redisConnectionOptions(config.redisUrl),
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+  };
   const queues = Object.fromEntries(
-    JOB_TYPES.map((type) => [type, new Queue<JobData, JobResult>(queueName(type), { connection: queueConnection, prefix: config.queuePrefix })]),
+    JOB_TYPES.map((type) => [
+      type,
+      new Queue<JobData, JobResult>(queueName(type), { connection: queueConnection, prefix: config.queuePrefix }),
+    ]),
   ) as Record<JobType, Queue<JobData, JobResult>>;
   for (const q of Object.values(queues)) q.on('error', () => undefined);
   const store = options.store ?? openStore(config.storageUrl);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   registerQueueCounts(registry, Object.values(queues));
-  const requests = new Counter({ name: 'ddpm_api_requests_total', help: 'HTTP requests by route and status class', labelNames: ['route', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'ddpm_api_requests_total',
+    help: 'HTTP requests by route and status class',
+    labelNames: ['route', 'status'],
+    registers: [registry],
+  });
   // Routes are the templates (bounded); a followed log stream counts its whole duration, so it has buckets up to an hour.
   const latency = new Histogram({
     name: 'ddpm_api_request_duration_seconds',
@@ -131,36 +152,48 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (PUBLIC.some((p) => p.test(path))) return;
       if (!bearerMatches(request.headers.authorization, token)) {
         reply.header('www-authenticate', 'Bearer');
-        return reply.code(401).send({ error: 'unauthorized', message: 'a valid "Authorization: Bearer <token>" header is required' });
+        return reply
+          .code(401)
+          .send({ error: 'unauthorized', message: 'a valid "Authorization: Bearer <token>" header is required' });
       }
     });
   }
 
-  app.setErrorHandler((error: { statusCode?: number; validation?: unknown; message: string; code?: string }, request, reply) => {
-    // Our own errors say what they are; permanent ones are the client's to fix.
-    const coded = codedErrorOf(error);
-    if (coded) {
-      const { status, error: label } = statusOf(coded.kind);
+  app.setErrorHandler(
+    (error: { statusCode?: number; validation?: unknown; message: string; code?: string }, request, reply) => {
+      // Our own errors say what they are; permanent ones are the client's to fix.
+      const coded = codedErrorOf(error);
+      if (coded) {
+        const { status, error: label } = statusOf(coded.kind);
+        if (status >= 500) {
+          request.log.error({ err: error }, 'request failed');
+          return reply.code(status).send({ error: label, requestId: request.id });
+        }
+        return reply.code(status).send({ error: label, message: coded.message });
+      }
+      const status = error.statusCode ?? 500;
       if (status >= 500) {
         request.log.error({ err: error }, 'request failed');
-        return reply.code(status).send({ error: label, requestId: request.id });
+        return reply.code(status).send({ error: 'internal error', requestId: request.id });
       }
-      return reply.code(status).send({ error: label, message: coded.message });
-    }
-    const status = error.statusCode ?? 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, 'request failed');
-      return reply.code(status).send({ error: 'internal error', requestId: request.id });
-    }
-    if (error.validation) return reply.code(400).send({ error: 'invalid request', message: error.message });
-    return reply.code(status).send({ error: error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body too large' : 'bad request', message: error.message });
-  });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?', 1)[0]}` }));
+      if (error.validation) return reply.code(400).send({ error: 'invalid request', message: error.message });
+      return reply.code(status).send({
+        error: error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body too large' : 'bad request',
+        message: error.message,
+      });
+    },
+  );
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?', 1)[0]}` }),
+  );
 
   registerComponents(app);
   await app.register(swagger, {
     // Components keep their $id as their name in the document.
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) =>
+        typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`,
+    },
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -170,7 +203,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           'a job shows what was asked (request) and what it runs with (config, every default filled in).',
         version: API_VERSION,
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required when the server has DDPM_API_TOKEN set' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'required when the server has DDPM_API_TOKEN set' },
+        },
+      },
       security: [{ bearer: [] }],
     },
   });

@@ -17,7 +17,11 @@ export interface Component<T extends TSchema> {
 const registry: Component<TSchema>[] = [];
 
 export function component<T extends TSchema>(name: string, schema: T): Component<T> {
-  const named: Component<T> = { name, schema: CloneType(schema, { $id: name }), ref: Type.Unsafe<Static<T>>(Type.Ref(name)) };
+  const named: Component<T> = {
+    name,
+    schema: CloneType(schema, { $id: name }),
+    ref: Type.Unsafe<Static<T>>(Type.Ref(name)),
+  };
   registry.push(named);
   return named;
 }

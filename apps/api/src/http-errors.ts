@@ -10,9 +10,13 @@ import { component } from './components';
 
 const ErrorBodySchema = Type.Object(
   {
-    error: Type.String({ description: 'what kind of failure: invalid request, not found, conflict, unauthorized, internal error...' }),
+    error: Type.String({
+      description: 'what kind of failure: invalid request, not found, conflict, unauthorized, internal error...',
+    }),
     message: Type.Optional(Type.String({ description: 'what is wrong, naming the field or value' })),
-    requestId: Type.Optional(Type.String({ description: 'for 5xx: quote it to the operator; the details are in the server log' })),
+    requestId: Type.Optional(
+      Type.String({ description: 'for 5xx: quote it to the operator; the details are in the server log' }),
+    ),
   },
   { additionalProperties: false },
 );

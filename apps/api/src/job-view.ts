@@ -27,22 +27,44 @@ const Links = Type.Object(
 
 /** The request and effective configuration of each job type, as named components. */
 const CONTRACTS = {
-  train: { request: component('TrainRequest', JOB_SCHEMAS.train.request), config: component('TrainJobConfig', JOB_SCHEMAS.train.config) },
-  sample: { request: component('SampleRequest', JOB_SCHEMAS.sample.request), config: component('SampleJobConfig', JOB_SCHEMAS.sample.config) },
-  eval: { request: component('EvalRequest', JOB_SCHEMAS.eval.request), config: component('EvalJobConfig', JOB_SCHEMAS.eval.config) },
+  train: {
+    request: component('TrainRequest', JOB_SCHEMAS.train.request),
+    config: component('TrainJobConfig', JOB_SCHEMAS.train.config),
+  },
+  sample: {
+    request: component('SampleRequest', JOB_SCHEMAS.sample.request),
+    config: component('SampleJobConfig', JOB_SCHEMAS.sample.config),
+  },
+  eval: {
+    request: component('EvalRequest', JOB_SCHEMAS.eval.request),
+    config: component('EvalJobConfig', JOB_SCHEMAS.eval.config),
+  },
 };
 
 /** The request body schemas of the submit routes. */
-export const REQUEST_BODIES = { train: CONTRACTS.train.request.ref, sample: CONTRACTS.sample.request.ref, eval: CONTRACTS.eval.request.ref };
+export const REQUEST_BODIES = {
+  train: CONTRACTS.train.request.ref,
+  sample: CONTRACTS.sample.request.ref,
+  eval: CONTRACTS.eval.request.ref,
+};
 
-function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(type: T, requestC: Component<R>, configC: Component<C>) {
+function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(
+  type: T,
+  requestC: Component<R>,
+  configC: Component<C>,
+) {
   return Type.Object(
     {
       id: Type.String(),
       type: Type.Literal(type),
       state: Type.Union(PUBLIC_STATES.map((s) => Type.Literal(s))),
       request: described(requestC, 'the request as the client sent it'),
-      config: Type.Optional(described(configC, 'the effective configuration, every default filled in (absent for jobs queued by an API older than this contract)')),
+      config: Type.Optional(
+        described(
+          configC,
+          'the effective configuration, every default filled in (absent for jobs queued by an API older than this contract)',
+        ),
+      ),
       submittedAt: Type.String({ format: 'date-time' }),
       startedAt: Type.Optional(Type.String({ format: 'date-time' })),
       finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
@@ -56,14 +78,26 @@ function viewSchema<T extends JobType, R extends TSchema, C extends TSchema>(typ
   );
 }
 
-export const TrainJobView = component('TrainJobView', viewSchema('train', CONTRACTS.train.request, CONTRACTS.train.config));
-export const SampleJobView = component('SampleJobView', viewSchema('sample', CONTRACTS.sample.request, CONTRACTS.sample.config));
+export const TrainJobView = component(
+  'TrainJobView',
+  viewSchema('train', CONTRACTS.train.request, CONTRACTS.train.config),
+);
+export const SampleJobView = component(
+  'SampleJobView',
+  viewSchema('sample', CONTRACTS.sample.request, CONTRACTS.sample.config),
+);
 export const EvalJobView = component('EvalJobView', viewSchema('eval', CONTRACTS.eval.request, CONTRACTS.eval.config));
-export const JobView = component('JobView', Type.Union([TrainJobView.ref, SampleJobView.ref, EvalJobView.ref], { description: 'a job, by type' }));
+export const JobView = component(
+  'JobView',
+  Type.Union([TrainJobView.ref, SampleJobView.ref, EvalJobView.ref], { description: 'a job, by type' }),
+);
 export type JobView = Static<typeof JobView.schema>;
 
-
-export function publicState(state: JobState | 'unknown', result: JobResult | undefined, cancelRequested: boolean): PublicState {
+export function publicState(
+  state: JobState | 'unknown',
+  result: JobResult | undefined,
+  cancelRequested: boolean,
+): PublicState {
   switch (state) {
     case 'completed':
       return result?.status === 'cancelled' ? 'cancelled' : 'completed';
@@ -78,12 +112,18 @@ export function publicState(state: JobState | 'unknown', result: JobResult | und
   }
 }
 
-export function viewOf(job: Job<JobData, JobResult>, state: JobState | 'unknown', cancelRequested: boolean, base: string): JobView {
+export function viewOf(
+  job: Job<JobData, JobResult>,
+  state: JobState | 'unknown',
+  cancelRequested: boolean,
+  base: string,
+): JobView {
   const data = job.data;
   const result = job.returnvalue ?? undefined;
   const id = job.id!;
   const samples = (result?.samples ?? []).map((s) => `${base}/samples/${s}`);
-  const progress = typeof job.progress === 'object' && job.progress !== null ? (job.progress as JobProgress) : undefined;
+  const progress =
+    typeof job.progress === 'object' && job.progress !== null ? (job.progress as JobProgress) : undefined;
   const common = {
     id,
     state: publicState(state, result, cancelRequested),

@@ -6,7 +6,15 @@
 import * as path from 'node:path';
 import { type Writable } from 'node:stream';
 
-import { type ServiceLimits, checkBudgets, checkSampleSource, fitAccumulation, resolveEvalJob, resolveSampleJob, resolveTrainJob } from '@ddpm/config';
+import {
+  type ServiceLimits,
+  checkBudgets,
+  checkSampleSource,
+  fitAccumulation,
+  resolveEvalJob,
+  resolveSampleJob,
+  resolveTrainJob,
+} from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
@@ -41,7 +49,14 @@ export const MAX_LIST_DEPTH = 1000;
 export const MAX_LOG_PAGE = 5000;
 
 /** The states a client may list by (`cancelling` jobs are listed as `active`). */
-export const LIST_STATE_NAMES = ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const satisfies readonly PublicState[];
+export const LIST_STATE_NAMES = [
+  'queued',
+  'delayed',
+  'active',
+  'completed',
+  'cancelled',
+  'failed',
+] as const satisfies readonly PublicState[];
 export type ListState = (typeof LIST_STATE_NAMES)[number];
 
 /** BullMQ states behind each of them. */
@@ -106,11 +121,18 @@ export class JobsService {
    * key the same request returns the existing job (`replayed`); another request with that key is
    * a conflict.
    */
-  async submit(submission: Submission, idempotencyKey?: string): Promise<{ job: Job<JobData, JobResult>; replayed: boolean }> {
+  async submit(
+    submission: Submission,
+    idempotencyKey?: string,
+  ): Promise<{ job: Job<JobData, JobResult>; replayed: boolean }> {
     const id = jobIdFor(submission.type, idempotencyKey);
     const hash = requestHash(submission.request);
     // Resolved and checked against the budgets before any key is reserved: a bad request leaves nothing behind.
-    const data = await this.jobData(submission, { submittedAt: new Date().toISOString(), runPrefix: runPrefixOf(id), requestHash: hash });
+    const data = await this.jobData(submission, {
+      submittedAt: new Date().toISOString(),
+      runPrefix: runPrefixOf(id),
+      requestHash: hash,
+    });
     checkBudgets(data, this.options.limits);
     this.checkDataRoots(data);
     if (idempotencyKey !== undefined) {
@@ -142,24 +164,34 @@ export class JobsService {
    * cancelled before it ran (its tombstone), and for a key whose run already holds checkpoints
    * (a job removed by retention: reusing its key would silently resume that run).
    */
-  private async reserveKey(type: JobType, key: string, id: string, hash: string): Promise<Job<JobData, JobResult> | undefined> {
+  private async reserveKey(
+    type: JobType,
+    key: string,
+    id: string,
+    hash: string,
+  ): Promise<Job<JobData, JobResult> | undefined> {
     const { redis, prefix, keepCompleted, keepFailed, store } = this.options;
-    const conflict = (why: string): CodedError => new CodedError('DDPM_IDEMPOTENCY_CONFLICT', 'conflict', `Idempotency-Key ${JSON.stringify(key)} ${why}`);
+    const conflict = (why: string): CodedError =>
+      new CodedError('DDPM_IDEMPOTENCY_CONFLICT', 'conflict', `Idempotency-Key ${JSON.stringify(key)} ${why}`);
     const ttl = Math.max(keepCompleted.seconds, keepFailed.seconds, TOMBSTONE_TTL_SECONDS) + 86400;
     const reserved = (await redis.set(`${prefix}:idem:${id}`, hash, 'EX', ttl, 'NX')) === 'OK';
     if (reserved) {
-      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1) throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
-      if ((await listCheckpoints(store, runPrefixOf(id))).length > 0) throw conflict(`belonged to an earlier job ${id} whose run still holds checkpoints; use a new key`);
+      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1)
+        throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
+      if ((await listCheckpoints(store, runPrefixOf(id))).length > 0)
+        throw conflict(`belonged to an earlier job ${id} whose run still holds checkpoints; use a new key`);
       return undefined;
     }
     const owner = await redis.get(`${prefix}:idem:${id}`);
     if (owner !== hash) throw conflict(`was already used for a different ${type} request (job ${id})`);
     // The same request: its job, once the request that reserved the key has added it.
-    for (const until = Date.now() + RACING_KEY_WAIT_MS; ; ) {
+    for (const until = Date.now() + RACING_KEY_WAIT_MS; ;) {
       const existing = await this.find(id);
       if (existing) return existing;
-      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1) throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
-      if (Date.now() > until) throw conflict(`is in use by a request still being submitted, or its job was removed; retry, or use a new key`);
+      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1)
+        throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
+      if (Date.now() > until)
+        throw conflict(`is in use by a request still being submitted, or its job was removed; retry, or use a new key`);
       await sleep(100);
     }
   }
@@ -169,7 +201,12 @@ export class JobsService {
    * again after resolving symlinks, and is what really confines the job).
    */
   private checkDataRoots(data: JobData): void {
-    const specs = data.type === 'train' ? [data.config.train.dataset, data.config.evaluation?.reference.dataset] : data.type === 'eval' ? [data.config.reference.dataset] : [];
+    const specs =
+      data.type === 'train'
+        ? [data.config.train.dataset, data.config.evaluation?.reference.dataset]
+        : data.type === 'eval'
+          ? [data.config.reference.dataset]
+          : [];
     for (const spec of specs) {
       if (spec === undefined) continue;
       const location = datasetPath(parseDatasetSpec(spec));
@@ -185,11 +222,18 @@ export class JobsService {
   }
 
   /** The job's data: the request as asked and the configuration resolved from it. */
-  private async jobData(submission: Submission, common: Pick<JobData, 'submittedAt' | 'runPrefix' | 'requestHash'>): Promise<JobData> {
+  private async jobData(
+    submission: Submission,
+    common: Pick<JobData, 'submittedAt' | 'runPrefix' | 'requestHash'>,
+  ): Promise<JobData> {
     switch (submission.type) {
       case 'train': {
         // A batch whose micro-batches would not fit the step-memory budget is split further when the request left accumulation open.
-        const config = fitAccumulation(resolveTrainJob(submission.request), submission.request, this.options.limits.maxStepMemoryMb);
+        const config = fitAccumulation(
+          resolveTrainJob(submission.request),
+          submission.request,
+          this.options.limits.maxStepMemoryMb,
+        );
         return { type: 'train', request: submission.request, config, ...common };
       }
       case 'sample': {
@@ -197,7 +241,12 @@ export class JobsService {
         checkSampleSource(request);
         // T of the run sampled: what its train job resolved (or, for older jobs, resolves now), or the shipped model's.
         const T = await this.sampledTimesteps(request);
-        return { type: 'sample', request: submission.request, config: resolveSampleJob(submission.request, T), ...common };
+        return {
+          type: 'sample',
+          request: submission.request,
+          config: resolveSampleJob(submission.request, T),
+          ...common,
+        };
       }
       case 'eval': {
         const request = submission.request;
@@ -213,8 +262,12 @@ export class JobsService {
     }
   }
 
-  private async sampledTimesteps(request: { readonly trainJobId?: string; readonly pretrained?: string }): Promise<number> {
-    if (request.pretrained !== undefined) return pretrainedManifest(request.pretrained).train.diffusion.schedule.numTimesteps;
+  private async sampledTimesteps(request: {
+    readonly trainJobId?: string;
+    readonly pretrained?: string;
+  }): Promise<number> {
+    if (request.pretrained !== undefined)
+      return pretrainedManifest(request.pretrained).train.diffusion.schedule.numTimesteps;
     const run = await this.trainJobData(request.trainJobId!);
     return (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
   }
@@ -233,7 +286,10 @@ export class JobsService {
   }
 
   async view(job: Job<JobData, JobResult>, base: string): Promise<JobView> {
-    const [state, cancelled] = await Promise.all([job.getState(), this.options.redis.exists(cancelKey(this.options.prefix, job.id!))]);
+    const [state, cancelled] = await Promise.all([
+      job.getState(),
+      this.options.redis.exists(cancelKey(this.options.prefix, job.id!)),
+    ]);
     return viewOf(job, state, cancelled === 1, base);
   }
 
@@ -249,15 +305,26 @@ export class JobsService {
     return raw ? (JSON.parse(raw) as JobView) : undefined;
   }
 
-  async list(query: { type?: JobType; state?: ListState; limit: number; offset: number }, base: string): Promise<JobView[]> {
+  async list(
+    query: { type?: JobType; state?: ListState; limit: number; offset: number },
+    base: string,
+  ): Promise<JobView[]> {
     const { limit, offset } = query;
-    if (offset + limit > MAX_LIST_DEPTH) throw invalid(`offset + limit must be at most ${MAX_LIST_DEPTH}, got ${offset + limit}; filter by type or state to reach older jobs`);
+    if (offset + limit > MAX_LIST_DEPTH)
+      throw invalid(
+        `offset + limit must be at most ${MAX_LIST_DEPTH}, got ${offset + limit}; filter by type or state to reach older jobs`,
+      );
     const types = query.type ? [query.type] : [...JOB_TYPES];
-    const states: BullState[] = query.state ? [...LIST_STATES[query.state]] : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
-    const jobs = (await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, offset + limit - 1, false)))).flat();
+    const states: BullState[] = query.state
+      ? [...LIST_STATES[query.state]]
+      : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
+    const jobs = (
+      await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, offset + limit - 1, false)))
+    ).flat();
     jobs.sort((a, b) => b.timestamp - a.timestamp);
     let views = await Promise.all(jobs.slice(0, offset + limit).map((j) => this.view(j, base)));
-    if (query.state) views = views.filter((v) => v.state === query.state || (query.state === 'active' && v.state === 'cancelling'));
+    if (query.state)
+      views = views.filter((v) => v.state === query.state || (query.state === 'active' && v.state === 'cancelling'));
     return views.slice(offset, offset + limit);
   }
 
@@ -279,7 +346,12 @@ export class JobsService {
       try {
         const current = await this.view(job, base);
         await job.remove();
-        const cancelled: JobView = { ...current, state: 'cancelled', finishedAt: new Date().toISOString(), result: { status: 'cancelled' } };
+        const cancelled: JobView = {
+          ...current,
+          state: 'cancelled',
+          finishedAt: new Date().toISOString(),
+          result: { status: 'cancelled' },
+        };
         await redis.set(`${prefix}:tombstone:${id}`, JSON.stringify(cancelled), 'EX', TOMBSTONE_TTL_SECONDS);
         return { outcome: 'done', view: cancelled };
       } catch {
@@ -324,7 +396,11 @@ export class JobsService {
    */
   acquireFollower(): () => void {
     if (this.followers >= this.options.logFollowers) {
-      throw new CodedError('DDPM_TOO_MANY_FOLLOWERS', 'unavailable', `this server already streams ${this.options.logFollowers} logs (DDPM_LOG_FOLLOWERS); read them without follow=true or retry later`);
+      throw new CodedError(
+        'DDPM_TOO_MANY_FOLLOWERS',
+        'unavailable',
+        `this server already streams ${this.options.logFollowers} logs (DDPM_LOG_FOLLOWERS); read them without follow=true or retry later`,
+      );
     }
     this.followers += 1;
     let released = false;
@@ -373,7 +449,10 @@ export class JobsService {
         await sleep(500);
       }
     }
-    if (!closed()) out.write(`(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`);
+    if (!closed())
+      out.write(
+        `(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`,
+      );
   }
 }
 

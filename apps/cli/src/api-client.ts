@@ -18,7 +18,8 @@ export type MetricsHistory = paths['/jobs/{id}/metrics']['get']['responses'][200
 export type ListQuery = NonNullable<paths['/jobs']['get']['parameters']['query']>;
 
 /** A request of one job type, as `ddpm jobs submit` builds it. */
-export type Submission = { type: 'train'; body: TrainRequest } | { type: 'sample'; body: SampleRequest } | { type: 'eval'; body: EvalRequest };
+export type Submission =
+  { type: 'train'; body: TrainRequest } | { type: 'sample'; body: SampleRequest } | { type: 'eval'; body: EvalRequest };
 
 export interface ApiClientOptions {
   readonly baseUrl: string;
@@ -31,7 +32,17 @@ export class ApiError extends CodedError<'DDPM_API_ERROR'> {
     readonly status: number,
     message: string,
   ) {
-    super('DDPM_API_ERROR', status === 404 ? 'not-found' : status === 409 ? 'conflict' : status >= 400 && status < 500 ? 'invalid' : 'unavailable', message);
+    super(
+      'DDPM_API_ERROR',
+      status === 404
+        ? 'not-found'
+        : status === 409
+          ? 'conflict'
+          : status >= 400 && status < 500
+            ? 'invalid'
+            : 'unavailable',
+      message,
+    );
     this.name = 'ApiError';
   }
 }
@@ -45,9 +56,14 @@ export class ApiClient {
     try {
       new URL(options.baseUrl);
     } catch {
-      throw new CliUsageError(`--api must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(options.baseUrl)}`);
+      throw new CliUsageError(
+        `--api must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(options.baseUrl)}`,
+      );
     }
-    this.client = createClient<paths>({ baseUrl: options.baseUrl.replace(/\/+$/, ''), headers: options.token ? { authorization: `Bearer ${options.token}` } : {} });
+    this.client = createClient<paths>({
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+    });
   }
 
   /** The data of a response, or an ApiError saying what the API answered (or why it could not be reached). */
@@ -57,14 +73,18 @@ export class ApiClient {
       result = await call;
     } catch (err) {
       const cause = (err as Error & { cause?: unknown }).cause;
-      const why = cause instanceof Error ? cause.message : cause !== undefined ? JSON.stringify(cause) : (err as Error).message;
+      const why =
+        cause instanceof Error ? cause.message : cause !== undefined ? JSON.stringify(cause) : (err as Error).message;
       throw new ApiError(0, `cannot reach the API at ${this.options.baseUrl}: ${why}`);
     }
     const { data, error, response } = result;
     if (!response.ok || data === undefined) {
       const body = (typeof error === 'object' && error !== null ? error : {}) as Partial<ErrorBody>;
       const detail = body.message ?? body.error ?? response.statusText;
-      throw new ApiError(response.status, `${response.status}: ${detail}${body.requestId ? ` (request ${body.requestId})` : ''}`);
+      throw new ApiError(
+        response.status,
+        `${response.status}: ${detail}${body.requestId ? ` (request ${body.requestId})` : ''}`,
+      );
     }
     return data;
   }
@@ -108,7 +128,9 @@ export class ApiClient {
 
   /** A sample PNG (`/samples/ID`) or its metadata (`ID.json`) as bytes. */
   async sample(file: string): Promise<Uint8Array> {
-    return new Uint8Array(await this.unwrap(this.client.GET('/samples/{file}', { params: { path: { file } }, parseAs: 'arrayBuffer' })));
+    return new Uint8Array(
+      await this.unwrap(this.client.GET('/samples/{file}', { params: { path: { file } }, parseAs: 'arrayBuffer' })),
+    );
   }
 
   ready(): Promise<{ status: 'ready' | 'not ready'; redis: string }> {

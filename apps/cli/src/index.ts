@@ -39,22 +39,57 @@ export interface CliEnv {
 type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => number | Promise<number>;
 
 /** A command, its usage text (a function when it depends on the subcommand) and its one-line summary. */
-const COMMANDS: Record<string, { run: Command; usage: string | ((argv: readonly string[]) => string); summary: string }> = {
-  schedule: { run: scheduleCommand, usage: SCHEDULE_USAGE, summary: 'print forward-process coefficients of a beta schedule' },
+const COMMANDS: Record<
+  string,
+  { run: Command; usage: string | ((argv: readonly string[]) => string); summary: string }
+> = {
+  schedule: {
+    run: scheduleCommand,
+    usage: SCHEDULE_USAGE,
+    summary: 'print forward-process coefficients of a beta schedule',
+  },
   info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
   bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
-  'service-demo': { run: serviceDemoCommand, usage: SERVICE_DEMO_USAGE, summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid' },
+  'service-demo': {
+    run: serviceDemoCommand,
+    usage: SERVICE_DEMO_USAGE,
+    summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid',
+  },
   jobs: { run: jobsCommand, usage: jobsUsage, summary: 'submit, watch, cancel and list jobs of a running API' },
-  settings: { run: settingsCommand, usage: SETTINGS_USAGE, summary: 'every job setting: flag, request field, default, paper value' },
-  demo: { run: demoCommand, usage: DEMO_USAGE, summary: 'train a small model for a few minutes and write a sample grid' },
+  settings: {
+    run: settingsCommand,
+    usage: SETTINGS_USAGE,
+    summary: 'every job setting: flag, request field, default, paper value',
+  },
+  demo: {
+    run: demoCommand,
+    usage: DEMO_USAGE,
+    summary: 'train a small model for a few minutes and write a sample grid',
+  },
   train: { run: trainCommand, usage: TRAIN_USAGE, summary: 'train a model; Ctrl-C checkpoints, --resume continues' },
   sample: { run: sampleCommand, usage: SAMPLE_USAGE, summary: 'a sample grid (PNG) from a checkpoint' },
-  progressive: { run: progressiveCommand, usage: PROGRESSIVE_USAGE, summary: 'progressive generation: x̂₀ over the reverse process' },
-  interpolate: { run: interpolateCommand, usage: INTERPOLATE_USAGE, summary: 'interpolate two dataset images through q(x_t|x_0)' },
-  'shared-latent': { run: sharedLatentCommand, usage: SHARED_LATENT_USAGE, summary: 'continuations of chains split at x_t (Fig. 7)' },
+  progressive: {
+    run: progressiveCommand,
+    usage: PROGRESSIVE_USAGE,
+    summary: 'progressive generation: x̂₀ over the reverse process',
+  },
+  interpolate: {
+    run: interpolateCommand,
+    usage: INTERPOLATE_USAGE,
+    summary: 'interpolate two dataset images through q(x_t|x_0)',
+  },
+  'shared-latent': {
+    run: sharedLatentCommand,
+    usage: SHARED_LATENT_USAGE,
+    summary: 'continuations of chains split at x_t (Fig. 7)',
+  },
   eval: { run: evalCommand, usage: EVAL_USAGE, summary: 'metrics of a checkpoint (nll, fd, kid, is) as a JSON report' },
   fid: { run: fidCommand, usage: FID_USAGE, summary: 'Fréchet distance of two image folders or .npz statistics' },
-  study: { run: studyCommand, usage: STUDY_USAGE, summary: 'the sample-quality study: candidates for a training-time budget, curves and table into docs/' },
+  study: {
+    run: studyCommand,
+    usage: STUDY_USAGE,
+    summary: 'the sample-quality study: candidates for a training-time budget, curves and table into docs/',
+  },
 };
 
 export const USAGE = `Usage: ddpm <command> [options]

@@ -71,7 +71,12 @@ export interface LocalService {
  * `workers` worker processes, all writing to `<out>/store` and logging to `<out>/services.log`.
  * Resolves once the API is ready; undefined (with the reason written) when Redis cannot be had.
  */
-export async function startLocalService(out: string, workers: number, prefix: string, io: CliIo): Promise<LocalService | undefined> {
+export async function startLocalService(
+  out: string,
+  workers: number,
+  prefix: string,
+  io: CliIo,
+): Promise<LocalService | undefined> {
   await fs.mkdir(out, { recursive: true });
   const children: ChildProcess[] = [];
   const stop = async (): Promise<void> => {
@@ -88,11 +93,30 @@ export async function startLocalService(out: string, workers: number, prefix: st
     if (!(await ping('127.0.0.1', 6379))) {
       const redisServer = findOnPath('redis-server');
       if (!redisServer) {
-        io.stderr('Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n');
+        io.stderr(
+          'Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n',
+        );
         return undefined;
       }
       io.stderr('starting redis-server on 127.0.0.1:6379 (no persistence)\n');
-      children.push(spawn(redisServer, ['--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' }));
+      children.push(
+        spawn(
+          redisServer,
+          [
+            '--port',
+            '6379',
+            '--bind',
+            '127.0.0.1',
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--maxmemory-policy',
+            'noeviction',
+          ],
+          { stdio: 'ignore' },
+        ),
+      );
       await until('redis-server', () => ping('127.0.0.1', 6379), 10_000);
     }
     const port = await freePort();
@@ -116,7 +140,9 @@ export async function startLocalService(out: string, workers: number, prefix: st
     for (let i = 0; i < workers; i++) spawnNode('apps/worker/dist/main.js');
     const api = `http://127.0.0.1:${port}`;
     await until('the API', async () => (await fetch(`${api}/readyz`)).ok, 30_000);
-    io.stderr(`API at ${api} (OpenAPI: ${api}/docs), ${workers} worker${workers === 1 ? '' : 's'}, storage ${env.DDPM_STORAGE_URL}, logs ${logFile}\n`);
+    io.stderr(
+      `API at ${api} (OpenAPI: ${api}/docs), ${workers} worker${workers === 1 ? '' : 's'}, storage ${env.DDPM_STORAGE_URL}, logs ${logFile}\n`,
+    );
     return {
       api,
       client: new ApiClient({ baseUrl: api }),

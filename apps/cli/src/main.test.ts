@@ -7,7 +7,9 @@ import * as path from 'node:path';
 const MAIN = path.resolve(__dirname, '..', 'dist', 'main.js');
 
 it('stops quietly, with status 0, when its reader goes away (ddpm info unet | head -1)', async () => {
-  const child = spawn(process.execPath, [MAIN, 'info', 'unet', '--preset', 'cifar10'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, 'info', 'unet', '--preset', 'cifar10'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   // The reader takes the first chunk and leaves, as head does.

@@ -31,7 +31,9 @@ runCli(
     process.exitCode = status;
   },
   (err: unknown) => {
-    process.stderr.write(`ddpm: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `ddpm: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exitCode = 1;
   },
 );

@@ -12,7 +12,11 @@ export function formatDuration(seconds: number): string {
 }
 
 /** A progress callback `(done, total)` that creates its bar on the first call and finishes it at the end. */
-export function lazyProgress(label: string, write: (text: string) => void, tty: boolean): (done: number, total: number) => void {
+export function lazyProgress(
+  label: string,
+  write: (text: string) => void,
+  tty: boolean,
+): (done: number, total: number) => void {
   let bar: ProgressBar | undefined;
   return (done, total) => {
     bar ??= new ProgressBar(label, total, write, tty);

@@ -15,6 +15,11 @@ export interface RunLocation {
 
 export function runLocation(spec: string): RunLocation {
   const match = /^(.*)\/checkpoints\/step-(\d{9})\/?$/.exec(spec);
-  if (match) return { store: openStore(match[1]!.includes('://') ? match[1]! : path.resolve(match[1]!)), prefix: '', step: Number(match[2]) };
+  if (match)
+    return {
+      store: openStore(match[1]!.includes('://') ? match[1]! : path.resolve(match[1]!)),
+      prefix: '',
+      step: Number(match[2]),
+    };
   return { store: openStore(spec.includes('://') ? spec : path.resolve(spec)), prefix: '' };
 }

@@ -20,9 +20,10 @@ export interface FlagScope {
 }
 
 function rows(table: SettingTable, scope: FlagScope): [string, Setting][] {
-  return Object.entries(table).filter(([name, s]) => (scope.jobs || s.scope !== 'job') && (scope.only === undefined || scope.only.includes(name)));
+  return Object.entries(table).filter(
+    ([name, s]) => (scope.jobs || s.scope !== 'job') && (scope.only === undefined || scope.only.includes(name)),
+  );
 }
-
 
 export function flagOptions(table: SettingTable, scope: FlagScope): OptionSpec {
   const options: OptionSpec = {};
@@ -39,7 +40,8 @@ export function flagOptions(table: SettingTable, scope: FlagScope): OptionSpec {
 
 /** The flag's raw text as the setting's type (a number, a list...); the bounds are checked after. */
 function convert(setting: Setting, raw: string): unknown {
-  if (KindGuard.IsInteger(setting.schema) || KindGuard.IsNumber(setting.schema)) return raw.trim() === '' ? raw : Number(raw);
+  if (KindGuard.IsInteger(setting.schema) || KindGuard.IsNumber(setting.schema))
+    return raw.trim() === '' ? raw : Number(raw);
   if (KindGuard.IsArray(setting.schema)) return raw.split(',').map((part) => part.trim());
   return raw;
 }
@@ -56,7 +58,8 @@ export function requestFromFlags(table: SettingTable, values: FlagValues, scope:
     const flag = `--${s.flag}`;
     let value: unknown;
     if (KindGuard.IsBoolean(s.schema)) {
-      if (values[s.flag] === true && values[`no-${s.flag}`] === true) throw new CliUsageError(`${flag} and --no-${s.flag} contradict each other`);
+      if (values[s.flag] === true && values[`no-${s.flag}`] === true)
+        throw new CliUsageError(`${flag} and --no-${s.flag} contradict each other`);
       value = values[s.flag] === true ? true : values[`no-${s.flag}`] === true ? false : undefined;
     } else {
       const raw = values[s.flag];
@@ -88,7 +91,8 @@ export function flagUsage(table: SettingTable, scope: FlagScope): string {
     .map(([, s]) => {
       const head = flagText(s);
       const choices = literalsOf(s.schema);
-      const help = choices.length > 0 && !choices.every((c) => s.help.includes(c)) ? `${s.help}: ${choices.join(' | ')}` : s.help;
+      const help =
+        choices.length > 0 && !choices.every((c) => s.help.includes(c)) ? `${s.help}: ${choices.join(' | ')}` : s.help;
       return `  ${head.padEnd(26)}${help} (${defaultText(s)})`;
     })
     .join('\n');

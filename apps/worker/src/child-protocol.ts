@@ -66,11 +66,26 @@ export type ChildMessage =
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }
   /** A batch of samples relayed in a sampling group: sent to rank 0, or received by it. */
   | { readonly type: 'relayed'; readonly bytes: number; readonly direction: 'sent' | 'received' }
-  | { readonly type: 'checkpoint'; readonly step: number; readonly url: string; readonly reason: string; readonly seconds: number }
+  | {
+      readonly type: 'checkpoint';
+      readonly step: number;
+      readonly url: string;
+      readonly reason: string;
+      readonly seconds: number;
+    }
   /** An evaluation finished (during training, or an eval job's): its metrics by name. */
-  | { readonly type: 'evaluation'; readonly step: number; readonly metrics: Readonly<Record<string, number>>; readonly extractor?: string; readonly seconds: number }
+  | {
+      readonly type: 'evaluation';
+      readonly step: number;
+      readonly metrics: Readonly<Record<string, number>>;
+      readonly extractor?: string;
+      readonly seconds: number;
+    }
   | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: string }
   /** For the worker's own log only (details a client must not see), with a reference the client's message quotes. */
   | { readonly type: 'server-log'; readonly message: string; readonly detail: string; readonly ref: string }
   /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */
-  | { readonly type: 'error'; readonly error: { readonly message: string; readonly code?: string; readonly kind?: string } };
+  | {
+      readonly type: 'error';
+      readonly error: { readonly message: string; readonly code?: string; readonly kind?: string };
+    };

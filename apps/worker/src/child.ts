@@ -6,12 +6,40 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { BatchRelay, Heartbeat, RedisCollective, assertGenerationAlive, collectiveError, generationEnded, sharedMemoryBytes } from '@ddpm/allreduce';
+import {
+  BatchRelay,
+  Heartbeat,
+  RedisCollective,
+  assertGenerationAlive,
+  collectiveError,
+  generationEnded,
+  sharedMemoryBytes,
+} from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/backend';
-import { type SamplingGroupConfig, type TrainJobConfig, WASM_HEAP_BYTES, parameterCount, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import {
+  type SamplingGroupConfig,
+  type TrainJobConfig,
+  WASM_HEAP_BYTES,
+  parameterCount,
+  trainingStepBytes,
+  validateTrainJobConfig,
+} from '@ddpm/config';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type GroupLink, type SamplingGroupLink, type Trainer, evalReportKey, listCheckpoints, loadModelFromCheckpoint, loadPretrainedModel, renderSamples, runEvalJob, runEvalShare, runTrainJob, savePicture } from '@ddpm/engine';
+import {
+  type GroupLink,
+  type SamplingGroupLink,
+  type Trainer,
+  evalReportKey,
+  listCheckpoints,
+  loadModelFromCheckpoint,
+  loadPretrainedModel,
+  renderSamples,
+  runEvalJob,
+  runEvalShare,
+  runTrainJob,
+  savePicture,
+} from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
@@ -54,7 +82,9 @@ function progressReporter(): (progress: Omit<JobProgress, 'updatedAt'>) => void 
 /** A budgeted run's training time against its budget (`budgetMinutes`), for the progress report. */
 function budgetProgress(trainer: Trainer): { trainSeconds: number; budgetSeconds: number } | Record<string, never> {
   const minutes = trainer.config.budgetMinutes;
-  return minutes === undefined ? {} : { trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10, budgetSeconds: minutes * 60 };
+  return minutes === undefined
+    ? {}
+    : { trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10, budgetSeconds: minutes * 60 };
 }
 
 async function runTrain(
@@ -76,7 +106,9 @@ async function runTrain(
     prefix: data.runPrefix,
     backendName: backend,
     signal: controller.signal,
-    ...(group ? { group: group.link, ...(group.resumeStep !== undefined ? { resumeStep: group.resumeStep } : {}) } : {}),
+    ...(group
+      ? { group: group.link, ...(group.resumeStep !== undefined ? { resumeStep: group.resumeStep } : {}) }
+      : {}),
     ...(fence ? { fence } : {}),
     gridKey: () => sampleKeyBase(`${jobId}-final`),
     gridMetadata: { job: jobId },
@@ -104,7 +136,10 @@ async function runTrain(
         totalSteps: total,
         imagesPerSecond: s.imagesPerSecond,
         loss: s.loss,
-        etaSeconds: budget.budgetSeconds !== undefined ? Math.min(toSteps, Math.max(0, budget.budgetSeconds - budget.trainSeconds)) : toSteps,
+        etaSeconds:
+          budget.budgetSeconds !== undefined
+            ? Math.min(toSteps, Math.max(0, budget.budgetSeconds - budget.trainSeconds))
+            : toSteps,
         ...budget,
       });
     },
@@ -112,8 +147,16 @@ async function runTrain(
     onCheckpointStart: (step) => sendProgress({ phase: 'checkpointing', step, totalSteps: config.train.steps }),
     onCheckpoint: (ref, reason, seconds) => send({ type: 'checkpoint', step: ref.step, url: ref.url, reason, seconds }),
     onSampling: (done, total) => report({ phase: 'sampling', step: done, totalSteps: total }),
-    onEvaluationProgress: (phase, done, total) => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
-    onEvaluation: (entry) => send({ type: 'evaluation', step: entry.step, metrics: entry.metrics, ...(entry.extractor ? { extractor: entry.extractor.name } : {}), seconds: entry.seconds }),
+    onEvaluationProgress: (phase, done, total) =>
+      report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total }),
+    onEvaluation: (entry) =>
+      send({
+        type: 'evaluation',
+        step: entry.step,
+        metrics: entry.metrics,
+        ...(entry.extractor ? { extractor: entry.extractor.name } : {}),
+        seconds: entry.seconds,
+      }),
     // Between steps a rank evaluating is alive: its heartbeat must not read the long stretch as a wedge.
     ...(group ? { onAlive: () => group.heartbeat.progress() } : {}),
   });
@@ -123,7 +166,9 @@ async function runTrain(
       step: outcome.step,
       ...(outcome.checkpoint ? { checkpoint: outcome.checkpoint.url } : {}),
       ...(outcome.status === 'completed' ? { samples: outcome.grid ? [`${jobId}-final`] : [] } : {}),
-      ...(outcome.resumedFrom ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } } : {}),
+      ...(outcome.resumedFrom
+        ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } }
+        : {}),
     },
     ...(outcome.stopReason !== undefined ? { stopReason: outcome.stopReason } : {}),
   };
@@ -147,7 +192,12 @@ function checkBackendMemory(config: TrainJobConfig, backend: string): void {
   }
 }
 
-async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectStore, group: SamplingSession | undefined): Promise<JobResult> {
+async function runSample(
+  jobId: string,
+  data: JobData<'sample'>,
+  store: ObjectStore,
+  group: SamplingSession | undefined,
+): Promise<JobResult> {
   const config = data.config;
   const link = group?.link;
   // Every rank of a group samples the checkpoint rank 0 loaded.
@@ -156,12 +206,17 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
   const loaded =
     config.pretrained !== undefined
       ? loadPretrainedModel(config.pretrained)
-      : await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId!), { ema: config.ema, ...(step !== undefined ? { step } : {}) });
+      : await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId!), {
+          ema: config.ema,
+          ...(step !== undefined ? { step } : {}),
+        });
   try {
     if (link?.rank === 0) await link.announce(loaded.ref.step);
     for (const s of loaded.skipped) log(`warning: ${s}`);
     const shared = link ? `, rank ${link.rank} of a sampling group of ${link.worldSize}` : '';
-    log(`sampling ${config.count} (${config.kind}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(config.sampler)}, seed ${config.seed}${shared}`);
+    log(
+      `sampling ${config.count} (${config.kind}) from ${loaded.ref.url} (${loaded.ema ? 'EMA' : 'raw'} weights), sampler ${JSON.stringify(config.sampler)}, seed ${config.seed}${shared}`,
+    );
     const report = progressReporter();
     const { picture, metadata } = await renderSamples(loaded.model, loaded.diffusion, config, {
       signal: controller.signal,
@@ -189,9 +244,16 @@ async function runSample(jobId: string, data: JobData<'sample'>, store: ObjectSt
   }
 }
 
-async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore, backend: string, group: SamplingSession | undefined): Promise<JobResult> {
+async function runEval(
+  jobId: string,
+  data: JobData<'eval'>,
+  store: ObjectStore,
+  backend: string,
+  group: SamplingSession | undefined,
+): Promise<JobResult> {
   const report = progressReporter();
-  const onProgress = (phase: string, done: number, total: number): void => report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total });
+  const onProgress = (phase: string, done: number, total: number): void =>
+    report({ phase: phase === 'sampling' ? 'sampling' : 'evaluating', step: done, totalSteps: total });
   if (group && group.link.rank > 0) {
     const step = await runEvalShare(data.config, {
       store,
@@ -218,11 +280,26 @@ async function runEval(jobId: string, data: JobData<'eval'>, store: ObjectStore,
     },
     ...(group ? { group: group.link, onAlive: () => group.heartbeat.progress() } : {}),
   });
-  send({ type: 'evaluation', step: evaluation.checkpoint.step, metrics: evaluation.metrics, ...(evaluation.extractor ? { extractor: evaluation.extractor.name } : {}), seconds: evaluation.seconds });
+  send({
+    type: 'evaluation',
+    step: evaluation.checkpoint.step,
+    metrics: evaluation.metrics,
+    ...(evaluation.extractor ? { extractor: evaluation.extractor.name } : {}),
+    seconds: evaluation.seconds,
+  });
   const key = evalReportKey(jobId);
-  await store.put(key, new TextEncoder().encode(`${JSON.stringify(evaluation, null, 2)}\n`), { contentType: 'application/json' });
-  log(`metrics of step ${evaluation.checkpoint.step}: ${JSON.stringify(evaluation.metrics)} (${evaluation.seconds.toFixed(0)} s); report ${store.urlOf(key)}`);
-  return { status: 'completed', step: evaluation.checkpoint.step, metrics: evaluation.metrics, report: store.urlOf(key) };
+  await store.put(key, new TextEncoder().encode(`${JSON.stringify(evaluation, null, 2)}\n`), {
+    contentType: 'application/json',
+  });
+  log(
+    `metrics of step ${evaluation.checkpoint.step}: ${JSON.stringify(evaluation.metrics)} (${evaluation.seconds.toFixed(0)} s); report ${store.urlOf(key)}`,
+  );
+  return {
+    status: 'completed',
+    step: evaluation.checkpoint.step,
+    metrics: evaluation.metrics,
+    report: store.urlOf(key),
+  };
 }
 
 /**
@@ -241,7 +318,11 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
   try {
     const data = message.data;
     if (typeof data.config !== 'object' || data.config === null) {
-      throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'the job carries no resolved configuration (queued by an older API version?); submit it again');
+      throw new CodedError(
+        'DDPM_JOB_UNSUPPORTED',
+        'invalid',
+        'the job carries no resolved configuration (queued by an older API version?); submit it again',
+      );
     }
     const store = openStore(message.storageUrl);
     // Joining a group, loading the backend and opening the run take seconds before the first
@@ -250,9 +331,14 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     // A rank beats from its first moment (peers wait for every heartbeat before the first step).
     const group = message.group && data.type === 'train' ? await joinGroup(message.group, data.config) : undefined;
     if (message.group && data.type !== 'train' && data.config.group === undefined) {
-      throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', 'a rank of a sampling group got a job without its group settings (queued by an older API version?); submit it again');
+      throw new CodedError(
+        'DDPM_JOB_UNSUPPORTED',
+        'invalid',
+        'a rank of a sampling group got a job without its group settings (queued by an older API version?); submit it again',
+      );
     }
-    sampling = message.group && data.type !== 'train' ? await joinSamplingGroup(message.group, data.config.group!) : undefined;
+    sampling =
+      message.group && data.type !== 'train' ? await joinSamplingGroup(message.group, data.config.group!) : undefined;
     const info = await initBackend(message.backend ? { preferred: message.backend } : {});
     // From here on this process reads data only inside the worker's data roots and caps.
     const { roots, maxFileBytes } = message.dataAccess;
@@ -263,8 +349,14 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       signal: controller.signal,
       readStoreObject: async (key, maxBytes) => {
         const info = (await store.list(key)).find((o) => o.key === key);
-        if (info === undefined) throw new CodedError('DDPM_DATA_NOT_FOUND', 'not-found', `no object ${store.urlOf(key)}`);
-        if (info.size > maxBytes) throw new CodedError('DDPM_DATA_REFUSED', 'invalid', `${store.urlOf(key)} is ${info.size} bytes, over the data file cap of ${maxBytes}`);
+        if (info === undefined)
+          throw new CodedError('DDPM_DATA_NOT_FOUND', 'not-found', `no object ${store.urlOf(key)}`);
+        if (info.size > maxBytes)
+          throw new CodedError(
+            'DDPM_DATA_REFUSED',
+            'invalid',
+            `${store.urlOf(key)} is ${info.size} bytes, over the data file cap of ${maxBytes}`,
+          );
         return store.get(key);
       },
     });
@@ -272,24 +364,31 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     let stopReason: string | undefined;
     switch (data.type) {
       case 'train': {
-          let finishedCleanly = false;
-          // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
-          const control = message.fence ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 }) : undefined;
-          control?.on('error', () => undefined);
-          try {
-            const fence = message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
-            ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
-            finishedCleanly = true;
-          } finally {
-            control?.disconnect();
-            // A rank done with its work leaves; one that failed falls silent and its peers notice.
-            await group?.close(finishedCleanly);
-          }
-          if (!group || group.link.rank === 0) {
-            sendProgress({ phase: 'finishing', step: result.step ?? data.config.train.steps, totalSteps: data.config.train.steps });
-          }
-          break;
+        let finishedCleanly = false;
+        // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
+        const control = message.fence
+          ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 })
+          : undefined;
+        control?.on('error', () => undefined);
+        try {
+          const fence =
+            message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
+          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
+          finishedCleanly = true;
+        } finally {
+          control?.disconnect();
+          // A rank done with its work leaves; one that failed falls silent and its peers notice.
+          await group?.close(finishedCleanly);
         }
+        if (!group || group.link.rank === 0) {
+          sendProgress({
+            phase: 'finishing',
+            step: result.step ?? data.config.train.steps,
+            totalSteps: data.config.train.steps,
+          });
+        }
+        break;
+      }
       case 'sample':
         result = await runSample(message.jobId, data, store, sampling);
         break;
@@ -298,7 +397,11 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         break;
       default: {
         const unreachable: never = data;
-        throw new CodedError('DDPM_JOB_UNSUPPORTED', 'invalid', `unknown job type ${JSON.stringify((unreachable as { type: unknown }).type)}`);
+        throw new CodedError(
+          'DDPM_JOB_UNSUPPORTED',
+          'invalid',
+          `unknown job type ${JSON.stringify((unreachable as { type: unknown }).type)}`,
+        );
       }
     }
     await store.close();
@@ -314,16 +417,24 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       send({ type: 'server-log', message: 'dataset refused or missing', detail: coded.message, ref });
       send({
         type: 'error',
-        error: new CodedError('DDPM_DATA_UNAVAILABLE', 'invalid', `the dataset is not available on this server: missing, outside its data roots, or over its size caps (operator reference ${ref})`).toJSON(),
+        error: new CodedError(
+          'DDPM_DATA_UNAVAILABLE',
+          'invalid',
+          `the dataset is not available on this server: missing, outside its data roots, or over its size caps (operator reference ${ref})`,
+        ).toJSON(),
       });
     } else if (coded?.kind === 'aborted' && message.group === undefined) {
       send({ type: 'result', result: { status: 'cancelled' } });
     } else if (sampling && controller.signal.aborted) {
       // Cancelled or shut down while sampling together: every rank was told; nothing to keep.
-      const reason = controller.signal.reason instanceof Error ? controller.signal.reason.message : String(controller.signal.reason);
+      const reason =
+        controller.signal.reason instanceof Error ? controller.signal.reason.message : String(controller.signal.reason);
       send({ type: 'result', result: { status: 'cancelled' }, stopReason: reason });
     } else {
-      send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
+      send({
+        type: 'error',
+        error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) },
+      });
     }
   } finally {
     finished = true;
@@ -350,7 +461,13 @@ interface RankSession {
  */
 async function joinGeneration(g: ChildGroup, rankTimeoutMs: number) {
   // Until the first step ends, allow the slow start of a large model (loading, compiling kernels).
-  const heartbeat = new Heartbeat({ redisUrl: g.dataRedisUrl, namespace: g.namespace, rank: g.rank, rankTimeoutMs, stallMs: Math.max(rankTimeoutMs, 600_000) });
+  const heartbeat = new Heartbeat({
+    redisUrl: g.dataRedisUrl,
+    namespace: g.namespace,
+    rank: g.rank,
+    rankTimeoutMs,
+    stallMs: Math.max(rankTimeoutMs, 600_000),
+  });
   const dataOptions = { maxRetriesPerRequest: 2, connectTimeout: rankTimeoutMs };
   const redis = new Redis(g.dataRedisUrl, dataOptions);
   const control = new Redis(g.controlRedisUrl, { maxRetriesPerRequest: 2 });
@@ -366,7 +483,11 @@ async function joinGeneration(g: ChildGroup, rankTimeoutMs: number) {
     for (;;) {
       const ended = await generationEnded(redis, keys);
       if (ended === undefined) break;
-      if (ended.cause !== 'heartbeat' || Date.now() > deadline) throw collectiveError('DDPM_GROUP_LOST', `rank ${g.rank} could not join generation ${g.generation}: ${ended.message}`);
+      if (ended.cause !== 'heartbeat' || Date.now() > deadline)
+        throw collectiveError(
+          'DDPM_GROUP_LOST',
+          `rank ${g.rank} could not join generation ${g.generation}: ${ended.message}`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   } catch (err) {
@@ -409,8 +530,14 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
   };
   try {
     // Ranks on one host keep the gradients out of Redis (room for every rank's values of two steps, and some).
-    if (await collective.negotiateSharedMemory(sharedMemoryBytes(parameterCount(config.train), g.worldSize, config.group.transport) + 64 * 2 ** 20)) {
-      log(`rank ${g.rank}: every rank of generation ${g.generation} is on this host; the gradients travel through ${collective.sharedMemory}, Redis carries the signals`);
+    if (
+      await collective.negotiateSharedMemory(
+        sharedMemoryBytes(parameterCount(config.train), g.worldSize, config.group.transport) + 64 * 2 ** 20,
+      )
+    ) {
+      log(
+        `rank ${g.rank}: every rank of generation ${g.generation} is on this host; the gradients travel through ${collective.sharedMemory}, Redis carries the signals`,
+      );
     }
   } catch (err) {
     await close();
@@ -431,7 +558,11 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
         // The sum lands in one buffer for every step; the trainer copies it into tensors at once.
         sumBuffer ??= new Float32Array(partial.length);
         const exchanged = await collective.exchange(step, partial, report, sumBuffer);
-        session.lastExchange = { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytesSent: exchanged.bytesSent, bytesReceived: exchanged.bytesReceived };
+        session.lastExchange = {
+          seconds: Number(process.hrtime.bigint() - started) / 1e9,
+          bytesSent: exchanged.bytesSent,
+          bytesReceived: exchanged.bytesReceived,
+        };
         heartbeat.progress();
         // Waits only look at liveness when nothing arrives; an aborted generation must stop even
         // while its data keeps flowing: one look a step.
@@ -469,7 +600,9 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     },
     close,
   };
-  log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`);
+  log(
+    `rank ${g.rank} of ${g.worldSize} joined generation ${g.generation}${g.resumeStep !== undefined ? `, from the checkpoint of step ${g.resumeStep}` : ''}`,
+  );
   return session;
 }
 
@@ -542,7 +675,10 @@ async function probe(message: Extract<ParentMessage, { type: 'probe' }>): Promis
     send({ type: 'probed', backend: info.name });
   } catch (err) {
     const coded = codedErrorOf(err);
-    send({ type: 'error', error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) } });
+    send({
+      type: 'error',
+      error: coded ? coded.toJSON() : { message: err instanceof Error ? err.message : String(err) },
+    });
   } finally {
     finished = true;
     process.disconnect?.();

@@ -18,7 +18,10 @@ import { type ChildGroup } from './child-protocol';
 import { type RunningJob } from './job-runner';
 
 /** What forms and watches a group: a train job's data-parallel group, or a sample or eval job's sampling group. */
-export type GroupSettings = Pick<SamplingGroupConfig, 'workers' | 'minWorkers' | 'joinTimeoutSeconds' | 'rankTimeoutSeconds' | 'maxRestarts'>;
+export type GroupSettings = Pick<
+  SamplingGroupConfig,
+  'workers' | 'minWorkers' | 'joinTimeoutSeconds' | 'rankTimeoutSeconds' | 'maxRestarts'
+>;
 
 const ONE_PROCESS: GroupSettings = oneProcessGroup();
 
@@ -48,7 +51,11 @@ export function generationNamespace(prefix: string, jobId: string, generation: n
   return `${prefix}:dp:${jobId}:g${generation}`;
 }
 
-export function childGroupOf(a: GroupAssignment, urls: { data: string; control: string; sharedMemoryDir?: string }, prefix: string): ChildGroup {
+export function childGroupOf(
+  a: GroupAssignment,
+  urls: { data: string; control: string; sharedMemoryDir?: string },
+  prefix: string,
+): ChildGroup {
   return {
     rank: a.rank,
     worldSize: a.worldSize,
@@ -94,7 +101,12 @@ export function watchGeneration(options: {
   let stopped = false;
   const tick = async (): Promise<void> => {
     if (coordinator && !(await refreshGeneration(data, namespace, markerTtlMs(rankTimeoutSeconds)))) {
-      await abortGeneration(data, namespace, 'the data plane lost the generation', markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
+      await abortGeneration(
+        data,
+        namespace,
+        'the data plane lost the generation',
+        markerTtlMs(rankTimeoutSeconds),
+      ).catch(() => undefined);
     }
     const ended = await generationEnded(data, { namespace, worldSize });
     const judged = ended !== undefined && (ended.cause !== 'heartbeat' || Date.now() - startedAt > joinGraceMs);
@@ -130,12 +142,20 @@ export function generationFence(control: Redis, key: string, generation: number)
   return async () => {
     const current = await control.get(key);
     if (current !== String(generation)) {
-      throw collectiveError('DDPM_GROUP_FENCED', `generation ${generation} no longer owns the run (generation ${current ?? 'none'} does): its writes are refused`);
+      throw collectiveError(
+        'DDPM_GROUP_FENCED',
+        `generation ${generation} no longer owns the run (generation ${current ?? 'none'} does): its writes are refused`,
+      );
     }
   };
 }
 
-export async function endGeneration(data: Redis, namespace: string, reason: string, rankTimeoutSeconds: number): Promise<void> {
+export async function endGeneration(
+  data: Redis,
+  namespace: string,
+  reason: string,
+  rankTimeoutSeconds: number,
+): Promise<void> {
   await abortGeneration(data, namespace, reason, markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
 }
 

@@ -24,17 +24,47 @@ import { CodedError, codedErrorOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
-import { type ChildDataAccess, type ChildFence, type ChildGroup, type ChildMessage, type ParentMessage } from './child-protocol';
+import {
+  type ChildDataAccess,
+  type ChildFence,
+  type ChildGroup,
+  type ChildMessage,
+  type ParentMessage,
+} from './child-protocol';
 
 /**
  * The environment a job process gets: what Node, the tensor backends and the object store's
  * client need, and nothing else (not the API token, not the queue's Redis URL).
  */
-const CHILD_ENV_NAMES = new Set(['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG', 'NODE_ENV', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'LOG_LEVEL', 'DDPM_BACKEND', 'S3_ENDPOINT', 'XDG_CACHE_HOME', 'CUDA_VISIBLE_DEVICES', 'NVIDIA_VISIBLE_DEVICES', 'TF_CPP_MIN_LOG_LEVEL', 'TF_FORCE_GPU_ALLOW_GROWTH', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+const CHILD_ENV_NAMES = new Set([
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'TZ',
+  'LANG',
+  'NODE_ENV',
+  'NODE_OPTIONS',
+  'NODE_EXTRA_CA_CERTS',
+  'LOG_LEVEL',
+  'DDPM_BACKEND',
+  'S3_ENDPOINT',
+  'XDG_CACHE_HOME',
+  'CUDA_VISIBLE_DEVICES',
+  'NVIDIA_VISIBLE_DEVICES',
+  'TF_CPP_MIN_LOG_LEVEL',
+  'TF_FORCE_GPU_ALLOW_GROWTH',
+  'HTTPS_PROXY',
+  'HTTP_PROXY',
+  'NO_PROXY',
+]);
 const CHILD_ENV_PREFIXES = ['AWS_', 'DDPM_WASM_', 'LC_'];
 
 export function childEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && (CHILD_ENV_NAMES.has(k) || CHILD_ENV_PREFIXES.some((p) => k.startsWith(p)))));
+  return Object.fromEntries(
+    Object.entries(env).filter(
+      ([k, v]) => v !== undefined && (CHILD_ENV_NAMES.has(k) || CHILD_ENV_PREFIXES.some((p) => k.startsWith(p))),
+    ),
+  );
 }
 
 /** Resident set size of a process, bytes (Linux /proc), or undefined when it cannot be read. */
@@ -115,10 +145,14 @@ function recordEvaluation(m: TrainMetrics, queue: string, e: Extract<ChildMessag
   m.evalDuration.observe({ queue }, e.seconds);
   for (const [name, value] of Object.entries(e.metrics)) {
     if (name === 'bits_per_dim') m.evalBitsPerDim.set({ queue }, value);
-    else if (name === 'pixel_mean' || name === 'pixel_background' || name === 'pixel_saturated') m.evalPixels.set({ queue, statistic: name.slice('pixel_'.length) }, value);
-    else if (e.extractor !== undefined && (name === 'fid' || name === `fd_${e.extractor}`)) m.evalFid.set({ queue, extractor: e.extractor, distance: name }, value);
-    else if (e.extractor !== undefined && name === `kid_${e.extractor}`) m.evalKid.set({ queue, extractor: e.extractor }, value);
-    else if (e.extractor !== undefined && name === `is_${e.extractor}`) m.evalInceptionScore.set({ queue, extractor: e.extractor }, value);
+    else if (name === 'pixel_mean' || name === 'pixel_background' || name === 'pixel_saturated')
+      m.evalPixels.set({ queue, statistic: name.slice('pixel_'.length) }, value);
+    else if (e.extractor !== undefined && (name === 'fid' || name === `fd_${e.extractor}`))
+      m.evalFid.set({ queue, extractor: e.extractor, distance: name }, value);
+    else if (e.extractor !== undefined && name === `kid_${e.extractor}`)
+      m.evalKid.set({ queue, extractor: e.extractor }, value);
+    else if (e.extractor !== undefined && name === `is_${e.extractor}`)
+      m.evalInceptionScore.set({ queue, extractor: e.extractor }, value);
   }
 }
 
@@ -136,7 +170,11 @@ function forkChild(childPath: string | undefined): ChildProcess {
 
 export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
   const rank = run.group?.rank ?? 0;
-  const log = options.logger.child({ jobId: run.jobId, queue: run.queue, ...(run.group ? { rank, generation: run.group.generation } : {}) });
+  const log = options.logger.child({
+    jobId: run.jobId,
+    queue: run.queue,
+    ...(run.group ? { rank, generation: run.group.generation } : {}),
+  });
   const child = forkChild(options.childPath);
   /** Why this side ended the child, when it did (the job's failure names it). */
   let endedBy: CodedError | undefined;
@@ -153,13 +191,28 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     if (child.pid === undefined) return;
     if (overdueMs() > 0 && endedBy === undefined) {
       const silent = Math.round((Date.now() - lastSign) / 1000);
-      log.error({ silentSeconds: silent, slowestStepSeconds: slowestStepMs / 1000, stallSeconds: options.stallSeconds }, 'job process shows no sign of life: killed');
-      end(new CodedError('DDPM_JOB_WEDGED', 'unavailable', `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(allowedMs() / 1000)} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`));
+      log.error(
+        { silentSeconds: silent, slowestStepSeconds: slowestStepMs / 1000, stallSeconds: options.stallSeconds },
+        'job process shows no sign of life: killed',
+      );
+      end(
+        new CodedError(
+          'DDPM_JOB_WEDGED',
+          'unavailable',
+          `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(allowedMs() / 1000)} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`,
+        ),
+      );
     }
     void residentBytes(child.pid).then((rss) => {
       if (rss !== undefined && rss > options.memoryBytes) {
         log.error({ rss, limit: options.memoryBytes }, 'job process over its memory limit: killed');
-        end(new CodedError('DDPM_JOB_MEMORY', 'invalid', `the job used ${(rss / 2 ** 30).toFixed(2)} GiB of memory, over this worker's limit of ${(options.memoryBytes / 2 ** 30).toFixed(2)} GiB (DDPM_JOB_MEMORY_MB); use a smaller batch (or more accumulation) or a smaller model`));
+        end(
+          new CodedError(
+            'DDPM_JOB_MEMORY',
+            'invalid',
+            `the job used ${(rss / 2 ** 30).toFixed(2)} GiB of memory, over this worker's limit of ${(options.memoryBytes / 2 ** 30).toFixed(2)} GiB (DDPM_JOB_MEMORY_MB); use a smaller batch (or more accumulation) or a smaller model`,
+          ),
+        );
       }
     });
   }, 1000);
@@ -170,16 +223,25 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     // Asked to stop, the job checkpoints (a step and a write): past the grace period it is killed.
     stopTimer ??= setTimeout(() => {
       log.warn({ reason, graceSeconds: options.stopGraceSeconds }, 'job did not stop within its grace period: killed');
-      end(new CodedError('DDPM_JOB_STOP_TIMEOUT', 'unavailable', `the job did not stop within ${options.stopGraceSeconds} s of being asked to (${reason}); it was killed and resumes from its last checkpoint`));
+      end(
+        new CodedError(
+          'DDPM_JOB_STOP_TIMEOUT',
+          'unavailable',
+          `the job did not stop within ${options.stopGraceSeconds} s of being asked to (${reason}); it was killed and resumes from its last checkpoint`,
+        ),
+      );
     }, options.stopGraceSeconds * 1000);
     stopTimer.unref();
   };
   let overTime = false;
-  const wallTimer = setTimeout(() => {
-    overTime = true;
-    log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
-    stop('wall-time');
-  }, Math.min(options.maxSeconds * 1000, 2 ** 31 - 1));
+  const wallTimer = setTimeout(
+    () => {
+      overTime = true;
+      log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
+      stop('wall-time');
+    },
+    Math.min(options.maxSeconds * 1000, 2 ** 31 - 1),
+  );
   wallTimer.unref();
   const cleanup = (): void => {
     clearInterval(memoryWatch);
@@ -239,9 +301,18 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
         case 'result':
           settled = true;
           if (overTime && message.result.status === 'cancelled') {
-            reject(new CodedError('DDPM_JOB_WALL_TIME', 'invalid', `the job ran for its wall-time limit of ${options.maxSeconds} s (DDPM_MAX_JOB_SECONDS) and was stopped at step ${message.result.step ?? '?'}${message.result.checkpoint ? ` (checkpoint ${message.result.checkpoint})` : ''}`));
+            reject(
+              new CodedError(
+                'DDPM_JOB_WALL_TIME',
+                'invalid',
+                `the job ran for its wall-time limit of ${options.maxSeconds} s (DDPM_MAX_JOB_SECONDS) and was stopped at step ${message.result.step ?? '?'}${message.result.checkpoint ? ` (checkpoint ${message.result.checkpoint})` : ''}`,
+              ),
+            );
           } else {
-            resolve({ result: message.result, ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}) });
+            resolve({
+              result: message.result,
+              ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}),
+            });
           }
           break;
         case 'server-log':
@@ -270,8 +341,20 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
       settled = true;
       if (endedBy) reject(endedBy);
       // SIGKILL from no one here is most likely the kernel's out-of-memory killer: retrying would only repeat it.
-      else if (signal === 'SIGKILL') reject(new CodedError('DDPM_JOB_MEMORY', 'invalid', 'the job process was killed (SIGKILL, most likely out of memory); use a smaller batch (or more accumulation) or a smaller model'));
-      else reject(new Error(`job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`));
+      else if (signal === 'SIGKILL')
+        reject(
+          new CodedError(
+            'DDPM_JOB_MEMORY',
+            'invalid',
+            'the job process was killed (SIGKILL, most likely out of memory); use a smaller batch (or more accumulation) or a smaller model',
+          ),
+        );
+      else
+        reject(
+          new Error(
+            `job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`,
+          ),
+        );
     });
   });
   const start: ParentMessage = {

@@ -123,7 +123,12 @@ export class Slot {
   }
 
   async start(): Promise<void> {
-    await this.redis.hset(this.key, { state: 'idle', pid: String(process.pid), host: os.hostname(), since: String(Date.now()) });
+    await this.redis.hset(this.key, {
+      state: 'idle',
+      pid: String(process.pid),
+      host: os.hostname(),
+      since: String(Date.now()),
+    });
     await this.beat();
     this.timer = setInterval(() => void this.beat().catch(() => undefined), BEAT_MS);
     this.timer.unref();
@@ -146,7 +151,9 @@ export class Slot {
    * group (its assignment is on the way).
    */
   async enter(state: 'busy' | 'waiting', fields: { job: string; priority?: number }): Promise<boolean> {
-    return (await this.commands.ddpmEnterSlotState(this.key, state, Date.now(), fields.job, fields.priority ?? 0)) === 1;
+    return (
+      (await this.commands.ddpmEnterSlotState(this.key, state, Date.now(), fields.job, fields.priority ?? 0)) === 1
+    );
   }
 
   /** Idle again after a job, unless a group has claimed the slot meanwhile (then it stays claimed). */
@@ -165,7 +172,17 @@ export class Slot {
 
   /** Claims `need` other slots for `job` (at least `atLeast`), all or nothing. */
   async claim(job: string, priority: number, need: number, atLeast: number): Promise<ClaimResult> {
-    const reply = await this.commands.ddpmClaimSlots(this.slotsKey, this.prefix, this.id, job, priority, need, atLeast, Date.now(), STALE_MS);
+    const reply = await this.commands.ddpmClaimSlots(
+      this.slotsKey,
+      this.prefix,
+      this.id,
+      job,
+      priority,
+      need,
+      atLeast,
+      Date.now(),
+      STALE_MS,
+    );
     switch (reply[0]) {
       case 'ok':
         return { outcome: 'ok', slots: reply.slice(1) };

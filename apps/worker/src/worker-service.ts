@@ -9,7 +9,18 @@ import * as http from 'node:http';
 import { removeSharedMemoryFiles } from '@ddpm/allreduce';
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
-import { JOB_TYPES, type JobData, type JobResult, type JobType, type ServiceConfig, bearerMatches, cancelChannel, cancelKey, isLoopback, redisConnectionOptions } from '@ddpm/jobs';
+import {
+  JOB_TYPES,
+  type JobData,
+  type JobResult,
+  type JobType,
+  type ServiceConfig,
+  bearerMatches,
+  cancelChannel,
+  cancelKey,
+  isLoopback,
+  redisConnectionOptions,
+} from '@ddpm/jobs';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
@@ -28,7 +39,15 @@ import {
   watchGeneration,
 } from './group';
 import { type ChildFence } from './child-protocol';
-import { type ChildOutcome, type ChildRun, type JobRunnerOptions, type RunningJob, isPermanent, probeBackend, runInChild } from './job-runner';
+import {
+  type ChildOutcome,
+  type ChildRun,
+  type JobRunnerOptions,
+  type RunningJob,
+  isPermanent,
+  probeBackend,
+  runInChild,
+} from './job-runner';
 import { Slot } from './slot';
 
 export interface WorkerServiceOptions {
@@ -43,7 +62,12 @@ export interface WorkerServiceOptions {
 }
 
 /** Handed back to the queue: due again after `ms`, without using up an attempt. */
-async function handBack(job: Job<JobData, JobResult>, token: string | undefined, ms: number, line: string): Promise<never> {
+async function handBack(
+  job: Job<JobData, JobResult>,
+  token: string | undefined,
+  ms: number,
+  line: string,
+): Promise<never> {
   await job.log(`${new Date().toISOString()} ${line}`);
   await job.moveToDelayed(Date.now() + ms, token);
   throw new DelayedError();
@@ -135,19 +159,26 @@ export class WorkerService {
     const lockDuration = this.options.lockDuration ?? 30_000;
     this.lockWatch = setInterval(() => {
       const now = Date.now();
-      for (const [jobId, at] of this.lockRenewedAt) if (now - at > lockDuration) this.lockLost(jobId, `not renewed for ${Math.round((now - at) / 1000)} s`);
+      for (const [jobId, at] of this.lockRenewedAt)
+        if (now - at > lockDuration) this.lockLost(jobId, `not renewed for ${Math.round((now - at) / 1000)} s`);
     }, 1000);
     this.lockWatch.unref();
     // Readiness waits for the backend a job would load (a broken native binding, a GPU that is not
     // there): probed once, in a child, as a job would load it.
-    void probeBackend({ ...(config.backend ? { backend: config.backend } : {}), ...(this.options.childPath ? { childPath: this.options.childPath } : {}) }).then(
+    void probeBackend({
+      ...(config.backend ? { backend: config.backend } : {}),
+      ...(this.options.childPath ? { childPath: this.options.childPath } : {}),
+    }).then(
       (name) => {
         this.backend = name;
         logger.info({ backend: name }, 'tensor backend loads');
       },
       (err: unknown) => {
         this.backend = 'failed';
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'tensor backend does not load: not ready');
+        logger.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          'tensor backend does not load: not ready',
+        );
       },
     );
     this.metricsServer = http.createServer((req, res) => {
@@ -171,7 +202,13 @@ export class WorkerService {
         res.writeHead(this.closing || wedged ? 503 : 200, { 'content-type': 'application/json' });
         const status = { status: this.closing ? 'closing' : wedged ? 'job process not responding' : 'ok' };
         // Which jobs run here is for the operator: shown on loopback, with the token, or when told it is safe.
-        res.end(JSON.stringify(this.mayShowDetails(req.headers.authorization) ? { ...status, slot: this.slot?.id, running: [...this.running.keys()] } : status));
+        res.end(
+          JSON.stringify(
+            this.mayShowDetails(req.headers.authorization)
+              ? { ...status, slot: this.slot?.id, running: [...this.running.keys()] }
+              : status,
+          ),
+        );
       } else if (req.url === '/readyz') {
         // Ready to take work: not shutting down, the tensor backend loads (probed in a child at
         // start), and the queues' Redis answers within a second.
@@ -190,7 +227,10 @@ export class WorkerService {
     const address = this.metricsServer.address();
     const metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
     this.metricsPort = metricsPort;
-    logger.info({ queues: this.options.queues ?? JOB_TYPES, metricsPort, prefix: config.queuePrefix, slot: this.slot.id }, 'worker started');
+    logger.info(
+      { queues: this.options.queues ?? JOB_TYPES, metricsPort, prefix: config.queuePrefix, slot: this.slot.id },
+      'worker started',
+    );
     return { metricsPort };
   }
 
@@ -212,7 +252,11 @@ export class WorkerService {
   }
 
   private async redisAnswers(): Promise<boolean> {
-    const ping = this.commands?.ping().then(() => true, () => false) ?? Promise.resolve(false);
+    const ping =
+      this.commands?.ping().then(
+        () => true,
+        () => false,
+      ) ?? Promise.resolve(false);
     const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref());
     return Promise.race([ping, timeout]);
   }
@@ -225,7 +269,10 @@ export class WorkerService {
     const { config } = this.options;
     const key = generationKey(config.queuePrefix, jobId);
     const ttl = Math.max(config.keepCompleted.seconds, config.keepFailed.seconds) + config.limits.maxJobSeconds;
-    const [[, value]] = (await this.commands!.multi().incr(key).expire(key, ttl).exec()) as [[Error | null, number], unknown];
+    const [[, value]] = (await this.commands!.multi().incr(key).expire(key, ttl).exec()) as [
+      [Error | null, number],
+      unknown,
+    ];
     return value;
   }
 
@@ -234,7 +281,10 @@ export class WorkerService {
     this.lockRenewedAt.delete(jobId);
     const running = this.running.get(jobId);
     if (!running) return;
-    this.options.logger.error({ jobId, why }, 'lost the job lock: killing its process so that only one worker runs the job');
+    this.options.logger.error(
+      { jobId, why },
+      'lost the job lock: killing its process so that only one worker runs the job',
+    );
     running.kill(`this worker lost the job lock (${why}); the job resumes from its last checkpoint`);
   }
 
@@ -289,14 +339,20 @@ export class WorkerService {
     }
     // One thing at a time: a job fetched while this worker is busy (a fetch already under way when
     // the queues were paused) goes straight back.
-    if (this.occupied !== undefined) return handBack(job, token, 1000, 'this worker was busy; handed back to the queue');
+    if (this.occupied !== undefined)
+      return handBack(job, token, 1000, 'this worker was busy; handed back to the queue');
     this.occupied = 'job';
     await this.pauseQueues();
     try {
       const data = job.data;
       const group = data.config !== undefined && groupOf(data).workers > 1;
       if (!(await this.slot!.enter(group ? 'waiting' : 'busy', { job: job.id!, priority: job.timestamp }))) {
-        return await handBack(job, token, 1000, 'this worker was just claimed by a data-parallel group; handed back to the queue');
+        return await handBack(
+          job,
+          token,
+          1000,
+          'this worker was just claimed by a data-parallel group; handed back to the queue',
+        );
       }
       if (group) return await this.coordinate(job, data, token);
       const { result } = await this.runChild({
@@ -349,7 +405,12 @@ export class WorkerService {
       // Form a group: everything at once or nothing (slot.ts); prefer all `workers` for a while, then accept `minWorkers`.
       // (The first time, process() put the slot in `waiting`; after a failed generation it is `busy`.)
       if (formation > 0 && !(await slot.enter('waiting', { job: jobId, priority }))) {
-        return handBack(job, token, 1000, 'this worker was claimed by an older group job while re-forming; handed back to the queue');
+        return handBack(
+          job,
+          token,
+          1000,
+          'this worker was claimed by an older group job while re-forming; handed back to the queue',
+        );
       }
       const formedBy = Date.now() + group.joinTimeoutSeconds * 1000;
       const settleAt = Date.now() + Math.min((group.joinTimeoutSeconds * 1000) / 2, 60_000);
@@ -359,20 +420,33 @@ export class WorkerService {
           log('cancelled while forming its group');
           return { status: 'cancelled' };
         }
-        if (this.closing) return handBack(job, token, 0, 'worker shutting down while forming a group; handed back to the queue');
+        if (this.closing)
+          return handBack(job, token, 0, 'worker shutting down while forming a group; handed back to the queue');
         const atLeast = (Date.now() < settleAt ? group.workers : group.minWorkers) - 1;
         const claim = await slot.claim(jobId, priority, group.workers - 1, atLeast);
         if (claim.outcome === 'ok') {
           claimed = claim.slots;
         } else if (claim.outcome === 'preempted') {
           // An older job took this worker: it goes first; this job waits in the queue.
-          return handBack(job, token, 1000, `an older group job (${claim.by}) claimed this worker; handed back to the queue`);
+          return handBack(
+            job,
+            token,
+            1000,
+            `an older group job (${claim.by}) claimed this worker; handed back to the queue`,
+          );
         } else if (Date.now() > formedBy) {
           const live = await slot.liveSlots();
           if (live < group.minWorkers) {
-            throw new UnrecoverableError(`the job needs at least ${group.minWorkers} workers at once and ${live} are running`);
+            throw new UnrecoverableError(
+              `the job needs at least ${group.minWorkers} workers at once and ${live} are running`,
+            );
           }
-          return handBack(job, token, 5000 + Math.floor(Math.random() * 5000), `no group of ${group.minWorkers}-${group.workers} could form in ${group.joinTimeoutSeconds} s (${claim.claimable} of ${claim.live} workers free); back to the queue, nobody holds a worker meanwhile`);
+          return handBack(
+            job,
+            token,
+            5000 + Math.floor(Math.random() * 5000),
+            `no group of ${group.minWorkers}-${group.workers} could form in ${group.joinTimeoutSeconds} s (${claim.claimable} of ${claim.live} workers free); back to the queue, nobody holds a worker meanwhile`,
+          );
         } else {
           await sleep(300 + Math.floor(Math.random() * 400));
         }
@@ -383,11 +457,22 @@ export class WorkerService {
       const namespace = generationNamespace(prefix, jobId, generation);
       await startGeneration(this.data!, namespace, group.rankTimeoutSeconds);
       // A train job resumes from its last checkpoint; a sampling group starts its sampling again.
-      const resumeStep = data.type === 'train' ? (await listCheckpoints(this.store!, data.runPrefix))[0]?.step : undefined;
-      const base = { jobId, data, worldSize, generation, namespace, coordinator: slot.id, ...(resumeStep !== undefined ? { resumeStep } : {}) };
+      const resumeStep =
+        data.type === 'train' ? (await listCheckpoints(this.store!, data.runPrefix))[0]?.step : undefined;
+      const base = {
+        jobId,
+        data,
+        worldSize,
+        generation,
+        namespace,
+        coordinator: slot.id,
+        ...(resumeStep !== undefined ? { resumeStep } : {}),
+      };
       await Promise.all(claimed.map((id, i) => slot.assign(id, { ...base, rank: i + 1 } satisfies GroupAssignment)));
       this.metrics.worldSize.set({ queue: job.queueName }, worldSize);
-      log(`generation ${generation}: ${worldSize} ranks (this worker is rank 0)${resumeStep !== undefined ? `, from the checkpoint of step ${resumeStep}` : ''}`);
+      log(
+        `generation ${generation}: ${worldSize} ranks (this worker is rank 0)${resumeStep !== undefined ? `, from the checkpoint of step ${resumeStep}` : ''}`,
+      );
       const assignment: GroupAssignment = { ...base, rank: 0 };
       try {
         const { result, stopReason } = await this.runRankChild(assignment, true, {
@@ -396,7 +481,12 @@ export class WorkerService {
         });
         if (result.status === 'cancelled' && stopReason === 'shutdown' && !(await this.cancelRequested(jobId))) {
           // A rank's worker is shutting down: the group stopped after a common step and checkpointed.
-          await handBack(job, token, 0, `a worker of the group is shutting down; stopped at step ${result.step ?? '?'} and handed back to the queue`);
+          await handBack(
+            job,
+            token,
+            0,
+            `a worker of the group is shutting down; stopped at step ${result.step ?? '?'} and handed back to the queue`,
+          );
         }
         return { ...result, group: { worldSize, generation, restarts } };
       } catch (err) {
@@ -407,14 +497,21 @@ export class WorkerService {
         if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
         const shutDown = await peerShutDown(this.data!, namespace, worldSize);
         if (shutDown !== undefined) {
-          log(`generation ${generation} ended: ${shutDown}; re-forming without it${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'} (not counted as a restart)`);
+          log(
+            `generation ${generation} ended: ${shutDown}; re-forming without it${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'} (not counted as a restart)`,
+          );
           continue;
         }
         restarts += 1;
         failures.push(`generation ${generation}: ${message}`);
         this.metrics.groupRestarts.inc({ queue: job.queueName });
-        if (restarts > group.maxRestarts) throw new UnrecoverableError(`the group failed ${restarts} times (maxRestarts ${group.maxRestarts}): ${failures.join('; ')}`);
-        log(`generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts}${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'}`);
+        if (restarts > group.maxRestarts)
+          throw new UnrecoverableError(
+            `the group failed ${restarts} times (maxRestarts ${group.maxRestarts}): ${failures.join('; ')}`,
+          );
+        log(
+          `generation ${generation} ended: ${message}; restart ${restarts} of ${group.maxRestarts}${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'}`,
+        );
       }
     }
   }
@@ -426,11 +523,29 @@ export class WorkerService {
   }
 
   /** Runs this worker's rank of a generation, watching the generation while it runs. */
-  private async runRankChild(a: GroupAssignment, coordinator: boolean, report: Pick<ChildRun, 'onProgress' | 'onLog'> = {}): Promise<ChildOutcome> {
+  private async runRankChild(
+    a: GroupAssignment,
+    coordinator: boolean,
+    report: Pick<ChildRun, 'onProgress' | 'onLog'> = {},
+  ): Promise<ChildOutcome> {
     const { config, logger } = this.options;
     const rankTimeoutSeconds = groupOf(a.data).rankTimeoutSeconds;
     const running = runInChild(
-      { jobId: a.jobId, data: a.data, queue: a.data.type, group: childGroupOf(a, { data: config.dataRedisUrl, control: config.redisUrl, ...(config.sharedMemoryDir !== undefined ? { sharedMemoryDir: config.sharedMemoryDir } : {}) }, config.queuePrefix), ...report },
+      {
+        jobId: a.jobId,
+        data: a.data,
+        queue: a.data.type,
+        group: childGroupOf(
+          a,
+          {
+            data: config.dataRedisUrl,
+            control: config.redisUrl,
+            ...(config.sharedMemoryDir !== undefined ? { sharedMemoryDir: config.sharedMemoryDir } : {}),
+          },
+          config.queuePrefix,
+        ),
+        ...report,
+      },
       this.childOptions(),
     );
     this.running.set(a.jobId, running);
@@ -441,7 +556,11 @@ export class WorkerService {
       rankTimeoutSeconds,
       coordinator,
       running,
-      onEnded: (why) => logger.warn({ jobId: a.jobId, rank: a.rank, generation: a.generation, why }, 'generation over and the rank does not stop: killing it'),
+      onEnded: (why) =>
+        logger.warn(
+          { jobId: a.jobId, rank: a.rank, generation: a.generation, why },
+          'generation over and the rank does not stop: killing it',
+        ),
     });
     try {
       if (await this.cancelRequested(a.jobId)) running.cancel('cancel');
@@ -456,7 +575,12 @@ export class WorkerService {
       return outcome;
     } catch (err) {
       // This rank cannot go on: end the generation for everyone now rather than at their timeouts.
-      await endGeneration(this.data!, a.namespace, `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`, rankTimeoutSeconds);
+      await endGeneration(
+        this.data!,
+        a.namespace,
+        `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`,
+        rankTimeoutSeconds,
+      );
       await this.removeGenerationFiles(a.namespace);
       throw err;
     } finally {
@@ -483,16 +607,32 @@ export class WorkerService {
       // The coordinating path of this worker may still be handing its own job back.
       for (let waited = 0; this.occupied !== undefined && waited < 30_000; waited += 100) await sleep(100);
       if (this.occupied !== undefined || this.closing) {
-        await endGeneration(this.data!, assignment.namespace, `rank ${assignment.rank}'s worker was not free`, groupOf(assignment.data).rankTimeoutSeconds);
+        await endGeneration(
+          this.data!,
+          assignment.namespace,
+          `rank ${assignment.rank}'s worker was not free`,
+          groupOf(assignment.data).rankTimeoutSeconds,
+        );
         continue;
       }
       this.occupied = 'rank';
       await this.pauseQueues();
       await this.slot!.setState('busy', { job: assignment.jobId });
-      logger.info({ jobId: assignment.jobId, rank: assignment.rank, worldSize: assignment.worldSize, generation: assignment.generation }, 'serving as a rank');
+      logger.info(
+        {
+          jobId: assignment.jobId,
+          rank: assignment.rank,
+          worldSize: assignment.worldSize,
+          generation: assignment.generation,
+        },
+        'serving as a rank',
+      );
       try {
         const { result } = await this.runRankChild(assignment, false);
-        logger.info({ jobId: assignment.jobId, rank: assignment.rank, status: result.status, step: result.step }, 'rank finished');
+        logger.info(
+          { jobId: assignment.jobId, rank: assignment.rank, status: result.status, step: result.step },
+          'rank finished',
+        );
       } catch (err) {
         logger.warn({ jobId: assignment.jobId, rank: assignment.rank, err: (err as Error).message }, 'rank failed');
       } finally {

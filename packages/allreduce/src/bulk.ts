@@ -30,7 +30,15 @@ export interface BulkTarget {
  * options; undefined for `rediss://` (TLS), socket paths and anything else (ioredis then carries
  * the values too).
  */
-export function bulkTarget(url: string, options: { username?: string | undefined; password?: string | undefined; db?: number | undefined; tls?: unknown } = {}): BulkTarget | undefined {
+export function bulkTarget(
+  url: string,
+  options: {
+    username?: string | undefined;
+    password?: string | undefined;
+    db?: number | undefined;
+    tls?: unknown;
+  } = {},
+): BulkTarget | undefined {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -144,13 +152,18 @@ export class BulkConnection {
       },
     });
     this.socket = socket;
-    socket.setTimeout(this.connectTimeoutMs, () => socket.destroy(new Error(`no connection to ${host}:${port} within ${this.connectTimeoutMs} ms`)));
+    socket.setTimeout(this.connectTimeoutMs, () =>
+      socket.destroy(new Error(`no connection to ${host}:${port} within ${this.connectTimeoutMs} ms`)),
+    );
     socket.once('connect', () => socket.setTimeout(0));
     socket.on('error', (err) => this.fail(err, socket));
     socket.on('close', () => this.fail(new Error('the connection closed'), socket));
     // Logging in goes first in the pipeline; a refusal fails the commands behind it too (header()).
     const ignore = (): void => undefined;
-    if (password !== undefined) this.send(username !== undefined ? ['AUTH', username, password] : ['AUTH', password], { login: true }).catch(ignore);
+    if (password !== undefined)
+      this.send(username !== undefined ? ['AUTH', username, password] : ['AUTH', password], { login: true }).catch(
+        ignore,
+      );
     if (db !== undefined) this.send(['SELECT', db], { login: true }).catch(ignore);
     return socket;
   }
@@ -232,7 +245,8 @@ export class BulkConnection {
         if (!Number.isInteger(length) || length < 0) throw new Error(`a bulk reply of length ${rest}`);
         const into = this.pending[0]?.into;
         const buffer = into ? into(length) : Buffer.allocUnsafe(length);
-        if (buffer.length < length) throw new Error(`internal error: ${buffer.length} bytes for a ${length}-byte reply`);
+        if (buffer.length < length)
+          throw new Error(`internal error: ${buffer.length} bytes for a ${length}-byte reply`);
         this.lastBulk = buffer.subarray(0, length);
         if (length === 0) this.skipCrlf = 2;
         else this.payload = { buffer, filled: 0, length };

@@ -96,7 +96,10 @@ export function decode(bytes: Uint8Array, transport: Transport, scale = 1): Floa
   if (transport === 'fp32') {
     // A large reply is a buffer of its own (a view costs nothing); a small one may sit at any byte
     // of a shared pool, and Float32Array needs 4-byte alignment: copy those.
-    const out = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Float32Array(bytes.byteLength / 4);
+    const out =
+      bytes.byteOffset % 4 === 0
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+        : new Float32Array(bytes.byteLength / 4);
     if (out.buffer !== bytes.buffer) new Uint8Array(out.buffer).set(bytes);
     if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] = out[i]! * scale;
     return out;

@@ -76,7 +76,12 @@ const SHM_HEADER_BYTES = 16;
  * `ranksOnHost` ranks of a group of `worldSize` (each rank keeps its outgoing values of two steps),
  * what a caller of {@link RedisCollective.negotiateSharedMemory} asks to be free.
  */
-export function sharedMemoryBytes(values: number, worldSize: number, transport: Transport, ranksOnHost = worldSize): number {
+export function sharedMemoryBytes(
+  values: number,
+  worldSize: number,
+  transport: Transport,
+  ranksOnHost = worldSize,
+): number {
   return 2 * ranksOnHost * (values * bytesPerValue(transport) + worldSize * SHM_HEADER_BYTES);
 }
 
@@ -163,7 +168,9 @@ export class RedisCollective {
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
   /** The lean connections of the values (contributions out, sums out, values in), where the data plane allows. */
-  private readonly lean: { readonly contribute: BulkConnection; readonly publish: BulkConnection; readonly read: BulkConnection } | undefined;
+  private readonly lean:
+    | { readonly contribute: BulkConnection; readonly publish: BulkConnection; readonly read: BulkConnection }
+    | undefined;
   private maxWaitMs: number;
   /** The shared-memory directory the values travel through, once every rank agreed on it. */
   private shm: string | undefined;
@@ -182,7 +189,11 @@ export class RedisCollective {
     const target = bulkTarget(options.redisUrl, options.redisOptions);
     if (target !== undefined) {
       const timeout = options.redisOptions?.connectTimeout;
-      this.lean = { contribute: new BulkConnection(target, timeout), publish: new BulkConnection(target, timeout), read: new BulkConnection(target, timeout) };
+      this.lean = {
+        contribute: new BulkConnection(target, timeout),
+        publish: new BulkConnection(target, timeout),
+        read: new BulkConnection(target, timeout),
+      };
     }
     this.publish = this.open();
     this.reader = this.open();
@@ -201,7 +212,8 @@ export class RedisCollective {
   }
 
   close(): void {
-    for (const r of [this.contributeRedis, this.publish, this.reader, this.waitScatter, this.waitGather]) r?.disconnect();
+    for (const r of [this.contributeRedis, this.publish, this.reader, this.waitScatter, this.waitGather])
+      r?.disconnect();
     if (this.lean !== undefined) for (const c of Object.values(this.lean)) c.close();
     for (const file of this.shmFiles.values()) void file.then((h) => h.close()).catch(() => undefined);
     this.shmFiles.clear();
@@ -306,7 +318,8 @@ export class RedisCollective {
     if (written < header.length + bytes.length) {
       // A short write (not seen on tmpfs) is finished from where it stopped.
       const whole = Buffer.concat([header, bytes]);
-      while (written < whole.length) written += (await handle.write(whole, written, whole.length - written, written)).bytesWritten;
+      while (written < whole.length)
+        written += (await handle.write(whole, written, whole.length - written, written)).bytesWritten;
     }
   }
 
@@ -314,7 +327,10 @@ export class RedisCollective {
   private async takeAll(step: number, rests: readonly string[]): Promise<(Buffer | null)[]> {
     if (this.shm === undefined) {
       const lean = this.lean?.read;
-      if (lean !== undefined) return (await Promise.all(rests.map((rest, i) => lean.command(['GETDEL', this.key(step, rest)], (n) => this.readBuffer(`take${i}`, n))))) as (Buffer | null)[];
+      if (lean !== undefined)
+        return (await Promise.all(
+          rests.map((rest, i) => lean.command(['GETDEL', this.key(step, rest)], (n) => this.readBuffer(`take${i}`, n))),
+        )) as (Buffer | null)[];
       const reads = this.reader.pipeline();
       for (const rest of rests) reads.getdelBuffer(this.key(step, rest));
       return (await execOrThrow(reads)) as (Buffer | null)[];
@@ -351,7 +367,11 @@ export class RedisCollective {
     const size = header.readDoubleLE(8);
     // The ready signal comes after the write, and the slot is rewritten two steps later at the
     // earliest: another step here means a broken data plane, never a value to use.
-    if (written !== step) throw collectiveError('DDPM_GROUP_LOST', `${file} holds step ${written}'s value where step ${step}'s was announced`);
+    if (written !== step)
+      throw collectiveError(
+        'DDPM_GROUP_LOST',
+        `${file} holds step ${written}'s value where step ${step}'s was announced`,
+      );
     const buffer = this.readBuffer(slot, size);
     return (await readFully(buffer, size, SHM_HEADER_BYTES)) ? buffer.subarray(0, size) : null;
   }
@@ -374,7 +394,10 @@ export class RedisCollective {
   private chunk(bucket: Span, c: number): Span {
     const n = bucket.end - bucket.start;
     const { worldSize } = this.options;
-    return { start: bucket.start + Math.floor((c * n) / worldSize), end: bucket.start + Math.floor(((c + 1) * n) / worldSize) };
+    return {
+      start: bucket.start + Math.floor((c * n) / worldSize),
+      end: bucket.start + Math.floor(((c + 1) * n) / worldSize),
+    };
   }
 
   /** The next item on a list, checking liveness between wait slices. */
@@ -392,20 +415,31 @@ export class RedisCollective {
     const { worldSize, keyTtlSeconds: ttl } = this.options;
     if (values && this.shm !== undefined) {
       const value = await this.readValue(step, rest, 'gather');
-      if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${this.shmPath(step, rest)} is gone (the shared-memory data plane lost it)`);
+      if (value === null)
+        throw collectiveError(
+          'DDPM_GROUP_LOST',
+          `${this.shmPath(step, rest)} is gone (the shared-memory data plane lost it)`,
+        );
       return value;
     }
     const key = this.key(step, rest);
     const lean = values ? this.lean?.read : undefined;
     if (lean !== undefined) {
-      const [value, count] = await Promise.all([lean.command(['GET', key], (n) => this.readBuffer('gather', n)), lean.command(['INCR', `${key}:n`]), lean.command(['EXPIRE', `${key}:n`, ttl])]);
+      const [value, count] = await Promise.all([
+        lean.command(['GET', key], (n) => this.readBuffer('gather', n)),
+        lean.command(['INCR', `${key}:n`]),
+        lean.command(['EXPIRE', `${key}:n`, ttl]),
+      ]);
       if (value === null) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
       // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
       if (Number(count) >= worldSize - 1) await lean.command(['DEL', key, `${key}:n`]);
       return value as Buffer;
     }
-    const [value, count] = await execOrThrow(this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl));
-    if (value === null || value === undefined) throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
+    const [value, count] = await execOrThrow(
+      this.reader.pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl),
+    );
+    if (value === null || value === undefined)
+      throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
     // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
     if (Number(count) >= worldSize - 1) await execOrThrow(this.reader.pipeline().del(key, `${key}:n`));
     return value as Buffer;
@@ -418,7 +452,8 @@ export class RedisCollective {
    */
   async allReduceSum(step: number, values: Float32Array, out?: Float32Array): Promise<AllReduceResult> {
     const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
-    if (out !== undefined && out.length !== values.length) throw collectiveError('DDPM_GROUP_ABORTED', `out has ${out.length} values for ${values.length}`);
+    if (out !== undefined && out.length !== values.length)
+      throw collectiveError('DDPM_GROUP_ABORTED', `out has ${out.length} values for ${values.length}`);
     if (worldSize === 1) {
       const sum = out ?? new Float32Array(values.length);
       sum.set(values);
@@ -428,7 +463,8 @@ export class RedisCollective {
     // Half precision carries values pre-divided by N (so sums stay in range), scaled back after.
     const scale = transport === 'fp32' ? 1 : 1 / worldSize;
     const buckets: Span[] = [];
-    for (let start = 0; start < values.length; start += this.bucketValues) buckets.push({ start, end: Math.min(values.length, start + this.bucketValues) });
+    for (let start = 0; start < values.length; start += this.bucketValues)
+      buckets.push({ start, end: Math.min(values.length, start + this.bucketValues) });
     let bytesSent = 0;
     let bytesReceived = 0;
     const sum = out ?? new Float32Array(values.length);
@@ -464,10 +500,17 @@ export class RedisCollective {
           let contribution: Float32Array;
           if (r === rank) {
             // This rank's own values take the same trip through the codec as everyone else's.
-            contribution = transport === 'fp32' ? values.subarray(span.start, span.end) : decode(encode(values.subarray(span.start, span.end), transport, scale), transport);
+            contribution =
+              transport === 'fp32'
+                ? values.subarray(span.start, span.end)
+                : decode(encode(values.subarray(span.start, span.end), transport, scale), transport);
           } else {
             const part = parts[next++];
-            if (!part) throw collectiveError('DDPM_GROUP_LOST', `rank ${r}'s contribution to step ${step} is gone (the data plane lost it)`);
+            if (!part)
+              throw collectiveError(
+                'DDPM_GROUP_LOST',
+                `rank ${r}'s contribution to step ${step} is gone (the data plane lost it)`,
+              );
             bytesReceived += part.length;
             contribution = decode(part, transport);
           }
@@ -492,7 +535,10 @@ export class RedisCollective {
     // All-gather, at the same time: each sum another rank owns, as soon as it is announced.
     const gather = async (): Promise<void> => {
       for (let k = 0; k < (worldSize - 1) * buckets.length; k++) {
-        const [b, c] = (await this.waitOne(this.waitGather, this.key(step, `ag${rank}`))).split(':').map(Number) as [number, number];
+        const [b, c] = (await this.waitOne(this.waitGather, this.key(step, `ag${rank}`))).split(':').map(Number) as [
+          number,
+          number,
+        ];
         const bytes = await this.readShared(step, `b${b}:sum${c}`, true);
         bytesReceived += bytes.length;
         sum.set(decode(bytes, transport, 1 / scale), this.chunk(buckets[b]!, c).start);
@@ -507,9 +553,17 @@ export class RedisCollective {
    * One data-parallel step's traffic: the sum of every rank's `values` and every rank's `report`
    * (small JSON), the same on every rank.
    */
-  async exchange<R>(step: number, values: Float32Array, report: R, out?: Float32Array): Promise<AllReduceResult & { reports: R[] }> {
+  async exchange<R>(
+    step: number,
+    values: Float32Array,
+    report: R,
+    out?: Float32Array,
+  ): Promise<AllReduceResult & { reports: R[] }> {
     // The reports do not wait for the sum: both travel at once.
-    const [reduced, reports] = await Promise.all([this.allReduceSum(step, values, out), this.allGather(step, 'report', report)]);
+    const [reduced, reports] = await Promise.all([
+      this.allReduceSum(step, values, out),
+      this.allGather(step, 'report', report),
+    ]);
     return { ...reduced, reports };
   }
 

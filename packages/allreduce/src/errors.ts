@@ -6,5 +6,9 @@
  */
 import { errorCodes } from '@ddpm/core';
 
-export const collectiveError = errorCodes({ DDPM_GROUP_LOST: 'unavailable', DDPM_GROUP_ABORTED: 'unavailable', DDPM_GROUP_FENCED: 'unavailable' });
+export const collectiveError = errorCodes({
+  DDPM_GROUP_LOST: 'unavailable',
+  DDPM_GROUP_ABORTED: 'unavailable',
+  DDPM_GROUP_FENCED: 'unavailable',
+});
 export type CollectiveErrorCode = Parameters<typeof collectiveError>[0];

@@ -2,7 +2,13 @@
  * @ddpm/allreduce — the collectives of a data-parallel group over Redis, and its liveness.
  * Tensor-free: it moves float32 arrays; the engine turns gradients into them and back.
  */
-export { type AllReduceResult, type CollectiveOptions, RedisCollective, removeSharedMemoryFiles, sharedMemoryBytes } from './collective';
+export {
+  type AllReduceResult,
+  type CollectiveOptions,
+  RedisCollective,
+  removeSharedMemoryFiles,
+  sharedMemoryBytes,
+} from './collective';
 export { BatchRelay, type RelayOptions } from './relay';
 export { BulkConnection, type BulkTarget, bulkTarget } from './bulk';
 export { type Transport, bytesPerValue, decode, encode } from './codec';

@@ -55,20 +55,37 @@ export interface GenerationEnd {
 export async function generationEnded(redis: Redis, keys: GenerationKeys): Promise<GenerationEnd | undefined> {
   const ns = keys.namespace;
   const ranks = Array.from({ length: keys.worldSize }, (_, r) => r);
-  const [marker, aborted, ...rest] = await redis.mget(markerKey(ns), abortKey(ns), ...ranks.map((r) => heartbeatKey(ns, r)), ...ranks.map((r) => leftKey(ns, r)));
-  if (aborted !== null && aborted !== undefined) return { cause: 'aborted', message: `the generation was aborted: ${aborted}` };
-  if (marker === null || marker === undefined) return { cause: 'data-plane', message: 'the data plane lost the generation (its Redis restarted or the generation expired)' };
+  const [marker, aborted, ...rest] = await redis.mget(
+    markerKey(ns),
+    abortKey(ns),
+    ...ranks.map((r) => heartbeatKey(ns, r)),
+    ...ranks.map((r) => leftKey(ns, r)),
+  );
+  if (aborted !== null && aborted !== undefined)
+    return { cause: 'aborted', message: `the generation was aborted: ${aborted}` };
+  if (marker === null || marker === undefined)
+    return {
+      cause: 'data-plane',
+      message: 'the data plane lost the generation (its Redis restarted or the generation expired)',
+    };
   const beats = rest.slice(0, keys.worldSize);
   const left = rest.slice(keys.worldSize);
-  const lost = ranks.filter((r) => (beats[r] === null || beats[r] === undefined) && (left[r] === null || left[r] === undefined));
-  if (lost.length > 0) return { cause: 'heartbeat', message: `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout` };
+  const lost = ranks.filter(
+    (r) => (beats[r] === null || beats[r] === undefined) && (left[r] === null || left[r] === undefined),
+  );
+  if (lost.length > 0)
+    return {
+      cause: 'heartbeat',
+      message: `rank${lost.length > 1 ? 's' : ''} ${lost.join(', ')} sent no heartbeat within the rank timeout`,
+    };
   return undefined;
 }
 
 /** Throws DDPM_GROUP_LOST / DDPM_GROUP_ABORTED when the generation is over. */
 export async function assertGenerationAlive(redis: Redis, keys: GenerationKeys): Promise<void> {
   const ended = await generationEnded(redis, keys);
-  if (ended !== undefined) throw collectiveError(ended.cause === 'aborted' ? 'DDPM_GROUP_ABORTED' : 'DDPM_GROUP_LOST', ended.message);
+  if (ended !== undefined)
+    throw collectiveError(ended.cause === 'aborted' ? 'DDPM_GROUP_ABORTED' : 'DDPM_GROUP_LOST', ended.message);
 }
 
 export interface HeartbeatOptions {

@@ -46,14 +46,23 @@ export interface WaitOptions {
 }
 
 /** The next item of a list (its bytes), waiting for it at most `maxWaitMs`. */
-export async function popWaiting(connection: Redis, key: string, options: WaitOptions, maxWaitMs: number): Promise<Buffer> {
+export async function popWaiting(
+  connection: Redis,
+  key: string,
+  options: WaitOptions,
+  maxWaitMs: number,
+): Promise<Buffer> {
   const { waitSliceMs = 1000, checkAlive, signal } = options;
   const started = Date.now();
   for (;;) {
     if (Date.now() - started > maxWaitMs) {
-      throw collectiveError('DDPM_GROUP_LOST', `peers alive but silent: nothing arrived for ${Math.round((Date.now() - started) / 1000)} s, far longer than a step takes`);
+      throw collectiveError(
+        'DDPM_GROUP_LOST',
+        `peers alive but silent: nothing arrived for ${Math.round((Date.now() - started) / 1000)} s, far longer than a step takes`,
+      );
     }
-    if (signal?.aborted) throw collectiveError('DDPM_GROUP_ABORTED', `stopped while waiting for peers: ${String(signal.reason)}`);
+    if (signal?.aborted)
+      throw collectiveError('DDPM_GROUP_ABORTED', `stopped while waiting for peers: ${String(signal.reason)}`);
     let got: [Buffer, Buffer] | null;
     try {
       got = await connection.blpopBuffer(key, waitSliceMs / 1000);

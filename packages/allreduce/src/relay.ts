@@ -59,9 +59,18 @@ export class BatchRelay {
   /** Sends batch `index` (this rank's) to rank 0, once a credit allows; resolves to the bytes sent. */
   async send(index: number, values: Float32Array): Promise<number> {
     const { rank, keyTtlSeconds: ttl } = this.options;
-    if (rank === 0 || this.ownerOf(index) !== rank) throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} cannot send batch ${index} (rank ${this.ownerOf(index)} draws it, for rank 0)`);
+    if (rank === 0 || this.ownerOf(index) !== rank)
+      throw collectiveError(
+        'DDPM_GROUP_ABORTED',
+        `rank ${rank} cannot send batch ${index} (rank ${this.ownerOf(index)} draws it, for rank 0)`,
+      );
     while (this.credits === 0) {
-      await popWaiting(this.wait, this.creditKey(rank), this.options, this.options.maxWaitMs ?? Number.POSITIVE_INFINITY);
+      await popWaiting(
+        this.wait,
+        this.creditKey(rank),
+        this.options,
+        this.options.maxWaitMs ?? Number.POSITIVE_INFINITY,
+      );
       this.credits += 1;
     }
     this.credits -= 1;
@@ -74,10 +83,23 @@ export class BatchRelay {
   async receive(index: number): Promise<Float32Array> {
     const { rank, keyTtlSeconds: ttl } = this.options;
     const from = this.ownerOf(index);
-    if (rank !== 0 || from === 0) throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} cannot receive batch ${index} (rank 0 receives the batches of ranks 1 and up)`);
-    const bytes = await popWaiting(this.wait, this.itemKey(index), this.options, this.options.maxWaitMs ?? Number.POSITIVE_INFINITY);
+    if (rank !== 0 || from === 0)
+      throw collectiveError(
+        'DDPM_GROUP_ABORTED',
+        `rank ${rank} cannot receive batch ${index} (rank 0 receives the batches of ranks 1 and up)`,
+      );
+    const bytes = await popWaiting(
+      this.wait,
+      this.itemKey(index),
+      this.options,
+      this.options.maxWaitMs ?? Number.POSITIVE_INFINITY,
+    );
     await execOrThrow(this.write.pipeline().rpush(this.creditKey(from), '1').expire(this.creditKey(from), ttl));
-    if (bytes.byteLength % 4 !== 0) throw collectiveError('DDPM_GROUP_LOST', `batch ${index} arrived with ${bytes.byteLength} bytes, not whole float32 values`);
+    if (bytes.byteLength % 4 !== 0)
+      throw collectiveError(
+        'DDPM_GROUP_LOST',
+        `batch ${index} arrived with ${bytes.byteLength} bytes, not whole float32 values`,
+      );
     // A copy: the Buffer's offset need not be 4-aligned.
     const values = new Float32Array(bytes.byteLength / 4);
     new Uint8Array(values.buffer).set(bytes);
@@ -90,13 +112,26 @@ export class BatchRelay {
     if (rank !== 0) throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} cannot announce: rank 0 does`);
     if (worldSize === 1) return;
     const key = `${this.options.namespace}:relay:announce`;
-    await execOrThrow(this.write.pipeline().rpush(key, ...Array.from({ length: worldSize - 1 }, () => message)).expire(key, ttl));
+    await execOrThrow(
+      this.write
+        .pipeline()
+        .rpush(key, ...Array.from({ length: worldSize - 1 }, () => message))
+        .expire(key, ttl),
+    );
   }
 
   /** Ranks 1 and up: rank 0's announcement, waiting for it. */
   async announced(): Promise<string> {
-    if (this.options.rank === 0) throw collectiveError('DDPM_GROUP_ABORTED', 'rank 0 announces; it does not wait for an announcement');
-    return (await popWaiting(this.wait, `${this.options.namespace}:relay:announce`, this.options, this.options.maxWaitMs ?? Number.POSITIVE_INFINITY)).toString();
+    if (this.options.rank === 0)
+      throw collectiveError('DDPM_GROUP_ABORTED', 'rank 0 announces; it does not wait for an announcement');
+    return (
+      await popWaiting(
+        this.wait,
+        `${this.options.namespace}:relay:announce`,
+        this.options,
+        this.options.maxWaitMs ?? Number.POSITIVE_INFINITY,
+      )
+    ).toString();
   }
 
   /**

@@ -70,7 +70,10 @@ export function wasmThreadsFrom(env: NodeJS.ProcessEnv = process.env): number {
   if (raw === undefined || raw === '') return 1;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > MAX_WASM_THREADS) {
-    throw backendError('DDPM_BACKEND_UNAVAILABLE', `DDPM_WASM_THREADS must be an integer from 1 to ${MAX_WASM_THREADS}, got ${JSON.stringify(raw)}`);
+    throw backendError(
+      'DDPM_BACKEND_UNAVAILABLE',
+      `DDPM_WASM_THREADS must be an integer from 1 to ${MAX_WASM_THREADS}, got ${JSON.stringify(raw)}`,
+    );
   }
   return n;
 }
@@ -99,10 +102,18 @@ async function tryBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<vo
   if (threads > 1) {
     // Where our own kernels (@ddpm/unet) look for the heap's memory: the threaded glue imports
     // it rather than exporting it, so it is not under the module's exports as in the plain build.
-    const module = (tf.backend() as unknown as { wasm: { wasmMemory?: unknown; PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] } } }).wasm;
+    const module = (
+      tf.backend() as unknown as {
+        wasm: {
+          wasmMemory?: unknown;
+          PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] };
+        };
+      }
+    ).wasm;
     module.wasmMemory ??= threadedWasmMemory();
     // XNNPACK's pool threads wait for work for the life of the process; they must not keep it alive.
-    for (const worker of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])]) worker.unref();
+    for (const worker of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])])
+      worker.unref();
   }
 }
 

@@ -42,7 +42,9 @@ describe('DDPM_WASM_THREADS', () => {
     expect(wasmThreadsFrom({})).toBe(1);
     expect(wasmThreadsFrom({ DDPM_WASM_THREADS: '4' })).toBe(4);
     for (const bad of ['0', '9', '1.5', 'two']) {
-      expect(() => wasmThreadsFrom({ DDPM_WASM_THREADS: bad })).toThrow(`DDPM_WASM_THREADS must be an integer from 1 to 8, got ${JSON.stringify(bad)}`);
+      expect(() => wasmThreadsFrom({ DDPM_WASM_THREADS: bad })).toThrow(
+        `DDPM_WASM_THREADS must be an integer from 1 to 8, got ${JSON.stringify(bad)}`,
+      );
     }
   });
 

@@ -82,12 +82,25 @@ export function installWasmThreads(): void {
   URL.createObjectURL = (blob: Blob) => paths.get(blob) ?? createObjectURL(blob);
   // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be called with the worker as `this` below
   const postMessage = workerThreads.Worker.prototype.postMessage;
-  workerThreads.Worker.prototype.postMessage = function (this: workerThreads.Worker, message: unknown, transfer?: readonly workerThreads.TransferListItem[]) {
+  workerThreads.Worker.prototype.postMessage = function (
+    this: workerThreads.Worker,
+    message: unknown,
+    transfer?: readonly workerThreads.TransferListItem[],
+  ) {
     const m = message as { cmd?: unknown; urlOrBlob?: unknown; wasmMemory?: unknown } | null;
-    if (m !== null && typeof m === 'object' && m.cmd === 'load' && typeof m.urlOrBlob === 'object' && m.urlOrBlob !== null && paths.has(m.urlOrBlob)) {
+    if (
+      m !== null &&
+      typeof m === 'object' &&
+      m.cmd === 'load' &&
+      typeof m.urlOrBlob === 'object' &&
+      m.urlOrBlob !== null &&
+      paths.has(m.urlOrBlob)
+    ) {
       message = { ...m, urlOrBlob: paths.get(m.urlOrBlob) };
       // The glue keeps its shared memory to itself; each starting worker is sent it.
-      const { Memory } = (globalThis as unknown as { WebAssembly: { Memory: abstract new (...args: never[]) => object } }).WebAssembly;
+      const { Memory } = (
+        globalThis as unknown as { WebAssembly: { Memory: abstract new (...args: never[]) => object } }
+      ).WebAssembly;
       if (m.wasmMemory instanceof Memory) sharedMemory = m.wasmMemory;
     }
     return postMessage.call(this, message, transfer);

@@ -3,19 +3,30 @@ import { resolveEvalJob } from './eval-settings';
 import { resolveSampleJob } from './sample-settings';
 import { resolveTrainJob } from './train-config';
 
-const train = (request: Record<string, unknown>) => ({ type: 'train' as const, config: resolveTrainJob({ steps: 10, preset: 'micro32', dataset: 'procedural:shapes', ...request }) });
+const train = (request: Record<string, unknown>) => ({
+  type: 'train' as const,
+  config: resolveTrainJob({ steps: 10, preset: 'micro32', dataset: 'procedural:shapes', ...request }),
+});
 
 describe('budgets', () => {
   it('accept the defaults and the paper’s CIFAR-10 model with enough accumulation', () => {
     expect(() => checkBudgets(train({}), DEFAULT_LIMITS)).not.toThrow();
-    expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128, accumulation: 16 }), DEFAULT_LIMITS)).not.toThrow();
+    expect(() =>
+      checkBudgets(train({ preset: 'cifar10', batchSize: 128, accumulation: 16 }), DEFAULT_LIMITS),
+    ).not.toThrow();
   });
 
   it('refuse a micro-batch over the step memory, naming the limit and what to change', () => {
-    expect(() => checkBudgets(train({ preset: 'celebahq256', batchSize: 4096, accumulation: 1 }), DEFAULT_LIMITS)).toThrow(/more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB/);
-    expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), DEFAULT_LIMITS)).toThrow(/micro-batch of 128 images .* of cifar10 is \d+ MiB, more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/);
+    expect(() =>
+      checkBudgets(train({ preset: 'celebahq256', batchSize: 4096, accumulation: 1 }), DEFAULT_LIMITS),
+    ).toThrow(/more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB/);
+    expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), DEFAULT_LIMITS)).toThrow(
+      /micro-batch of 128 images .* of cifar10 is \d+ MiB, more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/,
+    );
     // A GPU pool raises the limit.
-    expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), { ...DEFAULT_LIMITS, maxStepMemoryMb: 80_000 })).not.toThrow();
+    expect(() =>
+      checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), { ...DEFAULT_LIMITS, maxStepMemoryMb: 80_000 }),
+    ).not.toThrow();
   });
 
   it('split a batch that does not fit into the fewest micro-batches that do, when the request leaves accumulation open, and say so', () => {
@@ -31,7 +42,9 @@ describe('budgets', () => {
         setting: 'accumulation',
         requested: 1,
         chosen: 16,
-        reason: expect.stringMatching(/^a micro-batch of 128 cifar10 images needs an estimated \d+ MiB, over the step-memory budget of 3584 MiB \(DDPM_MAX_STEP_MEMORY_MB\); 16 micro-batches of 8 \(\d+ MiB\) make the same batch of 128$/),
+        reason: expect.stringMatching(
+          /^a micro-batch of 128 cifar10 images needs an estimated \d+ MiB, over the step-memory budget of 3584 MiB \(DDPM_MAX_STEP_MEMORY_MB\); 16 micro-batches of 8 \(\d+ MiB\) make the same batch of 128$/,
+        ),
       },
     ]);
     expect(() => checkBudgets({ type: 'train', config: cifar }, DEFAULT_LIMITS)).not.toThrow();
@@ -48,7 +61,9 @@ describe('budgets', () => {
     expect(huge.train.accumulation).toBe(1);
     expect(() => checkBudgets({ type: 'train', config: huge }, DEFAULT_LIMITS)).toThrow(/raise accumulation/);
     const one = fit({ preset: 'celebahq256', batchSize: 1 });
-    expect(() => checkBudgets({ type: 'train', config: one }, DEFAULT_LIMITS)).toThrow(/one image a micro-batch is the smallest split: this model needs a larger step-memory budget/);
+    expect(() => checkBudgets({ type: 'train', config: one }, DEFAULT_LIMITS)).toThrow(
+      /one image a micro-batch is the smallest split: this model needs a larger step-memory budget/,
+    );
   });
 
   it('estimate memory from the architecture, growing with the micro-batch', () => {
@@ -61,22 +76,37 @@ describe('budgets', () => {
   });
 
   it('refuse steps, checkpoint storage, procedural size and final grids over their limits', () => {
-    expect(() => checkBudgets(train({ steps: 2_000_000 }), DEFAULT_LIMITS)).toThrow(/steps 2000000 is more than 1000000, over this server's limit DDPM_MAX_STEPS/);
-    expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128, accumulation: 16, keepCheckpoints: 100 }), DEFAULT_LIMITS)).toThrow(/keepCheckpoints 100 .* DDPM_MAX_CHECKPOINT_STORAGE_MB/);
-    expect(() => checkBudgets(train({ dataset: 'procedural:shapes?size=2000000000' }), DEFAULT_LIMITS)).toThrow(/procedural dataset's size 2000000000 .* DDPM_MAX_DATASET_IMAGES/);
-    expect(() => checkBudgets(train({ sampleCount: 64 }), { ...DEFAULT_LIMITS, maxSampleImages: 16 })).toThrow(/sampleCount 64 .* DDPM_MAX_SAMPLE_IMAGES/);
+    expect(() => checkBudgets(train({ steps: 2_000_000 }), DEFAULT_LIMITS)).toThrow(
+      /steps 2000000 is more than 1000000, over this server's limit DDPM_MAX_STEPS/,
+    );
+    expect(() =>
+      checkBudgets(
+        train({ preset: 'cifar10', batchSize: 128, accumulation: 16, keepCheckpoints: 100 }),
+        DEFAULT_LIMITS,
+      ),
+    ).toThrow(/keepCheckpoints 100 .* DDPM_MAX_CHECKPOINT_STORAGE_MB/);
+    expect(() => checkBudgets(train({ dataset: 'procedural:shapes?size=2000000000' }), DEFAULT_LIMITS)).toThrow(
+      /procedural dataset's size 2000000000 .* DDPM_MAX_DATASET_IMAGES/,
+    );
+    expect(() => checkBudgets(train({ sampleCount: 64 }), { ...DEFAULT_LIMITS, maxSampleImages: 16 })).toThrow(
+      /sampleCount 64 .* DDPM_MAX_SAMPLE_IMAGES/,
+    );
   });
 
   it('count the frames of progressive sampling', () => {
     const grid = resolveSampleJob({ trainJobId: 'train-x', count: 64 }, 1000);
     expect(() => checkBudgets({ type: 'sample', config: grid }, DEFAULT_LIMITS)).not.toThrow();
     const strip = resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', count: 64, every: 1 }, 1000);
-    expect(() => checkBudgets({ type: 'sample', config: strip }, DEFAULT_LIMITS)).toThrow(/64 samples × 1001 frames = 64064 images .* DDPM_MAX_SAMPLE_IMAGES/);
+    expect(() => checkBudgets({ type: 'sample', config: strip }, DEFAULT_LIMITS)).toThrow(
+      /64 samples × 1001 frames = 64064 images .* DDPM_MAX_SAMPLE_IMAGES/,
+    );
   });
 
   it('bound evaluations', () => {
     const ok = resolveEvalJob({ trainJobId: 'train-x', metrics: ['fd'], count: 1000, dataset: 'fashion-mnist' }, 1000);
     expect(() => checkBudgets({ type: 'eval', config: ok }, DEFAULT_LIMITS)).not.toThrow();
-    expect(() => checkBudgets({ type: 'eval', config: ok }, { ...DEFAULT_LIMITS, maxEvalImages: 500 })).toThrow(/DDPM_MAX_EVAL_IMAGES/);
+    expect(() => checkBudgets({ type: 'eval', config: ok }, { ...DEFAULT_LIMITS, maxEvalImages: 500 })).toThrow(
+      /DDPM_MAX_EVAL_IMAGES/,
+    );
   });
 });

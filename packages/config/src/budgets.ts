@@ -50,21 +50,45 @@ export interface ServiceLimits {
 }
 
 /** Each limit's environment variable, default and meaning (docs/configuration.md's table is written from this). */
-export const LIMIT_VARIABLES: Readonly<Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>> = {
+export const LIMIT_VARIABLES: Readonly<
+  Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>
+> = {
   maxStepMemoryMb: {
     env: 'DDPM_MAX_STEP_MEMORY_MB',
     default: 3584,
     help: 'estimated memory of one training micro-batch (batchSize / accumulation images of the preset) in one process; the default fits the wasm backend’s 4 GiB heap',
   },
-  maxSteps: { env: 'DDPM_MAX_STEPS', default: 1_000_000, help: 'steps of one train job (the paper trains CIFAR-10 for 800k)' },
-  maxSampleImages: { env: 'DDPM_MAX_SAMPLE_IMAGES', default: 4096, help: 'images of one sample job: count, times the frames of progressive sampling' },
-  maxCheckpointStorageMb: { env: 'DDPM_MAX_CHECKPOINT_STORAGE_MB', default: 20_480, help: 'keepCheckpoints × the size of one checkpoint (model, EMA, Adam moments)' },
+  maxSteps: {
+    env: 'DDPM_MAX_STEPS',
+    default: 1_000_000,
+    help: 'steps of one train job (the paper trains CIFAR-10 for 800k)',
+  },
+  maxSampleImages: {
+    env: 'DDPM_MAX_SAMPLE_IMAGES',
+    default: 4096,
+    help: 'images of one sample job: count, times the frames of progressive sampling',
+  },
+  maxCheckpointStorageMb: {
+    env: 'DDPM_MAX_CHECKPOINT_STORAGE_MB',
+    default: 20_480,
+    help: 'keepCheckpoints × the size of one checkpoint (model, EMA, Adam moments)',
+  },
   maxDatasetImages: { env: 'DDPM_MAX_DATASET_IMAGES', default: 1_000_000, help: 'images of a procedural dataset' },
-  maxEvalImages: { env: 'DDPM_MAX_EVAL_IMAGES', default: 50_000, help: 'samples, reference images or NLL test images of one evaluation' },
-  maxJobSeconds: { env: 'DDPM_MAX_JOB_SECONDS', default: 7 * 24 * 3600, help: 'wall time of one run of a job; the worker checkpoints and fails it permanently at the limit' },
+  maxEvalImages: {
+    env: 'DDPM_MAX_EVAL_IMAGES',
+    default: 50_000,
+    help: 'samples, reference images or NLL test images of one evaluation',
+  },
+  maxJobSeconds: {
+    env: 'DDPM_MAX_JOB_SECONDS',
+    default: 7 * 24 * 3600,
+    help: 'wall time of one run of a job; the worker checkpoints and fails it permanently at the limit',
+  },
 };
 
-export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(Object.entries(LIMIT_VARIABLES).map(([k, v]) => [k, v.default])) as unknown as ServiceLimits;
+export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(
+  Object.entries(LIMIT_VARIABLES).map(([k, v]) => [k, v.default]),
+) as unknown as ServiceLimits;
 
 /** How a caller reports a bad environment variable (its own error code); a config error by default. */
 type EnvError = (message: string) => Error;
@@ -73,7 +97,14 @@ type EnvError = (message: string) => Error;
  * An integer setting from the environment: `fallback` when unset or empty, else an integer in
  * [min, max], or `fail` with a message naming the variable.
  */
-export function envInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER, fail: EnvError = configError): number {
+export function envInteger(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+  fail: EnvError = configError,
+): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -89,7 +120,11 @@ export const WASM_HEAP_BYTES = 4 * 2 ** 30;
 /** Estimated bytes of one training step of `images` images of the run's model in one process. */
 export function trainingStepBytes(config: TrainJobConfig['train'], images: number): number {
   const summary = describeArchitecture(unetConfigOf(config));
-  return images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR + summary.totalParams * 4 * PARAMETER_COPIES + BASE_BYTES;
+  return (
+    images * summary.activationFloats * 4 * TRAINING_MEMORY_FACTOR +
+    summary.totalParams * 4 * PARAMETER_COPIES +
+    BASE_BYTES
+  );
 }
 
 /** The run's model's parameter count (the values a group all-reduces every step). */
@@ -110,12 +145,19 @@ export function checkpointBytes(config: TrainJobConfig['train']): number {
  * configuration says what was changed and why. A micro-batch of one image that still does not fit
  * is left for {@link checkBudgets} to refuse.
  */
-export function fitAccumulation(config: TrainJobConfig, request: { readonly accumulation?: number | undefined }, maxStepMemoryMb: number): TrainJobConfig {
+export function fitAccumulation(
+  config: TrainJobConfig,
+  request: { readonly accumulation?: number | undefined },
+  maxStepMemoryMb: number,
+): TrainJobConfig {
   const train = config.train;
-  const fits = (accumulation: number): boolean => trainingStepBytes(train, train.batchSize / accumulation) <= maxStepMemoryMb * MIB;
+  const fits = (accumulation: number): boolean =>
+    trainingStepBytes(train, train.batchSize / accumulation) <= maxStepMemoryMb * MIB;
   if (request.accumulation !== undefined || fits(train.accumulation)) return config;
   const workers = config.group.workers;
-  const divisors = Array.from({ length: train.batchSize }, (_, i) => i + 1).filter((a) => train.batchSize % a === 0 && a > train.accumulation && a >= workers);
+  const divisors = Array.from({ length: train.batchSize }, (_, i) => i + 1).filter(
+    (a) => train.batchSize % a === 0 && a > train.accumulation && a >= workers,
+  );
   const chosen = divisors.find((a) => a % workers === 0 && fits(a)) ?? divisors.find(fits);
   if (chosen === undefined) return config;
   const from = train.batchSize / train.accumulation;
@@ -126,7 +168,10 @@ export function fitAccumulation(config: TrainJobConfig, request: { readonly accu
   return {
     ...config,
     train: { ...train, accumulation: chosen },
-    adjustments: [...(config.adjustments ?? []), { setting: 'accumulation', requested: train.accumulation, chosen, reason }],
+    adjustments: [
+      ...(config.adjustments ?? []),
+      { setting: 'accumulation', requested: train.accumulation, chosen, reason },
+    ],
   };
 }
 
@@ -144,19 +189,33 @@ function proceduralSize(spec: string | undefined): number | undefined {
   return parsed.kind === 'procedural' ? parsed.size : undefined;
 }
 
-function checkEvalImages(limits: ServiceLimits, spec: Pick<EvalJobConfig, 'samples' | 'reference' | 'nll' | 'metrics'>, what: string): void {
-  if (spec.samples.count > limits.maxEvalImages) over('maxEvalImages', `${what} samples ${spec.samples.count} images; that`, `more than ${limits.maxEvalImages}`);
-  if ((spec.reference.count ?? 0) > limits.maxEvalImages) over('maxEvalImages', `${what} reference count ${spec.reference.count}`, `more than ${limits.maxEvalImages}`);
-  if (spec.metrics.includes('nll') && spec.nll.images > limits.maxEvalImages) over('maxEvalImages', `${what} NLL on ${spec.nll.images} images`, `more than ${limits.maxEvalImages}`);
+function checkEvalImages(
+  limits: ServiceLimits,
+  spec: Pick<EvalJobConfig, 'samples' | 'reference' | 'nll' | 'metrics'>,
+  what: string,
+): void {
+  if (spec.samples.count > limits.maxEvalImages)
+    over('maxEvalImages', `${what} samples ${spec.samples.count} images; that`, `more than ${limits.maxEvalImages}`);
+  if ((spec.reference.count ?? 0) > limits.maxEvalImages)
+    over('maxEvalImages', `${what} reference count ${spec.reference.count}`, `more than ${limits.maxEvalImages}`);
+  if (spec.metrics.includes('nll') && spec.nll.images > limits.maxEvalImages)
+    over('maxEvalImages', `${what} NLL on ${spec.nll.images} images`, `more than ${limits.maxEvalImages}`);
   const size = proceduralSize(spec.reference.dataset);
-  if (size !== undefined && size > limits.maxDatasetImages) over('maxDatasetImages', `the reference procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+  if (size !== undefined && size > limits.maxDatasetImages)
+    over('maxDatasetImages', `the reference procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
 }
 
 /**
  * Checks a resolved job against the server's limits; throws an `invalid` error naming the first
  * limit exceeded, its value and its variable.
  */
-export function checkBudgets(job: { type: 'train'; config: TrainJobConfig } | { type: 'sample'; config: SampleJobConfig } | { type: 'eval'; config: EvalJobConfig }, limits: ServiceLimits): void {
+export function checkBudgets(
+  job:
+    | { type: 'train'; config: TrainJobConfig }
+    | { type: 'sample'; config: SampleJobConfig }
+    | { type: 'eval'; config: EvalJobConfig },
+  limits: ServiceLimits,
+): void {
   switch (job.type) {
     case 'train': {
       const train = job.config.train;
@@ -175,11 +234,17 @@ export function checkBudgets(job: { type: 'train'; config: TrainJobConfig } | { 
       }
       const storage = checkpointBytes(train) * train.keepCheckpoints;
       if (storage > limits.maxCheckpointStorageMb * MIB) {
-        over('maxCheckpointStorageMb', `keepCheckpoints ${train.keepCheckpoints} × ${mib(checkpointBytes(train))} per ${train.model.preset} checkpoint`, `${mib(storage)}, more than ${limits.maxCheckpointStorageMb} MiB`);
+        over(
+          'maxCheckpointStorageMb',
+          `keepCheckpoints ${train.keepCheckpoints} × ${mib(checkpointBytes(train))} per ${train.model.preset} checkpoint`,
+          `${mib(storage)}, more than ${limits.maxCheckpointStorageMb} MiB`,
+        );
       }
       const size = proceduralSize(train.dataset);
-      if (size !== undefined && size > limits.maxDatasetImages) over('maxDatasetImages', `the procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
-      if (job.config.finalGrid.count > limits.maxSampleImages) over('maxSampleImages', `sampleCount ${job.config.finalGrid.count}`, `more than ${limits.maxSampleImages}`);
+      if (size !== undefined && size > limits.maxDatasetImages)
+        over('maxDatasetImages', `the procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+      if (job.config.finalGrid.count > limits.maxSampleImages)
+        over('maxSampleImages', `sampleCount ${job.config.finalGrid.count}`, `more than ${limits.maxSampleImages}`);
       if (job.config.evaluation) checkEvalImages(limits, job.config.evaluation, 'the evaluation during training');
       return;
     }
@@ -187,7 +252,12 @@ export function checkBudgets(job: { type: 'train'; config: TrainJobConfig } | { 
       const c = job.config;
       const frames = c.kind === 'progressive' ? Math.ceil(c.sampler.steps / (c.every ?? 1)) + 1 : 1;
       const images = c.count * frames;
-      if (images > limits.maxSampleImages) over('maxSampleImages', `${c.count} samples × ${frames} frames = ${images} images`, `more than ${limits.maxSampleImages}`);
+      if (images > limits.maxSampleImages)
+        over(
+          'maxSampleImages',
+          `${c.count} samples × ${frames} frames = ${images} images`,
+          `more than ${limits.maxSampleImages}`,
+        );
       return;
     }
     case 'eval':

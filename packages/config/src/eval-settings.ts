@@ -8,9 +8,25 @@ import { type Static, Type } from '@sinclair/typebox';
 
 import { configError } from './errors';
 import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
-import { JOB_ID_PATTERN, PRETRAINED_MODELS, checkSampleSource, pretrainedSetting, trainJobIdSetting } from './sample-settings';
+import {
+  JOB_ID_PATTERN,
+  PRETRAINED_MODELS,
+  checkSampleSource,
+  pretrainedSetting,
+  trainJobIdSetting,
+} from './sample-settings';
 import { SamplerSpec, resolveSampler, samplerSettingsAt } from './sampler-settings';
-import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, required, requestSchema, valuesOf, withDefault } from './setting';
+import {
+  type RequestOf,
+  type SettingTable,
+  checkRequest,
+  literalUnion,
+  optional,
+  required,
+  requestSchema,
+  valuesOf,
+  withDefault,
+} from './setting';
 
 /**
  * - `nll`: the test-set bound in bits/dim (Table 1), over the data's own dimensions;
@@ -128,26 +144,37 @@ export const EVAL_JOB_SETTINGS = {
   ...groupSettings('sampling'),
 } satisfies SettingTable;
 
-export const EvalJobRequest = requestSchema(EVAL_JOB_SETTINGS, 'an evaluation job: metrics of a train job’s checkpoint or of a shipped model');
+export const EvalJobRequest = requestSchema(
+  EVAL_JOB_SETTINGS,
+  'an evaluation job: metrics of a train job’s checkpoint or of a shipped model',
+);
 export type EvalJobRequest = RequestOf<typeof EVAL_JOB_SETTINGS>;
 
 /** What to measure and how: an eval job's configuration without the checkpoint it names. */
 export const evalSpecProperties = {
   metrics: Type.Array(literalUnion(EVAL_METRICS)),
-  samples: Type.Object({ count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer(), ema: Type.Boolean() }, { additionalProperties: false }),
+  samples: Type.Object(
+    { count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer(), ema: Type.Boolean() },
+    { additionalProperties: false },
+  ),
   extractor: literalUnion(EXTRACTORS),
   reference: Type.Object(
     {
       dataset: Type.Optional(Type.String({ description: "absent: the run's dataset" })),
       split: literalUnion(['train', 'test'] as const),
       count: Type.Optional(Type.Integer({ description: 'absent: the whole split' })),
-      statistics: Type.Optional(Type.String({ description: 'an .npz in the object store used as the reference statistics' })),
+      statistics: Type.Optional(
+        Type.String({ description: 'an .npz in the object store used as the reference statistics' }),
+      ),
     },
     { additionalProperties: false },
   ),
   nll: Type.Object({ images: Type.Integer() }, { additionalProperties: false }),
 };
-export const EvalSpec = Type.Object(evalSpecProperties, { additionalProperties: false, description: 'metrics, samples, extractor and reference of an evaluation' });
+export const EvalSpec = Type.Object(evalSpecProperties, {
+  additionalProperties: false,
+  description: 'metrics, samples, extractor and reference of an evaluation',
+});
 export type EvalSpec = Static<typeof EvalSpec>;
 
 export const EvalJobConfig = Type.Object(
@@ -170,14 +197,19 @@ export function resolveEvalJob(request: EvalJobRequest, numTimesteps: number): E
   if (v.dataset !== undefined) {
     const spec = parseDatasetSpec(v.dataset);
     if (spec.kind === 'procedural' && v.referenceStatistics === undefined && v.metrics.some(isSampleMetric)) {
-      throw configError('procedural data has no fixed reference set for fd, kid or is; name a real dataset or referenceStatistics');
+      throw configError(
+        'procedural data has no fixed reference set for fd, kid or is; name a real dataset or referenceStatistics',
+      );
     }
   }
-  if (v.referenceStatistics !== undefined && v.referenceCount !== undefined) throw configError('referenceCount applies to statistics computed from the dataset, not to referenceStatistics');
+  if (v.referenceStatistics !== undefined && v.referenceCount !== undefined)
+    throw configError('referenceCount applies to statistics computed from the dataset, not to referenceStatistics');
   const sampler = resolveSampler(v, numTimesteps, { steps: 'steps', eta: 'eta', etaGiven: request.eta !== undefined });
   const group = resolveGroup(v);
   if (group.workers > 1 && !v.metrics.some(isSampleMetric)) {
-    throw configError(`workers ${group.workers} share the samples of fd, kid and is, and metrics ${v.metrics.join(', ')} draw none: leave workers out`);
+    throw configError(
+      `workers ${group.workers} share the samples of fd, kid and is, and metrics ${v.metrics.join(', ')} draw none: leave workers out`,
+    );
   }
   return {
     ...(v.trainJobId !== undefined ? { trainJobId: v.trainJobId } : {}),

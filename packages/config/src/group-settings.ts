@@ -13,13 +13,17 @@ const HELP = {
   train: {
     workers: 'data-parallel world size: workers training this job together, averaging gradients through Redis',
     minWorkers: 'fewest ranks a group may start or re-form with when workers are missing (the global batch is kept)',
-    rankTimeoutSeconds: 'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group restarts from the last checkpoint',
+    rankTimeoutSeconds:
+      'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group restarts from the last checkpoint',
     maxRestarts: 'group restarts (a rank lost, diverged or failed) before the job fails',
   },
   sampling: {
-    workers: 'workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process',
-    minWorkers: 'fewest ranks a sampling group may start or re-form with when workers are missing (the images do not change)',
-    rankTimeoutSeconds: 'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again',
+    workers:
+      'workers drawing the samples together, each whole batches of them (batch k by rank k mod N), collected by rank 0 through Redis; the images are bit-identical to one process',
+    minWorkers:
+      'fewest ranks a sampling group may start or re-form with when workers are missing (the images do not change)',
+    rankTimeoutSeconds:
+      'a rank without a heartbeat for this long (dead, stopped, wedged) ends the generation; the group starts the sampling again',
     maxRestarts: 'group restarts (a rank lost or failed) before the job fails',
   },
 } as const;
@@ -87,10 +91,10 @@ export const groupProperties = {
 /** A sample or eval job's sampling group (workers 1: one process). */
 export const SamplingGroupConfig = Type.Object(groupProperties, {
   additionalProperties: false,
-  description: 'the workers that draw the samples together (workers 1: one process; absent in jobs queued before groups could sample: one process)',
+  description:
+    'the workers that draw the samples together (workers 1: one process; absent in jobs queued before groups could sample: one process)',
 });
 export type SamplingGroupConfig = Static<typeof SamplingGroupConfig>;
-
 
 interface GroupValues {
   readonly workers: number;
@@ -104,7 +108,13 @@ interface GroupValues {
 export function resolveGroup(v: GroupValues): SamplingGroupConfig {
   const minWorkers = v.minWorkers ?? v.workers;
   if (minWorkers > v.workers) throw configError(`minWorkers ${minWorkers} exceeds workers ${v.workers}`);
-  return { workers: v.workers, minWorkers, joinTimeoutSeconds: v.joinTimeoutSeconds, rankTimeoutSeconds: v.rankTimeoutSeconds, maxRestarts: v.maxRestarts };
+  return {
+    workers: v.workers,
+    minWorkers,
+    joinTimeoutSeconds: v.joinTimeoutSeconds,
+    rankTimeoutSeconds: v.rankTimeoutSeconds,
+    maxRestarts: v.maxRestarts,
+  };
 }
 
 /** The group of a job run by one process (a sample or eval job queued before sampling groups existed). */

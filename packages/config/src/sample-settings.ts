@@ -8,7 +8,16 @@ import { type Static, Type } from '@sinclair/typebox';
 import { configError } from './errors';
 import { SamplingGroupConfig, groupSettings, resolveGroup } from './group-settings';
 import { SAMPLER_SETTINGS, SamplerSpec, resolveSampler } from './sampler-settings';
-import { type RequestOf, type SettingTable, checkRequest, literalUnion, optional, requestSchema, valuesOf, withDefault } from './setting';
+import {
+  type RequestOf,
+  type SettingTable,
+  checkRequest,
+  literalUnion,
+  optional,
+  requestSchema,
+  valuesOf,
+  withDefault,
+} from './setting';
 
 /** Job ids: what the API issues, and all it accepts where a job is named. */
 export const JOB_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$';
@@ -86,7 +95,10 @@ export const SAMPLE_JOB_SETTINGS = {
 } satisfies SettingTable;
 
 export type SampleRequest = RequestOf<typeof SAMPLE_SETTINGS>;
-export const SampleJobRequest = requestSchema(SAMPLE_JOB_SETTINGS, 'a sample job: pictures from a train job’s checkpoint');
+export const SampleJobRequest = requestSchema(
+  SAMPLE_JOB_SETTINGS,
+  'a sample job: pictures from a train job’s checkpoint',
+);
 export type SampleJobRequest = RequestOf<typeof SAMPLE_JOB_SETTINGS>;
 
 const sampleConfigProperties = {
@@ -98,7 +110,10 @@ const sampleConfigProperties = {
   ema: Type.Boolean(),
   every: Type.Optional(Type.Integer({ description: 'progressive only: a frame every `every` steps' })),
 };
-export const SampleConfig = Type.Object(sampleConfigProperties, { additionalProperties: false, description: 'what to sample, resolved' });
+export const SampleConfig = Type.Object(sampleConfigProperties, {
+  additionalProperties: false,
+  description: 'what to sample, resolved',
+});
 export type SampleConfig = Static<typeof SampleConfig>;
 export const SampleJobConfig = Type.Object(
   {
@@ -119,12 +134,28 @@ export function resolveSample(request: SampleRequest, numTimesteps: number): Sam
   switch (v.kind) {
     case 'grid':
       if (v.every !== undefined) throw configError('every applies to progressive sampling only (kind "progressive")');
-      return { ...(v.step !== undefined ? { step: v.step } : {}), kind: v.kind, count: v.count ?? 16, sampler, seed: v.seed, ema: v.ema };
+      return {
+        ...(v.step !== undefined ? { step: v.step } : {}),
+        kind: v.kind,
+        count: v.count ?? 16,
+        sampler,
+        seed: v.seed,
+        ema: v.ema,
+      };
     case 'progressive': {
-      if (sampler.kind !== 'ancestral') throw configError('progressive sampling uses the ancestral sampler (Algorithm 2)');
+      if (sampler.kind !== 'ancestral')
+        throw configError('progressive sampling uses the ancestral sampler (Algorithm 2)');
       const every = v.every ?? Math.max(1, Math.floor(sampler.steps / 10));
       if (every > sampler.steps) throw configError(`every ${every} exceeds the ${sampler.steps} sampling steps`);
-      return { ...(v.step !== undefined ? { step: v.step } : {}), kind: v.kind, count: v.count ?? 4, sampler, seed: v.seed, ema: v.ema, every };
+      return {
+        ...(v.step !== undefined ? { step: v.step } : {}),
+        kind: v.kind,
+        count: v.count ?? 4,
+        sampler,
+        seed: v.seed,
+        ema: v.ema,
+        every,
+      };
     }
     default: {
       const unreachable: never = v.kind;
@@ -147,12 +178,24 @@ export function pretrainedSetting(use: string) {
 }
 
 /** Checks that a sample or eval job names exactly one model: a train job's run or a shipped one (whose one set of weights is its EMA). */
-export function checkSampleSource(request: { readonly trainJobId?: string; readonly pretrained?: string; readonly step?: number; readonly ema?: boolean }, job: 'sample' | 'eval' = 'sample'): void {
+export function checkSampleSource(
+  request: {
+    readonly trainJobId?: string;
+    readonly pretrained?: string;
+    readonly step?: number;
+    readonly ema?: boolean;
+  },
+  job: 'sample' | 'eval' = 'sample',
+): void {
   if ((request.trainJobId === undefined) === (request.pretrained === undefined)) {
-    throw configError(`${job === 'sample' ? 'a sample' : 'an eval'} job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither`);
+    throw configError(
+      `${job === 'sample' ? 'a sample' : 'an eval'} job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither`,
+    );
   }
-  if (request.pretrained !== undefined && request.step !== undefined) throw configError(`step applies to a train job's checkpoints; the pretrained model ${request.pretrained} has one`);
-  if (request.pretrained !== undefined && request.ema === false) throw configError(`the pretrained model ${request.pretrained} ships its EMA weights only`);
+  if (request.pretrained !== undefined && request.step !== undefined)
+    throw configError(`step applies to a train job's checkpoints; the pretrained model ${request.pretrained} has one`);
+  if (request.pretrained !== undefined && request.ema === false)
+    throw configError(`the pretrained model ${request.pretrained} ships its EMA weights only`);
 }
 
 /** Resolves a sample job, given the T of the run (or shipped model) it samples. */
@@ -160,10 +203,27 @@ export function resolveSampleJob(request: SampleJobRequest, numTimesteps: number
   checkRequest(SAMPLE_JOB_SETTINGS, request, 'sample');
   checkSampleSource(request);
   // The sampling settings alone, without the source and the group's settings.
-  const { trainJobId, pretrained, workers: _w, minWorkers: _m, joinTimeoutSeconds: _j, rankTimeoutSeconds: _r, maxRestarts: _x, ...rest } = request;
+  const {
+    trainJobId,
+    pretrained,
+    workers: _w,
+    minWorkers: _m,
+    joinTimeoutSeconds: _j,
+    rankTimeoutSeconds: _r,
+    maxRestarts: _x,
+    ...rest
+  } = request;
   const v = valuesOf(SAMPLE_JOB_SETTINGS, request);
   const group = resolveGroup(v);
   const sample = resolveSample(rest, numTimesteps);
-  if (group.workers > 1 && sample.kind !== 'grid') throw configError(`workers ${group.workers}: only grid sampling is split across workers (a ${sample.kind} strip is one chain per row, drawn by one process)`);
-  return { ...(trainJobId !== undefined ? { trainJobId } : {}), ...(pretrained !== undefined ? { pretrained } : {}), ...sample, group };
+  if (group.workers > 1 && sample.kind !== 'grid')
+    throw configError(
+      `workers ${group.workers}: only grid sampling is split across workers (a ${sample.kind} strip is one chain per row, drawn by one process)`,
+    );
+  return {
+    ...(trainJobId !== undefined ? { trainJobId } : {}),
+    ...(pretrained !== undefined ? { pretrained } : {}),
+    ...sample,
+    group,
+  };
 }

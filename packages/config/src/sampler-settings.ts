@@ -14,11 +14,18 @@ export type SamplerKind = (typeof SAMPLER_KINDS)[number];
 export const SamplerSpec = Type.Union(
   [
     Type.Object(
-      { kind: Type.Literal('ancestral'), steps: Type.Integer({ description: 'T: Algorithm 2 in full; fewer: evenly strided steps' }) },
+      {
+        kind: Type.Literal('ancestral'),
+        steps: Type.Integer({ description: 'T: Algorithm 2 in full; fewer: evenly strided steps' }),
+      },
       { additionalProperties: false },
     ),
     Type.Object(
-      { kind: Type.Literal('ddim'), steps: Type.Integer(), eta: Type.Number({ description: "DDIM's η; 0 is deterministic" }) },
+      {
+        kind: Type.Literal('ddim'),
+        steps: Type.Integer(),
+        eta: Type.Number({ description: "DDIM's η; 0 is deterministic" }),
+      },
       { additionalProperties: false },
     ),
   ],
@@ -101,7 +108,11 @@ export interface SamplerValues {
  * The sampler for a diffusion of `numTimesteps` steps. `etaGiven`: whether the request set η (it
  * only means something for DDIM, and a value silently ignored would mislead).
  */
-export function resolveSampler(values: SamplerValues, numTimesteps: number, names: { steps: string; eta: string; etaGiven: boolean }): SamplerSpec {
+export function resolveSampler(
+  values: SamplerValues,
+  numTimesteps: number,
+  names: { steps: string; eta: string; etaGiven: boolean },
+): SamplerSpec {
   if (values.steps !== undefined && values.steps > numTimesteps) {
     throw configError(`${names.steps} ${values.steps} exceeds the model's T = ${numTimesteps} diffusion steps`);
   }

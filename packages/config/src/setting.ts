@@ -52,11 +52,15 @@ export function required<S extends TSchema>(spec: SettingBase<S>): Setting<S, 'r
   return { ...spec, presence: 'required' };
 }
 
-export function withDefault<S extends TSchema>(spec: SettingBase<S> & { readonly default: Static<S>; readonly differsFromPaper?: string }): Setting<S, 'default'> {
+export function withDefault<S extends TSchema>(
+  spec: SettingBase<S> & { readonly default: Static<S>; readonly differsFromPaper?: string },
+): Setting<S, 'default'> {
   return { ...spec, presence: 'default' };
 }
 
-export function optional<S extends TSchema>(spec: SettingBase<S> & { readonly whenAbsent: string }): Setting<S, 'optional'> {
+export function optional<S extends TSchema>(
+  spec: SettingBase<S> & { readonly whenAbsent: string },
+): Setting<S, 'optional'> {
   return { ...spec, presence: 'optional' };
 }
 
@@ -67,13 +71,21 @@ export function literalUnion<T extends string>(values: readonly T[]) {
 
 /** The request body's properties: required settings as they are, the others optional. */
 export type RequestProperties<T extends SettingTable> = {
-  [K in keyof T]: T[K] extends Setting<infer S, 'required'> ? S : T[K] extends Setting<infer S, Presence> ? TOptional<S> : never;
+  [K in keyof T]: T[K] extends Setting<infer S, 'required'>
+    ? S
+    : T[K] extends Setting<infer S, Presence>
+      ? TOptional<S>
+      : never;
 };
 export type RequestOf<T extends SettingTable> = Static<TObject<RequestProperties<T>>>;
 
 /** The values a resolver works with: defaults filled in; `optional` settings may be undefined. */
 export type ValuesOf<T extends SettingTable> = {
-  readonly [K in keyof T]: T[K] extends Setting<infer S, 'optional'> ? Static<S> | undefined : T[K] extends Setting<infer S, Presence> ? Static<S> : never;
+  readonly [K in keyof T]: T[K] extends Setting<infer S, 'optional'>
+    ? Static<S> | undefined
+    : T[K] extends Setting<infer S, Presence>
+      ? Static<S>
+      : never;
 };
 
 /** The request body schema of a table: unknown fields rejected, each property documented. */
@@ -104,8 +116,18 @@ export function valuesOf<T extends SettingTable>(table: T, request: RequestOf<T>
 export function expectation(schema: TSchema): string {
   const s = schema as TSchema & Record<string, unknown>;
   const range = (): string => {
-    const low = s['exclusiveMinimum'] !== undefined ? `(${String(s['exclusiveMinimum'])}` : s['minimum'] !== undefined ? `[${String(s['minimum'])}` : '(-∞';
-    const high = s['exclusiveMaximum'] !== undefined ? `${String(s['exclusiveMaximum'])})` : s['maximum'] !== undefined ? `${String(s['maximum'])}]` : '∞)';
+    const low =
+      s['exclusiveMinimum'] !== undefined
+        ? `(${String(s['exclusiveMinimum'])}`
+        : s['minimum'] !== undefined
+          ? `[${String(s['minimum'])}`
+          : '(-∞';
+    const high =
+      s['exclusiveMaximum'] !== undefined
+        ? `${String(s['exclusiveMaximum'])})`
+        : s['maximum'] !== undefined
+          ? `${String(s['maximum'])}]`
+          : '∞)';
     return `${low}, ${high}`;
   };
   switch (s[Kind]) {
@@ -116,7 +138,9 @@ export function expectation(schema: TSchema): string {
     case 'Boolean':
       return 'true or false';
     case 'String':
-      return s['pattern'] !== undefined ? `a string matching ${String(s['pattern'])}` : `a string of ${String(s['minLength'] ?? 0)} to ${String(s['maxLength'] ?? '∞')} characters`;
+      return s['pattern'] !== undefined
+        ? `a string matching ${String(s['pattern'])}`
+        : `a string of ${String(s['minLength'] ?? 0)} to ${String(s['maxLength'] ?? '∞')} characters`;
     case 'Union':
       return `one of ${literalsOf(schema).join(', ')}`;
     case 'Literal':
@@ -144,16 +168,24 @@ export function problemWith(name: string, setting: Setting, value: unknown): str
 }
 
 /** {@link checkRequest} as a type guard: after it, `request` is the table's request type. */
-export function assertRequest<T extends SettingTable>(table: T, request: unknown, what: string): asserts request is RequestOf<T> {
+export function assertRequest<T extends SettingTable>(
+  table: T,
+  request: unknown,
+  what: string,
+): asserts request is RequestOf<T> {
   checkRequest(table, request, what);
 }
 
 /** Checks a request against its table: unknown fields, missing required ones, types and bounds. */
 export function checkRequest(table: SettingTable, request: unknown, what: string): void {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) throw configError(`${what} request must be an object`);
+  if (typeof request !== 'object' || request === null || Array.isArray(request))
+    throw configError(`${what} request must be an object`);
   const given = request as Readonly<Record<string, unknown>>;
   for (const name of Object.keys(given)) {
-    if (!Object.prototype.hasOwnProperty.call(table, name)) throw configError(`${what} request has no setting ${JSON.stringify(name)}; it takes ${Object.keys(table).join(', ')}`);
+    if (!Object.prototype.hasOwnProperty.call(table, name))
+      throw configError(
+        `${what} request has no setting ${JSON.stringify(name)}; it takes ${Object.keys(table).join(', ')}`,
+      );
   }
   for (const [name, setting] of Object.entries(table)) {
     const value = given[name];
@@ -201,7 +233,9 @@ export function defaultText(setting: Setting): string {
     case 'default': {
       const base = `default ${show(setting.default)}`;
       if (!paper) return base;
-      return Value.Equal(paper.value, setting.default) ? `${base}, as the paper` : `${base} (service default); paper: ${show(paper.value)}`;
+      return Value.Equal(paper.value, setting.default)
+        ? `${base}, as the paper`
+        : `${base} (service default); paper: ${show(paper.value)}`;
     }
     case 'optional':
       return `default: ${setting.whenAbsent ?? 'none'}`;

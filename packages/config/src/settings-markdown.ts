@@ -18,7 +18,9 @@ function defaultCell(setting: Setting): string {
     case 'required':
       return 'required';
     case 'default':
-      return setting.differsFromPaper ? `${code(show(setting.default))} (service default: ${setting.differsFromPaper})` : code(show(setting.default));
+      return setting.differsFromPaper
+        ? `${code(show(setting.default))} (service default: ${setting.differsFromPaper})`
+        : code(show(setting.default));
     case 'optional':
       return setting.whenAbsent ?? '';
     default: {
@@ -41,5 +43,11 @@ export function settingsMarkdown(table: SettingTable): string {
       .map(cell)
       .join(' | '),
   );
-  return ['| field | CLI flag | default | paper | meaning | resolved at |', '| --- | --- | --- | --- | --- | --- |', ...rows.map((r) => `| ${r} |`)].join('\n') + '\n';
+  return (
+    [
+      '| field | CLI flag | default | paper | meaning | resolved at |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...rows.map((r) => `| ${r} |`),
+    ].join('\n') + '\n'
+  );
 }

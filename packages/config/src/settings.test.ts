@@ -4,7 +4,14 @@ import { EVAL_JOB_SETTINGS, resolveEvalJob } from './eval-settings';
 import { oneProcessGroup } from './group-settings';
 import { SAMPLE_JOB_SETTINGS, SAMPLE_SETTINGS, resolveSample, resolveSampleJob } from './sample-settings';
 import { type SettingTable, checkRequest, problemWith, valueAt } from './setting';
-import { TrainJobConfig, TrainRequest, resolveTrainJob, resumedConfig, validateTrainConfig, validateTrainJobConfig } from './train-config';
+import {
+  TrainJobConfig,
+  TrainRequest,
+  resolveTrainJob,
+  resumedConfig,
+  validateTrainConfig,
+  validateTrainJobConfig,
+} from './train-config';
 import { RECIPES } from './recipes';
 import { TRAIN_SETTINGS } from './train-settings';
 
@@ -69,10 +76,15 @@ describe('the train settings table', () => {
     expect(Value.Check(TrainJobConfig, config)).toBe(true);
     expect(config.evaluation).toBeUndefined();
     const withEval = resolveTrainJob({ ...tiny, dataset: 'fashion-mnist:', evalEvery: 10 });
-    for (const [name, setting] of Object.entries<(typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]>(TRAIN_SETTINGS)) {
+    for (const [name, setting] of Object.entries<(typeof TRAIN_SETTINGS)[keyof typeof TRAIN_SETTINGS]>(
+      TRAIN_SETTINGS,
+    )) {
       // η exists only in a DDIM sampler's resolved spec; evaluation rows only with evalEvery.
       if (setting.presence !== 'default' || name.endsWith('Eta')) continue;
-      expect([name, valueAt(setting.path.startsWith('evaluation.') ? withEval : config, setting.path)]).toEqual([name, setting.default]);
+      expect([name, valueAt(setting.path.startsWith('evaluation.') ? withEval : config, setting.path)]).toEqual([
+        name,
+        setting.default,
+      ]);
     }
     expect(withEval.evaluation).toEqual({
       every: 10,
@@ -99,39 +111,58 @@ describe('the train settings table', () => {
     ['train', TRAIN_SETTINGS],
     ['sample job', SAMPLE_JOB_SETTINGS],
     ['eval job', EVAL_JOB_SETTINGS],
-  ] as [string, SettingTable][])('%s: flags are unique, defaults are valid, and a default that is not the paper says why', (_name, table) => {
-    const flags = Object.values(table).map((s) => s.flag);
-    expect(new Set(flags).size).toBe(flags.length);
-    for (const [name, s] of Object.entries(table)) {
-      if (s.presence === 'default') expect([name, problemWith(name, s, s.default)]).toEqual([name, undefined]);
-      if (s.paper) expect([name, problemWith(name, s, s.paper.value)]).toEqual([name, undefined]);
-      const differs = s.presence === 'default' && s.paper !== undefined && !Value.Equal(s.paper.value, s.default);
-      expect([name, differs]).toEqual([name, s.differsFromPaper !== undefined]);
-      if (s.presence === 'optional') expect(s.whenAbsent).toBeTruthy();
-      if (s.presence !== 'default') expect(s.default).toBeUndefined();
-    }
-  });
+  ] as [string, SettingTable][])(
+    '%s: flags are unique, defaults are valid, and a default that is not the paper says why',
+    (_name, table) => {
+      const flags = Object.values(table).map((s) => s.flag);
+      expect(new Set(flags).size).toBe(flags.length);
+      for (const [name, s] of Object.entries(table)) {
+        if (s.presence === 'default') expect([name, problemWith(name, s, s.default)]).toEqual([name, undefined]);
+        if (s.paper) expect([name, problemWith(name, s, s.paper.value)]).toEqual([name, undefined]);
+        const differs = s.presence === 'default' && s.paper !== undefined && !Value.Equal(s.paper.value, s.default);
+        expect([name, differs]).toEqual([name, s.differsFromPaper !== undefined]);
+        if (s.presence === 'optional') expect(s.whenAbsent).toBeTruthy();
+        if (s.presence !== 'default') expect(s.default).toBeUndefined();
+      }
+    },
+  );
 
   it('differs from the paper only where it says so: the batch size', () => {
-    expect(Object.entries(TRAIN_SETTINGS).filter(([, s]) => 'differsFromPaper' in s && s.differsFromPaper).map(([n]) => n)).toEqual(['batchSize']);
+    expect(
+      Object.entries(TRAIN_SETTINGS)
+        .filter(([, s]) => 'differsFromPaper' in s && s.differsFromPaper)
+        .map(([n]) => n),
+    ).toEqual(['batchSize']);
   });
 
   it.each([
     [{ batchSize: 0 }, 'batchSize must be an integer in [1, 4096], got 0'],
     [{ learningRate: 1 }, 'learningRate must be a number in (0, 1), got 1'],
-    [{ schedule: 'sigmoid' }, 'schedule must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"'],
+    [
+      { schedule: 'sigmoid' },
+      'schedule must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"',
+    ],
     [{ emaWarmup: 'yes' }, 'emaWarmup must be true or false, got "yes"'],
     [{ colour: 'red' }, /train request has no setting "colour"; it takes recipe, dataset, preset/],
     [{ batchSize: 6, accumulation: 4 }, 'batchSize 6 must be divisible by accumulation 4'],
     [{ varianceType: 'learned' }, /no training signal/],
-    [{ dataset: 'procedural:shapes?colour=red' }, 'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed'],
+    [
+      { dataset: 'procedural:shapes?colour=red' },
+      'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed',
+    ],
     [{ sampleEta: 0.3 }, 'sampleEta applies to the ddim sampler only'],
     [{ timesteps: 100, sampleSteps: 101 }, "sampleSteps 101 exceeds the model's T = 100 diffusion steps"],
     [{ preset: 'tiny32', dropout: 0.99999 }, null],
     [{ evalMetrics: ['nll'] }, 'evalMetrics applies to evaluation during training, which evalEvery turns on'],
-    [{ evalEvery: 5 }, 'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll'],
+    [
+      { evalEvery: 5 },
+      'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll',
+    ],
     [{ evalEvery: 5, evalMetrics: ['nll'] }, null],
-    [{ evalEvery: 5, evalMetrics: ['nll'], timesteps: 100, evalSteps: 200 }, "evalSteps 200 exceeds the model's T = 100 diffusion steps"],
+    [
+      { evalEvery: 5, evalMetrics: ['nll'], timesteps: 100, evalSteps: 200 },
+      "evalSteps 200 exceeds the model's T = 100 diffusion steps",
+    ],
   ])('refuses %j with a message naming the setting', (extra, message) => {
     const attempt = (): unknown => resolveTrainJob({ ...tiny, ...extra } as TrainRequest);
     if (message === null) {
@@ -148,18 +179,36 @@ describe('the train settings table', () => {
 
   it('splits a group’s step among its ranks: one micro-batch each unless asked otherwise', () => {
     expect(resolveTrainJob({ ...tiny, workers: 2 }).train.accumulation).toBe(2);
-    expect(resolveTrainJob({ ...tiny, workers: 2 }).group).toEqual({ workers: 2, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3, transport: 'fp32', checksumEvery: 100 });
+    expect(resolveTrainJob({ ...tiny, workers: 2 }).group).toEqual({
+      workers: 2,
+      minWorkers: 2,
+      joinTimeoutSeconds: 600,
+      rankTimeoutSeconds: 30,
+      maxRestarts: 3,
+      transport: 'fp32',
+      checksumEvery: 100,
+    });
     expect(resolveTrainJob({ ...tiny, workers: 2, accumulation: 4, batchSize: 16 }).train.accumulation).toBe(4);
-    expect(() => resolveTrainJob({ ...tiny, workers: 3, accumulation: 2, batchSize: 16 })).toThrow('accumulation 2 gives 3 workers nothing to split: it must be at least workers');
+    expect(() => resolveTrainJob({ ...tiny, workers: 3, accumulation: 2, batchSize: 16 })).toThrow(
+      'accumulation 2 gives 3 workers nothing to split: it must be at least workers',
+    );
     expect(() => resolveTrainJob({ ...tiny, workers: 2, minWorkers: 3 })).toThrow('minWorkers 3 exceeds workers 2');
-    expect(() => resolveTrainJob({ ...tiny, workers: 3, batchSize: 16 })).toThrow('batchSize 16 must be divisible by accumulation 3');
+    expect(() => resolveTrainJob({ ...tiny, workers: 3, batchSize: 16 })).toThrow(
+      'batchSize 16 must be divisible by accumulation 3',
+    );
   });
 
   it('refuses a request without a required setting, naming it', () => {
-    expect(() => resolveTrainJob({ dataset: 'fashion-mnist', preset: 'micro32' })).toThrow('train request needs steps (--steps): optimizer steps of the run (or a recipe that gives it)');
-    expect(() => resolveTrainJob({ preset: 'micro32', steps: 3 })).toThrow(/train request needs dataset \(--dataset\): dataset spec/);
+    expect(() => resolveTrainJob({ dataset: 'fashion-mnist', preset: 'micro32' })).toThrow(
+      'train request needs steps (--steps): optimizer steps of the run (or a recipe that gives it)',
+    );
+    expect(() => resolveTrainJob({ preset: 'micro32', steps: 3 })).toThrow(
+      /train request needs dataset \(--dataset\): dataset spec/,
+    );
     expect(() => checkRequest(SAMPLE_JOB_SETTINGS, {}, 'sample')).not.toThrow();
-    expect(() => checkRequest(EVAL_JOB_SETTINGS, { trainJobId: 'train-a' }, 'eval')).toThrow(/eval request needs metrics/);
+    expect(() => checkRequest(EVAL_JOB_SETTINGS, { trainJobId: 'train-a' }, 'eval')).toThrow(
+      /eval request needs metrics/,
+    );
     // Which model (a run or a shipped one) is checked beside the table: either names it.
     expect(() => checkRequest(EVAL_JOB_SETTINGS, { metrics: ['nll'] }, 'eval')).not.toThrow();
   });
@@ -168,21 +217,45 @@ describe('the train settings table', () => {
     const recipe = RECIPES['fashion-mnist-cpu'].request;
     const config = resolveTrainJob({ recipe: 'fashion-mnist-cpu' });
     expect(config.recipe).toBe('fashion-mnist-cpu');
-    expect(config.train).toMatchObject({ dataset: recipe.dataset, model: { preset: recipe.preset }, steps: recipe.steps, budgetMinutes: recipe.budgetMinutes, batchSize: recipe.batchSize });
-    expect(config.train.optimizer).toMatchObject({ learningRate: recipe.learningRate, warmupSteps: recipe.warmupSteps });
+    expect(config.train).toMatchObject({
+      dataset: recipe.dataset,
+      model: { preset: recipe.preset },
+      steps: recipe.steps,
+      budgetMinutes: recipe.budgetMinutes,
+      batchSize: recipe.batchSize,
+    });
+    expect(config.train.optimizer).toMatchObject({
+      learningRate: recipe.learningRate,
+      warmupSteps: recipe.warmupSteps,
+    });
     expect(config.train.ema).toEqual({ decay: recipe.emaDecay, warmup: recipe.emaWarmup });
     const mine = resolveTrainJob({ recipe: 'fashion-mnist-cpu', learningRate: 5e-4, budgetMinutes: 5, workers: 2 });
-    expect([mine.train.optimizer.learningRate, mine.train.budgetMinutes, mine.train.batchSize, mine.group.workers]).toEqual([5e-4, 5, recipe.batchSize, 2]);
+    expect([
+      mine.train.optimizer.learningRate,
+      mine.train.budgetMinutes,
+      mine.train.batchSize,
+      mine.group.workers,
+    ]).toEqual([5e-4, 5, recipe.batchSize, 2]);
     expect(resolveTrainJob(tiny).recipe).toBeUndefined();
-    expect(() => resolveTrainJob({ recipe: 'cifar-gpu' } as never)).toThrow('recipe must be "fashion-mnist-cpu", got "cifar-gpu"');
+    expect(() => resolveTrainJob({ recipe: 'cifar-gpu' } as never)).toThrow(
+      'recipe must be "fashion-mnist-cpu", got "cifar-gpu"',
+    );
   });
 
   it('checks bounds of configurations that did not come through a request (a queue, a checkpoint)', () => {
     const config = resolveTrainJob(tiny);
-    expect(() => validateTrainConfig({ ...config.train, batchSize: 100_000 })).toThrow('batchSize (train.batchSize) must be an integer in [1, 4096], got 100000');
-    expect(() => validateTrainConfig({ ...config.train, optimizer: { ...config.train.optimizer, learningRate: -1 } })).toThrow(/learningRate \(train.optimizer.learningRate\) must be a number in \(0, 1\)/);
-    expect(() => validateTrainConfig({ ...config.train, surprise: 1 } as never)).toThrow(/training configuration is malformed/);
-    expect(() => validateTrainJobConfig({ ...config, group: { ...config.group, workers: 0 } })).toThrow(/workers \(group.workers\) must be an integer in \[1, 256\]/);
+    expect(() => validateTrainConfig({ ...config.train, batchSize: 100_000 })).toThrow(
+      'batchSize (train.batchSize) must be an integer in [1, 4096], got 100000',
+    );
+    expect(() =>
+      validateTrainConfig({ ...config.train, optimizer: { ...config.train.optimizer, learningRate: -1 } }),
+    ).toThrow(/learningRate \(train.optimizer.learningRate\) must be a number in \(0, 1\)/);
+    expect(() => validateTrainConfig({ ...config.train, surprise: 1 } as never)).toThrow(
+      /training configuration is malformed/,
+    );
+    expect(() => validateTrainJobConfig({ ...config, group: { ...config.group, workers: 0 } })).toThrow(
+      /workers \(group.workers\) must be an integer in \[1, 256\]/,
+    );
     expect(() => validateTrainJobConfig(config)).not.toThrow();
   });
 
@@ -191,14 +264,20 @@ describe('the train settings table', () => {
     const requested = resolveTrainJob({ ...tiny, steps: 50, checkpointEvery: 5, batchSize: 8 }).train;
     const { config, ignored } = resumedConfig(stored, requested);
     expect(config).toEqual({ ...stored, steps: 50, checkpointEvery: 5 });
-    expect(ignored).toEqual(['optimizer.learningRate: 0.0002 requested, 0.001 kept', 'batchSize: 8 requested, 16 kept']);
+    expect(ignored).toEqual([
+      'optimizer.learningRate: 0.0002 requested, 0.001 kept',
+      'batchSize: 8 requested, 16 kept',
+    ]);
     expect(resumedConfig(stored, { ...stored, steps: 9 }).ignored).toEqual([]);
   });
 
   it('resumes with the request’s time budget, whether it adds, changes or drops one', () => {
     const stored = resolveTrainJob({ ...tiny, budgetMinutes: 30 }).train;
     expect(stored.budgetMinutes).toBe(30);
-    expect(resumedConfig(stored, resolveTrainJob({ ...tiny, budgetMinutes: 90 }).train)).toEqual({ config: { ...stored, budgetMinutes: 90 }, ignored: [] });
+    expect(resumedConfig(stored, resolveTrainJob({ ...tiny, budgetMinutes: 90 }).train)).toEqual({
+      config: { ...stored, budgetMinutes: 90 },
+      ignored: [],
+    });
     const { budgetMinutes: _b, ...unbudgeted } = stored;
     expect(resumedConfig(stored, resolveTrainJob(tiny).train)).toEqual({ config: unbudgeted, ignored: [] });
     expect(() => resolveTrainJob({ ...tiny, budgetMinutes: 0 })).toThrow(/budgetMinutes/);
@@ -217,10 +296,33 @@ describe('the sample settings', () => {
   });
 
   it('resolves defaults that depend on the kind and on T', () => {
-    expect(resolveSample({}, 1000)).toEqual({ kind: 'grid', count: 16, sampler: { kind: 'ancestral', steps: 1000 }, seed: 0, ema: true });
-    expect(resolveSample({ kind: 'progressive', steps: 50 }, 1000)).toEqual({ kind: 'progressive', count: 4, sampler: { kind: 'ancestral', steps: 50 }, seed: 0, ema: true, every: 5 });
-    expect(resolveSample({ sampler: 'ddim', step: 3, ema: false }, 20)).toEqual({ step: 3, kind: 'grid', count: 16, sampler: { kind: 'ddim', steps: 20, eta: 0 }, seed: 0, ema: false });
-    expect(resolveSampleJob({ trainJobId: 'train-x', count: 2 }, 10)).toMatchObject({ trainJobId: 'train-x', count: 2 });
+    expect(resolveSample({}, 1000)).toEqual({
+      kind: 'grid',
+      count: 16,
+      sampler: { kind: 'ancestral', steps: 1000 },
+      seed: 0,
+      ema: true,
+    });
+    expect(resolveSample({ kind: 'progressive', steps: 50 }, 1000)).toEqual({
+      kind: 'progressive',
+      count: 4,
+      sampler: { kind: 'ancestral', steps: 50 },
+      seed: 0,
+      ema: true,
+      every: 5,
+    });
+    expect(resolveSample({ sampler: 'ddim', step: 3, ema: false }, 20)).toEqual({
+      step: 3,
+      kind: 'grid',
+      count: 16,
+      sampler: { kind: 'ddim', steps: 20, eta: 0 },
+      seed: 0,
+      ema: false,
+    });
+    expect(resolveSampleJob({ trainJobId: 'train-x', count: 2 }, 10)).toMatchObject({
+      trainJobId: 'train-x',
+      count: 2,
+    });
   });
 
   it.each([
@@ -244,39 +346,102 @@ describe('the sample settings', () => {
       nll: { images: 64 },
       group: { workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 },
     });
-    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'kid'], sampler: 'ddim', steps: 20, count: 500, referenceSplit: 'test', referenceCount: 2000, ema: false }, 1000)).toMatchObject({
+    expect(
+      resolveEvalJob(
+        {
+          trainJobId: 'train-a',
+          metrics: ['fd', 'kid'],
+          sampler: 'ddim',
+          steps: 20,
+          count: 500,
+          referenceSplit: 'test',
+          referenceCount: 2000,
+          ema: false,
+        },
+        1000,
+      ),
+    ).toMatchObject({
       samples: { count: 500, sampler: { kind: 'ddim', steps: 20, eta: 0 }, seed: 0, ema: false },
       reference: { split: 'test', count: 2000 },
     });
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' }, 1000)).toThrow(/unknown dataset kind "imagenet"/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(/metrics must be a list of 1 to 5 distinct values/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], steps: 2000 }, 1000)).toThrow(/steps 2000 exceeds the model's T = 1000/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], dataset: 'procedural:shapes' }, 1000)).toThrow(/procedural data has no fixed reference set/);
-    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'stats/cifar10-train.npz' }, 1000).reference).toEqual({ split: 'train', statistics: 'stats/cifar10-train.npz' });
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'a.npz', referenceCount: 10 }, 1000)).toThrow(/referenceCount applies to statistics computed from the dataset/);
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: '../../etc/x.npz' }, 1000)).toThrow(/referenceStatistics/);
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll'], dataset: 'imagenet' }, 1000)).toThrow(
+      /unknown dataset kind "imagenet"/,
+    );
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'fd'] } as never, 1000)).toThrow(
+      /metrics must be a list of 1 to 5 distinct values/,
+    );
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], steps: 2000 }, 1000)).toThrow(
+      /steps 2000 exceeds the model's T = 1000/,
+    );
+    expect(() =>
+      resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], dataset: 'procedural:shapes' }, 1000),
+    ).toThrow(/procedural data has no fixed reference set/);
+    expect(
+      resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'stats/cifar10-train.npz' }, 1000)
+        .reference,
+    ).toEqual({ split: 'train', statistics: 'stats/cifar10-train.npz' });
+    expect(() =>
+      resolveEvalJob(
+        { trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: 'a.npz', referenceCount: 10 },
+        1000,
+      ),
+    ).toThrow(/referenceCount applies to statistics computed from the dataset/);
+    expect(() =>
+      resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd'], referenceStatistics: '../../etc/x.npz' }, 1000),
+    ).toThrow(/referenceStatistics/);
   });
 
   it('resolves an eval job of a shipped model, and refuses one naming both models, neither, or what a shipped model lacks', () => {
     const config = resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], steps: 50 }, 1000);
-    expect(config).toMatchObject({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], samples: { sampler: { kind: 'ancestral', steps: 50 }, ema: true } });
+    expect(config).toMatchObject({
+      pretrained: 'fashion-mnist-cpu',
+      metrics: ['fd'],
+      samples: { sampler: { kind: 'ancestral', steps: 50 }, ema: true },
+    });
     expect(config).not.toHaveProperty('trainJobId');
-    expect(() => resolveEvalJob({ metrics: ['fd'] }, 1000)).toThrow('an eval job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither');
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', pretrained: 'fashion-mnist-cpu', metrics: ['fd'] }, 1000)).toThrow(/not both and not neither/);
-    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], step: 3 }, 1000)).toThrow("step applies to a train job's checkpoints; the pretrained model fashion-mnist-cpu has one");
-    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], ema: false }, 1000)).toThrow('the pretrained model fashion-mnist-cpu ships its EMA weights only');
+    expect(() => resolveEvalJob({ metrics: ['fd'] }, 1000)).toThrow(
+      'an eval job names either trainJobId (a run of this service) or pretrained (a shipped model), not both and not neither',
+    );
+    expect(() =>
+      resolveEvalJob({ trainJobId: 'train-a', pretrained: 'fashion-mnist-cpu', metrics: ['fd'] }, 1000),
+    ).toThrow(/not both and not neither/);
+    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], step: 3 }, 1000)).toThrow(
+      "step applies to a train job's checkpoints; the pretrained model fashion-mnist-cpu has one",
+    );
+    expect(() => resolveEvalJob({ pretrained: 'fashion-mnist-cpu', metrics: ['fd'], ema: false }, 1000)).toThrow(
+      'the pretrained model fashion-mnist-cpu ships its EMA weights only',
+    );
     expect(() => resolveEvalJob({ pretrained: 'cifar10-hours' as never, metrics: ['fd'] }, 1000)).toThrow(/pretrained/);
   });
 
   it('resolves sampling groups for sample and eval jobs, refusing what a group cannot split', () => {
-    expect(resolveSampleJob({ trainJobId: 'train-x', workers: 3, minWorkers: 2, rankTimeoutSeconds: 5 }, 10).group).toEqual({ workers: 3, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 5, maxRestarts: 3 });
-    expect(resolveSampleJob({ trainJobId: 'train-x' }, 10).group).toEqual({ workers: 1, minWorkers: 1, joinTimeoutSeconds: 600, rankTimeoutSeconds: 30, maxRestarts: 3 });
+    expect(
+      resolveSampleJob({ trainJobId: 'train-x', workers: 3, minWorkers: 2, rankTimeoutSeconds: 5 }, 10).group,
+    ).toEqual({ workers: 3, minWorkers: 2, joinTimeoutSeconds: 600, rankTimeoutSeconds: 5, maxRestarts: 3 });
+    expect(resolveSampleJob({ trainJobId: 'train-x' }, 10).group).toEqual({
+      workers: 1,
+      minWorkers: 1,
+      joinTimeoutSeconds: 600,
+      rankTimeoutSeconds: 30,
+      maxRestarts: 3,
+    });
     expect(oneProcessGroup()).toEqual(resolveSampleJob({ trainJobId: 'train-x' }, 10).group);
-    expect(() => resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', workers: 2 }, 10)).toThrow('workers 2: only grid sampling is split across workers');
-    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 2, minWorkers: 3 }, 10)).toThrow('minWorkers 3 exceeds workers 2');
-    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 0 }, 10)).toThrow(/workers must be an integer in \[1, 256\], got 0/);
-    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'nll'], workers: 2 }, 1000).group).toMatchObject({ workers: 2, minWorkers: 2 });
-    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll', 'rd'], workers: 2 }, 1000)).toThrow('workers 2 share the samples of fd, kid and is, and metrics nll, rd draw none');
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', workers: 2 }, 10)).toThrow(
+      'workers 2: only grid sampling is split across workers',
+    );
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 2, minWorkers: 3 }, 10)).toThrow(
+      'minWorkers 3 exceeds workers 2',
+    );
+    expect(() => resolveSampleJob({ trainJobId: 'train-x', workers: 0 }, 10)).toThrow(
+      /workers must be an integer in \[1, 256\], got 0/,
+    );
+    expect(resolveEvalJob({ trainJobId: 'train-a', metrics: ['fd', 'nll'], workers: 2 }, 1000).group).toMatchObject({
+      workers: 2,
+      minWorkers: 2,
+    });
+    expect(() => resolveEvalJob({ trainJobId: 'train-a', metrics: ['nll', 'rd'], workers: 2 }, 1000)).toThrow(
+      'workers 2 share the samples of fd, kid and is, and metrics nll, rd draw none',
+    );
     // Local sampling runs in one process: the group rows are the jobs' only.
     expect(() => resolveSample({ workers: 2 } as never, 10)).toThrow(/workers/);
   });

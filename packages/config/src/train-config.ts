@@ -21,7 +21,10 @@ import { RECIPES } from './recipes';
 import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
 
 /** The body of `POST /jobs/train`, derived from the settings table. */
-export const TrainRequest = requestSchema(TRAIN_SETTINGS, 'a training job: what to train, on what, how long; every field left out takes its default');
+export const TrainRequest = requestSchema(
+  TRAIN_SETTINGS,
+  'a training job: what to train, on what, how long; every field left out takes its default',
+);
 export type TrainRequest = RequestOf<typeof TRAIN_SETTINGS>;
 
 /**
@@ -34,14 +37,21 @@ export const TrainConfig = Type.Object(
     model: Type.Object(
       {
         preset: literalUnion(PRESET_NAMES),
-        overrides: Type.Optional(Type.Object({ dropout: Type.Optional(Type.Number()) }, { additionalProperties: false })),
+        overrides: Type.Optional(
+          Type.Object({ dropout: Type.Optional(Type.Number()) }, { additionalProperties: false }),
+        ),
       },
       { additionalProperties: false },
     ),
     diffusion: Type.Object(
       {
         schedule: Type.Object(
-          { kind: literalUnion(BETA_SCHEDULE_KINDS), numTimesteps: Type.Integer(), betaStart: Type.Number(), betaEnd: Type.Number() },
+          {
+            kind: literalUnion(BETA_SCHEDULE_KINDS),
+            numTimesteps: Type.Integer(),
+            betaStart: Type.Number(),
+            betaEnd: Type.Number(),
+          },
           { additionalProperties: false },
         ),
         meanType: literalUnion(MEAN_TYPES),
@@ -51,7 +61,14 @@ export const TrainConfig = Type.Object(
       { additionalProperties: false },
     ),
     optimizer: Type.Object(
-      { learningRate: Type.Number(), warmupSteps: Type.Integer(), beta1: Type.Number(), beta2: Type.Number(), epsilon: Type.Number(), gradClipNorm: Type.Number() },
+      {
+        learningRate: Type.Number(),
+        warmupSteps: Type.Integer(),
+        beta1: Type.Number(),
+        beta2: Type.Number(),
+        epsilon: Type.Number(),
+        gradClipNorm: Type.Number(),
+      },
       { additionalProperties: false },
     ),
     ema: Type.Object({ decay: Type.Number(), warmup: Type.Boolean() }, { additionalProperties: false }),
@@ -113,7 +130,11 @@ export const TrainJobConfig = Type.Object(
     group: GroupConfig,
     evaluation: Type.Optional(TrainingEvalConfig),
     recipe: Type.Optional(Type.String({ description: 'the recipe whose settings were the request’s defaults' })),
-    adjustments: Type.Optional(Type.Array(ConfigAdjustment, { description: 'settings chosen for the request, e.g. accumulation raised so that a micro-batch fits memory' })),
+    adjustments: Type.Optional(
+      Type.Array(ConfigAdjustment, {
+        description: 'settings chosen for the request, e.g. accumulation raised so that a micro-batch fits memory',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'the effective configuration of a train job, every default filled in' },
 );
@@ -123,17 +144,24 @@ export type TrainJobConfig = Static<typeof TrainJobConfig>;
 export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
   checkRequest(TRAIN_SETTINGS, asked, 'train');
   // The recipe's settings under the request's own (checked as any request's are).
-  const request: TrainRequest = asked.recipe !== undefined ? { ...(RECIPES[asked.recipe].request as TrainRequest), ...asked } : asked;
+  const request: TrainRequest =
+    asked.recipe !== undefined ? { ...(RECIPES[asked.recipe].request as TrainRequest), ...asked } : asked;
   if (asked.recipe !== undefined) checkRequest(TRAIN_SETTINGS, request, `train (with recipe ${asked.recipe})`);
   const v = valuesOf(TRAIN_SETTINGS, request);
   const needed = <T>(value: T | undefined, name: 'dataset' | 'preset' | 'steps'): T => {
-    if (value === undefined) throw configError(`train request needs ${name} (--${TRAIN_SETTINGS[name].flag}): ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`);
+    if (value === undefined)
+      throw configError(
+        `train request needs ${name} (--${TRAIN_SETTINGS[name].flag}): ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`,
+      );
     return value;
   };
   const dataset = needed(v.dataset, 'dataset');
   const train: TrainConfig = {
     dataset,
-    model: { preset: needed(v.preset, 'preset'), ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}) },
+    model: {
+      preset: needed(v.preset, 'preset'),
+      ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}),
+    },
     diffusion: {
       schedule: { kind: v.schedule, numTimesteps: v.timesteps, betaStart: v.betaStart, betaEnd: v.betaEnd },
       meanType: v.meanType,
@@ -172,13 +200,24 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
   };
   const evaluation = ((): TrainingEvalConfig | undefined => {
     if (v.evalEvery === undefined) {
-      const stray = (Object.keys(request) as (keyof TrainRequest)[]).filter((k) => k !== 'evalEvery' && k.startsWith('eval'));
-      if (stray.length > 0) throw configError(`${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to evaluation during training, which evalEvery turns on`);
+      const stray = (Object.keys(request) as (keyof TrainRequest)[]).filter(
+        (k) => k !== 'evalEvery' && k.startsWith('eval'),
+      );
+      if (stray.length > 0)
+        throw configError(
+          `${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to evaluation during training, which evalEvery turns on`,
+        );
       return undefined;
     }
-    const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, { steps: 'evalSteps', eta: 'evalEta', etaGiven: request.evalEta !== undefined });
+    const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, {
+      steps: 'evalSteps',
+      eta: 'evalEta',
+      etaGiven: request.evalEta !== undefined,
+    });
     if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(dataset).kind === 'procedural') {
-      throw configError('procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll');
+      throw configError(
+        'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll',
+      );
     }
     return {
       every: v.evalEvery,
@@ -207,7 +246,9 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
 export function validateTrainConfig(config: TrainConfig): void {
   if (!Value.Check(TrainConfig, config)) {
     const first = Value.Errors(TrainConfig, config).First();
-    throw configError(`training configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`);
+    throw configError(
+      `training configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`,
+    );
   }
   checkResolved(TRAIN_SETTINGS, config, 'train.');
   parseDatasetSpec(config.dataset);
@@ -227,7 +268,9 @@ export function validateTrainConfig(config: TrainConfig): void {
 export function validateTrainJobConfig(config: TrainJobConfig): void {
   if (!Value.Check(TrainJobConfig, config)) {
     const first = Value.Errors(TrainJobConfig, config).First();
-    throw configError(`train job configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`);
+    throw configError(
+      `train job configuration is malformed at ${first?.path || '/'}: ${first?.message ?? 'unknown problem'}`,
+    );
   }
   validateTrainConfig(config.train);
   checkResolved(TRAIN_SETTINGS, config.finalGrid, 'finalGrid.');
@@ -235,15 +278,21 @@ export function validateTrainJobConfig(config: TrainJobConfig): void {
   const { workers, minWorkers } = config.group;
   if (minWorkers > workers) throw configError(`minWorkers ${minWorkers} exceeds workers ${workers}`);
   if (workers > config.train.accumulation) {
-    throw configError(`accumulation ${config.train.accumulation} gives ${workers} workers nothing to split: it must be at least workers (leave it out for one micro-batch per worker)`);
+    throw configError(
+      `accumulation ${config.train.accumulation} gives ${workers} workers nothing to split: it must be at least workers (leave it out for one micro-batch per worker)`,
+    );
   }
   if (config.finalGrid.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
-    throw configError(`sampleSteps ${config.finalGrid.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
+    throw configError(
+      `sampleSteps ${config.finalGrid.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`,
+    );
   }
   if (config.evaluation) {
     checkResolved(TRAIN_SETTINGS, config.evaluation, 'evaluation.');
     if (config.evaluation.samples.sampler.steps > config.train.diffusion.schedule.numTimesteps) {
-      throw configError(`evalSteps ${config.evaluation.samples.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`);
+      throw configError(
+        `evalSteps ${config.evaluation.samples.sampler.steps} exceeds T = ${config.train.diffusion.schedule.numTimesteps}`,
+      );
     }
   }
 }
@@ -274,10 +323,16 @@ export function resumedConfig(stored: TrainConfig, requested: TrainConfig): { co
   const walk = (kept: unknown, asked: unknown, path: string): void => {
     if (typeof kept === 'object' && kept !== null && typeof asked === 'object' && asked !== null) {
       for (const key of new Set([...Object.keys(kept), ...Object.keys(asked)])) {
-        walk((kept as Record<string, unknown>)[key], (asked as Record<string, unknown>)[key], path === '' ? key : `${path}.${key}`);
+        walk(
+          (kept as Record<string, unknown>)[key],
+          (asked as Record<string, unknown>)[key],
+          path === '' ? key : `${path}.${key}`,
+        );
       }
     } else if (!Value.Equal(kept, asked)) {
-      ignored.push(`${path}: ${JSON.stringify(asked) ?? 'nothing'} requested, ${JSON.stringify(kept) ?? 'nothing'} kept`);
+      ignored.push(
+        `${path}: ${JSON.stringify(asked) ?? 'nothing'} requested, ${JSON.stringify(kept) ?? 'nothing'} kept`,
+      );
     }
   };
   walk(config, requested, '');

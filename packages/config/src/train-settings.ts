@@ -74,7 +74,8 @@ export const TRAIN_SETTINGS = {
     help: 'images per optimizer step (the global batch, over all workers)',
     default: 16,
     paper: { value: 128, source: `${APPENDIX_B}, CIFAR-10; 64 at 256²` },
-    differsFromPaper: "CPU-sized: a wasm step of batch 128 takes minutes, and cifar10's activations at 128 exceed wasm's 4 GiB heap",
+    differsFromPaper:
+      "CPU-sized: a wasm step of batch 128 takes minutes, and cifar10's activations at 128 exceed wasm's 4 GiB heap",
   }),
   accumulation: withDefault({
     schema: Type.Integer({ minimum: 1, maximum: 1024 }),

@@ -7,7 +7,12 @@ describe('CodedError', () => {
     const bad = fail('DDPM_BAD', 'batchSize must be positive');
     expect(bad).toBeInstanceOf(CodedError);
     expect(bad).toBeInstanceOf(Error);
-    expect(bad).toMatchObject({ code: 'DDPM_BAD', kind: 'invalid', permanent: true, message: 'batchSize must be positive' });
+    expect(bad).toMatchObject({
+      code: 'DDPM_BAD',
+      kind: 'invalid',
+      permanent: true,
+      message: 'batchSize must be positive',
+    });
     expect(fail('DDPM_DOWN', 'storage unreachable').permanent).toBe(false);
     expect(fail('DDPM_STOP', 'cancelled').permanent).toBe(false);
     expect([isPermanent('not-found'), isPermanent('conflict')]).toEqual([true, true]);

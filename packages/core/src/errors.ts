@@ -75,6 +75,7 @@ export function codedErrorOf(err: unknown): CodedError | undefined {
   if (err instanceof CodedError) return err;
   if (typeof err !== 'object' || err === null) return undefined;
   const { code, kind, message } = err as { code?: unknown; kind?: unknown; message?: unknown };
-  if (typeof code !== 'string' || typeof kind !== 'string' || !(ERROR_KINDS as readonly string[]).includes(kind)) return undefined;
+  if (typeof code !== 'string' || typeof kind !== 'string' || !(ERROR_KINDS as readonly string[]).includes(kind))
+    return undefined;
   return new CodedError(code, kind as ErrorKind, typeof message === 'string' ? message : code);
 }

@@ -44,9 +44,7 @@ export class Rng {
   /** A generator seeded from a non-negative integer seed (up to 2^53). */
   static fromSeed(seed: number): Rng {
     if (!Number.isSafeInteger(seed) || seed < 0) {
-      throw fail('DDPM_CONFIG_INVALID',
-        `seed must be a non-negative safe integer, got ${String(seed)}`,
-      );
+      throw fail('DDPM_CONFIG_INVALID', `seed must be a non-negative safe integer, got ${String(seed)}`);
     }
     // Mix both halves of a 53-bit seed so that seeds differing only in high bits differ.
     const low = seed % TWO_POW_32;
@@ -64,7 +62,8 @@ export class Rng {
       state.length !== 4 ||
       !state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)
     ) {
-      throw fail('DDPM_CONFIG_INVALID',
+      throw fail(
+        'DDPM_CONFIG_INVALID',
         `rng state must be four unsigned 32-bit integers, got ${JSON.stringify(state)}`,
       );
     }

@@ -10,7 +10,18 @@ import * as path from 'node:path';
 
 import { dashboardJson } from './index';
 
-export const DASHBOARD_FILE = path.resolve(__dirname, '..', '..', '..', 'infra', 'k8s', 'components', 'monitoring', 'dashboards', 'ddpm-training.json');
+export const DASHBOARD_FILE = path.resolve(
+  __dirname,
+  '..',
+  '..',
+  '..',
+  'infra',
+  'k8s',
+  'components',
+  'monitoring',
+  'dashboards',
+  'ddpm-training.json',
+);
 
 async function main(): Promise<void> {
   const json = dashboardJson();
@@ -18,7 +29,9 @@ async function main(): Promise<void> {
   const current = await fs.readFile(DASHBOARD_FILE, 'utf8').catch(() => undefined);
   if (check) {
     if (current !== json) {
-      process.stderr.write(`${path.relative(process.cwd(), DASHBOARD_FILE)} is not what packages/dashboards generates: run npm run dashboards\n`);
+      process.stderr.write(
+        `${path.relative(process.cwd(), DASHBOARD_FILE)} is not what packages/dashboards generates: run npm run dashboards\n`,
+      );
       process.exit(1);
     }
     return;

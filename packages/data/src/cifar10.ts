@@ -8,7 +8,6 @@ import { allowedPath, readDataFile } from './data-access';
 import { dataError, type ImageDataset, checkIndices, settled } from './dataset';
 import { CIFAR10_RECORD_BYTES as RECORD, looksLikeCifar10 } from './formats';
 
-
 export const CIFAR10_FILES = {
   train: ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'],
   test: ['test_batch.bin'],
@@ -25,7 +24,10 @@ export async function openCifar10(location: string, split: 'train' | 'test' = 't
       bytes = await readDataFile(file);
     } catch (err) {
       if ((err as { code?: string }).code !== 'DDPM_DATA_NOT_FOUND') throw err;
-      throw dataError('DDPM_DATA_NOT_FOUND', `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`);
+      throw dataError(
+        'DDPM_DATA_NOT_FOUND',
+        `CIFAR-10 ${split} file ${file} is missing (expected ${CIFAR10_FILES[split].join(', ')} in ${location})`,
+      );
     }
     parts.push(cifarRecords(bytes, file));
   }
@@ -34,7 +36,10 @@ export async function openCifar10(location: string, split: 'train' | 'test' = 't
 
 function cifarRecords(bytes: Buffer, file: string): Uint8Array {
   if (!looksLikeCifar10(bytes.length)) {
-    throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`);
+    throw dataError(
+      'DDPM_DATA_INVALID',
+      `${file} is ${bytes.length} bytes, not a whole number of ${RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10 binary)`,
+    );
   }
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }

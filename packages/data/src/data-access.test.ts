@@ -31,7 +31,9 @@ beforeAll(async () => {
   await fs.writeFile(path.join(root, 'a.idx'), idxBytes(2, 4, 4));
   await fs.writeFile(path.join(outside, 'secret.idx'), idxBytes(2, 4, 4));
   await fs.symlink(path.join(outside, 'secret.idx'), path.join(root, 'link.idx'));
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 9, g: 9, b: 9 } } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 9, g: 9, b: 9 } } })
+    .png()
+    .toBuffer();
   await fs.writeFile(path.join(root, 'images', 'a.png'), png);
   await fs.writeFile(path.join(outside, 'b.png'), png);
   await fs.symlink(path.join(outside, 'b.png'), path.join(root, 'images', 'b.png'));
@@ -48,9 +50,16 @@ describe('data access', () => {
   it('reads inside its roots and refuses outside them, symlinks resolved first', async () => {
     await configureDataAccess({ roots: [root] });
     expect((await openDataset(`idx:${path.join(root, 'a.idx')}`)).size).toBe(2);
-    await expect(openDataset(`idx:${path.join(outside, 'secret.idx')}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED', message: expect.stringContaining('outside the data roots') });
-    await expect(openDataset(`idx:${path.join(root, 'link.idx')}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED' });
-    await expect(openDataset(`idx:${path.join(root, '..', 'outside', 'secret.idx')}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED' });
+    await expect(openDataset(`idx:${path.join(outside, 'secret.idx')}`)).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+      message: expect.stringContaining('outside the data roots'),
+    });
+    await expect(openDataset(`idx:${path.join(root, 'link.idx')}`)).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+    });
+    await expect(openDataset(`idx:${path.join(root, '..', 'outside', 'secret.idx')}`)).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+    });
     await expect(openDataset(`cifar10:${outside}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED' });
     await expect(openDataset(`folder:${outside}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED' });
   });
@@ -63,26 +72,40 @@ describe('data access', () => {
 
   it('refuses what is not a regular file, and files over the cap', async () => {
     await configureDataAccess({ roots: ['/dev', root], maxFileBytes: 100 });
-    await expect(openDataset('idx:/dev/null')).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED', message: expect.stringContaining('neither a regular file') });
+    await expect(openDataset('idx:/dev/null')).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+      message: expect.stringContaining('neither a regular file'),
+    });
     await expect(readDataFile(path.join(root, 'a.idx'))).resolves.toHaveLength(48);
     await fs.writeFile(path.join(root, 'big.idx'), idxBytes(10, 4, 4));
-    await expect(readDataFile(path.join(root, 'big.idx'))).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED', message: expect.stringContaining('over the data file cap of 100') });
+    await expect(readDataFile(path.join(root, 'big.idx'))).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+      message: expect.stringContaining('over the data file cap of 100'),
+    });
   });
 
   it('caps what a gzip file decompresses to', async () => {
     const access = await configureDataAccess({ roots: [root], maxDecodedBytes: 1 << 20 });
     const bomb = gzipSync(Buffer.alloc(64 << 20));
     expect(bomb.length).toBeLessThan(100_000);
-    await expect(gunzipIfGzip(bomb, 'bomb.gz', access)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED', message: expect.stringContaining('decompresses to more than') });
+    await expect(gunzipIfGzip(bomb, 'bomb.gz', access)).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+      message: expect.stringContaining('decompresses to more than'),
+    });
     await fs.writeFile(path.join(root, 'bomb.idx.gz'), bomb);
-    await expect(openDataset(`idx:${path.join(root, 'bomb.idx.gz')}`)).rejects.toMatchObject({ code: 'DDPM_DATA_REFUSED' });
+    await expect(openDataset(`idx:${path.join(root, 'bomb.idx.gz')}`)).rejects.toMatchObject({
+      code: 'DDPM_DATA_REFUSED',
+    });
   });
 
   it('stops reading when cancelled', async () => {
     const controller = new AbortController();
     controller.abort();
     await configureDataAccess({ roots: [root], signal: controller.signal });
-    await expect(openDataset(`idx:${path.join(root, 'a.idx')}`)).rejects.toMatchObject({ code: 'DDPM_DATA_ABORTED', kind: 'aborted' });
+    await expect(openDataset(`idx:${path.join(root, 'a.idx')}`)).rejects.toMatchObject({
+      code: 'DDPM_DATA_ABORTED',
+      kind: 'aborted',
+    });
   });
 
   it('opens datasets from the object store by their content', async () => {
@@ -106,7 +129,10 @@ describe('data access', () => {
     expect((await openDataset('store:datasets/gz')).size).toBe(5);
     const cifar = await openDataset('store:cifar');
     expect([cifar.size, cifar.channels, cifar.height]).toEqual([2, 3, 32]);
-    await expect(openDataset('store:junk')).rejects.toMatchObject({ code: 'DDPM_DATA_INVALID', message: 'store:junk is neither an IDX image file nor CIFAR-10 binary records' });
+    await expect(openDataset('store:junk')).rejects.toMatchObject({
+      code: 'DDPM_DATA_INVALID',
+      message: 'store:junk is neither an IDX image file nor CIFAR-10 binary records',
+    });
     expect(asked).toEqual(['datasets/plain', 'datasets/gz', 'datasets/cifar', 'datasets/junk']);
     await expect(openDataset('store:../x')).rejects.toMatchObject({ code: 'DDPM_DATA_SPEC' });
   });

@@ -35,7 +35,11 @@ export interface DataAccess {
 }
 
 const GIB = 2 ** 30;
-export const DEFAULT_DATA_ACCESS: DataAccess = { maxFileBytes: 2 * GIB, maxDecodedBytes: 2 * GIB, maxFolderFiles: 1_000_000 };
+export const DEFAULT_DATA_ACCESS: DataAccess = {
+  maxFileBytes: 2 * GIB,
+  maxDecodedBytes: 2 * GIB,
+  maxFolderFiles: 1_000_000,
+};
 
 let current: DataAccess = DEFAULT_DATA_ACCESS;
 
@@ -44,7 +48,12 @@ let current: DataAccess = DEFAULT_DATA_ACCESS;
  * resolved now; a root that does not exist is left out (it can hold nothing).
  */
 export async function configureDataAccess(access: Partial<DataAccess>): Promise<DataAccess> {
-  const roots = access.roots === undefined ? undefined : (await Promise.all(access.roots.map((r) => fs.realpath(path.resolve(r)).catch(() => undefined)))).filter((r): r is string => r !== undefined);
+  const roots =
+    access.roots === undefined
+      ? undefined
+      : (await Promise.all(access.roots.map((r) => fs.realpath(path.resolve(r)).catch(() => undefined)))).filter(
+          (r): r is string => r !== undefined,
+        );
   current = { ...DEFAULT_DATA_ACCESS, ...access, ...(roots !== undefined ? { roots } : {}) };
   return current;
 }
@@ -66,17 +75,26 @@ function checkAborted(access: DataAccess): void {
  * otherwise `DDPM_DATA_NOT_FOUND` (nothing there) or `DDPM_DATA_REFUSED` (outside, or not a
  * regular file or folder).
  */
-export async function allowedPath(location: string, kind: 'file' | 'directory' | 'any', access: DataAccess = current): Promise<{ real: string; directory: boolean }> {
+export async function allowedPath(
+  location: string,
+  kind: 'file' | 'directory' | 'any',
+  access: DataAccess = current,
+): Promise<{ real: string; directory: boolean }> {
   checkAborted(access);
   if (!path.isAbsolute(location)) refused(`dataset path ${JSON.stringify(location)} is not absolute`);
   let real: string;
   try {
     real = await fs.realpath(location);
   } catch (err) {
-    throw dataError('DDPM_DATA_NOT_FOUND', `${location} does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw dataError(
+      'DDPM_DATA_NOT_FOUND',
+      `${location} does not exist (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   if (access.roots !== undefined && !access.roots.some((root) => insideRoot(root, real))) {
-    refused(`${location}${real !== location ? ` (${real})` : ''} is outside the data roots ${access.roots.join(', ') || '(none)'}`);
+    refused(
+      `${location}${real !== location ? ` (${real})` : ''} is outside the data roots ${access.roots.join(', ') || '(none)'}`,
+    );
   }
   let stat;
   try {
@@ -101,15 +119,19 @@ export async function readDataFile(location: string, access: DataAccess = curren
   try {
     handle = await fs.open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
-    throw dataError('DDPM_DATA_NOT_FOUND', `cannot open ${real}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw dataError(
+      'DDPM_DATA_NOT_FOUND',
+      `cannot open ${real}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) refused(`${real} is not a regular file`);
-    if (stat.size > access.maxFileBytes) refused(`${real} is ${stat.size} bytes, over the data file cap of ${access.maxFileBytes}`);
+    if (stat.size > access.maxFileBytes)
+      refused(`${real} is ${stat.size} bytes, over the data file cap of ${access.maxFileBytes}`);
     const out = Buffer.allocUnsafe(stat.size);
     const chunk = 8 * 2 ** 20;
-    for (let offset = 0; offset < stat.size; ) {
+    for (let offset = 0; offset < stat.size;) {
       checkAborted(access);
       const { bytesRead } = await handle.read(out, offset, Math.min(chunk, stat.size - offset), offset);
       if (bytesRead === 0) break;
@@ -128,7 +150,12 @@ export async function gunzipIfGzip(bytes: Buffer, name: string, access: DataAcce
     gunzip(bytes, { maxOutputLength: access.maxDecodedBytes }, (err, out) => {
       if (!err) return resolve(out);
       if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-        reject(dataError('DDPM_DATA_REFUSED', `${name} decompresses to more than the cap of ${access.maxDecodedBytes} bytes`));
+        reject(
+          dataError(
+            'DDPM_DATA_REFUSED',
+            `${name} decompresses to more than the cap of ${access.maxDecodedBytes} bytes`,
+          ),
+        );
       } else {
         reject(dataError('DDPM_DATA_INVALID', `${name} is a truncated or corrupt gzip file: ${err.message}`));
       }
@@ -139,7 +166,8 @@ export async function gunzipIfGzip(bytes: Buffer, name: string, access: DataAcce
 /** An object of the store's `datasets/` prefix, through the configured reader. */
 export async function readStoreDataset(name: string, access: DataAccess = current): Promise<Buffer> {
   checkAborted(access);
-  if (access.readStoreObject === undefined) throw dataError('DDPM_DATA_NOT_FOUND', `store:${name} names the object store, and this process has none`);
+  if (access.readStoreObject === undefined)
+    throw dataError('DDPM_DATA_NOT_FOUND', `store:${name} names the object store, and this process has none`);
   const bytes = await access.readStoreObject(`datasets/${name}`, access.maxFileBytes);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }

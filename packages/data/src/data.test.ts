@@ -46,12 +46,16 @@ describe('IDX reader', () => {
     const bytes = idxBytes(3, 2, 2, () => 1);
     const truncated = path.join(dir, 'trunc.idx');
     await fs.writeFile(truncated, bytes.subarray(0, 20));
-    await expect(openIdx(truncated)).rejects.toThrow(`${truncated} is truncated: the header declares 3 images of 2x2 (28 bytes) but it has 20`);
+    await expect(openIdx(truncated)).rejects.toThrow(
+      `${truncated} is truncated: the header declares 3 images of 2x2 (28 bytes) but it has 20`,
+    );
     const labels = Buffer.alloc(8 + 3);
     labels.writeUInt32BE(0x00000801, 0);
     labels.writeUInt32BE(3, 4);
     await fs.writeFile(path.join(dir, 'labels.idx'), labels);
-    await expect(openIdx(path.join(dir, 'labels.idx'))).rejects.toThrow(/has 1 dimensions; image files have 3 \(N, H, W\) — is this a label file\?/);
+    await expect(openIdx(path.join(dir, 'labels.idx'))).rejects.toThrow(
+      /has 1 dimensions; image files have 3 \(N, H, W\) — is this a label file\?/,
+    );
     await fs.writeFile(path.join(dir, 'junk.idx'), Buffer.from('hello world, not idx'));
     await expect(openIdx(path.join(dir, 'junk.idx'))).rejects.toThrow(/is not an IDX file \(bad magic number\)/);
     await fs.writeFile(path.join(dir, 'bad.gz'), gzipSync(bytes).subarray(0, 15));
@@ -60,7 +64,7 @@ describe('IDX reader', () => {
   });
 
   const fashion = path.join(FASHION_MNIST_DIR, 't10k-images-idx3-ubyte.gz');
-  it('reads the Debian package\'s Fashion-MNIST files when present', async () => {
+  it("reads the Debian package's Fashion-MNIST files when present", async () => {
     try {
       await fs.access(fashion);
     } catch {
@@ -84,7 +88,10 @@ describe('CIFAR-10 binary reader', () => {
       Buffer.concat([Buffer.from([label]), Buffer.alloc(1024, r), Buffer.alloc(1024, g), Buffer.alloc(1024, b)]);
     const cifarDir = path.join(dir, 'cifar-10-batches-bin');
     await fs.mkdir(cifarDir);
-    await fs.writeFile(path.join(cifarDir, 'test_batch.bin'), Buffer.concat([record(3, 1, 2, 3), record(5, 200, 100, 50)]));
+    await fs.writeFile(
+      path.join(cifarDir, 'test_batch.bin'),
+      Buffer.concat([record(3, 1, 2, 3), record(5, 200, 100, 50)]),
+    );
     const ds = await openCifar10(cifarDir, 'test');
     expect([ds.size, ds.height, ds.width, ds.channels]).toEqual([2, 32, 32, 3]);
     const px = await ds.read([1, 0]);
@@ -92,7 +99,9 @@ describe('CIFAR-10 binary reader', () => {
     expect([...px.subarray(3072, 3075)]).toEqual([1, 2, 3]);
     await expect(openCifar10(cifarDir, 'train')).rejects.toThrow(/CIFAR-10 train file .*data_batch_1.bin is missing/);
     await fs.writeFile(path.join(dir, 'short.bin'), Buffer.alloc(3000));
-    await expect(openCifar10(path.join(dir, 'short.bin'))).rejects.toThrow(/short.bin is 3000 bytes, not a whole number of 3073-byte CIFAR-10 records/);
+    await expect(openCifar10(path.join(dir, 'short.bin'))).rejects.toThrow(
+      /short.bin is 3000 bytes, not a whole number of 3073-byte CIFAR-10 records/,
+    );
   });
 });
 
@@ -102,9 +111,14 @@ describe('image folder', () => {
     await fs.mkdir(path.join(root, 'sub'), { recursive: true });
     // 40×20 image: left half red, right half blue; the centre crop keeps the middle 20×20.
     const wide = Buffer.alloc(40 * 20 * 3);
-    for (let y = 0; y < 20; y++) for (let x = 0; x < 40; x++) wide.set(x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 40 + x) * 3);
-    await sharp(wide, { raw: { width: 40, height: 20, channels: 3 } }).png().toFile(path.join(root, 'a.png'));
-    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 255, b: 0 } } }).jpeg().toFile(path.join(root, 'sub', 'b.JPG'));
+    for (let y = 0; y < 20; y++)
+      for (let x = 0; x < 40; x++) wide.set(x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 40 + x) * 3);
+    await sharp(wide, { raw: { width: 40, height: 20, channels: 3 } })
+      .png()
+      .toFile(path.join(root, 'a.png'));
+    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 255, b: 0 } } })
+      .jpeg()
+      .toFile(path.join(root, 'sub', 'b.JPG'));
     await fs.writeFile(path.join(root, 'notes.txt'), 'ignored');
     const ds = await openDataset(`folder:${root}?size=8&channels=3`);
     expect([ds.size, ds.height, ds.width, ds.channels]).toEqual([2, 8, 8, 3]);
@@ -117,7 +131,9 @@ describe('image folder', () => {
   it('reports empty folders and undecodable files by name', async () => {
     const empty = path.join(dir, 'empty');
     await fs.mkdir(empty);
-    await expect(openDataset(`folder:${empty}`)).rejects.toThrow(`image folder ${empty} contains no .png, .jpg or .jpeg files`);
+    await expect(openDataset(`folder:${empty}`)).rejects.toThrow(
+      `image folder ${empty} contains no .png, .jpg or .jpeg files`,
+    );
     const broken = path.join(dir, 'broken');
     await fs.mkdir(broken);
     await fs.writeFile(path.join(broken, 'x.png'), 'not a png');
@@ -139,14 +155,20 @@ describe('procedural dataset and specs', () => {
 
   it.each([
     ['', 'dataset spec is empty'],
-    ['imagenet:/x', 'unknown dataset kind "imagenet" in "imagenet:/x"; expected one of fashion-mnist, mnist, idx, cifar10, folder, procedural'],
+    [
+      'imagenet:/x',
+      'unknown dataset kind "imagenet" in "imagenet:/x"; expected one of fashion-mnist, mnist, idx, cifar10, folder, procedural',
+    ],
     ['idx', 'dataset idx needs a location, e.g. idx:/path'],
     ['fashion-mnist?split=valid', 'split must be train or test, got "valid"'],
     ['procedural:shapes?size=-3', 'dataset option size must be an integer from 1 to 2147483647, got "-3"'],
     ['procedural:circles', 'unknown procedural dataset "circles"; the one available is "shapes"'],
     ['folder:/x?channels=2', 'channels must be 1 or 3, got 2'],
     ['fashion-mnist?split=%E0%A4%A', 'dataset option split has a malformed %-escape: "%E0%A4%A"'],
-    ['procedural:shapes?colour=red', 'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed'],
+    [
+      'procedural:shapes?colour=red',
+      'dataset procedural has no option "colour"; it takes size, imageSize, channels, seed',
+    ],
     ['folder:/x?size', 'dataset option "size" must be key=value'],
   ])('rejects %j without touching a file', async (spec, message) => {
     expect(() => parseDatasetSpec(spec)).toThrow(message);
@@ -154,18 +176,33 @@ describe('procedural dataset and specs', () => {
   });
 
   it('parses specs into typed options, the model filling what is left out', () => {
-    expect(parseDatasetSpec('fashion-mnist?split=test')).toEqual({ kind: 'fashion-mnist', dir: FASHION_MNIST_DIR, split: 'test' });
-    expect(parseDatasetSpec('procedural:shapes?size=16&channels=1')).toEqual({ kind: 'procedural', name: 'shapes', size: 16, channels: 1, seed: 0 });
+    expect(parseDatasetSpec('fashion-mnist?split=test')).toEqual({
+      kind: 'fashion-mnist',
+      dir: FASHION_MNIST_DIR,
+      split: 'test',
+    });
+    expect(parseDatasetSpec('procedural:shapes?size=16&channels=1')).toEqual({
+      kind: 'procedural',
+      name: 'shapes',
+      size: 16,
+      channels: 1,
+      seed: 0,
+    });
     expect(parseDatasetSpec('folder:/data/x%20y?size=64')).toEqual({ kind: 'folder', dir: '/data/x%20y', size: 64 });
     expect(parseDatasetSpec('cifar10:/data/c')).toEqual({ kind: 'cifar10', location: '/data/c', split: 'train' });
   });
 
-  it('makes a command line\'s relative locations absolute against its working directory, leaving the rest as written', () => {
+  it("makes a command line's relative locations absolute against its working directory, leaving the rest as written", () => {
     expect(withAbsoluteLocation('folder:imgs?size=64', '/home/u/work')).toBe('folder:/home/u/work/imgs?size=64');
     expect(withAbsoluteLocation('cifar10:../c?split=test', '/home/u/work')).toBe('cifar10:/home/u/c?split=test');
     expect(withAbsoluteLocation('idx:./train.idx.gz', '/d')).toBe('idx:/d/train.idx.gz');
     expect(withAbsoluteLocation('mnist:m', '/d')).toBe('mnist:/d/m');
-    for (const unchanged of ['folder:/data/x?size=64', 'fashion-mnist?split=test', 'procedural:shapes?size=16', 'store:my-set']) {
+    for (const unchanged of [
+      'folder:/data/x?size=64',
+      'fashion-mnist?split=test',
+      'procedural:shapes?size=16',
+      'store:my-set',
+    ]) {
       expect(withAbsoluteLocation(unchanged, '/d')).toBe(unchanged);
     }
     expect(() => withAbsoluteLocation('imagenet:x', '/d')).toThrow('unknown dataset kind "imagenet"');
@@ -217,8 +254,14 @@ describe('DataLoader', () => {
   });
 
   it('rejects images larger than the model and channel mismatches', () => {
-    expect(() => new DataLoader(ds, { batchSize: 2, seed: 1, imageSize: 4, channels: 1 })).toThrow(/has 8x8 images but the model takes 4x4/);
-    expect(() => new DataLoader(ds, { batchSize: 2, seed: 1, imageSize: 8, channels: 3 })).toThrow(/has 1 channel\(s\) but the model takes 3/);
-    expect(() => new DataLoader(ds, { batchSize: 0, seed: 1, imageSize: 8, channels: 1 })).toThrow('batch size must be a positive integer, got 0');
+    expect(() => new DataLoader(ds, { batchSize: 2, seed: 1, imageSize: 4, channels: 1 })).toThrow(
+      /has 8x8 images but the model takes 4x4/,
+    );
+    expect(() => new DataLoader(ds, { batchSize: 2, seed: 1, imageSize: 8, channels: 3 })).toThrow(
+      /has 1 channel\(s\) but the model takes 3/,
+    );
+    expect(() => new DataLoader(ds, { batchSize: 0, seed: 1, imageSize: 8, channels: 1 })).toThrow(
+      'batch size must be a positive integer, got 0',
+    );
   });
 });

@@ -22,7 +22,8 @@ export async function readIdxLabels(file: string, count: number): Promise<Uint8A
   }
   const n = bytes.readUInt32BE(4);
   if (n !== count) throw dataError('DDPM_DATA_INVALID', `${file} labels ${n} examples but its images number ${count}`);
-  if (bytes.length < 8 + n) throw dataError('DDPM_DATA_INVALID', `${file} is truncated: ${n} labels declared, ${bytes.length - 8} present`);
+  if (bytes.length < 8 + n)
+    throw dataError('DDPM_DATA_INVALID', `${file} is truncated: ${n} labels declared, ${bytes.length - 8} present`);
   return new Uint8Array(bytes.buffer, bytes.byteOffset + 8, n);
 }
 
@@ -33,19 +34,32 @@ export async function openIdx(file: string, options: { labelsFile?: string } = {
 
 /** An IDX image file's (gunzipped) bytes as a dataset; `file` names it in messages. */
 export function idxDataset(bytes: Buffer, file: string, options: { labelsFile?: string } = {}): ImageDataset {
-  if (bytes.length < 4) throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
+  if (bytes.length < 4)
+    throw dataError('DDPM_DATA_INVALID', `${file} is ${bytes.length} bytes long, too short for an IDX header`);
   const [zero0, zero1, type, dims] = [bytes[0], bytes[1], bytes[2], bytes[3]];
   if (zero0 !== 0 || zero1 !== 0) throw dataError('DDPM_DATA_INVALID', `${file} is not an IDX file (bad magic number)`);
-  if (type !== 0x08) throw dataError('DDPM_DATA_INVALID', `${file} holds IDX type 0x${type!.toString(16)}; only unsigned bytes (0x08) are images`);
-  if (dims !== 3) throw dataError('DDPM_DATA_INVALID', `${file} has ${dims} dimensions; image files have 3 (N, H, W) — is this a label file?`);
+  if (type !== 0x08)
+    throw dataError(
+      'DDPM_DATA_INVALID',
+      `${file} holds IDX type 0x${type!.toString(16)}; only unsigned bytes (0x08) are images`,
+    );
+  if (dims !== 3)
+    throw dataError(
+      'DDPM_DATA_INVALID',
+      `${file} has ${dims} dimensions; image files have 3 (N, H, W) — is this a label file?`,
+    );
   if (bytes.length < 16) throw dataError('DDPM_DATA_INVALID', `${file} is truncated inside its header`);
   const n = bytes.readUInt32BE(4);
   const h = bytes.readUInt32BE(8);
   const w = bytes.readUInt32BE(12);
   const expected = 16 + n * h * w;
-  if (n === 0 || h === 0 || w === 0) throw dataError('DDPM_DATA_INVALID', `${file} declares an empty dataset [${n}, ${h}, ${w}]`);
+  if (n === 0 || h === 0 || w === 0)
+    throw dataError('DDPM_DATA_INVALID', `${file} declares an empty dataset [${n}, ${h}, ${w}]`);
   if (bytes.length < expected) {
-    throw dataError('DDPM_DATA_INVALID', `${file} is truncated: the header declares ${n} images of ${h}x${w} (${expected} bytes) but it has ${bytes.length}`);
+    throw dataError(
+      'DDPM_DATA_INVALID',
+      `${file} is truncated: the header declares ${n} images of ${h}x${w} (${expected} bytes) but it has ${bytes.length}`,
+    );
   }
   const pixels = new Uint8Array(bytes.buffer, bytes.byteOffset + 16, n * h * w);
   const dataset: ImageDataset = {
@@ -59,7 +73,8 @@ export function idxDataset(bytes: Buffer, file: string, options: { labelsFile?: 
         checkIndices(dataset, indices);
         const per = h * w;
         const out = new Uint8Array(indices.length * per);
-        for (let i = 0; i < indices.length; i++) out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
+        for (let i = 0; i < indices.length; i++)
+          out.set(pixels.subarray(indices[i]! * per, (indices[i]! + 1) * per), i * per);
         return out;
       });
     },

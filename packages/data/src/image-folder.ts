@@ -26,14 +26,18 @@ export async function listImages(root: string, maxFiles = dataAccess().maxFolder
     try {
       entries = await fs.readdir(dir, { withFileTypes: true });
     } catch (err) {
-      throw dataError('DDPM_DATA_REFUSED', `cannot list ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw dataError(
+        'DDPM_DATA_REFUSED',
+        `cannot list ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     for (const entry of entries) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(full);
       else if (entry.isFile() && EXTENSIONS.has(path.extname(entry.name).toLowerCase())) {
         out.push(full);
-        if (out.length > maxFiles) throw dataError('DDPM_DATA_REFUSED', `image folder ${root} holds more than the cap of ${maxFiles} images`);
+        if (out.length > maxFiles)
+          throw dataError('DDPM_DATA_REFUSED', `image folder ${root} holds more than the cap of ${maxFiles} images`);
       }
     }
   };
@@ -55,13 +59,16 @@ export async function imageDimensions(file: string): Promise<{ width: number; he
 export async function openImageFolder(root: string, options: { size: number; channels: 1 | 3 }): Promise<ImageDataset> {
   const { real } = await allowedPath(root, 'directory');
   const files = await listImages(real);
-  if (files.length === 0) throw dataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
+  if (files.length === 0)
+    throw dataError('DDPM_DATA_INVALID', `image folder ${root} contains no .png, .jpg or .jpeg files`);
   const { size, channels } = options;
   const decode = async (file: string): Promise<Uint8Array> => {
     // Read through the data access checks (caps, roots, no symlink swapped in), then decode from memory.
     const bytes = await readDataFile(file);
     try {
-      let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS }).resize(size, size, { fit: 'cover', position: 'centre' }).removeAlpha();
+      let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS })
+        .resize(size, size, { fit: 'cover', position: 'centre' })
+        .removeAlpha();
       pipeline = channels === 1 ? pipeline.greyscale() : pipeline.toColourspace('srgb');
       const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
       if (info.width !== size || info.height !== size || info.channels !== channels) {

@@ -71,19 +71,35 @@ export class DataLoader {
     private readonly options: LoaderOptions,
   ) {
     const { batchSize, imageSize, channels } = options;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw dataError('DDPM_DATA_SPEC', `batch size must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw dataError('DDPM_DATA_SPEC', `batch size must be a positive integer, got ${batchSize}`);
     if (dataset.height > imageSize || dataset.width > imageSize) {
-      throw dataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.height}x${dataset.width} images but the model takes ${imageSize}x${imageSize}`);
+      throw dataError(
+        'DDPM_DATA_SPEC',
+        `${dataset.name} has ${dataset.height}x${dataset.width} images but the model takes ${imageSize}x${imageSize}`,
+      );
     }
     if (dataset.channels !== channels) {
-      throw dataError('DDPM_DATA_SPEC', `${dataset.name} has ${dataset.channels} channel(s) but the model takes ${channels}`);
+      throw dataError(
+        'DDPM_DATA_SPEC',
+        `${dataset.name} has ${dataset.channels} channel(s) but the model takes ${channels}`,
+      );
     }
     this.randomFlip = options.randomFlip ?? true;
     const state = options.state;
     this.epoch = state?.epoch ?? 0;
     this.position = state?.position ?? 0;
-    if (!Number.isInteger(this.epoch) || this.epoch < 0 || !Number.isInteger(this.position) || this.position < 0 || this.position > dataset.size) {
-      throw dataError('DDPM_DATA_SPEC', `loader state ${JSON.stringify(state)} does not fit ${dataset.name} (${dataset.size} examples)`);
+    if (
+      !Number.isInteger(this.epoch) ||
+      this.epoch < 0 ||
+      !Number.isInteger(this.position) ||
+      this.position < 0 ||
+      this.position > dataset.size
+    ) {
+      throw dataError(
+        'DDPM_DATA_SPEC',
+        `loader state ${JSON.stringify(state)} does not fit ${dataset.name} (${dataset.size} examples)`,
+      );
     }
     this.flipRng = state ? Rng.fromState(state.flipRng) : Rng.fromSeed(options.seed).fork(1_000_000);
     this.order = this.orderOf(this.epoch);
@@ -133,7 +149,11 @@ export class DataLoader {
 }
 
 /** The first `count` examples (or those at `indices`) as model input, unflipped: for evaluation. */
-export async function readForModel(dataset: ImageDataset, indices: ArrayLike<number>, imageSize: number): Promise<Float32Array> {
+export async function readForModel(
+  dataset: ImageDataset,
+  indices: ArrayLike<number>,
+  imageSize: number,
+): Promise<Float32Array> {
   const raw = await dataset.read(indices);
   return toModelInput(raw, indices.length, dataset, imageSize);
 }

@@ -18,8 +18,10 @@ export function proceduralShapes(options: ProceduralOptions = {}): ImageDataset 
   const s = options.imageSize ?? 32;
   const c = options.channels ?? 1;
   const seed = options.seed ?? 0;
-  if (!Number.isInteger(n) || n < 1) throw dataError('DDPM_DATA_SPEC', `procedural size must be a positive integer, got ${n}`);
-  if (!Number.isInteger(s) || s < 8) throw dataError('DDPM_DATA_SPEC', `procedural imageSize must be an integer >= 8, got ${s}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw dataError('DDPM_DATA_SPEC', `procedural size must be a positive integer, got ${n}`);
+  if (!Number.isInteger(s) || s < 8)
+    throw dataError('DDPM_DATA_SPEC', `procedural imageSize must be an integer >= 8, got ${s}`);
   const base = Rng.fromSeed(seed);
   const draw = (index: number, out: Uint8Array, offset: number): void => {
     const rng = base.fork(index);

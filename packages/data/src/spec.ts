@@ -30,7 +30,14 @@ export type DatasetSpec =
   | { readonly kind: 'idx'; readonly file: string }
   | { readonly kind: 'cifar10'; readonly location: string; readonly split: Split }
   | { readonly kind: 'folder'; readonly dir: string; readonly size?: number; readonly channels?: 1 | 3 }
-  | { readonly kind: 'procedural'; readonly name: 'shapes'; readonly size: number; readonly imageSize?: number; readonly channels?: 1 | 3; readonly seed: number }
+  | {
+      readonly kind: 'procedural';
+      readonly name: 'shapes';
+      readonly size: number;
+      readonly imageSize?: number;
+      readonly channels?: 1 | 3;
+      readonly seed: number;
+    }
   | { readonly kind: 'store'; readonly name: string };
 
 /** The options each kind takes (anything else is an error naming what it takes). */
@@ -63,7 +70,12 @@ const MAX_IMAGE_SIDE = 1024;
 /** Largest dataset index the loader's permutations hold (uint32). */
 const MAX_DATASET_SIZE = 2 ** 31 - 1;
 
-function integerOption(options: ReadonlyMap<string, string>, key: string, min: number, max: number): number | undefined {
+function integerOption(
+  options: ReadonlyMap<string, string>,
+  key: string,
+  min: number,
+  max: number,
+): number | undefined {
   const raw = options.get(key);
   if (raw === undefined) return undefined;
   const value = Number(raw);
@@ -91,7 +103,10 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
   const colon = head.indexOf(':');
   const kind = (colon < 0 ? head : head.slice(0, colon)).trim();
   const location = colon < 0 ? undefined : head.slice(colon + 1);
-  if (!isKind(kind)) fail(`unknown dataset kind ${JSON.stringify(kind)} in ${JSON.stringify(spec)}; expected one of ${DATASET_KINDS.join(', ')}`);
+  if (!isKind(kind))
+    fail(
+      `unknown dataset kind ${JSON.stringify(kind)} in ${JSON.stringify(spec)}; expected one of ${DATASET_KINDS.join(', ')}`,
+    );
   if (location !== undefined && location.includes('\0')) fail('dataset location contains NUL');
   const options = new Map<string, string>();
   for (const pair of query.split('&').filter((p) => p !== '')) {
@@ -103,7 +118,8 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     } catch {
       fail(`dataset option ${key} has a malformed %-escape: ${JSON.stringify(value)}`);
     }
-    if (!OPTIONS[kind].includes(key)) fail(`dataset ${kind} has no option ${JSON.stringify(key)}; it takes ${OPTIONS[kind].join(', ') || 'none'}`);
+    if (!OPTIONS[kind].includes(key))
+      fail(`dataset ${kind} has no option ${JSON.stringify(key)}; it takes ${OPTIONS[kind].join(', ') || 'none'}`);
     options.set(key, decoded);
   }
   switch (kind) {
@@ -118,7 +134,12 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     case 'folder': {
       const size = integerOption(options, 'size', 1, MAX_IMAGE_SIDE);
       const channels = channelsOption(options);
-      return { kind, dir: needLocation(kind, location), ...(size !== undefined ? { size } : {}), ...(channels !== undefined ? { channels } : {}) };
+      return {
+        kind,
+        dir: needLocation(kind, location),
+        ...(size !== undefined ? { size } : {}),
+        ...(channels !== undefined ? { channels } : {}),
+      };
     }
     case 'procedural': {
       const name = location || 'shapes';
@@ -136,7 +157,10 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
     }
     case 'store': {
       const name = needLocation(kind, location).replace(/^datasets\//, '');
-      if (!STORE_DATASET_NAME.test(name)) fail(`store dataset name ${JSON.stringify(name)} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+      if (!STORE_DATASET_NAME.test(name))
+        fail(
+          `store dataset name ${JSON.stringify(name)} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+        );
       return { kind, name };
     }
     default: {

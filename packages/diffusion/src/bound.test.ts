@@ -103,7 +103,9 @@ describe('calcBpdLoop', () => {
 describe('calcBpdStratified', () => {
   it('is an unbiased estimate of the full bound: exact with one t per stratum, close with fewer', async () => {
     const T = 60;
-    const diffusion = new GaussianDiffusion({ schedule: { kind: 'linear', numTimesteps: T, betaStart: 1e-3, betaEnd: 0.2 } });
+    const diffusion = new GaussianDiffusion({
+      schedule: { kind: 'linear', numTimesteps: T, betaStart: 1e-3, betaEnd: 0.2 },
+    });
     const model = gaussianDataEpsModel(diffusion, 0.1, 0.4);
     // 200 examples drawn from the data distribution, so per-example noise averages out.
     const x0 = tf.tidy(() => tf.add(tf.mul(tf.randomNormal([200, 4], 0, 1, 'float32', 5), 0.4), 0.1));
@@ -114,11 +116,18 @@ describe('calcBpdStratified', () => {
       for (let seed = 0; seed < runs; seed++) sum += await f(seed);
       return sum / runs;
     };
-    const full = await average(3, async (seed) => summarizeBound(await calcBpdLoop(diffusion, model, x0, { seed })).bitsPerDim);
+    const full = await average(
+      3,
+      async (seed) => summarizeBound(await calcBpdLoop(diffusion, model, x0, { seed })).bitsPerDim,
+    );
     // T − 1 strata of length 1: every term evaluated once, like the full loop.
-    const all = await average(3, async (seed) => meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 10 + seed, strata: T - 1 })).totalBpdB));
+    const all = await average(3, async (seed) =>
+      meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 10 + seed, strata: T - 1 })).totalBpdB),
+    );
     expectClose(all, full, 0.03);
-    const few = await average(10, async (seed) => meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 20 + seed, strata: 6 })).totalBpdB));
+    const few = await average(10, async (seed) =>
+      meanOf((await calcBpdStratified(diffusion, model, x0, { seed: 20 + seed, strata: 6 })).totalBpdB),
+    );
     expectClose(few, full, 0.05);
     x0.dispose();
   });

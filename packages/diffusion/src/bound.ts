@@ -55,7 +55,10 @@ export async function calcBpdLoop(
   const { noise } = resolveNoise(options);
   const B = xStart.shape[0];
   if (B === undefined || B < 1) {
-    throw diffusionError('DDPM_SHAPE_MISMATCH', `xStart needs a non-empty batch axis, got [${xStart.shape.join(', ')}]`);
+    throw diffusionError(
+      'DDPM_SHAPE_MISMATCH',
+      `xStart needs a non-empty batch axis, got [${xStart.shape.join(', ')}]`,
+    );
   }
   const T = diffusion.numTimesteps;
   const termsBpdBT = new Float64Array(B * T);

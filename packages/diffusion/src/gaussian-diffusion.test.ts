@@ -143,7 +143,18 @@ describe('reverse process p_θ(x_{t-1} | x_t) for every parameterisation (Table 
       expectAllClose(p.predXStart.dataSync(), x0Values, 1e-3, 5e-3);
       expectAllClose(p.mean.dataSync(), post.mean.dataSync(), 1e-4, 1e-4);
       expectAllClose(p.logVariance.dataSync(), post.logVarianceClipped.dataSync(), 1e-6, 1e-6);
-      tf.dispose([x0, eps, xT, p.mean, p.variance, p.logVariance, p.predXStart, post.mean, post.variance, post.logVarianceClipped]);
+      tf.dispose([
+        x0,
+        eps,
+        xT,
+        p.mean,
+        p.variance,
+        p.logVariance,
+        p.predXStart,
+        post.mean,
+        post.variance,
+        post.logVarianceClipped,
+      ]);
     },
   );
 
@@ -154,8 +165,18 @@ describe('reverse process p_θ(x_{t-1} | x_t) for every parameterisation (Table 
     const tt = [0, 5, 999];
     const lvLarge = large.modelLogVariance(x, tt).dataSync();
     const lvSmall = small.modelLogVariance(x, tt).dataSync();
-    expectAllClose(lvLarge, [Math.log(large.tables.posteriorVariance[1]!), Math.log(large.tables.betas[5]!), Math.log(0.02)], 1e-6, 1e-6);
-    expectAllClose(lvSmall, tt.map((i) => small.tables.posteriorLogVarianceClipped[i]!), 1e-6, 1e-6);
+    expectAllClose(
+      lvLarge,
+      [Math.log(large.tables.posteriorVariance[1]!), Math.log(large.tables.betas[5]!), Math.log(0.02)],
+      1e-6,
+      1e-6,
+    );
+    expectAllClose(
+      lvSmall,
+      tt.map((i) => small.tables.posteriorLogVarianceClipped[i]!),
+      1e-6,
+      1e-6,
+    );
     x.dispose();
   });
 
@@ -165,10 +186,16 @@ describe('reverse process p_θ(x_{t-1} | x_t) for every parameterisation (Table 
     expect(learned.outputChannelFactor).toBe(2);
     const x = tf.zeros([2, 1]);
     const tt = [10, 700];
-    const out = tf.tensor2d([[0.1, -3.5], [0.2, -5.25]]);
+    const out = tf.tensor2d([
+      [0.1, -3.5],
+      [0.2, -5.25],
+    ]);
     const pl = learned.pMeanVarianceFromOutput(x, tt, out, { clipDenoised: true });
     expectAllClose(pl.logVariance.dataSync(), [-3.5, -5.25], 1e-6);
-    const ends = tf.tensor2d([[0.1, 1], [0.2, -1]]);
+    const ends = tf.tensor2d([
+      [0.1, 1],
+      [0.2, -1],
+    ]);
     const pr = range.pMeanVarianceFromOutput(x, tt, ends, { clipDenoised: true });
     expectAllClose(
       pr.logVariance.dataSync(),
@@ -179,7 +206,19 @@ describe('reverse process p_θ(x_{t-1} | x_t) for every parameterisation (Table 
     expect(() => learned.pMeanVarianceFromOutput(x, tt, x, { clipDenoised: true })).toThrow(
       'the network returned shape [2, 1] but [2, 2] was expected (meanType epsilon, varianceType learned)',
     );
-    tf.dispose([x, out, ends, pl.mean, pl.variance, pl.logVariance, pl.predXStart, pr.mean, pr.variance, pr.logVariance, pr.predXStart]);
+    tf.dispose([
+      x,
+      out,
+      ends,
+      pl.mean,
+      pl.variance,
+      pl.logVariance,
+      pl.predXStart,
+      pr.mean,
+      pr.variance,
+      pr.logVariance,
+      pr.predXStart,
+    ]);
   });
 
   it('clipDenoised clips x̂_0 to [-1, 1]', () => {
@@ -212,14 +251,16 @@ describe('reverse process p_θ(x_{t-1} | x_t) for every parameterisation (Table 
     expect(() => new GaussianDiffusion({ schedule, meanType: 'score' as never })).toThrow(
       'unknown meanType "score"; expected one of epsilon, xstart, xprev',
     );
-    expect(() => new GaussianDiffusion({ schedule, varianceType: 'big' as never })).toThrow(/unknown varianceType "big"/);
+    expect(() => new GaussianDiffusion({ schedule, varianceType: 'big' as never })).toThrow(
+      /unknown varianceType "big"/,
+    );
     expect(() => new GaussianDiffusion({ schedule, lossType: 'l1' as never })).toThrow(/unknown lossType "l1"/);
     expect(() => new GaussianDiffusion({ schedule, varianceType: 'learned', lossType: 'mse' })).toThrow(
       /gives a "learned" variance no training signal/,
     );
-    expect(() => paper('xstart').algorithm2Step(() => tf.zeros([1, 1]), tf.zeros([1, 1]), [0], tf.zeros([1, 1]))).toThrow(
-      /Algorithm 2 is defined for meanType "epsilon"/,
-    );
+    expect(() =>
+      paper('xstart').algorithm2Step(() => tf.zeros([1, 1]), tf.zeros([1, 1]), [0], tf.zeros([1, 1])),
+    ).toThrow(/Algorithm 2 is defined for meanType "epsilon"/);
   });
 
   it('leaks no tensors', () => {

@@ -12,13 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {
-  type LossType,
-  type MeanType,
-  type VarianceType,
-  isLearnedVariance,
-  validateModelling,
-} from './config';
+import { type LossType, type MeanType, type VarianceType, isLearnedVariance, validateModelling } from './config';
 import { diffusionError, describeValue } from './errors';
 import { type BetaScheduleSpec, betaSchedule } from './schedule';
 import { type DiffusionTables, computeTables } from './tables';
@@ -309,8 +303,7 @@ export class GaussianDiffusion {
       const variance = tf.exp(logVariance);
       const rawXStart = this.predXStartFromOutput(xT, t, meanOutput);
       const predXStart = options.clipDenoised ? tf.clipByValue(rawXStart, -1, 1) : rawXStart;
-      const mean =
-        this.meanType === 'xprev' ? meanOutput : this.qPosteriorMeanVariance(predXStart, xT, t).mean;
+      const mean = this.meanType === 'xprev' ? meanOutput : this.qPosteriorMeanVariance(predXStart, xT, t).mean;
       return { mean, variance, logVariance, predXStart };
     });
   }

@@ -49,9 +49,7 @@ describe('L_simple (Eq. 14)', () => {
     const eps = randn([2, 3], 4);
     const t = [10, 900];
     const target =
-      meanType === 'xstart'
-        ? x0
-        : diffusion.qPosteriorMeanVariance(x0, diffusion.qSample(x0, t, eps), t).mean;
+      meanType === 'xstart' ? x0 : diffusion.qPosteriorMeanVariance(x0, diffusion.qSample(x0, t, eps), t).mean;
     const { lossB } = trainingLosses(diffusion, () => target.clone(), x0, t, eps);
     expectAllClose(lossB.dataSync(), [0, 0], 0, 1e-10);
   });
@@ -111,7 +109,8 @@ describe('the true variational bound (Eq. 5)', () => {
         // Eq. 12 weight, written out independently of meanMatchingWeights.
         const weight = betas[ti]! ** 2 / (2 * sigma2 * alphas[ti]! * (1 - alphasCumprod[ti]!));
         // The variance-only part of KL(N(μ̃, β̃) || N(μ_θ, σ²)), per dimension.
-        const constant = 0.5 * (-1 + Math.log(sigma2) - Math.log(posteriorVariance[ti]!) + posteriorVariance[ti]! / sigma2);
+        const constant =
+          0.5 * (-1 + Math.log(sigma2) - Math.log(posteriorVariance[ti]!) + posteriorVariance[ti]! / sigma2);
         expectClose(weightedB[b]!, (weight * simpleB[b]!) / LN2, 1e-5, 1e-9);
         expectClose(klB[b]!, weightedB[b]! + constant / LN2, 2e-3, 1e-6);
         if (varianceType === 'fixedsmall') expect(Math.abs(constant)).toBeLessThan(1e-12);

@@ -62,9 +62,7 @@ export function vbTermsBpd(
   t: Timesteps,
   options: { clipDenoised: boolean },
 ): VbTerms {
-  return tf.tidy(() =>
-    vbTermsBpdFromOutput(diffusion, xStart, xT, t, diffusion.runModel(model, xT, t), options),
-  );
+  return tf.tidy(() => vbTermsBpdFromOutput(diffusion, xStart, xT, t, diffusion.runModel(model, xT, t), options));
 }
 
 /**

@@ -42,7 +42,9 @@ describe('beta schedules', () => {
   });
 
   it('constant is betaEnd everywhere; warmup50 ramps over half', () => {
-    expect([...betaSchedule({ kind: 'constant', numTimesteps: 5, betaEnd: 0.01 })]).toEqual([0.01, 0.01, 0.01, 0.01, 0.01]);
+    expect([...betaSchedule({ kind: 'constant', numTimesteps: 5, betaEnd: 0.01 })]).toEqual([
+      0.01, 0.01, 0.01, 0.01, 0.01,
+    ]);
     const w = betaSchedule({ kind: 'warmup50', numTimesteps: 10, betaStart: 0.001, betaEnd: 0.011 });
     expect(w[0]).toBeCloseTo(0.001, 15);
     expect(w[4]).toBeCloseTo(0.011, 15);

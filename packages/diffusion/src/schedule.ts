@@ -87,10 +87,7 @@ function requirePositiveInteger(name: string, value: number): void {
 
 function requireBeta(name: string, value: number): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) {
-    throw diffusionError(
-      'DDPM_SCHEDULE_INVALID',
-      `${name} must be a number in (0, 1], got ${describeValue(value)}`,
-    );
+    throw diffusionError('DDPM_SCHEDULE_INVALID', `${name} must be a number in (0, 1], got ${describeValue(value)}`);
   }
 }
 
@@ -158,10 +155,7 @@ export function validateBetas(betas: ArrayLike<number>): Float64Array {
   for (let t = 0; t < out.length; t++) {
     const beta = out[t]!;
     if (!Number.isFinite(beta) || beta <= 0 || beta > 1) {
-      throw diffusionError(
-        'DDPM_SCHEDULE_INVALID',
-        `beta at t=${t} must be in (0, 1], got ${describeValue(beta)}`,
-      );
+      throw diffusionError('DDPM_SCHEDULE_INVALID', `beta at t=${t} must be in (0, 1], got ${describeValue(beta)}`);
     }
     const next = alphaBar * (1 - beta);
     if (!(next < alphaBar)) {

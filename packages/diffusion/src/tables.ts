@@ -66,18 +66,14 @@ export function computeTables(betasIn: ArrayLike<number>): DiffusionTables {
     alphasCumprod[t] = running;
   }
   const alphasCumprodPrev = make((t) => (t === 0 ? 1 : alphasCumprod[t - 1]!));
-  const posteriorVariance = make(
-    (t) => (betas[t]! * (1 - alphasCumprodPrev[t]!)) / (1 - alphasCumprod[t]!),
-  );
+  const posteriorVariance = make((t) => (betas[t]! * (1 - alphasCumprodPrev[t]!)) / (1 - alphasCumprod[t]!));
   // β̃ at t = 0 is 0; the official code substitutes β̃_1 so the log stays finite.
   const firstNonZeroPosteriorVariance = T > 1 ? posteriorVariance[1]! : betas[0]!;
   const posteriorLogVarianceClipped = make((t) =>
     Math.log(t === 0 ? firstNonZeroPosteriorVariance : posteriorVariance[t]!),
   );
   const fixedLargeVariance = make((t) => (t === 0 ? firstNonZeroPosteriorVariance : betas[t]!));
-  const posteriorMeanCoef1 = make(
-    (t) => (betas[t]! * Math.sqrt(alphasCumprodPrev[t]!)) / (1 - alphasCumprod[t]!),
-  );
+  const posteriorMeanCoef1 = make((t) => (betas[t]! * Math.sqrt(alphasCumprodPrev[t]!)) / (1 - alphasCumprod[t]!));
   const posteriorMeanCoef2 = make(
     (t) => ((1 - alphasCumprodPrev[t]!) * Math.sqrt(alphas[t]!)) / (1 - alphasCumprod[t]!),
   );

@@ -84,10 +84,7 @@ export function gaussianDataEpsModel(
       // The network sees original timesteps; look ᾱ up in the original (identity-map) table.
       const ab = tf.reshape(tf.gather(tf.tensor1d(alphaBar), t), [-1, ...new Array<number>(xT.rank - 1).fill(1)]);
       const oneMinus = tf.sub(1, ab);
-      return tf.div(
-        tf.mul(tf.sqrt(oneMinus), tf.sub(xT, tf.mul(tf.sqrt(ab), m))),
-        tf.add(tf.mul(ab, s * s), oneMinus),
-      );
+      return tf.div(tf.mul(tf.sqrt(oneMinus), tf.sub(xT, tf.mul(tf.sqrt(ab), m))), tf.add(tf.mul(ab, s * s), oneMinus));
     });
 }
 

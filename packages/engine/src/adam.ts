@@ -4,7 +4,15 @@
  * own, so checkpoints store them exactly and a resumed run continues bit for bit; the step count
  * and bias corrections are computed in float64 on the host.
  */
-import { type UNet, checkAgainst, decodeSafetensors, encodeSafetensors, fusedOptimizerStep, fusedOptimizerStepAvailable, readNamed } from '@ddpm/unet';
+import {
+  type UNet,
+  checkAgainst,
+  decodeSafetensors,
+  encodeSafetensors,
+  fusedOptimizerStep,
+  fusedOptimizerStepAvailable,
+  readNamed,
+} from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface AdamHyper {
@@ -53,12 +61,19 @@ export class Adam {
    * all in the variables' order. Returns false, changing nothing, where that kernel is not
    * available (other backends): the caller then composes them.
    */
-  applyFusedWithEma(grads: readonly tf.Tensor[] | tf.Tensor, lr: number, scale: number, ema: readonly tf.Variable[], decay: number): boolean {
+  applyFusedWithEma(
+    grads: readonly tf.Tensor[] | tf.Tensor,
+    lr: number,
+    scale: number,
+    ema: readonly tf.Variable[],
+    decay: number,
+  ): boolean {
     if (!fusedOptimizerStepAvailable()) return false;
     const { beta1, beta2, epsilon } = this.hyper;
     const flat = Array.isArray(grads) ? undefined : (grads as tf.Tensor);
     const total = this.params.reduce((n, p) => n + p.size, 0);
-    if (flat !== undefined && flat.size !== total) throw new Error(`internal error: ${flat.size} gradient values for ${total} parameters`);
+    if (flat !== undefined && flat.size !== total)
+      throw new Error(`internal error: ${flat.size} gradient values for ${total} parameters`);
     this.step += 1;
     const t = this.step;
     const lrT = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
@@ -66,7 +81,10 @@ export class Adam {
     this.params.forEach((p, i) => {
       const g = flat !== undefined ? { g: flat, gOffset: offset } : { g: (grads as readonly tf.Tensor[])[i]! };
       offset += p.size;
-      const out = fusedOptimizerStep({ p, ...g, m: this.m[i]!, v: this.v[i]!, ema: ema[i]! }, { scale, beta1, beta2, epsilon, lrT, decay });
+      const out = fusedOptimizerStep(
+        { p, ...g, m: this.m[i]!, v: this.v[i]!, ema: ema[i]! },
+        { scale, beta1, beta2, epsilon, lrT, decay },
+      );
       p.assign(out.p);
       this.m[i]!.assign(out.m);
       this.v[i]!.assign(out.v);
@@ -105,7 +123,9 @@ export function loadAdam(adam: Adam, unet: UNet, bytes: Uint8Array): void {
   const { tensors } = decodeSafetensors(bytes);
   const slots = (['m', 'v'] as const).map((which) => {
     const prefix = `${which}/`;
-    const arrays = tensors.filter((t) => t.name.startsWith(prefix)).map((t) => ({ ...t, name: t.name.slice(prefix.length) }));
+    const arrays = tensors
+      .filter((t) => t.name.startsWith(prefix))
+      .map((t) => ({ ...t, name: t.name.slice(prefix.length) }));
     return { variables: which === 'm' ? adam.m : adam.v, byName: checkAgainst(unet, arrays) };
   });
   tf.tidy(() => {

@@ -18,7 +18,15 @@ describe('line charts', () => {
       xLabel: 'step',
       yLabel: 'value',
       series: [
-        { name: 'one', points: [[0, 1], [1, 2], [2, Number.NaN], [3, 4]] as [number, number][] },
+        {
+          name: 'one',
+          points: [
+            [0, 1],
+            [1, 2],
+            [2, Number.NaN],
+            [3, 4],
+          ] as [number, number][],
+        },
         { name: 'two', points: [[0, 3]] as [number, number][] },
       ],
       width: 400,
@@ -30,6 +38,8 @@ describe('line charts', () => {
     expect(svg.match(/<polyline /g)).toHaveLength(1); // one point draws no line
     const meta = await sharp(Buffer.from(await lineChartPng(chart))).metadata();
     expect(meta).toMatchObject({ format: 'png', width: 400, height: 300 });
-    expect(() => lineChartSvg({ ...chart, series: [{ name: 'none', points: [[0, Number.NaN]] }] })).toThrow(/no finite points/);
+    expect(() => lineChartSvg({ ...chart, series: [{ name: 'none', points: [[0, Number.NaN]] }] })).toThrow(
+      /no finite points/,
+    );
   });
 });

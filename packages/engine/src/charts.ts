@@ -36,7 +36,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
-const escape = (text: string): string => text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+const escape = (text: string): string =>
+  text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 
 function tickText(v: number): string {
   if (v === 0) return '0';
@@ -54,7 +55,8 @@ export function lineChartSvg(chart: LineChart): string {
   let [xMin, xMax] = [Math.min(...points.map((p) => p[0])), Math.max(...points.map((p) => p[0]))];
   let [yMin, yMax] = [Math.min(...points.map((p) => p[1])), Math.max(...points.map((p) => p[1]))];
   if (xMax === xMin) [xMin, xMax] = [xMin - 1, xMax + 1];
-  if (yMax === yMin) [yMin, yMax] = [yMin - Math.max(1, Math.abs(yMin) * 0.1), yMax + Math.max(1, Math.abs(yMax) * 0.1)];
+  if (yMax === yMin)
+    [yMin, yMax] = [yMin - Math.max(1, Math.abs(yMin) * 0.1), yMax + Math.max(1, Math.abs(yMax) * 0.1)];
   const pad = (yMax - yMin) * 0.05;
   yMin -= pad;
   yMax += pad;
@@ -70,23 +72,39 @@ export function lineChartSvg(chart: LineChart): string {
   for (const t of niceTicks(xMin, xMax)) {
     const x = sx(t).toFixed(1);
     parts.push(`<line x1="${x}" y1="${margin.top}" x2="${x}" y2="${margin.top + plotH}" stroke="#eee"/>`);
-    parts.push(`<text x="${x}" y="${margin.top + plotH + 18}" font-size="11" text-anchor="middle">${tickText(t)}</text>`);
+    parts.push(
+      `<text x="${x}" y="${margin.top + plotH + 18}" font-size="11" text-anchor="middle">${tickText(t)}</text>`,
+    );
   }
   for (const t of niceTicks(yMin, yMax)) {
     const y = sy(t).toFixed(1);
     parts.push(`<line x1="${margin.left}" y1="${y}" x2="${margin.left + plotW}" y2="${y}" stroke="#eee"/>`);
-    parts.push(`<text x="${margin.left - 6}" y="${(sy(t) + 4).toFixed(1)}" font-size="11" text-anchor="end">${tickText(t)}</text>`);
+    parts.push(
+      `<text x="${margin.left - 6}" y="${(sy(t) + 4).toFixed(1)}" font-size="11" text-anchor="end">${tickText(t)}</text>`,
+    );
   }
-  parts.push(`<rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`);
-  parts.push(`<text x="${margin.left + plotW / 2}" y="${height - 12}" font-size="12" text-anchor="middle">${escape(chart.xLabel)}</text>`);
-  parts.push(`<text x="16" y="${margin.top + plotH / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 16 ${margin.top + plotH / 2})">${escape(chart.yLabel)}</text>`);
+  parts.push(
+    `<rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`,
+  );
+  parts.push(
+    `<text x="${margin.left + plotW / 2}" y="${height - 12}" font-size="12" text-anchor="middle">${escape(chart.xLabel)}</text>`,
+  );
+  parts.push(
+    `<text x="16" y="${margin.top + plotH / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 16 ${margin.top + plotH / 2})">${escape(chart.yLabel)}</text>`,
+  );
   chart.series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length]!;
     const finite = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-    if (finite.length > 1) parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${finite.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
-    for (const [x, y] of finite) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${colour}"/>`);
+    if (finite.length > 1)
+      parts.push(
+        `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${finite.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`,
+      );
+    for (const [x, y] of finite)
+      parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${colour}"/>`);
     const ly = margin.top + 10 + i * 18;
-    parts.push(`<line x1="${margin.left + plotW + 12}" y1="${ly}" x2="${margin.left + plotW + 32}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`);
+    parts.push(
+      `<line x1="${margin.left + plotW + 12}" y1="${ly}" x2="${margin.left + plotW + 32}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`,
+    );
     parts.push(`<text x="${margin.left + plotW + 38}" y="${ly + 4}" font-size="11">${escape(s.name)}</text>`);
   });
   parts.push('</svg>');
@@ -95,5 +113,9 @@ export function lineChartSvg(chart: LineChart): string {
 
 /** The chart as PNG bytes. */
 export async function lineChartPng(chart: LineChart): Promise<Uint8Array> {
-  return new Uint8Array(await sharp(Buffer.from(lineChartSvg(chart))).png().toBuffer());
+  return new Uint8Array(
+    await sharp(Buffer.from(lineChartSvg(chart)))
+      .png()
+      .toBuffer(),
+  );
 }

@@ -4,7 +4,14 @@ import * as path from 'node:path';
 
 import { FileStore } from '@ddpm/storage';
 
-import { type CheckpointFiles, checkpointProblem, listCheckpoints, pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
+import {
+  type CheckpointFiles,
+  checkpointProblem,
+  listCheckpoints,
+  pruneCheckpoints,
+  readCheckpoint,
+  writeCheckpoint,
+} from './checkpoint';
 
 let dir: string;
 let store: FileStore;
@@ -18,7 +25,12 @@ afterEach(async () => {
 });
 
 const files = (step: number, fill: number): CheckpointFiles => ({
-  state: { version: 1, step, reason: 'test', createdAt: new Date(0).toISOString() } as unknown as CheckpointFiles['state'],
+  state: {
+    version: 1,
+    step,
+    reason: 'test',
+    createdAt: new Date(0).toISOString(),
+  } as unknown as CheckpointFiles['state'],
   model: new Uint8Array(64).fill(fill),
   ema: new Uint8Array(32).fill(fill),
   optimizer: new Uint8Array(16).fill(fill),
@@ -34,7 +46,9 @@ describe('checkpoint writers', () => {
   it('rewrite a broken checkpoint of the same step', async () => {
     const ref = await writeCheckpoint(store, 'run', files(5, 1));
     await store.put('run/checkpoints/step-000000005/model.safetensors', new Uint8Array(3));
-    expect(await checkpointProblem(store, ref)).toMatch(/model.safetensors fails its checksum \(3 bytes, manifest says 64 bytes/);
+    expect(await checkpointProblem(store, ref)).toMatch(
+      /model.safetensors fails its checksum \(3 bytes, manifest says 64 bytes/,
+    );
     await writeCheckpoint(store, 'run', files(5, 2));
     expect([...(await readCheckpoint(store, ref)).model.subarray(0, 2)]).toEqual([2, 2]);
   });

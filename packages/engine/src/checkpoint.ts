@@ -63,7 +63,12 @@ export function checkpointKey(prefix: string, step: number): string {
  */
 export type WriteFence = () => Promise<void>;
 
-export async function writeCheckpoint(store: ObjectStore, prefix: string, files: CheckpointFiles, fence?: WriteFence): Promise<CheckpointRef> {
+export async function writeCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+  files: CheckpointFiles,
+  fence?: WriteFence,
+): Promise<CheckpointRef> {
   const key = checkpointKey(prefix, files.state.step);
   const bodies: Record<(typeof FILE_NAMES)[number], Uint8Array> = {
     'model.safetensors': files.model,
@@ -116,7 +121,8 @@ export async function listCheckpoints(store: ObjectStore, prefix: string): Promi
   const refs: CheckpointRef[] = [];
   for (const o of objects) {
     const match = /\/step-(\d{9})\/manifest\.json$/.exec(o.key);
-    if (match) refs.push({ step: Number(match[1]), key: o.key.slice(0, -'/manifest.json'.length), url: store.urlOf(o.key) });
+    if (match)
+      refs.push({ step: Number(match[1]), key: o.key.slice(0, -'/manifest.json'.length), url: store.urlOf(o.key) });
   }
   return refs.sort((a, b) => b.step - a.step);
 }
@@ -127,12 +133,16 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   try {
     manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
   } catch (err) {
-    throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`);
+    throw engineError(
+      'DDPM_CHECKPOINT_INVALID',
+      `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`,
+    );
   }
   const bodies = new Map<string, Uint8Array>();
   for (const name of FILE_NAMES) {
     const entry = manifest.files?.find((f) => f.name === name);
-    if (entry === undefined) throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
+    if (entry === undefined)
+      throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
     let body: Uint8Array;
     try {
       body = await store.get(joinKey(ref.key, name));
@@ -152,9 +162,17 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   }
   const state = JSON.parse(new TextDecoder().decode(bodies.get('state.json'))) as RunState;
   if (state.version !== CHECKPOINT_VERSION) {
-    throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`);
+    throw engineError(
+      'DDPM_CHECKPOINT_INVALID',
+      `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`,
+    );
   }
-  return { state, model: bodies.get('model.safetensors')!, ema: bodies.get('ema.safetensors')!, optimizer: bodies.get('optimizer.safetensors')! };
+  return {
+    state,
+    model: bodies.get('model.safetensors')!,
+    ema: bodies.get('ema.safetensors')!,
+    optimizer: bodies.get('optimizer.safetensors')!,
+  };
 }
 
 /**
@@ -164,7 +182,9 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
 export async function loadLatestCheckpoint(
   store: ObjectStore,
   prefix: string,
-): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] } | undefined> {
+): Promise<
+  { ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] } | undefined
+> {
   const skipped: { ref: CheckpointRef; reason: string }[] = [];
   for (const ref of await listCheckpoints(store, prefix)) {
     try {
@@ -184,9 +204,14 @@ export async function loadLatestCheckpoint(
 }
 
 /** The checkpoint at exactly `step`, verified; an error (not a fallback) when it is missing or corrupt. */
-export async function loadCheckpointAt(store: ObjectStore, prefix: string, step: number): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] }> {
+export async function loadCheckpointAt(
+  store: ObjectStore,
+  prefix: string,
+  step: number,
+): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] }> {
   const ref = (await listCheckpoints(store, prefix)).find((r) => r.step === step);
-  if (ref === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${step} under ${store.urlOf(prefix)}`);
+  if (ref === undefined)
+    throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${step} under ${store.urlOf(prefix)}`);
   return { ref, files: await readCheckpoint(store, ref), skipped: [] };
 }
 
@@ -197,7 +222,13 @@ export async function loadCheckpointAt(store: ObjectStore, prefix: string, step:
  * the keys of checkpoints known whole (written or loaded by this process) and gains those verified
  * here, so a long run reads each older checkpoint back once, not at every prune.
  */
-export async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, fence?: WriteFence, verified: Set<string> = new Set()): Promise<void> {
+export async function pruneCheckpoints(
+  store: ObjectStore,
+  prefix: string,
+  keep: number,
+  fence?: WriteFence,
+  verified: Set<string> = new Set(),
+): Promise<void> {
   const refs = await listCheckpoints(store, prefix);
   let whole = 0;
   let cut = refs.length;

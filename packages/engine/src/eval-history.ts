@@ -38,7 +38,8 @@ export function evalHistoryKey(prefix: string): string {
 }
 
 export function evalCurveKey(prefix: string, metric: string): string {
-  if (!METRIC_NAME.test(metric)) throw engineError('DDPM_CONFIG_INVALID', `${JSON.stringify(metric)} is not a metric name`);
+  if (!METRIC_NAME.test(metric))
+    throw engineError('DDPM_CONFIG_INVALID', `${JSON.stringify(metric)} is not a metric name`);
   return joinKey(prefix, 'eval', `${metric}.png`);
 }
 
@@ -47,6 +48,7 @@ export async function readEvalHistory(store: ObjectStore, prefix: string): Promi
   const key = evalHistoryKey(prefix);
   if (!(await store.exists(key))) return { version: 1, entries: [] };
   const parsed = JSON.parse(new TextDecoder().decode(await store.get(key))) as EvalHistory;
-  if (parsed.version !== 1 || !Array.isArray(parsed.entries)) throw engineError('DDPM_CHECKPOINT_INVALID', `${store.urlOf(key)} is not an evaluation history`);
+  if (parsed.version !== 1 || !Array.isArray(parsed.entries))
+    throw engineError('DDPM_CHECKPOINT_INVALID', `${store.urlOf(key)} is not an evaluation history`);
   return parsed;
 }

@@ -4,7 +4,15 @@
  * evaluations (see calcBpdStratified).
  */
 import { type ImageDataset, readForModel } from '@ddpm/data';
-import { type BoundResult, type GaussianDiffusion, Rng, calcBpdLoop, calcBpdStratified, mergeBoundResults, rateDistortion } from '@ddpm/diffusion';
+import {
+  type BoundResult,
+  type GaussianDiffusion,
+  Rng,
+  calcBpdLoop,
+  calcBpdStratified,
+  mergeBoundResults,
+  rateDistortion,
+} from '@ddpm/diffusion';
 import { type UNet } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -37,7 +45,12 @@ export interface NllResult {
   readonly method: string;
 }
 
-export async function evaluateNll(model: UNet, diffusion: GaussianDiffusion, dataset: ImageDataset, options: NllOptions = {}): Promise<NllResult> {
+export async function evaluateNll(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  dataset: ImageDataset,
+  options: NllOptions = {},
+): Promise<NllResult> {
   const count = Math.min(options.count ?? 64, dataset.size);
   const batch = options.batch ?? 32;
   const strata = options.strata ?? 50;
@@ -51,7 +64,11 @@ export async function evaluateNll(model: UNet, diffusion: GaussianDiffusion, dat
     const pixels = await readForModel(dataset, indices, s);
     const x0 = tf.tensor4d(pixels, [indices.length, s, s, c]);
     try {
-      const common = { seed: rng.nextUint32(), ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+      const common = {
+        seed: rng.nextUint32(),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      };
       if (strata === 'exact') {
         const r = await calcBpdLoop(diffusion, denoise, x0, common);
         totals.push(...r.totalBpdB);
@@ -101,7 +118,14 @@ export async function evaluateRateDistortion(
   model: UNet,
   diffusion: GaussianDiffusion,
   dataset: ImageDataset,
-  options: { count?: number; batch?: number; at?: readonly number[]; seed?: number; signal?: AbortSignal; onProgress?: () => void } = {},
+  options: {
+    count?: number;
+    batch?: number;
+    at?: readonly number[];
+    seed?: number;
+    signal?: AbortSignal;
+    onProgress?: () => void;
+  } = {},
 ): Promise<{ rows: RateDistortionRow[]; count: number }> {
   const count = Math.min(options.count ?? 16, dataset.size);
   const batch = options.batch ?? 16;
@@ -112,7 +136,13 @@ export async function evaluateRateDistortion(
     const indices = Array.from({ length: Math.min(batch, count - start) }, (_, i) => start + i);
     const x0 = tf.tensor4d(await readForModel(dataset, indices, s), [indices.length, s, s, c]);
     try {
-      results.push(await calcBpdLoop(diffusion, denoise, x0, { seed: (options.seed ?? 0) + start, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
+      results.push(
+        await calcBpdLoop(diffusion, denoise, x0, {
+          seed: (options.seed ?? 0) + start,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        }),
+      );
     } finally {
       x0.dispose();
     }
@@ -131,6 +161,7 @@ export async function evaluateRateDistortion(
 /** Table 4 as CSV. */
 export function rateDistortionCsv(rows: readonly RateDistortionRow[]): string {
   const lines = ['reverse_steps,t,rate_bits_per_dim,rate_bits_per_model_dim,distortion_rmse_0_255'];
-  for (const r of rows) lines.push([r.reverseSteps, r.t, r.rateBitsPerDim, r.rateBitsPerModelDim, r.distortionRmse].join(','));
+  for (const r of rows)
+    lines.push([r.reverseSteps, r.t, r.rateBitsPerDim, r.rateBitsPerModelDim, r.distortionRmse].join(','));
   return `${lines.join('\n')}\n`;
 }

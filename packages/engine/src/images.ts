@@ -38,7 +38,10 @@ export function composeGrid(
   options: { columns?: number; margin?: number } = {},
 ): Picture {
   if (images.length !== n * size * size * channels) {
-    throw engineError('DDPM_CONFIG_INVALID', `grid: ${images.length} bytes for ${n} images of ${size}x${size}x${channels}`);
+    throw engineError(
+      'DDPM_CONFIG_INVALID',
+      `grid: ${images.length} bytes for ${n} images of ${size}x${size}x${channels}`,
+    );
   }
   const columns = options.columns ?? gridColumns(n);
   const rows = Math.ceil(n / columns);
@@ -79,9 +82,17 @@ export async function encodePng(picture: Picture, scale = viewScale(picture)): P
  * Writes a picture and what it shows: `<key>.png` and `<key>.json` (the metadata, the picture's
  * size and the time). Returns the PNG's URL.
  */
-export async function savePicture(store: ObjectStore, key: string, picture: Picture, metadata: Record<string, unknown>, scale?: number): Promise<string> {
+export async function savePicture(
+  store: ObjectStore,
+  key: string,
+  picture: Picture,
+  metadata: Record<string, unknown>,
+  scale?: number,
+): Promise<string> {
   await store.put(`${key}.png`, await encodePng(picture, scale), { contentType: 'image/png' });
   const described = { ...metadata, width: picture.width, height: picture.height, createdAt: new Date().toISOString() };
-  await store.put(`${key}.json`, new TextEncoder().encode(JSON.stringify(described, null, 2) + '\n'), { contentType: 'application/json' });
+  await store.put(`${key}.json`, new TextEncoder().encode(JSON.stringify(described, null, 2) + '\n'), {
+    contentType: 'application/json',
+  });
   return store.urlOf(`${key}.png`);
 }

@@ -20,7 +20,15 @@ export {
   readCheckpoint,
   writeCheckpoint,
 } from './checkpoint';
-export { type Gradients, type GroupLink, type RankReport, type RunOptions, type StepStats, Trainer, type TrainerOptions } from './trainer';
+export {
+  type Gradients,
+  type GroupLink,
+  type RankReport,
+  type RunOptions,
+  type StepStats,
+  Trainer,
+  type TrainerOptions,
+} from './trainer';
 export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train-job';
 export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';
 export {

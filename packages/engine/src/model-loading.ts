@@ -27,7 +27,10 @@ export async function loadModelFromCheckpoint(
   options: { step?: number; ema?: boolean } = {},
 ): Promise<LoadedModel> {
   const useEma = options.ema ?? true;
-  const found = options.step !== undefined ? await loadCheckpointAt(store, prefix, options.step) : await loadLatestCheckpoint(store, prefix);
+  const found =
+    options.step !== undefined
+      ? await loadCheckpointAt(store, prefix, options.step)
+      : await loadLatestCheckpoint(store, prefix);
   if (found === undefined) throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint under ${store.urlOf(prefix)}`);
   const { ref, files } = found;
   const skipped = found.skipped.map((s) => s.reason);

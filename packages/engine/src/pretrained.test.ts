@@ -38,7 +38,8 @@ describe('the shipped reference model fashion-mnist-cpu', () => {
       expect(measured.pixelMean).toBeCloseTo(check.pixelMean, 2);
       expect(measured.pixelBackground).toBeCloseTo(check.pixelBackground, 2);
       // Bit-identical on the backend it was exported with (wasm: one thread, the same kernels).
-      if (check.samplesSha256 !== undefined && tf.getBackend() === 'wasm') expect(measured.samplesSha256).toBe(check.samplesSha256);
+      if (check.samplesSha256 !== undefined && tf.getBackend() === 'wasm')
+        expect(measured.samplesSha256).toBe(check.samplesSha256);
     } finally {
       loaded.model.dispose();
     }
@@ -56,23 +57,32 @@ describe('the shipped reference model fashion-mnist-cpu', () => {
       const tampered = await fs.readFile(weights);
       tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
       await fs.writeFile(weights, tampered);
-      expect(() => readPretrained('fashion-mnist-cpu', root)).toThrow(new RegExp(`fails its check: ${tampered.length} bytes with sha256 [0-9a-f]{64}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`));
+      expect(() => readPretrained('fashion-mnist-cpu', root)).toThrow(
+        new RegExp(
+          `fails its check: ${tampered.length} bytes with sha256 [0-9a-f]{64}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`,
+        ),
+      );
       await fs.rm(weights);
       expect(() => readPretrained('fashion-mnist-cpu', root)).toThrow(/cannot read .*ema.safetensors/);
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }
-    expect(() => readPretrained('imagenet-gpu')).toThrow(/no pretrained model "imagenet-gpu"; shipped: fashion-mnist-cpu/);
+    expect(() => readPretrained('imagenet-gpu')).toThrow(
+      /no pretrained model "imagenet-gpu"; shipped: fashion-mnist-cpu/,
+    );
   });
 });
 
 describe('the shipped fmnist_cnn extractor weights', () => {
-  it('are what an evaluation uses when its cache has none: the recipe\'s pinned weights, nothing trained', async () => {
+  it("are what an evaluation uses when its cache has none: the recipe's pinned weights, nothing trained", async () => {
     const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-shipped-extractor-'));
     const lines: string[] = [];
     try {
       const cache = new FileStore(root);
-      const extractor = await openFeatureExtractor('fmnist_cnn', FMNIST_CNN_INPUT, { cache, onLog: (line) => lines.push(line) });
+      const extractor = await openFeatureExtractor('fmnist_cnn', FMNIST_CNN_INPUT, {
+        cache,
+        onLog: (line) => lines.push(line),
+      });
       expect(extractor.weightsSha256).toBe(FMNIST_CNN_WASM_SHA256);
       extractor.dispose();
       expect(lines).toEqual([]);
@@ -90,7 +100,9 @@ describe('the shipped fmnist_cnn extractor weights', () => {
       const tampered = Buffer.from(shipped);
       tampered[100] = tampered[100]! ^ 1;
       await fs.writeFile(path.join(root, 'fmnist_cnn-v1.safetensors'), tampered);
-      expect(() => readShippedExtractor('fmnist_cnn-v1', root)).toThrow(/fmnist_cnn-v1.safetensors fails its check: 394872 bytes with sha256 [0-9a-f]{64}, expected 394872 bytes with sha256 950e9d42/);
+      expect(() => readShippedExtractor('fmnist_cnn-v1', root)).toThrow(
+        /fmnist_cnn-v1.safetensors fails its check: 394872 bytes with sha256 [0-9a-f]{64}, expected 394872 bytes with sha256 950e9d42/,
+      );
       await fs.rm(path.join(root, 'fmnist_cnn-v1.safetensors'));
       expect(() => readShippedExtractor('fmnist_cnn-v1', root)).toThrow(/cannot read .*fmnist_cnn-v1.safetensors/);
     } finally {

@@ -16,7 +16,15 @@ import { generateSamples } from './sampling';
 export function loadPretrainedModel(name: string): LoadedModel & { readonly manifest: PretrainedManifest } {
   const { manifest, weights, url } = readPretrained(name);
   const model = unetFromWeights(weights);
-  return { model, diffusion: new GaussianDiffusion(manifest.train.diffusion), config: manifest.train, ref: { step: manifest.step, key: `pretrained/${name}`, url }, ema: true, skipped: [], manifest };
+  return {
+    model,
+    diffusion: new GaussianDiffusion(manifest.train.diffusion),
+    config: manifest.train,
+    ref: { step: manifest.step, key: `pretrained/${name}`, url },
+    ema: true,
+    skipped: [],
+    manifest,
+  };
 }
 
 /**
@@ -24,8 +32,18 @@ export function loadPretrainedModel(name: string): LoadedModel & { readonly mani
  * mean and background fraction on [0, 1], and the sha256 of their 8-bit values. On wasm, on our
  * kernels' plain build (no fused multiply-adds): the same bytes on every CPU.
  */
-export async function samplingCheck(model: UNet, diffusion: GaussianDiffusion, check: { readonly count: number; readonly steps: number; readonly seed: number }): Promise<{ pixelMean: number; pixelBackground: number; samplesSha256: string }> {
-  const { values } = await withPlainArithmetic(() => generateSamples(model, diffusion, check.count, { sampler: { kind: 'ancestral', steps: check.steps }, seed: check.seed, batch: 16 }));
+export async function samplingCheck(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  check: { readonly count: number; readonly steps: number; readonly seed: number },
+): Promise<{ pixelMean: number; pixelBackground: number; samplesSha256: string }> {
+  const { values } = await withPlainArithmetic(() =>
+    generateSamples(model, diffusion, check.count, {
+      sampler: { kind: 'ancestral', steps: check.steps },
+      seed: check.seed,
+      batch: 16,
+    }),
+  );
   const bytes = toUint8(values);
   const stats = new PixelTally().addBytes(bytes).result();
   return { pixelMean: stats.mean, pixelBackground: stats.background, samplesSha256: sha256Hex(bytes) };

@@ -4,7 +4,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
 import { composeGrid, encodePng, gridColumns, toUint8, viewScale } from './images';
-import { type SampleSplit, generateSamples, interpolationFigure, progressiveStrip, sampleGrid, samplingDiffusion, sharedLatentFigure } from './sampling';
+import {
+  type SampleSplit,
+  generateSamples,
+  interpolationFigure,
+  progressiveStrip,
+  sampleGrid,
+  samplingDiffusion,
+  sharedLatentFigure,
+} from './sampling';
 import { useWasm } from './test-support';
 
 beforeAll(useWasm);
@@ -32,7 +40,13 @@ describe('pictures', () => {
   });
 
   it('encodes PNGs that decode to the same pixels', async () => {
-    const picture = composeGrid(Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => (i * 37) % 256), 1, 4, 3, { margin: 0 });
+    const picture = composeGrid(
+      Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => (i * 37) % 256),
+      1,
+      4,
+      3,
+      { margin: 0 },
+    );
     const png = await encodePng(picture, 1);
     const { data, info } = await sharp(Buffer.from(png)).raw().toBuffer({ resolveWithObject: true });
     expect([info.width, info.height, info.channels]).toEqual([4, 4, 3]);
@@ -55,7 +69,9 @@ describe('sampling tools', () => {
     const d = await generateSamples(net, base, 2, { seed: 4, sampler: { kind: 'ddim', steps: 4, eta: 0 } });
     expect(d.values.every(Number.isFinite)).toBe(true);
     expect(samplingDiffusion(base, { kind: 'ddim', steps: 50, eta: 0 }).timestepMap[1]).toBe(20);
-    expect(() => samplingDiffusion(base, { kind: 'ancestral', steps: 0 })).toThrow('sampling steps must be an integer in [1, 1000], got 0');
+    expect(() => samplingDiffusion(base, { kind: 'ancestral', steps: 0 })).toThrow(
+      'sampling steps must be an integer in [1, 1000], got 0',
+    );
     const { picture } = await sampleGrid(net, base, 5, { seed: 1, sampler: { kind: 'ancestral', steps: 3 } });
     expect([picture.width, picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
     net.dispose();
@@ -86,11 +102,18 @@ describe('sampling tools', () => {
       }));
       const results = await Promise.all(splits.map((split) => generateSamples(net, base, 7, { ...options, split })));
       expect(Buffer.compare(Buffer.from(results[0]!.values.buffer), Buffer.from(alone.values.buffer))).toBe(0);
-      expect(drawnBy.slice(1)).toEqual(Array.from({ length: worldSize - 1 }, (_, r) => [0, 1, 2, 3].filter((k) => k % worldSize === r + 1)));
+      expect(drawnBy.slice(1)).toEqual(
+        Array.from({ length: worldSize - 1 }, (_, r) => [0, 1, 2, 3].filter((k) => k % worldSize === r + 1)),
+      );
       // Another rank fills in only its own batches.
       const per = 32 * 32;
       expect(results[1]!.values.subarray(0, 2 * per).every((v) => v === 0)).toBe(true);
-      expect(Buffer.compare(Buffer.from(results[1]!.values.slice(2 * per, 4 * per).buffer), Buffer.from(alone.values.slice(2 * per, 4 * per).buffer))).toBe(0);
+      expect(
+        Buffer.compare(
+          Buffer.from(results[1]!.values.slice(2 * per, 4 * per).buffer),
+          Buffer.from(alone.values.slice(2 * per, 4 * per).buffer),
+        ),
+      ).toBe(0);
     }
     net.dispose();
   });
@@ -103,12 +126,26 @@ describe('sampling tools', () => {
     expect([strip.picture.width, strip.picture.height]).toEqual([4 * 34 + 2, 2 * 34 + 2]);
     const a = tf.fill<tf.Rank.R4>([1, 32, 32, 1], -0.5);
     const b = tf.fill<tf.Rank.R4>([1, 32, 32, 1], 0.5);
-    const interp = await interpolationFigure(net, samplingDiffusion(base, { kind: 'ancestral', steps: 10 }), a, b, [0, 5], { seed: 2, lambdas: [0, 0.5, 1] });
+    const interp = await interpolationFigure(
+      net,
+      samplingDiffusion(base, { kind: 'ancestral', steps: 10 }),
+      a,
+      b,
+      [0, 5],
+      { seed: 2, lambdas: [0, 0.5, 1] },
+    );
     expect([interp.picture.width, interp.picture.height]).toEqual([3 * 34 + 2, 2 * 34 + 2]);
     // At t = 0 the row is the pixel mix: -0.5 → 64, 0 → 128, 0.5 → 191.
     const row0 = interp.picture.pixels;
-    expect([row0[2 * interp.picture.width + 2], row0[2 * interp.picture.width + 36], row0[2 * interp.picture.width + 70]]).toEqual([64, 128, 191]);
-    const shared = await sharedLatentFigure(net, base, [6, 1], 3, { seed: 3, sampler: { kind: 'ancestral', steps: 6 } });
+    expect([
+      row0[2 * interp.picture.width + 2],
+      row0[2 * interp.picture.width + 36],
+      row0[2 * interp.picture.width + 70],
+    ]).toEqual([64, 128, 191]);
+    const shared = await sharedLatentFigure(net, base, [6, 1], 3, {
+      seed: 3,
+      sampler: { kind: 'ancestral', steps: 6 },
+    });
     expect([shared.picture.width, shared.picture.height]).toEqual([4 * 34 + 2, 2 * 34 + 2]);
     tf.dispose([a, b]);
     expect(tf.memory().numTensors).toBe(before);

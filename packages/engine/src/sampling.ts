@@ -108,7 +108,8 @@ export async function generateSamples(
   count: number,
   options: SampleOptions = {},
 ): Promise<{ values: Float32Array; seed: number }> {
-  if (!Number.isInteger(count) || count < 1) throw engineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
+  if (!Number.isInteger(count) || count < 1)
+    throw engineError('DDPM_CONFIG_INVALID', `sample count must be a positive integer, got ${count}`);
   const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -121,7 +122,11 @@ export async function generateSamples(
   const stepsPerChunk = diffusion.numTimesteps;
   const split = options.split;
   const share = options.share;
-  if (split && share) throw engineError('DDPM_CONFIG_INVALID', 'a sampling call either relays its batches to rank 0 (split) or leaves the others zero (share), not both');
+  if (split && share)
+    throw engineError(
+      'DDPM_CONFIG_INVALID',
+      'a sampling call either relays its batches to rank 0 (split) or leaves the others zero (share), not both',
+    );
   for (let k = 0; k < chunks; k++) {
     const n = Math.min(batch, count - k * batch);
     const index = (options.firstBatch ?? 0) + k;
@@ -134,7 +139,11 @@ export async function generateSamples(
       if (split.rank === 0) {
         const received = await split.receive(index);
         // A rank sampling something else (another count or model): the generation ends and restarts.
-        if (received.length !== n * per) throw groupError('DDPM_GROUP_DIVERGED', `batch ${index} arrived with ${received.length} values for ${n} images of ${per}`);
+        if (received.length !== n * per)
+          throw groupError(
+            'DDPM_GROUP_DIVERGED',
+            `batch ${index} arrived with ${received.length} values for ${n} images of ${per}`,
+          );
         values.set(received, k * batch * per);
       }
       options.onProgress?.((k + 1) * stepsPerChunk, chunks * stepsPerChunk);
@@ -160,10 +169,24 @@ export async function generateSamples(
 }
 
 /** A grid picture of samples. */
-export async function sampleGrid(model: UNet, base: GaussianDiffusion, count: number, options: SampleOptions & { columns?: number } = {}): Promise<{ picture: Picture; seed: number }> {
+export async function sampleGrid(
+  model: UNet,
+  base: GaussianDiffusion,
+  count: number,
+  options: SampleOptions & { columns?: number } = {},
+): Promise<{ picture: Picture; seed: number }> {
   const { values, seed } = await generateSamples(model, base, count, options);
   const { imageSize, inChannels } = model.config;
-  return { picture: composeGrid(toUint8(values), count, imageSize, inChannels, options.columns ? { columns: options.columns } : {}), seed };
+  return {
+    picture: composeGrid(
+      toUint8(values),
+      count,
+      imageSize,
+      inChannels,
+      options.columns ? { columns: options.columns } : {},
+    ),
+    seed,
+  };
 }
 
 /**
@@ -178,7 +201,8 @@ export async function progressiveStrip(
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; frames: number[]; seed: number }> {
   const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
-  if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
+  if (sampler.kind !== 'ancestral')
+    throw engineError('DDPM_CONFIG_INVALID', 'progressive generation uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { imageSize: s, inChannels: c } = model.config;
@@ -198,7 +222,11 @@ export async function progressiveStrip(
   }
   const frameTs = frames.map((f) => f.t);
   tf.dispose([result.sample, ...frames.map((f) => f.predXStart)]);
-  return { picture: composeGrid(toUint8(tiles), count * frames.length, s, c, { columns: frames.length }), frames: frameTs, seed };
+  return {
+    picture: composeGrid(toUint8(tiles), count * frames.length, s, c, { columns: frames.length }),
+    frames: frameTs,
+    seed,
+  };
 }
 
 /**
@@ -243,7 +271,8 @@ export async function sharedLatentFigure(
   options: Omit<SampleOptions, 'batch'> = {},
 ): Promise<{ picture: Picture; seed: number }> {
   const sampler = options.sampler ?? { kind: 'ancestral', steps: base.numTimesteps };
-  if (sampler.kind !== 'ancestral') throw engineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
+  if (sampler.kind !== 'ancestral')
+    throw engineError('DDPM_CONFIG_INVALID', 'shared-latent sampling uses the ancestral sampler');
   const diffusion = samplingDiffusion(base, sampler);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { imageSize: s, inChannels: c } = model.config;
@@ -274,17 +303,31 @@ export async function renderSamples(
   config: SampleConfig,
   options: Pick<SampleOptions, 'batch' | 'signal' | 'onProgress' | 'split'> = {},
 ): Promise<{ picture: Picture; metadata: Record<string, unknown> }> {
-  const common = { sampler: config.sampler, seed: config.seed, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+  const common = {
+    sampler: config.sampler,
+    seed: config.seed,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  };
   const described = { kind: config.kind, count: config.count, sampler: config.sampler, seed: config.seed };
-  if (options.split && config.kind !== 'grid') throw engineError('DDPM_CONFIG_INVALID', `only grid sampling is split across a group, not ${config.kind}`);
+  if (options.split && config.kind !== 'grid')
+    throw engineError('DDPM_CONFIG_INVALID', `only grid sampling is split across a group, not ${config.kind}`);
   switch (config.kind) {
     case 'grid': {
-      const { picture } = await sampleGrid(model, base, config.count, { ...common, ...(options.batch ? { batch: options.batch } : {}), ...(options.split ? { split: options.split } : {}) });
+      const { picture } = await sampleGrid(model, base, config.count, {
+        ...common,
+        ...(options.batch ? { batch: options.batch } : {}),
+        ...(options.split ? { split: options.split } : {}),
+      });
       return { picture, metadata: described };
     }
     case 'progressive': {
       // resolveSample always sets it for progressive sampling; a config without it was not resolved.
-      if (config.every === undefined) throw engineError('DDPM_CONFIG_INVALID', 'progressive sampling needs `every` (resolve the sample config first)');
+      if (config.every === undefined)
+        throw engineError(
+          'DDPM_CONFIG_INVALID',
+          'progressive sampling needs `every` (resolve the sample config first)',
+        );
       const { picture, frames } = await progressiveStrip(model, base, config.count, config.every, common);
       return { picture, metadata: { ...described, every: config.every, frames } };
     }

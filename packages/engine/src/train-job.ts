@@ -58,7 +58,13 @@ export interface TrainJobOutcome {
   /** Why it stopped (the abort signal's reason, or a group member's). */
   readonly stopReason?: string;
   readonly checkpoint?: CheckpointRef;
-  readonly grid?: { readonly key: string; readonly url: string; readonly count: number; readonly sampler: SamplerSpec; readonly seed: number };
+  readonly grid?: {
+    readonly key: string;
+    readonly url: string;
+    readonly count: number;
+    readonly sampler: SamplerSpec;
+    readonly seed: number;
+  };
   readonly resumedFrom?: { readonly step: number; readonly ignored: readonly string[] };
   /** The run ended at its time budget (`budgetMinutes`) before its length. */
   readonly budgetSpent?: boolean;
@@ -94,17 +100,28 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
       const gather = group !== undefined && group.worldSize > 1 ? group.evaluationGather?.(step) : undefined;
       try {
-        const { entry: measured } = await evaluateDuringTraining(trainer.ema, trainer.diffusion, c.dataset, evaluation, step, {
-          cache: options.cache ?? options.store,
-          onLog: log,
-          // A group's ranks all finish the evaluation, then stop together at the next step.
-          ...(options.signal && !group ? { signal: options.signal } : {}),
-          ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
-          ...(options.onAlive ? { onAlive: options.onAlive } : {}),
-          ...(gather ? { gather } : {}),
-        });
+        const { entry: measured } = await evaluateDuringTraining(
+          trainer.ema,
+          trainer.diffusion,
+          c.dataset,
+          evaluation,
+          step,
+          {
+            cache: options.cache ?? options.store,
+            onLog: log,
+            // A group's ranks all finish the evaluation, then stop together at the next step.
+            ...(options.signal && !group ? { signal: options.signal } : {}),
+            ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
+            ...(options.onAlive ? { onAlive: options.onAlive } : {}),
+            ...(gather ? { gather } : {}),
+          },
+        );
         const entry: EvalHistoryEntry = { ...measured, trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10 };
-        log(`evaluation at step ${step}: ${Object.entries(entry.metrics).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join(', ')} (${entry.seconds.toFixed(1)} s)`);
+        log(
+          `evaluation at step ${step}: ${Object.entries(entry.metrics)
+            .map(([k, v]) => `${k} ${v.toPrecision(5)}`)
+            .join(', ')} (${entry.seconds.toFixed(1)} s)`,
+        );
         if (writer) {
           await (group ? group.assertWriter() : options.fence?.());
           await appendEvalHistory(options.store, options.prefix, entry);
@@ -144,10 +161,15 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       step: result.step,
       ...(result.stopReason !== undefined ? { stopReason: result.stopReason } : {}),
       ...(result.checkpoint ? { checkpoint: result.checkpoint } : {}),
-      ...(trainer.resumedFrom ? { resumedFrom: { step: trainer.resumedFrom.step, ignored: trainer.ignoredOnResume } } : {}),
+      ...(trainer.resumedFrom
+        ? { resumedFrom: { step: trainer.resumedFrom.step, ignored: trainer.ignoredOnResume } }
+        : {}),
       ...(result.budgetSpent ? { budgetSpent: true } : {}),
     };
-    if (result.budgetSpent) log(`the time budget (${c.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${c.steps}`);
+    if (result.budgetSpent)
+      log(
+        `the time budget (${c.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${c.steps}`,
+      );
     if (result.status === 'stopped') {
       log(`stopped at step ${result.step}`);
       return outcome;

@@ -18,7 +18,9 @@ async function snapshot(trainer: Trainer): Promise<Float32Array[]> {
 }
 
 function identical(a: Float32Array[], b: Float32Array[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => Object.is(v, b[i]![j])));
+  return (
+    a.length === b.length && a.every((x, i) => x.length === b[i]!.length && x.every((v, j) => Object.is(v, b[i]![j])))
+  );
 }
 
 describe('the optimizer step', () => {
@@ -30,22 +32,35 @@ describe('the optimizer step', () => {
     shapes.map((s, k) => tf.variable(tf.tensor(values(seed + k, sizeOf(s)), s)));
   /** Each pair of tensor lists holds the same bytes, tensor by tensor. */
   const expectSameBits = (pairs: readonly (readonly [readonly tf.Tensor[], readonly tf.Tensor[]])[]): void => {
-    for (const [a, b] of pairs) a.forEach((t, k) => expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true));
+    for (const [a, b] of pairs)
+      a.forEach((t, k) =>
+        expect(Buffer.from(t.dataSync().buffer).equals(Buffer.from(b[k]!.dataSync().buffer))).toBe(true),
+      );
   };
 
   it('in one wasm kernel gives the same bits as clipping, Adam and the EMA composed of tfjs ops, SIMD body and scalar tail', () => {
-    const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.31 + i * 1.7) * (1 + (i % 5)));
+    const values = (seed: number, size: number): Float32Array =>
+      Float32Array.from({ length: size }, (_, i) => Math.sin(seed * 7.31 + i * 1.7) * (1 + (i % 5)));
     const make = (seed: number): tf.Variable[] => variables(values, seed);
     const [fusedParams, fusedEma, composedParams, composedEma] = [make(1), make(2), make(1), make(2)];
     const fused = new Adam(fusedParams, hyper);
     const composed = new Adam(composedParams, hyper);
-    for (const [step, scale, lr, decay] of [[1, 0.37, 2e-4, 0.1], [2, 1, 2e-4, 0.9999], [3, 0.05, 1e-3, 0.995]] as const) {
+    for (const [step, scale, lr, decay] of [
+      [1, 0.37, 2e-4, 0.1],
+      [2, 1, 2e-4, 0.9999],
+      [3, 0.05, 1e-3, 0.995],
+    ] as const) {
       const grads = shapes.map((s, k) => tf.tensor(values(10 * step + k, sizeOf(s)), s));
       expect(fused.applyFusedWithEma(grads, lr, scale, fusedEma, decay)).toBe(true);
       const clipped = scale === 1 ? grads : grads.map((g) => tf.mul(g, scale));
       composed.apply(clipped, lr);
       updateEma(composedEma, composedParams, decay);
-      expectSameBits([[fusedParams, composedParams], [fusedEma, composedEma], [fused.m, composed.m], [fused.v, composed.v]]);
+      expectSameBits([
+        [fusedParams, composedParams],
+        [fusedEma, composedEma],
+        [fused.m, composed.m],
+        [fused.v, composed.v],
+      ]);
       tf.dispose(clipped === grads ? grads : [...grads, ...clipped]);
     }
     expect(fused.step).toBe(3);
@@ -54,8 +69,9 @@ describe('the optimizer step', () => {
     composed.dispose();
   });
 
-  it('takes the gradients as one flat tensor (a group\'s sum) to the same bits as one tensor per variable', () => {
-    const values = (seed: number, size: number): Float32Array => Float32Array.from({ length: size }, (_, i) => Math.cos(seed * 3.1 + i * 0.7) * (1 + (i % 3)));
+  it("takes the gradients as one flat tensor (a group's sum) to the same bits as one tensor per variable", () => {
+    const values = (seed: number, size: number): Float32Array =>
+      Float32Array.from({ length: size }, (_, i) => Math.cos(seed * 3.1 + i * 0.7) * (1 + (i % 3)));
     const make = (seed: number): tf.Variable[] => variables(values, seed);
     const [flatParams, flatEma, perParams, perEma] = [make(1), make(2), make(1), make(2)];
     const flatAdam = new Adam(flatParams, hyper);
@@ -68,10 +84,17 @@ describe('the optimizer step', () => {
       expect(perAdam.applyFusedWithEma(per, 1e-3, 0.5, perEma, 0.99)).toBe(true);
       tf.dispose([all, ...per]);
     }
-    expectSameBits([[flatParams, perParams], [flatEma, perEma], [flatAdam.m, perAdam.m], [flatAdam.v, perAdam.v]]);
+    expectSameBits([
+      [flatParams, perParams],
+      [flatEma, perEma],
+      [flatAdam.m, perAdam.m],
+      [flatAdam.v, perAdam.v],
+    ]);
     // A flat tensor of the wrong length is refused before anything changes.
     const short = tf.zeros([10]);
-    expect(() => flatAdam.applyFusedWithEma(short, 1e-3, 1, flatEma, 0.99)).toThrow(/10 gradient values for 305 parameters/);
+    expect(() => flatAdam.applyFusedWithEma(short, 1e-3, 1, flatEma, 0.99)).toThrow(
+      /10 gradient values for 305 parameters/,
+    );
     expect(flatAdam.step).toBe(3);
     tf.dispose([short, ...flatParams, ...flatEma, ...perParams, ...perEma]);
     flatAdam.dispose();
@@ -157,10 +180,12 @@ describe('Trainer', () => {
       const ema = await Promise.all(t.ema.variables.map(async (v) => await v.data()));
       let worst = 0;
       let moved = 0;
-      ema.forEach((e, i) => e.forEach((x, j) => {
-        worst = Math.max(worst, Math.abs(x - expected[i]![j]!));
-        moved = Math.max(moved, Math.abs(x - initial[i]![j]!));
-      }));
+      ema.forEach((e, i) =>
+        e.forEach((x, j) => {
+          worst = Math.max(worst, Math.abs(x - expected[i]![j]!));
+          moved = Math.max(moved, Math.abs(x - initial[i]![j]!));
+        }),
+      );
       // float32 arithmetic against float64: a few ulps; and the EMA did move.
       expect(worst).toBeLessThan(1e-6);
       expect(moved).toBeGreaterThan(1e-4);
@@ -179,7 +204,10 @@ describe('Trainer', () => {
   it('refuses a checkpoint that fails its checksum and falls back to the previous good one', async () => {
     const { store, root, cleanup } = await tempStore();
     try {
-      const t = await Trainer.open(tinyRun({ steps: 2, checkpointEvery: 1, keepCheckpoints: 5 }), { store, prefix: 'run' });
+      const t = await Trainer.open(tinyRun({ steps: 2, checkpointEvery: 1, keepCheckpoints: 5 }), {
+        store,
+        prefix: 'run',
+      });
       await t.run();
       t.dispose();
       const refs = await listCheckpoints(store, 'run');
@@ -190,9 +218,15 @@ describe('Trainer', () => {
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
       await fs.writeFile(file, bytes);
       const warnings: string[] = [];
-      const resumed = await Trainer.open(tinyRun({ steps: 2 }), { store, prefix: 'run', onWarning: (w) => warnings.push(w) });
+      const resumed = await Trainer.open(tinyRun({ steps: 2 }), {
+        store,
+        prefix: 'run',
+        onWarning: (w) => warnings.push(w),
+      });
       expect(resumed.step).toBe(1);
-      expect(warnings[0]).toMatch(/step-000000002\/manifest.json: model.safetensors fails its checksum .*; using an older checkpoint/);
+      expect(warnings[0]).toMatch(
+        /step-000000002\/manifest.json: model.safetensors fails its checksum .*; using an older checkpoint/,
+      );
       resumed.dispose();
       const loaded = await loadModelFromCheckpoint(store, 'run');
       expect(loaded.ref.step).toBe(1);
@@ -201,7 +235,9 @@ describe('Trainer', () => {
       // With every checkpoint corrupt, nothing is loaded and the error says why.
       const older = path.join(root, refs[1]!.key, 'ema.safetensors');
       await fs.writeFile(older, 'garbage');
-      await expect(Trainer.open(tinyRun({ steps: 2 }), { store, prefix: 'run' })).rejects.toThrow(/no usable checkpoint under .*ema.safetensors fails its checksum/);
+      await expect(Trainer.open(tinyRun({ steps: 2 }), { store, prefix: 'run' })).rejects.toThrow(
+        /no usable checkpoint under .*ema.safetensors fails its checksum/,
+      );
     } finally {
       await cleanup();
     }
@@ -242,8 +278,13 @@ describe('Trainer', () => {
   it('refuses an invalid configuration before opening anything, naming the setting', async () => {
     const { store, cleanup } = await tempStore();
     try {
-      await expect(Trainer.open({ ...tinyRun(), batchSize: 6, accumulation: 4 }, { store, prefix: 'run' })).rejects.toThrow('batchSize 6 must be divisible by accumulation 4');
-      await expect(Trainer.open({ ...tinyRun(), keepCheckpoints: 0 }, { store, prefix: 'run' })).rejects.toMatchObject({ code: 'DDPM_CONFIG_INVALID', kind: 'invalid' });
+      await expect(
+        Trainer.open({ ...tinyRun(), batchSize: 6, accumulation: 4 }, { store, prefix: 'run' }),
+      ).rejects.toThrow('batchSize 6 must be divisible by accumulation 4');
+      await expect(Trainer.open({ ...tinyRun(), keepCheckpoints: 0 }, { store, prefix: 'run' })).rejects.toMatchObject({
+        code: 'DDPM_CONFIG_INVALID',
+        kind: 'invalid',
+      });
       expect(await store.list('')).toEqual([]);
     } finally {
       await cleanup();
@@ -256,7 +297,10 @@ describe('Trainer', () => {
       const first = await Trainer.open(tinyRun({ steps: 1 }), { store, prefix: 'run' });
       await first.run();
       first.dispose();
-      const again = await Trainer.open(tinyRun({ steps: 2, learningRate: 5e-4, checkpointEvery: 7 }), { store, prefix: 'run' });
+      const again = await Trainer.open(tinyRun({ steps: 2, learningRate: 5e-4, checkpointEvery: 7 }), {
+        store,
+        prefix: 'run',
+      });
       expect(again.resumedFrom?.step).toBe(1);
       expect(again.config.optimizer.learningRate).toBe(1e-3);
       expect([again.config.steps, again.config.checkpointEvery]).toEqual([2, 7]);

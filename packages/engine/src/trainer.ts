@@ -119,7 +119,11 @@ export interface GroupLink {
    * Sums the ranks' partial gradient sums (flattened in parameter order) in rank order and gathers
    * their reports; every rank gets the same bytes and the same list.
    */
-  exchange(step: number, partial: Float32Array, report: RankReport): Promise<{ readonly sum: Float32Array; readonly reports: readonly RankReport[] }>;
+  exchange(
+    step: number,
+    partial: Float32Array,
+    report: RankReport,
+  ): Promise<{ readonly sum: Float32Array; readonly reports: readonly RankReport[] }>;
   /** Throws when this rank may no longer write for the run (a newer generation owns it). */
   assertWriter(): Promise<void>;
   /**
@@ -184,10 +188,15 @@ export class Trainer {
           ? undefined
           : await loadLatestCheckpoint(options.store, options.prefix);
     for (const s of latest?.skipped ?? []) options.onWarning?.(`${s.reason}; using an older checkpoint`);
-    const { config, ignored } = latest ? resumedConfig(latest.files.state.config, requested) : { config: requested, ignored: [] };
+    const { config, ignored } = latest
+      ? resumedConfig(latest.files.state.config, requested)
+      : { config: requested, ignored: [] };
     if (latest) validateTrainConfig(config);
     const unetConfig = unetConfigOf(config);
-    const dataset = await openDataset(config.dataset, { imageSize: unetConfig.imageSize, channels: unetConfig.inChannels === 1 ? 1 : 3 });
+    const dataset = await openDataset(config.dataset, {
+      imageSize: unetConfig.imageSize,
+      channels: unetConfig.inChannels === 1 ? 1 : 3,
+    });
     const microBatch = config.batchSize / config.accumulation;
     const seedRng = Rng.fromSeed(config.seed);
     const initRng = seedRng.fork(0);
@@ -219,7 +228,22 @@ export class Trainer {
       randomFlip: config.randomFlip,
       ...(loaderState ? { state: loaderState } : {}),
     });
-    return new Trainer(config, unetConfig, unet, ema, diffusion, dataset, loader, adam, rng, options, imagesSeen, trainSeconds, latest?.ref, ignored);
+    return new Trainer(
+      config,
+      unetConfig,
+      unet,
+      ema,
+      diffusion,
+      dataset,
+      loader,
+      adam,
+      rng,
+      options,
+      imagesSeen,
+      trainSeconds,
+      latest?.ref,
+      ignored,
+    );
   }
 
   /** Optimizer updates done so far. */
@@ -302,7 +326,11 @@ export class Trainer {
         tf.dispose([...previous, ...ordered]);
       }
     }
-    if (summed === undefined) throw engineError('DDPM_CONFIG_INVALID', `micro-batches [${from}, ${to}) of ${this.config.accumulation} are empty`);
+    if (summed === undefined)
+      throw engineError(
+        'DDPM_CONFIG_INVALID',
+        `micro-batches [${from}, ${to}) of ${this.config.accumulation} are empty`,
+      );
     return { sums: summed, lossSum, count, quartileSums, quartileCounts, epoch };
   }
 
@@ -336,13 +364,24 @@ export class Trainer {
    * of the micro-batches, the group's sum of all shares (summed in rank order, as one process adds
    * its micro-batches), then the one division by the micro-batch count.
    */
-  private async groupGradients(group: GroupLink, stop: string | undefined): Promise<Gradients & { stop: string | undefined; computeSeconds: number; exchangeSeconds: number }> {
+  private async groupGradients(
+    group: GroupLink,
+    stop: string | undefined,
+  ): Promise<Gradients & { stop: string | undefined; computeSeconds: number; exchangeSeconds: number }> {
     const M = this.config.accumulation;
     const { rank, worldSize } = group;
-    if (worldSize > M) throw engineError('DDPM_CONFIG_INVALID', `this run takes ${M} micro-batches a step; a group of ${worldSize} ranks cannot split them`);
+    if (worldSize > M)
+      throw engineError(
+        'DDPM_CONFIG_INVALID',
+        `this run takes ${M} micro-batches a step; a group of ${worldSize} ranks cannot split them`,
+      );
     const started = process.hrtime.bigint();
-    const checksum = this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
-    const partial = await this.gradientSums(Math.floor((rank * M) / worldSize), Math.floor(((rank + 1) * M) / worldSize));
+    const checksum =
+      this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
+    const partial = await this.gradientSums(
+      Math.floor((rank * M) / worldSize),
+      Math.floor(((rank + 1) * M) / worldSize),
+    );
     const flat = await flatten(partial.sums, this.flatGradients());
     tf.dispose(partial.sums);
     const computed = process.hrtime.bigint();
@@ -374,10 +413,17 @@ export class Trainer {
       lossSum: total((r) => r.lossSum),
       count: total((r) => r.count),
       quartileSums: [0, 1, 2, 3].map((q) => total((r) => r.quartileSums[q] ?? 0)) as [number, number, number, number],
-      quartileCounts: [0, 1, 2, 3].map((q) => total((r) => r.quartileCounts[q] ?? 0)) as [number, number, number, number],
+      quartileCounts: [0, 1, 2, 3].map((q) => total((r) => r.quartileCounts[q] ?? 0)) as [
+        number,
+        number,
+        number,
+        number,
+      ],
       epoch: reports[0]!.epoch,
       // A cancel or shutdown outranks rank 0's spent budget: the job then stops as asked.
-      stop: reports.find((r) => r.stop !== undefined && r.stop !== BUDGET_STOP)?.stop ?? reports.find((r) => r.stop !== undefined)?.stop,
+      stop:
+        reports.find((r) => r.stop !== undefined && r.stop !== BUDGET_STOP)?.stop ??
+        reports.find((r) => r.stop !== undefined)?.stop,
       computeSeconds: Number(computed - started) / 1e9,
       exchangeSeconds: Number(exchanged - computed) / 1e9,
     };
@@ -396,7 +442,10 @@ export class Trainer {
     const gradNorm = globalNorm(flat, this.unet.variables);
     if (!Number.isFinite(gradNorm)) {
       release();
-      throw engineError('DDPM_NUMERIC', `the gradient norm is ${gradNorm} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
+      throw engineError(
+        'DDPM_NUMERIC',
+        `the gradient norm is ${gradNorm} at step ${this.step + 1}: training diverged (lower the learning rate?)`,
+      );
     }
     const lr = learningRateAt(this.step, learningRate, warmupSteps);
     const scale = gradClipNorm > 0 && gradNorm > gradClipNorm ? gradClipNorm / gradNorm : 1;
@@ -438,7 +487,10 @@ export class Trainer {
     const loss = g.lossSum / g.count;
     if (!Number.isFinite(loss)) {
       if (!(g.grads instanceof Float32Array)) tf.dispose(g.grads);
-      throw engineError('DDPM_NUMERIC', `the loss is ${loss} at step ${this.step + 1}: training diverged (lower the learning rate?)`);
+      throw engineError(
+        'DDPM_NUMERIC',
+        `the loss is ${loss} at step ${this.step + 1}: training diverged (lower the learning rate?)`,
+      );
     }
     const { gradNorm, learningRate } = await this.applyGradients(g.grads);
     const stepSeconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -447,14 +499,18 @@ export class Trainer {
     return {
       step: this.step,
       loss,
-      lossQuartiles: g.quartileSums.map((s, i) => (g.quartileCounts[i] === 0 ? Number.NaN : s / g.quartileCounts[i]!)) as [number, number, number, number],
+      lossQuartiles: g.quartileSums.map((s, i) =>
+        g.quartileCounts[i] === 0 ? Number.NaN : s / g.quartileCounts[i]!,
+      ) as [number, number, number, number],
       gradNorm,
       learningRate,
       imagesPerSecond: g.count / stepSeconds,
       stepSeconds,
       epoch: g.epoch,
       ...(g.stop !== undefined ? { stop: g.stop } : {}),
-      ...(g.computeSeconds !== undefined && g.exchangeSeconds !== undefined ? { group: { computeSeconds: g.computeSeconds, exchangeSeconds: g.exchangeSeconds } } : {}),
+      ...(g.computeSeconds !== undefined && g.exchangeSeconds !== undefined
+        ? { group: { computeSeconds: g.computeSeconds, exchangeSeconds: g.exchangeSeconds } }
+        : {}),
     };
   }
 
@@ -475,14 +531,25 @@ export class Trainer {
       reason,
       ...(this.options.backendName ? { backend: this.options.backendName } : {}),
     };
-    const ref = await writeCheckpoint(this.options.store, this.options.prefix, {
-      state,
-      model: await saveUNetWeights(this.unet, { step: String(this.step) }),
-      ema: await saveUNetWeights(this.ema, { step: String(this.step), ema: 'true' }),
-      optimizer: await saveAdam(this.adam, this.unet),
-    }, fence);
+    const ref = await writeCheckpoint(
+      this.options.store,
+      this.options.prefix,
+      {
+        state,
+        model: await saveUNetWeights(this.unet, { step: String(this.step) }),
+        ema: await saveUNetWeights(this.ema, { step: String(this.step), ema: 'true' }),
+        optimizer: await saveAdam(this.adam, this.unet),
+      },
+      fence,
+    );
     this.verifiedCheckpoints.add(ref.key);
-    await pruneCheckpoints(this.options.store, this.options.prefix, this.config.keepCheckpoints, fence, this.verifiedCheckpoints);
+    await pruneCheckpoints(
+      this.options.store,
+      this.options.prefix,
+      this.config.keepCheckpoints,
+      fence,
+      this.verifiedCheckpoints,
+    );
     return ref;
   }
 
@@ -491,7 +558,13 @@ export class Trainer {
    * `checkpointEvery` steps and at the end. When `signal` aborts, finishes the step in progress,
    * checkpoints, and returns `stopped`.
    */
-  async run(options: RunOptions = {}): Promise<{ status: 'completed' | 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason?: string; budgetSpent?: boolean }> {
+  async run(options: RunOptions = {}): Promise<{
+    status: 'completed' | 'stopped';
+    step: number;
+    checkpoint?: CheckpointRef;
+    stopReason?: string;
+    budgetSpent?: boolean;
+  }> {
     const group = options.group;
     // In a group only rank 0 writes, fenced against a newer generation of the group.
     const writer = group === undefined || group.rank === 0;
@@ -506,7 +579,9 @@ export class Trainer {
       lastSavedStep = this.step;
       await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
     };
-    const stopped = async (reason: string): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: string }> => {
+    const stopped = async (
+      reason: string,
+    ): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: string }> => {
       await save('stopped');
       return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}), stopReason: reason };
     };
@@ -530,7 +605,12 @@ export class Trainer {
       await options.afterStep?.(this.step, stats, ending);
     }
     await save('final');
-    return { status: 'completed', step: this.step, ...(last ? { checkpoint: last } : {}), ...(budgetEnded && !this.done ? { budgetSpent: true } : {}) };
+    return {
+      status: 'completed',
+      step: this.step,
+      ...(last ? { checkpoint: last } : {}),
+      ...(budgetEnded && !this.done ? { budgetSpent: true } : {}),
+    };
   }
 
   dispose(): void {
@@ -577,7 +657,8 @@ export function globalNorm(flat: Float32Array, like: readonly { readonly size: n
     total = Math.fround(total + sum);
     offset = end;
   }
-  if (offset !== flat.length) throw new Error(`internal error: ${flat.length} gradient values for ${offset} parameters`);
+  if (offset !== flat.length)
+    throw new Error(`internal error: ${flat.length} gradient values for ${offset} parameters`);
   return Math.fround(Math.sqrt(total));
 }
 

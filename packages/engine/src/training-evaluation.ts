@@ -21,14 +21,25 @@ export function evaluatesAt(config: TrainingEvalConfig, step: number, last: bool
 }
 
 /** Adds an entry (replacing one at the same step) and redraws the curves; returns the history. */
-export async function appendEvalHistory(store: ObjectStore, prefix: string, entry: EvalHistoryEntry): Promise<EvalHistory> {
+export async function appendEvalHistory(
+  store: ObjectStore,
+  prefix: string,
+  entry: EvalHistoryEntry,
+): Promise<EvalHistory> {
   const before = await readEvalHistory(store, prefix);
   const entries = [...before.entries.filter((e) => e.step !== entry.step), entry].sort((a, b) => a.step - b.step);
   const history: EvalHistory = { version: 1, entries };
-  await store.put(evalHistoryKey(prefix), new TextEncoder().encode(`${JSON.stringify(history, null, 2)}\n`), { contentType: 'application/json' });
+  await store.put(evalHistoryKey(prefix), new TextEncoder().encode(`${JSON.stringify(history, null, 2)}\n`), {
+    contentType: 'application/json',
+  });
   for (const name of [...new Set(entries.flatMap((e) => Object.keys(e.metrics)))]) {
     const points = entries.filter((e) => e.metrics[name] !== undefined).map((e) => [e.step, e.metrics[name]!] as const);
-    const png = await lineChartPng({ title: `${name} over training (EMA weights)`, xLabel: 'training step', yLabel: name, series: [{ name, points }] });
+    const png = await lineChartPng({
+      title: `${name} over training (EMA weights)`,
+      xLabel: 'training step',
+      yLabel: name,
+      series: [{ name, points }],
+    });
     await store.put(evalCurveKey(prefix, name), png, { contentType: 'image/png' });
   }
   return history;
@@ -47,13 +58,21 @@ export async function evaluateDuringTraining(
   const { every: _every, ...spec } = config;
   // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
   const sampler = { ...spec.samples.sampler, steps: Math.min(spec.samples.sampler.steps, diffusion.numTimesteps) };
-  const evaluation = await evaluateModel(ema, diffusion, dataset, { ...spec, samples: { ...spec.samples, sampler } }, { ...options, describeWeights: `EMA weights at step ${step}` });
+  const evaluation = await evaluateModel(
+    ema,
+    diffusion,
+    dataset,
+    { ...spec, samples: { ...spec.samples, sampler } },
+    { ...options, describeWeights: `EMA weights at step ${step}` },
+  );
   const entry: EvalHistoryEntry = {
     step,
     time: new Date().toISOString(),
     seconds: (Date.now() - started) / 1000,
     metrics: evaluation.metrics,
-    ...(evaluation.extractor ? { extractor: { name: evaluation.extractor.name, weightsSha256: evaluation.extractor.weightsSha256 } } : {}),
+    ...(evaluation.extractor
+      ? { extractor: { name: evaluation.extractor.name, weightsSha256: evaluation.extractor.weightsSha256 } }
+      : {}),
     ...(evaluation.samples ? { samples: evaluation.samples } : {}),
     ...(evaluation.reference ? { reference: evaluation.reference } : {}),
     ...(evaluation.pixels ? { pixels: evaluation.pixels } : {}),

@@ -22,7 +22,7 @@ const flags = ['--target=wasm32', '-O3', '-msimd128', '-ffreestanding', '-fno-bu
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-linalg-'));
 
 function checkSections(bytes) {
-  for (let at = 8; at < bytes.length; ) {
+  for (let at = 8; at < bytes.length;) {
     const id = bytes[at++];
     let size = 0;
     for (let shift = 0; ; shift += 7) {
@@ -40,14 +40,24 @@ try {
   const wasmFile = path.join(tmp, 'linalg.wasm');
   execFileSync('clang', [...flags, '-S', '-o', asmFile, source], { stdio: 'inherit' });
   const asm = fs.readFileSync(asmFile, 'utf8');
-  if (asm.includes('__stack_pointer')) throw new Error('the kernels use the stack; keep locals in registers (no arrays, no address-taken locals)');
+  if (asm.includes('__stack_pointer'))
+    throw new Error('the kernels use the stack; keep locals in registers (no arrays, no address-taken locals)');
   const relaxed = asm.match(/\b(relaxed_\w+|\w*\.fma|\w*\.fms|\w*madd\w*|\w*nmadd\w*)\b/);
   if (relaxed) throw new Error(`the assembly has ${relaxed[0]}: plain SIMD128 only`);
-  execFileSync('clang', [...flags, '-nostdlib', '-Wl,--no-entry', '-Wl,--strip-all', '-Wl,--export=__heap_base', '-o', wasmFile, source], { stdio: 'inherit' });
+  execFileSync(
+    'clang',
+    [...flags, '-nostdlib', '-Wl,--no-entry', '-Wl,--strip-all', '-Wl,--export=__heap_base', '-o', wasmFile, source],
+    { stdio: 'inherit' },
+  );
   const bytes = fs.readFileSync(wasmFile);
   const compiled = new WebAssembly.Module(bytes);
   const imports = WebAssembly.Module.imports(compiled);
-  if (imports.length !== 1 || imports[0].module !== 'env' || imports[0].name !== 'progress' || imports[0].kind !== 'function') {
+  if (
+    imports.length !== 1 ||
+    imports[0].module !== 'env' ||
+    imports[0].name !== 'progress' ||
+    imports[0].kind !== 'function'
+  ) {
     throw new Error(`the module must import only env.progress, got ${JSON.stringify(imports)}`);
   }
   checkSections(bytes);

@@ -13,7 +13,10 @@ describe('FeatureAccumulator', () => {
     const mean = new Float64Array(d);
     for (let i = 0; i < count; i++) for (let k = 0; k < d; k++) mean[k] = mean[k]! + x[i * d + k]! / count;
     const cov = new Float64Array(d * d);
-    for (let i = 0; i < count; i++) for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) cov[a * d + b] = cov[a * d + b]! + ((x[i * d + a]! - mean[a]!) * (x[i * d + b]! - mean[b]!)) / (count - 1);
+    for (let i = 0; i < count; i++)
+      for (let a = 0; a < d; a++)
+        for (let b = 0; b < d; b++)
+          cov[a * d + b] = cov[a * d + b]! + ((x[i * d + a]! - mean[a]!) * (x[i * d + b]! - mean[b]!)) / (count - 1);
     for (const sizes of [[count], [1, 50, 52], [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 3]]) {
       const acc = new FeatureAccumulator(d);
       let start = 0;
@@ -25,7 +28,8 @@ describe('FeatureAccumulator', () => {
       expect(st.count).toBe(count);
       for (let k = 0; k < d; k++) expect(st.mean[k]).toBeCloseTo(mean[k]!, 9);
       for (let k = 0; k < d * d; k++) expect(Math.abs(st.covariance[k]! - cov[k]!)).toBeLessThan(1e-10);
-      for (let a = 0; a < d; a++) for (let b = 0; b < a; b++) expect(st.covariance[a * d + b]).toBe(st.covariance[b * d + a]);
+      for (let a = 0; a < d; a++)
+        for (let b = 0; b < a; b++) expect(st.covariance[a * d + b]).toBe(st.covariance[b * d + a]);
     }
   });
 

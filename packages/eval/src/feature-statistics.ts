@@ -46,8 +46,12 @@ export class FeatureAccumulator {
   private keptCount = 0;
   private readonly rng: Rng;
 
-  constructor(readonly dim: number, options: AccumulatorOptions = {}) {
-    if (!Number.isInteger(dim) || dim < 1) throw evalError('DDPM_EVAL_SHAPE', `a feature dimension must be a positive integer, got ${dim}`);
+  constructor(
+    readonly dim: number,
+    options: AccumulatorOptions = {},
+  ) {
+    if (!Number.isInteger(dim) || dim < 1)
+      throw evalError('DDPM_EVAL_SHAPE', `a feature dimension must be a positive integer, got ${dim}`);
     this.mean = new Float64Array(dim);
     this.scatter = new Float64Array(dim * dim);
     this.keep = options.keep ?? 0;
@@ -63,20 +67,28 @@ export class FeatureAccumulator {
   add(featuresBD: Float32Array | Float64Array, batch: number): void {
     const d = this.dim;
     if (!Number.isInteger(batch) || batch < 1 || featuresBD.length !== batch * d) {
-      throw evalError('DDPM_EVAL_SHAPE', `${featuresBD.length} values are not ${batch} feature vectors of dimension ${d}`);
+      throw evalError(
+        'DDPM_EVAL_SHAPE',
+        `${featuresBD.length} values are not ${batch} feature vectors of dimension ${d}`,
+      );
     }
     const batchMean = new Float64Array(d);
     for (let b = 0; b < batch; b++) {
       for (let k = 0; k < d; k++) {
         const v = featuresBD[b * d + k]!;
-        if (!Number.isFinite(v)) throw evalError('DDPM_EVAL_NOT_FINITE', `feature ${k} of vector ${b} of the batch is ${v} (a diverged model's samples?)`);
+        if (!Number.isFinite(v))
+          throw evalError(
+            'DDPM_EVAL_NOT_FINITE',
+            `feature ${k} of vector ${b} of the batch is ${v} (a diverged model's samples?)`,
+          );
         batchMean[k] = batchMean[k]! + v;
       }
     }
     for (let k = 0; k < d; k++) batchMean[k] = batchMean[k]! / batch;
     // Centred and transposed, [dim, batch], so that the scatter is a product of rows.
     const centredDB = new Float64Array(d * batch);
-    for (let b = 0; b < batch; b++) for (let k = 0; k < d; k++) centredDB[k * batch + b] = featuresBD[b * d + k]! - batchMean[k]!;
+    for (let b = 0; b < batch; b++)
+      for (let k = 0; k < d; k++) centredDB[k * batch + b] = featuresBD[b * d + k]! - batchMean[k]!;
     const batchScatter = rowDots(centredDB, centredDB, d, d, batch, new Float64Array(d * d), true);
     this.addMoments(batch, batchMean, batchScatter);
     this.sample(featuresBD, batch);
@@ -88,7 +100,11 @@ export class FeatureAccumulator {
    */
   addMoments(batch: number, batchMean: Float64Array | Float32Array, batchScatter: Float64Array | Float32Array): void {
     const d = this.dim;
-    if (batchMean.length !== d || batchScatter.length !== d * d) throw evalError('DDPM_EVAL_SHAPE', `moments of dimension ${batchMean.length} (scatter ${batchScatter.length} values) for features of dimension ${d}`);
+    if (batchMean.length !== d || batchScatter.length !== d * d)
+      throw evalError(
+        'DDPM_EVAL_SHAPE',
+        `moments of dimension ${batchMean.length} (scatter ${batchScatter.length} values) for features of dimension ${d}`,
+      );
     const n = this.count + batch;
     const delta = new Float64Array(d);
     for (let k = 0; k < d; k++) delta[k] = batchMean[k]! - this.mean[k]!;
@@ -125,7 +141,8 @@ export class FeatureAccumulator {
   }
 
   statistics(): FeatureStatistics {
-    if (this.count < 2) throw evalError('DDPM_EVAL_TOO_FEW', `a covariance needs at least 2 feature vectors, got ${this.count}`);
+    if (this.count < 2)
+      throw evalError('DDPM_EVAL_TOO_FEW', `a covariance needs at least 2 feature vectors, got ${this.count}`);
     const covariance = Float64Array.from(this.scatter, (v) => v / (this.count - 1));
     return { dim: this.dim, count: this.count, mean: Float64Array.from(this.mean), covariance };
   }

@@ -3,7 +3,12 @@ import { Rng } from '@ddpm/core';
 import { FeatureAccumulator, type FeatureStatistics } from './feature-statistics';
 import { frechetDistance, referenceRoot } from './frechet';
 
-const stats = (mean: number[], covariance: number[]): FeatureStatistics => ({ dim: mean.length, count: 100, mean: Float64Array.from(mean), covariance: Float64Array.from(covariance) });
+const stats = (mean: number[], covariance: number[]): FeatureStatistics => ({
+  dim: mean.length,
+  count: 100,
+  mean: Float64Array.from(mean),
+  covariance: Float64Array.from(covariance),
+});
 
 /** Statistics of `count` random d-dimensional vectors with correlated coordinates. */
 function randomStatistics(d: number, count: number, seed: number, shift = 0): FeatureStatistics {
@@ -28,7 +33,10 @@ describe('frechetDistance', () => {
     // diag(1, 4) and diag(4, 9), means 0 and (1, 2): 5 + 5 + 13 − 2·(2 + 6) = 7.
     expect(frechetDistance(stats([0, 0], [1, 0, 0, 4]), stats([1, 2], [4, 0, 0, 9])).distance).toBeCloseTo(7, 12);
     // [[2, 1], [1, 2]] and [[5, 4], [4, 5]] commute (eigenvalues 3, 1 and 9, 1): 14 − 2(√27 + 1).
-    expect(frechetDistance(stats([0, 0], [2, 1, 1, 2]), stats([0, 0], [5, 4, 4, 5])).distance).toBeCloseTo(12 - 6 * Math.sqrt(3), 12);
+    expect(frechetDistance(stats([0, 0], [2, 1, 1, 2]), stats([0, 0], [5, 4, 4, 5])).distance).toBeCloseTo(
+      12 - 6 * Math.sqrt(3),
+      12,
+    );
   });
 
   it('is ~0 for identical statistics, symmetric, and scales as c² when the features do', () => {
@@ -41,7 +49,11 @@ describe('frechetDistance', () => {
     expect(ab).toBeGreaterThan(0.1);
     expect(Math.abs(ab - ba)).toBeLessThan(1e-9 * ab);
     const c = 3.5;
-    const scale = (s: FeatureStatistics): FeatureStatistics => ({ ...s, mean: s.mean.map((v) => c * v), covariance: s.covariance.map((v) => c * c * v) });
+    const scale = (s: FeatureStatistics): FeatureStatistics => ({
+      ...s,
+      mean: s.mean.map((v) => c * v),
+      covariance: s.covariance.map((v) => c * c * v),
+    });
     expect(frechetDistance(scale(a), scale(b)).distance).toBeCloseTo(c * c * ab, 8);
   });
 
@@ -108,15 +120,22 @@ describe('frechetDistance', () => {
     const d = 2048;
     const identity = new Float64Array(d * d);
     for (let i = 0; i < d; i++) identity[i * d + i] = 1;
-    const r = frechetDistance({ dim: d, count: 10_000, mean: new Float64Array(d), covariance: identity }, { dim: d, count: 10_000, mean: new Float64Array(d).fill(1), covariance: identity });
+    const r = frechetDistance(
+      { dim: d, count: 10_000, mean: new Float64Array(d), covariance: identity },
+      { dim: d, count: 10_000, mean: new Float64Array(d).fill(1), covariance: identity },
+    );
     expect(r.distance).toBeCloseTo(2048, 8);
     expect(r.meanTerm).toBe(2048);
     expect(r.rank).toBe(2048);
   }, 30_000);
 
   it('refuses incomparable or broken statistics with a message that names the problem', () => {
-    expect(() => frechetDistance(stats([0], [1]), stats([0, 0], [1, 0, 0, 1]))).toThrow(/dimension 2 cannot be compared with a reference of dimension 1/);
-    expect(() => frechetDistance(stats([0, 0], [1, 0.5, 0, 1]), stats([0, 0], [1, 0, 0, 1]))).toThrow(/differ; a covariance matrix is symmetric/);
+    expect(() => frechetDistance(stats([0], [1]), stats([0, 0], [1, 0, 0, 1]))).toThrow(
+      /dimension 2 cannot be compared with a reference of dimension 1/,
+    );
+    expect(() => frechetDistance(stats([0, 0], [1, 0.5, 0, 1]), stats([0, 0], [1, 0, 0, 1]))).toThrow(
+      /differ; a covariance matrix is symmetric/,
+    );
     expect(() => frechetDistance(stats([0], [1]), stats([Number.NaN], [1]))).toThrow(/mean\[0\] is NaN/);
   });
 });

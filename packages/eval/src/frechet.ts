@@ -41,8 +41,10 @@ export interface FrechetResult {
 }
 
 function checkStatistics(s: FeatureStatistics, what: string): void {
-  if (s.mean.length !== s.dim) throw evalError('DDPM_EVAL_SHAPE', `${what}: a mean of ${s.mean.length} values for dimension ${s.dim}`);
-  for (let i = 0; i < s.dim; i++) if (!Number.isFinite(s.mean[i]!)) throw evalError('DDPM_EVAL_NOT_FINITE', `${what}: mean[${i}] is ${s.mean[i]}`);
+  if (s.mean.length !== s.dim)
+    throw evalError('DDPM_EVAL_SHAPE', `${what}: a mean of ${s.mean.length} values for dimension ${s.dim}`);
+  for (let i = 0; i < s.dim; i++)
+    if (!Number.isFinite(s.mean[i]!)) throw evalError('DDPM_EVAL_NOT_FINITE', `${what}: mean[${i}] is ${s.mean[i]}`);
   checkSymmetric(s.covariance, s.dim, `${what} covariance`);
 }
 
@@ -56,19 +58,31 @@ function trace(m: Float64Array, n: number): number {
 export function referenceRoot(statistics: FeatureStatistics, options: LinalgOptions = {}): ReferenceRoot {
   checkStatistics(statistics, 'reference statistics');
   const n = statistics.dim;
-  return { statistics, cholesky: pivotedCholesky(statistics.covariance, n, options), trace: trace(statistics.covariance, n) };
+  return {
+    statistics,
+    cholesky: pivotedCholesky(statistics.covariance, n, options),
+    trace: trace(statistics.covariance, n),
+  };
 }
 
 /**
  * The Fréchet distance of `generated` from `reference` (pass a {@link ReferenceRoot} to reuse
  * the reference's factor). Symmetric in its arguments up to rounding.
  */
-export function frechetDistance(reference: FeatureStatistics | ReferenceRoot, generated: FeatureStatistics, options: LinalgOptions = {}): FrechetResult {
+export function frechetDistance(
+  reference: FeatureStatistics | ReferenceRoot,
+  generated: FeatureStatistics,
+  options: LinalgOptions = {},
+): FrechetResult {
   const root = 'cholesky' in reference ? reference : undefined;
   const ref = root ? root.statistics : (reference as FeatureStatistics);
   if (!root) checkStatistics(ref, 'reference statistics');
   checkStatistics(generated, 'generated statistics');
-  if (generated.dim !== ref.dim) throw evalError('DDPM_EVAL_INCOMPARABLE', `features of dimension ${generated.dim} cannot be compared with a reference of dimension ${ref.dim}`);
+  if (generated.dim !== ref.dim)
+    throw evalError(
+      'DDPM_EVAL_INCOMPARABLE',
+      `features of dimension ${generated.dim} cannot be compared with a reference of dimension ${ref.dim}`,
+    );
   const n = ref.dim;
   let meanTerm = 0;
   for (let i = 0; i < n; i++) meanTerm += (ref.mean[i]! - generated.mean[i]!) ** 2;
@@ -79,6 +93,7 @@ export function frechetDistance(reference: FeatureStatistics | ReferenceRoot, ge
     if (lambda < 0) clamped++;
     else traceSqrt += Math.sqrt(lambda);
   }
-  const covarianceTerm = (root ? root.trace : trace(ref.covariance, n)) + trace(generated.covariance, n) - 2 * traceSqrt;
+  const covarianceTerm =
+    (root ? root.trace : trace(ref.covariance, n)) + trace(generated.covariance, n) - 2 * traceSqrt;
   return { distance: meanTerm + covarianceTerm, meanTerm, covarianceTerm, clampedEigenvalues: clamped, rank };
 }

@@ -14,9 +14,19 @@ export interface InceptionScoreResult {
   readonly count: number;
 }
 
-export function inceptionScore(logitsNK: Float32Array | Float64Array, count: number, classes: number, splits = 10): InceptionScoreResult {
-  if (logitsNK.length !== count * classes) throw evalError('DDPM_EVAL_SHAPE', `${logitsNK.length} logits are not ${count} rows of ${classes}`);
-  if (!Number.isInteger(splits) || splits < 1 || count < splits) throw evalError('DDPM_EVAL_TOO_FEW', `the Inception Score over ${splits} splits needs at least ${splits} samples, got ${count}`);
+export function inceptionScore(
+  logitsNK: Float32Array | Float64Array,
+  count: number,
+  classes: number,
+  splits = 10,
+): InceptionScoreResult {
+  if (logitsNK.length !== count * classes)
+    throw evalError('DDPM_EVAL_SHAPE', `${logitsNK.length} logits are not ${count} rows of ${classes}`);
+  if (!Number.isInteger(splits) || splits < 1 || count < splits)
+    throw evalError(
+      'DDPM_EVAL_TOO_FEW',
+      `the Inception Score over ${splits} splits needs at least ${splits} samples, got ${count}`,
+    );
   // log p(y | x) in float64, stably.
   const logP = new Float64Array(count * classes);
   for (let i = 0; i < count; i++) {
@@ -33,7 +43,8 @@ export function inceptionScore(logitsNK: Float32Array | Float64Array, count: num
   const scores: number[] = [];
   for (let s = 0; s < splits; s++) {
     const marginal = new Float64Array(classes);
-    for (let i = s * per; i < (s + 1) * per; i++) for (let k = 0; k < classes; k++) marginal[k] = marginal[k]! + Math.exp(logP[i * classes + k]!) / per;
+    for (let i = s * per; i < (s + 1) * per; i++)
+      for (let k = 0; k < classes; k++) marginal[k] = marginal[k]! + Math.exp(logP[i * classes + k]!) / per;
     let kl = 0;
     for (let i = s * per; i < (s + 1) * per; i++) {
       for (let k = 0; k < classes; k++) {

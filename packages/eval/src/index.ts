@@ -3,8 +3,21 @@
  * statistics, the Fréchet distance, KID, the Inception Score, `.npz` statistics files.
  */
 export { type EvalErrorCode, evalError } from './errors';
-export { type AccumulatorOptions, FeatureAccumulator, type FeatureStatistics, type KeptFeatures } from './feature-statistics';
-export { type FrechetResult, type LinalgOptions, type LinalgPhase, type PivotedCholesky, type ReferenceRoot, frechetDistance, referenceRoot } from './frechet';
+export {
+  type AccumulatorOptions,
+  FeatureAccumulator,
+  type FeatureStatistics,
+  type KeptFeatures,
+} from './feature-statistics';
+export {
+  type FrechetResult,
+  type LinalgOptions,
+  type LinalgPhase,
+  type PivotedCholesky,
+  type ReferenceRoot,
+  frechetDistance,
+  referenceRoot,
+} from './frechet';
 export { type InceptionScoreResult, inceptionScore } from './inception-score';
 export { type PixelStatistics, PixelTally } from './pixel-statistics';
 export { type KidOptions, type KidResult, kernelInceptionDistance } from './kid';

@@ -50,12 +50,25 @@ function kernelSum(a: Float64Array, b: Float64Array, m: number, d: number, offDi
 }
 
 /** KID between features x [n, d] and y [m, d] (row-major). */
-export function kernelInceptionDistance(x: Float32Array, n: number, y: Float32Array, m: number, d: number, options: KidOptions = {}): KidResult {
-  if (x.length !== n * d || y.length !== m * d) throw evalError('DDPM_EVAL_SHAPE', `KID: ${x.length} and ${y.length} values are not ${n} and ${m} vectors of dimension ${d}`);
+export function kernelInceptionDistance(
+  x: Float32Array,
+  n: number,
+  y: Float32Array,
+  m: number,
+  d: number,
+  options: KidOptions = {},
+): KidResult {
+  if (x.length !== n * d || y.length !== m * d)
+    throw evalError(
+      'DDPM_EVAL_SHAPE',
+      `KID: ${x.length} and ${y.length} values are not ${n} and ${m} vectors of dimension ${d}`,
+    );
   const size = Math.min(options.subsetSize ?? 1000, n, m);
-  if (size < 2) throw evalError('DDPM_EVAL_TOO_FEW', `KID needs at least 2 feature vectors on each side, got ${n} and ${m}`);
+  if (size < 2)
+    throw evalError('DDPM_EVAL_TOO_FEW', `KID needs at least 2 feature vectors on each side, got ${n} and ${m}`);
   const subsets = options.subsets ?? 100;
-  if (!Number.isInteger(subsets) || subsets < 1) throw evalError('DDPM_EVAL_SHAPE', `KID subsets must be a positive integer, got ${subsets}`);
+  if (!Number.isInteger(subsets) || subsets < 1)
+    throw evalError('DDPM_EVAL_SHAPE', `KID subsets must be a positive integer, got ${subsets}`);
   const rng = Rng.fromSeed(options.seed ?? 0);
   const values: number[] = [];
   for (let s = 0; s < subsets; s++) {

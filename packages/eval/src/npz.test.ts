@@ -57,9 +57,17 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
     const st = acc.statistics();
     writeFileSync(path.join(dir, 'ours.npz'), statisticsToNpz(st));
     const out = python(
-      ['import numpy as np', 'f = np.load("ours.npz")', 'print(f["mu"].dtype, f["sigma"].shape, int(f["count"][0]))', 'print(repr(f["mu"].tolist()))', 'print(repr(f["sigma"].ravel().tolist()))'].join('\n'),
+      [
+        'import numpy as np',
+        'f = np.load("ours.npz")',
+        'print(f["mu"].dtype, f["sigma"].shape, int(f["count"][0]))',
+        'print(repr(f["mu"].tolist()))',
+        'print(repr(f["sigma"].ravel().tolist()))',
+      ].join('\n'),
       dir,
-    ).trim().split('\n');
+    )
+      .trim()
+      .split('\n');
     expect(out[0]).toBe('float64 (5, 5) 40');
     // Python's repr of a float is the shortest string that reads back to the same double.
     expect(JSON.parse(out[1]!)).toEqual(Array.from(st.mean));
@@ -75,11 +83,17 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
   });
 
   /** Statistics of `count` correlated d-dimensional vectors (an AR(1) along the coordinates), and the vectors. */
-  const make = (d: number, count: number, seed: number, shift: number): { statistics: FeatureStatistics; x: Float64Array } => {
+  const make = (
+    d: number,
+    count: number,
+    seed: number,
+    shift: number,
+  ): { statistics: FeatureStatistics; x: Float64Array } => {
     const rng = Rng.fromSeed(seed);
     const acc = new FeatureAccumulator(d);
     const x = Float64Array.from(rng.normals(count * d));
-    for (let i = 0; i < count; i++) for (let k = 1; k < d; k++) x[i * d + k] = 0.7 * x[i * d + k - 1]! + x[i * d + k]! + shift;
+    for (let i = 0; i < count; i++)
+      for (let k = 1; k < d; k++) x[i * d + k] = 0.7 * x[i * d + k - 1]! + x[i * d + k]! + shift;
     acc.add(x, count);
     return { statistics: acc.statistics(), x };
   };
@@ -104,17 +118,20 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
   it.each([
     [64, 500],
     [256, 1000],
-  ])('gives the Fréchet distance NumPy’s LAPACK eigensolver gives on the same statistics (d = %i, %i vectors)', (d, count) => {
-    const a = make(d, count, 1, 0).statistics;
-    const b = make(d, count, 2, 0.05).statistics;
-    writeFileSync(path.join(dir, 'a.npz'), statisticsToNpz(a));
-    writeFileSync(path.join(dir, 'b.npz'), statisticsToNpz(b));
-    const reference = numpyDistance();
-    const ours = frechetDistance(a, b);
-    expect(reference).toBeGreaterThan(1);
-    expect(ours.rank).toBe(d);
-    expect(Math.abs(ours.distance - reference)).toBeLessThan(1e-9 * reference);
-  });
+  ])(
+    'gives the Fréchet distance NumPy’s LAPACK eigensolver gives on the same statistics (d = %i, %i vectors)',
+    (d, count) => {
+      const a = make(d, count, 1, 0).statistics;
+      const b = make(d, count, 2, 0.05).statistics;
+      writeFileSync(path.join(dir, 'a.npz'), statisticsToNpz(a));
+      writeFileSync(path.join(dir, 'b.npz'), statisticsToNpz(b));
+      const reference = numpyDistance();
+      const ours = frechetDistance(a, b);
+      expect(reference).toBeGreaterThan(1);
+      expect(ours.rank).toBe(d);
+      expect(Math.abs(ours.distance - reference)).toBeLessThan(1e-9 * reference);
+    },
+  );
 
   it('gives the exact Fréchet distance of rank-deficient statistics, where the eigh route only comes near', () => {
     // 100 vectors in 256 dimensions: both covariances have rank 99. The reference value comes from
@@ -159,9 +176,16 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy')('.npz files and N
     expect(() => readNpy(new TextEncoder().encode('hello world'), 'y.npy')).toThrow(/y.npy: not a .npy file/);
     const onlyMu = writeNpz({ mu: { shape: [2], data: Float64Array.of(1, 2) } });
     expect(() => statisticsFromNpz(onlyMu, 'z.npz')).toThrow(/z.npz: needs arrays mu and sigma .* found mu/);
-    const mismatched = writeNpz({ mu: { shape: [2], data: Float64Array.of(1, 2) }, sigma: { shape: [3, 3], data: new Float64Array(9) } });
+    const mismatched = writeNpz({
+      mu: { shape: [2], data: Float64Array.of(1, 2) },
+      sigma: { shape: [3, 3], data: new Float64Array(9) },
+    });
     expect(() => statisticsFromNpz(mismatched, 'w.npz')).toThrow(/sigma has shape \(3, 3\), expected \(2, 2\)/);
-    const badFeatures = writeNpz({ mu: { shape: [2], data: Float64Array.of(1, 2) }, sigma: { shape: [2, 2], data: new Float64Array(4) }, features: { shape: [2, 3], data: new Float64Array(6) } });
+    const badFeatures = writeNpz({
+      mu: { shape: [2], data: Float64Array.of(1, 2) },
+      sigma: { shape: [2, 2], data: new Float64Array(4) },
+      features: { shape: [2, 3], data: new Float64Array(6) },
+    });
     expect(() => statisticsFromNpz(badFeatures, 'f.npz')).toThrow(/features has shape \(2, 3\), expected \(n, 2\)/);
   });
 });

@@ -43,12 +43,19 @@ export function readNpy(bytes: Uint8Array, name = 'array.npy'): NpyArray {
     return fail(name, `.npy format version ${major} is not supported (1, 2 and 3 are)`);
   }
   if (headerStart + headerLength > bytes.length) fail(name, 'truncated header');
-  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(headerStart, headerStart + headerLength));
+  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(
+    bytes.subarray(headerStart, headerStart + headerLength),
+  );
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) return fail(name, `unreadable header ${JSON.stringify(header.trim())}`);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    return fail(name, `unreadable header ${JSON.stringify(header.trim())}`);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(Number);
   if (shape.some((s) => !Number.isInteger(s) || s < 0)) fail(name, `bad shape (${shapeText})`);
   const m = /^([<>|=])([fiu])(\d+)$/.exec(descr);
   if (!m) return fail(name, `dtype ${descr} is not supported (float and integer arrays are)`);
@@ -57,7 +64,8 @@ export function readNpy(bytes: Uint8Array, name = 'array.npy'): NpyArray {
   const little = order !== '>';
   const count = shape.reduce((a, b) => a * b, 1);
   const dataStart = headerStart + headerLength;
-  if (bytes.length - dataStart < count * size) fail(name, `${bytes.length - dataStart} bytes of data for ${count} values of ${size} bytes`);
+  if (bytes.length - dataStart < count * size)
+    fail(name, `${bytes.length - dataStart} bytes of data for ${count} values of ${size} bytes`);
   const read = ((): ((offset: number) => number) => {
     if (kind === 'f' && size === 8) return (o) => view.getFloat64(o, little);
     if (kind === 'f' && size === 4) return (o) => view.getFloat32(o, little);
@@ -90,7 +98,8 @@ export function readNpy(bytes: Uint8Array, name = 'array.npy'): NpyArray {
 /** One `.npy` file (version 1.0, little-endian float64, C order). */
 export function writeNpy(shape: readonly number[], data: Float64Array): Uint8Array {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (data.length !== count) throw evalError('DDPM_EVAL_SHAPE', `${data.length} values for shape (${shape.join(', ')})`);
+  if (data.length !== count)
+    throw evalError('DDPM_EVAL_SHAPE', `${data.length} values for shape (${shape.join(', ')})`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '<f8', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // Magic, version, length, header and its newline together a multiple of 64 bytes.
@@ -125,9 +134,12 @@ export function readNpz(bytes: Uint8Array, name = 'file.npz'): Map<string, NpyAr
 }
 
 /** An `.npz` archive of float64 arrays, stored (as `numpy.savez` writes it). */
-export function writeNpz(arrays: Readonly<Record<string, { shape: readonly number[]; data: Float64Array }>>): Uint8Array {
+export function writeNpz(
+  arrays: Readonly<Record<string, { shape: readonly number[]; data: Float64Array }>>,
+): Uint8Array {
   const files: Record<string, [Uint8Array, { level: 0 }]> = {};
-  for (const [key, { shape, data }] of Object.entries(arrays)) files[`${key}.npy`] = [writeNpy(shape, data), { level: 0 }];
+  for (const [key, { shape, data }] of Object.entries(arrays))
+    files[`${key}.npy`] = [writeNpy(shape, data), { level: 0 }];
   return zipSync(files);
 }
 
@@ -135,18 +147,27 @@ export function writeNpz(arrays: Readonly<Record<string, { shape: readonly numbe
  * Feature statistics from an `.npz` with `mu` [d] and `sigma` [d, d] (pytorch-fid, TTUR), read
  * once: with our own files' `count` and `features` [n, d] when they are there.
  */
-export function statisticsFromNpz(bytes: Uint8Array, name = 'statistics.npz'): FeatureStatistics & { readonly countKnown: boolean; readonly features?: KeptFeatures } {
+export function statisticsFromNpz(
+  bytes: Uint8Array,
+  name = 'statistics.npz',
+): FeatureStatistics & { readonly countKnown: boolean; readonly features?: KeptFeatures } {
   const arrays = readNpz(bytes, name);
   const mu = arrays.get('mu');
   const sigma = arrays.get('sigma');
-  if (!mu || !sigma) return fail(name, `needs arrays mu and sigma (pytorch-fid's format), found ${[...arrays.keys()].join(', ') || 'none'}`);
+  if (!mu || !sigma)
+    return fail(
+      name,
+      `needs arrays mu and sigma (pytorch-fid's format), found ${[...arrays.keys()].join(', ') || 'none'}`,
+    );
   if (mu.shape.length !== 1) fail(name, `mu has shape (${mu.shape.join(', ')}), expected (d,)`);
   const d = mu.shape[0]!;
-  if (sigma.shape.length !== 2 || sigma.shape[0] !== d || sigma.shape[1] !== d) fail(name, `sigma has shape (${sigma.shape.join(', ')}), expected (${d}, ${d}) to match mu`);
+  if (sigma.shape.length !== 2 || sigma.shape[0] !== d || sigma.shape[1] !== d)
+    fail(name, `sigma has shape (${sigma.shape.join(', ')}), expected (${d}, ${d}) to match mu`);
   // Our own files also carry the sample count and a sample of the features; pytorch-fid's do not.
   const n = arrays.get('count');
   const features = arrays.get('features');
-  if (features && (features.shape.length !== 2 || features.shape[1] !== d)) fail(name, `features has shape (${features.shape.join(', ')}), expected (n, ${d}) to match mu`);
+  if (features && (features.shape.length !== 2 || features.shape[1] !== d))
+    fail(name, `features has shape (${features.shape.join(', ')}), expected (n, ${d}) to match mu`);
   return {
     dim: d,
     count: n ? n.data[0]! : 0,
@@ -166,6 +187,8 @@ export function statisticsToNpz(statistics: FeatureStatistics, features?: KeptFe
     mu: { shape: [statistics.dim], data: statistics.mean },
     sigma: { shape: [statistics.dim, statistics.dim], data: statistics.covariance },
     count: { shape: [1], data: Float64Array.of(statistics.count) },
-    ...(features ? { features: { shape: [features.count, statistics.dim], data: Float64Array.from(features.featuresND) } } : {}),
+    ...(features
+      ? { features: { shape: [features.count, statistics.dim], data: Float64Array.from(features.featuresND) } }
+      : {}),
   });
 }

@@ -50,6 +50,12 @@ export class PixelTally {
 
   result(): PixelStatistics {
     if (this.n === 0) throw evalError('DDPM_EVAL_TOO_FEW', 'pixel statistics of no pixels');
-    return { mean: this.sum / this.n, background: this.dark / this.n, aboveHalf: this.half / this.n, saturated: this.bright / this.n, values: this.n };
+    return {
+      mean: this.sum / this.n,
+      background: this.dark / this.n,
+      aboveHalf: this.half / this.n,
+      saturated: this.bright / this.n,
+      values: this.n,
+    };
   }
 }

@@ -38,9 +38,18 @@ describe('kernelInceptionDistance', () => {
   });
 
   it('is near 0 for one distribution and grows with the shift', () => {
-    const same = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 0), 400, d, { subsets: 20, subsetSize: 200 });
-    const near = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 0.3), 400, d, { subsets: 20, subsetSize: 200 });
-    const far = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 1), 400, d, { subsets: 20, subsetSize: 200 });
+    const same = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 0), 400, d, {
+      subsets: 20,
+      subsetSize: 200,
+    });
+    const near = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 0.3), 400, d, {
+      subsets: 20,
+      subsetSize: 200,
+    });
+    const far = kernelInceptionDistance(gaussian(400, 3, 0), 400, gaussian(400, 4, 1), 400, d, {
+      subsets: 20,
+      subsetSize: 200,
+    });
     expect(Math.abs(same.mean)).toBeLessThan(3 * same.std + 0.01);
     expect(near.mean).toBeGreaterThan(same.mean);
     expect(far.mean).toBeGreaterThan(4 * near.mean);
@@ -48,7 +57,9 @@ describe('kernelInceptionDistance', () => {
   });
 
   it('needs two vectors a side', () => {
-    expect(() => kernelInceptionDistance(gaussian(1, 1, 0), 1, gaussian(5, 1, 0), 5, d)).toThrow(/at least 2 feature vectors on each side, got 1 and 5/);
+    expect(() => kernelInceptionDistance(gaussian(1, 1, 0), 1, gaussian(5, 1, 0), 5, d)).toThrow(
+      /at least 2 feature vectors on each side, got 1 and 5/,
+    );
   });
 });
 

@@ -11,5 +11,24 @@ export {
   JobResult,
   type JobType,
 } from './schemas';
-export { cancelChannel, cancelKey, jobIdFor, jobTypeOf, queueName, requestHash, runPrefixOf, sampleKey, sampleKeyBase } from './names';
-export { DEFAULT_DATA_ROOTS, type ServiceConfig, bearerMatches, checkListenerSafety, isLoopback, loadServiceConfig, loadServiceConfigOrExit, redisConnectionOptions } from './service-config';
+export {
+  cancelChannel,
+  cancelKey,
+  jobIdFor,
+  jobTypeOf,
+  queueName,
+  requestHash,
+  runPrefixOf,
+  sampleKey,
+  sampleKeyBase,
+} from './names';
+export {
+  DEFAULT_DATA_ROOTS,
+  type ServiceConfig,
+  bearerMatches,
+  checkListenerSafety,
+  isLoopback,
+  loadServiceConfig,
+  loadServiceConfigOrExit,
+  redisConnectionOptions,
+} from './service-config';

@@ -19,7 +19,14 @@ describe('job names', () => {
 describe('service configuration', () => {
   it('has defaults for one machine', () => {
     const c = loadServiceConfig({});
-    expect(c).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', dataRedisUrl: 'redis://127.0.0.1:6379', port: 8080, metricsPort: 9464, logLevel: 'info', queuePrefix: 'ddpm' });
+    expect(c).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      dataRedisUrl: 'redis://127.0.0.1:6379',
+      port: 8080,
+      metricsPort: 9464,
+      logLevel: 'info',
+      queuePrefix: 'ddpm',
+    });
     expect(c.storageUrl).toMatch(/^file:\/\/\//);
   });
 
@@ -44,6 +51,13 @@ describe('service configuration', () => {
   });
 
   it('turns Redis URLs into connection options', () => {
-    expect(redisConnectionOptions('rediss://user:p%40ss@host:6380/2')).toEqual({ host: 'host', port: 6380, username: 'user', password: 'p@ss', db: 2, tls: {} });
+    expect(redisConnectionOptions('rediss://user:p%40ss@host:6380/2')).toEqual({
+      host: 'host',
+      port: 6380,
+      username: 'user',
+      password: 'p@ss',
+      db: 2,
+      tls: {},
+    });
   });
 });

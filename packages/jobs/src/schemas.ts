@@ -54,14 +54,25 @@ export type JobData<T extends JobType = JobType> = {
 
 export const JobProgress = Type.Object(
   {
-    phase: Type.Union(['starting', 'training', 'checkpointing', 'sampling', 'evaluating', 'finishing'].map((p) => Type.Literal(p))),
+    phase: Type.Union(
+      ['starting', 'training', 'checkpointing', 'sampling', 'evaluating', 'finishing'].map((p) => Type.Literal(p)),
+    ),
     step: Type.Integer({ description: 'steps done: optimizer steps while training, sampling steps while sampling' }),
     totalSteps: Type.Integer(),
     imagesPerSecond: Type.Optional(Type.Number()),
     loss: Type.Optional(Type.Number()),
-    etaSeconds: Type.Optional(Type.Number({ description: 'training: seconds of training left, to `steps` or to the time budget, whichever comes first (evaluations and checkpoints not counted)' })),
-    trainSeconds: Type.Optional(Type.Number({ description: 'training: seconds spent in training steps so far, over every session of the run' })),
-    budgetSeconds: Type.Optional(Type.Number({ description: 'training: the time budget (`budgetMinutes`) in seconds, when the run has one' })),
+    etaSeconds: Type.Optional(
+      Type.Number({
+        description:
+          'training: seconds of training left, to `steps` or to the time budget, whichever comes first (evaluations and checkpoints not counted)',
+      }),
+    ),
+    trainSeconds: Type.Optional(
+      Type.Number({ description: 'training: seconds spent in training steps so far, over every session of the run' }),
+    ),
+    budgetSeconds: Type.Optional(
+      Type.Number({ description: 'training: the time budget (`budgetMinutes`) in seconds, when the run has one' }),
+    ),
     updatedAt: Type.String({ format: 'date-time' }),
   },
   { additionalProperties: false, description: 'progress reported by the worker running the job' },
@@ -74,8 +85,15 @@ export const JobResult = Type.Object(
     step: Type.Optional(Type.Integer({ description: 'the training step reached (train) or sampled (sample)' })),
     checkpoint: Type.Optional(Type.String({ description: "URL of the newest checkpoint's manifest" })),
     samples: Type.Optional(Type.Array(Type.String(), { description: 'sample ids written (GET /samples/:id)' })),
-    metrics: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: 'eval: metric values by name (fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim; fid only with the FID Inception)' })),
-    report: Type.Optional(Type.String({ description: 'eval: URL of the full JSON report (every setting that affects comparability)' })),
+    metrics: Type.Optional(
+      Type.Record(Type.String(), Type.Number(), {
+        description:
+          'eval: metric values by name (fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim; fid only with the FID Inception)',
+      }),
+    ),
+    report: Type.Optional(
+      Type.String({ description: 'eval: URL of the full JSON report (every setting that affects comparability)' }),
+    ),
     group: Type.Optional(
       Type.Object(
         {
@@ -90,12 +108,17 @@ export const JobResult = Type.Object(
       Type.Object(
         {
           step: Type.Integer(),
-          ignored: Type.Array(Type.String(), { description: "settings the request asked for that the resumed run kept as its checkpoint's" }),
+          ignored: Type.Array(Type.String(), {
+            description: "settings the request asked for that the resumed run kept as its checkpoint's",
+          }),
         },
         { additionalProperties: false },
       ),
     ),
   },
-  { additionalProperties: false, description: "a job's return value; cancelled jobs complete (not fail) with status cancelled" },
+  {
+    additionalProperties: false,
+    description: "a job's return value; cancelled jobs complete (not fail) with status cancelled",
+  },
 );
 export type JobResult = Static<typeof JobResult>;

@@ -68,12 +68,14 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as
 function port(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) throw configError(`${name} must be a port number 0-65535, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < 0 || value > 65535)
+    throw configError(`${name} must be a port number 0-65535, got ${JSON.stringify(raw)}`);
   return value;
 }
 
 function redisUrl(name: string, raw: string): string {
-  if (!/^rediss?:\/\//.test(raw)) throw configError(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
+  if (!/^rediss?:\/\//.test(raw))
+    throw configError(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(raw)}`);
   try {
     new URL(raw);
   } catch {
@@ -82,29 +84,40 @@ function redisUrl(name: string, raw: string): string {
   return raw;
 }
 
-const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number => envInteger(env, name, fallback, min, Number.MAX_SAFE_INTEGER, configError);
+const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number =>
+  envInteger(env, name, fallback, min, Number.MAX_SAFE_INTEGER, configError);
 
 const MIB = 2 ** 20;
 
 function dataRoots(raw: string | undefined): string[] {
   if (raw === undefined) return [...DEFAULT_DATA_ROOTS];
   const roots = raw.split(':').filter((r) => r !== '');
-  for (const r of roots) if (!path.isAbsolute(r)) throw configError(`DDPM_DATA_ROOTS must list absolute folders separated by ':', got ${JSON.stringify(r)}`);
+  for (const r of roots)
+    if (!path.isAbsolute(r))
+      throw configError(`DDPM_DATA_ROOTS must list absolute folders separated by ':', got ${JSON.stringify(r)}`);
   return roots.map((r) => path.resolve(r));
 }
 
-export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults: { port?: number; metricsPort?: number } = {}): ServiceConfig {
+export function loadServiceConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: { port?: number; metricsPort?: number } = {},
+): ServiceConfig {
   const redis = redisUrl('REDIS_URL', env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
   const storageUrl = env['DDPM_STORAGE_URL'] ?? `file://${process.cwd()}/var/ddpm`;
   if (!/^(file:\/\/\/|s3:\/\/[^/]+)/.test(storageUrl)) {
-    throw configError(`DDPM_STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix], got ${JSON.stringify(storageUrl)}`);
+    throw configError(
+      `DDPM_STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix], got ${JSON.stringify(storageUrl)}`,
+    );
   }
   const level = env['LOG_LEVEL'] ?? 'info';
-  if (!(LEVELS as readonly string[]).includes(level)) throw configError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  if (!(LEVELS as readonly string[]).includes(level))
+    throw configError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   const token = env['DDPM_API_TOKEN'];
-  if (token !== undefined && token !== '' && token.length < 16) throw configError('DDPM_API_TOKEN must be at least 16 characters when set');
+  if (token !== undefined && token !== '' && token.length < 16)
+    throw configError('DDPM_API_TOKEN must be at least 16 characters when set');
   const prefix = env['DDPM_QUEUE_PREFIX'] ?? 'ddpm';
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw configError(`DDPM_QUEUE_PREFIX must be 1-64 letters, digits, _ or -, got ${JSON.stringify(prefix)}`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix))
+    throw configError(`DDPM_QUEUE_PREFIX must be 1-64 letters, digits, _ or -, got ${JSON.stringify(prefix)}`);
   return {
     redisUrl: redis,
     dataRedisUrl: redisUrl('DDPM_DATA_REDIS_URL', env['DDPM_DATA_REDIS_URL'] ?? redis),
@@ -122,9 +135,17 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
     dataRoots: dataRoots(env['DDPM_DATA_ROOTS']),
     dataMaxFileBytes: integer(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
     maxUploadBytes: integer(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
-    limits: Object.fromEntries(Object.entries(LIMIT_VARIABLES).map(([key, v]) => [key, integer(env, v.env, v.default, 1)])) as unknown as ServiceLimits,
-    keepCompleted: { count: integer(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0), seconds: integer(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1) },
-    keepFailed: { count: integer(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0), seconds: integer(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1) },
+    limits: Object.fromEntries(
+      Object.entries(LIMIT_VARIABLES).map(([key, v]) => [key, integer(env, v.env, v.default, 1)]),
+    ) as unknown as ServiceLimits,
+    keepCompleted: {
+      count: integer(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0),
+      seconds: integer(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1),
+    },
+    keepFailed: {
+      count: integer(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0),
+      seconds: integer(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1),
+    },
     jobLogLines: integer(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
     stopGraceSeconds: integer(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
     childStallSeconds: integer(env, 'DDPM_CHILD_STALL_SECONDS', 900, 1),
@@ -138,7 +159,8 @@ export function loadServiceConfig(env: NodeJS.ProcessEnv = process.env, defaults
 function sharedMemoryDir(raw: string | undefined): { sharedMemoryDir?: string } {
   if (raw === 'off') return {};
   if (raw === undefined || raw === '') return fs.existsSync('/dev/shm') ? { sharedMemoryDir: '/dev/shm' } : {};
-  if (!path.isAbsolute(raw)) throw configError(`DDPM_SHM_DIR must be an absolute folder or off, got ${JSON.stringify(raw)}`);
+  if (!path.isAbsolute(raw))
+    throw configError(`DDPM_SHM_DIR must be an absolute folder or off, got ${JSON.stringify(raw)}`);
   return { sharedMemoryDir: path.resolve(raw) };
 }
 
@@ -176,7 +198,14 @@ export function checkListenerSafety(config: ServiceConfig): string | undefined {
 }
 
 /** ioredis / BullMQ connection options for a redis:// or rediss:// URL. */
-export function redisConnectionOptions(url: string): { host: string; port: number; password?: string; username?: string; db?: number; tls?: object } {
+export function redisConnectionOptions(url: string): {
+  host: string;
+  port: number;
+  password?: string;
+  username?: string;
+  db?: number;
+  tls?: object;
+} {
   const u = new URL(url);
   return {
     host: u.hostname,
@@ -189,7 +218,10 @@ export function redisConnectionOptions(url: string): { host: string; port: numbe
 }
 
 /** For executables: the validated configuration, or a one-line error naming the variable and exit 2. */
-export function loadServiceConfigOrExit(program: string, defaults?: { port?: number; metricsPort?: number }): ServiceConfig {
+export function loadServiceConfigOrExit(
+  program: string,
+  defaults?: { port?: number; metricsPort?: number },
+): ServiceConfig {
   try {
     return loadServiceConfig(process.env, defaults);
   } catch (err) {

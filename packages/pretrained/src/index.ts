@@ -13,7 +13,10 @@ import { errorCodes, sha256Hex } from '@ddpm/core';
 
 export { PRETRAINED_MODELS, type PretrainedName } from '@ddpm/config';
 
-export const pretrainedError = errorCodes({ DDPM_PRETRAINED_INVALID: 'invalid', DDPM_PRETRAINED_NOT_FOUND: 'not-found' });
+export const pretrainedError = errorCodes({
+  DDPM_PRETRAINED_INVALID: 'invalid',
+  DDPM_PRETRAINED_NOT_FOUND: 'not-found',
+});
 
 /** A score measured on the shipped weights, with what it was measured with. */
 export interface PretrainedScore {
@@ -61,7 +64,10 @@ export function pretrainedDir(name: string, root: string = MODELS_ROOT): string 
 
 function checkName(name: string): PretrainedName {
   if (!(PRETRAINED_MODELS as readonly string[]).includes(name)) {
-    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `no pretrained model ${JSON.stringify(name)}; shipped: ${PRETRAINED_MODELS.join(', ')}`);
+    throw pretrainedError(
+      'DDPM_PRETRAINED_NOT_FOUND',
+      `no pretrained model ${JSON.stringify(name)}; shipped: ${PRETRAINED_MODELS.join(', ')}`,
+    );
   }
   return name as PretrainedName;
 }
@@ -73,9 +79,17 @@ export function pretrainedManifest(name: string, root: string = MODELS_ROOT): Pr
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8')) as PretrainedManifest;
   } catch (err) {
-    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
-  if (parsed.version !== 1 || parsed.name !== name || typeof parsed.weights !== 'string' || !/^[0-9a-f]{64}$/.test(parsed.sha256) || !Number.isInteger(parsed.step)) {
+  if (
+    parsed.version !== 1 ||
+    parsed.name !== name ||
+    typeof parsed.weights !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(parsed.sha256) ||
+    !Number.isInteger(parsed.step)
+  ) {
     throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} is not a version-1 manifest of ${name}`);
   }
   try {
@@ -87,18 +101,26 @@ export function pretrainedManifest(name: string, root: string = MODELS_ROOT): Pr
 }
 
 /** The manifest and the weights' bytes, verified against the manifest's sha256 and size. */
-export function readPretrained(name: string, root: string = MODELS_ROOT): { readonly manifest: PretrainedManifest; readonly weights: Uint8Array; readonly url: string } {
+export function readPretrained(
+  name: string,
+  root: string = MODELS_ROOT,
+): { readonly manifest: PretrainedManifest; readonly weights: Uint8Array; readonly url: string } {
   const manifest = pretrainedManifest(name, root);
   const file = path.join(pretrainedDir(name, root), path.basename(manifest.weights));
   let weights: Uint8Array;
   try {
     weights = new Uint8Array(readFileSync(file));
   } catch (err) {
-    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const hash = sha256Hex(weights);
   if (weights.length !== manifest.bytes || hash !== manifest.sha256) {
-    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`);
+    throw pretrainedError(
+      'DDPM_PRETRAINED_INVALID',
+      `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`,
+    );
   }
   return { manifest, weights, url: `pretrained:${name}` };
 }
@@ -114,7 +136,11 @@ export const EXTRACTORS_ROOT = path.join(__dirname, '..', 'extractors');
  * weights.
  */
 export const SHIPPED_EXTRACTORS = {
-  'fmnist_cnn-v1': { file: 'fmnist_cnn-v1.safetensors', bytes: 394_872, sha256: '950e9d42b6e0641a0e65949c00875937238deb0a5642c9a330f88f3c603d434f' },
+  'fmnist_cnn-v1': {
+    file: 'fmnist_cnn-v1.safetensors',
+    bytes: 394_872,
+    sha256: '950e9d42b6e0641a0e65949c00875937238deb0a5642c9a330f88f3c603d434f',
+  },
 } as const satisfies Record<string, { file: string; bytes: number; sha256: string }>;
 
 export type ShippedExtractor = keyof typeof SHIPPED_EXTRACTORS;
@@ -131,11 +157,16 @@ export function readShippedExtractor(name: ShippedExtractor, root: string = EXTR
   try {
     weights = new Uint8Array(readFileSync(file));
   } catch (err) {
-    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const hash = sha256Hex(weights);
   if (weights.length !== record.bytes || hash !== record.sha256) {
-    throw pretrainedError('DDPM_PRETRAINED_INVALID', `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, expected ${record.bytes} bytes with sha256 ${record.sha256}`);
+    throw pretrainedError(
+      'DDPM_PRETRAINED_INVALID',
+      `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, expected ${record.bytes} bytes with sha256 ${record.sha256}`,
+    );
   }
   return weights;
 }

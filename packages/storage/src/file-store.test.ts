@@ -28,7 +28,9 @@ describe('FileStore', () => {
     expect(openStore(`file://${root}`).url).toBe(`file://${root}`);
     expect(openStore(root).url).toBe(`file://${root}`);
     expect(openStore(root).urlOf('runs/b/z.bin')).toBe(`file://${root}/runs/b/z.bin`);
-    expect(() => openStore('ftp://host/x')).toThrow('unsupported storage URL "ftp://host/x"; use file:///path or s3://bucket/prefix');
+    expect(() => openStore('ftp://host/x')).toThrow(
+      'unsupported storage URL "ftp://host/x"; use file:///path or s3://bucket/prefix',
+    );
     expect(() => openStore(' ')).toThrow(/storage URL is empty/);
   });
 });

@@ -39,7 +39,9 @@ export class FileStore implements ObjectStore {
       await fs.rename(temp, target);
     } catch (err) {
       await fs.rm(temp, { force: true });
-      throw storageError('DDPM_STORAGE_IO', `could not write ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not write ${this.urlOf(key)}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -51,7 +53,9 @@ export class FileStore implements ObjectStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw storageError('DDPM_STORAGE_NOT_FOUND', `no object ${this.urlOf(key)}`);
       }
-      throw storageError('DDPM_STORAGE_IO', `could not read ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not read ${this.urlOf(key)}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 

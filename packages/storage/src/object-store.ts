@@ -37,10 +37,15 @@ export interface ObjectStore {
 
 /** Rejects keys that could escape the store or confuse a backend, naming the problem. */
 export function checkKey(key: string): string {
-  if (typeof key !== 'string' || key.length === 0) throw storageError('DDPM_STORAGE_BAD_KEY', 'object key must be a non-empty string');
-  if (key.length > 1024) throw storageError('DDPM_STORAGE_BAD_KEY', `object key is ${key.length} characters long; the limit is 1024`);
+  if (typeof key !== 'string' || key.length === 0)
+    throw storageError('DDPM_STORAGE_BAD_KEY', 'object key must be a non-empty string');
+  if (key.length > 1024)
+    throw storageError('DDPM_STORAGE_BAD_KEY', `object key is ${key.length} characters long; the limit is 1024`);
   if (key.startsWith('/') || key.includes('\\') || key.includes('\0')) {
-    throw storageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} must be relative, without backslashes or NUL`);
+    throw storageError(
+      'DDPM_STORAGE_BAD_KEY',
+      `object key ${JSON.stringify(key)} must be relative, without backslashes or NUL`,
+    );
   }
   if (key.split('/').some((part) => part === '..' || part === '.' || part === '')) {
     throw storageError('DDPM_STORAGE_BAD_KEY', `object key ${JSON.stringify(key)} has an empty, "." or ".." segment`);

@@ -9,7 +9,11 @@ import { FileStore } from './file-store';
 import { type ObjectStore, storageError } from './object-store';
 import { S3Store, type S3StoreOptions } from './s3-store';
 
-export function openStore(url: string, env: NodeJS.ProcessEnv = process.env, s3?: Partial<S3StoreOptions>): ObjectStore {
+export function openStore(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+  s3?: Partial<S3StoreOptions>,
+): ObjectStore {
   if (typeof url !== 'string' || url.trim() === '') {
     throw storageError('DDPM_STORAGE_BAD_URL', 'storage URL is empty; use file:///path or s3://bucket/prefix');
   }
@@ -29,7 +33,10 @@ export function openStore(url: string, env: NodeJS.ProcessEnv = process.env, s3?
     return new S3Store({ bucket, prefix, ...(endpoint ? { endpoint } : {}), ...s3 });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw storageError('DDPM_STORAGE_BAD_URL', `unsupported storage URL ${JSON.stringify(url)}; use file:///path or s3://bucket/prefix`);
+    throw storageError(
+      'DDPM_STORAGE_BAD_URL',
+      `unsupported storage URL ${JSON.stringify(url)}; use file:///path or s3://bucket/prefix`,
+    );
   }
   return new FileStore(url);
 }

@@ -70,7 +70,9 @@ export class S3Store implements ObjectStore {
   }
 
   private fail(action: string, key: string, err: unknown): never {
-    throw storageError('DDPM_STORAGE_IO', `could not ${action} ${this.urlOf(key)}: ${(err as Error).message}`, { cause: err });
+    throw storageError('DDPM_STORAGE_IO', `could not ${action} ${this.urlOf(key)}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 
   async put(key: string, body: Uint8Array, options: { contentType?: string } = {}): Promise<void> {
@@ -122,7 +124,11 @@ export class S3Store implements ObjectStore {
     try {
       do {
         const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ...(token ? { ContinuationToken: token } : {}) }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: full,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
         );
         for (const o of page.Contents ?? []) {
           if (o.Key === undefined) continue;
@@ -131,7 +137,9 @@ export class S3Store implements ObjectStore {
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
-      throw storageError('DDPM_STORAGE_IO', `could not list ${this.url}/${prefix}: ${(err as Error).message}`, { cause: err });
+      throw storageError('DDPM_STORAGE_IO', `could not list ${this.url}/${prefix}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }

@@ -42,11 +42,17 @@ export function describeObjectStoreContract(name: string, open: () => ObjectStor
       expect((await store.get('bin/empty')).length).toBe(0);
     });
 
-    it.each(['', '/abs', '../escape', 'a/../b', 'a//b', 'a\\b', 'a/./b', `long/${'k'.repeat(1100)}`])('rejects the key %j', async (key) => {
-      await expect(store.put(key, new Uint8Array(1))).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY', kind: 'invalid' });
-      await expect(store.get(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
-      await expect(store.exists(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
-      await expect(store.delete(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
-    });
+    it.each(['', '/abs', '../escape', 'a/../b', 'a//b', 'a\\b', 'a/./b', `long/${'k'.repeat(1100)}`])(
+      'rejects the key %j',
+      async (key) => {
+        await expect(store.put(key, new Uint8Array(1))).rejects.toMatchObject({
+          code: 'DDPM_STORAGE_BAD_KEY',
+          kind: 'invalid',
+        });
+        await expect(store.get(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
+        await expect(store.exists(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
+        await expect(store.delete(key)).rejects.toMatchObject({ code: 'DDPM_STORAGE_BAD_KEY' });
+      },
+    );
   });
 }

@@ -36,8 +36,18 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
   const labels = ['queue', 'rank', 'backend'] as const;
   return {
     registry,
-    stepsTotal: new Counter({ name: 'ddpm_train_steps_total', help: 'Optimizer steps taken', labelNames: labels, registers: [registry] }),
-    imagesTotal: new Counter({ name: 'ddpm_train_images_total', help: 'Training images processed', labelNames: labels, registers: [registry] }),
+    stepsTotal: new Counter({
+      name: 'ddpm_train_steps_total',
+      help: 'Optimizer steps taken',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    imagesTotal: new Counter({
+      name: 'ddpm_train_images_total',
+      help: 'Training images processed',
+      labelNames: labels,
+      registers: [registry],
+    }),
     stepDuration: new Histogram({
       name: 'ddpm_train_step_duration_seconds',
       help: 'Wall time of one optimizer step',
@@ -46,7 +56,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers: [registry],
     }),
-    loss: new Gauge({ name: 'ddpm_train_loss', help: 'Training loss of the latest step', labelNames: labels, registers: [registry] }),
+    loss: new Gauge({
+      name: 'ddpm_train_loss',
+      help: 'Training loss of the latest step',
+      labelNames: labels,
+      registers: [registry],
+    }),
     // The Fréchet distance of the latest evaluation, labelled by the feature extractor and by the
     // distance's own name: it is FID only where distance="fid" (the FID Inception's weights);
     // distance="fd_fmnist_cnn" is the offline extractor's, not comparable with published FIDs.
@@ -56,15 +71,30 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       labelNames: ['queue', 'extractor', 'distance'],
       registers: [registry],
     }),
-    evalKid: new Gauge({ name: 'ddpm_eval_kid', help: 'Kernel Inception Distance (unbiased MMD², cubic kernel) of the latest evaluation, by extractor', labelNames: ['queue', 'extractor'], registers: [registry] }),
-    evalInceptionScore: new Gauge({ name: 'ddpm_eval_inception_score', help: 'Inception Score of the latest evaluation, by extractor (comparable with the paper only for the FID Inception)', labelNames: ['queue', 'extractor'], registers: [registry] }),
+    evalKid: new Gauge({
+      name: 'ddpm_eval_kid',
+      help: 'Kernel Inception Distance (unbiased MMD², cubic kernel) of the latest evaluation, by extractor',
+      labelNames: ['queue', 'extractor'],
+      registers: [registry],
+    }),
+    evalInceptionScore: new Gauge({
+      name: 'ddpm_eval_inception_score',
+      help: 'Inception Score of the latest evaluation, by extractor (comparable with the paper only for the FID Inception)',
+      labelNames: ['queue', 'extractor'],
+      registers: [registry],
+    }),
     evalPixels: new Gauge({
       name: 'ddpm_eval_pixel_statistic',
       help: 'Pixel statistics of the latest evaluation\'s samples on [0, 1]: statistic="mean", "background" (fraction < 0.1) or "saturated" (fraction > 0.9); the report holds the reference\'s',
       labelNames: ['queue', 'statistic'],
       registers: [registry],
     }),
-    evalBitsPerDim: new Gauge({ name: 'ddpm_eval_bits_per_dim', help: 'Test-set NLL bound of the latest evaluation, bits per data dimension', labelNames: ['queue'], registers: [registry] }),
+    evalBitsPerDim: new Gauge({
+      name: 'ddpm_eval_bits_per_dim',
+      help: 'Test-set NLL bound of the latest evaluation, bits per data dimension',
+      labelNames: ['queue'],
+      registers: [registry],
+    }),
     evalDuration: new Histogram({
       name: 'ddpm_eval_duration_seconds',
       help: 'Wall time of one evaluation (during training or an eval job)',
@@ -81,12 +111,17 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
     }),
     allreduceDuration: new Histogram({
       name: 'ddpm_allreduce_duration_seconds',
-      help: 'Wall time of one group exchange (gradient all-reduce and the ranks\' reports), waiting for peers included',
+      help: "Wall time of one group exchange (gradient all-reduce and the ranks' reports), waiting for peers included",
       labelNames: ['rank'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
-    allreduceBytes: new Counter({ name: 'ddpm_allreduce_bytes_total', help: 'Gradient bytes sent and received', labelNames: ['rank', 'direction'], registers: [registry] }),
+    allreduceBytes: new Counter({
+      name: 'ddpm_allreduce_bytes_total',
+      help: 'Gradient bytes sent and received',
+      labelNames: ['rank', 'direction'],
+      registers: [registry],
+    }),
     relayBytes: new Counter({
       name: 'ddpm_sampling_relay_bytes_total',
       help: "Drawn samples moved between a group's ranks: a sampling group's batches sent to rank 0 and received there (a grouped sample or eval job), and a training group's evaluation samples each rank sent and received when the ranks share them",
@@ -100,9 +135,24 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
       registers: [registry],
     }),
-    groupRestarts: new Counter({ name: 'ddpm_group_restarts_total', help: 'Data-parallel group restarts', labelNames: ['queue'], registers: [registry] }),
-    worldSize: new Gauge({ name: 'ddpm_world_size', help: 'Ranks in the current data-parallel group', labelNames: ['queue'], registers: [registry] }),
-    jobsTotal: new Counter({ name: 'ddpm_jobs_total', help: 'Jobs finished by this worker, by outcome', labelNames: ['queue', 'outcome'], registers: [registry] }),
+    groupRestarts: new Counter({
+      name: 'ddpm_group_restarts_total',
+      help: 'Data-parallel group restarts',
+      labelNames: ['queue'],
+      registers: [registry],
+    }),
+    worldSize: new Gauge({
+      name: 'ddpm_world_size',
+      help: 'Ranks in the current data-parallel group',
+      labelNames: ['queue'],
+      registers: [registry],
+    }),
+    jobsTotal: new Counter({
+      name: 'ddpm_jobs_total',
+      help: 'Jobs finished by this worker, by outcome',
+      labelNames: ['queue', 'outcome'],
+      registers: [registry],
+    }),
   };
 }
 

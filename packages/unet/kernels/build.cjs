@@ -47,21 +47,34 @@ function build(name, extra) {
   }
   execFileSync(
     'clang',
-    [...flags, ...extra, '-nostdlib', '-Wl,--no-entry', '-Wl,--import-memory', '-Wl,--strip-all', '-o', wasmFile, source],
+    [
+      ...flags,
+      ...extra,
+      '-nostdlib',
+      '-Wl,--no-entry',
+      '-Wl,--import-memory',
+      '-Wl,--strip-all',
+      '-o',
+      wasmFile,
+      source,
+    ],
     { stdio: 'inherit' },
   );
   const bytes = fs.readFileSync(wasmFile);
   const fmas = (asm.match(/\bf32x4\.fma\b/g) ?? []).length;
   const found = [];
   for (let at = bytes.indexOf(OLD_FMA); at >= 0; at = bytes.indexOf(OLD_FMA, at + 1)) found.push(at);
-  if (found.length !== fmas) throw new Error(`${name}: ${fmas} f32x4.fma in the assembly but ${found.length} matching byte runs; cannot rewrite safely`);
+  if (found.length !== fmas)
+    throw new Error(
+      `${name}: ${fmas} f32x4.fma in the assembly but ${found.length} matching byte runs; cannot rewrite safely`,
+    );
   for (const at of found) RELAXED_MADD.copy(bytes, at);
   const compiled = compile(bytes);
   const imports = WebAssembly.Module.imports(compiled);
   if (imports.length !== 1 || imports[0].name !== 'memory' || imports[0].kind !== 'memory') {
     throw new Error(`the module must import only the memory, got ${JSON.stringify(imports)}`);
   }
-  for (let at = 8; at < bytes.length; ) {
+  for (let at = 8; at < bytes.length;) {
     const id = bytes[at++];
     let size = 0;
     for (let shift = 0; ; shift += 7) {
@@ -77,7 +90,8 @@ function build(name, extra) {
 
 const plain = build('kernels', []);
 const fused = build('kernels-fma', ['-mrelaxed-simd', '-DDDPM_FMA']);
-if (plain.fmas !== 0 || fused.fmas === 0) throw new Error(`expected fused multiply-adds only in the FMA build (plain ${plain.fmas}, fma ${fused.fmas})`);
+if (plain.fmas !== 0 || fused.fmas === 0)
+  throw new Error(`expected fused multiply-adds only in the FMA build (plain ${plain.fmas}, fma ${fused.fmas})`);
 const clang = execFileSync('clang', ['--version'], { encoding: 'utf8' }).split('\n')[0];
 fs.writeFileSync(
   target,
@@ -89,4 +103,6 @@ fs.writeFileSync(
     `export const KERNELS_FMA_WASM_BASE64 =\n  '${fused.bytes.toString('base64')}';\n`,
 );
 fs.rmSync(tmp, { recursive: true });
-console.log(`wrote ${path.relative(process.cwd(), target)} (${plain.bytes.length} and ${fused.bytes.length} bytes of wasm)`);
+console.log(
+  `wrote ${path.relative(process.cwd(), target)} (${plain.bytes.length} and ${fused.bytes.length} bytes of wasm)`,
+);

@@ -23,8 +23,24 @@ describe('the paper architectures (Appendix B)', () => {
   it('names parameters with the official variable scopes and zero-like inits where the official code uses 0', () => {
     const s = describeArchitecture(preset('cifar10'));
     const names = s.params.map((p) => p.name);
-    expect(names.slice(0, 6)).toEqual(['temb/dense0/W', 'temb/dense0/b', 'temb/dense1/W', 'temb/dense1/b', 'conv_in/W', 'conv_in/b']);
-    for (const name of ['down_0/block_0/norm1/gamma', 'down_1/attn_1/q/W', 'down_2/downsample/conv/W', 'mid/attn_1/proj_out/W', 'up_3/block_2/nin_shortcut/W', 'up_1/upsample/conv/W', 'norm_out/beta', 'conv_out/W']) {
+    expect(names.slice(0, 6)).toEqual([
+      'temb/dense0/W',
+      'temb/dense0/b',
+      'temb/dense1/W',
+      'temb/dense1/b',
+      'conv_in/W',
+      'conv_in/b',
+    ]);
+    for (const name of [
+      'down_0/block_0/norm1/gamma',
+      'down_1/attn_1/q/W',
+      'down_2/downsample/conv/W',
+      'mid/attn_1/proj_out/W',
+      'up_3/block_2/nin_shortcut/W',
+      'up_1/upsample/conv/W',
+      'norm_out/beta',
+      'conv_out/W',
+    ]) {
       expect(names).toContain(name);
     }
     expect(names).not.toContain('down_3/downsample/conv/W');
@@ -64,7 +80,7 @@ describe('config validation', () => {
     [{ chMult: [1, 0] }, 'chMult[1] must be a positive integer, got 0'],
     [{ imageSize: 28 }, 'imageSize must be a power of two (the data layer pads e.g. 28×28 images to 32×32), got 28'],
     [{ imageSize: 2 }, 'imageSize 2 cannot be halved 2 times (chMult has 3 levels); use fewer levels or larger images'],
-    [{ attnResolutions: [12] }, 'attnResolutions includes 12, which is not one of the model\'s resolutions 32, 16, 8'],
+    [{ attnResolutions: [12] }, "attnResolutions includes 12, which is not one of the model's resolutions 32, 16, 8"],
     [{ dropout: 1 }, 'dropout must be a number in [0, 1), got 1'],
     [{ numResBlocks: 1.5 }, 'numResBlocks must be a positive integer, got 1.5'],
   ] as [Partial<UNetConfig>, string][])('rejects %j', (override, message) => {
@@ -72,6 +88,8 @@ describe('config validation', () => {
   });
 
   it('rejects unknown presets naming the choices', () => {
-    expect(() => preset('cifar100')).toThrow(/unknown preset "cifar100"; expected one of cifar10, celebahq256, lsun256, tiny32/);
+    expect(() => preset('cifar100')).toThrow(
+      /unknown preset "cifar100"; expected one of cifar10, celebahq256, lsun256, tiny32/,
+    );
   });
 });

@@ -23,7 +23,11 @@ export interface ArchitectureInterpreter<V extends object> {
 }
 
 /** Runs the official control flow on `input`; returns the output value. */
-export function runArchitecture<V extends object>(configIn: UNetConfig, input: V, interp: ArchitectureInterpreter<V>): V {
+export function runArchitecture<V extends object>(
+  configIn: UNetConfig,
+  input: V,
+  interp: ArchitectureInterpreter<V>,
+): V {
   const config = validateUNetConfig(configIn);
   const { ch, chMult, numResBlocks, attnResolutions } = config;
   const levels = chMult.length;
@@ -128,7 +132,11 @@ class ShapeInterpreter implements ArchitectureInterpreter<Shape> {
   }
 
   private dense(name: string, inC: number, outC: number, rows: number, scale = 1): void {
-    this.params.push({ name: `${name}/W`, shape: [inC, outC], init: { kind: 'glorot', fanIn: inC, fanOut: outC, scale } });
+    this.params.push({
+      name: `${name}/W`,
+      shape: [inC, outC],
+      init: { kind: 'glorot', fanIn: inC, fanOut: outC, scale },
+    });
     this.params.push({ name: `${name}/b`, shape: [outC], init: { kind: 'zeros' } });
     this.costs.push({ name, flops: 2 * inC * outC * rows, kind: 'dense' });
     this.activations += rows * outC;
@@ -207,7 +215,10 @@ export function describeArchitecture(config: UNetConfig): ArchitectureSummary {
   const byBlock = new Map<string, number>();
   for (const p of interp.params) {
     const parts = p.name.split('/');
-    const block = parts[0] === 'conv_in' || parts[0] === 'conv_out' || parts[0] === 'norm_out' ? parts[0] : `${parts[0]}/${parts[1]}`;
+    const block =
+      parts[0] === 'conv_in' || parts[0] === 'conv_out' || parts[0] === 'norm_out'
+        ? parts[0]
+        : `${parts[0]}/${parts[1]}`;
     byBlock.set(block, (byBlock.get(block) ?? 0) + size(p.shape));
   }
   const sum = (kinds: LayerCost['kind'][]): number =>

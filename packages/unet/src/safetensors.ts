@@ -35,10 +35,12 @@ export function encodeSafetensors(tensors: readonly NamedArray[], metadata: Reco
   let offset = 0;
   const entries: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
   for (const t of tensors) {
-    if (t.name === '__metadata__' || seen.has(t.name)) fail(`duplicate or reserved tensor name ${JSON.stringify(t.name)}`);
+    if (t.name === '__metadata__' || seen.has(t.name))
+      fail(`duplicate or reserved tensor name ${JSON.stringify(t.name)}`);
     seen.add(t.name);
     const size = t.shape.reduce((a, b) => a * b, 1);
-    if (size !== t.data.length) fail(`tensor ${JSON.stringify(t.name)} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if (size !== t.data.length)
+      fail(`tensor ${JSON.stringify(t.name)} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
     entries[t.name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + 4 * size] };
     offset += 4 * size;
   }
@@ -71,11 +73,16 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
   if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > bytes.length) {
-    fail(`safetensors header claims ${headerLength} bytes but the buffer holds ${bytes.length - 8}: truncated or not safetensors`);
+    fail(
+      `safetensors header claims ${headerLength} bytes but the buffer holds ${bytes.length - 8}: truncated or not safetensors`,
+    );
   }
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8')) as Record<
+      string,
+      unknown
+    >;
   } catch (err) {
     fail(`safetensors header is not valid JSON: ${(err as Error).message}`);
   }
@@ -84,22 +91,37 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   const expected = metadata[CHECKSUM_KEY];
   if (expected !== undefined) {
     const actual = sha256Hex(data);
-    if (actual !== expected) fail(`weights checksum mismatch: header says sha256 ${expected}, data is ${actual} (corrupt or truncated)`);
+    if (actual !== expected)
+      fail(`weights checksum mismatch: header says sha256 ${expected}, data is ${actual} (corrupt or truncated)`);
   }
   const tensors: NamedArray[] = [];
   const entries = Object.entries(header).filter(([name]) => name !== '__metadata__');
-  entries.sort((a, b) => (a[1] as { data_offsets: number[] }).data_offsets[0]! - (b[1] as { data_offsets: number[] }).data_offsets[0]!);
+  entries.sort(
+    (a, b) =>
+      (a[1] as { data_offsets: number[] }).data_offsets[0]! - (b[1] as { data_offsets: number[] }).data_offsets[0]!,
+  );
   for (const [name, raw] of entries) {
     const entry = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (entry.dtype !== 'F32') fail(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(entry.dtype)}; only F32 is supported`);
+    if (entry.dtype !== 'F32')
+      fail(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(entry.dtype)}; only F32 is supported`);
     const shape = entry.shape;
     const offsets = entry.data_offsets;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor ${JSON.stringify(name)} has a malformed shape`);
-    if (!Array.isArray(offsets) || offsets.length !== 2) fail(`tensor ${JSON.stringify(name)} has malformed data_offsets`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+      fail(`tensor ${JSON.stringify(name)} has a malformed shape`);
+    if (!Array.isArray(offsets) || offsets.length !== 2)
+      fail(`tensor ${JSON.stringify(name)} has malformed data_offsets`);
     const [begin, end] = offsets as [number, number];
     const size = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (!(Number.isInteger(begin) && Number.isInteger(end) && begin >= 0 && end === begin + 4 * size && end <= data.length)) {
-      fail(`tensor ${JSON.stringify(name)} has data_offsets [${begin}, ${end}] outside the ${data.length}-byte data section or not matching its shape`);
+    if (!(
+      Number.isInteger(begin) &&
+      Number.isInteger(end) &&
+      begin >= 0 &&
+      end === begin + 4 * size &&
+      end <= data.length
+    )) {
+      fail(
+        `tensor ${JSON.stringify(name)} has data_offsets [${begin}, ${end}] outside the ${data.length}-byte data section or not matching its shape`,
+      );
     }
     const values = new Float32Array(size);
     if (LITTLE_ENDIAN_HOST) {

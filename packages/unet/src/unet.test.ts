@@ -28,7 +28,9 @@ describe('UNet forward', () => {
     expect(tf.max(tf.abs(y)).dataSync()[0]).toBeLessThan(1e-3);
     const learned = makeUNet(preset('micro32', { outChannels: 2 }));
     expect(learned.apply(x, t).shape).toEqual([2, 32, 32, 2]);
-    expect(() => net.apply(input(2, 28, 1, 1), t)).toThrow('input has shape [2, 28, 28, 1] but the model takes [B, 32, 32, 1]');
+    expect(() => net.apply(input(2, 28, 1, 1), t)).toThrow(
+      'input has shape [2, 28, 28, 1] but the model takes [B, 32, 32, 1]',
+    );
     expect(() => net.apply(x, tf.tensor1d([1], 'int32'))).toThrow('t has shape [1] but the batch is 2');
     tf.dispose([x, t, y]);
     net.dispose();
@@ -70,7 +72,10 @@ describe('UNet forward', () => {
     const x = input(2, 8, 2, 3);
     const t = tf.tensor1d([1, 2], 'int32');
     const step = (): void => {
-      const { value, grads } = tf.variableGrads(() => tf.mean<tf.Scalar>(tf.square(net.apply(x, t, { training: true, dropoutSeed: 4 }))), net.variables);
+      const { value, grads } = tf.variableGrads(
+        () => tf.mean<tf.Scalar>(tf.square(net.apply(x, t, { training: true, dropoutSeed: 4 }))),
+        net.variables,
+      );
       tf.dispose([value, ...Object.values(grads)]);
       tf.tidy(() => {
         net.apply(x, t);
@@ -117,28 +122,40 @@ describe('gradients of the whole network', () => {
     expect(bad).toEqual([]);
   });
 
-  it.each([false, true])('composed GroupNorm (swish=%s) equals the reference formulation, values and gradients', async (withSwish) => {
-    await useBackend('wasm');
-    const x = input(3, 4, 8, 21);
-    const gamma = tf.tensor1d(lcgNormals(22, 8));
-    const beta = tf.tensor1d(lcgNormals(23, 8));
-    const probe = input(3, 4, 8, 24);
-    const run = (reference: boolean) =>
-      tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
-        tf.sum(tf.mul(groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, { numGroups: 2, swish: withSwish, reference }), probe)),
-      )([x, gamma, beta]);
-    const value = (reference: boolean) => groupNorm(x, gamma, beta, { numGroups: 2, swish: withSwish, reference });
-    const ref = run(true);
-    // Both wasm paths: our SIMD kernels (kernels/ddpm_kernels.c) and the composed tfjs ops.
-    for (const kernels of ['1', '0']) {
-      process.env['DDPM_WASM_KERNELS'] = kernels;
-      try {
-        expect(wasmKernels() === undefined).toBe(kernels === '0');
-        expect(maxAbsDiff(value(false), value(true))).toBeLessThan(1e-5);
-        run(false).forEach((g, i) => expect(maxAbsDiff(g, ref[i]!)).toBeLessThan(1e-4));
-      } finally {
-        delete process.env['DDPM_WASM_KERNELS'];
+  it.each([false, true])(
+    'composed GroupNorm (swish=%s) equals the reference formulation, values and gradients',
+    async (withSwish) => {
+      await useBackend('wasm');
+      const x = input(3, 4, 8, 21);
+      const gamma = tf.tensor1d(lcgNormals(22, 8));
+      const beta = tf.tensor1d(lcgNormals(23, 8));
+      const probe = input(3, 4, 8, 24);
+      const run = (reference: boolean) =>
+        tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
+          tf.sum(
+            tf.mul(
+              groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, {
+                numGroups: 2,
+                swish: withSwish,
+                reference,
+              }),
+              probe,
+            ),
+          ),
+        )([x, gamma, beta]);
+      const value = (reference: boolean) => groupNorm(x, gamma, beta, { numGroups: 2, swish: withSwish, reference });
+      const ref = run(true);
+      // Both wasm paths: our SIMD kernels (kernels/ddpm_kernels.c) and the composed tfjs ops.
+      for (const kernels of ['1', '0']) {
+        process.env['DDPM_WASM_KERNELS'] = kernels;
+        try {
+          expect(wasmKernels() === undefined).toBe(kernels === '0');
+          expect(maxAbsDiff(value(false), value(true))).toBeLessThan(1e-5);
+          run(false).forEach((g, i) => expect(maxAbsDiff(g, ref[i]!)).toBeLessThan(1e-4));
+        } finally {
+          delete process.env['DDPM_WASM_KERNELS'];
+        }
       }
-    }
-  });
+    },
+  );
 });

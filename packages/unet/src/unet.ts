@@ -44,7 +44,14 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
     const freqs = tf.exp(tf.mul(tf.range(0, half, 1, 'float32'), -scale));
     const args = tf.mul(tf.expandDims(tf.cast(t, 'float32'), 1), tf.expandDims(freqs, 0));
     const emb = tf.concat([tf.sin(args), tf.cos(args)], 1);
-    return (dim % 2 === 1 ? tf.pad(emb, [[0, 0], [0, 1]]) : emb) as tf.Tensor2D;
+    return (
+      dim % 2 === 1
+        ? tf.pad(emb, [
+            [0, 0],
+            [0, 1],
+          ])
+        : emb
+    ) as tf.Tensor2D;
   });
 }
 
@@ -120,7 +127,8 @@ export class UNet {
   /** The parameter with an official name such as `down_0/block_1/conv2/W`. */
   param(name: string): tf.Variable {
     const v = this.params.get(name);
-    if (v === undefined) throw unetError('DDPM_UNET_CONFIG_INVALID', `the model has no parameter ${JSON.stringify(name)}`);
+    if (v === undefined)
+      throw unetError('DDPM_UNET_CONFIG_INVALID', `the model has no parameter ${JSON.stringify(name)}`);
     return v;
   }
 
@@ -145,7 +153,11 @@ export class UNet {
       throw unetError('DDPM_UNET_CONFIG_INVALID', 'training with dropout needs a dropoutSeed (for reproducible masks)');
     }
     return tf.tidy(() =>
-      runArchitecture(this.config, x, new TensorInterpreter(this.config, this.params, t, training, options.dropoutSeed ?? 0)),
+      runArchitecture(
+        this.config,
+        x,
+        new TensorInterpreter(this.config, this.params, t, training, options.dropoutSeed ?? 0),
+      ),
     );
   }
 

@@ -50,8 +50,12 @@ describe('weights I/O (safetensors)', () => {
       'tensor "temb/dense0/W" has shape [16, 64] in the weights but [32, 128] in the model',
     );
     expect([...wider.param('conv_in/W').dataSync()]).toEqual([...before]);
-    expect(() => loadUNetWeights(noAttn, smallBytes)).toThrow('weights have a tensor "down_1/attn_0/norm/gamma" the model does not');
-    expect(() => loadUNetWeights(small, noAttnBytes)).toThrow('weights have no tensor "down_1/attn_0/norm/gamma" that the model needs');
+    expect(() => loadUNetWeights(noAttn, smallBytes)).toThrow(
+      'weights have a tensor "down_1/attn_0/norm/gamma" the model does not',
+    );
+    expect(() => loadUNetWeights(small, noAttnBytes)).toThrow(
+      'weights have no tensor "down_1/attn_0/norm/gamma" that the model needs',
+    );
     [small, wider, noAttn].forEach((n) => n.dispose());
   });
 
@@ -60,9 +64,13 @@ describe('weights I/O (safetensors)', () => {
     const bytes = await saveUNetWeights(net);
     const corrupt = bytes.slice();
     corrupt[corrupt.length - 5]! ^= 0xff;
-    expect(() => loadUNetWeights(net, corrupt)).toThrow(/weights checksum mismatch: header says sha256 [0-9a-f]{64}, data is [0-9a-f]{64}/);
+    expect(() => loadUNetWeights(net, corrupt)).toThrow(
+      /weights checksum mismatch: header says sha256 [0-9a-f]{64}, data is [0-9a-f]{64}/,
+    );
     expect(() => loadUNetWeights(net, bytes.subarray(0, 100))).toThrow(/truncated or not safetensors/);
-    expect(() => loadUNetWeights(net, new Uint8Array(3))).toThrow('weights are 3 bytes long, too short for a safetensors header');
+    expect(() => loadUNetWeights(net, new Uint8Array(3))).toThrow(
+      'weights are 3 bytes long, too short for a safetensors header',
+    );
     expect(() => decodeSafetensors(encodeSafetensors([{ name: 'a', shape: [2], data: new Float32Array(3) }]))).toThrow(
       'tensor "a" has 3 values for shape [2]',
     );

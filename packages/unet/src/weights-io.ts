@@ -32,7 +32,10 @@ export async function saveUNetWeights(net: UNet, metadata: Record<string, string
 export function configFromWeights(bytes: Uint8Array): UNetConfig {
   const { metadata } = decodeSafetensors(bytes);
   if (metadata['format'] !== WEIGHTS_FORMAT || metadata['config'] === undefined) {
-    throw unetError('DDPM_WEIGHTS_INVALID', `weights carry no ${WEIGHTS_FORMAT} config (format ${JSON.stringify(metadata['format'])})`);
+    throw unetError(
+      'DDPM_WEIGHTS_INVALID',
+      `weights carry no ${WEIGHTS_FORMAT} config (format ${JSON.stringify(metadata['format'])})`,
+    );
   }
   return validateUNetConfig(JSON.parse(metadata['config']) as UNetConfig);
 }
@@ -42,7 +45,8 @@ export function checkAgainst(net: UNet, arrays: readonly NamedArray[]): Map<stri
   const byName = new Map(arrays.map((a) => [a.name, a]));
   for (const [name, v] of net.namedVariables) {
     const a = byName.get(name);
-    if (a === undefined) throw unetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(name)} that the model needs`);
+    if (a === undefined)
+      throw unetError('DDPM_WEIGHTS_INVALID', `weights have no tensor ${JSON.stringify(name)} that the model needs`);
     if (a.shape.length !== v.shape.length || !a.shape.every((d, i) => d === v.shape[i])) {
       throw unetError(
         'DDPM_WEIGHTS_INVALID',
@@ -51,7 +55,8 @@ export function checkAgainst(net: UNet, arrays: readonly NamedArray[]): Map<stri
     }
   }
   const extra = arrays.find((a) => !net.namedVariables.some(([name]) => name === a.name));
-  if (extra !== undefined) throw unetError('DDPM_WEIGHTS_INVALID', `weights have a tensor ${JSON.stringify(extra.name)} the model does not`);
+  if (extra !== undefined)
+    throw unetError('DDPM_WEIGHTS_INVALID', `weights have a tensor ${JSON.stringify(extra.name)} the model does not`);
   return byName;
 }
 

@@ -13,8 +13,14 @@ import { Type } from '@sinclair/typebox';
 
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 
-const NameParams = Type.Object({ name: Type.String({ pattern: STORE_DATASET_NAME.source, description: 'the dataset name, used as store:NAME' }) }, { additionalProperties: false });
-const DatasetInfo = Type.Object({ name: Type.String(), bytes: Type.Integer(), spec: Type.String({ description: 'what a job names it by' }) }, { additionalProperties: false });
+const NameParams = Type.Object(
+  { name: Type.String({ pattern: STORE_DATASET_NAME.source, description: 'the dataset name, used as store:NAME' }) },
+  { additionalProperties: false },
+);
+const DatasetInfo = Type.Object(
+  { name: Type.String(), bytes: Type.Integer(), spec: Type.String({ description: 'what a job names it by' }) },
+  { additionalProperties: false },
+);
 
 /** The first bytes of a gzip stream's content (enough to see a format), without inflating the rest. */
 function gunzipHead(body: Buffer, bytes: number): Promise<Buffer> {
@@ -44,7 +50,9 @@ async function uploadProblem(body: Buffer): Promise<string | undefined> {
   if (body.length === 0) return 'the body is empty';
   if (isGzip(body)) {
     const head = await gunzipHead(body, 4);
-    return looksLikeIdxImages(head) ? undefined : 'gzip content is not an IDX image file (magic 00 00 08 03); gzipped CIFAR-10 is not accepted, upload the .bin records';
+    return looksLikeIdxImages(head)
+      ? undefined
+      : 'gzip content is not an IDX image file (magic 00 00 08 03); gzipped CIFAR-10 is not accepted, upload the .bin records';
   }
   if (looksLikeIdxImages(body)) return undefined;
   if (looksLikeCifar10(body.length)) return undefined;
@@ -53,32 +61,51 @@ async function uploadProblem(body: Buffer): Promise<string | undefined> {
 
 export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   const { store, config } = app.ddpm;
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxUploadBytes }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser(
+    'application/octet-stream',
+    { parseAs: 'buffer', bodyLimit: config.maxUploadBytes },
+    (_request, body, done) => done(null, body),
+  );
 
   app.put(
     '/datasets/:name',
     {
       bodyLimit: config.maxUploadBytes,
       schema: {
-        summary: 'store a dataset (Content-Type: application/octet-stream): an IDX image file, gzipped or not, or CIFAR-10 binary records; jobs name it store:NAME',
+        summary:
+          'store a dataset (Content-Type: application/octet-stream): an IDX image file, gzipped or not, or CIFAR-10 binary records; jobs name it store:NAME',
         params: NameParams,
         response: { 201: DatasetInfo, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, ...COMMON_ERRORS },
       },
     },
     async (request, reply) => {
       const body = request.body;
-      if (!Buffer.isBuffer(body)) return reply.code(415).send({ error: 'unsupported media type', message: 'send the dataset as Content-Type: application/octet-stream' });
+      if (!Buffer.isBuffer(body))
+        return reply.code(415).send({
+          error: 'unsupported media type',
+          message: 'send the dataset as Content-Type: application/octet-stream',
+        });
       const problem = await uploadProblem(body);
       if (problem) return reply.code(400).send({ error: 'invalid request', message: `not a dataset: ${problem}` });
       await store.put(`datasets/${request.params.name}`, body, { contentType: 'application/octet-stream' });
       request.log.info({ dataset: request.params.name, bytes: body.length }, 'dataset stored');
-      return reply.code(201).send({ name: request.params.name, bytes: body.length, spec: `store:${request.params.name}` });
+      return reply
+        .code(201)
+        .send({ name: request.params.name, bytes: body.length, spec: `store:${request.params.name}` });
     },
   );
 
   app.get(
     '/datasets',
-    { schema: { summary: 'the datasets in the object store', response: { 200: Type.Object({ datasets: Type.Array(DatasetInfo) }, { additionalProperties: false }), ...COMMON_ERRORS } } },
+    {
+      schema: {
+        summary: 'the datasets in the object store',
+        response: {
+          200: Type.Object({ datasets: Type.Array(DatasetInfo) }, { additionalProperties: false }),
+          ...COMMON_ERRORS,
+        },
+      },
+    },
     async () => {
       const objects = await store.list('datasets/');
       const datasets = objects
@@ -91,10 +118,17 @@ export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done)
 
   app.delete(
     '/datasets/:name',
-    { schema: { summary: 'remove a dataset from the object store', params: NameParams, response: { 204: Type.Null(), 400: ErrorBody, 404: ErrorBody, ...COMMON_ERRORS } } },
+    {
+      schema: {
+        summary: 'remove a dataset from the object store',
+        params: NameParams,
+        response: { 204: Type.Null(), 400: ErrorBody, 404: ErrorBody, ...COMMON_ERRORS },
+      },
+    },
     async (request, reply) => {
       const key = `datasets/${request.params.name}`;
-      if (!(await store.exists(key))) return reply.code(404).send({ error: 'not found', message: `no dataset ${request.params.name}` });
+      if (!(await store.exists(key)))
+        return reply.code(404).send({ error: 'not found', message: `no dataset ${request.params.name}` });
       await store.delete(key);
       return reply.code(204).send(null);
     },

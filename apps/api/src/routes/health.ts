@@ -7,22 +7,43 @@ const PUBLIC = { security: [] };
 export const healthRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   app.get(
     '/healthz',
-    { schema: { summary: 'liveness', ...PUBLIC, response: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) } } },
+    {
+      schema: {
+        summary: 'liveness',
+        ...PUBLIC,
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) },
+      },
+    },
     () => ({ status: 'ok' as const }),
   );
 
-  const Ready = Type.Object({ status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]), redis: Type.String() }, { additionalProperties: false });
-  app.get('/readyz', { schema: { summary: 'readiness: Redis answers', ...PUBLIC, response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
-    try {
-      return { status: 'ready' as const, redis: await app.ddpm.redis.ping() };
-    } catch (err) {
-      return reply.code(503).send({ status: 'not ready', redis: (err as Error).message });
-    }
-  });
+  const Ready = Type.Object(
+    { status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]), redis: Type.String() },
+    { additionalProperties: false },
+  );
+  app.get(
+    '/readyz',
+    { schema: { summary: 'readiness: Redis answers', ...PUBLIC, response: { 200: Ready, 503: Ready } } },
+    async (_request, reply) => {
+      try {
+        return { status: 'ready' as const, redis: await app.ddpm.redis.ping() };
+      } catch (err) {
+        return reply.code(503).send({ status: 'not ready', redis: (err as Error).message });
+      }
+    },
+  );
 
   app.get(
     '/metrics',
-    { schema: { summary: 'Prometheus metrics', ...PUBLIC, response: { 200: { description: 'text exposition format', content: { 'text/plain': { schema: Type.String() } } } } } },
+    {
+      schema: {
+        summary: 'Prometheus metrics',
+        ...PUBLIC,
+        response: {
+          200: { description: 'text exposition format', content: { 'text/plain': { schema: Type.String() } } },
+        },
+      },
+    },
     async (_request, reply) => {
       reply.header('content-type', app.ddpm.registry.contentType);
       return reply.send(await app.ddpm.registry.metrics());

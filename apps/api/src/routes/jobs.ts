@@ -11,10 +11,18 @@ import { COMMON_ERRORS, ErrorBody } from '../http-errors';
 import { JobView, REQUEST_BODIES } from '../job-view';
 import { LIST_STATE_NAMES, MAX_LIST_DEPTH, MAX_LOG_PAGE } from '../jobs-service';
 
-const IdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' }) }, { additionalProperties: false });
+const IdParams = Type.Object(
+  { id: Type.String({ pattern: JOB_ID_PATTERN, description: 'a job id' }) },
+  { additionalProperties: false },
+);
 const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'repeat-safe submission: the same key and body return the same job' }),
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: 'repeat-safe submission: the same key and body return the same job',
+    }),
   ),
 });
 const SUBMIT_ERRORS = { ...COMMON_ERRORS, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody } as const;
@@ -30,29 +38,68 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     body,
     headers: IdempotencyHeaders,
     response: {
-      200: described(JobView, 'the job an earlier request with this Idempotency-Key created (Idempotent-Replayed: true)'),
+      200: described(
+        JobView,
+        'the job an earlier request with this Idempotency-Key created (Idempotent-Replayed: true)',
+      ),
       202: described(JobView, 'queued; poll links.self'),
       ...SUBMIT_ERRORS,
     },
   });
   /** 202 with Location for a new job, 200 with Idempotent-Replayed for a repeated key. */
-  const submitted = async (request: FastifyRequest, submission: Awaited<ReturnType<typeof jobs.submit>>): Promise<{ status: 200 | 202; headers: Record<string, string>; view: JobView }> => {
+  const submitted = async (
+    request: FastifyRequest,
+    submission: Awaited<ReturnType<typeof jobs.submit>>,
+  ): Promise<{ status: 200 | 202; headers: Record<string, string>; view: JobView }> => {
     const view = await jobs.view(submission.job, baseUrl(request));
-    return submission.replayed ? { status: 200, headers: { 'idempotent-replayed': 'true' }, view } : { status: 202, headers: { location: `/jobs/${submission.job.id}` }, view };
+    return submission.replayed
+      ? { status: 200, headers: { 'idempotent-replayed': 'true' }, view }
+      : { status: 202, headers: { location: `/jobs/${submission.job.id}` }, view };
   };
 
-  app.post('/jobs/train', { schema: submitSchema('submit a train job', REQUEST_BODIES.train) }, async (request, reply) => {
-    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'train', request: request.body }, request.headers['idempotency-key']));
-    return reply.headers(headers).code(status).send(view);
-  });
-  app.post('/jobs/sample', { schema: submitSchema("submit a sample job: a picture from a train job's checkpoint or a shipped model", REQUEST_BODIES.sample) }, async (request, reply) => {
-    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'sample', request: request.body }, request.headers['idempotency-key']));
-    return reply.headers(headers).code(status).send(view);
-  });
-  app.post('/jobs/eval', { schema: submitSchema("submit an eval job: FD, KID, IS, NLL or rate–distortion of a train job's checkpoint or a shipped model", REQUEST_BODIES.eval) }, async (request, reply) => {
-    const { status, headers, view } = await submitted(request, await jobs.submit({ type: 'eval', request: request.body }, request.headers['idempotency-key']));
-    return reply.headers(headers).code(status).send(view);
-  });
+  app.post(
+    '/jobs/train',
+    { schema: submitSchema('submit a train job', REQUEST_BODIES.train) },
+    async (request, reply) => {
+      const { status, headers, view } = await submitted(
+        request,
+        await jobs.submit({ type: 'train', request: request.body }, request.headers['idempotency-key']),
+      );
+      return reply.headers(headers).code(status).send(view);
+    },
+  );
+  app.post(
+    '/jobs/sample',
+    {
+      schema: submitSchema(
+        "submit a sample job: a picture from a train job's checkpoint or a shipped model",
+        REQUEST_BODIES.sample,
+      ),
+    },
+    async (request, reply) => {
+      const { status, headers, view } = await submitted(
+        request,
+        await jobs.submit({ type: 'sample', request: request.body }, request.headers['idempotency-key']),
+      );
+      return reply.headers(headers).code(status).send(view);
+    },
+  );
+  app.post(
+    '/jobs/eval',
+    {
+      schema: submitSchema(
+        "submit an eval job: FD, KID, IS, NLL or rate–distortion of a train job's checkpoint or a shipped model",
+        REQUEST_BODIES.eval,
+      ),
+    },
+    async (request, reply) => {
+      const { status, headers, view } = await submitted(
+        request,
+        await jobs.submit({ type: 'eval', request: request.body }, request.headers['idempotency-key']),
+      );
+      return reply.headers(headers).code(status).send(view);
+    },
+  );
 
   app.get(
     '/jobs',
@@ -64,12 +111,20 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
             type: Type.Optional(Type.Union(JOB_TYPES.map((t) => Type.Literal(t)))),
             state: Type.Optional(Type.Union(LIST_STATE_NAMES.map((s) => Type.Literal(s)))),
             limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|100)$', description: '1-100, default 20' })),
-            offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: `default 0; offset + limit at most ${MAX_LIST_DEPTH}` })),
+            offset: Type.Optional(
+              Type.String({
+                pattern: '^[0-9]{1,4}$',
+                description: `default 0; offset + limit at most ${MAX_LIST_DEPTH}`,
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({ jobs: Type.Array(JobView.ref), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+          200: Type.Object(
+            { jobs: Type.Array(JobView.ref), limit: Type.Integer(), offset: Type.Integer() },
+            { additionalProperties: false },
+          ),
           400: ErrorBody,
           ...COMMON_ERRORS,
         },
@@ -78,14 +133,28 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     async (request) => {
       const limit = Number(request.query.limit ?? 20);
       const offset = Number(request.query.offset ?? 0);
-      const views = await jobs.list({ ...(request.query.type ? { type: request.query.type } : {}), ...(request.query.state ? { state: request.query.state } : {}), limit, offset }, baseUrl(request));
+      const views = await jobs.list(
+        {
+          ...(request.query.type ? { type: request.query.type } : {}),
+          ...(request.query.state ? { state: request.query.state } : {}),
+          limit,
+          offset,
+        },
+        baseUrl(request),
+      );
       return { jobs: views, limit, offset };
     },
   );
 
   app.get(
     '/jobs/:id',
-    { schema: { summary: 'a job: state, progress, request, effective config, result or error, links', params: IdParams, response: { 200: JobView.ref, 400: ErrorBody, 404: ErrorBody, ...COMMON_ERRORS } } },
+    {
+      schema: {
+        summary: 'a job: state, progress, request, effective config, result or error, links',
+        params: IdParams,
+        response: { 200: JobView.ref, 400: ErrorBody, 404: ErrorBody, ...COMMON_ERRORS },
+      },
+    },
     async (request, reply) => {
       const view = await jobs.viewById(request.params.id, baseUrl(request));
       if (view) return view;
@@ -128,7 +197,14 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
         params: IdParams,
         response: {
           200: Type.Object(
-            { checkpoints: Type.Array(Type.Object({ step: Type.Integer(), url: Type.String({ description: "the checkpoint's manifest" }) }, { additionalProperties: false })) },
+            {
+              checkpoints: Type.Array(
+                Type.Object(
+                  { step: Type.Integer(), url: Type.String({ description: "the checkpoint's manifest" }) },
+                  { additionalProperties: false },
+                ),
+              ),
+            },
             { additionalProperties: false },
           ),
           400: ErrorBody,
@@ -148,7 +224,8 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     '/jobs/:id/metrics',
     {
       schema: {
-        summary: "a train job's metrics over training (evalEvery): one entry per evaluation of its EMA weights, oldest first",
+        summary:
+          "a train job's metrics over training (evalEvery): one entry per evaluation of its EMA weights, oldest first",
         params: IdParams,
         response: {
           200: Type.Object(
@@ -159,14 +236,30 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
                     step: Type.Integer(),
                     time: Type.String({ description: 'ISO time of the evaluation' }),
                     seconds: Type.Number(),
-                    trainSeconds: Type.Optional(Type.Number({ description: "the run's training time (seconds in steps) when the evaluated weights were reached" })),
+                    trainSeconds: Type.Optional(
+                      Type.Number({
+                        description:
+                          "the run's training time (seconds in steps) when the evaluated weights were reached",
+                      }),
+                    ),
                     metrics: Type.Record(Type.String(), Type.Number(), {
-                      description: 'fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception); with samples, pixel_mean, pixel_background (< 0.1) and pixel_saturated (> 0.9) on [0, 1]',
+                      description:
+                        'fd_<extractor>, kid_<extractor>, is_<extractor>, bits_per_dim (fid only with the FID Inception); with samples, pixel_mean, pixel_background (< 0.1) and pixel_saturated (> 0.9) on [0, 1]',
                     }),
-                    extractor: Type.Optional(Type.Object({ name: Type.String(), weightsSha256: Type.String() }, { additionalProperties: false })),
+                    extractor: Type.Optional(
+                      Type.Object(
+                        { name: Type.String(), weightsSha256: Type.String() },
+                        { additionalProperties: false },
+                      ),
+                    ),
                     samples: Type.Optional(Type.Unknown()),
                     reference: Type.Optional(Type.Unknown()),
-                    pixels: Type.Optional(Type.Unknown({ description: 'pixel statistics (mean, background, aboveHalf, saturated) of the samples and of the reference images' })),
+                    pixels: Type.Optional(
+                      Type.Unknown({
+                        description:
+                          'pixel statistics (mean, background, aboveHalf, saturated) of the samples and of the reference images',
+                      }),
+                    ),
                   },
                   { additionalProperties: false },
                 ),
@@ -185,7 +278,9 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
       const history = await jobs.evalHistory(request.params.id);
       if (!history) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
       const names = [...new Set(history.entries.flatMap((e) => Object.keys(e.metrics)))];
-      const curves = Object.fromEntries(names.map((n) => [n, `${baseUrl(request)}/jobs/${request.params.id}/metrics/${n}.png`]));
+      const curves = Object.fromEntries(
+        names.map((n) => [n, `${baseUrl(request)}/jobs/${request.params.id}/metrics/${n}.png`]),
+      );
       return { entries: [...history.entries], curves };
     },
   );
@@ -195,9 +290,15 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     {
       schema: {
         summary: "the PNG curve of one metric over a train job's training",
-        params: Type.Object({ id: IdParams.properties.id, file: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}\\.png$' }) }, { additionalProperties: false }),
+        params: Type.Object(
+          { id: IdParams.properties.id, file: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}\\.png$' }) },
+          { additionalProperties: false },
+        ),
         response: {
-          200: { description: 'the curve', content: { 'image/png': { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } } },
+          200: {
+            description: 'the curve',
+            content: { 'image/png': { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } },
+          },
           400: ErrorBody,
           404: ErrorBody,
           ...COMMON_ERRORS,
@@ -207,7 +308,10 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     async (request, reply) => {
       const metric = request.params.file.slice(0, -'.png'.length);
       const png = await jobs.evalCurve(request.params.id, metric);
-      if (!png) return reply.code(404).send({ error: 'not found', message: `no curve of ${metric} for train job ${request.params.id}` });
+      if (!png)
+        return reply
+          .code(404)
+          .send({ error: 'not found', message: `no curve of ${metric} for train job ${request.params.id}` });
       reply.header('content-type', 'image/png');
       return reply.send(Buffer.from(png.buffer, png.byteOffset, png.length));
     },
@@ -222,13 +326,26 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
         querystring: Type.Object(
           {
             follow: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
-            start: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'the first line, counted from the oldest line kept (default 0)' })),
-            limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$', description: `lines per page, at most ${MAX_LOG_PAGE} (default 1000)` })),
+            start: Type.Optional(
+              Type.String({
+                pattern: '^[0-9]{1,9}$',
+                description: 'the first line, counted from the oldest line kept (default 0)',
+              }),
+            ),
+            limit: Type.Optional(
+              Type.String({
+                pattern: '^[1-9][0-9]{0,3}$',
+                description: `lines per page, at most ${MAX_LOG_PAGE} (default 1000)`,
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
         response: {
-          200: { description: 'one line per event', content: { 'text/plain': { schema: Type.Unsafe<string | Readable>({ type: 'string' }) } } },
+          200: {
+            description: 'one line per event',
+            content: { 'text/plain': { schema: Type.Unsafe<string | Readable>({ type: 'string' }) } },
+          },
           400: ErrorBody,
           404: ErrorBody,
           503: ErrorBody,
@@ -242,9 +359,15 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
       if (request.query.follow !== 'true') {
         const start = Number(request.query.start ?? 0);
         const limit = Number(request.query.limit ?? 1000);
-        if (limit > MAX_LOG_PAGE) return reply.code(400).send({ error: 'invalid request', message: `limit must be at most ${MAX_LOG_PAGE}, got ${limit}` });
+        if (limit > MAX_LOG_PAGE)
+          return reply
+            .code(400)
+            .send({ error: 'invalid request', message: `limit must be at most ${MAX_LOG_PAGE}, got ${limit}` });
         const { lines, total } = await jobs.logs(job, start, limit);
-        reply.header('content-type', 'text/plain; charset=utf-8').header('log-total', String(total)).header('log-next', String(Math.min(start + lines.length, total)));
+        reply
+          .header('content-type', 'text/plain; charset=utf-8')
+          .header('log-total', String(total))
+          .header('log-next', String(Math.min(start + lines.length, total)));
         return reply.send(lines.map((l) => `${l}\n`).join(''));
       }
       let release: () => void;
@@ -252,7 +375,10 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
         release = jobs.acquireFollower();
       } catch (err) {
         // The client's to act on (retry later, or read without following): say why.
-        return reply.code(503).header('retry-after', '30').send({ error: 'unavailable', message: (err as Error).message });
+        return reply
+          .code(503)
+          .header('retry-after', '30')
+          .send({ error: 'unavailable', message: (err as Error).message });
       }
       reply.header('content-type', 'text/plain; charset=utf-8');
       const stream = new PassThrough();
@@ -260,17 +386,19 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
       request.raw.on('close', () => {
         closed = true;
       });
-      jobs.followLogs(job, stream, () => closed || stream.destroyed).then(
-        () => {
-          release();
-          stream.end();
-        },
-        (err: unknown) => {
-          release();
-          request.log.warn({ err }, 'following logs failed');
-          stream.end();
-        },
-      );
+      jobs
+        .followLogs(job, stream, () => closed || stream.destroyed)
+        .then(
+          () => {
+            release();
+            stream.end();
+          },
+          (err: unknown) => {
+            release();
+            request.log.warn({ err }, 'following logs failed');
+            stream.end();
+          },
+        );
       return reply.send(stream);
     },
   );

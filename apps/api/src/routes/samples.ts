@@ -13,7 +13,8 @@ export const sampleRoutes: FastifyPluginCallbackTypebox = (app, _options, done) 
     '/samples/:file',
     {
       schema: {
-        summary: 'a sample picture: /samples/ID (PNG) or /samples/ID.json (how it was made: checkpoint, step, sampler, seed, count)',
+        summary:
+          'a sample picture: /samples/ID (PNG) or /samples/ID.json (how it was made: checkpoint, step, sampler, seed, count)',
         params: Type.Object({ file: Type.String({ pattern: SAMPLE_FILE }) }, { additionalProperties: false }),
         response: {
           200: {
@@ -36,10 +37,14 @@ export const sampleRoutes: FastifyPluginCallbackTypebox = (app, _options, done) 
         const body = await app.ddpm.store.get(sampleKey(id!, json ? 'json' : 'png'));
         reply.header('content-type', json ? 'application/json' : 'image/png');
         // Behind a token a sample is the client's: no shared cache may keep it.
-        reply.header('cache-control', `${app.ddpm.config.apiToken ? 'private' : 'public'}, max-age=31536000, immutable`);
+        reply.header(
+          'cache-control',
+          `${app.ddpm.config.apiToken ? 'private' : 'public'}, max-age=31536000, immutable`,
+        );
         return reply.send(Buffer.from(body.buffer, body.byteOffset, body.length));
       } catch (err) {
-        if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });
+        if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND'))
+          return reply.code(404).send({ error: 'not found', message: `no sample ${id}` });
         throw err;
       }
     },

@@ -24,7 +24,14 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Rng } from '@ddpm/core';
-import { FeatureAccumulator, type FeatureStatistics, type LinalgPhase, frechetDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
+import {
+  FeatureAccumulator,
+  type FeatureStatistics,
+  type LinalgPhase,
+  frechetDistance,
+  statisticsFromNpz,
+  statisticsToNpz,
+} from '@ddpm/eval';
 
 import { CliUsageError } from '../cli-io';
 import { probePythonBlas, referenceEnv } from './python-blas';
@@ -48,7 +55,13 @@ export function fidBenchVectors(dim: number): number {
  * Statistics of `count` vectors: an AR(1) along the coordinates (neighbours correlate), scaled by
  * (1 + k/64)⁻¹ so that the spectrum decays, times `scale`, plus `shift`.
  */
-function syntheticStatistics(dim: number, count: number, seed: number, shift: number, scale: number): FeatureStatistics {
+function syntheticStatistics(
+  dim: number,
+  count: number,
+  seed: number,
+  shift: number,
+  scale: number,
+): FeatureStatistics {
   const rng = Rng.fromSeed(seed);
   const x = Float64Array.from(rng.normals(count * dim));
   for (let i = 0; i < count; i++) {
@@ -111,10 +124,20 @@ interface NumpyRound {
 
 function runNumpy(python: string, a: string, b: string): Promise<NumpyRound> {
   return new Promise((resolve, reject) => {
-    execFile(python, ['-c', NUMPY_SCRIPT, a, b], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 20, env: referenceEnv().env }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`the NumPy reference (${python}) failed: ${(stderr.trim().split('\n').pop() ?? '') || err.message}`));
-      else resolve(JSON.parse(stdout) as NumpyRound);
-    });
+    execFile(
+      python,
+      ['-c', NUMPY_SCRIPT, a, b],
+      { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 20, env: referenceEnv().env },
+      (err, stdout, stderr) => {
+        if (err)
+          reject(
+            new Error(
+              `the NumPy reference (${python}) failed: ${(stderr.trim().split('\n').pop() ?? '') || err.message}`,
+            ),
+          );
+        else resolve(JSON.parse(stdout) as NumpyRound);
+      },
+    );
   });
 }
 
@@ -135,7 +158,12 @@ function phaseSummary(rounds: readonly LinalgPhase[][]): Record<string, { ms: nu
 export async function benchFid(options: FidBenchOptions): Promise<Record<string, unknown>> {
   const { dim, rounds, python } = options;
   const probe = await probePythonBlas(python, ['numpy', 'scipy']).catch((err: Error) => err);
-  const noNumpy = probe instanceof Error ? probe.message : probe.modules['numpy'] === null ? `${python} cannot import numpy (apt-get install python3-numpy)` : undefined;
+  const noNumpy =
+    probe instanceof Error
+      ? probe.message
+      : probe.modules['numpy'] === null
+        ? `${python} cannot import numpy (apt-get install python3-numpy)`
+        : undefined;
   if (noNumpy !== undefined) {
     if (options.skipWithoutNumpy) return { benchmark: 'fid', skipped: noNumpy };
     throw new CliUsageError(`ddpm bench fid needs NumPy: ${noNumpy}`);
@@ -194,11 +222,24 @@ function report(
       phases: phaseSummary(ours.map((o) => o.phases)),
       sameBitsEveryRound: ours.every((o) => o.distance === distance),
     },
-    numpy: { version: numpy[0]!.numpy, eighMedianMs: round(eighMs, 1), samplesMs: numpy.map((n) => round(n.eighMs, 1)), distance: eighDistance },
+    numpy: {
+      version: numpy[0]!.numpy,
+      eighMedianMs: round(eighMs, 1),
+      samplesMs: numpy.map((n) => round(n.eighMs, 1)),
+      distance: eighDistance,
+    },
     scipy: sqrtm
-      ? { version: numpy[0]!.scipy, sqrtmMedianMs: round(sqrtmMs!, 1), samplesMs: numpy.map((n) => round(n.sqrtmMs!, 1)), distance: numpy[0]!.sqrtmDistance }
+      ? {
+          version: numpy[0]!.scipy,
+          sqrtmMedianMs: round(sqrtmMs!, 1),
+          samplesMs: numpy.map((n) => round(n.sqrtmMs!, 1)),
+          distance: numpy[0]!.sqrtmDistance,
+        }
       : { skipped: `${options.python} cannot import scipy: pytorch-fid's sqrtm route not timed` },
-    ratios: { oursOverNumpyEigh: round(oursMs / eighMs, 3), ...(sqrtm ? { oursOverScipySqrtm: round(oursMs / sqrtmMs!, 3) } : {}) },
+    ratios: {
+      oursOverNumpyEigh: round(oursMs / eighMs, 3),
+      ...(sqrtm ? { oursOverScipySqrtm: round(oursMs / sqrtmMs!, 3) } : {}),
+    },
     agreement: {
       relativeDifferenceNumpyEigh: relative(distance, eighDistance),
       ...(sqrtm ? { relativeDifferenceScipySqrtm: relative(distance, numpy[0]!.sqrtmDistance!) } : {}),

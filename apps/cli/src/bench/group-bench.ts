@@ -28,7 +28,6 @@ import { Redis } from 'ioredis';
 import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
 import { median, round } from './timing';
 
-
 /** How the ranks of a benchmark move their values, and what they compute with. */
 export interface RankOptions {
   readonly transport: Transport;
@@ -52,11 +51,22 @@ export async function ranks(
   redisUrl: string,
   namespace: string,
   options: RankOptions,
-): Promise<{ all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>; one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>; close(): Promise<void>; sharedMemory: boolean }> {
+): Promise<{
+  all(make: (rank: number) => BenchRankCommand): Promise<BenchRankReply[]>;
+  one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>;
+  close(): Promise<void>;
+  sharedMemory: boolean;
+}> {
   const { transport, backend, env, sharedMemoryDir } = options;
   // The compiled rank script next to this one (from a test, the build's copy of it).
   const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
-  const children: ChildProcess[] = Array.from({ length: n }, () => fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', ...(env ? { env: { ...process.env, ...env } } : {}) }));
+  const children: ChildProcess[] = Array.from({ length: n }, () =>
+    fork(script, [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      ...(env ? { env: { ...process.env, ...env } } : {}),
+    }),
+  );
   const ask = (child: ChildProcess, command: BenchRankCommand): Promise<BenchRankReply> =>
     new Promise((resolve, reject) => {
       child.once('message', (m: BenchRankReply) => (m.cmd === 'error' ? reject(new Error(m.message)) : resolve(m)));
@@ -66,13 +76,27 @@ export async function ranks(
     all: (make: (rank: number) => BenchRankCommand) => Promise.all(children.map((c, r) => ask(c, make(r)))),
     one: (rank: number, c: BenchRankCommand) => ask(children[rank]!, c),
     close: async () => {
-      await Promise.all(children.map((c) => new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.send({ cmd: 'exit' } satisfies BenchRankCommand);
-      })));
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              c.once('exit', () => resolve());
+              c.send({ cmd: 'exit' } satisfies BenchRankCommand);
+            }),
+        ),
+      );
     },
   };
-  const joined = await group.all((rank) => ({ cmd: 'join', redisUrl, namespace, rank, worldSize: n, transport, ...(backend ? { backend } : {}), ...(sharedMemoryDir ? { sharedMemoryDir } : {}) }));
+  const joined = await group.all((rank) => ({
+    cmd: 'join',
+    redisUrl,
+    namespace,
+    rank,
+    worldSize: n,
+    transport,
+    ...(backend ? { backend } : {}),
+    ...(sharedMemoryDir ? { sharedMemoryDir } : {}),
+  }));
   return { ...group, sharedMemory: joined.every((m) => m.cmd === 'joined' && m.sharedMemory === true) };
 }
 
@@ -100,14 +124,22 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
   const lean = target ? new BulkConnection(target) : undefined;
   const landing = Buffer.allocUnsafeSlow(bytes);
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
-  let sharedMemory = false;
+  let sharedMemory: boolean;
   try {
     await openGeneration(redis, namespace, 3_600_000);
-    group = await ranks(n, redisUrl, namespace, { transport, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
+    group = await ranks(n, redisUrl, namespace, {
+      transport,
+      ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}),
+    });
     const g = group;
     sharedMemory = g.sharedMemory;
     // Rank r adds r + 1 everywhere: the sum is n(n + 1)/2, which each rank checks.
-    const run = async (step: number): Promise<number> => Math.max(...(await g.all((r) => ({ cmd: 'allreduce', step, values, fill: r + 1, expect: (n * (n + 1)) / 2 }))).map((m) => (m.cmd === 'done' ? m.ms : 0)));
+    const run = async (step: number): Promise<number> =>
+      Math.max(
+        ...(await g.all((r) => ({ cmd: 'allreduce', step, values, fill: r + 1, expect: (n * (n + 1)) / 2 }))).map(
+          (m) => (m.cmd === 'done' ? m.ms : 0),
+        ),
+      );
     await run(0);
     // Alternating blocks of rounds: both see the same machine, yet neither runs on the heap
     // (Redis's allocator) the other just churned.
@@ -123,7 +155,10 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
         await lean.command(['SET', key, payload]);
         const back = await lean.command(['GET', key], () => landing);
         rawLean.push(Number(process.hrtime.bigint() - leanStarted) / 1e6);
-        if (!Buffer.isBuffer(back) || back.length !== bytes) throw new Error(`the lean client read ${Buffer.isBuffer(back) ? back.length : String(back)} bytes back, not ${bytes}`);
+        if (!Buffer.isBuffer(back) || back.length !== bytes)
+          throw new Error(
+            `the lean client read ${Buffer.isBuffer(back) ? back.length : String(back)} bytes back, not ${bytes}`,
+          );
       }
       await redis.del(key);
       for (let r = 0; r < Math.ceil(rounds / 2); r++) allreduce.push(await run(1 + block * rounds + r));
@@ -153,7 +188,11 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     rawMeasured: `one client (ioredis): SET then GET of ${mb} MB, (2 x ${mb} MB) / time`,
     busOverRaw: round(busMBps / rawMBps, 3),
     ...(rawLeanMBps !== undefined
-      ? { rawLeanRedisMBps: round(rawLeanMBps, 1), rawLeanMeasured: 'the same with the lean connection the all-reduce uses (redis:// only)', busOverRawLean: round(busMBps / rawLeanMBps, 3) }
+      ? {
+          rawLeanRedisMBps: round(rawLeanMBps, 1),
+          rawLeanMeasured: 'the same with the lean connection the all-reduce uses (redis:// only)',
+          busOverRawLean: round(busMBps / rawLeanMBps, 3),
+        }
       : {}),
     hubMBps: round(hubMBps, 1),
     hubOverRaw: round(hubMBps / rawMBps, 3),
@@ -163,7 +202,15 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
 /** The run a training benchmark times: the preset on procedural shapes, no warm-up, never a checkpoint. */
 export function benchTrainConfig(presetName: string, batch: number, accumulation: number): TrainConfig {
   const { inChannels } = preset(presetName);
-  return resolveTrainJob({ dataset: `procedural:shapes?size=512&channels=${inChannels}`, preset: presetName as 'tiny32', batchSize: batch, accumulation, steps: 1_000_000, checkpointEvery: 1_000_000, warmupSteps: 0 }).train;
+  return resolveTrainJob({
+    dataset: `procedural:shapes?size=512&channels=${inChannels}`,
+    preset: presetName as 'tiny32',
+    batchSize: batch,
+    accumulation,
+    steps: 1_000_000,
+    checkpointEvery: 1_000_000,
+    warmupSteps: 0,
+  }).train;
 }
 
 /** Steps each configuration of `ddpm bench dp` takes before it is timed. */
@@ -196,7 +243,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   /** Per rank and round: its own computation and its exchange (waiting for peers included), per step. */
   const shares: { compute: number; exchange: number }[][] = [];
   const sets: { namespace: string; processes: Awaited<ReturnType<typeof ranks>> | undefined }[] = [];
-  let sharedMemory = false;
+  let sharedMemory: boolean;
   try {
     // Processes of their own for each configuration, each running one kind of step as a worker's
     // child does (a process that also ran the others' steps computed its share measurably faster
@@ -205,21 +252,54 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       const set: (typeof sets)[number] = { namespace: `${namespace}-${kind}`, processes: undefined };
       sets.push(set);
       await openGeneration(redis, set.namespace, 3_600_000);
-      set.processes = await ranks(size, options.redisUrl, set.namespace, { transport: options.transport ?? 'fp32', backend: options.backend, ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}) });
+      set.processes = await ranks(size, options.redisUrl, set.namespace, {
+        transport: options.transport ?? 'fp32',
+        backend: options.backend,
+        ...(options.sharedMemoryDir ? { sharedMemoryDir: options.sharedMemoryDir } : {}),
+      });
       return set.processes;
     };
     const group = await spawnSet(n, 'group');
     sharedMemory = group.sharedMemory;
     const solo = await spawnSet(1, 'single');
     const apart = await spawnSet(n, 'share');
-    await solo.one(0, { cmd: 'open', name: 'single', config: request(1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
-    await group.all((rank) => ({ cmd: 'open', name: 'group', config: request(n), storeDir, rank, worldSize: n, stepOffset: 0 }));
+    await solo.one(0, {
+      cmd: 'open',
+      name: 'single',
+      config: request(1),
+      storeDir,
+      rank: 0,
+      worldSize: 1,
+      stepOffset: 0,
+    });
+    await group.all((rank) => ({
+      cmd: 'open',
+      name: 'group',
+      config: request(n),
+      storeDir,
+      rank,
+      worldSize: n,
+      stepOffset: 0,
+    }));
     // Each process's share as a run of its own (batch / N, no group), for the ceiling.
-    await apart.all(() => ({ cmd: 'open', name: 'share', config: benchTrainConfig(presetName, batch / n, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 }));
+    await apart.all(() => ({
+      cmd: 'open',
+      name: 'share',
+      config: benchTrainConfig(presetName, batch / n, 1),
+      storeDir,
+      rank: 0,
+      worldSize: 1,
+      stepOffset: 0,
+    }));
     const time = async (which: 'single' | 'group' | 'share', k: number): Promise<number> => {
-      const replies = which === 'single' ? [await solo.one(0, { cmd: 'train', name: 'single', steps: k })] : await (which === 'group' ? group : apart).all(() => ({ cmd: 'train', name: which, steps: k }));
+      const replies =
+        which === 'single'
+          ? [await solo.one(0, { cmd: 'train', name: 'single', steps: k })]
+          : await (which === 'group' ? group : apart).all(() => ({ cmd: 'train', name: which, steps: k }));
       if (which === 'group') {
-        for (const [r, m] of replies.entries()) if (m.cmd === 'done') (shares[r] ??= []).push({ compute: (m.computeMs ?? 0) / k, exchange: (m.exchangeMs ?? 0) / k });
+        for (const [r, m] of replies.entries())
+          if (m.cmd === 'done')
+            (shares[r] ??= []).push({ compute: (m.computeMs ?? 0) / k, exchange: (m.exchangeMs ?? 0) / k });
       }
       return Math.max(...replies.map((m) => (m.cmd === 'done' ? m.ms : 0)));
     };
@@ -260,7 +340,11 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       imagesPerSecond: round(many, 2),
       stepMs: round(median(grouped) / steps, 1),
       gradientMegabytes: round((describeArchitecture(config).totalParams * 4) / 1024 / 1024, 2),
-      perRank: shares.map((rounds_, rank) => ({ rank, computeMs: round(median(rounds_.slice(1).map((x) => x.compute)), 1), exchangeMs: round(median(rounds_.slice(1).map((x) => x.exchange)), 1) })),
+      perRank: shares.map((rounds_, rank) => ({
+        rank,
+        computeMs: round(median(rounds_.slice(1).map((x) => x.compute)), 1),
+        exchangeMs: round(median(rounds_.slice(1).map((x) => x.exchange)), 1),
+      })),
     },
     speedup: round(many / one, 3),
     ceiling: {

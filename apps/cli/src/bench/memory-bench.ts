@@ -64,13 +64,18 @@ export async function benchMemory(options: MemoryBenchOptions): Promise<Record<s
         await rank.one(0, { cmd: 'open', name: 'run', config, storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
         const done = await rank.one(0, { cmd: 'train', name: 'run', steps: options.steps });
         const after = await rank.one(0, { cmd: 'memory' });
-        if (after.cmd !== 'memory' || heapAtStart.cmd !== 'memory' || done.cmd !== 'done') throw new Error('internal error: unexpected replies');
+        if (after.cmd !== 'memory' || heapAtStart.cmd !== 'memory' || done.cmd !== 'done')
+          throw new Error('internal error: unexpected replies');
         rows.push({
           ...base,
           run: true,
           stepMs: round(done.ms / options.steps, 0),
           ...(after.heapBytes !== null
-            ? { heapMiB: round(after.heapBytes / MIB, 0), heapAtStartMiB: round((heapAtStart.heapBytes ?? 0) / MIB, 0), estimateOverHeap: round(estimate / after.heapBytes, 2) }
+            ? {
+                heapMiB: round(after.heapBytes / MIB, 0),
+                heapAtStartMiB: round((heapAtStart.heapBytes ?? 0) / MIB, 0),
+                estimateOverHeap: round(estimate / after.heapBytes, 2),
+              }
             : {}),
           rssMiB: round(after.rssBytes / MIB, 0),
         });
@@ -88,7 +93,8 @@ export async function benchMemory(options: MemoryBenchOptions): Promise<Record<s
     backend: options.backend,
     steps: options.steps,
     trainingMemoryFactor: TRAINING_MEMORY_FACTOR,
-    measured: 'peak wasm heap after the steps of a fresh process (it never shrinks) and its resident set; estimateOverHeap above 1 means the budget errs on the safe side',
+    measured:
+      'peak wasm heap after the steps of a fresh process (it never shrinks) and its resident set; estimateOverHeap above 1 means the budget errs on the safe side',
     cases: rows,
   };
 }

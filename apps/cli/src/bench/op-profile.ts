@@ -43,7 +43,11 @@ export interface OpProfile {
 }
 
 /** FLOPs of a convolution kernel call from its input, filter and output shapes (0 when unknown). */
-function convFlops(name: string, inputShapes: readonly (readonly number[] | null)[], outputShape: readonly number[] | undefined): number {
+function convFlops(
+  name: string,
+  inputShapes: readonly (readonly number[] | null)[],
+  outputShape: readonly number[] | undefined,
+): number {
   if (name !== 'Conv2D' && name !== 'FusedConv2D') return 0;
   const filter = inputShapes[1];
   if (!filter || filter.length !== 4 || !outputShape || outputShape.length !== 4) return 0;
@@ -73,7 +77,10 @@ interface ProfilerLike {
  * Profiles `run` (which calls `setPhase` as it moves from forward to backward to update) and
  * returns the time per (phase, op), largest first.
  */
-export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<void>, initial: Phase): Promise<OpProfile> {
+export async function profileOps(
+  run: (setPhase: (p: Phase) => void) => Promise<void>,
+  initial: Phase,
+): Promise<OpProfile> {
   const entries = new Map<string, Entry>();
   let phase: Phase = initial;
   // Time spent in children of the call in progress at each depth (subtracted from its own).
@@ -100,13 +107,17 @@ export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<
   };
   const engine = tf.engine() as unknown as { profiler: ProfilerLike };
   const profiler = engine.profiler;
-  const original = profiler.profileKernel;
+  const original = profiler.profileKernel.bind(profiler);
   profiler.profileKernel = function (name, inputs, f) {
     const shapes = Object.values(inputs).map((t) => (t ? t.shape : null));
     // Our filter gradient is a convolution whose "filter" is the output gradient (its taps span
     // the feature map): told apart from the 1×1 and 3×3 convolutions of the network by its size.
     const label = name === 'Conv2D' && (shapes[1]?.[0] ?? 0) > 3 ? 'Conv2D (filter gradient)' : name;
-    return record(label, (r: { outputs: tf.Tensor[] }) => convFlops(name, shapes, r.outputs[0]?.shape), () => original.call(profiler, name, inputs, f));
+    return record(
+      label,
+      (r: { outputs: tf.Tensor[] }) => convFlops(name, shapes, r.outputs[0]?.shape),
+      () => original(name, inputs, f),
+    );
   };
   // Our SIMD kernels: wrap each method of the bound instance for the duration.
   const kernels = wasmKernels() as unknown as Record<string, unknown> | undefined;
@@ -118,14 +129,24 @@ export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<
       if (name === 'constructor' || typeof method !== 'function') continue;
       const flops = KERNEL_FLOPS[name];
       kernels[name] = (...args: unknown[]) =>
-        record(`ddpm:${name}`, () => (flops ? flops(...(args as Shaped[])) : 0), () => (method as (...a: unknown[]) => unknown).apply(kernels, args));
+        record(
+          `ddpm:${name}`,
+          () => (flops ? flops(...(args as Shaped[])) : 0),
+          () => (method as (...a: unknown[]) => unknown).apply(kernels, args),
+        );
       restore.push(() => delete kernels[name]);
     }
   }
-  const heap = wasmHeap() as unknown as { gemmInto(a: { rows: number; cols: number }, b: { cols: number }, out: unknown): void } | undefined;
+  const heap = wasmHeap() as unknown as
+    { gemmInto(a: { rows: number; cols: number }, b: { cols: number }, out: unknown): void } | undefined;
   if (heap) {
-    const gemm = Object.getPrototypeOf(heap).gemmInto as typeof heap.gemmInto;
-    heap.gemmInto = (a, b, out) => record('ddpm:gemm', () => 2 * a.rows * a.cols * b.cols, () => gemm.call(heap, a, b, out));
+    const gemm = heap.gemmInto.bind(heap);
+    heap.gemmInto = (a, b, out) =>
+      record(
+        'ddpm:gemm',
+        () => 2 * a.rows * a.cols * b.cols,
+        () => gemm(a, b, out),
+      );
     restore.push(() => delete (heap as { gemmInto?: unknown }).gemmInto);
   }
   const started = performance.now();
@@ -142,7 +163,14 @@ export async function profileOps(run: (setPhase: (p: Phase) => void) => Promise<
     .map(([key, e]) => {
       const [p, op] = key.split('\u0000') as [Phase, string];
       byPhase[p] = (byPhase[p] ?? 0) + e.ms;
-      return { phase: p, op, ms: round(e.ms, 1), share: round(e.ms / wallMs, 3), calls: e.calls, ...(e.flops > 0 ? { gflops: round(e.flops / e.ms / 1e6, 2) } : {}) };
+      return {
+        phase: p,
+        op,
+        ms: round(e.ms, 1),
+        share: round(e.ms / wallMs, 3),
+        calls: e.calls,
+        ...(e.flops > 0 ? { gflops: round(e.flops / e.ms / 1e6, 2) } : {}),
+      };
     })
     .sort((a, b) => b.ms - a.ms);
   return {

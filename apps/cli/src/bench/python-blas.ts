@@ -113,22 +113,39 @@ function readCpuinfo(): string {
  * The environment a Python reference runs in: OPENBLAS_CORETYPE set to {@link openblasCoreFor}
  * unless the caller's environment sets it already (then that wins), and `coretype` saying which.
  */
-export function referenceEnv(base: NodeJS.ProcessEnv = process.env): { env: NodeJS.ProcessEnv; coretype: { value: string | null; from: 'environment' | 'cpu flags' | 'openblas' } } {
-  if (base['OPENBLAS_CORETYPE']) return { env: base, coretype: { value: base['OPENBLAS_CORETYPE'], from: 'environment' } };
+export function referenceEnv(base: NodeJS.ProcessEnv = process.env): {
+  env: NodeJS.ProcessEnv;
+  coretype: { value: string | null; from: 'environment' | 'cpu flags' | 'openblas' };
+} {
+  if (base['OPENBLAS_CORETYPE'])
+    return { env: base, coretype: { value: base['OPENBLAS_CORETYPE'], from: 'environment' } };
   const core = openblasCoreFor();
   if (core === undefined) return { env: base, coretype: { value: null, from: 'openblas' } };
   return { env: { ...base, OPENBLAS_CORETYPE: core }, coretype: { value: core, from: 'cpu flags' } };
 }
 
 /** Probes `python` after importing `modules` (those that fail to import are reported as null). */
-export function probePythonBlas(python: string, modules: readonly string[], env: NodeJS.ProcessEnv = referenceEnv().env): Promise<PythonBlas> {
+export function probePythonBlas(
+  python: string,
+  modules: readonly string[],
+  env: NodeJS.ProcessEnv = referenceEnv().env,
+): Promise<PythonBlas> {
   return new Promise((resolve, reject) => {
-    execFile(python, ['-c', PROBE, JSON.stringify(modules)], { encoding: 'utf8', timeout: 120_000, env }, (err, stdout, stderr) => {
-      if (err) {
-        reject(new Error(`${python} could not run the BLAS probe: ${(stderr.trim().split('\n').pop() ?? '') || err.message}`));
-        return;
-      }
-      resolve({ python, ...(JSON.parse(stdout) as Omit<PythonBlas, 'python'>) });
-    });
+    execFile(
+      python,
+      ['-c', PROBE, JSON.stringify(modules)],
+      { encoding: 'utf8', timeout: 120_000, env },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(
+            new Error(
+              `${python} could not run the BLAS probe: ${(stderr.trim().split('\n').pop() ?? '') || err.message}`,
+            ),
+          );
+          return;
+        }
+        resolve({ python, ...(JSON.parse(stdout) as Omit<PythonBlas, 'python'>) });
+      },
+    );
   });
 }

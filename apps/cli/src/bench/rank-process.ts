@@ -26,7 +26,13 @@ async function handle(command: BenchRankCommand): Promise<void> {
   switch (command.cmd) {
     case 'join': {
       control = new Redis(command.redisUrl, { maxRetriesPerRequest: 2 });
-      heartbeat = new Heartbeat({ redisUrl: command.redisUrl, namespace: command.namespace, rank: command.rank, rankTimeoutMs: 60_000, stallMs: 3_600_000 });
+      heartbeat = new Heartbeat({
+        redisUrl: command.redisUrl,
+        namespace: command.namespace,
+        rank: command.rank,
+        rankTimeoutMs: 60_000,
+        stallMs: 3_600_000,
+      });
       collective = new RedisCollective({
         redisUrl: command.redisUrl,
         namespace: command.namespace,
@@ -34,7 +40,8 @@ async function handle(command: BenchRankCommand): Promise<void> {
         worldSize: command.worldSize,
         transport: command.transport,
         keyTtlSeconds: 300,
-        checkAlive: () => assertGenerationAlive(control!, { namespace: command.namespace, worldSize: command.worldSize }),
+        checkAlive: () =>
+          assertGenerationAlive(control!, { namespace: command.namespace, worldSize: command.worldSize }),
         ...(command.sharedMemoryDir ? { sharedMemoryDir: command.sharedMemoryDir } : {}),
       });
       const sharedMemory = await collective.negotiateSharedMemory(0);
@@ -75,7 +82,7 @@ async function handle(command: BenchRankCommand): Promise<void> {
                 out = out?.length === partial.length ? out : new Float32Array(partial.length);
                 return collective!.exchange(step + command.stepOffset, partial, report, out);
               },
-              assertWriter: async () => undefined,
+              assertWriter: () => Promise.resolve(),
             }
           : undefined;
       trainers.set(command.name, { trainer, ...(group ? { group } : {}) });
@@ -107,7 +114,11 @@ async function handle(command: BenchRankCommand): Promise<void> {
     case 'memory': {
       const { wasmHeap } = await import('@ddpm/unet/internal');
       const memory = wasmHeap()?.memory() as { buffer: ArrayBufferLike } | undefined;
-      reply({ cmd: 'memory', heapBytes: memory ? memory.buffer.byteLength : null, rssBytes: process.memoryUsage().rss });
+      reply({
+        cmd: 'memory',
+        heapBytes: memory ? memory.buffer.byteLength : null,
+        rssBytes: process.memoryUsage().rss,
+      });
       return;
     }
     case 'exit': {
@@ -124,7 +135,10 @@ async function handle(command: BenchRankCommand): Promise<void> {
 }
 
 /** One reverse-process step of `batch` images of a fresh model of the preset, as a sample job takes. */
-async function samplingStep(presetName: string, batch: number): Promise<{ step: () => Promise<void>; dispose: () => void }> {
+async function samplingStep(
+  presetName: string,
+  batch: number,
+): Promise<{ step: () => Promise<void>; dispose: () => void }> {
   const tf = await import('@tensorflow/tfjs-core');
   const { GaussianDiffusion, Rng } = await import('@ddpm/diffusion');
   const { UNet, preset } = await import('@ddpm/unet');

@@ -42,7 +42,8 @@ export async function timeInterleaved<K extends string>(
     }
   }
   const result = {} as Record<K, Timing>;
-  for (const n of names) result[n] = { medianMs: median(samples[n]), minMs: Math.min(...samples[n]), samplesMs: samples[n] };
+  for (const n of names)
+    result[n] = { medianMs: median(samples[n]), minMs: Math.min(...samples[n]), samplesMs: samples[n] };
   return result;
 }
 

@@ -64,20 +64,32 @@ interface TorchProcess {
  */
 async function startTorch(python: string, config: object, batch: number, threads: number): Promise<TorchProcess> {
   const env = { ...referenceEnv().env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
-  const child: ChildProcessWithoutNullStreams = spawn(python, [TORCH_SCRIPT, JSON.stringify({ ...config, batch })], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  const child: ChildProcessWithoutNullStreams = spawn(python, [TORCH_SCRIPT, JSON.stringify({ ...config, batch })], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env,
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
   const lines = readline.createInterface({ input: child.stdout });
   const queue: ((line: string | Error) => void)[] = [];
-  const failed = (why: string): Error => new Error(`the PyTorch reference (${python} ${path.basename(TORCH_SCRIPT)}) ${why}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+  const failed = (why: string): Error =>
+    new Error(
+      `the PyTorch reference (${python} ${path.basename(TORCH_SCRIPT)}) ${why}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`,
+    );
   lines.on('line', (line) => queue.shift()?.(line));
-  child.on('error', (err) => { for (const waiter of queue.splice(0)) waiter(failed(err.message)); });
-  child.on('exit', (code) => { for (const waiter of queue.splice(0)) waiter(failed(`exited with code ${code}`)); });
+  child.on('error', (err) => {
+    for (const waiter of queue.splice(0)) waiter(failed(err.message));
+  });
+  child.on('exit', (code) => {
+    for (const waiter of queue.splice(0)) waiter(failed(`exited with code ${code}`));
+  });
   const next = (): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
-      queue.push((line) => (line instanceof Error ? reject(line) : resolve(JSON.parse(line) as Record<string, unknown>)));
+      queue.push((line) =>
+        line instanceof Error ? reject(line) : resolve(JSON.parse(line) as Record<string, unknown>),
+      );
     });
   const ready = await next();
   return {
@@ -100,7 +112,9 @@ export async function torchUnavailable(python = defaultPython()): Promise<string
   return new Promise((resolve) => {
     const child = spawn(python, ['-c', 'import torch'], { stdio: 'ignore' });
     child.on('error', (err) => resolve(`${python}: ${err.message}`));
-    child.on('exit', (code) => resolve(code === 0 ? undefined : `${python} cannot import torch (apt-get install python3-torch)`));
+    child.on('exit', (code) =>
+      resolve(code === 0 ? undefined : `${python} cannot import torch (apt-get install python3-torch)`),
+    );
   });
 }
 
@@ -159,31 +173,88 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-torch-${randomBytes(4).toString('hex')}`;
   const samples = Object.fromEntries(
-    (['train1', 'torchTrain1', 'trainN', 'trainThreads', 'torchTrainThreads', 'torchTrainProcesses', 'sample1', 'torchSample1', 'sampleN', 'sampleThreads', 'torchSampleThreads', 'torchSampleProcesses'] as const).map((k) => [k, [] as number[]]),
+    (
+      [
+        'train1',
+        'torchTrain1',
+        'trainN',
+        'trainThreads',
+        'torchTrainThreads',
+        'torchTrainProcesses',
+        'sample1',
+        'torchSample1',
+        'sampleN',
+        'sampleThreads',
+        'torchSampleThreads',
+        'torchSampleProcesses',
+      ] as const
+    ).map((k) => [k, [] as number[]]),
   ) as Record<Sample, number[]>;
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
   let threaded: Awaited<ReturnType<typeof ranks>> | undefined;
   try {
     for (const t of [torch.one, torch.threads, ...torch.shares]) {
-      if (t.params !== ours) throw new Error(`the PyTorch twin has ${t.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`);
+      if (t.params !== ours)
+        throw new Error(
+          `the PyTorch twin has ${t.params} parameters, ours ${ours}: the architectures differ, so the times are not comparable`,
+        );
     }
     await openGeneration(redis, namespace, 3_600_000);
     // The group as a worker runs it: its gradients through shared memory when the host has it.
     const shm = defaultSharedMemoryDir();
-    group = await ranks(n, options.redisUrl, namespace, { transport: 'fp32', backend: options.backend, ...(shm ? { sharedMemoryDir: shm } : {}) });
+    group = await ranks(n, options.redisUrl, namespace, {
+      transport: 'fp32',
+      backend: options.backend,
+      ...(shm ? { sharedMemoryDir: shm } : {}),
+    });
     const g = group;
     // A namespace of its own: its rank 0 is not the group's.
     await openGeneration(redis, `${namespace}-threads`, 3_600_000);
-    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, { transport: 'fp32', backend: options.backend, env: { DDPM_WASM_THREADS: String(n) } });
+    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, {
+      transport: 'fp32',
+      backend: options.backend,
+      env: { DDPM_WASM_THREADS: String(n) },
+    });
     const th = threaded;
-    await th.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
-    await g.one(0, { cmd: 'open', name: 'single', config: benchTrainConfig(presetName, batch, 1), storeDir, rank: 0, worldSize: 1, stepOffset: 0 });
-    if (n > 1) await g.all((rank) => ({ cmd: 'open', name: 'group', config: benchTrainConfig(presetName, batch, n), storeDir, rank, worldSize: n, stepOffset: 0 }));
-    const ms = (replies: readonly { cmd: string; ms?: number }[]): number => slowest(replies.map((m) => m.ms ?? Number.NaN));
+    await th.one(0, {
+      cmd: 'open',
+      name: 'single',
+      config: benchTrainConfig(presetName, batch, 1),
+      storeDir,
+      rank: 0,
+      worldSize: 1,
+      stepOffset: 0,
+    });
+    await g.one(0, {
+      cmd: 'open',
+      name: 'single',
+      config: benchTrainConfig(presetName, batch, 1),
+      storeDir,
+      rank: 0,
+      worldSize: 1,
+      stepOffset: 0,
+    });
+    if (n > 1)
+      await g.all((rank) => ({
+        cmd: 'open',
+        name: 'group',
+        config: benchTrainConfig(presetName, batch, n),
+        storeDir,
+        rank,
+        worldSize: n,
+        stepOffset: 0,
+      }));
+    const ms = (replies: readonly { cmd: string; ms?: number }[]): number =>
+      slowest(replies.map((m) => m.ms ?? Number.NaN));
     const tasks: Record<Sample, () => Promise<number>> = {
       train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
       torchTrain1: () => torch.one.step('train', 1),
-      trainN: async () => ms(await g.all(() => (n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 }))),
+      trainN: async () =>
+        ms(
+          await g.all(() =>
+            n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 },
+          ),
+        ),
       trainThreads: async () => ms([await th.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
       torchTrainThreads: () => torch.threads.step('train', n),
       torchTrainProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('train', 1)))),
@@ -218,12 +289,26 @@ function torchReport(
   m: Record<Sample, number>,
 ): Record<string, unknown> {
   const { presetName, batch, workers: n, rounds } = options;
-  const side = (oursMs: number, torchMs: number) => ({ oursMs: round(oursMs, 1), torchMs: round(torchMs, 1), oursOverTorch: round(oursMs / torchMs, 3) });
-  const better = (threadsMs: number, processesMs: number) => (threadsMs <= processesMs ? { config: 'threads', ms: threadsMs } : { config: 'processes', ms: processesMs });
+  const side = (oursMs: number, torchMs: number) => ({
+    oursMs: round(oursMs, 1),
+    torchMs: round(torchMs, 1),
+    oursOverTorch: round(oursMs / torchMs, 3),
+  });
+  const better = (threadsMs: number, processesMs: number) =>
+    threadsMs <= processesMs ? { config: 'threads', ms: threadsMs } : { config: 'processes', ms: processesMs };
   const best = (kind: 'train' | 'sample') => {
     const ours = kind === 'train' ? better(m.trainThreads, m.trainN) : better(m.sampleThreads, m.sampleN);
-    const theirs = kind === 'train' ? better(m.torchTrainThreads, m.torchTrainProcesses) : better(m.torchSampleThreads, m.torchSampleProcesses);
-    return { ours: ours.config, torch: theirs.config, oursMs: round(ours.ms, 1), torchMs: round(theirs.ms, 1), imagesPerSecondOverTorch: round(theirs.ms / ours.ms, 3) };
+    const theirs =
+      kind === 'train'
+        ? better(m.torchTrainThreads, m.torchTrainProcesses)
+        : better(m.torchSampleThreads, m.torchSampleProcesses);
+    return {
+      ours: ours.config,
+      torch: theirs.config,
+      oursMs: round(ours.ms, 1),
+      torchMs: round(theirs.ms, 1),
+      imagesPerSecondOverTorch: round(theirs.ms / ours.ms, 3),
+    };
   };
   return {
     benchmark: 'torch',
@@ -242,7 +327,8 @@ function torchReport(
       openblasCoretype: referenceEnv().coretype,
       numpy: torch.blas.modules['numpy'] ?? null,
     },
-    measured: "median over interleaved rounds of one step; oursOverTorch is our time over PyTorch's (below 1: we are faster)",
+    measured:
+      "median over interleaved rounds of one step; oursOverTorch is our time over PyTorch's (below 1: we are faster)",
     oneCore: {
       ours: '1 process',
       torch: '1 process, 1 thread',

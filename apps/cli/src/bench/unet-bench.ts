@@ -37,13 +37,19 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
   // The most common layer: a 3×3 stride-1 conv at the top resolution, ch·chMult[0] → same.
   const c = config.ch * config.chMult[0]!;
   const convX = tf.tensor4d(rng.normals(B * S * S * c), [B, S, S, c]);
-  const convW = tf.tensor4d(rng.normals(9 * c * c).map((v) => v * 0.05), [3, 3, c, c]);
+  const convW = tf.tensor4d(
+    rng.normals(9 * c * c).map((v) => v * 0.05),
+    [3, 3, c, c],
+  );
   const model = net.asDenoiseFn();
   const tHost = Int32Array.from(t.dataSync());
   try {
     const trainStep = async (): Promise<void> => {
       const loss = optimizer.minimize(
-        () => tf.mean(tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ }))) as tf.Scalar,
+        () =>
+          tf.mean<tf.Scalar>(
+            tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ })),
+          ),
         true,
         net.variables,
       )!;
@@ -63,13 +69,19 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
     // Rounds interleave the three so that all see the same machine: these machines are shared,
     // and a reference timed only at the start drifts by ±20% against steps timed later. The
     // reference is the fastest of five convs per round, so the ratios err on the low side.
-    const rounds = await timeInterleaved(options.steps, { train: trainStep, sample: sampleStep, conv: convStep }, { conv: 5 });
+    const rounds = await timeInterleaved(
+      options.steps,
+      { train: trainStep, sample: sampleStep, conv: convStep },
+      { conv: 5 },
+    );
     let profile: { train: OpProfile; sample: OpProfile } | undefined;
     if (options.profile) {
       profile = {
         train: await profileOps(async (phase) => {
           const { value, grads } = tf.variableGrads(() => {
-            const loss = tf.mean(tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ }))) as tf.Scalar;
+            const loss = tf.mean<tf.Scalar>(
+              tf.squaredDifference(eps, net.apply(x, t, { training: true, dropoutSeed: dropoutSeed++ })),
+            );
             phase('backward');
             return loss;
           }, net.variables);
@@ -98,9 +110,21 @@ export async function benchUNet(options: UNetBenchOptions): Promise<Record<strin
       ...(options.backend.name === 'wasm' ? { fusedMultiplyAdd: wasmKernelsFused() } : {}),
       params: summary.totalParams,
       forwardGflopPerImage: round(summary.forwardFlopsConvDense / 1e9, 4),
-      trainStep: { medianMs: round(train.medianMs, 1), gflops: round(trainGflops, 2), flopsCounted: '3 x forward conv+dense' },
-      sampleStep: { medianMs: round(sample.medianMs, 1), gflops: round(sampleGflops, 2), flopsCounted: 'forward conv+dense' },
-      convReference: { layer: `conv2d 3x3 ${S}x${S}x${c}->${c}, batch ${B}`, medianMs: round(conv.medianMs, 2), gflops: round(convGflops, 2) },
+      trainStep: {
+        medianMs: round(train.medianMs, 1),
+        gflops: round(trainGflops, 2),
+        flopsCounted: '3 x forward conv+dense',
+      },
+      sampleStep: {
+        medianMs: round(sample.medianMs, 1),
+        gflops: round(sampleGflops, 2),
+        flopsCounted: 'forward conv+dense',
+      },
+      convReference: {
+        layer: `conv2d 3x3 ${S}x${S}x${c}->${c}, batch ${B}`,
+        medianMs: round(conv.medianMs, 2),
+        gflops: round(convGflops, 2),
+      },
       trainOverConv: round(trainGflops / convGflops, 3),
       sampleOverConv: round(sampleGflops / convGflops, 3),
       ...(profile ? { profile } : {}),

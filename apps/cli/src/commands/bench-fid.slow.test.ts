@@ -39,6 +39,8 @@ describeWithPython(['numpy'], 'apt-get install python3-numpy libopenblas0-pthrea
     // wheel's bundled OpenBLAS): some mapped file carries one of the names.
     expect(probe.libraries.length).toBeGreaterThan(0);
     for (const lib of probe.libraries) expect(lib.realpath.startsWith('/')).toBe(true);
-    expect(['openblas_get_num_threads', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'cores']).toContain(probe.openblas.threadsFrom);
+    expect(['openblas_get_num_threads', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'cores']).toContain(
+      probe.openblas.threadsFrom,
+    );
   }, 60_000);
 });

@@ -12,7 +12,19 @@ import { runCaptured as run } from '../test-support';
 
 describeWithPython(['torch'], 'apt-get install python3-torch libopenblas0-pthread')('ddpm bench torch', () => {
   it('times our steps and the PyTorch twin (same parameter count) in one run: one core, and each side’s configurations of the whole machine', async () => {
-    const { status, stdout, stderr } = await run('bench', 'torch', '--preset', 'micro32', '--batch', '2', '--workers', '2', '--rounds', '1', '--json');
+    const { status, stdout, stderr } = await run(
+      'bench',
+      'torch',
+      '--preset',
+      'micro32',
+      '--batch',
+      '2',
+      '--workers',
+      '2',
+      '--rounds',
+      '1',
+      '--json',
+    );
     expect(stderr).toBe('');
     expect(status).toBe(0);
     const r = JSON.parse(stdout);
@@ -28,23 +40,40 @@ describeWithPython(['torch'], 'apt-get install python3-torch libopenblas0-pthrea
         expect(step.oursOverTorch).toBeCloseTo(step.oursMs / step.torchMs, 2);
       }
     }
-    expect(r.wholeMachine.processes).toMatchObject({ ours: expect.stringContaining('2 processes'), torch: expect.stringContaining('2 independent processes of 1 thread') });
-    expect(r.wholeMachine.threads).toMatchObject({ ours: '1 process, 2 wasm threads (DDPM_WASM_THREADS=2)', torch: '1 process, 2 threads' });
+    expect(r.wholeMachine.processes).toMatchObject({
+      ours: expect.stringContaining('2 processes'),
+      torch: expect.stringContaining('2 independent processes of 1 thread'),
+    });
+    expect(r.wholeMachine.threads).toMatchObject({
+      ours: '1 process, 2 wasm threads (DDPM_WASM_THREADS=2)',
+      torch: '1 process, 2 threads',
+    });
     // Each side's best is the faster of its two configurations, and the ratio is of those.
     for (const kind of ['train', 'sample'] as const) {
       const step = kind === 'train' ? 'trainStep' : 'sampleStep';
       const best = r.wholeMachine.best[kind];
-      expect(best.oursMs).toBeCloseTo(Math.min(r.wholeMachine.processes[step].oursMs, r.wholeMachine.threads[step].oursMs), 1);
-      expect(best.torchMs).toBeCloseTo(Math.min(r.wholeMachine.processes[step].torchMs, r.wholeMachine.threads[step].torchMs), 1);
+      expect(best.oursMs).toBeCloseTo(
+        Math.min(r.wholeMachine.processes[step].oursMs, r.wholeMachine.threads[step].oursMs),
+        1,
+      );
+      expect(best.torchMs).toBeCloseTo(
+        Math.min(r.wholeMachine.processes[step].torchMs, r.wholeMachine.threads[step].torchMs),
+        1,
+      );
       expect(best.imagesPerSecondOverTorch).toBeCloseTo(best.torchMs / best.oursMs, 2);
     }
-    expect((await run('bench', 'torch', '--batch', '3', '--workers', '2')).stderr).toContain('--batch 3 must be divisible by --workers 2');
+    expect((await run('bench', 'torch', '--batch', '3', '--workers', '2')).stderr).toContain(
+      '--batch 3 must be divisible by --workers 2',
+    );
   }, 240_000);
 
   it('has a PyTorch twin of every preset with exactly our parameter count', () => {
     // The twin's count is what the benchmark checks before it compares; here for every preset.
     const configs = Object.fromEntries(PRESET_NAMES.map((name) => [name, preset(name)]));
-    const counts = JSON.parse(execFileSync(defaultPython(), [TORCH_SCRIPT, '--params'], { input: JSON.stringify(configs), encoding: 'utf8' }));
-    for (const name of PRESET_NAMES) expect([name, counts[name]]).toEqual([name, describeArchitecture(preset(name)).totalParams]);
+    const counts = JSON.parse(
+      execFileSync(defaultPython(), [TORCH_SCRIPT, '--params'], { input: JSON.stringify(configs), encoding: 'utf8' }),
+    );
+    for (const name of PRESET_NAMES)
+      expect([name, counts[name]]).toEqual([name, describeArchitecture(preset(name)).totalParams]);
   }, 120_000);
 });

@@ -99,7 +99,9 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   });
   const which = positionals[0];
   if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'memory', 'fid', 'all'].includes(which ?? '')) {
-    throw new CliUsageError(`expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid" or "all", got "ddpm bench ${positionals.join(' ')}"`);
+    throw new CliUsageError(
+      `expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid" or "all", got "ddpm bench ${positionals.join(' ')}"`,
+    );
   }
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
@@ -109,14 +111,27 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   /** The shared-memory folder a benchmark's ranks may use (`--data-plane shm`), or none. */
   const dataPlane = (fallback: 'redis' | 'shm'): { sharedMemoryDir?: string } => {
     const plane = parseChoice('data-plane', values['data-plane'], ['redis', 'shm'] as const, shm ? fallback : 'redis');
-    if (plane === 'shm' && !shm) throw new CliUsageError('--data-plane shm needs a shared-memory folder: this machine has no /dev/shm (set DDPM_SHM_DIR)');
+    if (plane === 'shm' && !shm)
+      throw new CliUsageError(
+        '--data-plane shm needs a shared-memory folder: this machine has no /dev/shm (set DDPM_SHM_DIR)',
+      );
     return plane === 'shm' && shm ? { sharedMemoryDir: shm } : {};
   };
-  const redisUrl = String(values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
+  const redisUrl = String(
+    values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
+  );
   const results: Record<string, unknown>[] = [];
   if (which === 'unet' || which === 'all') {
     const backend = await initBackend();
-    results.push(await benchUNet({ preset: presetName, batch, steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }), backend, profile: values['profile'] === true }));
+    results.push(
+      await benchUNet({
+        preset: presetName,
+        batch,
+        steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }),
+        backend,
+        profile: values['profile'] === true,
+      }),
+    );
   }
   if (which === 'allreduce' || which === 'all') {
     results.push(
@@ -170,11 +185,25 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   if (which === 'memory' || which === 'all') {
     const backend = await initBackend();
     const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
-    results.push(await benchMemory({ redisUrl, cases, steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }), backend: backend.name }));
+    results.push(
+      await benchMemory({
+        redisUrl,
+        cases,
+        steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }),
+        backend: backend.name,
+      }),
+    );
   }
   if (which === 'fid' || which === 'all') {
     const dim = parseInteger('dim', values['dim'], 2048, { min: 2, max: 8192 });
-    results.push(await benchFid({ dim, rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }), python: defaultPython(), skipWithoutNumpy: which === 'all' }));
+    results.push(
+      await benchFid({
+        dim,
+        rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+        python: defaultPython(),
+        skipWithoutNumpy: which === 'all',
+      }),
+    );
   }
   io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
   return 0;
@@ -184,8 +213,16 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
 function parseCases(text: string): [string, number][] {
   return text.split(',').map((item) => {
     const [name, b] = item.split(':');
-    if (name === undefined || !(PRESET_NAMES as readonly string[]).includes(name) || b === undefined || !/^[1-9][0-9]*$/.test(b) || Number(b) > 4096) {
-      throw new CliUsageError(`--cases takes PRESET:BATCH pairs separated by commas (presets: ${PRESET_NAMES.join(', ')}; batch 1 to 4096), got ${JSON.stringify(item)}`);
+    if (
+      name === undefined ||
+      !(PRESET_NAMES as readonly string[]).includes(name) ||
+      b === undefined ||
+      !/^[1-9][0-9]*$/.test(b) ||
+      Number(b) > 4096
+    ) {
+      throw new CliUsageError(
+        `--cases takes PRESET:BATCH pairs separated by commas (presets: ${PRESET_NAMES.join(', ')}; batch 1 to 4096), got ${JSON.stringify(item)}`,
+      );
     }
     return [name, Number(b)];
   });

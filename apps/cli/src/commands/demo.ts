@@ -19,7 +19,11 @@ ${FASHION_MNIST_DIR} exists (apt-get install dataset-fashion-mnist), else on pro
 then samples a 16-image grid from the EMA weights. --out defaults to runs/demo-<time>.
 `;
 
-export async function demoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function demoCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, out: { type: 'string' } });
   const steps = parseInteger('steps', values['steps'], 150, { min: 1, max: 1_000_000 });
   const out = String(values['out'] ?? path.join('runs', `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`));
@@ -28,22 +32,35 @@ export async function demoCommand(argv: readonly string[], io: CliIo, env: { tty
     await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
   } catch {
     dataset = 'procedural:shapes?channels=1';
-    io.stderr(`Fashion-MNIST not found in ${FASHION_MNIST_DIR}; using the procedural dataset (apt-get install dataset-fashion-mnist for real data)\n`);
+    io.stderr(
+      `Fashion-MNIST not found in ${FASHION_MNIST_DIR}; using the procedural dataset (apt-get install dataset-fashion-mnist for real data)\n`,
+    );
   }
   return trainCommand(
     [
-      '--dataset', dataset,
-      '--preset', 'micro32',
-      '--steps', String(steps),
-      '--batch', '16',
-      '--lr', '1e-3',
-      '--warmup', '20',
-      '--ema-decay', '0.995',
+      '--dataset',
+      dataset,
+      '--preset',
+      'micro32',
+      '--steps',
+      String(steps),
+      '--batch',
+      '16',
+      '--lr',
+      '1e-3',
+      '--warmup',
+      '20',
+      '--ema-decay',
+      '0.995',
       '--ema-warmup',
-      '--checkpoint-every', '50',
-      '--sample-count', '16',
-      '--sample-steps', '100',
-      '--out', out,
+      '--checkpoint-every',
+      '50',
+      '--sample-count',
+      '16',
+      '--sample-steps',
+      '100',
+      '--out',
+      out,
     ],
     io,
     env,

@@ -10,7 +10,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
-import { EVAL_JOB_SETTINGS, EXTRACTORS, type ExtractorName, PRETRAINED_MODELS, assertRequest, resolveEvalJob } from '@ddpm/config';
+import {
+  EVAL_JOB_SETTINGS,
+  EXTRACTORS,
+  type ExtractorName,
+  PRETRAINED_MODELS,
+  assertRequest,
+  resolveEvalJob,
+} from '@ddpm/config';
 import { imageDimensions, listImages, openDataset, readForModel } from '@ddpm/data';
 import { extractorInput, loadModelFromCheckpoint, openFeatureExtractor, runEvalJob } from '@ddpm/engine';
 import { type FeatureStatistics, frechetDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
@@ -50,24 +57,45 @@ own size) are padded with black to 32 x 32 as the data loader pads them; other s
 ${CACHE_HELP}`;
 
 function cacheStore(values: Readonly<Record<string, string | boolean | undefined>>): ObjectStore {
-  const dir = typeof values['cache'] === 'string' ? values['cache'] : path.join(process.env['XDG_CACHE_HOME'] ?? path.join(os.homedir(), '.cache'), 'ddpm');
+  const dir =
+    typeof values['cache'] === 'string'
+      ? values['cache']
+      : path.join(process.env['XDG_CACHE_HOME'] ?? path.join(os.homedir(), '.cache'), 'ddpm');
   return openStore(dir.includes('://') ? dir : path.resolve(dir));
 }
 
-export async function evalCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal }): Promise<number> {
-  const options: OptionSpec = { checkpoint: { type: 'string' }, pretrained: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS) };
+export async function evalCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal },
+): Promise<number> {
+  const options: OptionSpec = {
+    checkpoint: { type: 'string' },
+    pretrained: { type: 'string' },
+    out: { type: 'string' },
+    cache: { type: 'string' },
+    ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS),
+  };
   const { values, positionals } = parseCommandArgs(argv, options);
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined)) throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
+  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined))
+    throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
   const pretrained = values['pretrained'] === undefined ? undefined : String(values['pretrained']);
   if (pretrained !== undefined && !(PRETRAINED_MODELS as readonly string[]).includes(pretrained)) {
-    throw new CliUsageError(`--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(pretrained)}`);
+    throw new CliUsageError(
+      `--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(pretrained)}`,
+    );
   }
   // A local run has no train job: the request names a placeholder the report then leaves out.
-  const request = { ...(pretrained !== undefined ? { pretrained } : { trainJobId: 'local' }), ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS) };
+  const request = {
+    ...(pretrained !== undefined ? { pretrained } : { trainJobId: 'local' }),
+    ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS),
+  };
   assertRequest(EVAL_JOB_SETTINGS, request, 'eval');
   if (pretrained !== undefined && (request.step !== undefined || request.ema === false)) {
-    throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${pretrained} ships its EMA weights only`);
+    throw new CliUsageError(
+      `--step and --no-ema apply to a run's checkpoints; ${pretrained} ships its EMA weights only`,
+    );
   }
   const cache = cacheStore(values);
   const location = pretrained === undefined ? runLocation(String(values['checkpoint'])) : undefined;
@@ -80,7 +108,9 @@ export async function evalCommand(argv: readonly string[], io: CliIo, env: { tty
     // T of the run (or the shipped model), for the sampler's defaults and bounds.
     let T: number;
     if (location) {
-      const probe = await loadModelFromCheckpoint(location.store, location.prefix, { ...(step !== undefined ? { step } : {}) });
+      const probe = await loadModelFromCheckpoint(location.store, location.prefix, {
+        ...(step !== undefined ? { step } : {}),
+      });
       T = probe.diffusion.numTimesteps;
       probe.model.dispose();
     } else {
@@ -120,7 +150,14 @@ export async function evalCommand(argv: readonly string[], io: CliIo, env: { tty
 }
 
 /** Statistics of one side of `ddpm fid`: an .npz file, or a folder's images through the extractor. */
-async function sideStatistics(spec: string, extractorName: ExtractorName, batch: number, cache: ObjectStore, io: CliIo, tty: boolean): Promise<{ statistics: FeatureStatistics; describe: string; extractor?: ExtractorInfo }> {
+async function sideStatistics(
+  spec: string,
+  extractorName: ExtractorName,
+  batch: number,
+  cache: ObjectStore,
+  io: CliIo,
+  tty: boolean,
+): Promise<{ statistics: FeatureStatistics; describe: string; extractor?: ExtractorInfo }> {
   let stat;
   try {
     stat = await fs.stat(spec);
@@ -128,9 +165,13 @@ async function sideStatistics(spec: string, extractorName: ExtractorName, batch:
     throw new CliUsageError(`${spec} does not exist (expected an image folder or an .npz file)`);
   }
   if (stat.isFile()) {
-    if (!spec.toLowerCase().endsWith('.npz')) throw new CliUsageError(`${spec} is a file but not an .npz of statistics`);
+    if (!spec.toLowerCase().endsWith('.npz'))
+      throw new CliUsageError(`${spec} is a file but not an .npz of statistics`);
     const statistics = statisticsFromNpz(new Uint8Array(await fs.readFile(spec)), spec);
-    return { statistics, describe: `${spec} (statistics of ${statistics.countKnown ? statistics.count : 'an unknown number of'} images)` };
+    return {
+      statistics,
+      describe: `${spec} (statistics of ${statistics.countKnown ? statistics.count : 'an unknown number of'} images)`,
+    };
   }
   const first = (await listImages(spec))[0];
   if (first === undefined) throw new CliUsageError(`${spec} contains no .png, .jpg or .jpeg images`);
@@ -140,21 +181,44 @@ async function sideStatistics(spec: string, extractorName: ExtractorName, batch:
   if (extractorName === 'fmnist_cnn') {
     input = FMNIST_CNN_INPUT;
     padded = width === 28 && height === 28 && input.size === 32;
-    if (!padded && (width !== input.size || height !== input.size)) throw new CliUsageError(`${first} is ${width} x ${height}; fmnist_cnn takes ${input.size} x ${input.size} images (or 28 x 28, padded as Fashion-MNIST is)`);
+    if (!padded && (width !== input.size || height !== input.size))
+      throw new CliUsageError(
+        `${first} is ${width} x ${height}; fmnist_cnn takes ${input.size} x ${input.size} images (or 28 x 28, padded as Fashion-MNIST is)`,
+      );
   } else {
     // The FID Inception takes any square size (resized to 299 x 299), in colour.
-    if (width !== height) throw new CliUsageError(`${first} is ${width} x ${height}; the images of a folder must be square (crop them first)`);
+    if (width !== height)
+      throw new CliUsageError(
+        `${first} is ${width} x ${height}; the images of a folder must be square (crop them first)`,
+      );
     input = { size: width, channels: 3 };
   }
   extractorInput(extractorName, input);
   const dataset = await openDataset({ kind: 'folder', dir: spec, size: width, channels: input.channels });
-  const extractor = await openFeatureExtractor(extractorName, input, { cache, onLog: (line: string) => io.stderr(`${line}\n`) });
+  const extractor = await openFeatureExtractor(extractorName, input, {
+    cache,
+    onLog: (line: string) => io.stderr(`${line}\n`),
+  });
   try {
-    const run = await extractFeatures(extractor, dataset.size, (start, n) => readForModel(dataset, Array.from({ length: n }, (_, i) => start + i), input.size), {
-      batch: Math.min(batch, extractor.batch),
-      onBatch: lazyProgress(path.basename(spec), io.stderr, tty),
-    });
-    return { statistics: run.statistics, describe: `${spec} (${dataset.size} images${padded ? ', 28 x 28 padded to 32 x 32' : ''})`, extractor: extractorRecord(extractor) };
+    const run = await extractFeatures(
+      extractor,
+      dataset.size,
+      (start, n) =>
+        readForModel(
+          dataset,
+          Array.from({ length: n }, (_, i) => start + i),
+          input.size,
+        ),
+      {
+        batch: Math.min(batch, extractor.batch),
+        onBatch: lazyProgress(path.basename(spec), io.stderr, tty),
+      },
+    );
+    return {
+      statistics: run.statistics,
+      describe: `${spec} (${dataset.size} images${padded ? ', 28 x 28 padded to 32 x 32' : ''})`,
+      extractor: extractorRecord(extractor),
+    };
   } finally {
     extractor.dispose();
   }
@@ -177,20 +241,29 @@ export async function fidCommand(argv: readonly string[], io: CliIo, env: { tty:
   const cache = cacheStore(values);
   try {
     if (values['save-stats'] === true) {
-      if (!b.toLowerCase().endsWith('.npz')) throw new CliUsageError(`--save-stats writes an .npz file, got ${JSON.stringify(b)}`);
+      if (!b.toLowerCase().endsWith('.npz'))
+        throw new CliUsageError(`--save-stats writes an .npz file, got ${JSON.stringify(b)}`);
       const side = await sideStatistics(a, extractorName, batch, cache, io, env.tty);
       await fs.writeFile(b, statisticsToNpz(side.statistics));
       io.stderr(`wrote ${b}: ${side.describe}\n`);
       return 0;
     }
-    const [sa, sb] = [await sideStatistics(a, extractorName, batch, cache, io, env.tty), await sideStatistics(b, extractorName, batch, cache, io, env.tty)];
+    const [sa, sb] = [
+      await sideStatistics(a, extractorName, batch, cache, io, env.tty),
+      await sideStatistics(b, extractorName, batch, cache, io, env.tty),
+    ];
     const started = Date.now();
     const fd = frechetDistance(sa.statistics, sb.statistics);
-    const name = sa.extractor?.distanceName ?? sb.extractor?.distanceName ?? (extractorName === 'inception_fid' ? 'fid' : `fd_${extractorName}`);
+    const name =
+      sa.extractor?.distanceName ??
+      sb.extractor?.distanceName ??
+      (extractorName === 'inception_fid' ? 'fid' : `fd_${extractorName}`);
     if (values['json'] === true) {
       // The extractor's record when a folder went through it (.npz files carry none).
       const extractor = sa.extractor ?? sb.extractor;
-      io.stdout(`${JSON.stringify({ [name]: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm, a: sa.describe, b: sb.describe, ...(extractor ? { extractor } : {}), seconds: (Date.now() - started) / 1000 })}\n`);
+      io.stdout(
+        `${JSON.stringify({ [name]: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm, a: sa.describe, b: sb.describe, ...(extractor ? { extractor } : {}), seconds: (Date.now() - started) / 1000 })}\n`,
+      );
     } else {
       io.stdout(`${name}: ${fd.distance}\n`);
     }

@@ -23,14 +23,26 @@ describe('ddpm info unet', () => {
     expect(text.status).toBe(0);
     expect(text.stdout).toContain('parameters: 1,624,323');
     expect((await run('info', 'unet')).stderr).toContain('--preset is required');
-    expect((await run('info', 'unet', '--preset', 'big')).stderr).toContain('--preset must be one of cifar10, celebahq256');
+    expect((await run('info', 'unet', '--preset', 'big')).stderr).toContain(
+      '--preset must be one of cifar10, celebahq256',
+    );
     expect((await run('info', 'vae', '--preset', 'tiny32')).stderr).toContain('expected "ddpm info unet"');
   });
 });
 
 describe('ddpm bench unet', () => {
   it('prints JSON with train, sample and conv figures measured in one run, and their ratios', async () => {
-    const { status, stdout } = await run('bench', 'unet', '--preset', 'micro32', '--batch', '2', '--steps', '1', '--json');
+    const { status, stdout } = await run(
+      'bench',
+      'unet',
+      '--preset',
+      'micro32',
+      '--batch',
+      '2',
+      '--steps',
+      '1',
+      '--json',
+    );
     expect(status).toBe(0);
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ benchmark: 'unet', preset: 'micro32', batch: 2, backend: 'wasm' });
@@ -44,11 +56,22 @@ describe('ddpm bench unet', () => {
   }, 120_000);
 
   it('--profile says where the time of a step goes, by phase and op kind, our own kernels included', async () => {
-    const { status, stdout } = await run('bench', 'unet', '--preset', 'micro32', '--batch', '2', '--steps', '1', '--profile');
+    const { status, stdout } = await run(
+      'bench',
+      'unet',
+      '--preset',
+      'micro32',
+      '--batch',
+      '2',
+      '--steps',
+      '1',
+      '--profile',
+    );
     expect(status).toBe(0);
     const { train, sample } = JSON.parse(stdout).profile;
     type Line = { phase: string; op: string; ms: number; share: number; calls: number; gflops?: number };
-    const find = (p: { ops: Line[] }, phase: string, op: string): Line | undefined => p.ops.find((o) => o.phase === phase && o.op === op);
+    const find = (p: { ops: Line[] }, phase: string, op: string): Line | undefined =>
+      p.ops.find((o) => o.phase === phase && o.op === op);
     expect(Object.keys(train.byPhase).sort()).toEqual(['backward', 'forward', 'update']);
     expect(Object.keys(sample.byPhase)).toEqual(['sample']);
     // micro32: the 3×3 stride-1 convolutions with channels in lanes of four run as our Winograd
@@ -68,7 +91,9 @@ describe('ddpm bench unet', () => {
     expect(filterGrad.calls).toBe(forward.calls);
     expect(forward.gflops).toBeGreaterThan(0);
     expect(find(train, 'forward', 'ddpm:groupNormForward')?.calls).toBeGreaterThan(0);
-    expect(find(train, 'backward', 'ddpm:groupNormBackward')?.calls).toBe(find(train, 'forward', 'ddpm:groupNormForward')?.calls);
+    expect(find(train, 'backward', 'ddpm:groupNormBackward')?.calls).toBe(
+      find(train, 'forward', 'ddpm:groupNormForward')?.calls,
+    );
     expect(find(sample, 'sample', 'ddpm:batchMatMul')?.gflops).toBeGreaterThan(0); // attention's products
     for (const p of [train, sample]) {
       const sum = p.ops.reduce((a: number, o: Line) => a + o.ms, 0);
@@ -81,7 +106,22 @@ describe('ddpm bench unet', () => {
 
 describe('ddpm bench dp and allreduce', () => {
   it('trains a group of 2 beside one process, its gradients through shared memory or Redis, and says which', async () => {
-    const shm = await run('bench', 'dp', '--preset', 'micro32', '--batch', '4', '--workers', '2', '--steps', '1', '--rounds', '1', '--data-plane', 'shm');
+    const shm = await run(
+      'bench',
+      'dp',
+      '--preset',
+      'micro32',
+      '--batch',
+      '4',
+      '--workers',
+      '2',
+      '--steps',
+      '1',
+      '--rounds',
+      '1',
+      '--data-plane',
+      'shm',
+    );
     expect(shm.status).toBe(0);
     expect(JSON.parse(shm.stdout)).toMatchObject({
       benchmark: 'dp',
@@ -94,7 +134,13 @@ describe('ddpm bench dp and allreduce', () => {
     });
     const redis = await run('bench', 'allreduce', '--workers', '2', '--mb', '1', '--rounds', '2');
     expect(redis.status).toBe(0);
-    expect(JSON.parse(redis.stdout)).toMatchObject({ benchmark: 'allreduce', dataPlane: 'redis', busOverRaw: expect.any(Number), rawLeanRedisMBps: expect.any(Number), busOverRawLean: expect.any(Number) });
+    expect(JSON.parse(redis.stdout)).toMatchObject({
+      benchmark: 'allreduce',
+      dataPlane: 'redis',
+      busOverRaw: expect.any(Number),
+      rawLeanRedisMBps: expect.any(Number),
+      busOverRawLean: expect.any(Number),
+    });
     const bad = await run('bench', 'dp', '--data-plane', 'carrier-pigeon');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--data-plane must be one of redis, shm/);
@@ -111,7 +157,15 @@ describe('ddpm bench memory', () => {
     expect(micro).toMatchObject({ preset: 'micro32', microBatch: 2, run: true });
     expect(micro.heapMiB).toBeGreaterThan(micro.heapAtStartMiB);
     expect(micro.estimateOverHeap).toBeGreaterThanOrEqual(1);
-    expect(celeba).toEqual({ preset: 'celebahq256', microBatch: 1, estimateMiB: expect.any(Number), run: false, why: "the estimate exceeds wasm32's 4 GiB heap" });
-    expect((await run('bench', 'memory', '--cases', 'tiny32:0')).stderr).toContain('--cases takes PRESET:BATCH pairs separated by commas');
+    expect(celeba).toEqual({
+      preset: 'celebahq256',
+      microBatch: 1,
+      estimateMiB: expect.any(Number),
+      run: false,
+      why: "the estimate exceeds wasm32's 4 GiB heap",
+    });
+    expect((await run('bench', 'memory', '--cases', 'tiny32:0')).stderr).toContain(
+      '--cases takes PRESET:BATCH pairs separated by commas',
+    );
   }, 120_000);
 });

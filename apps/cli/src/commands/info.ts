@@ -49,8 +49,18 @@ export function infoCommand(argv: readonly string[], io: CliIo): number {
     `forward FLOPs per image: ${(s.forwardFlopsConvDense / 1e9).toFixed(3)} GFLOP (conv + dense), ` +
       `${(s.forwardFlopsAttention / 1e9).toFixed(3)} GFLOP (attention einsums)\n\n`,
   );
-  io.stdout(renderTable(['resolution', 'channels', 'attention'], s.levels.map((l) => [`${l.resolution}x${l.resolution}`, String(l.channels), l.attention ? 'yes' : ''])));
+  io.stdout(
+    renderTable(
+      ['resolution', 'channels', 'attention'],
+      s.levels.map((l) => [`${l.resolution}x${l.resolution}`, String(l.channels), l.attention ? 'yes' : '']),
+    ),
+  );
   io.stdout('\n');
-  io.stdout(renderTable(['block', 'parameters'], s.paramsByBlock.map((b) => [b.block, b.params.toLocaleString('en-US')])));
+  io.stdout(
+    renderTable(
+      ['block', 'parameters'],
+      s.paramsByBlock.map((b) => [b.block, b.params.toLocaleString('en-US')]),
+    ),
+  );
   return 0;
 }

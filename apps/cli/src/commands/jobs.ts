@@ -15,11 +15,16 @@ import { ProgressBar, formatDuration } from '../progress';
 import { flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
 
 const JOBS = { jobs: true } as const;
-const TABLES = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS } as const satisfies Record<string, SettingTable>;
+const TABLES = {
+  train: TRAIN_SETTINGS,
+  sample: SAMPLE_JOB_SETTINGS,
+  eval: EVAL_JOB_SETTINGS,
+} as const satisfies Record<string, SettingTable>;
 type SubmitType = keyof typeof TABLES;
 
 const CONNECTION: OptionSpec = { api: { type: 'string' } };
-const CONNECTION_HELP = '  --api URL                 the API (default $DDPM_API_URL or http://127.0.0.1:8080); token: $DDPM_API_TOKEN';
+const CONNECTION_HELP =
+  '  --api URL                 the API (default $DDPM_API_URL or http://127.0.0.1:8080); token: $DDPM_API_TOKEN';
 
 export const JOBS_USAGE = `Usage: ddpm jobs <submit|status|cancel|list|logs|samples> ... [--api URL]
 
@@ -75,22 +80,37 @@ function submissionOf(type: SubmitType, values: Readonly<Record<string, string |
   }
 }
 
-export async function waitForJob(client: ApiClient, id: string, io: CliIo, tty: boolean, label = 'job', signal?: AbortSignal): Promise<JobView> {
+export async function waitForJob(
+  client: ApiClient,
+  id: string,
+  io: CliIo,
+  tty: boolean,
+  label = 'job',
+  signal?: AbortSignal,
+): Promise<JobView> {
   let bar: ProgressBar | undefined;
   let phase = '';
   for (;;) {
     // Ctrl-C: stop waiting (the caller stops what it started; the job itself goes on or is handed back).
-    if (signal?.aborted) throw new CliInterrupted(`stopped waiting for ${id}: ${signal.reason instanceof Error ? signal.reason.message : 'interrupted'}`);
+    if (signal?.aborted)
+      throw new CliInterrupted(
+        `stopped waiting for ${id}: ${signal.reason instanceof Error ? signal.reason.message : 'interrupted'}`,
+      );
     const view = await client.job(id);
     const p = view.progress;
     if (p && p.totalSteps > 0) {
       // A run with a time budget shows its training time against the budget (its `steps` may be far off).
-      const budget = p.phase === 'training' && p.budgetSeconds !== undefined && p.trainSeconds !== undefined ? { total: p.budgetSeconds, spent: p.trainSeconds } : undefined;
+      const budget =
+        p.phase === 'training' && p.budgetSeconds !== undefined && p.trainSeconds !== undefined
+          ? { total: p.budgetSeconds, spent: p.trainSeconds }
+          : undefined;
       const kind = budget ? `${p.phase} (time budget)` : p.phase;
       if (!bar || phase !== kind) {
         bar?.finish();
         phase = kind;
-        bar = budget ? new ProgressBar(`${label} ${kind}`, budget.total, io.stderr, tty, budget.spent, formatDuration) : new ProgressBar(`${label} ${kind}`, p.totalSteps, io.stderr, tty, p.step);
+        bar = budget
+          ? new ProgressBar(`${label} ${kind}`, budget.total, io.stderr, tty, budget.spent, formatDuration)
+          : new ProgressBar(`${label} ${kind}`, p.totalSteps, io.stderr, tty, p.step);
       }
       bar.update(budget ? Math.min(budget.spent, budget.total) : p.step, {
         ...(budget ? { step: String(p.step) } : {}),
@@ -119,13 +139,20 @@ export function jobsUsage(argv: readonly string[]): string {
   return argv[0] === 'submit' && isSubmitType(argv[1]) ? submitUsage(argv[1]) : JOBS_USAGE;
 }
 
-export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function jobsCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   const [verb, arg] = argv;
   const print = (value: unknown): void => io.stdout(JSON.stringify(value, null, 2) + '\n');
   if (verb === undefined) throw new CliUsageError('ddpm jobs needs a command');
   switch (verb) {
     case 'submit': {
-      if (!isSubmitType(arg)) throw new CliUsageError(`expected "ddpm jobs submit train", "... sample" or "... eval", got ${JSON.stringify(arg)}`);
+      if (!isSubmitType(arg))
+        throw new CliUsageError(
+          `expected "ddpm jobs submit train", "... sample" or "... eval", got ${JSON.stringify(arg)}`,
+        );
       const { values, positionals } = parseCommandArgs(argv.slice(2), {
         ...CONNECTION,
         ...flagOptions(TABLES[arg], JOBS),
@@ -150,12 +177,18 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
     case 'cancel':
     case 'logs':
     case 'samples': {
-      const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, wait: { type: 'boolean' }, out: { type: 'string' } });
+      const { values, positionals } = parseCommandArgs(argv.slice(1), {
+        ...CONNECTION,
+        wait: { type: 'boolean' },
+        out: { type: 'string' },
+      });
       const id = positionals[0];
       if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
       const client = clientOf(values);
       if (verb === 'status') {
-        print(values['wait'] === true ? await waitForJob(client, id, io, env.tty, 'job', env.signal) : await client.job(id));
+        print(
+          values['wait'] === true ? await waitForJob(client, id, io, env.tty, 'job', env.signal) : await client.job(id),
+        );
       } else if (verb === 'cancel') {
         print(await client.cancel(id));
       } else if (verb === 'logs') {
@@ -171,18 +204,41 @@ export async function jobsCommand(argv: readonly string[], io: CliIo, env: { tty
       return 0;
     }
     case 'list': {
-      const { values, positionals } = parseCommandArgs(argv.slice(1), { ...CONNECTION, type: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' }, offset: { type: 'string' } });
+      const { values, positionals } = parseCommandArgs(argv.slice(1), {
+        ...CONNECTION,
+        type: { type: 'string' },
+        state: { type: 'string' },
+        limit: { type: 'string' },
+        offset: { type: 'string' },
+      });
       if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
       const query: ListQuery = {
-        ...(values['type'] !== undefined ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') } : {}),
-        ...(values['state'] !== undefined ? { state: parseChoice('state', values['state'], ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const, 'queued') } : {}),
-        ...(values['limit'] !== undefined ? { limit: String(parseInteger('limit', values['limit'], 20, { min: 1, max: 100 })) } : {}),
-        ...(values['offset'] !== undefined ? { offset: String(parseInteger('offset', values['offset'], 0, { min: 0, max: 999_999 })) } : {}),
+        ...(values['type'] !== undefined
+          ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') }
+          : {}),
+        ...(values['state'] !== undefined
+          ? {
+              state: parseChoice(
+                'state',
+                values['state'],
+                ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const,
+                'queued',
+              ),
+            }
+          : {}),
+        ...(values['limit'] !== undefined
+          ? { limit: String(parseInteger('limit', values['limit'], 20, { min: 1, max: 100 })) }
+          : {}),
+        ...(values['offset'] !== undefined
+          ? { offset: String(parseInteger('offset', values['offset'], 0, { min: 0, max: 999_999 })) }
+          : {}),
       };
       print(await clientOf(values).list(query));
       return 0;
     }
     default:
-      throw new CliUsageError(`unknown jobs command ${JSON.stringify(verb)}; expected submit, status, cancel, list, logs or samples`);
+      throw new CliUsageError(
+        `unknown jobs command ${JSON.stringify(verb)}; expected submit, status, cancel, list, logs or samples`,
+      );
   }
 }

@@ -7,7 +7,14 @@
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/backend';
-import { PRETRAINED_MODELS, SAMPLE_SETTINGS, type SampleRequest, assertRequest, resolveSample, valuesOf } from '@ddpm/config';
+import {
+  PRETRAINED_MODELS,
+  SAMPLE_SETTINGS,
+  type SampleRequest,
+  assertRequest,
+  resolveSample,
+  valuesOf,
+} from '@ddpm/config';
 import { openDataset, readForModel, withAbsoluteLocation } from '@ddpm/data';
 import {
   type LoadedModel,
@@ -30,7 +37,10 @@ import { type FlagScope, type FlagValues, flagOptions, flagUsage, requestFromFla
 
 /** Every local sample setting; `ddpm progressive` fixes the kind. */
 const SAMPLE_FLAGS: FlagScope = { jobs: false };
-const PROGRESSIVE_FLAGS: FlagScope = { jobs: false, only: Object.keys(SAMPLE_SETTINGS).filter((name) => name !== 'kind') };
+const PROGRESSIVE_FLAGS: FlagScope = {
+  jobs: false,
+  only: Object.keys(SAMPLE_SETTINGS).filter((name) => name !== 'kind'),
+};
 /** What interpolation and shared-latent figures share with sampling: the noise seed and the weights. */
 const FIGURE_FLAGS: FlagScope = { jobs: false, only: ['seed', 'ema', 'step'] };
 
@@ -75,15 +85,22 @@ interface Loaded {
 
 /** Loads the checkpoint the flags name (the step from --step or from the path). */
 async function load(values: FlagValues, request: SampleRequest, io: CliIo): Promise<Loaded> {
-  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined)) throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
+  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined))
+    throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
   if (values['out'] === undefined) throw new CliUsageError('--out is required');
   const out = path.resolve(String(values['out']));
-  if (!out.toLowerCase().endsWith('.png')) throw new CliUsageError(`--out must name a .png file, got ${JSON.stringify(values['out'])}`);
-  const scale = values['scale'] === undefined ? undefined : parseInteger('scale', values['scale'], 1, { min: 1, max: 16 });
+  if (!out.toLowerCase().endsWith('.png'))
+    throw new CliUsageError(`--out must name a .png file, got ${JSON.stringify(values['out'])}`);
+  const scale =
+    values['scale'] === undefined ? undefined : parseInteger('scale', values['scale'], 1, { min: 1, max: 16 });
   if (values['pretrained'] !== undefined) {
     const name = String(values['pretrained']);
-    if (!(PRETRAINED_MODELS as readonly string[]).includes(name)) throw new CliUsageError(`--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(name)}`);
-    if (request.step !== undefined || request.ema === false) throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${name} ships one set of EMA weights`);
+    if (!(PRETRAINED_MODELS as readonly string[]).includes(name))
+      throw new CliUsageError(
+        `--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(name)}`,
+      );
+    if (request.step !== undefined || request.ema === false)
+      throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${name} ships one set of EMA weights`);
     await initBackend();
     const loaded = loadPretrainedModel(name);
     io.stderr(`pretrained ${name}: EMA weights of step ${loaded.ref.step} (sha256 verified)\n`);
@@ -95,7 +112,10 @@ async function load(values: FlagValues, request: SampleRequest, io: CliIo): Prom
     throw new CliUsageError(`--checkpoint names step ${location.step} and --step ${request.step}; give one`);
   }
   const step = location.step ?? request.step;
-  const loaded = await loadModelFromCheckpoint(location.store, location.prefix, { ema: request.ema ?? true, ...(step !== undefined ? { step } : {}) });
+  const loaded = await loadModelFromCheckpoint(location.store, location.prefix, {
+    ema: request.ema ?? true,
+    ...(step !== undefined ? { step } : {}),
+  });
   for (const s of loaded.skipped) io.stderr(`warning: ${s}; using an older checkpoint\n`);
   io.stderr(`checkpoint step ${loaded.ref.step} (${loaded.ema ? 'EMA' : 'raw'} weights): ${loaded.ref.url}\n`);
   return { loaded, out, scale };
@@ -111,8 +131,19 @@ async function write(io: CliIo, l: Loaded, picture: Picture, metadata: Record<st
 }
 
 /** `ddpm sample` and `ddpm progressive`: a resolved sample config, rendered by the engine as sample jobs are. */
-async function sampleWith(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal }, scope: FlagScope, usage: string, fixed: Partial<SampleRequest>): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, scope), ...(scope.only ? {} : { batch: { type: 'string' } }) });
+async function sampleWith(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal },
+  scope: FlagScope,
+  usage: string,
+  fixed: Partial<SampleRequest>,
+): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    ...COMMON,
+    ...flagOptions(SAMPLE_SETTINGS, scope),
+    ...(scope.only ? {} : { batch: { type: 'string' } }),
+  });
   const request = { ...requestFromFlags(SAMPLE_SETTINGS, values, scope), ...fixed };
   assertRequest(SAMPLE_SETTINGS, request, 'sample');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 1024 });
@@ -131,11 +162,19 @@ async function sampleWith(argv: readonly string[], io: CliIo, env: { tty: boolea
   }
 }
 
-export async function sampleCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function sampleCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   return sampleWith(argv, io, env, SAMPLE_FLAGS, SAMPLE_USAGE, {});
 }
 
-export async function progressiveCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function progressiveCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   return sampleWith(argv, io, env, PROGRESSIVE_FLAGS, PROGRESSIVE_USAGE, { kind: 'progressive' });
 }
 
@@ -146,7 +185,11 @@ function figureRequest(values: FlagValues): { request: SampleRequest; seed: numb
   return { request, seed: valuesOf(SAMPLE_SETTINGS, request).seed };
 }
 
-export async function interpolateCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function interpolateCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     ...COMMON,
     ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS),
@@ -167,7 +210,10 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     for (const t of ts) if (t < 0 || t > T) throw new CliUsageError(`--t: ${t} is outside [0, ${T}]`);
     const { imageSize, inChannels } = l.loaded.model.config;
     const runDataset = l.loaded.config.dataset;
-    const spec = values['dataset'] === undefined ? testSplitOf(runDataset) : withAbsoluteLocation(String(values['dataset']), process.cwd());
+    const spec =
+      values['dataset'] === undefined
+        ? testSplitOf(runDataset)
+        : withAbsoluteLocation(String(values['dataset']), process.cwd());
     const dataset = await openDataset(spec, { imageSize, channels: inChannels === 1 ? 1 : 3 });
     const pixels = await readForModel(dataset, [a, b], imageSize);
     const per = imageSize * imageSize * inChannels;
@@ -175,7 +221,11 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
     const sourceB = tf.tensor4d(pixels.subarray(per), [1, imageSize, imageSize, inChannels]);
     const lambdas = Array.from({ length: lambdaCount }, (_, i) => i / (lambdaCount - 1));
     try {
-      const { picture } = await interpolationFigure(l.loaded.model, l.loaded.diffusion, sourceA, sourceB, ts, { seed, lambdas, ...(env.signal ? { signal: env.signal } : {}) });
+      const { picture } = await interpolationFigure(l.loaded.model, l.loaded.diffusion, sourceA, sourceB, ts, {
+        seed,
+        lambdas,
+        ...(env.signal ? { signal: env.signal } : {}),
+      });
       await write(io, l, picture, { kind: 'interpolation', dataset: dataset.name, a, b, t: ts, lambdas, seed });
     } finally {
       tf.dispose([sourceA, sourceB]);
@@ -186,16 +236,33 @@ export async function interpolateCommand(argv: readonly string[], io: CliIo, env
   }
 }
 
-export async function sharedLatentCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { ...COMMON, ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS), splits: { type: 'string' }, n: { type: 'string' } });
+export async function sharedLatentCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    ...COMMON,
+    ...flagOptions(SAMPLE_SETTINGS, FIGURE_FLAGS),
+    splits: { type: 'string' },
+    n: { type: 'string' },
+  });
   const { request, seed } = figureRequest(values);
   const n = parseInteger('n', values['n'], 6, { min: 1, max: 64 });
   const l = await load(values, request, io);
   try {
     const T = l.loaded.diffusion.numTimesteps;
-    const splits = parseIntegerList('splits', values['splits']) ?? [T, Math.round((3 * T) / 4), Math.round(T / 2), Math.round(T / 4)];
+    const splits = parseIntegerList('splits', values['splits']) ?? [
+      T,
+      Math.round((3 * T) / 4),
+      Math.round(T / 2),
+      Math.round(T / 4),
+    ];
     for (const t of splits) if (t < 0 || t > T) throw new CliUsageError(`--splits: ${t} is outside [0, ${T}]`);
-    const { picture } = await sharedLatentFigure(l.loaded.model, l.loaded.diffusion, splits, n, { seed, ...(env.signal ? { signal: env.signal } : {}) });
+    const { picture } = await sharedLatentFigure(l.loaded.model, l.loaded.diffusion, splits, n, {
+      seed,
+      ...(env.signal ? { signal: env.signal } : {}),
+    });
     await write(io, l, picture, { kind: 'shared-latent', splits, continuations: n, seed });
     return 0;
   } finally {
@@ -205,6 +272,7 @@ export async function sharedLatentCommand(argv: readonly string[], io: CliIo, en
 
 /** The run's dataset with the test split selected where the kind has one. */
 function testSplitOf(spec: string): string {
-  if (/^(fashion-mnist|mnist|cifar10)(:|\?|$)/.test(spec) && !/[?&]split=/.test(spec)) return spec.includes('?') ? `${spec}&split=test` : `${spec}?split=test`;
+  if (/^(fashion-mnist|mnist|cifar10)(:|\?|$)/.test(spec) && !/[?&]split=/.test(spec))
+    return spec.includes('?') ? `${spec}&split=test` : `${spec}?split=test`;
   return spec;
 }

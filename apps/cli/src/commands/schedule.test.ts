@@ -4,7 +4,16 @@ const run = runCaptured;
 
 describe('ddpm schedule', () => {
   it('prints every coefficient at the requested timesteps as JSON', async () => {
-    const { status, stdout } = await run('schedule', '--kind', 'linear', '--steps', '1000', '--at', '0,99,499,999', '--json');
+    const { status, stdout } = await run(
+      'schedule',
+      '--kind',
+      'linear',
+      '--steps',
+      '1000',
+      '--at',
+      '0,99,499,999',
+      '--json',
+    );
     expect(status).toBe(0);
     const out = JSON.parse(stdout);
     expect(out.schedule).toEqual({ kind: 'linear', numTimesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 });
@@ -43,7 +52,10 @@ describe('ddpm schedule', () => {
   });
 
   it.each([
-    [['--kind', 'sigmoid'], '--kind must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"'],
+    [
+      ['--kind', 'sigmoid'],
+      '--kind must be one of linear, quadratic, constant, warmup10, warmup50, jsd, cosine, got "sigmoid"',
+    ],
     [['--steps=-5'], '--steps must be an integer in [1, 1000000], got "-5"'],
     [['--steps', '0'], '--steps must be an integer in [1, 1000000], got "0"'],
     [['--steps', 'ten'], '--steps must be a number, got "ten"'],

@@ -75,13 +75,24 @@ export function scheduleCommand(argv: readonly string[], io: CliIo): number {
     fixedLargeLogVariance: tables.fixedLargeLogVariance[t]!,
   }));
   if (values['json'] === true) {
-    io.stdout(
-      JSON.stringify({ schedule: { kind, numTimesteps: steps, betaStart, betaEnd }, rows }, null, 2) + '\n',
-    );
+    io.stdout(JSON.stringify({ schedule: { kind, numTimesteps: steps, betaStart, betaEnd }, rows }, null, 2) + '\n');
     return 0;
   }
-  io.stdout(`${kind} schedule, T = ${steps}, beta ${betaStart} -> ${betaEnd} (t is 0-based: t = 0 is the paper's t = 1)\n`);
-  const headers = ['t', 'beta', 'alpha_bar', 'sqrt(ab)', 'sqrt(1-ab)', 'post_var', 'post_logvar_clip', 'post_coef1', 'post_coef2', 'fixedlarge_logvar'];
+  io.stdout(
+    `${kind} schedule, T = ${steps}, beta ${betaStart} -> ${betaEnd} (t is 0-based: t = 0 is the paper's t = 1)\n`,
+  );
+  const headers = [
+    't',
+    'beta',
+    'alpha_bar',
+    'sqrt(ab)',
+    'sqrt(1-ab)',
+    'post_var',
+    'post_logvar_clip',
+    'post_coef1',
+    'post_coef2',
+    'fixedlarge_logvar',
+  ];
   const fmt = (v: number): string => (v === 0 ? '0' : v.toPrecision(6));
   io.stdout(
     renderTable(

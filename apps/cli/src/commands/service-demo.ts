@@ -26,8 +26,17 @@ shipped reference model fashion-mnist-cpu (an hour of its recipe), and prints th
 --keep-running leaves the services up.
 `;
 
-export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
-  const { values } = parseCommandArgs(argv, { steps: { type: 'string' }, workers: { type: 'string' }, out: { type: 'string' }, 'keep-running': { type: 'boolean' } });
+export async function serviceDemoCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    steps: { type: 'string' },
+    workers: { type: 'string' },
+    out: { type: 'string' },
+    'keep-running': { type: 'boolean' },
+  });
   const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 2 });
   const steps = parseInteger('steps', values['steps'], 250, { min: 1, max: 1_000_000 });
   const started = Date.now();
@@ -48,7 +57,18 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     const train = await client.submit({
       type: 'train',
       // The short-budget configuration docs/quality-study found best (its micro32-lr3e-4 candidate: the lowest distance at 4 and at 8 minutes).
-      body: { dataset, preset: 'micro32', steps, batchSize: 16, learningRate: 3e-4, warmupSteps: 100, emaDecay: 0.995, emaWarmup: true, checkpointEvery: 50, workers },
+      body: {
+        dataset,
+        preset: 'micro32',
+        steps,
+        batchSize: 16,
+        learningRate: 3e-4,
+        warmupSteps: 100,
+        emaDecay: 0.995,
+        emaWarmup: true,
+        checkpointEvery: 50,
+        workers,
+      },
     });
     io.stderr(`POST /jobs/train → ${train.id}\n`);
     const trained = await waitForJob(client, train.id, io, env.tty, 'train', env.signal);
@@ -59,10 +79,15 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
     // The whole group's rate: images of every step over the job's time on the workers (formation included).
     const trainSeconds = (Date.parse(trained.finishedAt ?? '') - Date.parse(trained.startedAt ?? '')) / 1000;
     const imagesPerSecond = ((trained.result?.step ?? 0) * 16) / trainSeconds;
-    io.stderr(`trained ${trained.result?.step} steps of batch 16 with ${workers} worker${workers > 1 ? 's as one data-parallel group' : ''}: ${imagesPerSecond.toFixed(2)} images/s\n`);
+    io.stderr(
+      `trained ${trained.result?.step} steps of batch 16 with ${workers} worker${workers > 1 ? 's as one data-parallel group' : ''}: ${imagesPerSecond.toFixed(2)} images/s\n`,
+    );
     // One network batch (16 images) per worker: the group draws them in the time one process draws 16.
     const sampleStarted = Date.now();
-    const sample = await client.submit({ type: 'sample', body: { trainJobId: train.id, count: 16 * workers, steps: 100, seed: 0, workers } });
+    const sample = await client.submit({
+      type: 'sample',
+      body: { trainJobId: train.id, count: 16 * workers, steps: 100, seed: 0, workers },
+    });
     io.stderr(`POST /jobs/sample → ${sample.id}\n`);
     const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample', env.signal);
     if (sampled.state !== 'completed') {
@@ -70,13 +95,18 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       return 1;
     }
     const sampleSeconds = (Date.now() - sampleStarted) / 1000;
-    io.stderr(`sampled ${16 * workers} images (100 steps) with ${workers} worker${workers > 1 ? 's as one sampling group' : ''} in ${sampleSeconds.toFixed(1)} s\n`);
+    io.stderr(
+      `sampled ${16 * workers} images (100 steps) with ${workers} worker${workers > 1 ? 's as one sampling group' : ''} in ${sampleSeconds.toFixed(1)} s\n`,
+    );
     const url = `${api}/samples/${sample.id}`;
     const png = await client.sample(sample.id);
     const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
     // Beside it, the shipped reference model (a longer run of the fashion-mnist-cpu recipe), sampled the same way.
     const referenceStarted = Date.now();
-    const reference = await client.submit({ type: 'sample', body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers } });
+    const reference = await client.submit({
+      type: 'sample',
+      body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers },
+    });
     io.stderr(`POST /jobs/sample (pretrained fashion-mnist-cpu) → ${reference.id}\n`);
     const referenced = await waitForJob(client, reference.id, io, env.tty, 'reference sample', env.signal);
     if (referenced.state !== 'completed') {
@@ -84,7 +114,9 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       return 1;
     }
     const referenceFile = path.join(out, 'store', 'samples', `${reference.id}.png`);
-    const referenceMeta = JSON.parse(new TextDecoder().decode(await client.sample(`${reference.id}.json`))) as { step?: number };
+    const referenceMeta = JSON.parse(new TextDecoder().decode(await client.sample(`${reference.id}.json`))) as {
+      step?: number;
+    };
     const summary = {
       trainJob: train.id,
       sampleJob: sample.id,
@@ -103,11 +135,15 @@ export async function serviceDemoCommand(argv: readonly string[], io: CliIo, env
       referenceSeconds: Math.round((Date.now() - referenceStarted) / 1000),
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
-    io.stderr(`\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`);
+    io.stderr(
+      `\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`,
+    );
     io.stdout(JSON.stringify(summary) + '\n');
     if (values['keep-running'] === true) {
       io.stderr('services keep running; Ctrl-C stops them\n');
-      await new Promise<void>((resolve) => (env.signal ? env.signal.addEventListener('abort', () => resolve()) : undefined));
+      await new Promise<void>((resolve) =>
+        env.signal ? env.signal.addEventListener('abort', () => resolve()) : undefined,
+      );
     }
     return 0;
   } finally {

@@ -2,7 +2,14 @@
  * `ddpm settings [train|sample|eval] [--markdown|--json]`: the settings tables of @ddpm/config,
  * as docs/settings.md shows them (--markdown), as data (--json), or as flags (the default).
  */
-import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, defaultText, settingsMarkdown } from '@ddpm/config';
+import {
+  EVAL_JOB_SETTINGS,
+  SAMPLE_JOB_SETTINGS,
+  type SettingTable,
+  TRAIN_SETTINGS,
+  defaultText,
+  settingsMarkdown,
+} from '@ddpm/config';
 
 import { parseCommandArgs } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
@@ -10,7 +17,11 @@ import { flagUsage } from '../settings-flags';
 
 const TABLE_NAMES = ['train', 'sample', 'eval'] as const;
 type TableName = (typeof TABLE_NAMES)[number];
-export const SETTINGS_TABLES: Readonly<Record<TableName, SettingTable>> = { train: TRAIN_SETTINGS, sample: SAMPLE_JOB_SETTINGS, eval: EVAL_JOB_SETTINGS };
+export const SETTINGS_TABLES: Readonly<Record<TableName, SettingTable>> = {
+  train: TRAIN_SETTINGS,
+  sample: SAMPLE_JOB_SETTINGS,
+  eval: EVAL_JOB_SETTINGS,
+};
 
 export const SETTINGS_USAGE = `Usage: ddpm settings [train|sample|eval] [--markdown | --json]
 
@@ -22,10 +33,16 @@ ddpm jobs submit. --markdown prints the tables of docs/settings.md; --json the s
 export function settingsCommand(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parseCommandArgs(argv, { markdown: { type: 'boolean' }, json: { type: 'boolean' } });
   const isName = (name: string): name is TableName => (TABLE_NAMES as readonly string[]).includes(name);
-  const names = positionals.length === 0 ? [...TABLE_NAMES] : positionals.map((name) => {
-    if (!isName(name)) throw new CliUsageError(`unknown settings table ${JSON.stringify(name)}; expected ${TABLE_NAMES.join(', ')}`);
-    return name;
-  });
+  const names =
+    positionals.length === 0
+      ? [...TABLE_NAMES]
+      : positionals.map((name) => {
+          if (!isName(name))
+            throw new CliUsageError(
+              `unknown settings table ${JSON.stringify(name)}; expected ${TABLE_NAMES.join(', ')}`,
+            );
+          return name;
+        });
   const tables = names.map((name) => [name, SETTINGS_TABLES[name]] as const);
   if (values['json'] === true) {
     const data = Object.fromEntries(

@@ -38,7 +38,8 @@ export const STUDY_CANDIDATES: readonly StudyCandidate[] = [
   {
     name: 'micro32-lr1e-3',
     byDefault: true,
-    summary: 'micro32 (1.1 M parameters), batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up (the main job’s configuration until this study)',
+    summary:
+      'micro32 (1.1 M parameters), batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up (the main job’s configuration until this study)',
     request: { preset: 'micro32', batchSize: 16, learningRate: 1e-3, warmupSteps: 20, ...EMA },
     secondsPerStep: 0.95,
   },
@@ -59,7 +60,8 @@ export const STUDY_CANDIDATES: readonly StudyCandidate[] = [
   {
     name: 'micro32-ema0.99',
     byDefault: true,
-    summary: 'micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.99 with warm-up (a shorter average of the weights)',
+    summary:
+      'micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.99 with warm-up (a shorter average of the weights)',
     request: { preset: 'micro32', batchSize: 16, learningRate: 1e-3, warmupSteps: 20, emaDecay: 0.99, emaWarmup: true },
     secondsPerStep: 0.95,
   },
@@ -67,7 +69,8 @@ export const STUDY_CANDIDATES: readonly StudyCandidate[] = [
     name: 'fashion32',
     // Each 128-sample evaluation of this 6x larger network takes ~13 min on a 2-core machine, and its bound ~15 min.
     byDefault: false,
-    summary: 'fashion32 (6.5 M parameters, dropout 0.1), batch 16, lr 5e-4 after 50 warm-up steps, EMA 0.995 with warm-up',
+    summary:
+      'fashion32 (6.5 M parameters, dropout 0.1), batch 16, lr 5e-4 after 50 warm-up steps, EMA 0.995 with warm-up',
     request: { preset: 'fashion32', batchSize: 16, learningRate: 5e-4, warmupSteps: 50, ...EMA },
     secondsPerStep: 6,
   },
@@ -88,9 +91,11 @@ samples at its start, middle and end into --docs (default docs/quality-study); r
   --budget-steps S    train each candidate for S optimizer steps instead of a time budget: a step-matched
                       comparison, for candidates of the same cost per step compared at an earlier
                       run's step count (curves then by step)
-  --candidates LIST   of: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')} (default: ${STUDY_CANDIDATES.filter((c) => c.byDefault)
-  .map((c) => c.name)
-  .join(', ')}; fashion32's evaluations alone take ~30 min on 2 cores)
+  --candidates LIST   of: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')} (default: ${STUDY_CANDIDATES.filter(
+    (c) => c.byDefault,
+  )
+    .map((c) => c.name)
+    .join(', ')}; fashion32's evaluations alone take ~30 min on 2 cores)
   --adopt NAME=JOB,...  use these finished train jobs of an interrupted study (same --out and --queue-prefix) instead of training the candidates again
   --queue-prefix P    the queue prefix of the study's service (default study-<time>; an interrupted study's, to adopt its jobs)
 A candidate whose train job fails or is cancelled is reported and left out of the curves.
@@ -104,11 +109,17 @@ interface RunResult {
   readonly nllJob?: string;
 }
 
-const round = (x: number | undefined, digits = 4): string => (x === undefined || !Number.isFinite(x) ? '' : String(Number(x.toPrecision(digits))));
+const round = (x: number | undefined, digits = 4): string =>
+  x === undefined || !Number.isFinite(x) ? '' : String(Number(x.toPrecision(digits)));
 
-export async function studyCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function studyCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   const [kind, ...rest] = argv;
-  if (kind !== 'quality') throw new CliUsageError(`expected "ddpm study quality", got ${JSON.stringify(['study', ...argv].join(' '))}`);
+  if (kind !== 'quality')
+    throw new CliUsageError(`expected "ddpm study quality", got ${JSON.stringify(['study', ...argv].join(' '))}`);
   const { values, positionals } = parseCommandArgs(rest, {
     'budget-minutes': { type: 'string' },
     'budget-steps': { type: 'string' },
@@ -130,21 +141,29 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     values['budget-steps'] !== undefined
       ? { steps: parseInteger('budget-steps', values['budget-steps'], 1, { min: 1, max: 10_000_000 }) }
       : { minutes: parseNumber('budget-minutes', values['budget-minutes'], 10) };
-  if ('minutes' in budget && !(budget.minutes > 0)) throw new CliUsageError(`--budget-minutes must be positive, got ${JSON.stringify(values['budget-minutes'])}`);
+  if ('minutes' in budget && !(budget.minutes > 0))
+    throw new CliUsageError(`--budget-minutes must be positive, got ${JSON.stringify(values['budget-minutes'])}`);
   const evals = parseInteger('evals', values['evals'], 3, { min: 1, max: 100 });
   const evalCount = parseInteger('eval-count', values['eval-count'], 128, { min: 16, max: 10_000 });
   const evalSteps = parseInteger('eval-steps', values['eval-steps'], 50, { min: 1, max: 1000 });
   const nllImages = parseInteger('nll-images', values['nll-images'], 8, { min: 1, max: 10_000 });
-  const names = typeof values['candidates'] === 'string' ? values['candidates'].split(',').map((n) => n.trim()) : STUDY_CANDIDATES.filter((c) => c.byDefault).map((c) => c.name);
+  const names =
+    typeof values['candidates'] === 'string'
+      ? values['candidates'].split(',').map((n) => n.trim())
+      : STUDY_CANDIDATES.filter((c) => c.byDefault).map((c) => c.name);
   const candidates = names.map((n) => {
     const found = STUDY_CANDIDATES.find((c) => c.name === n);
-    if (!found) throw new CliUsageError(`--candidates: unknown candidate ${JSON.stringify(n)} (known: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')})`);
+    if (!found)
+      throw new CliUsageError(
+        `--candidates: unknown candidate ${JSON.stringify(n)} (known: ${STUDY_CANDIDATES.map((c) => c.name).join(', ')})`,
+      );
     return found;
   });
   const adopted = new Map<string, string>();
   for (const pair of typeof values['adopt'] === 'string' ? values['adopt'].split(',') : []) {
     const [name, job] = pair.split('=').map((x) => x.trim());
-    if (!name || !job || !candidates.some((c) => c.name === name)) throw new CliUsageError(`--adopt takes NAME=JOB pairs of the candidates run, got ${JSON.stringify(pair)}`);
+    if (!name || !job || !candidates.some((c) => c.name === name))
+      throw new CliUsageError(`--adopt takes NAME=JOB pairs of the candidates run, got ${JSON.stringify(pair)}`);
     adopted.set(name, job);
   }
   try {
@@ -165,13 +184,22 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     // The floor first: it also computes (and caches in the run's store) the reference statistics every evaluation then reads.
     const backend = await initBackend({ preferred: 'wasm' });
     const store = openStore(service.storeDir);
-    const floor = await realDataDistance('fashion-mnist', { extractor: 'fmnist_cnn', reference: { split: 'train' } }, evalCount, { size: 32, channels: 1 }, { cache: store, onLog: (l) => io.stderr(`${l}\n`) });
+    const floor = await realDataDistance(
+      'fashion-mnist',
+      { extractor: 'fmnist_cnn', reference: { split: 'train' } },
+      evalCount,
+      { size: 32, channels: 1 },
+      { cache: store, onLog: (l) => io.stderr(`${l}\n`) },
+    );
     io.stderr(`real-data floor (${backend.name}): ${floor.name} ${floor.value.toFixed(3)} for ${floor.images}\n`);
 
     const results: RunResult[] = [];
     const failed: string[] = [];
     for (const candidate of candidates) {
-      const every = Math.max(1, Math.round(('steps' in budget ? budget.steps : (budget.minutes * 60) / candidate.secondsPerStep) / evals));
+      const every = Math.max(
+        1,
+        Math.round(('steps' in budget ? budget.steps : (budget.minutes * 60) / candidate.secondsPerStep) / evals),
+      );
       const request: TrainRequest = {
         dataset: 'fashion-mnist',
         ...candidate.request,
@@ -186,7 +214,9 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
         evalSeed: 0,
       };
       const adopt = adopted.get(candidate.name);
-      io.stderr(`\n${candidate.name}: ${candidate.summary}; ${budgetText(budget)} of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`);
+      io.stderr(
+        `\n${candidate.name}: ${candidate.summary}; ${budgetText(budget)} of training, evaluated every ${every} steps${adopt ? ` (adopting ${adopt})` : ''}\n`,
+      );
       const id = adopt ?? (await client.submit({ type: 'train', body: request })).id;
       const job = await waitForJob(client, id, io, env.tty, candidate.name, env.signal);
       if (job.state !== 'completed') {
@@ -196,12 +226,16 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
       }
       const history = (await client.metrics(job.id)).entries;
       results.push({ candidate, job, history });
-      io.stderr(`${candidate.name}: ${job.result?.step} steps; last evaluation ${JSON.stringify(history.at(-1)?.metrics)}\n`);
+      io.stderr(
+        `${candidate.name}: ${job.result?.step} steps; last evaluation ${JSON.stringify(history.at(-1)?.metrics)}\n`,
+      );
     }
 
     // The bound of every final checkpoint, two eval jobs at a time (one worker each).
     io.stderr(`\nbits/dim of each final checkpoint on ${nllImages} test images (all T terms of the bound)\n`);
-    const evalJobs = await Promise.all(results.map((r) => client.submit({ type: 'eval', body: { trainJobId: r.job.id, metrics: ['nll'], nllImages } })));
+    const evalJobs = await Promise.all(
+      results.map((r) => client.submit({ type: 'eval', body: { trainJobId: r.job.id, metrics: ['nll'], nllImages } })),
+    );
     for (const [i, submitted] of evalJobs.entries()) {
       const done = await waitForJob(client, submitted.id, io, false, `nll ${results[i]!.candidate.name}`, env.signal);
       const bpd = done.result?.metrics?.['bits_per_dim'];
@@ -212,16 +246,23 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
       io.stderr('no candidate finished\n');
       return 1;
     }
-    const reference = (results.find((r) => r.history.length > 0)?.history[0]?.pixels as { reference?: { mean: number; background: number; saturated: number } } | undefined)?.reference;
+    const reference = (
+      results.find((r) => r.history.length > 0)?.history[0]?.pixels as
+        { reference?: { mean: number; background: number; saturated: number } } | undefined
+    )?.reference;
     const best = [...results].sort((a, b) => finalFd(a) - finalFd(b))[0]!;
     // The best run at its start, middle and end: the same 16 noise draws from three checkpoints.
     const steps = best.history.map((e) => e.step);
     const picks = [...new Set([steps[0]!, steps[Math.floor((steps.length - 1) / 2)]!, steps.at(-1)!])];
     const grids: { step: number; file: string; minutes: number }[] = [];
     for (const step of picks) {
-      const submitted = await client.submit({ type: 'sample', body: { trainJobId: best.job.id, step, count: 16, steps: 100, seed: 0, workers: 2 } });
+      const submitted = await client.submit({
+        type: 'sample',
+        body: { trainJobId: best.job.id, step, count: 16, steps: 100, seed: 0, workers: 2 },
+      });
       const done = await waitForJob(client, submitted.id, io, false, `samples at step ${step}`, env.signal);
-      if (done.state !== 'completed') throw new Error(`the sample job at step ${step} ended ${done.state}: ${done.error ?? ''}`);
+      if (done.state !== 'completed')
+        throw new Error(`the sample job at step ${step} ended ${done.state}: ${done.error ?? ''}`);
       const file = `best-step-${step}.png`;
       await fs.writeFile(path.join(docs, file), await client.sample(submitted.id));
       grids.push({ step, file, minutes: (best.history.find((e) => e.step === step)?.trainSeconds ?? 0) / 60 });
@@ -231,8 +272,28 @@ export async function studyCommand(argv: readonly string[], io: CliIo, env: { tt
     await fs.writeFile(path.join(docs, 'results.csv'), resultsCsv(results, floor.value));
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${backend.name} backend, Node ${process.version}`;
     const command = `ddpm study quality ${rest.join(' ')}`.trim();
-    await fs.writeFile(path.join(docs, 'README.md'), studyMarkdown({ command, machine, failed, budget, evalCount, evalSteps, nllImages, floor: floor.value, realPixels: floor.pixels, reference, results, best, grids, wallSeconds: (Date.now() - started) / 1000 }));
-    io.stdout(`${JSON.stringify({ docs, out, floor: floor.value, runs: results.map((r) => ({ name: r.candidate.name, job: r.job.id, nllJob: r.nllJob, steps: r.job.result?.step, fd: finalFd(r), bitsPerDim: r.bitsPerDim, ...r.history.at(-1)?.metrics })) })}\n`);
+    await fs.writeFile(
+      path.join(docs, 'README.md'),
+      studyMarkdown({
+        command,
+        machine,
+        failed,
+        budget,
+        evalCount,
+        evalSteps,
+        nllImages,
+        floor: floor.value,
+        realPixels: floor.pixels,
+        reference,
+        results,
+        best,
+        grids,
+        wallSeconds: (Date.now() - started) / 1000,
+      }),
+    );
+    io.stdout(
+      `${JSON.stringify({ docs, out, floor: floor.value, runs: results.map((r) => ({ name: r.candidate.name, job: r.job.id, nllJob: r.nllJob, steps: r.job.result?.step, fd: finalFd(r), bitsPerDim: r.bitsPerDim, ...r.history.at(-1)?.metrics })) })}\n`,
+    );
     io.stderr(`\nwrote ${docs} in ${formatDuration((Date.now() - started) / 1000)}\n`);
     return 0;
   } finally {
@@ -258,24 +319,65 @@ async function writeCharts(
   reference: { mean: number; background: number; saturated: number } | undefined,
   axis: 'minutes' | 'step',
 ): Promise<void> {
-  const x = (e: MetricsHistory['entries'][number]): number => (axis === 'step' ? e.step : (e.trainSeconds ?? Number.NaN) / 60);
-  const seriesOf = (metric: string): ChartSeries[] => results.map((r) => ({ name: r.candidate.name, points: r.history.map((e) => [x(e), e.metrics[metric] ?? Number.NaN] as const) }));
+  const x = (e: MetricsHistory['entries'][number]): number =>
+    axis === 'step' ? e.step : (e.trainSeconds ?? Number.NaN) / 60;
+  const seriesOf = (metric: string): ChartSeries[] =>
+    results.map((r) => ({
+      name: r.candidate.name,
+      points: r.history.map((e) => [x(e), e.metrics[metric] ?? Number.NaN] as const),
+    }));
   const span = Math.max(...results.flatMap((r) => r.history.map(x)).filter(Number.isFinite), 1);
-  const flat = (name: string, y: number): ChartSeries => ({ name, points: [[0, y], [span, y]] });
+  const flat = (name: string, y: number): ChartSeries => ({
+    name,
+    points: [
+      [0, y],
+      [span, y],
+    ],
+  });
   const charts: { file: string; title: string; metric: string; yLabel: string; line?: ChartSeries }[] = [
-    { file: 'fd.png', title: `fd_fmnist_cnn over training ${axis === 'step' ? 'steps' : 'time'}`, metric: 'fd_fmnist_cnn', yLabel: 'fd_fmnist_cnn', line: flat('real data (floor)', floor) },
-    { file: 'pixel-mean.png', title: 'mean pixel of the samples', metric: 'pixel_mean', yLabel: 'mean on [0, 1]', ...(reference ? { line: flat('training set', reference.mean) } : {}) },
-    { file: 'pixel-background.png', title: 'fraction of background (< 0.1) in the samples', metric: 'pixel_background', yLabel: 'fraction', ...(reference ? { line: flat('training set', reference.background) } : {}) },
-    { file: 'pixel-saturated.png', title: 'fraction saturated (> 0.9) in the samples', metric: 'pixel_saturated', yLabel: 'fraction', ...(reference ? { line: flat('training set', reference.saturated) } : {}) },
+    {
+      file: 'fd.png',
+      title: `fd_fmnist_cnn over training ${axis === 'step' ? 'steps' : 'time'}`,
+      metric: 'fd_fmnist_cnn',
+      yLabel: 'fd_fmnist_cnn',
+      line: flat('real data (floor)', floor),
+    },
+    {
+      file: 'pixel-mean.png',
+      title: 'mean pixel of the samples',
+      metric: 'pixel_mean',
+      yLabel: 'mean on [0, 1]',
+      ...(reference ? { line: flat('training set', reference.mean) } : {}),
+    },
+    {
+      file: 'pixel-background.png',
+      title: 'fraction of background (< 0.1) in the samples',
+      metric: 'pixel_background',
+      yLabel: 'fraction',
+      ...(reference ? { line: flat('training set', reference.background) } : {}),
+    },
+    {
+      file: 'pixel-saturated.png',
+      title: 'fraction saturated (> 0.9) in the samples',
+      metric: 'pixel_saturated',
+      yLabel: 'fraction',
+      ...(reference ? { line: flat('training set', reference.saturated) } : {}),
+    },
   ];
   for (const c of charts) {
-    const png = await lineChartPng({ title: c.title, xLabel: axis === 'step' ? 'optimizer step' : 'training time (minutes, 2 workers)', yLabel: c.yLabel, series: [...seriesOf(c.metric), ...(c.line ? [c.line] : [])] });
+    const png = await lineChartPng({
+      title: c.title,
+      xLabel: axis === 'step' ? 'optimizer step' : 'training time (minutes, 2 workers)',
+      yLabel: c.yLabel,
+      series: [...seriesOf(c.metric), ...(c.line ? [c.line] : [])],
+    });
     await fs.writeFile(path.join(docs, c.file), png);
   }
 }
 
 function resultsCsv(results: readonly RunResult[], floor: number): string {
-  const header = 'candidate,step,train_minutes,fd_fmnist_cnn,fd_over_floor,pixel_mean,pixel_background,pixel_saturated,bits_per_dim';
+  const header =
+    'candidate,step,train_minutes,fd_fmnist_cnn,fd_over_floor,pixel_mean,pixel_background,pixel_saturated,bits_per_dim';
   const rows = results.flatMap((r) =>
     r.history.map((e, i) =>
       [

@@ -4,7 +4,17 @@
  * continues the run. Its flags are the settings table's (@ddpm/config), as `ddpm jobs submit train`'s.
  */
 import { currentBackend, initBackend } from '@ddpm/backend';
-import { DEFAULT_LIMITS, LIMIT_VARIABLES, type ServiceLimits, TRAIN_SETTINGS, assertRequest, checkBudgets, envInteger, fitAccumulation, resolveTrainJob } from '@ddpm/config';
+import {
+  DEFAULT_LIMITS,
+  LIMIT_VARIABLES,
+  type ServiceLimits,
+  TRAIN_SETTINGS,
+  assertRequest,
+  checkBudgets,
+  envInteger,
+  fitAccumulation,
+  resolveTrainJob,
+} from '@ddpm/config';
 import { type Trainer, listCheckpoints, runTrainJob } from '@ddpm/engine';
 import { joinKey } from '@ddpm/storage';
 
@@ -28,7 +38,11 @@ are the service's (ddpm jobs submit train takes the same flags; "ddpm settings t
 ${flagUsage(TRAIN_SETTINGS, LOCAL)}
 `;
 
-export async function trainCommand(argv: readonly string[], io: CliIo, env: { tty: boolean; signal?: AbortSignal } = { tty: false }): Promise<number> {
+export async function trainCommand(
+  argv: readonly string[],
+  io: CliIo,
+  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {
     ...flagOptions(TRAIN_SETTINGS, LOCAL),
     out: { type: 'string' },
@@ -41,16 +55,27 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
   // Configuration errors before any work; a batch too large for one step's memory is split into
   // micro-batches (accumulation) when the request leaves that open, as the API does.
   const { env: variable, default: fallback } = LIMIT_VARIABLES.maxStepMemoryMb;
-  const stepMemoryMb = envInteger(process.env, variable, fallback, 1, Number.MAX_SAFE_INTEGER, (message) => new CliUsageError(message));
+  const stepMemoryMb = envInteger(
+    process.env,
+    variable,
+    fallback,
+    1,
+    Number.MAX_SAFE_INTEGER,
+    (message) => new CliUsageError(message),
+  );
   const config = fitAccumulation(resolveTrainJob(request), request, stepMemoryMb);
   // Of the server's budgets only step memory applies here: the others protect a shared service.
-  const unbounded = Object.fromEntries(Object.keys(DEFAULT_LIMITS).map((k) => [k, Number.MAX_SAFE_INTEGER])) as unknown as ServiceLimits;
+  const unbounded = Object.fromEntries(
+    Object.keys(DEFAULT_LIMITS).map((k) => [k, Number.MAX_SAFE_INTEGER]),
+  ) as unknown as ServiceLimits;
   checkBudgets({ type: 'train', config }, { ...unbounded, maxStepMemoryMb: stepMemoryMb });
   for (const a of config.adjustments ?? []) io.stderr(`${a.setting} ${a.requested} → ${a.chosen}: ${a.reason}\n`);
   const { store, prefix } = runLocation(String(values['out']));
   const existing = await listCheckpoints(store, prefix);
   if (existing.length > 0 && values['resume'] !== true) {
-    throw new CliUsageError(`${store.url} already holds a run (newest checkpoint: step ${existing[0]!.step}); pass --resume to continue it or choose another --out`);
+    throw new CliUsageError(
+      `${store.url} already holds a run (newest checkpoint: step ${existing[0]!.step}); pass --resume to continue it or choose another --out`,
+    );
   }
   const backend = await initBackend();
   const started = Date.now();
@@ -75,21 +100,35 @@ export async function trainCommand(argv: readonly string[], io: CliIo, env: { tt
       bar =
         budget === undefined
           ? new ProgressBar('train', trainer.config.steps, io.stderr, env.tty, trainer.step)
-          : new ProgressBar('train (time budget)', budget * 60, io.stderr, env.tty, trainer.trainingSeconds, formatDuration);
+          : new ProgressBar(
+              'train (time budget)',
+              budget * 60,
+              io.stderr,
+              env.tty,
+              trainer.trainingSeconds,
+              formatDuration,
+            );
       io.stderr(`backend ${currentBackend()?.name}\n`);
     },
     onStep: (s) =>
-      bar?.update(running?.config.budgetMinutes === undefined ? s.step : Math.min(running.trainingSeconds, running.config.budgetMinutes * 60), {
-        ...(running?.config.budgetMinutes === undefined ? {} : { step: String(s.step) }),
-        'img/s': s.imagesPerSecond.toFixed(1),
-        loss: s.loss.toFixed(4),
-        lr: s.learningRate.toExponential(1),
-      }),
+      bar?.update(
+        running?.config.budgetMinutes === undefined
+          ? s.step
+          : Math.min(running.trainingSeconds, running.config.budgetMinutes * 60),
+        {
+          ...(running?.config.budgetMinutes === undefined ? {} : { step: String(s.step) }),
+          'img/s': s.imagesPerSecond.toFixed(1),
+          loss: s.loss.toFixed(4),
+          lr: s.learningRate.toExponential(1),
+        },
+      ),
     onSampling: lazyProgress('sample', io.stderr, env.tty),
   });
   bar?.finish();
   if (outcome.status === 'stopped') {
-    io.stderr(`stopped at step ${outcome.step} after ${formatDuration((Date.now() - started) / 1000)}; continue with --resume\n`);
+    io.stderr(
+      `stopped at step ${outcome.step} after ${formatDuration((Date.now() - started) / 1000)}; continue with --resume\n`,
+    );
   }
   io.stdout(
     JSON.stringify({

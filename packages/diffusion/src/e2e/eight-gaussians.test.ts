@@ -14,7 +14,10 @@ import { respaceBySpec } from '../samplers/respace';
 import { sampleAncestral } from '../samplers/ancestral';
 import { useWasmBackend } from '../test-support';
 
-const MODES = Array.from({ length: 8 }, (_, k) => [0.7 * Math.cos((2 * Math.PI * k) / 8), 0.7 * Math.sin((2 * Math.PI * k) / 8)] as const);
+const MODES = Array.from(
+  { length: 8 },
+  (_, k) => [0.7 * Math.cos((2 * Math.PI * k) / 8), 0.7 * Math.sin((2 * Math.PI * k) / 8)] as const,
+);
 const MODE_STD = 0.08;
 /**
  * A point belongs to a mode when it lies within half the spacing of adjacent modes
@@ -122,11 +125,16 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
   const started = Date.now();
   for (let step = 0; step < steps; step++) {
     // cosine decay of the learning rate to zero
-    (optimizer as unknown as { learningRate: number }).learningRate = peakLr * 0.5 * (1 + Math.cos((Math.PI * step) / steps));
+    (optimizer as unknown as { learningRate: number }).learningRate =
+      peakLr * 0.5 * (1 + Math.cos((Math.PI * step) / steps));
     const x0 = drawData(rng, batch);
     const t = rng.ints(diffusion.numTimesteps, batch);
     const noise = tf.tensor2d(rng.normals(batch * 2), [batch, 2]);
-    const cost = optimizer.minimize(() => tf.mean<tf.Scalar>(trainingLosses(diffusion, model, x0, t, noise).lossB), true, variables);
+    const cost = optimizer.minimize(
+      () => tf.mean<tf.Scalar>(trainingLosses(diffusion, model, x0, t, noise).lossB),
+      true,
+      variables,
+    );
     tf.dispose([x0, noise]);
     tf.tidy(() => ema.forEach((e, i) => e.assign(tf.add(tf.mul(e, emaDecay), tf.mul(variables[i]!, 1 - emaDecay)))));
     cost?.dispose();
@@ -140,10 +148,13 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
   const fullHist = modeHistogram(full.sample.dataSync());
   // With 50 of 1000 steps, σ² = β' overshoots the data's spread (see samplers.test.ts), so the
   // strided sampler uses σ² = β̃ — a sampling-time choice the network does not depend on.
-  const fiftySteps = respaceBySpec(new GaussianDiffusion({ schedule: { kind: 'linear' }, varianceType: 'fixedsmall' }), '50');
+  const fiftySteps = respaceBySpec(
+    new GaussianDiffusion({ schedule: { kind: 'linear' }, varianceType: 'fixedsmall' }),
+    '50',
+  );
   const strided = await sampleAncestral(fiftySteps, model, [800, 2], { seed: 6 });
   const stridedHist = modeHistogram(strided.sample.dataSync());
-   
+
   console.info(JSON.stringify({ trainSeconds, bpdBefore, bpdAfter, fullHist, stridedHist }));
 
   for (const f of fullHist.fractions) expect(Math.abs(f - 0.125)).toBeLessThan(0.04);

@@ -35,8 +35,7 @@ export function ddimStep(
     idx.forEach((ti, b) => {
       const alphaBar = tables.alphasCumprod[ti]!;
       const alphaBarPrev = tables.alphasCumprodPrev[ti]!;
-      const s =
-        options.eta * Math.sqrt((1 - alphaBarPrev) / (1 - alphaBar)) * Math.sqrt(1 - alphaBar / alphaBarPrev);
+      const s = options.eta * Math.sqrt((1 - alphaBarPrev) / (1 - alphaBar)) * Math.sqrt(1 - alphaBar / alphaBarPrev);
       sigma[b] = ti === 0 ? 0 : s;
       sqrtAlphaBarPrev[b] = Math.sqrt(alphaBarPrev);
       epsCoef[b] = Math.sqrt(Math.max(1 - alphaBarPrev - s * s, 0));
@@ -64,8 +63,7 @@ export async function sampleDdim(
   return runReverseLoop(
     diffusion,
     shape,
-    (x, tB, noise) =>
-      tf.tidy(() => ddimStep(diffusion, model, x, tB, noise(x.shape), { eta, clipDenoised })),
+    (x, tB, noise) => tf.tidy(() => ddimStep(diffusion, model, x, tB, noise(x.shape), { eta, clipDenoised })),
     options,
   );
 }

@@ -49,7 +49,10 @@ export async function interpolate(
   }
   const lambdas = options.lambdas ?? Array.from({ length: 9 }, (_, i) => i / 8);
   if (lambdas.length === 0 || lambdas.some((l) => !Number.isFinite(l))) {
-    throw diffusionError('DDPM_CONFIG_INVALID', `lambdas must be a non-empty list of finite numbers, got [${lambdas.join(', ')}]`);
+    throw diffusionError(
+      'DDPM_CONFIG_INVALID',
+      `lambdas must be a non-empty list of finite numbers, got [${lambdas.join(', ')}]`,
+    );
   }
   const single = xStartA.shape[0] === 1 ? xStartA.shape.slice(1) : xStartA.shape;
   const L = lambdas.length;

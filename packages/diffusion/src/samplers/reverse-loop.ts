@@ -80,7 +80,10 @@ export async function runReverseLoop(
   }
   const B = shape[0];
   if (B === undefined || B < 1 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw diffusionError('DDPM_SHAPE_MISMATCH', `sample shape must be positive integers [B, ...], got [${shape.join(', ')}]`);
+    throw diffusionError(
+      'DDPM_SHAPE_MISMATCH',
+      `sample shape must be positive integers [B, ...], got [${shape.join(', ')}]`,
+    );
   }
   const { noise, seed } = resolveNoise(options);
   throwIfAborted(options.signal);
@@ -112,6 +115,9 @@ export async function runReverseLoop(
 
 function checkLatentIndex(name: string, t: number, T: number): void {
   if (!Number.isInteger(t) || t < 0 || t > T) {
-    throw diffusionError('DDPM_TIMESTEP_OUT_OF_RANGE', `${name} must be an integer latent index in [0, ${T}], got ${t}`);
+    throw diffusionError(
+      'DDPM_TIMESTEP_OUT_OF_RANGE',
+      `${name} must be an integer latent index in [0, ${T}], got ${t}`,
+    );
   }
 }

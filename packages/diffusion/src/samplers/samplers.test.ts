@@ -33,7 +33,8 @@ function expectedStd(d: GaussianDiffusion, kind: 'ancestral' | 'ddim'): number {
     let noiseVar = 0;
     if (kind === 'ancestral') {
       gain = tb.posteriorMeanCoef1[t]! * gainX0 + tb.posteriorMeanCoef2[t]!;
-      const logVar = d.varianceType === 'fixedlarge' ? tb.fixedLargeLogVariance[t]! : tb.posteriorLogVarianceClipped[t]!;
+      const logVar =
+        d.varianceType === 'fixedlarge' ? tb.fixedLargeLogVariance[t]! : tb.posteriorLogVarianceClipped[t]!;
       noiseVar = t === 0 ? 0 : Math.exp(logVar);
     } else {
       gain = Math.sqrt(abPrev) * gainX0 + (Math.sqrt(1 - abPrev) * Math.sqrt(1 - ab)) / v;
@@ -71,7 +72,10 @@ describe('samplers with an exact network for Gaussian data', () => {
 
   it('β̃ and β bracket the data spread with few steps and agree with it at T = 1000 (Sec. 3.2)', () => {
     const spread = (varianceType: 'fixedsmall' | 'fixedlarge', spec: string): number =>
-      expectedStd(respaceBySpec(new GaussianDiffusion({ schedule: { kind: 'linear' }, varianceType }), spec), 'ancestral');
+      expectedStd(
+        respaceBySpec(new GaussianDiffusion({ schedule: { kind: 'linear' }, varianceType }), spec),
+        'ancestral',
+      );
     expect(spread('fixedsmall', '50')).toBeLessThan(s - 0.02);
     expect(spread('fixedlarge', '50')).toBeGreaterThan(s + 0.02);
     expect(Math.abs(spread('fixedsmall', '1000') - s)).toBeLessThan(0.005);
@@ -158,7 +162,9 @@ describe('samplers with an exact network for Gaussian data', () => {
     const y = await interpolate(small, model, a, b, { t: 60, lambdas: [0, 0.3, 0.6, 1], seed: 9 });
     expect([...x.images.dataSync().slice(0, 4)]).toEqual([...y.images.dataSync().slice(0, 4)]);
     expect([...x.images.dataSync().slice(4)]).toEqual([...y.images.dataSync().slice(12)]);
-    await expect(interpolate(small, model, a, b, { t: 101 })).rejects.toThrow('interpolation t must be an integer in [0, 100], got 101');
+    await expect(interpolate(small, model, a, b, { t: 101 })).rejects.toThrow(
+      'interpolation t must be an integer in [0, 100], got 101',
+    );
     tf.dispose([a, b, pixels.images, near.images, x.images, y.images]);
   });
 
@@ -170,7 +176,15 @@ describe('samplers with an exact network for Gaussian data', () => {
       const r3 = await sampleSharedLatent(small, model, [1, 3], { seed: 1, splitAt: 10, continuations: 2 });
       const x = tf.zeros([1, 3]);
       const r4 = await interpolate(small, model, x, x, { t: 10, seed: 1 });
-      tf.dispose([r1.sample, ...r1.progressive.map((f) => f.predXStart), r2.sample, r3.latent, r3.samples, x, r4.images]);
+      tf.dispose([
+        r1.sample,
+        ...r1.progressive.map((f) => f.predXStart),
+        r2.sample,
+        r3.latent,
+        r3.samples,
+        x,
+        r4.images,
+      ]);
     };
     await runAll();
     const before = tf.memory().numTensors;
@@ -196,7 +210,9 @@ describe('samplers with an exact network for Gaussian data', () => {
     await expect(sampleAncestral(base, model, [2, 1], { progressiveEvery: 0 })).rejects.toThrow(
       'progressiveEvery must be a positive integer, got 0',
     );
-    await expect(sampleDdim(base, model, [2, 1], { eta: -1 })).rejects.toThrow('eta must be a finite number >= 0, got -1');
+    await expect(sampleDdim(base, model, [2, 1], { eta: -1 })).rejects.toThrow(
+      'eta must be a finite number >= 0, got -1',
+    );
     await expect(sampleSharedLatent(base, model, [1, 1], { splitAt: 3, continuations: 0 })).rejects.toThrow(
       'continuations must be a positive integer, got 0',
     );

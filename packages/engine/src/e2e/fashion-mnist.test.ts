@@ -32,7 +32,9 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
   try {
     await Promise.all(files.map((f) => fs.access(f)));
   } catch {
-    console.warn(`SKIPPED: Fashion-MNIST is absent (${files.join(', ')}); install it with "apt-get install dataset-fashion-mnist"`);
+    console.warn(
+      `SKIPPED: Fashion-MNIST is absent (${files.join(', ')}); install it with "apt-get install dataset-fashion-mnist"`,
+    );
     return;
   }
   const { store, cleanup } = await tempStore();
@@ -57,13 +59,19 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
     // trained by their recipe into the run's store the first time).
     const fd = async (): Promise<number> =>
       (
-        await evaluateModel(trainer.ema, trainer.diffusion, 'fashion-mnist', {
-          metrics: ['fd'],
-          samples: { count: 48, sampler: { kind: 'ddim', steps: 10, eta: 0 }, seed: 3, ema: true },
-          extractor: 'fmnist_cnn',
-          reference: { split: 'train', count: 500 },
-          nll: { images: 1 },
-        }, { cache: store, shippedWeights: false })
+        await evaluateModel(
+          trainer.ema,
+          trainer.diffusion,
+          'fashion-mnist',
+          {
+            metrics: ['fd'],
+            samples: { count: 48, sampler: { kind: 'ddim', steps: 10, eta: 0 }, seed: 3, ema: true },
+            extractor: 'fmnist_cnn',
+            reference: { split: 'train', count: 500 },
+            nll: { images: 1 },
+          },
+          { cache: store, shippedWeights: false },
+        )
       ).metrics['fd_fmnist_cnn']!;
     const before = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });
     const fdBefore = await fd();
@@ -78,7 +86,9 @@ test('training on Fashion-MNIST lowers the test-set bound below the untrained mo
     await trainer.run({ onStep: (s) => void losses.push(s.loss) });
     const after = await evaluateNll(trainer.ema, trainer.diffusion, test, { count: 32, strata: 32 });
     const fdAfter = await fd();
-    console.info(JSON.stringify({ before, after, fdBefore, fdAfter, firstLoss: losses[0], lastLoss: losses[losses.length - 1] }));
+    console.info(
+      JSON.stringify({ before, after, fdBefore, fdAfter, firstLoss: losses[0], lastLoss: losses[losses.length - 1] }),
+    );
     // The later checkpoint's samples are closer to the data by the offline extractor's distance.
     expect(fdAfter).toBeLessThan(0.8 * fdBefore);
     expect(after.bitsPerDim).toBeLessThan(8);

@@ -20,9 +20,14 @@ let extractor: FmnistCnn;
 beforeAll(async () => {
   await initBackend({ preferred: 'wasm' });
   try {
-    [train, testSet] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
+    [train, testSet] = await Promise.all([
+      openDataset('fashion-mnist:?split=train'),
+      openDataset('fashion-mnist:?split=test'),
+    ]);
   } catch (err) {
-    throw new Error(`Fashion-MNIST is needed (apt-get install dataset-fashion-mnist): ${(err as Error).message}`);
+    throw new Error(`Fashion-MNIST is needed (apt-get install dataset-fashion-mnist): ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }, 60_000);
 
@@ -42,34 +47,36 @@ test('the recipe reproduces the recorded weights on wasm and gives a working cla
 }, 300_000);
 
 /** Model-space pixels of test images `from + start …`, optionally box-blurred (3 × 3) first. */
-const reader = (from: number, blur = false) => async (start: number, n: number): Promise<Float32Array> => {
-  const indices = Array.from({ length: n }, (_, i) => from + start + i);
-  let raw = await testSet.read(indices);
-  if (blur) {
-    const { height: h, width: w } = testSet;
-    const out = new Uint8Array(raw.length);
-    for (let k = 0; k < n; k++) {
-      for (let y = 0; y < h; y++) {
-        for (let x = 0; x < w; x++) {
-          let s = 0;
-          let c = 0;
-          for (let dy = -1; dy <= 1; dy++) {
-            for (let dx = -1; dx <= 1; dx++) {
-              const yy = y + dy;
-              const xx = x + dx;
-              if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
-              s += raw[(k * h + yy) * w + xx]!;
-              c++;
+const reader =
+  (from: number, blur = false) =>
+  async (start: number, n: number): Promise<Float32Array> => {
+    const indices = Array.from({ length: n }, (_, i) => from + start + i);
+    let raw = await testSet.read(indices);
+    if (blur) {
+      const { height: h, width: w } = testSet;
+      const out = new Uint8Array(raw.length);
+      for (let k = 0; k < n; k++) {
+        for (let y = 0; y < h; y++) {
+          for (let x = 0; x < w; x++) {
+            let s = 0;
+            let c = 0;
+            for (let dy = -1; dy <= 1; dy++) {
+              for (let dx = -1; dx <= 1; dx++) {
+                const yy = y + dy;
+                const xx = x + dx;
+                if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+                s += raw[(k * h + yy) * w + xx]!;
+                c++;
+              }
             }
+            out[(k * h + y) * w + x] = Math.round(s / c);
           }
-          out[(k * h + y) * w + x] = Math.round(s / c);
         }
       }
+      raw = out;
     }
-    raw = out;
-  }
-  return toModelInput(raw, n, testSet, 32);
-};
+    return toModelInput(raw, n, testSet, 32);
+  };
 
 test('fd_fmnist_cnn: small between disjoint halves of the test set, large against noise and blur', async () => {
   expect(extractor).toBeDefined();
@@ -79,7 +86,9 @@ test('fd_fmnist_cnn: small between disjoint halves of the test set, large agains
   const b = await extractFeatures(extractor, half, reader(5000));
   const blurred = await extractFeatures(extractor, half, reader(5000, true));
   let seed = 1;
-  const noise = await extractFeatures(extractor, half, async (_start, n) => Float32Array.from({ length: n * 32 * 32 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1));
+  const noise = await extractFeatures(extractor, half, async (_start, n) =>
+    Float32Array.from({ length: n * 32 * 32 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1),
+  );
   expect(tf.memory().numTensors).toBe(before);
   const halves = frechetDistance(a.statistics, b.statistics).distance;
   const toBlur = frechetDistance(a.statistics, blurred.statistics).distance;

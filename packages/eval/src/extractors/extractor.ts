@@ -34,5 +34,13 @@ export interface FeatureExtractor extends ExtractorInfo {
 
 /** The record of an extractor that a result carries. */
 export function extractorRecord(e: ExtractorInfo): ExtractorInfo {
-  return { name: e.name, distanceName: e.distanceName, weightsSha256: e.weightsSha256, featureDim: e.featureDim, classes: e.classes, input: e.input, preprocessing: e.preprocessing };
+  return {
+    name: e.name,
+    distanceName: e.distanceName,
+    weightsSha256: e.weightsSha256,
+    featureDim: e.featureDim,
+    classes: e.classes,
+    input: e.input,
+    preprocessing: e.preprocessing,
+  };
 }

@@ -33,18 +33,32 @@ export interface FeatureRunOptions {
  * Features of `count` images that `read(start, n)` supplies as model-space pixels, [n, size,
  * size, channels] in [−1, 1] (the shape the extractor takes).
  */
-export async function extractFeatures(extractor: FeatureExtractor, count: number, read: (start: number, n: number) => Promise<Float32Array>, options: FeatureRunOptions = {}): Promise<FeatureRun> {
+export async function extractFeatures(
+  extractor: FeatureExtractor,
+  count: number,
+  read: (start: number, n: number) => Promise<Float32Array>,
+  options: FeatureRunOptions = {},
+): Promise<FeatureRun> {
   const batch = options.batch ?? extractor.batch;
   const { size, channels } = extractor.input;
-  const accumulator = new FeatureAccumulator(extractor.featureDim, { keep: options.keep ?? 0, seed: options.seed ?? 0 });
+  const accumulator = new FeatureAccumulator(extractor.featureDim, {
+    keep: options.keep ?? 0,
+    seed: options.seed ?? 0,
+  });
   const wantLogits = options.logits === true;
-  if (wantLogits && extractor.classes === 0) throw evalError('DDPM_EVAL_INCOMPARABLE', `${extractor.name} has no classifier, so it gives no Inception Score`);
+  if (wantLogits && extractor.classes === 0)
+    throw evalError('DDPM_EVAL_INCOMPARABLE', `${extractor.name} has no classifier, so it gives no Inception Score`);
   const logitsNK = wantLogits ? new Float32Array(count * extractor.classes) : undefined;
   for (let start = 0; start < count; start += batch) {
-    if (options.signal?.aborted) throw evalError('DDPM_EVAL_ABORTED', `feature extraction stopped after ${start} of ${count} images`);
+    if (options.signal?.aborted)
+      throw evalError('DDPM_EVAL_ABORTED', `feature extraction stopped after ${start} of ${count} images`);
     const n = Math.min(batch, count - start);
     const pixels = await read(start, n);
-    if (pixels.length !== n * size * size * channels) throw evalError('DDPM_EVAL_SHAPE', `${pixels.length} pixel values are not ${n} images of ${size} × ${size} × ${channels} for ${extractor.name}`);
+    if (pixels.length !== n * size * size * channels)
+      throw evalError(
+        'DDPM_EVAL_SHAPE',
+        `${pixels.length} pixel values are not ${n} images of ${size} × ${size} × ${channels} for ${extractor.name}`,
+      );
     const per = size * size * channels;
     for (let from = 0; from < n; from += extractor.batch) {
       const m = Math.min(extractor.batch, n - from);
@@ -52,7 +66,7 @@ export async function extractFeatures(extractor: FeatureExtractor, count: number
       const { featuresBD, logitsBK } = extractor.extract(x);
       try {
         accumulator.add((await featuresBD.data()) as Float32Array, m);
-        if (logitsNK && logitsBK) logitsNK.set((await logitsBK.data()) as Float32Array, (start + from) * extractor.classes);
+        if (logitsNK && logitsBK) logitsNK.set(await logitsBK.data(), (start + from) * extractor.classes);
       } finally {
         tf.dispose([x, featuresBD, ...(logitsBK ? [logitsBK] : [])]);
       }

@@ -40,7 +40,14 @@ export const FMNIST_CNN_INPUT = { size: SIZE, channels: 1 } as const;
  * ε 1e-7) at `learningRate`; `steps` mini-batches of `batch` drawn in the order of one seeded
  * permutation of the train split (no augmentation); softmax cross-entropy.
  */
-export const FMNIST_CNN_RECIPE = { version: 1, dataset: 'fashion-mnist:?split=train', seed: 0, steps: 400, batch: 64, learningRate: 2e-3 } as const;
+export const FMNIST_CNN_RECIPE = {
+  version: 1,
+  dataset: 'fashion-mnist:?split=train',
+  seed: 0,
+  steps: 400,
+  batch: 64,
+  learningRate: 2e-3,
+} as const;
 
 /**
  * sha256 of the tensor data the recipe produces on the wasm backend (deterministic: single
@@ -72,9 +79,16 @@ function initialParams(seed: number): NamedArray[] {
 
 function forward(params: Params, xBHWC: tf.Tensor4D): { featuresBD: tf.Tensor2D; logitsBK: tf.Tensor2D } {
   let h: tf.Tensor4D = xBHWC;
-  for (const c of CONVS) h = tf.relu(conv2d(h, params.get(`${c.name}/W`) as tf.Tensor4D, params.get(`${c.name}/b`) as tf.Tensor1D, c.stride));
-  const featuresBD = tf.mean(h, [1, 2]) as tf.Tensor2D;
-  const logitsBK = dense(featuresBD, params.get('logits/W') as tf.Tensor2D, params.get('logits/b') as tf.Tensor1D) as tf.Tensor2D;
+  for (const c of CONVS)
+    h = tf.relu(
+      conv2d(h, params.get(`${c.name}/W`) as tf.Tensor4D, params.get(`${c.name}/b`) as tf.Tensor1D, c.stride),
+    );
+  const featuresBD = tf.mean<tf.Tensor2D>(h, [1, 2]);
+  const logitsBK = dense(
+    featuresBD,
+    params.get('logits/W') as tf.Tensor2D,
+    params.get('logits/b') as tf.Tensor1D,
+  ) as tf.Tensor2D;
   return { featuresBD, logitsBK };
 }
 
@@ -118,14 +132,26 @@ export interface FmnistCnnTraining {
  * measures it on `test`. Deterministic on a given backend; on wasm it runs our kernels' plain build
  * (no fused multiply-adds, which only CPUs with FMA fuse), so that every CPU gets the pinned bits.
  */
-export async function trainFmnistCnn(train: ImageDataset, test: ImageDataset, options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<FmnistCnnTraining> {
+export async function trainFmnistCnn(
+  train: ImageDataset,
+  test: ImageDataset,
+  options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal } = {},
+): Promise<FmnistCnnTraining> {
   return withPlainArithmetic(() => trainByRecipe(train, test, options));
 }
 
-async function trainByRecipe(train: ImageDataset, test: ImageDataset, options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal }): Promise<FmnistCnnTraining> {
+async function trainByRecipe(
+  train: ImageDataset,
+  test: ImageDataset,
+  options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal },
+): Promise<FmnistCnnTraining> {
   const recipe = FMNIST_CNN_RECIPE;
   for (const d of [train, test]) {
-    if (d.channels !== 1 || d.height > SIZE || d.width > SIZE) throw evalError('DDPM_EVAL_INCOMPARABLE', `${FMNIST_CNN_NAME} trains on grey images of at most ${SIZE} × ${SIZE}; ${d.name} is ${d.height} × ${d.width} × ${d.channels}`);
+    if (d.channels !== 1 || d.height > SIZE || d.width > SIZE)
+      throw evalError(
+        'DDPM_EVAL_INCOMPARABLE',
+        `${FMNIST_CNN_NAME} trains on grey images of at most ${SIZE} × ${SIZE}; ${d.name} is ${d.height} × ${d.width} × ${d.channels}`,
+      );
   }
   const started = Date.now();
   const labels = await readLabels(train);
@@ -136,19 +162,48 @@ async function trainByRecipe(train: ImageDataset, test: ImageDataset, options: {
     for (let step = 0; step < recipe.steps; step++) {
       if (options.signal?.aborted) throw evalError('DDPM_EVAL_ABORTED', 'training of the extractor was stopped');
       const indices = Array.from({ length: recipe.batch }, (_, i) => order[(step * recipe.batch + i) % train.size]!);
-      const x = tf.tensor4d(toModelInput(await train.read(indices), indices.length, train, SIZE), [indices.length, SIZE, SIZE, 1]);
-      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(indices.map((i) => labels[i]!), 'int32'), CLASSES));
-      const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, forward(params, x).logitsBK) as tf.Scalar, true, [...params.values()]);
+      const x = tf.tensor4d(toModelInput(await train.read(indices), indices.length, train, SIZE), [
+        indices.length,
+        SIZE,
+        SIZE,
+        1,
+      ]);
+      const y = tf.tidy(() =>
+        tf.oneHot(
+          tf.tensor1d(
+            indices.map((i) => labels[i]!),
+            'int32',
+          ),
+          CLASSES,
+        ),
+      );
+      const cost = optimizer.minimize(
+        () => tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(y, forward(params, x).logitsBK),
+        true,
+        [...params.values()],
+      );
       const loss = (await cost!.data())[0]!;
       tf.dispose([x, y, cost!]);
       options.onStep?.(step, loss);
     }
-    const arrays = await Promise.all([...params.entries()].map(async ([name, v]) => ({ name, shape: v.shape, data: (await v.data()) as Float32Array })));
+    const arrays = await Promise.all(
+      [...params.entries()].map(async ([name, v]) => ({
+        name,
+        shape: v.shape,
+        data: (await v.data()) as Float32Array,
+      })),
+    );
     const weightsSha256 = weightsHash(arrays);
     const extractor = new FmnistCnn(arrays, weightsSha256);
     const testAccuracy = await accuracy(extractor, test, options.evalCount ?? 2000);
     extractor.dispose();
-    const weights = encodeSafetensors(arrays, { extractor: FMNIST_CNN_NAME, recipe: JSON.stringify(recipe), 'weights.sha256': weightsSha256, 'test.accuracy': testAccuracy.toFixed(4), backend: tf.getBackend() });
+    const weights = encodeSafetensors(arrays, {
+      extractor: FMNIST_CNN_NAME,
+      recipe: JSON.stringify(recipe),
+      'weights.sha256': weightsSha256,
+      'test.accuracy': testAccuracy.toFixed(4),
+      backend: tf.getBackend(),
+    });
     return { weights, weightsSha256, testAccuracy, seconds: (Date.now() - started) / 1000 };
   } finally {
     optimizer.dispose();
@@ -157,7 +212,8 @@ async function trainByRecipe(train: ImageDataset, test: ImageDataset, options: {
 }
 
 async function readLabels(dataset: ImageDataset): Promise<Uint8Array> {
-  if (!dataset.labels) throw evalError('DDPM_EVAL_INCOMPARABLE', `${dataset.name} has no class labels to train ${FMNIST_CNN_NAME} on`);
+  if (!dataset.labels)
+    throw evalError('DDPM_EVAL_INCOMPARABLE', `${dataset.name} has no class labels to train ${FMNIST_CNN_NAME} on`);
   return dataset.labels();
 }
 
@@ -167,11 +223,16 @@ async function accuracy(extractor: FmnistCnn, test: ImageDataset, count: number)
   let right = 0;
   for (let start = 0; start < n; start += 250) {
     const indices = Array.from({ length: Math.min(250, n - start) }, (_, i) => start + i);
-    const x = tf.tensor4d(toModelInput(await test.read(indices), indices.length, test, SIZE), [indices.length, SIZE, SIZE, 1]);
+    const x = tf.tensor4d(toModelInput(await test.read(indices), indices.length, test, SIZE), [
+      indices.length,
+      SIZE,
+      SIZE,
+      1,
+    ]);
     const { featuresBD, logitsBK } = extractor.extract(x);
-    const predicted = tf.argMax(logitsBK!, 1);
+    const predicted = tf.argMax(logitsBK, 1);
     const values = await predicted.data();
-    tf.dispose([x, featuresBD, logitsBK!, predicted]);
+    tf.dispose([x, featuresBD, logitsBK, predicted]);
     indices.forEach((idx, i) => (right += values[i] === labels[idx] ? 1 : 0));
   }
   return right / n;
@@ -187,11 +248,18 @@ export class FmnistCnn implements FeatureExtractor {
   readonly preprocessing = 'model input as is: 28 x 28 grey padded with -1 to 32 x 32, values in [-1, 1]';
   private readonly params: Params;
 
-  constructor(arrays: readonly NamedArray[], readonly weightsSha256: string) {
+  constructor(
+    arrays: readonly NamedArray[],
+    readonly weightsSha256: string,
+  ) {
     const expected = initialParams(0);
     for (const e of expected) {
       const a = arrays.find((x) => x.name === e.name);
-      if (!a || a.shape.join(',') !== e.shape.join(',')) throw evalError('DDPM_EVAL_FILE_INVALID', `${FMNIST_CNN_NAME} weights: ${e.name} ${a ? `has shape [${a.shape.join(', ')}], expected [${e.shape.join(', ')}]` : 'is missing'}`);
+      if (!a || a.shape.join(',') !== e.shape.join(','))
+        throw evalError(
+          'DDPM_EVAL_FILE_INVALID',
+          `${FMNIST_CNN_NAME} weights: ${e.name} ${a ? `has shape [${a.shape.join(', ')}], expected [${e.shape.join(', ')}]` : 'is missing'}`,
+        );
     }
     this.params = toVariables(arrays, false);
   }
@@ -199,13 +267,21 @@ export class FmnistCnn implements FeatureExtractor {
   /** The extractor from its safetensors file (the checksum inside is verified). */
   static fromWeights(bytes: Uint8Array): FmnistCnn {
     const { tensors, metadata } = decodeSafetensors(bytes);
-    if (metadata.extractor !== FMNIST_CNN_NAME) throw evalError('DDPM_EVAL_FILE_INVALID', `these weights are for ${metadata.extractor ?? 'an unnamed network'}, not ${FMNIST_CNN_NAME}`);
+    if (metadata.extractor !== FMNIST_CNN_NAME)
+      throw evalError(
+        'DDPM_EVAL_FILE_INVALID',
+        `these weights are for ${metadata.extractor ?? 'an unnamed network'}, not ${FMNIST_CNN_NAME}`,
+      );
     return new FmnistCnn(tensors, weightsHash(tensors));
   }
 
   extract(imagesBHWC: tf.Tensor4D): { featuresBD: tf.Tensor2D; logitsBK: tf.Tensor2D } {
     const [, h, w, c] = imagesBHWC.shape;
-    if (h !== SIZE || w !== SIZE || c !== 1) throw evalError('DDPM_EVAL_INCOMPARABLE', `${FMNIST_CNN_NAME} takes ${SIZE} × ${SIZE} × 1 images, got ${h} × ${w} × ${c}`);
+    if (h !== SIZE || w !== SIZE || c !== 1)
+      throw evalError(
+        'DDPM_EVAL_INCOMPARABLE',
+        `${FMNIST_CNN_NAME} takes ${SIZE} × ${SIZE} × 1 images, got ${h} × ${w} × ${c}`,
+      );
     const out = tf.tidy(() => {
       const r = forward(this.params, imagesBHWC);
       return [r.featuresBD, r.logitsBK] as const;

@@ -43,9 +43,19 @@ interface ConvSpec {
   readonly pad?: readonly [number, number];
 }
 
-type Folded = { readonly filter: tf.Tensor4D; readonly bias: tf.Tensor1D; readonly stride: number; readonly pad: readonly [number, number] };
+type Folded = {
+  readonly filter: tf.Tensor4D;
+  readonly bias: tf.Tensor1D;
+  readonly stride: number;
+  readonly pad: readonly [number, number];
+};
 
-const c = (name: string, kh: number, kw = kh, stride = 1, pad: [number, number] = [0, 0]): ConvSpec => ({ name, k: [kh, kw], stride, pad });
+const c = (name: string, kh: number, kw = kh, stride = 1, pad: [number, number] = [0, 0]): ConvSpec => ({
+  name,
+  k: [kh, kw],
+  stride,
+  pad,
+});
 
 /** Every convolution of the network (torchvision's names), for loading and checking weights. */
 function convSpecs(): ConvSpec[] {
@@ -58,19 +68,57 @@ function convSpecs(): ConvSpec[] {
   ];
   for (const m of ['Mixed_5b', 'Mixed_5c', 'Mixed_5d']) {
     specs.push(c(`${m}.branch1x1`, 1), c(`${m}.branch5x5_1`, 1), c(`${m}.branch5x5_2`, 5, 5, 1, [2, 2]));
-    specs.push(c(`${m}.branch3x3dbl_1`, 1), c(`${m}.branch3x3dbl_2`, 3, 3, 1, [1, 1]), c(`${m}.branch3x3dbl_3`, 3, 3, 1, [1, 1]), c(`${m}.branch_pool`, 1));
+    specs.push(
+      c(`${m}.branch3x3dbl_1`, 1),
+      c(`${m}.branch3x3dbl_2`, 3, 3, 1, [1, 1]),
+      c(`${m}.branch3x3dbl_3`, 3, 3, 1, [1, 1]),
+      c(`${m}.branch_pool`, 1),
+    );
   }
-  specs.push(c('Mixed_6a.branch3x3', 3, 3, 2), c('Mixed_6a.branch3x3dbl_1', 1), c('Mixed_6a.branch3x3dbl_2', 3, 3, 1, [1, 1]), c('Mixed_6a.branch3x3dbl_3', 3, 3, 2));
+  specs.push(
+    c('Mixed_6a.branch3x3', 3, 3, 2),
+    c('Mixed_6a.branch3x3dbl_1', 1),
+    c('Mixed_6a.branch3x3dbl_2', 3, 3, 1, [1, 1]),
+    c('Mixed_6a.branch3x3dbl_3', 3, 3, 2),
+  );
   for (const m of ['Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e']) {
-    specs.push(c(`${m}.branch1x1`, 1), c(`${m}.branch7x7_1`, 1), c(`${m}.branch7x7_2`, 1, 7, 1, [0, 3]), c(`${m}.branch7x7_3`, 7, 1, 1, [3, 0]));
-    specs.push(c(`${m}.branch7x7dbl_1`, 1), c(`${m}.branch7x7dbl_2`, 7, 1, 1, [3, 0]), c(`${m}.branch7x7dbl_3`, 1, 7, 1, [0, 3]));
-    specs.push(c(`${m}.branch7x7dbl_4`, 7, 1, 1, [3, 0]), c(`${m}.branch7x7dbl_5`, 1, 7, 1, [0, 3]), c(`${m}.branch_pool`, 1));
+    specs.push(
+      c(`${m}.branch1x1`, 1),
+      c(`${m}.branch7x7_1`, 1),
+      c(`${m}.branch7x7_2`, 1, 7, 1, [0, 3]),
+      c(`${m}.branch7x7_3`, 7, 1, 1, [3, 0]),
+    );
+    specs.push(
+      c(`${m}.branch7x7dbl_1`, 1),
+      c(`${m}.branch7x7dbl_2`, 7, 1, 1, [3, 0]),
+      c(`${m}.branch7x7dbl_3`, 1, 7, 1, [0, 3]),
+    );
+    specs.push(
+      c(`${m}.branch7x7dbl_4`, 7, 1, 1, [3, 0]),
+      c(`${m}.branch7x7dbl_5`, 1, 7, 1, [0, 3]),
+      c(`${m}.branch_pool`, 1),
+    );
   }
   specs.push(c('Mixed_7a.branch3x3_1', 1), c('Mixed_7a.branch3x3_2', 3, 3, 2));
-  specs.push(c('Mixed_7a.branch7x7x3_1', 1), c('Mixed_7a.branch7x7x3_2', 1, 7, 1, [0, 3]), c('Mixed_7a.branch7x7x3_3', 7, 1, 1, [3, 0]), c('Mixed_7a.branch7x7x3_4', 3, 3, 2));
+  specs.push(
+    c('Mixed_7a.branch7x7x3_1', 1),
+    c('Mixed_7a.branch7x7x3_2', 1, 7, 1, [0, 3]),
+    c('Mixed_7a.branch7x7x3_3', 7, 1, 1, [3, 0]),
+    c('Mixed_7a.branch7x7x3_4', 3, 3, 2),
+  );
   for (const m of ['Mixed_7b', 'Mixed_7c']) {
-    specs.push(c(`${m}.branch1x1`, 1), c(`${m}.branch3x3_1`, 1), c(`${m}.branch3x3_2a`, 1, 3, 1, [0, 1]), c(`${m}.branch3x3_2b`, 3, 1, 1, [1, 0]));
-    specs.push(c(`${m}.branch3x3dbl_1`, 1), c(`${m}.branch3x3dbl_2`, 3, 3, 1, [1, 1]), c(`${m}.branch3x3dbl_3a`, 1, 3, 1, [0, 1]), c(`${m}.branch3x3dbl_3b`, 3, 1, 1, [1, 0]));
+    specs.push(
+      c(`${m}.branch1x1`, 1),
+      c(`${m}.branch3x3_1`, 1),
+      c(`${m}.branch3x3_2a`, 1, 3, 1, [0, 1]),
+      c(`${m}.branch3x3_2b`, 3, 1, 1, [1, 0]),
+    );
+    specs.push(
+      c(`${m}.branch3x3dbl_1`, 1),
+      c(`${m}.branch3x3dbl_2`, 3, 3, 1, [1, 1]),
+      c(`${m}.branch3x3dbl_3a`, 1, 3, 1, [0, 1]),
+      c(`${m}.branch3x3dbl_3b`, 3, 1, 1, [1, 0]),
+    );
     specs.push(c(`${m}.branch_pool`, 1));
   }
   return specs;
@@ -104,15 +152,27 @@ export class InceptionV3 implements FeatureExtractor {
     const byName = new Map(arrays.map((a) => [a.name, a]));
     const need = (name: string, rank: number): NamedArray => {
       const a = byName.get(name);
-      if (!a) throw evalError('DDPM_EVAL_FILE_INVALID', `Inception weights: ${name} is missing (are these torchvision/pytorch-fid Inception-v3 weights converted by scripts/convert-fid-inception.py?)`);
-      if (a.shape.length !== rank) throw evalError('DDPM_EVAL_FILE_INVALID', `Inception weights: ${name} has shape [${a.shape.join(', ')}], expected rank ${rank}`);
+      if (!a)
+        throw evalError(
+          'DDPM_EVAL_FILE_INVALID',
+          `Inception weights: ${name} is missing (are these torchvision/pytorch-fid Inception-v3 weights converted by scripts/convert-fid-inception.py?)`,
+        );
+      if (a.shape.length !== rank)
+        throw evalError(
+          'DDPM_EVAL_FILE_INVALID',
+          `Inception weights: ${name} has shape [${a.shape.join(', ')}], expected rank ${rank}`,
+        );
       return a;
     };
     try {
       for (const spec of convSpecs()) {
         const w = need(`${spec.name}.conv.weight`, 4);
         const [out, inC, kh, kw] = w.shape as [number, number, number, number];
-        if (kh !== spec.k[0] || kw !== spec.k[1]) throw evalError('DDPM_EVAL_FILE_INVALID', `Inception weights: ${spec.name} has a ${kh} x ${kw} kernel, expected ${spec.k[0]} x ${spec.k[1]}`);
+        if (kh !== spec.k[0] || kw !== spec.k[1])
+          throw evalError(
+            'DDPM_EVAL_FILE_INVALID',
+            `Inception weights: ${spec.name} has a ${kh} x ${kw} kernel, expected ${spec.k[0]} x ${spec.k[1]}`,
+          );
         const gamma = need(`${spec.name}.bn.weight`, 1).data;
         const beta = need(`${spec.name}.bn.bias`, 1).data;
         const mean = need(`${spec.name}.bn.running_mean`, 1).data;
@@ -124,25 +184,35 @@ export class InceptionV3 implements FeatureExtractor {
           const scale = gamma[o]! / Math.sqrt(variance[o]! + BN_EPSILON);
           bias[o] = beta[o]! - mean[o]! * scale;
           for (let i = 0; i < inC; i++) {
-            for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) filter[((y * kw + x) * inC + i) * out + o] = w.data[((o * inC + i) * kh + y) * kw + x]! * scale;
+            for (let y = 0; y < kh; y++)
+              for (let x = 0; x < kw; x++)
+                filter[((y * kw + x) * inC + i) * out + o] = w.data[((o * inC + i) * kh + y) * kw + x]! * scale;
           }
         }
-        this.convs.set(spec.name, { filter: tf.tensor4d(filter, [kh, kw, inC, out]), bias: tf.tensor1d(bias), stride: spec.stride ?? 1, pad: spec.pad ?? [0, 0] });
+        this.convs.set(spec.name, {
+          filter: tf.tensor4d(filter, [kh, kw, inC, out]),
+          bias: tf.tensor1d(bias),
+          stride: spec.stride ?? 1,
+          pad: spec.pad ?? [0, 0],
+        });
       }
       const fcW = need('fc.weight', 2);
       const fcB = need('fc.bias', 1);
       const [classes, features] = fcW.shape as [number, number];
-      if (features !== 2048) throw evalError('DDPM_EVAL_FILE_INVALID', `Inception weights: fc.weight has ${features} inputs, expected 2048`);
+      if (features !== 2048)
+        throw evalError('DDPM_EVAL_FILE_INVALID', `Inception weights: fc.weight has ${features} inputs, expected 2048`);
       this.classes = classes;
       // [classes, 2048] → [2048, classes].
       const wt = new Float32Array(features * classes);
-      for (let k = 0; k < classes; k++) for (let f = 0; f < features; f++) wt[f * classes + k] = fcW.data[k * features + f]!;
+      for (let k = 0; k < classes; k++)
+        for (let f = 0; f < features; f++) wt[f * classes + k] = fcW.data[k * features + f]!;
       this.fc = { weight: tf.tensor2d(wt, [features, classes]), bias: tf.tensor1d(fcB.data) };
     } catch (err) {
       this.dispose();
       throw err;
     }
-    this.name = variant === 'torchvision' ? 'inception_v3_torchvision' : verified ? INCEPTION_FID_NAME : 'inception_unverified';
+    this.name =
+      variant === 'torchvision' ? 'inception_v3_torchvision' : verified ? INCEPTION_FID_NAME : 'inception_unverified';
     this.distanceName = variant === 'fid' && verified ? 'fid' : `fd_${this.name}`;
     this.input = input;
     this.preprocessing = `${input.size} x ${input.size} x ${input.channels} in [-1, 1]${input.channels === 1 ? ', grey replicated to 3 channels' : ''}, resized bilinearly (half-pixel centres) to 299 x 299`;
@@ -162,14 +232,39 @@ export class InceptionV3 implements FeatureExtractor {
   private conv(name: string, x: tf.Tensor4D): tf.Tensor4D {
     const f = this.convs.get(name)!;
     const [ph, pw] = f.pad;
-    const padded = ph === 0 && pw === 0 ? x : tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]]);
-    return tf.fused.conv2d({ x: padded, filter: f.filter, bias: f.bias, strides: f.stride, pad: 'valid', activation: 'relu' });
+    const padded =
+      ph === 0 && pw === 0
+        ? x
+        : tf.pad(x, [
+            [0, 0],
+            [ph, ph],
+            [pw, pw],
+            [0, 0],
+          ]);
+    return tf.fused.conv2d({
+      x: padded,
+      filter: f.filter,
+      bias: f.bias,
+      strides: f.stride,
+      pad: 'valid',
+      activation: 'relu',
+    });
   }
 
   /** 3 × 3, stride 1, padding 1 average pool: FID's excludes the padding from the count (TF 'SAME'), torchvision's divides by 9. */
   private avgPoolSame(x: tf.Tensor4D): tf.Tensor4D {
     if (this.variant === 'fid') return tf.avgPool(x, 3, 1, 'same');
-    return tf.avgPool(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 1, 'valid');
+    return tf.avgPool(
+      tf.pad(x, [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ]),
+      3,
+      1,
+      'valid',
+    );
   }
 
   private blockA(m: string, x: tf.Tensor4D): tf.Tensor4D {
@@ -228,8 +323,8 @@ export class InceptionV3 implements FeatureExtractor {
       h = this.blockD(h);
       h = this.blockE('Mixed_7b', h, false);
       h = this.blockE('Mixed_7c', h, true);
-      const featuresBD = tf.mean(h, [1, 2]) as tf.Tensor2D;
-      const logitsBK = tf.add(tf.matMul(featuresBD, this.fc.weight), this.fc.bias) as tf.Tensor2D;
+      const featuresBD = tf.mean<tf.Tensor2D>(h, [1, 2]);
+      const logitsBK = tf.add<tf.Tensor2D>(tf.matMul(featuresBD, this.fc.weight), this.fc.bias);
       return { featuresBD, logitsBK };
     });
   }
@@ -238,14 +333,17 @@ export class InceptionV3 implements FeatureExtractor {
   extract(imagesBHWC: tf.Tensor4D): { featuresBD: tf.Tensor2D; logitsBK: tf.Tensor2D } {
     const [, h, w, ch] = imagesBHWC.shape;
     if (h !== this.input.size || w !== this.input.size || ch !== this.input.channels) {
-      throw evalError('DDPM_EVAL_INCOMPARABLE', `this Inception takes ${this.input.size} x ${this.input.size} x ${this.input.channels} images, got ${h} x ${w} x ${ch}`);
+      throw evalError(
+        'DDPM_EVAL_INCOMPARABLE',
+        `this Inception takes ${this.input.size} x ${this.input.size} x ${this.input.channels} images, got ${h} x ${w} x ${ch}`,
+      );
     }
     const resized = tf.tidy(() => {
       const rgb = ch === 1 ? tf.tile(imagesBHWC, [1, 1, 1, 3]) : imagesBHWC;
-      return h === 299 && w === 299 ? tf.clone(rgb) : tf.image.resizeBilinear(rgb as tf.Tensor4D, [299, 299], false, true);
+      return h === 299 && w === 299 ? tf.clone(rgb) : tf.image.resizeBilinear(rgb, [299, 299], false, true);
     });
     try {
-      return this.forward299(resized as tf.Tensor4D);
+      return this.forward299(resized);
     } finally {
       resized.dispose();
     }

@@ -16,6 +16,7 @@ export async function sharedFmnistCnnWeights(): Promise<Uint8Array> {
   const extractor = FmnistCnn.fromWeights(weights);
   const sha256 = extractor.weightsSha256;
   extractor.dispose();
-  if (sha256 !== FMNIST_CNN_WASM_SHA256) throw new Error(`the shipped fmnist_cnn weights hash to ${sha256}, not the recipe's ${FMNIST_CNN_WASM_SHA256}`);
+  if (sha256 !== FMNIST_CNN_WASM_SHA256)
+    throw new Error(`the shipped fmnist_cnn weights hash to ${sha256}, not the recipe's ${FMNIST_CNN_WASM_SHA256}`);
   return weights;
 }

@@ -25,7 +25,9 @@ function random(count: number, seed: number): Float64Array {
 function gram(rows: number, n: number, seed: number): Float64Array {
   const x = random(rows * n, seed);
   const out = new Float64Array(n * n);
-  for (let r = 0; r < rows; r++) for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = out[i * n + j]! + x[r * n + i]! * x[r * n + j]!;
+  for (let r = 0; r < rows; r++)
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) out[i * n + j] = out[i * n + j]! + x[r * n + i]! * x[r * n + j]!;
   return out;
 }
 
@@ -33,7 +35,8 @@ function gram(rows: number, n: number, seed: number): Float64Array {
 const PINNED = '87059a84b18bbd40';
 
 /** Column-major element access with or without transposition. */
-const at = (m: Float64Array, ld: number, trans: boolean, i: number, k: number): number => (trans ? m[k + i * ld]! : m[i + k * ld]!);
+const at = (m: Float64Array, ld: number, trans: boolean, i: number, k: number): number =>
+  trans ? m[k + i * ld]! : m[i + k * ld]!;
 
 describe('gemm', () => {
   const cases: [number, number, number][] = [
@@ -100,10 +103,32 @@ describe('gemm', () => {
     for (let j = 0; j < size; j++) for (let i = 0; i < j; i++) l[i + j * size] = 0;
     const s = random(size * size, 4);
     const sl = gemmF64(GEMM.B_LOWER, size, size, size, s, size, l, size, new Float64Array(size * size), size);
-    const ltt = gemmF64(GEMM.TRANS_A | GEMM.A_UPPER, size, size, size, l, size, s, size, new Float64Array(size * size), size);
+    const ltt = gemmF64(
+      GEMM.TRANS_A | GEMM.A_UPPER,
+      size,
+      size,
+      size,
+      l,
+      size,
+      s,
+      size,
+      new Float64Array(size * size),
+      size,
+    );
     const tril = Float64Array.from(s);
     for (let k = 0; k < size; k++) for (let i = 0; i < k; i++) tril[i + k * size] = 0;
-    const y = gemmF64(GEMM.A_LOWER | GEMM.B_LOWER | GEMM.LOWER, size, size, size, tril, size, l, size, new Float64Array(size * size), size);
+    const y = gemmF64(
+      GEMM.A_LOWER | GEMM.B_LOWER | GEMM.LOWER,
+      size,
+      size,
+      size,
+      tril,
+      size,
+      l,
+      size,
+      new Float64Array(size * size),
+      size,
+    );
     let triangular = 0;
     for (let j = 0; j < size; j += 7) {
       for (let i = 0; i < size; i += 3) {
@@ -116,7 +141,12 @@ describe('gemm', () => {
           u += tril[i + t * size]! * l[t + j * size]!;
         }
         // The product of two lower-triangular matrices is lower triangular: above it, y stays 0.
-        triangular = Math.max(triangular, Math.abs(sl[i + j * size]! - p), Math.abs(ltt[i + j * size]! - q), Math.abs(y[i + j * size]! - u));
+        triangular = Math.max(
+          triangular,
+          Math.abs(sl[i + j * size]! - p),
+          Math.abs(ltt[i + j * size]! - q),
+          Math.abs(y[i + j * size]! - u),
+        );
       }
     }
     expect(triangular).toBeLessThan(1e-12);
@@ -124,7 +154,10 @@ describe('gemm', () => {
 });
 
 /** max |(P L Lᵀ Pᵀ)(i, j) − Σ(i, j)| / max |Σ|. */
-function reconstructionError(sigma: Float64Array, n: number): { rank: number; error: number; pivotsArePermutation: boolean; diagonalFalls: boolean } {
+function reconstructionError(
+  sigma: Float64Array,
+  n: number,
+): { rank: number; error: number; pivotsArePermutation: boolean; diagonalFalls: boolean } {
   const { factor, pivots, rank } = pivotedCholesky(sigma, n);
   let error = 0;
   let scale = 0;
@@ -200,8 +233,12 @@ describe('the module', () => {
 
   it('refuses to start a computation from a callback of another (they would share the memory)', () => {
     const a = gram(80, 64, 3);
-    expect(() => productEigenvalues(a, a, 64, { onProgress: () => void productEigenvalues(a, a, 64) })).toThrow(/already in use/);
-    expect(() => productEigenvalues(a, a, 64, { onPhase: () => void pivotedCholesky(a, 64) })).toThrow(/already in use/);
+    expect(() => productEigenvalues(a, a, 64, { onProgress: () => void productEigenvalues(a, a, 64) })).toThrow(
+      /already in use/,
+    );
+    expect(() => productEigenvalues(a, a, 64, { onPhase: () => void pivotedCholesky(a, 64) })).toThrow(
+      /already in use/,
+    );
     expect(productEigenvalues(a, a, 64).rank).toBe(64); // and the module is usable afterwards
   });
 
@@ -216,17 +253,26 @@ describe('the module', () => {
   });
 
   const hasClang = spawnSync('clang', ['--version']).status === 0 && spawnSync('wasm-ld', ['--version']).status === 0;
-  if (!hasClang) console.warn('SKIPPED: clang and wasm-ld are needed to check linalg-wasm.generated.ts against its source (apt-get install clang lld)');
-  (hasClang ? it : it.skip)('linalg-wasm.generated.ts is what kernels/build.cjs makes of linalg_f64.c', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ddpm-linalg-test-'));
-    try {
-      const out = join(dir, 'generated.ts');
-      const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], { encoding: 'utf8' });
-      expect(built.stderr).toBe('');
-      expect(built.status).toBe(0);
-      expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'linalg-wasm.generated.ts'), 'utf8'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  if (!hasClang)
+    console.warn(
+      'SKIPPED: clang and wasm-ld are needed to check linalg-wasm.generated.ts against its source (apt-get install clang lld)',
+    );
+  (hasClang ? it : it.skip)(
+    'linalg-wasm.generated.ts is what kernels/build.cjs makes of linalg_f64.c',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ddpm-linalg-test-'));
+      try {
+        const out = join(dir, 'generated.ts');
+        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], {
+          encoding: 'utf8',
+        });
+        expect(built.stderr).toBe('');
+        expect(built.status).toBe(0);
+        expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'linalg-wasm.generated.ts'), 'utf8'));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 });

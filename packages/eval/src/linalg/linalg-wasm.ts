@@ -31,7 +31,19 @@ interface KernelExports {
   readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   readonly __heap_base: { readonly value: number };
   gemm_work_size(n: number): number;
-  gemm(flags: number, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number, work: number): void;
+  gemm(
+    flags: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    work: number,
+  ): void;
   pstrf(n: number, a: number, lda: number, piv: number, work: number): number;
   mirror_lower(n: number, a: number): void;
   gather_lower_half(n: number, sigma: number, piv: number, s: number): void;
@@ -71,7 +83,10 @@ function instance(): KernelExports {
  * lay out the same memory.
  */
 export function withArena<T>(fn: (arena: Arena) => T): T {
-  if (busy) throw new Error('the wasm linear algebra is already in use: a progress or phase callback cannot start another computation');
+  if (busy)
+    throw new Error(
+      'the wasm linear algebra is already in use: a progress or phase callback cannot start another computation',
+    );
   busy = true;
   try {
     return fn(new Arena());
@@ -98,7 +113,11 @@ export class Arena {
   doubles(count: number): number {
     const at = this.next;
     const end = at + align(count * 8);
-    if (end > MAX_BYTES) throw evalError('DDPM_EVAL_SHAPE', `the linear algebra needs ${Math.ceil(end / 2 ** 20)} MiB, more than a 4 GiB WebAssembly memory holds`);
+    if (end > MAX_BYTES)
+      throw evalError(
+        'DDPM_EVAL_SHAPE',
+        `the linear algebra needs ${Math.ceil(end / 2 ** 20)} MiB, more than a 4 GiB WebAssembly memory holds`,
+      );
     const have = this.k.memory.buffer.byteLength;
     if (end > have) this.k.memory.grow(Math.ceil((end - have) / PAGE));
     this.next = end;
@@ -140,7 +159,18 @@ export function putSymmetric(arena: Arena, at: number, a: Float64Array, n: numbe
  * tests and benchmarks): `flags` from {@link GEMM}; returns the new C. A row-major matrix is the
  * column-major transpose of the same numbers.
  */
-export function gemmF64(flags: number, m: number, n: number, k: number, a: Float64Array, lda: number, b: Float64Array, ldb: number, c: Float64Array, ldc: number): Float64Array {
+export function gemmF64(
+  flags: number,
+  m: number,
+  n: number,
+  k: number,
+  a: Float64Array,
+  lda: number,
+  b: Float64Array,
+  ldb: number,
+  c: Float64Array,
+  ldc: number,
+): Float64Array {
   return withArena((arena) => {
     const pa = arena.doubles(a.length);
     const pb = arena.doubles(b.length);

@@ -37,7 +37,13 @@ const FLOPS = {
   ql: (rotations: number): number => 17 * rotations,
 };
 
-function timed<T>(options: LinalgOptions, name: LinalgPhase['name'], arena: Arena, fn: () => T, flops: (result: T) => number): T {
+function timed<T>(
+  options: LinalgOptions,
+  name: LinalgPhase['name'],
+  arena: Arena,
+  fn: () => T,
+  flops: (result: T) => number,
+): T {
   const start = performance.now();
   const result = arena.run(options.onProgress, fn);
   options.onPhase?.({ name, ms: performance.now() - start, flops: flops(result) });
@@ -51,17 +57,50 @@ export function pivotedCholesky(covariance: Float64Array, n: number, options: Li
     const piv = arena.doubles(n / 2);
     const work = arena.doubles(2 * n + arena.k.gemm_work_size(n));
     putSymmetric(arena, a, covariance, n);
-    const rank = timed(options, 'factorisation', arena, () => arena.k.pstrf(n, a, n, piv, work), (r) => FLOPS.factorisation(n, r));
+    const rank = timed(
+      options,
+      'factorisation',
+      arena,
+      () => arena.k.pstrf(n, a, n, piv, work),
+      (r) => FLOPS.factorisation(n, r),
+    );
     const heap = arena.view();
-    return { dim: n, rank, pivots: new Int32Array(heap.buffer, piv, n).slice(), factor: heap.slice(a / 8, a / 8 + n * rank) };
+    return {
+      dim: n,
+      rank,
+      pivots: new Int32Array(heap.buffer, piv, n).slice(),
+      factor: heap.slice(a / 8, a / 8 + n * rank),
+    };
   });
 }
 
 /** The eigenvalues (d, r of them) of the symmetric r × r matrix at m, by dsytrd and the QL iteration. */
-function symmetricValues(arena: Arena, options: LinalgOptions, m: number, r: number, at: { work: number; d: number; e: number; counts: number }): Float64Array {
-  timed(options, 'tridiagonalisation', arena, () => arena.k.sytrd(r, m, r, at.d, at.e, at.work), () => FLOPS.tridiagonalisation(r));
-  const status = timed(options, 'ql', arena, () => arena.k.tridiagonal_ql(r, at.d, at.e, at.counts), () => FLOPS.ql(new Int32Array(arena.view().buffer, at.counts, 1)[0]!));
-  if (status < 0) throw evalError('DDPM_EVAL_NO_CONVERGENCE', `the QL iteration did not converge for eigenvalue ${-1 - status} of ${r} after 60 sweeps`);
+function symmetricValues(
+  arena: Arena,
+  options: LinalgOptions,
+  m: number,
+  r: number,
+  at: { work: number; d: number; e: number; counts: number },
+): Float64Array {
+  timed(
+    options,
+    'tridiagonalisation',
+    arena,
+    () => arena.k.sytrd(r, m, r, at.d, at.e, at.work),
+    () => FLOPS.tridiagonalisation(r),
+  );
+  const status = timed(
+    options,
+    'ql',
+    arena,
+    () => arena.k.tridiagonal_ql(r, at.d, at.e, at.counts),
+    () => FLOPS.ql(new Int32Array(arena.view().buffer, at.counts, 1)[0]!),
+  );
+  if (status < 0)
+    throw evalError(
+      'DDPM_EVAL_NO_CONVERGENCE',
+      `the QL iteration did not converge for eigenvalue ${-1 - status} of ${r} after 60 sweeps`,
+    );
   return arena.view().slice(at.d / 8, at.d / 8 + r);
 }
 
@@ -71,17 +110,37 @@ function symmetricValues(arena: Arena, options: LinalgOptions, m: number, r: num
  * slightly negative). `reference` is Σ₁ (n × n row-major, lower triangle read) or its factor;
  * `other` is Σ₂ (lower triangle read).
  */
-export function productEigenvalues(reference: Float64Array | PivotedCholesky, other: Float64Array, n: number, options: LinalgOptions = {}): { values: Float64Array; rank: number } {
-  if (!(reference instanceof Float64Array) && reference.dim !== n) throw evalError('DDPM_EVAL_INCOMPARABLE', `a factor of dimension ${reference.dim} cannot be used at dimension ${n}`);
+export function productEigenvalues(
+  reference: Float64Array | PivotedCholesky,
+  other: Float64Array,
+  n: number,
+  options: LinalgOptions = {},
+): { values: Float64Array; rank: number } {
+  if (!(reference instanceof Float64Array) && reference.dim !== n)
+    throw evalError(
+      'DDPM_EVAL_INCOMPARABLE',
+      `a factor of dimension ${reference.dim} cannot be used at dimension ${n}`,
+    );
   return withArena((arena) => {
     // Σ₁ then L in a; Σ₂ then Y = s L in b; s = tril(Pᵀ Σ₂ P) then M in c.
     const [a, b, c] = [arena.doubles(n * n), arena.doubles(n * n), arena.doubles(n * n)];
     const piv = arena.doubles(n / 2);
-    const at = { work: arena.doubles(Math.max(2 * n + arena.k.gemm_work_size(n), arena.k.sytrd_work_size(n))), d: arena.doubles(n), e: arena.doubles(n), counts: arena.doubles(1) };
+    const at = {
+      work: arena.doubles(Math.max(2 * n + arena.k.gemm_work_size(n), arena.k.sytrd_work_size(n))),
+      d: arena.doubles(n),
+      e: arena.doubles(n),
+      counts: arena.doubles(1),
+    };
     let r: number;
     if (reference instanceof Float64Array) {
       putSymmetric(arena, a, reference, n);
-      r = timed(options, 'factorisation', arena, () => arena.k.pstrf(n, a, n, piv, at.work), (rank) => FLOPS.factorisation(n, rank));
+      r = timed(
+        options,
+        'factorisation',
+        arena,
+        () => arena.k.pstrf(n, a, n, piv, at.work),
+        (rank) => FLOPS.factorisation(n, rank),
+      );
     } else {
       r = reference.rank;
       const heap = arena.view();
@@ -103,7 +162,12 @@ export function productEigenvalues(reference: Float64Array | PivotedCholesky, ot
 export function tridiagonalEigenvalues(a: Float64Array, n: number, options: LinalgOptions = {}): Float64Array {
   return withArena((arena) => {
     const m = arena.doubles(n * n);
-    const at = { work: arena.doubles(arena.k.sytrd_work_size(n)), d: arena.doubles(n), e: arena.doubles(n), counts: arena.doubles(1) };
+    const at = {
+      work: arena.doubles(arena.k.sytrd_work_size(n)),
+      d: arena.doubles(n),
+      e: arena.doubles(n),
+      counts: arena.doubles(1),
+    };
     putSymmetric(arena, m, a, n);
     return symmetricValues(arena, options, m, n, at);
   });

@@ -17,7 +17,12 @@ function randomSymmetric(n: number, seed: number): Float64Array {
 }
 
 /** max |A v − λ v| over the eigenpairs and max |vᵢ·vⱼ − δᵢⱼ|. */
-function residuals(a: Float64Array, n: number, values: Float64Array, rows: Float64Array): { eigen: number; orthogonality: number } {
+function residuals(
+  a: Float64Array,
+  n: number,
+  values: Float64Array,
+  rows: Float64Array,
+): { eigen: number; orthogonality: number } {
   let eigen = 0;
   let orthogonality = 0;
   for (let m = 0; m < n; m++) {
@@ -86,7 +91,8 @@ describe('symmetricEigen', () => {
     const rng = Rng.fromSeed(3);
     const x = Array.from({ length: 5 }, () => Array.from({ length: n }, () => rng.uniform()));
     const a = new Float64Array(n * n);
-    for (const row of x) for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = a[i * n + j]! + row[i]! * row[j]!;
+    for (const row of x)
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = a[i * n + j]! + row[i]! * row[j]!;
     const { values } = symmetricEigen(a, n);
     const largest = values[n - 1]!;
     for (let m = 0; m < n - 5; m++) expect(Math.abs(values[m]!)).toBeLessThan(1e-13 * largest);

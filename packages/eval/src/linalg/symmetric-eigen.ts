@@ -27,7 +27,8 @@ export interface SymmetricEigen {
  * by 32 × 32 tiles so that the transposed side stays in cache.
  */
 export function checkSymmetric(a: Float64Array, n: number, what: string): void {
-  if (!Number.isInteger(n) || n < 1 || a.length !== n * n) throw evalError('DDPM_EVAL_SHAPE', `${what}: ${a.length} values are not a ${n} × ${n} matrix`);
+  if (!Number.isInteger(n) || n < 1 || a.length !== n * n)
+    throw evalError('DDPM_EVAL_SHAPE', `${what}: ${a.length} values are not a ${n} × ${n} matrix`);
   let scale = 0;
   for (let i = 0; i < a.length; i++) {
     const v = a[i]!;
@@ -45,7 +46,10 @@ export function checkSymmetric(a: Float64Array, n: number, what: string): void {
         for (let j = j0; j < j1; j++) {
           const diff = a[i * n + j]! - a[j * n + i]!;
           if (diff > tolerance || diff < -tolerance) {
-            throw evalError('DDPM_EVAL_NOT_SYMMETRIC', `${what}: entries (${i}, ${j}) = ${a[i * n + j]} and (${j}, ${i}) = ${a[j * n + i]} differ; a covariance matrix is symmetric`);
+            throw evalError(
+              'DDPM_EVAL_NOT_SYMMETRIC',
+              `${what}: entries (${i}, ${j}) = ${a[i * n + j]} and (${j}, ${i}) = ${a[j * n + i]} differ; a covariance matrix is symmetric`,
+            );
           }
         }
       }
@@ -176,7 +180,13 @@ function tridiagonalize(a: Float64Array, n: number, wantQ: boolean, onProgress?:
  * rows = the basis the tridiagonal matrix is expressed in), each plane rotation is applied to it,
  * so its rows become the eigenvectors.
  */
-function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float64Array, onProgress?: () => void): void {
+function tridiagonalQl(
+  d: Float64Array,
+  e: Float64Array,
+  n: number,
+  rows?: Float64Array,
+  onProgress?: () => void,
+): void {
   const eps = Number.EPSILON;
   let shift = 0;
   let tst = 0;
@@ -188,7 +198,11 @@ function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float
     if (m > l) {
       let iterations = 0;
       do {
-        if (++iterations > 60) throw evalError('DDPM_EVAL_NO_CONVERGENCE', `the QL iteration did not converge for eigenvalue ${l} of ${n} after 60 sweeps`);
+        if (++iterations > 60)
+          throw evalError(
+            'DDPM_EVAL_NO_CONVERGENCE',
+            `the QL iteration did not converge for eigenvalue ${l} of ${n} after 60 sweeps`,
+          );
         // Shift from the leading 2 × 2 block (Wilkinson), applied to everything below.
         const g0 = d[l]!;
         let p = (d[l + 1]! - g0) / (2 * e[l]!);
@@ -247,8 +261,13 @@ function tridiagonalQl(d: Float64Array, e: Float64Array, n: number, rows?: Float
  * `onProgress` is called now and then during the long synchronous stretches (a heartbeat's sign
  * of life: seconds at n = 2048).
  */
-export function symmetricEigen(a: Float64Array, n: number, options: { vectors?: boolean; onProgress?: () => void } = {}): SymmetricEigen {
-  if (!Number.isInteger(n) || n < 1 || a.length !== n * n) throw evalError('DDPM_EVAL_SHAPE', `${a.length} values are not a ${n} × ${n} matrix`);
+export function symmetricEigen(
+  a: Float64Array,
+  n: number,
+  options: { vectors?: boolean; onProgress?: () => void } = {},
+): SymmetricEigen {
+  if (!Number.isInteger(n) || n < 1 || a.length !== n * n)
+    throw evalError('DDPM_EVAL_SHAPE', `${a.length} values are not a ${n} × ${n} matrix`);
   const work = Float64Array.from(a);
   const wantVectors = options.vectors ?? false;
   const { diagonal, offDiagonal, qTransposed } = tridiagonalize(work, n, wantVectors, options.onProgress);

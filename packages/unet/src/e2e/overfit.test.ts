@@ -44,10 +44,17 @@ test('micro32 halves its L_simple loss on a fixed batch within 40 steps', () => 
     const t = Array.from({ length: 8 }, () => Math.floor(uniform() * T));
     const loss = tf.tidy(() => {
       const eps = tf.tensor4d(lcgNormals(1000 + step, 8 * 1024), [8, 32, 32, 1]);
-      const ab = tf.tensor4d(t.map((i) => alphaBar[i]!), [8, 1, 1, 1]);
+      const ab = tf.tensor4d(
+        t.map((i) => alphaBar[i]!),
+        [8, 1, 1, 1],
+      );
       const xT = tf.add<tf.Tensor4D>(tf.mul(tf.sqrt(ab), x0), tf.mul(tf.sqrt(tf.sub(1, ab)), eps));
       const tt = tf.tensor1d(t, 'int32');
-      return optimizer.minimize(() => tf.mean<tf.Scalar>(tf.squaredDifference(eps, net.apply(xT, tt, { training: true }))), true, net.variables)!;
+      return optimizer.minimize(
+        () => tf.mean<tf.Scalar>(tf.squaredDifference(eps, net.apply(xT, tt, { training: true }))),
+        true,
+        net.variables,
+      )!;
     });
     losses.push(loss.dataSync()[0]!);
     loss.dispose();
@@ -55,7 +62,7 @@ test('micro32 halves its L_simple loss on a fixed batch within 40 steps', () => 
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const first = mean(losses.slice(0, 10));
   const last = mean(losses.slice(-10));
-   
+
   console.info(JSON.stringify({ first, last, ratio: last / first }));
   expect(losses[0]).toBeGreaterThan(0.8); // a fresh network outputs ~0, so the loss starts at E[ε²] = 1
   expect(last).toBeLessThan(first / 2);

@@ -38,7 +38,15 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: Stri
     const xT =
       kernels !== undefined
         ? kernels.padToChannelsFirst(x, padTop, padBottom, padLeft, padRight)
-        : tf.transpose(tf.pad(x, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]), [3, 1, 2, 0]);
+        : tf.transpose(
+            tf.pad(x, [
+              [0, 0],
+              [padTop, padBottom],
+              [padLeft, padRight],
+              [0, 0],
+            ]),
+            [3, 1, 2, 0],
+          );
     const dyT = tf.transpose(dy, [1, 2, 0, 3]);
     const full = tf.conv2d(xT, dyT, 1, 'valid', 'NHWC', stride);
     // full: [Cin, k', k', Cout] with k' ≥ k when 'SAME' padding exceeds the kernel's reach.
@@ -97,11 +105,23 @@ function inputGradientStride2(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D
       }
     }
     const taps = tf.gather(withZero, tf.tensor1d(index, 'int32')); // [16, Cin, Cout]
-    const kernel = tf.reshape(
-      tf.transpose(tf.reshape(taps, [2, 2, 2, 2, cin, cout]), [0, 1, 5, 2, 3, 4]),
-      [2, 2, cout, 4 * cin],
+    const kernel = tf.reshape(tf.transpose(tf.reshape(taps, [2, 2, 2, 2, cin, cout]), [0, 1, 5, 2, 3, 4]), [
+      2,
+      2,
+      cout,
+      4 * cin,
+    ]);
+    const phases = tf.conv2d(
+      tf.pad(dy, [
+        [0, 0],
+        [1, 0],
+        [1, 0],
+        [0, 0],
+      ]),
+      kernel as tf.Tensor4D,
+      1,
+      'valid',
     );
-    const phases = tf.conv2d(tf.pad(dy, [[0, 0], [1, 0], [1, 0], [0, 0]]), kernel as tf.Tensor4D, 1, 'valid');
     // Interleave the phases (depthToSpace, which is slow on wasm): [B, Ho, Wo, (pr, pc, Cin)] →
     // [B, Ho, pr, Wo, pc, Cin] → [B, 2Ho, 2Wo, Cin].
     const [b, ho, wo] = phases.shape;

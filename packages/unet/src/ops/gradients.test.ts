@@ -14,7 +14,13 @@ import { wasmKernels } from './wasm-kernels';
 import { winogradApplies } from './winograd';
 
 function tensor(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), seed), shape);
+  return tf.tensor(
+    lcgSigned(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+    ),
+    shape,
+  );
 }
 
 /** Gradients of sum(f(inputs) · probe) w.r.t. every input, on the given backend. */
@@ -44,50 +50,56 @@ describe('conv2d with composed gradients', () => {
     [1, [2, 6, 6, 3], [3, 3, 3, 4]],
     [2, [2, 8, 8, 3], [3, 3, 3, 5]],
     [1, [3, 4, 4, 2], [3, 3, 2, 2]],
-  ] as const)('stride %d: value and gradients on wasm equal the cpu backend built-ins', async (stride, xShape, wShape) => {
-    const cout = wShape[3];
-    const out = [xShape[0], xShape[1] / stride, xShape[2] / stride, cout];
-    const reference = await gradsOn(
-      'cpu',
-      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b),
-      [[...xShape], [...wShape], [cout]],
-      out,
-    );
-    const ours = await gradsOn(
-      'wasm',
-      (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, stride),
-      [[...xShape], [...wShape], [cout]],
-      out,
-    );
-    expectClose(ours.value, reference.value, 1e-5);
-    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
-  });
+  ] as const)(
+    'stride %d: value and gradients on wasm equal the cpu backend built-ins',
+    async (stride, xShape, wShape) => {
+      const cout = wShape[3];
+      const out = [xShape[0], xShape[1] / stride, xShape[2] / stride, cout];
+      const reference = await gradsOn(
+        'cpu',
+        (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b),
+        [[...xShape], [...wShape], [cout]],
+        out,
+      );
+      const ours = await gradsOn(
+        'wasm',
+        (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, stride),
+        [[...xShape], [...wShape], [cout]],
+        out,
+      );
+      expectClose(ours.value, reference.value, 1e-5);
+      ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+    },
+  );
 
   it.each([
     ['one block of tiles, Cout in one lane group of 8', [2, 6, 6, 4], [3, 3, 4, 8]],
     ['odd height and width (partial tiles), Cout 4', [3, 5, 7, 8], [3, 3, 8, 4]],
     ['162 tiles: blocks of 64, 64 and 34, Cout 12 (8 + 4 lanes)', [2, 18, 18, 8], [3, 3, 8, 12]],
     ['a 1×1 image (the padding is the whole patch)', [2, 1, 1, 4], [3, 3, 4, 4]],
-  ] as const)('Winograd F(2×2, 3×3), %s: value and gradients on wasm equal the cpu backend built-ins', async (_, xShape, wShape) => {
-    await tf.setBackend('wasm');
-    expect(winogradApplies(xShape, wShape, 1)).toBe(true); // this shape takes the Winograd path
-    const cout = wShape[3];
-    const out = [xShape[0], xShape[1], xShape[2], cout];
-    const reference = await gradsOn(
-      'cpu',
-      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), b),
-      [[...xShape], [...wShape], [cout]],
-      out,
-    );
-    const ours = await gradsOn(
-      'wasm',
-      (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, 1),
-      [[...xShape], [...wShape], [cout]],
-      out,
-    );
-    expectClose(ours.value, reference.value, 1e-5);
-    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
-  });
+  ] as const)(
+    'Winograd F(2×2, 3×3), %s: value and gradients on wasm equal the cpu backend built-ins',
+    async (_, xShape, wShape) => {
+      await tf.setBackend('wasm');
+      expect(winogradApplies(xShape, wShape, 1)).toBe(true); // this shape takes the Winograd path
+      const cout = wShape[3];
+      const out = [xShape[0], xShape[1], xShape[2], cout];
+      const reference = await gradsOn(
+        'cpu',
+        (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), b),
+        [[...xShape], [...wShape], [cout]],
+        out,
+      );
+      const ours = await gradsOn(
+        'wasm',
+        (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, 1),
+        [[...xShape], [...wShape], [cout]],
+        out,
+      );
+      expectClose(ours.value, reference.value, 1e-5);
+      ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+    },
+  );
 
   it('Winograd applies only to 3×3 stride-1 convolutions with channels in lanes of four, and DDPM_WINOGRAD=0 turns it off', async () => {
     await tf.setBackend('wasm');
@@ -113,7 +125,9 @@ describe('conv2d with composed gradients', () => {
     const b = tensor([4], 3) as tf.Tensor1D;
     const before = tf.memory().numTensors;
     tf.tidy(() => conv2d(x, w, b, 1).dataSync());
-    const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(conv2d(p as tf.Tensor4D, q as tf.Tensor4D, r as tf.Tensor1D, 1)))([x, w, b]);
+    const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) =>
+      tf.sum(conv2d(p as tf.Tensor4D, q as tf.Tensor4D, r as tf.Tensor1D, 1)),
+    )([x, w, b]);
     tf.dispose(grads);
     expect(tf.memory().numTensors).toBe(before);
   });
@@ -126,7 +140,9 @@ describe('conv2d with composed gradients', () => {
     const probe = tensor([1, 2, 2, 3], 5);
     const loss = (xx: tf.Tensor4D, ww: tf.Tensor4D): number =>
       tf.tidy(() => tf.sum(tf.mul(conv2d(xx, ww, b, 2), probe)).dataSync()[0]!);
-    const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, b, 2), probe)))([x, w]);
+    const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, b, 2), probe)),
+    )([x, w]);
     const eps = 1e-2;
     // (f(v + ε·e_i) − f(v − ε·e_i)) / 2ε, with v the values of a tensor of the given shape.
     const centralDifference = (v: tf.Tensor4D, i: number, f: (vv: tf.Tensor4D) => number): number => {
@@ -150,30 +166,63 @@ describe('matMul and dense with explicit-transpose gradients', () => {
     const aShape = [2, 5, 4];
     const bShape = transposeB ? [2, 3, 4] : [2, 4, 3];
     const reference = await gradsOn('cpu', (a, b) => tf.matMul(a, b, false, transposeB), [aShape, bShape], [2, 5, 3]);
-    const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [2, 5, 3]);
+    const ours = await gradsOn(
+      'wasm',
+      (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB),
+      [aShape, bShape],
+      [2, 5, 3],
+    );
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
 
-  it.each([false, true])('batched a·b (transposeB=%s) with dimensions in lanes of four (the aᵀ·dy kernel) matches the cpu built-ins', async (transposeB) => {
-    const aShape = [3, 130, 8];
-    const bShape = transposeB ? [3, 12, 8] : [3, 8, 12];
-    const reference = await gradsOn('cpu', (a, b) => tf.matMul(a, b, false, transposeB), [aShape, bShape], [3, 130, 12]);
-    const ours = await gradsOn('wasm', (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB), [aShape, bShape], [3, 130, 12]);
-    expectClose(ours.value, reference.value, 1e-5);
-    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
-  });
+  it.each([false, true])(
+    'batched a·b (transposeB=%s) with dimensions in lanes of four (the aᵀ·dy kernel) matches the cpu built-ins',
+    async (transposeB) => {
+      const aShape = [3, 130, 8];
+      const bShape = transposeB ? [3, 12, 8] : [3, 8, 12];
+      const reference = await gradsOn(
+        'cpu',
+        (a, b) => tf.matMul(a, b, false, transposeB),
+        [aShape, bShape],
+        [3, 130, 12],
+      );
+      const ours = await gradsOn(
+        'wasm',
+        (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D, transposeB),
+        [aShape, bShape],
+        [3, 130, 12],
+      );
+      expectClose(ours.value, reference.value, 1e-5);
+      ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+    },
+  );
 
   it('dense with channels in lanes of four (the aᵀ·dy kernel over 300 rows) matches the cpu built-ins', async () => {
-    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 8]), w), [3, 10, 10, 12]), b), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
-    const ours = await gradsOn('wasm', (x, w, b) => dense(x, w as tf.Tensor2D, b as tf.Tensor1D), [[3, 10, 10, 8], [8, 12], [12]], [3, 10, 10, 12]);
+    const reference = await gradsOn(
+      'cpu',
+      (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 8]), w), [3, 10, 10, 12]), b),
+      [[3, 10, 10, 8], [8, 12], [12]],
+      [3, 10, 10, 12],
+    );
+    const ours = await gradsOn(
+      'wasm',
+      (x, w, b) => dense(x, w as tf.Tensor2D, b as tf.Tensor1D),
+      [[3, 10, 10, 8], [8, 12], [12]],
+      [3, 10, 10, 12],
+    );
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
   });
 
   it('dense over the last axis of an image tensor matches the cpu built-ins', async () => {
     const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor => dense(x, w as tf.Tensor2D, b as tf.Tensor1D);
-    const reference = await gradsOn('cpu', (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 4]), w), [2, 3, 3, 6]), b), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
+    const reference = await gradsOn(
+      'cpu',
+      (x, w, b) => tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 4]), w), [2, 3, 3, 6]), b),
+      [[2, 3, 3, 4], [4, 6], [6]],
+      [2, 3, 3, 6],
+    );
     const ours = await gradsOn('wasm', (x, w, b) => f(x, w, b), [[2, 3, 3, 4], [4, 6], [6]], [2, 3, 3, 6]);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
@@ -182,9 +231,17 @@ describe('matMul and dense with explicit-transpose gradients', () => {
 
 describe('skip concatenation and upsampling', () => {
   it('concatChannels: value and split gradient on wasm equal the cpu concat', async () => {
-    const shapes = [[2, 3, 3, 5], [2, 3, 3, 3]];
+    const shapes = [
+      [2, 3, 3, 5],
+      [2, 3, 3, 3],
+    ];
     const reference = await gradsOn('cpu', (a, b) => tf.concat([a, b], 3), shapes, [2, 3, 3, 8]);
-    const ours = await gradsOn('wasm', (a, b) => concatChannels(a as tf.Tensor4D, b as tf.Tensor4D), shapes, [2, 3, 3, 8]);
+    const ours = await gradsOn(
+      'wasm',
+      (a, b) => concatChannels(a as tf.Tensor4D, b as tf.Tensor4D),
+      shapes,
+      [2, 3, 3, 8],
+    );
     expect(wasmKernels()).toBeDefined(); // the kernel path ran, not the portable fallback
     expectClose(ours.value, reference.value, 1e-7);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-7));
@@ -193,7 +250,12 @@ describe('skip concatenation and upsampling', () => {
   it('upsampleNearest2x: value equals resizeNearestNeighbor, gradient sums each 2×2 block of dy', async () => {
     // Not compared with tfjs's own ResizeNearestNeighborGrad: in 4.22 the cpu kernel is wrong for
     // this non-square input (max error 4.5) and the wasm one for batches > 1 on square inputs.
-    const reference = await gradsOn('cpu', (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [6, 8]), [[3, 3, 4, 2]], [3, 6, 8, 2]);
+    const reference = await gradsOn(
+      'cpu',
+      (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [6, 8]),
+      [[3, 3, 4, 2]],
+      [3, 6, 8, 2],
+    );
     const ours = await gradsOn('wasm', (x) => upsampleNearest2x(x as tf.Tensor4D), [[3, 3, 4, 2]], [3, 6, 8, 2]);
     expectClose(ours.value, reference.value, 1e-7);
     const probe = tensor([3, 6, 8, 2], 99).dataSync();
@@ -204,7 +266,10 @@ describe('skip concatenation and upsampling', () => {
         for (let j = 0; j < 4; j++)
           for (let c = 0; c < 2; c++)
             expected[((b * 3 + i) * 4 + j) * 2 + c] =
-              at(b, 2 * i, 2 * j, c) + at(b, 2 * i + 1, 2 * j, c) + at(b, 2 * i, 2 * j + 1, c) + at(b, 2 * i + 1, 2 * j + 1, c);
+              at(b, 2 * i, 2 * j, c) +
+              at(b, 2 * i + 1, 2 * j, c) +
+              at(b, 2 * i, 2 * j + 1, c) +
+              at(b, 2 * i + 1, 2 * j + 1, c);
     expectClose(ours.grads[0]!, expected, 1e-6);
   });
 });
@@ -224,25 +289,31 @@ describe('the wasm heap', () => {
     expect(tf.memory().numBytes).toBe(before);
   });
 
-  it.each(['wasm', 'cpu'])('copyTensorsInto on %s: the tensors one after the other, into the caller\'s array, no tensors left', async (backend) => {
-    await tf.setBackend(backend);
-    const parts = [tensor([3, 4], 1), tensor([5], 2), tensor([2, 2, 2], 3)];
-    const expected = Float32Array.from([...parts.flatMap((t) => [...t.dataSync()])]);
-    const target = new Float32Array(expected.length);
-    const before = tf.memory().numTensors;
-    expect(await copyTensorsInto(parts, target)).toBe(target);
-    expect(target).toEqual(expected);
-    expect(tf.memory().numTensors).toBe(before);
-    await expect(copyTensorsInto(parts, new Float32Array(expected.length - 1))).rejects.toThrow('do not fit');
-    tf.dispose(parts);
-  });
+  it.each(['wasm', 'cpu'])(
+    "copyTensorsInto on %s: the tensors one after the other, into the caller's array, no tensors left",
+    async (backend) => {
+      await tf.setBackend(backend);
+      const parts = [tensor([3, 4], 1), tensor([5], 2), tensor([2, 2, 2], 3)];
+      const expected = Float32Array.from([...parts.flatMap((t) => [...t.dataSync()])]);
+      const target = new Float32Array(expected.length);
+      const before = tf.memory().numTensors;
+      expect(await copyTensorsInto(parts, target)).toBe(target);
+      expect(target).toEqual(expected);
+      expect(tf.memory().numTensors).toBe(before);
+      await expect(copyTensorsInto(parts, new Float32Array(expected.length - 1))).rejects.toThrow('do not fit');
+      tf.dispose(parts);
+    },
+  );
 
   it('batched products on views leave no tensors behind, forward and backward', async () => {
     await tf.setBackend('wasm');
     const a = tensor([3, 4, 5], 1) as tf.Tensor3D;
     const b = tensor([3, 5, 2], 2) as tf.Tensor3D;
     const before = tf.memory().numTensors;
-    const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(matMul(p as tf.Tensor3D, q as tf.Tensor3D)))([a, b]);
+    const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(matMul(p as tf.Tensor3D, q as tf.Tensor3D)))([
+      a,
+      b,
+    ]);
     tf.dispose([da!, db!]);
     expect(tf.memory().numTensors).toBe(before);
   });

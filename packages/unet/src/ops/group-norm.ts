@@ -47,7 +47,13 @@ function statistics(x: tf.Tensor4D, numGroups: number, epsilon: number): { mean:
 }
 
 /** y = x·scale + shift with scale = γ·rstd and shift = β − μ·scale, both [B, 1, 1, C]. */
-function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor4D {
+function affine(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  mean: tf.Tensor2D,
+  rstd: tf.Tensor2D,
+): tf.Tensor4D {
   const scale = tf.mul(rstd, gamma);
   const shift = tf.sub(beta, tf.mul(mean, scale));
   return tf.add<tf.Tensor4D>(tf.mul(x, asBHWC(scale)), asBHWC(shift));
@@ -57,7 +63,14 @@ function affine(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, mean: tf.
  * The forward pass from tfjs ops. With swish, σ(y) and the output are kept for the gradient
  * rather than recomputing the affine map and σ (saving does not copy on wasm: see wasm-heap.ts).
  */
-function composedForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGroups: number, epsilon: number, withSwish: boolean): GroupNormForward {
+function composedForward(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  numGroups: number,
+  epsilon: number,
+  withSwish: boolean,
+): GroupNormForward {
   const { mean, rstd } = statistics(x, numGroups, epsilon);
   const y = affine(x, gamma, beta, mean, rstd);
   if (!withSwish) return { out: y, sig: undefined, mean, rstd };
@@ -65,7 +78,13 @@ function composedForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, 
   return { out: tf.mul<tf.Tensor4D>(y, sig), sig, mean, rstd };
 }
 
-function composedBackward(dOut: tf.Tensor4D, xs: tf.Tensor4D, g: tf.Tensor1D, fwd: GroupNormForward, numGroups: number): tf.Tensor[] {
+function composedBackward(
+  dOut: tf.Tensor4D,
+  xs: tf.Tensor4D,
+  g: tf.Tensor1D,
+  fwd: GroupNormForward,
+  numGroups: number,
+): tf.Tensor[] {
   const { sig, out, mean: mu, rstd: rs } = fwd;
   let dy = dOut;
   if (sig !== undefined) {
@@ -103,7 +122,14 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
     return {
       value: fwd.out,
       gradFunc: (dOut: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, g, mean, rstd, sig, out] = saved as [tf.Tensor4D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor4D?, tf.Tensor4D?];
+        const [xs, g, mean, rstd, sig, out] = saved as [
+          tf.Tensor4D,
+          tf.Tensor1D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor4D?,
+          tf.Tensor4D?,
+        ];
         // Without swish the backward reads neither σ nor the output; x stands in for the latter.
         const fromSaved: GroupNormForward = { out: out ?? xs, sig, mean, rstd };
         return useKernels
@@ -127,7 +153,13 @@ function composed(withSwish: boolean, numGroups: number, epsilon: number) {
 }
 
 /** The reference formulation (autodiff through moments), used on native backends. */
-function reference(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGroups: number, epsilon: number): tf.Tensor4D {
+function reference(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  numGroups: number,
+  epsilon: number,
+): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
   const grouped = tf.reshape(x, [b, h * w, numGroups, c / numGroups]);
   const { mean, variance } = tf.moments(grouped, [1, 3], true);
@@ -145,7 +177,12 @@ export interface GroupNormOptions {
 }
 
 /** y = γ · (x − μ_g) / √(σ²_g + ε) + β (then swish), statistics per example and channel group. */
-export function groupNorm(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, options: GroupNormOptions): tf.Tensor4D {
+export function groupNorm(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  options: GroupNormOptions,
+): tf.Tensor4D {
   const epsilon = options.epsilon ?? GROUP_NORM_EPSILON;
   const withSwish = options.swish ?? false;
   return tf.tidy(() => {

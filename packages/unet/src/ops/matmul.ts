@@ -35,7 +35,10 @@ function product(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   const kernels = wasmKernels();
   if (kernels === undefined || b.shape[1] % 4 !== 0) return tf.matMul(a, b);
   return tf.tidy(() => {
-    const out = kernels.batchMatMul(tf.reshape<tf.Rank.R3>(a, [1, ...a.shape]), tf.reshape<tf.Rank.R3>(b, [1, ...b.shape]));
+    const out = kernels.batchMatMul(
+      tf.reshape<tf.Rank.R3>(a, [1, ...a.shape]),
+      tf.reshape<tf.Rank.R3>(b, [1, ...b.shape]),
+    );
     return tf.reshape<tf.Rank.R2>(out, [a.shape[0], b.shape[1]]);
   });
 }

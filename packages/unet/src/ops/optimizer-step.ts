@@ -51,7 +51,8 @@ export function fusedOptimizerStep(
   if (kernels === undefined) throw new Error('internal error: the fused optimizer step needs our wasm kernels');
   const { p, g, m, v, ema } = tensors;
   for (const t of [p, m, v, ema]) {
-    if (t.dtype !== 'float32' || t.size !== p.size) throw new Error('internal error: optimizer step tensors must be float32 of one size');
+    if (t.dtype !== 'float32' || t.size !== p.size)
+      throw new Error('internal error: optimizer step tensors must be float32 of one size');
   }
   const gOffset = tensors.gOffset ?? 0;
   if (g.dtype !== 'float32' || !Number.isInteger(gOffset) || gOffset < 0 || gOffset + p.size > g.size) {

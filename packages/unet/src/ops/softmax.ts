@@ -17,5 +17,5 @@ const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
 }) as <T extends tf.Tensor>(logits: T) => T;
 
 export function softmax<T extends tf.Tensor>(logits: T): T {
-  return wasmKernels() === undefined ? (tf.softmax<T>(logits)) : composed(logits);
+  return wasmKernels() === undefined ? tf.softmax<T>(logits) : composed(logits);
 }

@@ -105,7 +105,9 @@ export class WasmHeap {
   /** out = a·b for heap matrices (a [m, k], b [k, n], out [m, n]), on XNNPACK's GEMM. */
   gemmInto(a: HeapMatrix, b: HeapMatrix, out: HeapMatrix): void {
     if (a.cols !== b.rows || out.rows !== a.rows || out.cols !== b.cols) {
-      throw new Error(`internal error: gemm shapes [${a.rows}, ${a.cols}]·[${b.rows}, ${b.cols}] → [${out.rows}, ${out.cols}]`);
+      throw new Error(
+        `internal error: gemm shapes [${a.rows}, ${a.cols}]·[${b.rows}, ${b.cols}] → [${out.rows}, ${out.cols}]`,
+      );
     }
     const [aId, bId, outId] = [this.registerView(a), this.registerView(b), this.registerView(out)];
     try {
@@ -133,11 +135,12 @@ export async function copyTensorsInto(tensors: readonly tf.Tensor[], target: Flo
   const buffer = (heap?.memory() as { buffer?: ArrayBufferLike } | undefined)?.buffer;
   let offset = 0;
   for (const t of tensors) {
-    if (offset + t.size > target.length) throw new Error(`internal error: ${offset + t.size} values do not fit in ${target.length}`);
+    if (offset + t.size > target.length)
+      throw new Error(`internal error: ${offset + t.size} values do not fit in ${target.length}`);
     if (heap !== undefined && buffer !== undefined && t.dtype === 'float32') {
       target.set(new Float32Array(buffer, heap.offsetOf(t), t.size), offset);
     } else {
-      target.set((await t.data()), offset);
+      target.set(await t.data(), offset);
     }
     offset += t.size;
   }

@@ -19,7 +19,14 @@ function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
 }
 
 /** GroupNorm (+swish) in float64, the truth both float32 formulations are measured against. */
-function groupNormF64(x: Float32Array, shape: readonly number[], groups: number, gamma: Float32Array, beta: Float32Array, swish: boolean): Float32Array {
+function groupNormF64(
+  x: Float32Array,
+  shape: readonly number[],
+  groups: number,
+  gamma: Float32Array,
+  beta: Float32Array,
+  swish: boolean,
+): Float32Array {
   const [b, h, w, c] = shape as [number, number, number, number];
   const per = c / groups;
   const out = new Float32Array(x.length);
@@ -58,36 +65,50 @@ describe('our SIMD kernels on the wasm heap', () => {
   it.each([
     ['paper-sized groups, activations far from zero mean', [2, 16, 16, 64], 32, 3, 40],
     ['swish saturating at both ends (|y| up to ~100)', [3, 8, 8, 32], 8, 30, 0],
-  ] as const)('GroupNorm (±swish), %s: values match float64, gradients the reference formulation', (_, shape, groups, gammaScale, offset) => {
-    const size = shape.reduce((a, b) => a * b, 1);
-    const c = shape[3];
-    const [xv, gv, bv] = [lcgSigned(size, 1, 2, offset), lcgSigned(c, 2, gammaScale, 0), lcgSigned(c, 3)];
-    const x = tf.tensor4d(xv, [...shape]);
-    const gamma = tf.tensor1d(gv);
-    const beta = tf.tensor1d(bv);
-    const probe = tf.tensor4d(lcgSigned(size, 4), [...shape]);
-    for (const swish of [false, true]) {
-      const f = (reference: boolean) => (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
-        tf.sum(tf.mul(groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, { numGroups: groups, swish, reference }), probe));
-      const ours = tf.grads(f(false))([x, gamma, beta]);
-      const ref = tf.grads(f(true))([x, gamma, beta]);
-      // Values against float64: the kernel's two-pass statistics are closer to it than
-      // tf.moments (6.7e-6 against 1.25e-5 on the first case).
-      const truth = tf.tensor(groupNormF64(xv, shape, groups, gv, bv, swish), [...shape]);
-      expect(maxRelDiff(groupNorm(x, gamma, beta, { numGroups: groups, swish }), truth)).toBeLessThan(1e-5);
-      ours.forEach((g, i) => expect(maxRelDiff(g, ref[i]!)).toBeLessThan(1e-4));
-      truth.dispose();
-      tf.dispose([...ours, ...ref]);
-    }
-    tf.dispose([x, gamma, beta, probe]);
-  });
+  ] as const)(
+    'GroupNorm (±swish), %s: values match float64, gradients the reference formulation',
+    (_, shape, groups, gammaScale, offset) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const c = shape[3];
+      const [xv, gv, bv] = [lcgSigned(size, 1, 2, offset), lcgSigned(c, 2, gammaScale, 0), lcgSigned(c, 3)];
+      const x = tf.tensor4d(xv, [...shape]);
+      const gamma = tf.tensor1d(gv);
+      const beta = tf.tensor1d(bv);
+      const probe = tf.tensor4d(lcgSigned(size, 4), [...shape]);
+      for (const swish of [false, true]) {
+        const f = (reference: boolean) => (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
+          tf.sum(
+            tf.mul(
+              groupNorm(xx as tf.Tensor4D, gg as tf.Tensor1D, bb as tf.Tensor1D, {
+                numGroups: groups,
+                swish,
+                reference,
+              }),
+              probe,
+            ),
+          );
+        const ours = tf.grads(f(false))([x, gamma, beta]);
+        const ref = tf.grads(f(true))([x, gamma, beta]);
+        // Values against float64: the kernel's two-pass statistics are closer to it than
+        // tf.moments (6.7e-6 against 1.25e-5 on the first case).
+        const truth = tf.tensor(groupNormF64(xv, shape, groups, gv, bv, swish), [...shape]);
+        expect(maxRelDiff(groupNorm(x, gamma, beta, { numGroups: groups, swish }), truth)).toBeLessThan(1e-5);
+        ours.forEach((g, i) => expect(maxRelDiff(g, ref[i]!)).toBeLessThan(1e-4));
+        truth.dispose();
+        tf.dispose([...ours, ...ref]);
+      }
+      tf.dispose([x, gamma, beta, probe]);
+    },
+  );
 
   it('leave no tensors behind, forward and backward', () => {
     const x = tf.tensor4d(lcgSigned(2 * 4 * 4 * 8, 5), [2, 4, 4, 8]);
     const gamma = tf.ones<tf.Rank.R1>([8]);
     const beta = tf.zeros<tf.Rank.R1>([8]);
     const before = tf.memory().numTensors;
-    const grads = tf.grads((xx: tf.Tensor) => tf.sum(groupNorm(xx as tf.Tensor4D, gamma, beta, { numGroups: 2, swish: true })))([x]);
+    const grads = tf.grads((xx: tf.Tensor) =>
+      tf.sum(groupNorm(xx as tf.Tensor4D, gamma, beta, { numGroups: 2, swish: true })),
+    )([x]);
     tf.dispose(grads);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, gamma, beta]);
@@ -103,7 +124,13 @@ describe('layout, dropout and softmax kernels', () => {
     [[68, 8], 'SIMD path, rank 2'],
     [[3, 48, 32], 'SIMD path in 16×16 blocks'],
   ] as const)('transposeLast2 %j (%s) equals tf.transpose', (shape: readonly number[], _path: string) => {
-    const raw: tf.Tensor = tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), 7), shape.slice());
+    const raw: tf.Tensor = tf.tensor(
+      lcgSigned(
+        shape.reduce((a, b) => a * b, 1),
+        7,
+      ),
+      shape.slice(),
+    );
     const x = raw as tf.Tensor2D | tf.Tensor3D;
     const perm = shape.length === 2 ? [1, 0] : [0, 2, 1];
     expect(maxRelDiff(k().transposeLast2(x), tf.transpose(x, perm))).toBe(0);
@@ -128,8 +155,22 @@ describe('layout, dropout and softmax kernels', () => {
     [[4, 6, 6, 8], 0, 1, 0, 1],
     [[8, 3, 3, 4], 1, 1, 1, 1],
   ] as const)('padToChannelsFirst %j equals pad + transpose', (shape, top, bottom, left, right) => {
-    const x = tf.tensor4d(lcgSigned(shape.reduce((a, b) => a * b, 1), 8), [...shape]);
-    const expected = tf.transpose(tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]), [3, 1, 2, 0]);
+    const x = tf.tensor4d(
+      lcgSigned(
+        shape.reduce((a, b) => a * b, 1),
+        8,
+      ),
+      [...shape],
+    );
+    const expected = tf.transpose(
+      tf.pad(x, [
+        [0, 0],
+        [top, bottom],
+        [left, right],
+        [0, 0],
+      ]),
+      [3, 1, 2, 0],
+    );
     expect(maxRelDiff(k().padToChannelsFirst(x, top, bottom, left, right), expected)).toBe(0);
   });
 
@@ -171,7 +212,9 @@ describe('layout, dropout and softmax kernels', () => {
   it('dropout: rate 0 is the identity, the gradient applies the same mask, and bad rates are refused', () => {
     const x = tf.tensor1d(lcgSigned(1001, 11));
     expect(dropout(x, 0, 1)).toBe(x);
-    const g = tf.grad((xx: tf.Tensor) => tf.sum(dropout(xx, 0.3, 5)))(x).dataSync();
+    const g = tf
+      .grad((xx: tf.Tensor) => tf.sum(dropout(xx, 0.3, 5)))(x)
+      .dataSync();
     const y = dropout(x, 0.3, 5).dataSync();
     const xv = x.dataSync();
     for (let i = 0; i < 1001; i++) expect(g[i]).toBeCloseTo(y[i] === 0 ? 0 : y[i]! / xv[i]!, 4);
@@ -181,11 +224,20 @@ describe('layout, dropout and softmax kernels', () => {
   it.each([
     [[7, 3, 5], 'scalar columns'],
     [[3, 100, 36], 'SIMD blocks of 16 and a scalar tail'],
-  ] as const)('sumToLastAxis %j (%s) equals tf.sum over the leading axes', (shape: readonly number[], _path: string) => {
-    const raw: tf.Tensor = tf.tensor(lcgSigned(shape.reduce((a, b) => a * b, 1), 14), shape.slice());
-    const axes = shape.slice(0, -1).map((_, i) => i);
-    expect(maxRelDiff(k().sumToLastAxis(raw), tf.sum(raw, axes))).toBeLessThan(1e-6);
-  });
+  ] as const)(
+    'sumToLastAxis %j (%s) equals tf.sum over the leading axes',
+    (shape: readonly number[], _path: string) => {
+      const raw: tf.Tensor = tf.tensor(
+        lcgSigned(
+          shape.reduce((a, b) => a * b, 1),
+          14,
+        ),
+        shape.slice(),
+      );
+      const axes = shape.slice(0, -1).map((_, i) => i);
+      expect(maxRelDiff(k().sumToLastAxis(raw), tf.sum(raw, axes))).toBeLessThan(1e-6);
+    },
+  );
 
   it('the softmax gradient equals tfjs autodiff of tf.softmax', () => {
     const logits = tf.tensor3d(lcgSigned(2 * 5 * 7, 12, 3), [2, 5, 7]);
@@ -231,16 +283,22 @@ describe('the build with fused multiply-adds', () => {
 describe('the committed module', () => {
   const hasClang = spawnSync('clang', ['--version']).status === 0 && spawnSync('wasm-ld', ['--version']).status === 0;
   // .ci/run installs clang and lld; elsewhere the check is skipped rather than faked.
-  (hasClang ? it : it.skip)('kernels-wasm.generated.ts is what kernels/build.cjs makes of ddpm_kernels.c', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ddpm-kernels-test-'));
-    try {
-      const out = join(dir, 'generated.ts');
-      const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], { encoding: 'utf8' });
-      expect(built.stderr).toBe('');
-      expect(built.status).toBe(0);
-      expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'kernels-wasm.generated.ts'), 'utf8'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  (hasClang ? it : it.skip)(
+    'kernels-wasm.generated.ts is what kernels/build.cjs makes of ddpm_kernels.c',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ddpm-kernels-test-'));
+      try {
+        const out = join(dir, 'generated.ts');
+        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], {
+          encoding: 'utf8',
+        });
+        expect(built.stderr).toBe('');
+        expect(built.status).toBe(0);
+        expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'kernels-wasm.generated.ts'), 'utf8'));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 });

@@ -52,15 +52,47 @@ interface KernelExports {
     dbeta: number,
     scratch: number,
   ): void;
-  pad_to_channels_first(x: number, b: number, h: number, w: number, c: number, top: number, left: number, h2: number, w2: number, out: number): void;
+  pad_to_channels_first(
+    x: number,
+    b: number,
+    h: number,
+    w: number,
+    c: number,
+    top: number,
+    left: number,
+    h2: number,
+    w2: number,
+    out: number,
+  ): void;
   transpose_last2(src: number, batch: number, m: number, n: number, dst: number): void;
   split_channels(src: number, pixels: number, ca: number, cb: number, a: number, b: number): void;
   concat_channels(a: number, b: number, pixels: number, ca: number, cb: number, out: number): void;
   dropout(x: number, n: number, seed: number, threshold: number, scale: number, out: number): void;
   softmax_grad(y: number, dy: number, rows: number, n: number, dx: number): void;
   sum_rows(x: number, rows: number, n: number, out: number): void;
-  winograd_conv(x: number, u: number, bias: number, b: number, h: number, w: number, cin: number, cout: number, y: number, scratch: number): void;
-  winograd_filter_products(x: number, dy: number, b: number, h: number, w: number, cin: number, cout: number, du: number, scratch: number): void;
+  winograd_conv(
+    x: number,
+    u: number,
+    bias: number,
+    b: number,
+    h: number,
+    w: number,
+    cin: number,
+    cout: number,
+    y: number,
+    scratch: number,
+  ): void;
+  winograd_filter_products(
+    x: number,
+    dy: number,
+    b: number,
+    h: number,
+    w: number,
+    cin: number,
+    cout: number,
+    du: number,
+    scratch: number,
+  ): void;
   winograd_rotate(u: number, cin: number, cout: number, out: number): void;
   winograd_filter(g: number, n: number, u: number): void;
   winograd_filter_grad(du: number, n: number, dg: number): void;
@@ -112,7 +144,14 @@ export class WasmKernels {
     return shape.length === 4 && c % 4 === 0 && c % numGroups === 0;
   }
 
-  groupNormForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, numGroups: number, epsilon: number, swish: boolean): GroupNormForward {
+  groupNormForward(
+    x: tf.Tensor4D,
+    gamma: tf.Tensor1D,
+    beta: tf.Tensor1D,
+    numGroups: number,
+    epsilon: number,
+    swish: boolean,
+  ): GroupNormForward {
     const [b, h, w, c] = x.shape;
     const heap = this.heap;
     const out = heap.allocate([b, h, w, c]) as tf.Tensor4D;
@@ -201,7 +240,14 @@ export class WasmKernels {
     const [b, h, w, c] = x.shape;
     const a = this.heap.allocate([b, h, w, ca]) as tf.Tensor4D;
     const rest = this.heap.allocate([b, h, w, c - ca]) as tf.Tensor4D;
-    this.exports.split_channels(this.heap.offsetOf(x), b * h * w, ca, c - ca, this.heap.offsetOf(a), this.heap.offsetOf(rest));
+    this.exports.split_channels(
+      this.heap.offsetOf(x),
+      b * h * w,
+      ca,
+      c - ca,
+      this.heap.offsetOf(a),
+      this.heap.offsetOf(rest),
+    );
     return [a, rest];
   }
 
@@ -209,14 +255,28 @@ export class WasmKernels {
     const [n, h, w, ca] = a.shape;
     const cb = b.shape[3];
     const out = this.heap.allocate([n, h, w, ca + cb]) as tf.Tensor4D;
-    this.exports.concat_channels(this.heap.offsetOf(a), this.heap.offsetOf(b), n * h * w, ca, cb, this.heap.offsetOf(out));
+    this.exports.concat_channels(
+      this.heap.offsetOf(a),
+      this.heap.offsetOf(b),
+      n * h * w,
+      ca,
+      cb,
+      this.heap.offsetOf(out),
+    );
     return out;
   }
 
   dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
     const out = this.heap.allocate([...x.shape]) as T;
     const threshold = Math.min(2 ** 32 - 1, Math.round(rate * 2 ** 32));
-    this.exports.dropout(this.heap.offsetOf(x), x.size, seed >>> 0, threshold >>> 0, 1 / (1 - rate), this.heap.offsetOf(out));
+    this.exports.dropout(
+      this.heap.offsetOf(x),
+      x.size,
+      seed >>> 0,
+      threshold >>> 0,
+      1 / (1 - rate),
+      this.heap.offsetOf(out),
+    );
     return out;
   }
 
@@ -239,7 +299,18 @@ export class WasmKernels {
     const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
     try {
       const biasOffset = bias === undefined ? 0 : this.heap.offsetOf(bias);
-      this.exports.winograd_conv(this.heap.offsetOf(x), this.heap.offsetOf(u), biasOffset, b, h, w, cin, cout, this.heap.offsetOf(y), this.heap.offsetOf(scratch));
+      this.exports.winograd_conv(
+        this.heap.offsetOf(x),
+        this.heap.offsetOf(u),
+        biasOffset,
+        b,
+        h,
+        w,
+        cin,
+        cout,
+        this.heap.offsetOf(y),
+        this.heap.offsetOf(scratch),
+      );
     } finally {
       scratch.dispose();
     }
@@ -256,7 +327,17 @@ export class WasmKernels {
     const du = this.heap.allocate([16, cin, cout]) as tf.Tensor3D;
     const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
     try {
-      this.exports.winograd_filter_products(this.heap.offsetOf(x), this.heap.offsetOf(dy), b, h, w, cin, cout, this.heap.offsetOf(du), this.heap.offsetOf(scratch));
+      this.exports.winograd_filter_products(
+        this.heap.offsetOf(x),
+        this.heap.offsetOf(dy),
+        b,
+        h,
+        w,
+        cin,
+        cout,
+        this.heap.offsetOf(du),
+        this.heap.offsetOf(scratch),
+      );
     } finally {
       scratch.dispose();
     }
@@ -317,7 +398,12 @@ export class WasmKernels {
     k: { scale: number; beta1: number; beta2: number; epsilon: number; lrT: number; decay: number },
   ): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor; ema: tf.Tensor } {
     const shape = [...tensors.p.shape];
-    const out = { p: this.heap.allocate(shape), m: this.heap.allocate(shape), v: this.heap.allocate(shape), ema: this.heap.allocate(shape) };
+    const out = {
+      p: this.heap.allocate(shape),
+      m: this.heap.allocate(shape),
+      v: this.heap.allocate(shape),
+      ema: this.heap.allocate(shape),
+    };
     const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
     this.exports.adam_ema_step(
       at(tensors.p),
@@ -390,7 +476,7 @@ function readLeb128(bytes: Uint8Array, at: number): { value: number; next: numbe
  */
 function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
   const sections: Uint8Array[] = [bytes.subarray(0, 8)];
-  for (let at = 8; at < bytes.length; ) {
+  for (let at = 8; at < bytes.length;) {
     const id = bytes[at]!;
     const { value: size, next } = readLeb128(bytes, at + 1);
     const body = bytes.subarray(next, next + size);
@@ -441,7 +527,11 @@ function kernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean)
 
 const compiledModules = new Map<string, { module: object; fused: boolean }>();
 
-function compileKernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean): { module: object; fused: boolean } {
+function compileKernelModule(
+  wasm: WebAssemblyApi,
+  shared: boolean,
+  fmaWanted: boolean,
+): { module: object; fused: boolean } {
   const prepare = (base64: string): Uint8Array => {
     const bytes = Buffer.from(base64, 'base64');
     // The threaded build's heap is shared memory, which an import must declare as such.
