@@ -2031,7 +2031,7 @@ export interface components {
              */
             rankTimeoutSeconds?: number;
             /**
-             * @description a measured configuration whose settings become this request's defaults (what the request gives itself wins): fashion-mnist-cpu (Fashion-MNIST on CPUs (the wasm backend): micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up, for one hour of training; the better of docs/quality-study's two candidates over an hour (5705 steps each: fd 29.8 against 43.8 for lr 3e-4), as a group of 2 on a 2-core machine: run it as workers: 2 there) (default: the table's defaults)
+             * @description a measured configuration whose settings become this request's defaults (what the request gives itself wins): fashion-mnist-cpu (Fashion-MNIST on CPUs (the wasm backend): micro32, batch 16, lr 1e-3 after 20 warm-up steps, EMA 0.995 with warm-up, for one hour of training; the better of docs/quality-study's two candidates over an hour (5705 steps each: fd_fmnist_cnn 29.8 against 43.8 for lr 3e-4, one evaluation of 128 samples each, standard error about 4), as a group of 2 on a 2-core machine: run it as workers: 2 there) (default: the table's defaults)
              * @enum {string}
              */
             recipe?: "fashion-mnist-cpu";

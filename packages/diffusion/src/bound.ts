@@ -188,6 +188,8 @@ export function mergeBoundResults(results: readonly BoundResult[]): BoundResult 
 export interface BoundSummary {
   /** Mean NLL bound over the batch, bits/dim. */
   readonly bitsPerDim: number;
+  /** Standard error of that mean over the batch's examples (sample sd / √B; 0 for one example), bits/dim. */
+  readonly standardError: number;
   /** Mean L_T, bits/dim (≈1e-5 for the paper's schedule, Sec. 4). */
   readonly priorBpd: number;
   /** Mean decoder term L_0 ("distortion" of Sec. 4.3), bits/dim. */
@@ -205,8 +207,11 @@ export function summarizeBound(result: BoundResult): BoundSummary {
   const mean = (xs: Float64Array): number => xs.reduce((a, v) => a + v, 0) / xs.length;
   const priorMean = mean(result.priorBpdB);
   const rateTerms = termsBpdT.slice(1).reduce((a, v) => a + v, 0);
+  const bitsPerDim = mean(result.totalBpdB);
+  const variance = B > 1 ? result.totalBpdB.reduce((a, v) => a + (v - bitsPerDim) ** 2, 0) / (B - 1) : 0;
   return {
-    bitsPerDim: mean(result.totalBpdB),
+    bitsPerDim,
+    standardError: Math.sqrt(variance / B),
     priorBpd: priorMean,
     decoderBpd: termsBpdT[0]!,
     rateBpd: priorMean + rateTerms,

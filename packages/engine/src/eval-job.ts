@@ -15,7 +15,17 @@
 import { type EvalJobConfig, type EvalSpec, type ExtractorName, isSampleMetric } from '@ddpm/config';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
-import { type FeatureStatistics, type KeptFeatures, type PixelStatistics, PixelTally, frechetDistance, inceptionScore, kernelInceptionDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';
+import {
+  type FeatureStatistics,
+  type KeptFeatures,
+  type PixelStatistics,
+  PixelTally,
+  frechetDistance,
+  inceptionScore,
+  kernelInceptionDistance,
+  statisticsFromNpz,
+  statisticsToNpz,
+} from '@ddpm/eval';
 import {
   type ExtractorInfo,
   type FeatureExtractor,
@@ -36,7 +46,13 @@ import { type UNet } from '@ddpm/unet';
 
 import { lineChartPng } from './charts';
 import { engineError } from './errors';
-import { type RateDistortionRow, evaluateNll, evaluateRateDistortion, type NllResult, rateDistortionCsv } from './evaluation';
+import {
+  type RateDistortionRow,
+  evaluateNll,
+  evaluateRateDistortion,
+  type NllResult,
+  rateDistortionCsv,
+} from './evaluation';
 import { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
 import { loadPretrainedModel } from './pretrained';
 import { type SampleSplit, type SamplingGroupLink, generateSamples } from './sampling';
@@ -109,14 +125,46 @@ export interface EvalReport {
   readonly nll?: NllResult & { readonly dataset: string; readonly dataDims: string };
   readonly samples?: EvalJobConfig['samples'] & { readonly pixels: string };
   readonly extractor?: ExtractorInfo;
-  readonly reference?: { readonly dataset: string; readonly split: string; readonly count: number; readonly statistics: string; readonly preprocessing: string };
-  readonly fd?: { readonly name: string; readonly value: number; readonly meanTerm: number; readonly covarianceTerm: number };
-  readonly kid?: { readonly name: string; readonly mean: number; readonly std: number; readonly subsets: number; readonly subsetSize: number };
-  readonly is?: { readonly name: string; readonly mean: number; readonly std: number; readonly splits: number; readonly count: number };
+  readonly reference?: {
+    readonly dataset: string;
+    readonly split: string;
+    readonly count: number;
+    readonly statistics: string;
+    readonly preprocessing: string;
+  };
+  readonly fd?: {
+    readonly name: string;
+    readonly value: number;
+    readonly meanTerm: number;
+    readonly covarianceTerm: number;
+  };
+  readonly kid?: {
+    readonly name: string;
+    readonly mean: number;
+    readonly std: number;
+    readonly subsets: number;
+    readonly subsetSize: number;
+  };
+  readonly is?: {
+    readonly name: string;
+    readonly mean: number;
+    readonly std: number;
+    readonly splits: number;
+    readonly count: number;
+  };
   /** Pixel statistics of the samples (8-bit, as saved) and of the reference images at the model's size (metrics pixel_mean, pixel_background, pixel_saturated). */
-  readonly pixels?: { readonly samples: PixelStatistics; readonly reference?: PixelStatistics & { readonly images: number } };
+  readonly pixels?: {
+    readonly samples: PixelStatistics;
+    readonly reference?: PixelStatistics & { readonly images: number };
+  };
   /** Table 4: rate and distortion after every tenth of the reverse steps; the CSV and plot beside the report. */
-  readonly rateDistortion?: { readonly images: number; readonly dataset: string; readonly rows: readonly RateDistortionRow[]; readonly csv?: string; readonly plot?: string };
+  readonly rateDistortion?: {
+    readonly images: number;
+    readonly dataset: string;
+    readonly rows: readonly RateDistortionRow[];
+    readonly csv?: string;
+    readonly plot?: string;
+  };
   /** What the numbers can be compared with. */
   readonly comparability: string;
   readonly seconds: number;
@@ -132,7 +180,8 @@ export function evalReportKey(jobId: string): string {
  * the reference images are): in place, values in [−1, 1].
  */
 export function quantize8(values: Float32Array): Float32Array {
-  for (let i = 0; i < values.length; i++) values[i] = Math.round((Math.min(1, Math.max(-1, values[i]!)) + 1) * 127.5) / 127.5 - 1;
+  for (let i = 0; i < values.length; i++)
+    values[i] = Math.round((Math.min(1, Math.max(-1, values[i]!)) + 1) * 127.5) / 127.5 - 1;
   return values;
 }
 
@@ -156,7 +205,10 @@ export function extractorInput(name: ExtractorName, model: ImageShape): ImageSha
     case 'fmnist_cnn': {
       const input = FMNIST_CNN_INPUT;
       if (input.size !== model.size || input.channels !== model.channels) {
-        throw engineError('DDPM_CONFIG_INVALID', `the ${name} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${model.size} x ${model.size} x ${model.channels}`);
+        throw engineError(
+          'DDPM_CONFIG_INVALID',
+          `the ${name} extractor takes ${input.size} x ${input.size} x ${input.channels} images; this run's model makes ${model.size} x ${model.size} x ${model.channels}`,
+        );
       }
       return input;
     }
@@ -178,16 +230,26 @@ export const INCEPTION_FID_KEY = 'extractors/inception_fid.safetensors';
  * the copy shipped with the service, else trained by their recipe (and cached); the FID
  * Inception's are put in the cache by the user.
  */
-export async function openFeatureExtractor(name: ExtractorName, input: ImageShape, options: ExtractorCacheOptions): Promise<FeatureExtractor> {
+export async function openFeatureExtractor(
+  name: ExtractorName,
+  input: ImageShape,
+  options: ExtractorCacheOptions,
+): Promise<FeatureExtractor> {
   switch (name) {
     case 'fmnist_cnn': {
       extractorInput(name, input);
       const versioned = `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}`;
       const key = `extractors/${versioned}.safetensors`;
       if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
-      if (options.shippedWeights !== false && isShippedExtractor(versioned)) return FmnistCnn.fromWeights(readShippedExtractor(versioned));
-      options.onLog?.(`training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`);
-      const [train, test] = await Promise.all([openDataset('fashion-mnist:?split=train'), openDataset('fashion-mnist:?split=test')]);
+      if (options.shippedWeights !== false && isShippedExtractor(versioned))
+        return FmnistCnn.fromWeights(readShippedExtractor(versioned));
+      options.onLog?.(
+        `training the ${FMNIST_CNN_NAME} extractor by its recipe (${JSON.stringify(FMNIST_CNN_RECIPE)}); it is stored as ${options.cache.urlOf(key)} for later evaluations`,
+      );
+      const [train, test] = await Promise.all([
+        openDataset('fashion-mnist:?split=train'),
+        openDataset('fashion-mnist:?split=test'),
+      ]);
       const trained = await trainFmnistCnn(train, test, {
         ...(options.signal ? { signal: options.signal } : {}),
         onStep: (step) => {
@@ -195,7 +257,9 @@ export async function openFeatureExtractor(name: ExtractorName, input: ImageShap
           options.onProgress?.('training the extractor', step + 1, FMNIST_CNN_RECIPE.steps);
         },
       });
-      options.onLog?.(`${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`);
+      options.onLog?.(
+        `${FMNIST_CNN_NAME}: test accuracy ${(100 * trained.testAccuracy).toFixed(1)}%, weights sha256 ${trained.weightsSha256}, ${trained.seconds.toFixed(0)} s`,
+      );
       await options.cache.put(key, trained.weights, { contentType: 'application/octet-stream' });
       return FmnistCnn.fromWeights(trained.weights);
     }
@@ -207,7 +271,10 @@ export async function openFeatureExtractor(name: ExtractorName, input: ImageShap
         );
       }
       const extractor = InceptionV3.fromWeights(await options.cache.get(INCEPTION_FID_KEY), input);
-      if (!extractor.verified) options.onLog?.(`warning: ${options.cache.urlOf(INCEPTION_FID_KEY)} was not converted from the published FID weights (sha256 prefix ${FID_INCEPTION_PTH_SHA256_PREFIX}); its distance is reported as ${extractor.distanceName}, not fid`);
+      if (!extractor.verified)
+        options.onLog?.(
+          `warning: ${options.cache.urlOf(INCEPTION_FID_KEY)} was not converted from the published FID weights (sha256 prefix ${FID_INCEPTION_PTH_SHA256_PREFIX}); its distance is reported as ${extractor.distanceName}, not fid`,
+        );
       return extractor;
     }
     default: {
@@ -226,10 +293,23 @@ interface ReferenceStatistics {
 }
 
 /** The reference statistics, from the cache or computed (and cached). */
-async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpec, count: number | undefined, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
-  const dataset: ImageDataset = await openDataset(spec, { imageSize: extractor.input.size, channels: extractor.input.channels });
+async function referenceStatistics(
+  extractor: FeatureExtractor,
+  spec: DatasetSpec,
+  count: number | undefined,
+  options: ExtractorCacheOptions,
+): Promise<ReferenceStatistics> {
+  const dataset: ImageDataset = await openDataset(spec, {
+    imageSize: extractor.input.size,
+    channels: extractor.input.channels,
+  });
   const n = Math.min(count ?? dataset.size, dataset.size);
-  const identity = JSON.stringify({ dataset: describeSpec(spec), count: n, extractor: extractor.weightsSha256, preprocessing: extractor.preprocessing });
+  const identity = JSON.stringify({
+    dataset: describeSpec(spec),
+    count: n,
+    extractor: extractor.weightsSha256,
+    preprocessing: extractor.preprocessing,
+  });
   const key = `reference-stats/${extractor.name}-${sha256Hex(new TextEncoder().encode(identity)).slice(0, 24)}.npz`;
   if (await options.cache.exists(key)) {
     const statistics = statisticsFromNpz(await options.cache.get(key), options.cache.urlOf(key));
@@ -237,19 +317,31 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
       options.onLog?.(`reference statistics from the cache: ${options.cache.urlOf(key)}`);
       return { statistics, kept: statistics.features, key, dataset: dataset.name, count: n };
     }
-    options.onLog?.(`the cached reference statistics ${options.cache.urlOf(key)} do not match the extractor; computing them again`);
+    options.onLog?.(
+      `the cached reference statistics ${options.cache.urlOf(key)} do not match the extractor; computing them again`,
+    );
   }
   options.onLog?.(`reference statistics of ${n} images of ${dataset.name} through ${extractor.name}`);
-  const run = await extractFeatures(extractor, n, (start, m) => readForModel(dataset, Array.from({ length: m }, (_, i) => start + i), extractor.input.size), {
-    batch: 250,
-    keep: KID_KEEP,
-    seed: 1,
-    ...(options.signal ? { signal: options.signal } : {}),
-    onBatch: (done, total) => {
-      options.onAlive?.();
-      options.onProgress?.('reference statistics', done, total);
+  const run = await extractFeatures(
+    extractor,
+    n,
+    (start, m) =>
+      readForModel(
+        dataset,
+        Array.from({ length: m }, (_, i) => start + i),
+        extractor.input.size,
+      ),
+    {
+      batch: 250,
+      keep: KID_KEEP,
+      seed: 1,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onBatch: (done, total) => {
+        options.onAlive?.();
+        options.onProgress?.('reference statistics', done, total);
+      },
     },
-  });
+  );
   const kept = run.kept!;
   await options.cache.put(key, statisticsToNpz(run.statistics, kept), { contentType: 'application/octet-stream' });
   return { statistics: run.statistics, kept, key, dataset: dataset.name, count: n };
@@ -257,8 +349,8 @@ async function referenceStatistics(extractor: FeatureExtractor, spec: DatasetSpe
 
 /**
  * The distance a perfect model would score at a given sample count: the extractor's Fréchet
- * distance between `count` real images of `split` (not the reference's, by default the test split)
- * and the reference statistics an evaluation of `dataset` uses. FD is biased upward at small
+ * distance between `count` real images of `split` (not the reference's, by default the test split;
+ * from image `from`, default 0) and the reference statistics an evaluation of `dataset` uses. FD is biased upward at small
  * counts, so a sample's distance means something only beside this floor at the same count.
  */
 export async function realDataDistance(
@@ -266,46 +358,85 @@ export async function realDataDistance(
   spec: Pick<EvalSpec, 'extractor' | 'reference'>,
   count: number,
   model: ImageShape,
-  options: ExtractorCacheOptions & { readonly split?: 'train' | 'test' },
-): Promise<{ readonly name: string; readonly value: number; readonly count: number; readonly images: string; readonly pixels: PixelStatistics }> {
+  options: ExtractorCacheOptions & { readonly split?: 'train' | 'test'; readonly from?: number },
+): Promise<{
+  readonly name: string;
+  readonly value: number;
+  readonly count: number;
+  readonly images: string;
+  readonly pixels: PixelStatistics;
+}> {
   const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
   const extractor = await openFeatureExtractor(spec.extractor, model, options);
   try {
-    const reference = await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
-    const real = await openDataset(withSplit(datasetSpec, options.split ?? 'test'), { imageSize: model.size, channels: model.channels });
-    if (real.size < count) throw engineError('DDPM_CONFIG_INVALID', `${real.name} has ${real.size} images, fewer than ${count}`);
+    const reference = await referenceStatistics(
+      extractor,
+      withSplit(datasetSpec, spec.reference.split),
+      spec.reference.count,
+      options,
+    );
+    const real = await openDataset(withSplit(datasetSpec, options.split ?? 'test'), {
+      imageSize: model.size,
+      channels: model.channels,
+    });
+    const from = options.from ?? 0;
+    if (real.size < from + count)
+      throw engineError('DDPM_CONFIG_INVALID', `${real.name} has ${real.size} images, fewer than ${from} + ${count}`);
     const tally = new PixelTally();
     const run = await extractFeatures(
       extractor,
       count,
       async (start, n) => {
-        const values = await readForModel(real, Array.from({ length: n }, (_, i) => start + i), model.size);
+        const values = await readForModel(
+          real,
+          Array.from({ length: n }, (_, i) => from + start + i),
+          model.size,
+        );
         tally.addSigned(values);
         return values;
       },
       { batch: 250, seed: 2, ...(options.signal ? { signal: options.signal } : {}) },
     );
-    return { name: extractor.distanceName, value: frechetDistance(reference.statistics, run.statistics).distance, count, images: `the first ${count} of ${real.name}`, pixels: tally.result() };
+    const images =
+      from === 0 ? `the first ${count} of ${real.name}` : `images ${from} to ${from + count - 1} of ${real.name}`;
+    return {
+      name: extractor.distanceName,
+      value: frechetDistance(reference.statistics, run.statistics).distance,
+      count,
+      images,
+      pixels: tally.result(),
+    };
   } finally {
     extractor.dispose();
   }
 }
 
 /** Pixel statistics of the first `count` reference images (all by default), read at the model's size and channels. */
-async function referencePixels(spec: DatasetSpec, count: number | undefined, shape: { readonly size: number; readonly channels: 1 | 3 }): Promise<PixelStatistics & { readonly images: number }> {
+async function referencePixels(
+  spec: DatasetSpec,
+  count: number | undefined,
+  shape: { readonly size: number; readonly channels: 1 | 3 },
+): Promise<PixelStatistics & { readonly images: number }> {
   const dataset = await openDataset(spec, { imageSize: shape.size, channels: shape.channels });
   const n = Math.min(count ?? dataset.size, dataset.size);
   const tally = new PixelTally();
   for (let start = 0; start < n; start += 1000) {
     // As the model sees them (padded to its size): the samples' own geometry.
-    tally.addSigned(await readForModel(dataset, Array.from({ length: Math.min(1000, n - start) }, (_, i) => start + i), shape.size));
+    tally.addSigned(
+      await readForModel(
+        dataset,
+        Array.from({ length: Math.min(1000, n - start) }, (_, i) => start + i),
+        shape.size,
+      ),
+    );
   }
   return { ...tally.result(), images: n };
 }
 
 /** What the numbers of an evaluation can be compared with, in words. */
 function comparabilityOf(extractor: ExtractorInfo | undefined): string {
-  const nll = 'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set.';
+  const nll =
+    'bits_per_dim counts the data’s own dimensions and is comparable with published NLLs on the same test set.';
   if (!extractor) return nll;
   const names = `${extractor.distanceName}, kid_${extractor.name} and is_${extractor.name}`;
   if (extractor.distanceName === 'fid') {
@@ -315,7 +446,10 @@ function comparabilityOf(extractor: ExtractorInfo | undefined): string {
 }
 
 /** What one evaluation of a model measured, with everything that makes it comparable. */
-export type ModelEvaluation = Omit<EvalReport, 'job' | 'trainJobId' | 'pretrained' | 'checkpoint' | 'ema' | 'backend' | 'seconds'>;
+export type ModelEvaluation = Omit<
+  EvalReport,
+  'job' | 'trainJobId' | 'pretrained' | 'checkpoint' | 'ema' | 'backend' | 'seconds'
+>;
 
 /**
  * The metrics of `model` (in memory: a checkpoint's weights, or a training run's EMA) by `spec`,
@@ -327,7 +461,11 @@ export async function evaluateModel(
   diffusion: GaussianDiffusion,
   dataset: string,
   spec: EvalSpec,
-  options: ExtractorCacheOptions & { readonly describeWeights?: string; readonly split?: SampleSplit; readonly gather?: SampleGather },
+  options: ExtractorCacheOptions & {
+    readonly describeWeights?: string;
+    readonly split?: SampleSplit;
+    readonly gather?: SampleGather;
+  },
 ): Promise<ModelEvaluation> {
   const log = options.onLog ?? (() => undefined);
   const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
@@ -339,16 +477,33 @@ export async function evaluateModel(
   const modelShape = { size, channels: channels as 1 | 3 };
   if (sampleMetrics.length > 0) extractorInput(spec.extractor, modelShape);
   // The test split, opened once for nll and rd.
-  const test = spec.metrics.includes('nll') || spec.metrics.includes('rd') ? await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: modelShape.channels }) : undefined;
+  const test =
+    spec.metrics.includes('nll') || spec.metrics.includes('rd')
+      ? await openDataset(withSplit(datasetSpec, 'test'), { imageSize: size, channels: modelShape.channels })
+      : undefined;
   if (test && spec.metrics.includes('nll')) {
     log(`nll: the bound on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
-    const nll = await evaluateNll(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
+    const nll = await evaluateNll(model, diffusion, test, {
+      count: spec.nll.images,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onAlive ? { onProgress: options.onAlive } : {}),
+    });
     metrics.bits_per_dim = nll.bitsPerDim;
-    report.nll = { ...nll, dataset: test.name, dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})` };
+    report.nll = {
+      ...nll,
+      dataset: test.name,
+      dataDims: `${test.height} x ${test.width} x ${test.channels} (model ${size} x ${size} x ${channels})`,
+    };
   }
   if (test && spec.metrics.includes('rd')) {
-    log(`rd: the full bound (${diffusion.numTimesteps} terms) on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`);
-    const rd = await evaluateRateDistortion(model, diffusion, test, { count: spec.nll.images, ...(options.signal ? { signal: options.signal } : {}), ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
+    log(
+      `rd: the full bound (${diffusion.numTimesteps} terms) on the first ${Math.min(spec.nll.images, test.size)} images of ${test.name}`,
+    );
+    const rd = await evaluateRateDistortion(model, diffusion, test, {
+      count: spec.nll.images,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onAlive ? { onProgress: options.onAlive } : {}),
+    });
     report.rateDistortion = { images: rd.count, dataset: test.name, rows: rd.rows };
   }
   if (sampleMetrics.length > 0) {
@@ -357,10 +512,21 @@ export async function evaluateModel(
       const reference =
         spec.reference.statistics !== undefined
           ? await importedStatistics(extractor, spec.reference.statistics, sampleMetrics.includes('kid'), options)
-          : await referenceStatistics(extractor, withSplit(datasetSpec, spec.reference.split), spec.reference.count, options);
+          : await referenceStatistics(
+              extractor,
+              withSplit(datasetSpec, spec.reference.split),
+              spec.reference.count,
+              options,
+            );
       const { count, sampler, seed } = spec.samples;
-      const shared = options.split ? `, drawn by ${options.split.worldSize} ranks` : options.gather ? `, drawn by ${options.gather.worldSize} ranks and measured by each` : '';
-      log(`${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}${shared}) through ${extractor.name}`);
+      const shared = options.split
+        ? `, drawn by ${options.split.worldSize} ranks`
+        : options.gather
+          ? `, drawn by ${options.gather.worldSize} ranks and measured by each`
+          : '';
+      log(
+        `${count} samples (${sampler.kind}, ${sampler.steps} steps, seed ${seed}${options.describeWeights ? `, ${options.describeWeights}` : ''}${shared}) through ${extractor.name}`,
+      );
       const tally = new PixelTally();
       const generated = await extractFeatures(
         extractor,
@@ -383,22 +549,52 @@ export async function evaluateModel(
       // Imported statistics come without their images: the samples' pixels alone then.
       const pixels = {
         samples: tally.result(),
-        ...(spec.reference.statistics === undefined ? { reference: await referencePixels(withSplit(datasetSpec, spec.reference.split), spec.reference.count, modelShape) } : {}),
+        ...(spec.reference.statistics === undefined
+          ? {
+              reference: await referencePixels(
+                withSplit(datasetSpec, spec.reference.split),
+                spec.reference.count,
+                modelShape,
+              ),
+            }
+          : {}),
       };
       report.pixels = pixels;
       metrics.pixel_mean = pixels.samples.mean;
       metrics.pixel_background = pixels.samples.background;
       metrics.pixel_saturated = pixels.samples.saturated;
       report.extractor = extractorRecord(extractor);
-      report.reference = { dataset: reference.dataset, split: spec.reference.split, count: reference.count, statistics: options.cache.urlOf(reference.key), preprocessing: extractor.preprocessing };
+      report.reference = {
+        dataset: reference.dataset,
+        split: spec.reference.split,
+        count: reference.count,
+        statistics: options.cache.urlOf(reference.key),
+        preprocessing: extractor.preprocessing,
+      };
       if (sampleMetrics.includes('fd')) {
-        const fd = frechetDistance(reference.statistics, generated.statistics, options.onAlive ? { onProgress: options.onAlive } : {});
+        const fd = frechetDistance(
+          reference.statistics,
+          generated.statistics,
+          options.onAlive ? { onProgress: options.onAlive } : {},
+        );
         metrics[extractor.distanceName] = fd.distance;
-        report.fd = { name: extractor.distanceName, value: fd.distance, meanTerm: fd.meanTerm, covarianceTerm: fd.covarianceTerm };
+        report.fd = {
+          name: extractor.distanceName,
+          value: fd.distance,
+          meanTerm: fd.meanTerm,
+          covarianceTerm: fd.covarianceTerm,
+        };
       }
       if (sampleMetrics.includes('kid')) {
         const kept = generated.kept!;
-        const kid = kernelInceptionDistance(reference.kept.featuresND, reference.kept.count, kept.featuresND, kept.count, extractor.featureDim, { seed: 3, ...(options.onAlive ? { onProgress: options.onAlive } : {}) });
+        const kid = kernelInceptionDistance(
+          reference.kept.featuresND,
+          reference.kept.count,
+          kept.featuresND,
+          kept.count,
+          extractor.featureDim,
+          { seed: 3, ...(options.onAlive ? { onProgress: options.onAlive } : {}) },
+        );
         metrics[`kid_${extractor.name}`] = kid.mean;
         report.kid = { name: `kid_${extractor.name}`, ...kid };
       }
@@ -428,7 +624,12 @@ async function sampleChunk(
   samples: EvalSpec['samples'],
   start: number,
   n: number,
-  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly split?: SampleSplit; readonly gather?: SampleGather },
+  options: {
+    readonly signal?: AbortSignal;
+    readonly onAlive?: () => void;
+    readonly split?: SampleSplit;
+    readonly gather?: SampleGather;
+  },
 ): Promise<Float32Array> {
   const gather = options.gather;
   const { values } = await generateSamples(model, diffusion, n, {
@@ -453,9 +654,14 @@ export async function drawSampleShare(
   diffusion: GaussianDiffusion,
   samples: EvalSpec['samples'],
   split: SampleSplit,
-  options: { readonly signal?: AbortSignal; readonly onAlive?: () => void; readonly onProgress?: (done: number, total: number) => void } = {},
+  options: {
+    readonly signal?: AbortSignal;
+    readonly onAlive?: () => void;
+    readonly onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<void> {
-  if (split.rank === 0) throw engineError('DDPM_CONFIG_INVALID', 'rank 0 of a sampling group measures; it does not draw a share only');
+  if (split.rank === 0)
+    throw engineError('DDPM_CONFIG_INVALID', 'rank 0 of a sampling group measures; it does not draw a share only');
   const chunk = SAMPLE_BATCH * CHUNK_BATCHES;
   for (let start = 0; start < samples.count; start += chunk) {
     const n = Math.min(chunk, samples.count - start);
@@ -465,16 +671,30 @@ export async function drawSampleShare(
 }
 
 /** Reference statistics from an `.npz` the user put in the store (published statistics, say). */
-async function importedStatistics(extractor: FeatureExtractor, key: string, needFeatures: boolean, options: ExtractorCacheOptions): Promise<ReferenceStatistics> {
-  if (!(await options.cache.exists(key))) throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
+async function importedStatistics(
+  extractor: FeatureExtractor,
+  key: string,
+  needFeatures: boolean,
+  options: ExtractorCacheOptions,
+): Promise<ReferenceStatistics> {
+  if (!(await options.cache.exists(key)))
+    throw engineError('DDPM_EXTRACTOR_NOT_FOUND', `no reference statistics at ${options.cache.urlOf(key)}`);
   const statistics = statisticsFromNpz(await options.cache.get(key), options.cache.urlOf(key));
   if (statistics.dim !== extractor.featureDim) {
-    throw engineError('DDPM_CONFIG_INVALID', `${options.cache.urlOf(key)} holds statistics of ${statistics.dim}-d features; ${extractor.name} makes ${extractor.featureDim}-d ones`);
+    throw engineError(
+      'DDPM_CONFIG_INVALID',
+      `${options.cache.urlOf(key)} holds statistics of ${statistics.dim}-d features; ${extractor.name} makes ${extractor.featureDim}-d ones`,
+    );
   }
   if (needFeatures && statistics.features === undefined) {
-    throw engineError('DDPM_CONFIG_INVALID', `kid needs the reference's features, and ${options.cache.urlOf(key)} has only mu and sigma`);
+    throw engineError(
+      'DDPM_CONFIG_INVALID',
+      `kid needs the reference's features, and ${options.cache.urlOf(key)} has only mu and sigma`,
+    );
   }
-  options.onLog?.(`reference statistics imported from ${options.cache.urlOf(key)} (${statistics.countKnown ? `${statistics.count} images` : 'image count not recorded'})`);
+  options.onLog?.(
+    `reference statistics imported from ${options.cache.urlOf(key)} (${statistics.countKnown ? `${statistics.count} images` : 'image count not recorded'})`,
+  );
   return {
     statistics,
     kept: statistics.features ?? { featuresND: new Float32Array(0), count: 0 },
@@ -485,16 +705,25 @@ async function importedStatistics(extractor: FeatureExtractor, key: string, need
 }
 
 /** The model an eval job names: a shipped one, or the run's checkpoint (at `step`, or the newest valid one). */
-async function loadEvaluated(config: EvalJobConfig, options: Pick<EvalJobOptions, 'store' | 'prefix'>, step: number | undefined): Promise<LoadedModel> {
+async function loadEvaluated(
+  config: EvalJobConfig,
+  options: Pick<EvalJobOptions, 'store' | 'prefix'>,
+  step: number | undefined,
+): Promise<LoadedModel> {
   if (config.pretrained !== undefined) return loadPretrainedModel(config.pretrained);
-  if (options.prefix === undefined) throw engineError('DDPM_CONFIG_INVALID', 'an eval job of a train job needs the run’s prefix');
-  return loadModelFromCheckpoint(options.store, options.prefix, { ema: config.samples.ema, ...(step !== undefined ? { step } : {}) });
+  if (options.prefix === undefined)
+    throw engineError('DDPM_CONFIG_INVALID', 'an eval job of a train job needs the run’s prefix');
+  return loadModelFromCheckpoint(options.store, options.prefix, {
+    ema: config.samples.ema,
+    ...(step !== undefined ? { step } : {}),
+  });
 }
 
 /** An eval job: the checkpoint (or shipped model) it names, evaluated by {@link evaluateModel}. */
 export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions): Promise<EvalReport> {
   const started = Date.now();
-  if (options.group && options.group.rank !== 0) throw engineError('DDPM_CONFIG_INVALID', 'ranks other than 0 of a sampling group run runEvalShare');
+  if (options.group && options.group.rank !== 0)
+    throw engineError('DDPM_CONFIG_INVALID', 'ranks other than 0 of a sampling group run runEvalShare');
   const loaded = await loadEvaluated(config, options, config.step);
   for (const s of loaded.skipped) options.onLog?.(`warning: ${s}`);
   try {
@@ -510,15 +739,26 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
     let rateDistortion = evaluation.rateDistortion;
     if (rateDistortion) {
       const base = `evals/${options.jobId}-rate-distortion`;
-      await options.store.put(`${base}.csv`, new TextEncoder().encode(rateDistortionCsv(rateDistortion.rows)), { contentType: 'text/csv' });
+      await options.store.put(`${base}.csv`, new TextEncoder().encode(rateDistortionCsv(rateDistortion.rows)), {
+        contentType: 'text/csv',
+      });
       const plot = await lineChartPng({
         title: `rate-distortion, step ${loaded.ref.step} (${rateDistortion.images} test images)`,
         xLabel: 'rate (bits/dim, data dimensions)',
         yLabel: 'distortion (RMSE, 0-255)',
-        series: [{ name: 'x_t, t = T ... 1', points: rateDistortion.rows.map((r) => [r.rateBitsPerDim, r.distortionRmse] as const) }],
+        series: [
+          {
+            name: 'x_t, t = T ... 1',
+            points: rateDistortion.rows.map((r) => [r.rateBitsPerDim, r.distortionRmse] as const),
+          },
+        ],
       });
       await options.store.put(`${base}.png`, plot, { contentType: 'image/png' });
-      rateDistortion = { ...rateDistortion, csv: options.store.urlOf(`${base}.csv`), plot: options.store.urlOf(`${base}.png`) };
+      rateDistortion = {
+        ...rateDistortion,
+        csv: options.store.urlOf(`${base}.csv`),
+        plot: options.store.urlOf(`${base}.png`),
+      };
     }
     return {
       job: options.jobId,
@@ -542,12 +782,17 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
  */
 export async function runEvalShare(
   config: EvalJobConfig,
-  options: Pick<EvalJobOptions, 'store' | 'prefix' | 'signal' | 'onLog' | 'onProgress'> & { readonly group: SamplingGroupLink; readonly onAlive?: () => void },
+  options: Pick<EvalJobOptions, 'store' | 'prefix' | 'signal' | 'onLog' | 'onProgress'> & {
+    readonly group: SamplingGroupLink;
+    readonly onAlive?: () => void;
+  },
 ): Promise<number> {
   const step = await options.group.announced();
   const loaded = await loadEvaluated(config, options, step);
   try {
-    options.onLog?.(`rank ${options.group.rank} of ${options.group.worldSize}: drawing its share of ${config.samples.count} samples from ${loaded.ref.url}`);
+    options.onLog?.(
+      `rank ${options.group.rank} of ${options.group.worldSize}: drawing its share of ${config.samples.count} samples from ${loaded.ref.url}`,
+    );
     await drawSampleShare(loaded.model, loaded.diffusion, config.samples, options.group, {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onAlive ? { onAlive: options.onAlive } : {}),
