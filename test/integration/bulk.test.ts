@@ -4,51 +4,15 @@
  * choosing a database, and a lost server failing what is in flight (the generation's error) with
  * the next command connecting again.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 import { BulkConnection, bulkTarget } from '@ddpm/allreduce';
 import { freePort } from '@ddpm/cli';
 import { Redis } from 'ioredis';
 
-const LOCAL = bulkTarget('redis://127.0.0.1:6379')!;
+import { startRedis } from '../support/redis';
 
-/** A redis-server of the test's own; resolves once it answers PING (with `password` when given). */
-async function startRedis(port: number, password?: string): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      ...(password ? ['--requirepass', password] : []),
-    ],
-    { stdio: 'ignore' },
-  );
-  const probe = new Redis(port, '127.0.0.1', {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    ...(password ? { password } : {}),
-  });
-  for (let i = 0; i < 100; i++) {
-    if (
-      await probe.connect().then(
-        () => probe.ping(),
-        () => undefined,
-      )
-    )
-      break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  probe.disconnect();
-  return child;
-}
+const LOCAL = bulkTarget('redis://127.0.0.1:6379')!;
 
 describe('bulkTarget', () => {
   it('reads host, port, credentials and database from a redis:// URL or ioredis options, and leaves what it does not speak to ioredis', () => {
@@ -132,7 +96,7 @@ describe('BulkConnection', () => {
 
   it('logs in and selects the database of the URL; a wrong password fails its commands, naming the refusal', async () => {
     const port = await freePort();
-    const server = await startRedis(port, 'hunter2');
+    const server = await startRedis(port, { password: 'hunter2' });
     try {
       const c = new BulkConnection(bulkTarget(`redis://:hunter2@127.0.0.1:${port}/3`)!);
       try {

@@ -5,10 +5,14 @@
 export {
   type AllReduceResult,
   type CollectiveOptions,
+  PLANE_NAMES,
+  type PlaneChoice,
+  type PlaneName,
   RedisCollective,
   removeSharedMemoryFiles,
   sharedMemoryBytes,
 } from './collective';
+export { reachable } from './planes/rank-servers-plane';
 export { BatchRelay, type RelayOptions } from './relay';
 export { BulkConnection, type BulkTarget, bulkTarget } from './bulk';
 export { type Transport, bytesPerValue, decode, encode } from './codec';

@@ -1,0 +1,114 @@
+/**
+ * Where an all-reduce's values travel, seen from the algorithm (collective.ts): one interface,
+ * one implementation per transport.
+ *
+ * - `hub` (hub-plane.ts): every value in one Redis, the data plane every rank reaches. It takes
+ *   N·S in and gives 2(N − 1)·S out per all-reduce of S bytes.
+ * - `shared-memory` (shared-memory-plane.ts): ranks on one host; values in files of a tmpfs,
+ *   signals through the hub.
+ * - `ranks` (rank-servers-plane.ts): every rank's own data Redis beside it; the owner of a chunk
+ *   keeps that chunk's contributions and its sum in its own server, so every rank sends and
+ *   receives (N − 1)/N · S and no server or host link carries more than about 2·S, whatever N.
+ *
+ * The algorithm is the same on every plane, and the same bytes arrive in the same order, so the
+ * sums are the same bits.
+ */
+import { type Redis } from 'ioredis';
+
+import { type BulkConnection } from '../bulk';
+import { execOrThrow } from '../redis-waits';
+
+export const PLANE_NAMES = ['hub', 'shared-memory', 'ranks'] as const;
+export type PlaneName = (typeof PLANE_NAMES)[number];
+
+export interface ValuePlane {
+  readonly name: PlaneName;
+  /**
+   * Whether this rank's own chunk stays on its host: the contributions it takes and the sum it
+   * publishes then cross no link, and are not counted as the rank's traffic.
+   */
+  readonly ownChunkLocal: boolean;
+  /**
+   * Queues this rank's contribution `bytes` to chunk `owner` of bucket `bucket` and the signal that
+   * tells the owner it is there; {@link flushContributions} sends what is queued.
+   */
+  contribute(step: number, bucket: number, owner: number, bytes: Buffer): Promise<void>;
+  flushContributions(): Promise<void>;
+  /** Waits for one signal that a contribution to this rank's chunk of `bucket` has arrived. */
+  waitContribution(step: number, bucket: number): Promise<void>;
+  /** The contributions of ranks `from` to this rank's chunk of `bucket` (taken: one reader each); null where gone. */
+  takeContributions(step: number, bucket: number, from: readonly number[]): Promise<(Buffer | null)[]>;
+  /** Publishes this rank's sum of `bucket` and tells every other rank it is there. */
+  publishSum(step: number, bucket: number, bytes: Buffer): Promise<void>;
+  /** The next sum announced to this rank: its bucket and owner. */
+  waitSum(step: number): Promise<{ bucket: number; owner: number }>;
+  /** Owner `owner`'s sum of `bucket` (read by the N − 1 other ranks; gone after the last, where it is a key). */
+  readSum(step: number, bucket: number, owner: number): Promise<Buffer>;
+  /** Releases the plane's connections and files (the collective is closing). */
+  close(): void;
+}
+
+/**
+ * Commands sent together on one connection, in order: on a lean connection ({@link BulkConnection})
+ * where the server speaks plain TCP, else an ioredis pipeline.
+ */
+export class Batch {
+  private readonly commands: (string | number | Buffer)[][] = [];
+
+  constructor(
+    private readonly lean: BulkConnection | undefined,
+    private readonly redis: () => Redis,
+  ) {}
+
+  get size(): number {
+    return this.commands.length;
+  }
+
+  add(...command: (string | number | Buffer)[]): this {
+    this.commands.push(command);
+    return this;
+  }
+
+  async exec(): Promise<unknown[]> {
+    const commands = this.commands.splice(0);
+    if (commands.length === 0) return [];
+    const lean = this.lean;
+    if (lean !== undefined) return Promise.all(commands.map((c) => lean.command(c)));
+    const pipeline = this.redis().pipeline();
+    for (const [name, ...args] of commands) pipeline.call(String(name), ...args);
+    return execOrThrow(pipeline);
+  }
+}
+
+/** Keys of one generation's all-reduce values and signals: the same names on every plane. */
+export class PlaneKeys {
+  constructor(private readonly namespace: string) {}
+
+  key(step: number, rest: string): string {
+    return `${this.namespace}:s${step}:${rest}`;
+  }
+
+  contribution(step: number, bucket: number, owner: number, from: number): string {
+    return this.key(step, `b${bucket}:c${owner}:from${from}`);
+  }
+
+  /** The list an owner waits on for the contributions to its chunk of `bucket`. */
+  contributionsReady(step: number, bucket: number, owner: number): string {
+    return this.key(step, `b${bucket}:rs${owner}`);
+  }
+
+  sum(step: number, bucket: number, owner: number): string {
+    return this.key(step, `b${bucket}:sum${owner}`);
+  }
+
+  /** The list rank `rank` waits on for announced sums (`bucket:owner`). */
+  sumsReady(step: number, rank: number): string {
+    return this.key(step, `ag${rank}`);
+  }
+}
+
+/** `bucket:owner` as announced on a sums-ready list. */
+export function parseAnnouncement(text: string): { bucket: number; owner: number } {
+  const [bucket, owner] = text.split(':').map(Number) as [number, number];
+  return { bucket, owner };
+}
