@@ -112,7 +112,9 @@ async function yardstick(options) {
     a: await features((start, n) => testPixels(test, toModelInput, start, n, false)),
     b: await features((start, n) => testPixels(test, toModelInput, 5000 + start, n, false)),
     blurred: await features((start, n) => testPixels(test, toModelInput, 5000 + start, n, true)),
-    noise: await features(async (_start, n) => Float32Array.from({ length: n * 32 * 32 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1)),
+    noise: await features(async (_start, n) =>
+      Float32Array.from({ length: n * 32 * 32 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1),
+    ),
   };
   extractor.dispose();
   const d = extractor.featureDim;
@@ -132,9 +134,16 @@ async function yardstick(options) {
   for (const [name, [x, y]] of Object.entries(pairs)) {
     const value = frechetDistance(statistics(sides[x], false), statistics(sides[y], false)).distance;
     const boot = [];
-    for (let k = 0; k < options.repeats; k++) boot.push(frechetDistance(statistics(sides[x], true), statistics(sides[y], true)).distance);
+    for (let k = 0; k < options.repeats; k++)
+      boot.push(frechetDistance(statistics(sides[x], true), statistics(sides[y], true)).distance);
     const { sd } = spread(boot);
-    out[name] = { value, bootstrapStandardError: sd, bootstrapMean: spread(boot).mean, imagesPerSide: half, resamplings: options.repeats };
+    out[name] = {
+      value,
+      bootstrapStandardError: sd,
+      bootstrapMean: spread(boot).mean,
+      imagesPerSide: half,
+      resamplings: options.repeats,
+    };
   }
   return out;
 }
@@ -146,7 +155,9 @@ async function main() {
     const started = Date.now();
     const result = await yardstick(options);
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}`;
-    process.stdout.write(`${JSON.stringify({ yardstick: 'fmnist_cnn on the Fashion-MNIST test split', date: new Date().toISOString().slice(0, 10), machine, ...result, seconds: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ yardstick: 'fmnist_cnn on the Fashion-MNIST test split', date: new Date().toISOString().slice(0, 10), machine, ...result, seconds: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`,
+    );
     return;
   }
   const backend = await dist('backend').initBackend({ preferred: 'wasm' });

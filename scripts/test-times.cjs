@@ -34,12 +34,20 @@ function parseArgs(argv) {
   return options;
 }
 
+/** `file` relative to the checkout it belongs to (the folder above it that holds jest.config.js). */
+function inCheckout(file) {
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'jest.config.js'))) return path.relative(dir, file);
+  }
+  return file;
+}
+
 /** [{ file, seconds, tests, status }] of a jest JSON report, slowest first. */
-function fileTimes(report, root) {
+function fileTimes(report) {
   if (!Array.isArray(report.testResults)) throw new Error('not a jest --json report: no testResults array');
   return report.testResults
     .map((r) => ({
-      file: path.relative(root, r.name),
+      file: inCheckout(r.name),
       seconds: (r.endTime - r.startTime) / 1000,
       tests: r.assertionResults.length,
       status: r.status,
@@ -55,8 +63,7 @@ function main() {
   } catch (err) {
     usage(`cannot read ${options.report}: ${err.message}`);
   }
-  const root = path.resolve(__dirname, '..');
-  const times = fileTimes(report, root);
+  const times = fileTimes(report);
   const total = times.reduce((s, t) => s + t.seconds, 0);
   const shown = times.slice(0, options.top);
   if (options.markdown) {

@@ -52,7 +52,15 @@ describe('calcBpdLoop', () => {
     const totals = Array.from(bound.totalBpdB);
     const mean = totals.reduce((a, v) => a + v, 0) / 3;
     expectClose(summary.standardError, Math.sqrt(totals.reduce((a, v) => a + (v - mean) ** 2, 0) / 2 / 3), 1e-12);
-    expect(summarizeBound({ ...bound, batch: 1, totalBpdB: bound.totalBpdB.slice(0, 1), priorBpdB: bound.priorBpdB.slice(0, 1), termsBpdBT: bound.termsBpdBT.slice(0, T) }).standardError).toBe(0);
+    expect(
+      summarizeBound({
+        ...bound,
+        batch: 1,
+        totalBpdB: bound.totalBpdB.slice(0, 1),
+        priorBpdB: bound.priorBpdB.slice(0, 1),
+        termsBpdBT: bound.termsBpdBT.slice(0, T),
+      }).standardError,
+    ).toBe(0);
     x0.dispose();
   });
 

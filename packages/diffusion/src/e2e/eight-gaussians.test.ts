@@ -156,7 +156,9 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
   const stridedHist = modeHistogram(strided.sample.dataSync());
 
   const bound = (b: typeof bpdBefore) => ({ bitsPerDim: b.bitsPerDim, standardError: b.standardError });
-  console.info(JSON.stringify({ trainSeconds, bpdBefore: bound(bpdBefore), bpdAfter: bound(bpdAfter), fullHist, stridedHist }));
+  console.info(
+    JSON.stringify({ trainSeconds, bpdBefore: bound(bpdBefore), bpdAfter: bound(bpdAfter), fullHist, stridedHist }),
+  );
 
   for (const f of fullHist.fractions) expect(Math.abs(f - 0.125)).toBeLessThan(0.04);
   expect(fullHist.between).toBeLessThan(0.05);
@@ -164,7 +166,9 @@ test('an MLP trained with L_simple on 8 Gaussians samples all modes and lowers t
   expect(stridedHist.between).toBeLessThan(0.05);
   expect(bpdAfter.bitsPerDim).toBeLessThan(bpdBefore.bitsPerDim - 1);
   // Far beyond the noise of 200 test points.
-  expect(bpdBefore.bitsPerDim - bpdAfter.bitsPerDim).toBeGreaterThan(4 * Math.max(bpdBefore.standardError, bpdAfter.standardError));
+  expect(bpdBefore.bitsPerDim - bpdAfter.bitsPerDim).toBeGreaterThan(
+    4 * Math.max(bpdBefore.standardError, bpdAfter.standardError),
+  );
 
   tf.dispose([full.sample, strided.sample, testSet, ...variables, ...ema]);
   optimizer.dispose();
