@@ -38,7 +38,11 @@ async function servers(n: number): Promise<Server[]> {
 }
 
 /** N ranks in this process, each with its collective and heartbeat; `own(r)`: rank r's advertised server. */
-async function group(n: number, own: (rank: number) => string | undefined, options: { bucketBytes?: number } = {}) {
+async function group(
+  n: number,
+  own: (rank: number) => string | undefined,
+  options: { bucketBytes?: number; transport?: 'fp32' | 'bf16' | 'fp16' } = {},
+) {
   const ns = `test-rs-${randomBytes(5).toString('hex')}`;
   const control = new Redis(HUB);
   await openGeneration(control, ns, 60_000);
@@ -58,6 +62,7 @@ async function group(n: number, own: (rank: number) => string | undefined, optio
       checkAlive: () => assertGenerationAlive(control, { namespace: ns, worldSize: n }),
       ...(url !== undefined ? { ownDataUrl: url } : {}),
       ...(options.bucketBytes ? { bucketBytes: options.bucketBytes } : {}),
+      ...(options.transport ? { transport: options.transport } : {}),
     });
   });
   for (let i = 0; i < 50 && (await control.exists(...heartbeats.map((_, r) => `${ns}:hb${r}`))) < n; i++)
@@ -145,6 +150,28 @@ describe('the ranks’ own data servers', () => {
       }
     },
   );
+
+  it.each(['bf16', 'fp16'] as const)('carries %s values: the sums are the hub’s bits', async (transport) => {
+    const length = 50_001;
+    const parts = Array.from({ length: 3 }, (_, r) => values(length, 5 + r));
+    const sums: Buffer[] = [];
+    for (const own of [(r: number) => pool[r]!.url, () => undefined]) {
+      const g = await group(3, own, { bucketBytes: 32 * 1024, transport });
+      try {
+        const choices = await Promise.all(g.collectives.map((c) => c.negotiatePlane(0)));
+        expect(choices[0]!.plane).toBe(own(0) === undefined ? 'hub' : 'ranks');
+        const results = await Promise.all(g.collectives.map((c, r) => c.allReduceSum(1, parts[r]!)));
+        for (const r of results.slice(1))
+          expect(Buffer.from(r.sum.buffer).equals(Buffer.from(results[0]!.sum.buffer))).toBe(true);
+        sums.push(Buffer.from(results[0]!.sum.buffer));
+      } finally {
+        await g.close();
+      }
+    }
+    expect(sums[0]!.equals(sums[1]!)).toBe(true);
+    // The codec was applied (the sums are not fp32's).
+    expect(sums[0]!.equals(Buffer.from(sequentialSum(parts).buffer))).toBe(false);
+  });
 
   it('stays on the hub, saying why, when a rank advertises no server or a server is out of reach', async () => {
     const none = await group(2, (r) => (r === 0 ? pool[0]!.url : undefined));

@@ -100,7 +100,24 @@ export class BulkConnection {
     return this.send(args, into === undefined ? {} : { into });
   }
 
-  private send(args: readonly Arg[], options: { into?: (length: number) => Buffer; login?: boolean }): Promise<Reply> {
+  /**
+   * One command, and when its bytes have left this process (handed to the kernel): a writer that
+   * goes on to its next destination then, rather than after the reply, keeps its link busy through
+   * the round trip.
+   */
+  commandWritten(args: readonly Arg[]): { reply: Promise<Reply>; written: Promise<void> } {
+    let onWritten!: () => void;
+    const written = new Promise<void>((resolve) => (onWritten = resolve));
+    const reply = this.send(args, { onWritten });
+    // A command that fails before it is written (no connection) is not waited for.
+    reply.catch(onWritten);
+    return { reply, written };
+  }
+
+  private send(
+    args: readonly Arg[],
+    options: { into?: (length: number) => Buffer; login?: boolean; onWritten?: () => void },
+  ): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       let socket: net.Socket;
       try {
@@ -109,7 +126,8 @@ export class BulkConnection {
         reject(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      this.pending.push({ resolve, reject, ...options });
+      const { onWritten, ...pending } = options;
+      this.pending.push({ resolve, reject, ...pending });
       socket.cork();
       let text = `*${args.length}${CRLF}`;
       for (const arg of args) {
@@ -122,7 +140,7 @@ export class BulkConnection {
           text = CRLF;
         }
       }
-      socket.write(text);
+      socket.write(text, onWritten);
       socket.uncork();
     });
   }

@@ -176,7 +176,7 @@ export class RedisCollective {
     reasons.push(
       this.options.sharedMemoryDir === undefined
         ? 'no shared-memory folder'
-        : 'the ranks are not all on one host (or its shared memory is short)',
+        : 'the ranks are on more than one host, or their shared memory is short',
     );
     const servers = await this.agreeOnRankServers();
     if (servers.endpoints !== undefined) {
@@ -423,9 +423,9 @@ export class RedisCollective {
   /**
    * All-gather, at the same time: each sum another rank owns, bucket by bucket, and within a bucket
    * rank r reads owners r + 1, r + 2, ... in turn (waiting for each one's announcement, keeping
-   * the others): all ranks would otherwise read the first sum announced at once, from one owner
-   * whose link then serves N − 1 readers while the others idle. The order changes no bit: each
-   * sum lands in its own place.
+   * the others; across a network, several reads in flight): all ranks would otherwise read the
+   * first sum announced at once, from one owner whose link then serves N − 1 readers while the
+   * others idle. The order changes no bit: each sum lands in its own place.
    */
   private async gather(
     step: number,
@@ -435,6 +435,9 @@ export class RedisCollective {
   ): Promise<void> {
     const { rank, worldSize } = this.options;
     const announced = new Set<string>();
+    const inFlight: Promise<void>[] = [];
+    const depth = this.plane.readsInFlight;
+    let reads = 0;
     for (let bucket = 0; bucket < buckets.length; bucket++) {
       for (let i = 1; i < worldSize; i++) {
         const owner = (rank + i) % worldSize;
@@ -442,11 +445,20 @@ export class RedisCollective {
           const next = await this.plane.waitSum(step);
           announced.add(`${next.bucket}:${next.owner}`);
         }
-        const bytes = await this.plane.readSum(step, bucket, owner);
-        traffic.received += bytes.length;
-        sum.set(decode(bytes, this.transport, 1 / this.scale), this.chunk(buckets[bucket]!, owner).start);
+        // The next read is asked for before the last one's bytes are in: one at a time would idle
+        // the link for a round trip per read. Each read in flight has a buffer of its own.
+        if (inFlight.length >= depth) await inFlight.shift();
+        const slot = `gather${reads++ % depth}`;
+        const read = this.plane.readSum(step, bucket, owner, slot).then((bytes) => {
+          traffic.received += bytes.length;
+          sum.set(decode(bytes, this.transport, 1 / this.scale), this.chunk(buckets[bucket]!, owner).start);
+        });
+        // Awaited below or above; a failure meanwhile must not go unhandled.
+        read.catch(() => undefined);
+        inFlight.push(read);
       }
     }
+    await Promise.all(inFlight);
   }
 
   /**

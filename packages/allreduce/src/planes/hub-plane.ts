@@ -91,14 +91,19 @@ export async function takeKeys(
  * The value of `key`, which N − 1 ranks read: the readers are counted, and the last one deletes it
  * (every reader GETs before it INCRs, so the one that counts N − 1 is the last to read).
  */
-export async function readCounted(server: ServerConnections, key: string, ctx: PlaneContext): Promise<Buffer> {
+export async function readCounted(
+  server: ServerConnections,
+  key: string,
+  ctx: PlaneContext,
+  slot: string,
+): Promise<Buffer> {
   const { worldSize, keyTtlSeconds: ttl } = ctx;
   const lean = server.lean?.read;
   let value: unknown;
   let count: unknown;
   if (lean !== undefined) {
     [value, count] = await Promise.all([
-      lean.command(['GET', key], (n) => ctx.readBuffer('gather', n)),
+      lean.command(['GET', key], (n) => ctx.readBuffer(slot, n)),
       lean.command(['INCR', `${key}:n`]),
       lean.command(['EXPIRE', `${key}:n`, ttl]),
     ]);
@@ -119,6 +124,7 @@ export async function readCounted(server: ServerConnections, key: string, ctx: P
 export class HubPlane implements ValuePlane {
   readonly name: PlaneName = 'hub';
   readonly ownChunkLocal = false;
+  readonly readsInFlight = 4;
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
   private pending: Batch;
@@ -175,8 +181,8 @@ export class HubPlane implements ValuePlane {
     return parseAnnouncement(await this.ctx.wait(this.waitGather, this.ctx.keys.sumsReady(step, this.ctx.rank)));
   }
 
-  readSum(step: number, bucket: number, owner: number): Promise<Buffer> {
-    return readCounted(this.hub, this.ctx.keys.sum(step, bucket, owner), this.ctx);
+  readSum(step: number, bucket: number, owner: number, slot: string): Promise<Buffer> {
+    return readCounted(this.hub, this.ctx.keys.sum(step, bucket, owner), this.ctx, slot);
   }
 
   close(): void {

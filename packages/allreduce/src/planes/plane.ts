@@ -29,6 +29,12 @@ export interface ValuePlane {
    */
   readonly ownChunkLocal: boolean;
   /**
+   * How many all-gather reads are in flight at once: several across a network (a read waits a
+   * round trip before its bytes flow, and reads one at a time would idle the link meanwhile), one
+   * from local memory.
+   */
+  readonly readsInFlight: number;
+  /**
    * Queues this rank's contribution `bytes` to chunk `owner` of bucket `bucket` and the signal that
    * tells the owner it is there; {@link flushContributions} sends what is queued.
    */
@@ -42,8 +48,11 @@ export interface ValuePlane {
   publishSum(step: number, bucket: number, bytes: Buffer): Promise<void>;
   /** The next sum announced to this rank: its bucket and owner. */
   waitSum(step: number): Promise<{ bucket: number; owner: number }>;
-  /** Owner `owner`'s sum of `bucket` (read by the N − 1 other ranks; gone after the last, where it is a key). */
-  readSum(step: number, bucket: number, owner: number): Promise<Buffer>;
+  /**
+   * Owner `owner`'s sum of `bucket` (read by the N − 1 other ranks; gone after the last, where it is
+   * a key), into the buffer kept for reading slot `slot` (reads in flight at once use different slots).
+   */
+  readSum(step: number, bucket: number, owner: number, slot: string): Promise<Buffer>;
   /** Releases the plane's connections and files (the collective is closing). */
   close(): void;
 }
@@ -70,13 +79,25 @@ export class Batch {
   }
 
   async exec(): Promise<unknown[]> {
+    return this.send().replies;
+  }
+
+  /**
+   * Sends the commands: `written` when their bytes have left this process (on a lean connection;
+   * with ioredis, when the replies are in), `replies` when the server has answered them all.
+   */
+  send(): { written: Promise<void>; replies: Promise<unknown[]> } {
     const commands = this.commands.splice(0);
-    if (commands.length === 0) return [];
+    if (commands.length === 0) return { written: Promise.resolve(), replies: Promise.resolve([]) };
     const lean = this.lean;
-    if (lean !== undefined) return Promise.all(commands.map((c) => lean.command(c)));
+    if (lean !== undefined) {
+      const sent = commands.map((c) => lean.commandWritten(c));
+      return { written: sent.at(-1)!.written, replies: Promise.all(sent.map((c) => c.reply)) };
+    }
     const pipeline = this.redis().pipeline();
     for (const [name, ...args] of commands) pipeline.call(String(name), ...args);
-    return execOrThrow(pipeline);
+    const replies = execOrThrow(pipeline);
+    return { written: replies.then(() => undefined), replies };
   }
 }
 

@@ -43,13 +43,14 @@ export async function reachable(url: string, timeoutMs: number, redisOptions?: R
 export class RankServersPlane implements ValuePlane {
   readonly name: PlaneName = 'ranks';
   readonly ownChunkLocal = true;
+  readonly readsInFlight = 4;
   private readonly servers: ServerConnections[];
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
   /** Contributions queued per owner, each to be sent on that owner's server. */
   private readonly pending = new Map<number, Batch>();
-  /** The contributions being sent (buckets go out one after another). */
-  private sending: Promise<void> = Promise.resolve();
+  /** Settles once the contributions being sent have left this process (buckets go out one after another). */
+  private writing: Promise<void> = Promise.resolve();
 
   /** `endpoints[r]`: rank r's data server. */
   constructor(
@@ -90,18 +91,32 @@ export class RankServersPlane implements ValuePlane {
     // One owner at a time, each rank starting with the next one up: at any moment every server
     // takes one rank's contributions and every link carries one stream each way, instead of N − 1
     // streams converging on each link (which a switch's queue answers with drops and timeouts).
+    // The next owner's bytes follow as soon as the last one's have left this process, not after
+    // its reply: waiting a round trip per owner would idle the link N − 1 times a bucket.
     const owners = [...this.pending.keys()].sort(
       (a, b) => ((a - rank + worldSize) % worldSize) - ((b - rank + worldSize) % worldSize),
     );
     const batches = owners.map((o) => this.pending.get(o)!);
     this.pending.clear();
-    const previous = this.sending;
-    const sent = (async () => {
+    const previous = this.writing;
+    let allWritten!: () => void;
+    this.writing = new Promise<void>((resolve) => (allWritten = resolve));
+    try {
       await previous;
-      for (const batch of batches) await batch.exec();
-    })();
-    this.sending = sent.catch(() => undefined);
-    await sent;
+      const replies: Promise<unknown[]>[] = [];
+      for (const batch of batches) {
+        const { written, replies: answered } = batch.send();
+        // Failures surface below; until then they must not go unhandled.
+        answered.catch(() => undefined);
+        replies.push(answered);
+        await written;
+      }
+      // The next bucket may go out now, while this one's replies come back.
+      allWritten();
+      await Promise.all(replies);
+    } finally {
+      allWritten();
+    }
   }
 
   async waitContribution(step: number, bucket: number): Promise<void> {
@@ -139,8 +154,8 @@ export class RankServersPlane implements ValuePlane {
     return parseAnnouncement(await this.ctx.wait(this.waitGather, this.ctx.keys.sumsReady(step, this.ctx.rank)));
   }
 
-  readSum(step: number, bucket: number, owner: number): Promise<Buffer> {
-    return readCounted(this.servers[owner]!, this.ctx.keys.sum(step, bucket, owner), this.ctx);
+  readSum(step: number, bucket: number, owner: number, slot: string): Promise<Buffer> {
+    return readCounted(this.servers[owner]!, this.ctx.keys.sum(step, bucket, owner), this.ctx, slot);
   }
 
   close(): void {

@@ -69,6 +69,7 @@ export async function removeSharedMemoryFiles(dir: string, namespace: string): P
 export class SharedMemoryPlane implements ValuePlane {
   readonly name: PlaneName = 'shared-memory';
   readonly ownChunkLocal = false;
+  readonly readsInFlight = 1;
   private readonly waitScatter: Redis;
   private readonly waitGather: Redis;
   private pending: Batch;
@@ -192,8 +193,8 @@ export class SharedMemoryPlane implements ValuePlane {
     return parseAnnouncement(await this.ctx.wait(this.waitGather, this.ctx.keys.sumsReady(step, this.ctx.rank)));
   }
 
-  async readSum(step: number, bucket: number, owner: number): Promise<Buffer> {
-    const value = await this.read(step, `b${bucket}:sum${owner}`, 'gather');
+  async readSum(step: number, bucket: number, owner: number, slot: string): Promise<Buffer> {
+    const value = await this.read(step, `b${bucket}:sum${owner}`, slot);
     if (value === null)
       throw collectiveError(
         'DDPM_GROUP_LOST',
