@@ -135,7 +135,7 @@ describe('groups with in-process workers', () => {
         status: 'completed',
         step: 4,
         samples: [`${id}-final`],
-        group: { worldSize: 2, generation: 1, restarts: 0 },
+        group: { worldSize: 2, generation: 1, restarts: 0, dataPlane: 'shared-memory' },
       },
     });
     expect(await logs(stack, id)).toMatch(
@@ -143,7 +143,7 @@ describe('groups with in-process workers', () => {
     );
     // Both ranks on this host: the gradients went through shared memory, and none is left there.
     expect(await logs(stack, id)).toMatch(
-      /rank 0: every rank of generation 1 is on this host; the gradients travel through \/dev\/shm, Redis carries the signals/,
+      /rank 0: generation 1's gradients travel through \/dev\/shm: every rank is on this host, Redis carries the signals/,
     );
     expect((await fs.readdir('/dev/shm')).filter((f) => f.includes(id))).toEqual([]);
     await loadable(stack, id, 4);
@@ -159,6 +159,8 @@ describe('groups with in-process workers', () => {
     expect(metrics).toMatch(/ddpm_train_images_total\{queue="train",rank="0",backend="wasm"\} 16/);
     expect(metrics).not.toMatch(/ddpm_train_steps_total\{queue="train",rank="1"/);
     expect(metrics).toMatch(/ddpm_world_size\{queue="train"\} 2/);
+    for (const rank of ['0', '1'])
+      expect(metrics).toMatch(new RegExp(`ddpm_allreduce_plane\\{rank="${rank}",plane="shared-memory"\\} 1`));
   });
 
   it('runs three group jobs of 2 submitted at once on 2 workers to completion (neither deadlock nor livelock)', async () => {

@@ -1573,6 +1573,8 @@ export interface components {
             checkpoint?: string;
             /** @description a data-parallel job: the group that ran it */
             group?: {
+                /** @description where the last generation's values travelled: hub (one Redis), shared-memory (every rank on one host), ranks (the ranks' own data servers) */
+                dataPlane?: "hub" | "shared-memory" | "ranks";
                 generation: number;
                 /** @description generations that failed and were re-formed */
                 restarts: number;

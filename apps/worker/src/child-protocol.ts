@@ -1,4 +1,5 @@
 /** Messages between a worker and the child process that runs one job's (or one rank's) tensor work. */
+import { type PlaneName } from '@ddpm/allreduce';
 import { type StepStats } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 
@@ -14,6 +15,8 @@ export interface ChildGroup {
   readonly dataRedisUrl: string;
   /** Where the gradients may travel instead when every rank shares one host (DDPM_SHM_DIR). */
   readonly sharedMemoryDir?: string;
+  /** This worker's own data server, as its peers reach it (DDPM_RANK_DATA_URL). */
+  readonly ownDataUrl?: string;
   /** The control plane (the queues' Redis), where the run's current generation is kept: the write fence. */
   readonly controlRedisUrl: string;
   /** Key of the run's generation counter on the control plane. */
@@ -64,6 +67,8 @@ export type ChildMessage =
   | { readonly type: 'progress'; readonly progress: JobProgress }
   | { readonly type: 'log'; readonly line: string }
   | { readonly type: 'step'; readonly stats: StepStats; readonly backend: string; readonly exchange?: ExchangeStats }
+  /** The plane the group's generation agreed on for its values, and why not a better one. */
+  | { readonly type: 'plane'; readonly plane: PlaneName; readonly reasons: readonly string[] }
   /** A batch of samples relayed in a sampling group: sent to rank 0, or received by it. */
   | { readonly type: 'relayed'; readonly bytes: number; readonly direction: 'sent' | 'received' }
   | {

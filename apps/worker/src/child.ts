@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 
 import {
   BatchRelay,
+  type PlaneChoice,
   Heartbeat,
   RedisCollective,
   assertGenerationAlive,
@@ -497,6 +498,23 @@ async function joinGeneration(g: ChildGroup, rankTimeoutMs: number) {
   return { heartbeat, redis, control, keys, dataOptions, closeBase };
 }
 
+/** Where a generation's values travel, for its log. */
+function describePlane(choice: PlaneChoice): string {
+  const why = choice.reasons.length > 0 ? ` (${choice.reasons.join('; ')})` : '';
+  switch (choice.plane) {
+    case 'shared-memory':
+      return `through ${String(choice.where)}: every rank is on this host, Redis carries the signals`;
+    case 'ranks':
+      return `between the ranks' own data servers${why}`;
+    case 'hub':
+      return `through the group's data Redis${why}`;
+    default: {
+      const unreachable: never = choice.plane;
+      return String(unreachable);
+    }
+  }
+}
+
 /**
  * Joins a generation: beats at once, connects to the data plane, waits until every rank beats
  * (the rendezvous), and builds the link the trainer exchanges through. Only rank 0 writes, and only
@@ -518,6 +536,7 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     // Until a step's time is known: the slow start of a large model (loading, compiling kernels).
     maxWaitMs: Math.max(rankTimeoutMs, 600_000),
     ...(g.sharedMemoryDir !== undefined ? { sharedMemoryDir: g.sharedMemoryDir } : {}),
+    ...(g.ownDataUrl !== undefined ? { ownDataUrl: g.ownDataUrl } : {}),
   });
   const close = async (left = false): Promise<void> => {
     // A failed generation's gradients in shared memory have no reader left (Redis keys expire); a
@@ -528,17 +547,15 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     collective.close();
     await closeBase(left);
   };
+  let choice: PlaneChoice;
   try {
-    // Ranks on one host keep the gradients out of Redis (room for every rank's values of two steps, and some).
-    if (
-      await collective.negotiateSharedMemory(
-        sharedMemoryBytes(parameterCount(config.train), g.worldSize, config.group.transport) + 64 * 2 ** 20,
-      )
-    ) {
-      log(
-        `rank ${g.rank}: every rank of generation ${g.generation} is on this host; the gradients travel through ${collective.sharedMemory}, Redis carries the signals`,
-      );
-    }
+    // Ranks on one host keep the gradients out of Redis (room for every rank's values of two
+    // steps, and some); ranks on several hosts use their own data servers when they all have one.
+    choice = await collective.negotiatePlane(
+      sharedMemoryBytes(parameterCount(config.train), g.worldSize, config.group.transport) + 64 * 2 ** 20,
+    );
+    send({ type: 'plane', plane: choice.plane, reasons: choice.reasons });
+    log(`rank ${g.rank}: generation ${g.generation}'s gradients travel ${describePlane(choice)}`);
   } catch (err) {
     await close();
     throw err;
@@ -584,6 +601,9 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
           checkAlive: () => assertGenerationAlive(redis, keys),
           onWait: () => heartbeat.progress(),
         });
+        // Between the ranks' own servers when the generation agreed on them (never shared memory:
+        // an evaluation's chunks are read once, and files would outlive it).
+        if (choice.plane === 'ranks') samples.useRankServers(choice.where as readonly string[]);
         return {
           rank: g.rank,
           worldSize: g.worldSize,
@@ -630,8 +650,41 @@ const RELAY_TTL_SECONDS = 6 * 3600;
 /** Joins a sampling group's generation: the rendezvous, then the relay that brings batches to rank 0. */
 async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfig): Promise<SamplingSession> {
   const { heartbeat, redis, keys, dataOptions, closeBase } = await joinGeneration(g, group.rankTimeoutSeconds * 1000);
+  // The batches go to rank 0's own data server when every rank has one and reaches the others'
+  // (each batch then crosses the sender's link and rank 0's once), else through the hub.
+  let relayUrl = g.dataRedisUrl;
+  try {
+    const negotiator = new RedisCollective({
+      redisUrl: g.dataRedisUrl,
+      redisOptions: dataOptions,
+      namespace: g.namespace,
+      rank: g.rank,
+      worldSize: g.worldSize,
+      keyTtlSeconds: RELAY_TTL_SECONDS,
+      checkAlive: () => assertGenerationAlive(redis, keys),
+      onWait: () => heartbeat.progress(),
+      ...(g.ownDataUrl !== undefined ? { ownDataUrl: g.ownDataUrl } : {}),
+    });
+    try {
+      const servers = await negotiator.agreeOnRankServers();
+      if (servers.endpoints !== undefined) relayUrl = servers.endpoints[0]!;
+      send({
+        type: 'plane',
+        plane: servers.endpoints !== undefined ? 'ranks' : 'hub',
+        reasons: servers.endpoints !== undefined ? [] : [servers.why],
+      });
+      log(
+        `rank ${g.rank}: the samples travel to rank 0 ${servers.endpoints !== undefined ? 'through its own data server' : `through the group's data Redis (${servers.why})`}`,
+      );
+    } finally {
+      negotiator.close();
+    }
+  } catch (err) {
+    await closeBase();
+    throw err;
+  }
   const relay = new BatchRelay({
-    redisUrl: g.dataRedisUrl,
+    redisUrl: relayUrl,
     redisOptions: dataOptions,
     namespace: g.namespace,
     rank: g.rank,

@@ -53,7 +53,7 @@ export function generationNamespace(prefix: string, jobId: string, generation: n
 
 export function childGroupOf(
   a: GroupAssignment,
-  urls: { data: string; control: string; sharedMemoryDir?: string },
+  urls: { data: string; control: string; sharedMemoryDir?: string; ownData?: string },
   prefix: string,
 ): ChildGroup {
   return {
@@ -64,6 +64,7 @@ export function childGroupOf(
     ...(a.resumeStep !== undefined ? { resumeStep: a.resumeStep } : {}),
     dataRedisUrl: urls.data,
     ...(urls.sharedMemoryDir !== undefined ? { sharedMemoryDir: urls.sharedMemoryDir } : {}),
+    ...(urls.ownData !== undefined ? { ownDataUrl: urls.ownData } : {}),
     controlRedisUrl: urls.control,
     generationKey: generationKey(prefix, a.jobId),
   };

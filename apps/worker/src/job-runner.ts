@@ -20,6 +20,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, codedErrorOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
@@ -138,6 +139,8 @@ export interface ChildRun {
   /** Progress and log lines of the job (rank 0 and single jobs report them to the BullMQ job). */
   readonly onProgress?: (progress: JobProgress) => void;
   readonly onLog?: (line: string) => void;
+  /** The plane a group generation's values travel through, once its ranks agreed. */
+  readonly onPlane?: (plane: PlaneName) => void;
 }
 
 /** The metrics of one evaluation into the worker's gauges, each under its extractor's name. */
@@ -287,6 +290,12 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
         }
         case 'relayed':
           options.metrics.relayBytes.inc({ queue, rank: String(rank), direction: message.direction }, message.bytes);
+          break;
+        case 'plane':
+          for (const plane of PLANE_NAMES)
+            options.metrics.allreducePlane.set({ rank: String(rank), plane }, plane === message.plane ? 1 : 0);
+          log.info({ plane: message.plane, reasons: message.reasons }, 'data plane agreed');
+          run.onPlane?.(message.plane);
           break;
         case 'checkpoint':
           options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);

@@ -4,16 +4,21 @@
  * when one atomic step (a Lua script) claims all the slots it needs; a group that waited while
  * holding some workers would deadlock (two jobs of 2 on 2 workers, each holding one).
  *
+ * A worker that advertises a data server of its own (DDPM_RANK_DATA_URL) PINGs it with every
+ * heartbeat and says so in its slot (`data`: ok or down); an idle slot whose data server is down
+ * is not claimed, so a group re-forms without it until its server is back.
+ *
  * States: `idle` (may be claimed), `waiting` (coordinating a group job that still needs ranks:
  * may be claimed by an older job, which wins; its own job goes back to the queue), `claimed`
- * (assigned to a group, its assignment on the way), `busy` (running a job or a rank). The oldest
+ * (assigned to a group, its assignment on the way; `by` names the claiming slot while the slot
+ * serves that claim), `busy` (running a job or a rank). The oldest
  * waiting job can always take every idle and every younger waiting slot, so some group always
  * makes progress: neither deadlock nor livelock. Assignments arrive in the slot's inbox list.
  */
 import { randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 
-import { type Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 
 export type SlotState = 'idle' | 'waiting' | 'claimed' | 'busy';
 
@@ -37,7 +42,7 @@ for _, id in ipairs(live) do
   if id ~= me then
     local key = prefix .. ':slot:' .. id
     local state = redis.call('HGET', key, 'state')
-    if state == 'idle' then
+    if state == 'idle' and redis.call('HGET', key, 'data') ~= 'down' then
       table.insert(idle, id)
     elseif state == 'waiting' then
       local p = tonumber(redis.call('HGET', key, 'priority'))
@@ -54,7 +59,7 @@ if #take < atLeast then return {'short', tostring(#idle + #younger), tostring(#l
 for _, id in ipairs(take) do
   redis.call('HSET', prefix .. ':slot:' .. id, 'state', 'claimed', 'job', job, 'by', me, 'since', tostring(now))
 end
-redis.call('HSET', mine, 'state', 'busy', 'since', tostring(now))
+redis.call('HSET', mine, 'state', 'busy', 'by', '', 'since', tostring(now))
 local out = {'ok'}
 for _, id in ipairs(take) do table.insert(out, id) end
 return out
@@ -63,14 +68,14 @@ return out
 /** Moves a slot to a state unless a group has claimed it (then the claim wins). */
 const ENTER = `
 if redis.call('HGET', KEYS[1], 'state') == 'claimed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2], 'job', ARGV[3], 'priority', ARGV[4])
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2], 'job', ARGV[3], 'by', '', 'priority', ARGV[4])
 return 1
 `;
 
 /** Back to idle, unless a group claimed the slot meanwhile (its assignment is on the way). */
 const LEAVE = `
 if redis.call('HGET', KEYS[1], 'state') == 'claimed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'idle', 'since', ARGV[1], 'job', '')
+redis.call('HSET', KEYS[1], 'state', 'idle', 'since', ARGV[1], 'job', '', 'by', '')
 return 1
 `;
 
@@ -92,15 +97,30 @@ export class Slot {
   readonly id = `${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   private timer: NodeJS.Timeout | undefined;
 
+  /** The worker's own data server, PINGed with every heartbeat (absent: none advertised). */
+  private readonly data: Redis | undefined;
+
   /**
    * @param redis commands on the control plane
    * @param blocking a connection of its own for the inbox's blocking reads
+   * @param dataUrl the worker's own data server, when it advertises one
    */
   constructor(
     private readonly redis: Redis,
     private readonly blocking: Redis,
     private readonly prefix: string,
+    dataUrl?: string,
   ) {
+    if (dataUrl !== undefined) {
+      this.data = new Redis(dataUrl, {
+        lazyConnect: true,
+        connectTimeout: 1500,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => 1000,
+      });
+      this.data.on('error', () => undefined);
+    }
     redis.defineCommand('ddpmClaimSlots', { numberOfKeys: 1, lua: CLAIM });
     redis.defineCommand('ddpmEnterSlotState', { numberOfKeys: 1, lua: ENTER });
     redis.defineCommand('ddpmLeaveSlot', { numberOfKeys: 1, lua: LEAVE });
@@ -134,8 +154,26 @@ export class Slot {
     this.timer.unref();
   }
 
-  /** Heartbeat; also frees a claim whose assignment never came. */
+  /** Whether the worker's own data server answers (undefined: it advertises none). */
+  private async dataHealth(): Promise<'ok' | 'down' | undefined> {
+    const data = this.data;
+    if (data === undefined) return undefined;
+    try {
+      if (data.status === 'wait' || data.status === 'end') await data.connect();
+      const pong = await Promise.race([
+        data.ping(),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1500).unref()),
+      ]);
+      return pong === 'PONG' ? 'ok' : 'down';
+    } catch {
+      return 'down';
+    }
+  }
+
+  /** Heartbeat (with the own data server's health); also frees a claim whose assignment never came. */
   private async beat(): Promise<void> {
+    const health = await this.dataHealth();
+    if (health !== undefined) await this.redis.hset(this.key, 'data', health);
     const now = Date.now();
     await this.redis.zadd(this.slotsKey, now, this.id);
     await this.redis.pexpire(this.key, 10 * STALE_MS);
@@ -158,6 +196,10 @@ export class Slot {
 
   /** Idle again after a job, unless a group has claimed the slot meanwhile (then it stays claimed). */
   async leave(): Promise<void> {
+    // A rank whose generation ended because its own data server died must not be claimed again
+    // before the next heartbeat would have said so: the server's health first, then idle.
+    const health = await this.dataHealth();
+    if (health !== undefined) await this.redis.hset(this.key, 'data', health);
     await this.commands.ddpmLeaveSlot(this.key, Date.now());
   }
 
@@ -166,6 +208,8 @@ export class Slot {
       state,
       since: String(Date.now()),
       job: fields.job ?? '',
+      // Who claimed the slot stays while it serves that claim; an idle slot was claimed by no one.
+      ...(state === 'idle' ? { by: '' } : {}),
       ...(fields.priority !== undefined ? { priority: String(fields.priority) } : {}),
     });
   }
@@ -213,6 +257,7 @@ export class Slot {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.data?.disconnect();
     await this.redis.zrem(this.slotsKey, this.id).catch(() => undefined);
     await this.redis.del(this.key, this.inbox).catch(() => undefined);
   }

@@ -6,7 +6,7 @@
  */
 import * as http from 'node:http';
 
-import { removeSharedMemoryFiles } from '@ddpm/allreduce';
+import { type PlaneName, removeSharedMemoryFiles } from '@ddpm/allreduce';
 import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
 import {
@@ -114,7 +114,7 @@ export class WorkerService {
     this.data = new Redis(config.dataRedisUrl, { maxRetriesPerRequest: 1 });
     this.data.on('error', (err) => logger.debug({ err: err.message }, 'data-plane Redis error'));
     this.store = openStore(config.storageUrl);
-    this.slot = new Slot(this.commands, this.inboxConnection, config.queuePrefix);
+    this.slot = new Slot(this.commands, this.inboxConnection, config.queuePrefix, config.rankDataUrl);
     await this.slot.start();
     await this.subscriber.subscribe(cancelChannel(config.queuePrefix));
     this.subscriber.on('message', (_channel, jobId: string) => {
@@ -474,10 +474,12 @@ export class WorkerService {
         `generation ${generation}: ${worldSize} ranks (this worker is rank 0)${resumeStep !== undefined ? `, from the checkpoint of step ${resumeStep}` : ''}`,
       );
       const assignment: GroupAssignment = { ...base, rank: 0 };
+      let dataPlane: PlaneName | undefined;
       try {
         const { result, stopReason } = await this.runRankChild(assignment, true, {
           onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
           onLog: (line) => void job.log(line).catch(() => undefined),
+          onPlane: (plane) => (dataPlane = plane),
         });
         if (result.status === 'cancelled' && stopReason === 'shutdown' && !(await this.cancelRequested(jobId))) {
           // A rank's worker is shutting down: the group stopped after a common step and checkpointed.
@@ -488,7 +490,10 @@ export class WorkerService {
             `a worker of the group is shutting down; stopped at step ${result.step ?? '?'} and handed back to the queue`,
           );
         }
-        return { ...result, group: { worldSize, generation, restarts } };
+        return {
+          ...result,
+          group: { worldSize, generation, restarts, ...(dataPlane !== undefined ? { dataPlane } : {}) },
+        };
       } catch (err) {
         if (err instanceof DelayedError) throw err;
         const message = err instanceof Error ? err.message : String(err);
@@ -526,7 +531,7 @@ export class WorkerService {
   private async runRankChild(
     a: GroupAssignment,
     coordinator: boolean,
-    report: Pick<ChildRun, 'onProgress' | 'onLog'> = {},
+    report: Pick<ChildRun, 'onProgress' | 'onLog' | 'onPlane'> = {},
   ): Promise<ChildOutcome> {
     const { config, logger } = this.options;
     const rankTimeoutSeconds = groupOf(a.data).rankTimeoutSeconds;
@@ -541,6 +546,7 @@ export class WorkerService {
             data: config.dataRedisUrl,
             control: config.redisUrl,
             ...(config.sharedMemoryDir !== undefined ? { sharedMemoryDir: config.sharedMemoryDir } : {}),
+            ...(config.rankDataUrl !== undefined ? { ownData: config.rankDataUrl } : {}),
           },
           config.queuePrefix,
         ),

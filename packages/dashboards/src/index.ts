@@ -147,8 +147,15 @@ export const ROWS: readonly RowSpec[] = [
       ts(
         'All-reduce traffic',
         'Bps',
-        'Gradient bytes per second sent and received through the data-plane Redis.',
+        "Gradient bytes per second the ranks sent and received over their generation's data plane.",
         [{ expr: `sum by (direction) (rate(ddpm_allreduce_bytes_total[${RATE}]))`, legend: '{{direction}}' }],
+        8,
+      ),
+      ts(
+        'Data plane',
+        'none',
+        "Where each rank's values travel in its current generation: shared-memory (every rank on one host), ranks (the ranks' own data servers) or hub (the one data Redis).",
+        [{ expr: 'ddpm_allreduce_plane == 1', legend: 'rank {{rank}}: {{plane}} {{instance}}' }],
         8,
       ),
       ts(

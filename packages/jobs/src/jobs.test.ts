@@ -40,6 +40,10 @@ describe('service configuration', () => {
     [{ DDPM_API_TOKEN: 'short' }, 'DDPM_API_TOKEN must be at least 16 characters when set'],
     [{ DDPM_QUEUE_PREFIX: 'a:b' }, /DDPM_QUEUE_PREFIX must be 1-64 letters/],
     [{ DDPM_SHM_DIR: 'shm' }, 'DDPM_SHM_DIR must be an absolute folder or off, got "shm"'],
+    [
+      { DDPM_RANK_DATA_URL: '10.0.0.5:6380' },
+      'DDPM_RANK_DATA_URL must be a redis:// or rediss:// URL, got "10.0.0.5:6380"',
+    ],
   ])('rejects %j', (env, message) => {
     expect(() => loadServiceConfig(env)).toThrow(message);
   });
@@ -48,6 +52,13 @@ describe('service configuration', () => {
     expect(loadServiceConfig({}).sharedMemoryDir).toBe('/dev/shm');
     expect(loadServiceConfig({ DDPM_SHM_DIR: '/run/ddpm-shm/' }).sharedMemoryDir).toBe('/run/ddpm-shm');
     expect(loadServiceConfig({ DDPM_SHM_DIR: 'off' })).not.toHaveProperty('sharedMemoryDir');
+  });
+
+  it('advertises the worker’s own data server only when DDPM_RANK_DATA_URL names one', () => {
+    expect(loadServiceConfig({})).not.toHaveProperty('rankDataUrl');
+    expect(loadServiceConfig({ DDPM_RANK_DATA_URL: 'redis://:pw@10.0.0.5:6380' }).rankDataUrl).toBe(
+      'redis://:pw@10.0.0.5:6380',
+    );
   });
 
   it('turns Redis URLs into connection options', () => {

@@ -100,6 +100,15 @@ export const JobResult = Type.Object(
           worldSize: Type.Integer({ description: 'ranks of the generation that finished the job' }),
           generation: Type.Integer(),
           restarts: Type.Integer({ description: 'generations that failed and were re-formed' }),
+          dataPlane: Type.Optional(
+            Type.Union(
+              ['hub', 'shared-memory', 'ranks'].map((p) => Type.Literal(p)),
+              {
+                description:
+                  "where the last generation's values travelled: hub (one Redis), shared-memory (every rank on one host), ranks (the ranks' own data servers)",
+              },
+            ),
+          ),
         },
         { additionalProperties: false, description: 'a data-parallel job: the group that ran it' },
       ),

@@ -20,6 +20,13 @@ export interface ServiceConfig {
    * all-reduce's signals.
    */
   readonly sharedMemoryDir?: string;
+  /**
+   * This worker's own data server, as the other workers reach it (DDPM_RANK_DATA_URL: a sidecar
+   * Redis in its pod, a second redis-server on its host). When every rank of a generation has one
+   * and reaches every other's, the gradients travel between them and no single server carries
+   * more than about 2·S per all-reduce; otherwise through the hub (DDPM_DATA_REDIS_URL).
+   */
+  readonly rankDataUrl?: string;
   readonly storageUrl: string;
   readonly s3Endpoint?: string;
   readonly backend?: string;
@@ -122,6 +129,7 @@ export function loadServiceConfig(
     redisUrl: redis,
     dataRedisUrl: redisUrl('DDPM_DATA_REDIS_URL', env['DDPM_DATA_REDIS_URL'] ?? redis),
     ...sharedMemoryDir(env['DDPM_SHM_DIR']),
+    ...(env['DDPM_RANK_DATA_URL'] ? { rankDataUrl: redisUrl('DDPM_RANK_DATA_URL', env['DDPM_RANK_DATA_URL']) } : {}),
     storageUrl,
     ...(env['S3_ENDPOINT'] ? { s3Endpoint: env['S3_ENDPOINT'] } : {}),
     ...(env['DDPM_BACKEND'] ? { backend: env['DDPM_BACKEND'] } : {}),

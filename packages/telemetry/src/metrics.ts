@@ -21,6 +21,7 @@ export interface TrainMetrics {
   readonly rankComputeSeconds: Histogram<'queue' | 'rank' | 'backend'>;
   readonly allreduceDuration: Histogram<'rank'>;
   readonly allreduceBytes: Counter<'rank' | 'direction'>;
+  readonly allreducePlane: Gauge<'rank' | 'plane'>;
   readonly relayBytes: Counter<'queue' | 'rank' | 'direction'>;
   readonly checkpointDuration: Histogram<'queue' | 'reason'>;
   readonly groupRestarts: Counter<'queue'>;
@@ -120,6 +121,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       name: 'ddpm_allreduce_bytes_total',
       help: 'Gradient bytes sent and received',
       labelNames: ['rank', 'direction'],
+      registers: [registry],
+    }),
+    allreducePlane: new Gauge({
+      name: 'ddpm_allreduce_plane',
+      help: "Where the current group generation's values travel, 1 for the plane in use (hub: one Redis; shared-memory: ranks on one host; ranks: the ranks' own data servers)",
+      labelNames: ['rank', 'plane'],
       registers: [registry],
     }),
     relayBytes: new Counter({
