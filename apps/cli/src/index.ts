@@ -23,11 +23,19 @@ import {
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
 import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo';
 import { SETTINGS_USAGE, settingsCommand } from './commands/settings';
+import { SIM_USAGE, simCommand } from './commands/sim';
 import { STUDY_USAGE, studyCommand } from './commands/study';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 export { findOnPath, freePort } from './local-services';
+export {
+  type SimulatedHost,
+  SimulatedHosts,
+  type SimulatedHostsOptions,
+  simulationUnavailable,
+  sweepSimulatedHosts,
+} from './sim/hosts';
 
 /** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
 export interface CliEnv {
@@ -85,6 +93,11 @@ const COMMANDS: Record<
   },
   eval: { run: evalCommand, usage: EVAL_USAGE, summary: 'metrics of a checkpoint (nll, fd, kid, is) as a JSON report' },
   fid: { run: fidCommand, usage: FID_USAGE, summary: 'Fréchet distance of two image folders or .npz statistics' },
+  sim: {
+    run: simCommand,
+    usage: SIM_USAGE,
+    summary: 'simulated hosts on this machine (root): a group across shaped links',
+  },
   study: {
     run: studyCommand,
     usage: STUDY_USAGE,

@@ -20,7 +20,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { BulkConnection, type Transport, bulkTarget, openGeneration } from '@ddpm/allreduce';
+import { BulkConnection, type PlaneName, type Transport, bulkTarget, openGeneration } from '@ddpm/allreduce';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
@@ -35,6 +35,13 @@ export interface RankOptions {
   readonly sharedMemoryDir?: string;
   readonly backend?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Rank r's own data server, for the ranks plane (absent: none advertised). */
+  readonly ownDataUrl?: (rank: number) => string | undefined;
+  /**
+   * Starts rank r's process from the rank script (default: a fork on this machine). It must have
+   * an IPC channel with advanced serialization (simulated hosts start it in their namespace).
+   */
+  readonly launch?: (rank: number, script: string) => ChildProcess;
 }
 
 /** What a worker uses for a group whose ranks share this host: DDPM_SHM_DIR, else /dev/shm where it exists (`off`: none). */
@@ -56,16 +63,19 @@ export async function ranks(
   one(rank: number, c: BenchRankCommand): Promise<BenchRankReply>;
   close(): Promise<void>;
   sharedMemory: boolean;
+  plane: PlaneName;
 }> {
   const { transport, backend, env, sharedMemoryDir } = options;
   // The compiled rank script next to this one (from a test, the build's copy of it).
   const script = path.join(__dirname.replace(/([\\/])src([\\/]bench)$/, '$1dist$2'), 'rank-process.js');
-  const children: ChildProcess[] = Array.from({ length: n }, () =>
-    fork(script, [], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      serialization: 'advanced',
-      ...(env ? { env: { ...process.env, ...env } } : {}),
-    }),
+  const children: ChildProcess[] = Array.from({ length: n }, (_, rank) =>
+    options.launch
+      ? options.launch(rank, script)
+      : fork(script, [], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          serialization: 'advanced',
+          ...(env ? { env: { ...process.env, ...env } } : {}),
+        }),
   );
   const ask = (child: ChildProcess, command: BenchRankCommand): Promise<BenchRankReply> =>
     new Promise((resolve, reject) => {
@@ -96,8 +106,10 @@ export async function ranks(
     transport,
     ...(backend ? { backend } : {}),
     ...(sharedMemoryDir ? { sharedMemoryDir } : {}),
+    ...(options.ownDataUrl?.(rank) !== undefined ? { ownDataUrl: options.ownDataUrl(rank) } : {}),
   }));
-  return { ...group, sharedMemory: joined.every((m) => m.cmd === 'joined' && m.sharedMemory === true) };
+  const planes = joined.map((m) => (m.cmd === 'joined' ? m.plane : undefined));
+  return { ...group, sharedMemory: planes.every((p) => p === 'shared-memory'), plane: planes[0] ?? 'hub' };
 }
 
 export interface AllReduceBenchOptions {

@@ -2,7 +2,7 @@
  * One rank of a benchmark (`ddpm bench allreduce`, `ddpm bench dp`), in a process of its own as a
  * worker's child would be. The parent sends commands over IPC and gets timings back.
  */
-import { Heartbeat, RedisCollective, assertGenerationAlive } from '@ddpm/allreduce';
+import { BulkConnection, Heartbeat, RedisCollective, assertGenerationAlive, bulkTarget } from '@ddpm/allreduce';
 import { type TrainConfig } from '@ddpm/config';
 import { type GroupLink, type Trainer } from '@ddpm/engine';
 import { Redis } from 'ioredis';
@@ -43,12 +43,34 @@ async function handle(command: BenchRankCommand): Promise<void> {
         checkAlive: () =>
           assertGenerationAlive(control!, { namespace: command.namespace, worldSize: command.worldSize }),
         ...(command.sharedMemoryDir ? { sharedMemoryDir: command.sharedMemoryDir } : {}),
+        ...(command.ownDataUrl ? { ownDataUrl: command.ownDataUrl } : {}),
       });
-      const sharedMemory = await collective.negotiateSharedMemory(0);
+      const { plane } = await collective.negotiatePlane(0);
       // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
       // collective itself (a larger heap makes the collections its large buffers bring slower).
       if (command.backend) await (await import('@ddpm/backend')).initBackend({ preferred: command.backend });
-      reply({ cmd: 'joined', sharedMemory });
+      reply({ cmd: 'joined', sharedMemory: plane === 'shared-memory', plane });
+      return;
+    }
+    case 'raw': {
+      const target = bulkTarget(command.url);
+      if (target === undefined) throw new Error(`${command.url} is not a plain redis:// URL`);
+      const lean = new BulkConnection(target);
+      try {
+        const value = Buffer.alloc(command.bytes, 7);
+        const landing = Buffer.allocUnsafeSlow(command.bytes);
+        const key = `bench-raw-${process.pid}`;
+        await lean.command(['PING']);
+        let started = process.hrtime.bigint();
+        await lean.command(['SET', key, value]);
+        const setMs = Number(process.hrtime.bigint() - started) / 1e6;
+        started = process.hrtime.bigint();
+        await lean.command(['GETDEL', key], () => landing);
+        const getMs = Number(process.hrtime.bigint() - started) / 1e6;
+        reply({ cmd: 'raw', setMs, getMs });
+      } finally {
+        lean.close();
+      }
       return;
     }
     case 'allreduce': {

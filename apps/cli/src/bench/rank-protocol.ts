@@ -1,5 +1,5 @@
 /** Commands between `ddpm bench allreduce|dp` and its rank processes. */
-import { type Transport } from '@ddpm/allreduce';
+import { type PlaneName, type Transport } from '@ddpm/allreduce';
 
 export type BenchRankCommand =
   | {
@@ -11,7 +11,11 @@ export type BenchRankCommand =
       readonly transport: Transport;
       readonly backend?: string;
       readonly sharedMemoryDir?: string;
+      /** This rank's own data server (the ranks plane, where every rank has one). */
+      readonly ownDataUrl?: string;
     }
+  /** A raw SET and GET of `bytes` bytes to the Redis at `url` on a lean connection: what one link carries. */
+  | { readonly cmd: 'raw'; readonly url: string; readonly bytes: number }
   | {
       readonly cmd: 'allreduce';
       readonly step: number;
@@ -37,7 +41,8 @@ export type BenchRankCommand =
   | { readonly cmd: 'exit' };
 
 export type BenchRankReply =
-  | { readonly cmd: 'joined'; readonly sharedMemory: boolean }
+  | { readonly cmd: 'joined'; readonly sharedMemory: boolean; readonly plane: PlaneName }
+  | { readonly cmd: 'raw'; readonly setMs: number; readonly getMs: number }
   | { readonly cmd: 'opened' }
   | { readonly cmd: 'done'; readonly ms: number; readonly computeMs?: number; readonly exchangeMs?: number }
   | { readonly cmd: 'memory'; readonly heapBytes: number | null; readonly rssBytes: number }

@@ -9,7 +9,9 @@ import { PRESET_NAMES } from '@ddpm/unet';
 import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
+import { runClusterBench } from '../bench/cluster-bench';
 import { benchFid } from '../bench/fid-bench';
+import { simulationUnavailable } from '../sim/hosts';
 import { DEFAULT_MEMORY_CASES, benchMemory } from '../bench/memory-bench';
 import { benchTorch, defaultPython, torchUnavailable } from '../bench/torch-bench';
 import { benchUNet } from '../bench/unet-bench';
@@ -20,6 +22,7 @@ export const BENCH_USAGE = `Usage: ddpm bench unet [--preset NAME] [--batch B] [
        ddpm bench torch [--preset NAME] [--batch B] [--workers N] [--rounds R] [--redis URL]
        ddpm bench memory [--cases PRESET:B,...] [--steps K]
        ddpm bench fid [--dim D] [--rounds R]
+       ddpm bench cluster [--hosts H] [--ranks-per-host K] [--link-mbit R] [--mb S] [--plane ranks|hub] [--rounds N] [--sweep] [--queue-ms Q] [--burst-kb B]
        ddpm bench all [options]
 
 all: every benchmark with its own defaults; an option given applies to every benchmark that takes
@@ -78,6 +81,18 @@ The Python references (torch, fid) run OpenBLAS's kernels for this CPU's instruc
 back to generic SSE3 kernels several times slower, and the comparison would flatter us.
   --dim (2048), --rounds (3)
 
+cluster: the all-reduce across H simulated hosts (network namespaces joined by links shaped to
+R Mbit/s with tc; a data Redis on every host; the hub in a namespace of its own; root, ip and tc
+needed), K ranks a host, S MB of fp32 values, on the ranks' own data servers or on the hub. Reports
+the median all-reduce, one link's measured rate (a raw SET and GET between two hosts; and with
+both directions loaded at once), the ring bound 2(N − 1)/N·S at that rate and the all-reduce over
+it, and each host's bytes per all-reduce from the kernel's counters. --sweep runs 2, 4 and 8
+hosts on both planes at S/4 and S MB, fits t = 2(N − 1)·α + β·(bytes on the busiest link) per
+plane, and projects the CIFAR-10 model onto 8, 32 and 128 GPUs at 25 and 100 Gbit/s (a
+projection). "all" leaves it out.
+  --hosts (4), --ranks-per-host (1), --link-mbit (200), --mb (32), --plane (ranks), --rounds (3),
+  --queue-ms (50): how long tbf lets a packet wait before it drops it, --burst-kb (4 ms of the rate)
+
   --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
 
@@ -96,12 +111,40 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
     profile: { type: 'boolean' },
     cases: { type: 'string' },
     dim: { type: 'string' },
+    hosts: { type: 'string' },
+    'ranks-per-host': { type: 'string' },
+    'link-mbit': { type: 'string' },
+    plane: { type: 'string' },
+    sweep: { type: 'boolean' },
+    'queue-ms': { type: 'string' },
+    'burst-kb': { type: 'string' },
   });
   const which = positionals[0];
-  if (positionals.length !== 1 || !['unet', 'allreduce', 'dp', 'torch', 'memory', 'fid', 'all'].includes(which ?? '')) {
+  if (
+    positionals.length !== 1 ||
+    !['unet', 'allreduce', 'dp', 'torch', 'memory', 'fid', 'cluster', 'all'].includes(which ?? '')
+  ) {
     throw new CliUsageError(
-      `expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid" or "all", got "ddpm bench ${positionals.join(' ')}"`,
+      `expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid", "cluster" or "all", got "ddpm bench ${positionals.join(' ')}"`,
     );
+  }
+  if (which === 'cluster') {
+    const unavailable = simulationUnavailable();
+    if (unavailable !== undefined) throw new CliUsageError(`ddpm bench cluster: ${unavailable}`);
+    const result = await runClusterBench({
+      hosts: parseInteger('hosts', values['hosts'], 4, { min: 1, max: 32 }),
+      ranksPerHost: parseInteger('ranks-per-host', values['ranks-per-host'], 1, { min: 1, max: 8 }),
+      linkMbit: parseNumber('link-mbit', values['link-mbit'], 200),
+      mb: parseNumber('mb', values['mb'], 32),
+      plane: parseChoice('plane', values['plane'], ['ranks', 'hub'] as const, 'ranks'),
+      rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+      sweep: values['sweep'] === true,
+      ...(values['queue-ms'] !== undefined ? { queueMs: parseNumber('queue-ms', values['queue-ms'], 50) } : {}),
+      ...(values['burst-kb'] !== undefined ? { burstKb: parseNumber('burst-kb', values['burst-kb'], 64) } : {}),
+      onLine: (line) => io.stderr(`${line}\n`),
+    });
+    io.stdout(JSON.stringify(result, null, 2) + '\n');
+    return 0;
   }
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });

@@ -1,0 +1,470 @@
+/**
+ * Simulated hosts on one Linux machine, for tests and benchmarks of what crosses a network: H
+ * network namespaces, one per host, each joined to a bridge by a veth pair whose two ends are
+ * shaped with `tc` (tbf: a rate and a burst; a delay too where the kernel has netem), a data Redis
+ * per host, and a control namespace with the control Redis (the queues, the hub). Every process
+ * started on a host gets a /dev/shm of its own (a tmpfs in the mount namespace `ip netns exec`
+ * makes), so ranks on different hosts never find each other's shared memory and must use the
+ * network.
+ *
+ * Addresses come from the project's own test range, 10.213.0.0/16 (a /24 per run), and traffic
+ * goes only to them and to loopback. Names carry a per-run id; {@link SimulatedHosts.destroy}
+ * removes everything (and runs on process exit and on SIGINT/SIGTERM, so a failed test leaves no
+ * namespace, link or process behind); `sweepSimulatedHosts` (`ddpm sim clean`) removes the leftovers of runs
+ * that were killed outright.
+ *
+ * Needs root, `ip` and `tc` (iproute2), `redis-server` and `mount`; {@link simulationUnavailable}
+ * says what is missing.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** The project's test range: one /24 of it per run. */
+const NET_PREFIX = '10.213';
+const NS_PREFIX = 'ddpmsim-';
+/** The data Redis of every host listens here; the control Redis on 6379. */
+export const DATA_PORT = 6380;
+export const CONTROL_PORT = 6379;
+
+export interface SimulatedHostsOptions {
+  /** Hosts (1 to 32). */
+  readonly hosts: number;
+  /** Each host link's rate, Mbit/s (absent: unshaped). */
+  readonly linkMbit?: number;
+  /** tbf's burst, kB (default: 4 ms of the rate, at least 64 kB). */
+  readonly burstKb?: number;
+  /** tbf's queue, as the longest a packet may wait, ms (default 50). */
+  readonly queueMs?: number;
+  /** One-way delay per link, ms (needs netem; refused where the kernel lacks it). */
+  readonly delayMs?: number;
+  /** Whether the control namespace's link is shaped like the hosts' (default true: the hub is a host like the others). */
+  readonly shapeControl?: boolean;
+  /** Start a data Redis on every host (default true). */
+  readonly dataRedis?: boolean;
+  /** Password of every Redis (default: none). */
+  readonly password?: string;
+  /** Size of every host's /dev/shm (default 512m). */
+  readonly shmSize?: string;
+}
+
+export interface SimulatedHost {
+  readonly index: number;
+  readonly namespace: string;
+  readonly address: string;
+  /** The bridge side of its veth pair (in the root namespace): its counters are the host's traffic. */
+  readonly veth: string;
+  /** Its data Redis, as every other host reaches it. */
+  readonly dataRedisUrl: string;
+}
+
+/** Why this machine cannot simulate hosts, or undefined when it can. */
+export function simulationUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return `simulated hosts need Linux, not ${process.platform}`;
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    return 'simulated hosts need root (network namespaces, veth, tc)';
+  for (const tool of ['ip', 'tc', 'redis-server', 'mount']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      return `simulated hosts need ${tool} on the PATH (apt-get install iproute2 redis-server)`;
+  }
+  return undefined;
+}
+
+function run(args: readonly string[]): void {
+  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${args.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+}
+
+/** Whether the kernel has netem (a delay on a link); probed once on a dummy link. */
+let netemProbe: boolean | undefined;
+function hasNetem(): boolean {
+  if (netemProbe !== undefined) return netemProbe;
+  const name = `ddpmnetem${randomBytes(2).toString('hex')}`;
+  try {
+    run(['ip', 'link', 'add', name, 'type', 'dummy']);
+    netemProbe = spawnSync('tc', ['qdisc', 'add', 'dev', name, 'root', 'netem', 'delay', '1ms']).status === 0;
+  } catch {
+    netemProbe = false;
+  } finally {
+    spawnSync('ip', ['link', 'del', name]);
+  }
+  return netemProbe;
+}
+
+/** Where each run notes its owner's pid, so that a sweep leaves live runs alone. */
+const OWNERS_DIR = '/run/ddpm-sim';
+
+function ownerAlive(id: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(OWNERS_DIR, id), 'utf8'));
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the namespaces, processes and bridges of earlier runs whose owner is gone (killed
+ * outright, so their exit handlers never ran); runs whose owner lives are left alone. Returns the
+ * number of runs removed.
+ */
+export function sweepSimulatedHosts(): number {
+  const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  const removed = new Set<string>();
+  for (const line of out.split('\n')) {
+    const ns = line.split(' ')[0];
+    if (!ns?.startsWith(NS_PREFIX)) continue;
+    const id = ns.slice(NS_PREFIX.length).split('-')[0]!;
+    if (ownerAlive(id)) continue;
+    killNamespace(ns);
+    spawnSync('ip', ['netns', 'del', ns]);
+    removed.add(id);
+  }
+  const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout ?? '';
+  for (const m of links.matchAll(/^\d+: (ddb([0-9a-f]{4})|ddv([0-9a-f]{4})-\w+)[@:]/gm)) {
+    const id = (m[2] ?? m[3])!;
+    if (ownerAlive(id)) continue;
+    spawnSync('ip', ['link', 'del', m[1]!]);
+    removed.add(id);
+  }
+  for (const id of removed) rmSync(path.join(OWNERS_DIR, id), { force: true });
+  return removed.size;
+}
+
+/** SIGKILLs every process whose network namespace is `ns`. */
+function killNamespace(ns: string): void {
+  const pids = (spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '').split('\n').filter(Boolean);
+  for (const pid of pids) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+export class SimulatedHosts {
+  readonly id: string;
+  readonly hosts: readonly SimulatedHost[];
+  readonly control: {
+    readonly namespace: string;
+    readonly address: string;
+    readonly veth: string;
+    readonly redisUrl: string;
+  };
+  /** The bridge's address in the root namespace (what this process reaches the hosts from). */
+  readonly gateway: string;
+  readonly netem: boolean;
+  private readonly bridge: string;
+  private readonly processes = new Set<ChildProcess>();
+  private readonly dataRedis = new Map<number, ChildProcess>();
+  private destroyed = false;
+  private readonly onExit = (): void => this.destroySync();
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.destroySync();
+    process.kill(process.pid, signal);
+  };
+
+  private constructor(
+    readonly options: SimulatedHostsOptions,
+    subnet: number,
+  ) {
+    this.id = randomBytes(2).toString('hex');
+    this.bridge = `ddb${this.id}`;
+    const net = `${NET_PREFIX}.${subnet}`;
+    this.gateway = `${net}.254`;
+    this.netem = options.delayMs !== undefined && hasNetem();
+    const auth = options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : '';
+    this.control = {
+      namespace: `${NS_PREFIX}${this.id}-c`,
+      address: `${net}.1`,
+      veth: `ddv${this.id}-c`,
+      redisUrl: `redis://${auth}${net}.1:${CONTROL_PORT}`,
+    };
+    this.hosts = Array.from({ length: options.hosts }, (_, i) => ({
+      index: i,
+      namespace: `${NS_PREFIX}${this.id}-h${i}`,
+      address: `${net}.${10 + i}`,
+      veth: `ddv${this.id}-${i}`,
+      dataRedisUrl: `redis://${auth}${net}.${10 + i}:${DATA_PORT}`,
+    }));
+  }
+
+  /** Creates the hosts, their links and their Redis servers; refuses, saying why, where it cannot. */
+  static async create(options: SimulatedHostsOptions): Promise<SimulatedHosts> {
+    const unavailable = simulationUnavailable();
+    if (unavailable !== undefined) throw new Error(unavailable);
+    if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > 32)
+      throw new Error(`hosts must be 1 to 32, got ${options.hosts}`);
+    if (options.linkMbit !== undefined && !(options.linkMbit > 0))
+      throw new Error(`the link rate must be positive, got ${options.linkMbit} Mbit/s`);
+    if (options.delayMs !== undefined && !hasNetem())
+      throw new Error(
+        "a link delay needs the kernel's netem qdisc, which this kernel lacks (tbf shapes the rate only)",
+      );
+    const sim = new SimulatedHosts(options, freeSubnet());
+    mkdirSync(OWNERS_DIR, { recursive: true });
+    writeFileSync(path.join(OWNERS_DIR, sim.id), String(process.pid));
+    process.once('exit', sim.onExit);
+    process.once('SIGINT', sim.onSignal);
+    process.once('SIGTERM', sim.onSignal);
+    try {
+      sim.buildNetwork();
+      await sim.startRedis('control');
+      if (options.dataRedis !== false) for (const h of sim.hosts) await sim.startRedis(h.index);
+    } catch (err) {
+      sim.destroySync();
+      throw err;
+    }
+    return sim;
+  }
+
+  private buildNetwork(): void {
+    run(['ip', 'link', 'add', this.bridge, 'type', 'bridge']);
+    run(['ip', 'addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
+    run(['ip', 'link', 'set', this.bridge, 'up']);
+    const all = [
+      {
+        namespace: this.control.namespace,
+        address: this.control.address,
+        veth: this.control.veth,
+        shape: this.options.shapeControl !== false,
+      },
+      ...this.hosts.map((h) => ({ ...h, shape: true })),
+    ];
+    for (const end of all) {
+      const peer = `${end.veth}p`;
+      run(['ip', 'netns', 'add', end.namespace]);
+      run(['ip', 'link', 'add', end.veth, 'type', 'veth', 'peer', 'name', peer]);
+      run(['ip', 'link', 'set', peer, 'netns', end.namespace]);
+      run(['ip', 'link', 'set', end.veth, 'master', this.bridge, 'up']);
+      const inNs = ['ip', 'netns', 'exec', end.namespace];
+      run([...inNs, 'ip', 'addr', 'add', `${end.address}/24`, 'dev', peer]);
+      run([...inNs, 'ip', 'link', 'set', peer, 'up']);
+      run([...inNs, 'ip', 'link', 'set', 'lo', 'up']);
+      if (end.shape) {
+        // Both directions: the host's egress on its own end, its ingress on the bridge's end.
+        this.shape([], end.veth);
+        this.shape(inNs, peer);
+      }
+    }
+  }
+
+  /** tbf at the link rate (and netem's delay before it, where asked and available) on `dev`. */
+  private shape(prefix: readonly string[], dev: string): void {
+    const { linkMbit, burstKb, delayMs } = this.options;
+    const latency = `${this.options.queueMs ?? 50}ms`;
+    if (linkMbit === undefined && delayMs === undefined) return;
+    const burst = burstKb ?? Math.max(64, Math.ceil(((linkMbit ?? 1000) * 1000 * 0.004) / 8));
+    if (delayMs !== undefined && this.netem) {
+      run([...prefix, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', `${delayMs}ms`]);
+      if (linkMbit !== undefined)
+        run([
+          ...prefix,
+          'tc',
+          'qdisc',
+          'add',
+          'dev',
+          dev,
+          'parent',
+          '1:',
+          'handle',
+          '2:',
+          'tbf',
+          'rate',
+          `${linkMbit}mbit`,
+          'burst',
+          `${burst}kb`,
+          'latency',
+          latency,
+        ]);
+    } else if (linkMbit !== undefined) {
+      run([
+        ...prefix,
+        'tc',
+        'qdisc',
+        'add',
+        'dev',
+        dev,
+        'root',
+        'tbf',
+        'rate',
+        `${linkMbit}mbit`,
+        'burst',
+        `${burst}kb`,
+        'latency',
+        latency,
+      ]);
+    }
+  }
+
+  private namespaceOf(host: number | 'control'): string {
+    return host === 'control' ? this.control.namespace : this.hosts[host]!.namespace;
+  }
+
+  private addressOf(host: number | 'control'): string {
+    return host === 'control' ? this.control.address : this.hosts[host]!.address;
+  }
+
+  /** Starts the control Redis (`control`) or host `host`'s data Redis, and waits until it answers. */
+  async startRedis(host: number | 'control'): Promise<void> {
+    const port = host === 'control' ? CONTROL_PORT : DATA_PORT;
+    const password = this.options.password;
+    const child = this.spawn(
+      host,
+      [
+        'redis-server',
+        '--port',
+        String(port),
+        '--bind',
+        this.addressOf(host),
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+        ...(password ? ['--requirepass', password] : []),
+      ],
+      { stdio: 'ignore', sharedMemory: false },
+    );
+    if (host !== 'control') this.dataRedis.set(host, child);
+    const auth = password ? ['-a', password, '--no-auth-warning'] : [];
+    for (let i = 0; i < 100; i++) {
+      const pong = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          this.namespaceOf(host),
+          'redis-cli',
+          '-h',
+          this.addressOf(host),
+          '-p',
+          String(port),
+          ...auth,
+          'PING',
+        ],
+        { encoding: 'utf8' },
+      );
+      if (pong.stdout?.trim() === 'PONG') return;
+      if (child.exitCode !== null)
+        throw new Error(
+          `the Redis of ${host === 'control' ? 'the control namespace' : `host ${host}`} exited with ${child.exitCode}`,
+        );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(
+      `the Redis of ${host === 'control' ? 'the control namespace' : `host ${host}`} did not answer within 10 s`,
+    );
+  }
+
+  /** SIGKILLs host `host`'s data Redis (a fault), waiting until it is gone. */
+  async killDataRedis(host: number): Promise<void> {
+    const child = this.dataRedis.get(host);
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
+  }
+
+  /**
+   * Starts `command` on a host (or in the control namespace), with a /dev/shm of its own unless
+   * `sharedMemory` is false; the process is killed with the hosts. stdio as `spawn`'s (add 'ipc'
+   * for a Node child to talk to).
+   */
+  spawn(
+    host: number | 'control',
+    command: readonly string[],
+    options: {
+      env?: NodeJS.ProcessEnv;
+      stdio?: Parameters<typeof spawn>[2]['stdio'];
+      sharedMemory?: boolean;
+      serialization?: 'json' | 'advanced';
+    } = {},
+  ): ChildProcess {
+    if (this.destroyed) throw new Error('the simulated hosts are gone');
+    const shm = options.sharedMemory !== false;
+    const size = this.options.shmSize ?? '512m';
+    // `ip netns exec` runs the command in a mount namespace of its own: a tmpfs mounted on
+    // /dev/shm there is this process tree's alone. exec keeps the pid (and an IPC channel).
+    const script = shm ? `mount -t tmpfs -o size=${size},mode=1777 tmpfs /dev/shm && exec "$@"` : 'exec "$@"';
+    const child = spawn('ip', ['netns', 'exec', this.namespaceOf(host), 'sh', '-c', script, 'sh', ...command], {
+      env: options.env ?? process.env,
+      stdio: options.stdio ?? 'inherit',
+      ...(options.serialization ? { serialization: options.serialization } : {}),
+    });
+    this.processes.add(child);
+    child.once('exit', () => this.processes.delete(child));
+    return child;
+  }
+
+  /** Takes host `host`'s link down or brings it back (the bridge's end: nothing reaches it meanwhile). */
+  setLink(host: number, up: boolean): void {
+    run(['ip', 'link', 'set', this.hosts[host]!.veth, up ? 'up' : 'down']);
+  }
+
+  /** Bytes the host sent and received so far, by the kernel's counters of its link. */
+  counters(host: number | 'control'): { sent: number; received: number } {
+    const veth = host === 'control' ? this.control.veth : this.hosts[host]!.veth;
+    const read = (name: string): number =>
+      Number(readFileSync(path.join('/sys/class/net', veth, 'statistics', name), 'utf8'));
+    // The bridge's end transmits what the host receives and receives what the host sends.
+    return { sent: read('rx_bytes'), received: read('tx_bytes') };
+  }
+
+  /** Kills every process, removes the namespaces, the links and the bridge. */
+  async destroy(): Promise<void> {
+    const exits = [...this.processes].map(
+      (p) =>
+        new Promise<void>((resolve) =>
+          p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()),
+        ),
+    );
+    this.destroySync();
+    await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())]);
+  }
+
+  private destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    process.off('exit', this.onExit);
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    for (const p of this.processes) p.kill('SIGKILL');
+    for (const end of [this.control, ...this.hosts]) {
+      killNamespace(end.namespace);
+      // The link first: a namespace outlives its name while anything still refers to it (a socket
+      // the kernel is closing), and its end of the pair with it.
+      spawnSync('ip', ['link', 'del', end.veth]);
+      spawnSync('ip', ['netns', 'del', end.namespace]);
+    }
+    spawnSync('ip', ['link', 'del', this.bridge]);
+    rmSync(path.join(OWNERS_DIR, this.id), { force: true });
+  }
+}
+
+/** A /24 of the test range no other run on this machine uses now. */
+function freeSubnet(): number {
+  const used = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' });
+  for (let tries = 0; tries < 64; tries++) {
+    const subnet = 1 + Math.floor(Math.random() * 250);
+    if (!used.includes(`${NET_PREFIX}.${subnet}.`)) return subnet;
+  }
+  throw new Error(`no free /24 left in ${NET_PREFIX}.0.0/16`);
+}
+
+/** Whether `/sys/class/net` has the link (for tests that check a run left nothing behind). */
+export function linkExists(name: string): boolean {
+  return existsSync(path.join('/sys/class/net', name));
+}
