@@ -25,8 +25,15 @@ interface K8sObject {
 interface Container {
   name: string;
   image: string;
+  command?: string[];
   args?: string[];
-  env?: { name: string; value?: string }[];
+  restartPolicy?: string;
+  env?: {
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
+  }[];
+  ports?: { containerPort: number }[];
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   livenessProbe?: unknown;
   readinessProbe?: unknown;
@@ -34,6 +41,7 @@ interface Container {
 
 interface PodSpec {
   containers: Container[];
+  initContainers?: Container[];
   securityContext?: { runAsNonRoot?: boolean };
   terminationGracePeriodSeconds?: number;
   nodeSelector?: Record<string, string>;
@@ -115,7 +123,8 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
       expect(`${o.kind}/${o.metadata.name}: ${pod.securityContext?.runAsNonRoot}`).toBe(
         `${o.kind}/${o.metadata.name}: true`,
       );
-      for (const c of pod.containers) {
+      // Native sidecars (init containers that keep running) are servers like the others.
+      for (const c of [...pod.containers, ...(pod.initContainers ?? []).filter((i) => i.restartPolicy === 'Always')]) {
         const where = `${o.kind}/${o.metadata.name}/${c.name}`;
         expect(`${where} ${c.image}`).toMatch(/^\S+ [^:@\s]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/);
         expect(`${where} ${c.image}`).not.toMatch(/:latest$/);
@@ -151,7 +160,7 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
   });
 
   it('lets exactly the API and the workers reach Redis', () => {
-    const policy = objects.find((o) => o.kind === 'NetworkPolicy')!;
+    const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'redis-clients')!;
     const spec = policy.spec as {
       podSelector: Parameters<typeof matches>[0];
       ingress: { from: { podSelector: Parameters<typeof matches>[0] }[]; ports: { port: number }[] }[];
@@ -184,6 +193,80 @@ describe.each(OVERLAYS)('infra/k8s/%s', (overlay) => {
     else expect(secret).toBeUndefined();
   });
 });
+
+describe.each(['overlays/dev', 'overlays/gpu'])('infra/k8s/%s: the workers’ own data servers', (overlay) => {
+  const objects = render(overlay);
+  const workerObject = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'worker')!;
+  const pod = podSpecOf(workerObject)!;
+
+  it('gives every worker pod a data Redis beside it: a native sidecar, password from the Secret, nothing kept, memory bounded', () => {
+    const sidecar = pod.initContainers?.find((c) => c.name === 'rank-data');
+    expect(sidecar?.restartPolicy).toBe('Always');
+    const line = [...(sidecar!.command ?? []), ...(sidecar!.args ?? [])].join(' ');
+    expect(line).toMatch(/redis-server --port 6380 /);
+    expect(line).toMatch(/--save "" --appendonly no /);
+    expect(line).toMatch(/--maxmemory-policy noeviction/);
+    expect(line).toMatch(/--requirepass "\$REDISCLI_AUTH"/);
+    expect(sidecar!.env).toContainEqual({
+      name: 'REDISCLI_AUTH',
+      valueFrom: { secretKeyRef: { name: 'ddpm-secrets', key: 'DDPM_RANK_DATA_PASSWORD' } },
+    });
+    // Two steps of the paper's CIFAR-10 model's values (about 2 × 143 MB) fit, within the container's limit.
+    const maxMemory = Number(/--maxmemory (\d+)mb/.exec(line)![1]) * 2 ** 20;
+    expect(maxMemory).toBeGreaterThanOrEqual(2 * 143e6);
+    expect(maxMemory).toBeLessThan(parseQuantity(sidecar!.resources!.limits!['memory']!));
+  });
+
+  it('advertises it at the pod’s IP (the downward API), as a URL the service accepts', () => {
+    const env = pod.containers.find((c) => c.name === 'worker')!.env!;
+    expect(env).toContainEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
+    const names = env.map((e) => e.name);
+    // $(VAR) expands only variables defined before it.
+    expect(names.indexOf('POD_IP')).toBeLessThan(names.indexOf('DDPM_RANK_DATA_URL'));
+    expect(names.indexOf('DDPM_RANK_DATA_PASSWORD')).toBeLessThan(names.indexOf('DDPM_RANK_DATA_URL'));
+    const url = env.find((e) => e.name === 'DDPM_RANK_DATA_URL')!.value!;
+    expect(url).toBe('redis://:$(DDPM_RANK_DATA_PASSWORD)@$(POD_IP):6380');
+    const expanded = url.replace('$(DDPM_RANK_DATA_PASSWORD)', '0123abcd').replace('$(POD_IP)', '10.42.1.7');
+    expect(loadServiceConfig({ DDPM_RANK_DATA_URL: expanded }).rankDataUrl).toBe('redis://:0123abcd@10.42.1.7:6380');
+    const sidecar = pod.initContainers!.find((c) => c.name === 'rank-data')!;
+    expect(sidecar.ports?.map((p) => p.containerPort)).toEqual([6380]);
+    if (overlay === 'overlays/dev') {
+      const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === 'ddpm-secrets')!;
+      // It goes into a URL: letters and digits only.
+      expect(Buffer.from(secret.data!['DDPM_RANK_DATA_PASSWORD']!, 'base64').toString()).toMatch(/^[A-Za-z0-9]{16,}$/);
+    }
+  });
+
+  it('lets worker pods, and nothing else, reach the data port', () => {
+    const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'worker-rank-data')!;
+    const spec = policy.spec as {
+      podSelector: Parameters<typeof matches>[0];
+      ingress: { from?: { podSelector: Parameters<typeof matches>[0] }[]; ports: { port: number }[] }[];
+    };
+    const pods = objects
+      .filter((o) => podSpecOf(o) !== undefined)
+      .map((o) => ({ name: `${o.kind}/${o.metadata.name}`, labels: podLabelsOf(o) }));
+    expect(pods.filter((p) => matches(spec.podSelector, p.labels)).map((p) => p.name)).toEqual(['Deployment/worker']);
+    const dataRules = spec.ingress.filter((r) => r.ports.some((p) => p.port === 6380));
+    expect(dataRules).toHaveLength(1);
+    expect(dataRules[0]!.ports.map((p) => p.port)).toEqual([6380]);
+    const clients = pods
+      .filter((p) => dataRules[0]!.from!.some((f) => matches(f.podSelector, p.labels)))
+      .map((p) => p.name);
+    expect(clients).toEqual(['Deployment/worker']);
+    // The metrics and health port stays open (Prometheus, probes); nothing else is let in.
+    expect(spec.ingress.filter((r) => r !== dataRules[0]).flatMap((r) => r.ports.map((p) => p.port))).toEqual([9464]);
+  });
+});
+
+/** A Kubernetes memory quantity (768Mi, 8Gi, 512M) in bytes. */
+function parseQuantity(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q);
+  if (!m) throw new Error(`not a quantity: ${q}`);
+  const unit =
+    { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2] as 'Ki'] ?? 1;
+  return Number(m[1]) * unit;
+}
 
 describe('infra/k8s/overlays/gpu', () => {
   const objects = render('overlays/gpu');
