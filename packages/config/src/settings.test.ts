@@ -20,7 +20,7 @@ const tiny = { dataset: 'procedural:shapes?size=16&channels=1', preset: 'micro32
 /** A valid value for each setting that differs from its default, to see where it lands. */
 const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   recipe: 'fashion-mnist-cpu',
-  dataset: 'fashion-mnist?split=test',
+  dataset: 'cifar10:/srv/cifar10?split=test',
   preset: 'tiny32',
   steps: 77,
   budgetMinutes: 42.5,
@@ -152,13 +152,25 @@ describe('the train settings table', () => {
     ],
     [{ sampleEta: 0.3 }, 'sampleEta applies to the ddim sampler only'],
     [{ timesteps: 100, sampleSteps: 101 }, "sampleSteps 101 exceeds the model's T = 100 diffusion steps"],
-    [{ preset: 'tiny32', dropout: 0.99999 }, null],
+    [{ dataset: 'procedural:shapes?size=16&channels=3', preset: 'tiny32', dropout: 0.99999 }, null],
     [{ evalMetrics: ['nll'] }, 'evalMetrics applies to evaluation during training, which evalEvery turns on'],
     [
       { evalEvery: 5 },
       'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll',
     ],
     [{ evalEvery: 5, evalMetrics: ['nll'] }, null],
+    [
+      { dataset: 'procedural:shapes?imageSize=1024', preset: 'micro32' },
+      /dataset procedural:shapes\?imageSize=1024 has 1024x1024 images but the model takes 32x32/,
+    ],
+    [
+      { dataset: 'procedural:shapes?imageSize=16&channels=3', preset: 'micro32' },
+      /has 3 channel\(s\) but the model takes 1/,
+    ],
+    [{ dataset: 'cifar10:/usr/share/datasets/cifar10', preset: 'nano8' }, /has 32x32 images but the model takes 8x8/],
+    [{ dataset: 'fashion-mnist', preset: 'tiny32' }, /has 1 channel\(s\) but the model takes 3/],
+    [{ dataset: 'fashion-mnist', preset: 'micro32' }, null],
+    [{ dataset: 'procedural:shapes?imageSize=16', preset: 'micro32' }, null],
     [
       { evalEvery: 5, evalMetrics: ['nll'], timesteps: 100, evalSteps: 200 },
       "evalSteps 200 exceeds the model's T = 100 diffusion steps",

@@ -4,7 +4,7 @@
  * what checkpoints store (it does not depend on the world size); `finalGrid` and `group` are how
  * this job uses it.
  */
-import { parseDatasetSpec } from '@ddpm/data/spec';
+import { checkDeclaredShape, parseDatasetSpec } from '@ddpm/data/spec';
 import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES, isLearnedVariance, validateModelling } from '@ddpm/diffusion/config';
 import { BETA_SCHEDULE_KINDS, betaSchedule } from '@ddpm/diffusion/schedule';
 import { type UNetConfig, validateUNetConfig } from '@ddpm/unet/config';
@@ -258,7 +258,7 @@ export function validateTrainConfig(config: TrainConfig): void {
   try {
     validateModelling(config.diffusion.meanType, config.diffusion.varianceType, config.diffusion.lossType);
     betaSchedule(config.diffusion.schedule);
-    unetConfigOf(config);
+    checkDeclaredShape(config.dataset, unetConfigOf(config));
   } catch (err) {
     throw configError((err as Error).message, { cause: err });
   }

@@ -170,6 +170,54 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
   }
 }
 
+/**
+ * What a spec says of its images without opening anything: their side and channels where the
+ * kind fixes them (Fashion-MNIST and MNIST 28×28 grey, CIFAR-10 32×32 RGB) or the spec names
+ * them; left out where only the files know (idx, store) or the model decides (a folder or the
+ * procedural shapes without size or channels).
+ */
+export function declaredShape(spec: DatasetSpec): { readonly side?: number; readonly channels?: 1 | 3 } {
+  switch (spec.kind) {
+    case 'fashion-mnist':
+    case 'mnist':
+      return { side: 28, channels: 1 };
+    case 'cifar10':
+      return { side: 32, channels: 3 };
+    case 'folder':
+      return {
+        ...(spec.size !== undefined ? { side: spec.size } : {}),
+        ...(spec.channels ? { channels: spec.channels } : {}),
+      };
+    case 'procedural':
+      return {
+        ...(spec.imageSize !== undefined ? { side: spec.imageSize } : {}),
+        ...(spec.channels ? { channels: spec.channels } : {}),
+      };
+    default:
+      return {};
+  }
+}
+
+/**
+ * Refuses, before anything runs, a dataset whose declared images the model cannot take: larger
+ * than its side (smaller ones are padded) or with other channels. The loader checks the same
+ * again on the opened files.
+ */
+export function checkDeclaredShape(
+  spec: string,
+  model: { readonly imageSize: number; readonly inChannels: number },
+): void {
+  const { side, channels } = declaredShape(parseDatasetSpec(spec));
+  if (side !== undefined && side > model.imageSize)
+    fail(
+      `dataset ${spec} has ${side}x${side} images but the model takes ${model.imageSize}x${model.imageSize}; choose a preset of that size or a smaller imageSize`,
+    );
+  if (channels !== undefined && channels !== model.inChannels)
+    fail(
+      `dataset ${spec} has ${channels} channel(s) but the model takes ${model.inChannels}; choose a preset with ${channels} channel(s) or set the dataset's channels`,
+    );
+}
+
 /** The file or folder a parsed spec reads from, if it reads from the file system. */
 export function datasetPath(spec: DatasetSpec): string | undefined {
   switch (spec.kind) {
