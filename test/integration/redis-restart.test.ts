@@ -5,9 +5,8 @@
  * job lock lasts. The job must finish, from its checkpoints, with every kept checkpoint whole and
  * nothing lost: the job, its log and its result survive in the restarted Redis.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -15,46 +14,9 @@ import { freePort } from '@ddpm/cli';
 import { listCheckpoints, loadCheckpointAt } from '@ddpm/engine/checkpoints';
 import { openStore } from '@ddpm/storage';
 
-import { type Stack, startStack, tinyTrain, until } from './service-support';
+import { type Stack, startRedis, startStack, tinyTrain, until } from './service-support';
 
 jest.setTimeout(300_000);
-
-/** A redis-server with AOF on `dir`; resolves once it accepts connections. */
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'always',
-      '--save',
-      '',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-  await until(
-    'redis-server to accept connections',
-    () =>
-      new Promise<true | undefined>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.end();
-          resolve(true);
-        });
-        socket.on('error', () => resolve(undefined));
-      }),
-    20_000,
-  );
-  return child;
-}
 
 let dir: string;
 let port: number;

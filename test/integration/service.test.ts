@@ -43,9 +43,13 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]!);
     const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
     expect(checkpoints.map((c: { step: number }) => c.step)).toEqual([3, 2, 1]);
+    // Keys in the store, never the server's path to it: in the listing, the view and the log.
+    expect(checkpoints[0]).toEqual({ step: 3, key: `runs/${id}/checkpoints/step-000000003/manifest.json` });
+    expect(done.result.checkpoint).toBe(`<store>/runs/${id}/checkpoints/step-000000003/manifest.json`);
     const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
     expect(logs).toMatch(/starting: nano8/);
-    expect(logs).toMatch(/checkpoint \((periodic|final)\) at step 3/);
+    expect(logs).toMatch(/checkpoint \((periodic|final)\) at step 3: <store>\/runs\//);
+    expect(logs).not.toContain(stack.storeDir);
     const sampleUrl = done.links.samples[0] as string;
     const png = await stack.app.inject({ url: new URL(sampleUrl).pathname });
     expect(png.statusCode).toBe(200);

@@ -25,10 +25,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Queue } from 'bullmq';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 
 import { registerComponents } from './components';
+import { HostGuard } from './host-guard';
 import { statusOf } from './http-errors';
 import { JobsService } from './jobs-service';
 import { datasetRoutes } from './routes/datasets';
@@ -50,6 +51,8 @@ export interface AppContext {
   readonly store: ObjectStore;
   readonly registry: Registry;
   readonly jobs: JobsService;
+  /** The Host and Origin checks, and the base of the links in responses. */
+  readonly guard: HostGuard;
 }
 
 declare module 'fastify' {
@@ -57,6 +60,47 @@ declare module 'fastify' {
     ddpm: AppContext;
   }
 }
+
+/** What a 503 for a Redis outage tells the client to wait before retrying. */
+const REDIS_RETRY_AFTER_SECONDS = 2;
+
+/** Whether a failure is Redis being away rather than a fault of ours. */
+function redisUnavailable(error: { message: string; name?: string }, redis: Redis): boolean {
+  if (redis.status !== 'ready') return true;
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|LOADING |READONLY |MASTERDOWN/.test(
+      error.message,
+    )
+  );
+}
+
+/** Fastify's own client errors: a label per status, and never the whole request path echoed back. */
+function clientErrorBody(
+  status: number,
+  error: { message: string; code?: string },
+): { error: string; message: string } {
+  switch (error.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { error: 'uri too long', message: `a path segment is longer than ${MAX_PARAM_LENGTH} characters` };
+    case 'FST_ERR_BAD_URL':
+      return { error: 'bad request', message: 'the path is not a valid URL (a malformed % escape?)' };
+    default:
+      break;
+  }
+  const labels: Record<number, string> = {
+    404: 'not found',
+    405: 'method not allowed',
+    413: 'body too large',
+    414: 'uri too long',
+    415: 'unsupported media type',
+  };
+  const message = error.message.length > 200 ? `${error.message.slice(0, 200)}…` : error.message;
+  return { error: labels[status] ?? 'bad request', message };
+}
+
+/** Longest path parameter (a job id, a sample name) the router accepts. */
+const MAX_PARAM_LENGTH = 100;
 
 /** Routes reachable without the bearer token. */
 const PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/];
@@ -72,6 +116,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // resolver (one table) fills the defaults into the job's config.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
     requestIdHeader: 'x-request-id',
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // A path the router cannot take (malformed, a segment too long) is answered before any
+    // route or hook runs: say what is wrong, never echo the path.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.statusCode ?? 400;
+      void (reply as FastifyReply).code(status).send(clientErrorBody(status, error));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Response schemas document the API (and type-check the handlers); bodies are serialized as
@@ -127,7 +178,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logFollowers: config.logFollowers,
     logFollowSeconds: config.logFollowSeconds,
   });
-  app.decorate('ddpm', { config, queues, redis, store, registry, jobs });
+  const guard = new HostGuard(config);
+  app.decorate('ddpm', { config, queues, redis, store, registry, jobs, guard });
 
   app.addHook('onClose', async () => {
     // A queue closed while its connection still initialises (BullMQ asks Redis for its version)
@@ -143,6 +195,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const status = `${Math.floor(reply.statusCode / 100)}xx`;
     requests.inc({ route, status });
     latency.observe({ route, method: request.method, status }, reply.elapsedTime / 1000);
+  });
+
+  // Before the token: a tokenless API answers only its own names, and pages of foreign origins
+  // change nothing (host-guard.ts).
+  app.addHook('onRequest', async (request, reply) => {
+    const path = request.url.split('?', 1)[0]!;
+    const refusal = guard.refusal(
+      request,
+      PUBLIC.some((p) => p.test(path)),
+    );
+    if (refusal !== undefined) return HostGuard.refuse(reply, refusal);
   });
 
   if (config.apiToken) {
@@ -173,14 +236,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }
       const status = error.statusCode ?? 500;
       if (status >= 500) {
+        // Redis away (restarting, failing over, unreachable): the client may retry, and the
+        // routes recover by themselves once it is back.
+        if (redisUnavailable(error, redis)) {
+          request.log.warn({ err: error.message }, 'Redis unavailable');
+          return reply
+            .code(503)
+            .header('retry-after', String(REDIS_RETRY_AFTER_SECONDS))
+            .send({ error: 'unavailable', message: 'the queue store (Redis) is unavailable; retry shortly' });
+        }
         request.log.error({ err: error }, 'request failed');
         return reply.code(status).send({ error: 'internal error', requestId: request.id });
       }
       if (error.validation) return reply.code(400).send({ error: 'invalid request', message: error.message });
-      return reply.code(status).send({
-        error: error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body too large' : 'bad request',
-        message: error.message,
-      });
+      return reply.code(status).send(clientErrorBody(status, error));
     },
   );
   app.setNotFoundHandler((request, reply) =>

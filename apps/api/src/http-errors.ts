@@ -44,5 +44,9 @@ export function statusOf(kind: ErrorKind): { status: number; error: string } {
 /** The error responses every route may give, for the OpenAPI document. */
 export const COMMON_ERRORS = {
   401: ErrorBody,
+  /** A foreign Host on a tokenless API, or a foreign Origin on a state-changing request. */
+  403: ErrorBody,
   500: ErrorBody,
+  /** Redis (the queues) away: retry after the Retry-After header's seconds. */
+  503: ErrorBody,
 } as const;

@@ -107,13 +107,29 @@ function drained(out: Writable, stop: () => boolean): Promise<void> {
   });
 }
 
+/**
+ * How responses write the store's root: the keys under it are the client's business, where the
+ * store lives on the server (a path, a bucket) is the operator's.
+ */
+export const STORE = '<store>';
+
 const invalid = (message: string): CodedError => new CodedError('DDPM_REQUEST_INVALID', 'invalid', message);
 
 export class JobsService {
   /** Log streams being followed now. */
   private followers = 0;
 
-  constructor(private readonly options: JobsServiceOptions) {}
+  /** The store's root URL and '/': shown to clients as {@link STORE}, never as the server's path. */
+  private readonly storeRoot: string;
+
+  constructor(private readonly options: JobsServiceOptions) {
+    this.storeRoot = `${options.store.urlOf('')}/`;
+  }
+
+  /** `text` with the store's root (a server path, a bucket) written as {@link STORE}. */
+  private redact(text: string): string {
+    return text.replaceAll(this.storeRoot, `${STORE}/`);
+  }
 
   /**
    * Resolves the request into the configuration the job will run with (every default, bound and
@@ -290,7 +306,14 @@ export class JobsService {
       job.getState(),
       this.options.redis.exists(cancelKey(this.options.prefix, job.id!)),
     ]);
-    return viewOf(job, state, cancelled === 1, base);
+    const view = viewOf(job, state, cancelled === 1, base);
+    return {
+      ...view,
+      ...(view.result?.checkpoint !== undefined
+        ? { result: { ...view.result, checkpoint: this.redact(view.result.checkpoint) } }
+        : {}),
+      ...(view.error !== undefined ? { error: this.redact(view.error) } : {}),
+    };
   }
 
   /** A job's view, or the tombstone of one cancelled before it ran. */
@@ -362,11 +385,15 @@ export class JobsService {
     return { outcome: 'requested', view: await this.view(job, base) };
   }
 
-  /** A train job's checkpoints, newest first; undefined when there is no such train job. */
-  async checkpoints(id: string): Promise<CheckpointRef[] | undefined> {
+  /**
+   * A train job's checkpoints, newest first, each by its manifest's key in the store; undefined
+   * when there is no such train job.
+   */
+  async checkpoints(id: string): Promise<{ step: number; key: string }[] | undefined> {
     const job = await this.find(id);
     if (!job || job.data.type !== 'train') return undefined;
-    return listCheckpoints(this.options.store, job.data.runPrefix);
+    const refs: CheckpointRef[] = await listCheckpoints(this.options.store, job.data.runPrefix);
+    return refs.map((r) => ({ step: r.step, key: r.url.slice(this.storeRoot.length) }));
   }
 
   /** A train job's metrics over training (its history); undefined when there is no such train job. */
@@ -387,7 +414,7 @@ export class JobsService {
   /** A page of a job's log lines (`start` counts from the oldest line kept), and how many are kept. */
   async logs(job: Job<JobData, JobResult>, start: number, limit: number): Promise<{ lines: string[]; total: number }> {
     const { logs, count } = await this.options.queues[job.data.type].getJobLogs(job.id!, start, start + limit - 1);
-    return { lines: logs, total: count };
+    return { lines: logs.map((line) => this.redact(line)), total: count };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { jobIdFor, jobTypeOf, requestHash } from './names';
-import { loadServiceConfig, redisConnectionOptions } from './service-config';
+import { bearerMatches, loadServiceConfig, redisConnectionOptions } from './service-config';
 
 describe('job names', () => {
   it('derives the same id from the same Idempotency-Key, per job type', () => {
@@ -44,6 +44,14 @@ describe('service configuration', () => {
       { DDPM_RANK_DATA_URL: '10.0.0.5:6380' },
       'DDPM_RANK_DATA_URL must be a redis:// or rediss:// URL, got "10.0.0.5:6380"',
     ],
+    [
+      { DDPM_ALLOWED_HOSTS: 'http://ddpm.example' },
+      /DDPM_ALLOWED_HOSTS must list host names .*"http:\/\/ddpm.example"/,
+    ],
+    [{ DDPM_ALLOWED_HOSTS: 'ddpm.example:8080' }, /DDPM_ALLOWED_HOSTS must list host names .*"ddpm.example:8080"/],
+    [{ DDPM_ALLOWED_HOSTS: 'a.example,,b' }, /DDPM_ALLOWED_HOSTS must list host names .*""/],
+    [{ DDPM_PUBLIC_URL: 'ddpm.example' }, 'DDPM_PUBLIC_URL must be an http:// or https:// URL'],
+    [{ DDPM_PUBLIC_URL: 'https://ddpm.example/?x=1' }, 'DDPM_PUBLIC_URL must be an http:// or https:// URL'],
   ])('rejects %j', (env, message) => {
     expect(() => loadServiceConfig(env)).toThrow(message);
   });
@@ -59,6 +67,33 @@ describe('service configuration', () => {
     expect(loadServiceConfig({ DDPM_RANK_DATA_URL: 'redis://:pw@10.0.0.5:6380' }).rankDataUrl).toBe(
       'redis://:pw@10.0.0.5:6380',
     );
+  });
+
+  it('reads the hosts a tokenless API answers and the public URL its links start with', () => {
+    expect(loadServiceConfig({}).allowedHosts).toEqual([]);
+    expect(loadServiceConfig({}).publicUrl).toBeUndefined();
+    expect(loadServiceConfig({ DDPM_ALLOWED_HOSTS: ' DDPM.example , 10.0.0.7,::1,[fe80::1]' }).allowedHosts).toEqual([
+      'ddpm.example',
+      '10.0.0.7',
+      '[::1]',
+      '[fe80::1]',
+    ]);
+    expect(loadServiceConfig({ DDPM_PUBLIC_URL: 'https://ddpm.example/api/' }).publicUrl).toBe(
+      'https://ddpm.example/api',
+    );
+  });
+
+  it('takes the bearer scheme in any case and only the exact token', () => {
+    const token = 'x'.repeat(16) + 'secret';
+    expect(bearerMatches(`Bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(`bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(`BEARER ${token}`, token)).toBe(true);
+    expect(bearerMatches(`Bearer ${token}x`, token)).toBe(false);
+    expect(bearerMatches(`Bearer ${token.slice(1)}`, token)).toBe(false);
+    expect(bearerMatches(`Basic ${token}`, token)).toBe(false);
+    expect(bearerMatches(token, token)).toBe(false);
+    expect(bearerMatches(undefined, token)).toBe(false);
+    expect(bearerMatches('Bearer ', token)).toBe(false);
   });
 
   it('turns Redis URLs into connection options', () => {

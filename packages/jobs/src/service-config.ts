@@ -2,7 +2,7 @@
  * The service's environment (docs/configuration.md), validated once at start with
  * errors that name the variable and what was expected.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -40,6 +40,14 @@ export interface ServiceConfig {
   readonly host: string;
   /** DDPM_INSECURE=1: listen beyond loopback without a token (loudly warned about). */
   readonly insecure: boolean;
+  /**
+   * Host names (besides the loopback names and the listener's address) that requests may name in
+   * their Host header when the API has no token, and whose origins may change state
+   * (DDPM_ALLOWED_HOSTS, comma-separated). Guards a tokenless API against DNS rebinding.
+   */
+  readonly allowedHosts: readonly string[];
+  /** The API's address as its clients reach it (DDPM_PUBLIC_URL): the base of every link it returns. */
+  readonly publicUrl?: string;
   /** Folders every dataset path must lie in (DDPM_DATA_ROOTS, ':'-separated); `store:NAME` datasets are always allowed. */
   readonly dataRoots: readonly string[];
   /** Largest data file read and largest gunzipped content, bytes (DDPM_DATA_MAX_FILE_MB). */
@@ -140,6 +148,8 @@ export function loadServiceConfig(
     queuePrefix: prefix,
     host: env['HOST'] || '127.0.0.1',
     insecure: insecureFlag(env['DDPM_INSECURE']),
+    allowedHosts: allowedHosts(env['DDPM_ALLOWED_HOSTS']),
+    ...publicUrl(env['DDPM_PUBLIC_URL']),
     dataRoots: dataRoots(env['DDPM_DATA_ROOTS']),
     dataMaxFileBytes: integer(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
     maxUploadBytes: integer(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
@@ -172,6 +182,42 @@ function sharedMemoryDir(raw: string | undefined): { sharedMemoryDir?: string } 
   return { sharedMemoryDir: path.resolve(raw) };
 }
 
+/** DDPM_ALLOWED_HOSTS: host names or addresses, comma-separated, no scheme, port or path. */
+function allowedHosts(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((entry) => {
+    const host = entry.trim().toLowerCase();
+    const name = /^\[[0-9a-f:.]+\]$/.test(host) ? host : host.includes(':') ? `[${host}]` : host;
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(`http://${name}`);
+    } catch {
+      parsed = undefined;
+    }
+    if (host === '' || parsed === undefined || parsed.hostname !== name || parsed.port !== '')
+      throw configError(
+        `DDPM_ALLOWED_HOSTS must list host names or addresses separated by commas (no scheme, port or path), got ${JSON.stringify(entry.trim())}`,
+      );
+    return parsed.hostname;
+  });
+}
+
+/** DDPM_PUBLIC_URL: http(s)://host[:port][/path], kept without a trailing slash. */
+function publicUrl(raw: string | undefined): { publicUrl?: string } {
+  if (raw === undefined || raw === '') return {};
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '' || url.hash !== '' || url.username)
+    throw configError(
+      `DDPM_PUBLIC_URL must be an http:// or https:// URL without query, fragment or credentials, got ${JSON.stringify(raw)}`,
+    );
+  return { publicUrl: `${url.origin}${url.pathname.replace(/\/+$/, '')}` };
+}
+
 function insecureFlag(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === '0') return false;
   if (raw === '1') return true;
@@ -180,9 +226,12 @@ function insecureFlag(raw: string | undefined): boolean {
 
 /** Whether an Authorization header carries `Bearer <token>` (compared in constant time). */
 export function bearerMatches(authorization: string | undefined, token: string): boolean {
-  const expected = Buffer.from(`Bearer ${token}`);
-  const given = Buffer.from(authorization ?? '');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  // The scheme is case-insensitive (RFC 7235); the credentials are compared in constant time
+  // whatever their length (digests of equal size), so the time says nothing about the token.
+  const match = /^bearer +(\S+) *$/i.exec(authorization ?? '');
+  const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+  const equal = timingSafeEqual(digest(match?.[1] ?? ''), digest(token));
+  return match !== null && equal;
 }
 
 /** Whether a listen address is reachable from this machine only. */

@@ -24,11 +24,13 @@ export const healthRoutes: FastifyPluginCallbackTypebox = (app, _options, done) 
   app.get(
     '/readyz',
     { schema: { summary: 'readiness: Redis answers', ...PUBLIC, response: { 200: Ready, 503: Ready } } },
-    async (_request, reply) => {
+    async (request, reply) => {
       try {
         return { status: 'ready' as const, redis: await app.ddpm.redis.ping() };
       } catch (err) {
-        return reply.code(503).send({ status: 'not ready', redis: (err as Error).message });
+        // The details are for the operator's log, not for whoever asks (the route is public).
+        request.log.warn({ err: (err as Error).message }, 'not ready: Redis does not answer');
+        return reply.code(503).send({ status: 'not ready', redis: 'unreachable' });
       }
     },
   );

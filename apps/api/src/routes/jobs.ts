@@ -27,12 +27,9 @@ const IdempotencyHeaders = Type.Object({
 });
 const SUBMIT_ERRORS = { ...COMMON_ERRORS, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody } as const;
 
-function baseUrl(request: FastifyRequest): string {
-  return `${request.protocol}://${request.host}`;
-}
-
 export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
-  const { jobs } = app.ddpm;
+  const { jobs, guard } = app.ddpm;
+  const baseUrl = (request: FastifyRequest): string => guard.baseUrl(request);
   const submitSchema = <B extends TSchema>(summary: string, body: B) => ({
     summary,
     body,
@@ -200,7 +197,12 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
             {
               checkpoints: Type.Array(
                 Type.Object(
-                  { step: Type.Integer(), url: Type.String({ description: "the checkpoint's manifest" }) },
+                  {
+                    step: Type.Integer(),
+                    key: Type.String({
+                      description: "the checkpoint's manifest, as a key in the service's store (DDPM_STORAGE_URL)",
+                    }),
+                  },
                   { additionalProperties: false },
                 ),
               ),
@@ -216,7 +218,7 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
     async (request, reply) => {
       const refs = await jobs.checkpoints(request.params.id);
       if (!refs) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
-      return { checkpoints: refs.map((r) => ({ step: r.step, url: r.url })) };
+      return { checkpoints: refs };
     },
   );
 
@@ -348,7 +350,6 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
           },
           400: ErrorBody,
           404: ErrorBody,
-          503: ErrorBody,
           ...COMMON_ERRORS,
         },
       },
