@@ -230,6 +230,12 @@ export const INCEPTION_FID_KEY = 'extractors/inception_fid.safetensors';
  * the copy shipped with the service, else trained by their recipe (and cached); the FID
  * Inception's are put in the cache by the user.
  */
+/** The image size and channels a dataset is opened with to feed extractor `name` (before it exists). */
+function extractorInputDefaults(name: ExtractorName, model: ImageShape): { imageSize: number; channels: 1 | 3 } {
+  const input = extractorInput(name, model);
+  return { imageSize: input.size, channels: input.channels };
+}
+
 export async function openFeatureExtractor(
   name: ExtractorName,
   input: ImageShape,
@@ -296,13 +302,10 @@ interface ReferenceStatistics {
 async function referenceStatistics(
   extractor: FeatureExtractor,
   spec: DatasetSpec,
+  dataset: ImageDataset,
   count: number | undefined,
   options: ExtractorCacheOptions,
 ): Promise<ReferenceStatistics> {
-  const dataset: ImageDataset = await openDataset(spec, {
-    imageSize: extractor.input.size,
-    channels: extractor.input.channels,
-  });
   const n = Math.min(count ?? dataset.size, dataset.size);
   const identity = JSON.stringify({
     dataset: describeSpec(spec),
@@ -367,14 +370,12 @@ export async function realDataDistance(
   readonly pixels: PixelStatistics;
 }> {
   const datasetSpec = parseDatasetSpec(spec.reference.dataset ?? dataset);
+  // The reference before the extractor, which may have to be trained first.
+  const referenceSpec = withSplit(datasetSpec, spec.reference.split);
+  const referenceData = await openDataset(referenceSpec, extractorInputDefaults(spec.extractor, model));
   const extractor = await openFeatureExtractor(spec.extractor, model, options);
   try {
-    const reference = await referenceStatistics(
-      extractor,
-      withSplit(datasetSpec, spec.reference.split),
-      spec.reference.count,
-      options,
-    );
+    const reference = await referenceStatistics(extractor, referenceSpec, referenceData, spec.reference.count, options);
     const real = await openDataset(withSplit(datasetSpec, options.split ?? 'test'), {
       imageSize: model.size,
       channels: model.channels,
@@ -507,17 +508,24 @@ export async function evaluateModel(
     report.rateDistortion = { images: rd.count, dataset: test.name, rows: rd.rows };
   }
   if (sampleMetrics.length > 0) {
+    // The reference before the extractor: an extractor may have to be trained first (a minute or
+    // more), and a reference that cannot be read must fail the job before that, not after.
+    const referenceSpec = withSplit(datasetSpec, spec.reference.split);
+    const referenceData =
+      spec.reference.statistics === undefined
+        ? await openDataset(referenceSpec, extractorInputDefaults(spec.extractor, modelShape))
+        : undefined;
+    if (spec.reference.statistics !== undefined && !(await options.cache.exists(spec.reference.statistics)))
+      throw engineError(
+        'DDPM_EXTRACTOR_NOT_FOUND',
+        `no reference statistics at ${options.cache.urlOf(spec.reference.statistics)}`,
+      );
     const extractor = await openFeatureExtractor(spec.extractor, modelShape, options);
     try {
       const reference =
-        spec.reference.statistics !== undefined
-          ? await importedStatistics(extractor, spec.reference.statistics, sampleMetrics.includes('kid'), options)
-          : await referenceStatistics(
-              extractor,
-              withSplit(datasetSpec, spec.reference.split),
-              spec.reference.count,
-              options,
-            );
+        referenceData === undefined
+          ? await importedStatistics(extractor, spec.reference.statistics!, sampleMetrics.includes('kid'), options)
+          : await referenceStatistics(extractor, referenceSpec, referenceData, spec.reference.count, options);
       const { count, sampler, seed } = spec.samples;
       const shared = options.split
         ? `, drawn by ${options.split.worldSize} ranks`
