@@ -8,6 +8,7 @@ import { promises as fs, mkdtempSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import { loadCheckpointAt, listCheckpoints } from '@ddpm/engine/checkpoints';
 import { openStore } from '@ddpm/storage';
@@ -213,6 +214,44 @@ describe('data access', () => {
     });
     expect(junk.statusCode).toBe(400);
     expect(junk.json().message).toMatch(/not a dataset: the body \(5 bytes\) is neither an IDX image file/);
+    // Files whose header contradicts their length, plain or gzipped, and CIFAR-10 with a label past 9.
+    const whole = idxImages(8, 28);
+    const cifar = Buffer.alloc(2 * 3073);
+    cifar[3073] = 42;
+    const contradictions: [string, Buffer, RegExp][] = [
+      [
+        'truncated',
+        whole.subarray(0, whole.length - 100),
+        /IDX header says 8 images of 28x28 \(6288 bytes .*\), but it has 6188 bytes/,
+      ],
+      ['padded', Buffer.concat([whole, Buffer.alloc(5)]), /but it has 6293 bytes/],
+      [
+        'gzipped, truncated',
+        gzipSync(whole.subarray(0, 1000)),
+        /IDX header says 8 images of 28x28 .* but it has 1000 bytes/,
+      ],
+      ['gzip cut short', gzipSync(whole).subarray(0, 40), /the gzip stream is corrupt or truncated/],
+      ['header only', whole.subarray(0, 10), /an IDX header is 16 bytes and the file has 10/],
+      ['CIFAR-100 labels', cifar, /record 1 has label 42; CIFAR-10 labels are 0-9/],
+    ];
+    for (const [what, payload, message] of contradictions) {
+      const r = await stack.app.inject({
+        method: 'PUT',
+        url: '/datasets/contradiction',
+        headers: { 'content-type': 'application/octet-stream' },
+        payload,
+      });
+      expect([what, r.statusCode]).toEqual([what, 400]);
+      expect(r.json().message).toMatch(message);
+    }
+    const gz = await stack.app.inject({
+      method: 'PUT',
+      url: '/datasets/gzipped',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: gzipSync(whole),
+    });
+    expect(gz.statusCode).toBe(201);
+    expect((await stack.app.inject({ method: 'DELETE', url: '/datasets/gzipped' })).statusCode).toBe(204);
     expect(
       (
         await stack.app.inject({

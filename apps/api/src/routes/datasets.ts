@@ -7,7 +7,14 @@
 import { createGunzip } from 'node:zlib';
 
 import { STORE_DATASET_NAME } from '@ddpm/data/spec';
-import { isGzip, looksLikeCifar10, looksLikeIdxImages } from '@ddpm/data/formats';
+import {
+  IDX_HEADER_BYTES,
+  cifar10Problem,
+  idxImagesProblem,
+  isGzip,
+  looksLikeCifar10,
+  looksLikeIdxImages,
+} from '@ddpm/data/formats';
 import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 
@@ -22,40 +29,55 @@ const DatasetInfo = Type.Object(
   { additionalProperties: false },
 );
 
-/** The first bytes of a gzip stream's content (enough to see a format), without inflating the rest. */
-function gunzipHead(body: Buffer, bytes: number): Promise<Buffer> {
+/**
+ * A gzip stream's content length and first bytes, inflating it without keeping more than the
+ * head; stops (`over`) once the content passes `maxBytes`. Undefined when the stream is corrupt.
+ */
+function gunzipMeasure(
+  body: Buffer,
+  headBytes: number,
+  maxBytes: number,
+): Promise<{ head: Buffer; length: number; over: boolean } | undefined> {
   return new Promise((resolve) => {
     const gunzip = createGunzip();
     const chunks: Buffer[] = [];
     let have = 0;
-    const finish = (): void => {
+    let length = 0;
+    const finish = (result: { head: Buffer; length: number; over: boolean } | undefined): void => {
       gunzip.removeAllListeners();
       gunzip.on('error', () => undefined);
       gunzip.destroy();
-      resolve(Buffer.concat(chunks).subarray(0, bytes));
+      resolve(result);
     };
+    const measured = (over: boolean) => ({ head: Buffer.concat(chunks).subarray(0, headBytes), length, over });
     gunzip.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      have += chunk.length;
-      if (have >= bytes) finish();
+      length += chunk.length;
+      if (have < headBytes) {
+        chunks.push(chunk.subarray(0, headBytes - have));
+        have += Math.min(chunk.length, headBytes - have);
+      }
+      if (length > maxBytes) finish(measured(true));
     });
-    gunzip.on('end', finish);
-    gunzip.on('error', finish);
+    gunzip.on('end', () => finish(measured(false)));
+    gunzip.on('error', () => finish(undefined));
     gunzip.end(body);
   });
 }
 
 /** What is wrong with an upload's content, or undefined when it is a dataset we can open. */
-async function uploadProblem(body: Buffer): Promise<string | undefined> {
+async function uploadProblem(body: Buffer, maxContentBytes: number): Promise<string | undefined> {
   if (body.length === 0) return 'the body is empty';
   if (isGzip(body)) {
-    const head = await gunzipHead(body, 4);
-    return looksLikeIdxImages(head)
-      ? undefined
-      : 'gzip content is not an IDX image file (magic 00 00 08 03); gzipped CIFAR-10 is not accepted, upload the .bin records';
+    const content = await gunzipMeasure(body, IDX_HEADER_BYTES, maxContentBytes);
+    if (content === undefined) return 'the gzip stream is corrupt or truncated';
+    if (!looksLikeIdxImages(content.head))
+      return 'gzip content is not an IDX image file (magic 00 00 08 03); gzipped CIFAR-10 is not accepted, upload the .bin records';
+    if (content.over)
+      return `its content is over ${Math.floor(maxContentBytes / 2 ** 20)} MiB unzipped (DDPM_DATA_MAX_FILE_MB)`;
+    return idxImagesProblem(content.head, content.length);
   }
-  if (looksLikeIdxImages(body)) return undefined;
-  if (looksLikeCifar10(body.length)) return undefined;
+  if (looksLikeIdxImages(body)) return idxImagesProblem(body, body.length);
+  if (looksLikeCifar10(body.length)) return cifar10Problem(body);
   return `the body (${body.length} bytes) is neither an IDX image file (magic 00 00 08 03) nor CIFAR-10 binary records (a multiple of 3073 bytes)`;
 }
 
@@ -85,7 +107,7 @@ export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done)
           error: 'unsupported media type',
           message: 'send the dataset as Content-Type: application/octet-stream',
         });
-      const problem = await uploadProblem(body);
+      const problem = await uploadProblem(body, config.dataMaxFileBytes);
       if (problem) return reply.code(400).send({ error: 'invalid request', message: `not a dataset: ${problem}` });
       await store.put(`datasets/${request.params.name}`, body, { contentType: 'application/octet-stream' });
       request.log.info({ dataset: request.params.name, bytes: body.length }, 'dataset stored');
