@@ -3,7 +3,9 @@
  * a redis-server of the test's own, with appendonly and fsync on every write, is killed mid-job
  * (SIGKILL: a crash, not a shutdown) and started again on the same files after longer than the
  * job lock lasts. The job must finish, from its checkpoints, with every kept checkpoint whole and
- * nothing lost: the job, its log and its result survive in the restarted Redis.
+ * nothing lost: the job, its log and its result survive in the restarted Redis. Then restarts
+ * shorter than the lock, three during one job: it goes on through them, with no attempt used and
+ * no step redone.
  */
 import { type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -86,3 +88,44 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
     });
   expect(await s.queues.train.getJobCounts('failed', 'completed')).toEqual({ failed: 0, completed: 1 });
 });
+
+test('three restarts of the queue Redis (SIGTERM, 6 s down each) during one job cost it no attempt and no step', async () => {
+  const s = stack!;
+  // A worker with the default lock (30 s): the outages are shorter than it.
+  for (const p of s.processes) p.kill('SIGKILL');
+  s.startWorkerProcess({ DDPM_LOCK_DURATION_MS: '30000', DDPM_STALLED_INTERVAL_MS: '30000' });
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/jobs/train',
+    payload: tinyTrain({ steps: 400, checkpointEvery: 10 }),
+  });
+  expect(res.statusCode).toBe(202);
+  const id = res.json().id as string;
+  const stepOf = async (): Promise<number> =>
+    ((await s.queues.train.getJob(id))?.progress as { step?: number } | undefined)?.step ?? 0;
+  let reached = 0;
+  for (let restart = 0; restart < 3; restart++) {
+    const after = reached + 5;
+    reached = await until(`step ${after}`, async () => ((await stepOf()) >= after ? stepOf() : undefined), 120_000);
+    redis!.kill('SIGTERM');
+    await new Promise((resolve) => redis!.once('exit', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    redis = await startRedis(port, dir);
+  }
+  const state = await until(
+    'the job to finish',
+    async () => {
+      const st = await (await s.queues.train.getJob(id))?.getState();
+      return st === 'completed' || st === 'failed' ? st : undefined;
+    },
+    300_000,
+  );
+  const job = (await s.queues.train.getJob(id))!;
+  const logs = (await s.queues.train.getJobLogs(id)).logs.join('\n');
+  expect([state, job.returnvalue?.step, job.failedReason]).toEqual(['completed', 400, undefined]);
+  expect({ attemptsMade: job.attemptsMade, logs }).toMatchObject({ attemptsMade: 1 });
+  // Each outage was shorter than the job's lock: the job process went on (its checkpoint writes
+  // waited for Redis), and nothing was redone.
+  expect(logs).not.toMatch(/resuming from step/);
+  expect(logs.match(/starting: nano8/g)).toHaveLength(1);
+}, 600_000);

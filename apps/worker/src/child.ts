@@ -366,9 +366,11 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     switch (data.type) {
       case 'train': {
         let finishedCleanly = false;
-        // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot write.
+        // Alone, the run's writes are fenced like a group's rank 0: a run that lost its lock cannot
+        // write. While Redis is away the check waits for it (the run pauses at its checkpoint)
+        // rather than failing the job: the worker ends this process if the job's lock is lost.
         const control = message.fence
-          ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: 2 })
+          ? new Redis(message.fence.controlRedisUrl, { maxRetriesPerRequest: null })
           : undefined;
         control?.on('error', () => undefined);
         try {
