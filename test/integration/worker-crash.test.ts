@@ -27,6 +27,8 @@ test('SIGKILL of the worker holding a train job: another worker resumes it from 
   const exited = new Promise((resolve) => first.once('exit', resolve));
   first.kill('SIGKILL');
   await exited;
+  // How far the killed attempt got, by its last report: what the next one redoes from its checkpoint.
+  const lastReported = ((await stack.queues.train.getJob(id))!.progress as { step: number }).step;
   stack.startWorkerProcess();
   // The first progress of the new attempt starts at a checkpoint, not at 0.
   const resumedAt = await progressOf(id, () => true);
@@ -39,8 +41,18 @@ test('SIGKILL of the worker holding a train job: another worker resumes it from 
   expect(logs).toMatch(new RegExp(`resuming from step (${before.map((c) => c.step).join('|')}|\\d+)`));
   const resumed = Number(/resuming from step (\d+)/.exec(logs)![1]);
   expect(resumed).toBeGreaterThanOrEqual(before[0]!.step);
-  // The result says it resumed, and that the run's stored configuration matched the queued one.
-  expect(view.result.resumedFrom).toEqual({ step: resumed, ignored: [] });
+  // The result says it resumed, that the run's stored configuration matched the queued one, and
+  // what the crash cost: the steps past the checkpoint, trained again, and the time that took.
+  expect(view.result.resumedFrom).toEqual({
+    step: resumed,
+    ignored: [],
+    redone: { steps: lastReported - resumed, seconds: expect.any(Number) },
+  });
+  expect(lastReported - resumed).toBeGreaterThan(0);
+  expect(view.result.resumedFrom.redone.seconds).toBeGreaterThan(0);
+  expect(logs).toContain(
+    `the last attempt reached step ${lastReported}: ${lastReported - resumed} steps since its last checkpoint are redone`,
+  );
 });
 
 test('SIGTERM: the worker checkpoints its running job and exits; the job resumes on another worker', async () => {

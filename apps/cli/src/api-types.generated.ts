@@ -1851,6 +1851,13 @@ export interface components {
             resumedFrom?: {
                 /** @description settings the request asked for that the resumed run kept as its checkpoint's */
                 ignored: string[];
+                /** @description the work lost to a crash and done again (bounded by checkpointEvery and checkpointEverySeconds) */
+                redone?: {
+                    /** @description wall time this run spent training them again */
+                    seconds: number;
+                    /** @description steps an earlier attempt had trained past the checkpoint */
+                    steps: number;
+                };
                 step: number;
             };
             /** @description sample ids written (GET /samples/:id) */
@@ -2071,6 +2078,7 @@ export interface components {
                 batchSize: number;
                 budgetMinutes?: number;
                 checkpointEvery: number;
+                checkpointEverySeconds?: number;
                 dataset: string;
                 diffusion: {
                     lossType: "mse" | "kl" | "weighted-mse";
@@ -2177,6 +2185,11 @@ export interface components {
              * @default 1000
              */
             checkpointEvery?: number;
+            /**
+             * @description seconds between checkpoints as well (wall time, whichever of the two comes first): a worker killed at any moment loses at most this much training (default 600)
+             * @default 600
+             */
+            checkpointEverySeconds?: number;
             /**
              * @description steps between parameter checksums compared across ranks (divergence fails the generation loudly); also at every (re)start (default 100)
              * @default 100

@@ -46,6 +46,8 @@ export type ParentMessage =
       readonly backend?: string;
       readonly group?: ChildGroup;
       readonly fence?: ChildFence;
+      /** The step an earlier attempt reported last: a resumed run says how much it redoes. */
+      readonly previousStep?: number;
     }
   /** Stop: checkpoint (train) and finish as cancelled; `reason` is `cancel` or `shutdown`. */
   | { readonly type: 'cancel'; readonly reason: string }

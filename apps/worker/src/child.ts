@@ -95,8 +95,11 @@ async function runTrain(
   backend: string,
   group: RankSession | undefined,
   fence: (() => Promise<void>) | undefined,
+  previousStep: number | undefined,
 ): Promise<{ result: JobResult; stopReason?: string }> {
   const config = data.config;
+  /** The work an earlier attempt did past its last checkpoint, which this run does again. */
+  let redo: { from: number; to: number; startedMs: number; seconds?: number } | undefined;
   validateTrainJobConfig(config);
   checkBackendMemory(config, backend);
   const report = progressReporter();
@@ -116,9 +119,17 @@ async function runTrain(
     onLog: log,
     onStart: (trainer) => {
       running = trainer;
+      if (trainer.resumedFrom !== undefined && previousStep !== undefined && previousStep > trainer.step) {
+        redo = { from: trainer.step, to: previousStep, startedMs: performance.now() };
+        log(
+          `the last attempt reached step ${previousStep}: ${previousStep - trainer.step} steps since its last checkpoint are redone`,
+        );
+      }
       report({ phase: 'training', step: trainer.step, totalSteps: trainer.config.steps, ...budgetProgress(trainer) });
     },
     onStep: (s) => {
+      if (redo !== undefined && redo.seconds === undefined && s.step >= redo.to)
+        redo.seconds = (performance.now() - redo.startedMs) / 1000;
       if (group) {
         // Alive and moving: a rank silent for much longer than its slowest step is wedged (a long
         // synchronous stretch stops its heartbeat) or hung (its peers stop waiting for it).
@@ -168,7 +179,20 @@ async function runTrain(
       ...(outcome.checkpoint ? { checkpoint: outcome.checkpoint.url } : {}),
       ...(outcome.status === 'completed' ? { samples: outcome.grid ? [`${jobId}-final`] : [] } : {}),
       ...(outcome.resumedFrom
-        ? { resumedFrom: { step: outcome.resumedFrom.step, ignored: [...outcome.resumedFrom.ignored] } }
+        ? {
+            resumedFrom: {
+              step: outcome.resumedFrom.step,
+              ignored: [...outcome.resumedFrom.ignored],
+              ...(redo !== undefined
+                ? {
+                    redone: {
+                      steps: Math.min(outcome.step, redo.to) - redo.from,
+                      seconds: Math.round((redo.seconds ?? (performance.now() - redo.startedMs) / 1000) * 1000) / 1000,
+                    },
+                  }
+                : {}),
+            },
+          }
         : {}),
     },
     ...(outcome.stopReason !== undefined ? { stopReason: outcome.stopReason } : {}),
@@ -376,7 +400,15 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         try {
           const fence =
             message.fence && control ? generationFence(control, message.fence.key, message.fence.value) : undefined;
-          ({ result, stopReason } = await runTrain(message.jobId, data, store, info.name, group, fence));
+          ({ result, stopReason } = await runTrain(
+            message.jobId,
+            data,
+            store,
+            info.name,
+            group,
+            fence,
+            message.previousStep,
+          ));
           finishedCleanly = true;
         } finally {
           control?.disconnect();

@@ -141,6 +141,8 @@ export interface ChildRun {
   readonly onLog?: (line: string) => void;
   /** The plane a group generation's values travel through, once its ranks agreed. */
   readonly onPlane?: (plane: PlaneName) => void;
+  /** The training step an earlier attempt of the job reported last (a train job resumed after a crash). */
+  readonly previousStep?: number;
 }
 
 /** The metrics of one evaluation into the worker's gauges, each under its extractor's name. */
@@ -375,6 +377,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     ...(options.backend ? { backend: options.backend } : {}),
     ...(run.group ? { group: run.group } : {}),
     ...(options.fence && !run.group ? { fence: options.fence } : {}),
+    ...(run.previousStep !== undefined ? { previousStep: run.previousStep } : {}),
   };
   child.send(start);
   return {

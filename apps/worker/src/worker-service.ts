@@ -12,6 +12,7 @@ import { listCheckpoints } from '@ddpm/engine/checkpoints';
 import {
   JOB_TYPES,
   type JobData,
+  type JobProgress,
   type JobResult,
   type JobType,
   type ServiceConfig,
@@ -355,10 +356,17 @@ export class WorkerService {
         );
       }
       if (group) return await this.coordinate(job, data, token);
+      const previous = job.progress as Partial<JobProgress> | number | undefined;
       const { result } = await this.runChild({
         jobId: job.id!,
         data,
         queue: job.queueName,
+        // How far an earlier attempt got: the steps past its last checkpoint are redone.
+        ...(data.type === 'train' &&
+        typeof previous === 'object' &&
+        (previous.phase === 'training' || previous.phase === 'checkpointing')
+          ? { previousStep: previous.step ?? 0 }
+          : {}),
         onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
         onLog: (line) => void job.log(line).catch(() => undefined),
       }).catch((err: unknown) => {

@@ -45,6 +45,7 @@ const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   randomFlip: false,
   seed: 9,
   checkpointEvery: 5,
+  checkpointEverySeconds: 90.5,
   keepCheckpoints: 7,
   sampleCount: 4,
   sampleSampler: 'ddim',

@@ -80,6 +80,8 @@ export const TrainConfig = Type.Object(
     /** Training time (minutes) after which the run ends as if `steps` were reached; absent: none. */
     budgetMinutes: Type.Optional(Type.Number()),
     checkpointEvery: Type.Integer(),
+    /** Seconds between checkpoints as well; absent in checkpoints written before it existed (steps only). */
+    checkpointEverySeconds: Type.Optional(Type.Number()),
     keepCheckpoints: Type.Integer(),
     seed: Type.Integer(),
     randomFlip: Type.Boolean(),
@@ -183,6 +185,7 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
     steps: needed(v.steps, 'steps'),
     ...(v.budgetMinutes !== undefined ? { budgetMinutes: v.budgetMinutes } : {}),
     checkpointEvery: v.checkpointEvery,
+    checkpointEverySeconds: v.checkpointEverySeconds,
     keepCheckpoints: v.keepCheckpoints,
     seed: v.seed,
     randomFlip: v.randomFlip,
@@ -311,12 +314,15 @@ export function unetConfigOf(config: TrainConfig): UNetConfig {
  * says so).
  */
 export function resumedConfig(stored: TrainConfig, requested: TrainConfig): { config: TrainConfig; ignored: string[] } {
-  const { budgetMinutes: _kept, ...rest } = stored;
+  const { budgetMinutes: _kept, checkpointEverySeconds: _cadence, ...rest } = stored;
   const config: TrainConfig = {
     ...rest,
     steps: requested.steps,
     ...(requested.budgetMinutes !== undefined ? { budgetMinutes: requested.budgetMinutes } : {}),
     checkpointEvery: requested.checkpointEvery,
+    ...(requested.checkpointEverySeconds !== undefined
+      ? { checkpointEverySeconds: requested.checkpointEverySeconds }
+      : {}),
     keepCheckpoints: requested.keepCheckpoints,
   };
   const ignored: string[] = [];

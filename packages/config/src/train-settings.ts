@@ -251,6 +251,14 @@ export const TRAIN_SETTINGS = {
     help: 'steps between checkpoints (one is also written at the end and when stopped)',
     default: 1000,
   }),
+  checkpointEverySeconds: withDefault({
+    schema: Type.Number({ minimum: 1, maximum: 7 * 86_400 }),
+    path: 'train.checkpointEverySeconds',
+    flag: 'checkpoint-every-seconds',
+    placeholder: 'S',
+    help: 'seconds between checkpoints as well (wall time, whichever of the two comes first): a worker killed at any moment loses at most this much training',
+    default: 600,
+  }),
   keepCheckpoints: withDefault({
     schema: Type.Integer({ minimum: 1, maximum: 1000 }),
     path: 'train.keepCheckpoints',

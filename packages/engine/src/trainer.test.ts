@@ -201,6 +201,34 @@ describe('Trainer', () => {
     }
   }, 60_000);
 
+  it('checkpoints every checkpointEverySeconds of wall time too, whichever comes first', async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const t = await Trainer.open(
+        tinyRun({ steps: 7, checkpointEvery: 3, checkpointEverySeconds: 1, keepCheckpoints: 10 }),
+        { store, prefix: 'run' },
+      );
+      // A clock of 0.7 s a step, but for step 3 that takes none: saves after 2 (1.4 s), 3 (every
+      // 3 steps), 5 (1.4 s after 3), 6 (every 3 steps) and 7 (the end).
+      let ms = 0;
+      const reasons: string[] = [];
+      await t.run({
+        clock: () => ms,
+        onStep: (stats) => {
+          if (stats.step !== 3) ms += 700;
+        },
+        onCheckpoint: (ref, reason) => {
+          reasons.push(`${ref.step} ${reason}`);
+        },
+      });
+      t.dispose();
+      expect(reasons).toEqual(['2 periodic', '3 periodic', '5 periodic', '6 periodic', '7 final']);
+      expect((await listCheckpoints(store, 'run')).map((r) => r.step)).toEqual([7, 6, 5, 3, 2]);
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+
   it('refuses a checkpoint that fails its checksum and falls back to the previous good one', async () => {
     const { store, root, cleanup } = await tempStore();
     try {

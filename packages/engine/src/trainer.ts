@@ -69,6 +69,8 @@ export interface TrainerOptions {
 
 export interface RunOptions {
   readonly signal?: AbortSignal;
+  /** Milliseconds on a monotonic clock, for the time between checkpoints (tests); default performance.now. */
+  readonly clock?: () => number;
   readonly onStep?: (stats: StepStats) => void | Promise<void>;
   /** Before a checkpoint of `step` is written (only where this process writes one). */
   readonly onCheckpointStart?: (step: number, reason: string) => void;
@@ -571,12 +573,18 @@ export class Trainer {
     const fence = group ? () => group.assertWriter() : options.fence;
     let last: CheckpointRef | undefined;
     let lastSavedStep = this.resumedFrom?.step ?? -1;
+    const now = options.clock ?? (() => performance.now());
+    // Periodic checkpoints come every checkpointEvery steps or checkpointEverySeconds of wall
+    // time, whichever is first: a process killed at any moment loses at most that much training.
+    const everyMs = (this.config.checkpointEverySeconds ?? Infinity) * 1000;
+    let lastSavedAt = now();
     const save = async (reason: string): Promise<void> => {
       if (!writer || lastSavedStep === this.step) return;
       options.onCheckpointStart?.(this.step, reason);
       const started = process.hrtime.bigint();
       last = await this.checkpoint(reason, fence);
       lastSavedStep = this.step;
+      lastSavedAt = now();
       await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
     };
     const stopped = async (
@@ -601,7 +609,7 @@ export class Trainer {
       budgetEnded = group === undefined ? this.budgetSpent : stats.stop === BUDGET_STOP;
       const ending = this.done || budgetEnded;
       if (ending) await save('final');
-      else if (this.step % this.config.checkpointEvery === 0) await save('periodic');
+      else if (this.step % this.config.checkpointEvery === 0 || now() - lastSavedAt >= everyMs) await save('periodic');
       await options.afterStep?.(this.step, stats, ending);
     }
     await save('final');

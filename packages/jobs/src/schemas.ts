@@ -120,6 +120,19 @@ export const JobResult = Type.Object(
           ignored: Type.Array(Type.String(), {
             description: "settings the request asked for that the resumed run kept as its checkpoint's",
           }),
+          redone: Type.Optional(
+            Type.Object(
+              {
+                steps: Type.Integer({ description: 'steps an earlier attempt had trained past the checkpoint' }),
+                seconds: Type.Number({ description: 'wall time this run spent training them again' }),
+              },
+              {
+                additionalProperties: false,
+                description:
+                  'the work lost to a crash and done again (bounded by checkpointEvery and checkpointEverySeconds)',
+              },
+            ),
+          ),
         },
         { additionalProperties: false },
       ),
