@@ -143,6 +143,9 @@ export class JobsService {
   ): Promise<{ job: Job<JobData, JobResult>; replayed: boolean }> {
     const id = jobIdFor(submission.type, idempotencyKey);
     const hash = requestHash(submission.request);
+    // A path outside the data roots is refused first, before anything else is said about it.
+    const asked: unknown = (submission.request as { dataset?: unknown }).dataset;
+    if (typeof asked === 'string') this.checkSpecsInRoots([asked], { skipUnparsable: true });
     // Resolved and checked against the budgets before any key is reserved: a bad request leaves nothing behind.
     const data = await this.jobData(submission, {
       submittedAt: new Date().toISOString(),
@@ -217,15 +220,27 @@ export class JobsService {
    * again after resolving symlinks, and is what really confines the job).
    */
   private checkDataRoots(data: JobData): void {
-    const specs =
+    this.checkSpecsInRoots(
       data.type === 'train'
         ? [data.config.train.dataset, data.config.evaluation?.reference.dataset]
         : data.type === 'eval'
           ? [data.config.reference.dataset]
-          : [];
+          : [],
+    );
+  }
+
+  /** Refuses specs whose path lies outside the data roots; `skipUnparsable` leaves bad specs to the resolver. */
+  private checkSpecsInRoots(specs: readonly (string | undefined)[], options: { skipUnparsable?: boolean } = {}): void {
     for (const spec of specs) {
       if (spec === undefined) continue;
-      const location = datasetPath(parseDatasetSpec(spec));
+      let parsed: ReturnType<typeof parseDatasetSpec>;
+      try {
+        parsed = parseDatasetSpec(spec);
+      } catch (err) {
+        if (options.skipUnparsable) continue;
+        throw err;
+      }
+      const location = datasetPath(parsed);
       if (location === undefined) continue;
       const resolved = path.resolve('/', location);
       if (!path.isAbsolute(location) || !this.options.dataRoots.some((root) => insideRoot(root, resolved))) {
