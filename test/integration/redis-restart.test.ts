@@ -37,6 +37,26 @@ afterAll(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
+/** Stops the test's Redis with `signal`, waits `downMs`, and starts it again on the same files. */
+async function restartRedis(signal: NodeJS.Signals, downMs: number): Promise<void> {
+  redis!.kill(signal);
+  await new Promise((resolve) => redis!.once('exit', resolve));
+  await new Promise((resolve) => setTimeout(resolve, downMs));
+  redis = await startRedis(port, dir);
+}
+
+/** The state a train job ends in (completed or failed). */
+function finished(s: Stack, id: string): Promise<string> {
+  return until(
+    'the job to finish',
+    async () => {
+      const st = await (await s.queues.train.getJob(id))?.getState();
+      return st === 'completed' || st === 'failed' ? st : undefined;
+    },
+    300_000,
+  );
+}
+
 test('a train job survives its queue Redis crashing and restarting (AOF): it finishes from whole checkpoints, nothing lost', async () => {
   const s = stack!;
   s.startWorkerProcess();
@@ -57,20 +77,9 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
   );
 
   // A crash, then 6 s down: longer than the worker's 4 s lock, so the job is taken up anew.
-  redis!.kill('SIGKILL');
-  await new Promise((resolve) => redis!.once('exit', resolve));
-  await new Promise((resolve) => setTimeout(resolve, 6000));
-  redis = await startRedis(port, dir);
+  await restartRedis('SIGKILL', 6000);
 
-  const state = await until(
-    'the job to finish',
-    async () => {
-      const job = await s.queues.train.getJob(id);
-      const st = await job?.getState();
-      return st === 'completed' || st === 'failed' ? st : undefined;
-    },
-    180_000,
-  );
+  const state = await finished(s, id);
   const job = (await s.queues.train.getJob(id))!;
   expect([state, job.returnvalue?.status, job.returnvalue?.step]).toEqual(['completed', 'completed', 40]);
   // The job's record, request and log came through the crash.
@@ -107,19 +116,9 @@ test('three restarts of the queue Redis (SIGTERM, 6 s down each) during one job 
   for (let restart = 0; restart < 3; restart++) {
     const after = reached + 5;
     reached = await until(`step ${after}`, async () => ((await stepOf()) >= after ? stepOf() : undefined), 120_000);
-    redis!.kill('SIGTERM');
-    await new Promise((resolve) => redis!.once('exit', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 6000));
-    redis = await startRedis(port, dir);
+    await restartRedis('SIGTERM', 6000);
   }
-  const state = await until(
-    'the job to finish',
-    async () => {
-      const st = await (await s.queues.train.getJob(id))?.getState();
-      return st === 'completed' || st === 'failed' ? st : undefined;
-    },
-    300_000,
-  );
+  const state = await finished(s, id);
   const job = (await s.queues.train.getJob(id))!;
   const logs = (await s.queues.train.getJobLogs(id)).logs.join('\n');
   expect([state, job.returnvalue?.step, job.failedReason]).toEqual(['completed', 400, undefined]);

@@ -687,16 +687,19 @@ async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfig): Pro
   // The batches go to rank 0's own data server when every rank has one and reaches the others'
   // (each batch then crosses the sender's link and rank 0's once), else through the hub.
   let relayUrl = g.dataRedisUrl;
+  const common = {
+    redisOptions: dataOptions,
+    namespace: g.namespace,
+    rank: g.rank,
+    worldSize: g.worldSize,
+    keyTtlSeconds: RELAY_TTL_SECONDS,
+    checkAlive: () => assertGenerationAlive(redis, keys),
+    onWait: () => heartbeat.progress(),
+  };
   try {
     const negotiator = new RedisCollective({
+      ...common,
       redisUrl: g.dataRedisUrl,
-      redisOptions: dataOptions,
-      namespace: g.namespace,
-      rank: g.rank,
-      worldSize: g.worldSize,
-      keyTtlSeconds: RELAY_TTL_SECONDS,
-      checkAlive: () => assertGenerationAlive(redis, keys),
-      onWait: () => heartbeat.progress(),
       ...(g.ownDataUrl !== undefined ? { ownDataUrl: g.ownDataUrl } : {}),
     });
     try {
@@ -717,17 +720,7 @@ async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfig): Pro
     await closeBase();
     throw err;
   }
-  const relay = new BatchRelay({
-    redisUrl: relayUrl,
-    redisOptions: dataOptions,
-    namespace: g.namespace,
-    rank: g.rank,
-    worldSize: g.worldSize,
-    keyTtlSeconds: RELAY_TTL_SECONDS,
-    checkAlive: () => assertGenerationAlive(redis, keys),
-    onWait: () => heartbeat.progress(),
-    signal: controller.signal,
-  });
+  const relay = new BatchRelay({ ...common, redisUrl: relayUrl, signal: controller.signal });
   log(`rank ${g.rank} of ${g.worldSize} joined generation ${g.generation} of a sampling group`);
   return {
     heartbeat,

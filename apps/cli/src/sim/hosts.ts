@@ -264,29 +264,7 @@ export class SimulatedHosts {
     const latency = `${this.options.queueMs ?? 50}ms`;
     if (linkMbit === undefined && delayMs === undefined) return;
     const burst = burstKb ?? Math.max(64, Math.ceil(((linkMbit ?? 1000) * 1000 * 0.004) / 8));
-    if (delayMs !== undefined && this.netem) {
-      run([...prefix, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', `${delayMs}ms`]);
-      if (linkMbit !== undefined)
-        run([
-          ...prefix,
-          'tc',
-          'qdisc',
-          'add',
-          'dev',
-          dev,
-          'parent',
-          '1:',
-          'handle',
-          '2:',
-          'tbf',
-          'rate',
-          `${linkMbit}mbit`,
-          'burst',
-          `${burst}kb`,
-          'latency',
-          latency,
-        ]);
-    } else if (linkMbit !== undefined) {
+    const tbf = (parent: readonly string[]): void =>
       run([
         ...prefix,
         'tc',
@@ -294,7 +272,7 @@ export class SimulatedHosts {
         'add',
         'dev',
         dev,
-        'root',
+        ...parent,
         'tbf',
         'rate',
         `${linkMbit}mbit`,
@@ -303,6 +281,11 @@ export class SimulatedHosts {
         'latency',
         latency,
       ]);
+    if (delayMs !== undefined && this.netem) {
+      run([...prefix, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', `${delayMs}ms`]);
+      if (linkMbit !== undefined) tbf(['parent', '1:', 'handle', '2:']);
+    } else if (linkMbit !== undefined) {
+      tbf(['root']);
     }
   }
 
