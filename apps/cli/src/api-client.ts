@@ -52,6 +52,11 @@ export const FINAL_STATES: ReadonlySet<JobView['state']> = new Set(['completed',
 export class ApiClient {
   private readonly client: Client<paths>;
 
+  /** A link from a response as a full URL (the API gives paths when it cannot know its own name). */
+  absolute(link: string): string {
+    return new URL(link, `${this.options.baseUrl.replace(/\/+$/, '')}/`).toString();
+  }
+
   constructor(private readonly options: ApiClientOptions) {
     try {
       new URL(options.baseUrl);

@@ -195,8 +195,9 @@ export async function jobsCommand(
         io.stdout(await client.logs(id));
       } else {
         const view = await client.job(id);
-        const sampleUrl = view.links.samples?.[0];
-        if (!sampleUrl) throw new CliUsageError(`job ${id} has no samples (state ${view.state})`);
+        const link = view.links.samples?.[0];
+        if (!link) throw new CliUsageError(`job ${id} has no samples (state ${view.state})`);
+        const sampleUrl = client.absolute(link);
         const out = path.resolve(String(values['out'] ?? `${id}.png`));
         await fs.writeFile(out, await client.sample(new URL(sampleUrl).pathname.replace(/^\/samples\//, '')));
         print({ png: out, url: sampleUrl });
