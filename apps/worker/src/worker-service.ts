@@ -111,6 +111,21 @@ export class WorkerService {
     this.commands = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     this.subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     this.inboxConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    // While the queue Redis is away these connections retry; say so once per outage, not per try
+    // (without a listener ioredis prints every failed reconnection to stderr).
+    let queueRedisDown = false;
+    for (const connection of [this.commands, this.subscriber, this.inboxConnection]) {
+      connection.on('error', (err: Error) => {
+        if (queueRedisDown) return;
+        queueRedisDown = true;
+        logger.warn({ err: err.message }, 'queue Redis unreachable: retrying');
+      });
+      connection.on('ready', () => {
+        if (!queueRedisDown) return;
+        queueRedisDown = false;
+        logger.info('queue Redis reachable again');
+      });
+    }
     // The data plane may restart under a running group: commands fail fast and are retried by the next tick.
     this.data = new Redis(config.dataRedisUrl, { maxRetriesPerRequest: 1 });
     this.data.on('error', (err) => logger.debug({ err: err.message }, 'data-plane Redis error'));
