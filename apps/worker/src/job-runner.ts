@@ -104,6 +104,9 @@ export interface RunningJob {
   readonly done: Promise<ChildOutcome>;
 }
 
+/** The least a job process may be silent before its first progress report (it is loading). */
+const STARTUP_ALLOWANCE_MS = 30_000;
+
 export interface JobRunnerOptions {
   readonly storageUrl: string;
   readonly backend?: string;
@@ -189,8 +192,15 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   };
   let lastSign = Date.now();
   let slowestStepMs = 0;
-  /** How long the child may be silent: the stall allowance, or ten of its longest steps. */
-  const allowedMs = (): number => Math.max(options.stallSeconds * 1000, 10 * slowestStepMs);
+  /** Whether the child has reported progress yet: until then it is loading (modules, backend, data, checkpoint). */
+  let working = false;
+  /**
+   * How long the child may be silent: the stall allowance, or ten of its longest steps; while it
+   * loads, at least STARTUP_ALLOWANCE_MS (loading blocks its event loop, and on a busy machine
+   * for longer than a step).
+   */
+  const allowedMs = (): number =>
+    Math.max(options.stallSeconds * 1000, 10 * slowestStepMs, working ? 0 : STARTUP_ALLOWANCE_MS);
   const overdueMs = (): number => Date.now() - lastSign - allowedMs();
   const memoryWatch = setInterval(() => {
     if (child.pid === undefined) return;
@@ -259,6 +269,8 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   const done = new Promise<ChildOutcome>((resolve, reject) => {
     child.on('message', (message: ChildMessage) => {
       lastSign = Date.now();
+      if (message.type === 'step' || (message.type === 'progress' && message.progress.phase !== 'starting'))
+        working = true;
       switch (message.type) {
         case 'beat':
         case 'probed':
