@@ -275,15 +275,7 @@ export function projectCifar10(
   return rows;
 }
 
-export interface ClusterCommandOptions {
-  readonly queueMs?: number;
-  readonly burstKb?: number;
-  readonly hosts: number;
-  readonly ranksPerHost: number;
-  readonly linkMbit: number;
-  readonly mb: number;
-  readonly plane: ClusterPlane;
-  readonly rounds: number;
+export interface ClusterCommandOptions extends ClusterBenchOptions {
   readonly sweep: boolean;
   /** Progress lines (each configuration as it finishes). */
   readonly onLine?: (line: string) => void;
