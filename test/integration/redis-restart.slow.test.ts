@@ -45,6 +45,11 @@ async function restartRedis(signal: NodeJS.Signals, downMs: number): Promise<voi
   redis = await startRedis(port, dir);
 }
 
+/** The training step a job last reported (0 before its first report), read from Redis. */
+async function stepOf(s: Stack, id: string): Promise<number> {
+  return ((await s.queues.train.getJob(id))?.progress as { step?: number } | undefined)?.step ?? 0;
+}
+
 /** The state a train job ends in (completed or failed). */
 function finished(s: Stack, id: string): Promise<string> {
   return until(
@@ -67,14 +72,7 @@ test('a train job survives its queue Redis crashing and restarting (AOF): it fin
   });
   expect(res.statusCode).toBe(202);
   const id = res.json().id as string;
-  await until(
-    'training to pass step 8',
-    async () => {
-      const job = await s.queues.train.getJob(id);
-      return ((job?.progress as { step?: number } | undefined)?.step ?? 0) >= 8 ? true : undefined;
-    },
-    120_000,
-  );
+  await until('training to pass step 8', async () => ((await stepOf(s, id)) >= 8 ? true : undefined), 120_000);
 
   // A crash, then 6 s down: longer than the worker's 4 s lock, so the job is taken up anew.
   await restartRedis('SIGKILL', 6000);
@@ -110,12 +108,14 @@ test('three restarts of the queue Redis (SIGTERM, 6 s down each) during one job 
   });
   expect(res.statusCode).toBe(202);
   const id = res.json().id as string;
-  const stepOf = async (): Promise<number> =>
-    ((await s.queues.train.getJob(id))?.progress as { step?: number } | undefined)?.step ?? 0;
   let reached = 0;
   for (let restart = 0; restart < 3; restart++) {
     const after = reached + 5;
-    reached = await until(`step ${after}`, async () => ((await stepOf()) >= after ? stepOf() : undefined), 120_000);
+    reached = await until(
+      `step ${after}`,
+      async () => ((await stepOf(s, id)) >= after ? stepOf(s, id) : undefined),
+      120_000,
+    );
     await restartRedis('SIGTERM', 6000);
   }
   const state = await finished(s, id);

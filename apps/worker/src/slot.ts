@@ -170,10 +170,15 @@ export class Slot {
     }
   }
 
-  /** Heartbeat (with the own data server's health); also frees a claim whose assignment never came. */
-  private async beat(): Promise<void> {
+  /** Records in the slot whether the worker's own data server answers (when it advertises one). */
+  private async recordDataHealth(): Promise<void> {
     const health = await this.dataHealth();
     if (health !== undefined) await this.redis.hset(this.key, 'data', health);
+  }
+
+  /** Heartbeat (with the own data server's health); also frees a claim whose assignment never came. */
+  private async beat(): Promise<void> {
+    await this.recordDataHealth();
     const now = Date.now();
     await this.redis.zadd(this.slotsKey, now, this.id);
     await this.redis.pexpire(this.key, 10 * STALE_MS);
@@ -198,8 +203,7 @@ export class Slot {
   async leave(): Promise<void> {
     // A rank whose generation ended because its own data server died must not be claimed again
     // before the next heartbeat would have said so: the server's health first, then idle.
-    const health = await this.dataHealth();
-    if (health !== undefined) await this.redis.hset(this.key, 'data', health);
+    await this.recordDataHealth();
     await this.commands.ddpmLeaveSlot(this.key, Date.now());
   }
 
