@@ -42,6 +42,8 @@ export type ParentMessage =
       readonly jobId: string;
       readonly data: JobData;
       readonly storageUrl: string;
+      /** How long a store operation that fails with an I/O error keeps being tried, seconds. */
+      readonly storagePatienceSeconds: number;
       readonly dataAccess: ChildDataAccess;
       readonly backend?: string;
       readonly group?: ChildGroup;

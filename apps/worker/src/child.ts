@@ -42,7 +42,7 @@ import {
   savePicture,
 } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
-import { type ObjectStore, openStore } from '@ddpm/storage';
+import { type ObjectStore, PatientStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
 
 import { type ChildGroup, type ChildMessage, type ExchangeStats, type ParentMessage } from './child-protocol';
@@ -62,6 +62,25 @@ function send(message: ChildMessage): void {
 
 function log(line: string): void {
   send({ type: 'log', line: `${new Date().toISOString()} ${line}` });
+}
+
+/**
+ * The job's store, waiting out I/O outages (a read-only volume, an endpoint away) for up to
+ * `patienceSeconds`: the job pauses at the write, says so in its log, and goes on.
+ */
+function patientStore(store: ObjectStore, patienceSeconds: number): ObjectStore {
+  return new PatientStore(store, {
+    patienceSeconds,
+    onWait: (w) => {
+      // The first failure and then every fifth: a long outage should not flood the log.
+      if (w.failures % 5 === 1)
+        log(
+          `the store failed to ${w.operation} ${w.key} (${w.error}); trying again for up to ${patienceSeconds} s (DDPM_STORAGE_PATIENCE_SECONDS)`,
+        );
+    },
+    onRecovered: (r) =>
+      log(`the store took the ${r.operation} of ${r.key} after ${r.failures} failures (${r.waitedSeconds.toFixed(1)} s)`),
+  });
 }
 
 /** Progress at most twice a second, and always the last step of a phase. */
@@ -349,7 +368,7 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
         'the job carries no resolved configuration (queued by an older API version?); submit it again',
       );
     }
-    const store = openStore(message.storageUrl);
+    const store = patientStore(openStore(message.storageUrl), message.storagePatienceSeconds);
     // Joining a group, loading the backend and opening the run take seconds before the first
     // step or sample: say so, rather than leave the job's progress empty.
     sendProgress({ phase: 'starting', ...(await startingPoint(data, store)) });

@@ -17,7 +17,7 @@
  * group abort) from this process to the child that the sandbox does not offer.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
@@ -79,6 +79,44 @@ export async function residentBytes(pid: number): Promise<number | undefined> {
   }
 }
 
+/**
+ * Files that count the out-of-memory killer's kills: this process's memory cgroup (v2
+ * `memory.events`, v1 `memory.oom_control`; a job process is forked into it) and the machine's
+ * `/proc/vmstat`. Read once: the cgroup does not change.
+ */
+const OOM_COUNTERS: readonly string[] = (() => {
+  const files = ['/proc/vmstat'];
+  try {
+    for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+      const [, controllers, where] = line.split(':');
+      if (where === undefined) continue;
+      if (controllers === '') files.push(path.join('/sys/fs/cgroup', where, 'memory.events'));
+      else if (controllers?.split(',').includes('memory'))
+        files.push(path.join('/sys/fs/cgroup/memory', where, 'memory.oom_control'));
+    }
+  } catch {
+    // Not Linux, or no /proc: the vmstat read below fails the same way.
+  }
+  return files;
+})();
+
+/**
+ * Kills by the out-of-memory killer so far, summed over the counters this machine lets us read
+ * (any rise means one happened), or undefined when none can be read.
+ */
+export function oomKillCount(): number | undefined {
+  let total: number | undefined;
+  for (const file of OOM_COUNTERS) {
+    try {
+      const m = /^oom_kill (\d+)$/m.exec(readFileSync(file, 'utf8'));
+      if (m) total = (total ?? 0) + Number(m[1]);
+    } catch {
+      // Not readable here (a container without the cgroup mounted): the others decide.
+    }
+  }
+  return total;
+}
+
 /** What a child reports at its end. */
 export interface ChildOutcome {
   readonly result: JobResult;
@@ -109,6 +147,8 @@ const STARTUP_ALLOWANCE_MS = 30_000;
 
 export interface JobRunnerOptions {
   readonly storageUrl: string;
+  /** How long the job process keeps trying a store operation that fails with an I/O error, seconds. */
+  readonly storagePatienceSeconds: number;
   readonly backend?: string;
   /** What the job process may read data from (its confinement, data-access.ts of @ddpm/data). */
   readonly dataAccess: ChildDataAccess;
@@ -183,6 +223,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     queue: run.queue,
     ...(run.group ? { rank, generation: run.group.generation } : {}),
   });
+  const oomBefore = oomKillCount();
   const child = forkChild(options.childPath);
   /** Why this side ended the child, when it did (the job's failure names it). */
   let endedBy: CodedError | undefined;
@@ -363,8 +404,10 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
       if (settled) return;
       settled = true;
       if (endedBy) reject(endedBy);
-      // SIGKILL from no one here is most likely the kernel's out-of-memory killer: retrying would only repeat it.
-      else if (signal === 'SIGKILL')
+      // SIGKILL from no one here, while the out-of-memory killer's count rose (or where it cannot
+      // be read), is most likely that killer: retrying would only repeat it. Another SIGKILL (an
+      // operator, a node agent) is retried from the last checkpoint like any crash.
+      else if (signal === 'SIGKILL' && (oomBefore === undefined || (oomKillCount() ?? Infinity) > oomBefore))
         reject(
           new CodedError(
             'DDPM_JOB_MEMORY',
@@ -375,7 +418,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
       else
         reject(
           new Error(
-            `job process exited (${signal ?? `code ${code}`}) before finishing; the job will be retried from its last checkpoint`,
+            `job process exited (${signal === 'SIGKILL' ? 'SIGKILL, not from the out-of-memory killer' : (signal ?? `code ${code}`)}) before finishing; the job will be retried from its last checkpoint`,
           ),
         );
     });
@@ -385,6 +428,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     jobId: run.jobId,
     data: run.data,
     storageUrl: options.storageUrl,
+    storagePatienceSeconds: options.storagePatienceSeconds,
     dataAccess: options.dataAccess,
     ...(options.backend ? { backend: options.backend } : {}),
     ...(run.group ? { group: run.group } : {}),

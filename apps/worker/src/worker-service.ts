@@ -254,6 +254,7 @@ export class WorkerService {
     const { config, logger } = this.options;
     return {
       storageUrl: config.storageUrl,
+      storagePatienceSeconds: config.storagePatienceSeconds,
       dataAccess: { roots: config.dataRoots, maxFileBytes: config.dataMaxFileBytes },
       memoryBytes: config.jobMemoryBytes,
       maxSeconds: config.limits.maxJobSeconds,

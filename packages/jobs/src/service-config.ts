@@ -65,6 +65,11 @@ export interface ServiceConfig {
   readonly stopGraceSeconds: number;
   /** A job process silent (no heartbeat) this long, or ten times its longest step if more, is wedged and killed; /healthz fails meanwhile. */
   readonly childStallSeconds: number;
+  /**
+   * How long a job process keeps trying a store operation that fails with an I/O error (an
+   * endpoint away, a read-only volume) before the job fails over it (DDPM_STORAGE_PATIENCE_SECONDS).
+   */
+  readonly storagePatienceSeconds: number;
   /** Resident memory a job process may use, bytes (DDPM_JOB_MEMORY_MB; default 90% of the machine). */
   readonly jobMemoryBytes: number;
   /** Concurrent `logs?follow=true` streams (DDPM_LOG_FOLLOWERS) and how long one may last (DDPM_LOG_FOLLOW_SECONDS). */
@@ -167,6 +172,7 @@ export function loadServiceConfig(
     jobLogLines: integer(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
     stopGraceSeconds: integer(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
     childStallSeconds: integer(env, 'DDPM_CHILD_STALL_SECONDS', 900, 1),
+    storagePatienceSeconds: integer(env, 'DDPM_STORAGE_PATIENCE_SECONDS', 300, 0),
     jobMemoryBytes: integer(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
     logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
     logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
