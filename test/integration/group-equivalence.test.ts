@@ -2,8 +2,9 @@
  * Data-parallel ranks are one process's training, bit for bit: 2 and 3 ranks (in this process,
  * each with its own Redis connections and heartbeat thread, talking through the real Redis
  * all-reduce) end 20 steps with parameters, EMA and Adam moments identical to one process with the
- * same global batch and accumulation = N, dropout on; and a run checkpointed by 2 ranks resumes
- * with 1 (and the reverse) to the same bits as an uninterrupted run. An evaluation during training
+ * same global batch and accumulation = N, dropout on; a job of 3 workers run by 2 ranks adds its
+ * micro-batches in the same blocks; and a run checkpointed by 2 ranks resumes with 1 (and the
+ * reverse) to the same bits as an uninterrupted run. An evaluation during training
  * whose samples the ranks share (each draws half) measures, on every rank, what one process does.
  */
 import { randomBytes } from 'node:crypto';
@@ -62,6 +63,7 @@ async function trainAsGroup(
   store: FileStore,
   outcomes: Awaited<ReturnType<Trainer['run']>>[] = [],
   sharedMemoryDir?: string,
+  blocks?: number,
 ): Promise<Trainer[]> {
   const ns = `test-dp-${randomBytes(5).toString('hex')}`;
   const control = new Redis(URL);
@@ -88,6 +90,7 @@ async function trainAsGroup(
       return {
         rank,
         worldSize: n,
+        ...(blocks !== undefined ? { blocks } : {}),
         checksumEvery: 5,
         exchange: (step, partial, report) => collective.exchange(step, partial, report),
         assertWriter: async () => undefined,
@@ -141,6 +144,25 @@ describe('a data-parallel group equals one process with accumulation = N', () =>
     },
     300_000,
   );
+
+  it('a job of 3 workers run by 2 ranks (a generation re-formed short of one) adds its micro-batches as 3 ranks do: the bits of one process', async () => {
+    const single = await tempStore();
+    const grouped = await tempStore();
+    try {
+      const alone = await Trainer.open(run(12, 3), { store: single.store, prefix: 'run' });
+      await alone.run();
+      const expected = (await state(alone)).toString('hex');
+      alone.dispose();
+      // Blocks of the job's 3 workers: rank 0 sums micro-batches 0 and 1, rank 1 micro-batch 2.
+      for (const t of await trainAsGroup(2, run(12, 3), grouped.store, [], undefined, 3)) {
+        expect([t.step, (await state(t)).toString('hex')]).toEqual([12, expected]);
+        t.dispose();
+      }
+    } finally {
+      await single.done();
+      await grouped.done();
+    }
+  }, 300_000);
 
   it('ends at the time budget together: rank 0’s clock decides, every rank stops after the same step, completed', async () => {
     const grouped = await tempStore();

@@ -79,7 +79,9 @@ function patientStore(store: ObjectStore, patienceSeconds: number): ObjectStore 
         );
     },
     onRecovered: (r) =>
-      log(`the store took the ${r.operation} of ${r.key} after ${r.failures} failures (${r.waitedSeconds.toFixed(1)} s)`),
+      log(
+        `the store took the ${r.operation} of ${r.key} after ${r.failures} failures (${r.waitedSeconds.toFixed(1)} s)`,
+      ),
   });
 }
 
@@ -622,6 +624,8 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
     link: {
       rank: g.rank,
       worldSize: g.worldSize,
+      // The job's own world size blocks the sums, whatever this generation's (trainer.ts).
+      blocks: config.group.workers,
       checksumEvery: config.group.checksumEvery,
       exchange: async (step, partial, report) => {
         const started = process.hrtime.bigint();

@@ -115,6 +115,15 @@ export interface RankReport {
 export interface GroupLink {
   readonly rank: number;
   readonly worldSize: number;
+  /**
+   * The blocks the step's micro-batches are summed in: the job's `workers` (its full world size),
+   * whatever the ranks of this generation. Block b is micro-batches [⌊b·M/B⌋, ⌊(b+1)·M/B⌋), summed
+   * in order, and the blocks' sums are added in block order. A generation of fewer ranks than
+   * blocks gives rank 0 the first B − N + 1 blocks and every other rank one, so every world size
+   * adds the same numbers in the same order, and a run's bits do not depend on how many ranks each
+   * of its generations had. Absent: `worldSize`.
+   */
+  readonly blocks?: number;
   /** Steps between checksums compared across ranks (also at the first step). */
   readonly checksumEvery: number;
   /**
@@ -279,12 +288,29 @@ export class Trainer {
    * micro-batch of the step is drawn (data order, flips, t, ε, dropout seeds), computed or not,
    * so the run's state does not depend on which share of the step a process computes.
    */
-  private async gradientSums(from: number, to: number): Promise<Omit<Gradients, 'grads'> & { sums: tf.Tensor[] }> {
+  /**
+   * The sums of micro-batches [from, to) of the next step (drawing the randomness of all of them),
+   * summed in order within each block that starts at one of `blockStarts` (default: one block),
+   * the blocks' sums then added in order.
+   */
+  private async gradientSums(
+    from: number,
+    to: number,
+    blockStarts: ReadonlySet<number> = new Set([from]),
+  ): Promise<Omit<Gradients, 'grads'> & { sums: tf.Tensor[] }> {
     const T = this.diffusion.numTimesteps;
     const params = this.unet.variables;
     const { imageSize: s, inChannels: c } = this.unetConfig;
     const b = this.config.batchSize / this.config.accumulation;
+    /** The finished blocks' sum, and the running sum of the block under way. */
     let summed: tf.Tensor[] | undefined;
+    let block: tf.Tensor[] | undefined;
+    const add = (into: tf.Tensor[] | undefined, more: tf.Tensor[]): tf.Tensor[] => {
+      if (into === undefined) return more;
+      const sum = tf.tidy(() => into.map((g, i) => tf.add(g, more[i]!)));
+      tf.dispose([...into, ...more]);
+      return sum;
+    };
     let lossSum = 0;
     let count = 0;
     let epoch = 0;
@@ -319,13 +345,13 @@ export class Trainer {
         lossSum += lossHost[i]!;
       }
       count += b;
-      const ordered = params.map((p) => grads[p.name]!);
-      if (summed === undefined) {
-        summed = ordered;
-      } else {
-        const previous = summed;
-        summed = tf.tidy(() => previous.map((g, i) => tf.add(g, ordered[i]!)));
-        tf.dispose([...previous, ...ordered]);
+      block = add(
+        block,
+        params.map((p) => grads[p.name]!),
+      );
+      if (micro + 1 === to || blockStarts.has(micro + 1)) {
+        summed = add(summed, block);
+        block = undefined;
       }
     }
     if (summed === undefined)
@@ -372,18 +398,21 @@ export class Trainer {
   ): Promise<Gradients & { stop: string | undefined; computeSeconds: number; exchangeSeconds: number }> {
     const M = this.config.accumulation;
     const { rank, worldSize } = group;
-    if (worldSize > M)
+    const B = group.blocks ?? worldSize;
+    if (B > M || worldSize > B)
       throw engineError(
         'DDPM_CONFIG_INVALID',
-        `this run takes ${M} micro-batches a step; a group of ${worldSize} ranks cannot split them`,
+        `this run takes ${M} micro-batches a step in ${B} blocks; a group of ${worldSize} ranks cannot split them`,
       );
     const started = process.hrtime.bigint();
     const checksum =
       this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
-    const partial = await this.gradientSums(
-      Math.floor((rank * M) / worldSize),
-      Math.floor(((rank + 1) * M) / worldSize),
-    );
+    // Rank 0 takes the first B − N + 1 blocks, every other rank the next one (see GroupLink.blocks).
+    const firstBlock = rank === 0 ? 0 : B - worldSize + rank;
+    const lastBlock = rank === 0 ? B - worldSize + 1 : firstBlock + 1;
+    const start = (block: number): number => Math.floor((block * M) / B);
+    const blockStarts = new Set(Array.from({ length: lastBlock - firstBlock }, (_, k) => start(firstBlock + k)));
+    const partial = await this.gradientSums(start(firstBlock), start(lastBlock), blockStarts);
     const flat = await flatten(partial.sums, this.flatGradients());
     tf.dispose(partial.sums);
     const computed = process.hrtime.bigint();
