@@ -372,17 +372,13 @@ export class WorkerService {
         );
       }
       if (group) return await this.coordinate(job, data, token);
-      const previous = job.progress as Partial<JobProgress> | number | undefined;
+      const previousStep = trainingStepOf(data, job.progress);
       const { result } = await this.runChild({
         jobId: job.id!,
         data,
         queue: job.queueName,
         // How far an earlier attempt got: the steps past its last checkpoint are redone.
-        ...(data.type === 'train' &&
-        typeof previous === 'object' &&
-        (previous.phase === 'training' || previous.phase === 'checkpointing')
-          ? { previousStep: previous.step ?? 0 }
-          : {}),
+        ...(previousStep !== undefined ? { previousStep } : {}),
         onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
         onLog: (line) => void job.log(line).catch(() => undefined),
       }).catch((err: unknown) => {
@@ -424,6 +420,7 @@ export class WorkerService {
     const priority = job.timestamp;
     const failures: string[] = [];
     let restarts = 0;
+    let reached = trainingStepOf(data, job.progress);
     const log = (line: string): void => void job.log(`${new Date().toISOString()} ${line}`).catch(() => undefined);
     for (let formation = 0; ; formation++) {
       // Form a group: everything at once or nothing (slot.ts); prefer all `workers` for a while, then accept `minWorkers`.
@@ -501,7 +498,13 @@ export class WorkerService {
       let dataPlane: PlaneName | undefined;
       try {
         const { result, stopReason } = await this.runRankChild(assignment, true, {
-          onProgress: (p) => void job.updateProgress(p).catch(() => undefined),
+          // How far the last generation (or an earlier coordinator) got: the steps past the
+          // checkpoint this one starts from are redone.
+          ...(reached !== undefined ? { previousStep: reached } : {}),
+          onProgress: (p) => {
+            reached = trainingStepOf(data, p) ?? reached;
+            void job.updateProgress(p).catch(() => undefined);
+          },
           onLog: (line) => void job.log(line).catch(() => undefined),
           onPlane: (plane) => (dataPlane = plane),
         });
@@ -555,7 +558,7 @@ export class WorkerService {
   private async runRankChild(
     a: GroupAssignment,
     coordinator: boolean,
-    report: Pick<ChildRun, 'onProgress' | 'onLog' | 'onPlane'> = {},
+    report: Pick<ChildRun, 'onProgress' | 'onLog' | 'onPlane' | 'previousStep'> = {},
   ): Promise<ChildOutcome> {
     const { config, logger } = this.options;
     const rankTimeoutSeconds = groupOf(a.data).rankTimeoutSeconds;
@@ -692,4 +695,11 @@ export class WorkerService {
     this.data?.disconnect();
     await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
   }
+}
+
+/** The training step a train job's progress reports, when it was training (or checkpointing). */
+function trainingStepOf(data: JobData, progress: unknown): number | undefined {
+  if (data.type !== 'train' || typeof progress !== 'object' || progress === null) return undefined;
+  const p = progress as Partial<JobProgress>;
+  return p.phase === 'training' || p.phase === 'checkpointing' ? (p.step ?? 0) : undefined;
 }

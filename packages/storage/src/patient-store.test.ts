@@ -15,7 +15,10 @@ afterAll(async () => {
   await fs.rm(root, { recursive: true, force: true });
 });
 
-describeObjectStoreContract('a patient file://', () => new PatientStore(new FileStore(path.join(root, 'contract')), { patienceSeconds: 1 }));
+describeObjectStoreContract(
+  'a patient file://',
+  () => new PatientStore(new FileStore(path.join(root, 'contract')), { patienceSeconds: 1 }),
+);
 
 /** A file store whose writes fail with an I/O error while `down` is set. */
 function flaky(): { store: ObjectStore; setDown(down: boolean): void; tries: () => number } {

@@ -38,7 +38,8 @@ export class PatientStore implements ObjectStore {
     private readonly inner: ObjectStore,
     private readonly options: PatientStoreOptions,
   ) {
-    if (!(options.patienceSeconds >= 0)) throw new RangeError(`patienceSeconds must be ≥ 0, got ${options.patienceSeconds}`);
+    if (!(options.patienceSeconds >= 0))
+      throw new RangeError(`patienceSeconds must be ≥ 0, got ${options.patienceSeconds}`);
     this.url = inner.url;
   }
 
@@ -50,7 +51,8 @@ export class PatientStore implements ObjectStore {
     for (;;) {
       try {
         const value = await fn();
-        if (failures > 0) onRecovered?.({ operation, key, failures, waitedSeconds: (Date.now() - firstFailure) / 1000 });
+        if (failures > 0)
+          onRecovered?.({ operation, key, failures, waitedSeconds: (Date.now() - firstFailure) / 1000 });
         return value;
       } catch (err) {
         if (!hasCode(err, 'DDPM_STORAGE_IO')) throw err;
