@@ -18,7 +18,7 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** The project's test range: one /24 of it per run. */
@@ -47,6 +47,11 @@ export interface SimulatedHostsOptions {
   readonly password?: string;
   /** Size of every host's /dev/shm (default 512m). */
   readonly shmSize?: string;
+  /**
+   * A folder for the control Redis's append-only file (fsync on every write): its restarts then
+   * keep the queues, as a production Redis with AOF does. Absent: no persistence.
+   */
+  readonly controlAofDir?: string;
 }
 
 export interface SimulatedHost {
@@ -165,7 +170,7 @@ export class SimulatedHosts {
   readonly netem: boolean;
   private readonly bridge: string;
   private readonly processes = new Set<ChildProcess>();
-  private readonly dataRedis = new Map<number, ChildProcess>();
+  private readonly redisServers = new Map<number | 'control', ChildProcess>();
   private destroyed = false;
   private readonly onExit = (): void => this.destroySync();
   private readonly onSignal = (signal: NodeJS.Signals): void => {
@@ -259,8 +264,8 @@ export class SimulatedHosts {
   }
 
   /** tbf at the link rate (and netem's delay before it, where asked and available) on `dev`. */
-  private shape(prefix: readonly string[], dev: string): void {
-    const { linkMbit, burstKb, delayMs } = this.options;
+  private shape(prefix: readonly string[], dev: string, linkMbit = this.options.linkMbit): void {
+    const { burstKb, delayMs } = this.options;
     const latency = `${this.options.queueMs ?? 50}ms`;
     if (linkMbit === undefined && delayMs === undefined) return;
     const burst = burstKb ?? Math.max(64, Math.ceil(((linkMbit ?? 1000) * 1000 * 0.004) / 8));
@@ -301,6 +306,7 @@ export class SimulatedHosts {
   async startRedis(host: number | 'control'): Promise<void> {
     const port = host === 'control' ? CONTROL_PORT : DATA_PORT;
     const password = this.options.password;
+    const aof = host === 'control' ? this.options.controlAofDir : undefined;
     const child = this.spawn(
       host,
       [
@@ -312,15 +318,16 @@ export class SimulatedHosts {
         '127.0.0.1',
         '--save',
         '',
-        '--appendonly',
-        'no',
+        ...(aof !== undefined
+          ? ['--dir', aof, '--appendonly', 'yes', '--appendfsync', 'always']
+          : ['--appendonly', 'no']),
         '--protected-mode',
         'no',
         ...(password ? ['--requirepass', password] : []),
       ],
       { stdio: 'ignore', sharedMemory: false },
     );
-    if (host !== 'control') this.dataRedis.set(host, child);
+    this.redisServers.set(host, child);
     const auth = password ? ['-a', password, '--no-auth-warning'] : [];
     for (let i = 0; i < 100; i++) {
       const pong = spawnSync(
@@ -352,8 +359,13 @@ export class SimulatedHosts {
   }
 
   /** SIGKILLs host `host`'s data Redis (a fault), waiting until it is gone. */
-  async killDataRedis(host: number): Promise<void> {
-    const child = this.dataRedis.get(host);
+  killDataRedis(host: number): Promise<void> {
+    return this.killRedis(host);
+  }
+
+  /** SIGKILLs the control Redis (`control`) or host `host`'s data Redis, waiting until it is gone. */
+  async killRedis(host: number | 'control'): Promise<void> {
+    const child = this.redisServers.get(host);
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
@@ -373,6 +385,8 @@ export class SimulatedHosts {
       env?: NodeJS.ProcessEnv;
       stdio?: Parameters<typeof spawn>[2]['stdio'];
       sharedMemory?: boolean;
+      /** Folders bind-mounted onto themselves, so that {@link setWritable} can make them read-only for this process. */
+      bindMounts?: readonly string[];
       serialization?: 'json' | 'advanced';
     } = {},
   ): ChildProcess {
@@ -380,16 +394,82 @@ export class SimulatedHosts {
     const shm = options.sharedMemory !== false;
     const size = this.options.shmSize ?? '512m';
     // `ip netns exec` runs the command in a mount namespace of its own: a tmpfs mounted on
-    // /dev/shm there is this process tree's alone. exec keeps the pid (and an IPC channel).
-    const script = shm ? `mount -t tmpfs -o size=${size},mode=1777 tmpfs /dev/shm && exec "$@"` : 'exec "$@"';
-    const child = spawn('ip', ['netns', 'exec', this.namespaceOf(host), 'sh', '-c', script, 'sh', ...command], {
-      env: options.env ?? process.env,
-      stdio: options.stdio ?? 'inherit',
-      ...(options.serialization ? { serialization: options.serialization } : {}),
-    });
+    // /dev/shm there is this process tree's alone, and so are bind mounts. exec keeps the pid
+    // (and an IPC channel). The folders come after the command's words, as positional arguments.
+    const binds = options.bindMounts ?? [];
+    const steps = [
+      ...(shm ? [`mount -t tmpfs -o size=${size},mode=1777 tmpfs /dev/shm`] : []),
+      ...binds.map((_, i) => `mount --bind "$${i + 1}" "$${i + 1}"`),
+      ...(binds.length > 0 ? [`shift ${binds.length}`] : []),
+      'exec "$@"',
+    ];
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.namespaceOf(host), 'sh', '-c', steps.join(' && '), 'sh', ...binds, ...command],
+      {
+        env: options.env ?? process.env,
+        stdio: options.stdio ?? 'inherit',
+        ...(options.serialization ? { serialization: options.serialization } : {}),
+      },
+    );
     this.processes.add(child);
     child.once('exit', () => this.processes.delete(child));
     return child;
+  }
+
+  /**
+   * Shapes host `host`'s link (both directions) to `mbit`, or back to the run's own shaping
+   * (`undefined`): a slow link.
+   */
+  setLinkRate(host: number, mbit: number | undefined): void {
+    const h = this.hosts[host]!;
+    const inNs = ['ip', 'netns', 'exec', h.namespace];
+    const rate = mbit ?? this.options.linkMbit;
+    for (const [prefix, dev] of [
+      [[], h.veth],
+      [inNs, `${h.veth}p`],
+    ] as const) {
+      const del = [...prefix, 'tc', 'qdisc', 'del', 'dev', dev, 'root'];
+      spawnSync(del[0]!, del.slice(1));
+      if (rate === undefined && this.options.delayMs === undefined) continue;
+      this.shape(prefix, dev, rate);
+    }
+  }
+
+  /**
+   * Makes `dir` read-only (or writable again) for process `pid` and everything in its mount
+   * namespace: `dir` must be one of the `bindMounts` it was spawned with. What it writes there
+   * then fails with EROFS, as on a volume the kernel remounted read-only.
+   */
+  setWritable(pid: number, dir: string, writable: boolean): void {
+    run(['nsenter', '-t', String(pid), '-m', 'mount', '-o', `remount,bind,${writable ? 'rw' : 'ro'}`, dir]);
+  }
+
+  /** The processes of a host (or of the control namespace): pid and command line. */
+  processesOf(host: number | 'control'): { pid: number; command: string }[] {
+    const out = spawnSync('ip', ['netns', 'pids', this.namespaceOf(host)], { encoding: 'utf8' }).stdout ?? '';
+    return out
+      .split('\n')
+      .filter(Boolean)
+      .map((pid) => {
+        let command = '';
+        try {
+          command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+        } catch {
+          // Gone meanwhile.
+        }
+        return { pid: Number(pid), command };
+      })
+      .filter((p) => p.command !== '');
+  }
+
+  /** The files in the /dev/shm that process `pid` sees (its host's, in its mount namespace). */
+  sharedMemoryFiles(pid: number): string[] {
+    try {
+      return readdirSync(`/proc/${pid}/root/dev/shm`);
+    } catch {
+      return [];
+    }
   }
 
   /** Takes host `host`'s link down or brings it back (the bridge's end: nothing reaches it meanwhile). */
