@@ -6,6 +6,7 @@ import { codedErrorOf } from '@ddpm/core';
 
 import { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 import { BENCH_USAGE, benchCommand } from './commands/bench';
+import { CHAOS_USAGE, chaosCommand } from './commands/chaos';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { EVAL_USAGE, FID_USAGE, evalCommand, fidCommand } from './commands/eval';
 import { INFO_USAGE, infoCommand } from './commands/info';
@@ -29,6 +30,8 @@ import { TRAIN_USAGE, trainCommand } from './commands/train';
 
 export { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 export { findOnPath, freePort } from './local-services';
+export { type ChaosOptions, type ChaosReport, runChaos } from './chaos/chaos';
+export { FAULT_KINDS, type FaultKind } from './chaos/faults';
 export {
   type SimulatedHost,
   SimulatedHosts,
@@ -97,6 +100,11 @@ const COMMANDS: Record<
     run: simCommand,
     usage: SIM_USAGE,
     summary: 'simulated hosts on this machine (root): a group across shaped links',
+  },
+  chaos: {
+    run: chaosCommand,
+    usage: CHAOS_USAGE,
+    summary: 'a seeded chaos run on simulated hosts (root): jobs under faults, checked for loss',
   },
   study: {
     run: studyCommand,
