@@ -181,6 +181,8 @@ describe('the served OpenAPI document', () => {
       '/jobs/{id}',
       '/jobs/{id}/cancel',
       '/jobs/{id}/checkpoints',
+      '/jobs/{id}/loss',
+      '/jobs/{id}/grids',
       '/jobs/{id}/logs',
       '/samples/{file}',
       '/healthz',
@@ -215,10 +217,11 @@ describe('the served OpenAPI document', () => {
       const [method, url] = route.split(' ') as [string, string];
       expect([route, stack.app.hasRoute({ method: method, url })]).toEqual([route, true]);
     }
-    // ...and every served route is documented, but Swagger UI's own and the HEAD twins of GETs.
+    // ...and every served route is documented, but Swagger UI's own, the web console's pages and
+    // assets (console.test.ts), and the HEAD twins of GETs.
     expect(
       servedRoutes(stack.app.printRoutes({ commonPrefix: false }))
-        .filter((r) => !r.startsWith('HEAD ') && !/^GET \/docs(\/|$)/.test(r))
+        .filter((r) => !r.startsWith('HEAD ') && !/^GET \/(docs(\/|$)|ui(\/|$)|$)/.test(r))
         .sort(),
     ).toEqual(listed.map((r) => r.route).sort());
     // The README's table holds exactly these rows (node scripts/docs-tables.cjs writes it).

@@ -25,7 +25,7 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const submitted = await stack.app.inject({
       method: 'POST',
       url: '/jobs/train',
-      payload: tinyTrain({ sampleCount: 2, sampleSteps: 3 }),
+      payload: tinyTrain({ sampleCount: 2, sampleSteps: 3, sampleEvery: 2 }),
     });
     expect(submitted.statusCode).toBe(202);
     const id = submitted.json().id as string;
@@ -46,6 +46,30 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     // Keys in the store, never the server's path to it: in the listing, the view and the log.
     expect(checkpoints[0]).toEqual({ step: 3, key: `runs/${id}/checkpoints/step-000000003/manifest.json` });
     expect(done.result.checkpoint).toBe(`<store>/runs/${id}/checkpoints/step-000000003/manifest.json`);
+    // The loss over training, from the newest checkpoint: a point per step, each the step's mean loss.
+    const loss = (await stack.app.inject({ url: `/jobs/${id}/loss` })).json();
+    expect(loss).toMatchObject({ step: 3, every: 1 });
+    expect(loss.points.map((p: { step: number; steps: number }) => [p.step, p.steps])).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+    ]);
+    for (const p of loss.points as { loss: number }[]) expect(p.loss).toBeGreaterThan(0);
+    // The grid during training (sampleEvery 2: at step 2; the end's grid is the final one), with
+    // the final grid's noise: the same seed and sampler.
+    const grids = (await stack.app.inject({ url: `/jobs/${id}/grids` })).json().grids as {
+      step: number;
+      url: string;
+    }[];
+    expect(grids.map((g) => g.step)).toEqual([2]);
+    const during = await stack.app.inject({ url: new URL(grids[0]!.url).pathname });
+    expect([during.statusCode, during.headers['content-type']]).toEqual([200, 'image/png']);
+    expect((await stack.app.inject({ url: `${new URL(grids[0]!.url).pathname}.json` })).json()).toMatchObject({
+      step: 2,
+      seed: 0,
+      count: 2,
+      sampler: { kind: 'ancestral', steps: 3 },
+    });
     const logs = (await stack.app.inject({ url: `/jobs/${id}/logs` })).body;
     expect(logs).toMatch(/starting: nano8/);
     expect(logs).toMatch(/checkpoint \((periodic|final)\) at step 3: <store>\/runs\//);

@@ -19,6 +19,7 @@ import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
 import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
 import { type EvalHistory, evalCurveKey, readEvalHistory } from '@ddpm/engine/eval-history';
+import { type LossCurveState, type LossPoint, lossPoints } from '@ddpm/engine/loss-curve';
 import {
   JOB_TYPES,
   type JobData,
@@ -29,6 +30,7 @@ import {
   cancelKey,
   jobIdFor,
   jobTypeOf,
+  progressGridStep,
   requestHash,
   runPrefixOf,
 } from '@ddpm/jobs';
@@ -321,6 +323,10 @@ export class JobsService {
       job.getState(),
       this.options.redis.exists(cancelKey(this.options.prefix, job.id!)),
     ]);
+    // Read before it finished, its state after: read it again, so that a finished job is never
+    // shown without its result or error.
+    if ((state === 'completed' || state === 'failed') && job.finishedOn === undefined)
+      job = (await this.find(job.id!)) ?? job;
     const view = viewOf(job, state, cancelled === 1, base);
     return {
       ...view,
@@ -416,6 +422,48 @@ export class JobsService {
     const job = await this.find(id);
     if (!job || job.data.type !== 'train') return undefined;
     return readEvalHistory(this.options.store, job.data.runPrefix);
+  }
+
+  /**
+   * A train job's loss over training, as its newest readable checkpoint keeps it (empty before
+   * the first); undefined when there is no such train job.
+   */
+  async lossCurve(id: string): Promise<{ step: number; every: number; points: LossPoint[] } | undefined> {
+    const job = await this.find(id);
+    if (!job || job.data.type !== 'train') return undefined;
+    for (const ref of await listCheckpoints(this.options.store, job.data.runPrefix)) {
+      let loss: LossCurveState | undefined;
+      try {
+        const state = JSON.parse(new TextDecoder().decode(await this.options.store.get(`${ref.key}/state.json`))) as {
+          loss?: LossCurveState;
+        };
+        loss = state.loss;
+      } catch {
+        // Pruned or torn meanwhile: the next older checkpoint has the curve up to its step.
+        continue;
+      }
+      return loss === undefined
+        ? { step: ref.step, every: 1, points: [] }
+        : { step: ref.step, every: loss.every, points: lossPoints(loss) };
+    }
+    return { step: 0, every: 1, points: [] };
+  }
+
+  /**
+   * A train job's sample grids over training (`sampleEvery`), oldest first, as sample ids
+   * (`GET /samples/{id}`); undefined when there is no such train job.
+   */
+  async progressGrids(id: string): Promise<{ step: number; file: string }[] | undefined> {
+    const job = await this.find(id);
+    if (!job || job.data.type !== 'train') return undefined;
+    const grids: { step: number; file: string }[] = [];
+    for (const o of await this.options.store.list(`samples/${id}-step-`)) {
+      const file = o.key.slice('samples/'.length);
+      const step = progressGridStep(id, file);
+      // The sample's id: /samples/{id} is its PNG, /samples/{id}.json how it was drawn.
+      if (step !== undefined) grids.push({ step, file: file.slice(0, -'.png'.length) });
+    }
+    return grids.sort((a, b) => a.step - b.step);
   }
 
   /** The PNG curve of one metric over a train job's training; undefined when there is none. */

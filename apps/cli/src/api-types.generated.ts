@@ -776,6 +776,105 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs/{id}/grids": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** a train job's sample grids over training (sampleEvery: the same noise at every step, so that they compare), oldest first; the final grid is in the job's samples */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a job id */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            grids: {
+                                step: number;
+                                /** @description the PNG (its metadata: the same URL with .json) */
+                                url: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{id}/logs": {
         parameters: {
             query?: never;
@@ -809,6 +908,112 @@ export interface paths {
                     };
                     content: {
                         "text/plain": string;
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/loss": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** a train job's training loss over its steps, as its newest checkpoint keeps it: a point per `every` steps (at most 1000 points, exact across resumes) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a job id */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description steps per point (doubles as the run grows) */
+                            every: number;
+                            points: {
+                                /** @description the mean training loss of its steps */
+                                loss: number;
+                                /** @description the last step of the point */
+                                step: number;
+                                /** @description steps averaged (the last point may have fewer) */
+                                steps: number;
+                            }[];
+                            /** @description the step of the checkpoint the curve comes from (0: none yet) */
+                            step: number;
+                        };
                     };
                 };
                 /** @description Default Response */
@@ -2042,9 +2247,11 @@ export interface components {
                     seed: number;
                 };
             };
-            /** @description the EMA sample grid drawn when training ends (count 0: none) */
+            /** @description the EMA sample grid drawn when training ends, and every `every` steps (count 0: none) */
             finalGrid: {
                 count: number;
+                /** @description also drawn every this many steps */
+                every?: number;
                 /** @description ancestral sampling (Algorithm 2) over all T or strided steps, or DDIM */
                 sampler: {
                     /** @enum {string} */
@@ -2321,6 +2528,8 @@ export interface components {
              * @default 0
              */
             sampleEta?: number;
+            /** @description also draw the grid every N steps (its count, sampler and seed: the same noise, so the grids compare across training): the samples over training (GET /jobs/:id/grids) (default: the grid at the end only) */
+            sampleEvery?: number;
             /**
              * @description ancestral (Algorithm 2) or ddim; with sampleSteps below T, ancestral sampling takes evenly strided steps (default ancestral, as the paper)
              * @default ancestral

@@ -41,7 +41,14 @@ import {
   runTrainJob,
   savePicture,
 } from '@ddpm/engine';
-import { type JobData, type JobProgress, type JobResult, runPrefixOf, sampleKeyBase } from '@ddpm/jobs';
+import {
+  type JobData,
+  type JobProgress,
+  type JobResult,
+  progressGridName,
+  runPrefixOf,
+  sampleKeyBase,
+} from '@ddpm/jobs';
 import { type ObjectStore, PatientStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
 
@@ -135,7 +142,8 @@ async function runTrain(
       ? { group: group.link, ...(group.resumeStep !== undefined ? { resumeStep: group.resumeStep } : {}) }
       : {}),
     ...(fence ? { fence } : {}),
-    gridKey: () => sampleKeyBase(`${jobId}-final`),
+    // The final grid, and those drawn during training (sampleEvery), which GET /jobs/:id/grids lists.
+    gridKey: (step, final) => sampleKeyBase(final ? `${jobId}-final` : progressGridName(jobId, step)),
     gridMetadata: { job: jobId },
     onLog: log,
     onStart: (trainer) => {
@@ -805,4 +813,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal
 // resume it from the last checkpoint: stop at once rather than race it writing checkpoints.
 process.on('disconnect', () => {
   if (!finished) process.exit(1);
+  // Finished, and said so: whatever is still open (a reconnecting client, a thread pool) must not
+  // keep this process alive after its job, with its parent or without it.
+  setTimeout(() => process.exit(0), 5000).unref();
 });

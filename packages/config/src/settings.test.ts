@@ -52,6 +52,7 @@ const DISTINCT: Record<keyof typeof TRAIN_SETTINGS, unknown> = {
   sampleSteps: 40,
   sampleEta: 0.5,
   sampleSeed: 11,
+  sampleEvery: 20,
   evalEvery: 25,
   evalMetrics: ['kid', 'nll'],
   evalCount: 300,

@@ -91,8 +91,16 @@ export const TrainConfig = Type.Object(
 export type TrainConfig = Static<typeof TrainConfig>;
 
 export const FinalGridConfig = Type.Object(
-  { count: Type.Integer(), sampler: SamplerSpec, seed: Type.Integer() },
-  { additionalProperties: false, description: 'the EMA sample grid drawn when training ends (count 0: none)' },
+  {
+    count: Type.Integer(),
+    sampler: SamplerSpec,
+    seed: Type.Integer(),
+    every: Type.Optional(Type.Integer({ description: 'also drawn every this many steps' })),
+  },
+  {
+    additionalProperties: false,
+    description: 'the EMA sample grid drawn when training ends, and every `every` steps (count 0: none)',
+  },
 );
 export type FinalGridConfig = Static<typeof FinalGridConfig>;
 
@@ -233,7 +241,12 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
   })();
   const config: TrainJobConfig = {
     train,
-    finalGrid: { count: v.sampleCount, sampler, seed: v.sampleSeed },
+    finalGrid: {
+      count: v.sampleCount,
+      sampler,
+      seed: v.sampleSeed,
+      ...(v.sampleEvery !== undefined ? { every: v.sampleEvery } : {}),
+    },
     group,
     ...(evaluation ? { evaluation } : {}),
     ...(asked.recipe !== undefined ? { recipe: asked.recipe } : {}),
@@ -283,6 +296,11 @@ export function validateTrainJobConfig(config: TrainJobConfig): void {
   if (workers > config.train.accumulation) {
     throw configError(
       `accumulation ${config.train.accumulation} gives ${workers} workers nothing to split: it must be at least workers (leave it out for one micro-batch per worker)`,
+    );
+  }
+  if (config.finalGrid.every !== undefined && config.finalGrid.count === 0) {
+    throw configError(
+      `sampleEvery ${config.finalGrid.every} draws the grid during training, and sampleCount is 0: give sampleCount (the grid's images) too`,
     );
   }
   if (config.finalGrid.sampler.steps > config.train.diffusion.schedule.numTimesteps) {

@@ -276,6 +276,14 @@ export const TRAIN_SETTINGS = {
     default: 0,
   }),
   ...finalGridSamplerSettings(),
+  sampleEvery: optional({
+    schema: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    path: 'finalGrid.every',
+    flag: 'sample-every',
+    placeholder: 'N',
+    help: 'also draw the grid every N steps (its count, sampler and seed: the same noise, so the grids compare across training): the samples over training (GET /jobs/:id/grids)',
+    whenAbsent: 'the grid at the end only',
+  }),
   evalEvery: optional({
     schema: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     path: 'evaluation.every',

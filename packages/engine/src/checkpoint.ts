@@ -10,6 +10,7 @@ import { type ObjectStore, joinKey } from '@ddpm/storage';
 import { type TrainConfig } from '@ddpm/config';
 
 import { engineError } from './errors';
+import { type LossCurveState } from './loss-curve';
 
 export const CHECKPOINT_VERSION = 1;
 
@@ -27,6 +28,8 @@ export interface RunState {
   readonly createdAt: string;
   readonly reason: string;
   readonly backend?: string;
+  /** The loss over the run so far (absent in checkpoints written before curves were kept). */
+  readonly loss?: LossCurveState;
 }
 
 export interface CheckpointFiles {

@@ -29,8 +29,11 @@ export interface TrainJobOptions {
   readonly group?: GroupLink;
   /** Alone: called before every write to the run (checkpoints, pruning, history); throws when another run of the job owns it now. */
   readonly fence?: WriteFence;
-  /** Storage key, without extension, of the final grid (`.png` and `.json` are written). */
-  readonly gridKey: (step: number) => string;
+  /**
+   * Storage key, without extension, of the grid of `step` (`.png` and `.json` are written): the
+   * final one, or one drawn during training (`sampleEvery`).
+   */
+  readonly gridKey: (step: number, final: boolean) => string;
   /** Added to the grid's JSON metadata (e.g. the job id). */
   readonly gridMetadata?: Readonly<Record<string, unknown>>;
   /** Human-readable events: start or resume, settings a resumed run kept, checkpoints, the grid. */
@@ -95,6 +98,14 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     options.onStart?.(trainer);
     const evaluation = config.evaluation;
     const writer = group === undefined || group.rank === 0;
+    // What writers of this run killed mid-write left (a file store's temporary files): the run is
+    // this writer's now.
+    const tidy = async (): Promise<void> => {
+      if (!writer) return;
+      const removed = (await options.store.removeTemporaries?.(`${options.prefix}/`)) ?? 0;
+      if (removed > 0) log(`removed ${removed} temporary file${removed === 1 ? '' : 's'} of interrupted writes`);
+    };
+    await tidy();
     const evaluate = async (step: number, last: boolean): Promise<void> => {
       if (!evaluation || !evaluatesAt(evaluation, step, last)) return;
       // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
@@ -144,13 +155,57 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
         await gather?.close();
       }
     };
+    const drawGrid = async (
+      step: number,
+      final: boolean,
+      checkpoint?: CheckpointRef,
+    ): Promise<NonNullable<TrainJobOutcome['grid']>> => {
+      const { count, seed } = config.finalGrid;
+      // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
+      const T = trainer.diffusion.numTimesteps;
+      const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };
+      log(`sampling ${count} images from the EMA weights (${sampler.kind}, ${sampler.steps} steps, seed ${seed})`);
+      const { picture } = await sampleGrid(trainer.ema, trainer.diffusion, count, {
+        sampler,
+        seed,
+        // During training, a group's ranks draw together: one stopped alone would leave the others waiting.
+        ...(options.signal && (final || !group) ? { signal: options.signal } : {}),
+        ...(options.onSampling ? { onProgress: options.onSampling } : {}),
+      });
+      const key = options.gridKey(step, final);
+      const grid = { key, url: options.store.urlOf(`${key}.png`), count, sampler, seed };
+      if (!writer) return grid;
+      await (group ? group.assertWriter() : options.fence?.());
+      const url = await savePicture(options.store, key, picture, {
+        ...options.gridMetadata,
+        kind: 'grid',
+        step,
+        ...(checkpoint ? { checkpoint: checkpoint.url } : {}),
+        count,
+        sampler,
+        seed,
+        ema: true,
+      });
+      log(final ? `sample grid: ${url}` : `sample grid of step ${step}: ${url}`);
+      return { ...grid, url };
+    };
+    /**
+     * The grid during training (`sampleEvery`): the same noise every time, so that the grids show
+     * the samples improving. Every rank of a group draws it (only rank 0 writes it), so the ranks
+     * reach the next step together.
+     */
+    const gridEvery = config.finalGrid.count > 0 ? config.finalGrid.every : undefined;
+    const afterStep = async (step: number, _stats: StepStats, last: boolean): Promise<void> => {
+      if (evaluation) await evaluate(step, last);
+      if (gridEvery !== undefined && step % gridEvery === 0 && !last) await drawGrid(step, false);
+    };
     const result = await trainer.run({
       ...(options.signal ? { signal: options.signal } : {}),
       ...(group ? { group } : {}),
       ...(options.fence ? { fence: options.fence } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(options.onCheckpointStart ? { onCheckpointStart: options.onCheckpointStart } : {}),
-      ...(evaluation ? { afterStep: (step: number, _stats: StepStats, last: boolean) => evaluate(step, last) } : {}),
+      ...(evaluation || gridEvery !== undefined ? { afterStep } : {}),
       onCheckpoint: async (ref, reason, seconds) => {
         log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
         await options.onCheckpoint?.(ref, reason, seconds);
@@ -170,36 +225,15 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
       log(
         `the time budget (${c.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${c.steps}`,
       );
+    // And those of writers that lost the run while it went on (their writes were refused).
+    await tidy();
     if (result.status === 'stopped') {
       log(`stopped at step ${result.step}`);
       return outcome;
     }
-    const { count, seed } = config.finalGrid;
     // In a group the grid is rank 0's to draw, as the checkpoints are.
-    if (count === 0 || (group !== undefined && group.rank !== 0)) return outcome;
-    // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
-    const T = trainer.diffusion.numTimesteps;
-    const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };
-    log(`sampling ${count} images from the EMA weights (${sampler.kind}, ${sampler.steps} steps, seed ${seed})`);
-    const { picture } = await sampleGrid(trainer.ema, trainer.diffusion, count, {
-      sampler,
-      seed,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onSampling ? { onProgress: options.onSampling } : {}),
-    });
-    const key = options.gridKey(result.step);
-    const url = await savePicture(options.store, key, picture, {
-      ...options.gridMetadata,
-      kind: 'grid',
-      step: result.step,
-      ...(result.checkpoint ? { checkpoint: result.checkpoint.url } : {}),
-      count,
-      sampler,
-      seed,
-      ema: true,
-    });
-    log(`sample grid: ${url}`);
-    return { ...outcome, grid: { key, url, count, sampler, seed } };
+    if (config.finalGrid.count === 0 || (group !== undefined && group.rank !== 0)) return outcome;
+    return { ...outcome, grid: await drawGrid(result.step, true, result.checkpoint) };
   } finally {
     trainer.dispose();
   }

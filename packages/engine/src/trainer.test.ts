@@ -156,6 +156,12 @@ describe('Trainer', () => {
       const optA = await straight.store.get(`${ca!.key}/optimizer.safetensors`);
       const optB = await split.store.get(`${cb!.key}/optimizer.safetensors`);
       expect(Buffer.compare(Buffer.from(optA), Buffer.from(optB))).toBe(0);
+      // And the loss curve kept in the checkpoints: 4 points, the same numbers.
+      const curve = async (store: typeof straight.store, key: string): Promise<unknown> =>
+        (JSON.parse(new TextDecoder().decode(await store.get(`${key}/state.json`))) as { loss: unknown }).loss;
+      const curveA = (await curve(straight.store, ca!.key)) as { spans: { step: number }[] };
+      expect(curveA.spans.map((s) => s.step)).toEqual([1, 2, 3, 4]);
+      expect(await curve(split.store, cb!.key)).toEqual(curveA);
       b2.dispose();
     } finally {
       await straight.cleanup();

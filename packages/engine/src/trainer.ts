@@ -30,6 +30,7 @@ import {
 import { emaDecayAt, updateEma } from './ema';
 import { engineError, groupError } from './errors';
 import { type SampleGather } from './eval-job';
+import { LossCurve } from './loss-curve';
 import { createHash } from 'node:crypto';
 
 export interface StepStats {
@@ -179,6 +180,7 @@ export class Trainer {
     private readonly options: TrainerOptions,
     private imagesSeen: number,
     private trainSeconds: number,
+    private readonly lossCurve: LossCurve,
     readonly resumedFrom: CheckpointRef | undefined,
     /** Where the requested configuration differed from the resumed run's, which it kept. */
     readonly ignoredOnResume: readonly string[],
@@ -252,6 +254,7 @@ export class Trainer {
       options,
       imagesSeen,
       trainSeconds,
+      LossCurve.restore(latest?.files.state.loss),
       latest?.ref,
       ignored,
     );
@@ -524,6 +527,7 @@ export class Trainer {
       );
     }
     const { gradNorm, learningRate } = await this.applyGradients(g.grads);
+    this.lossCurve.add(this.step, loss);
     const stepSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.trainSeconds += stepSeconds;
     this.imagesSeen += g.count;
@@ -561,6 +565,7 @@ export class Trainer {
       createdAt: new Date().toISOString(),
       reason,
       ...(this.options.backendName ? { backend: this.options.backendName } : {}),
+      loss: this.lossCurve.state(),
     };
     const ref = await writeCheckpoint(
       this.options.store,

@@ -16,6 +16,8 @@ export {
   cancelKey,
   jobIdFor,
   jobTypeOf,
+  progressGridName,
+  progressGridStep,
   queueName,
   requestHash,
   runPrefixOf,

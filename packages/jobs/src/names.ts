@@ -29,6 +29,17 @@ export function sampleKeyBase(sampleId: string): string {
   return `samples/${sampleId}`;
 }
 
+/** The sample id of a train job's grid drawn at `step` during training (`sampleEvery`). */
+export function progressGridName(jobId: string, step: number): string {
+  return `${jobId}-step-${String(step).padStart(9, '0')}`;
+}
+
+/** The steps of a train job's grids drawn during training, from the names of its sample objects. */
+export function progressGridStep(jobId: string, name: string): number | undefined {
+  const m = /^(.+)-step-(\d{9})\.png$/.exec(name);
+  return m && m[1] === jobId ? Number(m[2]) : undefined;
+}
+
 export function sampleKey(sampleId: string, extension: 'png' | 'json'): string {
   return `${sampleKeyBase(sampleId)}.${extension}`;
 }

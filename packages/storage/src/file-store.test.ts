@@ -24,6 +24,23 @@ describe('FileStore', () => {
     expect(await store.list('k/')).toEqual([]);
   });
 
+  it('removes the temporary files of writes that died under a prefix, and nothing else', async () => {
+    const store = new FileStore(path.join(root, 'sweep'));
+    await store.put('runs/a/checkpoints/step-1/model.safetensors', new Uint8Array([1]));
+    await store.put('runs/b/x', new Uint8Array([2]));
+    const dir = path.join(root, 'sweep', 'runs', 'a', 'checkpoints', 'step-1');
+    await fs.writeFile(path.join(dir, 'optimizer.safetensors.ddpm-tmp-30254-260e2523'), 'partial');
+    await fs.writeFile(path.join(root, 'sweep', 'runs', 'b', 'y.ddpm-tmp-1-ab'), 'partial');
+    expect(await store.removeTemporaries('runs/a/')).toBe(1);
+    expect(await fs.readdir(dir)).toEqual(['model.safetensors']);
+    // Another run's temporaries are its owner's to remove.
+    expect(await fs.readdir(path.join(root, 'sweep', 'runs', 'b'))).toEqual(['x', 'y.ddpm-tmp-1-ab']);
+    expect((await store.list('runs/')).map((o) => o.key)).toEqual([
+      'runs/a/checkpoints/step-1/model.safetensors',
+      'runs/b/x',
+    ]);
+  });
+
   it('opens stores from URLs and paths, rejecting unknown schemes', () => {
     expect(openStore(`file://${root}`).url).toBe(`file://${root}`);
     expect(openStore(root).url).toBe(`file://${root}`);

@@ -69,7 +69,23 @@ export class FileStore implements ObjectStore {
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
+    return (await this.walk(prefix)).objects;
+  }
+
+  /**
+   * Removes the temporary files that writes under `prefix` left when their process died between
+   * creating and renaming them. Only for the owner of those keys: a write still under way there
+   * would fail (and be tried again by a patient store).
+   */
+  async removeTemporaries(prefix: string): Promise<number> {
+    const { temporaries } = await this.walk(prefix);
+    await Promise.all(temporaries.map((file) => fs.rm(file, { force: true })));
+    return temporaries.length;
+  }
+
+  private async walk(prefix: string): Promise<{ objects: ObjectInfo[]; temporaries: string[] }> {
     const out: ObjectInfo[] = [];
+    const temporaries: string[] = [];
     const walk = async (dir: string, rel: string): Promise<void> => {
       let entries: import('node:fs').Dirent[];
       try {
@@ -82,14 +98,18 @@ export class FileStore implements ObjectStore {
         const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
         if (entry.isDirectory()) {
           if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) await walk(path.join(dir, entry.name), key);
-        } else if (entry.isFile() && key.startsWith(prefix) && !entry.name.includes(TEMP_MARKER)) {
-          const stat = await fs.stat(path.join(dir, entry.name));
-          out.push({ key, size: stat.size });
+        } else if (entry.isFile() && key.startsWith(prefix)) {
+          if (entry.name.includes(TEMP_MARKER)) {
+            temporaries.push(path.join(dir, entry.name));
+            continue;
+          }
+          const stat = await fs.stat(path.join(dir, entry.name)).catch(() => undefined);
+          if (stat) out.push({ key, size: stat.size });
         }
       }
     };
     await walk(this.root, '');
-    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { objects: out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)), temporaries };
   }
 
   async delete(key: string): Promise<void> {

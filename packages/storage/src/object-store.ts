@@ -30,6 +30,11 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes an object; absent objects are not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Removes what interrupted writes under `prefix` left behind (a file store's temporary files;
+   * stores whose writes leave nothing need not have it) and says how many. For the keys' owner.
+   */
+  removeTemporaries?(prefix: string): Promise<number>;
   /** A URL naming the object (or, for '', the store itself), for logs and API responses. */
   urlOf(key: string): string;
   close(): Promise<void>;

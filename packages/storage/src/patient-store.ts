@@ -87,6 +87,12 @@ export class PatientStore implements ObjectStore {
     return this.patiently('delete', key, () => this.inner.delete(key));
   }
 
+  async removeTemporaries(prefix: string): Promise<number> {
+    const inner = this.inner;
+    if (inner.removeTemporaries === undefined) return 0;
+    return this.patiently('delete', prefix, () => inner.removeTemporaries!(prefix));
+  }
+
   urlOf(key: string): string {
     return this.inner.urlOf(key);
   }

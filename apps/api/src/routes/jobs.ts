@@ -288,6 +288,79 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
   );
 
   app.get(
+    '/jobs/:id/loss',
+    {
+      schema: {
+        summary:
+          "a train job's training loss over its steps, as its newest checkpoint keeps it: a point per `every` steps (at most 1000 points, exact across resumes)",
+        params: IdParams,
+        response: {
+          200: Type.Object(
+            {
+              step: Type.Integer({ description: 'the step of the checkpoint the curve comes from (0: none yet)' }),
+              every: Type.Integer({ description: 'steps per point (doubles as the run grows)' }),
+              points: Type.Array(
+                Type.Object(
+                  {
+                    step: Type.Integer({ description: 'the last step of the point' }),
+                    loss: Type.Number({ description: 'the mean training loss of its steps' }),
+                    steps: Type.Integer({ description: 'steps averaged (the last point may have fewer)' }),
+                  },
+                  { additionalProperties: false },
+                ),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const curve = await jobs.lossCurve(request.params.id);
+      if (!curve) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
+      return curve;
+    },
+  );
+
+  app.get(
+    '/jobs/:id/grids',
+    {
+      schema: {
+        summary:
+          "a train job's sample grids over training (sampleEvery: the same noise at every step, so that they compare), oldest first; the final grid is in the job's samples",
+        params: IdParams,
+        response: {
+          200: Type.Object(
+            {
+              grids: Type.Array(
+                Type.Object(
+                  {
+                    step: Type.Integer(),
+                    url: Type.String({ description: 'the PNG (its metadata: the same URL with .json)' }),
+                  },
+                  { additionalProperties: false },
+                ),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          400: ErrorBody,
+          404: ErrorBody,
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const grids = await jobs.progressGrids(request.params.id);
+      if (!grids) return reply.code(404).send({ error: 'not found', message: `no train job ${request.params.id}` });
+      return { grids: grids.map((g) => ({ step: g.step, url: `${baseUrl(request)}/samples/${g.file}` })) };
+    },
+  );
+
+  app.get(
     '/jobs/:id/metrics/:file',
     {
       schema: {

@@ -192,6 +192,8 @@ class ChaosRun {
   private readonly undo = new Map<string, () => Promise<void>>();
   private readonly memory = new Map<string, number[]>();
   private readonly rng: Rng;
+  /** When the jobs and faults began (the faults' times count from here). */
+  private startedAt = Date.now();
 
   constructor(
     private readonly sim: SimulatedHosts,
@@ -397,7 +399,8 @@ class ChaosRun {
     job.state = String(r.json['state']);
     job.attempts = Number(r.json['attempts'] ?? 0);
     if (r.json['result'] !== undefined) job.result = r.json['result'] as JobResultView;
-    if (r.json['error'] !== undefined) job.error = String(r.json['error']);
+    const error = r.json['error'];
+    if (error !== undefined) job.error = typeof error === 'string' ? error : JSON.stringify(error);
   }
 
   private finished(job: Tracked): boolean {
@@ -517,8 +520,6 @@ class ChaosRun {
     this.log(`${draw.kind}: no target now`);
   }
 
-  private startedAt = Date.now();
-
   // ---- the run --------------------------------------------------------------------------------
 
   async run(started: number): Promise<ChaosReport> {
@@ -621,7 +622,8 @@ class ChaosRun {
         const names: string[] = [];
         for (const [i, name] of files.entries()) {
           const got = await read(job.id, name);
-          if (got === undefined || expected[i] === undefined || !got.equals(expected[i]!)) names.push(name);
+          const want = expected[i];
+          if (got === undefined || want === undefined || !got.equals(want)) names.push(name);
         }
         if (names.length > 0)
           differing.push(

@@ -87,6 +87,7 @@ export async function trainCommand(
     resume: values['resume'] === true,
     backendName: backend.name,
     ...(env.signal ? { signal: env.signal } : {}),
+    // The final grid and those drawn during training (sampleEvery): one per step, named by it.
     gridKey: (step) => joinKey(prefix, 'samples', `step-${String(step).padStart(9, '0')}`),
     onLog: (line) => {
       // Periodic checkpoints would break a progress bar's line; the others are worth a line.
