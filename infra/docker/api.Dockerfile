@@ -16,9 +16,9 @@ COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY packages ./packages
 COPY apps ./apps
 COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
-# Compile with the dev tools, then reinstall production dependencies only and assemble the app.
+# Compile with the dev tools (and bundle the web console the API serves), then reinstall production dependencies only and assemble the app.
 # Install scripts stay off: nothing the API uses needs one (sharp ships prebuilt binaries).
-RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/api
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/api && node apps/console/build.cjs
 RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --omit=dev --ignore-scripts && node infra/docker/assemble.cjs apps/api /out
 
 FROM ${NODE_IMAGE}

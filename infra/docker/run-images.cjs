@@ -152,6 +152,15 @@ async function main() {
       );
     }
     check((await fetch(`${base}/jobs`)).status === 401, 'the API asks for its token');
+    // The web console ships in the API image: its shell (no token needed) and a hashed asset.
+    const shell = await fetch(`${base}/ui/`);
+    const shellText = await shell.text();
+    check(
+      shell.status === 200 && /script-src 'self'/.test(shell.headers.get('content-security-policy') ?? ''),
+      'the API image serves the web console under its Content-Security-Policy',
+    );
+    const asset = /\/ui\/assets\/app-[A-Z0-9]{8}\.js/.exec(shellText)?.[0];
+    check(asset !== undefined && (await fetch(`${base}${asset}`)).status === 200, "the console's script is served");
 
     const submitted = await fetch(`${base}/jobs/train`, {
       method: 'POST',

@@ -30,6 +30,7 @@ import { Redis } from 'ioredis';
 
 import { registerComponents } from './components';
 import { HostGuard } from './host-guard';
+import { consoleDir, consoleRoutes } from './routes/console';
 import { statusOf } from './http-errors';
 import { JobsService } from './jobs-service';
 import { datasetRoutes } from './routes/datasets';
@@ -42,6 +43,8 @@ export interface AppOptions {
   readonly logger?: Logger | boolean;
   /** Overrides the store opened from config.storageUrl (tests). */
   readonly store?: ObjectStore;
+  /** Where the web console's build is (default: apps/console/dist; DDPM_CONSOLE_DIR). */
+  readonly consoleDir?: string;
 }
 
 export interface AppContext {
@@ -104,6 +107,11 @@ const MAX_PARAM_LENGTH = 100;
 
 /** Routes reachable without the bearer token. */
 const PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/];
+/**
+ * The web console's shell and assets: no data, no token (the console asks for it and sends it with
+ * every API request). Unlike PUBLIC, they answer only the names the API serves (host-guard.ts).
+ */
+const CONSOLE = [/^\/$/, /^\/ui(\/.*)?$/];
 
 export const API_VERSION = '0.2.0';
 
@@ -212,7 +220,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const token = config.apiToken;
     app.addHook('onRequest', async (request, reply) => {
       const path = request.url.split('?', 1)[0]!;
-      if (PUBLIC.some((p) => p.test(path))) return;
+      if (PUBLIC.some((p) => p.test(path)) || CONSOLE.some((p) => p.test(path))) return;
       if (!bearerMatches(request.headers.authorization, token)) {
         reply.header('www-authenticate', 'Bearer');
         return reply
@@ -285,5 +293,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(jobRoutes);
   await app.register(sampleRoutes);
   await app.register(datasetRoutes);
+  await app.register(consoleRoutes, { dir: options.consoleDir ?? consoleDir() });
   return app;
 }

@@ -70,7 +70,7 @@ export async function serviceDemoCommand(
         workers,
       },
     });
-    io.stderr(`POST /jobs/train → ${train.id}\n`);
+    io.stderr(`POST /jobs/train → ${train.id}\nwatch it in the web console: ${api}/ui/jobs/${train.id}\n`);
     const trained = await waitForJob(client, train.id, io, env.tty, 'train', env.signal);
     if (trained.state !== 'completed') {
       io.stderr(`the train job ended ${trained.state}: ${trained.error ?? ''}\n`);
@@ -132,11 +132,12 @@ export async function serviceDemoCommand(
       referencePng: referenceFile,
       referenceUrl: `${api}/samples/${reference.id}`,
       referenceStep: referenceMeta.step,
+      console: `${api}/ui/jobs/${train.id}`,
       referenceSeconds: Math.round((Date.now() - referenceStarted) / 1000),
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
     io.stderr(
-      `\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`,
+      `\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}\nthe web console: ${api}/ui/jobs/${train.id}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`,
     );
     io.stdout(JSON.stringify(summary) + '\n');
     if (values['keep-running'] === true) {

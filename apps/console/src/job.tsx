@@ -1,0 +1,345 @@
+/**
+ * One job: its state and progress (live), the request next to the effective configuration, the
+ * loss and evaluation curves, the sample grids over training with a slider, the log (following
+ * while it runs), its checkpoints, its group, and what can be done with it (cancel, sample from
+ * it, evaluate it). Everything the job's request or log holds is shown as text.
+ */
+import { useEffect, useRef, useState } from 'preact/hooks';
+
+import { ApiError, FINAL_STATES, type JobView, getJson, getText, imageData, sendJson } from './api';
+import { Chart, type Series } from './chart';
+import { duration, progressText, time } from './format';
+import { navigate } from './nav';
+
+/** Polls `load` every `ms` while `live`, and once more when it stops being live. */
+function usePoll(load: () => Promise<void>, ms: number, live: boolean, deps: readonly unknown[]): void {
+  useEffect(() => {
+    let stopped = false;
+    const tick = (): void => void load().catch(() => undefined);
+    tick();
+    if (!live) return;
+    const timer = setInterval(() => !stopped && tick(), ms);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+    // The caller names what the poll depends on.
+  }, [live, ...deps]);
+}
+
+interface LossCurve {
+  step: number;
+  points: { step: number; loss: number }[];
+}
+interface EvalEntry {
+  step: number;
+  metrics: Record<string, number>;
+}
+
+function Curves(props: { job: JobView; live: boolean }) {
+  const { job, live } = props;
+  const [loss, setLoss] = useState<LossCurve | undefined>();
+  const [evals, setEvals] = useState<EvalEntry[]>([]);
+  // Between checkpoints the curve goes on with the loss the progress reports.
+  const recent = useRef<Map<number, number>>(new Map());
+  const p = job.progress;
+  if (p?.phase === 'training' && p.loss !== undefined) recent.current.set(p.step, p.loss);
+  usePoll(
+    async () => {
+      setLoss(await getJson<LossCurve>(`/jobs/${encodeURIComponent(job.id)}/loss`));
+      setEvals((await getJson<{ entries: EvalEntry[] }>(`/jobs/${encodeURIComponent(job.id)}/metrics`)).entries);
+    },
+    5000,
+    live,
+    [job.id],
+  );
+  const stored = loss?.points.map((q) => ({ x: q.step, y: q.loss })) ?? [];
+  const after = [...recent.current].filter(([s]) => s > (loss?.step ?? 0)).map(([x, y]) => ({ x, y }));
+  const lossSeries: Series[] = [{ label: 'loss', points: [...stored, ...after] }];
+  const metricNames = [...new Set(evals.flatMap((e) => Object.keys(e.metrics)))];
+  return (
+    <div class="curves">
+      {lossSeries[0]!.points.length > 0 ? (
+        <Chart title="Training loss" series={lossSeries} logY />
+      ) : (
+        <p>No loss yet: the curve comes with the first checkpoint.</p>
+      )}
+      {metricNames.map((name) => (
+        <Chart
+          key={name}
+          title={name}
+          series={[
+            {
+              label: name,
+              points: evals
+                .filter((e) => e.metrics[name] !== undefined)
+                .map((e) => ({ x: e.step, y: e.metrics[name]! })),
+            },
+          ]}
+        />
+      ))}
+    </div>
+  );
+}
+
+function Grids(props: { job: JobView; live: boolean }) {
+  const { job, live } = props;
+  const [grids, setGrids] = useState<{ step: number; url: string }[]>([]);
+  const [index, setIndex] = useState<number | undefined>();
+  const [picture, setPicture] = useState<string | undefined>();
+  const final = job.links.samples ?? [];
+  usePoll(
+    async () =>
+      setGrids(
+        (await getJson<{ grids: { step: number; url: string }[] }>(`/jobs/${encodeURIComponent(job.id)}/grids`)).grids,
+      ),
+    5000,
+    live,
+    [job.id],
+  );
+  const frames = [
+    ...grids.map((g) => ({ label: `step ${g.step}`, url: g.url })),
+    ...final.map((url) => ({
+      label: `final${job.result?.step !== undefined ? ` (step ${job.result.step})` : ''}`,
+      url,
+    })),
+  ];
+  const shown = frames[index ?? frames.length - 1];
+  useEffect(() => {
+    if (!shown) return;
+    let stale = false;
+    imageData(shown.url).then(
+      (data) => !stale && setPicture(data),
+      () => !stale && setPicture(undefined),
+    );
+    return () => {
+      stale = true;
+    };
+  }, [shown?.url]);
+  if (frames.length === 0)
+    return <p>No samples yet{job.type === 'train' ? ' (sampleEvery draws a grid during training)' : ''}.</p>;
+  return (
+    <div class="grids">
+      {picture ? <img class="grid" src={picture} alt={`samples, ${shown?.label ?? ''}`} /> : <p>Loading the grid…</p>}
+      {frames.length > 1 ? (
+        <label>
+          <input
+            type="range"
+            min={0}
+            max={frames.length - 1}
+            value={index ?? frames.length - 1}
+            onInput={(e) => setIndex(Number(e.currentTarget.value))}
+          />{' '}
+          {shown?.label}
+        </label>
+      ) : (
+        <p>{shown?.label}</p>
+      )}
+    </div>
+  );
+}
+
+function Log(props: { job: JobView; live: boolean }) {
+  const { job, live } = props;
+  const [lines, setLines] = useState<string[]>([]);
+  const next = useRef(0);
+  const box = useRef<HTMLPreElement>(null);
+  usePoll(
+    async () => {
+      const page = await getText(`/jobs/${encodeURIComponent(job.id)}/logs?start=${next.current}&limit=1000`);
+      const more = page.text.split('\n').filter((l) => l !== '');
+      if (page.next !== undefined) next.current = page.next;
+      if (more.length > 0) setLines((old) => [...old, ...more].slice(-2000));
+    },
+    2000,
+    live,
+    [job.id],
+  );
+  useEffect(() => {
+    const el = box.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }, [lines.length]);
+  return (
+    <pre class="log" ref={box}>
+      {lines.join('\n')}
+    </pre>
+  );
+}
+
+function Checkpoints(props: { job: JobView; live: boolean }) {
+  const [list, setList] = useState<{ step: number; key: string }[]>([]);
+  usePoll(
+    async () =>
+      setList(
+        (
+          await getJson<{ checkpoints: { step: number; key: string }[] }>(
+            `/jobs/${encodeURIComponent(props.job.id)}/checkpoints`,
+          )
+        ).checkpoints,
+      ),
+    5000,
+    props.live,
+    [props.job.id],
+  );
+  if (list.length === 0) return <p>No checkpoint yet.</p>;
+  return (
+    <ul class="checkpoints">
+      {list.map((c) => (
+        <li key={c.key}>
+          step {c.step}: <code>{c.key}</code>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function Actions(props: { job: JobView; onError: (m: string) => void }) {
+  const { job, onError } = props;
+  const act = (what: () => Promise<JobView | undefined>): void =>
+    void what().then(
+      (created) => created && created.id !== job.id && navigate(`/ui/jobs/${encodeURIComponent(created.id)}`),
+      (err: unknown) => onError(err instanceof ApiError ? err.message : String(err)),
+    );
+  const finished = FINAL_STATES.has(job.state);
+  const trained = job.type === 'train' && job.result?.step !== undefined && job.result.step > 0;
+  return (
+    <div class="actions">
+      {!finished ? (
+        <button
+          class="danger"
+          onClick={() => act(() => sendJson<JobView>('DELETE', `/jobs/${encodeURIComponent(job.id)}`))}
+        >
+          Cancel
+        </button>
+      ) : null}
+      {trained ? (
+        <>
+          <button
+            onClick={() => act(() => sendJson<JobView>('POST', '/jobs/sample', { trainJobId: job.id, count: 16 }))}
+          >
+            Sample from this run
+          </button>
+          <button
+            onClick={() =>
+              act(() =>
+                sendJson<JobView>('POST', '/jobs/eval', { trainJobId: job.id, metrics: ['nll'], nllImages: 16 }),
+              )
+            }
+          >
+            Evaluate (nll)
+          </button>
+        </>
+      ) : null}
+    </div>
+  );
+}
+
+export function JobPage(props: { id: string }) {
+  const [job, setJob] = useState<JobView | undefined>();
+  const [error, setError] = useState<string | undefined>();
+  const [actionError, setActionError] = useState<string | undefined>();
+  const live = job === undefined || !FINAL_STATES.has(job.state);
+  usePoll(
+    async () => {
+      try {
+        setJob(await getJson<JobView>(`/jobs/${encodeURIComponent(props.id)}`));
+        setError(undefined);
+      } catch (err) {
+        setError(err instanceof ApiError ? err.message : String(err));
+      }
+    },
+    1500,
+    live,
+    [props.id],
+  );
+  if (job === undefined) return <section>{error ? <p class="error">{error}</p> : <p>Loading…</p>}</section>;
+  const p = job.progress;
+  const fraction = p && p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : job.state === 'completed' ? 1 : 0;
+  const group = job.result?.group;
+  return (
+    <section class="job">
+      <div class="toolbar">
+        <h1>{job.id}</h1>
+        <span class={`state ${job.state}`} data-state={job.state}>
+          {job.state}
+        </span>
+        <Actions job={job} onError={setActionError} />
+      </div>
+      {error ? <p class="error">{error}</p> : null}
+      {actionError ? <p class="error">{actionError}</p> : null}
+      {job.error ? <p class="error">{job.error}</p> : null}
+      <div class="progress">
+        <progress max={1} value={fraction} />
+        <span>
+          {p?.phase ?? ''} {progressText(p)}
+          {p?.loss !== undefined ? ` · loss ${p.loss.toPrecision(4)}` : ''}
+        </span>
+      </div>
+      <dl class="facts">
+        <dt>Submitted</dt>
+        <dd>{time(job.submittedAt)}</dd>
+        <dt>Started</dt>
+        <dd>{time(job.startedAt)}</dd>
+        <dt>Finished</dt>
+        <dd>{time(job.finishedAt)}</dd>
+        <dt>Attempts</dt>
+        <dd>{job.attempts}</dd>
+        {group ? (
+          <>
+            <dt>Group</dt>
+            <dd>
+              {group.worldSize} ranks, generation {group.generation}, {group.restarts} restarts
+              {group.dataPlane ? `, gradients via ${group.dataPlane}` : ''}
+            </dd>
+          </>
+        ) : null}
+        {job.result?.resumedFrom ? (
+          <>
+            <dt>Resumed</dt>
+            <dd>
+              from step {job.result.resumedFrom.step}
+              {job.result.resumedFrom.redone
+                ? `, ${job.result.resumedFrom.redone.steps} steps redone (${duration(job.result.resumedFrom.redone.seconds)})`
+                : ''}
+            </dd>
+          </>
+        ) : null}
+        {job.result?.metrics
+          ? Object.entries(job.result.metrics).map(([k, v]) => (
+              <>
+                <dt>{k}</dt>
+                <dd>{v.toPrecision(5)}</dd>
+              </>
+            ))
+          : null}
+      </dl>
+      {job.type === 'train' ? (
+        <>
+          <h2>Curves</h2>
+          <Curves job={job} live={live} />
+        </>
+      ) : null}
+      <h2>Samples</h2>
+      <Grids job={job} live={live} />
+      <h2>Configuration</h2>
+      <div class="side-by-side">
+        <div>
+          <h3>Request, as sent</h3>
+          <pre>{JSON.stringify(job.request, null, 2)}</pre>
+        </div>
+        <div>
+          <h3>Effective configuration</h3>
+          <pre>{JSON.stringify(job.config ?? {}, null, 2)}</pre>
+        </div>
+      </div>
+      {job.type === 'train' ? (
+        <>
+          <h2>Checkpoints</h2>
+          <Checkpoints job={job} live={live} />
+        </>
+      ) : null}
+      <h2>Log</h2>
+      <Log job={job} live={live} />
+    </section>
+  );
+}
