@@ -318,6 +318,12 @@ export class JobsService {
     return (await this.options.queues[type].getJob(id)) ?? undefined;
   }
 
+  /** Where train job `id` keeps its run (checkpoints, loss, history), or undefined when there is no such train job. */
+  private async runPrefixOfTrainJob(id: string): Promise<string | undefined> {
+    const job = await this.find(id);
+    return job?.data.type === 'train' ? job.data.runPrefix : undefined;
+  }
+
   async view(job: Job<JobData, JobResult>, base: string): Promise<JobView> {
     const [state, cancelled] = await Promise.all([
       job.getState(),
@@ -411,17 +417,17 @@ export class JobsService {
    * when there is no such train job.
    */
   async checkpoints(id: string): Promise<{ step: number; key: string }[] | undefined> {
-    const job = await this.find(id);
-    if (!job || job.data.type !== 'train') return undefined;
-    const refs: CheckpointRef[] = await listCheckpoints(this.options.store, job.data.runPrefix);
+    const runPrefix = await this.runPrefixOfTrainJob(id);
+    if (runPrefix === undefined) return undefined;
+    const refs: CheckpointRef[] = await listCheckpoints(this.options.store, runPrefix);
     return refs.map((r) => ({ step: r.step, key: r.url.slice(this.storeRoot.length) }));
   }
 
   /** A train job's metrics over training (its history); undefined when there is no such train job. */
   async evalHistory(id: string): Promise<EvalHistory | undefined> {
-    const job = await this.find(id);
-    if (!job || job.data.type !== 'train') return undefined;
-    return readEvalHistory(this.options.store, job.data.runPrefix);
+    const runPrefix = await this.runPrefixOfTrainJob(id);
+    if (runPrefix === undefined) return undefined;
+    return readEvalHistory(this.options.store, runPrefix);
   }
 
   /**
@@ -429,9 +435,9 @@ export class JobsService {
    * the first); undefined when there is no such train job.
    */
   async lossCurve(id: string): Promise<{ step: number; every: number; points: LossPoint[] } | undefined> {
-    const job = await this.find(id);
-    if (!job || job.data.type !== 'train') return undefined;
-    for (const ref of await listCheckpoints(this.options.store, job.data.runPrefix)) {
+    const runPrefix = await this.runPrefixOfTrainJob(id);
+    if (runPrefix === undefined) return undefined;
+    for (const ref of await listCheckpoints(this.options.store, runPrefix)) {
       let loss: LossCurveState | undefined;
       try {
         const state = JSON.parse(new TextDecoder().decode(await this.options.store.get(`${ref.key}/state.json`))) as {
@@ -454,8 +460,7 @@ export class JobsService {
    * (`GET /samples/{id}`); undefined when there is no such train job.
    */
   async progressGrids(id: string): Promise<{ step: number; file: string }[] | undefined> {
-    const job = await this.find(id);
-    if (!job || job.data.type !== 'train') return undefined;
+    if ((await this.runPrefixOfTrainJob(id)) === undefined) return undefined;
     const grids: { step: number; file: string }[] = [];
     for (const o of await this.options.store.list(`samples/${id}-step-`)) {
       const file = o.key.slice('samples/'.length);
@@ -468,9 +473,9 @@ export class JobsService {
 
   /** The PNG curve of one metric over a train job's training; undefined when there is none. */
   async evalCurve(id: string, metric: string): Promise<Uint8Array | undefined> {
-    const job = await this.find(id);
-    if (!job || job.data.type !== 'train') return undefined;
-    const key = evalCurveKey(job.data.runPrefix, metric);
+    const runPrefix = await this.runPrefixOfTrainJob(id);
+    if (runPrefix === undefined) return undefined;
+    const key = evalCurveKey(runPrefix, metric);
     return (await this.options.store.exists(key)) ? this.options.store.get(key) : undefined;
   }
 
