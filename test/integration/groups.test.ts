@@ -49,7 +49,16 @@ async function view(
   id: string,
 ): Promise<{
   state: string;
-  result?: { status: string; step: number; group?: { worldSize: number; generation: number; restarts: number } };
+  result?: {
+    status: string;
+    step: number;
+    group?: {
+      worldSize: number;
+      generation: number;
+      restarts: number;
+      generations?: { generation: number; worldSize: number; ended?: string; restart?: boolean }[];
+    };
+  };
   error?: string;
 }> {
   return (await stack.app.inject({ url: `/jobs/${id}` })).json();
@@ -292,6 +301,12 @@ describe('groups surviving failures (worker processes)', () => {
     await stack.waitFinished(id, 240_000);
     const done = await view(stack, id);
     expect(done).toMatchObject({ state: 'completed', result: { step: 10, group: { worldSize: 1, restarts: 1 } } });
+    // The generations, with why the first ended: what the console shows of a group.
+    expect(done.result!.group!.generations).toMatchObject([
+      { generation: 1, worldSize: 2, ended: expect.stringMatching(/./), restart: true },
+      { generation: 2, worldSize: 1 },
+    ]);
+    expect(done.result!.group!.generations![1]!.ended).toBeUndefined();
     expect(await logs(stack, id)).toMatch(
       /generation 1 ended: .*; restart 1 of 3 from the last checkpoint[\s\S]*generation 2: 1 ranks/,
     );
@@ -409,7 +424,19 @@ describe('SIGTERM of a sampling rank’s worker', () => {
     await stack.waitFinished(id, 240_000);
     expect(await view(stack, id)).toMatchObject({
       state: 'completed',
-      result: { status: 'completed', samples: [id], group: { worldSize: 1, generation: 2, restarts: 0 } },
+      result: {
+        status: 'completed',
+        samples: [id],
+        group: {
+          worldSize: 1,
+          generation: 2,
+          restarts: 0,
+          generations: [
+            { generation: 1, worldSize: 2, ended: expect.stringMatching(/shutting down/), restart: false },
+            { generation: 2, worldSize: 1 },
+          ],
+        },
+      },
     });
     expect(await logs(stack, id)).toMatch(
       /generation 1 ended: .*rank 1's worker is shutting down \(not a failure\); re-forming without it, sampling again \(not counted as a restart\)[\s\S]*generation 2: 1 ranks/,

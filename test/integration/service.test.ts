@@ -3,6 +3,9 @@
  * finished run, idempotency keys, cancellation (running and queued), an API restart that loses
  * nothing, a real HTTP listener, auth, and 40+ malformed requests that enqueue nothing.
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
 import { runCli } from '@ddpm/cli';
 import { type TrainRequest, resolveTrainJob } from '@ddpm/config';
 import { type JobData, type JobResult } from '@ddpm/jobs';
@@ -17,9 +20,12 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
   const stack = useStack({ workers: 1 });
 
   it('runs a train job to completion with progress, checkpoints, logs and a served PNG; then samples from it', async () => {
+    // Training steps as the progress reports them (while sampling a grid or evaluating, `step`
+    // counts that phase's own steps).
     const progress: number[] = [];
     const onProgress = ({ jobId, data }: { jobId: string; data: unknown }): void => {
-      if (jobId === id && typeof data === 'object' && data !== null) progress.push((data as { step: number }).step);
+      const p = data as { phase?: string; step: number } | null;
+      if (jobId === id && p?.phase === 'training') progress.push(p.step);
     };
     stack.events.train.on('progress', onProgress);
     const submitted = await stack.app.inject({
@@ -44,7 +50,16 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
     const checkpoints = (await stack.app.inject({ url: `/jobs/${id}/checkpoints` })).json().checkpoints;
     expect(checkpoints.map((c: { step: number }) => c.step)).toEqual([3, 2, 1]);
     // Keys in the store, never the server's path to it: in the listing, the view and the log.
-    expect(checkpoints[0]).toEqual({ step: 3, key: `runs/${id}/checkpoints/step-000000003/manifest.json` });
+    expect(checkpoints[0]).toEqual({
+      step: 3,
+      key: `runs/${id}/checkpoints/step-000000003/manifest.json`,
+      bytes: expect.any(Number),
+    });
+    // Each checkpoint's size is its files' together, as they lie in the store.
+    const folder = path.join(stack.storeDir, 'runs', id, 'checkpoints', 'step-000000003');
+    let onDisk = 0;
+    for (const f of await fs.readdir(folder)) onDisk += (await fs.stat(path.join(folder, f))).size;
+    expect(checkpoints[0].bytes).toBe(onDisk);
     expect(done.result.checkpoint).toBe(`<store>/runs/${id}/checkpoints/step-000000003/manifest.json`);
     // The loss over training, from the newest checkpoint: a point per step, each the step's mean loss.
     const loss = (await stack.app.inject({ url: `/jobs/${id}/loss` })).json();
@@ -100,6 +115,12 @@ describe('the job service (in-process API, worker children, real Redis)', () => 
       seed: 7,
       count: 2,
     });
+    // The jobs of a run: the sample job just made, not the train job itself nor other runs' jobs.
+    const ofRun = (await stack.app.inject({ url: `/jobs?run=${id}` })).json();
+    expect(ofRun.jobs.map((j: { id: string }) => j.id)).toEqual([sampleId]);
+    expect((await stack.app.inject({ url: `/jobs?run=train-knotarun&type=sample` })).json().jobs).toEqual([]);
+    expect((await stack.app.inject({ url: `/jobs?run=${id}&type=train` })).json().jobs).toEqual([]);
+    expect((await stack.app.inject({ url: '/jobs?run=..%2Fx' })).statusCode).toBe(400);
 
     // The shipped reference model, sampled by name: no train job of this service behind it.
     const shipped = pretrainedManifest('fashion-mnist-cpu');

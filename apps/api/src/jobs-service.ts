@@ -355,8 +355,12 @@ export class JobsService {
     return raw ? (JSON.parse(raw) as JobView) : undefined;
   }
 
+  /**
+   * Jobs, newest first, by type and state; with `run`, only the sample and eval jobs of that train
+   * job (among the newest MAX_LIST_DEPTH of each type and state).
+   */
   async list(
-    query: { type?: JobType; state?: ListState; limit: number; offset: number },
+    query: { type?: JobType; state?: ListState; run?: string; limit: number; offset: number },
     base: string,
   ): Promise<JobView[]> {
     const { limit, offset } = query;
@@ -364,13 +368,16 @@ export class JobsService {
       throw invalid(
         `offset + limit must be at most ${MAX_LIST_DEPTH}, got ${offset + limit}; filter by type or state to reach older jobs`,
       );
-    const types = query.type ? [query.type] : [...JOB_TYPES];
+    const types = (query.type ? [query.type] : [...JOB_TYPES]).filter((t) => query.run === undefined || t !== 'train');
     const states: BullState[] = query.state
       ? [...LIST_STATES[query.state]]
       : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
-    const jobs = (
-      await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, offset + limit - 1, false)))
+    const depth = query.run === undefined ? offset + limit : MAX_LIST_DEPTH;
+    let jobs = (
+      await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, depth - 1, false)))
     ).flat();
+    if (query.run !== undefined)
+      jobs = jobs.filter((j) => j.data.type !== 'train' && j.data.request.trainJobId === query.run);
     jobs.sort((a, b) => b.timestamp - a.timestamp);
     let views = await Promise.all(jobs.slice(0, offset + limit).map((j) => this.view(j, base)));
     if (query.state)
@@ -416,11 +423,11 @@ export class JobsService {
    * A train job's checkpoints, newest first, each by its manifest's key in the store; undefined
    * when there is no such train job.
    */
-  async checkpoints(id: string): Promise<{ step: number; key: string }[] | undefined> {
+  async checkpoints(id: string): Promise<{ step: number; key: string; bytes: number }[] | undefined> {
     const runPrefix = await this.runPrefixOfTrainJob(id);
     if (runPrefix === undefined) return undefined;
     const refs: CheckpointRef[] = await listCheckpoints(this.options.store, runPrefix);
-    return refs.map((r) => ({ step: r.step, key: r.url.slice(this.storeRoot.length) }));
+    return refs.map((r) => ({ step: r.step, key: r.url.slice(this.storeRoot.length), bytes: r.bytes }));
   }
 
   /** A train job's metrics over training (its history); undefined when there is no such train job. */

@@ -11,6 +11,7 @@ import { hasCode } from '@ddpm/core';
 import { listCheckpoints } from '@ddpm/engine/checkpoints';
 import {
   JOB_TYPES,
+  type GroupGeneration,
   type JobData,
   type JobProgress,
   type JobResult,
@@ -420,6 +421,8 @@ export class WorkerService {
     const priority = job.timestamp;
     const failures: string[] = [];
     let restarts = 0;
+    // The generations this coordinator formed, and how each ended (the last one: finished the job).
+    const generations: GroupGeneration[] = [];
     let reached = trainingStepOf(data, job.progress);
     const log = (line: string): void => void job.log(`${new Date().toISOString()} ${line}`).catch(() => undefined);
     for (let formation = 0; ; formation++) {
@@ -494,6 +497,12 @@ export class WorkerService {
       log(
         `generation ${generation}: ${worldSize} ranks (this worker is rank 0)${resumeStep !== undefined ? `, from the checkpoint of step ${resumeStep}` : ''}`,
       );
+      const formed: GroupGeneration = {
+        generation,
+        worldSize,
+        ...(resumeStep !== undefined ? { fromStep: resumeStep } : {}),
+      };
+      generations.push(formed);
       const assignment: GroupAssignment = { ...base, rank: 0 };
       let dataPlane: PlaneName | undefined;
       try {
@@ -503,7 +512,7 @@ export class WorkerService {
           ...(reached !== undefined ? { previousStep: reached } : {}),
           onProgress: (p) => {
             reached = trainingStepOf(data, p) ?? reached;
-            void job.updateProgress(p).catch(() => undefined);
+            void job.updateProgress({ ...p, group: { worldSize, generation, restarts } }).catch(() => undefined);
           },
           onLog: (line) => void job.log(line).catch(() => undefined),
           onPlane: (plane) => (dataPlane = plane),
@@ -519,7 +528,7 @@ export class WorkerService {
         }
         return {
           ...result,
-          group: { worldSize, generation, restarts, ...(dataPlane !== undefined ? { dataPlane } : {}) },
+          group: { worldSize, generation, restarts, ...(dataPlane !== undefined ? { dataPlane } : {}), generations },
         };
       } catch (err) {
         if (err instanceof DelayedError) throw err;
@@ -529,12 +538,14 @@ export class WorkerService {
         if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
         const shutDown = await peerShutDown(this.data!, namespace, worldSize);
         if (shutDown !== undefined) {
+          generations[generations.length - 1] = { ...formed, ended: shutDown, restart: false };
           log(
             `generation ${generation} ended: ${shutDown}; re-forming without it${data.type === 'train' ? ' from the last checkpoint' : ', sampling again'} (not counted as a restart)`,
           );
           continue;
         }
         restarts += 1;
+        generations[generations.length - 1] = { ...formed, ended: message, restart: true };
         failures.push(`generation ${generation}: ${message}`);
         this.metrics.groupRestarts.inc({ queue: job.queueName });
         if (restarts > group.maxRestarts)

@@ -44,6 +44,8 @@ export interface CheckpointRef {
   /** Key prefix of the checkpoint's files. */
   readonly key: string;
   readonly url: string;
+  /** The size of the checkpoint's files together (manifest included), bytes. */
+  readonly bytes: number;
 }
 
 interface Manifest {
@@ -80,7 +82,15 @@ export async function writeCheckpoint(
     'state.json': new TextEncoder().encode(JSON.stringify(files.state, null, 2)),
   };
   const manifestKey = joinKey(key, 'manifest.json');
-  const ref: CheckpointRef = { step: files.state.step, key, url: store.urlOf(manifestKey) };
+  const manifest: Manifest = {
+    version: CHECKPOINT_VERSION,
+    step: files.state.step,
+    createdAt: files.state.createdAt,
+    files: FILE_NAMES.map((name) => ({ name, bytes: bodies[name].length, sha256: sha256(bodies[name]) })),
+  };
+  const manifestBody = new TextEncoder().encode(JSON.stringify(manifest, null, 2));
+  const bytes = FILE_NAMES.reduce((sum, name) => sum + bodies[name].length, manifestBody.length);
+  const ref: CheckpointRef = { step: files.state.step, key, url: store.urlOf(manifestKey), bytes };
   await fence?.();
   if (await store.exists(manifestKey)) {
     // A whole checkpoint of this step is there already (another run of the job wrote it: runs are
@@ -93,14 +103,8 @@ export async function writeCheckpoint(
     await fence?.();
     await store.put(joinKey(key, name), bodies[name]);
   }
-  const manifest: Manifest = {
-    version: CHECKPOINT_VERSION,
-    step: files.state.step,
-    createdAt: files.state.createdAt,
-    files: FILE_NAMES.map((name) => ({ name, bytes: bodies[name].length, sha256: sha256(bodies[name]) })),
-  };
   await fence?.();
-  await store.put(manifestKey, new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
+  await store.put(manifestKey, manifestBody);
   return ref;
 }
 
@@ -121,11 +125,19 @@ export async function checkpointProblem(store: ObjectStore, ref: CheckpointRef):
 /** Checkpoints with a manifest, newest first (their files are not verified here). */
 export async function listCheckpoints(store: ObjectStore, prefix: string): Promise<CheckpointRef[]> {
   const objects = await store.list(joinKey(prefix, 'checkpoints') + '/');
+  // The bytes of each checkpoint's folder; a folder without its manifest is not a checkpoint (yet).
+  const sizes = new Map<string, number>();
+  for (const o of objects) {
+    const folder = /^(.*\/step-\d{9})\//.exec(o.key)?.[1];
+    if (folder !== undefined) sizes.set(folder, (sizes.get(folder) ?? 0) + o.size);
+  }
   const refs: CheckpointRef[] = [];
   for (const o of objects) {
     const match = /\/step-(\d{9})\/manifest\.json$/.exec(o.key);
-    if (match)
-      refs.push({ step: Number(match[1]), key: o.key.slice(0, -'/manifest.json'.length), url: store.urlOf(o.key) });
+    if (match) {
+      const key = o.key.slice(0, -'/manifest.json'.length);
+      refs.push({ step: Number(match[1]), key, url: store.urlOf(o.key), bytes: sizes.get(key) ?? 0 });
+    }
   }
   return refs.sort((a, b) => b.step - a.step);
 }

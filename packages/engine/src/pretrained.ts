@@ -20,7 +20,7 @@ export function loadPretrainedModel(name: string): LoadedModel & { readonly mani
     model,
     diffusion: new GaussianDiffusion(manifest.train.diffusion),
     config: manifest.train,
-    ref: { step: manifest.step, key: `pretrained/${name}`, url },
+    ref: { step: manifest.step, key: `pretrained/${name}`, url, bytes: manifest.bytes },
     ema: true,
     skipped: [],
     manifest,

@@ -3,6 +3,7 @@ export {
   JOB_ID_PATTERN,
   JOB_SCHEMAS,
   JOB_TYPES,
+  type GroupGeneration,
   type JobConfig,
   type JobData,
   JobId,

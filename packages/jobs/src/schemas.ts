@@ -73,6 +73,16 @@ export const JobProgress = Type.Object(
     budgetSeconds: Type.Optional(
       Type.Number({ description: 'training: the time budget (`budgetMinutes`) in seconds, when the run has one' }),
     ),
+    group: Type.Optional(
+      Type.Object(
+        {
+          worldSize: Type.Integer({ description: 'ranks of the generation running' }),
+          generation: Type.Integer(),
+          restarts: Type.Integer({ description: 'generations that failed and were re-formed so far' }),
+        },
+        { additionalProperties: false, description: 'a data-parallel job: the group running it now' },
+      ),
+    ),
     updatedAt: Type.String({ format: 'date-time' }),
   },
   { additionalProperties: false, description: 'progress reported by the worker running the job' },
@@ -107,6 +117,28 @@ export const JobResult = Type.Object(
                 description:
                   "where the last generation's values travelled: hub (one Redis), shared-memory (every rank on one host), ranks (the ranks' own data servers)",
               },
+            ),
+          ),
+          generations: Type.Optional(
+            Type.Array(
+              Type.Object(
+                {
+                  generation: Type.Integer(),
+                  worldSize: Type.Integer({ description: 'ranks it was formed with' }),
+                  fromStep: Type.Optional(Type.Integer({ description: 'the checkpoint it resumed from' })),
+                  ended: Type.Optional(
+                    Type.String({ description: 'why it ended early (absent for the generation that finished)' }),
+                  ),
+                  restart: Type.Optional(
+                    Type.Boolean({
+                      description:
+                        'whether its end counted against maxRestarts (a failure) or not (a worker shutting down)',
+                    }),
+                  ),
+                },
+                { additionalProperties: false },
+              ),
+              { description: 'the generations the last coordinator formed, oldest first' },
             ),
           ),
         },
@@ -144,3 +176,5 @@ export const JobResult = Type.Object(
   },
 );
 export type JobResult = Static<typeof JobResult>;
+/** One generation of a data-parallel job's group, as its result reports it. */
+export type GroupGeneration = NonNullable<NonNullable<JobResult['group']>['generations']>[number];

@@ -107,6 +107,12 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
           {
             type: Type.Optional(Type.Union(JOB_TYPES.map((t) => Type.Literal(t)))),
             state: Type.Optional(Type.Union(LIST_STATE_NAMES.map((s) => Type.Literal(s)))),
+            run: Type.Optional(
+              Type.String({
+                pattern: JOB_ID_PATTERN,
+                description: 'only the sample and eval jobs of this train job (its trainJobId)',
+              }),
+            ),
             limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|100)$', description: '1-100, default 20' })),
             offset: Type.Optional(
               Type.String({
@@ -134,6 +140,7 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
         {
           ...(request.query.type ? { type: request.query.type } : {}),
           ...(request.query.state ? { state: request.query.state } : {}),
+          ...(request.query.run ? { run: request.query.run } : {}),
           limit,
           offset,
         },
@@ -201,6 +208,9 @@ export const jobRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => 
                     step: Type.Integer(),
                     key: Type.String({
                       description: "the checkpoint's manifest, as a key in the service's store (DDPM_STORAGE_URL)",
+                    }),
+                    bytes: Type.Integer({
+                      description: "the checkpoint's files together (weights, EMA, optimizer, state)",
                     }),
                   },
                   { additionalProperties: false },
