@@ -11,7 +11,8 @@
  * the scores of the run's last evaluation (fd_fmnist_cnn and pixel statistics, with their sample
  * settings and the real-data floor at the same count) and the bits/dim of the eval job named, and
  * a small deterministic sampling (16 samples, 20 strided ancestral steps, seed 0) that
- * packages/pretrained's test repeats on the shipped weights.
+ * packages/pretrained's test repeats on the shipped weights; and draws the grid the model is shown
+ * with (scripts/pretrained-grid.cjs).
  */
 'use strict';
 const fs = require('node:fs');
@@ -21,6 +22,8 @@ const { parseArgs } = require('node:util');
 
 const ROOT = path.resolve(__dirname, '..');
 const dist = (pkg) => require(path.join(ROOT, 'packages', pkg, 'dist', 'index.js'));
+
+const { drawGrid, DEFAULTS: GRID } = require('./pretrained-grid.cjs');
 
 const CHECK = { count: 16, steps: 20, seed: 0 };
 
@@ -72,6 +75,7 @@ async function main() {
 
   const loaded = await loadModelFromCheckpoint(store, prefix, { step: ref.step, ema: true });
   const check = { ...CHECK, ...(await samplingCheck(loaded.model, loaded.diffusion, CHECK)) };
+  const grid = await drawGrid(loaded.model, loaded.diffusion, GRID, backend.name);
   loaded.model.dispose();
 
   const floor = Number(values.floor);
@@ -114,10 +118,12 @@ async function main() {
       pixel_saturated: { value: last.metrics.pixel_saturated, reference: last.pixels?.reference?.saturated },
     },
     check,
+    grid: grid.entry,
   };
   const dir = path.join(ROOT, 'packages', 'pretrained', 'models', values.name);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'ema.safetensors'), weights);
+  fs.writeFileSync(path.join(dir, grid.entry.file), grid.png);
   fs.writeFileSync(path.join(dir, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   process.stdout.write(
     `${JSON.stringify({ dir, bytes: weights.length, sha256: manifest.sha256, step: ref.step, check }, null, 2)}\n`,

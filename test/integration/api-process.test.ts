@@ -1,6 +1,6 @@
 /**
- * The API executable in a fresh process, as deployed: it starts, answers, and loads no tensor
- * code (no @tensorflow/* module, no sharp): the API image need not carry them and its start-up
+ * The API executable in a fresh process, as deployed: it starts, answers (the console's pages too),
+ * and loads no tensor code (no @tensorflow/* module, no sharp): the API image need not carry them and its start-up
  * and memory stay small. Reports start-up time and resident memory.
  */
 import { spawn } from 'node:child_process';
@@ -42,7 +42,7 @@ test('the API starts, serves, and loads no @tensorflow/* module and no sharp', a
     }
     expect(ready).toBe(true);
     const startupMs = Number(process.hrtime.bigint() - started) / 1e6;
-    // Exercise the paths that need the contract: a submission resolved at the door, a checkpoint listing.
+    // Exercise the paths that need the contract: a submission resolved at the door, a checkpoint listing, the console.
     const submitted = await fetch(`http://127.0.0.1:${port}/jobs/train`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -52,6 +52,14 @@ test('the API starts, serves, and loads no @tensorflow/* module and no sharp', a
     const { id } = (await submitted.json()) as { id: string };
     expect((await fetch(`http://127.0.0.1:${port}/jobs/${id}/checkpoints`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${port}/docs/json`)).status).toBe(200);
+    // The console and the shipped models' page: the shell, its assets, the manifests and a grid.
+    const shell = await fetch(`http://127.0.0.1:${port}/ui/`);
+    expect(shell.status).toBe(200);
+    for (const [asset] of (await shell.text()).matchAll(/\/ui\/assets\/app-[A-Z0-9]{8}\.(js|css)/g))
+      expect([asset, (await fetch(`http://127.0.0.1:${port}${asset}`)).status]).toEqual([asset, 200]);
+    expect((await fetch(`http://127.0.0.1:${port}/models`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/models/fashion-mnist-cpu/grid.png`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/jobs?run=${id}`)).status).toBe(200);
     const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
     await fetch(`http://127.0.0.1:${port}/jobs/${id}`, { method: 'DELETE' });
     child.kill('SIGTERM');

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
 import { loadServiceConfig } from '@ddpm/jobs';
+import { PRETRAINED_MODELS, pretrainedManifest } from '@ddpm/pretrained';
 import { type FastifyInstance } from 'fastify';
 
 const TOKEN = 'console-test-token-0123456789abcdef';
@@ -42,7 +43,7 @@ afterAll(async () => {
 it('sends / to /ui/ and serves the same shell for every console page, never cached, under a strict CSP', async () => {
   const root = await api.inject({ url: '/' });
   expect([root.statusCode, root.headers['location']]).toEqual([302, '/ui/']);
-  for (const url of ['/ui/', '/ui/jobs/train-kabc', '/ui/submit']) {
+  for (const url of ['/ui/', '/ui/jobs/train-kabc', '/ui/submit', '/ui/models']) {
     const page = await api.inject({ url });
     expect([url, page.statusCode]).toEqual([url, 200]);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
@@ -57,6 +58,37 @@ it('sends / to /ui/ and serves the same shell for every console page, never cach
     expect(page.body).not.toMatch(/<script>/);
     expect(page.body).toMatch(/<script type="module" src="\/ui\/assets\/app-[A-Z0-9]{8}\.js"><\/script>/);
   }
+});
+
+it('shows the shipped models: each one’s manifest and the grid it ships', async () => {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const page = await api.inject({ url: '/ui/models' });
+  expect(page.statusCode).toBe(200);
+  const { models } = (await api.inject({ url: '/models', headers: auth })).json();
+  const manifest = pretrainedManifest('fashion-mnist-cpu');
+  expect(models).toHaveLength(PRETRAINED_MODELS.length);
+  expect(models[0]).toMatchObject({
+    name: 'fashion-mnist-cpu',
+    recipe: { name: manifest.recipe.name },
+    step: manifest.step,
+    weights: { bytes: manifest.bytes, sha256: manifest.sha256 },
+    scores: { fd_fmnist_cnn: { value: manifest.scores['fd_fmnist_cnn']!.value } },
+    grid: { url: 'http://localhost:80/models/fashion-mnist-cpu/grid.png', count: 64, seed: 0 },
+    sample: { method: 'POST', body: { pretrained: 'fashion-mnist-cpu', count: 16, sampler: 'ancestral', steps: 100 } },
+  });
+  expect((await api.inject({ url: '/models/fashion-mnist-cpu', headers: auth })).json()).toEqual(models[0]);
+  const grid = await api.inject({ url: '/models/fashion-mnist-cpu/grid.png', headers: auth });
+  expect([grid.statusCode, grid.headers['content-type']]).toEqual([200, 'image/png']);
+  expect(grid.rawPayload.length).toBe(manifest.grid!.bytes);
+  // Behind the token like the rest of the API; a model that is not shipped is named as such.
+  expect((await api.inject({ url: '/models/fashion-mnist-cpu/grid.png' })).statusCode).toBe(401);
+  const missing = await api.inject({ url: '/models/imagenet-gpu', headers: auth });
+  expect([missing.statusCode, missing.json().message]).toEqual([
+    404,
+    'no shipped model "imagenet-gpu"; shipped: fashion-mnist-cpu',
+  ]);
+  expect((await api.inject({ url: '/models/imagenet-gpu/grid.png', headers: auth })).statusCode).toBe(404);
+  expect((await api.inject({ url: '/models/..%2Fetc', headers: auth })).statusCode).toBe(400);
 });
 
 it('serves the hashed assets immutable, and nothing else from their folder', async () => {

@@ -36,6 +36,7 @@ import { JobsService } from './jobs-service';
 import { datasetRoutes } from './routes/datasets';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
+import { modelRoutes } from './routes/models';
 import { sampleRoutes } from './routes/samples';
 
 export interface AppOptions {
@@ -292,6 +293,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(jobRoutes);
   await app.register(sampleRoutes);
+  await app.register(modelRoutes);
   await app.register(datasetRoutes);
   await app.register(consoleRoutes, { dir: options.consoleDir ?? consoleDir() });
   return app;

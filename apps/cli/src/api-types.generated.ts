@@ -319,6 +319,8 @@ export interface paths {
                     limit?: string;
                     /** @description default 0; offset + limit at most 1000 */
                     offset?: string;
+                    /** @description only the sample and eval jobs of this train job (its trainJobId) */
+                    run?: string;
                     state?: "queued" | "delayed" | "active" | "completed" | "cancelled" | "failed";
                     type?: "train" | "sample" | "eval";
                 };
@@ -705,6 +707,8 @@ export interface paths {
                     content: {
                         "application/json": {
                             checkpoints: {
+                                /** @description the checkpoint's files together (weights, EMA, optimizer, state) */
+                                bytes: number;
                                 /** @description the checkpoint's manifest, as a key in the service's store (DDPM_STORAGE_URL) */
                                 key: string;
                                 step: number;
@@ -1700,6 +1704,366 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** the reference models shipped with the service: recipe, run, scores, grid */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            models: {
+                                /** @description the grid of its samples the model is shown with */
+                                grid?: {
+                                    count: number;
+                                    sampler: {
+                                        [key: string]: unknown;
+                                    };
+                                    seed: number;
+                                    url: string;
+                                };
+                                imagesSeen: number;
+                                name: string;
+                                /** @description where and how it was trained (machine, workers, backend, train job, date) */
+                                provenance: {
+                                    [key: string]: unknown;
+                                };
+                                /** @description the recipe the run followed, and the request it was trained with */
+                                recipe: {
+                                    name: string;
+                                    request: {
+                                        [key: string]: unknown;
+                                    };
+                                };
+                                /** @description how to sample it: a sample job naming it */
+                                sample: {
+                                    body: {
+                                        [key: string]: unknown;
+                                    };
+                                    /** @enum {string} */
+                                    method: "POST";
+                                    url: string;
+                                };
+                                /** @description scores measured on the shipped weights by name (fd_fmnist_cnn, bits_per_dim, pixel statistics), each with its settings and precision */
+                                scores: {
+                                    [key: string]: {
+                                        [key: string]: unknown;
+                                    };
+                                };
+                                /** @description the training step of the shipped EMA weights */
+                                step: number;
+                                /** @description the run's effective configuration */
+                                train: {
+                                    [key: string]: unknown;
+                                };
+                                trainSeconds: number;
+                                /** @description the EMA weights, verified against this hash before use */
+                                weights: {
+                                    bytes: number;
+                                    sha256: string;
+                                };
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/models/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** a shipped reference model: its manifest (recipe, run, scores) and grid */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a shipped model */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the grid of its samples the model is shown with */
+                            grid?: {
+                                count: number;
+                                sampler: {
+                                    [key: string]: unknown;
+                                };
+                                seed: number;
+                                url: string;
+                            };
+                            imagesSeen: number;
+                            name: string;
+                            /** @description where and how it was trained (machine, workers, backend, train job, date) */
+                            provenance: {
+                                [key: string]: unknown;
+                            };
+                            /** @description the recipe the run followed, and the request it was trained with */
+                            recipe: {
+                                name: string;
+                                request: {
+                                    [key: string]: unknown;
+                                };
+                            };
+                            /** @description how to sample it: a sample job naming it */
+                            sample: {
+                                body: {
+                                    [key: string]: unknown;
+                                };
+                                /** @enum {string} */
+                                method: "POST";
+                                url: string;
+                            };
+                            /** @description scores measured on the shipped weights by name (fd_fmnist_cnn, bits_per_dim, pixel statistics), each with its settings and precision */
+                            scores: {
+                                [key: string]: {
+                                    [key: string]: unknown;
+                                };
+                            };
+                            /** @description the training step of the shipped EMA weights */
+                            step: number;
+                            /** @description the run's effective configuration */
+                            train: {
+                                [key: string]: unknown;
+                            };
+                            trainSeconds: number;
+                            /** @description the EMA weights, verified against this hash before use */
+                            weights: {
+                                bytes: number;
+                                sha256: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/models/{name}/grid.png": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** a shipped model's grid: samples of its EMA weights (how they were drawn: GET /models/{name}) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a shipped model */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the PNG */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "image/png": string;
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/readyz": {
         parameters: {
             query?: never;
@@ -2022,6 +2386,14 @@ export interface components {
             budgetSeconds?: number;
             /** @description training: seconds of training left, to `steps` or to the time budget, whichever comes first (evaluations and checkpoints not counted) */
             etaSeconds?: number;
+            /** @description a data-parallel job: the group running it now */
+            group?: {
+                generation: number;
+                /** @description generations that failed and were re-formed so far */
+                restarts: number;
+                /** @description ranks of the generation running */
+                worldSize: number;
+            };
             imagesPerSecond?: number;
             loss?: number;
             phase: "starting" | "training" | "checkpointing" | "sampling" | "evaluating" | "finishing";
@@ -2042,6 +2414,18 @@ export interface components {
                 /** @description where the last generation's values travelled: hub (one Redis), shared-memory (every rank on one host), ranks (the ranks' own data servers) */
                 dataPlane?: "hub" | "shared-memory" | "ranks";
                 generation: number;
+                /** @description the generations the last coordinator formed, oldest first */
+                generations?: {
+                    /** @description why it ended early (absent for the generation that finished) */
+                    ended?: string;
+                    /** @description the checkpoint it resumed from */
+                    fromStep?: number;
+                    generation: number;
+                    /** @description whether its end counted against maxRestarts (a failure) or not (a worker shutting down) */
+                    restart?: boolean;
+                    /** @description ranks it was formed with */
+                    worldSize: number;
+                }[];
                 /** @description generations that failed and were re-formed */
                 restarts: number;
                 /** @description ranks of the generation that finished the job */

@@ -92,6 +92,7 @@ export interface Progress {
   imagesPerSecond?: number;
   loss?: number;
   etaSeconds?: number;
+  group?: { worldSize: number; generation: number; restarts: number };
   updatedAt: string;
 }
 
@@ -111,7 +112,13 @@ export interface JobView {
     step?: number;
     samples?: string[];
     metrics?: Record<string, number>;
-    group?: { worldSize: number; generation: number; restarts: number; dataPlane?: string };
+    group?: {
+      worldSize: number;
+      generation: number;
+      restarts: number;
+      dataPlane?: string;
+      generations?: { generation: number; worldSize: number; fromStep?: number; ended?: string; restart?: boolean }[];
+    };
     resumedFrom?: { step: number; redone?: { steps: number; seconds: number } };
   };
   error?: string;

@@ -23,3 +23,16 @@ export function progressText(
   if (p.etaSeconds !== undefined && p.etaSeconds > 0) parts.push(`${duration(p.etaSeconds)} left`);
   return parts.join(' · ');
 }
+
+/** A size in bytes as people read it (1024-based units, as `ls -h`). */
+export function bytes(n: number): string {
+  if (!Number.isFinite(n) || n < 0) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}

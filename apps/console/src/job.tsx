@@ -8,8 +8,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { ApiError, FINAL_STATES, type JobView, getJson, getText, imageData, sendJson } from './api';
 import { Chart, type Series } from './chart';
-import { duration, progressText, time } from './format';
-import { navigate } from './nav';
+import { bytes, duration, progressText, time } from './format';
+import { Link } from './nav';
 
 /** Polls `load` every `ms` while `live`, and once more when it stops being live. */
 function usePoll(load: () => Promise<void>, ms: number, live: boolean, deps: readonly unknown[]): void {
@@ -167,12 +167,12 @@ function Log(props: { job: JobView; live: boolean }) {
 }
 
 function Checkpoints(props: { job: JobView; live: boolean }) {
-  const [list, setList] = useState<{ step: number; key: string }[]>([]);
+  const [list, setList] = useState<{ step: number; key: string; bytes: number }[]>([]);
   usePoll(
     async () =>
       setList(
         (
-          await getJson<{ checkpoints: { step: number; key: string }[] }>(
+          await getJson<{ checkpoints: { step: number; key: string; bytes: number }[] }>(
             `/jobs/${encodeURIComponent(props.job.id)}/checkpoints`,
           )
         ).checkpoints,
@@ -183,21 +183,129 @@ function Checkpoints(props: { job: JobView; live: boolean }) {
   );
   if (list.length === 0) return <p>No checkpoint yet.</p>;
   return (
-    <ul class="checkpoints">
-      {list.map((c) => (
-        <li key={c.key}>
-          step {c.step}: <code>{c.key}</code>
+    <table class="checkpoints">
+      <thead>
+        <tr>
+          <th>Step</th>
+          <th>Size</th>
+          <th>Key</th>
+        </tr>
+      </thead>
+      <tbody>
+        {list.map((c) => (
+          <tr key={c.key}>
+            <td>{c.step}</td>
+            <td>{bytes(c.bytes)}</td>
+            <td>
+              <code>{c.key}</code>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** The sample and eval jobs of a train job: their state, and each sample job's grid once drawn. */
+function FromThisRun(props: { job: JobView; refresh: number }) {
+  const { job } = props;
+  const [list, setList] = useState<JobView[]>([]);
+  const live = list.some((j) => !FINAL_STATES.has(j.state));
+  usePoll(
+    async () => setList((await getJson<{ jobs: JobView[] }>(`/jobs?run=${encodeURIComponent(job.id)}&limit=20`)).jobs),
+    3000,
+    live,
+    [job.id, props.refresh],
+  );
+  if (list.length === 0) return <p>None yet: “Sample from this run” and “Evaluate” add them here.</p>;
+  return (
+    <ul class="derived">
+      {list.map((j) => (
+        <li key={j.id}>
+          <Link href={`/ui/jobs/${encodeURIComponent(j.id)}`}>{j.id}</Link>{' '}
+          <span class={`state ${j.state}`} data-state={j.state}>
+            {j.state}
+          </span>{' '}
+          {j.result?.metrics
+            ? Object.entries(j.result.metrics)
+                .map(([k, v]) => `${k} ${v.toPrecision(4)}`)
+                .join(' · ')
+            : progressText(j.progress)}
+          {j.type === 'sample' && j.links.samples?.[0] ? <SampleImage url={j.links.samples[0]} label={j.id} /> : null}
         </li>
       ))}
     </ul>
   );
 }
 
-function Actions(props: { job: JobView; onError: (m: string) => void }) {
-  const { job, onError } = props;
+function SampleImage(props: { url: string; label: string }) {
+  const [picture, setPicture] = useState<string | undefined>();
+  useEffect(() => {
+    let stale = false;
+    imageData(props.url).then(
+      (data) => !stale && setPicture(data),
+      () => undefined,
+    );
+    return () => {
+      stale = true;
+    };
+  }, [props.url]);
+  return picture ? <img class="grid" src={picture} alt={`samples of ${props.label}`} /> : null;
+}
+
+function Generations(props: {
+  generations: NonNullable<NonNullable<NonNullable<JobView['result']>['group']>['generations']>;
+}) {
+  return (
+    <table class="generations">
+      <thead>
+        <tr>
+          <th>Generation</th>
+          <th>Ranks</th>
+          <th>From step</th>
+          <th>How it ended</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.generations.map((g) => (
+          <tr key={g.generation}>
+            <td>{g.generation}</td>
+            <td>{g.worldSize}</td>
+            <td>{g.fromStep ?? 'the start'}</td>
+            <td>
+              {g.ended === undefined
+                ? 'finished the job'
+                : `${g.ended} (${g.restart ? 'a restart' : 'not counted as a restart'})`}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/**
+ * What "sample from this run" asks for: 16 images from its newest checkpoint, drawn with the
+ * sampler of the run's own grids (its sampleSteps: a run of T = 1000 is not sampled in all 1000
+ * steps by a click) and a new seed.
+ */
+function sampleFromRun(job: JobView): Record<string, unknown> {
+  const grid = (job.config as { finalGrid?: { sampler?: { kind?: unknown; steps?: unknown; eta?: unknown } } })
+    ?.finalGrid?.sampler;
+  return {
+    trainJobId: job.id,
+    count: 16,
+    ...(grid?.kind === 'ancestral' || grid?.kind === 'ddim' ? { sampler: grid.kind } : {}),
+    ...(typeof grid?.steps === 'number' ? { steps: grid.steps } : {}),
+    ...(grid?.kind === 'ddim' && typeof grid.eta === 'number' ? { eta: grid.eta } : {}),
+  };
+}
+
+function Actions(props: { job: JobView; onError: (m: string) => void; onCreated: (job: JobView) => void }) {
+  const { job, onError, onCreated } = props;
   const act = (what: () => Promise<JobView | undefined>): void =>
     void what().then(
-      (created) => created && created.id !== job.id && navigate(`/ui/jobs/${encodeURIComponent(created.id)}`),
+      (created) => created && created.id !== job.id && onCreated(created),
       (err: unknown) => onError(err instanceof ApiError ? err.message : String(err)),
     );
   const finished = FINAL_STATES.has(job.state);
@@ -214,9 +322,7 @@ function Actions(props: { job: JobView; onError: (m: string) => void }) {
       ) : null}
       {trained ? (
         <>
-          <button
-            onClick={() => act(() => sendJson<JobView>('POST', '/jobs/sample', { trainJobId: job.id, count: 16 }))}
-          >
+          <button onClick={() => act(() => sendJson<JobView>('POST', '/jobs/sample', sampleFromRun(job)))}>
             Sample from this run
           </button>
           <button
@@ -238,6 +344,8 @@ export function JobPage(props: { id: string }) {
   const [job, setJob] = useState<JobView | undefined>();
   const [error, setError] = useState<string | undefined>();
   const [actionError, setActionError] = useState<string | undefined>();
+  // Bumped when this page submits a job from the run, so that its list is read again at once.
+  const [created, setCreated] = useState(0);
   const live = job === undefined || !FINAL_STATES.has(job.state);
   usePoll(
     async () => {
@@ -263,7 +371,7 @@ export function JobPage(props: { id: string }) {
         <span class={`state ${job.state}`} data-state={job.state}>
           {job.state}
         </span>
-        <Actions job={job} onError={setActionError} />
+        <Actions job={job} onError={setActionError} onCreated={() => setCreated((n) => n + 1)} />
       </div>
       {error ? <p class="error">{error}</p> : null}
       {actionError ? <p class="error">{actionError}</p> : null}
@@ -290,6 +398,14 @@ export function JobPage(props: { id: string }) {
             <dd>
               {group.worldSize} ranks, generation {group.generation}, {group.restarts} restarts
               {group.dataPlane ? `, gradients via ${group.dataPlane}` : ''}
+            </dd>
+          </>
+        ) : null}
+        {p?.group !== undefined && !group ? (
+          <>
+            <dt>Group</dt>
+            <dd>
+              {p.group.worldSize} ranks, generation {p.group.generation}, {p.group.restarts} restarts so far
             </dd>
           </>
         ) : null}
@@ -332,10 +448,18 @@ export function JobPage(props: { id: string }) {
           <pre>{JSON.stringify(job.config ?? {}, null, 2)}</pre>
         </div>
       </div>
+      {group?.generations && group.generations.length > 0 ? (
+        <>
+          <h2>Generations of its group</h2>
+          <Generations generations={group.generations} />
+        </>
+      ) : null}
       {job.type === 'train' ? (
         <>
           <h2>Checkpoints</h2>
           <Checkpoints job={job} live={live} />
+          <h2>Sampled and evaluated from this run</h2>
+          <FromThisRun job={job} refresh={created} />
         </>
       ) : null}
       <h2>Log</h2>

@@ -19,7 +19,7 @@ function subject(job: JobView): string {
 }
 
 function workersOf(job: JobView): string {
-  const g = job.result?.group;
+  const g = job.result?.group ?? job.progress?.group;
   if (g) return `${g.worldSize}${g.restarts > 0 ? ` (${g.restarts} restarts)` : ''}`;
   const w = job.request['workers'];
   return typeof w === 'number' ? String(w) : '1';
@@ -38,7 +38,11 @@ export function JobsPage() {
     if (state) query.set('state', state);
     history.replaceState(null, '', `/ui/?${query.toString()}`);
     let stopped = false;
+    // One request at a time: a slow answer is not piled on by the next poll.
+    let inFlight = false;
     const load = async (): Promise<void> => {
+      if (inFlight) return;
+      inFlight = true;
       try {
         const page = await getJson<{ jobs: JobView[] }>(`/jobs?${query.toString()}`);
         if (!stopped) {
@@ -47,6 +51,8 @@ export function JobsPage() {
         }
       } catch (err) {
         if (!stopped) setError(err instanceof ApiError ? err.message : String(err));
+      } finally {
+        inFlight = false;
       }
     };
     void load();

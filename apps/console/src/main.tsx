@@ -1,6 +1,7 @@
 /**
- * The console: a page per URL (/ui/ the jobs, /ui/jobs/<id> a job, /ui/submit the form), routed
- * here without reloads; plain links work too (the API serves the same shell for each).
+ * The console: a page per URL (/ui/ the jobs, /ui/jobs/<id> a job, /ui/submit the form, /ui/models
+ * the shipped models), routed here without reloads; plain links work too (the API serves the same
+ * shell for each).
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -8,6 +9,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { setToken, token, whenUnauthorized } from './api';
 import { JobPage } from './job';
 import { JobsPage } from './jobs';
+import { ModelsPage } from './models';
 import { Link } from './nav';
 import { SubmitPage } from './submit';
 import './style.css';
@@ -55,6 +57,8 @@ function App() {
     <JobPage id={decodeURIComponent(job[1]!)} key={job[1]} />
   ) : path === '/ui/submit' ? (
     <SubmitPage />
+  ) : path === '/ui/models' ? (
+    <ModelsPage />
   ) : (
     <JobsPage />
   );
@@ -65,6 +69,7 @@ function App() {
         <nav>
           <Link href="/ui/">Jobs</Link>
           <Link href="/ui/submit">Submit</Link>
+          <Link href="/ui/models">Models</Link>
           <a href="/docs">API</a>
         </nav>
         {token() ? (

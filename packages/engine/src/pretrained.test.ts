@@ -4,9 +4,17 @@ import * as path from 'node:path';
 
 import { sha256Hex } from '@ddpm/core';
 import { FMNIST_CNN_INPUT, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
-import { pretrainedDir, pretrainedManifest, readPretrained, readShippedExtractor } from '@ddpm/pretrained';
+import {
+  pretrainedDir,
+  pretrainedManifest,
+  readPretrained,
+  readPretrainedGrid,
+  readShippedExtractor,
+} from '@ddpm/pretrained';
 import { FileStore } from '@ddpm/storage';
+import { PRESETS } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
+import sharp from 'sharp';
 
 import { openFeatureExtractor } from './eval-job';
 import { loadPretrainedModel, samplingCheck } from './pretrained';
@@ -45,6 +53,26 @@ describe('the shipped reference model fashion-mnist-cpu', () => {
     }
     expect(tf.memory().numTensors).toBe(before);
   }, 120_000);
+
+  it('ships the grid it is shown with: the samples its manifest describes, verified by sha256', async () => {
+    const { grid, train } = pretrainedManifest('fashion-mnist-cpu');
+    expect(grid).toMatchObject({ file: 'grid.png', count: 64, sampler: { kind: 'ancestral', steps: 100 }, seed: 0 });
+    const png = readPretrainedGrid('fashion-mnist-cpu')!;
+    const { width, height } = await sharp(png).metadata();
+    // 8 × 8 tiles of the model's image size with a 2-pixel margin.
+    const size = PRESETS[train.model.preset].imageSize;
+    const side = 8 * size + 9 * 2;
+    expect([width, height]).toEqual([side, side]);
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-pretrained-grid-'));
+    try {
+      await fs.cp(pretrainedDir('fashion-mnist-cpu'), path.join(root, 'fashion-mnist-cpu'), { recursive: true });
+      const file = path.join(root, 'fashion-mnist-cpu', 'grid.png');
+      await fs.writeFile(file, Buffer.concat([png, Buffer.from([0])]));
+      expect(() => readPretrainedGrid('fashion-mnist-cpu', root)).toThrow(/grid.png fails its check/);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
 
   it('refuses weights that fail their hash, naming both, and a model it does not ship', async () => {
     const manifest = pretrainedManifest('fashion-mnist-cpu');

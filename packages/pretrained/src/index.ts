@@ -52,6 +52,16 @@ export interface PretrainedManifest {
     /** sha256 of the 8-bit samples as drawn on the wasm backend when the model was exported. */
     readonly samplesSha256?: string;
   };
+  /** The picture the model is shown with (scripts/pretrained-grid.cjs): a grid of its samples, beside the weights. */
+  readonly grid?: {
+    readonly file: string;
+    readonly count: number;
+    readonly sampler: { readonly kind: string; readonly steps: number };
+    readonly seed: number;
+    readonly bytes: number;
+    readonly sha256: string;
+    readonly [detail: string]: unknown;
+  };
 }
 
 /** Where the shipped models are: this package's `models/`. */
@@ -107,22 +117,39 @@ export function readPretrained(
 ): { readonly manifest: PretrainedManifest; readonly weights: Uint8Array; readonly url: string } {
   const manifest = pretrainedManifest(name, root);
   const file = path.join(pretrainedDir(name, root), path.basename(manifest.weights));
-  let weights: Uint8Array;
+  const weights = readVerified(file, manifest, 'the manifest says');
+  return { manifest, weights, url: `pretrained:${name}` };
+}
+
+/** The grid PNG a shipped model is shown with, verified against its manifest; undefined when it has none. */
+export function readPretrainedGrid(name: string, root: string = MODELS_ROOT): Uint8Array | undefined {
+  const { grid } = pretrainedManifest(name, root);
+  if (grid === undefined) return undefined;
+  return readVerified(path.join(pretrainedDir(name, root), path.basename(grid.file)), grid, 'the manifest says');
+}
+
+/** A file's bytes, checked against the size and sha256 recorded for it. */
+function readVerified(
+  file: string,
+  record: { readonly bytes: number; readonly sha256: string },
+  says: string,
+): Uint8Array {
+  let bytes: Uint8Array;
   try {
-    weights = new Uint8Array(readFileSync(file));
+    bytes = new Uint8Array(readFileSync(file));
   } catch (err) {
     throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  const hash = sha256Hex(weights);
-  if (weights.length !== manifest.bytes || hash !== manifest.sha256) {
+  const hash = sha256Hex(bytes);
+  if (bytes.length !== record.bytes || hash !== record.sha256) {
     throw pretrainedError(
       'DDPM_PRETRAINED_INVALID',
-      `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, the manifest says ${manifest.bytes} bytes with sha256 ${manifest.sha256}`,
+      `${file} fails its check: ${bytes.length} bytes with sha256 ${hash}, ${says} ${record.bytes} bytes with sha256 ${record.sha256}`,
     );
   }
-  return { manifest, weights, url: `pretrained:${name}` };
+  return bytes;
 }
 
 /** Where the shipped feature extractors' weights are: this package's `extractors/`. */
@@ -152,21 +179,5 @@ export function isShippedExtractor(name: string): name is ShippedExtractor {
 /** A shipped extractor's weights, verified against their recorded size and sha256. */
 export function readShippedExtractor(name: ShippedExtractor, root: string = EXTRACTORS_ROOT): Uint8Array {
   const record = SHIPPED_EXTRACTORS[name];
-  const file = path.join(root, record.file);
-  let weights: Uint8Array;
-  try {
-    weights = new Uint8Array(readFileSync(file));
-  } catch (err) {
-    throw pretrainedError('DDPM_PRETRAINED_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  const hash = sha256Hex(weights);
-  if (weights.length !== record.bytes || hash !== record.sha256) {
-    throw pretrainedError(
-      'DDPM_PRETRAINED_INVALID',
-      `${file} fails its check: ${weights.length} bytes with sha256 ${hash}, expected ${record.bytes} bytes with sha256 ${record.sha256}`,
-    );
-  }
-  return weights;
+  return readVerified(path.join(root, record.file), record, 'expected');
 }
