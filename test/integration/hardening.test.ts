@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 
-import { loadCheckpointAt, listCheckpoints } from '@ddpm/engine/checkpoints';
+import { loadCheckpointAt, listCheckpoints } from '@ddpm/runs';
 import { openStore } from '@ddpm/storage';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { freePort } from '@ddpm/cli';
-import { listCheckpoints, loadCheckpointAt } from '@ddpm/engine/checkpoints';
+import { listCheckpoints, loadCheckpointAt } from '@ddpm/runs';
 import { openStore } from '@ddpm/storage';
 
 import { type Stack, startRedis, startStack, tinyTrain, until } from './service-support';

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { type CheckpointFiles, listCheckpoints, readCheckpoint, writeCheckpoint } from '@ddpm/engine/checkpoints';
+import { type CheckpointFiles, listCheckpoints, readCheckpoint, writeCheckpoint } from '@ddpm/runs';
 import { FileStore, type ObjectStore, S3Store, openStore } from '@ddpm/storage';
 
 import { describeObjectStoreContract } from '../../packages/storage/src/test-support';

@@ -17,9 +17,6 @@ import {
 } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
-import { type CheckpointRef, listCheckpoints } from '@ddpm/engine/checkpoints';
-import { type EvalHistory, evalCurveKey, readEvalHistory } from '@ddpm/engine/eval-history';
-import { type LossCurveState, type LossPoint, lossPoints } from '@ddpm/engine/loss-curve';
 import {
   JOB_TYPES,
   type JobData,
@@ -35,6 +32,16 @@ import {
   runPrefixOf,
 } from '@ddpm/jobs';
 import { pretrainedManifest } from '@ddpm/pretrained';
+import {
+  type CheckpointRef,
+  type EvalHistory,
+  type LossCurveState,
+  type LossPoint,
+  evalCurveKey,
+  listCheckpoints,
+  lossPoints,
+  readEvalHistory,
+} from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { type Job, type JobType as BullState, type Queue } from 'bullmq';
 import { type Redis } from 'ioredis';

@@ -1,5 +1,6 @@
 /** Messages between a worker and the child process that runs one job's (or one rank's) tensor work. */
 import { type PlaneName } from '@ddpm/allreduce';
+import { type StopReason } from '@ddpm/core';
 import { type StepStats } from '@ddpm/engine';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 
@@ -51,8 +52,8 @@ export type ParentMessage =
       /** The step an earlier attempt reported last: a resumed run says how much it redoes. */
       readonly previousStep?: number;
     }
-  /** Stop: checkpoint (train) and finish as cancelled; `reason` is `cancel` or `shutdown`. */
-  | { readonly type: 'cancel'; readonly reason: string }
+  /** Stop: checkpoint (train) and finish as cancelled, saying why (the worker hands a shutdown's job back). */
+  | { readonly type: 'cancel'; readonly reason: StopReason }
   /** Load the tensor backend and say which (the worker's readiness), then exit. */
   | { readonly type: 'probe'; readonly backend?: string };
 
@@ -90,7 +91,7 @@ export type ChildMessage =
       readonly extractor?: string;
       readonly seconds: number;
     }
-  | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: string }
+  | { readonly type: 'result'; readonly result: JobResult; readonly stopReason?: StopReason }
   /** For the worker's own log only (details a client must not see), with a reference the client's message quotes. */
   | { readonly type: 'server-log'; readonly message: string; readonly detail: string; readonly ref: string }
   /** `code` and `kind` when the error is one of ours (a CodedError), so the parent can tell permanent from transient. */

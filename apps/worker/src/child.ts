@@ -25,7 +25,7 @@ import {
   trainingStepBytes,
   validateTrainJobConfig,
 } from '@ddpm/config';
-import { CodedError, codedErrorOf } from '@ddpm/core';
+import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
 import {
   type GroupLink,
@@ -124,7 +124,7 @@ async function runTrain(
   group: RankSession | undefined,
   fence: (() => Promise<void>) | undefined,
   previousStep: number | undefined,
-): Promise<{ result: JobResult; stopReason?: string }> {
+): Promise<{ result: JobResult; stopReason?: StopReason }> {
   const config = data.config;
   /** The work an earlier attempt did past its last checkpoint, which this run does again. */
   let redo: { from: number; to: number; startedMs: number; seconds?: number } | undefined;
@@ -415,7 +415,7 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       },
     });
     let result: JobResult;
-    let stopReason: string | undefined;
+    let stopReason: StopReason | undefined;
     switch (data.type) {
       case 'train': {
         let finishedCleanly = false;
@@ -491,9 +491,7 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
       send({ type: 'result', result: { status: 'cancelled' } });
     } else if (sampling && controller.signal.aborted) {
       // Cancelled or shut down while sampling together: every rank was told; nothing to keep.
-      const reason =
-        controller.signal.reason instanceof Error ? controller.signal.reason.message : String(controller.signal.reason);
-      send({ type: 'result', result: { status: 'cancelled' }, stopReason: reason });
+      send({ type: 'result', result: { status: 'cancelled' }, stopReason: stopReasonOf(controller.signal.reason) });
     } else {
       send({
         type: 'error',
@@ -799,7 +797,8 @@ async function probe(message: Extract<ParentMessage, { type: 'probe' }>): Promis
 process.on('message', (message: ParentMessage) => {
   if (message.type === 'start') void start(message);
   else if (message.type === 'probe') void probe(message);
-  else if (message.type === 'cancel') controller.abort(new Error(message.reason));
+  // The reason is checked as it arrives: `shutdown` exactly, or a cancel.
+  else if (message.type === 'cancel') controller.abort(new Error(stopReasonOf(message.reason)));
 });
 // The worker's liveness: a beat whenever this event loop is free, once a second. A training step
 // is synchronous and sends none while it runs; the worker judges that silence against the longest

@@ -9,7 +9,14 @@
  * and the coordinator forms the next one from the last checkpoint, with replacements or down to
  * `minWorkers`, up to `maxRestarts` times. Other ranks run their assignment and go back to idle.
  */
-import { abortGeneration, collectiveError, generationEnded, openGeneration, refreshGeneration } from '@ddpm/allreduce';
+import {
+  type GenerationAbort,
+  abortGeneration,
+  collectiveError,
+  generationEnded,
+  openGeneration,
+  refreshGeneration,
+} from '@ddpm/allreduce';
 import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/config';
 import { type JobData } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
@@ -105,7 +112,7 @@ export function watchGeneration(options: {
       await abortGeneration(
         data,
         namespace,
-        'the data plane lost the generation',
+        { kind: 'failure', message: 'the data plane lost the generation' },
         markerTtlMs(rankTimeoutSeconds),
       ).catch(() => undefined);
     }
@@ -154,17 +161,21 @@ export function generationFence(control: Redis, key: string, generation: number)
 export async function endGeneration(
   data: Redis,
   namespace: string,
-  reason: string,
+  abort: GenerationAbort,
   rankTimeoutSeconds: number,
 ): Promise<void> {
-  await abortGeneration(data, namespace, reason, markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
+  await abortGeneration(data, namespace, abort, markerTtlMs(rankTimeoutSeconds)).catch(() => undefined);
+}
+
+/** A rank that cannot go on ends the generation as a failure, saying why. */
+export function rankFailure(rank: number, why: string): GenerationAbort {
+  return { kind: 'failure', rank, message: `rank ${rank}: ${why}` };
 }
 
 /** How a rank of a sampling group whose worker shuts down ends the generation (see {@link peerShutDown}). */
-export function shutdownReason(rank: number): string {
-  return `rank ${rank}'s worker is shutting down${SHUTDOWN_MARK}`;
+export function rankShutdown(rank: number): GenerationAbort {
+  return { kind: 'shutdown', rank, message: `rank ${rank}'s worker is shutting down (not a failure)` };
 }
-const SHUTDOWN_MARK = ' (not a failure)';
 
 /**
  * Why a generation ended, when a rank's worker shut down (a deploy, a scale-in): the group
@@ -172,5 +183,5 @@ const SHUTDOWN_MARK = ' (not a failure)';
  */
 export async function peerShutDown(data: Redis, namespace: string, worldSize: number): Promise<string | undefined> {
   const ended = await generationEnded(data, { namespace, worldSize }).catch(() => undefined);
-  return ended?.cause === 'aborted' && ended.message.endsWith(SHUTDOWN_MARK) ? ended.message : undefined;
+  return ended?.abort?.kind === 'shutdown' ? ended.message : undefined;
 }

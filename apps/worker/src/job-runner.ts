@@ -21,7 +21,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
-import { CodedError, codedErrorOf } from '@ddpm/core';
+import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
@@ -121,13 +121,13 @@ export function oomKillCount(): number | undefined {
 export interface ChildOutcome {
   readonly result: JobResult;
   /** Why a train job stopped early (`cancel`, `shutdown`, or a group member's reason). */
-  readonly stopReason?: string;
+  readonly stopReason?: StopReason;
 }
 
 export interface RunningJob {
   readonly jobId: string;
   /** Asks the child to checkpoint and stop; `reason` is `cancel` (the user) or `shutdown` (this worker). */
-  cancel(reason: string): void;
+  cancel(reason: StopReason): void;
   /**
    * Ends the child at once (a rank of a generation that is over and does not answer, a job whose
    * lock was lost); the outcome rejects with `why`, which a retry may cure.
@@ -274,7 +274,7 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
   }, 1000);
   memoryWatch.unref();
   let stopTimer: NodeJS.Timeout | undefined;
-  const stop = (reason: string): void => {
+  const stop = (reason: StopReason): void => {
     if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
     // Asked to stop, the job checkpoints (a step and a write): past the grace period it is killed.
     stopTimer ??= setTimeout(() => {
@@ -294,7 +294,8 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
     () => {
       overTime = true;
       log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
-      stop('wall-time');
+      // It stops as a cancel would; `overTime` turns its end into the wall-time error below.
+      stop('cancel');
     },
     Math.min(options.maxSeconds * 1000, 2 ** 31 - 1),
   );
@@ -375,7 +376,8 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
           } else {
             resolve({
               result: message.result,
-              ...(message.stopReason !== undefined ? { stopReason: message.stopReason } : {}),
+              // Checked as it arrives, like every reason crossing the process boundary.
+              ...(message.stopReason !== undefined ? { stopReason: stopReasonOf(message.stopReason) } : {}),
             });
           }
           break;

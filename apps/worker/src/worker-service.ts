@@ -8,7 +8,7 @@ import * as http from 'node:http';
 
 import { type PlaneName, removeSharedMemoryFiles } from '@ddpm/allreduce';
 import { hasCode } from '@ddpm/core';
-import { listCheckpoints } from '@ddpm/engine/checkpoints';
+import { listCheckpoints } from '@ddpm/runs';
 import {
   JOB_TYPES,
   type GroupGeneration,
@@ -36,7 +36,8 @@ import {
   generationNamespace,
   groupOf,
   peerShutDown,
-  shutdownReason,
+  rankFailure,
+  rankShutdown,
   startGeneration,
   watchGeneration,
 } from './group';
@@ -533,7 +534,7 @@ export class WorkerService {
       } catch (err) {
         if (err instanceof DelayedError) throw err;
         const message = err instanceof Error ? err.message : String(err);
-        await endGeneration(this.data!, namespace, `rank 0: ${message}`, group.rankTimeoutSeconds);
+        await endGeneration(this.data!, namespace, rankFailure(0, message), group.rankTimeoutSeconds);
         await this.removeGenerationFiles(namespace);
         if (isPermanent(err) && !hasCode(err, 'DDPM_GROUP_FENCED')) throw new UnrecoverableError(message);
         const shutDown = await peerShutDown(this.data!, namespace, worldSize);
@@ -614,7 +615,7 @@ export class WorkerService {
       // Say so at once (rather than at their heartbeat timeout), and that it is no failure: the
       // coordinator re-forms without counting a restart. (A train group stops together and is handed back.)
       if (!coordinator && a.data.type !== 'train' && outcome.stopReason === 'shutdown') {
-        await endGeneration(this.data!, a.namespace, shutdownReason(a.rank), rankTimeoutSeconds);
+        await endGeneration(this.data!, a.namespace, rankShutdown(a.rank), rankTimeoutSeconds);
       }
       return outcome;
     } catch (err) {
@@ -622,7 +623,7 @@ export class WorkerService {
       await endGeneration(
         this.data!,
         a.namespace,
-        `rank ${a.rank}: ${err instanceof Error ? err.message : String(err)}`,
+        rankFailure(a.rank, err instanceof Error ? err.message : String(err)),
         rankTimeoutSeconds,
       );
       await this.removeGenerationFiles(a.namespace);
@@ -654,7 +655,11 @@ export class WorkerService {
         await endGeneration(
           this.data!,
           assignment.namespace,
-          `rank ${assignment.rank}'s worker was not free`,
+          {
+            kind: 'failure',
+            rank: assignment.rank,
+            message: `rank ${assignment.rank}'s worker was not free`,
+          },
           groupOf(assignment.data).rankTimeoutSeconds,
         );
         continue;

@@ -18,6 +18,9 @@ export { BulkConnection, type BulkTarget, bulkTarget } from './bulk';
 export { type Transport, bytesPerValue, decode, encode } from './codec';
 export { type CollectiveErrorCode, collectiveError } from './errors';
 export {
+  ABORT_KINDS,
+  type AbortKind,
+  type GenerationAbort,
   type GenerationEnd,
   type GenerationKeys,
   Heartbeat,
@@ -25,6 +28,7 @@ export {
   abortGeneration,
   assertGenerationAlive,
   generationEnded,
+  parseGenerationAbort,
   openGeneration,
   refreshGeneration,
 } from './liveness';

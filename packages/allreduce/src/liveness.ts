@@ -39,9 +39,47 @@ export async function refreshGeneration(redis: Redis, ns: string, ttlMs: number)
   return (await redis.set(markerKey(ns), String(Date.now()), 'PX', ttlMs, 'XX')) === 'OK';
 }
 
-/** Ends the generation for every member, saying why (the first reason stays). */
-export async function abortGeneration(redis: Redis, ns: string, reason: string, ttlMs: number): Promise<void> {
-  await redis.set(abortKey(ns), reason, 'PX', ttlMs, 'NX');
+/**
+ * Why a member ended a generation: a `failure` (its job counts it against the group's restarts)
+ * or its worker `shutdown` (a deploy or scale-in: the group re-forms without it, uncounted).
+ */
+export const ABORT_KINDS = ['failure', 'shutdown'] as const;
+export type AbortKind = (typeof ABORT_KINDS)[number];
+
+/** The record a member leaves when it ends a generation, read back by every other member. */
+export interface GenerationAbort {
+  readonly kind: AbortKind;
+  /** The rank that ended it, when a rank did (not the data plane, say). */
+  readonly rank?: number;
+  /** In words, for logs and the job's result. */
+  readonly message: string;
+}
+
+/** Ends the generation for every member, saying why (the first record stays). */
+export async function abortGeneration(redis: Redis, ns: string, abort: GenerationAbort, ttlMs: number): Promise<void> {
+  await redis.set(abortKey(ns), JSON.stringify(abort), 'PX', ttlMs, 'NX');
+}
+
+/**
+ * An abort record as read from Redis, checked field by field: anything else there (a member of
+ * an older version, a hand-set key) counts as a failure, its text kept as the message.
+ */
+export function parseGenerationAbort(raw: string): GenerationAbort {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { kind: 'failure', message: raw };
+  }
+  if (typeof value !== 'object' || value === null) return { kind: 'failure', message: raw };
+  const { kind, rank, message } = value as Record<string, unknown>;
+  if (
+    !(ABORT_KINDS as readonly unknown[]).includes(kind) ||
+    typeof message !== 'string' ||
+    (rank !== undefined && !(Number.isInteger(rank) && (rank as number) >= 0))
+  )
+    return { kind: 'failure', message: raw };
+  return { kind: kind as AbortKind, ...(rank !== undefined ? { rank: rank as number } : {}), message };
 }
 
 /** Why a generation is over. */
@@ -49,6 +87,8 @@ export interface GenerationEnd {
   /** `aborted` by a member; its marker gone (`data-plane`); ranks without a heartbeat (`heartbeat`). */
   readonly cause: 'aborted' | 'data-plane' | 'heartbeat';
   readonly message: string;
+  /** The member's record, when it was `aborted`. */
+  readonly abort?: GenerationAbort;
 }
 
 /** Why the generation is over, or undefined while it runs. */
@@ -61,8 +101,10 @@ export async function generationEnded(redis: Redis, keys: GenerationKeys): Promi
     ...ranks.map((r) => heartbeatKey(ns, r)),
     ...ranks.map((r) => leftKey(ns, r)),
   );
-  if (aborted !== null && aborted !== undefined)
-    return { cause: 'aborted', message: `the generation was aborted: ${aborted}` };
+  if (aborted !== null && aborted !== undefined) {
+    const abort = parseGenerationAbort(aborted);
+    return { cause: 'aborted', message: `the generation was aborted: ${abort.message}`, abort };
+  }
   if (marker === null || marker === undefined)
     return {
       cause: 'data-plane',

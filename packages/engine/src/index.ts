@@ -1,8 +1,7 @@
 /**
  * @ddpm/engine — one process's training and sampling engine, used by the worker's job child and
- * by `ddpm`. Configurations come resolved from @ddpm/config. Tensor-free parts are importable on
- * their own: `@ddpm/engine/checkpoints` (the checkpoint layout, listing and verification) and
- * `@ddpm/engine/eval-history` (a run's metrics over training).
+ * by `ddpm`. Configurations come resolved from @ddpm/config. A run's records (checkpoints, loss
+ * curve, evaluation history) are @ddpm/runs, tensor-free; the engine hands them on.
  * Building blocks for tests and benchmarks (Adam, the EMA) are under `@ddpm/engine/internal`.
  */
 export { type EngineErrorCode, type GroupErrorCode } from './errors';
@@ -19,10 +18,11 @@ export {
   pruneCheckpoints,
   readCheckpoint,
   writeCheckpoint,
-} from './checkpoint';
+} from '@ddpm/runs';
 export {
   type Gradients,
   type GroupLink,
+  type GroupStop,
   type RankReport,
   type RunOptions,
   type StepStats,
@@ -46,7 +46,7 @@ export {
 export { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
 export { loadPretrainedModel, samplingCheck } from './pretrained';
 export { type NllOptions, type NllResult, evaluateNll } from './evaluation';
-export { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
+export { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from '@ddpm/runs';
 export { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
 export { type ChartSeries, type LineChart, lineChartPng, lineChartSvg, niceTicks } from './charts';
 export {

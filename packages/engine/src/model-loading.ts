@@ -1,10 +1,10 @@
 /** Loading a trained model (EMA by default) and its diffusion from a checkpoint for sampling (pretrained.ts: a shipped one). */
 import { type TrainConfig } from '@ddpm/config';
 import { GaussianDiffusion } from '@ddpm/diffusion';
+import { type CheckpointRef, type RunState, loadCheckpointAt, loadLatestCheckpoint } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet, unetFromWeights } from '@ddpm/unet';
 
-import { type CheckpointRef, type RunState, loadCheckpointAt, loadLatestCheckpoint } from './checkpoint';
 import { engineError } from './errors';
 
 export interface LoadedModel {

@@ -1,8 +1,8 @@
 import { resolveTrainJob } from '@ddpm/config';
+import { readEvalHistory } from '@ddpm/runs';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
-import { readEvalHistory } from './eval-history';
 import { tempStore, useWasm } from './test-support';
 import { runTrainJob } from './train-job';
 

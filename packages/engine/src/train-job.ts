@@ -4,11 +4,10 @@
  * asks for it), then draw the EMA sample grid the job asked for.
  */
 import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
-import { codedErrorOf, isPermanent } from '@ddpm/core';
+import { type StopReason, codedErrorOf, isPermanent } from '@ddpm/core';
+import { type CheckpointRef, type EvalHistoryEntry, type WriteFence } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 
-import { type CheckpointRef, type WriteFence } from './checkpoint';
-import { type EvalHistoryEntry } from './eval-history';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
 import { type GroupLink, type StepStats, Trainer } from './trainer';
@@ -59,7 +58,7 @@ export interface TrainJobOutcome {
   readonly status: 'completed' | 'stopped';
   readonly step: number;
   /** Why it stopped (the abort signal's reason, or a group member's). */
-  readonly stopReason?: string;
+  readonly stopReason?: StopReason;
   readonly checkpoint?: CheckpointRef;
   readonly grid?: {
     readonly key: string;

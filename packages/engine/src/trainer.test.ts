@@ -1,10 +1,10 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { listCheckpoints } from '@ddpm/runs';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam } from './adam';
-import { listCheckpoints } from './checkpoint';
 import { updateEma } from './ema';
 import { loadModelFromCheckpoint } from './model-loading';
 import { tempStore, tinyRun, useWasm } from './test-support';

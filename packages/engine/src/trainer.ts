@@ -9,28 +9,28 @@
  * in the checkpoint, so k steps + resume + (n − k) steps equals n steps bit for bit on one backend.
  */
 import { type TrainConfig, resumedConfig, unetConfigOf, validateTrainConfig } from '@ddpm/config';
-import { Rng } from '@ddpm/core';
+import { Rng, type StopReason, stopReasonOf } from '@ddpm/core';
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
 import { GaussianDiffusion, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
+import {
+  CHECKPOINT_VERSION,
+  type CheckpointRef,
+  LossCurve,
+  type RunState,
+  type WriteFence,
+  loadCheckpointAt,
+  loadLatestCheckpoint,
+  pruneCheckpoints,
+  writeCheckpoint,
+} from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { UNet, type UNetConfig, copyTensorsInto, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';
-import {
-  type CheckpointRef,
-  type RunState,
-  type WriteFence,
-  CHECKPOINT_VERSION,
-  loadCheckpointAt,
-  loadLatestCheckpoint,
-  pruneCheckpoints,
-  writeCheckpoint,
-} from './checkpoint';
 import { emaDecayAt, updateEma } from './ema';
 import { engineError, groupError } from './errors';
 import { type SampleGather } from './eval-job';
-import { LossCurve } from './loss-curve';
 import { createHash } from 'node:crypto';
 
 export interface StepStats {
@@ -46,7 +46,7 @@ export interface StepStats {
   readonly stepSeconds: number;
   readonly epoch: number;
   /** In a group: a rank asked the group to stop after this step, and why (every rank sees the same). */
-  readonly stop?: string;
+  readonly stop?: GroupStop;
   /** In a group: this rank's share of the step: computing its micro-batches, and waiting for and summing the others'. */
   readonly group?: { readonly computeSeconds: number; readonly exchangeSeconds: number };
 }
@@ -94,6 +94,15 @@ export interface RunOptions {
 /** The stop reason rank 0 of a group sends when the run's time budget is spent: the run completes. */
 export const BUDGET_STOP = 'budget';
 
+/** What a rank may ask of its group after a step: a stop, or (rank 0) the budget's end. */
+export type GroupStop = StopReason | typeof BUDGET_STOP;
+
+/** A peer's stop in its report, checked (reports come over the data plane): undefined when it asks none. */
+function groupStopOf(value: unknown): GroupStop | undefined {
+  if (value === undefined || value === null) return undefined;
+  return value === BUDGET_STOP ? BUDGET_STOP : stopReasonOf(value);
+}
+
 /** What one rank reports of its share of a step; the group gathers them in rank order. */
 export interface RankReport {
   readonly lossSum: number;
@@ -101,8 +110,8 @@ export interface RankReport {
   readonly quartileSums: readonly number[];
   readonly quartileCounts: readonly number[];
   readonly epoch: number;
-  /** Why this rank wants the group to stop after this step (cancel, shutdown), if it does. */
-  readonly stop?: string;
+  /** Why this rank wants the group to stop after this step (cancel, shutdown, budget), if it does. */
+  readonly stop?: GroupStop;
   /** sha256 of the rank's parameters, EMA and Adam moments before this step, when due. */
   readonly checksum?: string;
 }
@@ -397,8 +406,8 @@ export class Trainer {
    */
   private async groupGradients(
     group: GroupLink,
-    stop: string | undefined,
-  ): Promise<Gradients & { stop: string | undefined; computeSeconds: number; exchangeSeconds: number }> {
+    stop: GroupStop | undefined,
+  ): Promise<Gradients & { stop: GroupStop | undefined; computeSeconds: number; exchangeSeconds: number }> {
     const M = this.config.accumulation;
     const { rank, worldSize } = group;
     const B = group.blocks ?? worldSize;
@@ -455,9 +464,10 @@ export class Trainer {
       ],
       epoch: reports[0]!.epoch,
       // A cancel or shutdown outranks rank 0's spent budget: the job then stops as asked.
-      stop:
-        reports.find((r) => r.stop !== undefined && r.stop !== BUDGET_STOP)?.stop ??
-        reports.find((r) => r.stop !== undefined)?.stop,
+      stop: (() => {
+        const asked = reports.map((r) => groupStopOf(r.stop));
+        return asked.find((r) => r !== undefined && r !== BUDGET_STOP) ?? asked.find((r) => r !== undefined);
+      })(),
       computeSeconds: Number(computed - started) / 1e9,
       exchangeSeconds: Number(exchanged - computed) / 1e9,
     };
@@ -513,9 +523,9 @@ export class Trainer {
    * One full optimizer step, alone or as a rank of `group`; `stop` tells the group this rank wants
    * to stop after the step (the returned `stop` is the group's decision: every rank sees the same).
    */
-  async trainStep(group?: GroupLink, stop?: string): Promise<StepStats> {
+  async trainStep(group?: GroupLink, stop?: GroupStop): Promise<StepStats> {
     const started = process.hrtime.bigint();
-    const g: Gradients & { stop?: string | undefined; computeSeconds?: number; exchangeSeconds?: number } = group
+    const g: Gradients & { stop?: GroupStop | undefined; computeSeconds?: number; exchangeSeconds?: number } = group
       ? await this.groupGradients(group, stop)
       : await this.computeGradients();
     const loss = g.lossSum / g.count;
@@ -598,7 +608,7 @@ export class Trainer {
     status: 'completed' | 'stopped';
     step: number;
     checkpoint?: CheckpointRef;
-    stopReason?: string;
+    stopReason?: StopReason;
     budgetSpent?: boolean;
   }> {
     const group = options.group;
@@ -622,15 +632,15 @@ export class Trainer {
       await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
     };
     const stopped = async (
-      reason: string,
-    ): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: string }> => {
+      reason: StopReason,
+    ): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: StopReason }> => {
       await save('stopped');
       return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}), stopReason: reason };
     };
     // A run resumed with its budget already spent (alone: at once; a group agrees in its first exchange).
     let budgetEnded = group === undefined && this.budgetSpent && !this.done;
     while (!this.done && !budgetEnded) {
-      const request = options.signal?.aborted ? stopReasonOf(options.signal) : undefined;
+      const request = options.signal?.aborted ? stopReasonOf(options.signal.reason) : undefined;
       // Alone, stop at once; in a group, say so in the next exchange so every rank stops after the same step.
       if (request !== undefined && group === undefined) return stopped(request);
       // The budget is rank 0's clock: it alone asks, so every rank ends after the same step.
@@ -660,14 +670,6 @@ export class Trainer {
     this.ema.dispose();
     this.adam.dispose();
   }
-}
-
-/** The reason an abort signal carries, as a short string (`cancel`, `shutdown`, or its message). */
-function stopReasonOf(signal: AbortSignal): string {
-  const reason: unknown = signal.reason;
-  if (typeof reason === 'string') return reason;
-  if (reason instanceof Error) return reason.message;
-  return 'stopped';
 }
 
 /**

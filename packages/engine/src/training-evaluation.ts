@@ -8,12 +8,12 @@
  */
 import { type TrainingEvalConfig } from '@ddpm/config';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
+import { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
 
 import { lineChartPng } from './charts';
 import { type ExtractorCacheOptions, type ModelEvaluation, type SampleGather, evaluateModel } from './eval-job';
-import { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from './eval-history';
 
 /** Whether the run evaluates after `step`; `last`: the run's last step (its length or its time budget). */
 export function evaluatesAt(config: TrainingEvalConfig, step: number, last: boolean): boolean {

@@ -3,7 +3,7 @@
  * continues the very curve it left and a run's curve does not depend on its restarts. A point is
  * the mean loss of `every` consecutive steps; `every` starts at 1 and doubles, pairing neighbours,
  * whenever the curve reaches {@link MAX_POINTS} points, so a run of any length keeps between
- * MAX_POINTS / 2 and MAX_POINTS of them. Tensor-free: the API reads it (`@ddpm/engine/loss-curve`).
+ * MAX_POINTS / 2 and MAX_POINTS of them. Tensor-free: the API reads it (`@ddpm/runs`).
  */
 
 /** Most points a curve keeps. */

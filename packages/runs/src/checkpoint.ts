@@ -9,7 +9,7 @@ import { type LoaderState } from '@ddpm/data';
 import { type ObjectStore, joinKey } from '@ddpm/storage';
 import { type TrainConfig } from '@ddpm/config';
 
-import { engineError } from './errors';
+import { runError } from './errors';
 import { type LossCurveState } from './loss-curve';
 
 export const CHECKPOINT_VERSION = 1;
@@ -148,7 +148,7 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   try {
     manifest = JSON.parse(new TextDecoder().decode(await store.get(joinKey(ref.key, 'manifest.json')))) as Manifest;
   } catch (err) {
-    throw engineError(
+    throw runError(
       'DDPM_CHECKPOINT_INVALID',
       `checkpoint ${ref.url}: unreadable manifest (${(err as Error).message})`,
     );
@@ -157,18 +157,18 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   for (const name of FILE_NAMES) {
     const entry = manifest.files?.find((f) => f.name === name);
     if (entry === undefined)
-      throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
+      throw runError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: the manifest does not list ${name}`);
     let body: Uint8Array;
     try {
       body = await store.get(joinKey(ref.key, name));
     } catch (err) {
       if (hasCode(err, 'DDPM_STORAGE_NOT_FOUND')) {
-        throw engineError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: ${name} is missing`);
+        throw runError('DDPM_CHECKPOINT_INVALID', `checkpoint ${ref.url}: ${name} is missing`);
       }
       throw err;
     }
     if (body.length !== entry.bytes || sha256(body) !== entry.sha256) {
-      throw engineError(
+      throw runError(
         'DDPM_CHECKPOINT_INVALID',
         `checkpoint ${ref.url}: ${name} fails its checksum (${body.length} bytes, manifest says ${entry.bytes} bytes with sha256 ${entry.sha256.slice(0, 12)}…)`,
       );
@@ -177,7 +177,7 @@ export async function readCheckpoint(store: ObjectStore, ref: CheckpointRef): Pr
   }
   const state = JSON.parse(new TextDecoder().decode(bodies.get('state.json'))) as RunState;
   if (state.version !== CHECKPOINT_VERSION) {
-    throw engineError(
+    throw runError(
       'DDPM_CHECKPOINT_INVALID',
       `checkpoint ${ref.url}: version ${state.version} is not ${CHECKPOINT_VERSION}`,
     );
@@ -210,7 +210,7 @@ export async function loadLatestCheckpoint(
     }
   }
   if (skipped.length > 0) {
-    throw engineError(
+    throw runError(
       'DDPM_CHECKPOINT_INVALID',
       `no usable checkpoint under ${store.urlOf(prefix)}: ${skipped.map((s) => s.reason).join('; ')}`,
     );
@@ -226,7 +226,7 @@ export async function loadCheckpointAt(
 ): Promise<{ ref: CheckpointRef; files: CheckpointFiles; skipped: { ref: CheckpointRef; reason: string }[] }> {
   const ref = (await listCheckpoints(store, prefix)).find((r) => r.step === step);
   if (ref === undefined)
-    throw engineError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${step} under ${store.urlOf(prefix)}`);
+    throw runError('DDPM_CHECKPOINT_NOT_FOUND', `no checkpoint at step ${step} under ${store.urlOf(prefix)}`);
   return { ref, files: await readCheckpoint(store, ref), skipped: [] };
 }
 

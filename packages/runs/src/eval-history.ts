@@ -2,11 +2,11 @@
  * The metrics of a run over training: one entry per evaluation, kept next to the checkpoints as
  * `eval/history.json`, with a PNG curve per metric (`eval/<metric>.png`; training-evaluation.ts
  * writes both). The layout and the reader are tensor-free: the API serves them
- * (`@ddpm/engine/eval-history`).
+ * (`@ddpm/runs`).
  */
 import { type ObjectStore, joinKey } from '@ddpm/storage';
 
-import { engineError } from './errors';
+import { runError } from './errors';
 
 export interface EvalHistoryEntry {
   readonly step: number;
@@ -39,7 +39,7 @@ export function evalHistoryKey(prefix: string): string {
 
 export function evalCurveKey(prefix: string, metric: string): string {
   if (!METRIC_NAME.test(metric))
-    throw engineError('DDPM_CONFIG_INVALID', `${JSON.stringify(metric)} is not a metric name`);
+    throw runError('DDPM_CONFIG_INVALID', `${JSON.stringify(metric)} is not a metric name`);
   return joinKey(prefix, 'eval', `${metric}.png`);
 }
 
@@ -49,6 +49,6 @@ export async function readEvalHistory(store: ObjectStore, prefix: string): Promi
   if (!(await store.exists(key))) return { version: 1, entries: [] };
   const parsed = JSON.parse(new TextDecoder().decode(await store.get(key))) as EvalHistory;
   if (parsed.version !== 1 || !Array.isArray(parsed.entries))
-    throw engineError('DDPM_CHECKPOINT_INVALID', `${store.urlOf(key)} is not an evaluation history`);
+    throw runError('DDPM_CHECKPOINT_INVALID', `${store.urlOf(key)} is not an evaluation history`);
   return parsed;
 }
