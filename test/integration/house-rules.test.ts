@@ -1,0 +1,148 @@
+/**
+ * The rules of the house (docs/architecture.md), read from the code itself: every workspace's
+ * package.json and the imports of its source files. Packages never import apps; no package
+ * reaches into another one's `src/` or `dist/` by path; the workspaces' dependencies and imports
+ * form no circle; every `@ddpm/*` import is declared in the importer's package.json; and the API
+ * depends on no tensor package (that it loads none at run time is api-process.test.ts).
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+interface Workspace {
+  readonly name: string;
+  readonly dir: string;
+  readonly kind: 'package' | 'app';
+  readonly deps: ReadonlySet<string>;
+  /** Every module each non-test source file imports. */
+  readonly imports: ReadonlyMap<string, readonly string[]>;
+}
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir)) {
+    const file = path.join(dir, entry);
+    if (statSync(file).isDirectory()) {
+      if (entry !== 'node_modules' && entry !== 'dist' && entry !== 'e2e') out.push(...sourceFiles(file));
+    } else if (/\.tsx?$/.test(entry) && !/\.test\.tsx?$|test-support\.ts$|\.d\.ts$/.test(entry)) out.push(file);
+  }
+  return out;
+}
+
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]|\brequire\(\s*['"]([^'"]+)['"]\s*\)|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+function workspaces(): Workspace[] {
+  const out: Workspace[] = [];
+  for (const kind of ['package', 'app'] as const) {
+    const group = path.join(ROOT, `${kind}s`);
+    for (const name of readdirSync(group)) {
+      const dir = path.join(group, name);
+      let pkg: { name: string; dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
+      try {
+        pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+      } catch {
+        continue;
+      }
+      const imports = new Map<string, string[]>();
+      for (const file of sourceFiles(path.join(dir, 'src'))) {
+        const text = readFileSync(file, 'utf8');
+        imports.set(
+          path.relative(ROOT, file),
+          [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!),
+        );
+      }
+      out.push({
+        name: pkg.name,
+        dir,
+        kind,
+        deps: new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]),
+        imports,
+      });
+    }
+  }
+  return out;
+}
+
+const all = workspaces();
+const byName = new Map(all.map((w) => [w.name, w]));
+/** `@ddpm/engine/internal` → `@ddpm/engine`. */
+const packageOf = (specifier: string): string => specifier.split('/').slice(0, 2).join('/');
+
+it('reads every workspace and its sources', () => {
+  expect(all.filter((w) => w.kind === 'package').length).toBeGreaterThanOrEqual(10);
+  expect(all.filter((w) => w.kind === 'app').length).toBeGreaterThanOrEqual(3);
+  expect(byName.get('@ddpm/api')!.imports.size).toBeGreaterThan(5);
+});
+
+it('packages never import apps', () => {
+  const apps = new Set(all.filter((w) => w.kind === 'app').map((w) => w.name));
+  const found = all
+    .filter((w) => w.kind === 'package')
+    .flatMap((w) =>
+      [...w.imports].flatMap(([file, specs]) =>
+        specs.filter((s) => apps.has(packageOf(s)) || /(^|\/)apps\//.test(s)).map((s) => `${file} → ${s}`),
+      ),
+    );
+  expect(found).toEqual([]);
+});
+
+it("no workspace reaches into another one's files by path", () => {
+  const found = all.flatMap((w) =>
+    [...w.imports].flatMap(([file, specs]) =>
+      specs
+        .filter((s) => s.startsWith('.'))
+        .filter((s) => {
+          const target = path.resolve(ROOT, path.dirname(file), s);
+          return !target.startsWith(w.dir + path.sep);
+        })
+        .map((s) => `${file} → ${s}`),
+    ),
+  );
+  expect(found).toEqual([]);
+});
+
+it('declares every workspace it imports in its package.json', () => {
+  const found = all.flatMap((w) =>
+    [...w.imports].flatMap(([file, specs]) =>
+      specs
+        .filter((s) => s.startsWith('@ddpm/'))
+        .filter((s) => packageOf(s) !== w.name && !w.deps.has(packageOf(s)))
+        .map((s) => `${file} → ${s} (not in ${w.name}'s dependencies)`),
+    ),
+  );
+  expect(found).toEqual([]);
+});
+
+it('has no circle among the workspaces, by dependencies or by imports', () => {
+  const edges = new Map<string, Set<string>>();
+  for (const w of all) {
+    const to = new Set([...w.deps].filter((d) => byName.has(d)));
+    for (const specs of w.imports.values())
+      for (const s of specs) if (byName.has(packageOf(s)) && packageOf(s) !== w.name) to.add(packageOf(s));
+    edges.set(w.name, to);
+  }
+  const circles: string[] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const visit = (name: string, trail: string[]): void => {
+    if (state.get(name) === 'done') return;
+    if (state.get(name) === 'open') {
+      circles.push([...trail.slice(trail.indexOf(name)), name].join(' → '));
+      return;
+    }
+    state.set(name, 'open');
+    for (const next of edges.get(name) ?? []) visit(next, [...trail, name]);
+    state.set(name, 'done');
+  };
+  for (const w of all) visit(w.name, []);
+  expect(circles).toEqual([]);
+});
+
+it('the API depends on no tensor package', () => {
+  const TENSOR = ['@ddpm/engine', '@ddpm/unet', '@ddpm/diffusion', '@ddpm/backend', '@ddpm/eval', 'sharp'];
+  const api = byName.get('@ddpm/api')!;
+  expect([...api.deps].filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
+  const imported = [...api.imports.values()].flat().map(packageOf);
+  expect(imported.filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
+});
