@@ -84,7 +84,8 @@ async function main() {
   const { Rng } = dist('core');
   const { openDataset, parseDatasetSpec } = dist('data');
   const store = new FileStore(path.resolve(values.store));
-  const prefix = `runs/${values.run}`;
+  const { runPrefixOf } = require(path.join(ROOT, 'packages', 'storage', 'dist', 'layout.js'));
+  const prefix = runPrefixOf(values.run);
   const available = (await listCheckpoints(store, prefix)).map((c) => c.step);
   const wanted = values['checkpoint-steps'] ? values['checkpoint-steps'].split(',').map(Number) : [available[0]];
 

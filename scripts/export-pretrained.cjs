@@ -57,7 +57,8 @@ async function main() {
   const recipe = RECIPES[values.recipe];
   if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}`);
   const store = new FileStore(path.resolve(values.store));
-  const prefix = `runs/${values.run}`;
+  const { runPrefixOf, evalReportKey } = require(path.join(ROOT, 'packages', 'storage', 'dist', 'layout.js'));
+  const prefix = runPrefixOf(values.run);
   const checkpoints = await listCheckpoints(store, prefix);
   const ref = values.step ? checkpoints.find((c) => c.step === Number(values.step)) : checkpoints[0];
   if (!ref)
@@ -67,7 +68,7 @@ async function main() {
   const history = await readEvalHistory(store, prefix);
   const last = history.entries.find((e) => e.step === ref.step);
   if (!last) throw new Error(`the run has no evaluation at step ${ref.step}`);
-  const nll = JSON.parse(new TextDecoder().decode(await store.get(`evals/${values['nll-job']}.json`)));
+  const nll = JSON.parse(new TextDecoder().decode(await store.get(evalReportKey(values['nll-job']))));
   if (nll.trainJobId !== values.run || nll.checkpoint.step !== ref.step)
     throw new Error(
       `eval job ${values['nll-job']} measured ${nll.trainJobId} at step ${nll.checkpoint.step}, not ${values.run} at ${ref.step}`,

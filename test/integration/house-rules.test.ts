@@ -146,3 +146,21 @@ it('the API depends on no tensor package', () => {
   const imported = [...api.imports.values()].flat().map(packageOf);
   expect(imported.filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
 });
+
+it('builds every control-plane Redis key and every top-level store key in its one module', () => {
+  const HOMES = new Set(['packages/jobs/src/control-keys.ts', 'packages/storage/src/layout.ts']);
+  // A template that puts a key part after the deployment's prefix, or a literal top-level store prefix.
+  const KEY = /\$\{[\w.]*(prefix|PREFIX)\}:[\w$]|['"`](runs|samples|evals|extractors|reference-stats|datasets)\/[$'"`\w]/;
+  const found = all.flatMap((w) =>
+    [...w.imports.keys()]
+      .filter((file) => !HOMES.has(file))
+      .flatMap((file) =>
+        readFileSync(path.join(ROOT, file), 'utf8')
+          .split('\n')
+          .map((line, i) => [line, i + 1] as const)
+          .filter(([line]) => !/^\s*(\*|\/\/|\/\*)/.test(line) && KEY.test(line))
+          .map(([line, n]) => `${file}:${n}: ${line.trim()}`),
+      ),
+  );
+  expect(found).toEqual([]);
+});

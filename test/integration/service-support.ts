@@ -20,6 +20,9 @@ import {
   jobTypeOf,
   loadServiceConfig,
   redisConnectionOptions,
+  slotIdOf,
+  slotKeyPrefix,
+  slotsKey,
 } from '@ddpm/jobs';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
@@ -145,12 +148,12 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       });
     },
     async slots() {
-      const keys = (await redis.keys(`${prefix}:slot:*`)).filter((k) => !k.endsWith(':inbox'));
+      const keys = (await redis.keys(`${slotKeyPrefix(prefix)}*`)).filter((k) => slotIdOf(prefix, k) !== undefined);
       return Promise.all(
         keys.map(async (key) => {
           const h = await redis.hgetall(key);
           return {
-            id: key.slice(`${prefix}:slot:`.length),
+            id: slotIdOf(prefix, key)!,
             pid: Number(h['pid']),
             state: h['state'] ?? '',
             job: h['job'] ?? '',
@@ -174,7 +177,7 @@ export async function startStack(options: { workers?: number; env?: Record<strin
       // to wait out its heartbeat (what happens when it does is a test of its own).
       const pids = new Set(killed.map((p) => p.pid));
       for (const slot of await this.slots()) {
-        if (pids.has(slot.pid)) await redis.zrem(`${prefix}:slots`, slot.id);
+        if (pids.has(slot.pid)) await redis.zrem(slotsKey(prefix), slot.id);
       }
     },
     async close() {

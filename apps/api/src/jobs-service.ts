@@ -25,11 +25,11 @@ import {
   type JobType,
   cancelChannel,
   cancelKey,
+  idempotencyRecordKey,
   jobIdFor,
   jobTypeOf,
-  progressGridStep,
   requestHash,
-  runPrefixOf,
+  tombstoneKey,
 } from '@ddpm/jobs';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import {
@@ -43,6 +43,7 @@ import {
   readEvalHistory,
 } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
+import { progressGridName, progressGridStep, progressGridsPrefix, runPrefixOf } from '@ddpm/storage/layout';
 import { type Job, type JobType as BullState, type Queue } from 'bullmq';
 import { type Redis } from 'ioredis';
 
@@ -180,7 +181,7 @@ export class JobsService {
       return { job, replayed: false };
     } catch (err) {
       // Nothing was queued: the key is free again for the client's retry.
-      if (idempotencyKey !== undefined) await redis.del(`${prefix}:idem:${id}`).catch(() => undefined);
+      if (idempotencyKey !== undefined) await redis.del(idempotencyRecordKey(prefix, id)).catch(() => undefined);
       throw err;
     }
   }
@@ -202,21 +203,21 @@ export class JobsService {
     const conflict = (why: string): CodedError =>
       new CodedError('DDPM_IDEMPOTENCY_CONFLICT', 'conflict', `Idempotency-Key ${JSON.stringify(key)} ${why}`);
     const ttl = Math.max(keepCompleted.seconds, keepFailed.seconds, TOMBSTONE_TTL_SECONDS) + 86400;
-    const reserved = (await redis.set(`${prefix}:idem:${id}`, hash, 'EX', ttl, 'NX')) === 'OK';
+    const reserved = (await redis.set(idempotencyRecordKey(prefix, id), hash, 'EX', ttl, 'NX')) === 'OK';
     if (reserved) {
-      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1)
+      if ((await redis.exists(tombstoneKey(prefix, id))) === 1)
         throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
       if ((await listCheckpoints(store, runPrefixOf(id))).length > 0)
         throw conflict(`belonged to an earlier job ${id} whose run still holds checkpoints; use a new key`);
       return undefined;
     }
-    const owner = await redis.get(`${prefix}:idem:${id}`);
+    const owner = await redis.get(idempotencyRecordKey(prefix, id));
     if (owner !== hash) throw conflict(`was already used for a different ${type} request (job ${id})`);
     // The same request: its job, once the request that reserved the key has added it.
     for (const until = Date.now() + RACING_KEY_WAIT_MS; ;) {
       const existing = await this.find(id);
       if (existing) return existing;
-      if ((await redis.exists(`${prefix}:tombstone:${id}`)) === 1)
+      if ((await redis.exists(tombstoneKey(prefix, id))) === 1)
         throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
       if (Date.now() > until)
         throw conflict(`is in use by a request still being submitted, or its job was removed; retry, or use a new key`);
@@ -358,7 +359,7 @@ export class JobsService {
   }
 
   private async tombstone(id: string): Promise<JobView | undefined> {
-    const raw = await this.options.redis.get(`${this.options.prefix}:tombstone:${id}`);
+    const raw = await this.options.redis.get(tombstoneKey(this.options.prefix, id));
     return raw ? (JSON.parse(raw) as JobView) : undefined;
   }
 
@@ -416,7 +417,7 @@ export class JobsService {
           finishedAt: new Date().toISOString(),
           result: { status: 'cancelled' },
         };
-        await redis.set(`${prefix}:tombstone:${id}`, JSON.stringify(cancelled), 'EX', TOMBSTONE_TTL_SECONDS);
+        await redis.set(tombstoneKey(prefix, id), JSON.stringify(cancelled), 'EX', TOMBSTONE_TTL_SECONDS);
         return { outcome: 'done', view: cancelled };
       } catch {
         // It became active meanwhile: the worker gets the message below.
@@ -476,11 +477,10 @@ export class JobsService {
   async progressGrids(id: string): Promise<{ step: number; file: string }[] | undefined> {
     if ((await this.runPrefixOfTrainJob(id)) === undefined) return undefined;
     const grids: { step: number; file: string }[] = [];
-    for (const o of await this.options.store.list(`samples/${id}-step-`)) {
-      const file = o.key.slice('samples/'.length);
-      const step = progressGridStep(id, file);
+    for (const o of await this.options.store.list(progressGridsPrefix(id))) {
+      const step = progressGridStep(id, o.key);
       // The sample's id: /samples/{id} is its PNG, /samples/{id}.json how it was drawn.
-      if (step !== undefined) grids.push({ step, file: file.slice(0, -'.png'.length) });
+      if (step !== undefined) grids.push({ step, file: progressGridName(id, step) });
     }
     return grids.sort((a, b) => a.step - b.step);
   }

@@ -31,7 +31,6 @@ import {
   type GroupLink,
   type SamplingGroupLink,
   type Trainer,
-  evalReportKey,
   listCheckpoints,
   loadModelFromCheckpoint,
   loadPretrainedModel,
@@ -41,15 +40,9 @@ import {
   runTrainJob,
   savePicture,
 } from '@ddpm/engine';
-import {
-  type JobData,
-  type JobProgress,
-  type JobResult,
-  progressGridName,
-  runPrefixOf,
-  sampleKeyBase,
-} from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
 import { type ObjectStore, PatientStore, openStore } from '@ddpm/storage';
+import { evalReportKey, progressGridName, runPrefixOf, sampleKeyBase } from '@ddpm/storage/layout';
 import { Redis } from 'ioredis';
 
 import { type ChildGroup, type ChildMessage, type ExchangeStats, type ParentMessage } from './child-protocol';

@@ -18,7 +18,7 @@ import {
   refreshGeneration,
 } from '@ddpm/allreduce';
 import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/config';
-import { type JobData } from '@ddpm/jobs';
+import { type JobData, generationKey } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
 
 import { type ChildGroup } from './child-protocol';
@@ -48,14 +48,6 @@ export interface GroupAssignment {
   readonly resumeStep?: number;
   /** The coordinating slot. */
   readonly coordinator: string;
-}
-
-export function generationKey(prefix: string, jobId: string): string {
-  return `${prefix}:dp:${jobId}:generation`;
-}
-
-export function generationNamespace(prefix: string, jobId: string, generation: number): string {
-  return `${prefix}:dp:${jobId}:g${generation}`;
 }
 
 export function childGroupOf(

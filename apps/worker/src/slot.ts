@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 
+import { slotInboxKey, slotKey, slotKeyPrefix, slotsKey } from '@ddpm/jobs';
 import { Redis } from 'ioredis';
 
 export type SlotState = 'idle' | 'waiting' | 'claimed' | 'busy';
@@ -29,10 +30,10 @@ const BEAT_MS = 2_000;
 const CLAIM_EXPIRES_MS = 30_000;
 
 const CLAIM = `
-local prefix, me, job = ARGV[1], ARGV[2], ARGV[3]
+local slotPrefix, me, job = ARGV[1], ARGV[2], ARGV[3]
 local priority, need, atLeast = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now, stale = tonumber(ARGV[7]), tonumber(ARGV[8])
-local mine = prefix .. ':slot:' .. me
+local mine = slotPrefix .. me
 if redis.call('HGET', mine, 'state') ~= 'waiting' or redis.call('HGET', mine, 'job') ~= job then
   return {'preempted', redis.call('HGET', mine, 'job') or ''}
 end
@@ -40,7 +41,7 @@ local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - stale, '+inf')
 local idle, younger = {}, {}
 for _, id in ipairs(live) do
   if id ~= me then
-    local key = prefix .. ':slot:' .. id
+    local key = slotPrefix .. id
     local state = redis.call('HGET', key, 'state')
     if state == 'idle' and redis.call('HGET', key, 'data') ~= 'down' then
       table.insert(idle, id)
@@ -57,7 +58,7 @@ for _, id in ipairs(idle) do if #take < need then table.insert(take, id) end end
 for _, w in ipairs(younger) do if #take < need then table.insert(take, w[2]) end end
 if #take < atLeast then return {'short', tostring(#idle + #younger), tostring(#live)} end
 for _, id in ipairs(take) do
-  redis.call('HSET', prefix .. ':slot:' .. id, 'state', 'claimed', 'job', job, 'by', me, 'since', tostring(now))
+  redis.call('HSET', slotPrefix .. id, 'state', 'claimed', 'job', job, 'by', me, 'since', tostring(now))
 end
 redis.call('HSET', mine, 'state', 'busy', 'by', '', 'since', tostring(now))
 local out = {'ok'}
@@ -131,15 +132,15 @@ export class Slot {
   }
 
   private get key(): string {
-    return `${this.prefix}:slot:${this.id}`;
+    return slotKey(this.prefix, this.id);
   }
 
   private get slotsKey(): string {
-    return `${this.prefix}:slots`;
+    return slotsKey(this.prefix);
   }
 
   get inbox(): string {
-    return `${this.key}:inbox`;
+    return slotInboxKey(this.prefix, this.id);
   }
 
   async start(): Promise<void> {
@@ -222,7 +223,7 @@ export class Slot {
   async claim(job: string, priority: number, need: number, atLeast: number): Promise<ClaimResult> {
     const reply = await this.commands.ddpmClaimSlots(
       this.slotsKey,
-      this.prefix,
+      slotKeyPrefix(this.prefix),
       this.id,
       job,
       priority,
@@ -248,7 +249,7 @@ export class Slot {
 
   /** Sends an assignment to a claimed slot. */
   async assign(slotId: string, assignment: unknown): Promise<void> {
-    const inbox = `${this.prefix}:slot:${slotId}:inbox`;
+    const inbox = slotInboxKey(this.prefix, slotId);
     await this.redis.rpush(inbox, JSON.stringify(assignment));
     await this.redis.pexpire(inbox, CLAIM_EXPIRES_MS * 2);
   }

@@ -20,6 +20,8 @@ import {
   bearerMatches,
   cancelChannel,
   cancelKey,
+  generationKey,
+  generationNamespace,
   isLoopback,
   redisConnectionOptions,
 } from '@ddpm/jobs';
@@ -32,8 +34,6 @@ import {
   type GroupAssignment,
   childGroupOf,
   endGeneration,
-  generationKey,
-  generationNamespace,
   groupOf,
   peerShutDown,
   rankFailure,

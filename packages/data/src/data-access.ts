@@ -15,6 +15,8 @@ import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { gunzip } from 'node:zlib';
 
+import { datasetKey } from '@ddpm/storage/layout';
+
 import { dataError } from './dataset';
 import { isGzip } from './formats';
 import { insideRoot } from './spec';
@@ -168,6 +170,6 @@ export async function readStoreDataset(name: string, access: DataAccess = curren
   checkAborted(access);
   if (access.readStoreObject === undefined)
     throw dataError('DDPM_DATA_NOT_FOUND', `store:${name} names the object store, and this process has none`);
-  const bytes = await access.readStoreObject(`datasets/${name}`, access.maxFileBytes);
+  const bytes = await access.readStoreObject(datasetKey(name), access.maxFileBytes);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }

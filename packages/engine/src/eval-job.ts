@@ -42,6 +42,7 @@ import {
 import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { isShippedExtractor, readShippedExtractor } from '@ddpm/pretrained';
 import { type ObjectStore } from '@ddpm/storage';
+import { extractorWeightsKey, rateDistortionKeyBase, referenceStatsKey } from '@ddpm/storage/layout';
 import { type UNet } from '@ddpm/unet';
 
 import { lineChartPng } from './charts';
@@ -170,11 +171,6 @@ export interface EvalReport {
   readonly seconds: number;
 }
 
-/** The storage key of an eval job's report. */
-export function evalReportKey(jobId: string): string {
-  return `evals/${jobId}.json`;
-}
-
 /**
  * Samples rounded to the 256 levels of an 8-bit image, as the PNGs that FID tools read (and as
  * the reference images are): in place, values in [−1, 1].
@@ -223,7 +219,7 @@ export function extractorInput(name: ExtractorName, model: ImageShape): ImageSha
 }
 
 /** Where the converted FID Inception weights are looked for in the cache. */
-export const INCEPTION_FID_KEY = 'extractors/inception_fid.safetensors';
+export const INCEPTION_FID_KEY = extractorWeightsKey('inception_fid');
 
 /**
  * The extractor, for images of `input`'s shape, with its weights from the cache, else (fmnist_cnn)
@@ -245,7 +241,7 @@ export async function openFeatureExtractor(
     case 'fmnist_cnn': {
       extractorInput(name, input);
       const versioned = `${FMNIST_CNN_NAME}-v${FMNIST_CNN_RECIPE.version}`;
-      const key = `extractors/${versioned}.safetensors`;
+      const key = extractorWeightsKey(versioned);
       if (await options.cache.exists(key)) return FmnistCnn.fromWeights(await options.cache.get(key));
       if (options.shippedWeights !== false && isShippedExtractor(versioned))
         return FmnistCnn.fromWeights(readShippedExtractor(versioned));
@@ -313,7 +309,7 @@ async function referenceStatistics(
     extractor: extractor.weightsSha256,
     preprocessing: extractor.preprocessing,
   });
-  const key = `reference-stats/${extractor.name}-${sha256Hex(new TextEncoder().encode(identity)).slice(0, 24)}.npz`;
+  const key = referenceStatsKey(extractor.name, sha256Hex(new TextEncoder().encode(identity)).slice(0, 24));
   if (await options.cache.exists(key)) {
     const statistics = statisticsFromNpz(await options.cache.get(key), options.cache.urlOf(key));
     if (statistics.dim === extractor.featureDim && statistics.features !== undefined) {
@@ -746,7 +742,7 @@ export async function runEvalJob(config: EvalJobConfig, options: EvalJobOptions)
     // Table 4 beside the report: CSV and the curve (distortion against rate, as Fig. 5).
     let rateDistortion = evaluation.rateDistortion;
     if (rateDistortion) {
-      const base = `evals/${options.jobId}-rate-distortion`;
+      const base = rateDistortionKeyBase(options.jobId);
       await options.store.put(`${base}.csv`, new TextEncoder().encode(rateDistortionCsv(rateDistortion.rows)), {
         contentType: 'text/csv',
       });

@@ -55,7 +55,6 @@ export {
   type ExtractorCacheOptions,
   type ModelEvaluation,
   type SampleGather,
-  evalReportKey,
   evaluateModel,
   extractorInput,
   openFeatureExtractor,

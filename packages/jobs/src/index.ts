@@ -15,16 +15,17 @@ export {
 export {
   cancelChannel,
   cancelKey,
-  jobIdFor,
-  jobTypeOf,
-  progressGridName,
-  progressGridStep,
-  queueName,
-  requestHash,
-  runPrefixOf,
-  sampleKey,
-  sampleKeyBase,
-} from './names';
+  generationKey,
+  generationNamespace,
+  idempotencyRecordKey,
+  slotIdOf,
+  slotInboxKey,
+  slotKey,
+  slotKeyPrefix,
+  slotsKey,
+  tombstoneKey,
+} from './control-keys';
+export { jobIdFor, jobTypeOf, queueName, requestHash } from './names';
 export {
   DEFAULT_DATA_ROOTS,
   type ServiceConfig,

@@ -15,6 +15,7 @@ import {
   looksLikeCifar10,
   looksLikeIdxImages,
 } from '@ddpm/data/formats';
+import { DATASETS_PREFIX, datasetKey } from '@ddpm/storage/layout';
 import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 
@@ -109,7 +110,7 @@ export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done)
         });
       const problem = await uploadProblem(body, config.dataMaxFileBytes);
       if (problem) return reply.code(400).send({ error: 'invalid request', message: `not a dataset: ${problem}` });
-      await store.put(`datasets/${request.params.name}`, body, { contentType: 'application/octet-stream' });
+      await store.put(datasetKey(request.params.name), body, { contentType: 'application/octet-stream' });
       request.log.info({ dataset: request.params.name, bytes: body.length }, 'dataset stored');
       return reply
         .code(201)
@@ -129,9 +130,9 @@ export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done)
       },
     },
     async () => {
-      const objects = await store.list('datasets/');
+      const objects = await store.list(DATASETS_PREFIX);
       const datasets = objects
-        .map((o) => ({ name: o.key.slice('datasets/'.length), bytes: o.size }))
+        .map((o) => ({ name: o.key.slice(DATASETS_PREFIX.length), bytes: o.size }))
         .filter((d) => STORE_DATASET_NAME.test(d.name))
         .map((d) => ({ ...d, spec: `store:${d.name}` }));
       return { datasets };
@@ -148,7 +149,7 @@ export const datasetRoutes: FastifyPluginCallbackTypebox = (app, _options, done)
       },
     },
     async (request, reply) => {
-      const key = `datasets/${request.params.name}`;
+      const key = datasetKey(request.params.name);
       if (!(await store.exists(key)))
         return reply.code(404).send({ error: 'not found', message: `no dataset ${request.params.name}` });
       await store.delete(key);

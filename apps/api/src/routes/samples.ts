@@ -1,6 +1,6 @@
 /** Sample pictures and their metadata from the object store. */
 import { hasCode } from '@ddpm/core';
-import { sampleKey } from '@ddpm/jobs';
+import { sampleKey } from '@ddpm/storage/layout';
 import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 

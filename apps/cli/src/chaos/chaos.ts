@@ -21,6 +21,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { Rng } from '@ddpm/core';
+import { generationKey, slotIdOf, slotKeyPrefix, slotsKey } from '@ddpm/jobs';
 import { Redis } from 'ioredis';
 
 import { SimulatedHosts } from '../sim/hosts';
@@ -272,19 +273,26 @@ class ChaosRun {
     return found;
   }
 
-  /** Each worker's current job, by its slot on the control plane (pid → job id). */
-  private async slotJobs(): Promise<Map<number, string>> {
-    const map = new Map<number, string>();
+  /** The workers' slots on the control plane (their pid, state and job); none while its Redis is down (a fault). */
+  private async slots(): Promise<{ pid: number; state: string; job: string }[]> {
     try {
-      const keys = (await this.control.keys(`${PREFIX}:slot:*`)).filter((k) => !k.endsWith(':inbox'));
+      const keys = (await this.control.keys(`${slotKeyPrefix(PREFIX)}*`)).filter(
+        (k) => slotIdOf(PREFIX, k) !== undefined,
+      );
+      const slots: { pid: number; state: string; job: string }[] = [];
       for (const key of keys) {
         const h = await this.control.hgetall(key);
-        if (h['job']) map.set(Number(h['pid']), h['job']);
+        slots.push({ pid: Number(h['pid']), state: h['state'] ?? '', job: h['job'] ?? '' });
       }
+      return slots;
     } catch {
-      // The queue Redis is down (a fault): no job is known this time.
+      return [];
     }
-    return map;
+  }
+
+  /** Each worker's current job, by its slot on the control plane (pid → job id). */
+  private async slotJobs(): Promise<Map<number, string>> {
+    return new Map((await this.slots()).filter((s) => s.job !== '').map((s) => [s.pid, s.job]));
   }
 
   /** A request to the API, tried again while the API or its Redis is away (503, no answer). */
@@ -331,17 +339,7 @@ class ChaosRun {
 
   private async idleSlots(): Promise<number> {
     const pids = new Set(this.liveWorkers().map((w) => w.pid));
-    let idle = 0;
-    try {
-      const keys = (await this.control.keys(`${PREFIX}:slot:*`)).filter((k) => !k.endsWith(':inbox'));
-      for (const key of keys) {
-        const h = await this.control.hgetall(key);
-        if (pids.has(Number(h['pid'])) && h['state'] === 'idle') idle += 1;
-      }
-    } catch {
-      return 0;
-    }
-    return idle;
+    return (await this.slots()).filter((s) => pids.has(s.pid) && s.state === 'idle').length;
   }
 
   private async submit(
@@ -695,20 +693,22 @@ class ChaosRun {
     const sleeperGone = new Promise((resolve) => sleeper.once('exit', resolve));
     const shmFile = `/proc/${worker.pid}/root/dev/shm/${mark}`;
     const tempObject = path.join(this.storeDir, `${mark}.ddpm-tmp-1-0`);
+    // A generation counter left behind, as a crashed coordinator could leave one.
+    const plantedKey = generationKey(PREFIX, mark);
     const data = new Redis(host.dataRedisUrl, { maxRetriesPerRequest: 1 });
     data.on('error', () => undefined);
     try {
       await fs.writeFile(shmFile, 'x');
       await fs.writeFile(tempObject, 'x');
       await data.set(mark, 'x');
-      await this.control.set(`${PREFIX}:dp:${mark}`, 'x');
+      await this.control.set(plantedKey, 'x');
       await sleep(300);
       const found = Object.values(await this.leftovers()).flat();
       const missed = [
         ['a process', mark],
         ['a shared-memory file', `/dev/shm/${mark}`],
         ['a data Redis key', `host ${worker.host}: ${mark}`],
-        ['a queue Redis key', `${PREFIX}:dp:${mark}`],
+        ['a queue Redis key', plantedKey],
         ['a temporary object', `${mark}.ddpm-tmp-`],
       ]
         .filter(([, needle]) => !found.some((f) => f.includes(needle!)))
@@ -719,7 +719,7 @@ class ChaosRun {
       await fs.rm(shmFile, { force: true });
       await fs.rm(tempObject, { force: true });
       await data.del(mark).catch(() => undefined);
-      await this.control.del(`${PREFIX}:dp:${mark}`).catch(() => undefined);
+      await this.control.del(plantedKey).catch(() => undefined);
       data.disconnect();
       await sleeperGone;
     }
@@ -764,8 +764,8 @@ class ChaosRun {
     const slots = new Set(this.liveWorkers().map((w) => w.pid));
     for (const key of await this.control.keys('*')) {
       if (/^chaos:(train|sample|eval):/.test(key)) continue;
-      if (key === `${PREFIX}:slots`) continue;
-      if (key.startsWith(`${PREFIX}:slot:`)) {
+      if (key === slotsKey(PREFIX)) continue;
+      if (key.startsWith(slotKeyPrefix(PREFIX))) {
         const pid = Number(await this.control.hget(key.replace(/:inbox$/, ''), 'pid'));
         if (slots.has(pid)) continue;
       }
