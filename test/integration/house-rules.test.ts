@@ -150,7 +150,8 @@ it('the API depends on no tensor package', () => {
 it('builds every control-plane Redis key and every top-level store key in its one module', () => {
   const HOMES = new Set(['packages/jobs/src/control-keys.ts', 'packages/storage/src/layout.ts']);
   // A template that puts a key part after the deployment's prefix, or a literal top-level store prefix.
-  const KEY = /\$\{[\w.]*(prefix|PREFIX)\}:[\w$]|['"`](runs|samples|evals|extractors|reference-stats|datasets)\/[$'"`\w]/;
+  const KEY =
+    /\$\{[\w.]*(prefix|PREFIX)\}:[\w$]|['"`](runs|samples|evals|extractors|reference-stats|datasets)\/[$'"`\w]/;
   const found = all.flatMap((w) =>
     [...w.imports.keys()]
       .filter((file) => !HOMES.has(file))
