@@ -107,10 +107,8 @@ export async function startStack(options: { workers?: number; env?: Record<strin
     },
     async startWorker() {
       const worker = new WorkerService({
-        config,
+        config: { ...config, lockDurationMs: 5000, stalledIntervalMs: 2000 },
         logger: createLogger('test-worker', 'warn'),
-        lockDuration: 5000,
-        stalledInterval: 2000,
         childPath: WORKER_CHILD,
       });
       await worker.start();

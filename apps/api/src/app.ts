@@ -30,7 +30,7 @@ import { Redis } from 'ioredis';
 
 import { registerComponents } from './components';
 import { HostGuard } from './host-guard';
-import { consoleDir, consoleRoutes } from './routes/console';
+import { consoleRoutes, defaultConsoleDir } from './routes/console';
 import { statusOf } from './http-errors';
 import { JobsService } from './jobs-service';
 import { datasetRoutes } from './routes/datasets';
@@ -295,6 +295,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(sampleRoutes);
   await app.register(modelRoutes);
   await app.register(datasetRoutes);
-  await app.register(consoleRoutes, { dir: options.consoleDir ?? consoleDir() });
+  await app.register(consoleRoutes, { dir: options.consoleDir ?? config.consoleDir ?? defaultConsoleDir() });
   return app;
 }

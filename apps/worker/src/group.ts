@@ -18,7 +18,7 @@ import {
   refreshGeneration,
 } from '@ddpm/allreduce';
 import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/config';
-import { type JobData, generationKey } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, generationKey } from '@ddpm/jobs';
 import { type Redis } from 'ioredis';
 
 import { type ChildGroup } from './child-protocol';
@@ -48,6 +48,40 @@ export interface GroupAssignment {
   readonly resumeStep?: number;
   /** The coordinating slot. */
   readonly coordinator: string;
+}
+
+/**
+ * An assignment as read from a slot's inbox: JSON that another process wrote, checked before it is
+ * trusted. What is wrong with it, in words, when it is not an assignment.
+ */
+export function parseGroupAssignment(raw: string): GroupAssignment | { readonly problem: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { problem: 'not JSON' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { problem: 'not a JSON object' };
+  const a = value as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const key of ['jobId', 'namespace', 'coordinator'])
+    if (typeof a[key] !== 'string' || a[key] === '') problems.push(`${key} is not a non-empty string`);
+  const integer = (key: string, min: number, optional = false): void => {
+    if (optional && a[key] === undefined) return;
+    if (!Number.isInteger(a[key]) || (a[key] as number) < min) problems.push(`${key} is not an integer ≥ ${min}`);
+  };
+  // Assignments go to the ranks other than the coordinator's (rank 0).
+  integer('rank', 1);
+  integer('worldSize', 2);
+  integer('generation', 1);
+  integer('resumeStep', 0, true);
+  if (problems.length === 0 && (a['rank'] as number) >= (a['worldSize'] as number))
+    problems.push(`rank ${String(a['rank'])} is not below worldSize ${String(a['worldSize'])}`);
+  const data = a['data'] as Record<string, unknown> | null | undefined;
+  if (typeof data !== 'object' || data === null || !(JOB_TYPES as readonly unknown[]).includes(data['type']))
+    problems.push('data is not a job of a known type');
+  else if (typeof data['config'] !== 'object' || data['config'] === null) problems.push("data has no job's config");
+  return problems.length > 0 ? { problem: problems.join('; ') } : (a as unknown as GroupAssignment);
 }
 
 export function childGroupOf(

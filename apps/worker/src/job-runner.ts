@@ -22,7 +22,7 @@ import * as path from 'node:path';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
-import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/jobs';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
 import {
@@ -317,9 +317,13 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
         case 'beat':
         case 'probed':
           break;
-        case 'progress':
-          run.onProgress?.(message.progress);
+        case 'progress': {
+          // Checked as it arrives, like everything crossing the process boundary.
+          const problem = progressProblem(message.progress);
+          if (problem !== undefined) log.warn({ problem }, 'a progress report that is not one: ignored');
+          else run.onProgress?.(message.progress);
           break;
+        }
         case 'log':
           run.onLog?.(message.line);
           log.info({ line: message.line }, 'job log');

@@ -7,15 +7,7 @@ import { WorkerService } from './worker-service';
 async function main(): Promise<void> {
   const config = loadServiceConfigOrExit('ddpm-worker');
   const logger = createLogger('ddpm-worker', config.logLevel);
-  const number = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
-  const lockDuration = number('DDPM_LOCK_DURATION_MS');
-  const stalledInterval = number('DDPM_STALLED_INTERVAL_MS');
-  const service = new WorkerService({
-    config,
-    logger,
-    ...(lockDuration ? { lockDuration } : {}),
-    ...(stalledInterval ? { stalledInterval } : {}),
-  });
+  const service = new WorkerService({ config, logger });
   await service.start();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

@@ -35,6 +35,7 @@ import {
   childGroupOf,
   endGeneration,
   groupOf,
+  parseGroupAssignment,
   peerShutDown,
   rankFailure,
   rankShutdown,
@@ -58,9 +59,6 @@ export interface WorkerServiceOptions {
   readonly logger: Logger;
   /** Queues to consume (default: all of them, train, sample and eval). */
   readonly queues?: readonly JobType[];
-  /** BullMQ lock duration in ms (default 30 s); a dead worker's job is picked up after it. */
-  readonly lockDuration?: number;
-  readonly stalledInterval?: number;
   readonly childPath?: string;
 }
 
@@ -147,8 +145,8 @@ export class WorkerService {
         connection: { ...redisConnectionOptions(config.redisUrl), maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
         concurrency: 1,
-        lockDuration: this.options.lockDuration ?? 30_000,
-        stalledInterval: this.options.stalledInterval ?? 30_000,
+        lockDuration: this.options.config.lockDurationMs,
+        stalledInterval: this.options.config.stalledIntervalMs,
         maxStalledCount: 5,
         autorun: true,
       });
@@ -174,7 +172,7 @@ export class WorkerService {
     this.inboxLoop = this.serveInbox();
     // Redis unreachable: renewals fail with errors, not refusals. Past the lock duration without a
     // renewal, the lock has expired and another worker may hold the job: stop without waiting for Redis.
-    const lockDuration = this.options.lockDuration ?? 30_000;
+    const lockDuration = this.options.config.lockDurationMs;
     this.lockWatch = setInterval(() => {
       const now = Date.now();
       for (const [jobId, at] of this.lockRenewedAt)
@@ -648,7 +646,16 @@ export class WorkerService {
         continue;
       }
       if (raw === undefined) continue;
-      const assignment = JSON.parse(raw) as GroupAssignment;
+      const assignment = parseGroupAssignment(raw);
+      if ('problem' in assignment) {
+        // Not from a coordinator of this version (or damaged): nothing to run; its coordinator, if
+        // any, sees no heartbeat from this rank and re-forms its group.
+        logger.error(
+          { problem: assignment.problem, raw: raw.slice(0, 200) },
+          'an unreadable group assignment: skipped',
+        );
+        continue;
+      }
       // The coordinating path of this worker may still be handing its own job back.
       for (let waited = 0; this.occupied !== undefined && waited < 30_000; waited += 100) await sleep(100);
       if (this.occupied !== undefined || this.closing) {

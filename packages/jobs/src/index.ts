@@ -3,6 +3,7 @@ export {
   JOB_ID_PATTERN,
   JOB_SCHEMAS,
   JOB_TYPES,
+  PROGRESS_PHASES,
   type GroupGeneration,
   type JobConfig,
   type JobData,
@@ -11,6 +12,8 @@ export {
   type JobRequest,
   JobResult,
   type JobType,
+  type ProgressPhase,
+  progressProblem,
 } from './schemas';
 export {
   cancelChannel,

@@ -26,8 +26,15 @@ describe('service configuration', () => {
       metricsPort: 9464,
       logLevel: 'info',
       queuePrefix: 'ddpm',
+      lockDurationMs: 30_000,
+      stalledIntervalMs: 30_000,
     });
     expect(c.storageUrl).toMatch(/^file:\/\/\//);
+    // Every variable is read here, once: the worker's lock timings too.
+    expect(loadServiceConfig({ DDPM_LOCK_DURATION_MS: '4000', DDPM_STALLED_INTERVAL_MS: '2000' })).toMatchObject({
+      lockDurationMs: 4000,
+      stalledIntervalMs: 2000,
+    });
   });
 
   it.each([
@@ -52,6 +59,9 @@ describe('service configuration', () => {
     [{ DDPM_ALLOWED_HOSTS: 'a.example,,b' }, /DDPM_ALLOWED_HOSTS must list host names .*""/],
     [{ DDPM_PUBLIC_URL: 'ddpm.example' }, 'DDPM_PUBLIC_URL must be an http:// or https:// URL'],
     [{ DDPM_PUBLIC_URL: 'https://ddpm.example/?x=1' }, 'DDPM_PUBLIC_URL must be an http:// or https:// URL'],
+    [{ DDPM_LOCK_DURATION_MS: '10' }, /DDPM_LOCK_DURATION_MS/],
+    [{ DDPM_CONSOLE_DIR: 'dist' }, 'DDPM_CONSOLE_DIR must be an absolute folder, got "dist"'],
+    [{ DDPM_STALLED_INTERVAL_MS: 'soon' }, /DDPM_STALLED_INTERVAL_MS/],
   ])('rejects %j', (env, message) => {
     expect(() => loadServiceConfig(env)).toThrow(message);
   });

@@ -52,11 +52,20 @@ export type JobData<T extends JobType = JobType> = {
   };
 }[T];
 
+/** What a running job is doing, as its progress says. */
+export const PROGRESS_PHASES = [
+  'starting',
+  'training',
+  'checkpointing',
+  'sampling',
+  'evaluating',
+  'finishing',
+] as const;
+export type ProgressPhase = (typeof PROGRESS_PHASES)[number];
+
 export const JobProgress = Type.Object(
   {
-    phase: Type.Union(
-      ['starting', 'training', 'checkpointing', 'sampling', 'evaluating', 'finishing'].map((p) => Type.Literal(p)),
-    ),
+    phase: Type.Union(PROGRESS_PHASES.map((p) => Type.Literal(p))),
     step: Type.Integer({ description: 'steps done: optimizer steps while training, sampling steps while sampling' }),
     totalSteps: Type.Integer(),
     imagesPerSecond: Type.Optional(Type.Number()),
@@ -88,6 +97,21 @@ export const JobProgress = Type.Object(
   { additionalProperties: false, description: 'progress reported by the worker running the job' },
 );
 export type JobProgress = Static<typeof JobProgress>;
+
+/**
+ * What is wrong with a progress report that crossed a process boundary (a job process's message),
+ * or undefined when it is one: a known phase, whole step counts, a time.
+ */
+export function progressProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'not an object';
+  const p = value as Record<string, unknown>;
+  if (!(PROGRESS_PHASES as readonly unknown[]).includes(p['phase']))
+    return `phase ${JSON.stringify(p['phase'])} is not one of ${PROGRESS_PHASES.join(', ')}`;
+  for (const key of ['step', 'totalSteps'])
+    if (!Number.isInteger(p[key]) || (p[key] as number) < 0) return `${key} is not a whole number`;
+  if (typeof p['updatedAt'] !== 'string' || Number.isNaN(Date.parse(p['updatedAt']))) return 'updatedAt is not a time';
+  return undefined;
+}
 
 export const JobResult = Type.Object(
   {

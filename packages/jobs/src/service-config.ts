@@ -75,6 +75,14 @@ export interface ServiceConfig {
   /** Concurrent `logs?follow=true` streams (DDPM_LOG_FOLLOWERS) and how long one may last (DDPM_LOG_FOLLOW_SECONDS). */
   readonly logFollowers: number;
   readonly logFollowSeconds: number;
+  /**
+   * A worker's lock on a job (DDPM_LOCK_DURATION_MS) and how often stalled jobs are looked for
+   * (DDPM_STALLED_INTERVAL_MS): together, how soon a dead worker's job is picked up by another.
+   */
+  readonly lockDurationMs: number;
+  readonly stalledIntervalMs: number;
+  /** The web console's build the API serves (DDPM_CONSOLE_DIR; default: apps/console/dist beside the API). */
+  readonly consoleDir?: string;
 }
 
 /** The Debian packages' datasets folder (dataset-fashion-mnist installs under it). */
@@ -176,7 +184,17 @@ export function loadServiceConfig(
     jobMemoryBytes: integer(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
     logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
     logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
+    lockDurationMs: integer(env, 'DDPM_LOCK_DURATION_MS', 30_000, 1000),
+    stalledIntervalMs: integer(env, 'DDPM_STALLED_INTERVAL_MS', 30_000, 1000),
+    ...absoluteFolder('DDPM_CONSOLE_DIR', env['DDPM_CONSOLE_DIR'], 'consoleDir'),
   };
+}
+
+/** An optional absolute folder. */
+function absoluteFolder<K extends string>(name: string, raw: string | undefined, key: K): { [k in K]?: string } {
+  if (raw === undefined || raw === '') return {};
+  if (!path.isAbsolute(raw)) throw configError(`${name} must be an absolute folder, got ${JSON.stringify(raw)}`);
+  return { [key]: path.resolve(raw) } as { [k in K]?: string };
 }
 
 /** DDPM_SHM_DIR: an absolute folder, `off`, or unset (/dev/shm when the machine has it). */

@@ -29,9 +29,9 @@ export const CONSOLE_CSP = [
 const ASSET = /^[a-z]+-[A-Z0-9]{8}\.(js|css)$/;
 const TYPES: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
 
-/** Where the console's build is: apps/console/dist next to this app (DDPM_CONSOLE_DIR overrides it). */
-export function consoleDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env['DDPM_CONSOLE_DIR'] ?? path.resolve(__dirname, '..', '..', '..', 'console', 'dist');
+/** Where the console's build is by default: apps/console/dist next to this app (DDPM_CONSOLE_DIR overrides it). */
+export function defaultConsoleDir(): string {
+  return path.resolve(__dirname, '..', '..', '..', 'console', 'dist');
 }
 
 export const consoleRoutes: FastifyPluginCallbackTypebox<{ dir: string }> = (app, options, done) => {
