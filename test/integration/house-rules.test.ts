@@ -2,8 +2,9 @@
  * The rules of the house (docs/architecture.md), read from the code itself: every workspace's
  * package.json and the imports of its source files. Packages never import apps; no package
  * reaches into another one's `src/` or `dist/` by path; the workspaces' dependencies and imports
- * form no circle; every `@ddpm/*` import is declared in the importer's package.json; and the API
- * depends on no tensor package (that it loads none at run time is api-process.test.ts).
+ * form no circle; every `@ddpm/*` import is declared in the importer's package.json; the API
+ * depends on no tensor package (that it loads none at run time is api-process.test.ts); and every
+ * control-plane Redis key and top-level store key is built in its one module.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
