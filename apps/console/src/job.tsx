@@ -6,9 +6,10 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 
-import { ApiError, FINAL_STATES, type JobView, getJson, getText, imageData, sendJson } from './api';
+import { ApiError, FINAL_STATES, type JobView, getJson, getText, sendJson } from './api';
 import { Chart, type Series } from './chart';
 import { bytes, duration, progressText, time } from './format';
+import { useImageData } from './image';
 import { Link } from './nav';
 
 /** Polls `load` every `ms` while `live`, and once more when it stops being live. */
@@ -86,7 +87,6 @@ function Grids(props: { job: JobView; live: boolean }) {
   const { job, live } = props;
   const [grids, setGrids] = useState<{ step: number; url: string }[]>([]);
   const [index, setIndex] = useState<number | undefined>();
-  const [picture, setPicture] = useState<string | undefined>();
   const final = job.links.samples ?? [];
   usePoll(
     async () =>
@@ -105,17 +105,7 @@ function Grids(props: { job: JobView; live: boolean }) {
     })),
   ];
   const shown = frames[index ?? frames.length - 1];
-  useEffect(() => {
-    if (!shown) return;
-    let stale = false;
-    imageData(shown.url).then(
-      (data) => !stale && setPicture(data),
-      () => !stale && setPicture(undefined),
-    );
-    return () => {
-      stale = true;
-    };
-  }, [shown?.url]);
+  const { picture } = useImageData(shown?.url);
   if (frames.length === 0)
     return <p>No samples yet{job.type === 'train' ? ' (sampleEvery draws a grid during training)' : ''}.</p>;
   return (
@@ -239,17 +229,7 @@ function FromThisRun(props: { job: JobView; refresh: number }) {
 }
 
 function SampleImage(props: { url: string; label: string }) {
-  const [picture, setPicture] = useState<string | undefined>();
-  useEffect(() => {
-    let stale = false;
-    imageData(props.url).then(
-      (data) => !stale && setPicture(data),
-      () => undefined,
-    );
-    return () => {
-      stale = true;
-    };
-  }, [props.url]);
+  const { picture } = useImageData(props.url);
   return picture ? <img class="grid" src={picture} alt={`samples of ${props.label}`} /> : null;
 }
 

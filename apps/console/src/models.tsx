@@ -4,8 +4,9 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 
-import { ApiError, type JobView, getJson, imageData, sendJson } from './api';
+import { ApiError, type JobView, getJson, sendJson } from './api';
 import { duration } from './format';
+import { useImageData } from './image';
 import { navigate } from './nav';
 
 interface ModelView {
@@ -43,11 +44,7 @@ function scoreText(score: ModelView['scores'][string]): string {
 }
 
 function Grid(props: { grid: NonNullable<ModelView['grid']>; name: string }) {
-  const [picture, setPicture] = useState<string | undefined>();
-  const [failed, setFailed] = useState<string | undefined>();
-  useEffect(() => {
-    imageData(props.grid.url).then(setPicture, (err: unknown) => setFailed(String(err)));
-  }, [props.grid.url]);
+  const { picture, error: failed } = useImageData(props.grid.url);
   const { grid } = props;
   const how = `${grid.count} samples, ${String(grid.sampler.kind)} sampler in ${String(grid.sampler.steps)} steps, seed ${grid.seed}`;
   if (failed) return <p class="error">{failed}</p>;
