@@ -111,9 +111,14 @@ function shipped<T>(read: () => T): T {
   }
 }
 
-/** The manifest of shipped model `name`, or undefined when the service ships none of that name. */
+/** Whether the service ships a model of this name. */
+function isShipped(name: string): boolean {
+  return (PRETRAINED_MODELS as readonly string[]).includes(name);
+}
+
+/** The manifest of shipped model `name`, read and checked; undefined when the service ships none of that name. */
 function manifestOf(name: string): PretrainedManifest | undefined {
-  if (!(PRETRAINED_MODELS as readonly string[]).includes(name)) return undefined;
+  if (!isShipped(name)) return undefined;
   return shipped(() => pretrainedManifest(name));
 }
 
@@ -173,7 +178,8 @@ export const modelRoutes: FastifyPluginCallbackTypebox = (app, _options, done) =
     },
     async (request, reply) => {
       const { name } = request.params;
-      if (manifestOf(name) === undefined) return reply.code(404).send(notFound(name));
+      // The grid's reader checks the manifest itself: here only whether the model is shipped.
+      if (!isShipped(name)) return reply.code(404).send(notFound(name));
       const png = shipped(() => readPretrainedGrid(name));
       if (png === undefined) return reply.code(404).send({ error: 'not found', message: `${name} ships no grid` });
       reply.header('content-type', 'image/png');
