@@ -26,15 +26,15 @@ import * as path from 'node:path';
 import { type Redis, type RedisOptions } from 'ioredis';
 
 import { type Transport, decode, encode } from './codec';
+import { StepKeys, announcement, readCountKey, sharedMemoryLeftKey, shmProbeName } from './data-keys';
 import { collectiveError } from './errors';
 import { type PlaneContext, HubPlane, ServerConnections } from './planes/hub-plane';
-import { PlaneKeys, type PlaneName, type ValuePlane } from './planes/plane';
+import { type PlaneName, type ValuePlane } from './planes/plane';
 import { RankServersPlane, reachable } from './planes/rank-servers-plane';
 import {
   SHM_STALE_MS,
   SharedMemoryPlane,
   removeSharedMemoryFiles,
-  shmName,
   sweepSharedMemory,
 } from './planes/shared-memory-plane';
 import { type WaitOptions, checkRank, execOrThrow, popWaiting } from './redis-waits';
@@ -114,7 +114,7 @@ export class RedisCollective {
   /** Small messages on the hub: the reports and the negotiation (never the values). */
   private readonly messages: Redis;
   private readonly messagesWait: Redis;
-  private readonly keys: PlaneKeys;
+  private readonly keys: StepKeys;
   private readonly ctx: PlaneContext;
   private maxWaitMs: number;
   private plane: ValuePlane;
@@ -130,7 +130,7 @@ export class RedisCollective {
     this.hub = new ServerConnections(options.redisUrl, options.redisOptions);
     this.messages = this.hub.open();
     this.messagesWait = this.hub.open();
-    this.keys = new PlaneKeys(options.namespace);
+    this.keys = new StepKeys(options.namespace);
     this.ctx = {
       rank,
       worldSize,
@@ -198,7 +198,7 @@ export class RedisCollective {
     const { sharedMemoryDir: dir, rank, worldSize, namespace } = this.options;
     if (dir === undefined || worldSize === 1) return false;
     const token = randomBytes(12).toString('hex');
-    const probe = (r: number): string => path.join(dir, shmName(`${namespace}:shm-probe:r${r}`));
+    const probe = (r: number): string => path.join(dir, shmProbeName(namespace, r));
     let usable: boolean;
     try {
       await sweepSharedMemory(dir, (_name, ageMs) => ageMs > SHM_STALE_MS);
@@ -278,7 +278,7 @@ export class RedisCollective {
     const plane = this.plane;
     if (!(plane instanceof SharedMemoryPlane)) return;
     const { namespace, worldSize, keyTtlSeconds } = this.options;
-    const key = `${namespace}:shm-left`;
+    const key = sharedMemoryLeftKey(namespace);
     const [left] = await execOrThrow(this.messages.pipeline().incr(key).expire(key, keyTtlSeconds));
     if (Number(left) < worldSize) return;
     await plane.closeFiles();
@@ -441,9 +441,9 @@ export class RedisCollective {
     for (let bucket = 0; bucket < buckets.length; bucket++) {
       for (let i = 1; i < worldSize; i++) {
         const owner = (rank + i) % worldSize;
-        while (!announced.has(`${bucket}:${owner}`)) {
+        while (!announced.has(announcement(bucket, owner))) {
           const next = await this.plane.waitSum(step);
-          announced.add(`${next.bucket}:${next.owner}`);
+          announced.add(announcement(next.bucket, next.owner));
         }
         // The next read is asked for before the last one's bytes are in: one at a time would idle
         // the link for a round trip per read. Each read in flight has a buffer of its own.
@@ -484,10 +484,10 @@ export class RedisCollective {
     const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
     if (worldSize === 1) return [value];
     const write = this.messages.pipeline();
-    write.set(this.keys.key(step, `${tag}:r${rank}`), JSON.stringify(value), 'EX', ttl);
+    write.set(this.keys.message(step, tag, rank), JSON.stringify(value), 'EX', ttl);
     for (let r = 0; r < worldSize; r++) {
       if (r === rank) continue;
-      const inbox = this.keys.key(step, `${tag}:to${r}`);
+      const inbox = this.keys.inbox(step, tag, r);
       write.rpush(inbox, String(rank));
       write.expire(inbox, ttl);
     }
@@ -495,14 +495,14 @@ export class RedisCollective {
     const all: T[] = new Array<T>(worldSize);
     all[rank] = value;
     for (let k = 1; k < worldSize; k++) {
-      const from = Number(await this.ctx.wait(this.messagesWait, this.keys.key(step, `${tag}:to${rank}`)));
-      const key = this.keys.key(step, `${tag}:r${from}`);
+      const from = Number(await this.ctx.wait(this.messagesWait, this.keys.inbox(step, tag, rank)));
+      const key = this.keys.message(step, tag, from);
       const [text, count] = await execOrThrow(
-        this.messages.pipeline().get(key).incr(`${key}:n`).expire(`${key}:n`, ttl),
+        this.messages.pipeline().get(key).incr(readCountKey(key)).expire(readCountKey(key), ttl),
       );
       if (typeof text !== 'string') throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
       // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
-      if (Number(count) >= worldSize - 1) await execOrThrow(this.messages.pipeline().del(key, `${key}:n`));
+      if (Number(count) >= worldSize - 1) await execOrThrow(this.messages.pipeline().del(key, readCountKey(key)));
       all[from] = JSON.parse(text) as T;
     }
     return all;

@@ -12,6 +12,7 @@ export {
   removeSharedMemoryFiles,
   sharedMemoryBytes,
 } from './collective';
+export { evaluationNamespace, generationKeys, rawTransferKey } from './data-keys';
 export { reachable } from './planes/rank-servers-plane';
 export { BatchRelay, type RelayOptions } from './relay';
 export { BulkConnection, type BulkTarget, bulkTarget } from './bulk';

@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 
 import { type Redis } from 'ioredis';
 
+import { generationKeys } from './data-keys';
 import { collectiveError } from './errors';
 
 export interface GenerationKeys {
@@ -23,11 +24,11 @@ export interface GenerationKeys {
   readonly worldSize: number;
 }
 
-const markerKey = (ns: string): string => `${ns}:alive`;
-const abortKey = (ns: string): string => `${ns}:abort`;
-const heartbeatKey = (ns: string, rank: number): string => `${ns}:hb${rank}`;
+const markerKey = (ns: string): string => generationKeys(ns).alive;
+const abortKey = (ns: string): string => generationKeys(ns).abort;
+const heartbeatKey = (ns: string, rank: number): string => generationKeys(ns).heartbeat(rank);
 /** Set by a rank that stopped beating on purpose (its work done): not a lost rank. */
-const leftKey = (ns: string, rank: number): string => `${ns}:left${rank}`;
+const leftKey = (ns: string, rank: number): string => generationKeys(ns).left(rank);
 
 /** Creates the generation's marker (by whoever forms the generation). */
 export async function openGeneration(redis: Redis, ns: string, ttlMs: number): Promise<void> {

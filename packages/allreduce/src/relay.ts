@@ -12,6 +12,7 @@
  */
 import { type Redis, type RedisOptions } from 'ioredis';
 
+import { relayKeys } from './data-keys';
 import { collectiveError } from './errors';
 import { type WaitOptions, checkRank, dataPlaneConnection, execOrThrow, popWaiting } from './redis-waits';
 
@@ -49,11 +50,11 @@ export class BatchRelay {
   }
 
   private itemKey(index: number): string {
-    return `${this.options.namespace}:relay:b${index}`;
+    return relayKeys(this.options.namespace).batch(index);
   }
 
   private creditKey(rank: number): string {
-    return `${this.options.namespace}:relay:credit${rank}`;
+    return relayKeys(this.options.namespace).credit(rank);
   }
 
   /** Sends batch `index` (this rank's) to rank 0, once a credit allows; resolves to the bytes sent. */
@@ -111,7 +112,7 @@ export class BatchRelay {
     const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
     if (rank !== 0) throw collectiveError('DDPM_GROUP_ABORTED', `rank ${rank} cannot announce: rank 0 does`);
     if (worldSize === 1) return;
-    const key = `${this.options.namespace}:relay:announce`;
+    const key = relayKeys(this.options.namespace).announce;
     await execOrThrow(
       this.write
         .pipeline()
@@ -127,7 +128,7 @@ export class BatchRelay {
     return (
       await popWaiting(
         this.wait,
-        `${this.options.namespace}:relay:announce`,
+        relayKeys(this.options.namespace).announce,
         this.options,
         this.options.maxWaitMs ?? Number.POSITIVE_INFINITY,
       )
@@ -145,7 +146,7 @@ export class BatchRelay {
       if (options.abandon === true) {
         let cursor = '0';
         do {
-          const [next, keys] = await this.write.scan(cursor, 'MATCH', `${namespace}:relay:*`, 'COUNT', 1000);
+          const [next, keys] = await this.write.scan(cursor, 'MATCH', relayKeys(namespace).pattern, 'COUNT', 1000);
           if (keys.length > 0) await this.write.del(...keys);
           cursor = next;
         } while (cursor !== '0');

@@ -13,7 +13,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { openGeneration } from '@ddpm/allreduce';
+import { generationKeys, openGeneration } from '@ddpm/allreduce';
 import { TRAINING_MEMORY_FACTOR, WASM_HEAP_BYTES, trainingStepBytes } from '@ddpm/config';
 import { Redis } from 'ioredis';
 
@@ -84,7 +84,7 @@ export async function benchMemory(options: MemoryBenchOptions): Promise<Record<s
       }
     }
   } finally {
-    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    await redis.del(generationKeys(namespace).alive).catch(() => undefined);
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }

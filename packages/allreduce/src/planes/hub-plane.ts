@@ -15,13 +15,14 @@ import { type Redis, type RedisOptions } from 'ioredis';
 import { BulkConnection, bulkTarget } from '../bulk';
 import { collectiveError } from '../errors';
 import { dataPlaneConnection, execOrThrow } from '../redis-waits';
-import { Batch, PlaneKeys, type PlaneName, type ValuePlane, parseAnnouncement } from './plane';
+import { type StepKeys, announcement, parseAnnouncement, readCountKey } from '../data-keys';
+import { Batch, type PlaneName, type ValuePlane } from './plane';
 
 /** What every plane's owner gives it: who this rank is, and how to wait on a list. */
 export interface PlaneContext {
   readonly rank: number;
   readonly worldSize: number;
-  readonly keys: PlaneKeys;
+  readonly keys: StepKeys;
   readonly keyTtlSeconds: number;
   /** The next item of `key` on `connection`, checking the generation's liveness between wait slices. */
   readonly wait: (connection: Redis, key: string) => Promise<string>;
@@ -104,19 +105,19 @@ export async function readCounted(
   if (lean !== undefined) {
     [value, count] = await Promise.all([
       lean.command(['GET', key], (n) => ctx.readBuffer(slot, n)),
-      lean.command(['INCR', `${key}:n`]),
-      lean.command(['EXPIRE', `${key}:n`, ttl]),
+      lean.command(['INCR', readCountKey(key)]),
+      lean.command(['EXPIRE', readCountKey(key), ttl]),
     ]);
   } else {
     [value, count] = await execOrThrow(
-      server.reader().pipeline().getBuffer(key).incr(`${key}:n`).expire(`${key}:n`, ttl),
+      server.reader().pipeline().getBuffer(key).incr(readCountKey(key)).expire(readCountKey(key), ttl),
     );
   }
   if (value === null || value === undefined)
     throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
   if (Number(count) >= worldSize - 1) {
-    if (lean !== undefined) await lean.command(['DEL', key, `${key}:n`]);
-    else await execOrThrow(server.reader().pipeline().del(key, `${key}:n`));
+    if (lean !== undefined) await lean.command(['DEL', key, readCountKey(key)]);
+    else await execOrThrow(server.reader().pipeline().del(key, readCountKey(key)));
   }
   return value as Buffer;
 }
@@ -172,7 +173,9 @@ export class HubPlane implements ValuePlane {
     const announce = this.hub.writes().add('SET', keys.sum(step, bucket, rank), bytes, 'EX', ttl);
     for (let r = 0; r < worldSize; r++) {
       if (r === rank) continue;
-      announce.add('RPUSH', keys.sumsReady(step, r), `${bucket}:${rank}`).add('EXPIRE', keys.sumsReady(step, r), ttl);
+      announce
+        .add('RPUSH', keys.sumsReady(step, r), announcement(bucket, rank))
+        .add('EXPIRE', keys.sumsReady(step, r), ttl);
     }
     await announce.exec();
   }

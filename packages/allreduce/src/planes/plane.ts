@@ -100,36 +100,3 @@ export class Batch {
     return { written: replies.then(() => undefined), replies };
   }
 }
-
-/** Keys of one generation's all-reduce values and signals: the same names on every plane. */
-export class PlaneKeys {
-  constructor(private readonly namespace: string) {}
-
-  key(step: number, rest: string): string {
-    return `${this.namespace}:s${step}:${rest}`;
-  }
-
-  contribution(step: number, bucket: number, owner: number, from: number): string {
-    return this.key(step, `b${bucket}:c${owner}:from${from}`);
-  }
-
-  /** The list an owner waits on for the contributions to its chunk of `bucket`. */
-  contributionsReady(step: number, bucket: number, owner: number): string {
-    return this.key(step, `b${bucket}:rs${owner}`);
-  }
-
-  sum(step: number, bucket: number, owner: number): string {
-    return this.key(step, `b${bucket}:sum${owner}`);
-  }
-
-  /** The list rank `rank` waits on for announced sums (`bucket:owner`). */
-  sumsReady(step: number, rank: number): string {
-    return this.key(step, `ag${rank}`);
-  }
-}
-
-/** `bucket:owner` as announced on a sums-ready list. */
-export function parseAnnouncement(text: string): { bucket: number; owner: number } {
-  const [bucket, owner] = text.split(':').map(Number) as [number, number];
-  return { bucket, owner };
-}

@@ -21,7 +21,8 @@ import { type Redis, type RedisOptions } from 'ioredis';
 
 import { collectiveError } from '../errors';
 import { type PlaneContext, ServerConnections, readCounted, takeKeys } from './hub-plane';
-import { type Batch, type PlaneName, type ValuePlane, parseAnnouncement } from './plane';
+import { announcement, parseAnnouncement } from '../data-keys';
+import { type Batch, type PlaneName, type ValuePlane } from './plane';
 
 /**
  * Whether this rank reaches the data server at `url` (a PING within `timeoutMs`, logging in as the
@@ -144,7 +145,7 @@ export class RankServersPlane implements ValuePlane {
       if (r === rank) continue;
       const inbox = keys.sumsReady(step, r);
       announcements.push(
-        this.servers[r]!.writes().add('RPUSH', inbox, `${bucket}:${rank}`).add('EXPIRE', inbox, ttl).exec(),
+        this.servers[r]!.writes().add('RPUSH', inbox, announcement(bucket, rank)).add('EXPIRE', inbox, ttl).exec(),
       );
     }
     await Promise.all(announcements);

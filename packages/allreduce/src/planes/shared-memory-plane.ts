@@ -20,10 +20,9 @@ import { type Redis } from 'ioredis';
 import { bytesPerValue, type Transport } from '../codec';
 import { collectiveError } from '../errors';
 import { type PlaneContext, type ServerConnections } from './hub-plane';
-import { type Batch, type PlaneName, type ValuePlane, parseAnnouncement } from './plane';
+import { announcement, isSharedMemoryFile, parseAnnouncement, shmGenerationPrefix, shmValueName } from '../data-keys';
+import { type Batch, type PlaneName, type ValuePlane } from './plane';
 
-/** Shared-memory files are named after their key with this prefix (and swept by it). */
-const SHM_PREFIX = 'ddpm-';
 /** A file of ours this old in the shared-memory directory belongs to no live group (keys live minutes). */
 export const SHM_STALE_MS = 24 * 3600 * 1000;
 /** Bytes before a value in its shared-memory file: the step it belongs to and its length (float64 each). */
@@ -43,14 +42,10 @@ export function sharedMemoryBytes(
   return 2 * ranksOnHost * (values * bytesPerValue(transport) + worldSize * SHM_HEADER_BYTES);
 }
 
-export function shmName(key: string): string {
-  return `${SHM_PREFIX}${key.replace(/[^A-Za-z0-9._-]/g, '_')}`;
-}
-
 export async function sweepSharedMemory(dir: string, doomed: (name: string, ageMs: number) => boolean): Promise<void> {
   const now = Date.now();
   for (const name of await fs.readdir(dir)) {
-    if (!name.startsWith(SHM_PREFIX)) continue;
+    if (!isSharedMemoryFile(name)) continue;
     const file = path.join(dir, name);
     const stat = await fs.stat(file).catch(() => undefined);
     if (stat?.isFile() && doomed(name, now - stat.mtimeMs)) await fs.rm(file, { force: true }).catch(() => undefined);
@@ -62,7 +57,7 @@ export async function sweepSharedMemory(dir: string, doomed: (name: string, ageM
  * left there (a killed rank cannot). The worker that ran a rank calls it once the generation is over.
  */
 export async function removeSharedMemoryFiles(dir: string, namespace: string): Promise<void> {
-  const mine = shmName(`${namespace}:`);
+  const mine = shmGenerationPrefix(namespace);
   await sweepSharedMemory(dir, (name) => name.startsWith(mine)).catch(() => undefined);
 }
 
@@ -89,7 +84,7 @@ export class SharedMemoryPlane implements ValuePlane {
 
   /** The file of value `rest` of `step`: one per value slot and step parity (see the top of this file). */
   private filePath(step: number, rest: string): string {
-    return path.join(this.dir, shmName(`${this.namespace}:p${((step % 2) + 2) % 2}:${rest}`));
+    return path.join(this.dir, shmValueName(this.namespace, step, rest));
   }
 
   /** An open handle on a file, kept for the generation; `write` creates the file. */
@@ -184,7 +179,9 @@ export class SharedMemoryPlane implements ValuePlane {
     const announce = this.hub.writes();
     for (let r = 0; r < worldSize; r++) {
       if (r === rank) continue;
-      announce.add('RPUSH', keys.sumsReady(step, r), `${bucket}:${rank}`).add('EXPIRE', keys.sumsReady(step, r), ttl);
+      announce
+        .add('RPUSH', keys.sumsReady(step, r), announcement(bucket, rank))
+        .add('EXPIRE', keys.sumsReady(step, r), ttl);
     }
     await announce.exec();
   }
