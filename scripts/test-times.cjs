@@ -2,7 +2,7 @@
 /**
  * Each test file's wall time from a jest run's JSON report, slowest first:
  *
- *   npx jest --json --outputFile=/tmp/jest.json   (or npm test -- --json --outputFile=…)
+ *   node scripts/jest.cjs --json --outputFile=/tmp/jest.json   (or npm test -- --json --outputFile=…)
  *   node scripts/test-times.cjs /tmp/jest.json [--top N] [--markdown]
  *
  * With --markdown it prints a table for docs/testing.md.

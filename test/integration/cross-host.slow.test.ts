@@ -16,7 +16,7 @@ import * as path from 'node:path';
 
 import { SimulatedHosts, simulationUnavailable } from '@ddpm/cli';
 import { loadModelFromCheckpoint } from '@ddpm/engine';
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { FileStore } from '@ddpm/storage';
 
 import { type Stack, WORKER_MAIN, startStack, tinyTrain, until } from './service-support';

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { Heartbeat, RedisCollective, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE } from '@ddpm/eval/extractors';
 import { type GroupLink, type SampleGather, Trainer, evaluateDuringTraining } from '@ddpm/engine';

@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { findOnPath, freePort } from '@ddpm/cli';
 import { Redis } from 'ioredis';
 

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { abortGeneration } from '@ddpm/allreduce';
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { Trainer, listCheckpoints } from '@ddpm/engine';
 import { FileStore } from '@ddpm/storage';

@@ -2,9 +2,9 @@
  * The rules of the house (docs/architecture.md), read from the code itself: every workspace's
  * package.json and the imports of its source files. Packages never import apps; no package
  * reaches into another one's `src/` or `dist/` by path; the workspaces' dependencies and imports
- * form no circle; every `@ddpm/*` import is declared in the importer's package.json; the API
+ * form no circle; no file imports another package's `/internal`; every `@ddpm/*` import is declared in the importer's package.json; the API
  * depends on no tensor package (that it loads none at run time is api-process.test.ts); and every
- * control-plane Redis key and top-level store key is built in its one module.
+ * Redis key (control plane, data plane) and top-level store key is built in its plane's module.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
@@ -68,7 +68,7 @@ function workspaces(): Workspace[] {
 
 const all = workspaces();
 const byName = new Map(all.map((w) => [w.name, w]));
-/** `@ddpm/engine/internal` → `@ddpm/engine`. */
+/** `@ddpm/storage/layout` → `@ddpm/storage`. */
 const packageOf = (specifier: string): string => specifier.split('/').slice(0, 2).join('/');
 
 it('reads every workspace and its sources', () => {
@@ -100,6 +100,39 @@ it("no workspace reaches into another one's files by path", () => {
         })
         .map((s) => `${file} → ${s}`),
     ),
+  );
+  expect(found).toEqual([]);
+});
+
+/** Every TypeScript file of the repository, tests included, with the modules it imports. */
+function everyImport(): [string, string[]][] {
+  const out: [string, string[]][] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir)) {
+      const file = path.join(dir, entry);
+      if (statSync(file).isDirectory()) {
+        if (!['node_modules', 'dist', '.git'].includes(entry)) walk(file);
+      } else if (/\.tsx?$/.test(entry) && !entry.endsWith('.d.ts')) {
+        out.push([
+          path.relative(ROOT, file),
+          [...readFileSync(file, 'utf8').matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!),
+        ]);
+      }
+    }
+  };
+  for (const top of ['packages', 'apps', 'test', 'scripts']) walk(path.join(ROOT, top));
+  return out;
+}
+
+it("no file, test or not, imports another package's /internal", () => {
+  const owner = (file: string): string | undefined =>
+    all.find((w) => (path.join(ROOT, file) + path.sep).startsWith(w.dir + path.sep))?.name;
+  const files = everyImport();
+  expect(files.length).toBeGreaterThan(200);
+  const found = files.flatMap(([file, specs]) =>
+    specs
+      .filter((s) => /^@ddpm\/[^/]+\/internal(\/|$)/.test(s) && packageOf(s) !== owner(file))
+      .map((s) => `${file} → ${s}`),
   );
   expect(found).toEqual([]);
 });
@@ -141,18 +174,23 @@ it('has no circle among the workspaces, by dependencies or by imports', () => {
 });
 
 it('the API depends on no tensor package', () => {
-  const TENSOR = ['@ddpm/engine', '@ddpm/unet', '@ddpm/diffusion', '@ddpm/backend', '@ddpm/eval', 'sharp'];
+  const TENSOR = ['@ddpm/engine', '@ddpm/unet', '@ddpm/diffusion', '@ddpm/kernels', '@ddpm/eval', 'sharp'];
   const api = byName.get('@ddpm/api')!;
   expect([...api.deps].filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
   const imported = [...api.imports.values()].flat().map(packageOf);
   expect(imported.filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
 });
 
-it('builds every control-plane Redis key and every top-level store key in its one module', () => {
-  const HOMES = new Set(['packages/jobs/src/control-keys.ts', 'packages/storage/src/layout.ts']);
-  // A template that puts a key part after the deployment's prefix, or a literal top-level store prefix.
+it('builds every Redis key (control and data planes) and every top-level store key in its one module', () => {
+  const HOMES = new Set([
+    'packages/jobs/src/control-keys.ts',
+    'packages/allreduce/src/data-keys.ts',
+    'packages/storage/src/layout.ts',
+  ]);
+  // A template that puts a key part after the deployment's prefix, a generation's namespace or
+  // another key, or a literal top-level store prefix.
   const KEY =
-    /\$\{[\w.]*(prefix|PREFIX)\}:[\w$]|['"`](runs|samples|evals|extractors|reference-stats|datasets)\/[$'"`\w]/;
+    /\$\{[\w.]*(prefix|PREFIX|ns|namespace|Namespace|key|Key)\}:[\w$]|['"`](runs|samples|evals|extractors|reference-stats|datasets)\/[$'"`\w]/;
   const found = all.flatMap((w) =>
     [...w.imports.keys()]
       .filter((file) => !HOMES.has(file))

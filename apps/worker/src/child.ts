@@ -13,10 +13,11 @@ import {
   RedisCollective,
   assertGenerationAlive,
   collectiveError,
+  evaluationNamespace,
   generationEnded,
   sharedMemoryBytes,
 } from '@ddpm/allreduce';
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import {
   type SamplingGroupConfig,
   type TrainJobConfig,
@@ -649,7 +650,7 @@ async function joinGroup(g: ChildGroup, config: TrainJobConfig): Promise<RankSes
         const samples = new RedisCollective({
           redisUrl: g.dataRedisUrl,
           redisOptions: dataOptions,
-          namespace: `${g.namespace}:eval${step}`,
+          namespace: evaluationNamespace(g.namespace, step),
           rank: g.rank,
           worldSize: g.worldSize,
           transport: 'fp32',

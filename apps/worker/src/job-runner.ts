@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/jobs';
+import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
 import {
@@ -209,6 +210,8 @@ function forkChild(childPath: string | undefined): ChildProcess {
   return fork(childPath ?? path.join(__dirname, 'child.js'), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: childEnvironment(),
+    // The V8 flags our fused kernels need on this Node, given at start-up as Node supports.
+    execArgv: kernelExecArgv(),
     serialization: 'advanced',
     // Not detached: a session of its own would put the child in a scheduler autogroup of its own
     // (measured: the 2-worker demo trained 5% slower). Group signals are ignored by the child

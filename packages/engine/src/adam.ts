@@ -4,15 +4,9 @@
  * own, so checkpoints store them exactly and a resumed run continues bit for bit; the step count
  * and bias corrections are computed in float64 on the host.
  */
-import {
-  type UNet,
-  checkAgainst,
-  decodeSafetensors,
-  encodeSafetensors,
-  fusedOptimizerStep,
-  fusedOptimizerStepAvailable,
-  readNamed,
-} from '@ddpm/unet';
+import { fusedOptimizerStep, fusedOptimizerStepAvailable } from '@ddpm/kernels';
+import { decodeSafetensors, encodeSafetensors } from '@ddpm/safetensors';
+import { type UNet, checkAgainst, readNamed } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface AdamHyper {

@@ -2,7 +2,6 @@
  * @ddpm/engine — one process's training and sampling engine, used by the worker's job child and
  * by `ddpm`. Configurations come resolved from @ddpm/config. A run's records (checkpoints, loss
  * curve, evaluation history) are @ddpm/runs, tensor-free; the engine hands them on.
- * Building blocks for tests and benchmarks (Adam, the EMA) are under `@ddpm/engine/internal`.
  */
 export { type EngineErrorCode, type GroupErrorCode } from './errors';
 export {

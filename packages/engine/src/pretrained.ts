@@ -6,7 +6,8 @@ import { sha256Hex } from '@ddpm/core';
 import { GaussianDiffusion } from '@ddpm/diffusion';
 import { PixelTally } from '@ddpm/eval';
 import { type PretrainedManifest, readPretrained } from '@ddpm/pretrained';
-import { type UNet, unetFromWeights, withPlainArithmetic } from '@ddpm/unet';
+import { withPlainArithmetic } from '@ddpm/kernels';
+import { type UNet, unetFromWeights } from '@ddpm/unet';
 
 import { toUint8 } from './images';
 import { type LoadedModel } from './model-loading';

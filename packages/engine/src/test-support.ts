@@ -1,5 +1,5 @@
 /** Helpers for this package's tests (not exported). */
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { FileStore } from '@ddpm/storage';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';

@@ -24,7 +24,8 @@ import {
   writeCheckpoint,
 } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
-import { UNet, type UNetConfig, copyTensorsInto, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
+import { copyTensorsInto } from '@ddpm/kernels';
+import { UNet, type UNetConfig, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';

@@ -1,9 +1,9 @@
 /**
  * @ddpm/unet — the paper's U-Net (Appendix B) in TensorFlow.js, with gradients that are fast on
  * the wasm backend and native ones elsewhere. Knows nothing of diffusion, files or HTTP.
- * Tensor-free parts on their own: `@ddpm/unet/config`, `@ddpm/unet/presets`. The network's
- * operations (convolutions, GroupNorm, products with their wasm gradients), for tests and
- * benchmarks, are under `@ddpm/unet/internal`.
+ * Tensor-free parts on their own: `@ddpm/unet/config`, `@ddpm/unet/presets`. The operations it
+ * is built of (convolutions, GroupNorm, products with their wasm gradients) are `@ddpm/kernels`;
+ * the weights' file format is `@ddpm/safetensors`.
  */
 export { type UNetConfig, resolutionsOf, validateUNetConfig } from './config';
 export { type UNetErrorCode } from './errors';
@@ -17,7 +17,6 @@ export {
   describeArchitecture,
 } from './architecture';
 export { type ApplyOptions, UNet, type UNetInit, timestepEmbedding } from './unet';
-export { type DecodedSafetensors, type NamedArray, decodeSafetensors, encodeSafetensors } from './safetensors';
 export {
   WEIGHTS_FORMAT,
   checkAgainst,
@@ -27,11 +26,3 @@ export {
   saveUNetWeights,
   unetFromWeights,
 } from './weights-io';
-export { copyTensorsInto } from './ops/wasm-heap';
-export {
-  type OptimizerStepConstants,
-  type OptimizerStepTensors,
-  fusedOptimizerStep,
-  fusedOptimizerStepAvailable,
-} from './ops/optimizer-step';
-export { wasmKernelsFused, withPlainArithmetic } from './ops/wasm-kernels';

@@ -1,5 +1,5 @@
 /** Helpers for this package's tests (not exported). */
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,31 +16,13 @@ export function lcgUniform(seed: number): () => number {
   };
 }
 
-/** n deterministic values offset + scale·u with u in [-1, 1) (the same LCG, another mapping). */
-export function lcgSigned(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return offset + scale * (s / 2 ** 31 - 1);
-  });
-}
-
-/** max |actual − expected| relative to max |expected| (at least 1e-6). */
-export function maxRelError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`lengths differ: ${actual.length} against ${expected.length}`);
-  const scale = Math.max(1e-6, ...Array.from(expected, Math.abs));
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / scale);
-  return worst;
-}
-
 export function lcgNormals(seed: number, n: number): Float32Array {
   const u = lcgUniform(seed);
   return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
 }
 
 export async function useBackend(name: 'wasm' | 'cpu'): Promise<void> {
-  // wasm as a worker gets it (DDPM_WASM_THREADS applies), then whichever the test asked for.
+  // wasm as a worker gets it, then whichever the test asked for.
   if (name === 'wasm') await initBackend({ preferred: 'wasm' });
   await tf.setBackend(name);
   await tf.ready();

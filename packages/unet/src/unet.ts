@@ -4,6 +4,17 @@
  * residual block, single-head self-attention at chosen resolutions, stride-2 convolutions down,
  * nearest-neighbour ×2 plus a conv up, and skip connections concatenated on the way up.
  */
+import {
+  concatChannels,
+  conv2d,
+  dense,
+  dropout,
+  groupNorm,
+  matMul,
+  softmax,
+  swish,
+  upsampleNearest2x,
+} from '@ddpm/kernels';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {
@@ -15,13 +26,6 @@ import {
 } from './architecture';
 import { type UNetConfig } from './config';
 import { unetError } from './errors';
-import { concatChannels } from './ops/concat';
-import { conv2d } from './ops/conv2d';
-import { dropout } from './ops/dropout';
-import { groupNorm, swish } from './ops/group-norm';
-import { dense, matMul } from './ops/matmul';
-import { softmax } from './ops/softmax';
-import { upsampleNearest2x } from './ops/upsample';
 
 export interface ApplyOptions {
   /** Training mode enables dropout. Default false (sampling and evaluation). */

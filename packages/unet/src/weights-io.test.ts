@@ -1,6 +1,6 @@
+import { decodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { decodeSafetensors, encodeSafetensors } from './safetensors';
 import { SMALL, lcgNormals, makeUNet, perturbAll, useBackend } from './test-support';
 import { configFromWeights, loadUNetWeights, saveUNetWeights, unetFromWeights } from './weights-io';
 
@@ -70,9 +70,6 @@ describe('weights I/O (safetensors)', () => {
     expect(() => loadUNetWeights(net, bytes.subarray(0, 100))).toThrow(/truncated or not safetensors/);
     expect(() => loadUNetWeights(net, new Uint8Array(3))).toThrow(
       'weights are 3 bytes long, too short for a safetensors header',
-    );
-    expect(() => decodeSafetensors(encodeSafetensors([{ name: 'a', shape: [2], data: new Float32Array(3) }]))).toThrow(
-      'tensor "a" has 3 values for shape [2]',
     );
     net.dispose();
   });

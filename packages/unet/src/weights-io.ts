@@ -3,11 +3,11 @@
  * the metadata. Loading checks every tensor's name and shape against the model and names the
  * first mismatch; nothing is assigned unless everything matches.
  */
+import { type NamedArray, decodeSafetensors, encodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type UNetConfig, validateUNetConfig } from './config';
 import { unetError } from './errors';
-import { type NamedArray, decodeSafetensors, encodeSafetensors } from './safetensors';
 import { UNet } from './unet';
 
 export const WEIGHTS_FORMAT = 'ddpm-unet/1';

@@ -20,8 +20,17 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { BulkConnection, type PlaneName, type Transport, bulkTarget, openGeneration } from '@ddpm/allreduce';
+import {
+  BulkConnection,
+  type PlaneName,
+  type Transport,
+  bulkTarget,
+  generationKeys,
+  openGeneration,
+  rawTransferKey,
+} from '@ddpm/allreduce';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
@@ -74,6 +83,7 @@ export async function ranks(
       : fork(script, [], {
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           serialization: 'advanced',
+          execArgv: kernelExecArgv(),
           ...(env ? { env: { ...process.env, ...env } } : {}),
         }),
   );
@@ -156,7 +166,7 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     // Alternating blocks of rounds: both see the same machine, yet neither runs on the heap
     // (Redis's allocator) the other just churned.
     for (let block = 0; block < 2; block++) {
-      const key = `${namespace}:raw`;
+      const key = rawTransferKey(namespace);
       for (let r = 0; r < Math.ceil(rounds / 2); r++) {
         const started = process.hrtime.bigint();
         await redis.set(key, payload);
@@ -177,7 +187,7 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     }
   } finally {
     await group?.close();
-    await redis.del(`${namespace}:alive`).catch(() => undefined);
+    await redis.del(generationKeys(namespace).alive).catch(() => undefined);
     redis.disconnect();
     lean?.close();
   }
@@ -327,7 +337,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   } finally {
     for (const set of sets) {
       await set.processes?.close();
-      await redis.del(`${set.namespace}:alive`).catch(() => undefined);
+      await redis.del(generationKeys(set.namespace).alive).catch(() => undefined);
     }
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });

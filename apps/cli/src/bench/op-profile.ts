@@ -10,7 +10,7 @@
  * their time, so each can be read against the forward convolution's own speed (our Winograd
  * convolutions too: the direct form's FLOPs over their time); so do the products.
  */
-import { wasmHeap, wasmKernels } from '@ddpm/unet/internal';
+import { wasmHeap, wasmKernels } from '@ddpm/kernels';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { round } from './timing';

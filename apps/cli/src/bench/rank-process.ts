@@ -48,7 +48,7 @@ async function handle(command: BenchRankCommand): Promise<void> {
       const { plane } = await collective.negotiatePlane(0);
       // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
       // collective itself (a larger heap makes the collections its large buffers bring slower).
-      if (command.backend) await (await import('@ddpm/backend')).initBackend({ preferred: command.backend });
+      if (command.backend) await (await import('@ddpm/kernels')).initBackend({ preferred: command.backend });
       reply({ cmd: 'joined', sharedMemory: plane === 'shared-memory', plane });
       return;
     }
@@ -134,7 +134,7 @@ async function handle(command: BenchRankCommand): Promise<void> {
       return;
     }
     case 'memory': {
-      const { wasmHeap } = await import('@ddpm/unet/internal');
+      const { wasmHeap } = await import('@ddpm/kernels');
       const memory = wasmHeap()?.memory() as { buffer: ArrayBufferLike } | undefined;
       reply({
         cmd: 'memory',

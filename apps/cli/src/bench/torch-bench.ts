@@ -8,8 +8,9 @@
  * - Whole machine, both sides two ways with `workers` cores: `workers` processes (ours a
  *   data-parallel group, each its share of the batch with the all-reduce between; PyTorch's as many
  *   independent processes of one thread, each its share with no exchange at all, which no
- *   data-parallel PyTorch can beat), and one process with `workers` threads (ours the threaded wasm
- *   build, DDPM_WASM_THREADS). Each side's better configuration is its figure; sampling likewise.
+ *   data-parallel PyTorch can beat); PyTorch also as one process with `workers` threads (ours has
+ *   no threaded configuration: the wasm backend runs one thread a process). PyTorch's better
+ *   configuration is its figure; sampling likewise.
  * - What PyTorch computes with: its version and the BLAS and LAPACK libraries mapped into its
  *   process (Debian's PyTorch and NumPy use the reference BLAS unless libopenblas0-pthread is
  *   installed, which makes every comparison flatter us).
@@ -25,7 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 
-import { openGeneration } from '@ddpm/allreduce';
+import { generationKeys, openGeneration } from '@ddpm/allreduce';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
@@ -122,13 +123,11 @@ type Sample =
   | 'train1'
   | 'torchTrain1'
   | 'trainN'
-  | 'trainThreads'
   | 'torchTrainThreads'
   | 'torchTrainProcesses'
   | 'sample1'
   | 'torchSample1'
   | 'sampleN'
-  | 'sampleThreads'
   | 'torchSampleThreads'
   | 'torchSampleProcesses';
 
@@ -178,20 +177,17 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
         'train1',
         'torchTrain1',
         'trainN',
-        'trainThreads',
         'torchTrainThreads',
         'torchTrainProcesses',
         'sample1',
         'torchSample1',
         'sampleN',
-        'sampleThreads',
         'torchSampleThreads',
         'torchSampleProcesses',
       ] as const
     ).map((k) => [k, [] as number[]]),
   ) as Record<Sample, number[]>;
   let group: Awaited<ReturnType<typeof ranks>> | undefined;
-  let threaded: Awaited<ReturnType<typeof ranks>> | undefined;
   try {
     for (const t of [torch.one, torch.threads, ...torch.shares]) {
       if (t.params !== ours)
@@ -208,23 +204,6 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
       ...(shm ? { sharedMemoryDir: shm } : {}),
     });
     const g = group;
-    // A namespace of its own: its rank 0 is not the group's.
-    await openGeneration(redis, `${namespace}-threads`, 3_600_000);
-    threaded = await ranks(1, options.redisUrl, `${namespace}-threads`, {
-      transport: 'fp32',
-      backend: options.backend,
-      env: { DDPM_WASM_THREADS: String(n) },
-    });
-    const th = threaded;
-    await th.one(0, {
-      cmd: 'open',
-      name: 'single',
-      config: benchTrainConfig(presetName, batch, 1),
-      storeDir,
-      rank: 0,
-      worldSize: 1,
-      stepOffset: 0,
-    });
     await g.one(0, {
       cmd: 'open',
       name: 'single',
@@ -255,14 +234,12 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
             n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 },
           ),
         ),
-      trainThreads: async () => ms([await th.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
       torchTrainThreads: () => torch.threads.step('train', n),
       torchTrainProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('train', 1)))),
       sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
       torchSample1: () => torch.one.step('sample', 1),
       // Each process draws its share of the images at once, as a sample job split over processes.
       sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
-      sampleThreads: async () => ms([await th.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
       torchSampleThreads: () => torch.threads.step('sample', n),
       torchSampleProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('sample', 1)))),
     };
@@ -273,8 +250,7 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   } finally {
     for (const t of [torch.one, torch.threads, ...torch.shares]) t.close();
     await group?.close();
-    await threaded?.close();
-    await redis.del(`${namespace}:alive`, `${namespace}-threads:alive`).catch(() => undefined);
+    await redis.del(generationKeys(namespace).alive).catch(() => undefined);
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }
@@ -297,7 +273,7 @@ function torchReport(
   const better = (threadsMs: number, processesMs: number) =>
     threadsMs <= processesMs ? { config: 'threads', ms: threadsMs } : { config: 'processes', ms: processesMs };
   const best = (kind: 'train' | 'sample') => {
-    const ours = kind === 'train' ? better(m.trainThreads, m.trainN) : better(m.sampleThreads, m.sampleN);
+    const ours = { config: 'processes', ms: kind === 'train' ? m.trainN : m.sampleN };
     const theirs =
       kind === 'train'
         ? better(m.torchTrainThreads, m.torchTrainProcesses)
@@ -343,11 +319,11 @@ function torchReport(
         trainStep: side(m.trainN, m.torchTrainProcesses),
         sampleStep: side(m.sampleN, m.torchSampleProcesses),
       },
-      threads: {
-        ours: `1 process, ${n} wasm threads (DDPM_WASM_THREADS=${n})`,
+      // PyTorch's other configuration (ours has none: the wasm backend runs one thread a process).
+      torchThreads: {
         torch: `1 process, ${n} threads`,
-        trainStep: side(m.trainThreads, m.torchTrainThreads),
-        sampleStep: side(m.sampleThreads, m.torchSampleThreads),
+        trainMs: round(m.torchTrainThreads, 1),
+        sampleMs: round(m.torchSampleThreads, 1),
       },
       // Each side's better configuration against the other's: images/s, ours over PyTorch's (above 1: we are faster).
       best: { train: best('train'), sample: best('sample') },

@@ -4,9 +4,9 @@
  * the model's most common layer, all measured in the same run. Ratios are what to read: the
  * machines are shared and absolute times drift.
  */
-import { type BackendInfo } from '@ddpm/backend';
+import { type BackendInfo, wasmKernelsFused } from '@ddpm/kernels';
 import { GaussianDiffusion, Rng } from '@ddpm/diffusion';
-import { UNet, describeArchitecture, preset, wasmKernelsFused } from '@ddpm/unet';
+import { UNet, describeArchitecture, preset } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type OpProfile, profileOps } from './op-profile';

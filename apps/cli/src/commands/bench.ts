@@ -2,7 +2,7 @@
  * `ddpm bench …`: benchmarks that print JSON with ratios measured in the same run.
  * `ddpm bench all` runs every benchmark at its default size (what `npm run bench` runs).
  */
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { GRADIENT_TRANSPORTS } from '@ddpm/config';
 import { PRESET_NAMES } from '@ddpm/unet';
 

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { openDataset, readForModel } from '@ddpm/data';
 import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/extractors';
 

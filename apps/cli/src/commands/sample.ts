@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import {
   PRETRAINED_MODELS,
   SAMPLE_SETTINGS,

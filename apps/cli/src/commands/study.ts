@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 import { type ChartSeries, lineChartPng, realDataDistance } from '@ddpm/engine';
 import { openStore } from '@ddpm/storage';

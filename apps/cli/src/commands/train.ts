@@ -3,7 +3,7 @@
  * service's workers run) and checkpoints in --out; Ctrl-C saves a checkpoint and stops, `--resume`
  * continues the run. Its flags are the settings table's (@ddpm/config), as `ddpm jobs submit train`'s.
  */
-import { currentBackend, initBackend } from '@ddpm/backend';
+import { currentBackend, initBackend } from '@ddpm/kernels';
 import {
   DEFAULT_LIMITS,
   LIMIT_VARIABLES,

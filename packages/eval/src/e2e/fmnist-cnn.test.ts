@@ -4,7 +4,7 @@
  * its Fréchet distance behaves as a distance between image sets should: small between two
  * disjoint halves of the test set, large against noise and against a blurred copy.
  */
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { type ImageDataset, openDataset, toModelInput } from '@ddpm/data';
 import * as tf from '@tensorflow/tfjs-core';
 

@@ -12,8 +12,8 @@
  */
 import { Rng, sha256Hex } from '@ddpm/core';
 import { type ImageDataset, toModelInput } from '@ddpm/data';
-import { decodeSafetensors, encodeSafetensors, type NamedArray, withPlainArithmetic } from '@ddpm/unet';
-import { conv2d, dense } from '@ddpm/unet/internal';
+import { conv2d, dense, withPlainArithmetic } from '@ddpm/kernels';
+import { type NamedArray, decodeSafetensors, encodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { evalError } from '../errors';

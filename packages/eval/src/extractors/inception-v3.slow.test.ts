@@ -12,8 +12,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/backend';
-import { type NamedArray, decodeSafetensors } from '@ddpm/unet';
+import { initBackend } from '@ddpm/kernels';
+import { type NamedArray, decodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { PYTHON, describeWithPython } from '../../../../test/support/python';

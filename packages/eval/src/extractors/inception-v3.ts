@@ -21,7 +21,7 @@
  * without them.
  */
 import { sha256Hex } from '@ddpm/core';
-import { type NamedArray, decodeSafetensors } from '@ddpm/unet';
+import { type NamedArray, decodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { evalError } from '../errors';

@@ -4,7 +4,7 @@
  * The recipe itself is tested by e2e/fmnist-cnn.test.ts, which trains it again and compares, and
  * training by the recipe inside a run by the engine's Fashion-MNIST learning test.
  */
-import { initBackend } from '@ddpm/backend';
+import { initBackend } from '@ddpm/kernels';
 import { readShippedExtractor } from '@ddpm/pretrained';
 
 import { FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from './fmnist-cnn';

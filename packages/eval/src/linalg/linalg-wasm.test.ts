@@ -1,5 +1,5 @@
 /**
- * The wasm kernels (kernels/linalg_f64.c) against plain JavaScript references: the packed GEMM on
+ * The wasm kernels (c/linalg_f64.c) against plain JavaScript references: the packed GEMM on
  * odd sizes with every flag, the pivoted Cholesky factorisation on random positive definite and
  * rank-deficient matrices, the tridiagonal reduction's eigenvalues against symmetric-eigen.ts;
  * then that the committed module is what clang makes of the source, and that repeated use does
@@ -258,12 +258,12 @@ describe('the module', () => {
       'SKIPPED: clang and wasm-ld are needed to check linalg-wasm.generated.ts against its source (apt-get install clang lld)',
     );
   (hasClang ? it : it.skip)(
-    'linalg-wasm.generated.ts is what kernels/build.cjs makes of linalg_f64.c',
+    'linalg-wasm.generated.ts is what c/build.cjs makes of linalg_f64.c',
     () => {
       const dir = mkdtempSync(join(tmpdir(), 'ddpm-linalg-test-'));
       try {
         const out = join(dir, 'generated.ts');
-        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], {
+        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'c', 'build.cjs'), out], {
           encoding: 'utf8',
         });
         expect(built.stderr).toBe('');

@@ -1,5 +1,5 @@
 /**
- * The float64 kernels of kernels/linalg_f64.c (built by kernels/build.cjs into
+ * The float64 kernels of c/linalg_f64.c (built by c/build.cjs into
  * linalg-wasm.generated.ts): one WebAssembly instance per process with a memory of its own, into
  * which matrices are copied, laid out by a bump arena that is reset for every operation. The
  * memory grows to the largest operation so far and is reused after that (a wasm memory never

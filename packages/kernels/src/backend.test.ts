@@ -16,7 +16,6 @@ describe('initBackend', () => {
     expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow']);
     expect(info.skipped[0]!.reason).toMatch(/Cannot find module '@tensorflow\/tfjs-node-gpu'/);
     expect(info.wasmSimd).toBe(true);
-    expect(info.wasmThreads).toBe(false);
     expect(tf.getBackend()).toBe('wasm');
   });
 
@@ -31,6 +30,9 @@ describe('initBackend', () => {
   it('fails clearly when a forced backend cannot load or does not exist', async () => {
     await expect(fresh().initBackend({ env: { DDPM_BACKEND: 'tensorflow-gpu' } })).rejects.toThrow(
       /DDPM_BACKEND=tensorflow-gpu could not be loaded \(@tensorflow\/tfjs-node-gpu\).*npm install @tensorflow\/tfjs-node-gpu@4.22.0/,
+    );
+    await expect(fresh().initBackend({ env: { DDPM_WASM_THREADS: '2' } })).rejects.toThrow(
+      'DDPM_WASM_THREADS="2": the wasm backend runs one thread (its threaded build was no faster); unset DDPM_WASM_THREADS',
     );
     await expect(fresh().initBackend({ preferred: 'tpu' })).rejects.toThrow(
       'DDPM_BACKEND="tpu" is not a backend; expected one of tensorflow-gpu, tensorflow, wasm, cpu',

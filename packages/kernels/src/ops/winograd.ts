@@ -6,7 +6,7 @@
  *
  * where ⊙ summed over input channels is, for each of the 16 positions ξ of a transformed tile,
  * one matrix product [tiles, Cin]·[Cin, Cout]. That is 16 multiplications per tile and channel
- * pair against the direct form's 36: 2.25× fewer FLOPs. Our SIMD kernels (kernels/ddpm_kernels.c)
+ * pair against the direct form's 36: 2.25× fewer FLOPs. Our SIMD kernels (c/ddpm_kernels.c)
  * do it block by block of 64 tiles: transform, 16 products, transform back, with the transformed
  * blocks in the cache.
  *

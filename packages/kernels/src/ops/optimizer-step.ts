@@ -1,5 +1,5 @@
 /**
- * The optimizer's element-wise step as one kernel on wasm (kernels/ddpm_kernels.c adam_ema_step):
+ * The optimizer's element-wise step as one kernel on wasm (c/ddpm_kernels.c adam_ema_step):
  * gradient clipping's scale, Adam's moments and update, and the EMA after it, in one pass per
  * parameter tensor, where the composed tfjs ops run ~12 kernels with their temporaries (a
  * noticeable share of a small model's step, which every rank of a group pays in full). It does the same float32 operations in

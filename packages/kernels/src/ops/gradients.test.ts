@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import '@ddpm/backend';
+import '@ddpm/kernels';
 
 import { lcgSigned, maxRelError } from '../test-support';
 

@@ -26,8 +26,6 @@ interface TensorData {
 interface WasmModule {
   /** Emscripten's exports; `memory` is the heap's WebAssembly.Memory. */
   asm?: { memory?: unknown };
-  /** The threaded build's (shared) memory, which @ddpm/backend puts here. */
-  wasmMemory?: unknown;
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
   tfjs: {
     registerTensor(id: number, size: number, memoryOffset: number): void;
@@ -81,8 +79,7 @@ export class WasmHeap {
 
   /** The heap's WebAssembly.Memory, for modules that work on it in place (wasm-kernels.ts). */
   memory(): object | undefined {
-    // The plain build exports its memory; the threaded one imports it (see @ddpm/backend's wasm-threads.ts).
-    const memory = this.backend.wasm.asm?.memory ?? this.backend.wasm.wasmMemory;
+    const memory = this.backend.wasm.asm?.memory;
     return memory instanceof webAssembly().Memory ? memory : undefined;
   }
 

@@ -4,9 +4,10 @@
  * optional string-to-string `__metadata__`, then the raw little-endian tensor bytes. We write F32
  * only and add a sha256 of the data section to the metadata, which the reader verifies.
  */
-import { sha256Hex } from '@ddpm/core';
+import { errorCodes, sha256Hex } from '@ddpm/core';
 
-import { unetError } from './errors';
+/** Bytes that are not a safetensors file we can read (the code the weights' loaders report). */
+const safetensorsError = errorCodes({ DDPM_WEIGHTS_INVALID: 'invalid' });
 
 export interface NamedArray {
   readonly name: string;
@@ -26,7 +27,7 @@ const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 function fail(message: string): never {
-  throw unetError('DDPM_WEIGHTS_INVALID', message);
+  throw safetensorsError('DDPM_WEIGHTS_INVALID', message);
 }
 
 /** Serialises float32 tensors with metadata; a sha256 of the data section is added to it. */
@@ -86,6 +87,8 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   } catch (err) {
     fail(`safetensors header is not valid JSON: ${(err as Error).message}`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    fail('safetensors header is not a JSON object');
   const data = bytes.subarray(8 + headerLength);
   const metadata = (header['__metadata__'] ?? {}) as Record<string, string>;
   const expected = metadata[CHECKSUM_KEY];

@@ -5,13 +5,15 @@ import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import '@ddpm/backend';
+import '@ddpm/kernels';
 
 import { lcgSigned, maxRelError } from '../test-support';
 
 import { dropout } from './dropout';
 import { groupNorm } from './group-norm';
 import { softmax } from './softmax';
+import { kernelV8Flags, relaxedSimdCompiles } from '../v8-flags';
+
 import { WasmKernels, wasmKernels, wasmKernelsFused } from './wasm-kernels';
 
 function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
@@ -260,7 +262,24 @@ describe('the build with fused multiply-adds', () => {
     delete process.env['DDPM_WASM_FMA'];
   });
 
-  it('is used by default (Node 20 compiles relaxed SIMD behind a flag set at run time), DDPM_WASM_FMA=0 chooses the plain build, and both compute the same products', () => {
+  it('is what a process started with kernelV8Flags() runs, and the plain build what one without them runs where they are needed', () => {
+    const ROOT = join(__dirname, '..', '..', '..', '..');
+    const script =
+      "const k = require('@ddpm/kernels'); k.initBackend({ preferred: 'wasm' }).then(() => { k.wasmKernels(); process.stdout.write(String(k.wasmKernelsFused())); });";
+    const run = (flags: string[]): string =>
+      spawnSync(process.execPath, [...flags, '-e', script], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, DDPM_WASM_FMA: '' },
+      }).stdout;
+    // Node 20 needs the relaxed-SIMD flag at start-up; later Nodes ship relaxed SIMD and need none.
+    expect(run(kernelV8Flags())).toBe('true');
+    if (kernelV8Flags().length > 0) expect(run([])).toBe('false');
+  }, 60_000);
+
+  it('is used in this process where it compiles (the tests run with kernelV8Flags()), DDPM_WASM_FMA=0 chooses the plain build, and both compute the same products', () => {
+    if (!relaxedSimdCompiles())
+      throw new Error('this jest runs without kernelV8Flags(): run the tests with npm test or node scripts/jest.cjs');
     const a = tf.tensor3d(lcgSigned(2 * 40 * 36, 21), [2, 40, 36]);
     const b = tf.tensor3d(lcgSigned(2 * 36 * 24, 22), [2, 36, 24]);
     const t = tf.tensor3d(lcgSigned(2 * 300 * 8, 23), [2, 300, 8]);
@@ -281,15 +300,16 @@ describe('the build with fused multiply-adds', () => {
 });
 
 describe('the committed module', () => {
-  const hasClang = spawnSync('clang', ['--version']).status === 0 && spawnSync('wasm-ld', ['--version']).status === 0;
-  // .ci/run installs clang and lld; elsewhere the check is skipped rather than faked.
+  const hasClang =
+    spawnSync('clang-19', ['--version']).status === 0 && spawnSync('wasm-ld-19', ['--version']).status === 0;
+  // .ci/run installs clang-19 and lld-19; elsewhere the check is skipped rather than faked.
   (hasClang ? it : it.skip)(
-    'kernels-wasm.generated.ts is what kernels/build.cjs makes of ddpm_kernels.c',
+    'kernels-wasm.generated.ts is what c/build.cjs makes of ddpm_kernels.c',
     () => {
       const dir = mkdtempSync(join(tmpdir(), 'ddpm-kernels-test-'));
       try {
         const out = join(dir, 'generated.ts');
-        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'kernels', 'build.cjs'), out], {
+        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'c', 'build.cjs'), out], {
           encoding: 'utf8',
         });
         expect(built.stderr).toBe('');

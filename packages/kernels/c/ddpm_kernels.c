@@ -11,14 +11,14 @@
 #define EXPORT(name) __attribute__((export_name(#name)))
 
 /*
- * c + a·b in the products' inner loops (gemm_nn, gemm_tn_acc). Built twice (kernels/build.cjs):
+ * c + a·b in the products' inner loops (gemm_nn, gemm_tn_acc). Built twice (c/build.cjs):
  * with DDPM_FMA as one fused multiply-add, relaxed SIMD's f32x4.relaxed_madd (one rounding; V8
  * emits vfmadd on x64 CPUs with FMA3, mul then add elsewhere), and without it as a multiply then an
  * add, the only way in plain SIMD128. Nothing a group must compute identically on every rank (the
  * optimizer step) uses it: a pool mixing CPUs with and without FMA still keeps its ranks equal.
  */
 #ifdef DDPM_FMA
-#define MADD(a, b, c) __builtin_wasm_fma_f32x4(a, b, c)
+#define MADD(a, b, c) __builtin_wasm_relaxed_madd_f32x4(a, b, c)
 #else
 #define MADD(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
 #endif

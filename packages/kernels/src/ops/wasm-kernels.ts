@@ -1,5 +1,5 @@
 /**
- * Our own SIMD kernels (kernels/ddpm_kernels.c, built by kernels/build.cjs into
+ * Our own SIMD kernels (c/ddpm_kernels.c, built by c/build.cjs into
  * kernels-wasm.generated.ts) running directly on the tfjs-wasm heap: a small WebAssembly module
  * that imports the backend's memory and reads and writes tensors in place.
  *
@@ -10,7 +10,6 @@
  * the softmax gradient's four passes into two, and draw dropout masks from a counter-based hash
  * instead of tfjs's JavaScript random generator (~10 ns an element).
  */
-import * as v8 from 'node:v8';
 
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -446,108 +445,35 @@ export class WasmKernels {
 /** Tiles per block of the Winograd kernels (WINO_BLOCK in the C source): sizes their scratch. */
 const WINOGRAD_BLOCK = 64;
 
-/** Unsigned LEB128, as WebAssembly encodes sizes and limits. */
-function leb128(value: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    out.push(byte);
-  } while (value > 0);
-  return out;
-}
-
-function readLeb128(bytes: Uint8Array, at: number): { value: number; next: number } {
-  let value = 0;
-  let scale = 1;
-  for (;;) {
-    const byte = bytes[at++]!;
-    value += (byte & 0x7f) * scale;
-    scale *= 128;
-    if ((byte & 0x80) === 0) return { value, next: at };
-  }
-}
-
-/**
- * The module with its one import (the memory, as build.cjs checks) declared shared, with wasm32's
- * largest maximum (65536 pages): limits flag 0x03 (maximum and shared), which a shared memory
- * import needs. The code is unchanged; only the import section is rewritten.
- */
-function withSharedMemoryImport(bytes: Uint8Array): Uint8Array {
-  const sections: Uint8Array[] = [bytes.subarray(0, 8)];
-  for (let at = 8; at < bytes.length;) {
-    const id = bytes[at]!;
-    const { value: size, next } = readLeb128(bytes, at + 1);
-    const body = bytes.subarray(next, next + size);
-    if (id !== 2) {
-      sections.push(bytes.subarray(at, next + size));
-    } else {
-      // One import: module name, field name, kind 0x02 (memory), limits.
-      let p = 0;
-      const names: number[] = [];
-      const count = readLeb128(body, p);
-      if (count.value !== 1) throw new Error('internal error: the kernels module must import only its memory');
-      p = count.next;
-      for (let k = 0; k < 2; k++) {
-        const len = readLeb128(body, p);
-        names.push(...body.subarray(p, len.next + len.value));
-        p = len.next + len.value;
-      }
-      if (body[p] !== 0x02) throw new Error('internal error: the kernels module must import only its memory');
-      // Flags (0x00: minimum only, 0x01: and a maximum, which is replaced), then the minimum.
-      const min = readLeb128(body, p + 2);
-      const rewritten = [1, ...names, 0x02, 0x03, ...leb128(min.value), ...leb128(65536)];
-      sections.push(Uint8Array.from([2, ...leb128(rewritten.length), ...rewritten]));
-    }
-    at = next + size;
-  }
-  return Buffer.concat(sections);
-}
-
 let cached: { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; fmaWanted: boolean } | undefined;
 
 /**
  * The module to run: the build with fused multiply-adds where this Node compiles relaxed SIMD
- * (V8 11, Node 20, only behind --experimental-wasm-relaxed-simd, which is set here at run time when
- * a first try fails; later V8s ship it), unless DDPM_WASM_FMA=0; else the plain build. On x64
+ * (later V8s ship it; Node 20's V8 11 needs the flag of v8-flags.ts at start-up), unless
+ * DDPM_WASM_FMA=0; else the plain build. On x64
  * with FMA3 the products' inner loops then run one vfmadd where the plain build runs a multiply
  * and an add (the two builds differ in rounding, not in what they compute).
  */
-function kernelModule(wasm: WebAssemblyApi, shared: boolean, fmaWanted: boolean): { module: object; fused: boolean } {
+function kernelModule(wasm: WebAssemblyApi, fmaWanted: boolean): { module: object; fused: boolean } {
   // Compiled once per choice: withPlainArithmetic switches builds around every scope it runs.
-  const key = `${fmaWanted}:${shared}`;
-  let chosen = compiledModules.get(key);
+  let chosen = compiledModules.get(fmaWanted);
   if (chosen === undefined) {
-    chosen = compileKernelModule(wasm, shared, fmaWanted);
-    compiledModules.set(key, chosen);
+    chosen = compileKernelModule(wasm, fmaWanted);
+    compiledModules.set(fmaWanted, chosen);
   }
   return chosen;
 }
 
-const compiledModules = new Map<string, { module: object; fused: boolean }>();
+const compiledModules = new Map<boolean, { module: object; fused: boolean }>();
 
-function compileKernelModule(
-  wasm: WebAssemblyApi,
-  shared: boolean,
-  fmaWanted: boolean,
-): { module: object; fused: boolean } {
-  const prepare = (base64: string): Uint8Array => {
-    const bytes = Buffer.from(base64, 'base64');
-    // The threaded build's heap is shared memory, which an import must declare as such.
-    return shared ? withSharedMemoryImport(bytes) : bytes;
-  };
+function compileKernelModule(wasm: WebAssemblyApi, fmaWanted: boolean): { module: object; fused: boolean } {
+  const prepare = (base64: string): Uint8Array => Buffer.from(base64, 'base64');
   if (fmaWanted) {
     const fusedBytes = prepare(KERNELS_FMA_WASM_BASE64);
     try {
       return { module: new wasm.Module(fusedBytes), fused: true };
     } catch {
-      try {
-        v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-        return { module: new wasm.Module(fusedBytes), fused: true };
-      } catch {
-        // This Node has no relaxed SIMD: the plain build.
-      }
+      // This process's V8 does not compile relaxed SIMD (Node 20 started without kernelV8Flags()): the plain build.
     }
   }
   return { module: new wasm.Module(prepare(KERNELS_WASM_BASE64)), fused: false };
@@ -589,8 +515,7 @@ export function wasmKernels(): WasmKernels | undefined {
   let fused = false;
   if (memory !== undefined) {
     const wasm = webAssembly();
-    const shared = (memory as { buffer?: unknown }).buffer instanceof SharedArrayBuffer;
-    const chosen = kernelModule(wasm, shared, fmaWanted);
+    const chosen = kernelModule(wasm, fmaWanted);
     fused = chosen.fused;
     const instance = new wasm.Instance(chosen.module, { env: { memory } });
     kernels = new WasmKernels(heap, instance.exports as KernelExports);

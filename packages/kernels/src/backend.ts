@@ -9,8 +9,6 @@ import { createRequire } from 'node:module';
 import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { installWasmThreads, threadedWasmMemory } from './wasm-threads';
-
 /**
  * Loads a package by a name computed at run time: the native backends are optional dependencies
  * that neither tsc nor a bundler may resolve, and a builtin is wanted as the module object itself.
@@ -30,11 +28,8 @@ export interface BackendInfo {
   readonly tfBackend: string;
   /** Why each earlier candidate was passed over, for the start-up log. */
   readonly skipped: readonly { name: BackendName; reason: string }[];
-  /** Whether the wasm backend runs SIMD / several threads (Node: SIMD yes, threads no). */
+  /** Whether the wasm backend runs SIMD (Node: yes). It runs one thread. */
   readonly wasmSimd?: boolean;
-  readonly wasmThreads?: boolean;
-  /** XNNPACK's threads (DDPM_WASM_THREADS). */
-  readonly wasmThreadCount?: number;
 }
 
 /** The npm package that provides each backend. */
@@ -58,76 +53,28 @@ export function isBackendName(value: unknown): value is BackendName {
 
 let selected: BackendInfo | undefined;
 
-/** The most XNNPACK threads the threaded wasm build has workers for. */
-export const MAX_WASM_THREADS = 8;
-
 /**
- * Threads of the wasm backend, from DDPM_WASM_THREADS (default 1: one core per process, as a
- * worker pool of single-threaded processes wants; more runs the threaded build, see wasm-threads.ts).
+ * Refuses DDPM_WASM_THREADS above 1: the threaded wasm build is gone (on two cores it was no faster
+ * than one thread; docs/kernels.md), and a deployment that still asks for it should hear so at
+ * start-up rather than run at half the speed it expects.
  */
-export function wasmThreadsFrom(env: NodeJS.ProcessEnv = process.env): number {
+function refuseWasmThreads(env: NodeJS.ProcessEnv): void {
   const raw = env['DDPM_WASM_THREADS'];
-  if (raw === undefined || raw === '') return 1;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_WASM_THREADS) {
-    throw backendError(
-      'DDPM_BACKEND_UNAVAILABLE',
-      `DDPM_WASM_THREADS must be an integer from 1 to ${MAX_WASM_THREADS}, got ${JSON.stringify(raw)}`,
-    );
-  }
-  return n;
+  if (raw === undefined || raw === '' || raw === '1') return;
+  throw backendError(
+    'DDPM_BACKEND_UNAVAILABLE',
+    `DDPM_WASM_THREADS=${JSON.stringify(raw)}: the wasm backend runs one thread (its threaded build was no faster); ` +
+      'unset DDPM_WASM_THREADS and run one worker per core (a data-parallel group uses several)',
+  );
 }
 
 /** Loads a backend's package (registering it with tfjs-core) and makes it current. */
-async function tryBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<void> {
+async function tryBackend(name: BackendName): Promise<void> {
   // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
-  const specifier = PACKAGE[name];
-  const loaded = loadModule(specifier) as { setThreadsCount?: (n: number) => void };
-  const threads = name === 'wasm' ? wasmThreadsFrom(env) : 1;
-  if (threads > 1) {
-    installWasmThreads();
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-    loaded.setThreadsCount?.(threads);
-  }
-  // tfjs-wasm caps its pool at half the logical cores it is told of (it assumes two hardware threads
-  // a core) as it instantiates; it is told of twice the threads asked for, until it is ready.
-  const restore = threads > 1 ? pretendLogicalCores(2 * threads) : () => undefined;
-  try {
-    const ok = await tf.setBackend(TF_NAME[name]);
-    if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
-    await tf.ready();
-  } finally {
-    restore();
-  }
-  if (threads > 1) {
-    // Where our own kernels (@ddpm/unet) look for the heap's memory: the threaded glue imports
-    // it rather than exporting it, so it is not under the module's exports as in the plain build.
-    const module = (
-      tf.backend() as unknown as {
-        wasm: {
-          wasmMemory?: unknown;
-          PThread?: { runningWorkers: { unref(): void }[]; unusedWorkers: { unref(): void }[] };
-        };
-      }
-    ).wasm;
-    module.wasmMemory ??= threadedWasmMemory();
-    // XNNPACK's pool threads wait for work for the life of the process; they must not keep it alive.
-    for (const worker of [...(module.PThread?.runningWorkers ?? []), ...(module.PThread?.unusedWorkers ?? [])])
-      worker.unref();
-  }
-}
-
-function pretendLogicalCores(n: number): () => void {
-  // The module object itself (the glue calls require('os').cpus()), not an import's copy of it.
-  const os = loadModule('node:os') as { cpus: () => unknown[] };
-  const cpus = os.cpus;
-  os.cpus = () => {
-    const real = cpus();
-    return Array.from({ length: n }, (_, i) => real[i % real.length]!);
-  };
-  return () => {
-    os.cpus = cpus;
-  };
+  loadModule(PACKAGE[name]);
+  const ok = await tf.setBackend(TF_NAME[name]);
+  if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
+  await tf.ready();
 }
 
 /**
@@ -137,8 +84,7 @@ function pretendLogicalCores(n: number): () => void {
  */
 export async function initBackend(options: { preferred?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BackendInfo> {
   if (selected !== undefined) return selected;
-  // A bad thread count fails here, rather than passing wasm over for the slow cpu backend.
-  wasmThreadsFrom(options.env ?? process.env);
+  refuseWasmThreads(options.env ?? process.env);
   const forced = options.preferred ?? (options.env ?? process.env)['DDPM_BACKEND'];
   if (forced !== undefined && forced !== '') {
     if (!isBackendName(forced)) {
@@ -148,7 +94,7 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
       );
     }
     try {
-      await tryBackend(forced, options.env ?? process.env);
+      await tryBackend(forced);
     } catch (err) {
       throw backendError(
         'DDPM_BACKEND_UNAVAILABLE',
@@ -165,7 +111,7 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
   const skipped: { name: BackendName; reason: string }[] = [];
   for (const name of BACKEND_NAMES) {
     try {
-      await tryBackend(name, options.env ?? process.env);
+      await tryBackend(name);
       selected = describe(name, skipped);
       return selected;
     } catch (err) {
@@ -186,12 +132,7 @@ export function currentBackend(): BackendInfo | undefined {
 function describe(name: BackendName, skipped: { name: BackendName; reason: string }[]): BackendInfo {
   const base = { name, tfBackend: tf.getBackend(), skipped };
   if (name !== 'wasm') return base;
-  return {
-    ...base,
-    wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
-    wasmThreads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'),
-    wasmThreadCount: (loadModule(PACKAGE.wasm) as { getThreadsCount(): number }).getThreadsCount(),
-  };
+  return { ...base, wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT') };
 }
 
 function firstLine(err: unknown): string {
