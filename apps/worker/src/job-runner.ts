@@ -16,14 +16,11 @@
  * completed or failed job; (4) a data-parallel rank needs a control channel (rank, world size,
  * group abort) from this process to the child that the sandbox does not offer.
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { type ChildProcess } from 'node:child_process';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
 import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/jobs';
-import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
 import {
@@ -33,90 +30,9 @@ import {
   type ChildMessage,
   type ParentMessage,
 } from './child-protocol';
+import { forkChild, oomKillCount, residentBytes } from './job-process';
 
-/**
- * The environment a job process gets: what Node, the tensor backends and the object store's
- * client need, and nothing else (not the API token, not the queue's Redis URL).
- */
-const CHILD_ENV_NAMES = new Set([
-  'PATH',
-  'HOME',
-  'TMPDIR',
-  'TZ',
-  'LANG',
-  'NODE_ENV',
-  'NODE_OPTIONS',
-  'NODE_EXTRA_CA_CERTS',
-  'LOG_LEVEL',
-  'DDPM_BACKEND',
-  'S3_ENDPOINT',
-  'XDG_CACHE_HOME',
-  'CUDA_VISIBLE_DEVICES',
-  'NVIDIA_VISIBLE_DEVICES',
-  'TF_CPP_MIN_LOG_LEVEL',
-  'TF_FORCE_GPU_ALLOW_GROWTH',
-  'HTTPS_PROXY',
-  'HTTP_PROXY',
-  'NO_PROXY',
-]);
-const CHILD_ENV_PREFIXES = ['AWS_', 'DDPM_WASM_', 'LC_'];
-
-export function childEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(env).filter(
-      ([k, v]) => v !== undefined && (CHILD_ENV_NAMES.has(k) || CHILD_ENV_PREFIXES.some((p) => k.startsWith(p))),
-    ),
-  );
-}
-
-/** Resident set size of a process, bytes (Linux /proc), or undefined when it cannot be read. */
-export async function residentBytes(pid: number): Promise<number | undefined> {
-  try {
-    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return kb ? Number(kb[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Files that count the out-of-memory killer's kills: this process's memory cgroup (v2
- * `memory.events`, v1 `memory.oom_control`; a job process is forked into it) and the machine's
- * `/proc/vmstat`. Read once: the cgroup does not change.
- */
-const OOM_COUNTERS: readonly string[] = (() => {
-  const files = ['/proc/vmstat'];
-  try {
-    for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
-      const [, controllers, where] = line.split(':');
-      if (where === undefined) continue;
-      if (controllers === '') files.push(path.join('/sys/fs/cgroup', where, 'memory.events'));
-      else if (controllers?.split(',').includes('memory'))
-        files.push(path.join('/sys/fs/cgroup/memory', where, 'memory.oom_control'));
-    }
-  } catch {
-    // Not Linux, or no /proc: the vmstat read below fails the same way.
-  }
-  return files;
-})();
-
-/**
- * Kills by the out-of-memory killer so far, summed over the counters this machine lets us read
- * (any rise means one happened), or undefined when none can be read.
- */
-export function oomKillCount(): number | undefined {
-  let total: number | undefined;
-  for (const file of OOM_COUNTERS) {
-    try {
-      const m = /^oom_kill (\d+)$/m.exec(readFileSync(file, 'utf8'));
-      if (m) total = (total ?? 0) + Number(m[1]);
-    } catch {
-      // Not readable here (a container without the cgroup mounted): the others decide.
-    }
-  }
-  return total;
-}
+export { childEnvironment, oomKillCount, probeBackend, residentBytes } from './job-process';
 
 /** What a child reports at its end. */
 export interface ChildOutcome {
@@ -205,67 +121,137 @@ function recordEvaluation(m: TrainMetrics, queue: string, e: Extract<ChildMessag
   }
 }
 
-/** A job process: the child entry point, with the allow-listed environment. */
-function forkChild(childPath: string | undefined): ChildProcess {
-  return fork(childPath ?? path.join(__dirname, 'child.js'), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: childEnvironment(),
-    // The V8 flags our fused kernels need on this Node, given at start-up as Node supports.
-    execArgv: kernelExecArgv(),
-    serialization: 'advanced',
-    // Not detached: a session of its own would put the child in a scheduler autogroup of its own
-    // (measured: the 2-worker demo trained 5% slower). Group signals are ignored by the child
-    // instead (child.ts); the worker stops it over IPC, then with SIGKILL.
-  });
-}
-
-export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
-  const rank = run.group?.rank ?? 0;
-  const log = options.logger.child({
-    jobId: run.jobId,
-    queue: run.queue,
-    ...(run.group ? { rank, generation: run.group.generation } : {}),
-  });
-  const oomBefore = oomKillCount();
-  const child = forkChild(options.childPath);
+/**
+ * One job in its process: relays what the child reports (progress, log lines, step statistics,
+ * the result), watches its liveness and memory, asks it to stop (cancel, shutdown, its wall time)
+ * and kills it past its grace.
+ */
+class JobProcess implements RunningJob {
+  readonly jobId: string;
+  readonly done: Promise<ChildOutcome>;
+  private readonly rank: number;
+  private readonly log: Logger;
+  private readonly child: ChildProcess;
+  private readonly oomBefore: number | undefined;
   /** Why this side ended the child, when it did (the job's failure names it). */
-  let endedBy: CodedError | undefined;
-  const end = (why: CodedError): void => {
-    endedBy ??= why;
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  let lastSign = Date.now();
-  let slowestStepMs = 0;
+  private endedBy: CodedError | undefined;
+  private lastSign = Date.now();
+  private slowestStepMs = 0;
   /** Whether the child has reported progress yet: until then it is loading (modules, backend, data, checkpoint). */
-  let working = false;
+  private working = false;
+  private stopTimer: NodeJS.Timeout | undefined;
+  private overTime = false;
+  private settled = false;
+  private readonly memoryWatch: NodeJS.Timeout;
+  private readonly wallTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly run: ChildRun,
+    private readonly options: JobRunnerOptions,
+  ) {
+    this.jobId = run.jobId;
+    this.rank = run.group?.rank ?? 0;
+    this.log = options.logger.child({
+      jobId: run.jobId,
+      queue: run.queue,
+      ...(run.group ? { rank: this.rank, generation: run.group.generation } : {}),
+    });
+    this.oomBefore = oomKillCount();
+    this.child = forkChild(options.childPath);
+    this.memoryWatch = setInterval(() => this.watch(), 1000);
+    this.memoryWatch.unref();
+    this.wallTimer = setTimeout(
+      () => {
+        this.overTime = true;
+        this.log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
+        // It stops as a cancel would; `overTime` turns its end into the wall-time error.
+        this.cancel('cancel');
+      },
+      Math.min(options.maxSeconds * 1000, 2 ** 31 - 1),
+    );
+    this.wallTimer.unref();
+    this.done = new Promise<ChildOutcome>((resolve, reject) => {
+      this.child.on('message', (message: ChildMessage) => this.onMessage(message, resolve, reject));
+      this.child.on('error', (err) => {
+        if (!this.settled) {
+          this.settled = true;
+          reject(new Error(`job process failed: ${err.message}`));
+        }
+      });
+      this.child.on('exit', (code, signal) => this.onExit(code, signal, reject));
+    });
+    this.child.send(this.startMessage());
+  }
+
+  /** Asks the child to checkpoint and stop; past the grace period it is killed. */
+  cancel(reason: StopReason): void {
+    const { child, options } = this;
+    if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
+    // Asked to stop, the job checkpoints (a step and a write): past the grace period it is killed.
+    this.stopTimer ??= setTimeout(() => {
+      this.log.warn(
+        { reason, graceSeconds: options.stopGraceSeconds },
+        'job did not stop within its grace period: killed',
+      );
+      this.end(
+        new CodedError(
+          'DDPM_JOB_STOP_TIMEOUT',
+          'unavailable',
+          `the job did not stop within ${options.stopGraceSeconds} s of being asked to (${reason}); it was killed and resumes from its last checkpoint`,
+        ),
+      );
+    }, options.stopGraceSeconds * 1000);
+    this.stopTimer.unref();
+  }
+
+  kill(why = 'the job process was stopped'): void {
+    this.end(new CodedError('DDPM_JOB_KILLED', 'unavailable', why));
+  }
+
+  overdueSeconds(): number {
+    return Math.max(0, this.overdueMs() / 1000);
+  }
+
+  private end(why: CodedError): void {
+    this.endedBy ??= why;
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+
   /**
    * How long the child may be silent: the stall allowance, or ten of its longest steps; while it
    * loads, at least STARTUP_ALLOWANCE_MS (loading blocks its event loop, and on a busy machine
    * for longer than a step).
    */
-  const allowedMs = (): number =>
-    Math.max(options.stallSeconds * 1000, 10 * slowestStepMs, working ? 0 : STARTUP_ALLOWANCE_MS);
-  const overdueMs = (): number => Date.now() - lastSign - allowedMs();
-  const memoryWatch = setInterval(() => {
+  private allowedMs(): number {
+    return Math.max(this.options.stallSeconds * 1000, 10 * this.slowestStepMs, this.working ? 0 : STARTUP_ALLOWANCE_MS);
+  }
+
+  private overdueMs(): number {
+    return Date.now() - this.lastSign - this.allowedMs();
+  }
+
+  /** Once a second: a child silent past its allowance, or over its memory, is killed. */
+  private watch(): void {
+    const { child, options, log } = this;
     if (child.pid === undefined) return;
-    if (overdueMs() > 0 && endedBy === undefined) {
-      const silent = Math.round((Date.now() - lastSign) / 1000);
+    if (this.overdueMs() > 0 && this.endedBy === undefined) {
+      const silent = Math.round((Date.now() - this.lastSign) / 1000);
       log.error(
-        { silentSeconds: silent, slowestStepSeconds: slowestStepMs / 1000, stallSeconds: options.stallSeconds },
+        { silentSeconds: silent, slowestStepSeconds: this.slowestStepMs / 1000, stallSeconds: options.stallSeconds },
         'job process shows no sign of life: killed',
       );
-      end(
+      this.end(
         new CodedError(
           'DDPM_JOB_WEDGED',
           'unavailable',
-          `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(allowedMs() / 1000)} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`,
+          `the job process showed no sign of life for ${silent} s (allowed: ${Math.round(this.allowedMs() / 1000)} s, DDPM_CHILD_STALL_SECONDS or ten of its longest steps); it was killed and the job resumes from its last checkpoint`,
         ),
       );
     }
     void residentBytes(child.pid).then((rss) => {
       if (rss !== undefined && rss > options.memoryBytes) {
         log.error({ rss, limit: options.memoryBytes }, 'job process over its memory limit: killed');
-        end(
+        this.end(
           new CodedError(
             'DDPM_JOB_MEMORY',
             'invalid',
@@ -274,210 +260,176 @@ export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob
         );
       }
     });
-  }, 1000);
-  memoryWatch.unref();
-  let stopTimer: NodeJS.Timeout | undefined;
-  const stop = (reason: StopReason): void => {
-    if (child.connected) child.send({ type: 'cancel', reason } satisfies ParentMessage);
-    // Asked to stop, the job checkpoints (a step and a write): past the grace period it is killed.
-    stopTimer ??= setTimeout(() => {
-      log.warn({ reason, graceSeconds: options.stopGraceSeconds }, 'job did not stop within its grace period: killed');
-      end(
+  }
+
+  private cleanup(): void {
+    clearInterval(this.memoryWatch);
+    clearTimeout(this.wallTimer);
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+  }
+
+  private startMessage(): ParentMessage {
+    const { run, options } = this;
+    return {
+      type: 'start',
+      jobId: run.jobId,
+      data: run.data,
+      storageUrl: options.storageUrl,
+      storagePatienceSeconds: options.storagePatienceSeconds,
+      dataAccess: options.dataAccess,
+      ...(options.backend ? { backend: options.backend } : {}),
+      ...(run.group ? { group: run.group } : {}),
+      ...(options.fence && !run.group ? { fence: options.fence } : {}),
+      ...(run.previousStep !== undefined ? { previousStep: run.previousStep } : {}),
+    };
+  }
+
+  private onMessage(
+    message: ChildMessage,
+    resolve: (outcome: ChildOutcome) => void,
+    reject: (err: Error) => void,
+  ): void {
+    this.lastSign = Date.now();
+    if (message.type === 'step' || (message.type === 'progress' && message.progress.phase !== 'starting'))
+      this.working = true;
+    switch (message.type) {
+      case 'result':
+        this.settled = true;
+        this.onResult(message, resolve, reject);
+        break;
+      case 'error':
+        this.settled = true;
+        reject(codedErrorOf(message.error) ?? new Error(message.error.message));
+        break;
+      default:
+        this.relay(message);
+    }
+  }
+
+  /** The child's result: the job's outcome, or the wall-time error for a run stopped at its limit. */
+  private onResult(
+    message: Extract<ChildMessage, { type: 'result' }>,
+    resolve: (outcome: ChildOutcome) => void,
+    reject: (err: Error) => void,
+  ): void {
+    if (this.overTime && message.result.status === 'cancelled') {
+      reject(
         new CodedError(
-          'DDPM_JOB_STOP_TIMEOUT',
-          'unavailable',
-          `the job did not stop within ${options.stopGraceSeconds} s of being asked to (${reason}); it was killed and resumes from its last checkpoint`,
+          'DDPM_JOB_WALL_TIME',
+          'invalid',
+          `the job ran for its wall-time limit of ${this.options.maxSeconds} s (DDPM_MAX_JOB_SECONDS) and was stopped at step ${message.result.step ?? '?'}${message.result.checkpoint ? ` (checkpoint ${message.result.checkpoint})` : ''}`,
         ),
       );
-    }, options.stopGraceSeconds * 1000);
-    stopTimer.unref();
-  };
-  let overTime = false;
-  const wallTimer = setTimeout(
-    () => {
-      overTime = true;
-      log.warn({ maxSeconds: options.maxSeconds }, 'job reached its wall-time limit: stopping it');
-      // It stops as a cancel would; `overTime` turns its end into the wall-time error below.
-      stop('cancel');
-    },
-    Math.min(options.maxSeconds * 1000, 2 ** 31 - 1),
-  );
-  wallTimer.unref();
-  const cleanup = (): void => {
-    clearInterval(memoryWatch);
-    clearTimeout(wallTimer);
-    if (stopTimer) clearTimeout(stopTimer);
-  };
-  const queue = run.queue;
-  const labels = { queue, rank: String(rank) };
-  let settled = false;
-  const done = new Promise<ChildOutcome>((resolve, reject) => {
-    child.on('message', (message: ChildMessage) => {
-      lastSign = Date.now();
-      if (message.type === 'step' || (message.type === 'progress' && message.progress.phase !== 'starting'))
-        working = true;
-      switch (message.type) {
-        case 'beat':
-        case 'probed':
-          break;
-        case 'progress': {
-          // Checked as it arrives, like everything crossing the process boundary.
-          const problem = progressProblem(message.progress);
-          if (problem !== undefined) log.warn({ problem }, 'a progress report that is not one: ignored');
-          else run.onProgress?.(message.progress);
-          break;
-        }
-        case 'log':
-          run.onLog?.(message.line);
-          log.info({ line: message.line }, 'job log');
-          break;
-        case 'step': {
-          const m = options.metrics;
-          const withBackend = { ...labels, backend: message.backend };
-          // The group's progress is counted once, by rank 0: its counts are the whole group's.
-          if (rank === 0) {
-            m.stepsTotal.inc(withBackend);
-            m.imagesTotal.inc(withBackend, Math.round(message.stats.imagesPerSecond * message.stats.stepSeconds));
-            m.loss.set(withBackend, message.stats.loss);
-          }
-          m.stepDuration.observe(withBackend, message.stats.stepSeconds);
-          slowestStepMs = Math.max(slowestStepMs, message.stats.stepSeconds * 1000);
-          if (message.stats.group) m.rankComputeSeconds.observe(withBackend, message.stats.group.computeSeconds);
-          if (message.exchange) {
-            m.allreduceDuration.observe({ rank: String(rank) }, message.exchange.seconds);
-            m.allreduceBytes.inc({ rank: String(rank), direction: 'sent' }, message.exchange.bytesSent);
-            m.allreduceBytes.inc({ rank: String(rank), direction: 'received' }, message.exchange.bytesReceived);
-          }
-          log.debug({ step: message.stats.step, loss: message.stats.loss }, 'step');
-          break;
-        }
-        case 'relayed':
-          options.metrics.relayBytes.inc({ queue, rank: String(rank), direction: message.direction }, message.bytes);
-          break;
-        case 'plane':
-          for (const plane of PLANE_NAMES)
-            options.metrics.allreducePlane.set({ rank: String(rank), plane }, plane === message.plane ? 1 : 0);
-          log.info({ plane: message.plane, reasons: message.reasons }, 'data plane agreed');
-          run.onPlane?.(message.plane);
-          break;
-        case 'checkpoint':
-          options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);
-          log.info({ step: message.step, url: message.url, reason: message.reason }, 'checkpoint written');
-          break;
-        case 'evaluation': {
-          // Rank 0 speaks for the group (every rank evaluates the same samples).
-          if (rank === 0) recordEvaluation(options.metrics, queue, message);
-          log.info({ step: message.step, metrics: message.metrics, seconds: message.seconds }, 'evaluation');
-          break;
-        }
-        case 'result':
-          settled = true;
-          if (overTime && message.result.status === 'cancelled') {
-            reject(
-              new CodedError(
-                'DDPM_JOB_WALL_TIME',
-                'invalid',
-                `the job ran for its wall-time limit of ${options.maxSeconds} s (DDPM_MAX_JOB_SECONDS) and was stopped at step ${message.result.step ?? '?'}${message.result.checkpoint ? ` (checkpoint ${message.result.checkpoint})` : ''}`,
-              ),
-            );
-          } else {
-            resolve({
-              result: message.result,
-              // Checked as it arrives, like every reason crossing the process boundary.
-              ...(message.stopReason !== undefined ? { stopReason: stopReasonOf(message.stopReason) } : {}),
-            });
-          }
-          break;
-        case 'server-log':
-          // Details for the operator only (a refused dataset path): never the job's own log.
-          log.warn({ detail: message.detail, ref: message.ref }, message.message);
-          break;
-        case 'error':
-          settled = true;
-          reject(codedErrorOf(message.error) ?? new Error(message.error.message));
-          break;
-        default: {
-          const unreachable: never = message;
-          log.warn({ message: unreachable }, 'unknown message from child');
-        }
+    } else {
+      resolve({
+        result: message.result,
+        // Checked as it arrives, like every reason crossing the process boundary.
+        ...(message.stopReason !== undefined ? { stopReason: stopReasonOf(message.stopReason) } : {}),
+      });
+    }
+  }
+
+  /** What the child reports along the way, to the job, its log and the metrics. */
+  private relay(message: Exclude<ChildMessage, { type: 'result' | 'error' }>): void {
+    const { run, options, log, rank } = this;
+    const queue = run.queue;
+    switch (message.type) {
+      case 'beat':
+      case 'probed':
+        break;
+      case 'progress': {
+        // Checked as it arrives, like everything crossing the process boundary.
+        const problem = progressProblem(message.progress);
+        if (problem !== undefined) log.warn({ problem }, 'a progress report that is not one: ignored');
+        else run.onProgress?.(message.progress);
+        break;
       }
-    });
-    child.on('error', (err) => {
-      if (!settled) {
-        settled = true;
-        reject(new Error(`job process failed: ${err.message}`));
+      case 'log':
+        run.onLog?.(message.line);
+        log.info({ line: message.line }, 'job log');
+        break;
+      case 'step':
+        this.recordStep(message);
+        break;
+      case 'relayed':
+        options.metrics.relayBytes.inc({ queue, rank: String(rank), direction: message.direction }, message.bytes);
+        break;
+      case 'plane':
+        for (const plane of PLANE_NAMES)
+          options.metrics.allreducePlane.set({ rank: String(rank), plane }, plane === message.plane ? 1 : 0);
+        log.info({ plane: message.plane, reasons: message.reasons }, 'data plane agreed');
+        run.onPlane?.(message.plane);
+        break;
+      case 'checkpoint':
+        options.metrics.checkpointDuration.observe({ queue, reason: message.reason }, message.seconds);
+        log.info({ step: message.step, url: message.url, reason: message.reason }, 'checkpoint written');
+        break;
+      case 'evaluation':
+        // Rank 0 speaks for the group (every rank evaluates the same samples).
+        if (rank === 0) recordEvaluation(options.metrics, queue, message);
+        log.info({ step: message.step, metrics: message.metrics, seconds: message.seconds }, 'evaluation');
+        break;
+      case 'server-log':
+        // Details for the operator only (a refused dataset path): never the job's own log.
+        log.warn({ detail: message.detail, ref: message.ref }, message.message);
+        break;
+      default: {
+        const unreachable: never = message;
+        log.warn({ message: unreachable }, 'unknown message from child');
       }
-    });
-    child.on('exit', (code, signal) => {
-      cleanup();
-      if (settled) return;
-      settled = true;
-      if (endedBy) reject(endedBy);
-      // SIGKILL from no one here, while the out-of-memory killer's count rose (or where it cannot
-      // be read), is most likely that killer: retrying would only repeat it. Another SIGKILL (an
-      // operator, a node agent) is retried from the last checkpoint like any crash.
-      else if (signal === 'SIGKILL' && (oomBefore === undefined || (oomKillCount() ?? Infinity) > oomBefore))
-        reject(
-          new CodedError(
-            'DDPM_JOB_MEMORY',
-            'invalid',
-            'the job process was killed (SIGKILL, most likely out of memory); use a smaller batch (or more accumulation) or a smaller model',
-          ),
-        );
-      else
-        reject(
-          new Error(
-            `job process exited (${signal === 'SIGKILL' ? 'SIGKILL, not from the out-of-memory killer' : (signal ?? `code ${code}`)}) before finishing; the job will be retried from its last checkpoint`,
-          ),
-        );
-    });
-  });
-  const start: ParentMessage = {
-    type: 'start',
-    jobId: run.jobId,
-    data: run.data,
-    storageUrl: options.storageUrl,
-    storagePatienceSeconds: options.storagePatienceSeconds,
-    dataAccess: options.dataAccess,
-    ...(options.backend ? { backend: options.backend } : {}),
-    ...(run.group ? { group: run.group } : {}),
-    ...(options.fence && !run.group ? { fence: options.fence } : {}),
-    ...(run.previousStep !== undefined ? { previousStep: run.previousStep } : {}),
-  };
-  child.send(start);
-  return {
-    jobId: run.jobId,
-    cancel: stop,
-    kill: (why = 'the job process was stopped') => end(new CodedError('DDPM_JOB_KILLED', 'unavailable', why)),
-    overdueSeconds: () => Math.max(0, overdueMs() / 1000),
-    done,
-  };
+    }
+  }
+
+  /** A training step's statistics into the metrics. */
+  private recordStep(message: Extract<ChildMessage, { type: 'step' }>): void {
+    const m = this.options.metrics;
+    const rank = String(this.rank);
+    const withBackend = { queue: this.run.queue, rank, backend: message.backend };
+    // The group's progress is counted once, by rank 0: its counts are the whole group's.
+    if (this.rank === 0) {
+      m.stepsTotal.inc(withBackend);
+      m.imagesTotal.inc(withBackend, Math.round(message.stats.imagesPerSecond * message.stats.stepSeconds));
+      m.loss.set(withBackend, message.stats.loss);
+    }
+    m.stepDuration.observe(withBackend, message.stats.stepSeconds);
+    this.slowestStepMs = Math.max(this.slowestStepMs, message.stats.stepSeconds * 1000);
+    if (message.stats.group) m.rankComputeSeconds.observe(withBackend, message.stats.group.computeSeconds);
+    if (message.exchange) {
+      m.allreduceDuration.observe({ rank }, message.exchange.seconds);
+      m.allreduceBytes.inc({ rank, direction: 'sent' }, message.exchange.bytesSent);
+      m.allreduceBytes.inc({ rank, direction: 'received' }, message.exchange.bytesReceived);
+    }
+    this.log.debug({ step: message.stats.step, loss: message.stats.loss }, 'step');
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null, reject: (err: Error) => void): void {
+    this.cleanup();
+    if (this.settled) return;
+    this.settled = true;
+    const oomBefore = this.oomBefore;
+    if (this.endedBy) reject(this.endedBy);
+    // SIGKILL from no one here, while the out-of-memory killer's count rose (or where it cannot
+    // be read), is most likely that killer: retrying would only repeat it. Another SIGKILL (an
+    // operator, a node agent) is retried from the last checkpoint like any crash.
+    else if (signal === 'SIGKILL' && (oomBefore === undefined || (oomKillCount() ?? Infinity) > oomBefore))
+      reject(
+        new CodedError(
+          'DDPM_JOB_MEMORY',
+          'invalid',
+          'the job process was killed (SIGKILL, most likely out of memory); use a smaller batch (or more accumulation) or a smaller model',
+        ),
+      );
+    else
+      reject(
+        new Error(
+          `job process exited (${signal === 'SIGKILL' ? 'SIGKILL, not from the out-of-memory killer' : (signal ?? `code ${code}`)}) before finishing; the job will be retried from its last checkpoint`,
+        ),
+      );
+  }
 }
 
-/**
- * Loads the tensor backend in a child, as a job would, and returns its name (the worker's
- * readiness: a worker whose backend does not load is never ready, so a rollout stops at it).
- * Rejects with the child's error, or after `timeoutMs`.
- */
-export function probeBackend(options: { backend?: string; childPath?: string; timeoutMs?: number }): Promise<string> {
-  const child = forkChild(options.childPath);
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the backend did not load within ${(options.timeoutMs ?? 120_000) / 1000} s`));
-    }, options.timeoutMs ?? 120_000);
-    timer.unref();
-    child.on('message', (message: ChildMessage) => {
-      if (message.type === 'probed') resolve(message.backend);
-      else if (message.type === 'error') reject(codedErrorOf(message.error) ?? new Error(message.error.message));
-    });
-    child.on('error', (err) => reject(err));
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the backend probe exited (${signal ?? `code ${code}`}) without an answer`));
-    });
-    child.send({ type: 'probe', ...(options.backend ? { backend: options.backend } : {}) } satisfies ParentMessage);
-  });
+export function runInChild(run: ChildRun, options: JobRunnerOptions): RunningJob {
+  return new JobProcess(run, options);
 }
 
 /** Whether an error from a child means the job itself is wrong (fail once, no retry). */
