@@ -118,6 +118,53 @@ export const API_VERSION = '0.2.0';
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
+  const app = createFastify(options);
+  const redis = await connectRedis(config);
+  const queues = openQueues(config);
+  const store = options.store ?? openStore(config.storageUrl);
+  const metrics = apiMetrics(queues);
+  const jobs = new JobsService({
+    queues,
+    redis,
+    store,
+    prefix: config.queuePrefix,
+    limits: config.limits,
+    dataRoots: config.dataRoots,
+    keepCompleted: config.keepCompleted,
+    keepFailed: config.keepFailed,
+    jobLogLines: config.jobLogLines,
+    logFollowers: config.logFollowers,
+    logFollowSeconds: config.logFollowSeconds,
+  });
+  const guard = new HostGuard(config);
+  app.decorate('ddpm', { config, queues, redis, store, registry: metrics.registry, jobs, guard });
+
+  app.addHook('onClose', async () => {
+    // A queue closed while its connection still initialises (BullMQ asks Redis for its version)
+    // would emit that failure after its listeners are gone and take the process down.
+    await Promise.all(Object.values(queues).map((q) => q.waitUntilReady().catch(() => undefined)));
+    await Promise.all(Object.values(queues).map((q) => q.close()));
+    redis.disconnect();
+    if (options.store === undefined) await store.close();
+  });
+  countRequests(app, metrics);
+  guardRequests(app, config, guard);
+  setErrorHandlers(app, redis);
+
+  registerComponents(app);
+  await registerDocs(app);
+  await app.register(healthRoutes);
+  await app.register(jobRoutes);
+  await app.register(sampleRoutes);
+  await app.register(modelRoutes);
+  await app.register(datasetRoutes);
+  await app.register(consoleRoutes, { dir: options.consoleDir ?? config.consoleDir ?? defaultConsoleDir() });
+  return app;
+}
+
+/** The Fastify app, with the options, serializer and body parsers every route relies on. */
+function createFastify(options: AppOptions) {
+  const { config } = options;
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel },
     bodyLimit: 64 * 1024,
@@ -140,10 +187,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Bodies are JSON only; anything else is 415 Unsupported Media Type.
   app.removeContentTypeParser('text/plain');
+  return app;
+}
 
+type ApiApp = ReturnType<typeof createFastify>;
+
+/** The Redis connection of the routes, connected if Redis is there (an outage shows in /readyz). */
+async function connectRedis(config: ServiceConfig): Promise<Redis> {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
   redis.on('error', () => undefined); // reported through /readyz
   await redis.connect().catch(() => undefined);
+  return redis;
+}
+
+function openQueues(config: ServiceConfig): Record<JobType, Queue<JobData, JobResult>> {
   const queueConnection = {
     ...redisConnectionOptions(config.redisUrl),
     maxRetriesPerRequest: 1,
@@ -156,7 +213,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ]),
   ) as Record<JobType, Queue<JobData, JobResult>>;
   for (const q of Object.values(queues)) q.on('error', () => undefined);
-  const store = options.store ?? openStore(config.storageUrl);
+  return queues;
+}
+
+interface ApiMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status'>;
+  readonly latency: Histogram<'route' | 'method' | 'status'>;
+}
+
+/** The registry /metrics serves: the process's metrics, the queues' counts, and the requests'. */
+function apiMetrics(queues: Record<JobType, Queue<JobData, JobResult>>): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   registerQueueCounts(registry, Object.values(queues));
@@ -174,38 +241,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600],
     registers: [registry],
   });
-  const jobs = new JobsService({
-    queues,
-    redis,
-    store,
-    prefix: config.queuePrefix,
-    limits: config.limits,
-    dataRoots: config.dataRoots,
-    keepCompleted: config.keepCompleted,
-    keepFailed: config.keepFailed,
-    jobLogLines: config.jobLogLines,
-    logFollowers: config.logFollowers,
-    logFollowSeconds: config.logFollowSeconds,
-  });
-  const guard = new HostGuard(config);
-  app.decorate('ddpm', { config, queues, redis, store, registry, jobs, guard });
+  return { registry, requests, latency };
+}
 
-  app.addHook('onClose', async () => {
-    // A queue closed while its connection still initialises (BullMQ asks Redis for its version)
-    // would emit that failure after its listeners are gone and take the process down.
-    await Promise.all(Object.values(queues).map((q) => q.waitUntilReady().catch(() => undefined)));
-    await Promise.all(Object.values(queues).map((q) => q.close()));
-    redis.disconnect();
-    if (options.store === undefined) await store.close();
-  });
-
+function countRequests(app: ApiApp, { requests, latency }: ApiMetrics): void {
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     const status = `${Math.floor(reply.statusCode / 100)}xx`;
     requests.inc({ route, status });
     latency.observe({ route, method: request.method, status }, reply.elapsedTime / 1000);
   });
+}
 
+/** The Host and Origin checks, then the bearer token when the server has one. */
+function guardRequests(app: ApiApp, config: ServiceConfig, guard: HostGuard): void {
   // Before the token: a tokenless API answers only its own names, and pages of foreign origins
   // change nothing (host-guard.ts).
   app.addHook('onRequest', async (request, reply) => {
@@ -230,7 +279,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }
     });
   }
+}
 
+/** How failures are answered: ours by their kind, Redis outages as 503, the rest without details. */
+function setErrorHandlers(app: ApiApp, redis: Redis): void {
   app.setErrorHandler(
     (error: { statusCode?: number; validation?: unknown; message: string; code?: string }, request, reply) => {
       // Our own errors say what they are; permanent ones are the client's to fix.
@@ -264,8 +316,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?', 1)[0]}` }),
   );
+}
 
-  registerComponents(app);
+/** The OpenAPI document (/docs/json) and its UI (/docs). */
+async function registerDocs(app: ApiApp): Promise<void> {
   await app.register(swagger, {
     // Components keep their $id as their name in the document.
     refResolver: {
@@ -290,11 +344,4 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(healthRoutes);
-  await app.register(jobRoutes);
-  await app.register(sampleRoutes);
-  await app.register(modelRoutes);
-  await app.register(datasetRoutes);
-  await app.register(consoleRoutes, { dir: options.consoleDir ?? config.consoleDir ?? defaultConsoleDir() });
-  return app;
 }

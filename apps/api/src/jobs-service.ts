@@ -1,37 +1,14 @@
 /**
- * The job logic behind the routes: submission (resolution at the door, idempotency keys),
- * finding and showing jobs, listing, cancellation (with tombstones for jobs removed before they
- * ran), checkpoints and logs. Routes translate HTTP to these calls and nothing else.
+ * The job logic behind the routes: submission (resolution at the door, job-resolution.ts;
+ * idempotency keys, idempotency.ts), finding and showing jobs, listing (job-listing.ts),
+ * cancellation with tombstones for jobs removed before they ran (job-cancel.ts), checkpoints and
+ * logs (following them, job-logs.ts). Routes translate HTTP to these calls and nothing else.
  */
-import * as path from 'node:path';
 import { type Writable } from 'node:stream';
 
-import {
-  type ServiceLimits,
-  checkBudgets,
-  checkSampleSource,
-  fitAccumulation,
-  resolveEvalJob,
-  resolveSampleJob,
-  resolveTrainJob,
-} from '@ddpm/config';
+import { type ServiceLimits, checkBudgets } from '@ddpm/config';
 import { CodedError } from '@ddpm/core';
-import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
-import {
-  JOB_TYPES,
-  type JobData,
-  type JobRequest,
-  type JobResult,
-  type JobType,
-  cancelChannel,
-  cancelKey,
-  idempotencyRecordKey,
-  jobIdFor,
-  jobTypeOf,
-  requestHash,
-  tombstoneKey,
-} from '@ddpm/jobs';
-import { pretrainedManifest } from '@ddpm/pretrained';
+import { type JobData, type JobResult, type JobType, cancelKey, jobIdFor, jobTypeOf, requestHash } from '@ddpm/jobs';
 import {
   type CheckpointRef,
   type EvalHistory,
@@ -44,40 +21,15 @@ import {
 } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { progressGridName, progressGridStep, progressGridsPrefix, runPrefixOf } from '@ddpm/storage/layout';
-import { type Job, type JobType as BullState, type Queue } from 'bullmq';
+import { type Job, type Queue } from 'bullmq';
 import { type Redis } from 'ioredis';
 
-import { type JobView, type PublicState, viewOf } from './job-view';
-
-const TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600;
-const CANCEL_TTL_SECONDS = 30 * 24 * 3600;
-/** How long a request racing another with the same Idempotency-Key waits for that one's job. */
-const RACING_KEY_WAIT_MS = 3000;
-/** The deepest a listing may page (offset + limit), so one request reads a bounded number of jobs. */
-export const MAX_LIST_DEPTH = 1000;
-/** Log lines one `GET /jobs/:id/logs` returns at most. */
-export const MAX_LOG_PAGE = 5000;
-
-/** The states a client may list by (`cancelling` jobs are listed as `active`). */
-export const LIST_STATE_NAMES = [
-  'queued',
-  'delayed',
-  'active',
-  'completed',
-  'cancelled',
-  'failed',
-] as const satisfies readonly PublicState[];
-export type ListState = (typeof LIST_STATE_NAMES)[number];
-
-/** BullMQ states behind each of them. */
-const LIST_STATES: Readonly<Record<ListState, readonly BullState[]>> = {
-  queued: ['waiting', 'prioritized', 'waiting-children'],
-  delayed: ['delayed'],
-  active: ['active'],
-  completed: ['completed'],
-  cancelled: ['completed'],
-  failed: ['failed'],
-};
+import { releaseKey, reserveKey } from './idempotency';
+import { cancelJob, readTombstone } from './job-cancel';
+import { type ListState, listJobs } from './job-listing';
+import { followJobLogs } from './job-logs';
+import { type Submission, checkDataRoots, checkSpecsInRoots, resolveJobData } from './job-resolution';
+import { type JobView, viewOf } from './job-view';
 
 export interface JobsServiceOptions {
   readonly queues: Readonly<Record<JobType, Queue<JobData, JobResult>>>;
@@ -98,32 +50,11 @@ export interface JobsServiceOptions {
   readonly logFollowSeconds: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves when `out` drains or closes, or when `stop()` says so (checked twice a second). */
-function drained(out: Writable, stop: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearInterval(poll);
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    const poll = setInterval(() => {
-      if (stop()) done();
-    }, 500);
-    out.once('drain', done);
-    out.once('close', done);
-  });
-}
-
 /**
  * How responses write the store's root: the keys under it are the client's business, where the
  * store lives on the server (a path, a bucket) is the operator's.
  */
 export const STORE = '<store>';
-
-const invalid = (message: string): CodedError => new CodedError('DDPM_REQUEST_INVALID', 'invalid', message);
 
 export class JobsService {
   /** Log streams being followed now. */
@@ -155,17 +86,17 @@ export class JobsService {
     const hash = requestHash(submission.request);
     // A path outside the data roots is refused first, before anything else is said about it.
     const asked: unknown = (submission.request as { dataset?: unknown }).dataset;
-    if (typeof asked === 'string') this.checkSpecsInRoots([asked], { skipUnparsable: true });
+    if (typeof asked === 'string') checkSpecsInRoots([asked], this.options.dataRoots, { skipUnparsable: true });
     // Resolved and checked against the budgets before any key is reserved: a bad request leaves nothing behind.
-    const data = await this.jobData(submission, {
-      submittedAt: new Date().toISOString(),
-      runPrefix: runPrefixOf(id),
-      requestHash: hash,
-    });
+    const data = await resolveJobData(
+      submission,
+      { submittedAt: new Date().toISOString(), runPrefix: runPrefixOf(id), requestHash: hash },
+      this.options,
+    );
     checkBudgets(data, this.options.limits);
-    this.checkDataRoots(data);
+    checkDataRoots(data, this.options.dataRoots);
     if (idempotencyKey !== undefined) {
-      const existing = await this.reserveKey(submission.type, idempotencyKey, id, hash);
+      const existing = await reserveKey(this, this.options, submission.type, idempotencyKey, id, hash);
       if (existing) return { job: existing, replayed: true };
     }
     const { keepCompleted, keepFailed, jobLogLines, redis, prefix } = this.options;
@@ -181,143 +112,9 @@ export class JobsService {
       return { job, replayed: false };
     } catch (err) {
       // Nothing was queued: the key is free again for the client's retry.
-      if (idempotencyKey !== undefined) await redis.del(idempotencyRecordKey(prefix, id)).catch(() => undefined);
+      if (idempotencyKey !== undefined) await releaseKey(redis, prefix, id);
       throw err;
     }
-  }
-
-  /**
-   * Reserves an Idempotency-Key for a request atomically (SET NX of the key's job id → the
-   * request's hash, kept as long as finished jobs are). Returns the job an earlier identical
-   * request created (a replay); throws a conflict for a different request, for a key whose job was
-   * cancelled before it ran (its tombstone), and for a key whose run already holds checkpoints
-   * (a job removed by retention: reusing its key would silently resume that run).
-   */
-  private async reserveKey(
-    type: JobType,
-    key: string,
-    id: string,
-    hash: string,
-  ): Promise<Job<JobData, JobResult> | undefined> {
-    const { redis, prefix, keepCompleted, keepFailed, store } = this.options;
-    const conflict = (why: string): CodedError =>
-      new CodedError('DDPM_IDEMPOTENCY_CONFLICT', 'conflict', `Idempotency-Key ${JSON.stringify(key)} ${why}`);
-    const ttl = Math.max(keepCompleted.seconds, keepFailed.seconds, TOMBSTONE_TTL_SECONDS) + 86400;
-    const reserved = (await redis.set(idempotencyRecordKey(prefix, id), hash, 'EX', ttl, 'NX')) === 'OK';
-    if (reserved) {
-      if ((await redis.exists(tombstoneKey(prefix, id))) === 1)
-        throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
-      if ((await listCheckpoints(store, runPrefixOf(id))).length > 0)
-        throw conflict(`belonged to an earlier job ${id} whose run still holds checkpoints; use a new key`);
-      return undefined;
-    }
-    const owner = await redis.get(idempotencyRecordKey(prefix, id));
-    if (owner !== hash) throw conflict(`was already used for a different ${type} request (job ${id})`);
-    // The same request: its job, once the request that reserved the key has added it.
-    for (const until = Date.now() + RACING_KEY_WAIT_MS; ;) {
-      const existing = await this.find(id);
-      if (existing) return existing;
-      if ((await redis.exists(tombstoneKey(prefix, id))) === 1)
-        throw conflict(`belonged to job ${id}, which was cancelled before it ran; use a new key`);
-      if (Date.now() > until)
-        throw conflict(`is in use by a request still being submitted, or its job was removed; retry, or use a new key`);
-      await sleep(100);
-    }
-  }
-
-  /**
-   * Refuses at the door a dataset path outside the data roots (as written; the worker checks
-   * again after resolving symlinks, and is what really confines the job).
-   */
-  private checkDataRoots(data: JobData): void {
-    this.checkSpecsInRoots(
-      data.type === 'train'
-        ? [data.config.train.dataset, data.config.evaluation?.reference.dataset]
-        : data.type === 'eval'
-          ? [data.config.reference.dataset]
-          : [],
-    );
-  }
-
-  /** Refuses specs whose path lies outside the data roots; `skipUnparsable` leaves bad specs to the resolver. */
-  private checkSpecsInRoots(specs: readonly (string | undefined)[], options: { skipUnparsable?: boolean } = {}): void {
-    for (const spec of specs) {
-      if (spec === undefined) continue;
-      let parsed: ReturnType<typeof parseDatasetSpec>;
-      try {
-        parsed = parseDatasetSpec(spec);
-      } catch (err) {
-        if (options.skipUnparsable) continue;
-        throw err;
-      }
-      const location = datasetPath(parsed);
-      if (location === undefined) continue;
-      const resolved = path.resolve('/', location);
-      if (!path.isAbsolute(location) || !this.options.dataRoots.some((root) => insideRoot(root, resolved))) {
-        throw invalid(
-          `dataset path ${JSON.stringify(location)} is not inside this server's data roots (${this.options.dataRoots.join(', ') || 'none'}, DDPM_DATA_ROOTS); ` +
-            'upload the data with PUT /datasets/NAME and name it store:NAME',
-        );
-      }
-    }
-  }
-
-  /** The job's data: the request as asked and the configuration resolved from it. */
-  private async jobData(
-    submission: Submission,
-    common: Pick<JobData, 'submittedAt' | 'runPrefix' | 'requestHash'>,
-  ): Promise<JobData> {
-    switch (submission.type) {
-      case 'train': {
-        // A batch whose micro-batches would not fit the step-memory budget is split further when the request left accumulation open.
-        const config = fitAccumulation(
-          resolveTrainJob(submission.request),
-          submission.request,
-          this.options.limits.maxStepMemoryMb,
-        );
-        return { type: 'train', request: submission.request, config, ...common };
-      }
-      case 'sample': {
-        const request = submission.request;
-        checkSampleSource(request);
-        // T of the run sampled: what its train job resolved (or, for older jobs, resolves now), or the shipped model's.
-        const T = await this.sampledTimesteps(request);
-        return {
-          type: 'sample',
-          request: submission.request,
-          config: resolveSampleJob(submission.request, T),
-          ...common,
-        };
-      }
-      case 'eval': {
-        const request = submission.request;
-        checkSampleSource(request, 'eval');
-        // T of the run evaluated (as for a sample job), or the shipped model's.
-        const T = await this.sampledTimesteps(request);
-        return { type: 'eval', request, config: resolveEvalJob(request, T), ...common };
-      }
-      default: {
-        const unreachable: never = submission;
-        throw invalid(`unknown job type ${JSON.stringify(unreachable)}`);
-      }
-    }
-  }
-
-  private async sampledTimesteps(request: {
-    readonly trainJobId?: string;
-    readonly pretrained?: string;
-  }): Promise<number> {
-    if (request.pretrained !== undefined)
-      return pretrainedManifest(request.pretrained).train.diffusion.schedule.numTimesteps;
-    const run = await this.trainJobData(request.trainJobId!);
-    return (run.config ?? resolveTrainJob(run.request)).train.diffusion.schedule.numTimesteps;
-  }
-
-  private async trainJobData(id: string): Promise<JobData<'train'>> {
-    const job = jobTypeOf(id) === 'train' ? await this.options.queues.train.getJob(id) : undefined;
-    const data = job?.data;
-    if (data?.type !== 'train') throw invalid(`trainJobId ${JSON.stringify(id)} names no train job`);
-    return data;
   }
 
   async find(id: string): Promise<Job<JobData, JobResult> | undefined> {
@@ -355,76 +152,26 @@ export class JobsService {
   async viewById(id: string, base: string): Promise<JobView | undefined> {
     const job = await this.find(id);
     if (job) return this.view(job, base);
-    return this.tombstone(id);
-  }
-
-  private async tombstone(id: string): Promise<JobView | undefined> {
-    const raw = await this.options.redis.get(tombstoneKey(this.options.prefix, id));
-    return raw ? (JSON.parse(raw) as JobView) : undefined;
+    return readTombstone(this.options.redis, this.options.prefix, id);
   }
 
   /**
    * Jobs, newest first, by type and state; with `run`, only the sample and eval jobs of that train
-   * job (among the newest MAX_LIST_DEPTH of each type and state).
+   * job (job-listing.ts).
    */
-  async list(
+  list(
     query: { type?: JobType; state?: ListState; run?: string; limit: number; offset: number },
     base: string,
   ): Promise<JobView[]> {
-    const { limit, offset } = query;
-    if (offset + limit > MAX_LIST_DEPTH)
-      throw invalid(
-        `offset + limit must be at most ${MAX_LIST_DEPTH}, got ${offset + limit}; filter by type or state to reach older jobs`,
-      );
-    const types = (query.type ? [query.type] : [...JOB_TYPES]).filter((t) => query.run === undefined || t !== 'train');
-    const states: BullState[] = query.state
-      ? [...LIST_STATES[query.state]]
-      : ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
-    const depth = query.run === undefined ? offset + limit : MAX_LIST_DEPTH;
-    let jobs = (
-      await Promise.all(types.map((t) => this.options.queues[t].getJobs(states, 0, depth - 1, false)))
-    ).flat();
-    if (query.run !== undefined)
-      jobs = jobs.filter((j) => j.data.type !== 'train' && j.data.request.trainJobId === query.run);
-    jobs.sort((a, b) => b.timestamp - a.timestamp);
-    let views = await Promise.all(jobs.slice(0, offset + limit).map((j) => this.view(j, base)));
-    if (query.state)
-      views = views.filter((v) => v.state === query.state || (query.state === 'active' && v.state === 'cancelling'));
-    return views.slice(offset, offset + limit);
+    return listJobs(this.options.queues, query, (job) => this.view(job, base));
   }
 
   /**
    * Cancels a job (idempotent). A queued one is removed at once and leaves a tombstone (`done`);
    * a running one is told to checkpoint and stop (`requested`); a finished one is left as it is.
    */
-  async cancel(id: string, base: string): Promise<{ outcome: 'done' | 'requested'; view: JobView } | undefined> {
-    const { redis, prefix } = this.options;
-    const job = await this.find(id);
-    if (!job) {
-      const dead = await this.tombstone(id);
-      return dead ? { outcome: 'done', view: dead } : undefined;
-    }
-    const state = await job.getState();
-    if (state === 'completed' || state === 'failed') return { outcome: 'done', view: await this.view(job, base) };
-    await redis.set(cancelKey(prefix, id), '1', 'EX', CANCEL_TTL_SECONDS);
-    if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
-      try {
-        const current = await this.view(job, base);
-        await job.remove();
-        const cancelled: JobView = {
-          ...current,
-          state: 'cancelled',
-          finishedAt: new Date().toISOString(),
-          result: { status: 'cancelled' },
-        };
-        await redis.set(tombstoneKey(prefix, id), JSON.stringify(cancelled), 'EX', TOMBSTONE_TTL_SECONDS);
-        return { outcome: 'done', view: cancelled };
-      } catch {
-        // It became active meanwhile: the worker gets the message below.
-      }
-    }
-    await redis.publish(cancelChannel(prefix), id);
-    return { outcome: 'requested', view: await this.view(job, base) };
+  cancel(id: string, base: string): Promise<{ outcome: 'done' | 'requested'; view: JobView } | undefined> {
+    return cancelJob(this, this.options, id, base);
   }
 
   /**
@@ -521,49 +268,9 @@ export class JobsService {
 
   /**
    * Writes a job's log lines to `out` as they come, until the job ends, `closed()` says stop, or
-   * the follow time limit passes; waits for `out` to drain, so a reader that does not read holds
-   * no more than a page of lines in memory. The caller holds a place (acquireFollower).
+   * the follow time limit passes (job-logs.ts). The caller holds a place (acquireFollower).
    */
-  async followLogs(job: Job<JobData, JobResult>, out: Writable, closed: () => boolean): Promise<void> {
-    const queue = this.options.queues[job.data.type];
-    const cap = this.options.jobLogLines;
-    const until = Date.now() + this.options.logFollowSeconds * 1000;
-    const over = (): boolean => closed() || Date.now() >= until;
-    /** Where the next line is in the list as it is now, and the last line sent. */
-    let next = 0;
-    let last: string | undefined;
-    while (!over()) {
-      const page = await queue.getJobLogs(job.id!, next, next + 999);
-      let logs = page.logs;
-      // count: the lines kept now (LLEN), whatever the range.
-      const count = page.count;
-      if (count >= cap && last !== undefined) {
-        // At the cap every new line drops the oldest, shifting the list: find the last line sent
-        // (0 when it was dropped too: those lines are gone for every reader).
-        const all = (await queue.getJobLogs(job.id!, 0, -1)).logs;
-        next = all.lastIndexOf(last) + 1;
-        logs = all.slice(next, next + 1000);
-      }
-      for (const line of logs) {
-        if (over()) break;
-        const room = out.write(`${line}\n`);
-        last = line;
-        next += 1;
-        // A reader that does not read holds the stream's buffer, not this loop's pages.
-        if (!room) await drained(out, over);
-      }
-      if (logs.length === 0) {
-        const state = await job.getState();
-        if (state === 'completed' || state === 'failed' || state === 'unknown') return;
-        await sleep(500);
-      }
-    }
-    if (!closed())
-      out.write(
-        `(stopped following after ${this.options.logFollowSeconds} s, DDPM_LOG_FOLLOW_SECONDS; request again to go on)\n`,
-      );
+  followLogs(job: Job<JobData, JobResult>, out: Writable, closed: () => boolean): Promise<void> {
+    return followJobLogs(this.options, job, out, closed);
   }
 }
-
-/** A request of one job type, as the routes pass it. */
-export type Submission = { [T in JobType]: { readonly type: T; readonly request: JobRequest<T> } }[JobType];
