@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { type EvalSpec } from '@ddpm/config';
 
-import { evaluateModel } from './eval-job';
+import { evaluateModel } from './model-evaluation';
 import { tempStore, useWasm } from './test-support';
 
 beforeAll(useWasm);

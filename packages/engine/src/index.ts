@@ -18,16 +18,9 @@ export {
   readCheckpoint,
   writeCheckpoint,
 } from '@ddpm/runs';
-export {
-  type Gradients,
-  type GroupLink,
-  type GroupStop,
-  type RankReport,
-  type RunOptions,
-  type StepStats,
-  Trainer,
-  type TrainerOptions,
-} from './trainer';
+export { type Gradients, type StepStats, Trainer, type TrainerOptions } from './trainer';
+export { type RunOptions } from './training-loop';
+export { type GroupLink, type GroupStop, type RankReport } from './group-link';
 export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train-job';
 export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';
 export {
@@ -48,17 +41,7 @@ export { type NllOptions, type NllResult, evaluateNll } from './evaluation';
 export { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from '@ddpm/runs';
 export { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
 export { type ChartSeries, type LineChart, lineChartPng, lineChartSvg, niceTicks } from './charts';
-export {
-  type EvalJobOptions,
-  type EvalReport,
-  type ExtractorCacheOptions,
-  type ModelEvaluation,
-  type SampleGather,
-  evaluateModel,
-  extractorInput,
-  openFeatureExtractor,
-  drawSampleShare,
-  realDataDistance,
-  runEvalJob,
-  runEvalShare,
-} from './eval-job';
+export { type EvalJobOptions, type EvalReport, runEvalJob, runEvalShare } from './eval-job';
+export { type ExtractorCacheOptions, extractorInput, openFeatureExtractor } from './extractor-cache';
+export { realDataDistance } from './reference-statistics';
+export { type ModelEvaluation, type SampleGather, evaluateModel, drawSampleShare } from './model-evaluation';

@@ -16,7 +16,7 @@ import { PRESETS } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
-import { openFeatureExtractor } from './eval-job';
+import { openFeatureExtractor } from './extractor-cache';
 import { loadPretrainedModel, samplingCheck } from './pretrained';
 import { useWasm } from './test-support';
 

@@ -3,15 +3,17 @@
  * run, train to its length with checkpoints (evaluating the EMA weights on the way when the job
  * asks for it), then draw the EMA sample grid the job asked for.
  */
-import { type SamplerSpec, type TrainJobConfig } from '@ddpm/config';
+import { type SamplerSpec, type TrainJobConfig, type TrainingEvalConfig } from '@ddpm/config';
 import { type StopReason, codedErrorOf, isPermanent } from '@ddpm/core';
 import { type CheckpointRef, type EvalHistoryEntry, type WriteFence } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 
+import { type GroupLink } from './group-link';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
-import { type GroupLink, type StepStats, Trainer } from './trainer';
+import { type StepStats, Trainer } from './trainer';
 import { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
+import { type RunOptions } from './training-loop';
 
 export interface TrainJobOptions {
   readonly store: ObjectStore;
@@ -83,133 +85,12 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     onWarning: (w) => log(`warning: ${w}`),
   });
   try {
-    const c = trainer.config;
     const group = options.group;
-    log(
-      `${trainer.resumedFrom ? `resuming from step ${trainer.resumedFrom.step}` : 'starting'}: ${c.model.preset} ` +
-        `(${trainer.unet.numParams.toLocaleString('en-US')} parameters) on ${trainer.dataset.name} (${trainer.dataset.size} images), ` +
-        `${c.steps} steps of batch ${c.batchSize}${group ? ` as rank ${group.rank} of ${group.worldSize}` : ''}` +
-        `${options.backendName ? `, backend ${options.backendName}` : ''}, checkpoints in ${options.store.urlOf(options.prefix)}`,
-    );
-    if (trainer.ignoredOnResume.length > 0) {
-      log(`the run keeps its stored configuration; ignored from this request: ${trainer.ignoredOnResume.join('; ')}`);
-    }
+    logStart(trainer, options, log);
     options.onStart?.(trainer);
-    const evaluation = config.evaluation;
-    const writer = group === undefined || group.rank === 0;
-    // What writers of this run killed mid-write left (a file store's temporary files): the run is
-    // this writer's now.
-    const tidy = async (): Promise<void> => {
-      if (!writer) return;
-      const removed = (await options.store.removeTemporaries?.(`${options.prefix}/`)) ?? 0;
-      if (removed > 0) log(`removed ${removed} temporary file${removed === 1 ? '' : 's'} of interrupted writes`);
-    };
-    await tidy();
-    const evaluate = async (step: number, last: boolean): Promise<void> => {
-      if (!evaluation || !evaluatesAt(evaluation, step, last)) return;
-      // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
-      const gather = group !== undefined && group.worldSize > 1 ? group.evaluationGather?.(step) : undefined;
-      try {
-        const { entry: measured } = await evaluateDuringTraining(
-          trainer.ema,
-          trainer.diffusion,
-          c.dataset,
-          evaluation,
-          step,
-          {
-            cache: options.cache ?? options.store,
-            onLog: log,
-            // A group's ranks all finish the evaluation, then stop together at the next step.
-            ...(options.signal && !group ? { signal: options.signal } : {}),
-            ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
-            ...(options.onAlive ? { onAlive: options.onAlive } : {}),
-            ...(gather ? { gather } : {}),
-          },
-        );
-        const entry: EvalHistoryEntry = { ...measured, trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10 };
-        log(
-          `evaluation at step ${step}: ${Object.entries(entry.metrics)
-            .map(([k, v]) => `${k} ${v.toPrecision(5)}`)
-            .join(', ')} (${entry.seconds.toFixed(1)} s)`,
-        );
-        if (writer) {
-          await (group ? group.assertWriter() : options.fence?.());
-          await appendEvalHistory(options.store, options.prefix, entry);
-        }
-        await options.onEvaluation?.(entry);
-      } catch (err) {
-        const coded = codedErrorOf(err);
-        // A lost write fence ends the generation as it would at a checkpoint.
-        if (coded?.code === 'DDPM_GROUP_FENCED') throw err;
-        // Ranks sharing the samples wait for each other: one that gave up alone (a lost peer, its
-        // memory, storage) would leave the others waiting, so the generation ends and restarts.
-        // Wrong settings (a missing extractor, a shape it cannot take) fail every rank alike
-        // before any sample is drawn, and cost only the evaluation.
-        if (gather && !(coded && isPermanent(coded.kind))) throw err;
-        // Stopped: the trainer sees the signal before the next step, checkpoints and stops.
-        if (coded?.kind === 'aborted') log(`the evaluation at step ${step} was stopped`);
-        // Anything else costs the evaluation, not the run.
-        else log(`warning: the evaluation at step ${step} failed, training goes on: ${(err as Error).message}`);
-      } finally {
-        await gather?.close();
-      }
-    };
-    const drawGrid = async (
-      step: number,
-      final: boolean,
-      checkpoint?: CheckpointRef,
-    ): Promise<NonNullable<TrainJobOutcome['grid']>> => {
-      const { count, seed } = config.finalGrid;
-      // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
-      const T = trainer.diffusion.numTimesteps;
-      const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };
-      log(`sampling ${count} images from the EMA weights (${sampler.kind}, ${sampler.steps} steps, seed ${seed})`);
-      const { picture } = await sampleGrid(trainer.ema, trainer.diffusion, count, {
-        sampler,
-        seed,
-        // During training, a group's ranks draw together: one stopped alone would leave the others waiting.
-        ...(options.signal && (final || !group) ? { signal: options.signal } : {}),
-        ...(options.onSampling ? { onProgress: options.onSampling } : {}),
-      });
-      const key = options.gridKey(step, final);
-      const grid = { key, url: options.store.urlOf(`${key}.png`), count, sampler, seed };
-      if (!writer) return grid;
-      await (group ? group.assertWriter() : options.fence?.());
-      const url = await savePicture(options.store, key, picture, {
-        ...options.gridMetadata,
-        kind: 'grid',
-        step,
-        ...(checkpoint ? { checkpoint: checkpoint.url } : {}),
-        count,
-        sampler,
-        seed,
-        ema: true,
-      });
-      log(final ? `sample grid: ${url}` : `sample grid of step ${step}: ${url}`);
-      return { ...grid, url };
-    };
-    /**
-     * The grid during training (`sampleEvery`): the same noise every time, so that the grids show
-     * the samples improving. Every rank of a group draws it (only rank 0 writes it), so the ranks
-     * reach the next step together.
-     */
-    const gridEvery = config.finalGrid.count > 0 ? config.finalGrid.every : undefined;
-    const afterStep = async (step: number, _stats: StepStats, last: boolean): Promise<void> => {
-      if (evaluation) await evaluate(step, last);
-      if (gridEvery !== undefined && step % gridEvery === 0 && !last) await drawGrid(step, false);
-    };
-    const result = await trainer.run({
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(group ? { group } : {}),
-      ...(options.fence ? { fence: options.fence } : {}),
-      ...(options.onStep ? { onStep: options.onStep } : {}),
-      ...(options.onCheckpointStart ? { onCheckpointStart: options.onCheckpointStart } : {}),
-      ...(evaluation || gridEvery !== undefined ? { afterStep } : {}),
-      onCheckpoint: async (ref, reason, seconds) => {
-        log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
-        await options.onCheckpoint?.(ref, reason, seconds);
-      },
-    });
+    const job: TrainJob = { config, options, trainer, log, writer: group === undefined || group.rank === 0 };
+    await tidy(job);
+    const result = await trainer.run(runOptions(job));
     const outcome: TrainJobOutcome = {
       status: result.status,
       step: result.step,
@@ -222,18 +103,177 @@ export async function runTrainJob(config: TrainJobConfig, options: TrainJobOptio
     };
     if (result.budgetSpent)
       log(
-        `the time budget (${c.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${c.steps}`,
+        `the time budget (${trainer.config.budgetMinutes} min of training) is spent: the run ends at step ${result.step} of ${trainer.config.steps}`,
       );
     // And those of writers that lost the run while it went on (their writes were refused).
-    await tidy();
+    await tidy(job);
     if (result.status === 'stopped') {
       log(`stopped at step ${result.step}`);
       return outcome;
     }
     // In a group the grid is rank 0's to draw, as the checkpoints are.
     if (config.finalGrid.count === 0 || (group !== undefined && group.rank !== 0)) return outcome;
-    return { ...outcome, grid: await drawGrid(result.step, true, result.checkpoint) };
+    return { ...outcome, grid: await drawGrid(job, result.step, true, result.checkpoint) };
   } finally {
     trainer.dispose();
   }
+}
+
+/** A training job under way: its configuration and options, its open trainer, and its log. */
+interface TrainJob {
+  readonly config: TrainJobConfig;
+  readonly options: TrainJobOptions;
+  readonly trainer: Trainer;
+  readonly log: (line: string) => void;
+  /** Whether this process writes the run (alone, or rank 0 of a group). */
+  readonly writer: boolean;
+}
+
+/** What the job starts from (fresh or resumed), on what, and what a resumed run ignored of the request. */
+function logStart(trainer: Trainer, options: TrainJobOptions, log: (line: string) => void): void {
+  const c = trainer.config;
+  const group = options.group;
+  log(
+    `${trainer.resumedFrom ? `resuming from step ${trainer.resumedFrom.step}` : 'starting'}: ${c.model.preset} ` +
+      `(${trainer.unet.numParams.toLocaleString('en-US')} parameters) on ${trainer.dataset.name} (${trainer.dataset.size} images), ` +
+      `${c.steps} steps of batch ${c.batchSize}${group ? ` as rank ${group.rank} of ${group.worldSize}` : ''}` +
+      `${options.backendName ? `, backend ${options.backendName}` : ''}, checkpoints in ${options.store.urlOf(options.prefix)}`,
+  );
+  if (trainer.ignoredOnResume.length > 0) {
+    log(`the run keeps its stored configuration; ignored from this request: ${trainer.ignoredOnResume.join('; ')}`);
+  }
+}
+
+/**
+ * Removes what writers of this run killed mid-write left (a file store's temporary files): the
+ * run is this writer's now.
+ */
+async function tidy({ options, log, writer }: TrainJob): Promise<void> {
+  if (!writer) return;
+  const removed = (await options.store.removeTemporaries?.(`${options.prefix}/`)) ?? 0;
+  if (removed > 0) log(`removed ${removed} temporary file${removed === 1 ? '' : 's'} of interrupted writes`);
+}
+
+/** The trainer's run options: the job's signal, group, fence and callbacks, and its work after each step. */
+function runOptions(job: TrainJob): RunOptions {
+  const { config, options, log } = job;
+  const { group } = options;
+  const evaluation = config.evaluation;
+  /**
+   * The grid during training (`sampleEvery`): the same noise every time, so that the grids show
+   * the samples improving. Every rank of a group draws it (only rank 0 writes it), so the ranks
+   * reach the next step together.
+   */
+  const gridEvery = config.finalGrid.count > 0 ? config.finalGrid.every : undefined;
+  const afterStep = async (step: number, _stats: StepStats, last: boolean): Promise<void> => {
+    if (evaluation) await evaluate(job, evaluation, step, last);
+    if (gridEvery !== undefined && step % gridEvery === 0 && !last) await drawGrid(job, step, false);
+  };
+  return {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(group ? { group } : {}),
+    ...(options.fence ? { fence: options.fence } : {}),
+    ...(options.onStep ? { onStep: options.onStep } : {}),
+    ...(options.onCheckpointStart ? { onCheckpointStart: options.onCheckpointStart } : {}),
+    ...(evaluation || gridEvery !== undefined ? { afterStep } : {}),
+    onCheckpoint: async (ref, reason, seconds) => {
+      log(`checkpoint (${reason}) at step ${ref.step}: ${ref.url}`);
+      await options.onCheckpoint?.(ref, reason, seconds);
+    },
+  };
+}
+
+/**
+ * The evaluation during training after `step`, when one is due: recorded in the run's history by
+ * the writer. A failure costs the evaluation, not the run, unless the group cannot go on without it.
+ */
+async function evaluate(job: TrainJob, evaluation: TrainingEvalConfig, step: number, last: boolean): Promise<void> {
+  const { options, trainer, log, writer } = job;
+  const group = options.group;
+  if (!evaluatesAt(evaluation, step, last)) return;
+  // A group's ranks share the samples (each draws 1/N, all measure), when the link can.
+  const gather = group !== undefined && group.worldSize > 1 ? group.evaluationGather?.(step) : undefined;
+  try {
+    const { entry: measured } = await evaluateDuringTraining(
+      trainer.ema,
+      trainer.diffusion,
+      trainer.config.dataset,
+      evaluation,
+      step,
+      {
+        cache: options.cache ?? options.store,
+        onLog: log,
+        // A group's ranks all finish the evaluation, then stop together at the next step.
+        ...(options.signal && !group ? { signal: options.signal } : {}),
+        ...(options.onEvaluationProgress ? { onProgress: options.onEvaluationProgress } : {}),
+        ...(options.onAlive ? { onAlive: options.onAlive } : {}),
+        ...(gather ? { gather } : {}),
+      },
+    );
+    const entry: EvalHistoryEntry = { ...measured, trainSeconds: Math.round(trainer.trainingSeconds * 10) / 10 };
+    log(
+      `evaluation at step ${step}: ${Object.entries(entry.metrics)
+        .map(([k, v]) => `${k} ${v.toPrecision(5)}`)
+        .join(', ')} (${entry.seconds.toFixed(1)} s)`,
+    );
+    if (writer) {
+      await (group ? group.assertWriter() : options.fence?.());
+      await appendEvalHistory(options.store, options.prefix, entry);
+    }
+    await options.onEvaluation?.(entry);
+  } catch (err) {
+    const coded = codedErrorOf(err);
+    // A lost write fence ends the generation as it would at a checkpoint.
+    if (coded?.code === 'DDPM_GROUP_FENCED') throw err;
+    // Ranks sharing the samples wait for each other: one that gave up alone (a lost peer, its
+    // memory, storage) would leave the others waiting, so the generation ends and restarts.
+    // Wrong settings (a missing extractor, a shape it cannot take) fail every rank alike
+    // before any sample is drawn, and cost only the evaluation.
+    if (gather && !(coded && isPermanent(coded.kind))) throw err;
+    // Stopped: the trainer sees the signal before the next step, checkpoints and stops.
+    if (coded?.kind === 'aborted') log(`the evaluation at step ${step} was stopped`);
+    // Anything else costs the evaluation, not the run.
+    else log(`warning: the evaluation at step ${step} failed, training goes on: ${(err as Error).message}`);
+  } finally {
+    await gather?.close();
+  }
+}
+
+/** The EMA sample grid of `step` (the final one, or one during training), saved by the writer. */
+async function drawGrid(
+  job: TrainJob,
+  step: number,
+  final: boolean,
+  checkpoint?: CheckpointRef,
+): Promise<NonNullable<TrainJobOutcome['grid']>> {
+  const { config, options, trainer, log, writer } = job;
+  const group = options.group;
+  const { count, seed } = config.finalGrid;
+  // A resumed run keeps its own T, which may be fewer steps than the request's sampler asked for.
+  const T = trainer.diffusion.numTimesteps;
+  const sampler: SamplerSpec = { ...config.finalGrid.sampler, steps: Math.min(config.finalGrid.sampler.steps, T) };
+  log(`sampling ${count} images from the EMA weights (${sampler.kind}, ${sampler.steps} steps, seed ${seed})`);
+  const { picture } = await sampleGrid(trainer.ema, trainer.diffusion, count, {
+    sampler,
+    seed,
+    // During training, a group's ranks draw together: one stopped alone would leave the others waiting.
+    ...(options.signal && (final || !group) ? { signal: options.signal } : {}),
+    ...(options.onSampling ? { onProgress: options.onSampling } : {}),
+  });
+  const key = options.gridKey(step, final);
+  const grid = { key, url: options.store.urlOf(`${key}.png`), count, sampler, seed };
+  if (!writer) return grid;
+  await (group ? group.assertWriter() : options.fence?.());
+  const url = await savePicture(options.store, key, picture, {
+    ...options.gridMetadata,
+    kind: 'grid',
+    step,
+    ...(checkpoint ? { checkpoint: checkpoint.url } : {}),
+    count,
+    sampler,
+    seed,
+    ema: true,
+  });
+  log(final ? `sample grid: ${url}` : `sample grid of step ${step}: ${url}`);
+  return { ...grid, url };
 }

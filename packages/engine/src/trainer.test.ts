@@ -6,9 +6,10 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam } from './adam';
 import { updateEma } from './ema';
+import { globalNorm } from './flat-gradients';
 import { loadModelFromCheckpoint } from './model-loading';
 import { tempStore, tinyRun, useWasm } from './test-support';
-import { Trainer, globalNorm } from './trainer';
+import { Trainer } from './trainer';
 
 beforeAll(useWasm);
 

@@ -3,15 +3,17 @@
  * take the configured diffusion loss through the U-Net, Adam with warm-up and global-norm
  * clipping, then the EMA. Gradient accumulation reaches large batches on small memory. The step is
  * split into {@link Trainer.computeGradients} and {@link Trainer.applyGradients} so a data-parallel
- * group can average gradients in between.
+ * group can average gradients in between. The micro-batches' gradients are computed in
+ * micro-batches.ts, {@link Trainer.run}'s loop is training-loop.ts, and what the ranks of a group
+ * agree on is group-link.ts.
  *
  * Resume is exact: parameters, EMA, Adam moments, the step, the RNG and data-order states are all
  * in the checkpoint, so k steps + resume + (n − k) steps equals n steps bit for bit on one backend.
  */
 import { type TrainConfig, resumedConfig, unetConfigOf, validateTrainConfig } from '@ddpm/config';
-import { Rng, type StopReason, stopReasonOf } from '@ddpm/core';
+import { Rng } from '@ddpm/core';
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
-import { GaussianDiffusion, trainingLosses, yieldToEventLoop } from '@ddpm/diffusion';
+import { GaussianDiffusion } from '@ddpm/diffusion';
 import {
   CHECKPOINT_VERSION,
   type CheckpointRef,
@@ -24,14 +26,16 @@ import {
   writeCheckpoint,
 } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
-import { copyTensorsInto } from '@ddpm/kernels';
 import { UNet, type UNetConfig, loadUNetWeights, saveUNetWeights } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { Adam, learningRateAt, loadAdam, saveAdam } from './adam';
 import { emaDecayAt, updateEma } from './ema';
 import { engineError, groupError } from './errors';
-import { type SampleGather } from './eval-job';
+import { flatten, globalNorm, unflatten } from './flat-gradients';
+import { type GroupLink, type GroupStop, groupTotals, rankShare } from './group-link';
+import { type MicroBatchSource, gradientSums } from './micro-batches';
+import { type RunOptions, type RunOutcome, runTraining } from './training-loop';
 import { createHash } from 'node:crypto';
 
 export interface StepStats {
@@ -67,93 +71,6 @@ export interface TrainerOptions {
   readonly backendName?: string;
   /** Called when a newer checkpoint was skipped as corrupt. */
   readonly onWarning?: (message: string) => void;
-}
-
-export interface RunOptions {
-  readonly signal?: AbortSignal;
-  /** Milliseconds on a monotonic clock, for the time between checkpoints (tests); default performance.now. */
-  readonly clock?: () => number;
-  readonly onStep?: (stats: StepStats) => void | Promise<void>;
-  /** Before a checkpoint of `step` is written (only where this process writes one). */
-  readonly onCheckpointStart?: (step: number, reason: string) => void;
-  /** After a checkpoint is whole; `seconds` is how long writing it took. */
-  readonly onCheckpoint?: (ref: CheckpointRef, reason: string, seconds: number) => void | Promise<void>;
-  /** Train as one rank of a data-parallel group (see {@link GroupLink}); absent: alone. */
-  readonly group?: GroupLink;
-  /**
-   * Called before every change to the run's checkpoints (alone; a group's rank 0 uses its link's
-   * assertWriter): throws when another run of the job owns the run now.
-   */
-  readonly fence?: WriteFence;
-  /**
-   * After a step and its periodic checkpoint (evaluations during training run here, so a failed
-   * or slow one never holds back the step's checkpoint).
-   */
-  readonly afterStep?: (step: number, stats: StepStats, last: boolean) => Promise<void>;
-}
-
-/** The stop reason rank 0 of a group sends when the run's time budget is spent: the run completes. */
-export const BUDGET_STOP = 'budget';
-
-/** What a rank may ask of its group after a step: a stop, or (rank 0) the budget's end. */
-export type GroupStop = StopReason | typeof BUDGET_STOP;
-
-/** A peer's stop in its report, checked (reports come over the data plane): undefined when it asks none. */
-function groupStopOf(value: unknown): GroupStop | undefined {
-  if (value === undefined || value === null) return undefined;
-  return value === BUDGET_STOP ? BUDGET_STOP : stopReasonOf(value);
-}
-
-/** What one rank reports of its share of a step; the group gathers them in rank order. */
-export interface RankReport {
-  readonly lossSum: number;
-  readonly count: number;
-  readonly quartileSums: readonly number[];
-  readonly quartileCounts: readonly number[];
-  readonly epoch: number;
-  /** Why this rank wants the group to stop after this step (cancel, shutdown, budget), if it does. */
-  readonly stop?: GroupStop;
-  /** sha256 of the rank's parameters, EMA and Adam moments before this step, when due. */
-  readonly checksum?: string;
-}
-
-/**
- * How a rank talks to its group; the engine knows nothing of the transport (the worker uses
- * @ddpm/allreduce over Redis). Rank r computes a contiguous share of the step's micro-batches
- * (one each when accumulation = world size) while every rank draws the randomness of all of them,
- * so ranks stay bit-identical and the result equals one process with the same accumulation.
- */
-export interface GroupLink {
-  readonly rank: number;
-  readonly worldSize: number;
-  /**
-   * The blocks the step's micro-batches are summed in: the job's `workers` (its full world size),
-   * whatever the ranks of this generation. Block b is micro-batches [⌊b·M/B⌋, ⌊(b+1)·M/B⌋), summed
-   * in order, and the blocks' sums are added in block order. A generation of fewer ranks than
-   * blocks gives rank 0 the first B − N + 1 blocks and every other rank one, so every world size
-   * adds the same numbers in the same order, and a run's bits do not depend on how many ranks each
-   * of its generations had. Absent: `worldSize`.
-   */
-  readonly blocks?: number;
-  /** Steps between checksums compared across ranks (also at the first step). */
-  readonly checksumEvery: number;
-  /**
-   * Sums the ranks' partial gradient sums (flattened in parameter order) in rank order and gathers
-   * their reports; every rank gets the same bytes and the same list.
-   */
-  exchange(
-    step: number,
-    partial: Float32Array,
-    report: RankReport,
-  ): Promise<{ readonly sum: Float32Array; readonly reports: readonly RankReport[] }>;
-  /** Throws when this rank may no longer write for the run (a newer generation owns it). */
-  assertWriter(): Promise<void>;
-  /**
-   * The ranks' shared sampling for the evaluation after `step` (`evalEvery`): each draws 1/N of
-   * the samples and every rank gets them all (see `SampleGather`); closed when the evaluation
-   * ends. Absent: every rank draws every sample.
-   */
-  evaluationGather?(step: number): SampleGather & { close(): Promise<void> };
 }
 
 export interface Gradients {
@@ -292,87 +209,14 @@ export class Trainer {
 
   /** Forward and backward over one global batch (all micro-batches); nothing is updated. */
   async computeGradients(): Promise<Gradients> {
-    const partial = await this.gradientSums(0, this.config.accumulation);
+    const partial = await gradientSums(this.microBatches(), 0, this.config.accumulation);
     return { ...partial, grads: this.averaged(partial.sums) };
   }
 
-  /**
-   * The gradient sums of micro-batches [from, to) of the next step. The randomness of every
-   * micro-batch of the step is drawn (data order, flips, t, ε, dropout seeds), computed or not,
-   * so the run's state does not depend on which share of the step a process computes.
-   */
-  /**
-   * The sums of micro-batches [from, to) of the next step (drawing the randomness of all of them),
-   * summed in order within each block that starts at one of `blockStarts` (default: one block),
-   * the blocks' sums then added in order.
-   */
-  private async gradientSums(
-    from: number,
-    to: number,
-    blockStarts: ReadonlySet<number> = new Set([from]),
-  ): Promise<Omit<Gradients, 'grads'> & { sums: tf.Tensor[] }> {
-    const T = this.diffusion.numTimesteps;
-    const params = this.unet.variables;
-    const { imageSize: s, inChannels: c } = this.unetConfig;
-    const b = this.config.batchSize / this.config.accumulation;
-    /** The finished blocks' sum, and the running sum of the block under way. */
-    let summed: tf.Tensor[] | undefined;
-    let block: tf.Tensor[] | undefined;
-    const add = (into: tf.Tensor[] | undefined, more: tf.Tensor[]): tf.Tensor[] => {
-      if (into === undefined) return more;
-      const sum = tf.tidy(() => into.map((g, i) => tf.add(g, more[i]!)));
-      tf.dispose([...into, ...more]);
-      return sum;
-    };
-    let lossSum = 0;
-    let count = 0;
-    let epoch = 0;
-    const quartileSums: [number, number, number, number] = [0, 0, 0, 0];
-    const quartileCounts: [number, number, number, number] = [0, 0, 0, 0];
-    for (let micro = 0; micro < this.config.accumulation; micro++) {
-      const mine = micro >= from && micro < to;
-      const batch = mine ? await this.loader.next() : undefined;
-      if (!mine) this.loader.skip();
-      const t = this.rng.ints(T, b);
-      const noiseValues = this.rng.normals(b * s * s * c);
-      const dropoutSeed = this.rng.nextUint32();
-      if (batch === undefined) continue;
-      epoch = batch.epoch;
-      const model = this.unet.asDenoiseFn({ training: true, dropoutSeed });
-      let lossB: tf.Tensor | undefined;
-      const { value, grads } = tf.tidy(() => {
-        const x0 = tf.tensor4d(batch.pixels, [...batch.shape]);
-        const noise = tf.tensor4d(noiseValues, [...batch.shape]);
-        return tf.variableGrads(() => {
-          const losses = trainingLosses(this.diffusion, model, x0, t, noise).lossB;
-          lossB = tf.keep(losses.clone());
-          return tf.mean<tf.Scalar>(losses);
-        }, params);
-      });
-      const lossHost = await lossB!.data();
-      tf.dispose([value, lossB!]);
-      for (let i = 0; i < b; i++) {
-        const q = Math.min(3, Math.floor((4 * t[i]!) / T));
-        quartileSums[q] = quartileSums[q]! + lossHost[i]!;
-        quartileCounts[q] = quartileCounts[q]! + 1;
-        lossSum += lossHost[i]!;
-      }
-      count += b;
-      block = add(
-        block,
-        params.map((p) => grads[p.name]!),
-      );
-      if (micro + 1 === to || blockStarts.has(micro + 1)) {
-        summed = add(summed, block);
-        block = undefined;
-      }
-    }
-    if (summed === undefined)
-      throw engineError(
-        'DDPM_CONFIG_INVALID',
-        `micro-batches [${from}, ${to}) of ${this.config.accumulation} are empty`,
-      );
-    return { sums: summed, lossSum, count, quartileSums, quartileCounts, epoch };
+  /** What the next step's micro-batches are drawn from and computed with. */
+  private microBatches(): MicroBatchSource {
+    const { config, unetConfig, unet, diffusion, loader, rng } = this;
+    return { config, unetConfig, unet, diffusion, loader, rng };
   }
 
   /** Sums of all micro-batches → their mean: the one division both paths share, bit for bit. Disposes `sums`. */
@@ -420,12 +264,9 @@ export class Trainer {
     const started = process.hrtime.bigint();
     const checksum =
       this.step % group.checksumEvery === 0 || !this.groupVerified ? await this.stateChecksum() : undefined;
-    // Rank 0 takes the first B − N + 1 blocks, every other rank the next one (see GroupLink.blocks).
-    const firstBlock = rank === 0 ? 0 : B - worldSize + rank;
-    const lastBlock = rank === 0 ? B - worldSize + 1 : firstBlock + 1;
-    const start = (block: number): number => Math.floor((block * M) / B);
-    const blockStarts = new Set(Array.from({ length: lastBlock - firstBlock }, (_, k) => start(firstBlock + k)));
-    const partial = await this.gradientSums(start(firstBlock), start(lastBlock), blockStarts);
+    // This rank's micro-batches, and the blocks it sums them in (see GroupLink.blocks).
+    const share = rankShare(M, B, rank, worldSize);
+    const partial = await gradientSums(this.microBatches(), share.from, share.to, share.blockStarts);
     const flat = await flatten(partial.sums, this.flatGradients());
     tf.dispose(partial.sums);
     const computed = process.hrtime.bigint();
@@ -446,7 +287,6 @@ export class Trainer {
       );
     }
     this.groupVerified = true;
-    const total = (pick: (r: RankReport) => number): number => reports.reduce((a, r) => a + pick(r), 0);
     // The one division by the micro-batch count, on the host into the buffer the partial sums
     // left (float32 division rounds the same in JavaScript, which divides in float64 and stores
     // to float32, as in a tensor kernel: one process's tf.div gives the same bits).
@@ -454,21 +294,7 @@ export class Trainer {
     for (let i = 0; i < averaged.length; i++) averaged[i] = sum[i]! / M;
     return {
       grads: averaged,
-      lossSum: total((r) => r.lossSum),
-      count: total((r) => r.count),
-      quartileSums: [0, 1, 2, 3].map((q) => total((r) => r.quartileSums[q] ?? 0)) as [number, number, number, number],
-      quartileCounts: [0, 1, 2, 3].map((q) => total((r) => r.quartileCounts[q] ?? 0)) as [
-        number,
-        number,
-        number,
-        number,
-      ],
-      epoch: reports[0]!.epoch,
-      // A cancel or shutdown outranks rank 0's spent budget: the job then stops as asked.
-      stop: (() => {
-        const asked = reports.map((r) => groupStopOf(r.stop));
-        return asked.find((r) => r !== undefined && r !== BUDGET_STOP) ?? asked.find((r) => r !== undefined);
-      })(),
+      ...groupTotals(reports),
       computeSeconds: Number(computed - started) / 1e9,
       exchangeSeconds: Number(exchanged - computed) / 1e9,
     };
@@ -605,65 +431,8 @@ export class Trainer {
    * `checkpointEvery` steps and at the end. When `signal` aborts, finishes the step in progress,
    * checkpoints, and returns `stopped`.
    */
-  async run(options: RunOptions = {}): Promise<{
-    status: 'completed' | 'stopped';
-    step: number;
-    checkpoint?: CheckpointRef;
-    stopReason?: StopReason;
-    budgetSpent?: boolean;
-  }> {
-    const group = options.group;
-    // In a group only rank 0 writes, fenced against a newer generation of the group.
-    const writer = group === undefined || group.rank === 0;
-    const fence = group ? () => group.assertWriter() : options.fence;
-    let last: CheckpointRef | undefined;
-    let lastSavedStep = this.resumedFrom?.step ?? -1;
-    const now = options.clock ?? (() => performance.now());
-    // Periodic checkpoints come every checkpointEvery steps or checkpointEverySeconds of wall
-    // time, whichever is first: a process killed at any moment loses at most that much training.
-    const everyMs = (this.config.checkpointEverySeconds ?? Infinity) * 1000;
-    let lastSavedAt = now();
-    const save = async (reason: string): Promise<void> => {
-      if (!writer || lastSavedStep === this.step) return;
-      options.onCheckpointStart?.(this.step, reason);
-      const started = process.hrtime.bigint();
-      last = await this.checkpoint(reason, fence);
-      lastSavedStep = this.step;
-      lastSavedAt = now();
-      await options.onCheckpoint?.(last, reason, Number(process.hrtime.bigint() - started) / 1e9);
-    };
-    const stopped = async (
-      reason: StopReason,
-    ): Promise<{ status: 'stopped'; step: number; checkpoint?: CheckpointRef; stopReason: StopReason }> => {
-      await save('stopped');
-      return { status: 'stopped', step: this.step, ...(last ? { checkpoint: last } : {}), stopReason: reason };
-    };
-    // A run resumed with its budget already spent (alone: at once; a group agrees in its first exchange).
-    let budgetEnded = group === undefined && this.budgetSpent && !this.done;
-    while (!this.done && !budgetEnded) {
-      const request = options.signal?.aborted ? stopReasonOf(options.signal.reason) : undefined;
-      // Alone, stop at once; in a group, say so in the next exchange so every rank stops after the same step.
-      if (request !== undefined && group === undefined) return stopped(request);
-      // The budget is rank 0's clock: it alone asks, so every rank ends after the same step.
-      const ask = request ?? (group !== undefined && group.rank === 0 && this.budgetSpent ? BUDGET_STOP : undefined);
-      const stats = await this.trainStep(group, ask);
-      await options.onStep?.(stats);
-      // On wasm/cpu a whole step resolves in microtasks; let signals, timers and I/O run.
-      await yieldToEventLoop();
-      if (stats.stop !== undefined && stats.stop !== BUDGET_STOP) return stopped(stats.stop);
-      budgetEnded = group === undefined ? this.budgetSpent : stats.stop === BUDGET_STOP;
-      const ending = this.done || budgetEnded;
-      if (ending) await save('final');
-      else if (this.step % this.config.checkpointEvery === 0 || now() - lastSavedAt >= everyMs) await save('periodic');
-      await options.afterStep?.(this.step, stats, ending);
-    }
-    await save('final');
-    return {
-      status: 'completed',
-      step: this.step,
-      ...(last ? { checkpoint: last } : {}),
-      ...(budgetEnded && !this.done ? { budgetSpent: true } : {}),
-    };
+  run(options: RunOptions = {}): Promise<RunOutcome> {
+    return runTraining(this, options);
   }
 
   dispose(): void {
@@ -671,48 +440,4 @@ export class Trainer {
     this.ema.dispose();
     this.adam.dispose();
   }
-}
-
-/**
- * Tensors → one Float32Array in their order (what a group exchanges), written into `flat`
- * (straight from the wasm heap there: no fresh copy of the gradients every step).
- */
-async function flatten(tensors: readonly tf.Tensor[], flat: Float32Array): Promise<Float32Array> {
-  return copyTensorsInto(tensors, flat);
-}
-
-/**
- * The global L2 norm of gradients laid out one parameter after the other (`flat`, in the order of
- * `like`): per parameter a float32 sum of float32 squares from the first value to the last, those
- * sums added in order, then the square root, each step rounded to float32. These are the
- * operations and the order of tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) on the
- * wasm backend (tested), computed on the host so that every rank of a group and one process get
- * the same bits on any backend, without ~800 small kernels.
- */
-export function globalNorm(flat: Float32Array, like: readonly { readonly size: number }[]): number {
-  let total = 0;
-  let offset = 0;
-  for (const { size } of like) {
-    let sum = 0;
-    const end = offset + size;
-    for (let i = offset; i < end; i++) {
-      const x = flat[i]!;
-      sum = Math.fround(sum + Math.fround(x * x));
-    }
-    total = Math.fround(total + sum);
-    offset = end;
-  }
-  if (offset !== flat.length)
-    throw new Error(`internal error: ${flat.length} gradient values for ${offset} parameters`);
-  return Math.fround(Math.sqrt(total));
-}
-
-/** The inverse of {@link flatten}, shaped like `like`. */
-function unflatten(flat: Float32Array, like: readonly tf.Tensor[]): tf.Tensor[] {
-  let offset = 0;
-  return like.map((t) => {
-    const part = tf.tensor(flat.subarray(offset, offset + t.size), t.shape, 'float32');
-    offset += t.size;
-    return part;
-  });
 }

@@ -1,10 +1,10 @@
 /**
  * Evaluation during training (`evalEvery`): at every multiple of `every` steps and at the last
- * step, the EMA weights are evaluated by the run's spec (eval-job.ts), the result appended to
- * the run's history and its curves redrawn. In a data-parallel group every rank evaluates: with
- * the link's `evaluationGather` each draws 1/N of the samples and all of them measure the whole
- * set (the bytes one process draws), so the ranks finish together and no rank waits at the next
- * exchange; only the writer records.
+ * step, the EMA weights are evaluated by the run's spec (model-evaluation.ts), the result
+ * appended to the run's history and its curves redrawn. In a data-parallel group every rank
+ * evaluates: with the link's `evaluationGather` each draws 1/N of the samples and all of them
+ * measure the whole set (the bytes one process draws), so the ranks finish together and no rank
+ * waits at the next exchange; only the writer records.
  */
 import { type TrainingEvalConfig } from '@ddpm/config';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
@@ -13,7 +13,8 @@ import { type ObjectStore } from '@ddpm/storage';
 import { type UNet } from '@ddpm/unet';
 
 import { lineChartPng } from './charts';
-import { type ExtractorCacheOptions, type ModelEvaluation, type SampleGather, evaluateModel } from './eval-job';
+import { type ExtractorCacheOptions } from './extractor-cache';
+import { type ModelEvaluation, type SampleGather, evaluateModel } from './model-evaluation';
 
 /** Whether the run evaluates after `step`; `last`: the run's last step (its length or its time budget). */
 export function evaluatesAt(config: TrainingEvalConfig, step: number, last: boolean): boolean {

@@ -19,7 +19,7 @@ import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn }
 
 import { readShippedExtractor } from '@ddpm/pretrained';
 
-import { evaluateModel } from '../eval-job';
+import { evaluateModel } from '../model-evaluation';
 import { evaluateNll } from '../evaluation';
 import { tempStore, useWasm } from '../test-support';
 import { Trainer } from '../trainer';
