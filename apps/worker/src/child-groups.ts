@@ -177,7 +177,7 @@ function rankSession(
     link: {
       rank: g.rank,
       worldSize: g.worldSize,
-      // The job's own world size blocks the sums, whatever this generation's (trainer.ts).
+      // The job's own world size blocks the sums, whatever this generation's (@ddpm/engine's group-link.ts).
       blocks: config.group.workers,
       checksumEvery: config.group.checksumEvery,
       exchange: async (step, partial, report) => {

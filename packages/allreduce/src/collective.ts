@@ -19,24 +19,16 @@
  * messages (reports, the plane's negotiation) always go through the hub, which also carries the
  * group's heartbeats and generation markers (liveness.ts).
  */
-import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
-
 import { type Redis, type RedisOptions } from 'ioredis';
 
 import { type Transport, decode, encode } from './codec';
-import { StepKeys, announcement, readCountKey, sharedMemoryLeftKey, shmProbeName } from './data-keys';
+import { StepKeys, announcement, sharedMemoryLeftKey } from './data-keys';
 import { collectiveError } from './errors';
-import { type PlaneContext, HubPlane, ServerConnections } from './planes/hub-plane';
+import { type PlaneContext, HubPlane, ServerConnections, hubAllGather } from './planes/hub-plane';
 import { type PlaneName, type ValuePlane } from './planes/plane';
-import { RankServersPlane, reachable } from './planes/rank-servers-plane';
-import {
-  SHM_STALE_MS,
-  SharedMemoryPlane,
-  removeSharedMemoryFiles,
-  sweepSharedMemory,
-} from './planes/shared-memory-plane';
+import { type Gather, type RankServersVerdict, rankServersAgreed, sharedMemoryAgreed } from './planes/negotiation';
+import { RankServersPlane } from './planes/rank-servers-plane';
+import { SharedMemoryPlane, removeSharedMemoryFiles } from './planes/shared-memory-plane';
 import { type WaitOptions, checkRank, execOrThrow, popWaiting } from './redis-waits';
 
 export { removeSharedMemoryFiles, sharedMemoryBytes } from './planes/shared-memory-plane';
@@ -99,9 +91,6 @@ interface Span {
   readonly start: number;
   readonly end: number;
 }
-
-/** How long a rank waits for a peer's advertised data server to answer the negotiation's PING. */
-const PROBE_TIMEOUT_MS = 5000;
 
 /**
  * The collective of one rank. `close()` ends every connection it opened (the hub's and the
@@ -171,8 +160,9 @@ export class RedisCollective {
   async negotiatePlane(sharedMemoryBytes: number): Promise<PlaneChoice> {
     const reasons: string[] = [];
     if (this.options.worldSize === 1) return { plane: 'hub', reasons: ['a group of one exchanges nothing'] };
-    if (await this.negotiateSharedMemory(sharedMemoryBytes))
-      return { plane: 'shared-memory', where: this.sharedMemory!, reasons };
+    const dir = this.options.sharedMemoryDir;
+    if (dir !== undefined && (await this.negotiateSharedMemory(sharedMemoryBytes)))
+      return { plane: 'shared-memory', where: dir, reasons };
     reasons.push(
       this.options.sharedMemoryDir === undefined
         ? 'no shared-memory folder'
@@ -197,29 +187,8 @@ export class RedisCollective {
   async negotiateSharedMemory(minFreeBytes: number): Promise<boolean> {
     const { sharedMemoryDir: dir, rank, worldSize, namespace } = this.options;
     if (dir === undefined || worldSize === 1) return false;
-    const token = randomBytes(12).toString('hex');
-    const probe = (r: number): string => path.join(dir, shmProbeName(namespace, r));
-    let usable: boolean;
-    try {
-      await sweepSharedMemory(dir, (_name, ageMs) => ageMs > SHM_STALE_MS);
-      await fs.writeFile(probe(rank), token);
-      const space = await fs.statfs(dir);
-      usable = space.bavail * space.bsize >= minFreeBytes;
-    } catch {
-      usable = false;
-    }
-    let agreed: boolean;
-    try {
-      const tokens = await this.allGather(-1, 'shm-probe', usable ? token : '');
-      let sees = usable;
-      for (let r = 0; r < worldSize && sees; r++) {
-        if (r === rank) continue;
-        sees = tokens[r] !== '' && (await fs.readFile(probe(r), 'utf8').catch(() => '')) === tokens[r];
-      }
-      agreed = (await this.allGather(-2, 'shm-verdict', sees)).every(Boolean);
-    } finally {
-      await fs.rm(probe(rank), { force: true }).catch(() => undefined);
-    }
+    const gather: Gather = (step, tag, value) => this.allGather(step, tag, value);
+    const agreed = await sharedMemoryAgreed({ dir, namespace, rank, worldSize, minFreeBytes }, gather);
     if (agreed) this.usePlane(new SharedMemoryPlane(dir, namespace, this.hub, this.ctx));
     return agreed;
   }
@@ -229,31 +198,10 @@ export class RedisCollective {
    * every other's: each rank advertises its server over the hub and PINGs every other rank's, and
    * the ranks agree on the answer (every rank calls it at the same point). Otherwise why not.
    */
-  async agreeOnRankServers(): Promise<{ endpoints?: readonly string[]; why: string }> {
+  async agreeOnRankServers(): Promise<RankServersVerdict> {
     const { rank, ownDataUrl, redisOptions } = this.options;
-    const endpoints = await this.allGather(-3, 'data-endpoint', ownDataUrl ?? '');
-    const missing = endpoints.flatMap((e, r) => (e === '' ? [r] : []));
-    let sees = missing.length === 0;
-    const unreachable: number[] = [];
-    if (sees) {
-      const answers = await Promise.all(
-        endpoints.map((url, r) =>
-          r === rank ? Promise.resolve(true) : reachable(url, PROBE_TIMEOUT_MS, redisOptions),
-        ),
-      );
-      answers.forEach((ok, r) => {
-        if (!ok) unreachable.push(r);
-      });
-      sees = unreachable.length === 0;
-    }
-    const verdicts = await this.allGather(-4, 'data-endpoint-verdict', { sees, unreachable });
-    if (missing.length > 0)
-      return { why: `rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} advertised no data server` };
-    const blind = verdicts.flatMap((v, r) =>
-      v.sees ? [] : [`rank ${r} cannot reach rank${v.unreachable.length > 1 ? 's' : ''} ${v.unreachable.join(', ')}`],
-    );
-    if (blind.length > 0) return { why: `not every data server is reachable: ${blind.join('; ')}` };
-    return { endpoints, why: '' };
+    const gather: Gather = (step, tag, value) => this.allGather(step, tag, value);
+    return rankServersAgreed({ rank, ownDataUrl, redisOptions }, gather);
   }
 
   /**
@@ -481,30 +429,8 @@ export class RedisCollective {
 
   /** Every rank's `value` (JSON), in rank order, through the hub. */
   async allGather<T>(step: number, tag: string, value: T): Promise<T[]> {
-    const { rank, worldSize, keyTtlSeconds: ttl } = this.options;
-    if (worldSize === 1) return [value];
-    const write = this.messages.pipeline();
-    write.set(this.keys.message(step, tag, rank), JSON.stringify(value), 'EX', ttl);
-    for (let r = 0; r < worldSize; r++) {
-      if (r === rank) continue;
-      const inbox = this.keys.inbox(step, tag, r);
-      write.rpush(inbox, String(rank));
-      write.expire(inbox, ttl);
-    }
-    await execOrThrow(write);
-    const all: T[] = new Array<T>(worldSize);
-    all[rank] = value;
-    for (let k = 1; k < worldSize; k++) {
-      const from = Number(await this.ctx.wait(this.messagesWait, this.keys.inbox(step, tag, rank)));
-      const key = this.keys.message(step, tag, from);
-      const [text, count] = await execOrThrow(
-        this.messages.pipeline().get(key).incr(readCountKey(key)).expire(readCountKey(key), ttl),
-      );
-      if (typeof text !== 'string') throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
-      // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
-      if (Number(count) >= worldSize - 1) await execOrThrow(this.messages.pipeline().del(key, readCountKey(key)));
-      all[from] = JSON.parse(text) as T;
-    }
-    return all;
+    const { rank, worldSize, keyTtlSeconds } = this.options;
+    const hub = { write: this.messages, wait: this.messagesWait, keys: this.keys, ctx: this.ctx };
+    return hubAllGather(hub, { rank, worldSize, keyTtlSeconds }, step, tag, value);
   }
 }

@@ -192,3 +192,42 @@ export class HubPlane implements ValuePlane {
     // The hub's connections belong to the collective, which closes them.
   }
 }
+
+/**
+ * Every rank's `value` (JSON), in rank order, through the hub: the small messages of a
+ * generation (the reports of an exchange, the plane's negotiation), never the values.
+ */
+export async function hubAllGather<T>(
+  hub: { write: Redis; wait: Redis; keys: StepKeys; ctx: PlaneContext },
+  group: { rank: number; worldSize: number; keyTtlSeconds: number },
+  step: number,
+  tag: string,
+  value: T,
+): Promise<T[]> {
+  const { rank, worldSize, keyTtlSeconds: ttl } = group;
+  if (worldSize === 1) return [value];
+  const { keys } = hub;
+  const write = hub.write.pipeline();
+  write.set(keys.message(step, tag, rank), JSON.stringify(value), 'EX', ttl);
+  for (let r = 0; r < worldSize; r++) {
+    if (r === rank) continue;
+    const inbox = keys.inbox(step, tag, r);
+    write.rpush(inbox, String(rank));
+    write.expire(inbox, ttl);
+  }
+  await execOrThrow(write);
+  const all: T[] = new Array<T>(worldSize);
+  all[rank] = value;
+  for (let k = 1; k < worldSize; k++) {
+    const from = Number(await hub.ctx.wait(hub.wait, keys.inbox(step, tag, rank)));
+    const key = keys.message(step, tag, from);
+    const [text, count] = await execOrThrow(
+      hub.write.pipeline().get(key).incr(readCountKey(key)).expire(readCountKey(key), ttl),
+    );
+    if (typeof text !== 'string') throw collectiveError('DDPM_GROUP_LOST', `${key} is gone (the data plane lost it)`);
+    // Every reader GETs before it INCRs, so the one that counts N − 1 is the last to read.
+    if (Number(count) >= worldSize - 1) await execOrThrow(hub.write.pipeline().del(key, readCountKey(key)));
+    all[from] = JSON.parse(text) as T;
+  }
+  return all;
+}
