@@ -16,7 +16,15 @@ import { configError } from './errors';
 import { evalSpecProperties } from './eval-settings';
 import { groupProperties, resolveGroup } from './group-settings';
 import { SamplerSpec, resolveSampler } from './sampler-settings';
-import { type RequestOf, checkRequest, checkResolved, literalUnion, requestSchema, valuesOf } from './setting';
+import {
+  type RequestOf,
+  type ValuesOf,
+  checkRequest,
+  checkResolved,
+  literalUnion,
+  requestSchema,
+  valuesOf,
+} from './setting';
 import { RECIPES } from './recipes';
 import { GRADIENT_TRANSPORTS, TRAIN_SETTINGS } from './train-settings';
 
@@ -150,24 +158,21 @@ export const TrainJobConfig = Type.Object(
 );
 export type TrainJobConfig = Static<typeof TrainJobConfig>;
 
-/** Resolves a train request: defaults from the table, then every bound and combination checked. */
-export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
-  checkRequest(TRAIN_SETTINGS, asked, 'train');
-  // The recipe's settings under the request's own (checked as any request's are).
-  const request: TrainRequest =
-    asked.recipe !== undefined ? { ...(RECIPES[asked.recipe].request as TrainRequest), ...asked } : asked;
-  if (asked.recipe !== undefined) checkRequest(TRAIN_SETTINGS, request, `train (with recipe ${asked.recipe})`);
-  const v = valuesOf(TRAIN_SETTINGS, request);
-  const needed = <T>(value: T | undefined, name: 'dataset' | 'preset' | 'steps'): T => {
-    if (value === undefined)
-      throw configError(
-        `train request needs ${name} (--${TRAIN_SETTINGS[name].flag}): ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`,
-      );
-    return value;
-  };
-  const dataset = needed(v.dataset, 'dataset');
+type TrainValues = ValuesOf<typeof TRAIN_SETTINGS>;
+
+/** A required setting's value, or an error naming it (and that a recipe may give it). */
+function needed<T>(value: T | undefined, name: 'dataset' | 'preset' | 'steps'): T {
+  if (value === undefined)
+    throw configError(
+      `train request needs ${name} (--${TRAIN_SETTINGS[name].flag}): ${TRAIN_SETTINGS[name].help} (or a recipe that gives it)`,
+    );
+  return value;
+}
+
+/** The run itself (data, model, diffusion, optimizer, EMA, steps, checkpoints), checked. */
+function trainConfigOf(v: TrainValues, request: TrainRequest): TrainConfig {
   const train: TrainConfig = {
-    dataset,
+    dataset: needed(v.dataset, 'dataset'),
     model: {
       preset: needed(v.preset, 'preset'),
       ...(v.dropout !== undefined ? { overrides: { dropout: v.dropout } } : {}),
@@ -199,6 +204,50 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
     randomFlip: v.randomFlip,
   };
   validateTrainConfig(train);
+  return train;
+}
+
+/** Evaluation during training, when evalEvery turns it on (eval settings without it are an error). */
+function trainingEvaluationOf(v: TrainValues, request: TrainRequest, dataset: string): TrainingEvalConfig | undefined {
+  if (v.evalEvery === undefined) {
+    const stray = (Object.keys(request) as (keyof TrainRequest)[]).filter(
+      (k) => k !== 'evalEvery' && k.startsWith('eval'),
+    );
+    if (stray.length > 0)
+      throw configError(
+        `${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to evaluation during training, which evalEvery turns on`,
+      );
+    return undefined;
+  }
+  const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, {
+    steps: 'evalSteps',
+    eta: 'evalEta',
+    etaGiven: request.evalEta !== undefined,
+  });
+  if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(dataset).kind === 'procedural') {
+    throw configError(
+      'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll',
+    );
+  }
+  return {
+    every: v.evalEvery,
+    metrics: v.evalMetrics,
+    samples: { count: v.evalCount, sampler: evalSampler, seed: v.evalSeed, ema: true },
+    extractor: v.evalExtractor,
+    reference: { split: 'train', ...(v.evalReferenceCount !== undefined ? { count: v.evalReferenceCount } : {}) },
+    nll: { images: v.evalNllImages },
+  };
+}
+
+/** Resolves a train request: defaults from the table, then every bound and combination checked. */
+export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
+  checkRequest(TRAIN_SETTINGS, asked, 'train');
+  // The recipe's settings under the request's own (checked as any request's are).
+  const request: TrainRequest =
+    asked.recipe !== undefined ? { ...(RECIPES[asked.recipe].request as TrainRequest), ...asked } : asked;
+  if (asked.recipe !== undefined) checkRequest(TRAIN_SETTINGS, request, `train (with recipe ${asked.recipe})`);
+  const v = valuesOf(TRAIN_SETTINGS, request);
+  const train = trainConfigOf(v, request);
   const sampler = resolveSampler({ sampler: v.sampleSampler, steps: v.sampleSteps, eta: v.sampleEta }, v.timesteps, {
     steps: 'sampleSteps',
     eta: 'sampleEta',
@@ -209,36 +258,7 @@ export function resolveTrainJob(asked: TrainRequest): TrainJobConfig {
     transport: v.gradientTransport,
     checksumEvery: v.checksumEvery,
   };
-  const evaluation = ((): TrainingEvalConfig | undefined => {
-    if (v.evalEvery === undefined) {
-      const stray = (Object.keys(request) as (keyof TrainRequest)[]).filter(
-        (k) => k !== 'evalEvery' && k.startsWith('eval'),
-      );
-      if (stray.length > 0)
-        throw configError(
-          `${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to evaluation during training, which evalEvery turns on`,
-        );
-      return undefined;
-    }
-    const evalSampler = resolveSampler({ sampler: v.evalSampler, steps: v.evalSteps, eta: v.evalEta }, v.timesteps, {
-      steps: 'evalSteps',
-      eta: 'evalEta',
-      etaGiven: request.evalEta !== undefined,
-    });
-    if (v.evalMetrics.some((m) => m !== 'nll') && parseDatasetSpec(dataset).kind === 'procedural') {
-      throw configError(
-        'procedural data has no fixed reference set for fd, kid or is during training; use evalMetrics nll',
-      );
-    }
-    return {
-      every: v.evalEvery,
-      metrics: v.evalMetrics,
-      samples: { count: v.evalCount, sampler: evalSampler, seed: v.evalSeed, ema: true },
-      extractor: v.evalExtractor,
-      reference: { split: 'train', ...(v.evalReferenceCount !== undefined ? { count: v.evalReferenceCount } : {}) },
-      nll: { images: v.evalNllImages },
-    };
-  })();
+  const evaluation = trainingEvaluationOf(v, request, train.dataset);
   const config: TrainJobConfig = {
     train,
     finalGrid: {

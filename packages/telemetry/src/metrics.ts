@@ -29,14 +29,12 @@ export interface TrainMetrics {
   readonly jobsTotal: Counter<'queue' | 'outcome'>;
 }
 
-/** A registry with process metrics and every training metric, for a worker. */
-export function createWorkerMetrics(defaultLabels: Record<string, string> = {}): TrainMetrics {
-  const registry = new Registry();
-  registry.setDefaultLabels(defaultLabels);
-  collectDefaultMetrics({ register: registry });
+/** Steps, images, step time and loss: what a dashboard's throughput and loss panels read. */
+function trainingMetrics(
+  registry: Registry,
+): Pick<TrainMetrics, 'stepsTotal' | 'imagesTotal' | 'stepDuration' | 'loss'> {
   const labels = ['queue', 'rank', 'backend'] as const;
   return {
-    registry,
     stepsTotal: new Counter({
       name: 'ddpm_train_steps_total',
       help: 'Optimizer steps taken',
@@ -63,6 +61,14 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       labelNames: labels,
       registers: [registry],
     }),
+  };
+}
+
+/** The latest evaluation's numbers, by extractor, and its duration. */
+function evaluationMetrics(
+  registry: Registry,
+): Pick<TrainMetrics, 'evalFid' | 'evalKid' | 'evalInceptionScore' | 'evalPixels' | 'evalBitsPerDim' | 'evalDuration'> {
+  return {
     // The Fréchet distance of the latest evaluation, labelled by the feature extractor and by the
     // distance's own name: it is FID only where distance="fid" (the FID Inception's weights);
     // distance="fd_fmnist_cnn" is the offline extractor's, not comparable with published FIDs.
@@ -103,6 +109,15 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
       registers: [registry],
     }),
+  };
+}
+
+/** A group's ranks: their own compute, their exchanges, the plane the values travel, the relayed samples. */
+function exchangeMetrics(
+  registry: Registry,
+): Pick<TrainMetrics, 'rankComputeSeconds' | 'allreduceDuration' | 'allreduceBytes' | 'allreducePlane' | 'relayBytes'> {
+  const labels = ['queue', 'rank', 'backend'] as const;
+  return {
     rankComputeSeconds: new Histogram({
       name: 'ddpm_train_rank_compute_seconds',
       help: "A rank's own share of a step (its micro-batches' forward and backward, no waiting): the slowest rank is the group's straggler",
@@ -135,6 +150,14 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       labelNames: ['queue', 'rank', 'direction'],
       registers: [registry],
     }),
+  };
+}
+
+/** Checkpoints, group restarts and sizes, and the jobs a worker finished. */
+function jobMetrics(
+  registry: Registry,
+): Pick<TrainMetrics, 'checkpointDuration' | 'groupRestarts' | 'worldSize' | 'jobsTotal'> {
+  return {
     checkpointDuration: new Histogram({
       name: 'ddpm_checkpoint_duration_seconds',
       help: 'Wall time of writing one checkpoint',
@@ -160,6 +183,20 @@ export function createWorkerMetrics(defaultLabels: Record<string, string> = {}):
       labelNames: ['queue', 'outcome'],
       registers: [registry],
     }),
+  };
+}
+
+/** A registry with process metrics and every training metric, for a worker (registered in this order). */
+export function createWorkerMetrics(defaultLabels: Record<string, string> = {}): TrainMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels(defaultLabels);
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    ...trainingMetrics(registry),
+    ...evaluationMetrics(registry),
+    ...exchangeMetrics(registry),
+    ...jobMetrics(registry),
   };
 }
 

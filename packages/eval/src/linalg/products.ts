@@ -73,25 +73,12 @@ export function rowDots(
         out[o0 + 3 * bRows + j] = out[o0 + 3 * bRows + j]! + s30;
         out[o0 + 3 * bRows + j + 1] = out[o0 + 3 * bRows + j + 1]! + s31;
       }
-      for (; j < bRows; j++) {
-        const b0 = j * n;
-        for (let r = 0; r < 4; r++) {
-          const ar = a0 + r * n;
-          let s = 0;
-          for (let k = k0; k < k1; k++) s += a[ar + k]! * b[b0 + k]!;
-          out[o0 + r * bRows + j] = out[o0 + r * bRows + j]! + s;
-        }
-      }
+      // The last column when bRows is odd: one dot product per row of the block.
+      for (; j < bRows; j++) addDots(a, b, n, a0, 4, j, k0, k1, out, o0, bRows);
     }
-    for (; i < rows; i++) {
-      const a0 = i * n;
-      for (let j = upper ? i : 0; j < bRows; j++) {
-        const b0 = j * n;
-        let s = 0;
-        for (let k = k0; k < k1; k++) s += a[a0 + k]! * b[b0 + k]!;
-        out[i * bRows + j] = out[i * bRows + j]! + s;
-      }
-    }
+    // The last rows when rows is not a multiple of 4.
+    for (; i < rows; i++)
+      for (let j = upper ? i : 0; j < bRows; j++) addDots(a, b, n, i * n, 1, j, k0, k1, out, i * bRows, bRows);
   }
   if (upper) {
     // Blocks on the diagonal also wrote some entries below it; the mirror overwrites every lower
@@ -99,6 +86,32 @@ export function rowDots(
     for (let r = 1; r < rows; r++) for (let c = 0; c < r; c++) out[r * bRows + c] = out[c * bRows + r]!;
   }
   return out;
+}
+
+/**
+ * out[o0 + r·bRows + j] += a's row (a0 + r·n) · b's row j over columns [k0, k1), for `count` rows
+ * r from 0: the edges the 4 × 2 blocks leave.
+ */
+function addDots(
+  a: Float64Array,
+  b: Float64Array,
+  n: number,
+  a0: number,
+  count: number,
+  j: number,
+  k0: number,
+  k1: number,
+  out: Float64Array,
+  o0: number,
+  bRows: number,
+): void {
+  const b0 = j * n;
+  for (let r = 0; r < count; r++) {
+    const ar = a0 + r * n;
+    let s = 0;
+    for (let k = k0; k < k1; k++) s += a[ar + k]! * b[b0 + k]!;
+    out[o0 + r * bRows + j] = out[o0 + r * bRows + j]! + s;
+  }
 }
 
 /** R S R for symmetric n × n R and S (exactly symmetric result): 3n³ multiply-adds. */

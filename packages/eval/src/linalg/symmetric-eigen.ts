@@ -138,7 +138,14 @@ function tridiagonalize(a: Float64Array, n: number, wantQ: boolean, onProgress?:
   diagonal[n - 1] = a[(n - 1) * n + (n - 1)]!;
   offDiagonal[n - 1] = 0;
   if (!wantQ) return { diagonal, offDiagonal };
+  return { diagonal, offDiagonal, qTransposed: householderProduct(a, n, betas, onProgress) };
+}
 
+/**
+ * Qᵀ as rows for the reflections the reduction left in `a`'s lower triangle (H_k's vector in
+ * column k) with their `betas`.
+ */
+function householderProduct(a: Float64Array, n: number, betas: Float64Array, onProgress?: () => void): Float64Array {
   // Q = H₀ H₁ ⋯ H_{n−3}, accumulated from the right end (each H_k touches rows and columns > k
   // only), then transposed so that eigenvectors can be rotated as rows.
   const q = new Float64Array(n * n);
@@ -171,7 +178,7 @@ function tridiagonalize(a: Float64Array, n: number, wantQ: boolean, onProgress?:
       q[j * n + i] = t;
     }
   }
-  return { diagonal, offDiagonal, qTransposed: q };
+  return q;
 }
 
 /**
