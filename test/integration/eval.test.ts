@@ -16,7 +16,7 @@ import { findOnPath, freePort } from '@ddpm/cli';
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
 import { pretrainedManifest } from '@ddpm/pretrained';
 
-import { sharedFmnistCnnWeights } from '../../packages/eval/src/extractors/test-support';
+import { sharedFmnistCnnWeights } from '../support/extractors';
 import { until, useStack } from './service-support';
 
 jest.setTimeout(600_000);

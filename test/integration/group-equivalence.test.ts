@@ -20,7 +20,7 @@ import { type GroupLink, type SampleGather, Trainer, evaluateDuringTraining } fr
 import { FileStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
 
-import { sharedFmnistCnnWeights } from '../../packages/eval/src/extractors/test-support';
+import { sharedFmnistCnnWeights } from '../support/extractors';
 
 const URL = 'redis://127.0.0.1:6379';
 

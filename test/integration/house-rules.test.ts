@@ -2,7 +2,8 @@
  * The rules of the house (docs/architecture.md), read from the code itself: every workspace's
  * package.json and the imports of its source files. Packages never import apps; no package
  * reaches into another one's `src/` or `dist/` by path; the workspaces' dependencies and imports
- * form no circle; no file imports another package's `/internal`; every `@ddpm/*` import is declared in the importer's package.json; the API
+ * form no circle; no file imports another package's `/internal`, and no test reaches into another
+ * workspace by path; every `@ddpm/*` import is declared in the importer's package.json; the API
  * depends on no tensor package (that it loads none at run time is api-process.test.ts); and every
  * Redis key (control plane, data plane) and top-level store key is built in its plane's module.
  */
@@ -132,6 +133,22 @@ it("no file, test or not, imports another package's /internal", () => {
   const found = files.flatMap(([file, specs]) =>
     specs
       .filter((s) => /^@ddpm\/[^/]+\/internal(\/|$)/.test(s) && packageOf(s) !== owner(file))
+      .map((s) => `${file} → ${s}`),
+  );
+  expect(found).toEqual([]);
+});
+
+it("no test reaches into a workspace's files by path (shared test helpers are in test/support)", () => {
+  const owner = (file: string): string | undefined =>
+    all.find((w) => (path.join(ROOT, file) + path.sep).startsWith(w.dir + path.sep))?.dir;
+  const found = everyImport().flatMap(([file, specs]) =>
+    specs
+      .filter((s) => s.startsWith('.'))
+      .filter((s) => {
+        const target = path.resolve(ROOT, path.dirname(file), s);
+        const into = all.find((w) => (target + path.sep).startsWith(w.dir + path.sep))?.dir;
+        return into !== undefined && into !== owner(file);
+      })
       .map((s) => `${file} → ${s}`),
   );
   expect(found).toEqual([]);

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { type CheckpointFiles, listCheckpoints, readCheckpoint, writeCheckpoint } from '@ddpm/runs';
 import { FileStore, type ObjectStore, S3Store, openStore } from '@ddpm/storage';
 
-import { describeObjectStoreContract } from '../../packages/storage/src/test-support';
+import { describeObjectStoreContract } from '../support/object-store-contract';
 
 import { type S3Endpoint, startS3rver } from './s3rver-support';
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { FileStore } from './file-store';
 import { openStore } from './open-store';
-import { describeObjectStoreContract } from './test-support';
+import { describeObjectStoreContract } from '../../../test/support/object-store-contract';
 
 let root: string;
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { FileStore } from './file-store';
 import { type ObjectStore, storageError } from './object-store';
 import { PatientStore, type StoreWait } from './patient-store';
-import { describeObjectStoreContract } from './test-support';
+import { describeObjectStoreContract } from '../../../test/support/object-store-contract';
 
 let root: string;
 beforeAll(async () => {

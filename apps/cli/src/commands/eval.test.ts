@@ -12,7 +12,7 @@ import { initBackend } from '@ddpm/kernels';
 import { openDataset, readForModel } from '@ddpm/data';
 import { FMNIST_CNN_WASM_SHA256, FmnistCnn, extractFeatures } from '@ddpm/eval/extractors';
 
-import { sharedFmnistCnnWeights } from '../../../../packages/eval/src/extractors/test-support';
+import { sharedFmnistCnnWeights } from '../../../../test/support/extractors';
 import { statisticsFromNpz, writeNpz } from '@ddpm/eval';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import sharp from 'sharp';

@@ -1,13 +1,13 @@
 /**
  * The offline extractor's weights for tests that need the extractor but do not test its recipe:
  * the copy shipped with the service (@ddpm/pretrained), checked against the recorded weights hash.
- * The recipe itself is tested by e2e/fmnist-cnn.test.ts, which trains it again and compares, and
+ * The recipe itself is tested by @ddpm/eval's e2e/fmnist-cnn.test.ts, which trains it again and compares, and
  * training by the recipe inside a run by the engine's Fashion-MNIST learning test.
  */
 import { initBackend } from '@ddpm/kernels';
 import { readShippedExtractor } from '@ddpm/pretrained';
 
-import { FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from './fmnist-cnn';
+import { FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from '@ddpm/eval/extractors';
 
 /** The recorded recipe's weights: the shipped copy, whose weights hash is the pinned one. */
 export async function sharedFmnistCnnWeights(): Promise<Uint8Array> {

@@ -1,8 +1,9 @@
 /**
- * The ObjectStore contract as one jest suite, run against every implementation: file:// here
- * (file-store.test.ts) and s3:// against a real S3 endpoint (test/integration/storage.test.ts).
+ * The ObjectStore contract as one jest suite, run against every implementation: file:// (@ddpm/
+ * storage's file-store.test.ts, and patient-store.test.ts around it) and s3:// against a real S3
+ * endpoint (test/integration/storage.test.ts).
  */
-import { type ObjectStore } from './object-store';
+import { type ObjectStore } from '@ddpm/storage';
 
 /** Registers the contract's tests; `open` is called once per suite, after the implementation's setup. */
 export function describeObjectStoreContract(name: string, open: () => ObjectStore): void {
