@@ -70,18 +70,18 @@ const MB = 1e6;
 
 /** One configuration on fresh simulated hosts (created and removed here). */
 export async function benchCluster(options: ClusterBenchOptions): Promise<ClusterResult> {
-  const { hosts, ranksPerHost: k, linkMbit, mb, plane, rounds } = options;
+  const { hosts, ranksPerHost: k, plane, rounds } = options;
   const n = hosts * k;
   if (n < 2) throw new Error('the all-reduce needs at least 2 ranks (--hosts × --ranks-per-host)');
   const sim = await SimulatedHosts.create({
     hosts,
-    linkMbit,
+    linkMbit: options.linkMbit,
     ...(options.queueMs !== undefined ? { queueMs: options.queueMs } : {}),
     ...(options.burstKb !== undefined ? { burstKb: options.burstKb } : {}),
   });
   const hub = new Redis(sim.control.redisUrl, { maxRetriesPerRequest: 2 });
   const namespace = `bench-cluster-${randomBytes(4).toString('hex')}`;
-  let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  let group: RankGroup | undefined;
   try {
     await openGeneration(hub, namespace, 3_600_000);
     const hostOf = (rank: number): number => Math.floor(rank / k);
@@ -96,89 +96,139 @@ export async function benchCluster(options: ClusterBenchOptions): Promise<Cluste
           serialization: 'advanced',
         }),
     });
-    const g = group;
-    const bytes = Math.round((mb * MB) / 4) * 4;
-    // One link's rate: rank 0 (host 0) to host 1's data server (or the hub with one host).
-    const target = hosts > 1 ? sim.hosts[1]!.dataRedisUrl : sim.control.redisUrl;
-    const rates: number[] = [];
-    for (let r = 0; r < Math.max(2, rounds); r++) {
-      const raw = await g.one(0, { cmd: 'raw', url: target, bytes });
-      if (raw.cmd === 'raw') rates.push((2 * bytes) / MB / ((raw.setMs + raw.getMs) / 1000));
-    }
-    const linkMBps = median(rates);
-    // Both directions at once (host 0 to host 1 and host 1 to host 0, as in an all-reduce, where
-    // every link carries data each way and each direction's acknowledgements queue behind the
-    // other's data): what a link carries each way under that load.
-    const duplex: number[] = [];
-    if (hosts > 1) {
-      for (let r = 0; r < Math.max(2, rounds); r++) {
-        const both = await Promise.all([
-          g.one(0, { cmd: 'raw', url: sim.hosts[1]!.dataRedisUrl, bytes }),
-          g.one(k, { cmd: 'raw', url: sim.hosts[0]!.dataRedisUrl, bytes }),
-        ]);
-        for (const raw of both) if (raw.cmd === 'raw') duplex.push((2 * bytes) / MB / ((raw.setMs + raw.getMs) / 1000));
-      }
-    }
-    const duplexMBps = duplex.length > 0 ? median(duplex) : Number.NaN;
-    const samples: number[] = [];
-    const traffic: { hosts: { sent: number; received: number }[]; hub: { sent: number; received: number } }[] = [];
-    // One warm-up round (connections, buffers), then the measured ones.
-    for (let r = 0; r <= rounds; r++) {
-      const before = { hosts: sim.hosts.map((h) => sim.counters(h.index)), hub: sim.counters('control') };
-      const replies = await g.all(() => ({ cmd: 'allreduce', step: r, values: bytes / 4, fill: 1, expect: n }));
-      const after = { hosts: sim.hosts.map((h) => sim.counters(h.index)), hub: sim.counters('control') };
-      if (r === 0) continue;
-      samples.push(Math.max(...replies.map((m) => (m.cmd === 'done' ? m.ms : Number.NaN))));
-      traffic.push({
-        hosts: after.hosts.map((a, i) => ({
-          sent: a.sent - before.hosts[i]!.sent,
-          received: a.received - before.hosts[i]!.received,
-        })),
-        hub: { sent: after.hub.sent - before.hub.sent, received: after.hub.received - before.hub.received },
-      });
-    }
-    const allreduceMs = median(samples);
-    const ringBoundMs = ((2 * (n - 1)) / n) * (bytes / MB / linkMBps) * 1000;
-    const duplexBoundMs = ((2 * (n - 1)) / n) * (bytes / MB / duplexMBps) * 1000;
-    const perHost = sim.hosts.map((h) => ({
-      host: h.index,
-      sentMB: round(median(traffic.map((t) => t.hosts[h.index]!.sent)) / MB, 3),
-      receivedMB: round(median(traffic.map((t) => t.hosts[h.index]!.received)) / MB, 3),
-    }));
-    const hubTraffic = {
-      sentMB: round(median(traffic.map((t) => t.hub.sent)) / MB, 3),
-      receivedMB: round(median(traffic.map((t) => t.hub.received)) / MB, 3),
-    };
-    const busiestLinkMB = Math.max(
-      hubTraffic.sentMB,
-      hubTraffic.receivedMB,
-      ...perHost.map((p) => Math.max(p.sentMB, p.receivedMB)),
-    );
-    return {
-      hosts,
-      ranksPerHost: k,
-      worldSize: n,
-      linkMbit,
-      mb,
-      plane: g.plane,
-      allreduceMs: round(allreduceMs, 1),
-      samplesMs: samples.map((s) => round(s, 1)),
-      linkMBps: round(linkMBps, 2),
-      ringBoundMs: round(ringBoundMs, 1),
-      overBound: round(allreduceMs / ringBoundMs, 3),
-      duplexMBps: round(duplexMBps, 2),
-      duplexBoundMs: round(duplexBoundMs, 1),
-      overDuplexBound: round(allreduceMs / duplexBoundMs, 3),
-      perHost,
-      hub: hubTraffic,
-      optimalPerHostMB: round((((2 * (n - 1)) / n) * bytes * k) / MB, 3),
-      busiestLinkMB: round(busiestLinkMB, 3),
-    };
+    const bytes = Math.round((options.mb * MB) / 4) * 4;
+    const links = await measureLink(group, sim, options, bytes);
+    const measured = await timeAllReduces(group, sim, n, bytes, rounds);
+    return clusterResult(options, group.plane, bytes, links, measured);
   } finally {
     await group?.close().catch(() => undefined);
     hub.disconnect();
     await sim.destroy();
   }
+}
+
+type RankGroup = Awaited<ReturnType<typeof ranks>>;
+
+/** Bytes a host's link (or the hub's) sent and received. */
+interface Traffic {
+  sent: number;
+  received: number;
+}
+
+/** What one link carries, MB/s: alone (`linkMBps`) and each way with both directions loaded (`duplexMBps`, NaN with one host). */
+async function measureLink(
+  g: RankGroup,
+  sim: SimulatedHosts,
+  options: ClusterBenchOptions,
+  bytes: number,
+): Promise<{ linkMBps: number; duplexMBps: number }> {
+  const { hosts, ranksPerHost: k, rounds } = options;
+  // One link's rate: rank 0 (host 0) to host 1's data server (or the hub with one host).
+  const target = hosts > 1 ? sim.hosts[1]!.dataRedisUrl : sim.control.redisUrl;
+  const rates: number[] = [];
+  for (let r = 0; r < Math.max(2, rounds); r++) {
+    const raw = await g.one(0, { cmd: 'raw', url: target, bytes });
+    if (raw.cmd === 'raw') rates.push((2 * bytes) / MB / ((raw.setMs + raw.getMs) / 1000));
+  }
+  const linkMBps = median(rates);
+  // Both directions at once (host 0 to host 1 and host 1 to host 0, as in an all-reduce, where
+  // every link carries data each way and each direction's acknowledgements queue behind the
+  // other's data): what a link carries each way under that load.
+  const duplex: number[] = [];
+  if (hosts > 1) {
+    for (let r = 0; r < Math.max(2, rounds); r++) {
+      const both = await Promise.all([
+        g.one(0, { cmd: 'raw', url: sim.hosts[1]!.dataRedisUrl, bytes }),
+        g.one(k, { cmd: 'raw', url: sim.hosts[0]!.dataRedisUrl, bytes }),
+      ]);
+      for (const raw of both) if (raw.cmd === 'raw') duplex.push((2 * bytes) / MB / ((raw.setMs + raw.getMs) / 1000));
+    }
+  }
+  const duplexMBps = duplex.length > 0 ? median(duplex) : Number.NaN;
+  return { linkMBps, duplexMBps };
+}
+
+/** The hosts, and each measured all-reduce's time (its slowest rank's, ms) and the bytes each link carried during it, by the kernel's counters. */
+async function timeAllReduces(
+  g: RankGroup,
+  sim: SimulatedHosts,
+  n: number,
+  bytes: number,
+  rounds: number,
+): Promise<{ hosts: number[]; samples: number[]; traffic: { hosts: Traffic[]; hub: Traffic }[] }> {
+  const samples: number[] = [];
+  const traffic: { hosts: Traffic[]; hub: Traffic }[] = [];
+  // One warm-up round (connections, buffers), then the measured ones.
+  for (let r = 0; r <= rounds; r++) {
+    const before = { hosts: sim.hosts.map((h) => sim.counters(h.index)), hub: sim.counters('control') };
+    const replies = await g.all(() => ({ cmd: 'allreduce', step: r, values: bytes / 4, fill: 1, expect: n }));
+    const after = { hosts: sim.hosts.map((h) => sim.counters(h.index)), hub: sim.counters('control') };
+    if (r === 0) continue;
+    samples.push(Math.max(...replies.map((m) => (m.cmd === 'done' ? m.ms : Number.NaN))));
+    traffic.push({
+      hosts: after.hosts.map((a, i) => ({
+        sent: a.sent - before.hosts[i]!.sent,
+        received: a.received - before.hosts[i]!.received,
+      })),
+      hub: { sent: after.hub.sent - before.hub.sent, received: after.hub.received - before.hub.received },
+    });
+  }
+  return { hosts: sim.hosts.map((h) => h.index), samples, traffic };
+}
+
+/** The configuration's result: the median all-reduce against the bounds the measured link rates set, and each link's median bytes. */
+function clusterResult(
+  options: ClusterBenchOptions,
+  plane: string,
+  bytes: number,
+  links: { linkMBps: number; duplexMBps: number },
+  measured: {
+    hosts: readonly number[];
+    samples: readonly number[];
+    traffic: readonly { hosts: readonly Traffic[]; hub: Traffic }[];
+  },
+): ClusterResult {
+  const { hosts, ranksPerHost: k, linkMbit, mb } = options;
+  const n = hosts * k;
+  const { linkMBps, duplexMBps } = links;
+  const { samples, traffic } = measured;
+  const allreduceMs = median(samples);
+  const ringBoundMs = ((2 * (n - 1)) / n) * (bytes / MB / linkMBps) * 1000;
+  const duplexBoundMs = ((2 * (n - 1)) / n) * (bytes / MB / duplexMBps) * 1000;
+  const perHost = measured.hosts.map((h) => ({
+    host: h,
+    sentMB: round(median(traffic.map((t) => t.hosts[h]!.sent)) / MB, 3),
+    receivedMB: round(median(traffic.map((t) => t.hosts[h]!.received)) / MB, 3),
+  }));
+  const hubTraffic = {
+    sentMB: round(median(traffic.map((t) => t.hub.sent)) / MB, 3),
+    receivedMB: round(median(traffic.map((t) => t.hub.received)) / MB, 3),
+  };
+  const busiestLinkMB = Math.max(
+    hubTraffic.sentMB,
+    hubTraffic.receivedMB,
+    ...perHost.map((p) => Math.max(p.sentMB, p.receivedMB)),
+  );
+  return {
+    hosts,
+    ranksPerHost: k,
+    worldSize: n,
+    linkMbit,
+    mb,
+    plane,
+    allreduceMs: round(allreduceMs, 1),
+    samplesMs: samples.map((s) => round(s, 1)),
+    linkMBps: round(linkMBps, 2),
+    ringBoundMs: round(ringBoundMs, 1),
+    overBound: round(allreduceMs / ringBoundMs, 3),
+    duplexMBps: round(duplexMBps, 2),
+    duplexBoundMs: round(duplexBoundMs, 1),
+    overDuplexBound: round(allreduceMs / duplexBoundMs, 3),
+    perHost,
+    hub: hubTraffic,
+    optimalPerHostMB: round((((2 * (n - 1)) / n) * bytes * k) / MB, 3),
+    busiestLinkMB: round(busiestLinkMB, 3),
+  };
 }
 
 /**

@@ -31,7 +31,7 @@ import {
 } from '@ddpm/allreduce';
 import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
 import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
-import { describeArchitecture, preset } from '@ddpm/unet';
+import { type UNetConfig, describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
 import { type BenchRankCommand, type BenchRankReply } from './rank-protocol';
@@ -191,6 +191,18 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Re
     redis.disconnect();
     lean?.close();
   }
+  return allReduceReport(options, sharedMemory, bytes, { raw, rawLean, allreduce });
+}
+
+/** The all-reduce benchmark's JSON from its times (ms): bus bandwidth and the hub's rate against the raw clients'. */
+function allReduceReport(
+  options: AllReduceBenchOptions,
+  sharedMemory: boolean,
+  bytes: number,
+  times: { raw: readonly number[]; rawLean: readonly number[]; allreduce: readonly number[] },
+): Record<string, unknown> {
+  const { workers: n, rounds, transport } = options;
+  const { raw, rawLean, allreduce } = times;
   const seconds = median(allreduce) / 1000;
   const mb = bytes / 1024 / 1024;
   const rawMBps = (2 * mb) / (median(raw) / 1000);
@@ -253,9 +265,8 @@ export interface DataParallelBenchOptions {
 }
 
 export async function benchDataParallel(options: DataParallelBenchOptions): Promise<Record<string, unknown>> {
-  const { workers: n, batch, steps, rounds, presetName } = options;
+  const { workers: n, steps, rounds, presetName } = options;
   const config = preset(presetName);
-  const request = (accumulation: number): TrainConfig => benchTrainConfig(presetName, batch, accumulation);
   const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-dp-'));
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-dp-${randomBytes(4).toString('hex')}`;
@@ -285,34 +296,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     sharedMemory = group.sharedMemory;
     const solo = await spawnSet(1, 'single');
     const apart = await spawnSet(n, 'share');
-    await solo.one(0, {
-      cmd: 'open',
-      name: 'single',
-      config: request(1),
-      storeDir,
-      rank: 0,
-      worldSize: 1,
-      stepOffset: 0,
-    });
-    await group.all((rank) => ({
-      cmd: 'open',
-      name: 'group',
-      config: request(n),
-      storeDir,
-      rank,
-      worldSize: n,
-      stepOffset: 0,
-    }));
-    // Each process's share as a run of its own (batch / N, no group), for the ceiling.
-    await apart.all(() => ({
-      cmd: 'open',
-      name: 'share',
-      config: benchTrainConfig(presetName, batch / n, 1),
-      storeDir,
-      rank: 0,
-      worldSize: 1,
-      stepOffset: 0,
-    }));
+    await openDataParallelRuns({ solo, group, apart }, options, storeDir);
     const time = async (which: 'single' | 'group' | 'share', k: number): Promise<number> => {
       const replies =
         which === 'single'
@@ -342,6 +326,61 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
   }
+  return dataParallelReport(options, config, sharedMemory, { single, grouped, independent, shares });
+}
+
+/** Opens each configuration's trainers: the whole batch alone, the group's (accumulation N), and the shares apart. */
+async function openDataParallelRuns(
+  sets: Record<'solo' | 'group' | 'apart', Awaited<ReturnType<typeof ranks>>>,
+  options: DataParallelBenchOptions,
+  storeDir: string,
+): Promise<void> {
+  const { workers: n, batch, presetName } = options;
+  const { solo, group, apart } = sets;
+  await solo.one(0, {
+    cmd: 'open',
+    name: 'single',
+    config: benchTrainConfig(presetName, batch, 1),
+    storeDir,
+    rank: 0,
+    worldSize: 1,
+    stepOffset: 0,
+  });
+  await group.all((rank) => ({
+    cmd: 'open',
+    name: 'group',
+    config: benchTrainConfig(presetName, batch, n),
+    storeDir,
+    rank,
+    worldSize: n,
+    stepOffset: 0,
+  }));
+  // Each process's share as a run of its own (batch / N, no group), for the ceiling.
+  await apart.all(() => ({
+    cmd: 'open',
+    name: 'share',
+    config: benchTrainConfig(presetName, batch / n, 1),
+    storeDir,
+    rank: 0,
+    worldSize: 1,
+    stepOffset: 0,
+  }));
+}
+
+/** The data-parallel benchmark's JSON from its times (ms per round): images/s, speed-ups and the ceiling. */
+function dataParallelReport(
+  options: DataParallelBenchOptions,
+  config: UNetConfig,
+  sharedMemory: boolean,
+  times: {
+    single: readonly number[];
+    grouped: readonly number[];
+    independent: readonly number[];
+    shares: readonly (readonly { compute: number; exchange: number }[])[];
+  },
+): Record<string, unknown> {
+  const { workers: n, batch, steps, rounds, presetName } = options;
+  const { single, grouped, independent, shares } = times;
   const imagesPerSecond = (ms: number): number => (steps * batch) / (ms / 1000);
   const one = imagesPerSecond(median(single));
   const many = imagesPerSecond(median(grouped));

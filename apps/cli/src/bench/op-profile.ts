@@ -73,20 +73,16 @@ interface ProfilerLike {
   profileKernel(name: string, inputs: Record<string, tf.Tensor | null>, f: () => tf.Tensor[]): { outputs: tf.Tensor[] };
 }
 
-/**
- * Profiles `run` (which calls `setPhase` as it moves from forward to backward to update) and
- * returns the time per (phase, op), largest first.
- */
-export async function profileOps(
-  run: (setPhase: (p: Phase) => void) => Promise<void>,
-  initial: Phase,
-): Promise<OpProfile> {
-  const entries = new Map<string, Entry>();
-  let phase: Phase = initial;
+/** Times kernel calls exclusively, each filed under its name and the phase current when it ends. */
+class OpRecorder {
+  readonly entries = new Map<string, Entry>();
   // Time spent in children of the call in progress at each depth (subtracted from its own).
-  const stack: number[] = [];
-  const record = <T>(name: string, flopsOf: (result: T) => number, f: () => T): T => {
-    stack.push(0);
+  private readonly stack: number[] = [];
+
+  constructor(public phase: Phase) {}
+
+  record<T>(name: string, flopsOf: (result: T) => number, f: () => T): T {
+    this.stack.push(0);
     const started = performance.now();
     let flops = 0;
     try {
@@ -95,16 +91,20 @@ export async function profileOps(
       return result;
     } finally {
       const elapsed = performance.now() - started;
-      const children = stack.pop()!;
-      if (stack.length > 0) stack[stack.length - 1]! += elapsed;
-      const key = `${phase}\u0000${name}`;
-      const entry = entries.get(key) ?? { ms: 0, calls: 0, flops: 0 };
+      const children = this.stack.pop()!;
+      if (this.stack.length > 0) this.stack[this.stack.length - 1]! += elapsed;
+      const key = `${this.phase}\u0000${name}`;
+      const entry = this.entries.get(key) ?? { ms: 0, calls: 0, flops: 0 };
       entry.ms += elapsed - children;
       entry.calls += 1;
       entry.flops += flops;
-      entries.set(key, entry);
+      this.entries.set(key, entry);
     }
-  };
+  }
+}
+
+/** Records every tfjs kernel through its profiler's `profileKernel`; returns what puts it back. */
+function wrapTfjsKernels(recorder: OpRecorder): () => void {
   const engine = tf.engine() as unknown as { profiler: ProfilerLike };
   const profiler = engine.profiler;
   const original = profiler.profileKernel.bind(profiler);
@@ -113,12 +113,19 @@ export async function profileOps(
     // Our filter gradient is a convolution whose "filter" is the output gradient (its taps span
     // the feature map): told apart from the 1×1 and 3×3 convolutions of the network by its size.
     const label = name === 'Conv2D' && (shapes[1]?.[0] ?? 0) > 3 ? 'Conv2D (filter gradient)' : name;
-    return record(
+    return recorder.record(
       label,
       (r: { outputs: tf.Tensor[] }) => convFlops(name, shapes, r.outputs[0]?.shape),
       () => original(name, inputs, f),
     );
   };
+  return () => {
+    profiler.profileKernel = original;
+  };
+}
+
+/** Records our SIMD kernels and the heap's GEMMs (outside tfjs's engine); returns what undoes each wrapper. */
+function wrapOurKernels(recorder: OpRecorder): (() => void)[] {
   // Our SIMD kernels: wrap each method of the bound instance for the duration.
   const kernels = wasmKernels() as unknown as Record<string, unknown> | undefined;
   const restore: (() => void)[] = [];
@@ -129,7 +136,7 @@ export async function profileOps(
       if (name === 'constructor' || typeof method !== 'function') continue;
       const flops = KERNEL_FLOPS[name];
       kernels[name] = (...args: unknown[]) =>
-        record(
+        recorder.record(
           `ddpm:${name}`,
           () => (flops ? flops(...(args as Shaped[])) : 0),
           () => (method as (...a: unknown[]) => unknown).apply(kernels, args),
@@ -142,21 +149,39 @@ export async function profileOps(
   if (heap) {
     const gemm = heap.gemmInto.bind(heap);
     heap.gemmInto = (a, b, out) =>
-      record(
+      recorder.record(
         'ddpm:gemm',
         () => 2 * a.rows * a.cols * b.cols,
         () => gemm(a, b, out),
       );
     restore.push(() => delete (heap as { gemmInto?: unknown }).gemmInto);
   }
+  return restore;
+}
+
+/**
+ * Profiles `run` (which calls `setPhase` as it moves from forward to backward to update) and
+ * returns the time per (phase, op), largest first.
+ */
+export async function profileOps(
+  run: (setPhase: (p: Phase) => void) => Promise<void>,
+  initial: Phase,
+): Promise<OpProfile> {
+  const recorder = new OpRecorder(initial);
+  const restoreTfjs = wrapTfjsKernels(recorder);
+  const restore = wrapOurKernels(recorder);
   const started = performance.now();
   try {
-    await tf.profile(() => run((p) => (phase = p)));
+    await tf.profile(() => run((p) => (recorder.phase = p)));
   } finally {
-    profiler.profileKernel = original;
+    restoreTfjs();
     for (const undo of restore) undo();
   }
-  const wallMs = performance.now() - started;
+  return summarize(recorder.entries, performance.now() - started);
+}
+
+/** The profile of `wallMs` from the entries by phase and op: each line's share of the wall time, largest first. */
+function summarize(entries: ReadonlyMap<string, Entry>, wallMs: number): OpProfile {
   const kernelsMs = [...entries.values()].reduce((a, e) => a + e.ms, 0);
   const byPhase: Record<string, number> = {};
   const ops: OpProfileLine[] = [...entries.entries()]

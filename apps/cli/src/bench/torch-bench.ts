@@ -171,23 +171,8 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   const storeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-bench-torch-'));
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
   const namespace = `bench-torch-${randomBytes(4).toString('hex')}`;
-  const samples = Object.fromEntries(
-    (
-      [
-        'train1',
-        'torchTrain1',
-        'trainN',
-        'torchTrainThreads',
-        'torchTrainProcesses',
-        'sample1',
-        'torchSample1',
-        'sampleN',
-        'torchSampleThreads',
-        'torchSampleProcesses',
-      ] as const
-    ).map((k) => [k, [] as number[]]),
-  ) as Record<Sample, number[]>;
-  let group: Awaited<ReturnType<typeof ranks>> | undefined;
+  let samples: Record<Sample, number[]>;
+  let group: OurGroup | undefined;
   try {
     for (const t of [torch.one, torch.threads, ...torch.shares]) {
       if (t.params !== ours)
@@ -203,50 +188,8 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
       backend: options.backend,
       ...(shm ? { sharedMemoryDir: shm } : {}),
     });
-    const g = group;
-    await g.one(0, {
-      cmd: 'open',
-      name: 'single',
-      config: benchTrainConfig(presetName, batch, 1),
-      storeDir,
-      rank: 0,
-      worldSize: 1,
-      stepOffset: 0,
-    });
-    if (n > 1)
-      await g.all((rank) => ({
-        cmd: 'open',
-        name: 'group',
-        config: benchTrainConfig(presetName, batch, n),
-        storeDir,
-        rank,
-        worldSize: n,
-        stepOffset: 0,
-      }));
-    const ms = (replies: readonly { cmd: string; ms?: number }[]): number =>
-      slowest(replies.map((m) => m.ms ?? Number.NaN));
-    const tasks: Record<Sample, () => Promise<number>> = {
-      train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
-      torchTrain1: () => torch.one.step('train', 1),
-      trainN: async () =>
-        ms(
-          await g.all(() =>
-            n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 },
-          ),
-        ),
-      torchTrainThreads: () => torch.threads.step('train', n),
-      torchTrainProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('train', 1)))),
-      sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
-      torchSample1: () => torch.one.step('sample', 1),
-      // Each process draws its share of the images at once, as a sample job split over processes.
-      sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
-      torchSampleThreads: () => torch.threads.step('sample', n),
-      torchSampleProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('sample', 1)))),
-    };
-    const names = Object.keys(tasks) as Sample[];
-    // One warm-up of each (kernel compilation, weight packing, heap growth), then the rounds.
-    for (const name of names) await tasks[name]();
-    for (let r = 0; r < rounds; r++) for (const name of names) samples[name].push(await tasks[name]());
+    await openOurTrainers(group, options, storeDir);
+    samples = await timeRounds(benchTasks(group, torch, options), rounds);
   } finally {
     for (const t of [torch.one, torch.threads, ...torch.shares]) t.close();
     await group?.close();
@@ -256,6 +199,69 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   }
   const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<Sample, number>;
   return torchReport(options, { params: ours, version: torch.one.version, python, blas }, m);
+}
+
+type OurGroup = Awaited<ReturnType<typeof ranks>>;
+
+/** Our trainers: `single` (rank 0 alone, the whole batch) and, with several ranks, `group` (a share each). */
+async function openOurTrainers(g: OurGroup, options: TorchBenchOptions, storeDir: string): Promise<void> {
+  const { presetName, batch, workers: n } = options;
+  await g.one(0, {
+    cmd: 'open',
+    name: 'single',
+    config: benchTrainConfig(presetName, batch, 1),
+    storeDir,
+    rank: 0,
+    worldSize: 1,
+    stepOffset: 0,
+  });
+  if (n > 1)
+    await g.all((rank) => ({
+      cmd: 'open',
+      name: 'group',
+      config: benchTrainConfig(presetName, batch, n),
+      storeDir,
+      rank,
+      worldSize: n,
+      stepOffset: 0,
+    }));
+}
+
+/** One step of each configuration, each task's time in ms (of steps run at once, the slowest). */
+function benchTasks(g: OurGroup, torch: TorchSide, options: TorchBenchOptions): Record<Sample, () => Promise<number>> {
+  const { presetName, batch, workers: n } = options;
+  const ms = (replies: readonly { cmd: string; ms?: number }[]): number =>
+    slowest(replies.map((m) => m.ms ?? Number.NaN));
+  return {
+    train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
+    torchTrain1: () => torch.one.step('train', 1),
+    trainN: async () =>
+      ms(
+        await g.all(() =>
+          n > 1 ? { cmd: 'train', name: 'group', steps: 1 } : { cmd: 'train', name: 'single', steps: 1 },
+        ),
+      ),
+    torchTrainThreads: () => torch.threads.step('train', n),
+    torchTrainProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('train', 1)))),
+    sample1: async () => ms([await g.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })]),
+    torchSample1: () => torch.one.step('sample', 1),
+    // Each process draws its share of the images at once, as a sample job split over processes.
+    sampleN: async () => ms(await g.all(() => ({ cmd: 'sample', preset: presetName, batch: batch / n, steps: 1 }))),
+    torchSampleThreads: () => torch.threads.step('sample', n),
+    torchSampleProcesses: async () => slowest(await Promise.all(torch.shares.map((t) => t.step('sample', 1)))),
+  };
+}
+
+/** Each task's times over `rounds` interleaved rounds, after one warm-up of each (kernel compilation, weight packing, heap growth). */
+async function timeRounds(
+  tasks: Record<Sample, () => Promise<number>>,
+  rounds: number,
+): Promise<Record<Sample, number[]>> {
+  const names = Object.keys(tasks) as Sample[];
+  const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<Sample, number[]>;
+  for (const name of names) await tasks[name]();
+  for (let r = 0; r < rounds; r++) for (const name of names) samples[name].push(await tasks[name]());
+  return samples;
 }
 
 /** The benchmark's JSON: per configuration our time over PyTorch's, and each side's best. */

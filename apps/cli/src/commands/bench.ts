@@ -3,10 +3,10 @@
  * `ddpm bench all` runs every benchmark at its default size (what `npm run bench` runs).
  */
 import { initBackend } from '@ddpm/kernels';
-import { GRADIENT_TRANSPORTS } from '@ddpm/config';
-import { PRESET_NAMES } from '@ddpm/unet';
+import { GRADIENT_TRANSPORTS, type GradientTransport } from '@ddpm/config';
+import { PRESET_NAMES, type PresetName } from '@ddpm/unet';
 
-import { parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
+import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
 import { runClusterBench } from '../bench/cluster-bench';
@@ -96,29 +96,33 @@ projection). "all" leaves it out.
   --redis URL   the data plane (default $DDPM_DATA_REDIS_URL, $REDIS_URL or redis://127.0.0.1:6379)
 `;
 
+const BENCH_OPTIONS: OptionSpec = {
+  preset: { type: 'string' },
+  batch: { type: 'string' },
+  steps: { type: 'string' },
+  workers: { type: 'string' },
+  mb: { type: 'string' },
+  rounds: { type: 'string' },
+  transport: { type: 'string' },
+  'data-plane': { type: 'string' },
+  redis: { type: 'string' },
+  json: { type: 'boolean' },
+  profile: { type: 'boolean' },
+  cases: { type: 'string' },
+  dim: { type: 'string' },
+  hosts: { type: 'string' },
+  'ranks-per-host': { type: 'string' },
+  'link-mbit': { type: 'string' },
+  plane: { type: 'string' },
+  sweep: { type: 'boolean' },
+  'queue-ms': { type: 'string' },
+  'burst-kb': { type: 'string' },
+};
+
+type Values = Record<string, string | boolean | undefined>;
+
 export async function benchCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, {
-    preset: { type: 'string' },
-    batch: { type: 'string' },
-    steps: { type: 'string' },
-    workers: { type: 'string' },
-    mb: { type: 'string' },
-    rounds: { type: 'string' },
-    transport: { type: 'string' },
-    'data-plane': { type: 'string' },
-    redis: { type: 'string' },
-    json: { type: 'boolean' },
-    profile: { type: 'boolean' },
-    cases: { type: 'string' },
-    dim: { type: 'string' },
-    hosts: { type: 'string' },
-    'ranks-per-host': { type: 'string' },
-    'link-mbit': { type: 'string' },
-    plane: { type: 'string' },
-    sweep: { type: 'boolean' },
-    'queue-ms': { type: 'string' },
-    'burst-kb': { type: 'string' },
-  });
+  const { values, positionals } = parseCommandArgs(argv, BENCH_OPTIONS);
   const which = positionals[0];
   if (
     positionals.length !== 1 ||
@@ -128,30 +132,58 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
       `expected "ddpm bench unet", "allreduce", "dp", "torch", "memory", "fid", "cluster" or "all", got "ddpm bench ${positionals.join(' ')}"`,
     );
   }
-  if (which === 'cluster') {
-    const unavailable = simulationUnavailable();
-    if (unavailable !== undefined) throw new CliUsageError(`ddpm bench cluster: ${unavailable}`);
-    const result = await runClusterBench({
-      hosts: parseInteger('hosts', values['hosts'], 4, { min: 1, max: 32 }),
-      ranksPerHost: parseInteger('ranks-per-host', values['ranks-per-host'], 1, { min: 1, max: 8 }),
-      linkMbit: parseNumber('link-mbit', values['link-mbit'], 200),
-      mb: parseNumber('mb', values['mb'], 32),
-      plane: parseChoice('plane', values['plane'], ['ranks', 'hub'] as const, 'ranks'),
-      rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
-      sweep: values['sweep'] === true,
-      ...(values['queue-ms'] !== undefined ? { queueMs: parseNumber('queue-ms', values['queue-ms'], 50) } : {}),
-      ...(values['burst-kb'] !== undefined ? { burstKb: parseNumber('burst-kb', values['burst-kb'], 64) } : {}),
-      onLine: (line) => io.stderr(`${line}\n`),
-    });
-    io.stdout(JSON.stringify(result, null, 2) + '\n');
-    return 0;
-  }
+  if (which === 'cluster') return benchClusterCommand(values, io);
+  const context = benchContext(values);
+  const all = which === 'all';
+  const results: Record<string, unknown>[] = [];
+  if (which === 'unet' || all) results.push(await benchUNetCommand(context));
+  if (which === 'allreduce' || all) results.push(await benchAllReduceCommand(context));
+  if (which === 'dp' || all) results.push(await benchDataParallelCommand(context));
+  if (which === 'torch' || all) results.push(await benchTorchCommand(context, all));
+  if (which === 'memory' || all) results.push(await benchMemoryCommand(context));
+  if (which === 'fid' || all) results.push(await benchFidCommand(context, all));
+  io.stdout(JSON.stringify(all ? { results } : results[0], null, 2) + '\n');
+  return 0;
+}
+
+/** `ddpm bench cluster`, which takes none of the other benchmarks' options and prints its own JSON. */
+async function benchClusterCommand(values: Values, io: CliIo): Promise<number> {
+  const unavailable = simulationUnavailable();
+  if (unavailable !== undefined) throw new CliUsageError(`ddpm bench cluster: ${unavailable}`);
+  const result = await runClusterBench({
+    hosts: parseInteger('hosts', values['hosts'], 4, { min: 1, max: 32 }),
+    ranksPerHost: parseInteger('ranks-per-host', values['ranks-per-host'], 1, { min: 1, max: 8 }),
+    linkMbit: parseNumber('link-mbit', values['link-mbit'], 200),
+    mb: parseNumber('mb', values['mb'], 32),
+    plane: parseChoice('plane', values['plane'], ['ranks', 'hub'] as const, 'ranks'),
+    rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+    sweep: values['sweep'] === true,
+    ...(values['queue-ms'] !== undefined ? { queueMs: parseNumber('queue-ms', values['queue-ms'], 50) } : {}),
+    ...(values['burst-kb'] !== undefined ? { burstKb: parseNumber('burst-kb', values['burst-kb'], 64) } : {}),
+    onLine: (line) => io.stderr(`${line}\n`),
+  });
+  io.stdout(JSON.stringify(result, null, 2) + '\n');
+  return 0;
+}
+
+/** The options the other benchmarks share, parsed (and so checked) before any of them runs. */
+interface BenchContext {
+  readonly values: Values;
+  readonly presetName: PresetName;
+  readonly batch: number;
+  readonly workers: number;
+  readonly transport: GradientTransport;
+  readonly redisUrl: string;
+  /** The shared-memory folder a benchmark's ranks may use (`--data-plane shm`), or none. */
+  readonly dataPlane: (fallback: 'redis' | 'shm') => { sharedMemoryDir?: string };
+}
+
+function benchContext(values: Values): BenchContext {
   const presetName = parseChoice('preset', values['preset'], PRESET_NAMES, 'tiny32');
   const batch = parseInteger('batch', values['batch'], 16, { min: 1, max: 4096 });
   const workers = parseInteger('workers', values['workers'], 2, { min: 1, max: 64 });
   const transport = parseChoice('transport', values['transport'], GRADIENT_TRANSPORTS, 'fp32');
   const shm = defaultSharedMemoryDir();
-  /** The shared-memory folder a benchmark's ranks may use (`--data-plane shm`), or none. */
   const dataPlane = (fallback: 'redis' | 'shm'): { sharedMemoryDir?: string } => {
     const plane = parseChoice('data-plane', values['data-plane'], ['redis', 'shm'] as const, shm ? fallback : 'redis');
     if (plane === 'shm' && !shm)
@@ -163,93 +195,86 @@ export async function benchCommand(argv: readonly string[], io: CliIo): Promise<
   const redisUrl = String(
     values['redis'] ?? process.env['DDPM_DATA_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
   );
-  const results: Record<string, unknown>[] = [];
-  if (which === 'unet' || which === 'all') {
-    const backend = await initBackend();
-    results.push(
-      await benchUNet({
-        preset: presetName,
-        batch,
-        steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }),
-        backend,
-        profile: values['profile'] === true,
-      }),
-    );
-  }
-  if (which === 'allreduce' || which === 'all') {
-    results.push(
-      await benchAllReduce({
-        redisUrl,
-        workers,
-        megabytes: parseNumber('mb', values['mb'], 64),
-        rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 1000 }),
-        transport,
-        ...dataPlane('redis'),
-      }),
-    );
-  }
-  if (which === 'dp' || which === 'all') {
-    const backend = await initBackend();
-    results.push(
-      await benchDataParallel({
-        redisUrl,
-        presetName,
-        batch,
-        workers,
-        steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
-        rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
-        transport,
-        ...dataPlane('shm'),
-        backend: backend.name,
-      }),
-    );
-  }
-  if (which === 'torch' || which === 'all') {
-    const backend = await initBackend();
-    const missing = await torchUnavailable();
-    if (missing !== undefined && which === 'all') {
-      results.push({ benchmark: 'torch', skipped: missing });
-    } else {
-      if (missing !== undefined) throw new CliUsageError(`ddpm bench torch needs PyTorch: ${missing}`);
-      if (batch % workers !== 0) throw new CliUsageError(`--batch ${batch} must be divisible by --workers ${workers}`);
-      results.push(
-        await benchTorch({
-          redisUrl,
-          presetName,
-          batch,
-          workers,
-          rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 100 }),
-          backend: backend.name,
-          python: defaultPython(),
-        }),
-      );
-    }
-  }
-  if (which === 'memory' || which === 'all') {
-    const backend = await initBackend();
-    const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
-    results.push(
-      await benchMemory({
-        redisUrl,
-        cases,
-        steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }),
-        backend: backend.name,
-      }),
-    );
-  }
-  if (which === 'fid' || which === 'all') {
-    const dim = parseInteger('dim', values['dim'], 2048, { min: 2, max: 8192 });
-    results.push(
-      await benchFid({
-        dim,
-        rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
-        python: defaultPython(),
-        skipWithoutNumpy: which === 'all',
-      }),
-    );
-  }
-  io.stdout(JSON.stringify(which === 'all' ? { results } : results[0], null, 2) + '\n');
-  return 0;
+  return { values, presetName, batch, workers, transport, redisUrl, dataPlane };
+}
+
+async function benchUNetCommand({ values, presetName, batch }: BenchContext): Promise<Record<string, unknown>> {
+  const backend = await initBackend();
+  return benchUNet({
+    preset: presetName,
+    batch,
+    steps: parseInteger('steps', values['steps'], 5, { min: 1, max: 1000 }),
+    backend,
+    profile: values['profile'] === true,
+  });
+}
+
+function benchAllReduceCommand(context: BenchContext): Promise<Record<string, unknown>> {
+  const { values, redisUrl, workers, transport, dataPlane } = context;
+  return benchAllReduce({
+    redisUrl,
+    workers,
+    megabytes: parseNumber('mb', values['mb'], 64),
+    rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 1000 }),
+    transport,
+    ...dataPlane('redis'),
+  });
+}
+
+async function benchDataParallelCommand(context: BenchContext): Promise<Record<string, unknown>> {
+  const { values, redisUrl, presetName, batch, workers, transport, dataPlane } = context;
+  const backend = await initBackend();
+  return benchDataParallel({
+    redisUrl,
+    presetName,
+    batch,
+    workers,
+    steps: parseInteger('steps', values['steps'], 3, { min: 1, max: 1000 }),
+    rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+    transport,
+    ...dataPlane('shm'),
+    backend: backend.name,
+  });
+}
+
+/** `all` reports the torch benchmark as skipped, saying why, where Python has no torch; `torch` alone fails. */
+async function benchTorchCommand(context: BenchContext, all: boolean): Promise<Record<string, unknown>> {
+  const { values, redisUrl, presetName, batch, workers } = context;
+  const backend = await initBackend();
+  const missing = await torchUnavailable();
+  if (missing !== undefined && all) return { benchmark: 'torch', skipped: missing };
+  if (missing !== undefined) throw new CliUsageError(`ddpm bench torch needs PyTorch: ${missing}`);
+  if (batch % workers !== 0) throw new CliUsageError(`--batch ${batch} must be divisible by --workers ${workers}`);
+  return benchTorch({
+    redisUrl,
+    presetName,
+    batch,
+    workers,
+    rounds: parseInteger('rounds', values['rounds'], 5, { min: 1, max: 100 }),
+    backend: backend.name,
+    python: defaultPython(),
+  });
+}
+
+async function benchMemoryCommand({ values, redisUrl }: BenchContext): Promise<Record<string, unknown>> {
+  const backend = await initBackend();
+  const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
+  return benchMemory({
+    redisUrl,
+    cases,
+    steps: parseInteger('steps', values['steps'], 2, { min: 1, max: 100 }),
+    backend: backend.name,
+  });
+}
+
+function benchFidCommand({ values }: BenchContext, all: boolean): Promise<Record<string, unknown>> {
+  const dim = parseInteger('dim', values['dim'], 2048, { min: 2, max: 8192 });
+  return benchFid({
+    dim,
+    rounds: parseInteger('rounds', values['rounds'], 3, { min: 1, max: 100 }),
+    python: defaultPython(),
+    skipWithoutNumpy: all,
+  });
 }
 
 /** `--cases tiny32:8,cifar10:1` → [preset, micro-batch] pairs, each checked. */
