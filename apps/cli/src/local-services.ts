@@ -79,46 +79,9 @@ export async function startLocalService(
 ): Promise<LocalService | undefined> {
   await fs.mkdir(out, { recursive: true });
   const children: ChildProcess[] = [];
-  const stop = async (): Promise<void> => {
-    for (const c of children.reverse()) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const exited = new Promise((resolve) => c.once('exit', resolve));
-        c.kill('SIGTERM');
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
-    }
-  };
+  const stop = (): Promise<void> => stopChildren(children);
   try {
-    if (!(await ping('127.0.0.1', 6379))) {
-      const redisServer = findOnPath('redis-server');
-      if (!redisServer) {
-        io.stderr(
-          'Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n',
-        );
-        return undefined;
-      }
-      io.stderr('starting redis-server on 127.0.0.1:6379 (no persistence)\n');
-      children.push(
-        spawn(
-          redisServer,
-          [
-            '--port',
-            '6379',
-            '--bind',
-            '127.0.0.1',
-            '--save',
-            '',
-            '--appendonly',
-            'no',
-            '--maxmemory-policy',
-            'noeviction',
-          ],
-          { stdio: 'ignore' },
-        ),
-      );
-      await until('redis-server', () => ping('127.0.0.1', 6379), 10_000);
-    }
+    if (!(await ensureRedis(children, io))) return undefined;
     const port = await freePort();
     const storeDir = path.join(out, 'store');
     const env = {
@@ -157,4 +120,41 @@ export async function startLocalService(
     await stop();
     throw err;
   }
+}
+
+/** SIGTERM to every child (SIGKILL after 15 s), the last started first. */
+async function stopChildren(children: ChildProcess[]): Promise<void> {
+  for (const c of children.reverse()) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const exited = new Promise((resolve) => c.once('exit', resolve));
+      c.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+  }
+}
+
+/**
+ * Makes sure Redis answers at 127.0.0.1:6379: when none does, starts redis-server (no
+ * persistence) as one of `children`. False, with the reason written, when there is none to start.
+ */
+async function ensureRedis(children: ChildProcess[], io: CliIo): Promise<boolean> {
+  if (await ping('127.0.0.1', 6379)) return true;
+  const redisServer = findOnPath('redis-server');
+  if (!redisServer) {
+    io.stderr(
+      'Redis does not answer at 127.0.0.1:6379 and redis-server is not on the PATH. Install it (apt-get install redis-server) or start one, then run again.\n',
+    );
+    return false;
+  }
+  io.stderr('starting redis-server on 127.0.0.1:6379 (no persistence)\n');
+  children.push(
+    spawn(
+      redisServer,
+      ['--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+      { stdio: 'ignore' },
+    ),
+  );
+  await until('redis-server', () => ping('127.0.0.1', 6379), 10_000);
+  return true;
 }

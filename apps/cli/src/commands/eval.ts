@@ -13,6 +13,7 @@ import { initBackend } from '@ddpm/kernels';
 import {
   EVAL_JOB_SETTINGS,
   EXTRACTORS,
+  type EvalJobRequest,
   type ExtractorName,
   PRETRAINED_MODELS,
   assertRequest,
@@ -69,34 +70,7 @@ export async function evalCommand(
   io: CliIo,
   env: { tty: boolean; signal?: AbortSignal },
 ): Promise<number> {
-  const options: OptionSpec = {
-    checkpoint: { type: 'string' },
-    pretrained: { type: 'string' },
-    out: { type: 'string' },
-    cache: { type: 'string' },
-    ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS),
-  };
-  const { values, positionals } = parseCommandArgs(argv, options);
-  if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined))
-    throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
-  const pretrained = values['pretrained'] === undefined ? undefined : String(values['pretrained']);
-  if (pretrained !== undefined && !(PRETRAINED_MODELS as readonly string[]).includes(pretrained)) {
-    throw new CliUsageError(
-      `--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(pretrained)}`,
-    );
-  }
-  // A local run has no train job: the request names a placeholder the report then leaves out.
-  const request = {
-    ...(pretrained !== undefined ? { pretrained } : { trainJobId: 'local' }),
-    ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS),
-  };
-  assertRequest(EVAL_JOB_SETTINGS, request, 'eval');
-  if (pretrained !== undefined && (request.step !== undefined || request.ema === false)) {
-    throw new CliUsageError(
-      `--step and --no-ema apply to a run's checkpoints; ${pretrained} ships its EMA weights only`,
-    );
-  }
+  const { values, pretrained, request } = evalRequestOf(argv);
   const cache = cacheStore(values);
   const location = pretrained === undefined ? runLocation(String(values['checkpoint'])) : undefined;
   if (location?.step !== undefined && request.step !== undefined && location.step !== request.step) {
@@ -147,6 +121,43 @@ export async function evalCommand(
   } finally {
     await Promise.all([cache.close(), location?.store.close()]);
   }
+}
+
+/** `ddpm eval`'s flags and the eval request they describe, checked against its table (usage errors name the flag). */
+function evalRequestOf(argv: readonly string[]): {
+  values: Record<string, string | boolean | undefined>;
+  pretrained: string | undefined;
+  request: EvalJobRequest;
+} {
+  const options: OptionSpec = {
+    checkpoint: { type: 'string' },
+    pretrained: { type: 'string' },
+    out: { type: 'string' },
+    cache: { type: 'string' },
+    ...flagOptions(EVAL_JOB_SETTINGS, EVAL_FLAGS),
+  };
+  const { values, positionals } = parseCommandArgs(argv, options);
+  if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  if ((values['checkpoint'] === undefined) === (values['pretrained'] === undefined))
+    throw new CliUsageError('give --checkpoint DIR (a run) or --pretrained NAME (a shipped model)');
+  const pretrained = values['pretrained'] === undefined ? undefined : String(values['pretrained']);
+  if (pretrained !== undefined && !(PRETRAINED_MODELS as readonly string[]).includes(pretrained)) {
+    throw new CliUsageError(
+      `--pretrained must be one of ${PRETRAINED_MODELS.join(', ')}, got ${JSON.stringify(pretrained)}`,
+    );
+  }
+  // A local run has no train job: the request names a placeholder the report then leaves out.
+  const request = {
+    ...(pretrained !== undefined ? { pretrained } : { trainJobId: 'local' }),
+    ...requestFromFlags(EVAL_JOB_SETTINGS, values, EVAL_FLAGS),
+  };
+  assertRequest(EVAL_JOB_SETTINGS, request, 'eval');
+  if (pretrained !== undefined && (request.step !== undefined || request.ema === false)) {
+    throw new CliUsageError(
+      `--step and --no-ema apply to a run's checkpoints; ${pretrained} ships its EMA weights only`,
+    );
+  }
+  return { values, pretrained, request };
 }
 
 /** Statistics of one side of `ddpm fid`: an .npz file, or a folder's images through the extractor. */

@@ -139,107 +139,126 @@ export function jobsUsage(argv: readonly string[]): string {
   return argv[0] === 'submit' && isSubmitType(argv[1]) ? submitUsage(argv[1]) : JOBS_USAGE;
 }
 
-export async function jobsCommand(
-  argv: readonly string[],
-  io: CliIo,
-  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
-): Promise<number> {
+type JobsEnv = { tty: boolean; signal?: AbortSignal };
+
+function print(io: CliIo, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 2) + '\n');
+}
+
+export async function jobsCommand(argv: readonly string[], io: CliIo, env: JobsEnv = { tty: false }): Promise<number> {
   const [verb, arg] = argv;
-  const print = (value: unknown): void => io.stdout(JSON.stringify(value, null, 2) + '\n');
   if (verb === undefined) throw new CliUsageError('ddpm jobs needs a command');
   switch (verb) {
-    case 'submit': {
+    case 'submit':
       if (!isSubmitType(arg))
         throw new CliUsageError(
           `expected "ddpm jobs submit train", "... sample" or "... eval", got ${JSON.stringify(arg)}`,
         );
-      const { values, positionals } = parseCommandArgs(argv.slice(2), {
-        ...CONNECTION,
-        ...flagOptions(TABLES[arg], JOBS),
-        wait: { type: 'boolean' },
-        'idempotency-key': { type: 'string' },
-      });
-      if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-      const submission = submissionOf(arg, values);
-      const client = clientOf(values);
-      const key = values['idempotency-key'];
-      const submitted = await client.submit(submission, typeof key === 'string' ? key : undefined);
-      if (values['wait'] !== true) {
-        print(submitted);
-        return 0;
-      }
-      io.stderr(`submitted ${submitted.id}\n`);
-      const done = await waitForJob(client, submitted.id, io, env.tty, arg, env.signal);
-      print(done);
-      return done.state === 'completed' ? 0 : 1;
-    }
+      return submitJob(arg, argv.slice(2), io, env);
     case 'status':
     case 'cancel':
     case 'logs':
-    case 'samples': {
-      const { values, positionals } = parseCommandArgs(argv.slice(1), {
-        ...CONNECTION,
-        wait: { type: 'boolean' },
-        out: { type: 'string' },
-      });
-      const id = positionals[0];
-      if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
-      const client = clientOf(values);
-      if (verb === 'status') {
-        print(
-          values['wait'] === true ? await waitForJob(client, id, io, env.tty, 'job', env.signal) : await client.job(id),
-        );
-      } else if (verb === 'cancel') {
-        print(await client.cancel(id));
-      } else if (verb === 'logs') {
-        io.stdout(await client.logs(id));
-      } else {
-        const view = await client.job(id);
-        const link = view.links.samples?.[0];
-        if (!link) throw new CliUsageError(`job ${id} has no samples (state ${view.state})`);
-        const sampleUrl = client.absolute(link);
-        const out = path.resolve(String(values['out'] ?? `${id}.png`));
-        await fs.writeFile(out, await client.sample(new URL(sampleUrl).pathname.replace(/^\/samples\//, '')));
-        print({ png: out, url: sampleUrl });
-      }
-      return 0;
-    }
-    case 'list': {
-      const { values, positionals } = parseCommandArgs(argv.slice(1), {
-        ...CONNECTION,
-        type: { type: 'string' },
-        state: { type: 'string' },
-        limit: { type: 'string' },
-        offset: { type: 'string' },
-      });
-      if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-      const query: ListQuery = {
-        ...(values['type'] !== undefined
-          ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') }
-          : {}),
-        ...(values['state'] !== undefined
-          ? {
-              state: parseChoice(
-                'state',
-                values['state'],
-                ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const,
-                'queued',
-              ),
-            }
-          : {}),
-        ...(values['limit'] !== undefined
-          ? { limit: String(parseInteger('limit', values['limit'], 20, { min: 1, max: 100 })) }
-          : {}),
-        ...(values['offset'] !== undefined
-          ? { offset: String(parseInteger('offset', values['offset'], 0, { min: 0, max: 999_999 })) }
-          : {}),
-      };
-      print(await clientOf(values).list(query));
-      return 0;
-    }
+    case 'samples':
+      return onJob(verb, argv.slice(1), io, env);
+    case 'list':
+      return listJobs(argv.slice(1), io);
     default:
       throw new CliUsageError(
         `unknown jobs command ${JSON.stringify(verb)}; expected submit, status, cancel, list, logs or samples`,
       );
   }
+}
+
+/** `ddpm jobs submit <type>`: the job's id at once, or (--wait) the job once it ended. */
+async function submitJob(type: SubmitType, argv: readonly string[], io: CliIo, env: JobsEnv): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, {
+    ...CONNECTION,
+    ...flagOptions(TABLES[type], JOBS),
+    wait: { type: 'boolean' },
+    'idempotency-key': { type: 'string' },
+  });
+  if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const submission = submissionOf(type, values);
+  const client = clientOf(values);
+  const key = values['idempotency-key'];
+  const submitted = await client.submit(submission, typeof key === 'string' ? key : undefined);
+  if (values['wait'] !== true) {
+    print(io, submitted);
+    return 0;
+  }
+  io.stderr(`submitted ${submitted.id}\n`);
+  const done = await waitForJob(client, submitted.id, io, env.tty, type, env.signal);
+  print(io, done);
+  return done.state === 'completed' ? 0 : 1;
+}
+
+/** `ddpm jobs status|cancel|logs|samples ID`. */
+async function onJob(
+  verb: 'status' | 'cancel' | 'logs' | 'samples',
+  argv: readonly string[],
+  io: CliIo,
+  env: JobsEnv,
+): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, {
+    ...CONNECTION,
+    wait: { type: 'boolean' },
+    out: { type: 'string' },
+  });
+  const id = positionals[0];
+  if (!id) throw new CliUsageError(`ddpm jobs ${verb} needs a job id`);
+  const client = clientOf(values);
+  if (verb === 'status') {
+    print(
+      io,
+      values['wait'] === true ? await waitForJob(client, id, io, env.tty, 'job', env.signal) : await client.job(id),
+    );
+  } else if (verb === 'cancel') {
+    print(io, await client.cancel(id));
+  } else if (verb === 'logs') {
+    io.stdout(await client.logs(id));
+  } else {
+    const view = await client.job(id);
+    const link = view.links.samples?.[0];
+    if (!link) throw new CliUsageError(`job ${id} has no samples (state ${view.state})`);
+    const sampleUrl = client.absolute(link);
+    const out = path.resolve(String(values['out'] ?? `${id}.png`));
+    await fs.writeFile(out, await client.sample(new URL(sampleUrl).pathname.replace(/^\/samples\//, '')));
+    print(io, { png: out, url: sampleUrl });
+  }
+  return 0;
+}
+
+/** `ddpm jobs list`: a page of jobs, filtered by type and state. */
+async function listJobs(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, {
+    ...CONNECTION,
+    type: { type: 'string' },
+    state: { type: 'string' },
+    limit: { type: 'string' },
+    offset: { type: 'string' },
+  });
+  if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const query: ListQuery = {
+    ...(values['type'] !== undefined
+      ? { type: parseChoice('type', values['type'], ['train', 'sample', 'eval'] as const, 'train') }
+      : {}),
+    ...(values['state'] !== undefined
+      ? {
+          state: parseChoice(
+            'state',
+            values['state'],
+            ['queued', 'delayed', 'active', 'completed', 'cancelled', 'failed'] as const,
+            'queued',
+          ),
+        }
+      : {}),
+    ...(values['limit'] !== undefined
+      ? { limit: String(parseInteger('limit', values['limit'], 20, { min: 1, max: 100 })) }
+      : {}),
+    ...(values['offset'] !== undefined
+      ? { offset: String(parseInteger('offset', values['offset'], 0, { min: 0, max: 999_999 })) }
+      : {}),
+  };
+  print(io, await clientOf(values).list(query));
+  return 0;
 }

@@ -10,8 +10,9 @@ import * as path from 'node:path';
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 
 import { parseCommandArgs, parseInteger } from '../args';
+import { type ApiClient, type JobView } from '../api-client';
 import { type CliIo } from '../cli-io';
-import { startLocalService } from '../local-services';
+import { type LocalService, startLocalService } from '../local-services';
 import { formatDuration } from '../progress';
 import { waitForJob } from './jobs';
 
@@ -26,10 +27,21 @@ shipped reference model fashion-mnist-cpu (an hour of its recipe), and prints th
 --keep-running leaves the services up.
 `;
 
+type DemoEnv = { tty: boolean; signal?: AbortSignal };
+
+/** What the demo runs, and where. */
+interface Demo {
+  readonly steps: number;
+  readonly workers: number;
+  readonly out: string;
+  readonly started: number;
+  readonly keepRunning: boolean;
+}
+
 export async function serviceDemoCommand(
   argv: readonly string[],
   io: CliIo,
-  env: { tty: boolean; signal?: AbortSignal } = { tty: false },
+  env: DemoEnv = { tty: false },
 ): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     steps: { type: 'string' },
@@ -46,108 +58,139 @@ export async function serviceDemoCommand(
   const service = await startLocalService(out, 2, `demo-${stamp}`, io);
   if (!service) return 1;
   try {
-    const { api, client } = service;
-    let dataset = 'fashion-mnist';
-    try {
-      await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
-    } catch {
-      dataset = 'procedural:shapes?channels=1';
-      io.stderr(`Fashion-MNIST not found in ${FASHION_MNIST_DIR}; training on the procedural dataset\n`);
-    }
-    const train = await client.submit({
-      type: 'train',
-      // The short-budget configuration docs/quality-study found best (its micro32-lr3e-4 candidate: the lowest distance at 4 and at 8 minutes).
-      body: {
-        dataset,
-        preset: 'micro32',
-        steps,
-        batchSize: 16,
-        learningRate: 3e-4,
-        warmupSteps: 100,
-        emaDecay: 0.995,
-        emaWarmup: true,
-        checkpointEvery: 50,
-        workers,
-      },
-    });
-    io.stderr(`POST /jobs/train → ${train.id}\nwatch it in the web console: ${api}/ui/jobs/${train.id}\n`);
-    const trained = await waitForJob(client, train.id, io, env.tty, 'train', env.signal);
-    if (trained.state !== 'completed') {
-      io.stderr(`the train job ended ${trained.state}: ${trained.error ?? ''}\n`);
-      return 1;
-    }
-    // The whole group's rate: images of every step over the job's time on the workers (formation included).
-    const trainSeconds = (Date.parse(trained.finishedAt ?? '') - Date.parse(trained.startedAt ?? '')) / 1000;
-    const imagesPerSecond = ((trained.result?.step ?? 0) * 16) / trainSeconds;
-    io.stderr(
-      `trained ${trained.result?.step} steps of batch 16 with ${workers} worker${workers > 1 ? 's as one data-parallel group' : ''}: ${imagesPerSecond.toFixed(2)} images/s\n`,
+    return await runDemo(
+      service,
+      { steps, workers, out, started, keepRunning: values['keep-running'] === true },
+      io,
+      env,
     );
-    // One network batch (16 images) per worker: the group draws them in the time one process draws 16.
-    const sampleStarted = Date.now();
-    const sample = await client.submit({
-      type: 'sample',
-      body: { trainJobId: train.id, count: 16 * workers, steps: 100, seed: 0, workers },
-    });
-    io.stderr(`POST /jobs/sample → ${sample.id}\n`);
-    const sampled = await waitForJob(client, sample.id, io, env.tty, 'sample', env.signal);
-    if (sampled.state !== 'completed') {
-      io.stderr(`the sample job ended ${sampled.state}: ${sampled.error ?? ''}\n`);
-      return 1;
-    }
-    const sampleSeconds = (Date.now() - sampleStarted) / 1000;
-    io.stderr(
-      `sampled ${16 * workers} images (100 steps) with ${workers} worker${workers > 1 ? 's as one sampling group' : ''} in ${sampleSeconds.toFixed(1)} s\n`,
-    );
-    const url = `${api}/samples/${sample.id}`;
-    const png = await client.sample(sample.id);
-    const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
-    // Beside it, the shipped reference model (a longer run of the fashion-mnist-cpu recipe), sampled the same way.
-    const referenceStarted = Date.now();
-    const reference = await client.submit({
-      type: 'sample',
-      body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers },
-    });
-    io.stderr(`POST /jobs/sample (pretrained fashion-mnist-cpu) → ${reference.id}\n`);
-    const referenced = await waitForJob(client, reference.id, io, env.tty, 'reference sample', env.signal);
-    if (referenced.state !== 'completed') {
-      io.stderr(`the reference sample job ended ${referenced.state}: ${referenced.error ?? ''}\n`);
-      return 1;
-    }
-    const referenceFile = path.join(out, 'store', 'samples', `${reference.id}.png`);
-    const referenceMeta = JSON.parse(new TextDecoder().decode(await client.sample(`${reference.id}.json`))) as {
-      step?: number;
-    };
-    const summary = {
-      trainJob: train.id,
-      sampleJob: sample.id,
-      steps: trained.result?.step,
-      workers,
-      trainImagesPerSecond: Number(imagesPerSecond.toFixed(3)),
-      trainSeconds: Math.round(trainSeconds),
-      sampleImages: 16 * workers,
-      sampleSeconds: Math.round(sampleSeconds),
-      png: file,
-      url,
-      pngBytes: png.length,
-      referencePng: referenceFile,
-      referenceUrl: `${api}/samples/${reference.id}`,
-      referenceStep: referenceMeta.step,
-      console: `${api}/ui/jobs/${train.id}`,
-      referenceSeconds: Math.round((Date.now() - referenceStarted) / 1000),
-      wallSeconds: Math.round((Date.now() - started) / 1000),
-    };
-    io.stderr(
-      `\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}\nthe web console: ${api}/ui/jobs/${train.id}${values['keep-running'] === true ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`,
-    );
-    io.stdout(JSON.stringify(summary) + '\n');
-    if (values['keep-running'] === true) {
-      io.stderr('services keep running; Ctrl-C stops them\n');
-      await new Promise<void>((resolve) =>
-        env.signal ? env.signal.addEventListener('abort', () => resolve()) : undefined,
-      );
-    }
-    return 0;
   } finally {
     await service.stop();
   }
+}
+
+/** The demo on its running service: train, sample the run, sample the shipped model, print where the pictures are. */
+async function runDemo(service: LocalService, demo: Demo, io: CliIo, env: DemoEnv): Promise<number> {
+  const { api, client } = service;
+  const { workers, out, started } = demo;
+  const run = await trainDemoRun(service, demo, io, env);
+  if (!run) return 1;
+  const { trained, trainSeconds, imagesPerSecond } = run;
+  // One network batch (16 images) per worker: the group draws them in the time one process draws 16.
+  const sampleStarted = Date.now();
+  const sample = await client.submit({
+    type: 'sample',
+    body: { trainJobId: run.id, count: 16 * workers, steps: 100, seed: 0, workers },
+  });
+  io.stderr(`POST /jobs/sample → ${sample.id}\n`);
+  if (!(await completed(client, sample.id, 'sample', io, env))) return 1;
+  const sampleSeconds = (Date.now() - sampleStarted) / 1000;
+  io.stderr(
+    `sampled ${16 * workers} images (100 steps) with ${workers} worker${workers > 1 ? 's as one sampling group' : ''} in ${sampleSeconds.toFixed(1)} s\n`,
+  );
+  const url = `${api}/samples/${sample.id}`;
+  const png = await client.sample(sample.id);
+  const file = path.join(out, 'store', 'samples', `${sample.id}.png`);
+  // Beside it, the shipped reference model (a longer run of the fashion-mnist-cpu recipe), sampled the same way.
+  const referenceStarted = Date.now();
+  const reference = await client.submit({
+    type: 'sample',
+    body: { pretrained: 'fashion-mnist-cpu', count: 16 * workers, steps: 100, seed: 0, workers },
+  });
+  io.stderr(`POST /jobs/sample (pretrained fashion-mnist-cpu) → ${reference.id}\n`);
+  if (!(await completed(client, reference.id, 'reference sample', io, env))) return 1;
+  const referenceFile = path.join(out, 'store', 'samples', `${reference.id}.png`);
+  const referenceMeta = JSON.parse(new TextDecoder().decode(await client.sample(`${reference.id}.json`))) as {
+    step?: number;
+  };
+  const summary = {
+    trainJob: run.id,
+    sampleJob: sample.id,
+    steps: trained.result?.step,
+    workers,
+    trainImagesPerSecond: Number(imagesPerSecond.toFixed(3)),
+    trainSeconds: Math.round(trainSeconds),
+    sampleImages: 16 * workers,
+    sampleSeconds: Math.round(sampleSeconds),
+    png: file,
+    url,
+    pngBytes: png.length,
+    referencePng: referenceFile,
+    referenceUrl: `${api}/samples/${reference.id}`,
+    referenceStep: referenceMeta.step,
+    console: `${api}/ui/jobs/${run.id}`,
+    referenceSeconds: Math.round((Date.now() - referenceStarted) / 1000),
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+  };
+  io.stderr(
+    `\nsample grid of this run (${trained.result?.step} steps): ${file}\nthe shipped fashion-mnist-cpu model (${referenceMeta.step} steps of its recipe): ${referenceFile}\n         URL: ${url}\nthe web console: ${api}/ui/jobs/${run.id}${demo.keepRunning ? '' : ' (served while the demo runs; --keep-running keeps it up)'}\ntotal time ${formatDuration((Date.now() - started) / 1000)}\n`,
+  );
+  io.stdout(JSON.stringify(summary) + '\n');
+  if (demo.keepRunning) {
+    io.stderr('services keep running; Ctrl-C stops them\n');
+    await new Promise<void>((resolve) =>
+      env.signal ? env.signal.addEventListener('abort', () => resolve()) : undefined,
+    );
+  }
+  return 0;
+}
+
+/** Trains the demo's run and reports the group's rate; undefined (saying how it ended) unless it completed. */
+async function trainDemoRun(
+  service: LocalService,
+  demo: Demo,
+  io: CliIo,
+  env: DemoEnv,
+): Promise<{ id: string; trained: JobView; trainSeconds: number; imagesPerSecond: number } | undefined> {
+  const { api, client } = service;
+  const { steps, workers } = demo;
+  let dataset = 'fashion-mnist';
+  try {
+    await fs.access(path.join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'));
+  } catch {
+    dataset = 'procedural:shapes?channels=1';
+    io.stderr(`Fashion-MNIST not found in ${FASHION_MNIST_DIR}; training on the procedural dataset\n`);
+  }
+  const train = await client.submit({
+    type: 'train',
+    // The short-budget configuration docs/quality-study found best (its micro32-lr3e-4 candidate: the lowest distance at 4 and at 8 minutes).
+    body: {
+      dataset,
+      preset: 'micro32',
+      steps,
+      batchSize: 16,
+      learningRate: 3e-4,
+      warmupSteps: 100,
+      emaDecay: 0.995,
+      emaWarmup: true,
+      checkpointEvery: 50,
+      workers,
+    },
+  });
+  io.stderr(`POST /jobs/train → ${train.id}\nwatch it in the web console: ${api}/ui/jobs/${train.id}\n`);
+  const trained = await completed(client, train.id, 'train', io, env);
+  if (!trained) return undefined;
+  // The whole group's rate: images of every step over the job's time on the workers (formation included).
+  const trainSeconds = (Date.parse(trained.finishedAt ?? '') - Date.parse(trained.startedAt ?? '')) / 1000;
+  const imagesPerSecond = ((trained.result?.step ?? 0) * 16) / trainSeconds;
+  io.stderr(
+    `trained ${trained.result?.step} steps of batch 16 with ${workers} worker${workers > 1 ? 's as one data-parallel group' : ''}: ${imagesPerSecond.toFixed(2)} images/s\n`,
+  );
+  return { id: train.id, trained, trainSeconds, imagesPerSecond };
+}
+
+/** Waits for job `id` (its bar labelled `label`); undefined, saying how it ended, unless it completed. */
+async function completed(
+  client: ApiClient,
+  id: string,
+  label: string,
+  io: CliIo,
+  env: DemoEnv,
+): Promise<JobView | undefined> {
+  const job = await waitForJob(client, id, io, env.tty, label, env.signal);
+  if (job.state !== 'completed') {
+    io.stderr(`the ${label} job ended ${job.state}: ${job.error ?? ''}\n`);
+    return undefined;
+  }
+  return job;
 }

@@ -66,47 +66,9 @@ export async function simCommand(
   const sim = await SimulatedHosts.create({ hosts, ...(linkMbit > 0 ? { linkMbit } : {}) });
   const log = await fs.open(path.join(out, 'services.log'), 'a');
   try {
-    const base = {
-      ...process.env,
-      REDIS_URL: sim.control.redisUrl,
-      DDPM_QUEUE_PREFIX: 'ddpm',
-      DDPM_STORAGE_URL: `file://${path.join(out, 'store')}`,
-      METRICS_PORT: '0',
-      LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'info',
-    };
-    const started: ChildProcess[] = [];
-    // The API listens on an address other hosts reach: it wants a token (printed below).
-    const token = process.env['DDPM_API_TOKEN'] ?? randomBytes(16).toString('hex');
-    const api = sim.spawn('control', [process.execPath, path.join(ROOT, 'apps/api/dist/server.js')], {
-      env: { ...base, HOST: sim.control.address, PORT: String(API_PORT), DDPM_API_TOKEN: token },
-      stdio: ['ignore', log.fd, log.fd],
-    });
-    started.push(api);
-    for (const h of sim.hosts) {
-      for (let k = 0; k < perHost; k++) {
-        started.push(
-          sim.spawn(h.index, [process.execPath, path.join(ROOT, 'apps/worker/dist/main.js')], {
-            env: { ...base, DDPM_RANK_DATA_URL: h.dataRedisUrl },
-            stdio: ['ignore', log.fd, log.fd],
-          }),
-        );
-      }
-    }
+    const { api, token } = startServices(sim, out, perHost, log.fd);
     const url = `http://${sim.control.address}:${API_PORT}`;
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (
-        await fetch(`${url}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      if (api.exitCode !== null)
-        throw new Error(`the API exited with ${api.exitCode}; see ${path.join(out, 'services.log')}`);
-      if (Date.now() > deadline) throw new Error(`the API did not answer at ${url} within 60 s`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await waitForApi(url, api, out);
     io.stdout(
       JSON.stringify(
         {
@@ -137,5 +99,59 @@ export async function simCommand(
   } finally {
     await sim.destroy();
     await log.close();
+  }
+}
+
+/**
+ * The API in the control namespace and `perHost` workers on every host, all writing to
+ * `<out>/store` and logging to `logFd`; they go with the hosts. Returns the API's process and the
+ * token it wants.
+ */
+function startServices(
+  sim: SimulatedHosts,
+  out: string,
+  perHost: number,
+  logFd: number,
+): { api: ChildProcess; token: string } {
+  const base = {
+    ...process.env,
+    REDIS_URL: sim.control.redisUrl,
+    DDPM_QUEUE_PREFIX: 'ddpm',
+    DDPM_STORAGE_URL: `file://${path.join(out, 'store')}`,
+    METRICS_PORT: '0',
+    LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'info',
+  };
+  // The API listens on an address other hosts reach: it wants a token (the command prints it).
+  const token = process.env['DDPM_API_TOKEN'] ?? randomBytes(16).toString('hex');
+  const api = sim.spawn('control', [process.execPath, path.join(ROOT, 'apps/api/dist/server.js')], {
+    env: { ...base, HOST: sim.control.address, PORT: String(API_PORT), DDPM_API_TOKEN: token },
+    stdio: ['ignore', logFd, logFd],
+  });
+  for (const h of sim.hosts) {
+    for (let k = 0; k < perHost; k++) {
+      sim.spawn(h.index, [process.execPath, path.join(ROOT, 'apps/worker/dist/main.js')], {
+        env: { ...base, DDPM_RANK_DATA_URL: h.dataRedisUrl },
+        stdio: ['ignore', logFd, logFd],
+      });
+    }
+  }
+  return { api, token };
+}
+
+/** Waits until the API at `url` is ready (60 s at most); throws when it exits first. */
+async function waitForApi(url: string, api: ChildProcess, out: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (
+      await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
+    if (api.exitCode !== null)
+      throw new Error(`the API exited with ${api.exitCode}; see ${path.join(out, 'services.log')}`);
+    if (Date.now() > deadline) throw new Error(`the API did not answer at ${url} within 60 s`);
+    await new Promise((r) => setTimeout(r, 250));
   }
 }

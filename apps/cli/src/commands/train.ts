@@ -13,6 +13,7 @@ import {
   checkBudgets,
   envInteger,
   fitAccumulation,
+  type TrainJobConfig,
   resolveTrainJob,
 } from '@ddpm/config';
 import { type Trainer, listCheckpoints, runTrainJob } from '@ddpm/engine';
@@ -43,6 +44,51 @@ export async function trainCommand(
   io: CliIo,
   env: { tty: boolean; signal?: AbortSignal } = { tty: false },
 ): Promise<number> {
+  const { values, config } = trainConfigOf(argv, io);
+  const { store, prefix } = runLocation(String(values['out']));
+  const existing = await listCheckpoints(store, prefix);
+  if (existing.length > 0 && values['resume'] !== true) {
+    throw new CliUsageError(
+      `${store.url} already holds a run (newest checkpoint: step ${existing[0]!.step}); pass --resume to continue it or choose another --out`,
+    );
+  }
+  const backend = await initBackend();
+  const started = Date.now();
+  const progress = trainProgress(io, env.tty);
+  const outcome = await runTrainJob(config, {
+    store,
+    prefix,
+    resume: values['resume'] === true,
+    backendName: backend.name,
+    ...(env.signal ? { signal: env.signal } : {}),
+    // The final grid and those drawn during training (sampleEvery): one per step, named by it.
+    gridKey: (step) => joinKey(prefix, 'samples', `step-${String(step).padStart(9, '0')}`),
+    ...progress.hooks,
+  });
+  progress.finish();
+  if (outcome.status === 'stopped') {
+    io.stderr(
+      `stopped at step ${outcome.step} after ${formatDuration((Date.now() - started) / 1000)}; continue with --resume\n`,
+    );
+  }
+  io.stdout(
+    JSON.stringify({
+      status: outcome.status,
+      step: outcome.step,
+      checkpoint: outcome.checkpoint?.url,
+      wallSeconds: Math.round((Date.now() - started) / 1000),
+      ...(outcome.grid ? { samples: outcome.grid.url, sampleSeed: outcome.grid.seed } : {}),
+      ...(outcome.resumedFrom ? { resumedFrom: outcome.resumedFrom } : {}),
+    }) + '\n',
+  );
+  return 0;
+}
+
+/** The flags and the run's configuration they give, checked before any work; says what it adjusted. */
+function trainConfigOf(
+  argv: readonly string[],
+  io: CliIo,
+): { values: Record<string, string | boolean | undefined>; config: TrainJobConfig } {
   const { values, positionals } = parseCommandArgs(argv, {
     ...flagOptions(TRAIN_SETTINGS, LOCAL),
     out: { type: 'string' },
@@ -70,29 +116,23 @@ export async function trainCommand(
   ) as unknown as ServiceLimits;
   checkBudgets({ type: 'train', config }, { ...unbounded, maxStepMemoryMb: stepMemoryMb });
   for (const a of config.adjustments ?? []) io.stderr(`${a.setting} ${a.requested} → ${a.chosen}: ${a.reason}\n`);
-  const { store, prefix } = runLocation(String(values['out']));
-  const existing = await listCheckpoints(store, prefix);
-  if (existing.length > 0 && values['resume'] !== true) {
-    throw new CliUsageError(
-      `${store.url} already holds a run (newest checkpoint: step ${existing[0]!.step}); pass --resume to continue it or choose another --out`,
-    );
-  }
-  const backend = await initBackend();
-  const started = Date.now();
+  return { values, config };
+}
+
+type TrainHooks = Pick<Parameters<typeof runTrainJob>[1], 'onLog' | 'onStart' | 'onStep' | 'onSampling'>;
+
+/**
+ * A local run's progress on stderr: a bar of its steps (with a time budget, of its training time
+ * against the budget), the engine's log lines around it, and a bar for the final samples.
+ */
+function trainProgress(io: CliIo, tty: boolean): { hooks: TrainHooks; finish: () => void } {
   let bar: ProgressBar | undefined;
   let running: Trainer | undefined;
-  const outcome = await runTrainJob(config, {
-    store,
-    prefix,
-    resume: values['resume'] === true,
-    backendName: backend.name,
-    ...(env.signal ? { signal: env.signal } : {}),
-    // The final grid and those drawn during training (sampleEvery): one per step, named by it.
-    gridKey: (step) => joinKey(prefix, 'samples', `step-${String(step).padStart(9, '0')}`),
+  const hooks: TrainHooks = {
     onLog: (line) => {
       // Periodic checkpoints would break a progress bar's line; the others are worth a line.
-      if (bar && env.tty && /^checkpoint \(periodic\)/.test(line)) return;
-      io.stderr(`${bar && env.tty ? '\n' : ''}${line}\n`);
+      if (bar && tty && /^checkpoint \(periodic\)/.test(line)) return;
+      io.stderr(`${bar && tty ? '\n' : ''}${line}\n`);
     },
     onStart: (trainer) => {
       running = trainer;
@@ -100,12 +140,12 @@ export async function trainCommand(
       const budget = trainer.config.budgetMinutes;
       bar =
         budget === undefined
-          ? new ProgressBar('train', trainer.config.steps, io.stderr, env.tty, trainer.step)
+          ? new ProgressBar('train', trainer.config.steps, io.stderr, tty, trainer.step)
           : new ProgressBar(
               'train (time budget)',
               budget * 60,
               io.stderr,
-              env.tty,
+              tty,
               trainer.trainingSeconds,
               formatDuration,
             );
@@ -123,23 +163,7 @@ export async function trainCommand(
           lr: s.learningRate.toExponential(1),
         },
       ),
-    onSampling: lazyProgress('sample', io.stderr, env.tty),
-  });
-  bar?.finish();
-  if (outcome.status === 'stopped') {
-    io.stderr(
-      `stopped at step ${outcome.step} after ${formatDuration((Date.now() - started) / 1000)}; continue with --resume\n`,
-    );
-  }
-  io.stdout(
-    JSON.stringify({
-      status: outcome.status,
-      step: outcome.step,
-      checkpoint: outcome.checkpoint?.url,
-      wallSeconds: Math.round((Date.now() - started) / 1000),
-      ...(outcome.grid ? { samples: outcome.grid.url, sampleSeed: outcome.grid.seed } : {}),
-      ...(outcome.resumedFrom ? { resumedFrom: outcome.resumedFrom } : {}),
-    }) + '\n',
-  );
-  return 0;
+    onSampling: lazyProgress('sample', io.stderr, tty),
+  };
+  return { hooks, finish: () => bar?.finish() };
 }

@@ -7,6 +7,9 @@
  * makes), so ranks on different hosts never find each other's shared memory and must use the
  * network.
  *
+ * The network itself (namespaces, bridge, veth pairs, shaping, their removal and the sweep) is
+ * network.ts's; this file runs the hosts' processes and Redis servers on it.
+ *
  * Addresses come from the project's own test range, 10.213.0.0/16 (a /24 per run), and traffic
  * goes only to them and to loopback. Names carry a per-run id; {@link SimulatedHosts.destroy}
  * removes everything (and runs on process exit and on SIGINT/SIGTERM, so a failed test leaves no
@@ -16,14 +19,25 @@
  * Needs root, `ip` and `tc` (iproute2), `redis-server` and `mount`; {@link simulationUnavailable}
  * says what is missing.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 
-/** The project's test range: one /24 of it per run. */
-const NET_PREFIX = '10.213';
-const NS_PREFIX = 'ddpmsim-';
+import {
+  NET_PREFIX,
+  NS_PREFIX,
+  buildNetwork,
+  freeSubnet,
+  hasNetem,
+  registerOwner,
+  removeNetwork,
+  run,
+  shapeLink,
+} from './network';
+
+export { linkExists, sweepSimulatedHosts } from './network';
+
 /** The data Redis of every host listens here; the control Redis on 6379. */
 export const DATA_PORT = 6380;
 export const CONTROL_PORT = 6379;
@@ -74,86 +88,6 @@ export function simulationUnavailable(): string | undefined {
       return `simulated hosts need ${tool} on the PATH (apt-get install iproute2 redis-server)`;
   }
   return undefined;
-}
-
-function run(args: readonly string[]): void {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${args.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
-}
-
-/** Whether the kernel has netem (a delay on a link); probed once on a dummy link. */
-let netemProbe: boolean | undefined;
-function hasNetem(): boolean {
-  if (netemProbe !== undefined) return netemProbe;
-  const name = `ddpmnetem${randomBytes(2).toString('hex')}`;
-  try {
-    run(['ip', 'link', 'add', name, 'type', 'dummy']);
-    netemProbe = spawnSync('tc', ['qdisc', 'add', 'dev', name, 'root', 'netem', 'delay', '1ms']).status === 0;
-  } catch {
-    netemProbe = false;
-  } finally {
-    spawnSync('ip', ['link', 'del', name]);
-  }
-  return netemProbe;
-}
-
-/** Where each run notes its owner's pid, so that a sweep leaves live runs alone. */
-const OWNERS_DIR = '/run/ddpm-sim';
-
-function ownerAlive(id: string): boolean {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(path.join(OWNERS_DIR, id), 'utf8'));
-  } catch {
-    return false;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Removes the namespaces, processes and bridges of earlier runs whose owner is gone (killed
- * outright, so their exit handlers never ran); runs whose owner lives are left alone. Returns the
- * number of runs removed.
- */
-export function sweepSimulatedHosts(): number {
-  const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  const removed = new Set<string>();
-  for (const line of out.split('\n')) {
-    const ns = line.split(' ')[0];
-    if (!ns?.startsWith(NS_PREFIX)) continue;
-    const id = ns.slice(NS_PREFIX.length).split('-')[0]!;
-    if (ownerAlive(id)) continue;
-    killNamespace(ns);
-    spawnSync('ip', ['netns', 'del', ns]);
-    removed.add(id);
-  }
-  const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout ?? '';
-  for (const m of links.matchAll(/^\d+: (ddb([0-9a-f]{4})|ddv([0-9a-f]{4})-\w+)[@:]/gm)) {
-    const id = (m[2] ?? m[3])!;
-    if (ownerAlive(id)) continue;
-    spawnSync('ip', ['link', 'del', m[1]!]);
-    removed.add(id);
-  }
-  for (const id of removed) rmSync(path.join(OWNERS_DIR, id), { force: true });
-  return removed.size;
-}
-
-/** SIGKILLs every process whose network namespace is `ns`. */
-function killNamespace(ns: string): void {
-  const pids = (spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '').split('\n').filter(Boolean);
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
 }
 
 export class SimulatedHosts {
@@ -216,8 +150,7 @@ export class SimulatedHosts {
         "a link delay needs the kernel's netem qdisc, which this kernel lacks (tbf shapes the rate only)",
       );
     const sim = new SimulatedHosts(options, freeSubnet());
-    mkdirSync(OWNERS_DIR, { recursive: true });
-    writeFileSync(path.join(OWNERS_DIR, sim.id), String(process.pid));
+    registerOwner(sim.id);
     process.once('exit', sim.onExit);
     process.once('SIGINT', sim.onSignal);
     process.once('SIGTERM', sim.onSignal);
@@ -233,10 +166,7 @@ export class SimulatedHosts {
   }
 
   private buildNetwork(): void {
-    run(['ip', 'link', 'add', this.bridge, 'type', 'bridge']);
-    run(['ip', 'addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
-    run(['ip', 'link', 'set', this.bridge, 'up']);
-    const all = [
+    const ends = [
       {
         namespace: this.control.namespace,
         address: this.control.address,
@@ -245,53 +175,12 @@ export class SimulatedHosts {
       },
       ...this.hosts.map((h) => ({ ...h, shape: true })),
     ];
-    for (const end of all) {
-      const peer = `${end.veth}p`;
-      run(['ip', 'netns', 'add', end.namespace]);
-      run(['ip', 'link', 'add', end.veth, 'type', 'veth', 'peer', 'name', peer]);
-      run(['ip', 'link', 'set', peer, 'netns', end.namespace]);
-      run(['ip', 'link', 'set', end.veth, 'master', this.bridge, 'up']);
-      const inNs = ['ip', 'netns', 'exec', end.namespace];
-      run([...inNs, 'ip', 'addr', 'add', `${end.address}/24`, 'dev', peer]);
-      run([...inNs, 'ip', 'link', 'set', peer, 'up']);
-      run([...inNs, 'ip', 'link', 'set', 'lo', 'up']);
-      if (end.shape) {
-        // Both directions: the host's egress on its own end, its ingress on the bridge's end.
-        this.shape([], end.veth);
-        this.shape(inNs, peer);
-      }
-    }
+    buildNetwork(this.bridge, this.gateway, ends, (prefix, dev) => this.shape(prefix, dev));
   }
 
   /** tbf at the link rate (and netem's delay before it, where asked and available) on `dev`. */
   private shape(prefix: readonly string[], dev: string, linkMbit = this.options.linkMbit): void {
-    const { burstKb, delayMs } = this.options;
-    const latency = `${this.options.queueMs ?? 50}ms`;
-    if (linkMbit === undefined && delayMs === undefined) return;
-    const burst = burstKb ?? Math.max(64, Math.ceil(((linkMbit ?? 1000) * 1000 * 0.004) / 8));
-    const tbf = (parent: readonly string[]): void =>
-      run([
-        ...prefix,
-        'tc',
-        'qdisc',
-        'add',
-        'dev',
-        dev,
-        ...parent,
-        'tbf',
-        'rate',
-        `${linkMbit}mbit`,
-        'burst',
-        `${burst}kb`,
-        'latency',
-        latency,
-      ]);
-    if (delayMs !== undefined && this.netem) {
-      run([...prefix, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', `${delayMs}ms`]);
-      if (linkMbit !== undefined) tbf(['parent', '1:', 'handle', '2:']);
-    } else if (linkMbit !== undefined) {
-      tbf(['root']);
-    }
+    shapeLink({ ...this.options, netem: this.netem }, prefix, dev, linkMbit);
   }
 
   private namespaceOf(host: number | 'control'): string {
@@ -505,29 +394,6 @@ export class SimulatedHosts {
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
     for (const p of this.processes) p.kill('SIGKILL');
-    for (const end of [this.control, ...this.hosts]) {
-      killNamespace(end.namespace);
-      // The link first: a namespace outlives its name while anything still refers to it (a socket
-      // the kernel is closing), and its end of the pair with it.
-      spawnSync('ip', ['link', 'del', end.veth]);
-      spawnSync('ip', ['netns', 'del', end.namespace]);
-    }
-    spawnSync('ip', ['link', 'del', this.bridge]);
-    rmSync(path.join(OWNERS_DIR, this.id), { force: true });
+    removeNetwork(this.id, this.bridge, [this.control, ...this.hosts]);
   }
-}
-
-/** A /24 of the test range no other run on this machine uses now. */
-function freeSubnet(): number {
-  const used = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' });
-  for (let tries = 0; tries < 64; tries++) {
-    const subnet = 1 + Math.floor(Math.random() * 250);
-    if (!used.includes(`${NET_PREFIX}.${subnet}.`)) return subnet;
-  }
-  throw new Error(`no free /24 left in ${NET_PREFIX}.0.0/16`);
-}
-
-/** Whether `/sys/class/net` has the link (for tests that check a run left nothing behind). */
-export function linkExists(name: string): boolean {
-  return existsSync(path.join('/sys/class/net', name));
 }
