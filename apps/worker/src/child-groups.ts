@@ -286,7 +286,7 @@ export async function joinSamplingGroup(g: ChildGroup, group: SamplingGroupConfi
     });
     try {
       const servers = await negotiator.agreeOnRankServers();
-      if (servers.endpoints !== undefined) relayUrl = servers.endpoints[0]!;
+      if (servers.endpoints !== undefined) relayUrl = servers.endpoints[0] ?? relayUrl;
       send({
         type: 'plane',
         plane: servers.endpoints !== undefined ? 'ranks' : 'hub',

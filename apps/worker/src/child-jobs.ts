@@ -219,6 +219,17 @@ function checkBackendMemory(config: TrainJobConfig, backend: string): void {
   }
 }
 
+/** The train job whose run a sample job samples (when it names no shipped model). */
+function trainJobOf(config: { readonly trainJobId?: string }): string {
+  if (config.trainJobId === undefined)
+    throw new CodedError(
+      'DDPM_JOB_UNSUPPORTED',
+      'invalid',
+      'the sample job names neither a shipped model nor a train job (queued by an older API version?); submit it again',
+    );
+  return config.trainJobId;
+}
+
 export async function runSample(
   jobId: string,
   data: JobData<'sample'>,
@@ -233,7 +244,7 @@ export async function runSample(
   const loaded =
     config.pretrained !== undefined
       ? loadPretrainedModel(config.pretrained)
-      : await loadModelFromCheckpoint(store, runPrefixOf(config.trainJobId!), {
+      : await loadModelFromCheckpoint(store, runPrefixOf(trainJobOf(config)), {
           ema: config.ema,
           ...(step !== undefined ? { step } : {}),
         });
