@@ -25,7 +25,7 @@ const HEADER = `/**
 /** The document as the API serves it, from an in-process app (nothing listens; Redis is not needed). */
 async function currentDocument() {
   const { buildApp } = require(path.join(ROOT, 'apps', 'api', 'dist', 'app.js'));
-  const { loadServiceConfig } = require(path.join(ROOT, 'packages', 'jobs', 'dist', 'index.js'));
+  const { loadServiceConfig } = require(path.join(ROOT, 'packages', 'service', 'dist', 'index.js'));
   const app = await buildApp({
     config: loadServiceConfig({ DDPM_STORAGE_URL: 'file:///tmp/ddpm-contract', LOG_LEVEL: 'silent' }),
     logger: false,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The generated tables of the docs, written from the one table in @ddpm/config (built first:
- * `npx tsc -b packages/config`): the job-settings tables of docs/settings.md (between the
+ * The generated tables of the docs, written from the one table in @ddpm/settings (built first:
+ * `npx tsc -b packages/settings`): the job-settings tables of docs/settings.md (between the
  * `<!-- settings:NAME -->` markers) and the budget rows of docs/configuration.md (between the
  * `<!-- limits -->` markers), and the README's table of HTTP routes (between `<!-- routes -->`
  * markers) from the committed OpenAPI document's paths and summaries (apps/api/openapi.json, which
@@ -13,8 +13,8 @@ const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
 
-/** @ddpm/config as built (the test passes the source instead). */
-const builtConfig = () => require(path.join(ROOT, 'packages', 'config', 'dist', 'index.js'));
+/** @ddpm/settings as built (the test passes the source instead). */
+const builtConfig = () => require(path.join(ROOT, 'packages', 'settings', 'dist', 'index.js'));
 
 /** `text` with the part between `begin` and `end` replaced by `body` (the markers kept). */
 function between(text, file, begin, end, body) {

@@ -47,12 +47,12 @@ async function main() {
   const { initBackend } = dist('backend');
   const backend = await initBackend({ preferred: 'wasm' });
   const { FileStore } = dist('storage');
-  const { RECIPES, PRETRAINED_MODELS } = dist('config');
+  const { RECIPES, PRETRAINED_MODELS } = dist('settings');
   const { listCheckpoints, readEvalHistory, samplingCheck, loadModelFromCheckpoint } = dist('engine');
   const { sha256Hex } = dist('core');
   if (!PRETRAINED_MODELS.includes(values.name))
     throw new Error(
-      `--name must be one of ${PRETRAINED_MODELS.join(', ')} (add it to PRETRAINED_MODELS in @ddpm/config first)`,
+      `--name must be one of ${PRETRAINED_MODELS.join(', ')} (add it to PRETRAINED_MODELS in @ddpm/settings first)`,
     );
   const recipe = RECIPES[values.recipe];
   if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}`);

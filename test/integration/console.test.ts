@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
-import { loadServiceConfig } from '@ddpm/jobs';
+import { loadServiceConfig } from '@ddpm/service';
 import { PRETRAINED_MODELS, pretrainedManifest } from '@ddpm/pretrained';
 import { type FastifyInstance } from 'fastify';
 

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import SwaggerParser from '@apidevtools/swagger-parser';
 import Ajv2020 from 'ajv/dist/2020';
-import * as config from '@ddpm/config';
+import * as config from '@ddpm/settings';
 import { runCli } from '@ddpm/cli';
 
 import { type Stack, ROOT, startStack } from './service-support';

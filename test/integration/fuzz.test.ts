@@ -9,7 +9,7 @@ import * as http from 'node:http';
 
 import { freePort } from '@ddpm/cli';
 import { Rng } from '@ddpm/core';
-import { JOB_TYPES } from '@ddpm/jobs';
+import { JOB_TYPES } from '@ddpm/service';
 import { residentBytes } from '@ddpm/worker';
 
 import { API_SERVER, tinyTrain, until, useStack } from './service-support';

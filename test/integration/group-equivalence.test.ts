@@ -14,7 +14,7 @@ import * as path from 'node:path';
 
 import { Heartbeat, RedisCollective, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/kernels';
-import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/settings';
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE } from '@ddpm/eval/extractors';
 import { type GroupLink, type SampleGather, Trainer, evaluateDuringTraining } from '@ddpm/engine';
 import { FileStore } from '@ddpm/storage';

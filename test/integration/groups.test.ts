@@ -13,7 +13,7 @@ import * as path from 'node:path';
 
 import { abortGeneration } from '@ddpm/allreduce';
 import { initBackend } from '@ddpm/kernels';
-import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/settings';
 import { Trainer, listCheckpoints } from '@ddpm/engine';
 import { FileStore } from '@ddpm/storage';
 import { generationFence } from '@ddpm/worker';

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
 import { freePort } from '@ddpm/cli';
-import { loadServiceConfig } from '@ddpm/jobs';
+import { loadServiceConfig } from '@ddpm/service';
 import { type FastifyInstance } from 'fastify';
 
 import { startRedis, tinyTrain, until } from './service-support';

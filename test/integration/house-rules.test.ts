@@ -200,7 +200,7 @@ it('the API depends on no tensor package', () => {
 
 it('builds every Redis key (control and data planes) and every top-level store key in its one module', () => {
   const HOMES = new Set([
-    'packages/jobs/src/control-keys.ts',
+    'packages/service/src/control-keys.ts',
     'packages/allreduce/src/data-keys.ts',
     'packages/storage/src/layout.ts',
   ]);

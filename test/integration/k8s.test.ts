@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 
 import { dashboardJson } from '@ddpm/dashboards';
-import { checkListenerSafety, loadServiceConfig } from '@ddpm/jobs';
+import { checkListenerSafety, loadServiceConfig } from '@ddpm/service';
 import { parseAllDocuments } from 'yaml';
 
 import { ROOT } from './service-support';

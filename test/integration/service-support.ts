@@ -23,7 +23,7 @@ import {
   slotIdOf,
   slotKeyPrefix,
   slotsKey,
-} from '@ddpm/jobs';
+} from '@ddpm/service';
 import { createLogger } from '@ddpm/telemetry';
 import { WorkerService } from '@ddpm/worker';
 import { type Job, Queue, QueueEvents } from 'bullmq';

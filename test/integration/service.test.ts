@@ -7,8 +7,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { runCli } from '@ddpm/cli';
-import { type TrainRequest, resolveTrainJob } from '@ddpm/config';
-import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type TrainRequest, resolveTrainJob } from '@ddpm/settings';
+import { type JobData, type JobResult } from '@ddpm/service';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import { type Job } from 'bullmq';
 

@@ -18,7 +18,7 @@ import {
   bearerMatches,
   queueName,
   redisConnectionOptions,
-} from '@ddpm/jobs';
+} from '@ddpm/service';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Counter, Histogram, type Logger, Registry, collectDefaultMetrics, registerQueueCounts } from '@ddpm/telemetry';
 import swagger from '@fastify/swagger';
@@ -331,7 +331,7 @@ async function registerDocs(app: ApiApp): Promise<void> {
       info: {
         title: 'ddpm-service',
         description:
-          'Train, sample and evaluate DDPMs (Ho, Jain & Abbeel 2020). Request bodies are derived from the settings tables of @ddpm/config; ' +
+          'Train, sample and evaluate DDPMs (Ho, Jain & Abbeel 2020). Request bodies are derived from the settings tables of @ddpm/settings; ' +
           'a job shows what was asked (request) and what it runs with (config, every default filled in).',
         version: API_VERSION,
       },

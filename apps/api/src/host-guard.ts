@@ -17,7 +17,7 @@
  */
 import * as os from 'node:os';
 
-import { type ServiceConfig, isLoopback } from '@ddpm/jobs';
+import { type ServiceConfig, isLoopback } from '@ddpm/service';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
 
 /** Methods that only read. */

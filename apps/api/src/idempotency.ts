@@ -4,7 +4,7 @@
  * different request with that key is a conflict.
  */
 import { CodedError } from '@ddpm/core';
-import { type JobData, type JobResult, type JobType, idempotencyRecordKey, tombstoneKey } from '@ddpm/jobs';
+import { type JobData, type JobResult, type JobType, idempotencyRecordKey, tombstoneKey } from '@ddpm/service';
 import { listCheckpoints } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';
 import { runPrefixOf } from '@ddpm/storage/layout';

@@ -3,7 +3,7 @@
  * and that it was cancelled, for as long as a client may still ask); a running one is told to
  * checkpoint and stop.
  */
-import { type JobData, type JobResult, cancelChannel, cancelKey, tombstoneKey } from '@ddpm/jobs';
+import { type JobData, type JobResult, cancelChannel, cancelKey, tombstoneKey } from '@ddpm/service';
 import { type Job } from 'bullmq';
 import { type Redis } from 'ioredis';
 

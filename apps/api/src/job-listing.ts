@@ -1,5 +1,5 @@
 /** Listing jobs: newest first across the queues, by type, state and run, a page at a time. */
-import { JOB_TYPES, type JobData, type JobResult, type JobType } from '@ddpm/jobs';
+import { JOB_TYPES, type JobData, type JobResult, type JobType } from '@ddpm/service';
 import { type Job, type JobType as BullState, type Queue } from 'bullmq';
 
 import { type JobView, type PublicState } from './job-view';

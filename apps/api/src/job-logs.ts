@@ -4,7 +4,7 @@
  */
 import { type Writable } from 'node:stream';
 
-import { type JobData, type JobResult, type JobType } from '@ddpm/jobs';
+import { type JobData, type JobResult, type JobType } from '@ddpm/service';
 import { type Job, type Queue } from 'bullmq';
 
 /** Log lines one `GET /jobs/:id/logs` returns at most. */

@@ -12,10 +12,10 @@ import {
   resolveEvalJob,
   resolveSampleJob,
   resolveTrainJob,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
-import { type JobData, type JobRequest, type JobResult, type JobType, jobTypeOf } from '@ddpm/jobs';
+import { type JobData, type JobRequest, type JobResult, type JobType, jobTypeOf } from '@ddpm/service';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import { type Queue } from 'bullmq';
 

@@ -3,7 +3,7 @@
  * every default filled in), where it stands, and links. One schema per job type, so generated
  * clients narrow `request` and `config` on `type`.
  */
-import { type JobData, JOB_SCHEMAS, JobProgress, JobResult, type JobType } from '@ddpm/jobs';
+import { type JobData, JOB_SCHEMAS, JobProgress, JobResult, type JobType } from '@ddpm/service';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { type Job, type JobState } from 'bullmq';
 

@@ -6,9 +6,9 @@
  */
 import { type Writable } from 'node:stream';
 
-import { type ServiceLimits, checkBudgets } from '@ddpm/config';
+import { type ServiceLimits, checkBudgets } from '@ddpm/settings';
 import { CodedError } from '@ddpm/core';
-import { type JobData, type JobResult, type JobType, cancelKey, jobIdFor, jobTypeOf, requestHash } from '@ddpm/jobs';
+import { type JobData, type JobResult, type JobType, cancelKey, jobIdFor, jobTypeOf, requestHash } from '@ddpm/service';
 import {
   type CheckpointRef,
   type EvalHistory,

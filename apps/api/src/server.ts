@@ -1,5 +1,5 @@
 /** The API executable: `node apps/api/dist/server.js` (config from the environment). */
-import { checkListenerSafety, loadServiceConfigOrExit } from '@ddpm/jobs';
+import { checkListenerSafety, loadServiceConfigOrExit } from '@ddpm/service';
 
 import { buildApp } from './app';
 

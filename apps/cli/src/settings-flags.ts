@@ -1,9 +1,9 @@
 /**
- * CLI flags derived from a settings table (@ddpm/config): the parseArgs options, the conversion
+ * CLI flags derived from a settings table (@ddpm/settings): the parseArgs options, the conversion
  * of flag values into a request (errors name the flag), and the usage lines. `ddpm train` and
  * `ddpm jobs submit train` (and the sample commands) take the same flags because both read them here.
  */
-import { type Setting, type SettingTable, defaultText, flagText, literalsOf, problemWith } from '@ddpm/config';
+import { type Setting, type SettingTable, defaultText, flagText, literalsOf, problemWith } from '@ddpm/settings';
 import { withAbsoluteLocation } from '@ddpm/data/spec';
 import { KindGuard } from '@sinclair/typebox';
 

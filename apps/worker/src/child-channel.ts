@@ -2,7 +2,7 @@
  * A job process's line to its worker (child-protocol.ts): the messages it sends, its log and
  * progress, the signal that stops its job, and whether its result is out. One per process.
  */
-import { type JobProgress } from '@ddpm/jobs';
+import { type JobProgress } from '@ddpm/service';
 
 import { type ChildMessage } from './child-protocol';
 

@@ -14,7 +14,7 @@ import {
   generationEnded,
   sharedMemoryBytes,
 } from '@ddpm/allreduce';
-import { type SamplingGroupConfig, type TrainJobConfig, parameterCount } from '@ddpm/config';
+import { type SamplingGroupConfig, type TrainJobConfig, parameterCount } from '@ddpm/settings';
 import { type GroupLink, type SamplingGroupLink } from '@ddpm/engine';
 import { Redis } from 'ioredis';
 

@@ -3,7 +3,7 @@
  * eval (alone or as a rank of a sampling group), each reporting its progress, log and result to
  * the worker through child-channel.ts.
  */
-import { type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/config';
+import { type TrainJobConfig, WASM_HEAP_BYTES, trainingStepBytes, validateTrainJobConfig } from '@ddpm/settings';
 import { CodedError, type StopReason } from '@ddpm/core';
 import {
   type StepStats,
@@ -17,7 +17,7 @@ import {
   runTrainJob,
   savePicture,
 } from '@ddpm/engine';
-import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult } from '@ddpm/service';
 import { type ObjectStore, PatientStore } from '@ddpm/storage';
 import { evalReportKey, progressGridName, runPrefixOf, sampleKeyBase } from '@ddpm/storage/layout';
 

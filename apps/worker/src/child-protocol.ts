@@ -2,7 +2,7 @@
 import { type PlaneName } from '@ddpm/allreduce';
 import { type StopReason } from '@ddpm/core';
 import { type StepStats } from '@ddpm/engine';
-import { type JobData, type JobProgress, type JobResult } from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult } from '@ddpm/service';
 
 /** A rank's place in one generation of a data-parallel group, as its child needs it. */
 export interface ChildGroup {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { initBackend } from '@ddpm/kernels';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
 import { configureDataAccess } from '@ddpm/data';
-import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type JobData, type JobResult } from '@ddpm/service';
 import { type ObjectStore, openStore } from '@ddpm/storage';
 import { Redis } from 'ioredis';
 

@@ -6,7 +6,7 @@
  */
 import { type PlaneName, removeSharedMemoryFiles } from '@ddpm/allreduce';
 import { hasCode } from '@ddpm/core';
-import { type GroupGeneration, type JobData, type JobResult, generationNamespace } from '@ddpm/jobs';
+import { type GroupGeneration, type JobData, type JobResult, generationNamespace } from '@ddpm/service';
 import { listCheckpoints } from '@ddpm/runs';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 

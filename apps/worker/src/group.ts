@@ -17,8 +17,8 @@ import {
   openGeneration,
   refreshGeneration,
 } from '@ddpm/allreduce';
-import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/config';
-import { JOB_TYPES, type JobData, generationKey } from '@ddpm/jobs';
+import { type SamplingGroupConfig, oneProcessGroup } from '@ddpm/settings';
+import { JOB_TYPES, type JobData, generationKey } from '@ddpm/service';
 import { type Redis } from 'ioredis';
 
 import { type ChildGroup } from './child-protocol';

@@ -20,7 +20,7 @@ import { type ChildProcess } from 'node:child_process';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
-import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/service';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
 import {

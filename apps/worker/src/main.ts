@@ -1,5 +1,5 @@
 /** The worker executable: `node apps/worker/dist/main.js` (config from the environment). */
-import { loadServiceConfigOrExit } from '@ddpm/jobs';
+import { loadServiceConfigOrExit } from '@ddpm/service';
 import { createLogger } from '@ddpm/telemetry';
 
 import { WorkerService } from './worker-service';

@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 
-import { slotInboxKey, slotKey, slotKeyPrefix, slotsKey } from '@ddpm/jobs';
+import { slotInboxKey, slotKey, slotKeyPrefix, slotsKey } from '@ddpm/service';
 import { Redis } from 'ioredis';
 
 export type SlotState = 'idle' | 'waiting' | 'claimed' | 'busy';

@@ -3,7 +3,7 @@
  * once started, the job processes it runs, and the one-thing-at-a-time state of its slot. The group
  * coordinator and the rank runner (group-coordinator.ts) work through it.
  */
-import { type JobData, type JobProgress, type JobResult, type ServiceConfig } from '@ddpm/jobs';
+import { type JobData, type JobProgress, type JobResult, type ServiceConfig } from '@ddpm/service';
 import { type ObjectStore } from '@ddpm/storage';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 import { DelayedError, type Job } from 'bullmq';

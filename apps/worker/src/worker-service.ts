@@ -19,7 +19,7 @@ import {
   generationKey,
   isLoopback,
   redisConnectionOptions,
-} from '@ddpm/jobs';
+} from '@ddpm/service';
 import { openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';

@@ -7,7 +7,7 @@ import { GaussianDiffusion } from '@ddpm/diffusion';
 import { UNet, preset } from '@ddpm/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type EvalSpec } from '@ddpm/config';
+import { type EvalSpec } from '@ddpm/settings';
 
 import { evaluateModel } from './model-evaluation';
 import { tempStore, useWasm } from './test-support';

@@ -5,7 +5,7 @@
  * job loads it, shares the sampling with the other ranks of its group, and writes Table 4's
  * rate-distortion CSV and plot beside the report.
  */
-import { type EvalJobConfig } from '@ddpm/config';
+import { type EvalJobConfig } from '@ddpm/settings';
 import { type PixelStatistics } from '@ddpm/eval';
 import { type ExtractorInfo } from '@ddpm/eval/extractors';
 import { type ObjectStore } from '@ddpm/storage';

@@ -6,7 +6,7 @@
  * recipe trains on the wasm backend); a store that holds its own copy in the cache wins, and
  * without either the recipe trains them (about a minute on one core) into the cache.
  */
-import { type ExtractorName } from '@ddpm/config';
+import { type ExtractorName } from '@ddpm/settings';
 import { openDataset } from '@ddpm/data';
 import {
   type ExtractorInfo,

@@ -1,6 +1,6 @@
 /**
  * @ddpm/engine — one process's training and sampling engine, used by the worker's job child and
- * by `ddpm`. Configurations come resolved from @ddpm/config. A run's records (checkpoints, loss
+ * by `ddpm`. Configurations come resolved from @ddpm/settings. A run's records (checkpoints, loss
  * curve, evaluation history) are @ddpm/runs, tensor-free; the engine hands them on.
  */
 export { type EngineErrorCode, type GroupErrorCode } from './errors';

@@ -5,7 +5,7 @@
  * computed or not, so the run's state does not depend on which share of the step a process
  * computes.
  */
-import { type TrainConfig } from '@ddpm/config';
+import { type TrainConfig } from '@ddpm/settings';
 import { type Rng } from '@ddpm/core';
 import { type DataLoader } from '@ddpm/data';
 import { type GaussianDiffusion, trainingLosses } from '@ddpm/diffusion';

@@ -11,7 +11,7 @@
  *
  * The ranks of a group may share drawing the samples (`SampleSplit`, `SampleGather`).
  */
-import { type EvalSpec, type SampleMetric, isSampleMetric } from '@ddpm/config';
+import { type EvalSpec, type SampleMetric, isSampleMetric } from '@ddpm/settings';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec } from '@ddpm/data';
 import { PixelTally, frechetDistance, inceptionScore, kernelInceptionDistance } from '@ddpm/eval';
 import {

@@ -1,5 +1,5 @@
 /** Loading a trained model (EMA by default) and its diffusion from a checkpoint for sampling (pretrained.ts: a shipped one). */
-import { type TrainConfig } from '@ddpm/config';
+import { type TrainConfig } from '@ddpm/settings';
 import { GaussianDiffusion } from '@ddpm/diffusion';
 import { type CheckpointRef, type RunState, loadCheckpointAt, loadLatestCheckpoint } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';

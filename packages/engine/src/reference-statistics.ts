@@ -5,7 +5,7 @@
  * sample of features for KID), or imported from an `.npz` the user put there. Also here: the
  * reference images' pixel statistics, and the distance real images score against the reference.
  */
-import { type EvalSpec } from '@ddpm/config';
+import { type EvalSpec } from '@ddpm/settings';
 import { sha256Hex } from '@ddpm/core';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec, readForModel } from '@ddpm/data';
 import {

@@ -4,7 +4,7 @@
  * dataset images at chosen t (Figs. 8/9), and shared-latent continuations (Fig. 7). Full ancestral
  * sampling over all T steps, or strided / DDIM sampling over fewer.
  */
-import { type SampleConfig, type SamplerSpec } from '@ddpm/config';
+import { type SampleConfig, type SamplerSpec } from '@ddpm/settings';
 import { Rng } from '@ddpm/core';
 import {
   type GaussianDiffusion,

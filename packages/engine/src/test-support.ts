@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { type TrainConfig, type TrainRequest, resolveTrainJob } from '@ddpm/config';
+import { type TrainConfig, type TrainRequest, resolveTrainJob } from '@ddpm/settings';
 
 export async function useWasm(): Promise<void> {
   await initBackend({ preferred: 'wasm' });

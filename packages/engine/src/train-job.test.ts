@@ -1,4 +1,4 @@
-import { resolveTrainJob } from '@ddpm/config';
+import { resolveTrainJob } from '@ddpm/settings';
 import { readEvalHistory } from '@ddpm/runs';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';

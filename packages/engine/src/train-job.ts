@@ -3,7 +3,7 @@
  * run, train to its length with checkpoints (evaluating the EMA weights on the way when the job
  * asks for it), then draw the EMA sample grid the job asked for.
  */
-import { type SamplerSpec, type TrainJobConfig, type TrainingEvalConfig } from '@ddpm/config';
+import { type SamplerSpec, type TrainJobConfig, type TrainingEvalConfig } from '@ddpm/settings';
 import { type StopReason, codedErrorOf, isPermanent } from '@ddpm/core';
 import { type CheckpointRef, type EvalHistoryEntry, type WriteFence } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';

@@ -10,7 +10,7 @@
  * Resume is exact: parameters, EMA, Adam moments, the step, the RNG and data-order states are all
  * in the checkpoint, so k steps + resume + (n − k) steps equals n steps bit for bit on one backend.
  */
-import { type TrainConfig, resumedConfig, unetConfigOf, validateTrainConfig } from '@ddpm/config';
+import { type TrainConfig, resumedConfig, unetConfigOf, validateTrainConfig } from '@ddpm/settings';
 import { Rng } from '@ddpm/core';
 import { type DataLoader as Loader, DataLoader, type ImageDataset, openDataset } from '@ddpm/data';
 import { GaussianDiffusion } from '@ddpm/diffusion';

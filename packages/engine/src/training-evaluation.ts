@@ -6,7 +6,7 @@
  * measure the whole set (the bytes one process draws), so the ranks finish together and no rank
  * waits at the next exchange; only the writer records.
  */
-import { type TrainingEvalConfig } from '@ddpm/config';
+import { type TrainingEvalConfig } from '@ddpm/settings';
 import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { type EvalHistory, type EvalHistoryEntry, evalCurveKey, evalHistoryKey, readEvalHistory } from '@ddpm/runs';
 import { type ObjectStore } from '@ddpm/storage';

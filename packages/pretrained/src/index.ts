@@ -8,10 +8,10 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { PRETRAINED_MODELS, type PretrainedName, type TrainConfig, validateTrainConfig } from '@ddpm/config';
+import { PRETRAINED_MODELS, type PretrainedName, type TrainConfig, validateTrainConfig } from '@ddpm/settings';
 import { errorCodes, sha256Hex } from '@ddpm/core';
 
-export { PRETRAINED_MODELS, type PretrainedName } from '@ddpm/config';
+export { PRETRAINED_MODELS, type PretrainedName } from '@ddpm/settings';
 
 export const pretrainedError = errorCodes({
   DDPM_PRETRAINED_INVALID: 'invalid',

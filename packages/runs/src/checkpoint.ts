@@ -7,7 +7,7 @@
 import { type RngState, hasCode, sha256Hex as sha256 } from '@ddpm/core';
 import { type LoaderState } from '@ddpm/data';
 import { type ObjectStore, joinKey } from '@ddpm/storage';
-import { type TrainConfig } from '@ddpm/config';
+import { type TrainConfig } from '@ddpm/settings';
 
 import { runError } from './errors';
 import { type LossCurveState } from './loss-curve';

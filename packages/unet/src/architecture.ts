@@ -97,7 +97,7 @@ export interface ArchitectureSummary {
   /**
    * Floats of the intermediate values one forward pass of one image produces (every op's output,
    * attention weights included): what training keeps for the backward pass, and what a step's
-   * memory grows with per image (budgets.ts of @ddpm/config bounds batch × this).
+   * memory grows with per image (budgets.ts of @ddpm/settings bounds batch × this).
    */
   readonly activationFloats: number;
   /** Feature-map side and channel count at each level. */

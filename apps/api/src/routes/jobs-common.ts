@@ -1,5 +1,5 @@
 /** What the job routes share: the app they register on, and the job id in their paths. */
-import { JOB_ID_PATTERN } from '@ddpm/jobs';
+import { JOB_ID_PATTERN } from '@ddpm/service';
 import { type FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 

@@ -1,7 +1,7 @@
 /** A job's log: a page at a time, or followed as it grows until the job ends. */
 import { PassThrough, type Readable } from 'node:stream';
 
-import { type JobData, type JobResult } from '@ddpm/jobs';
+import { type JobData, type JobResult } from '@ddpm/service';
 import { Type } from '@sinclair/typebox';
 import { type Job } from 'bullmq';
 import { type FastifyRequest } from 'fastify';

@@ -1,5 +1,5 @@
 /** Reading jobs: the list, newest first, and one job by its id. */
-import { JOB_ID_PATTERN, JOB_TYPES } from '@ddpm/jobs';
+import { JOB_ID_PATTERN, JOB_TYPES } from '@ddpm/service';
 import { Type } from '@sinclair/typebox';
 
 import { COMMON_ERRORS, ErrorBody } from '../http-errors';

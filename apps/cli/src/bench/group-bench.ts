@@ -29,7 +29,7 @@ import {
   openGeneration,
   rawTransferKey,
 } from '@ddpm/allreduce';
-import { type TrainConfig, resolveTrainJob } from '@ddpm/config';
+import { type TrainConfig, resolveTrainJob } from '@ddpm/settings';
 import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
 import { type UNetConfig, describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';

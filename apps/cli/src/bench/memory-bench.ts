@@ -1,6 +1,6 @@
 /**
  * `ddpm bench memory`: the peak memory of a training step per preset and micro-batch on the
- * backend, against the estimate the server budgets with (@ddpm/config's trainingStepBytes).
+ * backend, against the estimate the server budgets with (@ddpm/settings's trainingStepBytes).
  *
  * Each case runs in a fresh process (a wasm heap grows and never shrinks, so after the steps its
  * size is the peak): the engine's real step (forward with dropout, L_simple, backward, clipping,
@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { generationKeys, openGeneration } from '@ddpm/allreduce';
-import { TRAINING_MEMORY_FACTOR, WASM_HEAP_BYTES, trainingStepBytes } from '@ddpm/config';
+import { TRAINING_MEMORY_FACTOR, WASM_HEAP_BYTES, trainingStepBytes } from '@ddpm/settings';
 import { Redis } from 'ioredis';
 
 import { benchTrainConfig, ranks } from './group-bench';

@@ -3,7 +3,7 @@
  * worker's child would be. The parent sends commands over IPC and gets timings back.
  */
 import { BulkConnection, Heartbeat, RedisCollective, assertGenerationAlive, bulkTarget } from '@ddpm/allreduce';
-import { type TrainConfig } from '@ddpm/config';
+import { type TrainConfig } from '@ddpm/settings';
 import { type GroupLink, type Trainer } from '@ddpm/engine';
 import { Redis } from 'ioredis';
 

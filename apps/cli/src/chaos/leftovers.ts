@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { generationKey, slotKeyPrefix, slotsKey } from '@ddpm/jobs';
+import { generationKey, slotKeyPrefix, slotsKey } from '@ddpm/service';
 import { Redis } from 'ioredis';
 
 import { type ChaosServices, PREFIX, sleep } from './services';

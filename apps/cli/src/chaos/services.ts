@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { slotIdOf, slotKeyPrefix } from '@ddpm/jobs';
+import { slotIdOf, slotKeyPrefix } from '@ddpm/service';
 import { Redis } from 'ioredis';
 
 import { type SimulatedHosts } from '../sim/hosts';

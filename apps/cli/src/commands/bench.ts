@@ -3,7 +3,7 @@
  * `ddpm bench all` runs every benchmark at its default size (what `npm run bench` runs).
  */
 import { initBackend } from '@ddpm/kernels';
-import { GRADIENT_TRANSPORTS, type GradientTransport } from '@ddpm/config';
+import { GRADIENT_TRANSPORTS, type GradientTransport } from '@ddpm/settings';
 import { PRESET_NAMES, type PresetName } from '@ddpm/unet';
 
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';

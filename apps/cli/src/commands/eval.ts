@@ -18,7 +18,7 @@ import {
   PRETRAINED_MODELS,
   assertRequest,
   resolveEvalJob,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 import { imageDimensions, listImages, openDataset, readForModel } from '@ddpm/data';
 import { extractorInput, loadModelFromCheckpoint, openFeatureExtractor, runEvalJob } from '@ddpm/engine';
 import { type FeatureStatistics, frechetDistance, statisticsFromNpz, statisticsToNpz } from '@ddpm/eval';

@@ -1,12 +1,12 @@
 /**
  * `ddpm jobs submit|status|cancel|list|logs|samples`: talks to a running API (--api, default
  * $DDPM_API_URL or http://127.0.0.1:8080; token from $DDPM_API_TOKEN). `submit` takes the same
- * flags as the local commands, derived from the same settings tables (@ddpm/config).
+ * flags as the local commands, derived from the same settings tables (@ddpm/settings).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, assertRequest } from '@ddpm/config';
+import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, assertRequest } from '@ddpm/settings';
 
 import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '../api-client';
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';

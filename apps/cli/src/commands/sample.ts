@@ -2,7 +2,7 @@
  * Sampling commands on a trained run (EMA weights unless --no-ema): `ddpm sample` (a grid, or
  * with --kind progressive a strip), `ddpm progressive` (x̂₀ over time), `ddpm interpolate`
  * (Sec. 4.4), `ddpm shared-latent` (Fig. 7). Each writes a PNG and a JSON file of metadata beside
- * it. The sample and progressive settings are the sample jobs' (one table in @ddpm/config).
+ * it. The sample and progressive settings are the sample jobs' (one table in @ddpm/settings).
  */
 import * as path from 'node:path';
 
@@ -14,7 +14,7 @@ import {
   assertRequest,
   resolveSample,
   valuesOf,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 import { openDataset, readForModel, withAbsoluteLocation } from '@ddpm/data';
 import {
   type LoadedModel,

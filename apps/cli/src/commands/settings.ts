@@ -1,5 +1,5 @@
 /**
- * `ddpm settings [train|sample|eval] [--markdown|--json]`: the settings tables of @ddpm/config,
+ * `ddpm settings [train|sample|eval] [--markdown|--json]`: the settings tables of @ddpm/settings,
  * as docs/settings.md shows them (--markdown), as data (--json), or as flags (the default).
  */
 import {
@@ -9,7 +9,7 @@ import {
   TRAIN_SETTINGS,
   defaultText,
   settingsMarkdown,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 
 import { parseCommandArgs } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';

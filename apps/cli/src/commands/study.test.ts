@@ -1,4 +1,4 @@
-import { resolveTrainJob } from '@ddpm/config';
+import { resolveTrainJob } from '@ddpm/settings';
 
 import { runCaptured } from '../test-support';
 import { STUDY_CANDIDATES } from './study';

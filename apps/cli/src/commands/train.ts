@@ -1,7 +1,7 @@
 /**
  * `ddpm train`: a training job on this machine, with the engine's runTrainJob (the same code the
  * service's workers run) and checkpoints in --out; Ctrl-C saves a checkpoint and stops, `--resume`
- * continues the run. Its flags are the settings table's (@ddpm/config), as `ddpm jobs submit train`'s.
+ * continues the run. Its flags are the settings table's (@ddpm/settings), as `ddpm jobs submit train`'s.
  */
 import { currentBackend, initBackend } from '@ddpm/kernels';
 import {
@@ -11,12 +11,12 @@ import {
   TRAIN_SETTINGS,
   assertRequest,
   checkBudgets,
-  envInteger,
   fitAccumulation,
   type TrainJobConfig,
   resolveTrainJob,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 import { type Trainer, listCheckpoints, runTrainJob } from '@ddpm/engine';
+import { envInteger } from '@ddpm/service';
 import { joinKey } from '@ddpm/storage';
 
 import { parseCommandArgs } from '../args';

@@ -12,7 +12,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { resolveTrainJob } from '@ddpm/config';
+import { resolveTrainJob } from '@ddpm/settings';
 import { FASHION_MNIST_DIR, openDataset } from '@ddpm/data';
 
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from '@ddpm/eval/extractors';

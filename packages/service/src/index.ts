@@ -1,4 +1,8 @@
-/** @ddpm/jobs — the contracts between the API and the workers. Tensor-free. */
+/**
+ * @ddpm/service — the service's contract and configuration, shared by the API and the workers:
+ * the job data, progress and results; every environment variable, read and checked once
+ * (loadServiceConfig, envInteger); the auth helpers; the control plane's Redis keys. Tensor-free.
+ */
 export {
   JOB_ID_PATTERN,
   JOB_SCHEMAS,
@@ -34,6 +38,7 @@ export {
   type ServiceConfig,
   bearerMatches,
   checkListenerSafety,
+  envInteger,
   isLoopback,
   loadServiceConfig,
   loadServiceConfigOrExit,

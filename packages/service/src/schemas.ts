@@ -2,7 +2,7 @@
  * What travels between the API and the workers: a job's data (the request as asked and the
  * configuration resolved from it at the door), its progress and its result, as TypeBox schemas
  * with their TypeScript types derived from them. The request and configuration schemas come from
- * the settings tables of @ddpm/config.
+ * the settings tables of @ddpm/settings.
  */
 import {
   EvalJobConfig,
@@ -12,7 +12,7 @@ import {
   SampleJobRequest,
   TrainJobConfig,
   TrainRequest,
-} from '@ddpm/config';
+} from '@ddpm/settings';
 import { type Static, Type } from '@sinclair/typebox';
 
 export { JOB_ID_PATTERN };

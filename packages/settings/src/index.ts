@@ -1,5 +1,5 @@
 /**
- * @ddpm/config — the one table of job settings and the configurations jobs run with. Tensor-free:
+ * @ddpm/settings — the one table of job settings and the configurations jobs run with. Tensor-free:
  * the API, the CLI, the worker and the engine all import it without loading TensorFlow.js.
  */
 export {
@@ -78,7 +78,6 @@ export {
   WASM_HEAP_BYTES,
   checkBudgets,
   checkpointBytes,
-  envInteger,
   fitAccumulation,
   parameterCount,
   trainingMemoryPerImageMb,

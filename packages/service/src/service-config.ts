@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { LIMIT_VARIABLES, type ServiceLimits, envInteger } from '@ddpm/config';
+import { LIMIT_VARIABLES, type ServiceLimits } from '@ddpm/settings';
 import { CodedError, hasCode } from '@ddpm/core';
 
 export interface ServiceConfig {
@@ -110,6 +110,30 @@ function redisUrl(name: string, raw: string): string {
     throw configError(`${name} is not a valid URL: ${JSON.stringify(raw)}`);
   }
   return raw;
+}
+
+/** How a caller reports a bad environment variable (its own error code); a config error by default. */
+type EnvError = (message: string) => Error;
+
+/**
+ * An integer setting from the environment: `fallback` when unset or empty, else an integer in
+ * [min, max], or `fail` with a message naming the variable.
+ */
+export function envInteger(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+  fail: EnvError = configError,
+): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw fail(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
 }
 
 const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number =>

@@ -49,7 +49,11 @@ export interface ServiceLimits {
   readonly maxJobSeconds: number;
 }
 
-/** Each limit's environment variable, default and meaning (docs/configuration.md's table is written from this). */
+/**
+ * Each limit's environment variable, default and meaning: the checks below name the variable in
+ * their messages, and docs/configuration.md's table is written from this. @ddpm/service reads
+ * the variables.
+ */
 export const LIMIT_VARIABLES: Readonly<
   Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>
 > = {
@@ -89,30 +93,6 @@ export const LIMIT_VARIABLES: Readonly<
 export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(
   Object.entries(LIMIT_VARIABLES).map(([k, v]) => [k, v.default]),
 ) as unknown as ServiceLimits;
-
-/** How a caller reports a bad environment variable (its own error code); a config error by default. */
-type EnvError = (message: string) => Error;
-
-/**
- * An integer setting from the environment: `fallback` when unset or empty, else an integer in
- * [min, max], or `fail` with a message naming the variable.
- */
-export function envInteger(
-  env: NodeJS.ProcessEnv,
-  name: string,
-  fallback: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-  fail: EnvError = configError,
-): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw fail(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
 
 /** wasm32's linear memory: no more, whatever the machine has. */
 export const WASM_HEAP_BYTES = 4 * 2 ** 30;
