@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-import { ApiClient } from './api-client';
+import { ApiClient } from '@ddpm/api-client';
 import { type CliIo } from './cli-io';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');

@@ -6,9 +6,15 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { EVAL_JOB_SETTINGS, SAMPLE_JOB_SETTINGS, type SettingTable, TRAIN_SETTINGS, assertRequest } from '@ddpm/settings';
+import {
+  EVAL_JOB_SETTINGS,
+  SAMPLE_JOB_SETTINGS,
+  type SettingTable,
+  TRAIN_SETTINGS,
+  assertRequest,
+} from '@ddpm/settings';
 
-import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '../api-client';
+import { ApiClient, FINAL_STATES, type JobView, type ListQuery, type Submission } from '@ddpm/api-client';
 import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger } from '../args';
 import { CliInterrupted, type CliIo, CliUsageError } from '../cli-io';
 import { ProgressBar, formatDuration } from '../progress';
@@ -128,8 +134,12 @@ export async function waitForJob(
 }
 
 function clientOf(values: Readonly<Record<string, string | boolean | undefined>>): ApiClient {
+  const baseUrl = String(values['api'] ?? process.env['DDPM_API_URL'] ?? 'http://127.0.0.1:8080');
+  // Said as the flag the user gave, with the usage (the client would say "the API's address").
+  if (!URL.canParse(baseUrl))
+    throw new CliUsageError(`--api must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(baseUrl)}`);
   return new ApiClient({
-    baseUrl: String(values['api'] ?? process.env['DDPM_API_URL'] ?? 'http://127.0.0.1:8080'),
+    baseUrl,
     ...(process.env['DDPM_API_TOKEN'] ? { token: process.env['DDPM_API_TOKEN'] } : {}),
   });
 }

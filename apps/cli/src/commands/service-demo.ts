@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 
 import { parseCommandArgs, parseInteger } from '../args';
-import { type ApiClient, type JobView } from '../api-client';
+import { type ApiClient, type JobView } from '@ddpm/api-client';
 import { type CliIo } from '../cli-io';
 import { type LocalService, startLocalService } from '../local-services';
 import { formatDuration } from '../progress';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { type ChartSeries, lineChartPng } from '@ddpm/engine';
 
-import { type JobView, type MetricsHistory } from '../api-client';
+import { type JobView, type MetricsHistory } from '@ddpm/api-client';
 import { formatDuration } from '../progress';
 import { type StudyCandidate } from './study';
 

@@ -16,7 +16,7 @@ import { FASHION_MNIST_DIR } from '@ddpm/data';
 import { realDataDistance } from '@ddpm/engine';
 import { openStore } from '@ddpm/storage';
 
-import { type ApiClient, type TrainRequest } from '../api-client';
+import { type ApiClient, type TrainRequest } from '@ddpm/api-client';
 import { parseCommandArgs, parseInteger, parseNumber } from '../args';
 import { type CliIo, CliUsageError } from '../cli-io';
 import { type LocalService, startLocalService } from '../local-services';

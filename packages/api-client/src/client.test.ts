@@ -1,5 +1,5 @@
 /** The client's handling of links: the API gives paths when it cannot know the name it is reached by. */
-import { ApiClient } from './api-client';
+import { ApiClient } from './client';
 
 describe('ApiClient.absolute', () => {
   it('keeps full URLs and resolves paths against the API it talks to', () => {

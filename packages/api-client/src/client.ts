@@ -1,13 +1,15 @@
 /**
- * The job API's client, for `ddpm jobs …` and the service demo. Built with openapi-fetch on types
- * generated from the document the API serves (api-types.generated.ts), so a route or schema change
- * that this client does not follow fails to compile.
+ * The job API's client, for `ddpm jobs …`, the service demo, the quality study and the tests. Built
+ * with openapi-fetch on types generated from the document the API serves (api-types.generated.ts),
+ * so a route or schema change that this client does not follow fails to compile.
  */
-import { CodedError } from '@ddpm/core';
+import { CodedError, errorCodes } from '@ddpm/core';
 import createClient, { type Client } from 'openapi-fetch';
 
 import { type components, type paths } from './api-types.generated';
-import { CliUsageError } from './cli-io';
+
+/** A client used wrongly (an address that is no URL): the caller's mistake, not the API's answer. */
+const clientError = errorCodes({ DDPM_API_CLIENT_INVALID: 'invalid' });
 
 export type JobView = components['schemas']['JobView'];
 export type ErrorBody = components['schemas']['ErrorBody'];
@@ -61,8 +63,9 @@ export class ApiClient {
     try {
       new URL(options.baseUrl);
     } catch {
-      throw new CliUsageError(
-        `--api must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(options.baseUrl)}`,
+      throw clientError(
+        'DDPM_API_CLIENT_INVALID',
+        `the API's address must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(options.baseUrl)}`,
       );
     }
     this.client = createClient<paths>({
@@ -105,7 +108,7 @@ export class ApiClient {
         return this.unwrap(this.client.POST('/jobs/eval', { body: submission.body, params }));
       default: {
         const unreachable: never = submission;
-        throw new CliUsageError(`unknown job type ${JSON.stringify(unreachable)}`);
+        throw clientError('DDPM_API_CLIENT_INVALID', `unknown job type ${JSON.stringify(unreachable)}`);
       }
     }
   }
