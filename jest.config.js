@@ -15,7 +15,7 @@ const os = require('node:os');
  */
 function workspaceModuleMap() {
   const map = {};
-  for (const group of ['packages', 'apps']) {
+  for (const group of ['packages', 'apps', 'tools']) {
     const dir = path.join(__dirname, group);
     if (!fs.existsSync(dir)) continue;
     for (const name of fs.readdirSync(dir)) {
@@ -39,7 +39,7 @@ const SLOW_TESTS = ['/e2e/', '\\.slow\\.test\\.ts$'];
 
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/apps', '<rootDir>/test'].filter((p) =>
+  roots: ['<rootDir>/packages', '<rootDir>/apps', '<rootDir>/tools', '<rootDir>/test'].filter((p) =>
     fs.existsSync(p.replace('<rootDir>', __dirname)),
   ),
   testMatch: ['**/*.test.ts'],

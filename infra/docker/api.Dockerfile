@@ -15,6 +15,8 @@ ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=fals
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY packages ./packages
 COPY apps ./apps
+# The lab is a workspace of the lockfile, installed with the rest; no image ships it (assemble.cjs copies what the app reaches).
+COPY tools ./tools
 COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
 # Compile with the dev tools (and bundle the web console the API serves), then reinstall production dependencies only and assemble the app.
 # Install scripts stay off: nothing the API uses needs one (sharp ships prebuilt binaries).

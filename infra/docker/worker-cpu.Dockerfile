@@ -14,6 +14,8 @@ ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=fals
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY packages ./packages
 COPY apps ./apps
+# The lab is a workspace of the lockfile, installed with the rest; no image ships it (assemble.cjs copies what the app reaches).
+COPY tools ./tools
 COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
 RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/worker
 # @tensorflow/tfjs-node's install step downloads libtensorflow (storage.googleapis.com): only

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { BulkConnection, bulkTarget } from '@ddpm/allreduce';
-import { freePort } from '@ddpm/cli';
+import { freePort } from '@ddpm/lab';
 import { Redis } from 'ioredis';
 
 import { startRedis } from '../support/redis';

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 
-import { type ChaosReport, FAULT_KINDS, runChaos, simulationUnavailable } from '@ddpm/cli';
+import { type ChaosReport, FAULT_KINDS, runChaos, simulationUnavailable } from '@ddpm/lab';
 
 jest.setTimeout(1_500_000);
 

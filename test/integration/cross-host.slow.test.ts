@@ -14,7 +14,7 @@ import { type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { SimulatedHosts, simulationUnavailable } from '@ddpm/cli';
+import { SimulatedHosts, simulationUnavailable } from '@ddpm/lab';
 import { loadModelFromCheckpoint } from '@ddpm/engine';
 import { initBackend } from '@ddpm/kernels';
 import { FileStore } from '@ddpm/storage';

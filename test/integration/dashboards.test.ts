@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { findOnPath, freePort } from '@ddpm/cli';
+import { findOnPath, freePort } from '@ddpm/lab';
 import { ROWS, dashboardJson } from '@ddpm/dashboards';
 import { parse, stringify } from 'yaml';
 

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { findOnPath, freePort } from '@ddpm/cli';
+import { findOnPath, freePort } from '@ddpm/lab';
 import { FMNIST_CNN_NAME, FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256 } from '@ddpm/eval/extractors';
 import { pretrainedManifest } from '@ddpm/pretrained';
 

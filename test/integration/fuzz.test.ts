@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as http from 'node:http';
 
-import { freePort } from '@ddpm/cli';
+import { freePort } from '@ddpm/lab';
 import { Rng } from '@ddpm/core';
 import { JOB_TYPES } from '@ddpm/service';
 import { residentBytes } from '@ddpm/worker';

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { initBackend } from '@ddpm/kernels';
-import { findOnPath, freePort } from '@ddpm/cli';
+import { findOnPath, freePort } from '@ddpm/lab';
 import { Redis } from 'ioredis';
 
 import { childOf, groupTrain, loadable, logs, rankSlot, samplingGroupUnderWay, submit, view } from './groups-support';

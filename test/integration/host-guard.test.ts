@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { buildApp } from '@ddpm/api';
-import { freePort } from '@ddpm/cli';
+import { freePort } from '@ddpm/lab';
 import { loadServiceConfig } from '@ddpm/service';
 import { type FastifyInstance } from 'fastify';
 

@@ -1,6 +1,7 @@
 /**
  * The rules of the house (docs/architecture.md), read from the code itself: every workspace's
- * package.json and the imports of its source files. Packages never import apps; no package
+ * package.json and the imports of its source files. Packages never import apps or tools, and apps
+ * never import tools; no package
  * reaches into another one's `src/` or `dist/` by path; the workspaces' dependencies and imports
  * form no circle; no file imports another package's `/internal`, and no test reaches into another
  * workspace by path; every `@ddpm/*` import is declared in the importer's package.json; the API
@@ -15,7 +16,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 interface Workspace {
   readonly name: string;
   readonly dir: string;
-  readonly kind: 'package' | 'app';
+  readonly kind: 'package' | 'app' | 'tool';
   readonly deps: ReadonlySet<string>;
   /** Every module each non-test source file imports. */
   readonly imports: ReadonlyMap<string, readonly string[]>;
@@ -37,7 +38,7 @@ const IMPORT =
 
 function workspaces(): Workspace[] {
   const out: Workspace[] = [];
-  for (const kind of ['package', 'app'] as const) {
+  for (const kind of ['package', 'app', 'tool'] as const) {
     const group = path.join(ROOT, `${kind}s`);
     for (const name of readdirSync(group)) {
       const dir = path.join(group, name);
@@ -75,19 +76,30 @@ const packageOf = (specifier: string): string => specifier.split('/').slice(0, 2
 it('reads every workspace and its sources', () => {
   expect(all.filter((w) => w.kind === 'package').length).toBeGreaterThanOrEqual(10);
   expect(all.filter((w) => w.kind === 'app').length).toBeGreaterThanOrEqual(3);
+  expect(all.filter((w) => w.kind === 'tool').map((w) => w.name)).toContain('@ddpm/lab');
   expect(byName.get('@ddpm/api')!.imports.size).toBeGreaterThan(5);
 });
 
-it('packages never import apps', () => {
-  const apps = new Set(all.filter((w) => w.kind === 'app').map((w) => w.name));
+it('packages never import apps or tools, and apps never import tools', () => {
+  const above = (kind: Workspace['kind']): Set<string> =>
+    new Set(all.filter((w) => (kind === 'package' ? w.kind !== 'package' : w.kind === 'tool')).map((w) => w.name));
   const found = all
-    .filter((w) => w.kind === 'package')
+    .filter((w) => w.kind !== 'tool')
     .flatMap((w) =>
       [...w.imports].flatMap(([file, specs]) =>
-        specs.filter((s) => apps.has(packageOf(s)) || /(^|\/)apps\//.test(s)).map((s) => `${file} → ${s}`),
+        specs
+          .filter(
+            (s) =>
+              above(w.kind).has(packageOf(s)) ||
+              (w.kind === 'package' && /(^|\/)apps\//.test(s)) ||
+              /(^|\/)tools\//.test(s),
+          )
+          .map((s) => `${file} → ${s}`),
       ),
     );
   expect(found).toEqual([]);
+  // The CLI runs the lab's commands where the lab is installed, by a name computed at run time.
+  expect(byName.get('@ddpm/cli')?.deps.has('@ddpm/lab')).toBe(false);
 });
 
 it("no workspace reaches into another one's files by path", () => {

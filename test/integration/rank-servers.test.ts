@@ -10,7 +10,7 @@ import { type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 import { Heartbeat, RedisCollective, assertGenerationAlive, openGeneration } from '@ddpm/allreduce';
-import { freePort } from '@ddpm/cli';
+import { freePort } from '@ddpm/lab';
 import { Redis } from 'ioredis';
 
 import { killRedis, startRedis } from '../support/redis';

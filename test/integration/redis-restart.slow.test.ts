@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { freePort } from '@ddpm/cli';
+import { freePort } from '@ddpm/lab';
 import { listCheckpoints, loadCheckpointAt } from '@ddpm/runs';
 import { openStore } from '@ddpm/storage';
 

@@ -21,3 +21,19 @@ export class CliInterrupted extends CodedError<'DDPM_CLI_INTERRUPTED'> {
     this.name = 'CliInterrupted';
   }
 }
+
+/** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
+export interface CliEnv {
+  readonly tty: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/** A command: its exit status, at once or when its work is done. */
+export type CliCommand = (argv: readonly string[], io: CliIo, env: CliEnv) => number | Promise<number>;
+
+/** A command, its usage text (a function when it depends on the subcommand) and its one-line summary. */
+export interface CommandEntry {
+  readonly run: CliCommand;
+  readonly usage: string | ((argv: readonly string[]) => string);
+  readonly summary: string;
+}

@@ -4,9 +4,7 @@
  */
 import { codedErrorOf } from '@ddpm/core';
 
-import { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
-import { BENCH_USAGE, benchCommand } from './commands/bench';
-import { CHAOS_USAGE, chaosCommand } from './commands/chaos';
+import { type CliEnv, CliInterrupted, type CliIo, CliUsageError, type CommandEntry } from './cli-io';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
 import { EVAL_USAGE, FID_USAGE, evalCommand, fidCommand } from './commands/eval';
 import { INFO_USAGE, infoCommand } from './commands/info';
@@ -22,50 +20,19 @@ import {
   sharedLatentCommand,
 } from './commands/sample';
 import { SCHEDULE_USAGE, scheduleCommand } from './commands/schedule';
-import { SERVICE_DEMO_USAGE, serviceDemoCommand } from './commands/service-demo';
 import { SETTINGS_USAGE, settingsCommand } from './commands/settings';
-import { SIM_USAGE, simCommand } from './commands/sim';
-import { STUDY_USAGE, studyCommand } from './commands/study';
 import { TRAIN_USAGE, trainCommand } from './commands/train';
 
-export { CliInterrupted, type CliIo, CliUsageError } from './cli-io';
-export { findOnPath, freePort } from './local-services';
-export { type ChaosOptions, type ChaosReport, runChaos } from './chaos/chaos';
-export { FAULT_KINDS, type FaultKind } from './chaos/faults';
-export {
-  type SimulatedHost,
-  SimulatedHosts,
-  type SimulatedHostsOptions,
-  simulationUnavailable,
-  sweepSimulatedHosts,
-} from './sim/hosts';
+export { type CliEnv, CliInterrupted, type CliIo, CliUsageError } from './cli-io';
 
-/** What a command may use of its environment: a TTY for progress bars, a signal for Ctrl-C. */
-export interface CliEnv {
-  readonly tty: boolean;
-  readonly signal?: AbortSignal;
-}
-
-/** A command: its exit status, at once or when its work is done. */
-type Command = (argv: readonly string[], io: CliIo, env: CliEnv) => number | Promise<number>;
-
-/** A command, its usage text (a function when it depends on the subcommand) and its one-line summary. */
-const COMMANDS: Record<
-  string,
-  { run: Command; usage: string | ((argv: readonly string[]) => string); summary: string }
-> = {
+/** The user's commands. */
+const COMMANDS: Record<string, CommandEntry> = {
   schedule: {
     run: scheduleCommand,
     usage: SCHEDULE_USAGE,
     summary: 'print forward-process coefficients of a beta schedule',
   },
   info: { run: infoCommand, usage: INFO_USAGE, summary: 'describe a U-Net preset: parameters, FLOPs, levels' },
-  bench: { run: benchCommand, usage: BENCH_USAGE, summary: 'benchmarks (JSON, ratios measured in the same run)' },
-  'service-demo': {
-    run: serviceDemoCommand,
-    usage: SERVICE_DEMO_USAGE,
-    summary: 'the main job: Redis, API, 2 workers, a train job over HTTP, a sample grid',
-  },
   jobs: { run: jobsCommand, usage: jobsUsage, summary: 'submit, watch, cancel and list jobs of a running API' },
   settings: {
     run: settingsCommand,
@@ -96,43 +63,43 @@ const COMMANDS: Record<
   },
   eval: { run: evalCommand, usage: EVAL_USAGE, summary: 'metrics of a checkpoint (nll, fd, kid, is) as a JSON report' },
   fid: { run: fidCommand, usage: FID_USAGE, summary: 'Fréchet distance of two image folders or .npz statistics' },
-  sim: {
-    run: simCommand,
-    usage: SIM_USAGE,
-    summary: 'simulated hosts on this machine (root): a group across shaped links',
-  },
-  chaos: {
-    run: chaosCommand,
-    usage: CHAOS_USAGE,
-    summary: 'a seeded chaos run on simulated hosts (root): jobs under faults, checked for loss',
-  },
-  study: {
-    run: studyCommand,
-    usage: STUDY_USAGE,
-    summary: 'the sample-quality study: candidates for a training-time budget, curves and table into docs/',
-  },
 };
 
-export const USAGE = `Usage: ddpm <command> [options]
+/**
+ * The lab's commands (benchmarks, the quality study, the service demo, simulated hosts, chaos),
+ * where the lab is installed: the repository's tools/lab, loaded by a name computed at run time so
+ * that the CLI neither builds against it nor needs it; a published CLI has none.
+ */
+async function labCommands(): Promise<Readonly<Record<string, CommandEntry>>> {
+  const lab = ['@ddpm', 'lab'].join('/');
+  try {
+    return ((await import(lab)) as { LAB_COMMANDS: Readonly<Record<string, CommandEntry>> }).LAB_COMMANDS;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String(err).includes(lab)) return {};
+    throw err;
+  }
+}
 
-Commands:
-${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(15)}${c.summary}`)
-  .join('\n')}
-
-Run "ddpm <command> --help" for a command's options.
-`;
+function usageOf(lab: Readonly<Record<string, CommandEntry>>): string {
+  const list = (commands: Readonly<Record<string, CommandEntry>>): string =>
+    Object.entries(commands)
+      .map(([name, c]) => `  ${name.padEnd(15)}${c.summary}`)
+      .join('\n');
+  const labPart = Object.keys(lab).length > 0 ? `\n\nThe lab's commands (tools/lab):\n${list(lab)}` : '';
+  return `Usage: ddpm <command> [options]\n\nCommands:\n${list(COMMANDS)}${labPart}\n\nRun "ddpm <command> --help" for a command's options.\n`;
+}
 
 /** Runs the CLI with the given arguments (without "node ddpm"); resolves to the exit status. */
 export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = { tty: false }): Promise<number> {
   const [name, ...rest] = argv;
+  const lab = await labCommands();
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout(USAGE);
+    io.stdout(usageOf(lab));
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
+  const command = COMMANDS[name] ?? lab[name];
   if (command === undefined) {
-    io.stderr(`ddpm: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
+    io.stderr(`ddpm: unknown command ${JSON.stringify(name)}\n\n${usageOf(lab)}`);
     return 2;
   }
   const usage = typeof command.usage === 'string' ? command.usage : command.usage(rest);

@@ -17,7 +17,7 @@ import { statisticsFromNpz, writeNpz } from '@ddpm/eval';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import sharp from 'sharp';
 
-import { runCaptured as run } from '../test-support';
+import { runCaptured as run } from '../../../../test/support/cli';
 
 jest.setTimeout(300_000);
 

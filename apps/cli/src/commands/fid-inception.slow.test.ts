@@ -13,7 +13,7 @@ import { statisticsFromNpz } from '@ddpm/eval';
 import sharp from 'sharp';
 
 import { PYTHON, describeWithPython } from '../../../../test/support/python';
-import { runCaptured as run } from '../test-support';
+import { runCaptured as run } from '../../../../test/support/cli';
 
 jest.setTimeout(300_000);
 

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { runCaptured } from '../test-support';
+import { runCaptured } from '../../../../test/support/cli';
 
 const run = runCaptured;
 

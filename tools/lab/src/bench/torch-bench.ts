@@ -1,6 +1,6 @@
 /**
  * `ddpm bench torch`: our training and sampling steps against the same U-Net in PyTorch
- * (apps/cli/bench/torch_unet.py, Debian's python3-torch), measured in the same run, on one core
+ * (tools/lab/bench/torch_unet.py, Debian's python3-torch), measured in the same run, on one core
  * and on the whole machine, each side in its best configuration.
  *
  * - One core: one of our processes (the engine's real step: dropout, L_simple, backward, global-norm

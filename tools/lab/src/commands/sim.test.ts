@@ -8,8 +8,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { runCli } from '../index';
-import { runCaptured } from '../test-support';
+import { runCli } from '@ddpm/cli';
+import { runCaptured } from '../../../../test/support/cli';
 import { simulationUnavailable } from '../sim/hosts';
 
 jest.setTimeout(120_000);

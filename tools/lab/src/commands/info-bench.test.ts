@@ -1,4 +1,4 @@
-import { runCaptured } from '../test-support';
+import { runCaptured } from '../../../../test/support/cli';
 
 const run = runCaptured;
 

@@ -5,7 +5,7 @@
 import { describeWithPython } from '../../../../test/support/python';
 import { defaultPython } from '../bench/torch-bench';
 import { probePythonBlas } from '../bench/python-blas';
-import { runCaptured as run } from '../test-support';
+import { runCaptured as run } from '../../../../test/support/cli';
 
 describeWithPython(['numpy'], 'apt-get install python3-numpy libopenblas0-pthread')('ddpm bench fid', () => {
   it('times our Fréchet distance and NumPy’s on the same files in one run, and they agree', async () => {

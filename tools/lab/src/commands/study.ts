@@ -17,11 +17,16 @@ import { realDataDistance } from '@ddpm/engine';
 import { openStore } from '@ddpm/storage';
 
 import { type ApiClient, type TrainRequest } from '@ddpm/api-client';
-import { parseCommandArgs, parseInteger, parseNumber } from '../args';
-import { type CliIo, CliUsageError } from '../cli-io';
+import {
+  type CliIo,
+  CliUsageError,
+  formatDuration,
+  parseCommandArgs,
+  parseInteger,
+  parseNumber,
+  waitForJob,
+} from '@ddpm/cli/toolkit';
 import { type LocalService, startLocalService } from '../local-services';
-import { formatDuration } from '../progress';
-import { waitForJob } from './jobs';
 import {
   type PixelStatistics,
   type RunResult,

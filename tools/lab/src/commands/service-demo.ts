@@ -9,12 +9,9 @@ import * as path from 'node:path';
 
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 
-import { parseCommandArgs, parseInteger } from '../args';
+import { type CliIo, formatDuration, parseCommandArgs, parseInteger, waitForJob } from '@ddpm/cli/toolkit';
 import { type ApiClient, type JobView } from '@ddpm/api-client';
-import { type CliIo } from '../cli-io';
 import { type LocalService, startLocalService } from '../local-services';
-import { formatDuration } from '../progress';
-import { waitForJob } from './jobs';
 
 export const SERVICE_DEMO_USAGE = `Usage: ddpm service-demo [--steps N] [--workers 1|2] [--out DIR] [--keep-running]
 

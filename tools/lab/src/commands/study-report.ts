@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { type ChartSeries, lineChartPng } from '@ddpm/engine';
 
 import { type JobView, type MetricsHistory } from '@ddpm/api-client';
-import { formatDuration } from '../progress';
+import { formatDuration } from '@ddpm/cli/toolkit';
 import { type StudyCandidate } from './study';
 
 /** A candidate's finished train job, its evaluations, and the bound of its final checkpoint. */

@@ -1,5 +1,5 @@
-/** Runs the CLI in-process with captured output (tests only). */
-import { runCli } from './index';
+/** Runs the CLI (and through it the lab's commands) in-process with captured output. */
+import { runCli } from '@ddpm/cli';
 
 export async function runCaptured(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
   let stdout = '';

@@ -33,7 +33,7 @@ import {
   statisticsToNpz,
 } from '@ddpm/eval';
 
-import { CliUsageError } from '../cli-io';
+import { CliUsageError } from '@ddpm/cli/toolkit';
 import { probePythonBlas, referenceEnv } from './python-blas';
 import { median, round } from './timing';
 

@@ -8,7 +8,7 @@ import { PRESET_NAMES, describeArchitecture, preset } from '@ddpm/unet';
 
 import { describeWithPython } from '../../../../test/support/python';
 import { TORCH_SCRIPT, defaultPython } from '../bench/torch-bench';
-import { runCaptured as run } from '../test-support';
+import { runCaptured as run } from '../../../../test/support/cli';
 
 /**
  * The report rounds times to 0.1 ms but computes ratios from the unrounded medians, so the

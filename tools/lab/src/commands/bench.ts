@@ -6,8 +6,15 @@ import { initBackend } from '@ddpm/kernels';
 import { GRADIENT_TRANSPORTS, type GradientTransport } from '@ddpm/settings';
 import { PRESET_NAMES, type PresetName } from '@ddpm/unet';
 
-import { type OptionSpec, parseChoice, parseCommandArgs, parseInteger, parseNumber } from '../args';
-import { type CliIo, CliUsageError } from '../cli-io';
+import {
+  type CliIo,
+  CliUsageError,
+  type OptionSpec,
+  parseChoice,
+  parseCommandArgs,
+  parseInteger,
+  parseNumber,
+} from '@ddpm/cli/toolkit';
 import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
 import { runClusterBench } from '../bench/cluster-bench';
 import { benchFid } from '../bench/fid-bench';

@@ -1,6 +1,6 @@
 import { resolveTrainJob } from '@ddpm/settings';
 
-import { runCaptured } from '../test-support';
+import { runCaptured } from '../../../../test/support/cli';
 import { STUDY_CANDIDATES } from './study';
 
 describe('ddpm study', () => {

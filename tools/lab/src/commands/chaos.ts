@@ -6,10 +6,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { parseCommandArgs, parseInteger, parseNumber } from '../args';
+import { type CliIo, CliUsageError, parseCommandArgs, parseInteger, parseNumber } from '@ddpm/cli/toolkit';
 import { runChaos } from '../chaos/chaos';
 import { FAULT_KINDS } from '../chaos/faults';
-import { type CliIo, CliUsageError } from '../cli-io';
 import { simulationUnavailable } from '../sim/hosts';
 
 export const CHAOS_USAGE = `Usage: ddpm chaos [--minutes M] [--seed S] [--hosts H] [--link-mbit R] [--fault-every F]

@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 
 import { ApiClient } from '@ddpm/api-client';
-import { type CliIo } from './cli-io';
+import { type CliIo } from '@ddpm/cli/toolkit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 

@@ -9,8 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-import { parseCommandArgs, parseInteger, parseNumber } from '../args';
-import { type CliIo, CliUsageError } from '../cli-io';
+import { type CliIo, CliUsageError, parseCommandArgs, parseInteger, parseNumber } from '@ddpm/cli/toolkit';
 import { SimulatedHosts, simulationUnavailable, sweepSimulatedHosts } from '../sim/hosts';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
