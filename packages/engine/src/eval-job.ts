@@ -6,15 +6,13 @@
  * rate-distortion CSV and plot beside the report.
  */
 import { type EvalJobConfig } from '@ddpm/settings';
-import { type PixelStatistics } from '@ddpm/eval';
-import { type ExtractorInfo } from '@ddpm/eval/extractors';
 import { type ObjectStore } from '@ddpm/storage';
 import { rateDistortionKeyBase } from '@ddpm/storage/layout';
 
 import { lineChartPng } from './charts';
 import { engineError } from './errors';
-import { type RateDistortionRow, type NllResult, rateDistortionCsv } from './evaluation';
-import { drawSampleShare, evaluateModel } from './model-evaluation';
+import { rateDistortionCsv } from './evaluation';
+import { type ModelEvaluation, drawSampleShare, evaluateModel } from './model-evaluation';
 import { type LoadedModel, loadModelFromCheckpoint } from './model-loading';
 import { loadPretrainedModel } from './pretrained';
 import { type SamplingGroupLink } from './sampling';
@@ -36,7 +34,8 @@ export interface EvalJobOptions {
   readonly onAlive?: () => void;
 }
 
-export interface EvalReport {
+/** An eval job's report: what model it evaluated, where, and what the evaluation measured. */
+export interface EvalReport extends ModelEvaluation {
   readonly job: string;
   /** The train job whose checkpoint was evaluated, or the shipped model (`pretrained`). */
   readonly trainJobId?: string;
@@ -44,53 +43,6 @@ export interface EvalReport {
   readonly checkpoint: { readonly url: string; readonly step: number };
   readonly ema: boolean;
   readonly backend: string;
-  /** Metric values by name (`fd_fmnist_cnn`, `kid_fmnist_cnn`, `is_fmnist_cnn`, `bits_per_dim`, ...). */
-  readonly metrics: Readonly<Record<string, number>>;
-  readonly nll?: NllResult & { readonly dataset: string; readonly dataDims: string };
-  readonly samples?: EvalJobConfig['samples'] & { readonly pixels: string };
-  readonly extractor?: ExtractorInfo;
-  readonly reference?: {
-    readonly dataset: string;
-    readonly split: string;
-    readonly count: number;
-    readonly statistics: string;
-    readonly preprocessing: string;
-  };
-  readonly fd?: {
-    readonly name: string;
-    readonly value: number;
-    readonly meanTerm: number;
-    readonly covarianceTerm: number;
-  };
-  readonly kid?: {
-    readonly name: string;
-    readonly mean: number;
-    readonly std: number;
-    readonly subsets: number;
-    readonly subsetSize: number;
-  };
-  readonly is?: {
-    readonly name: string;
-    readonly mean: number;
-    readonly std: number;
-    readonly splits: number;
-    readonly count: number;
-  };
-  /** Pixel statistics of the samples (8-bit, as saved) and of the reference images at the model's size (metrics pixel_mean, pixel_background, pixel_saturated). */
-  readonly pixels?: {
-    readonly samples: PixelStatistics;
-    readonly reference?: PixelStatistics & { readonly images: number };
-  };
-  /** Table 4: rate and distortion after every tenth of the reverse steps; the CSV and plot beside the report. */
-  readonly rateDistortion?: {
-    readonly images: number;
-    readonly dataset: string;
-    readonly rows: readonly RateDistortionRow[];
-    readonly csv?: string;
-    readonly plot?: string;
-  };
-  /** What the numbers can be compared with. */
-  readonly comparability: string;
   readonly seconds: number;
 }
 

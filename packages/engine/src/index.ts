@@ -18,8 +18,8 @@ export {
   readCheckpoint,
   writeCheckpoint,
 } from '@ddpm/runs';
-export { type Gradients, type StepStats, Trainer, type TrainerOptions } from './trainer';
-export { type RunOptions } from './training-loop';
+export { type Gradients, Trainer, type TrainerOptions } from './trainer';
+export { type RunOptions, type StepStats } from './training-loop';
 export { type GroupLink, type GroupStop, type RankReport } from './group-link';
 export { type TrainJobOptions, type TrainJobOutcome, runTrainJob } from './train-job';
 export { type Picture, composeGrid, encodePng, gridColumns, savePicture, toUint8, viewScale } from './images';

@@ -11,9 +11,9 @@
  *
  * The ranks of a group may share drawing the samples (`SampleSplit`, `SampleGather`).
  */
-import { type EvalSpec, type SampleMetric, isSampleMetric } from '@ddpm/settings';
+import { type EvalJobConfig, type EvalSpec, type SampleMetric, isSampleMetric } from '@ddpm/settings';
 import { type DatasetSpec, type ImageDataset, openDataset, parseDatasetSpec } from '@ddpm/data';
-import { PixelTally, frechetDistance, inceptionScore, kernelInceptionDistance } from '@ddpm/eval';
+import { type PixelStatistics, PixelTally, frechetDistance, inceptionScore, kernelInceptionDistance } from '@ddpm/eval';
 import {
   type ExtractorInfo,
   type FeatureExtractor,
@@ -25,8 +25,7 @@ import { type GaussianDiffusion } from '@ddpm/diffusion';
 import { type UNet } from '@ddpm/unet';
 
 import { engineError } from './errors';
-import { type EvalReport } from './eval-job';
-import { evaluateNll, evaluateRateDistortion } from './evaluation';
+import { type NllResult, type RateDistortionRow, evaluateNll, evaluateRateDistortion } from './evaluation';
 import {
   type ExtractorCacheOptions,
   type ImageShape,
@@ -71,10 +70,55 @@ export function quantize8(values: Float32Array): Float32Array {
 }
 
 /** What one evaluation of a model measured, with everything that makes it comparable. */
-export type ModelEvaluation = Omit<
-  EvalReport,
-  'job' | 'trainJobId' | 'pretrained' | 'checkpoint' | 'ema' | 'backend' | 'seconds'
->;
+export interface ModelEvaluation {
+  /** Metric values by name (`fd_fmnist_cnn`, `kid_fmnist_cnn`, `is_fmnist_cnn`, `bits_per_dim`, ...). */
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly nll?: NllResult & { readonly dataset: string; readonly dataDims: string };
+  readonly samples?: EvalJobConfig['samples'] & { readonly pixels: string };
+  readonly extractor?: ExtractorInfo;
+  readonly reference?: {
+    readonly dataset: string;
+    readonly split: string;
+    readonly count: number;
+    readonly statistics: string;
+    readonly preprocessing: string;
+  };
+  readonly fd?: {
+    readonly name: string;
+    readonly value: number;
+    readonly meanTerm: number;
+    readonly covarianceTerm: number;
+  };
+  readonly kid?: {
+    readonly name: string;
+    readonly mean: number;
+    readonly std: number;
+    readonly subsets: number;
+    readonly subsetSize: number;
+  };
+  readonly is?: {
+    readonly name: string;
+    readonly mean: number;
+    readonly std: number;
+    readonly splits: number;
+    readonly count: number;
+  };
+  /** Pixel statistics of the samples (8-bit, as saved) and of the reference images at the model's size (metrics pixel_mean, pixel_background, pixel_saturated). */
+  readonly pixels?: {
+    readonly samples: PixelStatistics;
+    readonly reference?: PixelStatistics & { readonly images: number };
+  };
+  /** Table 4: rate and distortion after every tenth of the reverse steps; the CSV and plot beside the report. */
+  readonly rateDistortion?: {
+    readonly images: number;
+    readonly dataset: string;
+    readonly rows: readonly RateDistortionRow[];
+    readonly csv?: string;
+    readonly plot?: string;
+  };
+  /** What the numbers can be compared with. */
+  readonly comparability: string;
+}
 
 /** What the numbers of an evaluation can be compared with, in words. */
 function comparabilityOf(extractor: ExtractorInfo | undefined): string {

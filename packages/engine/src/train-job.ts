@@ -11,7 +11,8 @@ import { type ObjectStore } from '@ddpm/storage';
 import { type GroupLink } from './group-link';
 import { savePicture } from './images';
 import { sampleGrid } from './sampling';
-import { type StepStats, Trainer } from './trainer';
+import { Trainer } from './trainer';
+import { type StepStats } from './training-loop';
 import { appendEvalHistory, evaluateDuringTraining, evaluatesAt } from './training-evaluation';
 import { type RunOptions } from './training-loop';
 

@@ -35,26 +35,8 @@ import { engineError, groupError } from './errors';
 import { flatten, globalNorm, unflatten } from './flat-gradients';
 import { type GroupLink, type GroupStop, groupTotals, rankShare } from './group-link';
 import { type MicroBatchSource, gradientSums } from './micro-batches';
-import { type RunOptions, type RunOutcome, runTraining } from './training-loop';
+import { type RunOptions, type RunOutcome, type StepStats, runTraining } from './training-loop';
 import { createHash } from 'node:crypto';
-
-export interface StepStats {
-  /** Optimizer updates done, this one included. */
-  readonly step: number;
-  readonly loss: number;
-  /** Mean loss for t in each quarter of [0, T) (improved-diffusion's loss_q0..q3); NaN if none. */
-  readonly lossQuartiles: readonly [number, number, number, number];
-  /** Global gradient norm before clipping. */
-  readonly gradNorm: number;
-  readonly learningRate: number;
-  readonly imagesPerSecond: number;
-  readonly stepSeconds: number;
-  readonly epoch: number;
-  /** In a group: a rank asked the group to stop after this step, and why (every rank sees the same). */
-  readonly stop?: GroupStop;
-  /** In a group: this rank's share of the step: computing its micro-batches, and waiting for and summing the others'. */
-  readonly group?: { readonly computeSeconds: number; readonly exchangeSeconds: number };
-}
 
 export interface TrainerOptions {
   readonly store: ObjectStore;

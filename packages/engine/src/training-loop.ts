@@ -1,5 +1,5 @@
 /**
- * The training loop of {@link Trainer.run}: steps until the run's length or its time budget,
+ * The training loop of a Trainer's run (trainer.ts): steps until the run's length or its time budget,
  * with checkpoints at the run's cadence (steps or seconds, whichever comes first) and at the end,
  * and the stops asked for by the signal or, in a group, by any rank, every rank after the same step.
  */
@@ -7,8 +7,36 @@ import { type StopReason, stopReasonOf } from '@ddpm/core';
 import { yieldToEventLoop } from '@ddpm/diffusion';
 import { type CheckpointRef, type WriteFence } from '@ddpm/runs';
 
-import { BUDGET_STOP, type GroupLink } from './group-link';
-import { type StepStats, type Trainer } from './trainer';
+import { BUDGET_STOP, type GroupLink, type GroupStop } from './group-link';
+
+export interface StepStats {
+  /** Optimizer updates done, this one included. */
+  readonly step: number;
+  readonly loss: number;
+  /** Mean loss for t in each quarter of [0, T) (improved-diffusion's loss_q0..q3); NaN if none. */
+  readonly lossQuartiles: readonly [number, number, number, number];
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number;
+  readonly learningRate: number;
+  readonly imagesPerSecond: number;
+  readonly stepSeconds: number;
+  readonly epoch: number;
+  /** In a group: a rank asked the group to stop after this step, and why (every rank sees the same). */
+  readonly stop?: GroupStop;
+  /** In a group: this rank's share of the step: computing its micro-batches, and waiting for and summing the others'. */
+  readonly group?: { readonly computeSeconds: number; readonly exchangeSeconds: number };
+}
+
+/** What the loop drives (a Trainer, trainer.ts), seen through the members it uses. */
+export interface SteppedRun {
+  readonly step: number;
+  readonly done: boolean;
+  readonly budgetSpent: boolean;
+  readonly config: { readonly checkpointEvery: number; readonly checkpointEverySeconds?: number };
+  readonly resumedFrom: { readonly step: number } | undefined;
+  trainStep(group?: GroupLink, stop?: GroupStop): Promise<StepStats>;
+  checkpoint(reason: string, fence?: WriteFence): Promise<CheckpointRef>;
+}
 
 export interface RunOptions {
   readonly signal?: AbortSignal;
@@ -42,8 +70,8 @@ export interface RunOutcome {
   budgetSpent?: boolean;
 }
 
-/** Trains `trainer` as {@link Trainer.run} describes. */
-export async function runTraining(trainer: Trainer, options: RunOptions): Promise<RunOutcome> {
+/** Trains `trainer` as Trainer.run describes. */
+export async function runTraining(trainer: SteppedRun, options: RunOptions): Promise<RunOutcome> {
   const group = options.group;
   // In a group only rank 0 writes, fenced against a newer generation of the group.
   const writer = group === undefined || group.rank === 0;

@@ -10,7 +10,7 @@ import { type ChartSeries, lineChartPng } from '@ddpm/engine';
 
 import { type JobView, type MetricsHistory } from '@ddpm/api-client';
 import { formatDuration } from '@ddpm/cli/toolkit';
-import { type StudyCandidate } from './study';
+import { type StudyCandidate } from './study-candidates';
 
 /** A candidate's finished train job, its evaluations, and the bound of its final checkpoint. */
 export interface RunResult {

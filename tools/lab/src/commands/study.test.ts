@@ -1,7 +1,7 @@
 import { resolveTrainJob } from '@ddpm/settings';
 
 import { runCaptured } from '../../../../test/support/cli';
-import { STUDY_CANDIDATES } from './study';
+import { STUDY_CANDIDATES } from './study-candidates';
 
 describe('ddpm study', () => {
   it('refuses what it cannot run before starting anything, naming the flag', async () => {
