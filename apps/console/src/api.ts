@@ -3,6 +3,8 @@
  * tab's sessionStorage, never put in a URL) on every request, errors as {@link ApiError}.
  */
 
+import { type components, type paths } from '@ddpm/api-client';
+
 const TOKEN_KEY = 'ddpm-console-token';
 
 export class ApiError extends Error {
@@ -85,44 +87,15 @@ export function pathOf(url: string): string {
   return `${u.pathname}${u.search}`;
 }
 
-export interface Progress {
-  phase: string;
-  step: number;
-  totalSteps: number;
-  imagesPerSecond?: number;
-  loss?: number;
-  etaSeconds?: number;
-  group?: { worldSize: number; generation: number; restarts: number };
-  updatedAt: string;
-}
+/** A job as the API shows it: the type generated from the API's OpenAPI document. */
+export type JobView = components['schemas']['JobView'];
+export type Progress = NonNullable<JobView['progress']>;
 
-export interface JobView {
-  id: string;
-  type: 'train' | 'sample' | 'eval';
-  state: string;
-  request: Record<string, unknown>;
-  config?: Record<string, unknown>;
-  submittedAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  attempts: number;
-  progress?: Progress;
-  result?: {
-    status: string;
-    step?: number;
-    samples?: string[];
-    metrics?: Record<string, number>;
-    group?: {
-      worldSize: number;
-      generation: number;
-      restarts: number;
-      dataPlane?: string;
-      generations?: { generation: number; worldSize: number; fromStep?: number; ended?: string; restart?: boolean }[];
-    };
-    resumedFrom?: { step: number; redone?: { steps: number; seconds: number } };
-  };
-  error?: string;
-  links: { self: string; logs: string; checkpoints?: string; samples?: string[] };
+/** The body of a successful GET of `path` (a route of the API's document). */
+export type Answer<P extends keyof paths> = paths[P] extends {
+  get: { responses: { 200: { content: { 'application/json': infer T } } } };
 }
+  ? T
+  : never;
 
 export const FINAL_STATES = new Set(['completed', 'cancelled', 'failed']);

@@ -6,7 +6,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 
-import { ApiError, FINAL_STATES, type JobView, getJson, getText, sendJson } from './api';
+import { type Answer, ApiError, FINAL_STATES, type JobView, getJson, getText, sendJson } from './api';
 import { Chart, type Series } from './chart';
 import { bytes, duration, progressText, time } from './format';
 import { useImageData } from './image';
@@ -28,14 +28,8 @@ function usePoll(load: () => Promise<void>, ms: number, live: boolean, deps: rea
   }, [live, ...deps]);
 }
 
-interface LossCurve {
-  step: number;
-  points: { step: number; loss: number }[];
-}
-interface EvalEntry {
-  step: number;
-  metrics: Record<string, number>;
-}
+type LossCurve = Answer<'/jobs/{id}/loss'>;
+type EvalEntry = Answer<'/jobs/{id}/metrics'>['entries'][number];
 
 function Curves(props: { job: JobView; live: boolean }) {
   const { job, live } = props;

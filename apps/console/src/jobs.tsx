@@ -11,7 +11,8 @@ const PAGE = 50;
 
 /** What a row says of a job's data and model. */
 function subject(job: JobView): string {
-  const r = job.request;
+  // Any of the three requests: read as a record, each field checked below.
+  const r: Readonly<Record<string, unknown>> = job.request;
   const parts = [r['dataset'], r['preset'], r['recipe'], r['pretrained'], r['trainJobId']].filter(
     (v): v is string => typeof v === 'string',
   );

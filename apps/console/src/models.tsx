@@ -4,24 +4,12 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 
-import { ApiError, type JobView, getJson, sendJson } from './api';
+import { type Answer, ApiError, type JobView, getJson, sendJson } from './api';
 import { duration } from './format';
 import { useImageData } from './image';
 import { navigate } from './nav';
 
-interface ModelView {
-  name: string;
-  recipe: { name: string; request: Record<string, unknown> };
-  step: number;
-  imagesSeen: number;
-  trainSeconds: number;
-  train: Record<string, unknown>;
-  weights: { bytes: number; sha256: string };
-  provenance: Record<string, unknown>;
-  scores: Record<string, { value?: unknown; [detail: string]: unknown }>;
-  grid?: { url: string; count: number; sampler: { kind?: unknown; steps?: unknown }; seed: number };
-  sample: { method: string; url: string; body: Record<string, unknown> };
-}
+type ModelView = Answer<'/models'>['models'][number];
 
 /**
  * A score as a reader takes it in: the value, with its standard error where one was measured, or
