@@ -18,8 +18,12 @@ interface Workspace {
   readonly dir: string;
   readonly kind: 'package' | 'app' | 'tool';
   readonly deps: ReadonlySet<string>;
+  /** Its devDependencies: enough for a type-only import (`import type`), which leaves nothing at run time. */
+  readonly devDeps: ReadonlySet<string>;
   /** Every module each non-test source file imports. */
   readonly imports: ReadonlyMap<string, readonly string[]>;
+  /** The modules each non-test source file imports with `import type` only. */
+  readonly typeImports: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 function sourceFiles(dir: string): string[] {
@@ -33,6 +37,7 @@ function sourceFiles(dir: string): string[] {
   return out;
 }
 
+const TYPE_IMPORT = /(?:^|\n)\s*import\s+type\s[^'";]*?from\s+['"]([^'"]+)['"]/g;
 const IMPORT =
   /(?:^|\n)\s*(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]|\brequire\(\s*['"]([^'"]+)['"]\s*\)|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
 
@@ -42,26 +47,37 @@ function workspaces(): Workspace[] {
     const group = path.join(ROOT, `${kind}s`);
     for (const name of readdirSync(group)) {
       const dir = path.join(group, name);
-      let pkg: { name: string; dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
+      let pkg: {
+        name: string;
+        dependencies?: Record<string, string>;
+        peerDependencies?: Record<string, string>;
+        devDependencies?: Record<string, string>;
+      };
       try {
         pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
       } catch {
         continue;
       }
       const imports = new Map<string, string[]>();
+      const typeImports = new Map<string, Set<string>>();
       for (const file of sourceFiles(path.join(dir, 'src'))) {
         const text = readFileSync(file, 'utf8');
-        imports.set(
-          path.relative(ROOT, file),
-          [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!),
-        );
+        const specs = [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+        imports.set(path.relative(ROOT, file), specs);
+        const typeOnly = new Set([...text.matchAll(TYPE_IMPORT)].map((m) => m[1]!));
+        // Type-only when every import of the module is `import type`.
+        const count = (s: string): number => specs.filter((a) => a === s).length;
+        const countType = (s: string): number => [...text.matchAll(TYPE_IMPORT)].filter((m) => m[1] === s).length;
+        typeImports.set(path.relative(ROOT, file), new Set([...typeOnly].filter((s) => count(s) === countType(s))));
       }
       out.push({
         name: pkg.name,
         dir,
         kind,
         deps: new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]),
+        devDeps: new Set(Object.keys(pkg.devDependencies ?? {})),
         imports,
+        typeImports,
       });
     }
   }
@@ -166,12 +182,13 @@ it("no test reaches into a workspace's files by path (shared test helpers are in
   expect(found).toEqual([]);
 });
 
-it('declares every workspace it imports in its package.json', () => {
+it('declares every workspace it imports in its package.json (a type-only import in devDependencies)', () => {
   const found = all.flatMap((w) =>
     [...w.imports].flatMap(([file, specs]) =>
       specs
         .filter((s) => s.startsWith('@ddpm/'))
         .filter((s) => packageOf(s) !== w.name && !w.deps.has(packageOf(s)))
+        .filter((s) => !(w.typeImports.get(file)?.has(s) === true && w.devDeps.has(packageOf(s))))
         .map((s) => `${file} → ${s} (not in ${w.name}'s dependencies)`),
     ),
   );

@@ -3,7 +3,7 @@
  * tab's sessionStorage, never put in a URL) on every request, errors as {@link ApiError}.
  */
 
-import { type components, type paths } from '@ddpm/api-client';
+import type { components, paths } from '@ddpm/api-client';
 
 const TOKEN_KEY = 'ddpm-console-token';
 
