@@ -92,12 +92,14 @@ function usageOf(lab: Readonly<Record<string, CommandEntry>>): string {
 /** Runs the CLI with the given arguments (without "node ddpm"); resolves to the exit status. */
 export async function runCli(argv: readonly string[], io: CliIo, env: CliEnv = { tty: false }): Promise<number> {
   const [name, ...rest] = argv;
-  const lab = await labCommands();
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout(usageOf(lab));
+    io.stdout(usageOf(await labCommands()));
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name] ?? lab[name];
+  // The lab (benchmarks and all they load) only for its own commands, the usage and a mistake.
+  const own = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  const lab = own !== undefined ? {} : await labCommands();
+  const command = own ?? (Object.hasOwn(lab, name) ? lab[name] : undefined);
   if (command === undefined) {
     io.stderr(`ddpm: unknown command ${JSON.stringify(name)}\n\n${usageOf(lab)}`);
     return 2;
