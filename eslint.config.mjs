@@ -66,7 +66,6 @@ const NON_NULL_LEGACY = [
   'packages/diffusion/src/samplers/interpolate.ts',
   'packages/diffusion/src/samplers/respace.ts',
   'packages/diffusion/src/samplers/shared-latent.ts',
-  'packages/diffusion/src/schedule.ts',
   'packages/diffusion/src/tables.ts',
   'packages/engine/src/adam.ts',
   'packages/engine/src/charts.ts',
@@ -105,7 +104,6 @@ const NON_NULL_LEGACY = [
   'packages/safetensors/src/safetensors.ts',
   'packages/storage/src/patient-store.ts',
   'packages/storage/src/s3-store.ts',
-  'packages/unet/src/architecture.ts',
   'packages/unet/src/unet.ts',
   'packages/unet/src/weights-io.ts',
 ];

@@ -75,8 +75,8 @@ async function main() {
   const count = Number(values.count ?? 64);
   const seed = Number(values.seed ?? 0);
   const fullCount = Number(values['full-count'] ?? 0);
-  const { initBackend } = dist('backend');
-  const backend = await initBackend({ preferred: 'wasm' });
+  const { initBackend } = dist('kernels');
+  const backend = await initBackend({ backend: 'wasm' });
   const tf = require('@tensorflow/tfjs-core');
   const { FileStore } = dist('storage');
   const { listCheckpoints, loadModelFromCheckpoint, samplingDiffusion, toUint8 } = dist('engine');

@@ -15,6 +15,7 @@ const ROOT = path.resolve(__dirname, '..');
 
 /** @ddpm/settings as built (the test passes the source instead). */
 const builtConfig = () => require(path.join(ROOT, 'packages', 'settings', 'dist', 'index.js'));
+const builtService = () => require(path.join(ROOT, 'packages', 'service', 'dist', 'index.js'));
 
 /** `text` with the part between `begin` and `end` replaced by `body` (the markers kept). */
 function between(text, file, begin, end, body) {
@@ -41,8 +42,8 @@ function withSettingsTables(text, config = builtConfig()) {
 }
 
 /** docs/configuration.md with the server's budgets (the rows of the table the markers hold) regenerated. */
-function withLimitsTable(text, config = builtConfig()) {
-  const rows = Object.values(config.LIMIT_VARIABLES).map((v) => `| \`${v.env}\` | ${v.default} | ${v.help} |\n`);
+function withLimitsTable(text, _config, service = builtService()) {
+  const rows = Object.values(service.LIMIT_VARIABLES).map((v) => `| \`${v.env}\` | ${v.default} | ${v.help} |\n`);
   return between(
     text,
     'docs/configuration.md',

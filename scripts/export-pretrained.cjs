@@ -44,8 +44,8 @@ async function main() {
     if (values[required] === undefined)
       throw new Error(`--${required} is required (see the comment at the top of ${__filename})`);
   }
-  const { initBackend } = dist('backend');
-  const backend = await initBackend({ preferred: 'wasm' });
+  const { initBackend } = dist('kernels');
+  const backend = await initBackend({ backend: 'wasm' });
   const { FileStore } = dist('storage');
   const { RECIPES, PRETRAINED_MODELS } = dist('settings');
   const { listCheckpoints, readEvalHistory, samplingCheck, loadModelFromCheckpoint } = dist('engine');

@@ -63,8 +63,8 @@ async function main() {
     if (!Number.isInteger(value) || value < (key === 'seed' ? 0 : 1))
       throw new Error(`--${key} must be a ${key === 'seed' ? 'non-negative' : 'positive'} integer`);
   }
-  const { initBackend } = dist('backend');
-  const backend = await initBackend({ preferred: 'wasm' });
+  const { initBackend } = dist('kernels');
+  const backend = await initBackend({ backend: 'wasm' });
   const { loadPretrainedModel } = dist('engine');
   const { pretrainedDir } = dist('pretrained');
   const loaded = loadPretrainedModel(values.name);

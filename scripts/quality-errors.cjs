@@ -151,7 +151,7 @@ async function yardstick(options) {
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   if (options.yardstick) {
-    await dist('backend').initBackend({ preferred: 'wasm' });
+    await dist('kernels').initBackend({ backend: 'wasm' });
     const started = Date.now();
     const result = await yardstick(options);
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}`;
@@ -160,7 +160,7 @@ async function main() {
     );
     return;
   }
-  const backend = await dist('backend').initBackend({ preferred: 'wasm' });
+  const backend = await dist('kernels').initBackend({ backend: 'wasm' });
   const { loadPretrainedModel, evaluateModel, realDataDistance, evaluateNll } = dist('engine');
   const { openDataset } = dist('data');
   const { FileStore } = dist('storage');

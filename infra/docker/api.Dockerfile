@@ -21,9 +21,9 @@ COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
 # Compile with the dev tools (and bundle the web console the API serves), then reinstall production dependencies only and assemble the app.
 # Install scripts stay off: nothing the API uses needs one (sharp ships prebuilt binaries).
 RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/api && node apps/console/build.cjs
-# The API reads the U-Net's tensor-free entry points only (config, presets, architecture): the
-# kernels @ddpm/unet is built of, and TensorFlow.js behind them, stay out of its image.
-RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --omit=dev --ignore-scripts && node infra/docker/assemble.cjs apps/api /out --omit @ddpm/kernels
+# The API reaches only tensor-free packages (the settings, with the U-Net's and the diffusion's
+# configurations): no TensorFlow.js in its image.
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --omit=dev --ignore-scripts && node infra/docker/assemble.cjs apps/api /out
 
 FROM ${NODE_IMAGE}
 # A user of our own (uid 10001, as the Kubernetes pods run); the code is root's and read-only to it.

@@ -110,7 +110,7 @@ describeOnHosts(`groups across ${HOSTS} simulated hosts (200 Mbit/s links, a dat
     });
 
   beforeAll(async () => {
-    await initBackend({ preferred: 'wasm' });
+    await initBackend({ backend: 'wasm' });
     sim = await SimulatedHosts.create({ hosts: HOSTS, linkMbit: 200 });
     // The control Redis (queues, slots, signals) of the control namespace; the API in this process.
     stack = await startStack({ workers: 0, env: { REDIS_URL: sim.control.redisUrl } });

@@ -25,7 +25,7 @@ import { sharedFmnistCnnWeights } from '../support/extractors';
 const URL = 'redis://127.0.0.1:6379';
 
 beforeAll(async () => {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
 });
 
 /** A run of the test-size network (what is under test is the arithmetic of the group, not learning). */

@@ -19,7 +19,7 @@ import { type Stack, startStack, useStack } from './service-support';
 jest.setTimeout(300_000);
 
 beforeAll(async () => {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
 });
 
 describe('groups surviving failures (worker processes)', () => {

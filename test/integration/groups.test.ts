@@ -25,7 +25,7 @@ import { tinyTrain, until, useStack } from './service-support';
 jest.setTimeout(300_000);
 
 beforeAll(async () => {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
 });
 
 describe('groups with in-process workers', () => {

@@ -219,12 +219,39 @@ it('has no circle among the workspaces, by dependencies or by imports', () => {
   expect(circles).toEqual([]);
 });
 
-it('the API depends on no tensor package', () => {
-  const TENSOR = ['@ddpm/engine', '@ddpm/unet', '@ddpm/diffusion', '@ddpm/kernels', '@ddpm/eval', 'sharp'];
+/** Runtime dependencies only: a peer dependency is the app's to supply (infra/docker/assemble.cjs). */
+function runtimeDeps(name: string): string[] {
+  const workspace = byName.get(name);
+  const file = workspace
+    ? path.join(workspace.dir, 'package.json')
+    : path.join(ROOT, 'node_modules', ...name.split('/'), 'package.json');
+  return Object.keys(JSON.parse(readFileSync(file, 'utf8')).dependencies ?? {});
+}
+
+/** Every package `name` brings in at run time, by its and its dependencies' package.json. */
+function closure(name: string): Set<string> {
+  const seen = new Set<string>();
+  const todo = runtimeDeps(name);
+  for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+    if (seen.has(next)) continue;
+    seen.add(next);
+    todo.push(...runtimeDeps(next));
+  }
+  return seen;
+}
+
+it('the API depends on no tensor package, directly or through another package', () => {
+  const TENSOR = ['@ddpm/engine', '@ddpm/unet', '@ddpm/diffusion', '@ddpm/kernels', '@ddpm/eval'];
+  const tensor = (d: string): boolean => TENSOR.includes(d) || d.startsWith('@tensorflow/');
   const api = byName.get('@ddpm/api')!;
-  expect([...api.deps].filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
+  expect([...api.deps].filter((d) => tensor(d) || d === 'sharp')).toEqual([]);
   const imported = [...api.imports.values()].flat().map(packageOf);
-  expect(imported.filter((d) => TENSOR.includes(d) || d.startsWith('@tensorflow/'))).toEqual([]);
+  expect(imported.filter((d) => tensor(d) || d === 'sharp')).toEqual([]);
+  const reached = closure('@ddpm/api');
+  expect(reached.has('@ddpm/settings') && reached.has('@ddpm/unet-config') && reached.has('fastify')).toBe(true);
+  expect([...reached].filter(tensor)).toEqual([]);
+  // The check can fail: the worker reaches TensorFlow.js the same way.
+  expect([...closure('@ddpm/worker')].filter(tensor)).toContain('@tensorflow/tfjs-core');
 });
 
 it('builds every Redis key (control and data planes) and every top-level store key in its one module', () => {

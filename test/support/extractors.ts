@@ -11,7 +11,7 @@ import { FMNIST_CNN_RECIPE, FMNIST_CNN_WASM_SHA256, FmnistCnn } from '@ddpm/eval
 
 /** The recorded recipe's weights: the shipped copy, whose weights hash is the pinned one. */
 export async function sharedFmnistCnnWeights(): Promise<Uint8Array> {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
   const weights = readShippedExtractor(`fmnist_cnn-v${FMNIST_CNN_RECIPE.version}`);
   const extractor = FmnistCnn.fromWeights(weights);
   const sha256 = extractor.weightsSha256;

@@ -15,7 +15,7 @@ import {
 } from '@ddpm/settings';
 import { CodedError } from '@ddpm/core';
 import { datasetPath, insideRoot, parseDatasetSpec } from '@ddpm/data/spec';
-import { type JobData, type JobRequest, type JobResult, type JobType, jobTypeOf } from '@ddpm/service';
+import { type JobData, type JobRequest, type JobResult, type JobType, LIMIT_NAMES, jobTypeOf } from '@ddpm/service';
 import { pretrainedManifest } from '@ddpm/pretrained';
 import { type Queue } from 'bullmq';
 
@@ -43,6 +43,7 @@ export async function resolveJobData(
         resolveTrainJob(submission.request),
         submission.request,
         options.limits.maxStepMemoryMb,
+        LIMIT_NAMES,
       );
       return { type: 'train', request: submission.request, config, ...common };
     }

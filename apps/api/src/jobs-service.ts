@@ -8,7 +8,16 @@ import { type Writable } from 'node:stream';
 
 import { type ServiceLimits, checkBudgets } from '@ddpm/settings';
 import { CodedError } from '@ddpm/core';
-import { type JobData, type JobResult, type JobType, cancelKey, jobIdFor, jobTypeOf, requestHash } from '@ddpm/service';
+import {
+  type JobData,
+  type JobResult,
+  type JobType,
+  LIMIT_NAMES,
+  cancelKey,
+  jobIdFor,
+  jobTypeOf,
+  requestHash,
+} from '@ddpm/service';
 import {
   type CheckpointRef,
   type EvalHistory,
@@ -93,7 +102,7 @@ export class JobsService {
       { submittedAt: new Date().toISOString(), runPrefix: runPrefixOf(id), requestHash: hash },
       this.options,
     );
-    checkBudgets(data, this.options.limits);
+    checkBudgets(data, this.options.limits, LIMIT_NAMES);
     checkDataRoots(data, this.options.dataRoots);
     if (idempotencyKey !== undefined) {
       const existing = await reserveKey(this, this.options, submission.type, idempotencyKey, id, hash);

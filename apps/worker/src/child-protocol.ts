@@ -2,7 +2,7 @@
 import { type PlaneName } from '@ddpm/allreduce';
 import { type StopReason } from '@ddpm/core';
 import { type StepStats } from '@ddpm/engine';
-import { type JobData, type JobProgress, type JobResult } from '@ddpm/service';
+import { type JobData, type JobProgress, type JobResult, type TensorSettings } from '@ddpm/service';
 
 /** A rank's place in one generation of a data-parallel group, as its child needs it. */
 export interface ChildGroup {
@@ -46,7 +46,8 @@ export type ParentMessage =
       /** How long a store operation that fails with an I/O error keeps being tried, seconds. */
       readonly storagePatienceSeconds: number;
       readonly dataAccess: ChildDataAccess;
-      readonly backend?: string;
+      /** The backend to load and the kernels' switches (the worker's environment). */
+      readonly tensors: TensorSettings;
       readonly group?: ChildGroup;
       readonly fence?: ChildFence;
       /** The step an earlier attempt reported last: a resumed run says how much it redoes. */
@@ -55,7 +56,7 @@ export type ParentMessage =
   /** Stop: checkpoint (train) and finish as cancelled, saying why (the worker hands a shutdown's job back). */
   | { readonly type: 'cancel'; readonly reason: StopReason }
   /** Load the tensor backend and say which (the worker's readiness), then exit. */
-  | { readonly type: 'probe'; readonly backend?: string };
+  | { readonly type: 'probe'; readonly tensors: TensorSettings };
 
 /** A group step's traffic, as the rank saw it. */
 export interface ExchangeStats {

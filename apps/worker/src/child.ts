@@ -58,7 +58,7 @@ async function open(message: StartMessage, joined: (session: SamplingSession) =>
       );
     joined(await joinSamplingGroup(message.group, data.config.group));
   }
-  const info = await initBackend(message.backend ? { preferred: message.backend } : {});
+  const info = await initBackend(message.tensors);
   await limitDataAccess(message, store);
   return { data, store, group, backend: info.name };
 }
@@ -190,7 +190,7 @@ async function start(message: StartMessage): Promise<void> {
 /** Loads the backend a job would get and says which; the worker is ready only once one loads. */
 async function probe(message: Extract<ParentMessage, { type: 'probe' }>): Promise<void> {
   try {
-    const info = await initBackend(message.backend ? { preferred: message.backend } : {});
+    const info = await initBackend(message.tensors);
     send({ type: 'probed', backend: info.name });
   } catch (err) {
     const coded = codedErrorOf(err);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 
 import { codedErrorOf } from '@ddpm/core';
 import { kernelExecArgv } from '@ddpm/kernels/v8-flags';
+import { type TensorSettings } from '@ddpm/service';
 
 import { type ChildMessage, type ParentMessage } from './child-protocol';
 
@@ -26,7 +27,6 @@ const CHILD_ENV_NAMES = new Set([
   'NODE_OPTIONS',
   'NODE_EXTRA_CA_CERTS',
   'LOG_LEVEL',
-  'DDPM_BACKEND',
   'S3_ENDPOINT',
   'XDG_CACHE_HOME',
   'CUDA_VISIBLE_DEVICES',
@@ -37,7 +37,7 @@ const CHILD_ENV_NAMES = new Set([
   'HTTP_PROXY',
   'NO_PROXY',
 ]);
-const CHILD_ENV_PREFIXES = ['AWS_', 'DDPM_WASM_', 'LC_'];
+const CHILD_ENV_PREFIXES = ['AWS_', 'LC_'];
 
 export function childEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return Object.fromEntries(
@@ -115,7 +115,11 @@ export function forkChild(childPath: string | undefined): ChildProcess {
  * readiness: a worker whose backend does not load is never ready, so a rollout stops at it).
  * Rejects with the child's error, or after `timeoutMs`.
  */
-export function probeBackend(options: { backend?: string; childPath?: string; timeoutMs?: number }): Promise<string> {
+export function probeBackend(options: {
+  tensors: TensorSettings;
+  childPath?: string;
+  timeoutMs?: number;
+}): Promise<string> {
   const child = forkChild(options.childPath);
   return new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -132,6 +136,6 @@ export function probeBackend(options: { backend?: string; childPath?: string; ti
       clearTimeout(timer);
       reject(new Error(`the backend probe exited (${signal ?? `code ${code}`}) without an answer`));
     });
-    child.send({ type: 'probe', ...(options.backend ? { backend: options.backend } : {}) } satisfies ParentMessage);
+    child.send({ type: 'probe', tensors: options.tensors } satisfies ParentMessage);
   });
 }

@@ -26,6 +26,7 @@ function start(): ReturnType<typeof runInChild> {
       storageUrl: `file://${dir}`,
       storagePatienceSeconds: 0,
       dataAccess: { roots: [], maxFileBytes: 1 },
+      tensors: { kernelSwitches: { wasmKernels: true, wasmFma: true, winograd: true } },
       memoryBytes: 2 ** 40,
       maxSeconds: 600,
       stopGraceSeconds: 5,

@@ -20,7 +20,7 @@ import { type ChildProcess } from 'node:child_process';
 
 import { PLANE_NAMES, type PlaneName } from '@ddpm/allreduce';
 import { CodedError, type StopReason, codedErrorOf, stopReasonOf } from '@ddpm/core';
-import { type JobData, type JobProgress, type JobResult, progressProblem } from '@ddpm/service';
+import { type JobData, type JobProgress, type JobResult, type TensorSettings, progressProblem } from '@ddpm/service';
 import { type Logger, type TrainMetrics } from '@ddpm/telemetry';
 
 import {
@@ -66,7 +66,8 @@ export interface JobRunnerOptions {
   readonly storageUrl: string;
   /** How long the job process keeps trying a store operation that fails with an I/O error, seconds. */
   readonly storagePatienceSeconds: number;
-  readonly backend?: string;
+  /** The backend to load and the kernels' switches. */
+  readonly tensors: TensorSettings;
   /** What the job process may read data from (its confinement, data-access.ts of @ddpm/data). */
   readonly dataAccess: ChildDataAccess;
   /** Resident memory the job process may use, bytes: over it, the process is killed and the job fails for good. */
@@ -277,7 +278,7 @@ class JobProcess implements RunningJob {
       storageUrl: options.storageUrl,
       storagePatienceSeconds: options.storagePatienceSeconds,
       dataAccess: options.dataAccess,
-      ...(options.backend ? { backend: options.backend } : {}),
+      tensors: options.tensors,
       ...(run.group ? { group: run.group } : {}),
       ...(options.fence && !run.group ? { fence: options.fence } : {}),
       ...(run.previousStep !== undefined ? { previousStep: run.previousStep } : {}),

@@ -19,6 +19,7 @@ import {
   generationKey,
   isLoopback,
   redisConnectionOptions,
+  tensorSettingsOf,
 } from '@ddpm/service';
 import { openStore } from '@ddpm/storage';
 import { type Logger, createWorkerMetrics } from '@ddpm/telemetry';
@@ -206,7 +207,7 @@ export class WorkerService implements WorkerContext {
   private probeBackend(): void {
     const { config, logger } = this.options;
     void probeBackend({
-      ...(config.backend ? { backend: config.backend } : {}),
+      tensors: tensorSettingsOf(config),
       ...(this.options.childPath ? { childPath: this.options.childPath } : {}),
     }).then(
       (name) => {
@@ -262,7 +263,7 @@ export class WorkerService implements WorkerContext {
       stopGraceSeconds: config.stopGraceSeconds,
       stallSeconds: config.childStallSeconds,
       ...(fence ? { fence } : {}),
-      ...(config.backend ? { backend: config.backend } : {}),
+      tensors: tensorSettingsOf(config),
       metrics: this.metrics,
       logger,
       ...(this.options.childPath ? { childPath: this.options.childPath } : {}),

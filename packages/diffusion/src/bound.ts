@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError } from './errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 import { type DenoiseFn, type GaussianDiffusion } from './gaussian-diffusion';
 import { meanFlat, normalKl } from './gaussian';
 import { type LoopOptions, afterStep, throwIfAborted } from './loop-control';

@@ -2,7 +2,7 @@ import { CodedError } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { GaussianDiffusion } from './gaussian-diffusion';
-import { type MeanType, type VarianceType } from './config';
+import { type MeanType, type VarianceType } from '@ddpm/diffusion-config';
 import { expectAllClose, expectClose, useCpuBackend } from './test-support';
 import { Rng } from '@ddpm/core';
 

@@ -12,9 +12,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type LossType, type MeanType, type VarianceType, isLearnedVariance, validateModelling } from './config';
-import { diffusionError, describeValue } from './errors';
-import { type BetaScheduleSpec, betaSchedule } from './schedule';
+import {
+  type BetaScheduleSpec,
+  type LossType,
+  type MeanType,
+  type VarianceType,
+  betaSchedule,
+  describeValue,
+  diffusionError,
+  isLearnedVariance,
+  validateModelling,
+} from '@ddpm/diffusion-config';
 import { type DiffusionTables, computeTables } from './tables';
 
 /** The network: maps x_t [B, ...] and model timesteps t [B] (int32) to its output [B, ..., C or 2C]. */

@@ -3,35 +3,34 @@
  * Abbeel, 2020), on the @tensorflow/tfjs-core API only. Pure: no I/O, no global randomness; the
  * network is passed in as `(x_t, t) => output`.
  */
-export { type DiffusionErrorCode } from './errors';
-/** The seeded RNG every stochastic function here accepts (it lives in @ddpm/core, shared with the data loader). */
-export { Rng, type RngState } from '@ddpm/core';
-export { type NoiseSource, type RandomnessOptions, resolveNoise, rngNoise } from './noise';
-export { type LoopOptions, throwIfAborted, yieldToEventLoop } from './loop-control';
+/** The schedules and modelling choices, tensor-free (`@ddpm/diffusion-config`). */
 export {
   BETA_SCHEDULE_KINDS,
   type BetaScheduleKind,
   type BetaScheduleSpec,
-  PAPER_SCHEDULE,
-  betaSchedule,
-  isBetaScheduleKind,
-  linspace,
-  validateBetas,
-} from './schedule';
-export { type DiffusionTables, computeTables } from './tables';
-export {
+  type DiffusionErrorCode,
   LOSS_TYPES,
   type LossType,
   MEAN_TYPES,
   type MeanType,
+  PAPER_SCHEDULE,
   VARIANCE_TYPES,
   type VarianceType,
+  betaSchedule,
+  isBetaScheduleKind,
   isLearnedVariance,
   isLossType,
   isMeanType,
   isVarianceType,
+  linspace,
+  validateBetas,
   validateModelling,
-} from './config';
+} from '@ddpm/diffusion-config';
+/** The seeded RNG every stochastic function here accepts (it lives in @ddpm/core, shared with the data loader). */
+export { Rng, type RngState } from '@ddpm/core';
+export { type NoiseSource, type RandomnessOptions, resolveNoise, rngNoise } from './noise';
+export { type LoopOptions, throwIfAborted, yieldToEventLoop } from './loop-control';
+export { type DiffusionTables, computeTables } from './tables';
 export {
   DEFAULT_MODELLING,
   type DenoiseFn,

@@ -3,7 +3,7 @@
  * event loop between network evaluations so progress callbacks, heartbeats and cancellation are
  * serviced, and they stop promptly when an AbortSignal fires.
  */
-import { diffusionError } from './errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 
 export interface LoopOptions {
   /** Aborts the loop between steps; the promise rejects with a `DDPM_ABORTED` error (kind `aborted`). */

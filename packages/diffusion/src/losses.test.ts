@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { calcBpdLoop } from './bound';
-import { type LossType, type MeanType, type VarianceType } from './config';
+import { type LossType, type MeanType, type VarianceType } from '@ddpm/diffusion-config';
 import { GaussianDiffusion } from './gaussian-diffusion';
 import { discretizedGaussianLogLikelihood, meanFlat } from './gaussian';
 import { LN2, meanMatchingWeights, trainingLosses, vbTermsBpd } from './losses';

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError, describeValue } from './errors';
+import { diffusionError, describeValue } from '@ddpm/diffusion-config';
 import { type DenoiseFn, type GaussianDiffusion, type Timesteps, checkSameShape } from './gaussian-diffusion';
 import { discretizedGaussianLogLikelihood, meanFlat, normalKl } from './gaussian';
 

@@ -1,6 +1,6 @@
 import { CodedError } from '@ddpm/core';
 
-import { BETA_SCHEDULE_KINDS, betaSchedule, linspace, validateBetas } from './schedule';
+import { BETA_SCHEDULE_KINDS, betaSchedule, linspace, validateBetas } from '@ddpm/diffusion-config';
 import { computeTables } from './tables';
 import { expectClose, loadGolden } from './test-support';
 

@@ -3,7 +3,7 @@
  * official code's `GaussianDiffusion2.__init__`). Arrays are 0-based: index t is the paper's t+1.
  * Tensors receive float32 copies of these values only at the point of use.
  */
-import { validateBetas } from './schedule';
+import { validateBetas } from '@ddpm/diffusion-config';
 
 export interface DiffusionTables {
   readonly numTimesteps: number;

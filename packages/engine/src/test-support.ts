@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { type TrainConfig, type TrainRequest, resolveTrainJob } from '@ddpm/settings';
 
 export async function useWasm(): Promise<void> {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
 }
 
 export async function tempStore(): Promise<{ store: FileStore; root: string; cleanup: () => Promise<void> }> {

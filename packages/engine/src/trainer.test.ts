@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { setKernelSwitches } from '@ddpm/kernels';
 import { listCheckpoints } from '@ddpm/runs';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -114,8 +115,8 @@ describe('the optimizer step', () => {
     expect(() => globalNorm(new Float32Array(5), [{ size: 4 }])).toThrow(/5 gradient values for 4 parameters/);
   });
 
-  it('is refused by the fused path where our kernels are off (DDPM_WASM_KERNELS=0), changing nothing', () => {
-    process.env['DDPM_WASM_KERNELS'] = '0';
+  it('is refused by the fused path where our kernels are off (wasmKernels: false), changing nothing', () => {
+    const before = setKernelSwitches({ wasmKernels: false });
     try {
       const p = [tf.variable(tf.ones([4]))];
       const adam = new Adam(p, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
@@ -126,7 +127,7 @@ describe('the optimizer step', () => {
       tf.dispose([...p, ...g]);
       adam.dispose();
     } finally {
-      delete process.env['DDPM_WASM_KERNELS'];
+      setKernelSwitches(before);
     }
   });
 });

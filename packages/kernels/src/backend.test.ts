@@ -11,7 +11,7 @@ function fresh(): typeof import('./index') {
 
 describe('initBackend', () => {
   it('falls back past the absent native packages to wasm and says why', async () => {
-    const info = await fresh().initBackend({ env: {} });
+    const info = await fresh().initBackend();
     expect(info.name).toBe('wasm');
     expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow']);
     expect(info.skipped[0]!.reason).toMatch(/Cannot find module '@tensorflow\/tfjs-node-gpu'/);
@@ -19,23 +19,20 @@ describe('initBackend', () => {
     expect(tf.getBackend()).toBe('wasm');
   });
 
-  it('honours DDPM_BACKEND and is idempotent', async () => {
+  it('honours the backend asked for and is idempotent', async () => {
     const { initBackend, currentBackend } = fresh();
-    const info = await initBackend({ env: { DDPM_BACKEND: 'cpu' } });
+    const info = await initBackend({ backend: 'cpu' });
     expect(info).toMatchObject({ name: 'cpu', tfBackend: 'cpu', skipped: [] });
-    expect(await initBackend({ env: { DDPM_BACKEND: 'wasm' } })).toBe(info);
+    expect(await initBackend({ backend: 'wasm' })).toBe(info);
     expect(currentBackend()).toBe(info);
   });
 
   it('fails clearly when a forced backend cannot load or does not exist', async () => {
-    await expect(fresh().initBackend({ env: { DDPM_BACKEND: 'tensorflow-gpu' } })).rejects.toThrow(
-      /DDPM_BACKEND=tensorflow-gpu could not be loaded \(@tensorflow\/tfjs-node-gpu\).*npm install @tensorflow\/tfjs-node-gpu@4.22.0/,
+    await expect(fresh().initBackend({ backend: 'tensorflow-gpu' })).rejects.toThrow(
+      /backend tensorflow-gpu could not be loaded \(@tensorflow\/tfjs-node-gpu\).*npm install @tensorflow\/tfjs-node-gpu@4.22.0/,
     );
-    await expect(fresh().initBackend({ env: { DDPM_WASM_THREADS: '2' } })).rejects.toThrow(
-      'DDPM_WASM_THREADS="2": the wasm backend runs one thread (its threaded build was no faster); unset DDPM_WASM_THREADS',
-    );
-    await expect(fresh().initBackend({ preferred: 'tpu' })).rejects.toThrow(
-      'DDPM_BACKEND="tpu" is not a backend; expected one of tensorflow-gpu, tensorflow, wasm, cpu',
+    await expect(fresh().initBackend({ backend: 'tpu' })).rejects.toThrow(
+      'backend "tpu" is not one of tensorflow-gpu, tensorflow, wasm, cpu',
     );
   });
 

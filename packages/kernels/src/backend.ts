@@ -1,6 +1,6 @@
 /**
- * Picks the TensorFlow.js backend once at start-up (docs/kernels.md):
- * `DDPM_BACKEND` if set, otherwise the first that loads of tfjs-node-gpu → tfjs-node → wasm → cpu.
+ * Picks the TensorFlow.js backend once at start-up (docs/kernels.md): the one asked for (the
+ * service's `DDPM_BACKEND`), otherwise the first that loads of tfjs-node-gpu → tfjs-node → wasm → cpu.
  * The native packages are optional dependencies loaded dynamically, so nothing needs them to
  * build or test.
  */
@@ -8,6 +8,8 @@ import { createRequire } from 'node:module';
 
 import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
+
+import { type KernelSwitches, setKernelSwitches } from './switches';
 
 /**
  * Loads a package by a name computed at run time: the native backends are optional dependencies
@@ -53,21 +55,6 @@ export function isBackendName(value: unknown): value is BackendName {
 
 let selected: BackendInfo | undefined;
 
-/**
- * Refuses DDPM_WASM_THREADS above 1: the threaded wasm build is gone (on two cores it was no faster
- * than one thread; docs/kernels.md), and a deployment that still asks for it should hear so at
- * start-up rather than run at half the speed it expects.
- */
-function refuseWasmThreads(env: NodeJS.ProcessEnv): void {
-  const raw = env['DDPM_WASM_THREADS'];
-  if (raw === undefined || raw === '' || raw === '1') return;
-  throw backendError(
-    'DDPM_BACKEND_UNAVAILABLE',
-    `DDPM_WASM_THREADS=${JSON.stringify(raw)}: the wasm backend runs one thread (its threaded build was no faster); ` +
-      'unset DDPM_WASM_THREADS and run one worker per core (a data-parallel group uses several)',
-  );
-}
-
 /** Loads a backend's package (registering it with tfjs-core) and makes it current. */
 async function tryBackend(name: BackendName): Promise<void> {
   // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
@@ -78,19 +65,30 @@ async function tryBackend(name: BackendName): Promise<void> {
 }
 
 /**
- * Selects and initialises the backend. Idempotent: later calls return the first result.
- * `preferred` (or the DDPM_BACKEND environment variable) forces one, failing clearly if it
- * cannot load; otherwise candidates are tried in order.
+ * What a process asks of its tensors: `@ddpm/service`'s `TensorSettings`, which it reads from the
+ * environment (`DDPM_BACKEND`, the kernels' switches), or a caller's own choice.
  */
-export async function initBackend(options: { preferred?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BackendInfo> {
+export interface TensorRequest {
+  /** The backend to load; unset: the first of BACKEND_NAMES that loads. */
+  readonly backend?: string;
+  /** Kernels to switch off (setKernelSwitches); unset: as they are. */
+  readonly kernelSwitches?: Partial<KernelSwitches>;
+}
+
+/**
+ * Sets the kernels' switches, then selects and initialises the backend. Idempotent: later calls
+ * return the first result. A `backend` asked for is loaded or fails clearly; otherwise candidates
+ * are tried in order. Reads no environment.
+ */
+export async function initBackend(request: TensorRequest = {}): Promise<BackendInfo> {
+  if (request.kernelSwitches) setKernelSwitches(request.kernelSwitches);
   if (selected !== undefined) return selected;
-  refuseWasmThreads(options.env ?? process.env);
-  const forced = options.preferred ?? (options.env ?? process.env)['DDPM_BACKEND'];
+  const forced = request.backend;
   if (forced !== undefined && forced !== '') {
     if (!isBackendName(forced)) {
       throw backendError(
         'DDPM_BACKEND_UNAVAILABLE',
-        `DDPM_BACKEND=${JSON.stringify(forced)} is not a backend; expected one of ${BACKEND_NAMES.join(', ')}`,
+        `backend ${JSON.stringify(forced)} is not one of ${BACKEND_NAMES.join(', ')}`,
       );
     }
     try {
@@ -98,7 +96,7 @@ export async function initBackend(options: { preferred?: string; env?: NodeJS.Pr
     } catch (err) {
       throw backendError(
         'DDPM_BACKEND_UNAVAILABLE',
-        `DDPM_BACKEND=${forced} could not be loaded (${PACKAGE[forced]}): ${firstLine(err)}. ` +
+        `backend ${forced} could not be loaded (${PACKAGE[forced]}): ${firstLine(err)}. ` +
           (forced.startsWith('tensorflow')
             ? `Install it with "npm install ${PACKAGE[forced]}@4.22.0" on a machine that can download libtensorflow, ` +
               'or unset DDPM_BACKEND to fall back to wasm.'

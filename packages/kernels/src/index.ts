@@ -14,6 +14,7 @@ export {
   BACKEND_NAMES,
   type BackendInfo,
   type BackendName,
+  type TensorRequest,
   currentBackend,
   initBackend,
   isBackendName,
@@ -32,6 +33,7 @@ export {
   fusedOptimizerStepAvailable,
 } from './ops/optimizer-step';
 export { softmax } from './ops/softmax';
+export { DEFAULT_KERNEL_SWITCHES, type KernelSwitches, kernelSwitches, setKernelSwitches } from './switches';
 export { upsampleNearest2x } from './ops/upsample';
 export { copyTensorsInto, wasmHeap } from './ops/wasm-heap';
 export { wasmKernels, wasmKernelsFused, withPlainArithmetic } from './ops/wasm-kernels';

@@ -1,7 +1,7 @@
 /**
  * @ddpm/service — the service's contract and configuration, shared by the API and the workers:
  * the job data, progress and results; every environment variable, read and checked once
- * (loadServiceConfig, envInteger); the auth helpers; the control plane's Redis keys. Tensor-free.
+ * (loadServiceConfig, loadTensorSettings, envInteger); the auth helpers; the control plane's Redis keys. Tensor-free.
  */
 export {
   JOB_ID_PATTERN,
@@ -38,9 +38,17 @@ export {
   type ServiceConfig,
   bearerMatches,
   checkListenerSafety,
-  envInteger,
   isLoopback,
   loadServiceConfig,
   loadServiceConfigOrExit,
   redisConnectionOptions,
 } from './service-config';
+export { type EnvError, configError, envInteger, envSwitch } from './env-values';
+export {
+  TENSOR_BACKENDS,
+  type TensorBackend,
+  type TensorSettings,
+  loadTensorSettings,
+  tensorSettingsOf,
+} from './tensor-settings';
+export { DEFAULT_LIMITS, LIMIT_NAMES, LIMIT_VARIABLES, loadLimits } from './limits';

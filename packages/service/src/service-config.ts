@@ -7,10 +7,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { LIMIT_VARIABLES, type ServiceLimits } from '@ddpm/settings';
-import { CodedError, hasCode } from '@ddpm/core';
+import { type ServiceLimits } from '@ddpm/settings';
+import { hasCode } from '@ddpm/core';
 
-export interface ServiceConfig {
+import { configError, envInteger } from './env-values';
+import { loadLimits } from './limits';
+import { type TensorSettings, loadTensorSettings } from './tensor-settings';
+
+/** The service's environment; a worker's job processes also take its `TensorSettings`. */
+export interface ServiceConfig extends TensorSettings {
   readonly redisUrl: string;
   /** Gradient data plane (the data-parallel group); defaults to REDIS_URL. */
   readonly dataRedisUrl: string;
@@ -29,7 +34,6 @@ export interface ServiceConfig {
   readonly rankDataUrl?: string;
   readonly storageUrl: string;
   readonly s3Endpoint?: string;
-  readonly backend?: string;
   readonly apiToken?: string;
   readonly port: number;
   readonly metricsPort: number;
@@ -88,9 +92,6 @@ export interface ServiceConfig {
 /** The Debian packages' datasets folder (dataset-fashion-mnist installs under it). */
 export const DEFAULT_DATA_ROOTS = ['/usr/share/datasets'] as const;
 
-/** A bad environment variable: the process cannot start until someone fixes it. */
-const configError = (message: string): CodedError => new CodedError('DDPM_SERVICE_CONFIG', 'invalid', message);
-
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 function port(name: string, raw: string | undefined, fallback: number): number {
@@ -110,30 +111,6 @@ function redisUrl(name: string, raw: string): string {
     throw configError(`${name} is not a valid URL: ${JSON.stringify(raw)}`);
   }
   return raw;
-}
-
-/** How a caller reports a bad environment variable (its own error code); a config error by default. */
-type EnvError = (message: string) => Error;
-
-/**
- * An integer setting from the environment: `fallback` when unset or empty, else an integer in
- * [min, max], or `fail` with a message naming the variable.
- */
-export function envInteger(
-  env: NodeJS.ProcessEnv,
-  name: string,
-  fallback: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-  fail: EnvError = configError,
-): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw fail(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  return value;
 }
 
 const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number =>
@@ -177,7 +154,7 @@ export function loadServiceConfig(
     ...(env['DDPM_RANK_DATA_URL'] ? { rankDataUrl: redisUrl('DDPM_RANK_DATA_URL', env['DDPM_RANK_DATA_URL']) } : {}),
     storageUrl,
     ...(env['S3_ENDPOINT'] ? { s3Endpoint: env['S3_ENDPOINT'] } : {}),
-    ...(env['DDPM_BACKEND'] ? { backend: env['DDPM_BACKEND'] } : {}),
+    ...loadTensorSettings(env),
     ...(token ? { apiToken: token } : {}),
     port: port('PORT', env['PORT'], defaults.port ?? 8080),
     metricsPort: port('METRICS_PORT', env['METRICS_PORT'], defaults.metricsPort ?? 9464),
@@ -190,9 +167,7 @@ export function loadServiceConfig(
     dataRoots: dataRoots(env['DDPM_DATA_ROOTS']),
     dataMaxFileBytes: integer(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
     maxUploadBytes: integer(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
-    limits: Object.fromEntries(
-      Object.entries(LIMIT_VARIABLES).map(([key, v]) => [key, integer(env, v.env, v.default, 1)]),
-    ) as unknown as ServiceLimits,
+    limits: loadLimits(env),
     keepCompleted: {
       count: integer(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0),
       seconds: integer(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1),

@@ -1,4 +1,11 @@
-import { DEFAULT_LIMITS, checkBudgets, checkpointBytes, fitAccumulation, trainingStepBytes } from './budgets';
+import {
+  type LimitNames,
+  type ServiceLimits,
+  checkBudgets,
+  checkpointBytes,
+  fitAccumulation,
+  trainingStepBytes,
+} from './budgets';
 import { resolveEvalJob } from './eval-settings';
 import { resolveSampleJob } from './sample-settings';
 import { resolveTrainJob } from './train-config';
@@ -7,6 +14,17 @@ const train = (request: Record<string, unknown>) => ({
   type: 'train' as const,
   config: resolveTrainJob({ steps: 10, preset: 'micro32', dataset: 'procedural:shapes', ...request }),
 });
+
+/** The service's defaults (@ddpm/service's DEFAULT_LIMITS; its own test checks they are these). */
+const DEFAULT_LIMITS: ServiceLimits = {
+  maxStepMemoryMb: 3584,
+  maxSteps: 1_000_000,
+  maxSampleImages: 4096,
+  maxCheckpointStorageMb: 20_480,
+  maxDatasetImages: 1_000_000,
+  maxEvalImages: 50_000,
+  maxJobSeconds: 7 * 24 * 3600,
+};
 
 describe('budgets', () => {
   it('accept the defaults and the paper’s CIFAR-10 model with enough accumulation', () => {
@@ -19,9 +37,9 @@ describe('budgets', () => {
   it('refuse a micro-batch over the step memory, naming the limit and what to change', () => {
     expect(() =>
       checkBudgets(train({ preset: 'celebahq256', batchSize: 4096, accumulation: 1 }), DEFAULT_LIMITS),
-    ).toThrow(/more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB/);
+    ).toThrow(/more than 3584 MiB, over this server's limit maxStepMemoryMb/);
     expect(() => checkBudgets(train({ preset: 'cifar10', batchSize: 128 }), DEFAULT_LIMITS)).toThrow(
-      /micro-batch of 128 images .* of cifar10 is \d+ MiB, more than 3584 MiB, over this server's limit DDPM_MAX_STEP_MEMORY_MB; raise accumulation/,
+      /micro-batch of 128 images .* of cifar10 is \d+ MiB, more than 3584 MiB, over this server's limit maxStepMemoryMb; raise accumulation/,
     );
     // A GPU pool raises the limit.
     expect(() =>
@@ -43,7 +61,7 @@ describe('budgets', () => {
         requested: 1,
         chosen: 16,
         reason: expect.stringMatching(
-          /^a micro-batch of 128 cifar10 images needs an estimated \d+ MiB, over the step-memory budget of 3584 MiB \(DDPM_MAX_STEP_MEMORY_MB\); 16 micro-batches of 8 \(\d+ MiB\) make the same batch of 128$/,
+          /^a micro-batch of 128 cifar10 images needs an estimated \d+ MiB, over the step-memory budget of 3584 MiB \(maxStepMemoryMb\); 16 micro-batches of 8 \(\d+ MiB\) make the same batch of 128$/,
         ),
       },
     ]);
@@ -77,19 +95,19 @@ describe('budgets', () => {
 
   it('refuse steps, checkpoint storage, procedural size and final grids over their limits', () => {
     expect(() => checkBudgets(train({ steps: 2_000_000 }), DEFAULT_LIMITS)).toThrow(
-      /steps 2000000 is more than 1000000, over this server's limit DDPM_MAX_STEPS/,
+      /steps 2000000 is more than 1000000, over this server's limit maxSteps/,
     );
     expect(() =>
       checkBudgets(
         train({ preset: 'cifar10', batchSize: 128, accumulation: 16, keepCheckpoints: 100 }),
         DEFAULT_LIMITS,
       ),
-    ).toThrow(/keepCheckpoints 100 .* DDPM_MAX_CHECKPOINT_STORAGE_MB/);
+    ).toThrow(/keepCheckpoints 100 .* maxCheckpointStorageMb/);
     expect(() => checkBudgets(train({ dataset: 'procedural:shapes?size=2000000000' }), DEFAULT_LIMITS)).toThrow(
-      /procedural dataset's size 2000000000 .* DDPM_MAX_DATASET_IMAGES/,
+      /procedural dataset's size 2000000000 .* maxDatasetImages/,
     );
     expect(() => checkBudgets(train({ sampleCount: 64 }), { ...DEFAULT_LIMITS, maxSampleImages: 16 })).toThrow(
-      /sampleCount 64 .* DDPM_MAX_SAMPLE_IMAGES/,
+      /sampleCount 64 .* maxSampleImages/,
     );
   });
 
@@ -98,7 +116,7 @@ describe('budgets', () => {
     expect(() => checkBudgets({ type: 'sample', config: grid }, DEFAULT_LIMITS)).not.toThrow();
     const strip = resolveSampleJob({ trainJobId: 'train-x', kind: 'progressive', count: 64, every: 1 }, 1000);
     expect(() => checkBudgets({ type: 'sample', config: strip }, DEFAULT_LIMITS)).toThrow(
-      /64 samples × 1001 frames = 64064 images .* DDPM_MAX_SAMPLE_IMAGES/,
+      /64 samples × 1001 frames = 64064 images .* maxSampleImages/,
     );
   });
 
@@ -106,7 +124,24 @@ describe('budgets', () => {
     const ok = resolveEvalJob({ trainJobId: 'train-x', metrics: ['fd'], count: 1000, dataset: 'fashion-mnist' }, 1000);
     expect(() => checkBudgets({ type: 'eval', config: ok }, DEFAULT_LIMITS)).not.toThrow();
     expect(() => checkBudgets({ type: 'eval', config: ok }, { ...DEFAULT_LIMITS, maxEvalImages: 500 })).toThrow(
-      /DDPM_MAX_EVAL_IMAGES/,
+      /maxEvalImages/,
     );
+  });
+
+  it('name each limit as the caller says (the service: by its environment variable)', () => {
+    const names: LimitNames = {
+      maxStepMemoryMb: 'STEP_MB',
+      maxSteps: 'STEPS',
+      maxSampleImages: 'SAMPLES',
+      maxCheckpointStorageMb: 'CKPT_MB',
+      maxDatasetImages: 'DATASET',
+      maxEvalImages: 'EVAL',
+      maxJobSeconds: 'SECONDS',
+    };
+    expect(() => checkBudgets(train({ steps: 2_000_000 }), DEFAULT_LIMITS, names)).toThrow(
+      /steps 2000000 is more than 1000000, over this server's limit STEPS$/,
+    );
+    const fitted = fitAccumulation(train({ preset: 'cifar10', batchSize: 128 }).config, {}, 3584, names);
+    expect(fitted.adjustments?.[0]?.reason).toMatch(/\(STEP_MB\)/);
   });
 });

@@ -2,7 +2,7 @@
  * Server-side budgets: the sizes a user controls, bounded by the operator (docs/security.md, "Safe by
  * default"). The API checks a job's resolved configuration against them before it is queued, so a
  * request that would exhaust a worker's memory, disk or time is refused with a 4xx naming the
- * limit and its environment variable, instead of being found out by an out-of-memory kill.
+ * limit (the service names its environment variable), instead of being found out by an out-of-memory kill.
  *
  * Memory per training step is an estimate from the architecture (no tensors): per image, the
  * floats of every op output of one forward pass (describeArchitecture's activationFloats), times
@@ -16,8 +16,7 @@
  * further on the safe side, and is left as calibrated.
  */
 import { parseDatasetSpec } from '@ddpm/data/spec';
-import { describeArchitecture } from '@ddpm/unet/architecture';
-import { preset } from '@ddpm/unet/presets';
+import { describeArchitecture, preset } from '@ddpm/unet-config';
 
 import { configError } from './errors';
 import { type EvalJobConfig } from './eval-settings';
@@ -32,67 +31,39 @@ const PARAMETER_COPIES = 10;
 const BASE_BYTES = 64 * 2 ** 20;
 const MIB = 2 ** 20;
 
+/** The server's limits a job is checked against (the service reads them from its environment). */
 export interface ServiceLimits {
-  /** Estimated memory of one training micro-batch in one process, MiB (DDPM_MAX_STEP_MEMORY_MB). */
+  /** Estimated memory of one training micro-batch in one process, MiB. */
   readonly maxStepMemoryMb: number;
-  /** Optimizer steps of one train job (DDPM_MAX_STEPS). */
+  /** Optimizer steps of one train job. */
   readonly maxSteps: number;
-  /** Images a sample job draws, frames of progressive sampling included (DDPM_MAX_SAMPLE_IMAGES). */
+  /** Images a sample job draws, frames of progressive sampling included. */
   readonly maxSampleImages: number;
-  /** Checkpoints kept × their size, MiB (DDPM_MAX_CHECKPOINT_STORAGE_MB). */
+  /** Checkpoints kept × their size, MiB. */
   readonly maxCheckpointStorageMb: number;
-  /** Images of a procedural dataset (DDPM_MAX_DATASET_IMAGES). */
+  /** Images of a procedural dataset. */
   readonly maxDatasetImages: number;
-  /** Samples and reference images of one evaluation (DDPM_MAX_EVAL_IMAGES). */
+  /** Samples and reference images of one evaluation. */
   readonly maxEvalImages: number;
-  /** Wall time of one run of a job, seconds; the worker stops the job at it (DDPM_MAX_JOB_SECONDS). */
+  /** Wall time of one run of a job, seconds; the worker stops the job at it. */
   readonly maxJobSeconds: number;
 }
 
 /**
- * Each limit's environment variable, default and meaning: the checks below name the variable in
- * their messages, and docs/configuration.md's table is written from this. @ddpm/service reads
- * the variables.
+ * What the messages call each limit: by default its key; the service passes its environment
+ * variables (`@ddpm/service`'s LIMIT_NAMES), so that an operator reads what to raise.
  */
-export const LIMIT_VARIABLES: Readonly<
-  Record<keyof ServiceLimits, { readonly env: string; readonly default: number; readonly help: string }>
-> = {
-  maxStepMemoryMb: {
-    env: 'DDPM_MAX_STEP_MEMORY_MB',
-    default: 3584,
-    help: 'estimated memory of one training micro-batch (batchSize / accumulation images of the preset) in one process; the default fits the wasm backend’s 4 GiB heap',
-  },
-  maxSteps: {
-    env: 'DDPM_MAX_STEPS',
-    default: 1_000_000,
-    help: 'steps of one train job (the paper trains CIFAR-10 for 800k)',
-  },
-  maxSampleImages: {
-    env: 'DDPM_MAX_SAMPLE_IMAGES',
-    default: 4096,
-    help: 'images of one sample job: count, times the frames of progressive sampling',
-  },
-  maxCheckpointStorageMb: {
-    env: 'DDPM_MAX_CHECKPOINT_STORAGE_MB',
-    default: 20_480,
-    help: 'keepCheckpoints × the size of one checkpoint (model, EMA, Adam moments)',
-  },
-  maxDatasetImages: { env: 'DDPM_MAX_DATASET_IMAGES', default: 1_000_000, help: 'images of a procedural dataset' },
-  maxEvalImages: {
-    env: 'DDPM_MAX_EVAL_IMAGES',
-    default: 50_000,
-    help: 'samples, reference images or NLL test images of one evaluation',
-  },
-  maxJobSeconds: {
-    env: 'DDPM_MAX_JOB_SECONDS',
-    default: 7 * 24 * 3600,
-    help: 'wall time of one run of a job; the worker checkpoints and fails it permanently at the limit',
-  },
-};
+export type LimitNames = Readonly<Record<keyof ServiceLimits, string>>;
 
-export const DEFAULT_LIMITS: ServiceLimits = Object.fromEntries(
-  Object.entries(LIMIT_VARIABLES).map(([k, v]) => [k, v.default]),
-) as unknown as ServiceLimits;
+const KEY_NAMES: LimitNames = {
+  maxStepMemoryMb: 'maxStepMemoryMb',
+  maxSteps: 'maxSteps',
+  maxSampleImages: 'maxSampleImages',
+  maxCheckpointStorageMb: 'maxCheckpointStorageMb',
+  maxDatasetImages: 'maxDatasetImages',
+  maxEvalImages: 'maxEvalImages',
+  maxJobSeconds: 'maxJobSeconds',
+};
 
 /** wasm32's linear memory: no more, whatever the machine has. */
 export const WASM_HEAP_BYTES = 4 * 2 ** 30;
@@ -129,6 +100,7 @@ export function fitAccumulation(
   config: TrainJobConfig,
   request: { readonly accumulation?: number | undefined },
   maxStepMemoryMb: number,
+  names: LimitNames = KEY_NAMES,
 ): TrainJobConfig {
   const train = config.train;
   const fits = (accumulation: number): boolean =>
@@ -144,7 +116,7 @@ export function fitAccumulation(
   const to = train.batchSize / chosen;
   const reason =
     `a micro-batch of ${from} ${train.model.preset} images needs an estimated ${mib(trainingStepBytes(train, from))}, over the step-memory budget of ${maxStepMemoryMb} MiB ` +
-    `(${LIMIT_VARIABLES.maxStepMemoryMb.env}); ${chosen} micro-batches of ${to} (${mib(trainingStepBytes(train, to))}) make the same batch of ${train.batchSize}`;
+    `(${names.maxStepMemoryMb}); ${chosen} micro-batches of ${to} (${mib(trainingStepBytes(train, to))}) make the same batch of ${train.batchSize}`;
   return {
     ...config,
     train: { ...train, accumulation: chosen },
@@ -155,9 +127,8 @@ export function fitAccumulation(
   };
 }
 
-function over(limit: keyof ServiceLimits, what: string, value: string, hint = ''): never {
-  const v = LIMIT_VARIABLES[limit];
-  throw configError(`${what} is ${value}, over this server's limit ${v.env}${hint ? `; ${hint}` : ''}`);
+function over(names: LimitNames, limit: keyof ServiceLimits, what: string, value: string, hint = ''): never {
+  throw configError(`${what} is ${value}, over this server's limit ${names[limit]}${hint ? `; ${hint}` : ''}`);
 }
 
 const mib = (bytes: number): string => `${Math.ceil(bytes / MIB)} MiB`;
@@ -171,23 +142,39 @@ function proceduralSize(spec: string | undefined): number | undefined {
 
 function checkEvalImages(
   limits: ServiceLimits,
+  names: LimitNames,
   spec: Pick<EvalJobConfig, 'samples' | 'reference' | 'nll' | 'metrics'>,
   what: string,
 ): void {
   if (spec.samples.count > limits.maxEvalImages)
-    over('maxEvalImages', `${what} samples ${spec.samples.count} images; that`, `more than ${limits.maxEvalImages}`);
+    over(
+      names,
+      'maxEvalImages',
+      `${what} samples ${spec.samples.count} images; that`,
+      `more than ${limits.maxEvalImages}`,
+    );
   if ((spec.reference.count ?? 0) > limits.maxEvalImages)
-    over('maxEvalImages', `${what} reference count ${spec.reference.count}`, `more than ${limits.maxEvalImages}`);
+    over(
+      names,
+      'maxEvalImages',
+      `${what} reference count ${spec.reference.count}`,
+      `more than ${limits.maxEvalImages}`,
+    );
   if (spec.metrics.includes('nll') && spec.nll.images > limits.maxEvalImages)
-    over('maxEvalImages', `${what} NLL on ${spec.nll.images} images`, `more than ${limits.maxEvalImages}`);
+    over(names, 'maxEvalImages', `${what} NLL on ${spec.nll.images} images`, `more than ${limits.maxEvalImages}`);
   const size = proceduralSize(spec.reference.dataset);
   if (size !== undefined && size > limits.maxDatasetImages)
-    over('maxDatasetImages', `the reference procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+    over(
+      names,
+      'maxDatasetImages',
+      `the reference procedural dataset's size ${size}`,
+      `more than ${limits.maxDatasetImages}`,
+    );
 }
 
 /**
  * Checks a resolved job against the server's limits; throws an `invalid` error naming the first
- * limit exceeded, its value and its variable.
+ * limit exceeded (by `names`), its value and what the job asked for.
  */
 export function checkBudgets(
   job:
@@ -195,15 +182,18 @@ export function checkBudgets(
     | { type: 'sample'; config: SampleJobConfig }
     | { type: 'eval'; config: EvalJobConfig },
   limits: ServiceLimits,
+  names: LimitNames = KEY_NAMES,
 ): void {
   switch (job.type) {
     case 'train': {
       const train = job.config.train;
-      if (train.steps > limits.maxSteps) over('maxSteps', `steps ${train.steps}`, `more than ${limits.maxSteps}`);
+      if (train.steps > limits.maxSteps)
+        over(names, 'maxSteps', `steps ${train.steps}`, `more than ${limits.maxSteps}`);
       const micro = train.batchSize / train.accumulation;
       const stepBytes = trainingStepBytes(train, micro);
       if (stepBytes > limits.maxStepMemoryMb * MIB) {
         over(
+          names,
           'maxStepMemoryMb',
           `the estimated memory of a training micro-batch of ${micro} images (batchSize ${train.batchSize} / accumulation ${train.accumulation}) of ${train.model.preset}`,
           `${mib(stepBytes)}, more than ${limits.maxStepMemoryMb} MiB`,
@@ -215,6 +205,7 @@ export function checkBudgets(
       const storage = checkpointBytes(train) * train.keepCheckpoints;
       if (storage > limits.maxCheckpointStorageMb * MIB) {
         over(
+          names,
           'maxCheckpointStorageMb',
           `keepCheckpoints ${train.keepCheckpoints} × ${mib(checkpointBytes(train))} per ${train.model.preset} checkpoint`,
           `${mib(storage)}, more than ${limits.maxCheckpointStorageMb} MiB`,
@@ -222,10 +213,21 @@ export function checkBudgets(
       }
       const size = proceduralSize(train.dataset);
       if (size !== undefined && size > limits.maxDatasetImages)
-        over('maxDatasetImages', `the procedural dataset's size ${size}`, `more than ${limits.maxDatasetImages}`);
+        over(
+          names,
+          'maxDatasetImages',
+          `the procedural dataset's size ${size}`,
+          `more than ${limits.maxDatasetImages}`,
+        );
       if (job.config.finalGrid.count > limits.maxSampleImages)
-        over('maxSampleImages', `sampleCount ${job.config.finalGrid.count}`, `more than ${limits.maxSampleImages}`);
-      if (job.config.evaluation) checkEvalImages(limits, job.config.evaluation, 'the evaluation during training');
+        over(
+          names,
+          'maxSampleImages',
+          `sampleCount ${job.config.finalGrid.count}`,
+          `more than ${limits.maxSampleImages}`,
+        );
+      if (job.config.evaluation)
+        checkEvalImages(limits, names, job.config.evaluation, 'the evaluation during training');
       return;
     }
     case 'sample': {
@@ -234,6 +236,7 @@ export function checkBudgets(
       const images = c.count * frames;
       if (images > limits.maxSampleImages)
         over(
+          names,
           'maxSampleImages',
           `${c.count} samples × ${frames} frames = ${images} images`,
           `more than ${limits.maxSampleImages}`,
@@ -241,7 +244,7 @@ export function checkBudgets(
       return;
     }
     case 'eval':
-      checkEvalImages(limits, job.config, 'the evaluation');
+      checkEvalImages(limits, names, job.config, 'the evaluation');
       return;
     default: {
       const unreachable: never = job;

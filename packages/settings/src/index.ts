@@ -71,8 +71,7 @@ export {
   TRAINING_EVAL_METRICS,
 } from './eval-settings';
 export {
-  DEFAULT_LIMITS,
-  LIMIT_VARIABLES,
+  type LimitNames,
   type ServiceLimits,
   TRAINING_MEMORY_FACTOR,
   WASM_HEAP_BYTES,

@@ -5,10 +5,16 @@
  * this job uses it.
  */
 import { checkDeclaredShape, parseDatasetSpec } from '@ddpm/data/spec';
-import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES, isLearnedVariance, validateModelling } from '@ddpm/diffusion/config';
-import { BETA_SCHEDULE_KINDS, betaSchedule } from '@ddpm/diffusion/schedule';
-import { type UNetConfig, validateUNetConfig } from '@ddpm/unet/config';
-import { PRESET_NAMES, preset } from '@ddpm/unet/presets';
+import {
+  BETA_SCHEDULE_KINDS,
+  LOSS_TYPES,
+  MEAN_TYPES,
+  VARIANCE_TYPES,
+  betaSchedule,
+  isLearnedVariance,
+  validateModelling,
+} from '@ddpm/diffusion-config';
+import { PRESET_NAMES, type UNetConfig, preset, validateUNetConfig } from '@ddpm/unet-config';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 

@@ -3,9 +3,8 @@
  * official code's (hojonathanho/diffusion) where the paper is silent; a default that differs from
  * the paper's says why.
  */
-import { BETA_SCHEDULE_KINDS } from '@ddpm/diffusion/schedule';
-import { LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES } from '@ddpm/diffusion/config';
-import { PRESET_NAMES } from '@ddpm/unet/presets';
+import { BETA_SCHEDULE_KINDS, LOSS_TYPES, MEAN_TYPES, VARIANCE_TYPES } from '@ddpm/diffusion-config';
+import { PRESET_NAMES } from '@ddpm/unet-config';
 import { Type } from '@sinclair/typebox';
 
 import { EXTRACTORS, TRAINING_EVAL_METRICS } from './eval-settings';

@@ -4,7 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type UNetConfig } from './config';
+import { type UNetConfig } from '@ddpm/unet-config';
 import { UNet } from './unet';
 
 /** A small deterministic uniform (0, 1) source (an LCG: good enough for test weights). */
@@ -23,7 +23,7 @@ export function lcgNormals(seed: number, n: number): Float32Array {
 
 export async function useBackend(name: 'wasm' | 'cpu'): Promise<void> {
   // wasm as a worker gets it, then whichever the test asked for.
-  if (name === 'wasm') await initBackend({ preferred: 'wasm' });
+  if (name === 'wasm') await initBackend({ backend: 'wasm' });
   await tf.setBackend(name);
   await tf.ready();
   if (name === 'cpu') (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;

@@ -1,7 +1,7 @@
-import { currentBackend, groupNorm, wasmKernels } from '@ddpm/kernels';
+import { currentBackend, groupNorm, setKernelSwitches, wasmKernels } from '@ddpm/kernels';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { preset } from './presets';
+import { preset } from '@ddpm/unet-config';
 import { SMALL, lcgNormals, makeUNet, perturbAll, useBackend } from './test-support';
 import { timestepEmbedding } from './unet';
 
@@ -143,14 +143,14 @@ describe('gradients of the whole network', () => {
       const value = (reference: boolean) => groupNorm(x, gamma, beta, { numGroups: 2, swish: withSwish, reference });
       const ref = run(true);
       // Both wasm paths: our SIMD kernels (@ddpm/kernels' c/ddpm_kernels.c) and the composed tfjs ops.
-      for (const kernels of ['1', '0']) {
-        process.env['DDPM_WASM_KERNELS'] = kernels;
+      for (const on of [true, false]) {
+        const before = setKernelSwitches({ wasmKernels: on });
         try {
-          expect(wasmKernels() === undefined).toBe(kernels === '0');
+          expect(wasmKernels() === undefined).toBe(!on);
           expect(maxAbsDiff(value(false), value(true))).toBeLessThan(1e-5);
           run(false).forEach((g, i) => expect(maxAbsDiff(g, ref[i]!)).toBeLessThan(1e-4));
         } finally {
-          delete process.env['DDPM_WASM_KERNELS'];
+          setKernelSwitches(before);
         }
       }
     },

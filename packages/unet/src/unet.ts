@@ -21,11 +21,11 @@ import {
   type ArchitectureInterpreter,
   type ArchitectureSummary,
   type ParamSpec,
+  type UNetConfig,
   describeArchitecture,
   runArchitecture,
-} from './architecture';
-import { type UNetConfig } from './config';
-import { unetError } from './errors';
+  unetError,
+} from '@ddpm/unet-config';
 
 export interface ApplyOptions {
   /** Training mode enables dropout. Default false (sampling and evaluation). */

@@ -6,8 +6,7 @@
 import { type NamedArray, decodeSafetensors, encodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type UNetConfig, validateUNetConfig } from './config';
-import { unetError } from './errors';
+import { type UNetConfig, unetError, validateUNetConfig } from '@ddpm/unet-config';
 import { UNet } from './unet';
 
 export const WEIGHTS_FORMAT = 'ddpm-unet/1';

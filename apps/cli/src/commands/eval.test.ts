@@ -38,7 +38,7 @@ async function writePngs(folder: string, from: number, count: number): Promise<v
 
 beforeAll(async () => {
   process.env['DDPM_BACKEND'] = 'wasm';
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-cli-eval-'));
   await writePngs(path.join(dir, 'a'), 0, 200);
   await writePngs(path.join(dir, 'b'), 5000, 200);

@@ -9,7 +9,6 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/kernels';
 import {
   EVAL_JOB_SETTINGS,
   EXTRACTORS,
@@ -31,6 +30,7 @@ import { type CliIo, CliUsageError } from '../cli-io';
 import { lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
 import { type FlagScope, flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
+import { startTensors } from '../tensors';
 
 const EVAL_FLAGS: FlagScope = { jobs: false };
 
@@ -77,7 +77,7 @@ export async function evalCommand(
     throw new CliUsageError(`--checkpoint names step ${location.step} and --step ${request.step}; give one`);
   }
   const step = location?.step ?? request.step;
-  await initBackend();
+  await startTensors();
   try {
     // T of the run (or the shipped model), for the sampler's defaults and bounds.
     let T: number;
@@ -99,7 +99,7 @@ export async function evalCommand(
       cache,
       ...(location ? { prefix: location.prefix } : {}),
       jobId: 'local',
-      backendName: (await initBackend()).name,
+      backendName: (await startTensors()).name,
       ...(env.signal ? { signal: env.signal } : {}),
       onLog: (line) => io.stderr(`${line}\n`),
       onProgress: (p, done, total) => {
@@ -248,7 +248,7 @@ export async function fidCommand(argv: readonly string[], io: CliIo, env: { tty:
   if (positionals.length !== 2) throw new CliUsageError(`expected two paths, got ${positionals.length}`);
   // Relative paths are the working directory's, as in every command line tool.
   const [a, b] = (positionals as [string, string]).map((p) => path.resolve(p)) as [string, string];
-  await initBackend();
+  await startTensors();
   const cache = cacheStore(values);
   try {
     if (values['save-stats'] === true) {

@@ -25,7 +25,7 @@ describeWithPython(['torch', 'torchvision'], 'apt-get install python3-torch pyth
     let dir: string;
     beforeAll(async () => {
       process.env['DDPM_BACKEND'] = 'wasm';
-      await initBackend({ preferred: 'wasm' });
+      await initBackend({ backend: 'wasm' });
       dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ddpm-cli-inception-'));
     });
     afterAll(async () => {

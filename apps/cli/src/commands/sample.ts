@@ -6,7 +6,6 @@
  */
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/kernels';
 import {
   PRETRAINED_MODELS,
   SAMPLE_SETTINGS,
@@ -34,6 +33,7 @@ import { type CliIo, CliUsageError } from '../cli-io';
 import { lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
 import { type FlagScope, type FlagValues, flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
+import { startTensors } from '../tensors';
 
 /** Every local sample setting; `ddpm progressive` fixes the kind. */
 const SAMPLE_FLAGS: FlagScope = { jobs: false };
@@ -101,12 +101,12 @@ async function load(values: FlagValues, request: SampleRequest, io: CliIo): Prom
       );
     if (request.step !== undefined || request.ema === false)
       throw new CliUsageError(`--step and --no-ema apply to a run's checkpoints; ${name} ships one set of EMA weights`);
-    await initBackend();
+    await startTensors();
     const loaded = loadPretrainedModel(name);
     io.stderr(`pretrained ${name}: EMA weights of step ${loaded.ref.step} (sha256 verified)\n`);
     return { loaded, out, scale };
   }
-  await initBackend();
+  await startTensors();
   const location = runLocation(String(values['checkpoint']));
   if (location.step !== undefined && request.step !== undefined && location.step !== request.step) {
     throw new CliUsageError(`--checkpoint names step ${location.step} and --step ${request.step}; give one`);

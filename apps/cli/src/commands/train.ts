@@ -3,10 +3,8 @@
  * service's workers run) and checkpoints in --out; Ctrl-C saves a checkpoint and stops, `--resume`
  * continues the run. Its flags are the settings table's (@ddpm/settings), as `ddpm jobs submit train`'s.
  */
-import { currentBackend, initBackend } from '@ddpm/kernels';
+import { currentBackend } from '@ddpm/kernels';
 import {
-  DEFAULT_LIMITS,
-  LIMIT_VARIABLES,
   type ServiceLimits,
   TRAIN_SETTINGS,
   assertRequest,
@@ -16,7 +14,7 @@ import {
   resolveTrainJob,
 } from '@ddpm/settings';
 import { type Trainer, listCheckpoints, runTrainJob } from '@ddpm/engine';
-import { envInteger } from '@ddpm/service';
+import { DEFAULT_LIMITS, LIMIT_NAMES, LIMIT_VARIABLES, envInteger } from '@ddpm/service';
 import { joinKey } from '@ddpm/storage';
 
 import { parseCommandArgs } from '../args';
@@ -24,6 +22,7 @@ import { type CliIo, CliUsageError } from '../cli-io';
 import { ProgressBar, formatDuration, lazyProgress } from '../progress';
 import { runLocation } from '../run-location';
 import { flagOptions, flagUsage, requestFromFlags } from '../settings-flags';
+import { startTensors } from '../tensors';
 
 const LOCAL = { jobs: false } as const;
 
@@ -52,7 +51,7 @@ export async function trainCommand(
       `${store.url} already holds a run (newest checkpoint: step ${existing[0]!.step}); pass --resume to continue it or choose another --out`,
     );
   }
-  const backend = await initBackend();
+  const backend = await startTensors();
   const started = Date.now();
   const progress = trainProgress(io, env.tty);
   const outcome = await runTrainJob(config, {
@@ -109,12 +108,12 @@ function trainConfigOf(
     Number.MAX_SAFE_INTEGER,
     (message) => new CliUsageError(message),
   );
-  const config = fitAccumulation(resolveTrainJob(request), request, stepMemoryMb);
+  const config = fitAccumulation(resolveTrainJob(request), request, stepMemoryMb, LIMIT_NAMES);
   // Of the server's budgets only step memory applies here: the others protect a shared service.
   const unbounded = Object.fromEntries(
     Object.keys(DEFAULT_LIMITS).map((k) => [k, Number.MAX_SAFE_INTEGER]),
   ) as unknown as ServiceLimits;
-  checkBudgets({ type: 'train', config }, { ...unbounded, maxStepMemoryMb: stepMemoryMb });
+  checkBudgets({ type: 'train', config }, { ...unbounded, maxStepMemoryMb: stepMemoryMb }, LIMIT_NAMES);
   for (const a of config.adjustments ?? []) io.stderr(`${a.setting} ${a.requested} → ${a.chosen}: ${a.reason}\n`);
   return { values, config };
 }

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError } from '../errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 import { type DenoiseFn, type GaussianDiffusion, type Timesteps } from '../gaussian-diffusion';
 import { type ReverseLoopOptions, type ReverseLoopResult, runReverseLoop } from './reverse-loop';
 

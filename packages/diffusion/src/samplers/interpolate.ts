@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError } from '../errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 import { type DenoiseFn, type GaussianDiffusion, checkSameShape } from '../gaussian-diffusion';
 import { type NoiseSource, resolveNoise } from '../noise';
 import { type AncestralOptions, sampleAncestral } from './ancestral';

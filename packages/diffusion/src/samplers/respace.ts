@@ -3,7 +3,7 @@
  * `SpacedDiffusion`, Nichol & Dhariwal 2021): keep K of the T steps, recompute β so the kept
  * steps have the same ᾱ, and give the network the original timesteps.
  */
-import { diffusionError, describeValue } from '../errors';
+import { diffusionError, describeValue } from '@ddpm/diffusion-config';
 import { GaussianDiffusion } from '../gaussian-diffusion';
 
 /** Python's round(): halves go to the even neighbour (so results match improved-diffusion). */

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError } from '../errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 import { type GaussianDiffusion } from '../gaussian-diffusion';
 import { type LoopOptions, afterStep, throwIfAborted } from '../loop-control';
 import { type NoiseSource, type RandomnessOptions, resolveNoise } from '../noise';

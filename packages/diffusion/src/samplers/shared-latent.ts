@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { diffusionError } from '../errors';
+import { diffusionError } from '@ddpm/diffusion-config';
 import { type DenoiseFn, type GaussianDiffusion } from '../gaussian-diffusion';
 import { resolveNoise } from '../noise';
 import { type AncestralOptions, sampleAncestral } from './ancestral';

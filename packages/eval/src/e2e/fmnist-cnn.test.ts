@@ -18,7 +18,7 @@ let testSet: ImageDataset;
 let extractor: FmnistCnn;
 
 beforeAll(async () => {
-  await initBackend({ preferred: 'wasm' });
+  await initBackend({ backend: 'wasm' });
   try {
     [train, testSet] = await Promise.all([
       openDataset('fashion-mnist:?split=train'),

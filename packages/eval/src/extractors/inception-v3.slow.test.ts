@@ -48,7 +48,7 @@ describeWithPython(['torch', 'torchvision'], 'apt-get install python3-torch pyth
   'Inception-v3 against torchvision',
   () => {
     beforeAll(async () => {
-      await initBackend({ preferred: 'wasm' });
+      await initBackend({ backend: 'wasm' });
       dir = mkdtempSync(path.join(tmpdir(), 'ddpm-inception-'));
       const file = path.join(dir, 'reference.safetensors');
       execFileSync(PYTHON, [SCRIPT, file, '0', path.join(dir, 'random-weights.pth')], { stdio: 'pipe' });

@@ -10,6 +10,7 @@ import { conv2d } from './conv2d';
 import { dense, matMul } from './matmul';
 import { upsampleNearest2x } from './upsample';
 import { copyTensorsInto, wasmHeap } from './wasm-heap';
+import { setKernelSwitches } from '../switches';
 import { wasmKernels } from './wasm-kernels';
 import { winogradApplies } from './winograd';
 
@@ -101,18 +102,18 @@ describe('conv2d with composed gradients', () => {
     },
   );
 
-  it('Winograd applies only to 3×3 stride-1 convolutions with channels in lanes of four, and DDPM_WINOGRAD=0 turns it off', async () => {
+  it('Winograd applies only to 3×3 stride-1 convolutions with channels in lanes of four, and its switch turns it off', async () => {
     await tf.setBackend('wasm');
     expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(true);
     expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 2)).toBe(false);
     expect(winogradApplies([2, 8, 8, 3], [3, 3, 3, 32], 1)).toBe(false);
     expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 3], 1)).toBe(false);
     expect(winogradApplies([2, 8, 8, 32], [1, 1, 32, 32], 1)).toBe(false);
-    process.env['DDPM_WINOGRAD'] = '0';
+    const before = setKernelSwitches({ winograd: false });
     try {
       expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(false);
     } finally {
-      delete process.env['DDPM_WINOGRAD'];
+      setKernelSwitches(before);
     }
     await tf.setBackend('cpu');
     expect(winogradApplies([2, 8, 8, 32], [3, 3, 32, 64], 1)).toBe(false);

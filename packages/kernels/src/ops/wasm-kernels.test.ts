@@ -14,6 +14,7 @@ import { groupNorm } from './group-norm';
 import { softmax } from './softmax';
 import { kernelV8Flags, relaxedSimdCompiles } from '../v8-flags';
 
+import { setKernelSwitches } from '../switches';
 import { WasmKernels, wasmKernels, wasmKernelsFused } from './wasm-kernels';
 
 function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
@@ -259,25 +260,24 @@ describe('the build with fused multiply-adds', () => {
     }
   })();
   afterEach(() => {
-    delete process.env['DDPM_WASM_FMA'];
+    setKernelSwitches({ wasmFma: true });
   });
 
   it('is what a process started with kernelV8Flags() runs, and the plain build what one without them runs where they are needed', () => {
     const ROOT = join(__dirname, '..', '..', '..', '..');
     const script =
-      "const k = require('@ddpm/kernels'); k.initBackend({ preferred: 'wasm' }).then(() => { k.wasmKernels(); process.stdout.write(String(k.wasmKernelsFused())); });";
+      "const k = require('@ddpm/kernels'); k.initBackend({ backend: 'wasm' }).then(() => { k.wasmKernels(); process.stdout.write(String(k.wasmKernelsFused())); });";
     const run = (flags: string[]): string =>
       spawnSync(process.execPath, [...flags, '-e', script], {
         cwd: ROOT,
         encoding: 'utf8',
-        env: { ...process.env, DDPM_WASM_FMA: '' },
       }).stdout;
     // Node 20 needs the relaxed-SIMD flag at start-up; later Nodes ship relaxed SIMD and need none.
     expect(run(kernelV8Flags())).toBe('true');
     if (kernelV8Flags().length > 0) expect(run([])).toBe('false');
   }, 60_000);
 
-  it('is used in this process where it compiles (the tests run with kernelV8Flags()), DDPM_WASM_FMA=0 chooses the plain build, and both compute the same products', () => {
+  it('is used in this process where it compiles (the tests run with kernelV8Flags()), switching wasmFma off chooses the plain build, and both compute the same products', () => {
     if (!relaxedSimdCompiles())
       throw new Error('this jest runs without kernelV8Flags(): run the tests with npm test or node scripts/jest.cjs');
     const a = tf.tensor3d(lcgSigned(2 * 40 * 36, 21), [2, 40, 36]);
@@ -285,7 +285,7 @@ describe('the build with fused multiply-adds', () => {
     const t = tf.tensor3d(lcgSigned(2 * 300 * 8, 23), [2, 300, 8]);
     const fused = [wasmKernels()!.batchMatMul(a, b), wasmKernels()!.matMulTN(t, t)];
     expect(wasmKernelsFused()).toBe(true);
-    process.env['DDPM_WASM_FMA'] = '0';
+    setKernelSwitches({ wasmFma: false });
     const plain = [wasmKernels()!.batchMatMul(a, b), wasmKernels()!.matMulTN(t, t)];
     expect(wasmKernelsFused()).toBe(false);
     const reference = [tf.matMul(a, b), tf.matMul(t, t, true, false)];

@@ -13,6 +13,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 
+import { kernelSwitches } from '../switches';
 import { type KernelExports } from './kernel-exports';
 import { KERNELS_FMA_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm.generated';
 import { type WasmHeap, type WebAssemblyApi, wasmHeap, webAssembly } from './wasm-heap';
@@ -398,13 +399,14 @@ export function wasmKernelsFused(): boolean {
 
 /**
  * The kernels bound to the current wasm backend's heap, or undefined on other backends, when the
- * heap's memory is not reachable, or when DDPM_WASM_KERNELS=0 (to compare against the portable
- * composed ops).
+ * heap's memory is not reachable, or when they are switched off (`wasmKernels`, to compare against
+ * the portable composed ops).
  */
 export function wasmKernels(): WasmKernels | undefined {
   const heap = wasmHeap();
-  if (heap === undefined || process.env['DDPM_WASM_KERNELS'] === '0') return undefined;
-  const fmaWanted = process.env['DDPM_WASM_FMA'] !== '0' && plainScopes === 0;
+  const switches = kernelSwitches();
+  if (heap === undefined || !switches.wasmKernels) return undefined;
+  const fmaWanted = switches.wasmFma && plainScopes === 0;
   if (cached?.heap === heap && cached.fmaWanted === fmaWanted) return cached.kernels;
   const memory = heap.memory();
   let kernels: WasmKernels | undefined;

@@ -20,12 +20,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import { kernelSwitches } from '../switches';
 import { type WasmKernels, wasmKernels } from './wasm-kernels';
 
 /**
  * Whether a convolution of input shape `x` with filter shape `filter` at this stride runs as
  * Winograd F(2×2, 3×3) here: wasm with our kernels, 3×3, stride 1, channel counts in lanes of
- * four, and not switched off by DDPM_WINOGRAD=0 (to compare against the direct convolution).
+ * four, and not switched off (`winograd`, to compare against the direct convolution).
  */
 export function winogradApplies(x: readonly number[], filter: readonly number[], stride: number): boolean {
   return (
@@ -34,7 +35,7 @@ export function winogradApplies(x: readonly number[], filter: readonly number[],
     filter[1] === 3 &&
     x[3]! % 4 === 0 &&
     filter[3]! % 4 === 0 &&
-    process.env['DDPM_WINOGRAD'] !== '0' &&
+    kernelSwitches().winograd &&
     wasmKernels() !== undefined
   );
 }

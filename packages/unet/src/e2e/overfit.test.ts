@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { preset } from '../presets';
+import { preset } from '@ddpm/unet-config';
 import { lcgNormals, lcgUniform, makeUNet, useBackend } from '../test-support';
 
 beforeAll(() => useBackend('wasm'));

@@ -70,7 +70,7 @@ async function joinGroup(command: Command<'join'>): Promise<void> {
   const { plane } = await collective.negotiatePlane(0);
   // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
   // collective itself (a larger heap makes the collections its large buffers bring slower).
-  if (command.backend) await (await import('@ddpm/kernels')).initBackend({ preferred: command.backend });
+  if (command.backend) await (await import('@ddpm/kernels')).initBackend({ backend: command.backend });
   reply({ cmd: 'joined', sharedMemory: plane === 'shared-memory', plane });
 }
 

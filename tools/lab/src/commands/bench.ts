@@ -2,7 +2,6 @@
  * `ddpm bench …`: benchmarks that print JSON with ratios measured in the same run.
  * `ddpm bench all` runs every benchmark at its default size (what `npm run bench` runs).
  */
-import { initBackend } from '@ddpm/kernels';
 import { GRADIENT_TRANSPORTS, type GradientTransport } from '@ddpm/settings';
 import { PRESET_NAMES, type PresetName } from '@ddpm/unet';
 
@@ -14,6 +13,7 @@ import {
   parseCommandArgs,
   parseInteger,
   parseNumber,
+  startTensors,
 } from '@ddpm/cli/toolkit';
 import { benchAllReduce, benchDataParallel, defaultSharedMemoryDir } from '../bench/group-bench';
 import { runClusterBench } from '../bench/cluster-bench';
@@ -206,7 +206,7 @@ function benchContext(values: Values): BenchContext {
 }
 
 async function benchUNetCommand({ values, presetName, batch }: BenchContext): Promise<Record<string, unknown>> {
-  const backend = await initBackend();
+  const backend = await startTensors();
   return benchUNet({
     preset: presetName,
     batch,
@@ -230,7 +230,7 @@ function benchAllReduceCommand(context: BenchContext): Promise<Record<string, un
 
 async function benchDataParallelCommand(context: BenchContext): Promise<Record<string, unknown>> {
   const { values, redisUrl, presetName, batch, workers, transport, dataPlane } = context;
-  const backend = await initBackend();
+  const backend = await startTensors();
   return benchDataParallel({
     redisUrl,
     presetName,
@@ -247,7 +247,7 @@ async function benchDataParallelCommand(context: BenchContext): Promise<Record<s
 /** `all` reports the torch benchmark as skipped, saying why, where Python has no torch; `torch` alone fails. */
 async function benchTorchCommand(context: BenchContext, all: boolean): Promise<Record<string, unknown>> {
   const { values, redisUrl, presetName, batch, workers } = context;
-  const backend = await initBackend();
+  const backend = await startTensors();
   const missing = await torchUnavailable();
   if (missing !== undefined && all) return { benchmark: 'torch', skipped: missing };
   if (missing !== undefined) throw new CliUsageError(`ddpm bench torch needs PyTorch: ${missing}`);
@@ -264,7 +264,7 @@ async function benchTorchCommand(context: BenchContext, all: boolean): Promise<R
 }
 
 async function benchMemoryCommand({ values, redisUrl }: BenchContext): Promise<Record<string, unknown>> {
-  const backend = await initBackend();
+  const backend = await startTensors();
   const cases = values['cases'] === undefined ? DEFAULT_MEMORY_CASES : parseCases(String(values['cases']));
   return benchMemory({
     redisUrl,

@@ -11,7 +11,6 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { initBackend } from '@ddpm/kernels';
 import { FASHION_MNIST_DIR } from '@ddpm/data';
 import { realDataDistance } from '@ddpm/engine';
 import { openStore } from '@ddpm/storage';
@@ -25,6 +24,7 @@ import {
   parseInteger,
   parseNumber,
   waitForJob,
+  startTensors,
 } from '@ddpm/cli/toolkit';
 import { type LocalService, startLocalService } from '../local-services';
 import {
@@ -183,7 +183,7 @@ async function runStudy(
   const { client } = service;
   const { docs, out, started } = where;
   // The floor first: it also computes (and caches in the run's store) the reference statistics every evaluation then reads.
-  const backend = await initBackend({ preferred: 'wasm' });
+  const backend = await startTensors(process.env, 'wasm');
   const store = openStore(service.storeDir);
   const floor = await realDataDistance(
     'fashion-mnist',

@@ -4,6 +4,7 @@
  * `ddpm info` works for 114M-parameter models instantly) and one over tensors (unet.ts).
  */
 import { type UNetConfig, validateUNetConfig } from './config';
+import { unetError } from './errors';
 
 /** What the control flow needs from an interpreter; V is a shape or a tensor. */
 export interface ArchitectureInterpreter<V extends object> {
@@ -22,6 +23,18 @@ export interface ArchitectureInterpreter<V extends object> {
   resolution(x: V): number;
 }
 
+/** The last skip connection, taken off the stack. */
+function pop<T>(xs: T[]): T {
+  return at(xs.splice(-1, 1), 0);
+}
+
+/** `xs[i]`, which the validated configuration guarantees is there. */
+function at<T>(xs: readonly T[], i: number): T {
+  const x = xs[i];
+  if (x === undefined) throw unetError('DDPM_UNET_CONFIG_INVALID', `internal error: no element ${i} of ${xs.length}`);
+  return x;
+}
+
 /** Runs the official control flow on `input`; returns the output value. */
 export function runArchitecture<V extends object>(
   configIn: UNetConfig,
@@ -36,22 +49,22 @@ export function runArchitecture<V extends object>(
   const hs: V[] = [interp.convIn(input, ch)];
   for (let level = 0; level < levels; level++) {
     for (let block = 0; block < numResBlocks; block++) {
-      let h = interp.resBlock(`down_${level}/block_${block}`, hs[hs.length - 1]!, ch * chMult[level]!);
+      let h = interp.resBlock(`down_${level}/block_${block}`, at(hs, hs.length - 1), ch * at(chMult, level));
       if (attnResolutions.includes(interp.resolution(h))) h = interp.attnBlock(`down_${level}/attn_${block}`, h);
       hs.push(h);
     }
-    if (level !== levels - 1) hs.push(interp.downsample(`down_${level}/downsample`, hs[hs.length - 1]!));
+    if (level !== levels - 1) hs.push(interp.downsample(`down_${level}/downsample`, at(hs, hs.length - 1)));
   }
   // Middle
-  let h = hs[hs.length - 1]!;
-  const midChannels = ch * chMult[levels - 1]!;
+  let h = at(hs, hs.length - 1);
+  const midChannels = ch * at(chMult, levels - 1);
   h = interp.resBlock('mid/block_1', h, midChannels);
   h = interp.attnBlock('mid/attn_1', h);
   h = interp.resBlock('mid/block_2', h, midChannels);
   // Upsampling
   for (let level = levels - 1; level >= 0; level--) {
     for (let block = 0; block < numResBlocks + 1; block++) {
-      h = interp.resBlock(`up_${level}/block_${block}`, interp.concat(h, hs.pop()!), ch * chMult[level]!);
+      h = interp.resBlock(`up_${level}/block_${block}`, interp.concat(h, pop(hs)), ch * at(chMult, level));
       if (attnResolutions.includes(interp.resolution(h))) h = interp.attnBlock(`up_${level}/attn_${block}`, h);
     }
     if (level !== 0) h = interp.upsample(`up_${level}/upsample`, h);

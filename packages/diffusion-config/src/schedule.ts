@@ -152,8 +152,7 @@ export function validateBetas(betas: ArrayLike<number>): Float64Array {
   }
   const out = Float64Array.from(betas);
   let alphaBar = 1;
-  for (let t = 0; t < out.length; t++) {
-    const beta = out[t]!;
+  for (const [t, beta] of out.entries()) {
     if (!Number.isFinite(beta) || beta <= 0 || beta > 1) {
       throw diffusionError('DDPM_SCHEDULE_INVALID', `beta at t=${t} must be in (0, 1], got ${describeValue(beta)}`);
     }
