@@ -8,8 +8,9 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { type Answer, ApiError, FINAL_STATES, type JobView, getJson, getText, sendJson } from './api';
 import { Chart, type Series } from './chart';
-import { bytes, duration, progressText, time } from './format';
+import { bytes, progressText } from './format';
 import { useImageData } from './image';
+import { JobFacts } from './job-facts';
 import { Link } from './nav';
 
 /** Polls `load` every `ms` while `live`, and once more when it stops being live. */
@@ -31,6 +32,14 @@ function usePoll(load: () => Promise<void>, ms: number, live: boolean, deps: rea
 type LossCurve = Answer<'/jobs/{id}/loss'>;
 type EvalEntry = Answer<'/jobs/{id}/metrics'>['entries'][number];
 
+/** The points of one metric: a point for each evaluation that measured it. */
+function metricPoints(evals: readonly EvalEntry[], name: string): Series['points'] {
+  return evals.flatMap((e) => {
+    const y = e.metrics[name];
+    return y === undefined ? [] : [{ x: e.step, y }];
+  });
+}
+
 function Curves(props: { job: JobView; live: boolean }) {
   const { job, live } = props;
   const [loss, setLoss] = useState<LossCurve | undefined>();
@@ -50,28 +59,18 @@ function Curves(props: { job: JobView; live: boolean }) {
   );
   const stored = loss?.points.map((q) => ({ x: q.step, y: q.loss })) ?? [];
   const after = [...recent.current].filter(([s]) => s > (loss?.step ?? 0)).map(([x, y]) => ({ x, y }));
-  const lossSeries: Series[] = [{ label: 'loss', points: [...stored, ...after] }];
+  const lossPoints = [...stored, ...after];
+  const lossSeries: Series[] = [{ label: 'loss', points: lossPoints }];
   const metricNames = [...new Set(evals.flatMap((e) => Object.keys(e.metrics)))];
   return (
     <div class="curves">
-      {lossSeries[0]!.points.length > 0 ? (
+      {lossPoints.length > 0 ? (
         <Chart title="Training loss" series={lossSeries} logY />
       ) : (
         <p>No loss yet: the curve comes with the first checkpoint.</p>
       )}
       {metricNames.map((name) => (
-        <Chart
-          key={name}
-          title={name}
-          series={[
-            {
-              label: name,
-              points: evals
-                .filter((e) => e.metrics[name] !== undefined)
-                .map((e) => ({ x: e.step, y: e.metrics[name]! })),
-            },
-          ]}
-        />
+        <Chart key={name} title={name} series={[{ label: name, points: metricPoints(evals, name) }]} />
       ))}
     </div>
   );
@@ -314,17 +313,15 @@ function Actions(props: { job: JobView; onError: (m: string) => void; onCreated:
   );
 }
 
-export function JobPage(props: { id: string }) {
+/** The job, read again every 1.5 s until it is over, with the error of the last read if it failed. */
+function useJob(id: string): { job?: JobView; error?: string; live: boolean } {
   const [job, setJob] = useState<JobView | undefined>();
   const [error, setError] = useState<string | undefined>();
-  const [actionError, setActionError] = useState<string | undefined>();
-  // Bumped when this page submits a job from the run, so that its list is read again at once.
-  const [created, setCreated] = useState(0);
   const live = job === undefined || !FINAL_STATES.has(job.state);
   usePoll(
     async () => {
       try {
-        setJob(await getJson<JobView>(`/jobs/${encodeURIComponent(props.id)}`));
+        setJob(await getJson<JobView>(`/jobs/${encodeURIComponent(id)}`));
         setError(undefined);
       } catch (err) {
         setError(err instanceof ApiError ? err.message : String(err));
@@ -332,11 +329,49 @@ export function JobPage(props: { id: string }) {
     },
     1500,
     live,
-    [props.id],
+    [id],
   );
-  if (job === undefined) return <section>{error ? <p class="error">{error}</p> : <p>Loading…</p>}</section>;
+  return { job, error, live };
+}
+
+/** How far the job has come: a bar, its phase and steps, and the latest loss. */
+function JobProgress(props: { job: JobView }) {
+  const { job } = props;
   const p = job.progress;
   const fraction = p && p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : job.state === 'completed' ? 1 : 0;
+  return (
+    <div class="progress">
+      <progress max={1} value={fraction} />
+      <span>
+        {p?.phase ?? ''} {progressText(p)}
+        {p?.loss !== undefined ? ` · loss ${p.loss.toPrecision(4)}` : ''}
+      </span>
+    </div>
+  );
+}
+
+/** The request as it was sent, next to the configuration the job ran with. */
+function Configuration(props: { job: JobView }) {
+  return (
+    <div class="side-by-side">
+      <div>
+        <h3>Request, as sent</h3>
+        <pre>{JSON.stringify(props.job.request, null, 2)}</pre>
+      </div>
+      <div>
+        <h3>Effective configuration</h3>
+        <pre>{JSON.stringify(props.job.config ?? {}, null, 2)}</pre>
+      </div>
+    </div>
+  );
+}
+
+export function JobPage(props: { id: string }) {
+  const { job, error, live } = useJob(props.id);
+  const [actionError, setActionError] = useState<string | undefined>();
+  // Bumped when this page submits a job from the run, so that its list is read again at once.
+  const [created, setCreated] = useState(0);
+  if (job === undefined) return <section>{error ? <p class="error">{error}</p> : <p>Loading…</p>}</section>;
   const group = job.result?.group;
   return (
     <section class="job">
@@ -350,59 +385,8 @@ export function JobPage(props: { id: string }) {
       {error ? <p class="error">{error}</p> : null}
       {actionError ? <p class="error">{actionError}</p> : null}
       {job.error ? <p class="error">{job.error}</p> : null}
-      <div class="progress">
-        <progress max={1} value={fraction} />
-        <span>
-          {p?.phase ?? ''} {progressText(p)}
-          {p?.loss !== undefined ? ` · loss ${p.loss.toPrecision(4)}` : ''}
-        </span>
-      </div>
-      <dl class="facts">
-        <dt>Submitted</dt>
-        <dd>{time(job.submittedAt)}</dd>
-        <dt>Started</dt>
-        <dd>{time(job.startedAt)}</dd>
-        <dt>Finished</dt>
-        <dd>{time(job.finishedAt)}</dd>
-        <dt>Attempts</dt>
-        <dd>{job.attempts}</dd>
-        {group ? (
-          <>
-            <dt>Group</dt>
-            <dd>
-              {group.worldSize} ranks, generation {group.generation}, {group.restarts} restarts
-              {group.dataPlane ? `, gradients via ${group.dataPlane}` : ''}
-            </dd>
-          </>
-        ) : null}
-        {p?.group !== undefined && !group ? (
-          <>
-            <dt>Group</dt>
-            <dd>
-              {p.group.worldSize} ranks, generation {p.group.generation}, {p.group.restarts} restarts so far
-            </dd>
-          </>
-        ) : null}
-        {job.result?.resumedFrom ? (
-          <>
-            <dt>Resumed</dt>
-            <dd>
-              from step {job.result.resumedFrom.step}
-              {job.result.resumedFrom.redone
-                ? `, ${job.result.resumedFrom.redone.steps} steps redone (${duration(job.result.resumedFrom.redone.seconds)})`
-                : ''}
-            </dd>
-          </>
-        ) : null}
-        {job.result?.metrics
-          ? Object.entries(job.result.metrics).map(([k, v]) => (
-              <>
-                <dt>{k}</dt>
-                <dd>{v.toPrecision(5)}</dd>
-              </>
-            ))
-          : null}
-      </dl>
+      <JobProgress job={job} />
+      <JobFacts job={job} />
       {job.type === 'train' ? (
         <>
           <h2>Curves</h2>
@@ -412,16 +396,7 @@ export function JobPage(props: { id: string }) {
       <h2>Samples</h2>
       <Grids job={job} live={live} />
       <h2>Configuration</h2>
-      <div class="side-by-side">
-        <div>
-          <h3>Request, as sent</h3>
-          <pre>{JSON.stringify(job.request, null, 2)}</pre>
-        </div>
-        <div>
-          <h3>Effective configuration</h3>
-          <pre>{JSON.stringify(job.config ?? {}, null, 2)}</pre>
-        </div>
-      </div>
+      <Configuration job={job} />
       {group?.generations && group.generations.length > 0 ? (
         <>
           <h2>Generations of its group</h2>

@@ -26,11 +26,8 @@ function workersOf(job: JobView): string {
   return typeof w === 'number' ? String(w) : '1';
 }
 
-export function JobsPage() {
-  const params = new URLSearchParams(location.search);
-  const [type, setType] = useState(params.get('type') ?? '');
-  const [state, setState] = useState(params.get('state') ?? '');
-  const [offset, setOffset] = useState(Number(params.get('offset') ?? 0) || 0);
+/** A page of jobs, read again every 2 s, with the error of the last read if it failed. */
+function useJobs(type: string, state: string, offset: number): { jobs?: JobView[]; error?: string } {
   const [jobs, setJobs] = useState<JobView[] | undefined>();
   const [error, setError] = useState<string | undefined>();
   useEffect(() => {
@@ -63,26 +60,82 @@ export function JobsPage() {
       clearInterval(timer);
     };
   }, [type, state, offset]);
+  return { jobs, error };
+}
+
+/** A select of one filter: its values, the empty one meaning all. */
+function Filter(props: {
+  label: string;
+  name: string;
+  value: string;
+  values: string[];
+  onChange: (v: string) => void;
+}) {
+  return (
+    <label>
+      {props.label}{' '}
+      <select name={props.name} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+        {props.values.map((v) => (
+          <option value={v}>{v || 'all'}</option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function JobsTable(props: { jobs: JobView[] }) {
+  return (
+    <table class="jobs">
+      <thead>
+        <tr>
+          <th>Job</th>
+          <th>State</th>
+          <th>Progress</th>
+          <th>Workers</th>
+          <th>Data and model</th>
+          <th>Submitted</th>
+          <th>Finished</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.jobs.map((job) => (
+          <tr key={job.id} data-job={job.id}>
+            <td>
+              <Link href={`/ui/jobs/${encodeURIComponent(job.id)}`}>{job.id}</Link>
+            </td>
+            <td>
+              <span class={`state ${job.state}`}>{job.state}</span>
+            </td>
+            <td>{job.state === 'active' ? progressText(job.progress) : (job.result?.step ?? '')}</td>
+            <td>{workersOf(job)}</td>
+            <td class="subject">{subject(job)}</td>
+            <td>{time(job.submittedAt)}</td>
+            <td>{time(job.finishedAt)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function JobsPage() {
+  const params = new URLSearchParams(location.search);
+  const [type, setType] = useState(params.get('type') ?? '');
+  const [state, setState] = useState(params.get('state') ?? '');
+  const [offset, setOffset] = useState(Number(params.get('offset') ?? 0) || 0);
+  const { jobs, error } = useJobs(type, state, offset);
   return (
     <section>
       <div class="toolbar">
         <h1>Jobs</h1>
-        <label>
-          Type{' '}
-          <select name="type" value={type} onChange={(e) => (setType(e.currentTarget.value), setOffset(0))}>
-            {TYPES.map((t) => (
-              <option value={t}>{t || 'all'}</option>
-            ))}
-          </select>
-        </label>
-        <label>
-          State{' '}
-          <select name="state" value={state} onChange={(e) => (setState(e.currentTarget.value), setOffset(0))}>
-            {STATES.map((s) => (
-              <option value={s}>{s || 'all'}</option>
-            ))}
-          </select>
-        </label>
+        <Filter label="Type" name="type" value={type} values={TYPES} onChange={(v) => (setType(v), setOffset(0))} />
+        <Filter
+          label="State"
+          name="state"
+          value={state}
+          values={STATES}
+          onChange={(v) => (setState(v), setOffset(0))}
+        />
         <Link href="/ui/submit" class="button">
           New job
         </Link>
@@ -93,36 +146,7 @@ export function JobsPage() {
       ) : jobs.length === 0 ? (
         <p>No jobs{type || state ? ' match' : ' yet'}.</p>
       ) : (
-        <table class="jobs">
-          <thead>
-            <tr>
-              <th>Job</th>
-              <th>State</th>
-              <th>Progress</th>
-              <th>Workers</th>
-              <th>Data and model</th>
-              <th>Submitted</th>
-              <th>Finished</th>
-            </tr>
-          </thead>
-          <tbody>
-            {jobs.map((job) => (
-              <tr key={job.id} data-job={job.id}>
-                <td>
-                  <Link href={`/ui/jobs/${encodeURIComponent(job.id)}`}>{job.id}</Link>
-                </td>
-                <td>
-                  <span class={`state ${job.state}`}>{job.state}</span>
-                </td>
-                <td>{job.state === 'active' ? progressText(job.progress) : (job.result?.step ?? '')}</td>
-                <td>{workersOf(job)}</td>
-                <td class="subject">{subject(job)}</td>
-                <td>{time(job.submittedAt)}</td>
-                <td>{time(job.finishedAt)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <JobsTable jobs={jobs} />
       )}
       <div class="pager">
         <button disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>

@@ -52,16 +52,17 @@ function App() {
     whenUnauthorized(() => setAsking(true));
     return () => removeEventListener('popstate', onPop);
   }, []);
-  const job = /^\/ui\/jobs\/([^/]+)$/.exec(path);
-  const page = job ? (
-    <JobPage id={decodeURIComponent(job[1]!)} key={job[1]} />
-  ) : path === '/ui/submit' ? (
-    <SubmitPage />
-  ) : path === '/ui/models' ? (
-    <ModelsPage />
-  ) : (
-    <JobsPage />
-  );
+  const jobId = /^\/ui\/jobs\/([^/]+)$/.exec(path)?.[1];
+  const page =
+    jobId !== undefined ? (
+      <JobPage id={decodeURIComponent(jobId)} key={jobId} />
+    ) : path === '/ui/submit' ? (
+      <SubmitPage />
+    ) : path === '/ui/models' ? (
+      <ModelsPage />
+    ) : (
+      <JobsPage />
+    );
   return (
     <>
       <header>
@@ -100,4 +101,6 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app')!);
+const root = document.getElementById('app');
+if (!root) throw new Error('the console page has no #app element to render into');
+render(<App />, root);

@@ -31,6 +31,12 @@ function scoreText(score: ModelView['scores'][string]): string {
   return value;
 }
 
+/** The number of images a model's sample job asks for, as its button says it ('' where it names none). */
+function countText(body: ModelView['sample']['body']): string {
+  const count = body['count'];
+  return typeof count === 'number' || typeof count === 'string' ? String(count) : '';
+}
+
 function Grid(props: { grid: NonNullable<ModelView['grid']>; name: string }) {
   const { picture, error: failed } = useImageData(props.grid.url);
   const { grid } = props;
@@ -57,7 +63,7 @@ function Model(props: { model: ModelView }) {
       <div class="toolbar">
         <h2>{model.name}</h2>
         <div class="actions">
-          <button onClick={sample}>Sample {String(model.sample.body['count'] ?? '')}</button>
+          <button onClick={sample}>Sample {countText(model.sample.body)}</button>
         </div>
       </div>
       {error ? <p class="error">{error}</p> : null}

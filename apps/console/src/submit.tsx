@@ -38,7 +38,9 @@ function choices(s: Schema): string[] | undefined {
 }
 
 function kindOf(s: Schema): string {
-  return Array.isArray(s.type) ? s.type[0]! : (s.type ?? (choices(s) ? 'string' : 'string'));
+  // A list of types (a nullable field's) reads as its first; an empty list as a string.
+  const type = Array.isArray(s.type) ? s.type[0] : s.type;
+  return type ?? (choices(s) ? 'string' : 'string');
 }
 
 /** The field's value as the request wants it, or undefined when left empty; throws naming what is wrong. */
@@ -58,83 +60,108 @@ function parse(name: string, s: Schema, raw: string | boolean | string[]): unkno
   return raw;
 }
 
-function Field(props: {
+interface FieldProps {
   name: string;
   schema: Schema;
   value: string | boolean | string[] | undefined;
   error?: string;
   onChange: (v: string | boolean | string[]) => void;
-}) {
-  const { name, schema: s, value, error } = props;
+}
+
+/** A yes/no field: a select whose empty choice leaves the default. */
+function BooleanInput(props: FieldProps & { placeholder: string }) {
+  const { name, value, placeholder } = props;
+  return (
+    <select
+      name={name}
+      value={value === undefined ? '' : String(value)}
+      onChange={(e) => props.onChange(e.currentTarget.value === '' ? '' : e.currentTarget.value === 'true')}
+    >
+      <option value="">{placeholder || 'default'}</option>
+      <option value="true">yes</option>
+      <option value="false">no</option>
+    </select>
+  );
+}
+
+/** A field of a few choices: a select whose empty choice leaves the default. */
+function ChoiceInput(props: FieldProps & { placeholder: string; options: string[] }) {
+  const { name, value, placeholder, options } = props;
+  return (
+    <select
+      name={name}
+      value={typeof value === 'string' ? value : ''}
+      onChange={(e) => props.onChange(e.currentTarget.value)}
+    >
+      <option value="">{placeholder || '—'}</option>
+      {options.map((o) => (
+        <option value={o}>{o}</option>
+      ))}
+    </select>
+  );
+}
+
+/** A list whose items are choices: a checkbox for each. */
+function MultiInput(props: FieldProps & { options: string[] }) {
+  const { name, value, options } = props;
+  const chosen = Array.isArray(value) ? value : [];
+  return (
+    <span class="multi">
+      {options.map((o) => (
+        <label>
+          <input
+            type="checkbox"
+            name={name}
+            value={o}
+            checked={chosen.includes(o)}
+            onChange={(e) => props.onChange(e.currentTarget.checked ? [...chosen, o] : chosen.filter((c) => c !== o))}
+          />{' '}
+          {o}
+        </label>
+      ))}
+    </span>
+  );
+}
+
+/** Any other field: a number input for numbers, a text input for the rest. */
+function TextInput(props: FieldProps & { placeholder: string; type: string }) {
+  const { name, schema: s, value, placeholder, type } = props;
+  return (
+    <input
+      name={name}
+      type={type === 'integer' || type === 'number' ? 'number' : 'text'}
+      step={type === 'integer' ? 1 : 'any'}
+      min={s.minimum}
+      max={s.maximum}
+      minLength={s.minLength}
+      maxLength={s.maxLength}
+      placeholder={placeholder}
+      value={typeof value === 'string' ? value : ''}
+      onInput={(e) => props.onChange(e.currentTarget.value)}
+    />
+  );
+}
+
+/** The input that fits a field's schema. */
+function FieldInput(props: FieldProps) {
+  const s = props.schema;
   const options = choices(s);
   const type = kindOf(s);
   const itemChoices = s.items ? choices(s.items) : undefined;
   const placeholder = s.default !== undefined ? `default ${JSON.stringify(s.default)}` : '';
-  let input;
-  if (type === 'boolean') {
-    input = (
-      <select
-        name={name}
-        value={value === undefined ? '' : String(value)}
-        onChange={(e) => props.onChange(e.currentTarget.value === '' ? '' : e.currentTarget.value === 'true')}
-      >
-        <option value="">{placeholder || 'default'}</option>
-        <option value="true">yes</option>
-        <option value="false">no</option>
-      </select>
-    );
-  } else if (options) {
-    input = (
-      <select
-        name={name}
-        value={typeof value === 'string' ? value : ''}
-        onChange={(e) => props.onChange(e.currentTarget.value)}
-      >
-        <option value="">{placeholder || '—'}</option>
-        {options.map((o) => (
-          <option value={o}>{o}</option>
-        ))}
-      </select>
-    );
-  } else if (type === 'array' && itemChoices) {
-    const chosen = Array.isArray(value) ? value : [];
-    input = (
-      <span class="multi">
-        {itemChoices.map((o) => (
-          <label>
-            <input
-              type="checkbox"
-              name={name}
-              value={o}
-              checked={chosen.includes(o)}
-              onChange={(e) => props.onChange(e.currentTarget.checked ? [...chosen, o] : chosen.filter((c) => c !== o))}
-            />{' '}
-            {o}
-          </label>
-        ))}
-      </span>
-    );
-  } else {
-    input = (
-      <input
-        name={name}
-        type={type === 'integer' || type === 'number' ? 'number' : 'text'}
-        step={type === 'integer' ? 1 : 'any'}
-        min={s.minimum}
-        max={s.maximum}
-        minLength={s.minLength}
-        maxLength={s.maxLength}
-        placeholder={placeholder}
-        value={typeof value === 'string' ? value : ''}
-        onInput={(e) => props.onChange(e.currentTarget.value)}
-      />
-    );
-  }
+  if (type === 'boolean') return <BooleanInput {...props} placeholder={placeholder} />;
+  if (options) return <ChoiceInput {...props} placeholder={placeholder} options={options} />;
+  if (type === 'array' && itemChoices) return <MultiInput {...props} options={itemChoices} />;
+  return <TextInput {...props} placeholder={placeholder} type={type} />;
+}
+
+function Field(props: FieldProps) {
+  const { name, schema: s, error } = props;
   return (
     <div class={`field${error ? ' invalid' : ''}`} data-field={name}>
       <label>
         <span class="name">{name}</span>
-        {input}
+        <FieldInput {...props} />
       </label>
       {error ? (
         <span class="field-error" role="alert">
@@ -152,7 +179,8 @@ function fieldOf(message: string, names: readonly string[]): string | undefined 
   for (const name of names) {
     const m = new RegExp(`(^|[^A-Za-z0-9])${name}([^A-Za-z0-9]|$)`).exec(message);
     if (!m) continue;
-    const at = m.index + m[1]!.length;
+    // The match starts at the character before the name, if any.
+    const at = m.index + (m[1] ?? '').length;
     if (!best || at < best.at || (at === best.at && name.length > best.name.length)) best = { name, at };
   }
   return best?.name;

@@ -5,13 +5,11 @@
  * then that the committed module is what clang makes of the source, and that repeated use does
  * not grow the memory.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Rng } from '@ddpm/core';
 
+import { describeGeneratedModule } from '../../../../test/support/generated-module';
 import { GEMM, gemmF64, linalgMemoryBytes } from './linalg-wasm';
 import { pivotedCholesky, productEigenvalues, tridiagonalEigenvalues } from './product-eigenvalues';
 import { symmetricEigen } from './symmetric-eigen';
@@ -252,27 +250,11 @@ describe('the module', () => {
     expect(linalgMemoryBytes()).toBe(high);
   });
 
-  const hasClang = spawnSync('clang', ['--version']).status === 0 && spawnSync('wasm-ld', ['--version']).status === 0;
-  if (!hasClang)
-    console.warn(
-      'SKIPPED: clang and wasm-ld are needed to check linalg-wasm.generated.ts against its source (apt-get install clang lld)',
-    );
-  (hasClang ? it : it.skip)(
-    'linalg-wasm.generated.ts is what c/build.cjs makes of linalg_f64.c',
-    () => {
-      const dir = mkdtempSync(join(tmpdir(), 'ddpm-linalg-test-'));
-      try {
-        const out = join(dir, 'generated.ts');
-        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'c', 'build.cjs'), out], {
-          encoding: 'utf8',
-        });
-        expect(built.stderr).toBe('');
-        expect(built.status).toBe(0);
-        expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'linalg-wasm.generated.ts'), 'utf8'));
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-    60_000,
-  );
+  describeGeneratedModule({
+    build: join(__dirname, '..', '..', 'c', 'build.cjs'),
+    committed: join(__dirname, 'linalg-wasm.generated.ts'),
+    source: 'linalg_f64.c',
+    tools: ['clang', 'wasm-ld'],
+    packages: 'clang lld',
+  });
 });

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/kernels';
 
+import { describeGeneratedModule } from '../../../../test/support/generated-module';
 import { lcgSigned, maxRelError } from '../test-support';
 
 import { dropout } from './dropout';
@@ -300,25 +300,12 @@ describe('the build with fused multiply-adds', () => {
 });
 
 describe('the committed module', () => {
-  const hasClang =
-    spawnSync('clang-19', ['--version']).status === 0 && spawnSync('wasm-ld-19', ['--version']).status === 0;
-  // .ci/run installs clang-19 and lld-19; elsewhere the check is skipped rather than faked.
-  (hasClang ? it : it.skip)(
-    'kernels-wasm.generated.ts is what c/build.cjs makes of ddpm_kernels.c',
-    () => {
-      const dir = mkdtempSync(join(tmpdir(), 'ddpm-kernels-test-'));
-      try {
-        const out = join(dir, 'generated.ts');
-        const built = spawnSync(process.execPath, [join(__dirname, '..', '..', 'c', 'build.cjs'), out], {
-          encoding: 'utf8',
-        });
-        expect(built.stderr).toBe('');
-        expect(built.status).toBe(0);
-        expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(__dirname, 'kernels-wasm.generated.ts'), 'utf8'));
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-    60_000,
-  );
+  // .ci/run installs clang-19 and lld-19.
+  describeGeneratedModule({
+    build: join(__dirname, '..', '..', 'c', 'build.cjs'),
+    committed: join(__dirname, 'kernels-wasm.generated.ts'),
+    source: 'ddpm_kernels.c',
+    tools: ['clang-19', 'wasm-ld-19'],
+    packages: 'clang-19 lld-19',
+  });
 });

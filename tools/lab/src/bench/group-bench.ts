@@ -247,6 +247,28 @@ export function benchTrainConfig(presetName: string, batch: number, accumulation
   }).train;
 }
 
+/**
+ * The command that opens a trainer named `name` in a rank process: `batch` images of the preset
+ * in `accumulation` shares, as rank `rank` of `worldSize` (a run of its own by default).
+ */
+export function openTrainer(
+  name: string,
+  options: { presetName: string; batch: number; accumulation: number; storeDir: string },
+  rank = 0,
+  worldSize = 1,
+): BenchRankCommand {
+  const { presetName, batch, accumulation, storeDir } = options;
+  return {
+    cmd: 'open',
+    name,
+    config: benchTrainConfig(presetName, batch, accumulation),
+    storeDir,
+    rank,
+    worldSize,
+    stepOffset: 0,
+  };
+}
+
 /** Steps each configuration of `ddpm bench dp` takes before it is timed. */
 const WARMUP_STEPS = 3;
 
@@ -337,34 +359,10 @@ async function openDataParallelRuns(
 ): Promise<void> {
   const { workers: n, batch, presetName } = options;
   const { solo, group, apart } = sets;
-  await solo.one(0, {
-    cmd: 'open',
-    name: 'single',
-    config: benchTrainConfig(presetName, batch, 1),
-    storeDir,
-    rank: 0,
-    worldSize: 1,
-    stepOffset: 0,
-  });
-  await group.all((rank) => ({
-    cmd: 'open',
-    name: 'group',
-    config: benchTrainConfig(presetName, batch, n),
-    storeDir,
-    rank,
-    worldSize: n,
-    stepOffset: 0,
-  }));
+  await solo.one(0, openTrainer('single', { presetName, batch, accumulation: 1, storeDir }));
+  await group.all((rank) => openTrainer('group', { presetName, batch, accumulation: n, storeDir }, rank, n));
   // Each process's share as a run of its own (batch / N, no group), for the ceiling.
-  await apart.all(() => ({
-    cmd: 'open',
-    name: 'share',
-    config: benchTrainConfig(presetName, batch / n, 1),
-    storeDir,
-    rank: 0,
-    worldSize: 1,
-    stepOffset: 0,
-  }));
+  await apart.all(() => openTrainer('share', { presetName, batch: batch / n, accumulation: 1, storeDir }));
 }
 
 /** The data-parallel benchmark's JSON from its times (ms per round): images/s, speed-ups and the ceiling. */

@@ -30,7 +30,7 @@ import { generationKeys, openGeneration } from '@ddpm/allreduce';
 import { describeArchitecture, preset } from '@ddpm/unet';
 import { Redis } from 'ioredis';
 
-import { benchTrainConfig, defaultSharedMemoryDir, ranks } from './group-bench';
+import { defaultSharedMemoryDir, openTrainer, ranks } from './group-bench';
 import { probePythonBlas, referenceEnv } from './python-blas';
 import { median, round } from './timing';
 
@@ -206,25 +206,8 @@ type OurGroup = Awaited<ReturnType<typeof ranks>>;
 /** Our trainers: `single` (rank 0 alone, the whole batch) and, with several ranks, `group` (a share each). */
 async function openOurTrainers(g: OurGroup, options: TorchBenchOptions, storeDir: string): Promise<void> {
   const { presetName, batch, workers: n } = options;
-  await g.one(0, {
-    cmd: 'open',
-    name: 'single',
-    config: benchTrainConfig(presetName, batch, 1),
-    storeDir,
-    rank: 0,
-    worldSize: 1,
-    stepOffset: 0,
-  });
-  if (n > 1)
-    await g.all((rank) => ({
-      cmd: 'open',
-      name: 'group',
-      config: benchTrainConfig(presetName, batch, n),
-      storeDir,
-      rank,
-      worldSize: n,
-      stepOffset: 0,
-    }));
+  await g.one(0, openTrainer('single', { presetName, batch, accumulation: 1, storeDir }));
+  if (n > 1) await g.all((rank) => openTrainer('group', { presetName, batch, accumulation: n, storeDir }, rank, n));
 }
 
 /** One step of each configuration, each task's time in ms (of steps run at once, the slowest). */
