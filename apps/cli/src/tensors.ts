@@ -9,7 +9,7 @@ import { loadTensorSettings } from '@ddpm/service';
 import { CliUsageError } from './cli-io';
 
 /** Loads the backend (once per process: later calls return the first) with the kernels' switches. */
-export function startTensors(env: NodeJS.ProcessEnv = process.env, backend?: string): Promise<BackendInfo> {
+export async function startTensors(env: NodeJS.ProcessEnv = process.env, backend?: string): Promise<BackendInfo> {
   const settings = loadTensorSettings(env, (message) => new CliUsageError(message));
   return initBackend(backend === undefined ? settings : { ...settings, backend });
 }

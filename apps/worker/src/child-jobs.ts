@@ -207,7 +207,7 @@ export async function runTrain(
  * good, with what to change, rather than crashing out of memory mid-step and being retried.
  */
 function checkBackendMemory(config: TrainJobConfig, backend: string): void {
-  if (backend !== 'wasm') return;
+  if (backend !== 'wasm' && backend !== 'native') return;
   const micro = config.train.batchSize / config.train.accumulation;
   const bytes = trainingStepBytes(config.train, micro);
   if (bytes > WASM_HEAP_BYTES) {

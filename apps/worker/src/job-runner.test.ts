@@ -26,7 +26,7 @@ function start(): ReturnType<typeof runInChild> {
       storageUrl: `file://${dir}`,
       storagePatienceSeconds: 0,
       dataAccess: { roots: [], maxFileBytes: 1 },
-      tensors: { kernelSwitches: { wasmKernels: true, wasmFma: true, winograd: true } },
+      tensors: { kernelSwitches: { wasmKernels: true, wasmFma: true, winograd: true, threads: 1 } },
       memoryBytes: 2 ** 40,
       maxSeconds: 600,
       stopGraceSeconds: 5,

@@ -8,7 +8,12 @@
  */
 #include <wasm_simd128.h>
 
+/* The native build (native/build.cjs) includes native/wasm_simd128.h instead and exports through native/binding.c. */
+#ifdef __wasm__
 #define EXPORT(name) __attribute__((export_name(#name)))
+#else
+#define EXPORT(name)
+#endif
 
 /*
  * c + a·b in the products' inner loops (gemm_nn, gemm_tn_acc). Built twice (c/build.cjs):

@@ -10,13 +10,21 @@ function fresh(): typeof import('./index') {
 }
 
 describe('initBackend', () => {
-  it('falls back past the absent native packages to wasm and says why', async () => {
-    const info = await fresh().initBackend();
-    expect(info.name).toBe('wasm');
-    expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow']);
+  it('falls back past the absent TensorFlow packages to our native kernels (or wasm where they are not built) and says why', async () => {
+    const mod = fresh();
+    const built = mod.nativeBuild(true);
+    const info = await mod.initBackend();
     expect(info.skipped[0]!.reason).toMatch(/Cannot find module '@tensorflow\/tfjs-node-gpu'/);
     expect(info.wasmSimd).toBe(true);
     expect(tf.getBackend()).toBe('wasm');
+    if (typeof built === 'object') {
+      expect(info).toMatchObject({ name: 'native', nativeIsa: built.isa });
+      expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow']);
+    } else {
+      expect(info.name).toBe('wasm');
+      expect(info.skipped.map((s) => s.name)).toEqual(['tensorflow-gpu', 'tensorflow', 'native']);
+      expect(info.skipped[2]!.reason).toBe(built);
+    }
   });
 
   it('honours the backend asked for and is idempotent', async () => {
@@ -32,7 +40,7 @@ describe('initBackend', () => {
       /backend tensorflow-gpu could not be loaded \(@tensorflow\/tfjs-node-gpu\).*npm install @tensorflow\/tfjs-node-gpu@4.22.0/,
     );
     await expect(fresh().initBackend({ backend: 'tpu' })).rejects.toThrow(
-      'backend "tpu" is not one of tensorflow-gpu, tensorflow, wasm, cpu',
+      'backend "tpu" is not one of tensorflow-gpu, tensorflow, native, wasm, cpu',
     );
   });
 

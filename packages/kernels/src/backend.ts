@@ -1,6 +1,7 @@
 /**
  * Picks the TensorFlow.js backend once at start-up (docs/kernels.md): the one asked for (the
- * service's `DDPM_BACKEND`), otherwise the first that loads of tfjs-node-gpu → tfjs-node → wasm → cpu.
+ * service's `DDPM_BACKEND`), otherwise the first that loads of tfjs-node-gpu → tfjs-node → native
+ * (wasm with our kernels built for this CPU) → wasm → cpu.
  * The native packages are optional dependencies loaded dynamically, so nothing needs them to
  * build or test.
  */
@@ -9,6 +10,8 @@ import { createRequire } from 'node:module';
 import { errorCodes } from '@ddpm/core';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { nativeBuild } from './ops/native-kernels';
+import { useNativeKernels } from './ops/wasm-kernels';
 import { type KernelSwitches, setKernelSwitches } from './switches';
 
 /**
@@ -17,8 +20,8 @@ import { type KernelSwitches, setKernelSwitches } from './switches';
  */
 const loadModule = createRequire(__filename);
 
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'native' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu'];
 
 /** A backend that is unknown or did not load: another worker (or another install) may have it. */
 const backendError = errorCodes({ DDPM_BACKEND_UNAVAILABLE: 'unavailable' });
@@ -32,12 +35,15 @@ export interface BackendInfo {
   readonly skipped: readonly { name: BackendName; reason: string }[];
   /** Whether the wasm backend runs SIMD (Node: yes). It runs one thread. */
   readonly wasmSimd?: boolean;
+  /** The native kernels' build (`native`): its instruction set. */
+  readonly nativeIsa?: string;
 }
 
 /** The npm package that provides each backend. */
 const PACKAGE: Record<BackendName, string> = {
   'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
   tensorflow: '@tensorflow/tfjs-node',
+  native: '@tensorflow/tfjs-backend-wasm',
   wasm: '@tensorflow/tfjs-backend-wasm',
   cpu: '@tensorflow/tfjs-backend-cpu',
 };
@@ -45,6 +51,7 @@ const PACKAGE: Record<BackendName, string> = {
 const TF_NAME: Record<BackendName, string> = {
   'tensorflow-gpu': 'tensorflow',
   tensorflow: 'tensorflow',
+  native: 'wasm',
   wasm: 'wasm',
   cpu: 'cpu',
 };
@@ -55,13 +62,22 @@ export function isBackendName(value: unknown): value is BackendName {
 
 let selected: BackendInfo | undefined;
 
-/** Loads a backend's package (registering it with tfjs-core) and makes it current. */
+/**
+ * Loads a backend's package (registering it with tfjs-core) and makes it current. `native` is the
+ * wasm backend with our kernels built for this CPU (ops/native-kernels.ts) in place of their wasm
+ * module: it fails, and the next candidate is tried, where they are not built.
+ */
 async function tryBackend(name: BackendName): Promise<void> {
+  if (name === 'native') {
+    const build = nativeBuild(true);
+    if (typeof build === 'string') throw new Error(build);
+  }
   // A computed specifier keeps bundlers and tsc from requiring the optional native packages.
   loadModule(PACKAGE[name]);
   const ok = await tf.setBackend(TF_NAME[name]);
   if (!ok) throw new Error(`tf.setBackend('${TF_NAME[name]}') failed`);
   await tf.ready();
+  useNativeKernels(name === 'native');
 }
 
 /**
@@ -129,8 +145,13 @@ export function currentBackend(): BackendInfo | undefined {
 
 function describe(name: BackendName, skipped: { name: BackendName; reason: string }[]): BackendInfo {
   const base = { name, tfBackend: tf.getBackend(), skipped };
-  if (name !== 'wasm') return base;
-  return { ...base, wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT') };
+  if (name !== 'wasm' && name !== 'native') return base;
+  const build = name === 'native' ? nativeBuild(true) : undefined;
+  return {
+    ...base,
+    wasmSimd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
+    ...(typeof build === 'object' ? { nativeIsa: build.isa } : {}),
+  };
 }
 
 function firstLine(err: unknown): string {

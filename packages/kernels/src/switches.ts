@@ -3,7 +3,8 @@
  * (docs/kernels.md), or, for the fused multiply-add build, to get the same bits on every CPU. The
  * process that runs tensors sets them once at start-up from its configuration (`@ddpm/service`'s
  * `loadTensorSettings` reads them from the environment, `DDPM_WASM_KERNELS`, `DDPM_WASM_FMA` and
- * `DDPM_WINOGRAD`, and checks them); the kernels themselves read no environment.
+ * `DDPM_WINOGRAD` and `DDPM_KERNEL_THREADS`, and checks them); the kernels themselves read no
+ * environment.
  */
 export interface KernelSwitches {
   /** Our SIMD kernels on wasm; off, the U-Net runs tfjs's composed ops (and no Winograd). */
@@ -12,12 +13,15 @@ export interface KernelSwitches {
   readonly wasmFma: boolean;
   /** Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions; off, tfjs's direct convolution. */
   readonly winograd: boolean;
+  /** Threads the native kernels use (the `native` backend), the caller's included. */
+  readonly threads: number;
 }
 
 export const DEFAULT_KERNEL_SWITCHES: KernelSwitches = Object.freeze({
   wasmKernels: true,
   wasmFma: true,
   winograd: true,
+  threads: 1,
 });
 
 let current: KernelSwitches = DEFAULT_KERNEL_SWITCHES;

@@ -1,14 +1,15 @@
 /**
  * How a process that runs tensors is set up (docs/configuration.md): which TensorFlow.js backend
- * (`DDPM_BACKEND`) and our kernels' switches (`DDPM_WASM_KERNELS`, `DDPM_WASM_FMA`,
- * `DDPM_WINOGRAD`), read from the environment and checked once. Tensor-free: the worker hands them
+ * (`DDPM_BACKEND`), our kernels' switches (`DDPM_WASM_KERNELS`, `DDPM_WASM_FMA`, `DDPM_WINOGRAD`)
+ * and the native kernels' threads (`DDPM_KERNEL_THREADS`), read from the environment and checked
+ * once. Tensor-free: the worker hands them
  * to its job processes, and the job process, the CLI and the benchmarks to `@ddpm/kernels`
  * (`setKernelSwitches`, `initBackend`), which reads no environment.
  */
-import { type EnvError, configError, envSwitch } from './env-values';
+import { type EnvError, configError, envInteger, envSwitch } from './env-values';
 
 /** The backends `@ddpm/kernels` can load, in the order it tries them when none is named. */
-export const TENSOR_BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export const TENSOR_BACKENDS = ['tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type TensorBackend = (typeof TENSOR_BACKENDS)[number];
 
 export interface TensorSettings {
@@ -22,6 +23,8 @@ export interface TensorSettings {
     readonly wasmFma: boolean;
     /** DDPM_WINOGRAD (default 1): Winograd 3×3 convolutions; 0, tfjs's direct convolution. */
     readonly winograd: boolean;
+    /** DDPM_KERNEL_THREADS (default 1): threads of the native kernels, the process's own included. */
+    readonly threads: number;
   };
 }
 
@@ -44,6 +47,7 @@ export function loadTensorSettings(env: NodeJS.ProcessEnv = process.env, fail: E
       wasmKernels: envSwitch(env, 'DDPM_WASM_KERNELS', true, fail),
       wasmFma: envSwitch(env, 'DDPM_WASM_FMA', true, fail),
       winograd: envSwitch(env, 'DDPM_WINOGRAD', true, fail),
+      threads: envInteger(env, 'DDPM_KERNEL_THREADS', 1, 1, 64, fail),
     },
   };
 }

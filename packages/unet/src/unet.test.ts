@@ -1,4 +1,11 @@
-import { currentBackend, groupNorm, setKernelSwitches, wasmKernels } from '@ddpm/kernels';
+import {
+  currentBackend,
+  groupNorm,
+  nativeBuild,
+  setKernelSwitches,
+  useNativeKernels,
+  wasmKernels,
+} from '@ddpm/kernels';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { preset } from '@ddpm/unet-config';
@@ -118,6 +125,41 @@ describe('gradients of the whole network', () => {
     }
     expect(bad).toEqual([]);
   });
+
+  const native = typeof nativeBuild(true) === 'object';
+  (native ? it : it.skip)(
+    'on the native backend (our kernels built for this CPU, 2 threads) the gradients are the wasm module’s bits',
+    async () => {
+      await useBackend('wasm');
+      const grads = (): Float32Array[] => {
+        const net = makeUNet({ ...SMALL, dropout: 0.1 }, 11);
+        perturbAll(net, 12);
+        const x = input(2, 8, 2, 13);
+        const t = tf.tensor1d([3, 700], 'int32');
+        const probe = input(2, 8, 2, 14);
+        const { grads: g } = tf.variableGrads(
+          () => tf.sum<tf.Scalar>(tf.mul(net.apply(x, t, { training: true, dropoutSeed: 5 }), probe)),
+          net.variables,
+        );
+        const out = net.namedVariables.map(([, v]) => g[v.name]!.dataSync() as Float32Array);
+        tf.dispose([x, t, probe, ...Object.values(g)]);
+        net.dispose();
+        return out;
+      };
+      const module = grads();
+      const before = setKernelSwitches({ threads: 2 });
+      useNativeKernels(true);
+      try {
+        const ours = grads();
+        expect(ours.length).toBe(module.length);
+        const differing = ours.filter((g, i) => !g.every((v, k) => Object.is(v, module[i]![k])));
+        expect(differing.length).toBe(0);
+      } finally {
+        useNativeKernels(false);
+        setKernelSwitches(before);
+      }
+    },
+  );
 
   it.each([false, true])(
     'composed GroupNorm (swish=%s) equals the reference formulation, values and gradients',

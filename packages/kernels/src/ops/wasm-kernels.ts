@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { kernelSwitches } from '../switches';
 import { type KernelExports } from './kernel-exports';
+import { nativeBuild, nativeExports } from './native-kernels';
 import { KERNELS_FMA_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm.generated';
 import { type WasmHeap, type WebAssemblyApi, wasmHeap, webAssembly } from './wasm-heap';
 
@@ -342,7 +343,16 @@ export class WasmKernels {
 /** Tiles per block of the Winograd kernels (WINO_BLOCK in the C source): sizes their scratch. */
 const WINOGRAD_BLOCK = 64;
 
-let cached: { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; fmaWanted: boolean } | undefined;
+let cached:
+  { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; fmaWanted: boolean; native: string } | undefined;
+
+/** Whether the kernels run natively (the `native` backend: c/native, ops/native-kernels.ts). */
+let nativeWanted = false;
+
+/** Runs our kernels natively on the wasm heap (the `native` backend) or as the wasm module. */
+export function useNativeKernels(on: boolean): void {
+  nativeWanted = on;
+}
 
 /**
  * The module to run: the build with fused multiply-adds where this Node compiles relaxed SIMD
@@ -407,17 +417,24 @@ export function wasmKernels(): WasmKernels | undefined {
   const switches = kernelSwitches();
   if (heap === undefined || !switches.wasmKernels) return undefined;
   const fmaWanted = switches.wasmFma && plainScopes === 0;
-  if (cached?.heap === heap && cached.fmaWanted === fmaWanted) return cached.kernels;
-  const memory = heap.memory();
+  const native = nativeWanted ? `threads ${switches.threads}` : '';
+  if (cached?.heap === heap && cached.fmaWanted === fmaWanted && cached.native === native) return cached.kernels;
+  const memory = heap.memory() as { readonly buffer: ArrayBufferLike } | undefined;
   let kernels: WasmKernels | undefined;
   let fused = false;
   if (memory !== undefined) {
-    const wasm = webAssembly();
-    const chosen = kernelModule(wasm, fmaWanted);
-    fused = chosen.fused;
-    const instance = new wasm.Instance(chosen.module, { env: { memory } });
-    kernels = new WasmKernels(heap, instance.exports as KernelExports);
+    const build = nativeWanted ? nativeBuild(fmaWanted) : undefined;
+    if (typeof build === 'object') {
+      fused = build.fused;
+      kernels = new WasmKernels(heap, nativeExports(build, memory, switches.threads));
+    } else {
+      const wasm = webAssembly();
+      const chosen = kernelModule(wasm, fmaWanted);
+      fused = chosen.fused;
+      const instance = new wasm.Instance(chosen.module, { env: { memory } });
+      kernels = new WasmKernels(heap, instance.exports as KernelExports);
+    }
   }
-  cached = { heap, kernels, fused, fmaWanted };
+  cached = { heap, kernels, fused, fmaWanted, native };
   return kernels;
 }

@@ -54,7 +54,7 @@ export async function benchMemory(options: MemoryBenchOptions): Promise<Record<s
       const config = benchTrainConfig(presetName, batch, 1);
       const estimate = trainingStepBytes(config, batch);
       const base = { preset: presetName, microBatch: batch, estimateMiB: round(estimate / MIB, 0) };
-      if (options.backend === 'wasm' && estimate > WASM_HEAP_BYTES) {
+      if ((options.backend === 'wasm' || options.backend === 'native') && estimate > WASM_HEAP_BYTES) {
         rows.push({ ...base, run: false, why: `the estimate exceeds wasm32's 4 GiB heap` });
         continue;
       }

@@ -143,7 +143,9 @@ function unetReport(
     batch: B,
     repeats: options.steps,
     backend: options.backend.name,
-    ...(options.backend.name === 'wasm' ? { fusedMultiplyAdd: wasmKernelsFused() } : {}),
+    ...(options.backend.name === 'wasm' || options.backend.name === 'native'
+      ? { fusedMultiplyAdd: wasmKernelsFused() }
+      : {}),
     params: summary.totalParams,
     forwardGflopPerImage: round(summary.forwardFlopsConvDense / 1e9, 4),
     trainStep: {
