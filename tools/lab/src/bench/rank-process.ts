@@ -3,6 +3,7 @@
  * worker's child would be. The parent sends commands over IPC and gets timings back.
  */
 import { BulkConnection, Heartbeat, RedisCollective, assertGenerationAlive, bulkTarget } from '@ddpm/allreduce';
+import { loadTensorSettings } from '@ddpm/service';
 import { type TrainConfig } from '@ddpm/settings';
 import { type GroupLink, type Trainer } from '@ddpm/engine';
 import { Redis } from 'ioredis';
@@ -70,7 +71,9 @@ async function joinGroup(command: Command<'join'>): Promise<void> {
   const { plane } = await collective.negotiatePlane(0);
   // Tensor code only for the training benchmark: the all-reduce's ranks stay as lean as the
   // collective itself (a larger heap makes the collections its large buffers bring slower).
-  if (command.backend) await (await import('@ddpm/kernels')).initBackend({ backend: command.backend });
+  // The kernels' switches (DDPM_KERNEL_THREADS among them) as a worker reads them from its environment.
+  if (command.backend)
+    await (await import('@ddpm/kernels')).initBackend({ ...loadTensorSettings(process.env), backend: command.backend });
   reply({ cmd: 'joined', sharedMemory: plane === 'shared-memory', plane });
 }
 

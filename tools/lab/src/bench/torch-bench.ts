@@ -8,8 +8,8 @@
  * - Whole machine, both sides two ways with `workers` cores: `workers` processes (ours a
  *   data-parallel group, each its share of the batch with the all-reduce between; PyTorch's as many
  *   independent processes of one thread, each its share with no exchange at all, which no
- *   data-parallel PyTorch can beat); PyTorch also as one process with `workers` threads (ours has
- *   no threaded configuration: the wasm backend runs one thread a process). PyTorch's better
+ *   data-parallel PyTorch can beat); and one process of `workers` threads (PyTorch's, and ours
+ *   where the native kernels run: their pool, DDPM_KERNEL_THREADS). Each side's better
  *   configuration is its figure; sampling likewise.
  * - What PyTorch computes with: its version and the BLAS and LAPACK libraries mapped into its
  *   process (Debian's PyTorch and NumPy use the reference BLAS unless libopenblas0-pthread is
@@ -123,11 +123,13 @@ type Sample =
   | 'train1'
   | 'torchTrain1'
   | 'trainN'
+  | 'trainThreads'
   | 'torchTrainThreads'
   | 'torchTrainProcesses'
   | 'sample1'
   | 'torchSample1'
   | 'sampleN'
+  | 'sampleThreads'
   | 'torchSampleThreads'
   | 'torchSampleProcesses';
 
@@ -173,6 +175,7 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
   const namespace = `bench-torch-${randomBytes(4).toString('hex')}`;
   let samples: Record<Sample, number[]>;
   let group: OurGroup | undefined;
+  let threaded: OurGroup | undefined;
   try {
     for (const t of [torch.one, torch.threads, ...torch.shares]) {
       if (t.params !== ours)
@@ -189,10 +192,20 @@ export async function benchTorch(options: TorchBenchOptions): Promise<Record<str
       ...(shm ? { sharedMemoryDir: shm } : {}),
     });
     await openOurTrainers(group, options, storeDir);
-    samples = await timeRounds(benchTasks(group, torch, options), rounds);
+    // One process of N threads: the native kernels' pool (DDPM_KERNEL_THREADS), where they run.
+    if (options.backend === 'native' && n > 1) {
+      threaded = await ranks(1, options.redisUrl, namespace, {
+        transport: 'fp32',
+        backend: options.backend,
+        env: { DDPM_KERNEL_THREADS: String(n) },
+      });
+      await threaded.one(0, openTrainer('single', { presetName, batch, accumulation: 1, storeDir }));
+    }
+    samples = await timeRounds(benchTasks(group, torch, options, threaded), rounds);
   } finally {
     for (const t of [torch.one, torch.threads, ...torch.shares]) t.close();
     await group?.close();
+    await threaded?.close();
     await redis.del(generationKeys(namespace).alive).catch(() => undefined);
     redis.disconnect();
     await fs.rm(storeDir, { recursive: true, force: true });
@@ -211,11 +224,21 @@ async function openOurTrainers(g: OurGroup, options: TorchBenchOptions, storeDir
 }
 
 /** One step of each configuration, each task's time in ms (of steps run at once, the slowest). */
-function benchTasks(g: OurGroup, torch: TorchSide, options: TorchBenchOptions): Record<Sample, () => Promise<number>> {
+function benchTasks(
+  g: OurGroup,
+  torch: TorchSide,
+  options: TorchBenchOptions,
+  threaded: OurGroup | undefined,
+): Record<Sample, () => Promise<number>> {
   const { presetName, batch, workers: n } = options;
   const ms = (replies: readonly { cmd: string; ms?: number }[]): number =>
     slowest(replies.map((m) => m.ms ?? Number.NaN));
+  const none = (): Promise<number> => Promise.resolve(Number.NaN);
   return {
+    trainThreads: threaded ? async () => ms([await threaded.one(0, { cmd: 'train', name: 'single', steps: 1 })]) : none,
+    sampleThreads: threaded
+      ? async () => ms([await threaded.one(0, { cmd: 'sample', preset: presetName, batch, steps: 1 })])
+      : none,
     train1: async () => ms([await g.one(0, { cmd: 'train', name: 'single', steps: 1 })]),
     torchTrain1: () => torch.one.step('train', 1),
     trainN: async () =>
@@ -259,10 +282,11 @@ function torchReport(
     torchMs: round(torchMs, 1),
     oursOverTorch: round(oursMs / torchMs, 3),
   });
+  // A configuration not run (NaN) is never the better.
   const better = (threadsMs: number, processesMs: number) =>
     threadsMs <= processesMs ? { config: 'threads', ms: threadsMs } : { config: 'processes', ms: processesMs };
   const best = (kind: 'train' | 'sample') => {
-    const ours = { config: 'processes', ms: kind === 'train' ? m.trainN : m.sampleN };
+    const ours = better(kind === 'train' ? m.trainThreads : m.sampleThreads, kind === 'train' ? m.trainN : m.sampleN);
     const theirs =
       kind === 'train'
         ? better(m.torchTrainThreads, m.torchTrainProcesses)
@@ -308,11 +332,18 @@ function torchReport(
         trainStep: side(m.trainN, m.torchTrainProcesses),
         sampleStep: side(m.sampleN, m.torchSampleProcesses),
       },
-      // PyTorch's other configuration (ours has none: the wasm backend runs one thread a process).
-      torchThreads: {
+      // One process of N threads: PyTorch's, and ours where the native kernels run (their pool).
+      threads: {
+        ours: Number.isNaN(m.trainThreads)
+          ? `none: the ${options.backend} backend runs one thread a process`
+          : `1 process, ${n} threads (DDPM_KERNEL_THREADS=${n})`,
         torch: `1 process, ${n} threads`,
-        trainMs: round(m.torchTrainThreads, 1),
-        sampleMs: round(m.torchSampleThreads, 1),
+        ...(Number.isNaN(m.trainThreads)
+          ? { torchTrainMs: round(m.torchTrainThreads, 1), torchSampleMs: round(m.torchSampleThreads, 1) }
+          : {
+              trainStep: side(m.trainThreads, m.torchTrainThreads),
+              sampleStep: side(m.sampleThreads, m.torchSampleThreads),
+            }),
       },
       // Each side's better configuration against the other's: images/s, ours over PyTorch's (above 1: we are faster).
       best: { train: best('train'), sample: best('sample') },

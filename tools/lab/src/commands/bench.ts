@@ -36,7 +36,7 @@ all: every benchmark with its own defaults; an option given applies to every ben
 it (--steps 10 makes unet time 10 rounds, dp 10 steps per round and memory 10 steps).
 
 Output is JSON (--json is accepted for symmetry). The tensor backend is chosen as everywhere
-else (DDPM_BACKEND, else tfjs-node-gpu > tfjs-node > wasm > cpu).
+else (DDPM_BACKEND, else tfjs-node-gpu > tfjs-node > native > wasm > cpu).
 
 unet: a training step (forward + backward + Adam) and a sampling step of the preset against the
 backend's own forward conv2d on the model's most common layer, interleaved in rounds (the conv
@@ -65,7 +65,8 @@ torch: our training and sampling steps against the same U-Net in PyTorch (Debian
 $DDPM_PYTHON, else /usr/bin/python3), interleaved in rounds: one of our processes against one
 PyTorch thread; and the whole machine two ways for each side, N processes (ours a group with its
 all-reduce; PyTorch's N independent processes of one thread, an upper bound for its data
-parallelism) and 1 process of N threads, each side's better against the other's. Reports the
+parallelism) and 1 process of N threads (ours: the native backend's kernels with
+DDPM_KERNEL_THREADS=N; none on wasm), each side's better against the other's. Reports the
 BLAS and LAPACK PyTorch runs on (install libopenblas0-pthread: Debian otherwise links the
 reference BLAS). "all" skips it, saying why, when Python has no torch.
   --preset (tiny32), --batch (16), --workers (2), --rounds (5)
