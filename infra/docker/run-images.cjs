@@ -120,7 +120,7 @@ async function main() {
     const worker = start(
       'worker',
       WORKER_IMAGE,
-      { ...common, HOST: '127.0.0.1', METRICS_PORT: String(metricsPort), DDPM_BACKEND: 'wasm' },
+      { ...common, HOST: '127.0.0.1', METRICS_PORT: String(metricsPort), DDPM_BACKEND: 'native' },
       path.join(logs, 'worker.log'),
     );
     const base = `http://127.0.0.1:${apiPort}`;
@@ -140,6 +140,10 @@ async function main() {
     check(
       inside(worker.ctr, 'test', '-e', '/app/node_modules/@tensorflow/tfjs-backend-wasm') === 0,
       'the worker image holds the wasm backend',
+    );
+    check(
+      inside(worker.ctr, 'sh', '-c', 'ls /app/packages/kernels/build/native/ddpm_kernels-*-fma.node') === 0,
+      'the worker image holds the native kernels (its worker loads DDPM_BACKEND=native, or is never ready)',
     );
     for (const [name, { ctr, config }] of [
       ['API', api],

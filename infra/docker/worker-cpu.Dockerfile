@@ -1,5 +1,7 @@
-# A CPU worker: TensorFlow.js on WebAssembly (one core per job process), and the native
-# TensorFlow CPU binding when the build machine can download libtensorflow (TFJS_NODE=1).
+# A CPU worker: TensorFlow.js on WebAssembly with our kernels built for the CPU (the `native`
+# backend, compiled here with gcc for every x86-64 level and chosen at start by the CPU's flags),
+# and the native TensorFlow CPU binding when the build machine can download libtensorflow
+# (TFJS_NODE=1).
 #
 #   buildah bud --format docker -f infra/docker/worker-cpu.Dockerfile -t ghcr.io/ddpm-service/worker-cpu:0.2.0 .
 #   buildah bud --format docker --build-arg TFJS_NODE=1 -f infra/docker/worker-cpu.Dockerfile -t ghcr.io/ddpm-service/worker-cpu:0.2.0-tf .
@@ -18,6 +20,9 @@ COPY apps ./apps
 COPY tools ./tools
 COPY infra/docker/assemble.cjs ./infra/docker/assemble.cjs
 RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --ignore-scripts && npx tsc -b apps/worker
+# The native kernels (packages/kernels/c/native): a C compiler in this stage only.
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+  && DDPM_CC=gcc node packages/kernels/c/native/build.cjs
 # @tensorflow/tfjs-node's install step downloads libtensorflow (storage.googleapis.com): only
 # with TFJS_NODE=1, and then a failed download fails the build rather than shipping a broken binding.
 RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/run/secrets/npm-ca npm ci --omit=dev --ignore-scripts \
@@ -25,7 +30,8 @@ RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=npm-ca,target=/r
        npm rebuild @tensorflow/tfjs-node && node infra/docker/assemble.cjs apps/worker /out --omit @tensorflow/tfjs-node-gpu; \
      else \
        node infra/docker/assemble.cjs apps/worker /out --omit @tensorflow/tfjs-node --omit @tensorflow/tfjs-node-gpu; \
-     fi
+     fi \
+  && cp -r packages/kernels/build /out/packages/kernels/build
 
 FROM ${NODE_IMAGE}
 RUN groupadd --gid 10001 ddpm && useradd --uid 10001 --gid ddpm --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ddpm
