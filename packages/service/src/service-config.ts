@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { type ServiceLimits } from '@ddpm/settings';
 import { hasCode } from '@ddpm/core';
 
-import { configError, envInteger } from './env-values';
+import { configError, envInteger, envSwitch } from './env-values';
 import { loadLimits } from './limits';
 import { type TensorSettings, loadTensorSettings } from './tensor-settings';
 
@@ -113,9 +113,6 @@ function redisUrl(name: string, raw: string): string {
   return raw;
 }
 
-const integer = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number =>
-  envInteger(env, name, fallback, min, Number.MAX_SAFE_INTEGER, configError);
-
 const MIB = 2 ** 20;
 
 function dataRoots(raw: string | undefined): string[] {
@@ -161,30 +158,30 @@ export function loadServiceConfig(
     logLevel: level as ServiceConfig['logLevel'],
     queuePrefix: prefix,
     host: env['HOST'] || '127.0.0.1',
-    insecure: insecureFlag(env['DDPM_INSECURE']),
+    insecure: envSwitch(env, 'DDPM_INSECURE', false),
     allowedHosts: allowedHosts(env['DDPM_ALLOWED_HOSTS']),
     ...publicUrl(env['DDPM_PUBLIC_URL']),
     dataRoots: dataRoots(env['DDPM_DATA_ROOTS']),
-    dataMaxFileBytes: integer(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
-    maxUploadBytes: integer(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
+    dataMaxFileBytes: envInteger(env, 'DDPM_DATA_MAX_FILE_MB', 2048, 1) * MIB,
+    maxUploadBytes: envInteger(env, 'DDPM_MAX_UPLOAD_MB', 1024, 1) * MIB,
     limits: loadLimits(env),
     keepCompleted: {
-      count: integer(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0),
-      seconds: integer(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1),
+      count: envInteger(env, 'DDPM_KEEP_COMPLETED_JOBS', 1000, 0),
+      seconds: envInteger(env, 'DDPM_KEEP_COMPLETED_SECONDS', 30 * 86400, 1),
     },
     keepFailed: {
-      count: integer(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0),
-      seconds: integer(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1),
+      count: envInteger(env, 'DDPM_KEEP_FAILED_JOBS', 5000, 0),
+      seconds: envInteger(env, 'DDPM_KEEP_FAILED_SECONDS', 90 * 86400, 1),
     },
-    jobLogLines: integer(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
-    stopGraceSeconds: integer(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
-    childStallSeconds: integer(env, 'DDPM_CHILD_STALL_SECONDS', 900, 1),
-    storagePatienceSeconds: integer(env, 'DDPM_STORAGE_PATIENCE_SECONDS', 300, 0),
-    jobMemoryBytes: integer(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
-    logFollowers: integer(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
-    logFollowSeconds: integer(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
-    lockDurationMs: integer(env, 'DDPM_LOCK_DURATION_MS', 30_000, 1000),
-    stalledIntervalMs: integer(env, 'DDPM_STALLED_INTERVAL_MS', 30_000, 1000),
+    jobLogLines: envInteger(env, 'DDPM_JOB_LOG_LINES', 5000, 10),
+    stopGraceSeconds: envInteger(env, 'DDPM_STOP_GRACE_SECONDS', 300, 1),
+    childStallSeconds: envInteger(env, 'DDPM_CHILD_STALL_SECONDS', 900, 1),
+    storagePatienceSeconds: envInteger(env, 'DDPM_STORAGE_PATIENCE_SECONDS', 300, 0),
+    jobMemoryBytes: envInteger(env, 'DDPM_JOB_MEMORY_MB', Math.floor((0.9 * os.totalmem()) / MIB), 64) * MIB,
+    logFollowers: envInteger(env, 'DDPM_LOG_FOLLOWERS', 64, 1),
+    logFollowSeconds: envInteger(env, 'DDPM_LOG_FOLLOW_SECONDS', 3600, 1),
+    lockDurationMs: envInteger(env, 'DDPM_LOCK_DURATION_MS', 30_000, 1000),
+    stalledIntervalMs: envInteger(env, 'DDPM_STALLED_INTERVAL_MS', 30_000, 1000),
     ...absoluteFolder('DDPM_CONSOLE_DIR', env['DDPM_CONSOLE_DIR'], 'consoleDir'),
   };
 }
@@ -239,12 +236,6 @@ function publicUrl(raw: string | undefined): { publicUrl?: string } {
       `DDPM_PUBLIC_URL must be an http:// or https:// URL without query, fragment or credentials, got ${JSON.stringify(raw)}`,
     );
   return { publicUrl: `${url.origin}${url.pathname.replace(/\/+$/, '')}` };
-}
-
-function insecureFlag(raw: string | undefined): boolean {
-  if (raw === undefined || raw === '' || raw === '0') return false;
-  if (raw === '1') return true;
-  throw configError(`DDPM_INSECURE must be 1 or 0, got ${JSON.stringify(raw)}`);
 }
 
 /** Whether an Authorization header carries `Bearer <token>` (compared in constant time). */
