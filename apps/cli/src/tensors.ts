@@ -1,6 +1,6 @@
 /**
  * The tensor backend a command runs on, as the environment asks: `DDPM_BACKEND` and the kernels'
- * switches (`DDPM_WASM_KERNELS`, `DDPM_WASM_FMA`, `DDPM_WINOGRAD`), read and checked by
+ * switches (`DDPM_WASM_KERNELS`, `DDPM_WASM_FMA`, `DDPM_WINOGRAD`, `DDPM_KERNEL_THREADS`), read and checked by
  * `@ddpm/service` as the workers read them; a bad value is a usage error naming the variable.
  */
 import { type BackendInfo, initBackend } from '@ddpm/kernels';

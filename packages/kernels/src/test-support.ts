@@ -1,4 +1,5 @@
 /** Helpers for this package's tests (not exported). */
+import * as tf from '@tensorflow/tfjs-core';
 
 /** n deterministic values offset + scale·u with u in [-1, 1) (the same LCG, another mapping). */
 export function lcgSigned(n: number, seed: number, scale = 1, offset = 0): Float32Array {
@@ -16,4 +17,15 @@ export function maxRelError(actual: ArrayLike<number>, expected: ArrayLike<numbe
   let worst = 0;
   for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / scale);
   return worst;
+}
+
+/** A tensor of `shape` filled with lcgSigned values. */
+export function lcgTensor(shape: readonly number[], seed: number): tf.Tensor {
+  return tf.tensor(
+    lcgSigned(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+    ),
+    [...shape],
+  );
 }

@@ -226,7 +226,7 @@ function main() {
   return undefined;
 }
 
-module.exports = { NATIVE, SIGNATURES, bindingSource };
+module.exports = { NATIVE, SIGNATURES, bindingSource, findCompiler };
 
 if (require.main === module) {
   try {

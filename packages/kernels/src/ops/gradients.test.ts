@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/kernels';
 
-import { lcgSigned, maxRelError } from '../test-support';
+import { lcgTensor, maxRelError } from '../test-support';
 
 import { concatChannels } from './concat';
 import { conv2d } from './conv2d';
@@ -14,16 +14,6 @@ import { setKernelSwitches } from '../switches';
 import { wasmKernels } from './wasm-kernels';
 import { winogradApplies } from './winograd';
 
-function tensor(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(
-    lcgSigned(
-      shape.reduce((a, b) => a * b, 1),
-      seed,
-    ),
-    shape,
-  );
-}
-
 /** Gradients of sum(f(inputs) · probe) w.r.t. every input, on the given backend. */
 async function gradsOn(
   backend: string,
@@ -33,8 +23,8 @@ async function gradsOn(
 ): Promise<{ value: Float32Array; grads: Float32Array[] }> {
   await tf.setBackend(backend);
   return tf.tidy(() => {
-    const inputs = shapes.map((s, i) => tensor(s, 11 + i));
-    const probe = tensor(probeShape, 99);
+    const inputs = shapes.map((s, i) => lcgTensor(s, 11 + i));
+    const probe = lcgTensor(probeShape, 99);
     const g = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), probe)));
     const value = f(...inputs).dataSync() as Float32Array;
     return { value, grads: g(inputs).map((t) => t.dataSync() as Float32Array) };
@@ -121,9 +111,9 @@ describe('conv2d with composed gradients', () => {
 
   it('Winograd convolutions leave no tensors behind, forward and backward', async () => {
     await tf.setBackend('wasm');
-    const x = tensor([2, 6, 6, 8], 1) as tf.Tensor4D;
-    const w = tensor([3, 3, 8, 4], 2) as tf.Tensor4D;
-    const b = tensor([4], 3) as tf.Tensor1D;
+    const x = lcgTensor([2, 6, 6, 8], 1) as tf.Tensor4D;
+    const w = lcgTensor([3, 3, 8, 4], 2) as tf.Tensor4D;
+    const b = lcgTensor([4], 3) as tf.Tensor1D;
     const before = tf.memory().numTensors;
     tf.tidy(() => conv2d(x, w, b, 1).dataSync());
     const grads = tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) =>
@@ -135,10 +125,10 @@ describe('conv2d with composed gradients', () => {
 
   it('the stride-2 gradient matches central finite differences', async () => {
     await tf.setBackend('wasm');
-    const x = tensor([1, 4, 4, 2], 3) as tf.Tensor4D;
-    const w = tensor([3, 3, 2, 3], 4) as tf.Tensor4D;
+    const x = lcgTensor([1, 4, 4, 2], 3) as tf.Tensor4D;
+    const w = lcgTensor([3, 3, 2, 3], 4) as tf.Tensor4D;
     const b = tf.zeros<tf.Rank.R1>([3]);
-    const probe = tensor([1, 2, 2, 3], 5);
+    const probe = lcgTensor([1, 2, 2, 3], 5);
     const loss = (xx: tf.Tensor4D, ww: tf.Tensor4D): number =>
       tf.tidy(() => tf.sum(tf.mul(conv2d(xx, ww, b, 2), probe)).dataSync()[0]!);
     const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
@@ -259,7 +249,7 @@ describe('skip concatenation and upsampling', () => {
     );
     const ours = await gradsOn('wasm', (x) => upsampleNearest2x(x as tf.Tensor4D), [[3, 3, 4, 2]], [3, 6, 8, 2]);
     expectClose(ours.value, reference.value, 1e-7);
-    const probe = tensor([3, 6, 8, 2], 99).dataSync();
+    const probe = lcgTensor([3, 6, 8, 2], 99).dataSync();
     const at = (b: number, i: number, j: number, c: number): number => probe[((b * 6 + i) * 8 + j) * 2 + c]!;
     const expected = new Float32Array(3 * 3 * 4 * 2);
     for (let b = 0; b < 3; b++)
@@ -280,7 +270,7 @@ describe('the wasm heap', () => {
     await tf.setBackend('wasm');
     const heap = wasmHeap()!;
     const before = tf.memory().numBytes;
-    const x = tensor([4, 5], 1);
+    const x = lcgTensor([4, 5], 1);
     const expected = x.dataSync().slice();
     const y = tf.clone(x);
     expect(heap.offsetOf(y)).toBe(heap.offsetOf(x));
@@ -294,7 +284,7 @@ describe('the wasm heap', () => {
     "copyTensorsInto on %s: the tensors one after the other, into the caller's array, no tensors left",
     async (backend) => {
       await tf.setBackend(backend);
-      const parts = [tensor([3, 4], 1), tensor([5], 2), tensor([2, 2, 2], 3)];
+      const parts = [lcgTensor([3, 4], 1), lcgTensor([5], 2), lcgTensor([2, 2, 2], 3)];
       const expected = Float32Array.from([...parts.flatMap((t) => [...t.dataSync()])]);
       const target = new Float32Array(expected.length);
       const before = tf.memory().numTensors;
@@ -308,8 +298,8 @@ describe('the wasm heap', () => {
 
   it('batched products on views leave no tensors behind, forward and backward', async () => {
     await tf.setBackend('wasm');
-    const a = tensor([3, 4, 5], 1) as tf.Tensor3D;
-    const b = tensor([3, 5, 2], 2) as tf.Tensor3D;
+    const a = lcgTensor([3, 4, 5], 1) as tf.Tensor3D;
+    const b = lcgTensor([3, 5, 2], 2) as tf.Tensor3D;
     const before = tf.memory().numTensors;
     const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(matMul(p as tf.Tensor3D, q as tf.Tensor3D)))([
       a,

@@ -1,11 +1,9 @@
-import { spawnSync } from 'node:child_process';
-
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@ddpm/kernels';
 
-import { lcgSigned, maxRelError } from '../test-support';
+import { lcgTensor, maxRelError } from '../test-support';
 
 import { setKernelSwitches } from '../switches';
 import { concatChannels } from './concat';
@@ -19,18 +17,9 @@ import { softmax } from './softmax';
 import { upsampleNearest2x } from './upsample';
 import { useNativeKernels, wasmKernels, wasmKernelsFused } from './wasm-kernels';
 
-function tensor(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(
-    lcgSigned(
-      shape.reduce((a, b) => a * b, 1),
-      seed,
-    ),
-    shape,
-  );
-}
-
-const COMPILERS = ['clang-19', 'clang', 'gcc', 'cc'];
-const compiler = COMPILERS.find((cc) => spawnSync(cc, ['--version']).status === 0);
+// The compiler npm ci's build would use (c/native/build.cjs: DDPM_CC, else the first on the PATH).
+const { findCompiler } = require('../../c/native/build.cjs') as { findCompiler: () => string | undefined };
+const compiler = findCompiler();
 const built = nativeBuild(true);
 
 beforeAll(async () => {
@@ -74,9 +63,9 @@ function onEveryBuild(
 ): { module: Float32Array[]; native: Float32Array[][] } {
   const run = (): Float32Array[] =>
     tf.tidy(() => {
-      const inputs = shapes.map((s, i) => tensor(s, 31 + i));
+      const inputs = shapes.map((s, i) => lcgTensor(s, 31 + i));
       const out = f(...inputs);
-      const probe = tensor(out.shape, 97);
+      const probe = lcgTensor(out.shape, 97);
       const g = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), probe)));
       return [out, ...g(inputs)].map((t) => t.dataSync() as Float32Array);
     });
@@ -156,7 +145,7 @@ describe('every native kernel gives the wasm module’s bits, for any number of 
   (present ? it : it.skip)('the optimizer step, and values still equal the composed tfjs ops', () => {
     const step = (): Float32Array[] =>
       tf.tidy(() => {
-        const [p, g, m, v, ema] = [0, 1, 2, 3, 4].map((i) => tensor([1001], 50 + i));
+        const [p, g, m, v, ema] = [0, 1, 2, 3, 4].map((i) => lcgTensor([1001], 50 + i));
         const abs = tf.abs(v!);
         const out = fusedOptimizerStep(
           { p: p!, g: g!, m: m!, v: abs, ema: ema! },
@@ -172,16 +161,16 @@ describe('every native kernel gives the wasm module’s bits, for any number of 
     // And the native convolution against tfjs's own on the cpu backend.
     const ours = tf.tidy(() =>
       conv2d(
-        tensor([2, 8, 8, 16], 1) as tf.Tensor4D,
-        tensor([3, 3, 16, 16], 2) as tf.Tensor4D,
-        tensor([16], 3) as tf.Tensor1D,
+        lcgTensor([2, 8, 8, 16], 1) as tf.Tensor4D,
+        lcgTensor([3, 3, 16, 16], 2) as tf.Tensor4D,
+        lcgTensor([16], 3) as tf.Tensor1D,
       ).dataSync(),
     );
     expect(wasmKernels()).toBeDefined();
     const reference = tf.tidy(() => {
-      const x = tensor([2, 8, 8, 16], 1);
-      const w = tensor([3, 3, 16, 16], 2);
-      return tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), tensor([16], 3)).dataSync();
+      const x = lcgTensor([2, 8, 8, 16], 1);
+      const w = lcgTensor([3, 3, 16, 16], 2);
+      return tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), lcgTensor([16], 3)).dataSync();
     });
     expect(maxRelError(ours, reference)).toBeLessThan(1e-5);
   });
