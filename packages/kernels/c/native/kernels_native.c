@@ -41,60 +41,50 @@ static inline vf vmadd(vf a, vf b, vf c) { return c + a * b; }
 #endif
 
 /*
+ * Four rows of a product: o[r][j] (+)= Σ_p a[r·a_row + p·a_step]·b[p·ldb + j] for r < 4 and j < n
+ * (a multiple of 4), p ascending, in 4 × 2 vectors of registers (then one vector of four lanes
+ * at a time); `acc` adds to o instead of overwriting it. The strides make it both products: a's
+ * rows (a_row = lda, a_step = 1) and a's columns (a_row = 1, a_step = lda, the transposed one).
+ */
+static inline void gemm_rows4(const float* a, long a_row, long a_step, const float* b, long ldb, int kk, int n,
+                              float* o, long ldo, int acc) {
+  int j = 0;
+  for (; j + 2 * VL <= n; j += 2 * VL) {
+    vf c[4][2];
+    for (int r = 0; r < 4; r++)
+      for (int h = 0; h < 2; h++) c[r][h] = acc ? vload(o + r * ldo + j + h * VL) : vsplat(0.0f);
+    for (int p = 0; p < kk; p++) {
+      const float* ap = a + p * a_step;
+      const vf b0 = vload(b + p * ldb + j), b1 = vload(b + p * ldb + j + VL);
+      for (int r = 0; r < 4; r++) {
+        const vf ar = vsplat(ap[r * a_row]);
+        c[r][0] = vmadd(ar, b0, c[r][0]);
+        c[r][1] = vmadd(ar, b1, c[r][1]);
+      }
+    }
+    for (int r = 0; r < 4; r++)
+      for (int h = 0; h < 2; h++) vstore(o + r * ldo + j + h * VL, c[r][h]);
+  }
+  for (; j < n; j += 4) {
+    v128_t c[4];
+    for (int r = 0; r < 4; r++) c[r] = acc ? wasm_v128_load(o + r * ldo + j) : wasm_f32x4_splat(0.0f);
+    for (int p = 0; p < kk; p++) {
+      const float* ap = a + p * a_step;
+      const v128_t b0 = wasm_v128_load(b + p * ldb + j);
+      for (int r = 0; r < 4; r++) c[r] = MADD(wasm_f32x4_splat(ap[r * a_row]), b0, c[r]);
+    }
+    for (int r = 0; r < 4; r++) wasm_v128_store(o + r * ldo + j, c[r]);
+  }
+}
+
+/*
  * out[i][j] (+)= Σ_p a[i·lda + p]·b[p·ldb + j] for rows × n outputs (n a multiple of 4), p
  * ascending; `acc` adds to out instead of overwriting it.
  */
 static void gemm_wide(const float* a, long lda, const float* b, long ldb, int rows, int kk, int n, float* out,
                       long ldo, int acc) {
   int i = 0;
-  for (; i + 4 <= rows; i += 4) {
-    const float* ar = a + (long)i * lda;
-    float* o = out + (long)i * ldo;
-    int j = 0;
-    for (; j + 2 * VL <= n; j += 2 * VL) {
-      vf c00 = acc ? vload(o + j) : vsplat(0.0f), c01 = acc ? vload(o + j + VL) : vsplat(0.0f);
-      vf c10 = acc ? vload(o + ldo + j) : vsplat(0.0f), c11 = acc ? vload(o + ldo + j + VL) : vsplat(0.0f);
-      vf c20 = acc ? vload(o + 2 * ldo + j) : vsplat(0.0f), c21 = acc ? vload(o + 2 * ldo + j + VL) : vsplat(0.0f);
-      vf c30 = acc ? vload(o + 3 * ldo + j) : vsplat(0.0f), c31 = acc ? vload(o + 3 * ldo + j + VL) : vsplat(0.0f);
-      for (int p = 0; p < kk; p++) {
-        const vf b0 = vload(b + p * ldb + j), b1 = vload(b + p * ldb + j + VL);
-        const vf a0 = vsplat(ar[p]), a1 = vsplat(ar[lda + p]), a2 = vsplat(ar[2 * lda + p]), a3 = vsplat(ar[3 * lda + p]);
-        c00 = vmadd(a0, b0, c00);
-        c01 = vmadd(a0, b1, c01);
-        c10 = vmadd(a1, b0, c10);
-        c11 = vmadd(a1, b1, c11);
-        c20 = vmadd(a2, b0, c20);
-        c21 = vmadd(a2, b1, c21);
-        c30 = vmadd(a3, b0, c30);
-        c31 = vmadd(a3, b1, c31);
-      }
-      vstore(o + j, c00);
-      vstore(o + j + VL, c01);
-      vstore(o + ldo + j, c10);
-      vstore(o + ldo + j + VL, c11);
-      vstore(o + 2 * ldo + j, c20);
-      vstore(o + 2 * ldo + j + VL, c21);
-      vstore(o + 3 * ldo + j, c30);
-      vstore(o + 3 * ldo + j + VL, c31);
-    }
-    for (; j < n; j += 4) {
-      v128_t c0 = acc ? wasm_v128_load(o + j) : wasm_f32x4_splat(0.0f);
-      v128_t c1 = acc ? wasm_v128_load(o + ldo + j) : wasm_f32x4_splat(0.0f);
-      v128_t c2 = acc ? wasm_v128_load(o + 2 * ldo + j) : wasm_f32x4_splat(0.0f);
-      v128_t c3 = acc ? wasm_v128_load(o + 3 * ldo + j) : wasm_f32x4_splat(0.0f);
-      for (int p = 0; p < kk; p++) {
-        const v128_t b0 = wasm_v128_load(b + p * ldb + j);
-        c0 = MADD(wasm_f32x4_splat(ar[p]), b0, c0);
-        c1 = MADD(wasm_f32x4_splat(ar[lda + p]), b0, c1);
-        c2 = MADD(wasm_f32x4_splat(ar[2 * lda + p]), b0, c2);
-        c3 = MADD(wasm_f32x4_splat(ar[3 * lda + p]), b0, c3);
-      }
-      wasm_v128_store(o + j, c0);
-      wasm_v128_store(o + ldo + j, c1);
-      wasm_v128_store(o + 2 * ldo + j, c2);
-      wasm_v128_store(o + 3 * ldo + j, c3);
-    }
-  }
+  for (; i + 4 <= rows; i += 4) gemm_rows4(a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
   for (; i < rows; i++) {
     const float* ar = a + (long)i * lda;
     float* o = out + (long)i * ldo;
@@ -118,52 +108,7 @@ static void gemm_wide(const float* a, long lda, const float* b, long ldb, int ro
  */
 static void gemm_tn_wide(const float* a, long lda, const float* b, long ldb, int rows, int i0, int i1, int n,
                          float* out, long ldo) {
-  for (int i = i0; i < i1; i += 4) {
-    float* o = out + (long)i * ldo;
-    int j = 0;
-    for (; j + 2 * VL <= n; j += 2 * VL) {
-      vf c00 = vload(o + j), c01 = vload(o + j + VL), c10 = vload(o + ldo + j), c11 = vload(o + ldo + j + VL);
-      vf c20 = vload(o + 2 * ldo + j), c21 = vload(o + 2 * ldo + j + VL);
-      vf c30 = vload(o + 3 * ldo + j), c31 = vload(o + 3 * ldo + j + VL);
-      for (int t = 0; t < rows; t++) {
-        const float* at = a + t * lda + i;
-        const vf b0 = vload(b + t * ldb + j), b1 = vload(b + t * ldb + j + VL);
-        const vf a0 = vsplat(at[0]), a1 = vsplat(at[1]), a2 = vsplat(at[2]), a3 = vsplat(at[3]);
-        c00 = vmadd(a0, b0, c00);
-        c01 = vmadd(a0, b1, c01);
-        c10 = vmadd(a1, b0, c10);
-        c11 = vmadd(a1, b1, c11);
-        c20 = vmadd(a2, b0, c20);
-        c21 = vmadd(a2, b1, c21);
-        c30 = vmadd(a3, b0, c30);
-        c31 = vmadd(a3, b1, c31);
-      }
-      vstore(o + j, c00);
-      vstore(o + j + VL, c01);
-      vstore(o + ldo + j, c10);
-      vstore(o + ldo + j + VL, c11);
-      vstore(o + 2 * ldo + j, c20);
-      vstore(o + 2 * ldo + j + VL, c21);
-      vstore(o + 3 * ldo + j, c30);
-      vstore(o + 3 * ldo + j + VL, c31);
-    }
-    for (; j < n; j += 4) {
-      v128_t c0 = wasm_v128_load(o + j), c1 = wasm_v128_load(o + ldo + j);
-      v128_t c2 = wasm_v128_load(o + 2 * ldo + j), c3 = wasm_v128_load(o + 3 * ldo + j);
-      for (int t = 0; t < rows; t++) {
-        const float* at = a + t * lda + i;
-        const v128_t b0 = wasm_v128_load(b + t * ldb + j);
-        c0 = MADD(wasm_f32x4_splat(at[0]), b0, c0);
-        c1 = MADD(wasm_f32x4_splat(at[1]), b0, c1);
-        c2 = MADD(wasm_f32x4_splat(at[2]), b0, c2);
-        c3 = MADD(wasm_f32x4_splat(at[3]), b0, c3);
-      }
-      wasm_v128_store(o + j, c0);
-      wasm_v128_store(o + ldo + j, c1);
-      wasm_v128_store(o + 2 * ldo + j, c2);
-      wasm_v128_store(o + 3 * ldo + j, c3);
-    }
-  }
+  for (int i = i0; i < i1; i += 4) gemm_rows4(a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
 }
 
 /* ---- Winograd convolution: blocks of tiles on the pool ------------------------------------ */
