@@ -21,7 +21,7 @@ async function on(sim: SimulatedHosts, host: number, command: string): Promise<{
   const child = sim.spawn(host, ['sh', '-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const status = await new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  const status = await new Promise<number>((resolve) => child.once('close', (code) => resolve(code ?? -1)));
   return { status, out: out.trim() };
 }
 
