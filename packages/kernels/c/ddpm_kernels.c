@@ -78,8 +78,9 @@ static void group_means(float* v, int c, int groups, float count) {
 }
 
 /*
- * GroupNorm (+ swish) forward. Writes out (= y or swish(y)), sig (= σ(y), only when swish),
- * mean and rstd per image and channel ([B][C], repeated per group) and uses scratch[2C].
+ * GroupNorm (+ swish) forward. Writes out (= y or swish(y)), sig (= σ(y), only when swish and sig
+ * is given: the backward's), mean and rstd per image and channel ([B][C], repeated per group) and
+ * uses scratch[2C].
  */
 EXPORT(group_norm_forward)
 void group_norm_forward(const float* x, int b, int hw, int c, int groups, const float* gamma, const float* beta,
@@ -100,7 +101,7 @@ void group_norm_forward(const float* x, int b, int hw, int c, int groups, const 
       shift[k] = beta[k] - mn[k] * scale[k];
     }
     float* on = out + (long)n * hw * c;
-    float* sn = swish ? sig + (long)n * hw * c : 0;
+    float* sn = swish && sig ? sig + (long)n * hw * c : 0;
     for (int p = 0; p < hw; p++) {
       const long base = (long)p * c;
       for (int k = 0; k < c; k += 4) {
@@ -108,7 +109,7 @@ void group_norm_forward(const float* x, int b, int hw, int c, int groups, const 
                                         wasm_v128_load(shift + k));
         if (swish) {
           const v128_t s = v_sigmoid(y);
-          wasm_v128_store(sn + base + k, s);
+          if (sn) wasm_v128_store(sn + base + k, s);
           wasm_v128_store(on + base + k, wasm_f32x4_mul(y, s));
         } else {
           wasm_v128_store(on + base + k, y);

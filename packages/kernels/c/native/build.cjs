@@ -27,6 +27,8 @@ const SOURCES = [path.join(__dirname, 'kernels_native.c'), path.join(__dirname, 
 
 /** The kernels the native build widens and threads: the C function behind each name. */
 const NATIVE = {
+  group_norm_forward: 'native_group_norm_forward',
+  group_norm_backward: 'native_group_norm_backward',
   winograd_conv: 'native_winograd_conv',
   winograd_filter_products: 'native_winograd_filter_products',
   matmul_nn: 'native_matmul_nn',

@@ -8,6 +8,8 @@
  */
 #include "../ddpm_kernels.c"
 
+#include <stdlib.h>
+
 #include "pool.h"
 
 #if defined(__AVX512F__)
@@ -26,9 +28,11 @@ static inline vf vload(const float* p) {
   return v;
 }
 static inline void vstore(float* p, vf v) { memcpy(p, &v, sizeof v); }
+/* A broadcast (not 0 + f, which costs an add and turns −0 into +0). */
 static inline vf vsplat(float f) {
-  vf v = {0};
-  return v + f;
+  vf v;
+  for (int l = 0; l < VL; l++) v[l] = f;
+  return v;
 }
 #ifdef DDPM_FMA
 static inline vf vmadd(vf a, vf b, vf c) {
@@ -41,41 +45,46 @@ static inline vf vmadd(vf a, vf b, vf c) { return c + a * b; }
 #endif
 
 /*
- * Four rows of a product: o[r][j] (+)= Σ_p a[r·a_row + p·a_step]·b[p·ldb + j] for r < 4 and j < n
- * (a multiple of 4), p ascending, in 4 × 2 vectors of registers (then one vector of four lanes
- * at a time); `acc` adds to o instead of overwriting it. The strides make it both products: a's
- * rows (a_row = lda, a_step = 1) and a's columns (a_row = 1, a_step = lda, the transposed one).
+ * R rows of a product (R ≤ 8, a constant where it is inlined): o[r][j] (+)= Σ_p a[r·a_row +
+ * p·a_step]·b[p·ldb + j] for r < R and j < n (a multiple of 4), p ascending, in R × 2 vectors of
+ * registers (then one vector of four lanes at a time); `acc` adds to o instead of overwriting it.
+ * The strides make it both products: a's rows (a_row = lda, a_step = 1) and a's columns (a_row =
+ * 1, a_step = lda, the transposed one).
  */
-static inline void gemm_rows4(const float* a, long a_row, long a_step, const float* b, long ldb, int kk, int n,
-                              float* o, long ldo, int acc) {
+static inline __attribute__((always_inline)) void gemm_rows(const int R, const float* a, long a_row, long a_step,
+                                                            const float* b, long ldb, int kk, int n, float* o,
+                                                            long ldo, int acc) {
   int j = 0;
   for (; j + 2 * VL <= n; j += 2 * VL) {
-    vf c[4][2];
-    for (int r = 0; r < 4; r++)
+    vf c[8][2];
+    for (int r = 0; r < R; r++)
       for (int h = 0; h < 2; h++) c[r][h] = acc ? vload(o + r * ldo + j + h * VL) : vsplat(0.0f);
     for (int p = 0; p < kk; p++) {
       const float* ap = a + p * a_step;
       const vf b0 = vload(b + p * ldb + j), b1 = vload(b + p * ldb + j + VL);
-      for (int r = 0; r < 4; r++) {
+      for (int r = 0; r < R; r++) {
         const vf ar = vsplat(ap[r * a_row]);
         c[r][0] = vmadd(ar, b0, c[r][0]);
         c[r][1] = vmadd(ar, b1, c[r][1]);
       }
     }
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < R; r++)
       for (int h = 0; h < 2; h++) vstore(o + r * ldo + j + h * VL, c[r][h]);
   }
   for (; j < n; j += 4) {
-    v128_t c[4];
-    for (int r = 0; r < 4; r++) c[r] = acc ? wasm_v128_load(o + r * ldo + j) : wasm_f32x4_splat(0.0f);
+    v128_t c[8];
+    for (int r = 0; r < R; r++) c[r] = acc ? wasm_v128_load(o + r * ldo + j) : wasm_f32x4_splat(0.0f);
     for (int p = 0; p < kk; p++) {
       const float* ap = a + p * a_step;
       const v128_t b0 = wasm_v128_load(b + p * ldb + j);
-      for (int r = 0; r < 4; r++) c[r] = MADD(wasm_f32x4_splat(ap[r * a_row]), b0, c[r]);
+      for (int r = 0; r < R; r++) c[r] = MADD(wasm_f32x4_splat(ap[r * a_row]), b0, c[r]);
     }
-    for (int r = 0; r < 4; r++) wasm_v128_store(o + r * ldo + j, c[r]);
+    for (int r = 0; r < R; r++) wasm_v128_store(o + r * ldo + j, c[r]);
   }
 }
+
+/* Rows per block of the products: 8 × 2 vectors of accumulators fill AVX-512's 32 registers, 4 × 2 AVX2's 16. */
+#define GEMM_ROWS (VL == 16 ? 8 : 4)
 
 /*
  * out[i][j] (+)= Σ_p a[i·lda + p]·b[p·ldb + j] for rows × n outputs (n a multiple of 4), p
@@ -84,7 +93,9 @@ static inline void gemm_rows4(const float* a, long a_row, long a_step, const flo
 static void gemm_wide(const float* a, long lda, const float* b, long ldb, int rows, int kk, int n, float* out,
                       long ldo, int acc) {
   int i = 0;
-  for (; i + 4 <= rows; i += 4) gemm_rows4(a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
+  for (; i + GEMM_ROWS <= rows; i += GEMM_ROWS)
+    gemm_rows(GEMM_ROWS, a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
+  for (; i + 4 <= rows; i += 4) gemm_rows(4, a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
   for (; i < rows; i++) {
     const float* ar = a + (long)i * lda;
     float* o = out + (long)i * ldo;
@@ -108,7 +119,322 @@ static void gemm_wide(const float* a, long lda, const float* b, long ldb, int ro
  */
 static void gemm_tn_wide(const float* a, long lda, const float* b, long ldb, int rows, int i0, int i1, int n,
                          float* out, long ldo) {
-  for (int i = i0; i < i1; i += 4) gemm_rows4(a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+  int i = i0;
+  for (; i + GEMM_ROWS <= i1; i += GEMM_ROWS) gemm_rows(GEMM_ROWS, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+  for (; i < i1; i += 4) gemm_rows(4, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+}
+
+/* ---- the per-channel kernels at the full width ------------------------------------------- */
+/*
+ * Where the channels are a multiple of VL, the transforms of the Winograd kernels and GroupNorm
+ * run VL channels at a time: the same operations on each channel as ../ddpm_kernels.c's four-lane
+ * versions, which they fall back to otherwise, so the same bits.
+ */
+
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+static inline vf vmin(vf a, vf b) { return vselect((vi)(a < b), a, b); }
+static inline vf vmax(vf a, vf b) { return vselect((vi)(a > b), a, b); }
+/* Round to nearest, ties to even, for |v| < 2^22 (v_exp's are within ±126): f32x4.nearest's value. */
+static inline vf vnearest(vf v) { return (v + 12582912.0f) - 12582912.0f; }
+
+/* v_exp of ../ddpm_kernels.c, VL lanes. */
+static inline vf vexp(vf x) {
+  x = vmin(vmax(x, vsplat(-87.0f)), vsplat(87.0f));
+  const vf n = vnearest(x * 1.44269504088896341f);
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vf p = vsplat(1.0f / 720.0f);
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const vi scale = (__builtin_convertvector(n, vi) + 127) << 23;
+  return p * (vf)scale;
+}
+
+static inline vf vsigmoid(vf y) { return 1.0f / (1.0f + vexp(-y)); }
+
+/* Pointers to a tile's 4×4 input patch, NULL outside the image. */
+static void patch_rows(const float* xn, int h, int w, int c, int i0, int j0, const float* at[4][4]) {
+  for (int r = 0; r < 4; r++)
+    for (int s = 0; s < 4; s++) {
+      const int i = i0 + r, j = j0 + s;
+      at[r][s] = i < 0 || i >= h || j < 0 || j >= w ? NULL : xn + ((long)i * w + j) * c;
+    }
+}
+
+static void wide_input_block(const float* x, int h, int w, int c, long t0, int nt, float* v) {
+  if (c % VL != 0) {
+    input_block(x, h, w, c, t0, nt, v);
+    return;
+  }
+  const int th = (h + 1) / 2, tw = (w + 1) / 2;
+  const long stride = (long)nt * c;
+  const vf zero = vsplat(0.0f);
+  for (int q = 0; q < nt; q++) {
+    const long t = t0 + q;
+    const long n = t / ((long)th * tw);
+    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
+    const float* at[4][4];
+    patch_rows(x + n * h * w * c, h, w, c, 2 * ty - 1, 2 * tx - 1, at);
+    for (int k = 0; k < c; k += VL) {
+      float* vq = v + (long)q * c + k;
+      vf u[4][4];
+      for (int r = 0; r < 4; r++) {
+        vf d[4];
+        for (int s = 0; s < 4; s++) d[s] = at[r][s] ? vload(at[r][s] + k) : zero;
+        u[r][0] = d[0] - d[2];
+        u[r][1] = d[1] + d[2];
+        u[r][2] = d[2] - d[1];
+        u[r][3] = d[1] - d[3];
+      }
+      for (int s = 0; s < 4; s++) {
+        vstore(vq + (0 * 4 + s) * stride, u[0][s] - u[2][s]);
+        vstore(vq + (1 * 4 + s) * stride, u[1][s] + u[2][s]);
+        vstore(vq + (2 * 4 + s) * stride, u[2][s] - u[1][s]);
+        vstore(vq + (3 * 4 + s) * stride, u[1][s] - u[3][s]);
+      }
+    }
+  }
+}
+
+static void wide_output_block(const float* m, const float* bias, int h, int w, int c, long t0, int nt, float* y) {
+  if (c % VL != 0) {
+    output_block(m, bias, h, w, c, t0, nt, y);
+    return;
+  }
+  const int th = (h + 1) / 2, tw = (w + 1) / 2;
+  const long stride = (long)nt * c;
+  for (int q = 0; q < nt; q++) {
+    const long t = t0 + q;
+    const long n = t / ((long)th * tw);
+    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
+    float* yn = y + n * h * w * c;
+    const int i0 = 2 * ty, j0 = 2 * tx;
+    for (int k = 0; k < c; k += VL) {
+      const float* mq = m + (long)q * c + k;
+      vf u[2][4];
+      for (int s = 0; s < 4; s++) {
+        const vf m0 = vload(mq + (0 * 4 + s) * stride), m1 = vload(mq + (1 * 4 + s) * stride);
+        const vf m2 = vload(mq + (2 * 4 + s) * stride), m3 = vload(mq + (3 * 4 + s) * stride);
+        u[0][s] = (m0 + m1) + m2;
+        u[1][s] = (m1 - m2) - m3;
+      }
+      const vf add = bias ? vload(bias + k) : vsplat(0.0f);
+      for (int r = 0; r < 2; r++) {
+        if (i0 + r >= h) break;
+        float* row = yn + ((long)(i0 + r) * w + j0) * c + k;
+        vstore(row, ((u[r][0] + u[r][1]) + u[r][2]) + add);
+        if (j0 + 1 < w) vstore(row + c, ((u[r][1] - u[r][2]) - u[r][3]) + add);
+      }
+    }
+  }
+}
+
+static void wide_output_grad_block(const float* dy, int h, int w, int c, long t0, int nt, float* dm) {
+  if (c % VL != 0) {
+    output_grad_block(dy, h, w, c, t0, nt, dm);
+    return;
+  }
+  const int th = (h + 1) / 2, tw = (w + 1) / 2;
+  const long stride = (long)nt * c;
+  const vf zero = vsplat(0.0f);
+  for (int q = 0; q < nt; q++) {
+    const long t = t0 + q;
+    const long n = t / ((long)th * tw);
+    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
+    const int i0 = 2 * ty, j0 = 2 * tx;
+    const int down = i0 + 1 < h, right = j0 + 1 < w;
+    for (int k = 0; k < c; k += VL) {
+      const float* p = dy + ((n * h + i0) * (long)w + j0) * c + k;
+      const vf g00 = vload(p);
+      const vf g01 = right ? vload(p + c) : zero;
+      const vf g10 = down ? vload(p + (long)w * c) : zero;
+      const vf g11 = down && right ? vload(p + (long)w * c + c) : zero;
+      const vf a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+      float* out = dm + (long)q * c + k;
+      for (int r = 0; r < 4; r++) {
+        vstore(out + (r * 4 + 0) * stride, a[r][0]);
+        vstore(out + (r * 4 + 1) * stride, a[r][0] + a[r][1]);
+        vstore(out + (r * 4 + 2) * stride, a[r][0] - a[r][1]);
+        vstore(out + (r * 4 + 3) * stride, -a[r][1]);
+      }
+    }
+  }
+}
+
+/*
+ * acc[k] = Σ_p x[p][k] (or Σ_p (x[p][k] − shift[k])²), p ascending: channel_sums of
+ * ../ddpm_kernels.c, NV vectors of channels (a constant where it is inlined) in registers per pass.
+ */
+static inline __attribute__((always_inline)) void sums_pass(const int NV, const float* x, int hw, int c,
+                                                            float* acc, const float* shift) {
+  vf a[2], s[2];
+  for (int i = 0; i < NV; i++) {
+    a[i] = vsplat(0.0f);
+    s[i] = shift ? vload(shift + i * VL) : vsplat(0.0f);
+  }
+  for (long i0 = 0; i0 < (long)hw * c; i0 += c)
+    for (int i = 0; i < NV; i++) {
+      vf v = vload(x + i0 + i * VL);
+      if (shift) {
+        v = v - s[i];
+        v = v * v;
+      }
+      a[i] = a[i] + v;
+    }
+  for (int i = 0; i < NV; i++) vstore(acc + i * VL, a[i]);
+}
+
+static void wide_channel_sums(const float* x, int hw, int c, float* acc, const float* shift) {
+  int k = 0;
+  for (; k + 2 * VL <= c; k += 2 * VL) sums_pass(2, x + k, hw, c, acc + k, shift ? shift + k : 0);
+  if (k < c) sums_pass(1, x + k, hw, c, acc + k, shift ? shift + k : 0);
+}
+
+typedef struct {
+  const float *x, *gamma, *beta, *dy, *sig, *out_in, *mean_in, *rstd_in;
+  int hw, c, groups, swish;
+  float eps;
+  float *out, *sig_out, *mean, *rstd, *dx, *part_gamma, *part_beta;
+} norm_job;
+
+/* group_norm_forward of ../ddpm_kernels.c for one image. */
+static void norm_forward_image(void* ctx, long n, float* scratch) {
+  const norm_job* j = ctx;
+  const int c = j->c, hw = j->hw;
+  const float* xn = j->x + n * hw * c;
+  float* mn = j->mean + n * c;
+  float* rn = j->rstd + n * c;
+  float* scale = scratch;
+  float* shift = scratch + c;
+  wide_channel_sums(xn, hw, c, mn, 0);
+  group_means(mn, c, j->groups, (float)hw);
+  wide_channel_sums(xn, hw, c, rn, mn);
+  group_means(rn, c, j->groups, (float)hw);
+  for (int k = 0; k < c; k++) {
+    rn[k] = 1.0f / __builtin_sqrtf(rn[k] + j->eps);
+    scale[k] = j->gamma[k] * rn[k];
+    shift[k] = j->beta[k] - mn[k] * scale[k];
+  }
+  float* on = j->out + n * hw * c;
+  float* sn = j->swish && j->sig_out ? j->sig_out + n * hw * c : 0;
+  for (long i = 0; i < (long)hw * c; i += c)
+    for (int k = 0; k < c; k += VL) {
+      const vf y = vload(xn + i + k) * vload(scale + k) + vload(shift + k);
+      if (j->swish) {
+        const vf s = vsigmoid(y);
+        if (sn) vstore(sn + i + k, s);
+        vstore(on + i + k, y * s);
+      } else {
+        vstore(on + i + k, y);
+      }
+    }
+}
+
+void native_group_norm_forward(const float* x, int b, int hw, int c, int groups, const float* gamma,
+                               const float* beta, float eps, int swish, float* out, float* sig, float* mean,
+                               float* rstd, float* scratch) {
+  const norm_job job = {.x = x, .gamma = gamma, .beta = beta, .hw = hw, .c = c, .groups = groups, .swish = swish,
+                        .eps = eps, .out = out, .sig_out = sig, .mean = mean, .rstd = rstd};
+  if (c % VL != 0 || pool_run(b, norm_forward_image, (void*)&job, 2L * c) != 0)
+    group_norm_forward(x, b, hw, c, groups, gamma, beta, eps, swish, out, sig, mean, rstd, scratch);
+}
+
+/* upstream() of ../ddpm_kernels.c, VL lanes. */
+static inline vf wide_upstream(const norm_job* j, long i) {
+  const vf d = vload(j->dy + i);
+  if (!j->swish) return d;
+  const vf s = vload(j->sig + i), o = vload(j->out_in + i);
+  return d * ((s + o) - o * s);
+}
+
+/* Σ_p g and Σ_p g·x of one image over channels k … k + NV·VL − 1, p ascending. */
+static inline __attribute__((always_inline)) void grad_sums_pass(const int NV, const norm_job* j, long off, int k,
+                                                                 float* sum_g, float* sum_gx) {
+  vf ag[2], agx[2];
+  for (int i = 0; i < NV; i++) ag[i] = agx[i] = vsplat(0.0f);
+  for (long i0 = off + k; i0 < off + (long)j->hw * j->c; i0 += j->c)
+    for (int i = 0; i < NV; i++) {
+      const vf g = wide_upstream(j, i0 + i * VL);
+      ag[i] = ag[i] + g;
+      agx[i] = agx[i] + g * vload(j->x + i0 + i * VL);
+    }
+  for (int i = 0; i < NV; i++) {
+    vstore(sum_g + k + i * VL, ag[i]);
+    vstore(sum_gx + k + i * VL, agx[i]);
+  }
+}
+
+/*
+ * group_norm_backward of ../ddpm_kernels.c for one image; its terms of dγ and dβ go to
+ * part_gamma and part_beta [B][C], which native_group_norm_backward sums over the images in order.
+ */
+static void norm_backward_image(void* ctx, long n, float* scratch) {
+  const norm_job* j = ctx;
+  const int c = j->c, hw = j->hw;
+  const long off = n * hw * c;
+  const float* mn = j->mean_in + n * c;
+  const float* rn = j->rstd_in + n * c;
+  float* sum_g = scratch;
+  float* sum_gx = scratch + c;
+  float* constant = scratch + 2 * c;
+  int k = 0;
+  for (; k + 2 * VL <= c; k += 2 * VL) grad_sums_pass(2, j, off, k, sum_g, sum_gx);
+  if (k < c) grad_sums_pass(1, j, off, k, sum_g, sum_gx);
+  const int per = c / j->groups;
+  for (int gi = 0; gi < j->groups; gi++) {
+    float m1 = 0.0f, m2 = 0.0f;
+    for (int q = 0; q < per; q++) {
+      const int k = gi * per + q;
+      const float mean_g = sum_g[k] / (float)hw;
+      const float mean_gxhat = rn[k] * (sum_gx[k] / (float)hw - mn[k] * mean_g);
+      j->part_beta[n * c + k] = sum_g[k];
+      j->part_gamma[n * c + k] = mean_gxhat * (float)hw;
+      m1 += mean_g * j->gamma[k];
+      m2 += mean_gxhat * j->gamma[k];
+    }
+    m1 /= (float)per;
+    m2 /= (float)per;
+    for (int q = 0; q < per; q++) {
+      const int k = gi * per + q;
+      const float r = rn[k];
+      sum_g[k] = r * j->gamma[k];
+      sum_gx[k] = -r * r * m2;
+      constant[k] = r * r * m2 * mn[k] - r * m1;
+    }
+  }
+  for (long i = off; i < off + (long)hw * c; i += c)
+    for (int k = 0; k < c; k += VL) {
+      const vf g = wide_upstream(j, i + k);
+      const vf v = g * vload(sum_g + k) + vload(j->x + i + k) * vload(sum_gx + k);
+      vstore(j->dx + i + k, v + vload(constant + k));
+    }
+}
+
+void native_group_norm_backward(const float* dy, const float* x, const float* sig, const float* out, int b, int hw,
+                                int c, int groups, const float* gamma, const float* mean, const float* rstd, int swish,
+                                float* dx, float* dgamma, float* dbeta, float* scratch) {
+  float* parts = c % VL == 0 ? malloc(2 * sizeof(float) * b * c) : NULL;
+  const norm_job job = {.x = x, .gamma = gamma, .dy = dy, .sig = sig, .out_in = out, .mean_in = mean,
+                        .rstd_in = rstd, .hw = hw, .c = c, .groups = groups, .swish = swish, .dx = dx,
+                        .part_gamma = parts, .part_beta = parts ? parts + (long)b * c : NULL};
+  if (parts == NULL || pool_run(b, norm_backward_image, (void*)&job, 3L * c) != 0) {
+    free(parts);
+    group_norm_backward(dy, x, sig, out, b, hw, c, groups, gamma, mean, rstd, swish, dx, dgamma, dbeta, scratch);
+    return;
+  }
+  for (int k = 0; k < c; k++) dgamma[k] = dbeta[k] = 0.0f;
+  for (int n = 0; n < b; n++)
+    for (int k = 0; k < c; k++) {
+      dbeta[k] += job.part_beta[(long)n * c + k];
+      dgamma[k] += job.part_gamma[(long)n * c + k];
+    }
+  free(parts);
 }
 
 /* ---- Winograd convolution: blocks of tiles on the pool ------------------------------------ */
@@ -131,11 +457,11 @@ static void conv_block(void* ctx, long task, float* scratch) {
   const int nt = block_tiles(j, t0);
   float* v = scratch;
   float* m = scratch + 16 * WINO_BLOCK * j->cin;
-  input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
+  wide_input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
   for (int xi = 0; xi < 16; xi++)
     gemm_wide(v + (long)xi * nt * j->cin, j->cin, j->u + (long)xi * j->cin * j->cout, j->cout, nt, j->cin, j->cout,
               m + (long)xi * nt * j->cout, j->cout, 0);
-  output_block(m, j->bias, j->h, j->w, j->cout, t0, nt, j->y);
+  wide_output_block(m, j->bias, j->h, j->w, j->cout, t0, nt, j->y);
 }
 
 void native_winograd_conv(const float* x, const float* u, const float* bias, int b, int h, int w, int cin, int cout,
@@ -155,8 +481,8 @@ static void filter_group(void* ctx, long task, float* scratch) {
   float* dm = scratch + 16 * WINO_BLOCK * j->cin;
   for (long t0 = 0; t0 < j->tiles; t0 += WINO_BLOCK) {
     const int nt = block_tiles(j, t0);
-    input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
-    output_grad_block(j->dy, j->h, j->w, j->cout, t0, nt, dm);
+    wide_input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
+    wide_output_grad_block(j->dy, j->h, j->w, j->cout, t0, nt, dm);
     for (int xi = from; xi < to; xi++)
       gemm_tn_wide(v + (long)xi * nt * j->cin, j->cin, dm + (long)xi * nt * j->cout, j->cout, nt, 0, j->cin, j->cout,
                    j->du + (long)xi * j->cin * j->cout, j->cout);

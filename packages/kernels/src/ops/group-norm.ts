@@ -110,13 +110,19 @@ function composedBackward(
   return [dx, dGamma, dBeta];
 }
 
+/** Whether tfjs records a gradient tape here (what its fused ops ask too): false while sampling. */
+function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
 function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
     const kernels = wasmKernels();
     const useKernels = kernels !== undefined && WasmKernels.supports(x.shape, numGroups);
+    // σ(y) is kept for the backward only where a gradient is being recorded.
     const fwd = useKernels
-      ? kernels.groupNormForward(x, gamma, beta, numGroups, epsilon, withSwish)
+      ? kernels.groupNormForward(x, gamma, beta, numGroups, epsilon, withSwish, recordingGradients())
       : composedForward(x, gamma, beta, numGroups, epsilon, withSwish);
     save(fwd.sig === undefined ? [x, gamma, fwd.mean, fwd.rstd] : [x, gamma, fwd.mean, fwd.rstd, fwd.sig, fwd.out]);
     return {
@@ -130,6 +136,8 @@ function makeComposed(withSwish: boolean, numGroups: number, epsilon: number) {
           tf.Tensor4D?,
           tf.Tensor4D?,
         ];
+        if (withSwish && sig === undefined)
+          throw new Error('internal error: GroupNorm+swish ran without a gradient tape');
         // Without swish the backward reads neither σ nor the output; x stands in for the latter.
         const fromSaved: GroupNormForward = { out: out ?? xs, sig, mean, rstd };
         return useKernels

@@ -92,6 +92,11 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
     [[2, 9, 7, 12], [3, 3, 12, 20], [20]],
   ],
   [
+    '3×3 convolution, odd sizes, channels in whole vectors',
+    (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
+    [[2, 9, 7, 16], [3, 3, 16, 32], [32]],
+  ],
+  [
     'batched products (attention)',
     (a, b) => matMul(a as tf.Tensor3D, b as tf.Tensor3D),
     [
@@ -112,6 +117,16 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
     'GroupNorm and swish',
     (x, g, b) => groupNorm(x as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, { numGroups: 4, swish: true }),
     [[2, 6, 5, 32], [32], [32]],
+  ],
+  [
+    'GroupNorm and swish, 3 images, 5 groups of 4 channels',
+    (x, g, b) => groupNorm(x as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, { numGroups: 5, swish: true }),
+    [[3, 4, 3, 20], [20], [20]],
+  ],
+  [
+    'GroupNorm, 256 channels',
+    (x, g, b) => groupNorm(x as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, { numGroups: 32, swish: false }),
+    [[3, 3, 2, 256], [256], [256]],
   ],
   [
     'concat, upsample, softmax, dropout',

@@ -104,6 +104,30 @@ describe('our SIMD kernels on the wasm heap', () => {
     },
   );
 
+  it('GroupNorm+swish keeps σ(y) only under a gradient tape, with the same output bits either way', () => {
+    const x = tf.tensor4d(lcgSigned(2 * 4 * 4 * 8, 6), [2, 4, 4, 8]);
+    const gamma = tf.tensor1d(lcgSigned(8, 7));
+    const beta = tf.tensor1d(lcgSigned(8, 8));
+    const kernels = wasmKernels()!;
+    const kept = kernels.groupNormForward(x, gamma, beta, 2, 1e-6, true);
+    const dropped = kernels.groupNormForward(x, gamma, beta, 2, 1e-6, true, false);
+    expect(kept.sig).toBeDefined();
+    expect(dropped.sig).toBeUndefined();
+    expect(Array.from(dropped.out.dataSync())).toEqual(Array.from(kept.out.dataSync()));
+    // Through groupNorm: sampling (no tape) and training (a tape) give the same values.
+    const opts = { numGroups: 2, swish: true };
+    const sampled = groupNorm(x, gamma, beta, opts);
+    let taped: Float32Array | undefined;
+    const grads = tf.grads((xx: tf.Tensor) => {
+      const y = groupNorm(xx as tf.Tensor4D, gamma, beta, opts);
+      taped = y.dataSync() as Float32Array;
+      return tf.sum(y);
+    })([x]);
+    expect(Array.from(sampled.dataSync())).toEqual(Array.from(taped!));
+    tf.dispose([x, gamma, beta, kept.out, kept.sig!, kept.mean, kept.rstd, dropped.out, dropped.mean, dropped.rstd]);
+    tf.dispose([sampled, ...grads]);
+  });
+
   it('leave no tensors behind, forward and backward', () => {
     const x = tf.tensor4d(lcgSigned(2 * 4 * 4 * 8, 5), [2, 4, 4, 8]);
     const gamma = tf.ones<tf.Rank.R1>([8]);

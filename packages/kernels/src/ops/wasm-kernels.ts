@@ -22,7 +22,7 @@ import { type WasmHeap, type WebAssemblyApi, wasmHeap, webAssembly } from './was
 export interface GroupNormForward {
   /** y, or swish(y) when asked. */
   readonly out: tf.Tensor4D;
-  /** σ(y) when swish was asked (the backward needs it), else undefined. */
+  /** σ(y) when swish and σ were asked (the backward needs it), else undefined. */
   readonly sig: tf.Tensor4D | undefined;
   /** Per image and channel, repeated over each group's channels: [B, C]. */
   readonly mean: tf.Tensor2D;
@@ -48,11 +48,12 @@ export class WasmKernels {
     numGroups: number,
     epsilon: number,
     swish: boolean,
+    keepSigmoid = true,
   ): GroupNormForward {
     const [b, h, w, c] = x.shape;
     const heap = this.heap;
     const out = heap.allocate([b, h, w, c]) as tf.Tensor4D;
-    const sig = swish ? (heap.allocate([b, h, w, c]) as tf.Tensor4D) : undefined;
+    const sig = swish && keepSigmoid ? (heap.allocate([b, h, w, c]) as tf.Tensor4D) : undefined;
     const mean = heap.allocate([b, c]) as tf.Tensor2D;
     const rstd = heap.allocate([b, c]) as tf.Tensor2D;
     const scratch = heap.allocate([2 * c]);
