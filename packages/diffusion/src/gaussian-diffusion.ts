@@ -152,8 +152,8 @@ export class GaussianDiffusion {
     return tf.tidy(() => {
       const rank = xStart.rank;
       const mean = tf.mul(this.extract(this.tables.sqrtAlphasCumprod, t, rank), xStart);
-      const variance = tf.broadcastTo(this.extract(this.tables.oneMinusAlphasCumprod, t, rank), xStart.shape);
-      const logVariance = tf.broadcastTo(this.extract(this.tables.logOneMinusAlphasCumprod, t, rank), xStart.shape);
+      const variance = broadcastLike(this.extract(this.tables.oneMinusAlphasCumprod, t, rank), xStart.shape);
+      const logVariance = broadcastLike(this.extract(this.tables.logOneMinusAlphasCumprod, t, rank), xStart.shape);
       return { mean, variance, logVariance };
     });
   }
@@ -188,8 +188,8 @@ export class GaussianDiffusion {
         tf.mul(this.extract(this.tables.posteriorMeanCoef1, t, rank), xStart),
         tf.mul(this.extract(this.tables.posteriorMeanCoef2, t, rank), xT),
       );
-      const variance = tf.broadcastTo(this.extract(this.tables.posteriorVariance, t, rank), xT.shape);
-      const logVarianceClipped = tf.broadcastTo(
+      const variance = broadcastLike(this.extract(this.tables.posteriorVariance, t, rank), xT.shape);
+      const logVarianceClipped = broadcastLike(
         this.extract(this.tables.posteriorLogVarianceClipped, t, rank),
         xT.shape,
       );
@@ -256,9 +256,9 @@ export class GaussianDiffusion {
       const rank = xT.rank;
       switch (this.varianceType) {
         case 'fixedlarge':
-          return tf.broadcastTo(this.extract(this.tables.fixedLargeLogVariance, t, rank), xT.shape);
+          return broadcastLike(this.extract(this.tables.fixedLargeLogVariance, t, rank), xT.shape);
         case 'fixedsmall':
-          return tf.broadcastTo(this.extract(this.tables.posteriorLogVarianceClipped, t, rank), xT.shape);
+          return broadcastLike(this.extract(this.tables.posteriorLogVarianceClipped, t, rank), xT.shape);
         case 'learned':
           return requireVarianceOutput(varianceOutput).clone();
         case 'learned-range': {
@@ -393,6 +393,14 @@ export class GaussianDiffusion {
       );
     }
   }
+}
+
+/**
+ * A per-image value [B, 1, …] repeated to `shape`: the same values as tf.broadcastTo, as a product
+ * with ones (broadcastTo runs the wasm backend's generic Tile kernel, ~2 ms for [16, 32, 32, 3]).
+ */
+function broadcastLike(v: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  return tf.tidy(() => tf.mul(v, tf.ones([...shape])));
 }
 
 function requireVarianceOutput(varianceOutput: tf.Tensor | undefined): tf.Tensor {

@@ -360,6 +360,67 @@ void dropout(const float* x, int n, unsigned seed, unsigned threshold, float sca
   }
 }
 
+/*
+ * y = softmax(x) per row of n: m = max_j x_j, e_j = exp(x_j − m) (v_exp), y_j = e_j · (1 / Σ_j e_j).
+ * The sum takes 16 partial sums, lane l summing the e_j with j ≡ l mod 16 in ascending order,
+ * folded as ((s_l + s_{l+8}) + (s_{l+4} + s_{l+12})) for l < 4, then (f_0 + f_2) + (f_1 + f_3),
+ * then the last n mod 16 elements in order: an order any vector width can follow (the native
+ * build's 8 and 16 lanes give these bits).
+ */
+static inline float softmax_fold(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+  const v128_t f = wasm_f32x4_add(wasm_f32x4_add(a0, a2), wasm_f32x4_add(a1, a3));
+  return (wasm_f32x4_extract_lane(f, 0) + wasm_f32x4_extract_lane(f, 2)) +
+         (wasm_f32x4_extract_lane(f, 1) + wasm_f32x4_extract_lane(f, 3));
+}
+
+/* The row's maximum (the same value in any order, but for the sign of a zero, which no e_j sees). */
+static inline float row_max(const float* x, int n) {
+  int j = 0;
+  float m = x[0];
+  if (n >= 4) {
+    v128_t mv = wasm_v128_load(x);
+    for (j = 4; j + 4 <= n; j += 4) mv = wasm_f32x4_max(mv, wasm_v128_load(x + j));
+    const float a = wasm_f32x4_extract_lane(mv, 0), b = wasm_f32x4_extract_lane(mv, 1);
+    const float c = wasm_f32x4_extract_lane(mv, 2), d = wasm_f32x4_extract_lane(mv, 3);
+    const float ab = a > b ? a : b, cd = c > d ? c : d;
+    m = ab > cd ? ab : cd;
+  }
+  for (; j < n; j++) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+/* e_j = exp(x_j − m) for the last n mod 16 elements, added to s in order. */
+static inline float softmax_tail(const float* x, int j, int n, float m, float* y, float s) {
+  for (; j < n; j++) {
+    y[j] = wasm_f32x4_extract_lane(v_exp(wasm_f32x4_splat(x[j] - m)), 0);
+    s += y[j];
+  }
+  return s;
+}
+
+EXPORT(softmax)
+void softmax(const float* x, int rows, int n, float* y) {
+  for (long r = 0; r < rows; r++) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    const float m = row_max(xr, n);
+    const v128_t mv = wasm_f32x4_splat(m);
+    v128_t a[4] = {wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f), wasm_f32x4_splat(0.0f)};
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+      for (int i = 0; i < 4; i++) {
+        const v128_t e = v_exp(wasm_f32x4_sub(wasm_v128_load(xr + j + 4 * i), mv));
+        wasm_v128_store(yr + j + 4 * i, e);
+        a[i] = wasm_f32x4_add(a[i], e);
+      }
+    const float r = 1.0f / softmax_tail(xr, j, n, m, yr, softmax_fold(a[0], a[1], a[2], a[3]));
+    const v128_t rv = wasm_f32x4_splat(r);
+    j = 0;
+    for (; j + 4 <= n; j += 4) wasm_v128_store(yr + j, wasm_f32x4_mul(wasm_v128_load(yr + j), rv));
+    for (; j < n; j++) yr[j] = yr[j] * r;
+  }
+}
+
 /* dx = y·(dy − Σ_j y·dy) per row of n: the gradient of a softmax over the last axis. */
 EXPORT(softmax_grad)
 void softmax_grad(const float* y, const float* dy, int rows, int n, float* dx) {
@@ -462,15 +523,22 @@ static void input_block(const float* x, int h, int w, int c, long t0, int nt, fl
   }
 }
 
-/* y = Aᵀ m A (+ bias, which may be 0) for tiles t0 … t0 + nt − 1, m [16][nt][C], into y [B, H, W, C]. */
-static void output_block(const float* m, const float* bias, int h, int w, int c, long t0, int nt, float* y) {
+/*
+ * What a convolution adds to its products: a bias per channel, per image and channel ([B][C]) and
+ * a residual tensor of the output's shape, each of which may be 0, added in that order.
+ */
+typedef struct {
+  const float *bias, *image_bias, *residual;
+} conv_addends;
+
+/* y = Aᵀ m A (+ the addends) for tiles t0 … t0 + nt − 1, m [16][nt][C], into y [B, H, W, C]. */
+static void output_block(const float* m, const conv_addends* add, int h, int w, int c, long t0, int nt, float* y) {
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = (long)nt * c;
   for (int q = 0; q < nt; q++) {
     const long t = t0 + q;
     const long n = t / ((long)th * tw);
     const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    float* yn = y + n * h * w * c;
     const int i0 = 2 * ty, j0 = 2 * tx;
     for (int k = 0; k < c; k += 4) {
       const float* mq = m + (long)q * c + k;
@@ -483,13 +551,18 @@ static void output_block(const float* m, const float* bias, int h, int w, int c,
         u[0][s] = wasm_f32x4_add(wasm_f32x4_add(m0, m1), m2);
         u[1][s] = wasm_f32x4_sub(wasm_f32x4_sub(m1, m2), m3);
       }
-      const v128_t add = bias ? wasm_v128_load(bias + k) : wasm_f32x4_splat(0.0f);
+      const v128_t bias = add->bias ? wasm_v128_load(add->bias + k) : wasm_f32x4_splat(0.0f);
+      const float* image_bias = add->image_bias ? add->image_bias + n * c + k : 0;
       for (int r = 0; r < 2; r++) {
         if (i0 + r >= h) break;
-        float* row = yn + ((long)(i0 + r) * w + j0) * c + k;
-        wasm_v128_store(row, wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_add(u[r][0], u[r][1]), u[r][2]), add));
-        if (j0 + 1 < w) {
-          wasm_v128_store(row + c, wasm_f32x4_add(wasm_f32x4_sub(wasm_f32x4_sub(u[r][1], u[r][2]), u[r][3]), add));
+        const long at = (n * h * w + (long)(i0 + r) * w + j0) * c + k;
+        v128_t v[2] = {wasm_f32x4_add(wasm_f32x4_add(u[r][0], u[r][1]), u[r][2]),
+                       wasm_f32x4_sub(wasm_f32x4_sub(u[r][1], u[r][2]), u[r][3])};
+        for (int s = 0; s < 2 && j0 + s < w; s++) {
+          v[s] = wasm_f32x4_add(v[s], bias);
+          if (image_bias) v[s] = wasm_f32x4_add(v[s], wasm_v128_load(image_bias));
+          if (add->residual) v[s] = wasm_f32x4_add(v[s], wasm_v128_load(add->residual + at + s * c));
+          wasm_v128_store(y + at + s * c, v[s]);
         }
       }
     }
@@ -601,13 +674,14 @@ static void gemm_nn(const float* a, const float* b, int rows, int kk, int n, flo
 }
 
 /*
- * y = conv2d(x, g, 1, 'SAME') + bias (bias may be 0) for x [B, H, W, Cin], the filter given by its
- * transform u [16][Cin][Cout] (winograd_filter or winograd_rotate); y [B, H, W, Cout]. scratch:
- * 16·WINO_BLOCK·(Cin + Cout) floats.
+ * y = conv2d(x, g, 1, 'SAME') + bias + image_bias[n] + residual (each may be 0) for x [B, H, W, Cin],
+ * the filter given by its transform u [16][Cin][Cout] (winograd_filter or winograd_rotate);
+ * y [B, H, W, Cout]. scratch: 16·WINO_BLOCK·(Cin + Cout) floats.
  */
 EXPORT(winograd_conv)
-void winograd_conv(const float* x, const float* u, const float* bias, int b, int h, int w, int cin, int cout, float* y,
-                   float* scratch) {
+void winograd_conv(const float* x, const float* u, const float* bias, const float* image_bias, const float* residual,
+                   int b, int h, int w, int cin, int cout, float* y, float* scratch) {
+  const conv_addends add = {bias, image_bias, residual};
   const long tiles = (long)b * ((h + 1) / 2) * ((w + 1) / 2);
   float* v = scratch;
   float* m = scratch + 16 * WINO_BLOCK * cin;
@@ -617,7 +691,7 @@ void winograd_conv(const float* x, const float* u, const float* bias, int b, int
     for (int xi = 0; xi < 16; xi++) {
       gemm_nn(v + (long)xi * nt * cin, u + (long)xi * cin * cout, nt, cin, cout, m + (long)xi * nt * cout);
     }
-    output_block(m, bias, h, w, cout, t0, nt, y);
+    output_block(m, &add, h, w, cout, t0, nt, y);
   }
 }
 
@@ -806,15 +880,161 @@ void matmul_tn(const float* a, const float* b, int batch, int t, int m, int n, f
   }
 }
 
+/* out[i][j] += bias[j], then += residual[i][j], for rows × n (n a multiple of 4); either may be 0. */
+static void add_to_rows(float* out, const float* bias, const float* residual, long rows, int n) {
+  if (!bias && !residual) return;
+  for (long i = 0; i < rows; i++)
+    for (int j = 0; j < n; j += 4) {
+      const long at = i * n + j;
+      v128_t v = wasm_v128_load(out + at);
+      if (bias) v = wasm_f32x4_add(v, wasm_v128_load(bias + j));
+      if (residual) v = wasm_f32x4_add(v, wasm_v128_load(residual + at));
+      wasm_v128_store(out + at, v);
+    }
+}
+
 /*
- * out[z] = a[z]·b[z] for z < batch, a [batch][M][K], b [batch][K][N] (N a multiple of 4): the
- * batched products of attention, without XNNPACK's packing of b at every call (b is a fresh
- * tensor each time). The sum over K runs in ascending order.
+ * out[z] = a[z]·b[z] (+ bias per column) (+ residual) for z < batch, a [batch][M][K], b
+ * [batch][K][N] (N a multiple of 4), bias [N] and residual [batch][M][N] each may be 0: the
+ * batched products of attention and the dense layers, without XNNPACK's packing of b at every
+ * call (b is a fresh tensor each time). The sum over K runs in ascending order, then the bias and
+ * the residual are added.
  */
 EXPORT(matmul_nn)
-void matmul_nn(const float* a, const float* b, int batch, int m, int k, int n, float* out) {
+void matmul_nn(const float* a, const float* b, const float* bias, const float* residual, int batch, int m, int k, int n,
+               float* out) {
   for (int z = 0; z < batch; z++) {
     gemm_nn(a + (long)z * m * k, b + (long)z * k * n, m, k, n, out + (long)z * m * n);
+    add_to_rows(out + (long)z * m * n, bias, residual ? residual + (long)z * m * n : 0, m, n);
+  }
+}
+
+/* ---- direct convolution: patches and one product --------------------------------------- */
+/*
+ * The convolutions Winograd does not take (stride 2, the image's three channels): each block of
+ * CONV_BLOCK output pixels gathers its k×k patches into scratch [pixels][k·k·Cin] (zeros outside
+ * the image) and multiplies them by the filter [k·k·Cin][Cout] (its own layout [k][k][Cin][Cout])
+ * in one product, the sum over (row, column, channel) of the patch in ascending order, then the
+ * bias is added.
+ */
+#define CONV_BLOCK 64
+
+typedef struct {
+  int b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout;
+} conv_shape;
+
+/*
+ * The patches of output pixels p0 … p0 + np − 1 (over the batch) into patches [np][row], row ≥
+ * k·k·Cin (the columns past k·k·Cin are zeroed).
+ */
+static inline __attribute__((always_inline)) void gather_patches(const float* x, const conv_shape* s, long p0,
+                                                                  int np, float* patches, int row) {
+  for (int q = 0; q < np; q++) {
+    const long p = p0 + q;
+    const long n = p / ((long)s->ho * s->wo);
+    const int oy = (int)(p / s->wo % s->ho), ox = (int)(p % s->wo);
+    float* dst = patches + (long)q * row;
+    for (int dy = 0; dy < s->k; dy++) {
+      const int iy = oy * s->stride - s->pad_top + dy;
+      for (int dx = 0; dx < s->k; dx++, dst += s->cin) {
+        const int ix = ox * s->stride - s->pad_left + dx;
+        if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) {
+          for (int c = 0; c < s->cin; c++) dst[c] = 0.0f;
+        } else {
+          const float* src = x + ((n * s->h + iy) * (long)s->w + ix) * s->cin;
+          for (int c = 0; c < s->cin; c++) dst[c] = src[c];
+        }
+      }
+    }
+    for (int c = s->k * s->k * s->cin; c < row; c++) patches[(long)q * row + c] = 0.0f;
+  }
+}
+
+/* k·k·Cin rounded up to a multiple of 4: the row of the gradients' patches. */
+static inline int patch_row4(const conv_shape* s) { return (s->k * s->k * s->cin + 3) & ~3; }
+
+/*
+ * y = conv2d(x, g, stride, padding) + bias (bias may be 0) for x [B, H, W, Cin], g [k][k][Cin][Cout]
+ * (Cout a multiple of 4), y [B, Ho, Wo, Cout]; pad_top and pad_left are the padding before the
+ * image ('SAME' or any other). scratch: CONV_BLOCK·k·k·Cin floats.
+ */
+EXPORT(direct_conv)
+void direct_conv(const float* x, const float* g, const float* bias, int b, int h, int w, int cin, int k, int stride,
+                 int pad_top, int pad_left, int ho, int wo, int cout, float* y, float* scratch) {
+  const conv_shape s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout};
+  const long pixels = (long)b * ho * wo;
+  for (long p0 = 0; p0 < pixels; p0 += CONV_BLOCK) {
+    const int np = (int)(pixels - p0 < CONV_BLOCK ? pixels - p0 : CONV_BLOCK);
+    gather_patches(x, &s, p0, np, scratch, k * k * cin);
+    gemm_nn(scratch, g, np, k * k * cin, cout, y + p0 * cout);
+    add_to_rows(y + p0 * cout, bias, 0, np, cout);
+  }
+}
+
+/*
+ * direct_conv's filter gradient: dg [k][k][Cin][Cout] = Σ over output pixels (ascending) of the
+ * pixel's patch ⊗ dy[pixel], for dy [B, Ho, Wo, Cout] (Cout a multiple of 4). The patches' row is
+ * padded to a multiple of 4 (R = patch_row4); scratch: CONV_BLOCK·R + R·Cout floats.
+ */
+EXPORT(direct_conv_filter_grad)
+void direct_conv_filter_grad(const float* x, const float* dy, int b, int h, int w, int cin, int k, int stride,
+                             int pad_top, int pad_left, int ho, int wo, int cout, float* dg, float* scratch) {
+  const conv_shape s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout};
+  const int row = patch_row4(&s);
+  float* sums = scratch + (long)CONV_BLOCK * row;
+  zero_floats(sums, (long)row * cout);
+  const long pixels = (long)b * ho * wo;
+  for (long p0 = 0; p0 < pixels; p0 += CONV_BLOCK) {
+    const int np = (int)(pixels - p0 < CONV_BLOCK ? pixels - p0 : CONV_BLOCK);
+    gather_patches(x, &s, p0, np, scratch, row);
+    gemm_tn_acc(scratch, dy + p0 * cout, np, row, cout, sums);
+  }
+  for (long i = 0; i < (long)k * k * cin * cout; i++) dg[i] = sums[i];
+}
+
+/* dx[n] += the patches of image n's output pixels, each dpatches row ([pixels][row]) added back where it was gathered. */
+static inline __attribute__((always_inline)) void scatter_patches(const float* dpatches, const conv_shape* s, long p0,
+                                                                   int np, int row, float* dx) {
+  for (int q = 0; q < np; q++) {
+    const long p = p0 + q;
+    const long n = p / ((long)s->ho * s->wo);
+    const int oy = (int)(p / s->wo % s->ho), ox = (int)(p % s->wo);
+    const float* src = dpatches + (long)q * row;
+    for (int dy = 0; dy < s->k; dy++) {
+      const int iy = oy * s->stride - s->pad_top + dy;
+      for (int dx2 = 0; dx2 < s->k; dx2++, src += s->cin) {
+        const int ix = ox * s->stride - s->pad_left + dx2;
+        if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+        float* dst = dx + ((n * s->h + iy) * (long)s->w + ix) * s->cin;
+        for (int c = 0; c < s->cin; c++) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+/* gᵀ with its rows padded: gt [Cout][R] from g [k·k·Cin][Cout] (the columns past k·k·Cin zero). */
+static void transpose_filter(const float* g, int kk, int cout, int row, float* gt) {
+  for (int co = 0; co < cout; co++)
+    for (int p = 0; p < row; p++) gt[(long)co * row + p] = p < kk ? g[(long)p * cout + co] : 0.0f;
+}
+
+/*
+ * direct_conv's input gradient: dx [B, H, W, Cin] = Σ over output pixels (ascending) of
+ * dy[pixel]·gᵀ added back over the pixel's patch. scratch: CONV_BLOCK·R + Cout·R floats.
+ */
+EXPORT(direct_conv_input_grad)
+void direct_conv_input_grad(const float* dy, const float* g, int b, int h, int w, int cin, int k, int stride,
+                            int pad_top, int pad_left, int ho, int wo, int cout, float* dx, float* scratch) {
+  const conv_shape s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout};
+  const int row = patch_row4(&s);
+  float* gt = scratch + (long)CONV_BLOCK * row;
+  transpose_filter(g, k * k * cin, cout, row, gt);
+  for (long i = 0; i < (long)b * h * w * cin; i++) dx[i] = 0.0f;
+  const long pixels = (long)b * ho * wo;
+  for (long p0 = 0; p0 < pixels; p0 += CONV_BLOCK) {
+    const int np = (int)(pixels - p0 < CONV_BLOCK ? pixels - p0 : CONV_BLOCK);
+    gemm_nn(dy + p0 * cout, gt, np, cout, row, scratch);
+    scatter_patches(scratch, &s, p0, np, row, dx);
   }
 }
 

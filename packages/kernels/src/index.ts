@@ -36,7 +36,13 @@ export { softmax } from './ops/softmax';
 export { DEFAULT_KERNEL_SWITCHES, type KernelSwitches, kernelSwitches, setKernelSwitches } from './switches';
 export { upsampleNearest2x } from './ops/upsample';
 export { copyTensorsInto, wasmHeap } from './ops/wasm-heap';
-export { useNativeKernels, wasmKernels, wasmKernelsFused, withPlainArithmetic } from './ops/wasm-kernels';
+export {
+  type ConvAddends,
+  useNativeKernels,
+  wasmKernels,
+  wasmKernelsFused,
+  withPlainArithmetic,
+} from './ops/wasm-kernels';
 export { NATIVE_ISAS, type NativeIsa, cpuIsas, nativeBuild } from './ops/native-kernels';
 export { kernelExecArgv, kernelV8Flags, relaxedSimdCompiles } from './v8-flags';
 

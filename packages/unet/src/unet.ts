@@ -5,6 +5,7 @@
  * nearest-neighbour ×2 plus a conv up, and skip connections concatenated on the way up.
  */
 import {
+  type ConvAddends,
   concatChannels,
   conv2d,
   dense,
@@ -195,12 +196,12 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
     return v as unknown as T;
   }
 
-  private conv(scope: string, x: tf.Tensor4D, stride: 1 | 2 = 1): tf.Tensor4D {
-    return conv2d(x, this.p(`${scope}/W`), this.p(`${scope}/b`), stride);
+  private conv(scope: string, x: tf.Tensor4D, stride: 1 | 2 = 1, addends: ConvAddends = {}): tf.Tensor4D {
+    return conv2d(x, this.p(`${scope}/W`), this.p(`${scope}/b`), stride, addends);
   }
 
-  private dense(scope: string, x: tf.Tensor): tf.Tensor {
-    return dense(x, this.p(`${scope}/W`), this.p(`${scope}/b`));
+  private dense(scope: string, x: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+    return dense(x, this.p(`${scope}/W`), this.p(`${scope}/b`), residual);
   }
 
   private norm(scope: string, x: tf.Tensor4D, withSwish = false): tf.Tensor4D {
@@ -223,16 +224,15 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
 
   resBlock(scope: string, x: tf.Tensor4D, outChannels: number): tf.Tensor4D {
     let h = this.norm(`${scope}/norm1`, x, true);
-    h = this.conv(`${scope}/conv1`, h);
-    const temb = this.dense(`${scope}/temb_proj`, this.tembSwish!);
-    h = tf.add(h, tf.reshape(temb, [-1, 1, 1, outChannels]));
+    // h + temb and shortcut + h are added by the convolutions, in the pass that writes their output.
+    const temb = this.dense(`${scope}/temb_proj`, this.tembSwish!) as tf.Tensor2D; // [B, outChannels]
+    h = this.conv(`${scope}/conv1`, h, 1, { imageBias: temb });
     h = this.norm(`${scope}/norm2`, h, true);
     if (this.training && this.config.dropout > 0) {
       h = dropout(h, this.config.dropout, this.dropoutSeed * 1000 + this.dropoutCalls++);
     }
-    h = this.conv(`${scope}/conv2`, h);
     const shortcut = x.shape[3] === outChannels ? x : (this.dense(`${scope}/nin_shortcut`, x) as tf.Tensor4D);
-    return tf.add(shortcut, h);
+    return this.conv(`${scope}/conv2`, h, 1, { residual: shortcut });
   }
 
   attnBlock(scope: string, x: tf.Tensor4D): tf.Tensor4D {
@@ -245,8 +245,7 @@ class TensorInterpreter implements ArchitectureInterpreter<tf.Tensor4D> {
     // (q·C^−½)·kᵀ rather than (q·kᵀ)·C^−½: the same product, scaled on the smaller tensor.
     const logits = matMul(tf.mul<tf.Tensor3D>(q, c ** -0.5), k, true); // [B, HW, HW]
     const attended = matMul(softmax(logits), v); // [B, HW, C]
-    const out = this.dense(`${scope}/proj_out`, tf.reshape(attended, [b, hh, ww, c]));
-    return tf.add(x, out);
+    return this.dense(`${scope}/proj_out`, tf.reshape(attended, [b, hh, ww, c]), x) as tf.Tensor4D;
   }
 
   downsample(scope: string, x: tf.Tensor4D): tf.Tensor4D {

@@ -33,6 +33,10 @@ const NATIVE = {
   winograd_filter_products: 'native_winograd_filter_products',
   matmul_nn: 'native_matmul_nn',
   matmul_tn: 'native_matmul_tn',
+  direct_conv: 'native_direct_conv',
+  direct_conv_filter_grad: 'native_direct_conv_filter_grad',
+  direct_conv_input_grad: 'native_direct_conv_input_grad',
+  softmax: 'native_softmax',
 };
 
 /**
@@ -47,15 +51,19 @@ const SIGNATURES = {
   split_channels: 'PIIIPP',
   concat_channels: 'PPIIIP',
   dropout: 'PIUUFP',
+  softmax: 'PIIP',
   softmax_grad: 'PPIIP',
   sum_rows: 'PIIP',
-  winograd_conv: 'PPPIIIIIPP',
+  winograd_conv: 'PPPPPIIIIIPP',
+  direct_conv: 'PPPIIIIIIIIIIIPP',
+  direct_conv_filter_grad: 'PPIIIIIIIIIIIPP',
+  direct_conv_input_grad: 'PPIIIIIIIIIIIPP',
   winograd_filter_products: 'PPIIIIIPP',
   winograd_rotate: 'PIIP',
   winograd_filter: 'PIP',
   winograd_filter_grad: 'PIP',
   matmul_tn: 'PPIIIIP',
-  matmul_nn: 'PPIIIIP',
+  matmul_nn: 'PPPPIIIIP',
   adam_ema_step: 'PPPPPIIFFFFFFFFFPPPP',
 };
 

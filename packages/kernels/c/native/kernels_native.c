@@ -167,13 +167,17 @@ static void patch_rows(const float* xn, int h, int w, int c, int i0, int j0, con
     }
 }
 
-static void wide_input_block(const float* x, int h, int w, int c, long t0, int nt, float* v) {
+/*
+ * input_block for channels k0 … k1 − 1 (multiples of VL, or the whole of any c): v [16][nt][k1 − k0].
+ */
+static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1, long t0, int nt, float* v) {
   if (c % VL != 0) {
     input_block(x, h, w, c, t0, nt, v);
     return;
   }
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
-  const long stride = (long)nt * c;
+  const int ck = k1 - k0;
+  const long stride = (long)nt * ck;
   const vf zero = vsplat(0.0f);
   for (int q = 0; q < nt; q++) {
     const long t = t0 + q;
@@ -181,8 +185,8 @@ static void wide_input_block(const float* x, int h, int w, int c, long t0, int n
     const int ty = (int)(t / tw % th), tx = (int)(t % tw);
     const float* at[4][4];
     patch_rows(x + n * h * w * c, h, w, c, 2 * ty - 1, 2 * tx - 1, at);
-    for (int k = 0; k < c; k += VL) {
-      float* vq = v + (long)q * c + k;
+    for (int k = k0; k < k1; k += VL) {
+      float* vq = v + (long)q * ck + (k - k0);
       vf u[4][4];
       for (int r = 0; r < 4; r++) {
         vf d[4];
@@ -202,9 +206,10 @@ static void wide_input_block(const float* x, int h, int w, int c, long t0, int n
   }
 }
 
-static void wide_output_block(const float* m, const float* bias, int h, int w, int c, long t0, int nt, float* y) {
+static void wide_output_block(const float* m, const conv_addends* add, int h, int w, int c, long t0, int nt,
+                              float* y) {
   if (c % VL != 0) {
-    output_block(m, bias, h, w, c, t0, nt, y);
+    output_block(m, add, h, w, c, t0, nt, y);
     return;
   }
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
@@ -213,7 +218,6 @@ static void wide_output_block(const float* m, const float* bias, int h, int w, i
     const long t = t0 + q;
     const long n = t / ((long)th * tw);
     const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    float* yn = y + n * h * w * c;
     const int i0 = 2 * ty, j0 = 2 * tx;
     for (int k = 0; k < c; k += VL) {
       const float* mq = m + (long)q * c + k;
@@ -224,12 +228,18 @@ static void wide_output_block(const float* m, const float* bias, int h, int w, i
         u[0][s] = (m0 + m1) + m2;
         u[1][s] = (m1 - m2) - m3;
       }
-      const vf add = bias ? vload(bias + k) : vsplat(0.0f);
+      const vf bias = add->bias ? vload(add->bias + k) : vsplat(0.0f);
+      const float* image_bias = add->image_bias ? add->image_bias + n * c + k : 0;
       for (int r = 0; r < 2; r++) {
         if (i0 + r >= h) break;
-        float* row = yn + ((long)(i0 + r) * w + j0) * c + k;
-        vstore(row, ((u[r][0] + u[r][1]) + u[r][2]) + add);
-        if (j0 + 1 < w) vstore(row + c, ((u[r][1] - u[r][2]) - u[r][3]) + add);
+        const long at = (n * h * w + (long)(i0 + r) * w + j0) * c + k;
+        vf v[2] = {(u[r][0] + u[r][1]) + u[r][2], (u[r][1] - u[r][2]) - u[r][3]};
+        for (int s = 0; s < 2 && j0 + s < w; s++) {
+          v[s] = v[s] + bias;
+          if (image_bias) v[s] = v[s] + vload(image_bias);
+          if (add->residual) v[s] = v[s] + vload(add->residual + at + s * c);
+          vstore(y + at + s * c, v[s]);
+        }
       }
     }
   }
@@ -440,7 +450,8 @@ void native_group_norm_backward(const float* dy, const float* x, const float* si
 /* ---- Winograd convolution: blocks of tiles on the pool ------------------------------------ */
 
 typedef struct {
-  const float *x, *u, *bias, *dy;
+  const float *x, *u, *dy;
+  conv_addends add;
   int b, h, w, cin, cout;
   long tiles;
   float *y, *du;
@@ -457,53 +468,61 @@ static void conv_block(void* ctx, long task, float* scratch) {
   const int nt = block_tiles(j, t0);
   float* v = scratch;
   float* m = scratch + 16 * WINO_BLOCK * j->cin;
-  wide_input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
+  wide_input_block(j->x, j->h, j->w, j->cin, 0, j->cin, t0, nt, v);
   for (int xi = 0; xi < 16; xi++)
     gemm_wide(v + (long)xi * nt * j->cin, j->cin, j->u + (long)xi * j->cin * j->cout, j->cout, nt, j->cin, j->cout,
               m + (long)xi * nt * j->cout, j->cout, 0);
-  wide_output_block(m, j->bias, j->h, j->w, j->cout, t0, nt, j->y);
+  wide_output_block(m, &j->add, j->h, j->w, j->cout, t0, nt, j->y);
 }
 
-void native_winograd_conv(const float* x, const float* u, const float* bias, int b, int h, int w, int cin, int cout,
-                          float* y, float* scratch) {
-  const winograd_job job = {.x = x, .u = u, .bias = bias, .b = b, .h = h, .w = w, .cin = cin, .cout = cout,
+void native_winograd_conv(const float* x, const float* u, const float* bias, const float* image_bias,
+                          const float* residual, int b, int h, int w, int cin, int cout, float* y, float* scratch) {
+  const winograd_job job = {.x = x, .u = u, .add = {bias, image_bias, residual}, .b = b, .h = h, .w = w, .cin = cin, .cout = cout,
                             .tiles = (long)b * ((h + 1) / 2) * ((w + 1) / 2), .y = y};
   const long blocks = (job.tiles + WINO_BLOCK - 1) / WINO_BLOCK;
   if (pool_run(blocks, conv_block, (void*)&job, 16L * WINO_BLOCK * (cin + cout)) != 0)
-    winograd_conv(x, u, bias, b, h, w, cin, cout, y, scratch);
+    winograd_conv(x, u, bias, image_bias, residual, b, h, w, cin, cout, y, scratch);
 }
 
-/* One group of the 16 positions, for every block in ascending order (each task transforms the blocks itself). */
-static void filter_group(void* ctx, long task, float* scratch) {
+/*
+ * The filter gradient's products on the pool: each task takes a range of input channels (rows of
+ * every dU[ξ]), transforming only those channels of x, and all of dy, block by block; the sum over
+ * tiles stays in ascending order, so any number of tasks gives the same bits. Where Cin is not a
+ * multiple of VL, one task does all.
+ */
+static void filter_channels(void* ctx, long task, float* scratch) {
   const winograd_job* j = ctx;
-  const int from = (int)(task * 16 / j->groups), to = (int)((task + 1) * 16 / j->groups);
+  const int whole = j->cin % VL != 0, units = j->cin / VL;
+  const int k0 = whole ? 0 : (int)(task * units / j->groups) * VL;
+  const int k1 = whole ? j->cin : (int)((task + 1) * units / j->groups) * VL;
+  const int ck = k1 - k0;
   float* v = scratch;
   float* dm = scratch + 16 * WINO_BLOCK * j->cin;
   for (long t0 = 0; t0 < j->tiles; t0 += WINO_BLOCK) {
     const int nt = block_tiles(j, t0);
-    wide_input_block(j->x, j->h, j->w, j->cin, t0, nt, v);
+    wide_input_block(j->x, j->h, j->w, j->cin, k0, k1, t0, nt, v);
     wide_output_grad_block(j->dy, j->h, j->w, j->cout, t0, nt, dm);
-    for (int xi = from; xi < to; xi++)
-      gemm_tn_wide(v + (long)xi * nt * j->cin, j->cin, dm + (long)xi * nt * j->cout, j->cout, nt, 0, j->cin, j->cout,
-                   j->du + (long)xi * j->cin * j->cout, j->cout);
+    for (int xi = 0; xi < 16; xi++)
+      gemm_tn_wide(v + (long)xi * nt * ck, ck, dm + (long)xi * nt * j->cout, j->cout, nt, 0, ck, j->cout,
+                   j->du + ((long)xi * j->cin + k0) * j->cout, j->cout);
   }
 }
 
 void native_winograd_filter_products(const float* x, const float* dy, int b, int h, int w, int cin, int cout, float* du,
                                      float* scratch) {
-  const int threads = pool_threads();
+  const int threads = pool_threads(), units = cin % VL == 0 ? cin / VL : 1;
   const winograd_job job = {.x = x, .dy = dy, .b = b, .h = h, .w = w, .cin = cin, .cout = cout,
                             .tiles = (long)b * ((h + 1) / 2) * ((w + 1) / 2), .du = du,
-                            .groups = threads < 16 ? threads : 16};
+                            .groups = threads < units ? threads : units};
   zero_floats(du, 16L * cin * cout);
-  if (pool_run(job.groups, filter_group, (void*)&job, 16L * WINO_BLOCK * (cin + cout)) != 0)
+  if (pool_run(job.groups, filter_channels, (void*)&job, 16L * WINO_BLOCK * (cin + cout)) != 0)
     winograd_filter_products(x, dy, b, h, w, cin, cout, du, scratch);
 }
 
 /* ---- the batched products of attention ------------------------------------------------------ */
 
 typedef struct {
-  const float *a, *b;
+  const float *a, *b, *bias, *residual;
   int batch, m, k, n, t, chunks;
   float* out;
 } matmul_job;
@@ -515,14 +534,18 @@ static void matmul_nn_rows(void* ctx, long task, float* scratch) {
   const matmul_job* j = ctx;
   const int z = (int)(task / j->chunks), r0 = (int)(task % j->chunks) * MATMUL_ROWS;
   const int rows = j->m - r0 < MATMUL_ROWS ? j->m - r0 : MATMUL_ROWS;
+  const long first = ((long)z * j->m + r0) * j->n;
   gemm_wide(j->a + ((long)z * j->m + r0) * j->k, j->k, j->b + (long)z * j->k * j->n, j->n, rows, j->k, j->n,
-            j->out + ((long)z * j->m + r0) * j->n, j->n, 0);
+            j->out + first, j->n, 0);
+  add_to_rows(j->out + first, j->bias, j->residual ? j->residual + first : 0, rows, j->n);
 }
 
-void native_matmul_nn(const float* a, const float* b, int batch, int m, int k, int n, float* out) {
-  const matmul_job job = {.a = a, .b = b, .batch = batch, .m = m, .k = k, .n = n,
+void native_matmul_nn(const float* a, const float* b, const float* bias, const float* residual, int batch, int m, int k,
+                      int n, float* out) {
+  const matmul_job job = {.a = a, .b = b, .bias = bias, .residual = residual, .batch = batch, .m = m, .k = k, .n = n,
                           .chunks = (m + MATMUL_ROWS - 1) / MATMUL_ROWS, .out = out};
-  if (pool_run((long)batch * job.chunks, matmul_nn_rows, (void*)&job, 0) != 0) matmul_nn(a, b, batch, m, k, n, out);
+  if (pool_run((long)batch * job.chunks, matmul_nn_rows, (void*)&job, 0) != 0)
+    matmul_nn(a, b, bias, residual, batch, m, k, n, out);
 }
 
 /* out[z][i][j] = Σ_t a[z][t][i]·b[z][t][j] for rows i of one task, t ascending in TN_CHUNK steps as matmul_tn. */
@@ -544,6 +567,133 @@ void native_matmul_tn(const float* a, const float* b, int batch, int t, int m, i
   const matmul_job job = {.a = a, .b = b, .batch = batch, .m = m, .t = t, .n = n,
                           .chunks = (m + MATMUL_ROWS - 1) / MATMUL_ROWS, .out = out};
   if (pool_run((long)batch * job.chunks, matmul_tn_rows, (void*)&job, 0) != 0) matmul_tn(a, b, batch, t, m, n, out);
+}
+
+/* ---- softmax: rows on the pool ------------------------------------------------------------ */
+
+typedef struct {
+  const float* x;
+  int rows, n;
+  float* y;
+} softmax_job;
+
+/* Rows per task. */
+#define SOFTMAX_ROWS 16
+
+/* softmax of ../ddpm_kernels.c for SOFTMAX_ROWS rows: its 16 partial sums, VL lanes at a time. */
+static void softmax_rows(void* ctx, long task, float* scratch) {
+  const softmax_job* j = ctx;
+  const int n = j->n;
+  const long r1 = (task + 1) * SOFTMAX_ROWS < j->rows ? (task + 1) * SOFTMAX_ROWS : j->rows;
+  for (long r = task * SOFTMAX_ROWS; r < r1; r++) {
+    const float* xr = j->x + r * n;
+    float* yr = j->y + r * n;
+    const float m = row_max(xr, n);
+    vf a[16 / VL];
+    for (int i = 0; i < 16 / VL; i++) a[i] = vsplat(0.0f);
+    int k = 0;
+    for (; k + 16 <= n; k += 16)
+      for (int i = 0; i < 16 / VL; i++) {
+        const vf e = vexp(vload(xr + k + i * VL) - m);
+        vstore(yr + k + i * VL, e);
+        a[i] = a[i] + e;
+      }
+    v128_t q[4];
+    memcpy(q, a, sizeof q);
+    const float r = 1.0f / softmax_tail(xr, k, n, m, yr, softmax_fold(q[0], q[1], q[2], q[3]));
+    k = 0;
+    for (; k + VL <= n; k += VL) vstore(yr + k, vload(yr + k) * r);
+    for (; k < n; k++) yr[k] = yr[k] * r;
+  }
+}
+
+void native_softmax(const float* x, int rows, int n, float* y) {
+  const softmax_job job = {.x = x, .rows = rows, .n = n, .y = y};
+  if (pool_run((rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS, softmax_rows, (void*)&job, 0) != 0) softmax(x, rows, n, y);
+}
+
+/* ---- direct convolution: blocks of pixels on the pool ---------------------------------- */
+
+typedef struct {
+  const float *x, *g, *bias;
+  conv_shape s;
+  long pixels;
+  float* y;
+} direct_job;
+
+static void direct_block(void* ctx, long task, float* scratch) {
+  const direct_job* j = ctx;
+  const long p0 = task * CONV_BLOCK;
+  const int np = (int)(j->pixels - p0 < CONV_BLOCK ? j->pixels - p0 : CONV_BLOCK);
+  const int kk = j->s.k * j->s.k * j->s.cin;
+  gather_patches(j->x, &j->s, p0, np, scratch, kk);
+  gemm_wide(scratch, kk, j->g, j->s.cout, np, kk, j->s.cout, j->y + p0 * j->s.cout, j->s.cout, 0);
+  add_to_rows(j->y + p0 * j->s.cout, j->bias, 0, np, j->s.cout);
+}
+
+void native_direct_conv(const float* x, const float* g, const float* bias, int b, int h, int w, int cin, int k,
+                        int stride, int pad_top, int pad_left, int ho, int wo, int cout, float* y, float* scratch) {
+  const direct_job job = {.x = x, .g = g, .bias = bias, .s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout},
+                          .pixels = (long)b * ho * wo, .y = y};
+  const long blocks = (job.pixels + CONV_BLOCK - 1) / CONV_BLOCK;
+  if (pool_run(blocks, direct_block, (void*)&job, (long)CONV_BLOCK * k * k * cin) != 0)
+    direct_conv(x, g, bias, b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout, y, scratch);
+}
+
+/* The filter gradient: each task sums a range of the patches' columns (rows of dg), over every pixel in order. */
+typedef struct {
+  const float *x, *dy, *g;
+  conv_shape s;
+  long pixels;
+  int row, groups;
+  float *sums, *gt, *dx;
+} direct_grad_job;
+
+static void direct_filter_rows(void* ctx, long task, float* scratch) {
+  const direct_grad_job* j = ctx;
+  const int units = j->row / 4;
+  const int i0 = (int)(task * units / j->groups) * 4, i1 = (int)((task + 1) * units / j->groups) * 4;
+  for (long p0 = 0; p0 < j->pixels; p0 += CONV_BLOCK) {
+    const int np = (int)(j->pixels - p0 < CONV_BLOCK ? j->pixels - p0 : CONV_BLOCK);
+    gather_patches(j->x, &j->s, p0, np, scratch, j->row);
+    gemm_tn_wide(scratch, j->row, j->dy + p0 * j->s.cout, j->s.cout, np, i0, i1, j->s.cout, j->sums, j->s.cout);
+  }
+}
+
+void native_direct_conv_filter_grad(const float* x, const float* dy, int b, int h, int w, int cin, int k, int stride,
+                                    int pad_top, int pad_left, int ho, int wo, int cout, float* dg, float* scratch) {
+  const conv_shape s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout};
+  const int row = patch_row4(&s), threads = pool_threads();
+  direct_grad_job job = {.x = x, .dy = dy, .s = s, .pixels = (long)b * ho * wo, .row = row,
+                         .groups = threads < row / 4 ? threads : row / 4, .sums = scratch + (long)CONV_BLOCK * row};
+  zero_floats(job.sums, (long)row * cout);
+  if (pool_run(job.groups, direct_filter_rows, (void*)&job, (long)CONV_BLOCK * row) != 0) {
+    direct_conv_filter_grad(x, dy, b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout, dg, scratch);
+    return;
+  }
+  for (long i = 0; i < (long)k * k * cin * cout; i++) dg[i] = job.sums[i];
+}
+
+/* The input gradient: each task one image, its pixels in order (images' input gradients are disjoint). */
+static void direct_input_image(void* ctx, long n, float* scratch) {
+  const direct_grad_job* j = ctx;
+  const long per = (long)j->s.ho * j->s.wo, image = (long)j->s.h * j->s.w * j->s.cin;
+  for (long i = 0; i < image; i++) j->dx[n * image + i] = 0.0f;
+  for (long p0 = n * per; p0 < (n + 1) * per; p0 += CONV_BLOCK) {
+    const int np = (int)((n + 1) * per - p0 < CONV_BLOCK ? (n + 1) * per - p0 : CONV_BLOCK);
+    gemm_wide(j->dy + p0 * j->s.cout, j->s.cout, j->gt, j->row, np, j->s.cout, j->row, scratch, j->row, 0);
+    scatter_patches(scratch, &j->s, p0, np, j->row, j->dx);
+  }
+}
+
+void native_direct_conv_input_grad(const float* dy, const float* g, int b, int h, int w, int cin, int k, int stride,
+                                   int pad_top, int pad_left, int ho, int wo, int cout, float* dx, float* scratch) {
+  const conv_shape s = {b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout};
+  const int row = patch_row4(&s);
+  const direct_grad_job job = {.dy = dy, .s = s, .row = row, .gt = scratch + (long)CONV_BLOCK * row, .dx = dx};
+  transpose_filter(g, k * k * cin, cout, row, job.gt);
+  if (pool_run(b, direct_input_image, (void*)&job, (long)CONV_BLOCK * row) != 0)
+    direct_conv_input_grad(dy, g, b, h, w, cin, k, stride, pad_top, pad_left, ho, wo, cout, dx, scratch);
 }
 
 /* Threads the kernels use, the caller's included. */

@@ -48,3 +48,10 @@ export function sumToLastAxis(x: tf.Tensor): tf.Tensor1D {
     return tf.reshape<tf.Rank.R1>(tf.matMul(tf.ones([1, rows]), flat), [c]);
   });
 }
+
+/** Σ over each image's pixels: [B, H, W, C] → [B, C] (the gradient of a per-image bias). */
+export function sumPerImage(x: tf.Tensor4D): tf.Tensor2D {
+  const kernels = wasmKernels();
+  if (kernels !== undefined && x.shape[3] % 4 === 0) return kernels.sumPerImage(x);
+  return tf.sum<tf.Tensor2D>(x, [1, 2]);
+}

@@ -10,12 +10,15 @@
  *   [Ho, Wo, B, Cout], dilated by the stride), giving [Cin, k, k, Cout].
  * 3×3 stride-1 convolutions with channels in lanes of four (nearly all of the U-Net's) run as
  * Winograd F(2×2, 3×3) instead, forward and both gradients, where our wasm kernels load
- * (winograd.ts).
+ * (winograd.ts); the others (stride 2, the image's three channels) run our direct kernels where
+ * Cout is a multiple of 4: patches times the filter, and for the gradients the patches' transpose
+ * times dy (the filter's) and dy times the filter's transpose added back over each patch (the
+ * input's).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import { sumToLastAxis, useComposedGradients } from './backend-caps';
-import { wasmKernels } from './wasm-kernels';
+import { sumPerImage, sumToLastAxis, useComposedGradients } from './backend-caps';
+import { type ConvAddends, wasmKernels } from './wasm-kernels';
 import { winogradApplies, winogradConv, winogradFilterGradient, winogradInputGradient } from './winograd';
 
 export type Stride = 1 | 2;
@@ -130,42 +133,111 @@ function inputGradientStride2(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D
   });
 }
 
-const composedConv = {
-  1: makeComposedConv(1),
-  2: makeComposedConv(2),
-};
+/** Whether our direct kernel (patches times the filter) takes a filter of this shape: Cout a multiple of 4. */
+function directApplies(filter: readonly number[]): boolean {
+  return filter[3]! % 4 === 0;
+}
 
-function makeComposedConv(stride: Stride): (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D) => tf.Tensor4D {
+/** 'SAME' padding before the image, [top, left]. */
+function beforePadding(x: readonly number[], k: number, stride: Stride): [number, number] {
+  return [samePadding(x[1]!, k, stride)[0], samePadding(x[2]!, k, stride)[0]];
+}
+
+/**
+ * conv2d(x, filter, stride, 'same') + bias by our kernel (patches times the filter) where it takes
+ * the shapes (Cout a multiple of 4), else tfjs's fused conv2d; then the addends in their order (as
+ * our kernels add them): a bias per image [B, C], then a residual.
+ */
+function directConv(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D, stride: Stride, addends: ConvAddends) {
+  const kernels = wasmKernels();
+  return tf.tidy(() => {
+    const [, h, w] = x.shape;
+    const k = filter.shape[0];
+    let out =
+      kernels !== undefined && directApplies(filter.shape)
+        ? kernels.directConv(x, filter, bias, stride, beforePadding(x.shape, k, stride), [
+            Math.ceil(h / stride),
+            Math.ceil(w / stride),
+          ])
+        : tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+    const { imageBias, residual } = addends;
+    if (imageBias !== undefined)
+      out = tf.add(out, tf.reshape(imageBias, [imageBias.shape[0], 1, 1, imageBias.shape[1]]));
+    if (residual !== undefined) out = tf.add(out, residual);
+    return out;
+  });
+}
+
+type ComposedConv = (x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D, ...addends: tf.Tensor[]) => tf.Tensor4D;
+
+const composedConvs = new Map<string, ComposedConv>();
+
+/** The convolution with composed gradients for a stride and the addends it takes (made once each). */
+function composedConv(stride: Stride, imageBias: boolean, residual: boolean): ComposedConv {
+  const key = `${stride}/${imageBias}/${residual}`;
+  let conv = composedConvs.get(key);
+  if (conv === undefined) {
+    conv = makeComposedConv(stride, imageBias, residual);
+    composedConvs.set(key, conv);
+  }
+  return conv;
+}
+
+function makeComposedConv(stride: Stride, withImageBias: boolean, withResidual: boolean): ComposedConv {
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, filter, bias, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.GradSaveFunc];
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const [x, filter, bias, ...rest] = args.slice(0, -1) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, ...tf.Tensor[]];
+    const addends: ConvAddends = {
+      ...(withImageBias ? { imageBias: rest[0] as tf.Tensor2D } : {}),
+      ...(withResidual ? { residual: rest[withImageBias ? 1 : 0] as tf.Tensor4D } : {}),
+    };
     save([x, filter]);
     const value = winogradApplies(x.shape, filter.shape, stride)
-      ? winogradConv(x, filter, bias)
-      : tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+      ? winogradConv(x, filter, bias, addends)
+      : directConv(x, filter, bias, stride, addends);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, fs] = saved as [tf.Tensor4D, tf.Tensor4D];
         const dy4 = dy as tf.Tensor4D;
+        // The addends' gradients: per-image sums of dy, and dy itself.
+        const extra = [...(withImageBias ? [sumPerImage(dy4)] : []), ...(withResidual ? [tf.clone(dy4)] : [])];
         const k = fs.shape[0];
         if (winogradApplies(xs.shape, fs.shape, stride)) {
-          return [winogradInputGradient(dy4, fs), winogradFilterGradient(xs, dy4), sumToLastAxis(dy4)];
+          return [winogradInputGradient(dy4, fs), winogradFilterGradient(xs, dy4), sumToLastAxis(dy4), ...extra];
+        }
+        const kernels = wasmKernels();
+        if (kernels !== undefined && directApplies(fs.shape)) {
+          const [dw, dx] = kernels.directConvGradients(xs, fs, dy4, stride, beforePadding(xs.shape, k, stride));
+          return [dx, dw, sumToLastAxis(dy4), ...extra];
         }
         let dx: tf.Tensor4D;
         if (stride === 1) dx = inputGradientStride1(dy4, fs);
         else if (k === 3 && xs.shape[1] % 2 === 0 && xs.shape[2] % 2 === 0) dx = inputGradientStride2(dy4, fs);
         else dx = tf.conv2dTranspose(dy4, fs, xs.shape, stride, 'same');
         const dw = filterGradient(xs, dy4, k, stride);
-        return [dx, dw, sumToLastAxis(dy4)];
+        return [dx, dw, sumToLastAxis(dy4), ...extra];
       },
     };
-  });
+  }) as ComposedConv;
 }
 
-/** y = conv2d(x, filter, stride, 'same') + bias, with fast gradients on every backend. */
-export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D, stride: Stride = 1): tf.Tensor4D {
+/**
+ * y = conv2d(x, filter, stride, 'same') + bias, with fast gradients on every backend; `addends`
+ * adds a bias per image ([B, Cout]: a residual block's time embedding) and a residual tensor of
+ * y's shape, in that order, in the same pass on our kernels.
+ */
+export function conv2d(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias: tf.Tensor1D,
+  stride: Stride = 1,
+  addends: ConvAddends = {},
+): tf.Tensor4D {
   if (!useComposedGradients()) {
-    return tf.fused.conv2d({ x, filter, bias, strides: stride, pad: 'same' });
+    return directConv(x, filter, bias, stride, addends);
   }
-  return composedConv[stride](x, filter, bias);
+  const { imageBias, residual } = addends;
+  const extra = [...(imageBias ? [imageBias] : []), ...(residual ? [residual] : [])];
+  return composedConv(stride, imageBias !== undefined, residual !== undefined)(x, filter, bias, ...extra);
 }

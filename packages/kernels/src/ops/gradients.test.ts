@@ -152,6 +152,112 @@ describe('conv2d with composed gradients', () => {
   });
 });
 
+describe('the direct kernel’s gradients (stride 2, three channels)', () => {
+  it.each([
+    ['odd sizes, stride 2 (padding after only)', 2, [2, 9, 7, 8], [3, 3, 8, 12], [2, 5, 4, 12]],
+    ['three channels, stride 1 (patch rows padded to 28)', 1, [3, 5, 6, 3], [3, 3, 3, 8], [3, 5, 6, 8]],
+  ] as const)('%s: value and gradients equal the cpu built-ins', async (_, stride, xShape, wShape, out) => {
+    const shapes = [[...xShape], [...wShape], [wShape[3]]];
+    const reference = await gradsOn(
+      'cpu',
+      (x, w, b) => tf.add(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same'), b),
+      shapes,
+      [...out],
+    );
+    const ours = await gradsOn(
+      'wasm',
+      (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, stride),
+      shapes,
+      [...out],
+    );
+    expect(winogradApplies(xShape, wShape, stride)).toBe(false);
+    expectClose(ours.value, reference.value, 1e-5);
+    ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+});
+
+describe('what a convolution and a dense layer add in their pass', () => {
+  // conv(x) + b + imageBias[n] + residual, and x·W + b + residual: as the cpu backend's built-ins compose them.
+  it.each([
+    ['Winograd', 1, [2, 6, 6, 8], [3, 3, 8, 12]],
+    ['stride 2 (tfjs conv2d)', 2, [2, 8, 8, 4], [3, 3, 4, 8]],
+    ['channels off the lanes (tfjs conv2d)', 1, [2, 5, 5, 3], [3, 3, 3, 6]],
+  ] as const)(
+    'conv2d with a bias per image and a residual, %s, matches the cpu built-ins',
+    async (_, stride, xShape, wShape) => {
+      const [b, h, w] = xShape;
+      const cout = wShape[3];
+      const out = [b, h / stride, w / stride, cout];
+      const shapes = [[...xShape], [...wShape], [cout], [b, cout], out];
+      const reference = await gradsOn(
+        'cpu',
+        (x, wt, bias, ib, res) =>
+          tf.add(
+            tf.add(
+              tf.add(tf.conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, stride, 'same'), bias),
+              tf.reshape(ib, [b, 1, 1, cout]),
+            ),
+            res,
+          ),
+        shapes,
+        out,
+      );
+      const ours = await gradsOn(
+        'wasm',
+        (x, wt, bias, ib, res) =>
+          conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, bias as tf.Tensor1D, stride, {
+            imageBias: ib as tf.Tensor2D,
+            residual: res as tf.Tensor4D,
+          }),
+        shapes,
+        out,
+      );
+      expect(winogradApplies(xShape, wShape, stride)).toBe(_ === 'Winograd');
+      expectClose(ours.value, reference.value, 1e-5);
+      expect(ours.grads).toHaveLength(5);
+      ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+    },
+  );
+
+  it('conv2d with only a residual, and dense with a residual, match the cpu built-ins', async () => {
+    const convShapes = [[2, 4, 4, 8], [3, 3, 8, 8], [8], [2, 4, 4, 8]];
+    const convRef = await gradsOn(
+      'cpu',
+      (x, wt, bias, res) => tf.add(tf.add(tf.conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'), bias), res),
+      convShapes,
+      [2, 4, 4, 8],
+    );
+    const convOurs = await gradsOn(
+      'wasm',
+      (x, wt, bias, res) =>
+        conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, bias as tf.Tensor1D, 1, { residual: res as tf.Tensor4D }),
+      convShapes,
+      [2, 4, 4, 8],
+    );
+    const denseShapes = [[2, 3, 3, 8], [8, 12], [12], [2, 3, 3, 12]];
+    const denseRef = await gradsOn(
+      'cpu',
+      (x, wt, bias, res) => tf.add(tf.add(tf.reshape(tf.matMul(tf.reshape(x, [-1, 8]), wt), [2, 3, 3, 12]), bias), res),
+      denseShapes,
+      [2, 3, 3, 12],
+    );
+    const denseOurs = await gradsOn(
+      'wasm',
+      (x, wt, bias, res) => dense(x, wt as tf.Tensor2D, bias as tf.Tensor1D, res),
+      denseShapes,
+      [2, 3, 3, 12],
+    );
+    for (const [ours, reference] of [
+      [convOurs, convRef],
+      [denseOurs, denseRef],
+    ] as const) {
+      expectClose(ours.value, reference.value, 1e-5);
+      expect(ours.grads).toHaveLength(4);
+      ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+    }
+  });
+});
+
 describe('matMul and dense with explicit-transpose gradients', () => {
   it.each([false, true])('batched a·b (transposeB=%s) matches the cpu built-ins', async (transposeB) => {
     const aShape = [2, 5, 4];

@@ -53,18 +53,73 @@ export interface KernelExports {
   split_channels(src: number, pixels: number, ca: number, cb: number, a: number, b: number): void;
   concat_channels(a: number, b: number, pixels: number, ca: number, cb: number, out: number): void;
   dropout(x: number, n: number, seed: number, threshold: number, scale: number, out: number): void;
+  softmax(x: number, rows: number, n: number, y: number): void;
   softmax_grad(y: number, dy: number, rows: number, n: number, dx: number): void;
   sum_rows(x: number, rows: number, n: number, out: number): void;
   winograd_conv(
     x: number,
     u: number,
     bias: number,
+    imageBias: number,
+    residual: number,
     b: number,
     h: number,
     w: number,
     cin: number,
     cout: number,
     y: number,
+    scratch: number,
+  ): void;
+  direct_conv(
+    x: number,
+    g: number,
+    bias: number,
+    b: number,
+    h: number,
+    w: number,
+    cin: number,
+    k: number,
+    stride: number,
+    padTop: number,
+    padLeft: number,
+    ho: number,
+    wo: number,
+    cout: number,
+    y: number,
+    scratch: number,
+  ): void;
+  direct_conv_filter_grad(
+    x: number,
+    dy: number,
+    b: number,
+    h: number,
+    w: number,
+    cin: number,
+    k: number,
+    stride: number,
+    padTop: number,
+    padLeft: number,
+    ho: number,
+    wo: number,
+    cout: number,
+    dg: number,
+    scratch: number,
+  ): void;
+  direct_conv_input_grad(
+    dy: number,
+    g: number,
+    b: number,
+    h: number,
+    w: number,
+    cin: number,
+    k: number,
+    stride: number,
+    padTop: number,
+    padLeft: number,
+    ho: number,
+    wo: number,
+    cout: number,
+    dx: number,
     scratch: number,
   ): void;
   winograd_filter_products(
@@ -82,7 +137,17 @@ export interface KernelExports {
   winograd_filter(g: number, n: number, u: number): void;
   winograd_filter_grad(du: number, n: number, dg: number): void;
   matmul_tn(a: number, b: number, batch: number, t: number, m: number, n: number, out: number): void;
-  matmul_nn(a: number, b: number, batch: number, m: number, k: number, n: number, out: number): void;
+  matmul_nn(
+    a: number,
+    b: number,
+    bias: number,
+    residual: number,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    out: number,
+  ): void;
   adam_ema_step(
     p: number,
     g: number,

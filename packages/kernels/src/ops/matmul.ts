@@ -30,14 +30,27 @@ function swapLast(x: tf.Tensor3D): tf.Tensor3D {
   return wasmKernels() === undefined ? tf.transpose(x, [0, 2, 1]) : kernelTranspose(x);
 }
 
-/** a·b for 2-D operands: our kernel on wasm where it applies (see batched), else tfjs's. */
-function product(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+/**
+ * a·b (+ bias per column) (+ residual) for 2-D operands: our kernel on wasm where it applies (see
+ * batched), adding both in the same pass, else tfjs's.
+ */
+function product(
+  a: tf.Tensor2D,
+  b: tf.Tensor2D,
+  addends: { bias?: tf.Tensor1D; residual?: tf.Tensor2D } = {},
+): tf.Tensor2D {
   const kernels = wasmKernels();
-  if (kernels === undefined || b.shape[1] % 4 !== 0) return tf.matMul(a, b);
-  return tf.tidy(() => {
+  return tf.tidy((): tf.Tensor2D => {
+    if (kernels === undefined || b.shape[1] % 4 !== 0) {
+      let out: tf.Tensor2D = tf.matMul(a, b);
+      if (addends.bias !== undefined) out = tf.add<tf.Tensor2D>(out, addends.bias);
+      if (addends.residual !== undefined) out = tf.add<tf.Tensor2D>(out, addends.residual);
+      return out;
+    }
     const out = kernels.batchMatMul(
       tf.reshape<tf.Rank.R3>(a, [1, ...a.shape]),
       tf.reshape<tf.Rank.R3>(b, [1, ...b.shape]),
+      addends,
     );
     return tf.reshape<tf.Rank.R2>(out, [a.shape[0], b.shape[1]]);
   });
@@ -124,18 +137,25 @@ const composed3d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   };
 }) as (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D;
 
-const composedDense = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const [x, w, bias, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
-  save([x, w]);
-  return {
-    value: tf.tidy(() => tf.add(product(x, w), bias)),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dy2 = dy as tf.Tensor2D;
-      return [product(dy2, t2(ws)), transposedTimes(xs, dy2), sumToLastAxis(dy2)];
-    },
-  };
-}) as (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D) => tf.Tensor2D;
+/** x·W + b (+ a residual, whose gradient is dy itself) with composed gradients. */
+function makeComposedDense(withResidual: boolean) {
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const [x, w, bias, residual] = args.slice(0, -1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D?];
+    save([x, w]);
+    return {
+      value: product(x, w, { bias, ...(withResidual ? { residual: residual! } : {}) }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const dy2 = dy as tf.Tensor2D;
+        const grads = [product(dy2, t2(ws)), transposedTimes(xs, dy2), sumToLastAxis(dy2)];
+        return withResidual ? [...grads, tf.clone(dy2)] : grads;
+      },
+    };
+  }) as (x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D, residual?: tf.Tensor2D) => tf.Tensor2D;
+}
+
+const composedDense = { plain: makeComposedDense(false), withResidual: makeComposedDense(true) };
 
 /**
  * a·b, or a·bᵀ with `transposeB`, for 2-D or batched 3-D operands, with gradients that stay on
@@ -151,12 +171,25 @@ export function matMul<T extends tf.Tensor2D | tf.Tensor3D>(a: T, b: tf.Tensor2D
   return composed3d(a as tf.Tensor3D, b3) as T;
 }
 
-/** x·W + b over the last axis of x (any rank): the official `nn.dense` / `nn.nin`. */
-export function dense(x: tf.Tensor, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor {
+/**
+ * x·W + b over the last axis of x (any rank): the official `nn.dense` / `nn.nin`; `residual`, of
+ * the output's shape, is added in the same pass on our kernels (an attention block's skip).
+ */
+export function dense(x: tf.Tensor, weight: tf.Tensor2D, bias: tf.Tensor1D, residual?: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const inC = x.shape[x.rank - 1]!;
+    const outC = weight.shape[1];
     const flat = (x.rank === 2 ? x : tf.reshape(x, [-1, inC])) as tf.Tensor2D;
-    const y = useComposedGradients() ? composedDense(flat, weight, bias) : tf.add(tf.matMul(flat, weight), bias);
-    return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]]);
+    const flatResidual = residual === undefined ? undefined : tf.reshape<tf.Rank.R2>(residual, [-1, outC]);
+    let y: tf.Tensor2D;
+    if (!useComposedGradients()) {
+      y = tf.add(tf.matMul(flat, weight), bias);
+      if (flatResidual !== undefined) y = tf.add(y, flatResidual);
+    } else if (flatResidual !== undefined) {
+      y = composedDense.withResidual(flat, weight, bias, flatResidual);
+    } else {
+      y = composedDense.plain(flat, weight, bias);
+    }
+    return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outC]);
   });
 }

@@ -87,6 +87,12 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
     [[3, 16, 16, 32], [3, 3, 32, 48], [48]],
   ],
   [
+    // The filter gradient's tasks take ranges of input channels: uneven ones with 3 threads.
+    '3×3 convolution, 128 channels',
+    (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
+    [[2, 10, 10, 128], [3, 3, 128, 64], [64]],
+  ],
+  [
     '3×3 convolution, odd sizes',
     (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
     [[2, 9, 7, 12], [3, 3, 12, 20], [20]],
@@ -95,6 +101,16 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
     '3×3 convolution, odd sizes, channels in whole vectors',
     (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
     [[2, 9, 7, 16], [3, 3, 16, 32], [32]],
+  ],
+  [
+    'stride-2 convolution (patches times the filter), 2 blocks of pixels and a partial one',
+    (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, 2),
+    [[3, 12, 10, 16], [3, 3, 16, 32], [32]],
+  ],
+  [
+    'a convolution of three channels',
+    (x, w, b) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
+    [[2, 7, 5, 3], [3, 3, 3, 8], [8]],
   ],
   [
     'batched products (attention)',
@@ -112,7 +128,21 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
       [2, 44, 12],
     ],
   ],
+  [
+    '3×3 convolution with a bias per image and a residual',
+    (x, w, b, ib, res) =>
+      conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, 1, {
+        imageBias: ib as tf.Tensor2D,
+        residual: res as tf.Tensor4D,
+      }),
+    [[2, 9, 7, 16], [3, 3, 16, 32], [32], [2, 32], [2, 9, 7, 32]],
+  ],
   ['dense', (x, w, b) => dense(x, w as tf.Tensor2D, b as tf.Tensor1D), [[2, 5, 5, 24], [24, 36], [36]]],
+  [
+    'dense with a residual',
+    (x, w, b, res) => dense(x, w as tf.Tensor2D, b as tf.Tensor1D, res),
+    [[2, 5, 5, 24], [24, 36], [36], [2, 5, 5, 36]],
+  ],
   [
     'GroupNorm and swish',
     (x, g, b) => groupNorm(x as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, { numGroups: 4, swish: true }),
@@ -128,6 +158,8 @@ const CASES: [string, (...xs: tf.Tensor[]) => tf.Tensor, number[][]][] = [
     (x, g, b) => groupNorm(x as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, { numGroups: 32, swish: false }),
     [[3, 3, 2, 256], [256], [256]],
   ],
+  ['softmax, rows of 40', (x) => softmax(x), [[5, 40]]],
+  ['softmax, rows of 256', (x) => softmax(x), [[3, 2, 256]]],
   [
     'concat, upsample, softmax, dropout',
     (a, b) => softmax(dropout(upsampleNearest2x(concatChannels(a as tf.Tensor4D, b as tf.Tensor4D)), 0.1, 7)),

@@ -1,6 +1,8 @@
 /**
- * Softmax over the last axis. On wasm its gradient y·(dy − Σ y·dy) is one kernel of two passes
- * (tfjs composes four full-size kernels: mul, sum, sub, mul).
+ * Softmax over the last axis. On wasm the forward is our kernel (one pass for the maximum, one for
+ * the exponentials and their sum, one to divide; threaded in the native build) and its gradient
+ * y·(dy − Σ y·dy) one kernel of two passes (tfjs composes four full-size kernels: mul, sum, sub,
+ * mul).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -8,7 +10,7 @@ import { wasmKernels } from './wasm-kernels';
 
 const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [logits, save] = args as [tf.Tensor, tf.GradSaveFunc];
-  const y = tf.softmax(logits);
+  const y = wasmKernels()!.softmax(logits);
   save([y]);
   return {
     value: y,

@@ -142,6 +142,30 @@ describe('our SIMD kernels on the wasm heap', () => {
   });
 });
 
+describe('the direct convolution (patches times the filter)', () => {
+  it.each([
+    ['3×3, stride 2, SAME (one row before, no column)', 3, 2, 'same', [1, 0], [2, 9, 8, 8], [5, 4]],
+    ['3×3, stride 1, three channels, SAME', 3, 1, 'same', [1, 1], [2, 5, 6, 3], [5, 6]],
+    ['2×2, stride 1, VALID', 2, 1, 'valid', [0, 0], [1, 4, 5, 4], [3, 4]],
+  ] as const)('%s equals tfjs conv2d + bias', (_, k, stride, pad, before, xShape, out) => {
+    const x = tf.tensor4d(
+      lcgSigned(
+        xShape.reduce((a: number, b: number) => a * b, 1),
+        9,
+      ),
+      [...xShape],
+    );
+    const cin = xShape[3];
+    const filter = tf.tensor4d(lcgSigned(k * k * cin * 8, 10), [k, k, cin, 8]);
+    const bias = tf.tensor1d(lcgSigned(8, 11));
+    const ours = wasmKernels()!.directConv(x, filter, bias, stride, before, out);
+    const reference = tf.add(tf.conv2d(x, filter, stride, pad), bias);
+    expect(ours.shape).toEqual(reference.shape);
+    expect(maxRelDiff(ours, reference)).toBeLessThan(1e-5);
+    tf.dispose([x, filter, bias, ours, reference]);
+  });
+});
+
 describe('layout, dropout and softmax kernels', () => {
   const k = (): WasmKernels => wasmKernels()!;
 
@@ -265,6 +289,20 @@ describe('layout, dropout and softmax kernels', () => {
       expect(maxRelDiff(k().sumToLastAxis(raw), tf.sum(raw, axes))).toBeLessThan(1e-6);
     },
   );
+
+  it.each([
+    ['rows of 7 (the tail alone)', [2, 5, 7], 3],
+    ['rows of 49 (three blocks of 16 and a tail)', [3, 49], 8],
+    ['rows of 256, logits spanning ±60', [2, 3, 256], 60],
+  ] as const)('the softmax, %s, equals tf.softmax and sums to 1', (_, shape, scale) => {
+    const size = shape.reduce((a: number, b: number) => a * b, 1);
+    const logits = tf.tensor(lcgSigned(size, 14, scale), [...shape]);
+    const ours = softmax(logits);
+    expect(maxRelDiff(ours, tf.softmax(logits))).toBeLessThan(2e-6);
+    const sums = tf.sum(ours, -1).dataSync();
+    for (const v of sums) expect(Math.abs(v - 1)).toBeLessThan(1e-6);
+    tf.dispose([logits, ours]);
+  });
 
   it('the softmax gradient equals tfjs autodiff of tf.softmax', () => {
     const logits = tf.tensor3d(lcgSigned(2 * 5 * 7, 12, 3), [2, 5, 7]);

@@ -29,6 +29,12 @@ export interface GroupNormForward {
   readonly rstd: tf.Tensor2D;
 }
 
+/** What a convolution adds to conv(x) + bias: a bias per image [B, Cout] and a residual [B, H, W, Cout]. */
+export interface ConvAddends {
+  readonly imageBias?: tf.Tensor2D;
+  readonly residual?: tf.Tensor4D;
+}
+
 export class WasmKernels {
   constructor(
     private readonly heap: WasmHeap,
@@ -186,21 +192,32 @@ export class WasmKernels {
     return out;
   }
 
+  /** Σ over each image's pixels: [B, H, W, C] → [B, C] (the gradient of a per-image bias). */
+  sumPerImage(x: tf.Tensor4D): tf.Tensor2D {
+    const [b, h, w, c] = x.shape;
+    const out = this.heap.allocate([b, c]) as tf.Tensor2D;
+    const [from, to] = [this.heap.offsetOf(x), this.heap.offsetOf(out)];
+    for (let n = 0; n < b; n++) this.exports.sum_rows(from + 4 * n * h * w * c, h * w, c, to + 4 * n * c);
+    return out;
+  }
+
   /**
-   * conv2d(x, g, 1, 'same') + bias by Winograd F(2×2, 3×3) (winograd.ts), the filter given by its
-   * transform u [16, Cin, Cout] (winogradFilter or winogradRotate). Channels are multiples of 4.
+   * conv2d(x, g, 1, 'same') + bias (+ imageBias per image) (+ residual) by Winograd F(2×2, 3×3)
+   * (winograd.ts), the filter given by its transform u [16, Cin, Cout] (winogradFilter or
+   * winogradRotate). Channels are multiples of 4.
    */
-  winogradConv(x: tf.Tensor4D, u: tf.Tensor3D, bias: tf.Tensor1D | undefined): tf.Tensor4D {
+  winogradConv(x: tf.Tensor4D, u: tf.Tensor3D, bias: tf.Tensor1D | undefined, addends: ConvAddends = {}): tf.Tensor4D {
     const [b, h, w, cin] = x.shape;
     const cout = u.shape[2];
     const y = this.heap.allocate([b, h, w, cout]) as tf.Tensor4D;
     const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
     try {
-      const biasOffset = bias === undefined ? 0 : this.heap.offsetOf(bias);
       this.exports.winograd_conv(
         this.heap.offsetOf(x),
         this.heap.offsetOf(u),
-        biasOffset,
+        this.offsetOrNull(bias),
+        this.offsetOrNull(addends.imageBias),
+        this.offsetOrNull(addends.residual),
         b,
         h,
         w,
@@ -213,6 +230,76 @@ export class WasmKernels {
       scratch.dispose();
     }
     return y;
+  }
+
+  /**
+   * conv2d(x, filter, stride) + bias as patches times the filter (c/ddpm_kernels.c direct_conv),
+   * with `pad` [top, left] before the image and an output of `out` [Ho, Wo]; Cout a multiple of 4.
+   */
+  directConv(
+    x: tf.Tensor4D,
+    filter: tf.Tensor4D,
+    bias: tf.Tensor1D | undefined,
+    stride: number,
+    pad: readonly [number, number],
+    out: readonly [number, number],
+  ): tf.Tensor4D {
+    const [b, h, w, cin] = x.shape;
+    const [k, , , cout] = filter.shape;
+    const y = this.heap.allocate([b, out[0], out[1], cout]) as tf.Tensor4D;
+    const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * k * k * cin]);
+    try {
+      this.exports.direct_conv(
+        this.heap.offsetOf(x),
+        this.heap.offsetOf(filter),
+        this.offsetOrNull(bias),
+        b,
+        h,
+        w,
+        cin,
+        k,
+        stride,
+        pad[0],
+        pad[1],
+        out[0],
+        out[1],
+        cout,
+        this.heap.offsetOf(y),
+        this.heap.offsetOf(scratch),
+      );
+    } finally {
+      scratch.dispose();
+    }
+    return y;
+  }
+
+  /**
+   * directConv's gradients for the output gradient dy [B, Ho, Wo, Cout] (Cout a multiple of 4):
+   * the filter's [k, k, Cin, Cout] and the input's, of x's shape.
+   */
+  directConvGradients(
+    x: tf.Tensor4D,
+    filter: tf.Tensor4D,
+    dy: tf.Tensor4D,
+    stride: number,
+    pad: readonly [number, number],
+  ): [tf.Tensor4D, tf.Tensor4D] {
+    const [b, h, w, cin] = x.shape;
+    const [k, , , cout] = filter.shape;
+    const [, ho, wo] = dy.shape;
+    const row = Math.ceil((k * k * cin) / 4) * 4;
+    const dg = this.heap.allocate([k, k, cin, cout]) as tf.Tensor4D;
+    const dx = this.heap.allocate([b, h, w, cin]) as tf.Tensor4D;
+    const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * row + row * cout]);
+    try {
+      const shape = [b, h, w, cin, k, stride, pad[0], pad[1], ho, wo, cout] as const;
+      const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
+      this.exports.direct_conv_filter_grad(at(x), at(dy), ...shape, at(dg), at(scratch));
+      this.exports.direct_conv_input_grad(at(dy), at(filter), ...shape, at(dx), at(scratch));
+    } finally {
+      scratch.dispose();
+    }
+    return [dg, dx];
   }
 
   /**
@@ -278,13 +365,31 @@ export class WasmKernels {
     return out;
   }
 
-  /** a·b per batch element: [Z, M, K]·[Z, K, N] → [Z, M, N], N a multiple of 4. */
-  batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  /**
+   * a·b per batch element (+ bias per column) (+ residual): [Z, M, K]·[Z, K, N] → [Z, M, N], N a
+   * multiple of 4.
+   */
+  batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, addends: { bias?: tf.Tensor1D; residual?: tf.Tensor } = {}): tf.Tensor3D {
     const [z, m, k] = a.shape;
     const n = b.shape[2];
     const out = this.heap.allocate([z, m, n]) as tf.Tensor3D;
-    this.exports.matmul_nn(this.heap.offsetOf(a), this.heap.offsetOf(b), z, m, k, n, this.heap.offsetOf(out));
+    this.exports.matmul_nn(
+      this.heap.offsetOf(a),
+      this.heap.offsetOf(b),
+      this.offsetOrNull(addends.bias),
+      this.offsetOrNull(addends.residual),
+      z,
+      m,
+      k,
+      n,
+      this.heap.offsetOf(out),
+    );
     return out;
+  }
+
+  /** A tensor's offset on the heap, or 0 (the kernels' null) for none. */
+  private offsetOrNull(t: tf.Tensor | undefined): number {
+    return t === undefined ? 0 : this.heap.offsetOf(t);
   }
 
   /**
@@ -333,6 +438,14 @@ export class WasmKernels {
     return m % 4 === 0 && n % 4 === 0;
   }
 
+  /** Softmax over the last axis (c/ddpm_kernels.c softmax: its order of summation is fixed). */
+  softmax<T extends tf.Tensor>(x: T): T {
+    const n = x.shape[x.rank - 1]!;
+    const y = this.heap.allocate([...x.shape]) as T;
+    this.exports.softmax(this.heap.offsetOf(x), x.size / n, n, this.heap.offsetOf(y));
+    return y;
+  }
+
   softmaxGrad<T extends tf.Tensor>(y: T, dy: T): T {
     const n = y.shape[y.rank - 1]!;
     const dx = this.heap.allocate([...y.shape]) as T;
@@ -343,6 +456,8 @@ export class WasmKernels {
 
 /** Tiles per block of the Winograd kernels (WINO_BLOCK in the C source): sizes their scratch. */
 const WINOGRAD_BLOCK = 64;
+/** Output pixels per block of the direct convolution (CONV_BLOCK in the C source). */
+const DIRECT_CONV_BLOCK = 64;
 
 let cached:
   { heap: WasmHeap; kernels: WasmKernels | undefined; fused: boolean; fmaWanted: boolean; native: string } | undefined;

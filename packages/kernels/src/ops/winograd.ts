@@ -21,7 +21,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { kernelSwitches } from '../switches';
-import { type WasmKernels, wasmKernels } from './wasm-kernels';
+import { type ConvAddends, type WasmKernels, wasmKernels } from './wasm-kernels';
 
 /**
  * Whether a convolution of input shape `x` with filter shape `filter` at this stride runs as
@@ -46,12 +46,17 @@ function kernelsOrThrow(): WasmKernels {
   return kernels;
 }
 
-/** conv2d(x, filter, 1, 'same') + bias. */
-export function winogradConv(x: tf.Tensor4D, filter: tf.Tensor4D, bias?: tf.Tensor1D): tf.Tensor4D {
+/** conv2d(x, filter, 1, 'same') + bias (+ the addends: a bias per image, a residual). */
+export function winogradConv(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias?: tf.Tensor1D,
+  addends: ConvAddends = {},
+): tf.Tensor4D {
   const kernels = kernelsOrThrow();
   const u = kernels.winogradFilter(filter);
   try {
-    return kernels.winogradConv(x, u, bias);
+    return kernels.winogradConv(x, u, bias, addends);
   } finally {
     u.dispose();
   }

@@ -65,6 +65,11 @@ type Shaped = { shape: readonly number[] };
 const KERNEL_FLOPS: Readonly<Record<string, (...args: Shaped[]) => number>> = {
   winogradConv: (x, u) => 2 * x.shape[0]! * x.shape[1]! * x.shape[2]! * x.shape[3]! * u.shape[2]! * 9,
   winogradFilterProducts: (x, dy) => 2 * x.shape[0]! * x.shape[1]! * x.shape[2]! * x.shape[3]! * dy.shape[3]! * 9,
+  // directConv(x, filter, bias, stride, pad, out): out is [Ho, Wo], the output's size.
+  directConv: (x, filter, ...rest) => {
+    const [ho, wo] = rest[3] as unknown as readonly number[];
+    return 2 * x.shape[0]! * ho! * wo! * filter.shape.reduce((p, d) => p * d, 1);
+  },
   matMulTN: (a, b) => 2 * a.shape.reduce((p, d) => p * d, 1) * b.shape[b.shape.length - 1]!,
   batchMatMul: (a, b) => 2 * a.shape.reduce((p, d) => p * d, 1) * b.shape[2]!,
 };

@@ -79,8 +79,8 @@ describe('ddpm bench unet', () => {
     expect(Object.keys(sample.byPhase)).toEqual(['sample']);
     // micro32: the 3×3 stride-1 convolutions with channels in lanes of four run as our Winograd
     // kernels (each with an input gradient, the same kernel, and a filter gradient); the first
-    // (1 channel in), the last (1 out) and the stride-2 ones as tfjs's conv2d with our composed
-    // filter gradient.
+    // (1 channel in) and the stride-2 ones as our direct kernels, forward and backward, the last
+    // (1 out) as tfjs's conv2d with our composed filter gradient.
     const winograd = find(train, 'forward', 'ddpm:winogradConv')!;
     expect(winograd.calls).toBeGreaterThan(10);
     expect(winograd.gflops).toBeGreaterThan(0);
@@ -88,10 +88,14 @@ describe('ddpm bench unet', () => {
     expect(find(train, 'backward', 'ddpm:winogradFilterProducts')?.calls).toBe(winograd.calls);
     expect(find(train, 'backward', 'ddpm:winogradFilterProducts')?.gflops).toBeGreaterThan(0);
     expect(find(sample, 'sample', 'ddpm:winogradConv')?.calls).toBe(winograd.calls);
+    const direct = find(train, 'forward', 'ddpm:directConv')!;
     const forward = find(train, 'forward', 'FusedConv2D')!;
     const filterGrad = find(train, 'backward', 'Conv2D (filter gradient)')!;
-    expect(forward.calls).toBe(4); // first, last, and the two downsampling convolutions
-    expect(filterGrad.calls).toBe(forward.calls);
+    expect(direct.calls).toBe(3); // the first and the two downsampling convolutions
+    expect(forward.calls).toBe(1); // the last
+    expect(filterGrad.calls).toBe(1);
+    expect(find(train, 'backward', 'ddpm:directConvGradients')?.calls).toBe(3);
+    expect(direct.gflops).toBeGreaterThan(0);
     expect(forward.gflops).toBeGreaterThan(0);
     expect(find(train, 'forward', 'ddpm:groupNormForward')?.calls).toBeGreaterThan(0);
     expect(find(train, 'backward', 'ddpm:groupNormBackward')?.calls).toBe(
