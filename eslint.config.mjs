@@ -95,6 +95,7 @@ const NON_NULL_LEGACY = [
   'packages/kernels/src/ops/concat.ts',
   'packages/kernels/src/ops/conv2d.ts',
   'packages/kernels/src/ops/dropout.ts',
+  'packages/kernels/src/ops/heap-kernels.ts',
   'packages/kernels/src/ops/matmul.ts',
   'packages/kernels/src/ops/softmax.ts',
   'packages/kernels/src/ops/wasm-kernels.ts',

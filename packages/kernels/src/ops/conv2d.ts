@@ -219,7 +219,7 @@ function makeComposedConv(stride: Stride, withImageBias: boolean, withResidual: 
         return [dx, dw, sumToLastAxis(dy4), ...extra];
       },
     };
-  }) as ComposedConv;
+  });
 }
 
 /**
