@@ -168,16 +168,30 @@ static void patch_rows(const float* xn, int h, int w, int c, int i0, int j0, con
 }
 
 /*
- * input_block for channels k0 … k1 − 1 (multiples of VL, or the whole of any c): v [16][nt][k1 − k0].
+ * Where a block's transformed tiles lie: element (ξ, tile q, channel k) at ξ·pos + q·tile + k.
+ * ../ddpm_kernels.c's blocks are by position, [16][nt][C] (pos = nt·C, tile = C); the forward
+ * convolution's are by tile here, [nt][16][C] (pos = C, tile = 16·C), so that each tile's
+ * transform writes (and the output transform reads) one contiguous run.
  */
-static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1, long t0, int nt, float* v) {
+typedef struct {
+  long pos, tile;
+} wino_layout;
+
+static inline wino_layout by_position(int nt, int c) { return (wino_layout){(long)nt * c, c}; }
+static inline wino_layout by_tile(int c) { return (wino_layout){c, 16L * c}; }
+
+/*
+ * input_block for channels k0 … k1 − 1 (multiples of VL, or the whole of any c), into v laid out
+ * as `lay` (with k1 − k0 channels); where c is not a multiple of VL, input_block (by position).
+ */
+static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1, long t0, int nt, float* v,
+                             wino_layout lay) {
   if (c % VL != 0) {
     input_block(x, h, w, c, t0, nt, v);
     return;
   }
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
-  const int ck = k1 - k0;
-  const long stride = (long)nt * ck;
+  const long stride = lay.pos;
   const vf zero = vsplat(0.0f);
   for (int q = 0; q < nt; q++) {
     const long t = t0 + q;
@@ -186,7 +200,7 @@ static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1
     const float* at[4][4];
     patch_rows(x + n * h * w * c, h, w, c, 2 * ty - 1, 2 * tx - 1, at);
     for (int k = k0; k < k1; k += VL) {
-      float* vq = v + (long)q * ck + (k - k0);
+      float* vq = v + q * lay.tile + (k - k0);
       vf u[4][4];
       for (int r = 0; r < 4; r++) {
         vf d[4];
@@ -206,21 +220,21 @@ static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1
   }
 }
 
-static void wide_output_block(const float* m, const conv_addends* add, int h, int w, int c, long t0, int nt,
-                              float* y) {
+static void wide_output_block(const float* m, wino_layout lay, const conv_addends* add, int h, int w, int c, long t0,
+                              int nt, float* y) {
   if (c % VL != 0) {
     output_block(m, add, h, w, c, t0, nt, y);
     return;
   }
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
-  const long stride = (long)nt * c;
+  const long stride = lay.pos;
   for (int q = 0; q < nt; q++) {
     const long t = t0 + q;
     const long n = t / ((long)th * tw);
     const int ty = (int)(t / tw % th), tx = (int)(t % tw);
     const int i0 = 2 * ty, j0 = 2 * tx;
     for (int k = 0; k < c; k += VL) {
-      const float* mq = m + (long)q * c + k;
+      const float* mq = m + q * lay.tile + k;
       vf u[2][4];
       for (int s = 0; s < 4; s++) {
         const vf m0 = vload(mq + (0 * 4 + s) * stride), m1 = vload(mq + (1 * 4 + s) * stride);
@@ -245,13 +259,13 @@ static void wide_output_block(const float* m, const conv_addends* add, int h, in
   }
 }
 
-static void wide_output_grad_block(const float* dy, int h, int w, int c, long t0, int nt, float* dm) {
+static void wide_output_grad_block(const float* dy, int h, int w, int c, long t0, int nt, float* dm, wino_layout lay) {
   if (c % VL != 0) {
     output_grad_block(dy, h, w, c, t0, nt, dm);
     return;
   }
   const int th = (h + 1) / 2, tw = (w + 1) / 2;
-  const long stride = (long)nt * c;
+  const long stride = lay.pos;
   const vf zero = vsplat(0.0f);
   for (int q = 0; q < nt; q++) {
     const long t = t0 + q;
@@ -266,7 +280,7 @@ static void wide_output_grad_block(const float* dy, int h, int w, int c, long t0
       const vf g10 = down ? vload(p + (long)w * c) : zero;
       const vf g11 = down && right ? vload(p + (long)w * c + c) : zero;
       const vf a[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
-      float* out = dm + (long)q * c + k;
+      float* out = dm + q * lay.tile + k;
       for (int r = 0; r < 4; r++) {
         vstore(out + (r * 4 + 0) * stride, a[r][0]);
         vstore(out + (r * 4 + 1) * stride, a[r][0] + a[r][1]);
@@ -468,11 +482,15 @@ static void conv_block(void* ctx, long task, float* scratch) {
   const int nt = block_tiles(j, t0);
   float* v = scratch;
   float* m = scratch + 16 * WINO_BLOCK * j->cin;
-  wide_input_block(j->x, j->h, j->w, j->cin, 0, j->cin, t0, nt, v);
+  const int tiled = j->cin % VL == 0 && j->cout % VL == 0;
+  const wino_layout in = tiled ? by_tile(j->cin) : by_position(nt, j->cin);
+  const wino_layout out = tiled ? by_tile(j->cout) : by_position(nt, j->cout);
+  wide_input_block(j->x, j->h, j->w, j->cin, 0, j->cin, t0, nt, v, in);
+  /* Rows of a product are tiles: in.tile (and out.tile) apart. */
   for (int xi = 0; xi < 16; xi++)
-    gemm_wide(v + (long)xi * nt * j->cin, j->cin, j->u + (long)xi * j->cin * j->cout, j->cout, nt, j->cin, j->cout,
-              m + (long)xi * nt * j->cout, j->cout, 0);
-  wide_output_block(m, &j->add, j->h, j->w, j->cout, t0, nt, j->y);
+    gemm_wide(v + xi * in.pos, in.tile, j->u + (long)xi * j->cin * j->cout, j->cout, nt, j->cin, j->cout,
+              m + xi * out.pos, out.tile, 0);
+  wide_output_block(m, out, &j->add, j->h, j->w, j->cout, t0, nt, j->y);
 }
 
 void native_winograd_conv(const float* x, const float* u, const float* bias, const float* image_bias,
@@ -495,15 +513,18 @@ static void filter_channels(void* ctx, long task, float* scratch) {
   const int whole = j->cin % VL != 0, units = j->cin / VL;
   const int k0 = whole ? 0 : (int)(task * units / j->groups) * VL;
   const int k1 = whole ? j->cin : (int)((task + 1) * units / j->groups) * VL;
-  const int ck = k1 - k0;
+  const int ck = k1 - k0, tiled = !whole && j->cout % VL == 0;
   float* v = scratch;
   float* dm = scratch + 16 * WINO_BLOCK * j->cin;
   for (long t0 = 0; t0 < j->tiles; t0 += WINO_BLOCK) {
     const int nt = block_tiles(j, t0);
-    wide_input_block(j->x, j->h, j->w, j->cin, k0, k1, t0, nt, v);
-    wide_output_grad_block(j->dy, j->h, j->w, j->cout, t0, nt, dm);
+    const wino_layout in = tiled ? by_tile(ck) : by_position(nt, ck);
+    const wino_layout out = tiled ? by_tile(j->cout) : by_position(nt, j->cout);
+    wide_input_block(j->x, j->h, j->w, j->cin, k0, k1, t0, nt, v, in);
+    wide_output_grad_block(j->dy, j->h, j->w, j->cout, t0, nt, dm, out);
+    /* The sums run over tiles: in.tile (and out.tile) apart. */
     for (int xi = 0; xi < 16; xi++)
-      gemm_tn_wide(v + (long)xi * nt * ck, ck, dm + (long)xi * nt * j->cout, j->cout, nt, 0, ck, j->cout,
+      gemm_tn_wide(v + xi * in.pos, in.tile, dm + xi * out.pos, out.tile, nt, 0, ck, j->cout,
                    j->du + ((long)xi * j->cin + k0) * j->cout, j->cout);
   }
 }
