@@ -14,6 +14,19 @@ const WINOGRAD_BLOCK = 64;
 /** Output pixels per block of the direct convolution (CONV_BLOCK in the C source). */
 const DIRECT_CONV_BLOCK = 64;
 
+/** The direct convolution kernels' shape arguments: B, H, W, Cin, k, stride, padding, Ho, Wo, Cout. */
+function directShape(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  stride: number,
+  pad: readonly [number, number],
+  out: readonly [number, number],
+) {
+  const [b, h, w, cin] = x.shape;
+  const [k, , , cout] = filter.shape;
+  return [b, h, w, cin, k, stride, pad[0], pad[1], out[0], out[1], cout] as const;
+}
+
 export interface GroupNormForward {
   /** y, or swish(y) when asked. */
   readonly out: tf.Tensor4D;
@@ -239,29 +252,13 @@ export class WasmKernels {
     pad: readonly [number, number],
     out: readonly [number, number],
   ): tf.Tensor4D {
-    const [b, h, w, cin] = x.shape;
-    const [k, , , cout] = filter.shape;
-    const y = this.heap.allocate([b, out[0], out[1], cout]) as tf.Tensor4D;
+    const [k, , cin, cout] = filter.shape;
+    const y = this.heap.allocate([x.shape[0], out[0], out[1], cout]) as tf.Tensor4D;
     const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * k * k * cin]);
     try {
-      this.exports.direct_conv(
-        this.heap.offsetOf(x),
-        this.heap.offsetOf(filter),
-        this.offsetOrNull(bias),
-        b,
-        h,
-        w,
-        cin,
-        k,
-        stride,
-        pad[0],
-        pad[1],
-        out[0],
-        out[1],
-        cout,
-        this.heap.offsetOf(y),
-        this.heap.offsetOf(scratch),
-      );
+      const shape = directShape(x, filter, stride, pad, out);
+      const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
+      this.exports.direct_conv(at(x), at(filter), this.offsetOrNull(bias), ...shape, at(y), at(scratch));
     } finally {
       scratch.dispose();
     }
@@ -279,15 +276,13 @@ export class WasmKernels {
     stride: number,
     pad: readonly [number, number],
   ): [tf.Tensor4D, tf.Tensor4D] {
-    const [b, h, w, cin] = x.shape;
-    const [k, , , cout] = filter.shape;
-    const [, ho, wo] = dy.shape;
+    const [k, , cin, cout] = filter.shape;
     const row = Math.ceil((k * k * cin) / 4) * 4;
     const dg = this.heap.allocate([k, k, cin, cout]) as tf.Tensor4D;
-    const dx = this.heap.allocate([b, h, w, cin]) as tf.Tensor4D;
+    const dx = this.heap.allocate([...x.shape]) as tf.Tensor4D;
     const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * row + row * cout]);
     try {
-      const shape = [b, h, w, cin, k, stride, pad[0], pad[1], ho, wo, cout] as const;
+      const shape = directShape(x, filter, stride, pad, [dy.shape[1], dy.shape[2]]);
       const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
       this.exports.direct_conv_filter_grad(at(x), at(dy), ...shape, at(dg), at(scratch));
       this.exports.direct_conv_input_grad(at(dy), at(filter), ...shape, at(dx), at(scratch));
