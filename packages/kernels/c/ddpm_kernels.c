@@ -992,7 +992,7 @@ void direct_conv_filter_grad(const float* x, const float* dy, int b, int h, int 
   for (long i = 0; i < (long)k * k * cin * cout; i++) dg[i] = sums[i];
 }
 
-/* dx[n] += the patches of image n's output pixels, each dpatches row ([pixels][row]) added back where it was gathered. */
+/* Each row of dpatches ([pixels][row]) added back into dx where gather_patches took its patch. */
 static inline __attribute__((always_inline)) void scatter_patches(const float* dpatches, const conv_shape* s, long p0,
                                                                    int np, int row, float* dx) {
   for (int q = 0; q < np; q++) {

@@ -120,7 +120,8 @@ static void gemm_wide(const float* a, long lda, const float* b, long ldb, int ro
 static void gemm_tn_wide(const float* a, long lda, const float* b, long ldb, int rows, int i0, int i1, int n,
                          float* out, long ldo) {
   int i = i0;
-  for (; i + GEMM_ROWS <= i1; i += GEMM_ROWS) gemm_rows(GEMM_ROWS, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+  for (; i + GEMM_ROWS <= i1; i += GEMM_ROWS)
+    gemm_rows(GEMM_ROWS, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
   for (; i < i1; i += 4) gemm_rows(4, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
 }
 
@@ -495,7 +496,8 @@ static void conv_block(void* ctx, long task, float* scratch) {
 
 void native_winograd_conv(const float* x, const float* u, const float* bias, const float* image_bias,
                           const float* residual, int b, int h, int w, int cin, int cout, float* y, float* scratch) {
-  const winograd_job job = {.x = x, .u = u, .add = {bias, image_bias, residual}, .b = b, .h = h, .w = w, .cin = cin, .cout = cout,
+  const winograd_job job = {.x = x, .u = u, .add = {bias, image_bias, residual}, .b = b, .h = h, .w = w,
+                            .cin = cin, .cout = cout,
                             .tiles = (long)b * ((h + 1) / 2) * ((w + 1) / 2), .y = y};
   const long blocks = (job.tiles + WINO_BLOCK - 1) / WINO_BLOCK;
   if (pool_run(blocks, conv_block, (void*)&job, 16L * WINO_BLOCK * (cin + cout)) != 0)
