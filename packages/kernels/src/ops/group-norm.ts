@@ -6,7 +6,7 @@
  * On backends with composed gradients (wasm) the op has a hand-written gradient: the small ops
  * between convolutions cost a large share of a training step there (docs/kernels.md), and
  * autodiff through moments() emits several times more of them. On wasm, forward and backward are
- * each one of our SIMD kernels (wasm-kernels.ts); elsewhere, and for channel counts the kernels
+ * each one of our SIMD kernels (heap-kernels.ts); elsewhere, and for channel counts the kernels
  * do not take, they are composed from tfjs ops where every full-size pass is an element-wise op
  * or a mean over H, W and per-group statistics are tiny [B, C] tensors.
  */

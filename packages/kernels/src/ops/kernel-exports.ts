@@ -1,6 +1,6 @@
 /**
  * The functions our C kernels module exports (c/ddpm_kernels.c), as TypeScript calls them: every
- * pointer is a byte offset into the tfjs-wasm heap. wasm-kernels.ts wraps them as tensor operations.
+ * pointer is a byte offset into the tfjs-wasm heap. heap-kernels.ts wraps them as tensor operations.
  */
 export interface KernelExports {
   group_norm_forward(

@@ -1,7 +1,7 @@
 /**
  * Matrix products that stay on the wasm backend's fast path (see backend-caps.ts): every product
  * is 2-D and untransposed, transposes are explicit, the gradients' aᵀ·dy products run our kernel
- * that reads a as it is (wasm-kernels.ts matMulTN), batched products run our kernel (or one 2-D
+ * that reads a as it is (heap-kernels.ts matMulTN), batched products run our kernel (or one 2-D
  * XNNPACK product per batch element on views of the operands, see wasm-heap.ts), and bias gradients are row sums
  * (backend-caps.ts). Native backends use their own kernels and gradients.
  */
