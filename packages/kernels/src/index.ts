@@ -22,7 +22,7 @@ export {
 export { assertGradientsRegistered } from './gradients';
 export { useComposedGradients } from './ops/backend-caps';
 export { concatChannels } from './ops/concat';
-export { conv2d, samePadding } from './ops/conv2d';
+export { conv2d, samePadding, withTfjsConvolutions } from './ops/conv2d';
 export { dropout } from './ops/dropout';
 export { GROUP_NORM_EPSILON, type GroupNormOptions, groupNorm, swish } from './ops/group-norm';
 export { dense, matMul } from './ops/matmul';

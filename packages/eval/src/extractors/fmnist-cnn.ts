@@ -12,7 +12,7 @@
  */
 import { Rng, sha256Hex } from '@ddpm/core';
 import { type ImageDataset, toModelInput } from '@ddpm/data';
-import { conv2d, dense, withPlainArithmetic } from '@ddpm/kernels';
+import { conv2d, dense, withPlainArithmetic, withTfjsConvolutions } from '@ddpm/kernels';
 import { type NamedArray, decodeSafetensors, encodeSafetensors } from '@ddpm/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -130,14 +130,15 @@ export interface FmnistCnnTraining {
 /**
  * Trains the extractor by {@link FMNIST_CNN_RECIPE} on `train` (Fashion-MNIST's train split) and
  * measures it on `test`. Deterministic on a given backend; on wasm it runs our kernels' plain build
- * (no fused multiply-adds, which only CPUs with FMA fuse), so that every CPU gets the pinned bits.
+ * (no fused multiply-adds, which only CPUs with FMA fuse), so that every CPU gets the pinned bits,
+ * and tfjs's convolution for its stride-2 and one-channel layers, as when the recipe was recorded.
  */
 export async function trainFmnistCnn(
   train: ImageDataset,
   test: ImageDataset,
   options: { evalCount?: number; onStep?: (step: number, loss: number) => void; signal?: AbortSignal } = {},
 ): Promise<FmnistCnnTraining> {
-  return withPlainArithmetic(() => trainByRecipe(train, test, options));
+  return withPlainArithmetic(() => withTfjsConvolutions(() => trainByRecipe(train, test, options)));
 }
 
 async function trainByRecipe(

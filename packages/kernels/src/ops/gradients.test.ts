@@ -6,7 +6,7 @@ import '@ddpm/kernels';
 import { lcgTensor, maxRelError } from '../test-support';
 
 import { concatChannels } from './concat';
-import { conv2d } from './conv2d';
+import { conv2d, withTfjsConvolutions } from './conv2d';
 import { dense, matMul } from './matmul';
 import { upsampleNearest2x } from './upsample';
 import { copyTensorsInto, wasmHeap } from './wasm-heap';
@@ -173,6 +173,24 @@ describe('the direct kernel’s gradients (stride 2, three channels)', () => {
     expect(winogradApplies(xShape, wShape, stride)).toBe(false);
     expectClose(ours.value, reference.value, 1e-5);
     ours.grads.forEach((g, i) => expectClose(g, reference.grads[i]!, 1e-5));
+  });
+});
+
+describe('withTfjsConvolutions', () => {
+  it('runs tfjs’s convolution where Winograd does not apply, for recipes recorded with it, and only while it runs', async () => {
+    await tf.setBackend('wasm');
+    const [x, w, b] = [lcgTensor([2, 8, 8, 4], 1), lcgTensor([3, 3, 4, 8], 2), lcgTensor([8], 3)] as [
+      tf.Tensor4D,
+      tf.Tensor4D,
+      tf.Tensor1D,
+    ];
+    const tfjs = tf.fused.conv2d({ x, filter: w, bias: b, strides: 2, pad: 'same' });
+    const inside = await withTfjsConvolutions(() => Promise.resolve(conv2d(x, w, b, 2)));
+    const outside = conv2d(x, w, b, 2);
+    expect(Array.from(inside.dataSync())).toEqual(Array.from(tfjs.dataSync()));
+    expect(maxRelError(outside.dataSync(), tfjs.dataSync())).toBeLessThan(1e-5);
+    expect(Array.from(outside.dataSync())).not.toEqual(Array.from(tfjs.dataSync())); // our kernel: other roundings
+    tf.dispose([x, w, b, tfjs, inside, outside]);
   });
 });
 
