@@ -1,8 +1,8 @@
 /**
  * Softmax over the last axis. On wasm the forward is our kernel (one pass for the maximum, one for
- * the exponentials and their sum, one to divide; threaded in the native build) and its gradient
- * y·(dy − Σ y·dy) one kernel of two passes (tfjs composes four full-size kernels: mul, sum, sub,
- * mul).
+ * the exponentials and their sum, one to scale by the sum's reciprocal; threaded in the native
+ * build) and its gradient y·(dy − Σ y·dy) one kernel of two passes (tfjs composes four full-size
+ * kernels: mul, sum, sub, mul).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
