@@ -484,6 +484,17 @@ void sum_rows(const float* x, int rows, int n, float* out) {
  */
 #define WINO_BLOCK 64
 
+/* Where tile t lies: its image n and its output origin (2ty, 2tx). */
+typedef struct {
+  long n;
+  int i0, j0;
+} tile_pos;
+
+static inline __attribute__((always_inline)) tile_pos tile_at(long t, int h, int w) {
+  const int th = (h + 1) / 2, tw = (w + 1) / 2;
+  return (tile_pos){t / ((long)th * tw), 2 * (int)(t / tw % th), 2 * (int)(t % tw)};
+}
+
 /* Row i of a tile's input patch, four channels: zero outside the image. */
 static inline v128_t patch_at(const float* xn, int h, int w, int c, int i, int j, int k) {
   if (i < 0 || i >= h || j < 0 || j >= w) return wasm_f32x4_splat(0.0f);
@@ -492,14 +503,12 @@ static inline v128_t patch_at(const float* xn, int h, int w, int c, int i, int j
 
 /* Bᵀ d B for tiles t0 … t0 + nt − 1 of x [B, H, W, C] into v [16][nt][C]. */
 static void input_block(const float* x, int h, int w, int c, long t0, int nt, float* v) {
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = (long)nt * c; /* from ξ to ξ + 1 */
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
+    const tile_pos tp = tile_at(t0 + q, h, w);
+    const long n = tp.n;
     const float* xn = x + n * h * w * c;
-    const int i0 = 2 * ty - 1, j0 = 2 * tx - 1;
+    const int i0 = tp.i0 - 1, j0 = tp.j0 - 1;
     for (int k = 0; k < c; k += 4) {
       float* vq = v + (long)q * c + k;
       v128_t u[4][4];
@@ -533,13 +542,11 @@ typedef struct {
 
 /* y = Aᵀ m A (+ the addends) for tiles t0 … t0 + nt − 1, m [16][nt][C], into y [B, H, W, C]. */
 static void output_block(const float* m, const conv_addends* add, int h, int w, int c, long t0, int nt, float* y) {
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = (long)nt * c;
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    const int i0 = 2 * ty, j0 = 2 * tx;
+    const tile_pos tp = tile_at(t0 + q, h, w);
+    const long n = tp.n;
+    const int i0 = tp.i0, j0 = tp.j0;
     for (int k = 0; k < c; k += 4) {
       const float* mq = m + (long)q * c + k;
       v128_t u[2][4];
@@ -574,14 +581,12 @@ static void output_block(const float* m, const conv_addends* add, int h, int w, 
  * outside), tiles t0 … t0 + nt − 1, into dm [16][nt][C]: the gradient at the products.
  */
 static void output_grad_block(const float* dy, int h, int w, int c, long t0, int nt, float* dm) {
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = (long)nt * c;
   const v128_t zero = wasm_f32x4_splat(0.0f);
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    const int i0 = 2 * ty, j0 = 2 * tx;
+    const tile_pos tp = tile_at(t0 + q, h, w);
+    const long n = tp.n;
+    const int i0 = tp.i0, j0 = tp.j0;
     const int down = i0 + 1 < h, right = j0 + 1 < w;
     for (int k = 0; k < c; k += 4) {
       const float* p = dy + ((n * h + i0) * (long)w + j0) * c + k;

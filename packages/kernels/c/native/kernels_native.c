@@ -191,15 +191,12 @@ static void wide_input_block(const float* x, int h, int w, int c, int k0, int k1
     input_block(x, h, w, c, t0, nt, v);
     return;
   }
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = lay.pos;
   const vf zero = vsplat(0.0f);
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
+    const tile_pos tp = tile_at(t0 + q, h, w);
     const float* at[4][4];
-    patch_rows(x + n * h * w * c, h, w, c, 2 * ty - 1, 2 * tx - 1, at);
+    patch_rows(x + tp.n * h * w * c, h, w, c, tp.i0 - 1, tp.j0 - 1, at);
     for (int k = k0; k < k1; k += VL) {
       float* vq = v + q * lay.tile + (k - k0);
       vf u[4][4];
@@ -227,13 +224,11 @@ static void wide_output_block(const float* m, wino_layout lay, const conv_addend
     output_block(m, add, h, w, c, t0, nt, y);
     return;
   }
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = lay.pos;
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    const int i0 = 2 * ty, j0 = 2 * tx;
+    const tile_pos tp = tile_at(t0 + q, h, w);
+    const long n = tp.n;
+    const int i0 = tp.i0, j0 = tp.j0;
     for (int k = 0; k < c; k += VL) {
       const float* mq = m + q * lay.tile + k;
       vf u[2][4];
@@ -265,14 +260,12 @@ static void wide_output_grad_block(const float* dy, int h, int w, int c, long t0
     output_grad_block(dy, h, w, c, t0, nt, dm);
     return;
   }
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
   const long stride = lay.pos;
   const vf zero = vsplat(0.0f);
   for (int q = 0; q < nt; q++) {
-    const long t = t0 + q;
-    const long n = t / ((long)th * tw);
-    const int ty = (int)(t / tw % th), tx = (int)(t % tw);
-    const int i0 = 2 * ty, j0 = 2 * tx;
+    const tile_pos tp = tile_at(t0 + q, h, w);
+    const long n = tp.n;
+    const int i0 = tp.i0, j0 = tp.j0;
     const int down = i0 + 1 < h, right = j0 + 1 < w;
     for (int k = 0; k < c; k += VL) {
       const float* p = dy + ((n * h + i0) * (long)w + j0) * c + k;
