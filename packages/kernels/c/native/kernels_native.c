@@ -83,8 +83,11 @@ static inline __attribute__((always_inline)) void gemm_rows(const int R, const f
   }
 }
 
-/* Rows per block of the products: 8 × 2 vectors of accumulators fill AVX-512's 32 registers, 4 × 2 AVX2's 16. */
-#define GEMM_ROWS (VL == 16 ? 8 : 4)
+/*
+ * Rows per block of the products: 8 × 2 vectors of accumulators with AVX-512's 32 registers, 6 × 2
+ * with AVX2's 16 (12 accumulators, 2 rows of b, a broadcast), 4 × 2 with four lanes.
+ */
+#define GEMM_ROWS (VL == 16 ? 8 : VL == 8 ? 6 : 4)
 
 /*
  * out[i][j] (+)= Σ_p a[i·lda + p]·b[p·ldb + j] for rows × n outputs (n a multiple of 4), p
@@ -96,6 +99,7 @@ static void gemm_wide(const float* a, long lda, const float* b, long ldb, int ro
   for (; i + GEMM_ROWS <= rows; i += GEMM_ROWS)
     gemm_rows(GEMM_ROWS, a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
   for (; i + 4 <= rows; i += 4) gemm_rows(4, a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
+  for (; i + 2 <= rows; i += 2) gemm_rows(2, a + (long)i * lda, lda, 1, b, ldb, kk, n, out + (long)i * ldo, ldo, acc);
   for (; i < rows; i++) {
     const float* ar = a + (long)i * lda;
     float* o = out + (long)i * ldo;
@@ -115,14 +119,15 @@ static void gemm_wide(const float* a, long lda, const float* b, long ldb, int ro
 
 /*
  * out[i][j] += Σ_t a[t·lda + i]·b[t·ldb + j] for i in [i0, i1) (a multiple of 4 apart) and j < n (a
- * multiple of 4), t ascending: gemm_tn_acc's sums, four rows of the output at a time.
+ * multiple of 4), t ascending: gemm_tn_acc's sums, GEMM_ROWS rows of the output at a time (then 4, then 2).
  */
 static void gemm_tn_wide(const float* a, long lda, const float* b, long ldb, int rows, int i0, int i1, int n,
                          float* out, long ldo) {
   int i = i0;
   for (; i + GEMM_ROWS <= i1; i += GEMM_ROWS)
     gemm_rows(GEMM_ROWS, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
-  for (; i < i1; i += 4) gemm_rows(4, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+  for (; i + 4 <= i1; i += 4) gemm_rows(4, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
+  for (; i < i1; i += 2) gemm_rows(2, a + i, 1, lda, b, ldb, rows, n, out + (long)i * ldo, ldo, 1);
 }
 
 /* ---- the per-channel kernels at the full width ------------------------------------------- */
