@@ -178,9 +178,9 @@ static void patch_rows(const float* xn, int h, int w, int c, int i0, int j0, con
  * ../ddpm_kernels.c's blocks are by position, [16][nt][C] (pos = nt·C, tile = C); the wide
  * kernels' are by tile, [nt][16·C + TILE_PAD] (pos = C, tile = 16·C + TILE_PAD), so that each
  * tile's transform writes (and the output transform reads) one contiguous run. The pad (one cache
- * line) keeps the tiles, a product's rows, off a power-of-two stride: 16·C floats apart, 64 tiles
- * of 64 channels fell on one set of the L1 cache (4 KiB apart) and the filter products ran at 78
- * GFLOP/s instead of 127 (AVX2).
+ * line) keeps the tiles, a product's rows, off a power-of-two stride: 16·C floats apart, the 64
+ * tiles of a block of 64 channels all fell on one set of the L1 cache (4 KiB apart) and were
+ * fetched again from L2 row after row (docs/performance.md has the figures).
  */
 #define TILE_PAD 16
 
