@@ -37,3 +37,24 @@ export function setKernelSwitches(changes: Partial<KernelSwitches>): KernelSwitc
   current = Object.freeze({ ...current, ...changes });
   return before;
 }
+
+/**
+ * A condition that async work holds for its duration, process-wide and nesting: `run(fn)` holds it
+ * while fn runs, and `active` says whether any run holds it now.
+ */
+export class ProcessScope {
+  private depth = 0;
+
+  get active(): boolean {
+    return this.depth > 0;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    this.depth += 1;
+    try {
+      return await fn();
+    } finally {
+      this.depth -= 1;
+    }
+  }
+}

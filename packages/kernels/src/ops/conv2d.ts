@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import { ProcessScope } from '../switches';
 import { sumPerImage, sumToLastAxis, useComposedGradients } from './backend-caps';
 import { type ConvAddends, wasmKernels } from './wasm-kernels';
 import { winogradApplies, winogradConv, winogradFilterGradient, winogradInputGradient } from './winograd';
@@ -133,25 +134,20 @@ function inputGradientStride2(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D
   });
 }
 
-let tfjsConvolutionScopes = 0;
+const tfjsConvolutions = new ProcessScope();
 
 /**
  * Runs `fn` with tfjs's conv2d and the composed gradients for the convolutions Winograd does not
  * take, process-wide while it runs: for recipes recorded before our direct kernel, whose pinned
  * bits it would change (the fmnist_cnn extractor's).
  */
-export async function withTfjsConvolutions<T>(fn: () => Promise<T>): Promise<T> {
-  tfjsConvolutionScopes += 1;
-  try {
-    return await fn();
-  } finally {
-    tfjsConvolutionScopes -= 1;
-  }
+export function withTfjsConvolutions<T>(fn: () => Promise<T>): Promise<T> {
+  return tfjsConvolutions.run(fn);
 }
 
 /** Whether our direct kernel (patches times the filter) takes a filter of this shape: Cout a multiple of 4. */
 function directApplies(filter: readonly number[]): boolean {
-  return tfjsConvolutionScopes === 0 && filter[3]! % 4 === 0;
+  return !tfjsConvolutions.active && filter[3]! % 4 === 0;
 }
 
 /** 'SAME' padding before the image, [top, left]. */

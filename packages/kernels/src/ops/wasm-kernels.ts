@@ -5,7 +5,7 @@
  * `native` backend). The kernels themselves, as methods on heap tensors: heap-kernels.ts.
  */
 
-import { kernelSwitches } from '../switches';
+import { ProcessScope, kernelSwitches } from '../switches';
 import { type KernelExports } from './kernel-exports';
 import { WasmKernels } from './heap-kernels';
 import { nativeBuild, nativeExports } from './native-kernels';
@@ -57,20 +57,15 @@ function compileKernelModule(wasm: WebAssemblyApi, fmaWanted: boolean): { module
   return { module: new wasm.Module(prepare(KERNELS_WASM_BASE64)), fused: false };
 }
 
-let plainScopes = 0;
+const plainArithmetic = new ProcessScope();
 
 /**
  * Runs `fn` on the plain build (no fused multiply-adds), process-wide while it runs: for results
  * that must be the same bits on every CPU, such as the FD extractor's recipe (its weights are pinned
  * by hash, and V8 fuses relaxed_madd only on CPUs with FMA).
  */
-export async function withPlainArithmetic<T>(fn: () => Promise<T>): Promise<T> {
-  plainScopes += 1;
-  try {
-    return await fn();
-  } finally {
-    plainScopes -= 1;
-  }
+export function withPlainArithmetic<T>(fn: () => Promise<T>): Promise<T> {
+  return plainArithmetic.run(fn);
 }
 
 /** Whether the kernels in use are the build with fused multiply-adds (see {@link kernelModule}). */
@@ -87,7 +82,7 @@ export function wasmKernels(): WasmKernels | undefined {
   const heap = wasmHeap();
   const switches = kernelSwitches();
   if (heap === undefined || !switches.wasmKernels) return undefined;
-  const fmaWanted = switches.wasmFma && plainScopes === 0;
+  const fmaWanted = switches.wasmFma && !plainArithmetic.active;
   const native = nativeWanted ? `threads ${switches.threads}` : '';
   if (cached?.heap === heap && cached.fmaWanted === fmaWanted && cached.native === native) return cached.kernels;
   const memory = heap.memory() as { readonly buffer: ArrayBufferLike } | undefined;
