@@ -70,8 +70,7 @@ export class WasmKernels {
     const sig = swish && keepSigmoid ? (heap.allocate([b, h, w, c]) as tf.Tensor4D) : undefined;
     const mean = heap.allocate([b, c]) as tf.Tensor2D;
     const rstd = heap.allocate([b, c]) as tf.Tensor2D;
-    const scratch = heap.allocate([2 * c]);
-    try {
+    this.withScratch(2 * c, (scratch) => {
       this.exports.group_norm_forward(
         heap.offsetOf(x),
         b,
@@ -86,11 +85,9 @@ export class WasmKernels {
         sig === undefined ? 0 : heap.offsetOf(sig),
         heap.offsetOf(mean),
         heap.offsetOf(rstd),
-        heap.offsetOf(scratch),
+        scratch,
       );
-    } finally {
-      scratch.dispose();
-    }
+    });
     return { out, sig, mean, rstd };
   }
 
@@ -107,8 +104,7 @@ export class WasmKernels {
     const dx = heap.allocate([b, h, w, c]) as tf.Tensor4D;
     const dgamma = heap.allocate([c]) as tf.Tensor1D;
     const dbeta = heap.allocate([c]) as tf.Tensor1D;
-    const scratch = heap.allocate([3 * c]);
-    try {
+    this.withScratch(3 * c, (scratch) => {
       this.exports.group_norm_backward(
         heap.offsetOf(dy),
         heap.offsetOf(x),
@@ -125,11 +121,9 @@ export class WasmKernels {
         heap.offsetOf(dx),
         heap.offsetOf(dgamma),
         heap.offsetOf(dbeta),
-        heap.offsetOf(scratch),
+        scratch,
       );
-    } finally {
-      scratch.dispose();
-    }
+    });
     return [dx, dgamma, dbeta];
   }
 
@@ -218,8 +212,7 @@ export class WasmKernels {
     const [b, h, w, cin] = x.shape;
     const cout = u.shape[2];
     const y = this.heap.allocate([b, h, w, cout]) as tf.Tensor4D;
-    const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
-    try {
+    this.withScratch(16 * WINOGRAD_BLOCK * (cin + cout), (scratch) => {
       this.exports.winograd_conv(
         this.heap.offsetOf(x),
         this.heap.offsetOf(u),
@@ -232,11 +225,9 @@ export class WasmKernels {
         cin,
         cout,
         this.heap.offsetOf(y),
-        this.heap.offsetOf(scratch),
+        scratch,
       );
-    } finally {
-      scratch.dispose();
-    }
+    });
     return y;
   }
 
@@ -254,14 +245,11 @@ export class WasmKernels {
   ): tf.Tensor4D {
     const [k, , cin, cout] = filter.shape;
     const y = this.heap.allocate([x.shape[0], out[0], out[1], cout]) as tf.Tensor4D;
-    const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * k * k * cin]);
-    try {
+    this.withScratch(DIRECT_CONV_BLOCK * k * k * cin, (scratch) => {
       const shape = directShape(x, filter, stride, pad, out);
       const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
-      this.exports.direct_conv(at(x), at(filter), this.offsetOrNull(bias), ...shape, at(y), at(scratch));
-    } finally {
-      scratch.dispose();
-    }
+      this.exports.direct_conv(at(x), at(filter), this.offsetOrNull(bias), ...shape, at(y), scratch);
+    });
     return y;
   }
 
@@ -280,15 +268,12 @@ export class WasmKernels {
     const row = Math.ceil((k * k * cin) / 4) * 4;
     const dg = this.heap.allocate([k, k, cin, cout]) as tf.Tensor4D;
     const dx = this.heap.allocate([...x.shape]) as tf.Tensor4D;
-    const scratch = this.heap.allocate([DIRECT_CONV_BLOCK * row + row * cout]);
-    try {
+    this.withScratch(DIRECT_CONV_BLOCK * row + row * cout, (scratch) => {
       const shape = directShape(x, filter, stride, pad, [dy.shape[1], dy.shape[2]]);
       const at = (t: tf.Tensor): number => this.heap.offsetOf(t);
-      this.exports.direct_conv_filter_grad(at(x), at(dy), ...shape, at(dg), at(scratch));
-      this.exports.direct_conv_input_grad(at(dy), at(filter), ...shape, at(dx), at(scratch));
-    } finally {
-      scratch.dispose();
-    }
+      this.exports.direct_conv_filter_grad(at(x), at(dy), ...shape, at(dg), scratch);
+      this.exports.direct_conv_input_grad(at(dy), at(filter), ...shape, at(dx), scratch);
+    });
     return [dg, dx];
   }
 
@@ -300,8 +285,7 @@ export class WasmKernels {
     const [b, h, w, cin] = x.shape;
     const cout = dy.shape[3];
     const du = this.heap.allocate([16, cin, cout]) as tf.Tensor3D;
-    const scratch = this.heap.allocate([16 * WINOGRAD_BLOCK * (cin + cout)]);
-    try {
+    this.withScratch(16 * WINOGRAD_BLOCK * (cin + cout), (scratch) => {
       this.exports.winograd_filter_products(
         this.heap.offsetOf(x),
         this.heap.offsetOf(dy),
@@ -311,11 +295,9 @@ export class WasmKernels {
         cin,
         cout,
         this.heap.offsetOf(du),
-        this.heap.offsetOf(scratch),
+        scratch,
       );
-    } finally {
-      scratch.dispose();
-    }
+    });
     return du;
   }
 
@@ -378,6 +360,16 @@ export class WasmKernels {
   }
 
   /** A tensor's offset on the heap, or 0 (the kernels' null) for none. */
+  /** Runs `run` with a scratch buffer of `floats` on the heap (its offset), freed after. */
+  private withScratch(floats: number, run: (scratch: number) => void): void {
+    const scratch = this.heap.allocate([floats]);
+    try {
+      run(this.heap.offsetOf(scratch));
+    } finally {
+      scratch.dispose();
+    }
+  }
+
   private offsetOrNull(t: tf.Tensor | undefined): number {
     return t === undefined ? 0 : this.heap.offsetOf(t);
   }
